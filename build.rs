@@ -1,0 +1,29 @@
+//! Generates the berth.v1 API (messages, clients, servers) from `proto/`.
+//!
+//! The protobuf compiler is `protox`, written in Rust, so a fresh machine needs no
+//! `protoc`. The encoded file descriptor set is also written to `OUT_DIR` so the
+//! agent can serve gRPC reflection from exactly what it was built with.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "proto/berth/v1/types.proto",
+        "proto/berth/v1/containers.proto",
+        "proto/berth/v1/images.proto",
+        "proto/berth/v1/events.proto",
+        "proto/berth/v1/agent.proto",
+    ];
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(protos, ["proto"])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("berth_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
