@@ -1,1 +1,67 @@
-fn main() {}
+//! berthd: the berth node agent.
+//!
+//! `berthd [flags]` serves the berth.v1 API. The same binary, started as
+//! `berthd __monitor <dir>`, is a container's monitor (see [`runtime`]); that
+//! mode is chosen before anything else runs, so the monitor stays a small
+//! single-threaded process.
+
+mod cgroup;
+mod config;
+mod container;
+mod error;
+mod events;
+mod fsutil;
+mod image;
+mod logs;
+mod runtime;
+mod server;
+mod signal;
+mod sys;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(runtime::MONITOR_ARG)) {
+        match args.next() {
+            Some(dir) => runtime::monitor::main(std::path::Path::new(&dir)),
+            None => {
+                eprintln!(
+                    "berthd {}: missing container directory",
+                    runtime::MONITOR_ARG
+                );
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    let cfg = config::Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cfg.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("berthd: must run as root (it creates namespaces, mounts and cgroups)");
+        return std::process::ExitCode::from(1);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthd: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match rt.block_on(server::run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("berthd: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

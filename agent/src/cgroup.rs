@@ -1,0 +1,298 @@
+//! Container cgroups through cgroups-rs, on cgroup v1 and v2 alike.
+//!
+//! berthd detects the host's layout once at start. Every container gets its
+//! own cgroup `<parent>/<id>` (in each v1 hierarchy, or in the unified v2
+//! tree). On v2, `<parent>` holds only container cgroups, never processes,
+//! which keeps the "no internal processes" rule.
+
+use std::path::PathBuf;
+
+use cgroups_rs::fs::hierarchies;
+use cgroups_rs::fs::{Cgroup, MaxValue, Resources as CgResources};
+
+/// What the container asks for, already validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Memory limit in bytes; 0 = none.
+    pub memory: i64,
+    /// Memory + swap in bytes (Docker semantics); -1 unlimited swap, 0 no swap.
+    pub memory_swap: i64,
+    /// CPU quota in billionths of a CPU; 0 = none.
+    pub nano_cpus: i64,
+    /// Docker-style CPU shares; 0 = default.
+    pub cpu_shares: u64,
+    /// Max pids; <= 0 = none.
+    pub pids: i64,
+    /// cpuset CPUs.
+    pub cpuset_cpus: String,
+    /// cpuset memory nodes.
+    pub cpuset_mems: String,
+}
+
+/// CFS period berth uses for `--cpus` (Docker's).
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// Errors from cgroup handling.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// cgroups-rs failed.
+    #[error("cgroup {path}: {source}")]
+    Cgroups {
+        /// The cgroup.
+        path: String,
+        /// Cause.
+        source: cgroups_rs::fs::error::Error,
+    },
+    /// A limit the host cannot enforce.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The host's cgroup setup, detected at start.
+#[derive(Debug, Clone)]
+pub struct CgroupHost {
+    version: u32,
+    parent: String,
+    controllers: Vec<String>,
+    swap_limit: bool,
+}
+
+/// One container's cgroup.
+#[derive(Debug, Clone)]
+pub struct ContainerCgroup {
+    /// The `cgroup.procs` file of every hierarchy.
+    pub procs_files: Vec<PathBuf>,
+    /// The file holding the oom_kill counter.
+    pub oom_events: Option<PathBuf>,
+}
+
+const WANTED: [&str; 5] = ["cpu", "cpuset", "memory", "pids", "cpuacct"];
+
+impl CgroupHost {
+    /// Detects cgroup v1 or v2 and the controllers berth will use.
+    pub fn detect(parent: &str) -> Self {
+        let hier = hierarchies::auto();
+        let v2 = hier.v2();
+        let mut controllers: Vec<String> = hier
+            .subsystems()
+            .iter()
+            .map(|s| s.controller_name())
+            .filter(|n| WANTED.contains(&n.as_str()))
+            .collect();
+        controllers.sort();
+        controllers.dedup();
+        let root = hier.root();
+        let swap_limit = if v2 {
+            // memory.swap.max exists on every non-root cgroup when swap
+            // accounting is on; the root shows it only through the controller list.
+            std::path::Path::new("/proc/swaps").exists()
+        } else {
+            root.join("memory/memory.memsw.limit_in_bytes").exists()
+        };
+        CgroupHost {
+            version: if v2 { 2 } else { 1 },
+            parent: parent.trim_matches('/').to_string(),
+            controllers,
+            swap_limit,
+        }
+    }
+
+    /// 1 or 2.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Controllers in use.
+    pub fn controllers(&self) -> &[String] {
+        &self.controllers
+    }
+
+    /// Parent of all container cgroups.
+    pub fn parent(&self) -> &str {
+        &self.parent
+    }
+
+    fn path_of(&self, id: &str) -> String {
+        format!("{}/{}", self.parent, id)
+    }
+
+    /// Checks limits against what the host supports, before anything is created.
+    pub fn check(&self, limits: &Limits) -> Result<(), CgroupError> {
+        if limits.memory_swap != 0 && !self.swap_limit {
+            return Err(CgroupError::Unsupported(
+                "this host's kernel does not support swap limits (no swap accounting)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the container's cgroup with its limits applied.
+    pub fn create(&self, id: &str, limits: &Limits) -> Result<ContainerCgroup, CgroupError> {
+        let path = self.path_of(id);
+        let err = |source| CgroupError::Cgroups {
+            path: path.clone(),
+            source,
+        };
+        let cg = Cgroup::new(hierarchies::auto(), &path).map_err(err)?;
+        let res = to_resources(limits, self.version, self.swap_limit);
+        if let Err(e) = cg.apply(&res) {
+            let _ = cg.delete();
+            return Err(err(e));
+        }
+        let hier = hierarchies::auto();
+        let root = hier.root();
+        let procs_files = if self.version == 2 {
+            vec![root.join(&path).join("cgroup.procs")]
+        } else {
+            self.controllers
+                .iter()
+                .map(|c| root.join(c).join(&path).join("cgroup.procs"))
+                .filter(|p| p.exists())
+                .collect()
+        };
+        let oom_events = if self.version == 2 {
+            Some(root.join(&path).join("memory.events"))
+        } else if self.controllers.iter().any(|c| c == "memory") {
+            Some(root.join("memory").join(&path).join("memory.oom_control"))
+        } else {
+            None
+        };
+        Ok(ContainerCgroup {
+            procs_files,
+            oom_events,
+        })
+    }
+
+    /// Removes the container's cgroup. Kills stragglers first: a cgroup with
+    /// processes cannot be removed.
+    pub fn remove(&self, id: &str) -> Result<(), CgroupError> {
+        let path = self.path_of(id);
+        let cg = Cgroup::load(hierarchies::auto(), &path);
+        if !cg.exists() {
+            return Ok(());
+        }
+        if !cg.procs().is_empty() {
+            let _ = cg.kill();
+        }
+        let mut last = None;
+        // rmdir fails with EBUSY for a moment after the last process died.
+        for _ in 0..50 {
+            match cg.delete() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        match last {
+            Some(source) => Err(CgroupError::Cgroups { path, source }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Translates Docker-style limits into cgroups-rs resources for `version`.
+/// cgroups-rs writes values as given, so conversions between v1 and v2
+/// semantics happen here.
+pub fn to_resources(l: &Limits, version: u32, swap_limit: bool) -> CgResources {
+    let mut r = CgResources::default();
+    if l.memory > 0 {
+        r.memory.memory_hard_limit = Some(l.memory);
+        if swap_limit {
+            let total = match l.memory_swap {
+                0 => l.memory,
+                -1 => -1,
+                n => n,
+            };
+            r.memory.memory_swap_limit = Some(match (version, total) {
+                (_, -1) => -1,
+                // v2's memory.swap.max counts swap alone.
+                (2, t) => t - l.memory,
+                (_, t) => t,
+            });
+        }
+    }
+    if l.nano_cpus > 0 {
+        r.cpu.period = Some(CPU_PERIOD_US);
+        r.cpu.quota = Some(l.nano_cpus * CPU_PERIOD_US as i64 / 1_000_000_000);
+    }
+    if l.cpu_shares > 0 {
+        r.cpu.shares = Some(if version == 2 {
+            shares_to_weight(l.cpu_shares)
+        } else {
+            l.cpu_shares
+        });
+    }
+    if l.pids > 0 {
+        r.pid.maximum_number_of_processes = Some(MaxValue::Value(l.pids));
+    }
+    if !l.cpuset_cpus.is_empty() {
+        r.cpu.cpus = Some(l.cpuset_cpus.clone());
+    }
+    if !l.cpuset_mems.is_empty() {
+        r.cpu.mems = Some(l.cpuset_mems.clone());
+    }
+    r
+}
+
+/// cpu.shares (2..262144) to cpu.weight (1..10000), the mapping runc and
+/// Docker use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let s = shares.clamp(2, 262_144);
+    1 + ((s - 2) * 9999) / 262_142
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_map_to_weights() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn cpus_become_quota() {
+        let l = Limits {
+            nano_cpus: 500_000_000,
+            ..Default::default()
+        };
+        let r = to_resources(&l, 1, false);
+        assert_eq!(r.cpu.quota, Some(50_000));
+        assert_eq!(r.cpu.period, Some(100_000));
+    }
+
+    #[test]
+    fn swap_semantics_per_version() {
+        let l = Limits {
+            memory: 64 << 20,
+            memory_swap: 128 << 20,
+            ..Default::default()
+        };
+        assert_eq!(
+            to_resources(&l, 1, true).memory.memory_swap_limit,
+            Some(128 << 20)
+        );
+        assert_eq!(
+            to_resources(&l, 2, true).memory.memory_swap_limit,
+            Some(64 << 20)
+        );
+        let no_swap = Limits {
+            memory: 64 << 20,
+            ..Default::default()
+        };
+        assert_eq!(
+            to_resources(&no_swap, 2, true).memory.memory_swap_limit,
+            Some(0)
+        );
+        assert_eq!(
+            to_resources(&no_swap, 1, true).memory.memory_swap_limit,
+            Some(64 << 20)
+        );
+        assert_eq!(
+            to_resources(&no_swap, 1, false).memory.memory_swap_limit,
+            None
+        );
+    }
+}

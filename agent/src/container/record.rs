@@ -1,0 +1,119 @@
+//! What berthd stores about a container (`containers/<id>/container.json`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::state::State;
+use crate::cgroup::Limits;
+use crate::runtime::ExitRecord;
+
+/// A container's persisted record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// 64 hex chars.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The spec as the client gave it.
+    pub spec: SpecRecord,
+    /// Image id it was created from.
+    pub image_id: String,
+    /// Image layer diff ids, base first (kept so the image's layers stay
+    /// mountable even if the image is force-removed).
+    pub layers: Vec<String>,
+    /// The unpacked layer directories, base first.
+    pub layer_dirs: Vec<std::path::PathBuf>,
+    /// Lifecycle state.
+    pub state: State,
+    /// Host pid of init while running.
+    pub pid: i32,
+    /// Host pid of the monitor while running.
+    pub monitor_pid: i32,
+    /// Unix nanos.
+    pub created_at: i64,
+    /// Unix nanos of the last start, 0 if never.
+    pub started_at: i64,
+    /// How it last ended.
+    pub exit: Option<ExitRecord>,
+    /// Effective argv.
+    pub args: Vec<String>,
+    /// Effective environment.
+    pub env: Vec<String>,
+    /// Effective working dir.
+    pub cwd: String,
+    /// Effective user.
+    pub user: String,
+    /// Effective hostname.
+    pub hostname: String,
+    /// Stop signal number.
+    pub stop_signal: i32,
+    /// Default stop timeout in seconds.
+    pub stop_timeout: u32,
+    /// Starts so far.
+    pub start_count: u32,
+}
+
+/// The client's spec, stored verbatim (mirrors `berth.v1.ContainerSpec`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SpecRecord {
+    /// Image reference as given.
+    pub image: String,
+    /// Name as given.
+    pub name: String,
+    /// Command override.
+    pub command: Vec<String>,
+    /// Entrypoint override, if set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Extra environment.
+    pub env: Vec<String>,
+    /// Working dir override.
+    pub working_dir: String,
+    /// User override.
+    pub user: String,
+    /// Hostname.
+    pub hostname: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Limits.
+    pub limits: LimitsRecord,
+    /// Remove at exit.
+    pub auto_remove: bool,
+    /// Stop signal as given.
+    pub stop_signal: String,
+    /// Stop timeout as given.
+    pub stop_timeout_seconds: Option<u32>,
+}
+
+/// Limits as stored (serde mirror of [`Limits`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LimitsRecord {
+    /// Bytes.
+    pub memory: i64,
+    /// Bytes, Docker semantics.
+    pub memory_swap: i64,
+    /// Billionths of a CPU.
+    pub nano_cpus: i64,
+    /// Shares.
+    pub cpu_shares: u64,
+    /// Max pids.
+    pub pids: i64,
+    /// cpuset CPUs.
+    pub cpuset_cpus: String,
+    /// cpuset mems.
+    pub cpuset_mems: String,
+}
+
+impl From<&LimitsRecord> for Limits {
+    fn from(l: &LimitsRecord) -> Limits {
+        Limits {
+            memory: l.memory,
+            memory_swap: l.memory_swap,
+            nano_cpus: l.nano_cpus,
+            cpu_shares: l.cpu_shares,
+            pids: l.pids,
+            cpuset_cpus: l.cpuset_cpus.clone(),
+            cpuset_mems: l.cpuset_mems.clone(),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! What berthd hands to a monitor, and what the monitor reports back.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the launch spec in a container's directory.
+pub const LAUNCH_FILE: &str = "launch.json";
+/// File name of the durable exit record in a container's directory.
+pub const EXIT_FILE: &str = "exit.json";
+/// The monitor's own diagnostics (its stderr).
+pub const MONITOR_LOG: &str = "monitor.log";
+
+/// Everything the monitor needs to create the container's process. Paths are
+/// host paths.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    /// Container id.
+    pub id: String,
+    /// The mounted root filesystem (overlay).
+    pub rootfs: PathBuf,
+    /// argv; `args[0]` is resolved against PATH from `env` when it has no '/'.
+    pub args: Vec<String>,
+    /// Environment, "KEY=value".
+    pub env: Vec<String>,
+    /// Working directory inside the container (absolute).
+    pub cwd: String,
+    /// User spec ("", "name", "uid", "name:group", "uid:gid").
+    pub user: String,
+    /// Hostname.
+    pub hostname: String,
+    /// `cgroup.procs` files (one per hierarchy) the process joins before exec.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The file with the `oom_kill` counter (memory.events on v2,
+    /// memory.oom_control on v1), if a memory controller is in use.
+    pub oom_events: Option<PathBuf>,
+    /// Mount the container's cgroup at /sys/fs/cgroup: `2` for cgroup2, `1`
+    /// for the v1 controllers in `cgroup_v1_controllers`.
+    pub cgroup_version: u32,
+    /// v1 only: controllers to mount ("cpu", "memory", ...).
+    pub cgroup_v1_controllers: Vec<String>,
+    /// Log file (CRI format).
+    pub log_path: PathBuf,
+    /// Rotate the log at this size.
+    pub log_max_bytes: u64,
+    /// Durable exit record.
+    pub exit_path: PathBuf,
+}
+
+/// How the container's init process ended, as the monitor saw it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitRecord {
+    /// Shell-style exit code (128 + signal when killed).
+    pub exit_code: i32,
+    /// Killing signal, 0 when it exited.
+    pub signal: i32,
+    /// The cgroup's oom_kill counter rose.
+    pub oom_killed: bool,
+    /// Unix time of the exit, in nanoseconds.
+    pub finished_at_unix_nanos: i64,
+}
+
+/// One line the monitor writes to berthd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorReport {
+    /// The container's process runs.
+    Started {
+        /// Its host pid.
+        pid: i32,
+        /// The monitor's pid.
+        monitor_pid: i32,
+    },
+    /// The process could not be set up or exec'd.
+    Failed {
+        /// Why.
+        message: String,
+        /// Shell-style exit code.
+        exit_code: i32,
+    },
+    /// The process has exited.
+    Exited(ExitRecord),
+}

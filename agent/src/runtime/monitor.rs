@@ -1,0 +1,224 @@
+//! The per-container monitor process (`berthd __monitor <dir>`).
+//!
+//! Single-threaded by construction: `main` dispatches here before any async
+//! runtime exists, so forking is safe. It detaches from berthd, starts the
+//! container's init as its own child in a new PID namespace, copies the
+//! container's stdout/stderr into the log file, reaps the container, records
+//! the exit durably and reports it on its stdout.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use super::launch::{ExitRecord, LaunchSpec, MonitorReport, LAUNCH_FILE};
+use crate::logs::{LogWriter, Stream};
+use crate::sys::{self, Forked};
+
+/// Runs the monitor for the container in `dir`; never returns.
+pub fn main(dir: &Path) -> ! {
+    let code = match run(dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berth monitor {}: {e}", dir.display());
+            report(&MonitorReport::Failed {
+                message: e.to_string(),
+                exit_code: 125,
+            });
+            1
+        }
+    };
+    sys::exit_now(code)
+}
+
+fn report(r: &MonitorReport) {
+    if let Ok(mut line) = serde_json::to_vec(r) {
+        line.push(b'\n');
+        // berthd may be gone (restarting); the exit file is the durable copy.
+        let _ = io::stdout().write_all(&line);
+        let _ = io::stdout().flush();
+    }
+}
+
+fn run(dir: &Path) -> io::Result<()> {
+    let spec: LaunchSpec = serde_json::from_slice(&std::fs::read(dir.join(LAUNCH_FILE))?)
+        .map_err(|e| io::Error::other(format!("bad launch spec: {e}")))?;
+
+    // Detach: berthd reaps the process it spawned at once; this one lives on
+    // in its own session, reparented to init, so berthd can restart freely.
+    match sys::fork()? {
+        Forked::Parent(_) => sys::exit_now(0),
+        Forked::Child => {}
+    }
+    nix::unistd::setsid()?;
+    // Container processes are children of this one; the first is PID 1 there.
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID)?;
+
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (fail_r, fail_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+
+    // SIGCHLD is taken through a signalfd, so it must be blocked first; the
+    // child unblocks it before exec.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block()?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+
+    let child = match sys::fork()? {
+        Forked::Child => {
+            drop(out_r);
+            drop(err_r);
+            drop(fail_r);
+            super::init::run(&spec, out_w, err_w, fail_w)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(out_w);
+    drop(err_w);
+    drop(fail_w);
+
+    let mut failure = String::new();
+    File::from(fail_r).read_to_string(&mut failure)?;
+    if !failure.is_empty() {
+        let status = waitpid(child, None)?;
+        let (message, exit_code) = match failure.split_once(':') {
+            Some((code, msg)) => (msg.to_string(), code.parse().unwrap_or(125)),
+            None => (failure, 125),
+        };
+        eprintln!(
+            "container {} failed to start: {message} ({status:?})",
+            spec.id
+        );
+        report(&MonitorReport::Failed { message, exit_code });
+        return Ok(());
+    }
+    report(&MonitorReport::Started {
+        pid: child.as_raw(),
+        monitor_pid: nix::unistd::getpid().as_raw(),
+    });
+
+    let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes)?;
+    let status = pump(child, &sigfd, &out_r, &err_r, &mut log)?;
+    log.flush_pending()?;
+
+    let (exit_code, signal) = match status {
+        WaitStatus::Exited(_, code) => (code, 0),
+        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, sig as i32),
+        other => {
+            return Err(io::Error::other(format!(
+                "unexpected wait status {other:?}"
+            )))
+        }
+    };
+    let rec = ExitRecord {
+        exit_code,
+        signal,
+        oom_killed: spec.oom_events.as_deref().map(oom_kill_count).unwrap_or(0) > 0,
+        finished_at_unix_nanos: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0),
+    };
+    let json = serde_json::to_vec(&rec).map_err(io::Error::other)?;
+    crate::fsutil::write_atomic(&spec.exit_path, &json)?;
+    report(&MonitorReport::Exited(rec));
+    Ok(())
+}
+
+/// Copies output into the log until the container's init has exited and its
+/// pipes are drained; returns its wait status.
+fn pump(
+    child: Pid,
+    sigfd: &SignalFd,
+    out: &OwnedFd,
+    err: &OwnedFd,
+    log: &mut LogWriter,
+) -> io::Result<WaitStatus> {
+    let mut open = [true, true];
+    let mut status = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if let Some(st) = status {
+            if open == [false, false] {
+                return Ok(st);
+            }
+        }
+        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        let streams: Vec<(usize, &OwnedFd)> = [(0, out), (1, err)]
+            .into_iter()
+            .filter(|(i, _)| open[*i])
+            .collect();
+        for (_, fd) in &streams {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        // Once init is gone every process of its PID namespace is gone, so
+        // the pipes close promptly; the timeout only guards against the
+        // impossible.
+        let timeout = if status.is_some() {
+            PollTimeout::from(1000u16)
+        } else {
+            PollTimeout::NONE
+        };
+        let n = match poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            if let Some(st) = status {
+                return Ok(st);
+            }
+            continue;
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        if ready[0] {
+            while sigfd.read_signal()?.is_some() {}
+            match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))? {
+                WaitStatus::StillAlive => {}
+                st => status = Some(st),
+            }
+        }
+        for (k, (i, fd)) in streams.iter().enumerate() {
+            if !ready[k + 1] {
+                continue;
+            }
+            let stream = if *i == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => open[*i] = false,
+                Ok(n) => log.write(stream, &buf[..n])?,
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Reads the `oom_kill` counter from memory.events (v2) or memory.oom_control (v1).
+pub fn oom_kill_count(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,184 @@
+//! The Containers service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use berth::v1 as pb;
+use berth::v1::containers_server::Containers;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{container_to_proto, spec_from_proto, state_to_proto};
+use crate::container::{Life, Manager};
+use crate::error::Error;
+
+/// Serves `berth.v1.Containers`.
+pub struct ContainersService {
+    mgr: Arc<Manager>,
+}
+
+impl ContainersService {
+    /// Wraps the manager.
+    pub fn new(mgr: Arc<Manager>) -> Self {
+        ContainersService { mgr }
+    }
+
+    fn to_proto(&self, r: &crate::container::record::Record) -> pb::Container {
+        container_to_proto(r, self.mgr.cgroups().parent())
+    }
+
+    fn create(
+        &self,
+        spec: Option<pb::ContainerSpec>,
+    ) -> Result<crate::container::record::Record, Status> {
+        let spec = spec.ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        Ok(self.mgr.create(spec_from_proto(spec))?)
+    }
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Containers for ContainersService {
+    async fn create(
+        &self,
+        req: Request<pb::CreateContainerRequest>,
+    ) -> Result<Response<pb::CreateContainerResponse>, Status> {
+        let rec = self.create(req.into_inner().spec)?;
+        Ok(Response::new(pb::CreateContainerResponse {
+            container: Some(self.to_proto(&rec)),
+        }))
+    }
+
+    async fn start(
+        &self,
+        req: Request<pb::StartContainerRequest>,
+    ) -> Result<Response<pb::StartContainerResponse>, Status> {
+        let entry = self.mgr.get(&req.into_inner().id)?;
+        let rec = self.mgr.start(&entry).await?;
+        Ok(Response::new(pb::StartContainerResponse {
+            container: Some(self.to_proto(&rec)),
+        }))
+    }
+
+    async fn run(
+        &self,
+        req: Request<pb::RunContainerRequest>,
+    ) -> Result<Response<pb::RunContainerResponse>, Status> {
+        let rec = self.create(req.into_inner().spec)?;
+        let entry = self.mgr.get(&rec.id)?;
+        match self.mgr.start(&entry).await {
+            Ok(rec) => Ok(Response::new(pb::RunContainerResponse {
+                container: Some(self.to_proto(&rec)),
+            })),
+            Err(e) => {
+                // A failed Run leaves nothing behind (auto_remove may have
+                // removed it already).
+                let _ = self.mgr.remove(&entry, true).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn stop(
+        &self,
+        req: Request<pb::StopContainerRequest>,
+    ) -> Result<Response<pb::StopContainerResponse>, Status> {
+        let req = req.into_inner();
+        let entry = self.mgr.get(&req.id)?;
+        let (rec, killed) = self.mgr.stop(entry, req.timeout_seconds).await?;
+        Ok(Response::new(pb::StopContainerResponse {
+            container: Some(self.to_proto(&rec)),
+            killed,
+        }))
+    }
+
+    async fn kill(
+        &self,
+        req: Request<pb::KillContainerRequest>,
+    ) -> Result<Response<pb::KillContainerResponse>, Status> {
+        let req = req.into_inner();
+        let sig = if req.signal.is_empty() {
+            nix::sys::signal::Signal::SIGKILL
+        } else {
+            crate::signal::parse(&req.signal).map_err(Error::InvalidArgument)?
+        };
+        let entry = self.mgr.get(&req.id)?;
+        self.mgr.kill(&entry, sig)?;
+        Ok(Response::new(pb::KillContainerResponse {}))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveContainerRequest>,
+    ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
+        let req = req.into_inner();
+        let entry = self.mgr.get(&req.id)?;
+        self.mgr.remove(&entry, req.force).await?;
+        Ok(Response::new(pb::RemoveContainerResponse {
+            id: entry.id.clone(),
+        }))
+    }
+
+    async fn inspect(
+        &self,
+        req: Request<pb::InspectContainerRequest>,
+    ) -> Result<Response<pb::InspectContainerResponse>, Status> {
+        let entry = self.mgr.get(&req.into_inner().id)?;
+        Ok(Response::new(pb::InspectContainerResponse {
+            container: Some(self.to_proto(&entry.snapshot())),
+        }))
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListContainersRequest>,
+    ) -> Result<Response<pb::ListContainersResponse>, Status> {
+        let f = req.into_inner();
+        let containers = self
+            .mgr
+            .list()
+            .iter()
+            .filter(|r| {
+                let st = state_to_proto(r.state) as i32;
+                (f.states.is_empty() || f.states.contains(&st))
+                    && (f.name.is_empty() || r.name.contains(&f.name))
+                    && f.labels.iter().all(|(k, v)| {
+                        r.spec
+                            .labels
+                            .get(k)
+                            .is_some_and(|have| v.is_empty() || have == v)
+                    })
+            })
+            .map(|r| self.to_proto(r))
+            .collect();
+        Ok(Response::new(pb::ListContainersResponse { containers }))
+    }
+
+    async fn wait(
+        &self,
+        req: Request<pb::WaitContainerRequest>,
+    ) -> Result<Response<pb::WaitContainerResponse>, Status> {
+        let entry = self.mgr.get_or_removed(&req.into_inner().id)?;
+        let (rec, exit) = self.mgr.wait(&entry).await?;
+        Ok(Response::new(pb::WaitContainerResponse {
+            id: rec.id.clone(),
+            exit: Some(crate::container::exit_to_proto(&exit)),
+            started_at: (rec.started_at > 0).then(|| crate::container::nanos_to_ts(rec.started_at)),
+        }))
+    }
+
+    type LogsStream = LogStream;
+
+    async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<LogStream>, Status> {
+        let req = req.into_inner();
+        let entry = self.mgr.get(&req.id)?;
+        let stream = super::logs::open(&entry, req).await?;
+        Ok(Response::new(stream))
+    }
+}
+
+/// Whether a container's current run is over (nothing more will be logged).
+pub fn finished(l: &Life) -> bool {
+    !matches!(l, Life::Pending)
+}

@@ -1,0 +1,121 @@
+//! Conversions between the API's messages and the agent's records.
+
+use berth::v1 as pb;
+
+use crate::container::record::{LimitsRecord, Record, SpecRecord};
+use crate::container::state::State;
+use crate::container::{exit_to_proto, nanos_to_ts};
+use crate::image::ImageRecord;
+
+/// API spec to stored spec.
+pub fn spec_from_proto(s: pb::ContainerSpec) -> SpecRecord {
+    let r = s.resources.unwrap_or_default();
+    SpecRecord {
+        image: s.image,
+        name: s.name,
+        command: s.command,
+        entrypoint: s.entrypoint.map(|l| l.values),
+        env: s.env,
+        working_dir: s.working_dir,
+        user: s.user,
+        hostname: s.hostname,
+        labels: s.labels.into_iter().collect(),
+        limits: LimitsRecord {
+            memory: r.memory_bytes,
+            memory_swap: r.memory_swap_bytes,
+            nano_cpus: r.nano_cpus,
+            cpu_shares: r.cpu_shares,
+            pids: r.pids_limit,
+            cpuset_cpus: r.cpuset_cpus,
+            cpuset_mems: r.cpuset_mems,
+        },
+        auto_remove: s.auto_remove,
+        stop_signal: s.stop_signal,
+        stop_timeout_seconds: s.stop_timeout_seconds,
+    }
+}
+
+fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
+    let l = &s.limits;
+    pb::ContainerSpec {
+        image: s.image.clone(),
+        name: s.name.clone(),
+        command: s.command.clone(),
+        entrypoint: s.entrypoint.clone().map(|values| pb::StringList { values }),
+        env: s.env.clone(),
+        working_dir: s.working_dir.clone(),
+        user: s.user.clone(),
+        hostname: s.hostname.clone(),
+        labels: s.labels.clone().into_iter().collect(),
+        resources: Some(pb::Resources {
+            memory_bytes: l.memory,
+            memory_swap_bytes: l.memory_swap,
+            nano_cpus: l.nano_cpus,
+            cpu_shares: l.cpu_shares,
+            pids_limit: l.pids,
+            cpuset_cpus: l.cpuset_cpus.clone(),
+            cpuset_mems: l.cpuset_mems.clone(),
+        }),
+        auto_remove: s.auto_remove,
+        stop_signal: s.stop_signal.clone(),
+        stop_timeout_seconds: s.stop_timeout_seconds,
+    }
+}
+
+/// State to its API enum.
+pub fn state_to_proto(s: State) -> pb::ContainerState {
+    match s {
+        State::Created => pb::ContainerState::Created,
+        State::Running => pb::ContainerState::Running,
+        State::Exited => pb::ContainerState::Exited,
+    }
+}
+
+/// Record to API container.
+pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
+    pb::Container {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        spec: Some(spec_to_proto(&r.spec)),
+        image: r.spec.image.clone(),
+        image_id: r.image_id.clone(),
+        state: state_to_proto(r.state) as i32,
+        pid: r.pid,
+        created_at: Some(nanos_to_ts(r.created_at)),
+        started_at: (r.started_at > 0).then(|| nanos_to_ts(r.started_at)),
+        exit: r.exit.as_ref().map(exit_to_proto),
+        args: r.args.clone(),
+        effective_env: r.env.clone(),
+        cgroup_path: format!("/{}/{}", cgroup_parent, r.id),
+        labels: r.spec.labels.clone().into_iter().collect(),
+        start_count: r.start_count,
+    }
+}
+
+/// Image record to API image.
+pub fn image_to_proto(i: &ImageRecord) -> pb::Image {
+    pb::Image {
+        id: i.id.clone(),
+        references: i.references.clone(),
+        manifest_digest: i.manifest_digest.clone(),
+        size_bytes: i.size_bytes as i64,
+        created_at: i
+            .created
+            .as_deref()
+            .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+            .map(prost_types::Timestamp::from),
+        imported_at: Some(nanos_to_ts(i.imported_at_unix_nanos as i64)),
+        os: i.os.clone(),
+        architecture: i.architecture.clone(),
+        config: Some(pb::ImageConfig {
+            entrypoint: i.config.entrypoint.clone(),
+            cmd: i.config.cmd.clone(),
+            env: i.config.env.clone(),
+            working_dir: i.config.working_dir.clone(),
+            user: i.config.user.clone(),
+            stop_signal: i.config.stop_signal.clone(),
+            labels: i.config.labels.clone().into_iter().collect(),
+        }),
+        layers: i.layers.clone(),
+    }
+}

@@ -1,0 +1,163 @@
+//! Streaming a container's log (Containers.Logs).
+
+use std::io::SeekFrom;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use berth::v1 as pb;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::Status;
+
+use crate::container::{Entry, LOG_FILE};
+use crate::logs::{parse_record, rotated_path, Record, Stream as LogStream};
+
+type Out = Pin<Box<dyn Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
+
+/// How often a following reader looks for new output.
+const POLL: Duration = Duration::from_millis(50);
+
+struct Filter {
+    since: Option<SystemTime>,
+    streams: Vec<LogStream>,
+}
+
+impl Filter {
+    fn keep(&self, r: &Record) -> bool {
+        self.since.is_none_or(|s| r.time >= s)
+            && (self.streams.is_empty() || self.streams.contains(&r.stream))
+    }
+}
+
+fn to_entry(r: Record) -> pb::LogEntry {
+    pb::LogEntry {
+        time: Some(prost_types::Timestamp::from(r.time)),
+        stream: match r.stream {
+            LogStream::Stdout => pb::LogStream::Stdout as i32,
+            LogStream::Stderr => pb::LogStream::Stderr as i32,
+        },
+        data: r.data,
+    }
+}
+
+/// Opens the container's log files now (so a later removal cannot take them
+/// away) and streams them as the request asks.
+pub async fn open(entry: &Entry, req: pb::LogsRequest) -> Result<Out, Status> {
+    let path: PathBuf = entry.dir.join(LOG_FILE);
+    let old = tokio::fs::File::open(rotated_path(&path)).await.ok();
+    let cur = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| Status::internal(format!("opening the log: {e}")))?;
+    let filter = Filter {
+        since: req.since.and_then(|t| SystemTime::try_from(t).ok()),
+        streams: req
+            .streams
+            .iter()
+            .filter_map(|s| match pb::LogStream::try_from(*s) {
+                Ok(pb::LogStream::Stdout) => Some(LogStream::Stdout),
+                Ok(pb::LogStream::Stderr) => Some(LogStream::Stderr),
+                _ => None,
+            })
+            .collect(),
+    };
+    let life = entry.life();
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        if let Err(e) = pump(old, cur, path, req.follow, req.tail, filter, life, &tx).await {
+            let _ = tx
+                .send(Err(Status::internal(format!("reading the log: {e}"))))
+                .await;
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Splits complete lines off `buf`, leaving an unfinished tail.
+fn take_records(buf: &mut Vec<u8>) -> Vec<Record> {
+    let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
+        return Vec::new();
+    };
+    let rest = buf.split_off(last_nl + 1);
+    let recs = buf
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(parse_record)
+        .collect();
+    *buf = rest;
+    recs
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    old: Option<tokio::fs::File>,
+    mut cur: tokio::fs::File,
+    path: PathBuf,
+    follow: bool,
+    tail: Option<u32>,
+    filter: Filter,
+    mut life: tokio::sync::watch::Receiver<crate::container::Life>,
+    tx: &mpsc::Sender<Result<pb::LogEntry, Status>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    if let Some(mut old) = old {
+        old.read_to_end(&mut buf).await?;
+    }
+    cur.read_to_end(&mut buf).await?;
+    let mut backlog: Vec<Record> = take_records(&mut buf)
+        .into_iter()
+        .filter(|r| filter.keep(r))
+        .collect();
+    if let Some(n) = tail {
+        let skip = backlog.len().saturating_sub(n as usize);
+        backlog.drain(..skip);
+    }
+    for r in backlog {
+        if tx.send(Ok(to_entry(r))).await.is_err() {
+            return Ok(());
+        }
+    }
+    if !follow {
+        return Ok(());
+    }
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // Check for the end before reading: the monitor writes all output
+        // before it reports the exit, so a read after seeing the exit gets
+        // everything.
+        let done = super::containers::finished(&life.borrow());
+        loop {
+            let n = cur.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        for r in take_records(&mut buf) {
+            if filter.keep(&r) && tx.send(Ok(to_entry(r))).await.is_err() {
+                return Ok(());
+            }
+        }
+        if done {
+            return Ok(());
+        }
+        // Rotated: finish the old file (done above), continue with the new.
+        if let (Ok(now), Ok(ours)) = (tokio::fs::metadata(&path).await, cur.metadata().await) {
+            if now.ino() != ours.ino() {
+                if let Ok(f) = tokio::fs::File::open(&path).await {
+                    cur = f;
+                    cur.seek(SeekFrom::Start(0)).await?;
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = life.changed() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = tx.closed() => return Ok(()),
+        }
+    }
+}

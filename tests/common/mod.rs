@@ -1,0 +1,362 @@
+//! Shared harness of the end-to-end tests: starts a real `berthd` on a
+//! private socket, state dir and cgroup parent, talks to it through the real
+//! API and the real `berthctl`, and cleans up everything it made even when a
+//! test fails (containers, monitors, mounts, cgroups, files).
+
+#![allow(dead_code)]
+
+pub mod image;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use berth::v1 as pb;
+use berth::v1::{
+    agent_client::AgentClient, containers_client::ContainersClient, events_client::EventsClient,
+    images_client::ImagesClient,
+};
+use tonic::transport::Channel;
+
+/// Where the workspace's binaries are (next to the test executable's deps dir).
+pub fn bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("BERTH_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run the suite with `cargo test --workspace` so the binaries are built",
+        p.display()
+    );
+    p
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the end-to-end tests need root (namespaces, mounts, cgroups): run them as root"
+    );
+}
+
+/// Scales timeouts for slow machines (the cgroup v2 VM runs under emulation).
+pub fn slow_factor() -> u32 {
+    std::env::var("BERTH_TEST_SLOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+fn unique(prefix: &str) -> String {
+    let n: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    format!("{prefix}-{}-{:x}", std::process::id(), n & 0xffffffffff)
+}
+
+/// A running berthd for one test.
+pub struct Agent {
+    /// Everything of this agent lives here.
+    pub dir: PathBuf,
+    /// Its socket.
+    pub socket: PathBuf,
+    /// Its state dir.
+    pub state_dir: PathBuf,
+    /// Its cgroup parent (relative).
+    pub cgroup_parent: String,
+    child: Option<Child>,
+    /// A channel to it.
+    pub channel: Channel,
+}
+
+impl Agent {
+    /// Starts berthd and waits until it serves.
+    pub async fn start() -> Agent {
+        require_root();
+        let name = unique("berth-test");
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("berthd.sock");
+        let state_dir = dir.join("state");
+        let mut agent = Agent {
+            dir: dir.clone(),
+            socket: socket.clone(),
+            state_dir,
+            cgroup_parent: name,
+            child: None,
+            channel: Channel::from_static("http://unused").connect_lazy(),
+        };
+        agent.spawn().await;
+        agent
+    }
+
+    /// (Re)starts the berthd process on the same state.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("berthd.log"))
+            .unwrap();
+        let child = Command::new(bin("berthd"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .arg("--log")
+            .arg("berthd=debug,info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning berthd");
+        self.child = Some(child);
+        let addr = berth::client::Address::Unix(self.socket.clone());
+        for _ in 0..(200 * slow_factor()) {
+            if self.socket.exists() {
+                if let Ok(ch) = berth::client::connect(&addr).await {
+                    self.channel = ch;
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("berthd did not come up; log:\n{}", self.log());
+    }
+
+    /// Stops the berthd process (containers keep running).
+    pub fn stop_agent(&mut self, signal: nix::sys::signal::Signal) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
+            let _ = c.wait();
+        }
+    }
+
+    /// berthd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("berthd.log")).unwrap_or_default()
+    }
+
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+    pub fn images(&self) -> ImagesClient<Channel> {
+        ImagesClient::new(self.channel.clone())
+    }
+    pub fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel.clone())
+    }
+    pub fn agent(&self) -> AgentClient<Channel> {
+        AgentClient::new(self.channel.clone())
+    }
+
+    /// Uploads an archive through Images.Import.
+    pub async fn import(&self, archive: Vec<u8>, reference: &str) -> Result<pb::ImportImageResponse, tonic::Status> {
+        let mut msgs = vec![pb::ImportImageRequest {
+            payload: Some(pb::import_image_request::Payload::Options(pb::ImportOptions {
+                reference: reference.to_string(),
+            })),
+        }];
+        for c in archive.chunks(256 * 1024) {
+            msgs.push(pb::ImportImageRequest {
+                payload: Some(pb::import_image_request::Payload::Chunk(c.to_vec())),
+            });
+        }
+        self.images()
+            .import(tokio_stream::iter(msgs))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Imports the busybox test image as `busybox` (docker.io/library/busybox:latest).
+    pub async fn import_busybox(&self) {
+        self.import(image::busybox("docker.io/library/busybox:latest"), "")
+            .await
+            .expect("importing busybox");
+    }
+
+    /// Runs a container to completion through the API and returns (exit, stdout).
+    pub async fn run_to_exit(&self, spec: pb::ContainerSpec) -> (pb::ExitStatus, String, String) {
+        let c = self
+            .containers()
+            .run(pb::RunContainerRequest { spec: Some(spec) })
+            .await
+            .expect("run")
+            .into_inner()
+            .container
+            .unwrap();
+        let w = self
+            .containers()
+            .wait(pb::WaitContainerRequest { id: c.id.clone() })
+            .await
+            .expect("wait")
+            .into_inner();
+        let (out, err) = self.logs(&c.id).await;
+        (w.exit.unwrap(), out, err)
+    }
+
+    /// All logged output of a container, (stdout, stderr).
+    pub async fn logs(&self, id: &str) -> (String, String) {
+        use tokio_stream::StreamExt;
+        let mut s = self
+            .containers()
+            .logs(pb::LogsRequest {
+                id: id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .expect("logs")
+            .into_inner();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(e) = s.next().await {
+            let e = e.expect("log entry");
+            if e.stream == pb::LogStream::Stderr as i32 {
+                err.extend(e.data);
+            } else {
+                out.extend(e.data);
+            }
+        }
+        (String::from_utf8_lossy(&out).into(), String::from_utf8_lossy(&err).into())
+    }
+
+    /// Runs berthctl against this agent.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("berthctl"))
+            .arg("--host")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running berthctl")
+    }
+
+    /// Mount points under this agent's directory.
+    pub fn mounts(&self) -> Vec<String> {
+        let prefix = self.dir.to_string_lossy().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&prefix))
+            .collect()
+    }
+
+    /// Container cgroup directories that exist under this agent's parent.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        cgroup_roots()
+            .into_iter()
+            .map(|r| r.join(&self.cgroup_parent))
+            .filter(|p| p.is_dir())
+            .flat_map(|p| {
+                std::fs::read_dir(p)
+                    .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The host cgroup dir of a container for `controller` (v1) or the
+    /// unified dir (v2).
+    pub fn cgroup_dir(&self, id: &str, controller: &str) -> PathBuf {
+        let root = Path::new("/sys/fs/cgroup");
+        if root.join("cgroup.controllers").exists() {
+            root.join(&self.cgroup_parent).join(id)
+        } else {
+            root.join(controller).join(&self.cgroup_parent).join(id)
+        }
+    }
+
+    /// Pids of monitors and containers started by this agent.
+    pub fn processes(&self) -> Vec<i32> {
+        let needle = self.dir.to_string_lossy().to_string();
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains(&needle) && cmd.contains("\0__monitor\0") {
+                pids.push(pid);
+            }
+        }
+        for cg in self.cgroups() {
+            for p in std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default().lines() {
+                if let Ok(p) = p.parse() {
+                    pids.push(p);
+                }
+            }
+        }
+        pids
+    }
+
+    /// Asserts nothing of any container is left: no mount, cgroup or process.
+    pub async fn assert_clean(&self) {
+        // Teardown after an exit happens just after the exit is reported.
+        for _ in 0..(100 * slow_factor()) {
+            if self.mounts().is_empty() && self.cgroups().is_empty() && self.processes().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "leftovers: mounts {:?}, cgroups {:?}, processes {:?}",
+            self.mounts(),
+            self.cgroups(),
+            self.processes()
+        );
+    }
+}
+
+fn cgroup_roots() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.to_path_buf()];
+    }
+    std::fs::read_dir(root)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default()
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- berthd log ({}) ---\n{}", self.dir.display(), self.log());
+        }
+        self.stop_agent(nix::sys::signal::Signal::SIGKILL);
+        // Kill what berthd started: container processes (through their
+        // cgroups) and monitors.
+        for _ in 0..3 {
+            for pid in self.processes() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for cg in self.cgroups() {
+            let _ = std::fs::remove_dir(&cg);
+        }
+        for r in cgroup_roots() {
+            let _ = std::fs::remove_dir(r.join(&self.cgroup_parent));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A ContainerSpec for the busybox image running `sh -c script`.
+pub fn sh(script: &str) -> pb::ContainerSpec {
+    pb::ContainerSpec {
+        image: "busybox".into(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}

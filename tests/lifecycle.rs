@@ -1,0 +1,324 @@
+//! End to end: running containers through the real API.
+
+mod common;
+
+use berth::v1 as pb;
+use common::{sh, Agent};
+
+#[tokio::test]
+async fn run_exit_code_and_output() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let (exit, out, err) = agent.run_to_exit(sh("echo hello; echo oops >&2; exit 3")).await;
+    assert_eq!(exit.exit_code, 3);
+    assert_eq!(exit.signal, 0);
+    assert!(!exit.oom_killed);
+    assert_eq!(out, "hello\n");
+    assert_eq!(err, "oops\n");
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn isolation_env_workdir_hostname_pid1() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut spec = sh("echo $IMAGE_VAR $MINE; pwd; hostname; echo pid=$$; ps -o pid,comm | wc -l; ls /proc | grep -c '^[0-9]'");
+    spec.env = vec!["MINE=set".into()];
+    spec.working_dir = "/work/dir".into();
+    spec.hostname = "box1".into();
+    let (exit, out, err) = agent.run_to_exit(spec).await;
+    assert_eq!(exit.exit_code, 0, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from-image set");
+    assert_eq!(lines[1], "/work/dir");
+    assert_eq!(lines[2], "box1");
+    assert_eq!(lines[3], "pid=1");
+    // Only the shell and the commands of this pipeline are visible.
+    let procs: u32 = lines[5].trim().parse().unwrap();
+    assert!(procs <= 4, "container sees {procs} processes: {out}");
+}
+
+#[tokio::test]
+async fn writes_never_reach_the_image_and_host_is_hidden() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let (exit, _, err) = agent
+        .run_to_exit(sh("echo changed > /etc/image-file && rm /bin/true && touch /new"))
+        .await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    let (exit, out, err) = agent
+        .run_to_exit(sh(
+            "cat /etc/image-file; test -e /bin/true && echo has-true; test -e /new || echo no-new; \
+             test -e /work || test -e /usr || test -e /home || echo no-host-dirs",
+        ))
+        .await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert_eq!(out, "from the image\nhas-true\nno-new\nno-host-dirs\n");
+}
+
+#[tokio::test]
+async fn privileges_are_dropped() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let (exit, out, _) = agent
+        .run_to_exit(sh("grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status"))
+        .await;
+    assert_eq!(exit.exit_code, 0);
+    // Docker's default capability set.
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    let mut spec = sh("id -u; id -g; grep CapEff /proc/self/status");
+    spec.user = "nobody".into();
+    let (exit, out, _) = agent.run_to_exit(spec).await;
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(out, "65534\n65534\nCapEff:\t0000000000000000\n");
+    // Writing to the read-only /sys and /proc/sys fails.
+    let (exit, _, _) = agent
+        .run_to_exit(sh("echo 1 > /proc/sys/kernel/domainname || echo 1 > /sys/kernel/profiling"))
+        .await;
+    assert_ne!(exit.exit_code, 0);
+}
+
+#[tokio::test]
+async fn minimal_dev_and_loopback() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let (exit, out, err) = agent
+        .run_to_exit(sh(
+            "ls /dev | sort | tr '\\n' ' '; echo; head -c 4 /dev/zero | wc -c; \
+             cat /sys/class/net/lo/operstate; ls /sys/class/net | wc -l",
+        ))
+        .await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    for dev in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx"] {
+        assert!(lines[0].split(' ').any(|d| d == dev), "/dev lacks {dev}: {}", lines[0]);
+    }
+    assert_eq!(lines[1].trim(), "4");
+    // Only loopback, and it is up.
+    assert_eq!(lines[2], "unknown");
+    assert_eq!(lines[3].trim(), "1");
+}
+
+#[tokio::test]
+async fn command_not_found_fails_start_with_127() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let c = agent
+        .containers()
+        .create(pb::CreateContainerRequest {
+            spec: Some(pb::ContainerSpec {
+                image: "busybox".into(),
+                command: vec!["no-such-command".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    let err = agent
+        .containers()
+        .start(pb::StartContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("no-such-command"), "{}", err.message());
+    let c = agent
+        .containers()
+        .inspect(pb::InspectContainerRequest { id: c.id })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    assert_eq!(c.state, pb::ContainerState::Exited as i32);
+    assert_eq!(c.exit.unwrap().exit_code, 127);
+    agent.assert_clean().await;
+    // A failed Run leaves nothing at all.
+    let err = agent
+        .containers()
+        .run(pb::RunContainerRequest {
+            spec: Some(pb::ContainerSpec {
+                image: "busybox".into(),
+                name: "failing".into(),
+                command: vec!["/nope".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    let list = agent
+        .containers()
+        .list(pb::ListContainersRequest { name: "failing".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.containers.is_empty());
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest {
+            spec: Some(sh("trap '' TERM; echo ready; while true; do sleep 1; done")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    wait_for_output(&agent, &c.id, "ready").await;
+    let started = std::time::Instant::now();
+    let resp = agent
+        .containers()
+        .stop(pb::StopContainerRequest { id: c.id.clone(), timeout_seconds: Some(1) })
+        .await
+        .unwrap()
+        .into_inner();
+    let took = started.elapsed();
+    assert!(resp.killed, "a TERM-ignoring container needs SIGKILL");
+    let exit = resp.container.unwrap().exit.unwrap();
+    assert_eq!((exit.exit_code, exit.signal), (137, 9));
+    // The grace period was honoured (no timing upper bound: hosts are noisy).
+    assert!(took >= std::time::Duration::from_secs(1), "{took:?}");
+    agent.assert_clean().await;
+
+    // A container that handles SIGTERM ends without SIGKILL. (As PID 1 of
+    // its namespace, a shell without a handler would ignore SIGTERM.)
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest {
+            spec: Some(sh("trap 'echo bye; exit 0' TERM; echo ready; sleep 1000 & wait")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    wait_for_output(&agent, &c.id, "ready").await;
+    let resp = agent
+        .containers()
+        .stop(pb::StopContainerRequest { id: c.name.clone(), timeout_seconds: Some(30) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!resp.killed);
+    assert_eq!(resp.container.unwrap().exit.unwrap().exit_code, 0);
+    assert!(agent.logs(&c.id).await.0.contains("bye"));
+}
+
+#[tokio::test]
+async fn kill_sends_the_chosen_signal() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest {
+            spec: Some(sh("trap 'echo got-usr1; exit 42' USR1; echo ready; while true; do sleep 0.1; done")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    wait_for_output(&agent, &c.id, "ready").await;
+    agent
+        .containers()
+        .kill(pb::KillContainerRequest { id: c.id[..12].to_string(), signal: "SIGUSR1".into() })
+        .await
+        .unwrap();
+    let w = agent
+        .containers()
+        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(w.exit.unwrap().exit_code, 42);
+    assert!(agent.logs(&c.id).await.0.contains("got-usr1"));
+    let err = agent
+        .containers()
+        .kill(pb::KillContainerRequest { id: c.id.clone(), signal: "KILL".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn auto_remove_and_restart() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut spec = sh("exit 7");
+    spec.auto_remove = true;
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest { spec: Some(spec) })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    // Wait still answers by full id after the removal.
+    let w = agent
+        .containers()
+        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(w.exit.unwrap().exit_code, 7);
+    for _ in 0..200 {
+        if agent.containers().inspect(pb::InspectContainerRequest { id: c.id.clone() }).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let err = agent
+        .containers()
+        .inspect(pb::InspectContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert!(!agent.state_dir.join("containers").join(&c.id).exists());
+
+    // An exited container starts again, keeping its writable layer and log.
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest { spec: Some(sh("echo run >> /count; wc -l < /count")) })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    agent.containers().wait(pb::WaitContainerRequest { id: c.id.clone() }).await.unwrap();
+    agent.containers().start(pb::StartContainerRequest { id: c.id.clone() }).await.unwrap();
+    agent.containers().wait(pb::WaitContainerRequest { id: c.id.clone() }).await.unwrap();
+    let out = agent.logs(&c.id).await.0;
+    assert_eq!(out, "1\n2\n");
+    let c = agent
+        .containers()
+        .inspect(pb::InspectContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    assert_eq!(c.start_count, 2);
+    agent.assert_clean().await;
+}
+
+/// Polls the container's log until it contains `needle`.
+async fn wait_for_output(agent: &Agent, id: &str, needle: &str) {
+    for _ in 0..(500 * common::slow_factor()) {
+        if agent.logs(id).await.0.contains(needle) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("container {id} never printed {needle:?}");
+}
