@@ -1,1 +1,3 @@
+mod image;
+
 fn main() {}
