@@ -172,8 +172,9 @@ pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<
                 SFlag::S_IFIFO
             };
             let hdr = entry.header();
-            let major = hdr.device_major().map_err(bad)?.unwrap_or(0);
-            let minor = hdr.device_minor().map_err(bad)?.unwrap_or(0);
+            // Some writers leave the fields empty (NULs) for fifos; read that as 0.
+            let major = hdr.device_major().ok().flatten().unwrap_or(0);
+            let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
             remove_existing(&path, false)?;
             mknod(
                 &path,
