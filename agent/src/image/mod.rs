@@ -1,0 +1,29 @@
+//! The image store: imports OCI image layouts and `docker save` archives,
+//! verifies every blob, unpacks each layer once (in overlayfs form, refusing
+//! anything that would write outside the layer) and keeps an index of images.
+//!
+//! On-disk layout under the store root:
+//!
+//! ```text
+//! blobs/sha256/<hex>   manifests and configs (compressed layers are not kept)
+//! layers/<diffid-hex>/ unpacked layers, shared by all images that have them
+//! images.json          the index, replaced atomically
+//! staging/             in-progress imports and garbage being deleted
+//! ```
+// Until the agent uses the whole API (the integrator removes this).
+
+
+mod archive;
+mod digest;
+mod error;
+mod extract;
+mod layout;
+mod record;
+pub mod reference;
+mod store;
+#[cfg(test)]
+mod tests;
+
+pub use error::ImageError;
+pub use record::{ImageConfig, ImageRecord};
+pub use store::ImageStore;

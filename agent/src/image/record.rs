@@ -1,0 +1,70 @@
+//! The per-image record kept in the index.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One imported image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// `sha256:<hex>` digest of the config blob; the image id.
+    pub id: String,
+    /// Normalised references naming this image (may be empty: a dangling
+    /// image whose names moved to newer imports).
+    pub references: Vec<String>,
+    /// `sha256:<hex>` of the manifest (synthesised for `docker save` archives
+    /// of the legacy format, which carry none).
+    pub manifest_digest: String,
+    /// Sum of the sizes of the regular files in the unpacked layers.
+    pub size_bytes: u64,
+    /// Creation time from the config (RFC 3339), if it has one.
+    pub created: Option<String>,
+    /// When the image was last imported, in nanoseconds since the Unix epoch
+    /// (u64 lasts until the year 2554). Re-importing refreshes it.
+    pub imported_at_unix_nanos: u64,
+    /// Operating system from the config (always "linux").
+    pub os: String,
+    /// CPU architecture from the config (GOARCH names: "amd64", "arm64", ...).
+    pub architecture: String,
+    /// The runtime defaults from the config.
+    pub config: ImageConfig,
+    /// Diff ids (`sha256:<hex>`) of the layers, base first.
+    pub layers: Vec<String>,
+}
+
+/// Runtime defaults from the image config; empty when the image sets none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    /// `Entrypoint`.
+    pub entrypoint: Vec<String>,
+    /// `Cmd`.
+    pub cmd: Vec<String>,
+    /// `Env`, as `KEY=value` strings.
+    pub env: Vec<String>,
+    /// `WorkingDir`.
+    pub working_dir: String,
+    /// `User` (`name`, `uid`, `uid:gid`, ...).
+    pub user: String,
+    /// `StopSignal` (e.g. "SIGTERM").
+    pub stop_signal: String,
+    /// `Labels`.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ImageConfig {
+    /// Extracts the runtime defaults from a parsed OCI image configuration.
+    pub(crate) fn from_oci(c: &oci_spec::image::ImageConfiguration) -> Self {
+        let Some(c) = c.config() else {
+            return Self::default();
+        };
+        Self {
+            entrypoint: c.entrypoint().clone().unwrap_or_default(),
+            cmd: c.cmd().clone().unwrap_or_default(),
+            env: c.env().clone().unwrap_or_default(),
+            working_dir: c.working_dir().clone().unwrap_or_default(),
+            user: c.user().clone().unwrap_or_default(),
+            stop_signal: c.stop_signal().clone().unwrap_or_default(),
+            labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
+        }
+    }
+}
