@@ -914,3 +914,131 @@ mod tests {
         assert!(req(&["logs", "--since", "soon", "web"]).is_err());
     }
 }
+
+/// `run` and friends against the scripted fake agent in `fake.rs`.
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::fake::{Fake, ID};
+    use clap::Parser;
+
+    fn command(args: &[&str]) -> Command {
+        match Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())) {
+            Ok(c) => c.command,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    async fn run_with(fake: &Fake, args: &[&str]) -> Result<()> {
+        let ctx = fake.serve().await;
+        let Command::Run(a) = command(args) else {
+            panic!("not run")
+        };
+        run(&ctx, a).await
+    }
+
+    #[tokio::test]
+    async fn attached_run_follows_logs_before_starting_and_exits_with_the_code() {
+        let fake = Fake::default();
+        fake.0.lock().map(|mut s| s.exit_code = 3).ok();
+        let r = run_with(&fake, &["run", "--rm", "busybox", "true"]).await;
+        assert!(matches!(r, Err(Error::Exit(3))), "{r:?}");
+        assert_eq!(
+            fake.calls(),
+            [
+                "create busybox".to_string(),
+                format!("logs {ID} follow=true"),
+                format!("start {ID}"),
+                format!("wait {ID}"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn attached_run_exit_zero_is_success() {
+        let fake = Fake::default();
+        assert!(run_with(&fake, &["run", "busybox"]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn command_not_found_exits_127_and_rm_cleans_up() {
+        let fake = Fake::default();
+        fake.0
+            .lock()
+            .map(|mut s| {
+                s.start_error = Some(Status::failed_precondition("exec failed"));
+                s.start_exit = Some(127);
+            })
+            .ok();
+        let r = run_with(&fake, &["run", "--rm", "busybox", "nope"]).await;
+        assert_eq!(r.as_ref().map_err(Error::exit_code), Err(127), "{r:?}");
+        let calls = fake.calls();
+        assert_eq!(
+            calls[3..],
+            [format!("inspect {ID}"), format!("remove {ID} force=true")]
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_create_is_125() {
+        let fake = Fake::default();
+        fake.0
+            .lock()
+            .map(|mut s| s.create_error = Some(Status::not_found("no such image: nope")))
+            .ok();
+        let r = run_with(&fake, &["run", "nope"]).await;
+        let Err(e) = r else { panic!("should fail") };
+        assert_eq!(
+            (e.exit_code(), e.to_string()),
+            (125, "no such image: nope".to_string())
+        );
+        assert_eq!(fake.calls(), ["create nope"]);
+    }
+
+    #[tokio::test]
+    async fn detached_run_uses_run() {
+        let fake = Fake::default();
+        assert!(run_with(&fake, &["run", "-d", "busybox"]).await.is_ok());
+        assert_eq!(fake.calls(), ["run busybox"]);
+        fake.0
+            .lock()
+            .map(|mut s| {
+                s.start_error = Some(Status::failed_precondition("exec: \"x\": not found"))
+            })
+            .ok();
+        let r = run_with(&fake, &["run", "-d", "busybox", "x"]).await;
+        assert_eq!(r.map_err(|e| e.exit_code()), Err(127));
+    }
+
+    #[tokio::test]
+    async fn multi_id_commands_go_on_after_a_failure() {
+        let fake = Fake::default();
+        let ctx = fake.serve().await;
+        let Command::Stop(a) = command(&["stop", "-t", "1", "missing", "fake"]) else {
+            panic!()
+        };
+        let r = stop(&ctx, a).await;
+        assert!(matches!(r, Err(Error::Exit(1))), "{r:?}");
+        assert_eq!(fake.calls(), ["stop missing", "stop fake"]);
+    }
+
+    #[tokio::test]
+    async fn unreachable_agent_is_125() {
+        let ctx = Ctx {
+            host: "/nonexistent/berthd.sock".into(),
+            output: crate::cli::OutputFormat::Table,
+        };
+        let Command::Ps(a) = command(&["ps"]) else {
+            panic!()
+        };
+        let Err(e) = ps(&ctx, a).await else {
+            panic!("should fail")
+        };
+        assert_eq!(e.exit_code(), 125);
+        assert!(e
+            .to_string()
+            .starts_with("cannot connect to berthd at unix:///nonexistent/berthd.sock: "));
+        assert!(e.to_string().ends_with("(is berthd running?)"));
+    }
+}

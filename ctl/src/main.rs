@@ -10,6 +10,8 @@ mod container;
 mod ctx;
 mod error;
 mod events;
+#[cfg(test)]
+mod fake;
 mod image;
 mod info;
 mod output;
