@@ -1,0 +1,458 @@
+//! The command line, as clap derive types. Values that have a syntax of their
+//! own (sizes, CPUs, labels, signals) are checked here by `parse`, so a typo
+//! is a usage error before anything is sent to the agent.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::parse;
+
+/// berthctl: the command line of the berth container agent.
+#[derive(Debug, Parser)]
+#[command(name = "berthctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Agent address: a unix socket path, unix:///path or http://host:port.
+    #[arg(short = 'H', long, env = "BERTH_HOST", default_value = berth::DEFAULT_SOCKET, global = true)]
+    pub host: String,
+    /// Output format: aligned tables for people, or one JSON object per line.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns and plain lines.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start a container, and (unless -d) stream its output and
+    /// exit with its exit code.
+    #[command(override_usage = "berthctl run [OPTIONS] IMAGE [--] [COMMAND [ARG...]]")]
+    Run(RunArgs),
+    /// Create a container without starting it; prints its id.
+    #[command(override_usage = "berthctl create [OPTIONS] IMAGE [--] [COMMAND [ARG...]]")]
+    Create(CreateArgs),
+    /// Start one or more created or exited containers.
+    Start(IdsArgs),
+    /// Stop running containers: the stop signal, then SIGKILL after a timeout.
+    Stop(StopArgs),
+    /// Send a signal to containers.
+    Kill(KillArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Wait for containers to exit; prints their exit codes.
+    Wait(IdsArgs),
+    /// Show containers in detail, as a JSON array.
+    Inspect(IdsArgs),
+    /// List containers (running ones unless -a).
+    Ps(PsArgs),
+    /// Print a container's output.
+    Logs(LogsArgs),
+    /// Stream the agent's events.
+    Events(EventsArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// List images (same as `image ls`).
+    Images,
+    /// Show facts about the agent and its host.
+    Info,
+    /// Show berthctl's version and the agent's.
+    Version,
+}
+
+/// What a container runs and with which limits; shared by `run` and `create`.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Name of the container (generated when not given).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Environment variable KEY=value; a bare KEY takes its value from here.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User: name, uid, name:group or uid:gid.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Hostname inside the container.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Label key=value (repeatable).
+    #[arg(short = 'l', long = "label", value_name = "KEY[=VALUE]", value_parser = parse::label)]
+    pub labels: Vec<(String, String)>,
+    /// Replace the image's entrypoint; an empty string clears it.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Memory limit, e.g. 64m (b, k, m, g; 1024-based).
+    #[arg(short = 'm', long, value_parser = parse::size)]
+    pub memory: Option<i64>,
+    /// Memory plus swap limit, or -1 for unlimited swap.
+    #[arg(long, value_parser = parse::swap_size, allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// CPU limit in CPUs, e.g. 0.5.
+    #[arg(long, value_parser = parse::nano_cpus)]
+    pub cpus: Option<i64>,
+    /// Relative CPU weight (2..262144, default 1024).
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// CPUs the container may use ("0-1", "0,2").
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Signal that `stop` sends (name or number).
+    #[arg(long, value_parser = parse::signal)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL.
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u32>,
+    /// The image (reference or id), then the command and its arguments,
+    /// which replace the image's Cmd. Everything after the image belongs to
+    /// the command, flags included, as with `docker run`; hence one list.
+    #[arg(
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        value_name = "IMAGE"
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+impl SpecArgs {
+    /// The image reference or id.
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+
+    /// The command and its arguments; a `--` right after the image only
+    /// separates them from berthctl's flags.
+    pub fn command(&self) -> &[String] {
+        let rest = self.image_and_command.get(1..).unwrap_or_default();
+        match rest.first() {
+            Some(first) if first == "--" => &rest[1..],
+            _ => rest,
+        }
+    }
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Start in the background and print the container id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// What to run.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// What to run.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// Commands that take one or more containers.
+#[derive(Debug, Args)]
+pub struct IdsArgs {
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL (the container's stop timeout if unset).
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        value_name = "SECONDS"
+    )]
+    pub time: Option<u32>,
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send, by name or number.
+    #[arg(short = 's', long, default_value = "SIGKILL", value_parser = parse::signal)]
+    pub signal: String,
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill running containers first.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Filter: label=KEY[=VALUE], name=SUBSTRING, status=created|running|exited.
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Print only container ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show full ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep streaming new output until the container exits.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines ("all" for everything).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Only output since a time: a duration (10m), RFC 3339, or Unix seconds.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Prefix each entry with its time.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Container id, id prefix or name.
+    #[arg(value_name = "CONTAINER")]
+    pub id: String,
+}
+
+/// `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Filter: type=container|image, event=ACTION, container=ID|NAME, label=KEY[=VALUE].
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Replay stored events from this sequence number first.
+    #[arg(long, value_name = "N")]
+    pub since_seq: Option<u64>,
+}
+
+/// `image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI layout or `docker save` tar archive ("-" reads stdin).
+    Import(ImportArgs),
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove image references, and images left without any.
+    #[command(visible_alias = "remove")]
+    Rm(ImageRmArgs),
+    /// Show images in detail, as a JSON array.
+    Inspect(ImageIdsArgs),
+}
+
+/// `image import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Archive to import, or "-" for standard input.
+    pub file: String,
+    /// Reference to give the image (e.g. busybox:test).
+    #[arg(short = 'r', long)]
+    pub reference: Option<String>,
+}
+
+/// `image rm`.
+#[derive(Debug, Args)]
+pub struct ImageRmArgs {
+    /// Remove even while containers use the image.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Image references, ids or id prefixes.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Commands that take one or more images.
+#[derive(Debug, Args)]
+pub struct ImageIdsArgs {
+    /// Image references, ids or id prefixes.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses a command line given without the program name.
+    pub(crate) fn parse(args: &[&str]) -> Cli {
+        match Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())) {
+            Ok(cli) => cli,
+            Err(e) => panic!("{args:?} should parse: {e}"),
+        }
+    }
+
+    fn fails(args: &[&str]) -> bool {
+        Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())).is_err()
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags() {
+        let cli = parse(&["-H", "http://h:1", "ps", "-o", "json"]);
+        assert_eq!(cli.host, "http://h:1");
+        assert_eq!(cli.output, OutputFormat::Json);
+        let cli = parse(&["--output", "table", "ps"]);
+        assert_eq!(cli.output, OutputFormat::Table);
+        assert!(fails(&["-o", "yaml", "ps"]));
+    }
+
+    #[test]
+    fn run_command_with_and_without_dashes() {
+        let Command::Run(r) =
+            parse(&["run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "echo hi"]).command
+        else {
+            panic!("not run")
+        };
+        assert!(r.rm && !r.detach);
+        assert_eq!(r.spec.image(), "busybox");
+        assert_eq!(r.spec.command(), ["sh", "-c", "echo hi"]);
+        assert_eq!(r.spec.env, ["A=1"]);
+
+        let Command::Run(r) = parse(&["run", "-d", "busybox", "--", "ls", "-l", "--rm"]).command
+        else {
+            panic!("not run")
+        };
+        assert!(r.detach && !r.rm);
+        assert_eq!(r.spec.command(), ["ls", "-l", "--rm"]);
+
+        // Flags after the image belong to the command, as with docker.
+        let Command::Run(r) = parse(&["run", "busybox", "--name", "x"]).command else {
+            panic!("not run")
+        };
+        assert_eq!(r.spec.name, None);
+        assert_eq!(r.spec.command(), ["--name", "x"]);
+        assert!(fails(&["run"]));
+        // A mistyped flag before the image is an error, not an image name.
+        assert!(fails(&["run", "--nmae", "x", "busybox"]));
+        let Command::Run(r) = parse(&["run", "--", "busybox", "ls"]).command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            (r.spec.image(), r.spec.command()),
+            ("busybox", ["ls".to_string()].as_slice())
+        );
+    }
+
+    #[test]
+    fn run_resource_flags() {
+        let Command::Run(r) = parse(&[
+            "run",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "-1",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "-1",
+            "--stop-signal",
+            "term",
+            "busybox",
+        ])
+        .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(r.spec.memory, Some(64 << 20));
+        assert_eq!(r.spec.memory_swap, Some(-1));
+        assert_eq!(r.spec.cpus, Some(500_000_000));
+        assert_eq!(r.spec.pids_limit, Some(-1));
+        assert_eq!(r.spec.stop_signal.as_deref(), Some("SIGTERM"));
+        assert!(fails(&["run", "--memory", "lots", "busybox"]));
+        assert!(fails(&["run", "--cpus", "x", "busybox"]));
+        assert!(fails(&["run", "--stop-signal", "SIGNOPE", "busybox"]));
+    }
+
+    #[test]
+    fn other_commands() {
+        let Command::Stop(s) = parse(&["stop", "-t", "3", "a", "b"]).command else {
+            panic!()
+        };
+        assert_eq!(
+            (s.time, s.ids.as_slice()),
+            (Some(3), ["a".to_string(), "b".into()].as_slice())
+        );
+        let Command::Kill(k) = parse(&["kill", "a"]).command else {
+            panic!()
+        };
+        assert_eq!(k.signal, "SIGKILL");
+        let Command::Kill(k) = parse(&["kill", "-s", "hup", "a"]).command else {
+            panic!()
+        };
+        assert_eq!(k.signal, "SIGHUP");
+        assert!(fails(&["rm"]));
+        assert!(fails(&["kill", "-s", "NOPE", "a"]));
+        let Command::Logs(l) =
+            parse(&["logs", "-f", "--tail", "5", "-t", "--since", "10m", "web"]).command
+        else {
+            panic!()
+        };
+        assert!(l.follow && l.timestamps);
+        assert_eq!(
+            (l.tail.as_deref(), l.since.as_deref(), l.id.as_str()),
+            (Some("5"), Some("10m"), "web")
+        );
+        assert!(matches!(parse(&["images"]).command, Command::Images));
+        assert!(matches!(
+            parse(&["image", "ls"]).command,
+            Command::Image(ImageCommand::Ls)
+        ));
+        let Command::Image(ImageCommand::Import(i)) =
+            parse(&["image", "import", "-", "--reference", "x:y"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (i.file.as_str(), i.reference.as_deref()),
+            ("-", Some("x:y"))
+        );
+    }
+}

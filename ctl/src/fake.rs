@@ -1,0 +1,230 @@
+//! A scripted in-process Containers service, so the order of berthctl's
+//! calls (which matters for `run`) and its exit statuses can be tested
+//! without a real agent.
+
+use std::sync::{Arc, Mutex};
+
+use berth::v1::containers_server::{Containers, ContainersServer};
+use berth::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status};
+
+use crate::cli::OutputFormat;
+use crate::ctx::Ctx;
+
+/// The id every created container gets.
+pub const ID: &str = "c0ffee0000000000000000000000000000000000000000000000000000000000";
+
+/// What the fake does, and what it saw.
+#[derive(Default)]
+pub struct State {
+    /// Names of the RPCs called, in order, with their id argument.
+    pub calls: Vec<String>,
+    /// Create fails with this.
+    pub create_error: Option<Status>,
+    /// Start fails with this, leaving the container exited with `start_exit`.
+    pub start_error: Option<Status>,
+    /// The exit code after a failed start (Inspect), if any.
+    pub start_exit: Option<i32>,
+    /// The exit code Wait reports.
+    pub exit_code: i32,
+    /// The open log stream, fed and closed by Start.
+    logs: Option<mpsc::Sender<Result<LogEntry, Status>>>,
+}
+
+/// The fake service.
+#[derive(Clone, Default)]
+pub struct Fake(pub Arc<Mutex<State>>);
+
+impl Fake {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, call: &str, id: &str) {
+        self.state().calls.push(format!("{call} {id}"));
+    }
+
+    /// The calls seen so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.clone()
+    }
+
+    /// Serves on a random local port; returns a context pointing at it.
+    pub async fn serve(&self) -> Ctx {
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("bind: {e}"),
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let svc = ContainersServer::new(self.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        Ctx {
+            host: format!("http://127.0.0.1:{port}"),
+            output: OutputFormat::Table,
+        }
+    }
+}
+
+fn container(state: ContainerState) -> Container {
+    Container {
+        id: ID.into(),
+        name: "fake".into(),
+        state: state as i32,
+        ..Default::default()
+    }
+}
+
+fn not_found(id: &str) -> Status {
+    Status::not_found(format!("no such container: {id}"))
+}
+
+#[tonic::async_trait]
+impl Containers for Fake {
+    async fn create(
+        &self,
+        r: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        let spec = r.into_inner().spec.unwrap_or_default();
+        self.record("create", &spec.image);
+        if let Some(e) = self.state().create_error.clone() {
+            return Err(e);
+        }
+        Ok(Response::new(CreateContainerResponse {
+            container: Some(container(ContainerState::Created)),
+        }))
+    }
+
+    async fn start(
+        &self,
+        r: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        let id = r.into_inner().id;
+        self.record("start", &id);
+        let (error, logs) = {
+            let mut s = self.state();
+            (s.start_error.clone(), s.logs.take())
+        };
+        if let Some(e) = error {
+            return Err(e);
+        }
+        // The "container" prints one line on each stream and exits at once.
+        if let Some(tx) = logs {
+            for (stream, data) in [(LogStream::Stdout, "out\n"), (LogStream::Stderr, "err\n")] {
+                let entry = LogEntry {
+                    time: None,
+                    stream: stream as i32,
+                    data: data.into(),
+                };
+                let _ = tx.send(Ok(entry)).await;
+            }
+        }
+        Ok(Response::new(StartContainerResponse {
+            container: Some(container(ContainerState::Running)),
+        }))
+    }
+
+    async fn run(
+        &self,
+        r: Request<RunContainerRequest>,
+    ) -> Result<Response<RunContainerResponse>, Status> {
+        let spec = r.into_inner().spec.unwrap_or_default();
+        self.record("run", &spec.image);
+        if let Some(e) = self.state().start_error.clone() {
+            return Err(e);
+        }
+        Ok(Response::new(RunContainerResponse {
+            container: Some(container(ContainerState::Running)),
+        }))
+    }
+
+    async fn stop(
+        &self,
+        r: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        let id = r.into_inner().id;
+        self.record("stop", &id);
+        if id != "fake" {
+            return Err(not_found(&id));
+        }
+        Ok(Response::new(StopContainerResponse {
+            container: Some(container(ContainerState::Exited)),
+            killed: true,
+        }))
+    }
+
+    async fn kill(
+        &self,
+        r: Request<KillContainerRequest>,
+    ) -> Result<Response<KillContainerResponse>, Status> {
+        let r = r.into_inner();
+        self.record("kill", &format!("{} {}", r.id, r.signal));
+        Ok(Response::new(KillContainerResponse {}))
+    }
+
+    async fn remove(
+        &self,
+        r: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        let r = r.into_inner();
+        self.record("remove", &format!("{} force={}", r.id, r.force));
+        Ok(Response::new(RemoveContainerResponse { id: ID.into() }))
+    }
+
+    async fn inspect(
+        &self,
+        r: Request<InspectContainerRequest>,
+    ) -> Result<Response<InspectContainerResponse>, Status> {
+        let id = r.into_inner().id;
+        self.record("inspect", &id);
+        let exit = self.state().start_exit;
+        let mut c = container(ContainerState::Exited);
+        c.exit = exit.map(|exit_code| ExitStatus {
+            exit_code,
+            ..Default::default()
+        });
+        Ok(Response::new(InspectContainerResponse {
+            container: Some(c),
+        }))
+    }
+
+    async fn list(
+        &self,
+        _: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
+        self.record("list", "");
+        Ok(Response::new(ListContainersResponse::default()))
+    }
+
+    async fn wait(
+        &self,
+        r: Request<WaitContainerRequest>,
+    ) -> Result<Response<WaitContainerResponse>, Status> {
+        let id = r.into_inner().id;
+        self.record("wait", &id);
+        let exit_code = self.state().exit_code;
+        Ok(Response::new(WaitContainerResponse {
+            id,
+            exit: Some(ExitStatus {
+                exit_code,
+                ..Default::default()
+            }),
+            started_at: None,
+        }))
+    }
+
+    type LogsStream = ReceiverStream<Result<LogEntry, Status>>;
+
+    async fn logs(&self, r: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let r = r.into_inner();
+        self.record("logs", &format!("{} follow={}", r.id, r.follow));
+        let (tx, rx) = mpsc::channel(8);
+        self.state().logs = Some(tx);
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,796 @@
+//! Rendering for humans (aligned tables, "5 seconds ago", "4.1MB") and for
+//! programs (JSON with the proto's snake_case field names, RFC 3339 times and
+//! enums as lower-case words).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth::v1::{
+    Container, ContainerSpec, ContainerState, Event, EventAction, ExitStatus, Image, ImageConfig,
+    InfoResponse, LogEntry, LogStream, ObjectType, Resources,
+};
+use prost_types::Timestamp;
+use serde_json::{json, Value};
+
+use crate::parse::civil_from_days;
+
+/// Spaces between table columns, as in Docker's tables.
+const COLUMN_GAP: usize = 3;
+
+/// Renders rows under an upper-case header, each column as wide as its
+/// widest cell plus a gap. The last column is not padded, so lines carry no
+/// trailing spaces. Returns one string with a newline after every line.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            let w = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(old) => *old = (*old).max(w),
+                None => widths.push(w),
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i] - cell.chars().count() + COLUMN_GAP;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes one JSON value as a single line on stdout.
+pub fn print_json_line(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (berthctl ... | head) is not worth reporting.
+    let _ = writeln!(out, "{v}");
+}
+
+/// Writes a JSON value pretty-printed on stdout (for `inspect`).
+pub fn print_json_pretty(v: &Value) {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
+/// Formats a timestamp as RFC 3339 in UTC, with as many fractional digits as
+/// needed (none for whole seconds), like Go's RFC3339Nano.
+pub fn rfc3339(ts: &Timestamp) -> String {
+    let days = ts.seconds.div_euclid(86_400);
+    let secs = ts.seconds.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if ts.nanos > 0 {
+        let frac = format!("{:09}", ts.nanos);
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// RFC 3339 with always nine fractional digits, so that `logs -t` output
+/// lines up (Docker's RFC3339NanoFixed).
+pub fn rfc3339_fixed(ts: &Timestamp) -> String {
+    let whole = rfc3339(&Timestamp {
+        seconds: ts.seconds,
+        nanos: 0,
+    });
+    format!(
+        "{}.{:09}Z",
+        whole.trim_end_matches('Z'),
+        ts.nanos.clamp(0, 999_999_999)
+    )
+}
+
+/// An optional timestamp as JSON: an RFC 3339 string, or null when unset.
+fn ts_json(ts: &Option<Timestamp>) -> Value {
+    ts.as_ref()
+        .map_or(Value::Null, |t| Value::String(rfc3339(t)))
+}
+
+/// Time from `ts` to `now` (zero if `ts` is in the future, e.g. clock skew
+/// between berthctl's host and the agent's).
+pub fn since(ts: &Timestamp, now: SystemTime) -> Duration {
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now_ns = i128::from(now.as_secs() as i64) * 1_000_000_000 + i128::from(now.subsec_nanos());
+    let ts_ns = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
+    let diff = (now_ns - ts_ns).max(0);
+    Duration::new((diff / 1_000_000_000) as u64, (diff % 1_000_000_000) as u32)
+}
+
+/// A duration in Docker's words: "Less than a second", "5 seconds",
+/// "About a minute", "3 hours", "2 weeks" (Docker's `units.HumanDuration`).
+pub fn human_duration(d: Duration) -> String {
+    let seconds = d.as_secs();
+    let minutes = seconds / 60;
+    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
+    if seconds < 1 {
+        "Less than a second".into()
+    } else if seconds == 1 {
+        "1 second".into()
+    } else if seconds < 60 {
+        format!("{seconds} seconds")
+    } else if minutes == 1 {
+        "About a minute".into()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours == 1 {
+        "About an hour".into()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", seconds / 3600 / 24 / 365)
+    }
+}
+
+/// "5 seconds ago", or "N/A" for an unset time.
+pub fn ago(ts: &Option<Timestamp>, now: SystemTime) -> String {
+    match ts {
+        Some(t) => format!("{} ago", human_duration(since(t, now))),
+        None => "N/A".into(),
+    }
+}
+
+/// A size in decimal units with three significant digits, as `docker images`
+/// shows it: "999B", "4.1MB", "1.23GB".
+pub fn human_size(bytes: i64) -> String {
+    scaled(
+        bytes.max(0) as f64,
+        1000.0,
+        &["B", "kB", "MB", "GB", "TB", "PB"],
+    )
+}
+
+/// A size in binary units, as `docker info` shows memory: "7.6GiB".
+pub fn binary_size(bytes: u64) -> String {
+    scaled(
+        bytes as f64,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB"],
+    )
+}
+
+fn scaled(mut v: f64, base: f64, units: &[&str]) -> String {
+    let mut unit = 0;
+    loop {
+        let decimals = if v >= 100.0 {
+            0
+        } else if v >= 10.0 {
+            1
+        } else {
+            2
+        };
+        let text = format!("{v:.decimals$}");
+        // Rounding can carry into the next unit (999.7 → "1000"): go up one.
+        if text.parse::<f64>().unwrap_or(v) >= base && unit + 1 < units.len() {
+            v /= base;
+            unit += 1;
+            continue;
+        }
+        let text = if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        };
+        return format!("{text}{}", units[unit]);
+    }
+}
+
+/// The first 12 characters of a container id, as Docker shows ids.
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// The first 12 hex digits of an image id after its "sha256:".
+pub fn short_image_id(id: &str) -> &str {
+    short_id(id.strip_prefix("sha256:").unwrap_or(id))
+}
+
+/// A string cut to `max` characters, the last being "…" when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A container state as a lower-case word ("running").
+pub fn state_word(state: i32) -> &'static str {
+    match ContainerState::try_from(state) {
+        Ok(ContainerState::Created) => "created",
+        Ok(ContainerState::Running) => "running",
+        Ok(ContainerState::Exited) => "exited",
+        _ => "unknown",
+    }
+}
+
+/// A log stream as a lower-case word ("stdout").
+pub fn stream_word(stream: i32) -> &'static str {
+    match LogStream::try_from(stream) {
+        Ok(LogStream::Stdout) => "stdout",
+        Ok(LogStream::Stderr) => "stderr",
+        _ => "unknown",
+    }
+}
+
+/// An event's object type as a lower-case word ("container").
+pub fn object_type_word(t: i32) -> &'static str {
+    match ObjectType::try_from(t) {
+        Ok(ObjectType::Container) => "container",
+        Ok(ObjectType::Image) => "image",
+        _ => "unknown",
+    }
+}
+
+/// An event action as a lower-case word ("started").
+pub fn action_word(a: i32) -> &'static str {
+    match EventAction::try_from(a) {
+        Ok(EventAction::Created) => "created",
+        Ok(EventAction::Started) => "started",
+        Ok(EventAction::Stopping) => "stopping",
+        Ok(EventAction::Killed) => "killed",
+        Ok(EventAction::Exited) => "exited",
+        Ok(EventAction::Removed) => "removed",
+        Ok(EventAction::Imported) => "imported",
+        _ => "unknown",
+    }
+}
+
+/// The STATUS column of `ps`: "Created", "Up 3 seconds",
+/// "Exited (137) 2 minutes ago", "Exited (137, OOM killed) 2 minutes ago".
+pub fn status_text(c: &Container, now: SystemTime) -> String {
+    match ContainerState::try_from(c.state) {
+        Ok(ContainerState::Created) => "Created".into(),
+        Ok(ContainerState::Running) => match &c.started_at {
+            Some(t) => format!("Up {}", human_duration(since(t, now))),
+            None => "Up".into(),
+        },
+        Ok(ContainerState::Exited) => {
+            let exit = c.exit.unwrap_or_default();
+            let oom = if exit.oom_killed { ", OOM killed" } else { "" };
+            let mut s = format!("Exited ({}{oom})", exit.exit_code);
+            if exit.finished_at.is_some() {
+                s.push(' ');
+                s.push_str(&ago(&exit.finished_at, now));
+            }
+            s
+        }
+        _ => "Unknown".into(),
+    }
+}
+
+/// The command line a container runs, as one string: the effective args,
+/// or, if the agent did not report them, the spec's entrypoint and command.
+pub fn command_line(c: &Container) -> String {
+    if !c.args.is_empty() {
+        return c.args.join(" ");
+    }
+    let spec = c.spec.clone().unwrap_or_default();
+    let mut parts: Vec<String> = spec.entrypoint.map(|e| e.values).unwrap_or_default();
+    parts.extend(spec.command);
+    parts.join(" ")
+}
+
+/// The COMMAND column of `ps`: truncated to 20 characters, then quoted.
+pub fn command_column(c: &Container, no_trunc: bool) -> String {
+    let cmd = command_line(c);
+    let cmd = if no_trunc { cmd } else { ellipsis(&cmd, 20) };
+    Value::String(cmd).to_string()
+}
+
+/// Splits a reference into repository and tag for `image ls`, shortening
+/// Docker Hub names as Docker does ("docker.io/library/busybox:latest" →
+/// ("busybox", "latest")). Digest references have tag "<none>".
+pub fn repo_tag(reference: &str) -> (String, String) {
+    let short = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference);
+    if let Some((repo, _digest)) = short.split_once('@') {
+        return (repo.to_string(), "<none>".into());
+    }
+    let last_slash = short.rfind('/').map_or(0, |i| i + 1);
+    match short[last_slash..].rfind(':') {
+        Some(i) => {
+            let at = last_slash + i;
+            (short[..at].to_string(), short[at + 1..].to_string())
+        }
+        None => (short.to_string(), "<none>".into()),
+    }
+}
+
+/// One table line for an event:
+/// `<time> <seq> container started <id12> (name=web, image=busybox, exitCode=0)`.
+pub fn event_line(e: &Event) -> String {
+    let time = e.time.as_ref().map_or_else(|| "-".to_string(), rfc3339);
+    let is_image = e.r#type == ObjectType::Image as i32;
+    let id = if is_image {
+        short_image_id(&e.id)
+    } else {
+        short_id(&e.id)
+    };
+    let mut attrs = Vec::new();
+    if !e.name.is_empty() {
+        attrs.push(format!("name={}", e.name));
+    }
+    if !e.image.is_empty() {
+        attrs.push(format!("image={}", e.image));
+    }
+    if let Some(x) = &e.exit {
+        attrs.push(format!("exitCode={}", x.exit_code));
+        if x.signal != 0 {
+            attrs.push(format!("signal={}", x.signal));
+        }
+        if x.oom_killed {
+            attrs.push("oom=true".into());
+        }
+    } else if e.signal != 0 {
+        attrs.push(format!("signal={}", e.signal));
+    }
+    let mut labels: Vec<_> = e.labels.iter().collect();
+    labels.sort();
+    attrs.extend(labels.into_iter().map(|(k, v)| format!("{k}={v}")));
+    let mut line = format!(
+        "{time} {} {} {} {id}",
+        e.seq,
+        object_type_word(e.r#type),
+        action_word(e.action)
+    );
+    if !attrs.is_empty() {
+        line.push_str(&format!(" ({})", attrs.join(", ")));
+    }
+    line
+}
+
+fn labels_json(labels: &HashMap<String, String>) -> Value {
+    // serde_json's map is sorted, so output is stable whatever the hash order.
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// An exit status as JSON.
+pub fn exit_json(x: &ExitStatus) -> Value {
+    json!({
+        "exit_code": x.exit_code,
+        "signal": x.signal,
+        "oom_killed": x.oom_killed,
+        "finished_at": ts_json(&x.finished_at),
+    })
+}
+
+/// Resource limits as JSON.
+pub fn resources_json(r: &Resources) -> Value {
+    json!({
+        "memory_bytes": r.memory_bytes,
+        "memory_swap_bytes": r.memory_swap_bytes,
+        "nano_cpus": r.nano_cpus,
+        "cpu_shares": r.cpu_shares,
+        "pids_limit": r.pids_limit,
+        "cpuset_cpus": r.cpuset_cpus,
+        "cpuset_mems": r.cpuset_mems,
+    })
+}
+
+/// A container spec as JSON; an unset entrypoint is null, a cleared one [].
+pub fn spec_json(s: &ContainerSpec) -> Value {
+    json!({
+        "image": s.image,
+        "name": s.name,
+        "command": s.command,
+        "entrypoint": s.entrypoint.as_ref().map(|e| e.values.clone()),
+        "env": s.env,
+        "working_dir": s.working_dir,
+        "user": s.user,
+        "hostname": s.hostname,
+        "labels": labels_json(&s.labels),
+        "resources": s.resources.as_ref().map(resources_json),
+        "auto_remove": s.auto_remove,
+        "stop_signal": s.stop_signal,
+        "stop_timeout_seconds": s.stop_timeout_seconds,
+    })
+}
+
+/// A container as JSON.
+pub fn container_json(c: &Container) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "spec": c.spec.as_ref().map(spec_json),
+        "image": c.image,
+        "image_id": c.image_id,
+        "state": state_word(c.state),
+        "pid": c.pid,
+        "created_at": ts_json(&c.created_at),
+        "started_at": ts_json(&c.started_at),
+        "exit": c.exit.as_ref().map(exit_json),
+        "args": c.args,
+        "effective_env": c.effective_env,
+        "cgroup_path": c.cgroup_path,
+        "labels": labels_json(&c.labels),
+        "start_count": c.start_count,
+    })
+}
+
+fn image_config_json(c: &ImageConfig) -> Value {
+    json!({
+        "entrypoint": c.entrypoint,
+        "cmd": c.cmd,
+        "env": c.env,
+        "working_dir": c.working_dir,
+        "user": c.user,
+        "stop_signal": c.stop_signal,
+        "labels": labels_json(&c.labels),
+    })
+}
+
+/// An image as JSON.
+pub fn image_json(i: &Image) -> Value {
+    json!({
+        "id": i.id,
+        "references": i.references,
+        "manifest_digest": i.manifest_digest,
+        "size_bytes": i.size_bytes,
+        "created_at": ts_json(&i.created_at),
+        "imported_at": ts_json(&i.imported_at),
+        "os": i.os,
+        "architecture": i.architecture,
+        "config": i.config.as_ref().map(image_config_json),
+        "layers": i.layers,
+    })
+}
+
+/// An event as JSON.
+pub fn event_json(e: &Event) -> Value {
+    json!({
+        "seq": e.seq,
+        "time": ts_json(&e.time),
+        "type": object_type_word(e.r#type),
+        "action": action_word(e.action),
+        "id": e.id,
+        "name": e.name,
+        "labels": labels_json(&e.labels),
+        "exit": e.exit.as_ref().map(exit_json),
+        "signal": e.signal,
+        "image": e.image,
+        "instance_id": e.instance_id,
+    })
+}
+
+/// A log entry as JSON; the bytes become a string (invalid UTF-8 replaced).
+pub fn log_entry_json(l: &LogEntry) -> Value {
+    json!({
+        "time": ts_json(&l.time),
+        "stream": stream_word(l.stream),
+        "data": String::from_utf8_lossy(&l.data),
+    })
+}
+
+/// Agent facts as JSON.
+pub fn info_json(i: &InfoResponse) -> Value {
+    json!({
+        "version": i.version,
+        "api_version": i.api_version,
+        "hostname": i.hostname,
+        "kernel": i.kernel,
+        "os": i.os,
+        "architecture": i.architecture,
+        "cgroup_version": i.cgroup_version,
+        "cgroup_controllers": i.cgroup_controllers,
+        "cpus": i.cpus,
+        "memory_total_bytes": i.memory_total_bytes,
+        "memory_available_bytes": i.memory_available_bytes,
+        "containers": i.containers,
+        "containers_running": i.containers_running,
+        "containers_created": i.containers_created,
+        "containers_exited": i.containers_exited,
+        "images": i.images,
+        "state_dir": i.state_dir,
+        "started_at": ts_json(&i.started_at),
+        "instance_id": i.instance_id,
+        "cgroup_parent": i.cgroup_parent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(seconds: i64) -> Option<Timestamp> {
+        Some(Timestamp { seconds, nanos: 0 })
+    }
+
+    #[test]
+    fn tables_align_with_three_spaces() {
+        let out = table(
+            &["container id", "name"],
+            &[
+                vec!["abc".into(), "web".into()],
+                vec!["abcdefghijklmnop".into(), "x".into()],
+            ],
+        );
+        assert_eq!(
+            out,
+            "CONTAINER ID       NAME\n\
+             abc                web\n\
+             abcdefghijklmnop   x\n"
+        );
+        // No rows: just the header; empty last cells leave no trailing space.
+        assert_eq!(table(&["a", "b"], &[]), "A   B\n");
+        assert_eq!(
+            table(&["a", "b"], &[vec!["xyz".into(), "".into()]]),
+            "A     B\nxyz\n"
+        );
+        // Width counts characters, not bytes.
+        assert_eq!(
+            table(&["a", "b"], &[vec!["é…".into(), "1".into()]]),
+            "A    B\né…   1\n"
+        );
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            rfc3339(&Timestamp {
+                seconds: 0,
+                nanos: 0
+            }),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(&Timestamp {
+                seconds: 1_714_557_600,
+                nanos: 500_000_000
+            }),
+            "2024-05-01T10:00:00.5Z"
+        );
+        assert_eq!(
+            rfc3339(&Timestamp {
+                seconds: 1_709_164_799,
+                nanos: 1
+            }),
+            "2024-02-28T23:59:59.000000001Z"
+        );
+        assert_eq!(
+            rfc3339(&Timestamp {
+                seconds: -1,
+                nanos: 0
+            }),
+            "1969-12-31T23:59:59Z"
+        );
+        let t = Timestamp {
+            seconds: 1_714_557_600,
+            nanos: 123_000,
+        };
+        assert_eq!(crate::parse::rfc3339(&rfc3339(&t)), Some(t));
+        assert_eq!(rfc3339_fixed(&t), "2024-05-01T10:00:00.000123000Z");
+    }
+
+    #[test]
+    fn durations_in_words() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
+        assert_eq!(human_duration(s(1)), "1 second");
+        assert_eq!(human_duration(s(5)), "5 seconds");
+        assert_eq!(human_duration(s(60)), "About a minute");
+        assert_eq!(human_duration(s(150)), "2 minutes");
+        assert_eq!(human_duration(s(3600)), "About an hour");
+        assert_eq!(human_duration(s(3 * 3600)), "3 hours");
+        assert_eq!(human_duration(s(3 * 86_400)), "3 days");
+        assert_eq!(human_duration(s(21 * 86_400)), "3 weeks");
+        assert_eq!(human_duration(s(90 * 86_400)), "3 months");
+        assert_eq!(human_duration(s(3 * 365 * 86_400)), "3 years");
+        let now = UNIX_EPOCH + s(1000);
+        assert_eq!(ago(&ts(995), now), "5 seconds ago");
+        assert_eq!(ago(&ts(2000), now), "Less than a second ago");
+        assert_eq!(ago(&None, now), "N/A");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_100_000), "4.1MB");
+        assert_eq!(human_size(4_261_000), "4.26MB");
+        assert_eq!(human_size(1_234_567_890), "1.23GB");
+        assert_eq!(human_size(999_999), "1MB");
+        assert_eq!(human_size(12_345), "12.3kB");
+        assert_eq!(binary_size(8 * 1024 * 1024 * 1024), "8GiB");
+        assert_eq!(binary_size(8_160_000_000), "7.6GiB");
+    }
+
+    #[test]
+    fn ids_and_names() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(short_id(id), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_image_id(&format!("sha256:{id}")), "0123456789ab");
+        assert_eq!(
+            repo_tag("docker.io/library/busybox:latest"),
+            ("busybox".into(), "latest".into())
+        );
+        assert_eq!(
+            repo_tag("docker.io/me/app:1.0"),
+            ("me/app".into(), "1.0".into())
+        );
+        assert_eq!(
+            repo_tag("localhost:5000/app"),
+            ("localhost:5000/app".into(), "<none>".into())
+        );
+        assert_eq!(
+            repo_tag("localhost:5000/app:v2"),
+            ("localhost:5000/app".into(), "v2".into())
+        );
+        assert_eq!(
+            repo_tag("docker.io/library/busybox@sha256:ab"),
+            ("busybox".into(), "<none>".into())
+        );
+    }
+
+    fn container(state: ContainerState) -> Container {
+        Container {
+            id: "f".repeat(64),
+            state: state as i32,
+            args: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo \"hello world\"; sleep 100".into(),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ps_columns() {
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(
+            status_text(&container(ContainerState::Created), now),
+            "Created"
+        );
+        let mut c = container(ContainerState::Running);
+        c.started_at = ts(997);
+        assert_eq!(status_text(&c, now), "Up 3 seconds");
+        let mut c = container(ContainerState::Exited);
+        c.exit = Some(ExitStatus {
+            exit_code: 137,
+            signal: 9,
+            oom_killed: false,
+            finished_at: ts(880),
+        });
+        assert_eq!(status_text(&c, now), "Exited (137) 2 minutes ago");
+        c.exit = Some(ExitStatus {
+            exit_code: 137,
+            signal: 9,
+            oom_killed: true,
+            finished_at: ts(880),
+        });
+        assert_eq!(
+            status_text(&c, now),
+            "Exited (137, OOM killed) 2 minutes ago"
+        );
+        assert_eq!(command_column(&c, false), r#""sh -c echo \"hello w…""#);
+        assert_eq!(
+            command_column(&c, true),
+            r#""sh -c echo \"hello world\"; sleep 100""#
+        );
+        let c = Container {
+            spec: Some(ContainerSpec {
+                entrypoint: Some(berth::v1::StringList {
+                    values: vec!["/init".into()],
+                }),
+                command: vec!["run".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(command_line(&c), "/init run");
+    }
+
+    #[test]
+    fn events() {
+        let mut labels = HashMap::new();
+        labels.insert("app".to_string(), "web".to_string());
+        let e = Event {
+            seq: 42,
+            time: Some(Timestamp {
+                seconds: 1_714_557_600,
+                nanos: 0,
+            }),
+            r#type: ObjectType::Container as i32,
+            action: EventAction::Exited as i32,
+            id: "a".repeat(64),
+            name: "web".into(),
+            labels,
+            exit: Some(ExitStatus {
+                exit_code: 137,
+                signal: 9,
+                oom_killed: true,
+                finished_at: None,
+            }),
+            signal: 0,
+            image: "busybox".into(),
+            instance_id: "i1".into(),
+        };
+        assert_eq!(
+            event_line(&e),
+            "2024-05-01T10:00:00Z 42 container exited aaaaaaaaaaaa \
+             (name=web, image=busybox, exitCode=137, signal=9, oom=true, app=web)"
+        );
+        let v = event_json(&e);
+        assert_eq!(v["type"], "container");
+        assert_eq!(v["action"], "exited");
+        assert_eq!(v["time"], "2024-05-01T10:00:00Z");
+        assert_eq!(v["exit"]["oom_killed"], true);
+        assert_eq!(v["labels"]["app"], "web");
+        let img = Event {
+            seq: 1,
+            r#type: ObjectType::Image as i32,
+            action: EventAction::Imported as i32,
+            id: format!("sha256:{}", "b".repeat(64)),
+            name: "docker.io/library/busybox:latest".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            event_line(&img),
+            "- 1 image imported bbbbbbbbbbbb (name=docker.io/library/busybox:latest)"
+        );
+    }
+
+    #[test]
+    fn container_as_json() {
+        let mut c = container(ContainerState::Running);
+        c.created_at = ts(0);
+        c.spec = Some(ContainerSpec {
+            image: "busybox".into(),
+            entrypoint: Some(berth::v1::StringList { values: vec![] }),
+            ..Default::default()
+        });
+        let v = container_json(&c);
+        assert_eq!(v["state"], "running");
+        assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["started_at"], Value::Null);
+        assert_eq!(v["exit"], Value::Null);
+        assert_eq!(v["spec"]["image"], "busybox");
+        assert_eq!(v["spec"]["entrypoint"], json!([]));
+        assert_eq!(v["spec"]["stop_timeout_seconds"], Value::Null);
+        let log = LogEntry {
+            time: ts(0),
+            stream: LogStream::Stderr as i32,
+            data: b"hi\n".to_vec(),
+        };
+        assert_eq!(
+            log_entry_json(&log),
+            json!({"time": "1970-01-01T00:00:00Z", "stream": "stderr", "data": "hi\n"})
+        );
+    }
+}
