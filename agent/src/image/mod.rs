@@ -10,9 +10,6 @@
 //! images.json          the index, replaced atomically
 //! staging/             in-progress imports and garbage being deleted
 //! ```
-// Until the agent uses the whole API (the integrator removes this).
-
-
 mod archive;
 mod digest;
 mod error;
