@@ -9,7 +9,9 @@ use common::{sh, Agent};
 async fn run_exit_code_and_output() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
-    let (exit, out, err) = agent.run_to_exit(sh("echo hello; echo oops >&2; exit 3")).await;
+    let (exit, out, err) = agent
+        .run_to_exit(sh("echo hello; echo oops >&2; exit 3"))
+        .await;
     assert_eq!(exit.exit_code, 3);
     assert_eq!(exit.signal, 0);
     assert!(!exit.oom_killed);
@@ -43,7 +45,9 @@ async fn writes_never_reach_the_image_and_host_is_hidden() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
     let (exit, _, err) = agent
-        .run_to_exit(sh("echo changed > /etc/image-file && rm /bin/true && touch /new"))
+        .run_to_exit(sh(
+            "echo changed > /etc/image-file && rm /bin/true && touch /new",
+        ))
         .await;
     assert_eq!(exit.exit_code, 0, "{err}");
     let (exit, out, err) = agent
@@ -61,7 +65,9 @@ async fn privileges_are_dropped() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
     let (exit, out, _) = agent
-        .run_to_exit(sh("grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status"))
+        .run_to_exit(sh(
+            "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status",
+        ))
         .await;
     assert_eq!(exit.exit_code, 0);
     // Docker's default capability set.
@@ -75,7 +81,9 @@ async fn privileges_are_dropped() {
     assert_eq!(out, "65534\n65534\nCapEff:\t0000000000000000\n");
     // Writing to the read-only /sys and /proc/sys fails.
     let (exit, _, _) = agent
-        .run_to_exit(sh("echo 1 > /proc/sys/kernel/domainname || echo 1 > /sys/kernel/profiling"))
+        .run_to_exit(sh(
+            "echo 1 > /proc/sys/kernel/domainname || echo 1 > /sys/kernel/profiling",
+        ))
         .await;
     assert_ne!(exit.exit_code, 0);
 }
@@ -92,8 +100,14 @@ async fn minimal_dev_and_loopback() {
         .await;
     assert_eq!(exit.exit_code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    for dev in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx"] {
-        assert!(lines[0].split(' ').any(|d| d == dev), "/dev lacks {dev}: {}", lines[0]);
+    for dev in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
+    ] {
+        assert!(
+            lines[0].split(' ').any(|d| d == dev),
+            "/dev lacks {dev}: {}",
+            lines[0]
+        );
     }
     assert_eq!(lines[1].trim(), "4");
     // Only loopback, and it is up.
@@ -125,7 +139,11 @@ async fn command_not_found_fails_start_with_127() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert!(err.message().contains("no-such-command"), "{}", err.message());
+    assert!(
+        err.message().contains("no-such-command"),
+        "{}",
+        err.message()
+    );
     let c = agent
         .containers()
         .inspect(pb::InspectContainerRequest { id: c.id })
@@ -153,7 +171,10 @@ async fn command_not_found_fails_start_with_127() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     let list = agent
         .containers()
-        .list(pb::ListContainersRequest { name: "failing".into(), ..Default::default() })
+        .list(pb::ListContainersRequest {
+            name: "failing".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -178,7 +199,10 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
     let started = std::time::Instant::now();
     let resp = agent
         .containers()
-        .stop(pb::StopContainerRequest { id: c.id.clone(), timeout_seconds: Some(1) })
+        .stop(pb::StopContainerRequest {
+            id: c.id.clone(),
+            timeout_seconds: Some(1),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -195,7 +219,9 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
     let c = agent
         .containers()
         .run(pb::RunContainerRequest {
-            spec: Some(sh("trap 'echo bye; exit 0' TERM; echo ready; sleep 1000 & wait")),
+            spec: Some(sh(
+                "trap 'echo bye; exit 0' TERM; echo ready; sleep 1000 & wait",
+            )),
         })
         .await
         .unwrap()
@@ -205,7 +231,10 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
     wait_for_output(&agent, &c.id, "ready").await;
     let resp = agent
         .containers()
-        .stop(pb::StopContainerRequest { id: c.name.clone(), timeout_seconds: Some(30) })
+        .stop(pb::StopContainerRequest {
+            id: c.name.clone(),
+            timeout_seconds: Some(30),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -221,7 +250,9 @@ async fn kill_sends_the_chosen_signal() {
     let c = agent
         .containers()
         .run(pb::RunContainerRequest {
-            spec: Some(sh("trap 'echo got-usr1; exit 42' USR1; echo ready; while true; do sleep 0.1; done")),
+            spec: Some(sh(
+                "trap 'echo got-usr1; exit 42' USR1; echo ready; while true; do sleep 0.1; done",
+            )),
         })
         .await
         .unwrap()
@@ -231,7 +262,10 @@ async fn kill_sends_the_chosen_signal() {
     wait_for_output(&agent, &c.id, "ready").await;
     agent
         .containers()
-        .kill(pb::KillContainerRequest { id: c.id[..12].to_string(), signal: "SIGUSR1".into() })
+        .kill(pb::KillContainerRequest {
+            id: c.id[..12].to_string(),
+            signal: "SIGUSR1".into(),
+        })
         .await
         .unwrap();
     let w = agent
@@ -244,7 +278,10 @@ async fn kill_sends_the_chosen_signal() {
     assert!(agent.logs(&c.id).await.0.contains("got-usr1"));
     let err = agent
         .containers()
-        .kill(pb::KillContainerRequest { id: c.id.clone(), signal: "KILL".into() })
+        .kill(pb::KillContainerRequest {
+            id: c.id.clone(),
+            signal: "KILL".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
@@ -273,7 +310,12 @@ async fn auto_remove_and_restart() {
         .into_inner();
     assert_eq!(w.exit.unwrap().exit_code, 7);
     for _ in 0..200 {
-        if agent.containers().inspect(pb::InspectContainerRequest { id: c.id.clone() }).await.is_err() {
+        if agent
+            .containers()
+            .inspect(pb::InspectContainerRequest { id: c.id.clone() })
+            .await
+            .is_err()
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -289,15 +331,29 @@ async fn auto_remove_and_restart() {
     // An exited container starts again, keeping its writable layer and log.
     let c = agent
         .containers()
-        .run(pb::RunContainerRequest { spec: Some(sh("echo run >> /count; wc -l < /count")) })
+        .run(pb::RunContainerRequest {
+            spec: Some(sh("echo run >> /count; wc -l < /count")),
+        })
         .await
         .unwrap()
         .into_inner()
         .container
         .unwrap();
-    agent.containers().wait(pb::WaitContainerRequest { id: c.id.clone() }).await.unwrap();
-    agent.containers().start(pb::StartContainerRequest { id: c.id.clone() }).await.unwrap();
-    agent.containers().wait(pb::WaitContainerRequest { id: c.id.clone() }).await.unwrap();
+    agent
+        .containers()
+        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap();
+    agent
+        .containers()
+        .start(pb::StartContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap();
+    agent
+        .containers()
+        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap();
     let out = agent.logs(&c.id).await.0;
     assert_eq!(out, "1\n2\n");
     let c = agent

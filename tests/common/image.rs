@@ -111,7 +111,11 @@ pub fn busybox_layer() -> Vec<Entry> {
                 .to_vec(),
             0o644,
         ),
-        Entry::File("etc/group".into(), b"root:x:0:\nnogroup:x:65534:\n".to_vec(), 0o644),
+        Entry::File(
+            "etc/group".into(),
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+            0o644,
+        ),
         Entry::Dir("tmp", 0o1777),
         Entry::Dir("root", 0o700),
         Entry::File("etc/image-file".into(), b"from the image\n".to_vec(), 0o644),
@@ -193,9 +197,14 @@ pub fn oci_archive(name: Option<&str>, cfg: &Config, layers: &[Layer], tamper: &
     if let Some(n) = name {
         desc["annotations"] = serde_json::json!({"io.containerd.image.name": n});
     }
-    let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [desc]})).unwrap();
+    let index =
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [desc]})).unwrap();
     let mut entries = vec![
-        Entry::File("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(), 0o644),
+        Entry::File(
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            0o644,
+        ),
         Entry::File("index.json".into(), index, 0o644),
         Entry::Dir("blobs", 0o755),
         Entry::Dir("blobs/sha256", 0o755),
@@ -215,13 +224,20 @@ pub fn docker_archive(tag: &str, cfg: &Config, layers: &[Layer]) -> Vec<u8> {
         let raw = tar_bytes(&l.entries);
         diff_ids.push(format!("sha256:{}", sha256_hex(&raw)));
         let p = format!("layer{i}/layer.tar");
-        entries.push(Entry::File(p.clone(), if l.gzip { gzip(&raw) } else { raw }, 0o644));
+        entries.push(Entry::File(
+            p.clone(),
+            if l.gzip { gzip(&raw) } else { raw },
+            0o644,
+        ));
         paths.push(p);
     }
     let config = config_json(cfg, &diff_ids);
     let cname = format!("{}.json", sha256_hex(&config));
     entries.push(Entry::File(cname.clone(), config, 0o644));
-    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": cname, "RepoTags": [tag], "Layers": paths}])).unwrap();
+    let manifest = serde_json::to_vec(
+        &serde_json::json!([{"Config": cname, "RepoTags": [tag], "Layers": paths}]),
+    )
+    .unwrap();
     entries.push(Entry::File("manifest.json".into(), manifest, 0o644));
     tar_bytes(&entries)
 }

@@ -158,11 +158,17 @@ impl Agent {
     }
 
     /// Uploads an archive through Images.Import.
-    pub async fn import(&self, archive: Vec<u8>, reference: &str) -> Result<pb::ImportImageResponse, tonic::Status> {
+    pub async fn import(
+        &self,
+        archive: Vec<u8>,
+        reference: &str,
+    ) -> Result<pb::ImportImageResponse, tonic::Status> {
         let mut msgs = vec![pb::ImportImageRequest {
-            payload: Some(pb::import_image_request::Payload::Options(pb::ImportOptions {
-                reference: reference.to_string(),
-            })),
+            payload: Some(pb::import_image_request::Payload::Options(
+                pb::ImportOptions {
+                    reference: reference.to_string(),
+                },
+            )),
         }];
         for c in archive.chunks(256 * 1024) {
             msgs.push(pb::ImportImageRequest {
@@ -223,7 +229,10 @@ impl Agent {
                 out.extend(e.data);
             }
         }
-        (String::from_utf8_lossy(&out).into(), String::from_utf8_lossy(&err).into())
+        (
+            String::from_utf8_lossy(&out).into(),
+            String::from_utf8_lossy(&err).into(),
+        )
     }
 
     /// Runs berthctl against this agent.
@@ -256,7 +265,12 @@ impl Agent {
             .filter(|p| p.is_dir())
             .flat_map(|p| {
                 std::fs::read_dir(p)
-                    .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect::<Vec<_>>())
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.path())
+                            .filter(|p| p.is_dir())
+                            .collect::<Vec<_>>()
+                    })
                     .unwrap_or_default()
             })
             .collect()
@@ -278,7 +292,9 @@ impl Agent {
         let needle = self.dir.to_string_lossy().to_string();
         let mut pids = Vec::new();
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);
             if cmd.contains(&needle) && cmd.contains("\0__monitor\0") {
@@ -286,7 +302,10 @@ impl Agent {
             }
         }
         for cg in self.cgroups() {
-            for p in std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default().lines() {
+            for p in std::fs::read_to_string(cg.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+            {
                 if let Ok(p) = p.parse() {
                     pids.push(p);
                 }
@@ -299,7 +318,8 @@ impl Agent {
     pub async fn assert_clean(&self) {
         // Teardown after an exit happens just after the exit is reported.
         for _ in 0..(100 * slow_factor()) {
-            if self.mounts().is_empty() && self.cgroups().is_empty() && self.processes().is_empty() {
+            if self.mounts().is_empty() && self.cgroups().is_empty() && self.processes().is_empty()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -319,21 +339,33 @@ fn cgroup_roots() -> Vec<PathBuf> {
         return vec![root.to_path_buf()];
     }
     std::fs::read_dir(root)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- berthd log ({}) ---\n{}", self.dir.display(), self.log());
+            eprintln!(
+                "--- berthd log ({}) ---\n{}",
+                self.dir.display(),
+                self.log()
+            );
         }
         self.stop_agent(nix::sys::signal::Signal::SIGKILL);
         // Kill what berthd started: container processes (through their
         // cgroups) and monitors.
         for _ in 0..3 {
             for pid in self.processes() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
