@@ -270,7 +270,7 @@ impl Manager {
     pub fn list(&self) -> Vec<Record> {
         let entries: Vec<Arc<Entry>> = self.table().by_id.values().cloned().collect();
         let mut recs: Vec<Record> = entries.iter().map(|e| e.snapshot()).collect();
-        recs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        recs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         recs
     }
 
@@ -722,10 +722,8 @@ fn monitor_cmdline_matches(pid: i32, dir: &Path) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| {
             let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
-            args.iter().any(|a| *a == runtime::MONITOR_ARG.as_bytes())
-                && args
-                    .iter()
-                    .any(|a| *a == dir.as_os_str().as_encoded_bytes())
+            args.contains(&runtime::MONITOR_ARG.as_bytes())
+                && args.contains(&dir.as_os_str().as_encoded_bytes())
         })
         .unwrap_or(false)
 }

@@ -81,9 +81,7 @@ impl Images for ImagesService {
         while let Some(msg) = stream.next().await {
             match msg?.payload {
                 Some(pb::import_image_request::Payload::Options(o)) if first => {
-                    if !o.reference.is_empty() {
-                        reference = Some(o.reference);
-                    }
+                    reference = Some(o.reference).filter(|r| !r.is_empty());
                 }
                 Some(pb::import_image_request::Payload::Options(_)) => {
                     return Err(Status::invalid_argument(
