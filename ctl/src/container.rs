@@ -5,7 +5,7 @@
 //! parsed arguments (unit-tested) and the part that talks to the agent.
 
 use std::io::Write;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use berth::v1::{
     containers_client::ContainersClient, Container, ContainerSpec, ContainerState,
@@ -199,9 +199,33 @@ async fn run_attached(
         .into_inner()
         .exit
         .ok_or_else(|| run_error(EXIT_BERTHCTL, missing("exit status")))?;
+    if auto_remove {
+        wait_removed(&mut client, &id).await;
+    }
     match exit.exit_code {
         0 => Ok(()),
         code => Err(Error::Exit(code)),
+    }
+}
+
+/// How long `run --rm` waits for the agent to remove the container.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until the agent has removed an `auto_remove` container, which it
+/// does just after the exit that Wait reports, so that when `run --rm`
+/// returns the container is gone (its name can be used again at once, and
+/// `ps -a` no longer shows it), as with `docker run --rm`. Gives up quietly
+/// after [`REMOVE_TIMEOUT`] or on another error: the run itself succeeded.
+async fn wait_removed(client: &mut ContainersClient<Channel>, id: &str) {
+    let deadline = tokio::time::Instant::now() + REMOVE_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        match client
+            .inspect(InspectContainerRequest { id: id.to_string() })
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(_) => return,
+        }
     }
 }
 
@@ -951,6 +975,8 @@ mod agent_tests {
                 format!("logs {ID} follow=true"),
                 format!("start {ID}"),
                 format!("wait {ID}"),
+                // --rm: run returns once the container is gone.
+                format!("inspect {ID}"),
             ]
         );
     }
@@ -959,6 +985,8 @@ mod agent_tests {
     async fn attached_run_exit_zero_is_success() {
         let fake = Fake::default();
         assert!(run_with(&fake, &["run", "busybox"]).await.is_ok());
+        // Without --rm there is no removal to wait for.
+        assert_eq!(fake.calls().last(), Some(&format!("wait {ID}")));
     }
 
     #[tokio::test]

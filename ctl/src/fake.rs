@@ -29,6 +29,11 @@ pub struct State {
     pub start_exit: Option<i32>,
     /// The exit code Wait reports.
     pub exit_code: i32,
+    /// Whether the created container has `auto_remove`.
+    pub auto_remove: bool,
+    /// Whether the container is gone: an `auto_remove` container is
+    /// removed once Wait has reported its exit (Inspect: NOT_FOUND).
+    pub removed: bool,
     /// The open log stream, fed and closed by Start.
     logs: Option<mpsc::Sender<Result<LogEntry, Status>>>,
 }
@@ -95,6 +100,7 @@ impl Containers for Fake {
         if let Some(e) = self.state().create_error.clone() {
             return Err(e);
         }
+        self.state().auto_remove = spec.auto_remove;
         Ok(Response::new(CreateContainerResponse {
             container: Some(container(ContainerState::Created)),
         }))
@@ -182,6 +188,9 @@ impl Containers for Fake {
     ) -> Result<Response<InspectContainerResponse>, Status> {
         let id = r.into_inner().id;
         self.record("inspect", &id);
+        if self.state().removed {
+            return Err(not_found(&id));
+        }
         let exit = self.state().start_exit;
         let mut c = container(ContainerState::Exited);
         c.exit = exit.map(|exit_code| ExitStatus {
@@ -207,7 +216,11 @@ impl Containers for Fake {
     ) -> Result<Response<WaitContainerResponse>, Status> {
         let id = r.into_inner().id;
         self.record("wait", &id);
-        let exit_code = self.state().exit_code;
+        let exit_code = {
+            let mut s = self.state();
+            s.removed = s.auto_remove;
+            s.exit_code
+        };
         Ok(Response::new(WaitContainerResponse {
             id,
             exit: Some(ExitStatus {
