@@ -52,12 +52,16 @@ pub fn slow_factor() -> u32 {
         .unwrap_or(1)
 }
 
+/// A name no other test (in this or another test process) uses: pid, a
+/// per-process counter, and the time (clocks can be coarse, e.g. in the VM).
 fn unique(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let n: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    format!("{prefix}-{}-{:x}", std::process::id(), n & 0xffffffffff)
+    format!("{prefix}-{}-{k}-{:x}", std::process::id(), n & 0xffffffffff)
 }
 
 /// A running berthd for one test.
