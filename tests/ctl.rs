@@ -1103,7 +1103,7 @@ async fn errors_are_clear_and_have_the_right_status() {
     assert_eq!(ok(&agent, &["rm", "-f", "dup"]), "dup\n");
 
     // Bad filters.
-    fails(&agent, &["ps", "--filter", "status=paused"], 1, &["paused"]);
+    fails(&agent, &["ps", "--filter", "status=bogus"], 1, &["bogus"]);
     fails(&agent, &["logs", "--tail", "x", "dup"], 1, &["--tail"]);
 
     // An unreachable agent: 125, "cannot connect", whatever the command.

@@ -1,4 +1,4 @@
-//! End to end: containers outlive berthd.
+//! End to end: containers outlive berthd, and the event log outlives both.
 
 mod common;
 
@@ -7,9 +7,50 @@ use std::time::Duration;
 use berth::v1 as pb;
 use common::{sh, Agent};
 use nix::sys::signal::Signal;
+use tonic::Streaming;
+
+async fn next(s: &mut Streaming<pb::Event>) -> pb::Event {
+    tokio::time::timeout(
+        Duration::from_secs(30 * common::slow_factor() as u64),
+        s.message(),
+    )
+    .await
+    .expect("no event within 30 s")
+    .expect("stream error")
+    .expect("stream ended")
+}
+
+async fn last_seq(agent: &Agent) -> u64 {
+    let mut s = agent
+        .events()
+        .subscribe(pb::SubscribeRequest {
+            snapshot: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let e = next(&mut s).await;
+        if e.action == pb::EventAction::SnapshotDone as i32 {
+            return e.seq;
+        }
+    }
+}
+
+async fn inspect(agent: &Agent, id: &str) -> pb::Container {
+    agent
+        .containers()
+        .inspect(pb::InspectContainerRequest { id: id.to_string() })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap()
+}
 
 #[tokio::test]
-async fn containers_survive_an_agent_kill_and_are_readopted() {
+async fn containers_survive_an_agent_kill_and_exits_are_told_exactly_once() {
     let mut agent = Agent::start().await;
     agent.import_busybox().await;
     let long = agent
@@ -32,6 +73,14 @@ async fn containers_survive_an_agent_kill_and_are_readopted() {
         .into_inner()
         .container
         .unwrap();
+    let seen = last_seq(&agent).await;
+    let first_instance = agent
+        .agent()
+        .info(pb::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .instance_id;
     agent.stop_agent(Signal::SIGKILL);
     // The short one exits while berthd is down.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -41,47 +90,31 @@ async fn containers_survive_an_agent_kill_and_are_readopted() {
     );
     agent.spawn().await;
 
+    // Resuming from the last seen seq gives exactly what was missed: the
+    // exit that happened while berthd was down, once, with a new instance id
+    // and the next sequence number.
     let mut events = agent
         .events()
         .subscribe(pb::SubscribeRequest {
-            from_seq: 1,
+            from_seq: seen + 1,
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    let got = agent
-        .containers()
-        .inspect(pb::InspectContainerRequest {
-            id: short.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
-    assert_eq!(got.state, pb::ContainerState::Exited as i32);
-    assert_eq!(got.exit.unwrap().exit_code, 9);
-    let ev = tokio::time::timeout(Duration::from_secs(10), events.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let ev = next(&mut events).await;
+    assert_eq!(ev.seq, seen + 1);
     assert_eq!(
         (ev.id.as_str(), ev.action),
         (short.id.as_str(), pb::EventAction::Exited as i32)
     );
+    assert_eq!(ev.exit.unwrap().exit_code, 9);
+    assert_ne!(ev.instance_id, first_instance);
+    let got = inspect(&agent, &short.id).await;
+    assert_eq!(got.state, pb::ContainerState::Exited as i32);
+    assert_eq!(got.exit.unwrap().exit_code, 9);
 
-    let got = agent
-        .containers()
-        .inspect(pb::InspectContainerRequest {
-            id: long.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let got = inspect(&agent, &long.id).await;
     assert_eq!(got.state, pb::ContainerState::Running as i32);
     let stopped = agent
         .containers()
@@ -95,6 +128,22 @@ async fn containers_survive_an_agent_kill_and_are_readopted() {
     assert!(!stopped.killed);
     assert_eq!(stopped.container.unwrap().exit.unwrap().exit_code, 5);
     assert!(agent.logs(&long.id).await.0.contains("up"));
+    let ev = next(&mut events).await;
+    assert_eq!(
+        (ev.id.as_str(), ev.action),
+        (long.id.as_str(), pb::EventAction::Stopping as i32)
+    );
+    let ev = next(&mut events).await;
+    assert_eq!(
+        (ev.id.as_str(), ev.action),
+        (long.id.as_str(), pb::EventAction::Exited as i32)
+    );
+
+    // A second restart does not announce the old exits again.
+    let seen = last_seq(&agent).await;
+    agent.stop_agent(Signal::SIGTERM);
+    agent.spawn().await;
+    assert_eq!(last_seq(&agent).await, seen);
     for id in [long.id, short.id] {
         agent
             .containers()
@@ -102,5 +151,121 @@ async fn containers_survive_an_agent_kill_and_are_readopted() {
             .await
             .unwrap();
     }
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_stop_deadline_survives_an_agent_restart() {
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest {
+            spec: Some(sh("trap '' TERM; echo ready; while true; do sleep 1; done")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client gives up at once; berthd owns the deadline.
+    let mut client = agent.containers();
+    let stop = client.stop(pb::StopContainerRequest {
+        id: c.id.clone(),
+        timeout_seconds: Some(3),
+    });
+    let _ = tokio::time::timeout(Duration::from_millis(500), stop).await;
+    agent.stop_agent(Signal::SIGKILL);
+    agent.spawn().await;
+    let w = tokio::time::timeout(
+        Duration::from_secs(60 * common::slow_factor() as u64),
+        agent
+            .containers()
+            .wait(pb::WaitContainerRequest { id: c.id.clone() }),
+    )
+    .await
+    .expect("the stop deadline was not honoured after the restart")
+    .unwrap()
+    .into_inner();
+    assert_eq!(w.exit.unwrap().signal, 9);
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn half_done_and_corrupt_state_is_repaired_or_quarantined() {
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let good = agent
+        .containers()
+        .create(pb::CreateContainerRequest {
+            spec: Some(sh("true")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    let bad = agent
+        .containers()
+        .create(pb::CreateContainerRequest {
+            spec: Some(sh("true")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    agent.stop_agent(Signal::SIGKILL);
+    let containers = agent.state_dir.join("containers");
+    // A create cut short (no record yet) and a torn record.
+    let half = containers.join("f".repeat(64));
+    std::fs::create_dir_all(half.join("upper")).unwrap();
+    std::fs::write(
+        containers.join(&bad.id).join("container.json"),
+        b"{\"id\": \"tor",
+    )
+    .unwrap();
+    agent.spawn().await;
+    assert!(!half.exists(), "half-created container left behind");
+    let list = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        list.containers
+            .iter()
+            .map(|c| c.id.clone())
+            .collect::<Vec<_>>(),
+        vec![good.id.clone()]
+    );
+    let quarantined: Vec<String> = std::fs::read_dir(containers.join(".quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        quarantined.iter().any(|q| q.starts_with(&bad.id)),
+        "{quarantined:?}"
+    );
+    assert!(
+        agent.log().contains("corrupt"),
+        "the quarantine is not reported"
+    );
+    agent
+        .containers()
+        .start(pb::StartContainerRequest {
+            id: good.id.clone(),
+        })
+        .await
+        .unwrap();
+    agent
+        .containers()
+        .wait(pb::WaitContainerRequest {
+            id: good.id.clone(),
+        })
+        .await
+        .unwrap();
     agent.assert_clean().await;
 }

@@ -66,7 +66,7 @@ pub struct ContainerCgroup {
     pub oom_events: Option<PathBuf>,
 }
 
-const WANTED: [&str; 5] = ["cpu", "cpuset", "memory", "pids", "cpuacct"];
+const WANTED: [&str; 6] = ["cpu", "cpuacct", "cpuset", "freezer", "memory", "pids"];
 
 impl CgroupHost {
     /// Detects cgroup v1 or v2 and the controllers berth will use.
@@ -139,6 +139,10 @@ impl CgroupHost {
             let _ = cg.delete();
             return Err(err(e));
         }
+        if let Err(e) = self.verify_memory(&path, limits) {
+            let _ = cg.delete();
+            return Err(e);
+        }
         let hier = hierarchies::auto();
         let root = hier.root();
         let procs_files = if self.version == 2 {
@@ -161,6 +165,130 @@ impl CgroupHost {
             procs_files,
             oom_events,
         })
+    }
+
+    /// Freezes every process of the container.
+    pub fn freeze(&self, id: &str) -> Result<(), CgroupError> {
+        self.freezer(id)?
+            .freeze()
+            .map_err(|source| CgroupError::Cgroups {
+                path: self.path_of(id),
+                source,
+            })
+    }
+
+    /// Thaws the container.
+    pub fn thaw(&self, id: &str) -> Result<(), CgroupError> {
+        self.freezer(id)?
+            .thaw()
+            .map_err(|source| CgroupError::Cgroups {
+                path: self.path_of(id),
+                source,
+            })
+    }
+
+    fn freezer(&self, id: &str) -> Result<cgroups_rs::fs::freezer::FreezerController, CgroupError> {
+        let cg = Cgroup::load(hierarchies::auto(), self.path_of(id));
+        cg.controller_of::<cgroups_rs::fs::freezer::FreezerController>()
+            .cloned()
+            .ok_or_else(|| CgroupError::Unsupported("no freezer cgroup on this host".into()))
+    }
+
+    /// Applies new limits to an existing cgroup.
+    pub fn update(&self, id: &str, limits: &Limits) -> Result<(), CgroupError> {
+        let path = self.path_of(id);
+        let cg = Cgroup::load(hierarchies::auto(), &path);
+        let mut res = to_resources(limits, self.version, self.swap_limit);
+        if self.version == 1 {
+            if let (Some(mem), Some(total)) =
+                (res.memory.memory_hard_limit, res.memory.memory_swap_limit)
+            {
+                // v1 refuses memory > memory+swap at every step, so the order
+                // of the two writes depends on the direction of the change.
+                let dir = hierarchies::auto().root().join("memory").join(&path);
+                let cur: i64 = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(i64::MAX);
+                let writes = [
+                    ("memory.memsw.limit_in_bytes", total),
+                    ("memory.limit_in_bytes", mem),
+                ];
+                let order: Vec<_> = if mem > cur {
+                    writes.to_vec()
+                } else {
+                    writes.iter().rev().copied().collect()
+                };
+                for (file, v) in order {
+                    std::fs::write(dir.join(file), v.to_string()).map_err(|e| {
+                        CgroupError::Unsupported(format!("writing {file} = {v}: {e}"))
+                    })?;
+                }
+                res.memory.memory_hard_limit = None;
+                res.memory.memory_swap_limit = None;
+            }
+        }
+        cg.apply(&res).map_err(|source| CgroupError::Cgroups {
+            path: path.clone(),
+            source,
+        })?;
+        self.verify_memory(&path, limits)
+    }
+
+    /// cgroups-rs ignores errors of memory writes; read the limit back so a
+    /// refused limit is an error, not a silent no-op.
+    fn verify_memory(&self, path: &str, limits: &Limits) -> Result<(), CgroupError> {
+        if limits.memory <= 0 || !self.controllers.iter().any(|c| c == "memory") {
+            return Ok(());
+        }
+        let root = hierarchies::auto().root();
+        let file = if self.version == 2 {
+            root.join(path).join("memory.max")
+        } else {
+            root.join("memory").join(path).join("memory.limit_in_bytes")
+        };
+        let got: i64 = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1);
+        // The kernel rounds down to whole pages.
+        if got > limits.memory || got < limits.memory - 4096 * 16 {
+            return Err(CgroupError::Unsupported(format!(
+                "the kernel did not take the memory limit {} (it holds {got})",
+                limits.memory
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes container cgroups under the parent that belong to none of
+    /// `known` (left by a crash).
+    pub fn remove_others(&self, known: &std::collections::HashSet<String>) {
+        let hier = hierarchies::auto();
+        let root = hier.root();
+        let parents: Vec<PathBuf> = if self.version == 2 {
+            vec![root.join(&self.parent)]
+        } else {
+            self.controllers
+                .iter()
+                .map(|c| root.join(c).join(&self.parent))
+                .collect()
+        };
+        let mut stale = std::collections::BTreeSet::new();
+        for p in parents {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if e.path().is_dir() && name.len() == 64 && !known.contains(&name) {
+                    stale.insert(name);
+                }
+            }
+        }
+        for id in stale {
+            tracing::info!(%id, "removing a stale container cgroup");
+            if let Err(e) = self.remove(&id) {
+                tracing::warn!(%id, "{e}");
+            }
+        }
     }
 
     /// Removes the container's cgroup. Kills stragglers first: a cgroup with

@@ -23,6 +23,10 @@ pub struct Config {
     /// generation is kept).
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub log_max_bytes: u64,
+    /// How many events the durable event log keeps for replay (whole
+    /// segments of 10,000 are dropped from the front beyond this).
+    #[arg(long, default_value_t = 100_000)]
+    pub events_retain: u64,
     /// Also serve the API on this TCP address WITHOUT TLS or authentication.
     /// Only for trusted networks and tests; TLS support is planned.
     #[arg(long, value_name = "ADDR")]

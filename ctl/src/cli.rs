@@ -120,6 +120,9 @@ pub struct SpecArgs {
     /// Seconds `stop` waits before SIGKILL.
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u32>,
+    /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
+    #[arg(long, value_name = "POLICY", value_parser = parse::restart_policy)]
+    pub restart: Option<berth::v1::RestartPolicy>,
     /// The image (reference or id), then the command and its arguments,
     /// which replace the image's Cmd. Everything after the image belongs to
     /// the command, flags included, as with `docker run`; hence one list.

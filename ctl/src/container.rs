@@ -63,6 +63,7 @@ pub fn spec_from_args(
         auto_remove,
         stop_signal: a.stop_signal.clone().unwrap_or_default(),
         stop_timeout_seconds: a.stop_timeout,
+        restart_policy: a.restart,
     })
 }
 
@@ -501,9 +502,11 @@ pub fn list_request(args: &PsArgs) -> Result<ListContainersRequest> {
                     "created" => ContainerState::Created,
                     "running" => ContainerState::Running,
                     "exited" => ContainerState::Exited,
+                    "paused" => ContainerState::Paused,
+                    "restarting" => ContainerState::Restarting,
                     _ => {
                         return Err(Error::Message(format!(
-                            "invalid status filter {value:?} (expected created, running or exited)"
+                            "invalid status filter {value:?} (expected created, running, paused, restarting or exited)"
                         )))
                     }
                 };
@@ -519,7 +522,11 @@ pub fn list_request(args: &PsArgs) -> Result<ListContainersRequest> {
     // Like docker ps: only running containers, unless -a or a status filter
     // says otherwise.
     if !args.all && req.states.is_empty() {
-        req.states.push(ContainerState::Running as i32);
+        req.states.extend([
+            ContainerState::Running as i32,
+            ContainerState::Paused as i32,
+            ContainerState::Restarting as i32,
+        ]);
     }
     Ok(req)
 }
@@ -839,7 +846,11 @@ mod tests {
 
     #[test]
     fn ps_requests() {
-        let running = vec![ContainerState::Running as i32];
+        let running = vec![
+            ContainerState::Running as i32,
+            ContainerState::Paused as i32,
+            ContainerState::Restarting as i32,
+        ];
         let r = ps_request(&["ps"]).map_err(|e| e.to_string());
         assert_eq!(r.map(|r| r.states), Ok(running.clone()));
         let r = ps_request(&["ps", "-a"]).map_err(|e| e.to_string());

@@ -231,6 +231,27 @@ impl Containers for Fake {
         }))
     }
 
+    async fn pause(
+        &self,
+        _: Request<PauseContainerRequest>,
+    ) -> Result<Response<PauseContainerResponse>, Status> {
+        Err(Status::unimplemented("the fake agent does not pause"))
+    }
+
+    async fn resume(
+        &self,
+        _: Request<ResumeContainerRequest>,
+    ) -> Result<Response<ResumeContainerResponse>, Status> {
+        Err(Status::unimplemented("the fake agent does not resume"))
+    }
+
+    async fn update(
+        &self,
+        _: Request<UpdateContainerRequest>,
+    ) -> Result<Response<UpdateContainerResponse>, Status> {
+        Err(Status::unimplemented("the fake agent does not update"))
+    }
+
     type LogsStream = ReceiverStream<Result<LogEntry, Status>>;
 
     async fn logs(&self, r: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {

@@ -224,6 +224,8 @@ pub fn state_word(state: i32) -> &'static str {
         Ok(ContainerState::Created) => "created",
         Ok(ContainerState::Running) => "running",
         Ok(ContainerState::Exited) => "exited",
+        Ok(ContainerState::Paused) => "paused",
+        Ok(ContainerState::Restarting) => "restarting",
         _ => "unknown",
     }
 }
@@ -256,6 +258,13 @@ pub fn action_word(a: i32) -> &'static str {
         Ok(EventAction::Exited) => "exited",
         Ok(EventAction::Removed) => "removed",
         Ok(EventAction::Imported) => "imported",
+        Ok(EventAction::Pulled) => "pulled",
+        Ok(EventAction::Paused) => "paused",
+        Ok(EventAction::Resumed) => "resumed",
+        Ok(EventAction::Restarting) => "restarting",
+        Ok(EventAction::Updated) => "updated",
+        Ok(EventAction::Snapshot) => "snapshot",
+        Ok(EventAction::SnapshotDone) => "snapshot-done",
         _ => "unknown",
     }
 }
@@ -278,6 +287,14 @@ pub fn status_text(c: &Container, now: SystemTime) -> String {
                 s.push_str(&ago(&exit.finished_at, now));
             }
             s
+        }
+        Ok(ContainerState::Paused) => match &c.started_at {
+            Some(t) => format!("Up {} (Paused)", human_duration(since(t, now))),
+            None => "Up (Paused)".into(),
+        },
+        Ok(ContainerState::Restarting) => {
+            let code = c.exit.unwrap_or_default().exit_code;
+            format!("Restarting ({code})")
         }
         _ => "Unknown".into(),
     }
@@ -740,6 +757,7 @@ mod tests {
             signal: 0,
             image: "busybox".into(),
             instance_id: "i1".into(),
+            ..Default::default()
         };
         assert_eq!(
             event_line(&e),

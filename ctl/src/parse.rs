@@ -175,6 +175,38 @@ const SIGNALS: &[(&str, i32)] = &[
 /// The highest signal number Linux has (SIGRTMAX).
 const SIGRTMAX: i32 = 64;
 
+/// Parses a Docker-style restart policy: "no", "on-failure",
+/// "on-failure:3", "always", "unless-stopped".
+pub fn restart_policy(s: &str) -> Result<berth::v1::RestartPolicy, String> {
+    use berth::v1::restart_policy::Mode;
+    let (name, retries) = match s.split_once(':') {
+        Some((n, r)) => (n, Some(r)),
+        None => (s, None),
+    };
+    let mode = match name {
+        "no" => Mode::No,
+        "on-failure" => Mode::OnFailure,
+        "always" => Mode::Always,
+        "unless-stopped" => Mode::UnlessStopped,
+        _ => {
+            return Err(format!(
+                "unknown restart policy {s:?}: use no, on-failure[:N], always or unless-stopped"
+            ))
+        }
+    };
+    let max_retries = match (mode, retries) {
+        (_, None) => 0,
+        (Mode::OnFailure, Some(r)) => r
+            .parse()
+            .map_err(|_| format!("{r:?} is not a number of retries"))?,
+        (_, Some(_)) => return Err(format!("only on-failure takes a retry count: {s:?}")),
+    };
+    Ok(berth::v1::RestartPolicy {
+        mode: mode as i32,
+        max_retries,
+    })
+}
+
 /// Parses a signal given as a name (`SIGTERM`, `term`) or number (`15`)
 /// and returns its canonical spelling for the agent: `SIGTERM` or `15`.
 ///

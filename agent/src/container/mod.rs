@@ -6,6 +6,7 @@
 //! as an event.
 
 pub mod record;
+pub mod restart;
 pub mod rootfs;
 pub mod spec;
 pub mod state;
@@ -148,26 +149,65 @@ impl Manager {
         &self.cgroups
     }
 
-    /// Loads stored containers. Containers that were running when the agent
-    /// stopped are adopted again if their monitor lives, or get the exit
-    /// their monitor recorded.
+    /// Loads stored containers and repairs what a crash of berthd left
+    /// half-done: directories without a record are removed; a container
+    /// whose monitor said it started is treated as started; running
+    /// containers are adopted again (or get the exit their monitor
+    /// recorded); stale mounts and cgroups go; pending stop deadlines and
+    /// restart policies are honoured again.
     fn load(self: &Arc<Self>) -> Result<()> {
         let rd =
             std::fs::read_dir(&self.dir).map_err(|e| Error::internal(self.dir.display(), e))?;
+        let mut known = HashSet::new();
         for de in rd.flatten() {
             let dir = de.path();
-            let rec: Record = match std::fs::read(dir.join(RECORD_FILE))
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
+            let Some(id) = dir.file_name().map(|n| n.to_string_lossy().to_string()) else {
+                continue;
+            };
+            if id.starts_with('.') {
+                continue;
+            }
+            let bytes = match std::fs::read(dir.join(RECORD_FILE)) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // A create or remove cut short by a crash.
+                    tracing::info!(%id, "removing a half-created or half-removed container");
+                    let _ = Rootfs::under(&dir).unmount();
+                    let _ = self.cgroups.remove(&id);
+                    let _ = std::fs::remove_dir_all(&dir);
+                    continue;
+                }
+                Err(e) => return Err(Error::internal(dir.display(), e)),
+            };
+            let mut rec: Record = match serde_json::from_slice(&bytes) {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(dir = %dir.display(), "skipping unreadable container record: {e}");
+                    self.quarantine(&dir, &id, &e.to_string());
                     continue;
                 }
             };
+            known.insert(rec.id.clone());
+            // The monitor's own files say more than a record written before
+            // a crash: it writes running.json once the process runs.
+            if !rec.state.is_live() {
+                if let Some(r) = read_json::<runtime::launch::RunningRecord>(
+                    &dir.join(runtime::launch::RUNNING_FILE),
+                ) {
+                    let exited = read_exit(&dir.join(runtime::launch::EXIT_FILE));
+                    if r.started_at_unix_nanos > rec.started_at
+                        && exited.is_none_or(|x| x.finished_at_unix_nanos < r.started_at_unix_nanos)
+                    {
+                        tracing::info!(id = %rec.id, "adopting a container whose start was cut short");
+                        rec.state = State::Running;
+                        rec.pid = r.pid;
+                        rec.monitor_pid = r.monitor_pid;
+                        rec.started_at = r.started_at_unix_nanos;
+                        rec.start_count += 1;
+                    }
+                }
+            }
             let life = match rec.exit {
-                Some(x) if rec.state == State::Exited => Life::Exited(x),
+                Some(x) if !rec.state.is_live() && rec.state != State::Created => Life::Exited(x),
                 _ => Life::Pending,
             };
             let entry = Arc::new(Entry {
@@ -179,11 +219,43 @@ impl Manager {
                 pidfd: Mutex::new(None),
             });
             self.table().by_id.insert(rec.id.clone(), entry.clone());
-            if rec.state == State::Running {
+            if rec.state.is_live() {
                 self.readopt(entry);
+            } else {
+                let _ = Rootfs::under(&dir).unmount();
+                let _ = self.cgroups.remove(&rec.id);
+                let start = match rec.state {
+                    State::Restarting => true,
+                    State::Exited => {
+                        restart::at_agent_start(rec.spec.restart_policy, rec.stopped_by_user)
+                    }
+                    _ => false,
+                };
+                if start {
+                    self.schedule_restart(entry, Duration::ZERO);
+                }
             }
         }
+        self.cgroups.remove_others(&known);
         Ok(())
+    }
+
+    /// Moves an unreadable container directory aside, so the agent starts
+    /// and a person can look at it.
+    fn quarantine(&self, dir: &Path, id: &str, why: &str) {
+        let qdir = self.dir.join(".quarantine");
+        let to = qdir.join(format!("{id}-{}", now_nanos()));
+        let moved = std::fs::create_dir_all(&qdir).and_then(|()| std::fs::rename(dir, &to));
+        match moved {
+            Ok(()) => tracing::error!(
+                %id,
+                "container record is corrupt ({why}); moved to {}",
+                to.display()
+            ),
+            Err(e) => {
+                tracing::error!(%id, "container record is corrupt ({why}); cannot move it aside: {e}")
+            }
+        }
     }
 
     fn readopt(self: &Arc<Self>, entry: Arc<Entry>) {
@@ -192,13 +264,14 @@ impl Manager {
         let monitor = sys::pidfd_open(Pid::from_raw(rec.monitor_pid))
             .ok()
             .filter(|_| monitor_cmdline_matches(rec.monitor_pid, &entry.dir));
+        let lost = || ExitRecord {
+            exit_code: 255,
+            signal: 0,
+            oom_killed: false,
+            finished_at_unix_nanos: now_nanos(),
+        };
         let Some(monitor) = monitor else {
-            let exit = read_exit(&exit_file).unwrap_or(ExitRecord {
-                exit_code: 255,
-                signal: 0,
-                oom_killed: false,
-                finished_at_unix_nanos: now_nanos(),
-            });
+            let exit = read_exit(&exit_file).unwrap_or_else(lost);
             let mgr = self.clone();
             tokio::spawn(async move { mgr.finish_exit(&entry, exit).await });
             return;
@@ -207,17 +280,24 @@ impl Manager {
             *entry.pidfd.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(fd));
         }
         tracing::info!(id = %entry.id, "re-adopted running container");
+        if rec.stop_deadline > 0 {
+            // A Stop was in progress when berthd went down: kill on time.
+            let mgr = self.clone();
+            let e = entry.clone();
+            tokio::spawn(async move {
+                let wait = (rec.stop_deadline - now_nanos()).max(0) as u64;
+                tokio::time::sleep(Duration::from_nanos(wait)).await;
+                if e.snapshot().state.is_live() {
+                    let _ = mgr.kill(&e, Signal::SIGKILL);
+                }
+            });
+        }
         let mgr = self.clone();
         tokio::spawn(async move {
             if let Err(e) = sys::pidfd_exited(monitor).await {
                 tracing::warn!(id = %entry.id, "waiting for the monitor: {e}");
             }
-            let exit = read_exit(&exit_file).unwrap_or(ExitRecord {
-                exit_code: 255,
-                signal: 0,
-                oom_killed: false,
-                finished_at_unix_nanos: now_nanos(),
-            });
+            let exit = read_exit(&exit_file).unwrap_or_else(lost);
             mgr.finish_exit(&entry, exit).await;
         });
     }
@@ -316,6 +396,11 @@ impl Manager {
         if spec.image.is_empty() {
             return Err(Error::InvalidArgument("no image given".into()));
         }
+        if spec.auto_remove && spec.restart_policy != restart::Policy::No {
+            return Err(Error::InvalidArgument(
+                "auto-remove and a restart policy exclude each other".into(),
+            ));
+        }
         let image = self.images.resolve(&spec.image).map_err(|e| match e {
             crate::image::ImageError::NotFound(_) => {
                 Error::NotFound(format!("no such image: {}", spec.image))
@@ -353,6 +438,10 @@ impl Manager {
             stop_signal: eff.stop_signal,
             stop_timeout: eff.stop_timeout,
             start_count: 0,
+            restart_count: 0,
+            backoff: 0,
+            stopped_by_user: false,
+            stop_deadline: 0,
             spec,
         };
         let dir = self.dir.join(&id);
@@ -392,9 +481,15 @@ impl Manager {
         Ok(rec)
     }
 
-    /// Starts a created or exited container and returns once it runs.
+    /// Starts a created or exited container (through the API) and returns
+    /// once it runs. Resets the restart policy's counters.
     pub async fn start(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<Record> {
         let _ops = entry.ops.lock().await;
+        self.start_locked(entry, true).await
+    }
+
+    /// Starts the container; the caller holds its `ops` lock.
+    async fn start_locked(self: &Arc<Self>, entry: &Arc<Entry>, by_user: bool) -> Result<Record> {
         let rec = entry.snapshot();
         rec.state
             .apply(Op::Start)
@@ -440,6 +535,7 @@ impl Manager {
             .map_err(std::io::Error::other)
             .and_then(|j| {
                 let _ = std::fs::remove_file(&launch.exit_path);
+                let _ = std::fs::remove_file(entry.dir.join(runtime::launch::RUNNING_FILE));
                 crate::fsutil::write_atomic(&entry.dir.join(runtime::launch::LAUNCH_FILE), &j)
             });
         if let Err(e) = written {
@@ -460,8 +556,14 @@ impl Manager {
                     r.state = State::Running;
                     r.pid = running.pid.as_raw();
                     r.monitor_pid = running.monitor_pid.as_raw();
-                    r.started_at = now_nanos();
+                    r.started_at = running.started_at_unix_nanos;
                     r.start_count += 1;
+                    r.stop_deadline = 0;
+                    if by_user {
+                        r.stopped_by_user = false;
+                        r.restart_count = 0;
+                        r.backoff = 0;
+                    }
                 })?;
                 self.publish(&started, EventAction::Started, |_| {});
                 let mgr = self.clone();
@@ -533,25 +635,79 @@ impl Manager {
             }
         })
         .await;
-        let rec = match entry.update(|r| {
+        let rec = {
+            let mut r = entry.lock_record();
             r.state = State::Exited;
             r.pid = 0;
             r.monitor_pid = 0;
             r.exit = Some(exit);
-        }) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(id = %entry.id, "{e}");
-                entry.snapshot()
-            }
+            r.stop_deadline = 0;
+            r.clone()
         };
-        self.publish(&rec, EventAction::Exited, |ev| {
-            ev.exit = Some(exit_to_proto(&exit))
-        });
+        // The event goes to the durable log before the record is saved: a
+        // crash in between makes the next berthd see the exit again, and the
+        // log tells it that the exit was already announced.
+        if !self
+            .events
+            .exit_announced(&rec.id, exit.finished_at_unix_nanos)
+        {
+            self.publish(&rec, EventAction::Exited, |ev| {
+                ev.exit = Some(exit_to_proto(&exit))
+            });
+        }
+        if let Err(e) = entry.persist(&rec) {
+            tracing::error!(id = %entry.id, "{e}");
+        }
         entry.life.send_replace(Life::Exited(exit));
         if rec.spec.auto_remove {
             self.spawn_auto_remove(entry.clone());
+            return;
         }
+        let uptime =
+            Duration::from_nanos((exit.finished_at_unix_nanos - rec.started_at).max(0) as u64);
+        if let Some(r) = restart::after_exit(
+            rec.spec.restart_policy,
+            exit.exit_code,
+            rec.stopped_by_user,
+            rec.restart_count,
+            rec.backoff,
+            uptime,
+        ) {
+            let scheduled = entry.snapshot().state.apply(Op::ScheduleRestart).is_ok()
+                && entry
+                    .update(|x| {
+                        x.state = State::Restarting;
+                        x.restart_count += 1;
+                        x.backoff = r.backoff;
+                    })
+                    .is_ok();
+            if scheduled {
+                let rec = entry.snapshot();
+                self.publish(&rec, EventAction::Restarting, |ev| {
+                    ev.restart_attempt = rec.restart_count;
+                    ev.restart_delay_ms = r.delay.as_millis() as u64;
+                });
+                self.schedule_restart(entry.clone(), r.delay);
+            }
+        }
+    }
+
+    /// Starts a RESTARTING container after `delay`, unless a client has
+    /// stopped or removed it meanwhile.
+    fn schedule_restart(self: &Arc<Self>, entry: Arc<Entry>, delay: Duration) {
+        let mgr = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ops = entry.ops.lock().await;
+            let state = entry.snapshot().state;
+            let gone = !mgr.table().by_id.contains_key(&entry.id);
+            if gone || !matches!(state, State::Restarting | State::Exited) {
+                return;
+            }
+            if let Err(e) = mgr.start_locked(&entry, false).await {
+                tracing::warn!(id = %entry.id, "restart failed: {e}");
+            }
+        });
     }
 
     fn spawn_auto_remove(self: &Arc<Self>, entry: Arc<Entry>) {
@@ -573,18 +729,26 @@ impl Manager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        match fd {
-            Some(fd) => match sys::pidfd_send_signal(&fd, sig as i32) {
+        if let Some(fd) = fd {
+            match sys::pidfd_send_signal(&fd, sig as i32) {
                 // ESRCH: it exited a moment ago; its exit is on the way.
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-                other => other.map_err(|e| Error::internal("sending the signal", e)),
-            },
-            None => Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                other => other.map_err(|e| Error::internal("sending the signal", e))?,
+            }
         }
+        if rec.state == State::Paused && is_fatal(sig, rec.stop_signal) {
+            // Frozen processes (v1 freezer) only act on a signal once thawed.
+            self.thaw(entry)?;
+        }
+        Ok(())
     }
 
-    /// Sends `sig` to a running container.
+    /// Sends `sig` to a running container. SIGKILL or the stop signal count
+    /// as a stop through the API for the restart policy.
     pub fn kill(&self, entry: &Entry, sig: Signal) -> Result<()> {
+        if is_fatal(sig, entry.snapshot().stop_signal) {
+            entry.update(|r| r.stopped_by_user = true)?;
+        }
         self.signal(entry, sig)?;
         self.publish(&entry.snapshot(), EventAction::Killed, |ev| {
             ev.signal = sig as i32
@@ -594,7 +758,8 @@ impl Manager {
 
     /// Stops a container: stop signal, up to `timeout` of grace, then
     /// SIGKILL. Returns the record and whether SIGKILL was needed. Runs to
-    /// completion even if the caller goes away.
+    /// completion even if the caller goes away, and the deadline is saved so
+    /// a restarted berthd still kills on time.
     pub async fn stop(
         self: &Arc<Self>,
         entry: Arc<Entry>,
@@ -609,12 +774,27 @@ impl Manager {
     async fn stop_inner(&self, entry: &Arc<Entry>, timeout: Option<u32>) -> Result<(Record, bool)> {
         let _ops = entry.ops.lock().await;
         let rec = entry.snapshot();
-        if rec.state != State::Running {
-            return Ok((rec, false));
+        match rec.state.apply(Op::Stop) {
+            Ok(Outcome::To(to)) => {
+                // A pending restart is called off.
+                let rec = entry.update(|r| {
+                    r.state = to;
+                    r.stopped_by_user = true;
+                })?;
+                return Ok((rec, false));
+            }
+            Ok(_) if !rec.state.is_live() => return Ok((rec, false)),
+            Ok(_) => {}
+            Err(e) => return Err(Error::FailedPrecondition(e.to_string())),
         }
         let mut life = entry.life();
         let sig = Signal::try_from(rec.stop_signal).unwrap_or(Signal::SIGTERM);
         let grace = Duration::from_secs(u64::from(timeout.unwrap_or(rec.stop_timeout)));
+        let deadline = now_nanos() + grace.as_nanos() as i64;
+        entry.update(|r| {
+            r.stopped_by_user = true;
+            r.stop_deadline = deadline;
+        })?;
         self.publish(&rec, EventAction::Stopping, |ev| ev.signal = sig as i32);
         self.signal(entry, sig)?;
         let exited = |l: &Life| !matches!(l, Life::Pending);
@@ -638,6 +818,79 @@ impl Manager {
         Ok((entry.snapshot(), killed))
     }
 
+    /// Freezes a running container.
+    pub async fn pause(&self, entry: &Arc<Entry>) -> Result<Record> {
+        let _ops = entry.ops.lock().await;
+        let rec = entry.snapshot();
+        rec.state
+            .apply(Op::Pause)
+            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        self.cgroups
+            .freeze(&rec.id)
+            .map_err(|e| Error::internal("freezing", e))?;
+        let rec = entry.update(|r| r.state = State::Paused)?;
+        self.publish(&rec, EventAction::Paused, |_| {});
+        Ok(rec)
+    }
+
+    /// Thaws a paused container.
+    pub async fn resume(&self, entry: &Arc<Entry>) -> Result<Record> {
+        let _ops = entry.ops.lock().await;
+        self.thaw(entry)?;
+        Ok(entry.snapshot())
+    }
+
+    fn thaw(&self, entry: &Entry) -> Result<()> {
+        let rec = entry.snapshot();
+        rec.state
+            .apply(Op::Resume)
+            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        self.cgroups
+            .thaw(&rec.id)
+            .map_err(|e| Error::internal("thawing", e))?;
+        let rec = entry.update(|r| r.state = State::Running)?;
+        self.publish(&rec, EventAction::Resumed, |_| {});
+        Ok(())
+    }
+
+    /// Changes limits (live when it runs) and/or the restart policy. Zero
+    /// or empty limit fields keep their value.
+    pub async fn update(
+        &self,
+        entry: &Arc<Entry>,
+        limits: Option<record::LimitsRecord>,
+        policy: Option<restart::Policy>,
+    ) -> Result<Record> {
+        let _ops = entry.ops.lock().await;
+        let rec = entry.snapshot();
+        let mut merged = rec.spec.limits.clone();
+        if let Some(l) = &limits {
+            merged.merge_from(l);
+        }
+        spec::validate_limits(&merged)?;
+        self.cgroups
+            .check(&Limits::from(&merged))
+            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        if policy.is_some_and(|p| p != restart::Policy::No) && rec.spec.auto_remove {
+            return Err(Error::InvalidArgument(
+                "auto-remove and a restart policy exclude each other".into(),
+            ));
+        }
+        if rec.state.is_live() && limits.is_some() {
+            self.cgroups
+                .update(&rec.id, &Limits::from(&merged))
+                .map_err(|e| Error::InvalidArgument(format!("applying the new limits: {e}")))?;
+        }
+        let rec = entry.update(|r| {
+            r.spec.limits = merged;
+            if let Some(p) = policy {
+                r.spec.restart_policy = p;
+            }
+        })?;
+        self.publish(&rec, EventAction::Updated, |_| {});
+        Ok(rec)
+    }
+
     /// Removes a container (killing it first with `force`).
     pub async fn remove(&self, entry: &Arc<Entry>, force: bool) -> Result<()> {
         let _ops = entry.ops.lock().await;
@@ -649,6 +902,7 @@ impl Manager {
             Err(e) => return Err(Error::FailedPrecondition(e.to_string())),
             Ok(Outcome::KillThenRemove) => {
                 let mut life = entry.life();
+                entry.update(|r| r.stopped_by_user = true)?;
                 self.signal(entry, Signal::SIGKILL)?;
                 self.publish(&rec, EventAction::Killed, |ev| {
                     ev.signal = Signal::SIGKILL as i32
@@ -713,7 +967,7 @@ impl Manager {
 }
 
 fn read_exit(path: &Path) -> Option<ExitRecord> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    read_json(path)
 }
 
 /// Whether `pid` is still the monitor of the container in `dir` (and not a
@@ -726,6 +980,11 @@ fn monitor_cmdline_matches(pid: i32, dir: &Path) -> bool {
                 && args.contains(&dir.as_os_str().as_encoded_bytes())
         })
         .unwrap_or(false)
+}
+
+/// Whether `sig` ends the container (SIGKILL or its stop signal).
+fn is_fatal(sig: Signal, stop_signal: i32) -> bool {
+    sig == Signal::SIGKILL || sig as i32 == stop_signal
 }
 
 /// Converts an exit record to its API form.
@@ -744,4 +1003,8 @@ pub fn nanos_to_ts(n: i64) -> prost_types::Timestamp {
         seconds: n.div_euclid(1_000_000_000),
         nanos: n.rem_euclid(1_000_000_000) as i32,
     }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }

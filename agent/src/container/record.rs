@@ -8,7 +8,8 @@ use super::state::State;
 use crate::cgroup::Limits;
 use crate::runtime::ExitRecord;
 
-/// A container's persisted record.
+/// A container's persisted record. Fields added after the first release
+/// default when absent, so older records still load.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     /// 64 hex chars.
@@ -52,6 +53,19 @@ pub struct Record {
     pub stop_timeout: u32,
     /// Starts so far.
     pub start_count: u32,
+    /// Restarts by the restart policy since the last start through the API.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Current back-off step of the restart policy.
+    #[serde(default)]
+    pub backoff: u32,
+    /// The last stop was requested through the API.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// Unix nanos when a Stop in progress escalates to SIGKILL (0: none).
+    /// Saved so a restarted berthd still kills on time.
+    #[serde(default)]
+    pub stop_deadline: i64,
 }
 
 /// The client's spec, stored verbatim (mirrors `berth.v1.ContainerSpec`).
@@ -83,6 +97,9 @@ pub struct SpecRecord {
     pub stop_signal: String,
     /// Stop timeout as given.
     pub stop_timeout_seconds: Option<u32>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart_policy: super::restart::Policy,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).
@@ -102,6 +119,33 @@ pub struct LimitsRecord {
     pub cpuset_cpus: String,
     /// cpuset mems.
     pub cpuset_mems: String,
+}
+
+impl LimitsRecord {
+    /// Takes every field of `new` that is set (non-zero, non-empty).
+    pub fn merge_from(&mut self, new: &LimitsRecord) {
+        if new.memory != 0 {
+            self.memory = new.memory;
+        }
+        if new.memory_swap != 0 {
+            self.memory_swap = new.memory_swap;
+        }
+        if new.nano_cpus != 0 {
+            self.nano_cpus = new.nano_cpus;
+        }
+        if new.cpu_shares != 0 {
+            self.cpu_shares = new.cpu_shares;
+        }
+        if new.pids != 0 {
+            self.pids = new.pids;
+        }
+        if !new.cpuset_cpus.is_empty() {
+            self.cpuset_cpus = new.cpuset_cpus.clone();
+        }
+        if !new.cpuset_mems.is_empty() {
+            self.cpuset_mems = new.cpuset_mems.clone();
+        }
+    }
 }
 
 impl From<&LimitsRecord> for Limits {

@@ -10,8 +10,12 @@ pub enum State {
     Created,
     /// Its process runs.
     Running,
+    /// Its processes are frozen.
+    Paused,
     /// Its process has ended.
     Exited,
+    /// Exited, and the restart policy will start it after a delay.
+    Restarting,
 }
 
 /// Something that changes or needs a container's state.
@@ -23,6 +27,14 @@ pub enum Op {
     Exit,
     /// Send it a signal.
     Signal,
+    /// Freeze it.
+    Pause,
+    /// Thaw it.
+    Resume,
+    /// The restart policy schedules a start.
+    ScheduleRestart,
+    /// A client stops it: ends a pending restart, or stops the process.
+    Stop,
     /// Delete it (force kills a running one first).
     Remove {
         /// Whether the caller allows killing.
@@ -59,8 +71,15 @@ impl State {
         match self {
             State::Created => "created",
             State::Running => "running",
+            State::Paused => "paused",
             State::Exited => "exited",
+            State::Restarting => "restarting",
         }
+    }
+
+    /// Whether the container has live processes.
+    pub fn is_live(self) -> bool {
+        matches!(self, State::Running | State::Paused)
     }
 
     /// The transition table.
@@ -74,16 +93,26 @@ impl State {
             })
         };
         match (self, op) {
-            (Created | Exited, Op::Start) => Ok(To(Running)),
-            (Running, Op::Start) => invalid("start it (it is already running)"),
+            (Created | Exited | Restarting, Op::Start) => Ok(To(Running)),
+            (Running | Paused, Op::Start) => invalid("start it (it is already running)"),
             // A start that fails before exec goes straight to Exited.
-            (Running | Created, Op::Exit) => Ok(To(Exited)),
+            (Running | Paused | Created | Restarting, Op::Exit) => Ok(To(Exited)),
             (Exited, Op::Exit) => invalid("record an exit twice"),
-            (Running, Op::Signal) => Ok(Stay),
-            (Created | Exited, Op::Signal) => invalid("signal it (it is not running)"),
-            (Created | Exited, Op::Remove { .. }) => Ok(Gone),
-            (Running, Op::Remove { force: true }) => Ok(KillThenRemove),
-            (Running, Op::Remove { force: false }) => {
+            (Running | Paused, Op::Signal) => Ok(Stay),
+            (Created | Exited | Restarting, Op::Signal) => invalid("signal it (it is not running)"),
+            (Running, Op::Pause) => Ok(To(Paused)),
+            (Paused, Op::Pause) => invalid("pause it (it is already paused)"),
+            (Created | Exited | Restarting, Op::Pause) => invalid("pause it (it is not running)"),
+            (Paused, Op::Resume) => Ok(To(Running)),
+            (_, Op::Resume) => invalid("resume it (it is not paused)"),
+            (Exited, Op::ScheduleRestart) => Ok(To(Restarting)),
+            (_, Op::ScheduleRestart) => invalid("schedule a restart (it has not exited)"),
+            (Restarting, Op::Stop) => Ok(To(Exited)),
+            (Running | Paused, Op::Stop) => Ok(Stay),
+            (Created | Exited, Op::Stop) => Ok(Stay),
+            (Created | Exited | Restarting, Op::Remove { .. }) => Ok(Gone),
+            (Running | Paused, Op::Remove { force: true }) => Ok(KillThenRemove),
+            (Running | Paused, Op::Remove { force: false }) => {
                 invalid("remove it (stop it first or force the removal)")
             }
         }
@@ -101,19 +130,35 @@ mod tests {
             Ok(Outcome::To(State::Running))
         );
         assert_eq!(
-            State::Running.apply(Op::Exit),
+            State::Running.apply(Op::Pause),
+            Ok(Outcome::To(State::Paused))
+        );
+        assert_eq!(
+            State::Paused.apply(Op::Resume),
+            Ok(Outcome::To(State::Running))
+        );
+        assert_eq!(
+            State::Paused.apply(Op::Exit),
             Ok(Outcome::To(State::Exited))
         );
         assert_eq!(
-            State::Exited.apply(Op::Start),
+            State::Exited.apply(Op::ScheduleRestart),
+            Ok(Outcome::To(State::Restarting))
+        );
+        assert_eq!(
+            State::Restarting.apply(Op::Start),
             Ok(Outcome::To(State::Running))
+        );
+        assert_eq!(
+            State::Restarting.apply(Op::Stop),
+            Ok(Outcome::To(State::Exited))
         );
         assert_eq!(
             State::Exited.apply(Op::Remove { force: false }),
             Ok(Outcome::Gone)
         );
         assert_eq!(
-            State::Running.apply(Op::Remove { force: true }),
+            State::Paused.apply(Op::Remove { force: true }),
             Ok(Outcome::KillThenRemove)
         );
     }
@@ -123,6 +168,9 @@ mod tests {
         assert!(State::Running.apply(Op::Start).is_err());
         assert!(State::Running.apply(Op::Remove { force: false }).is_err());
         assert!(State::Created.apply(Op::Signal).is_err());
+        assert!(State::Exited.apply(Op::Pause).is_err());
+        assert!(State::Running.apply(Op::Resume).is_err());
+        assert!(State::Running.apply(Op::ScheduleRestart).is_err());
         let msg = State::Exited.apply(Op::Signal).unwrap_err().to_string();
         assert_eq!(
             msg,

@@ -1,116 +1,187 @@
-//! The agent's event bus: one ordered sequence of lifecycle events.
+//! The agent's event bus: one ordered, durable sequence of lifecycle events.
 //!
-//! Publishing assigns the sequence number and hands the event to live
-//! subscribers under one lock, so sequence order is publication order and a
-//! subscriber that replays recent events and then goes live sees no gap and
-//! no duplicate at the seam. Recent events are kept in memory for replay
-//! (`from_seq`); a durable log is the next step.
+//! Publishing assigns the next sequence number, appends the event to the
+//! durable log and only then makes it visible, all under one lock, so
+//! sequence order is publication order. Subscribers do not get pushed
+//! events: each reads from its own cursor (recent events from memory, older
+//! ones from the log files) and waits for the next sequence number when it
+//! has caught up. A slow subscriber therefore only delays itself and never
+//! loses anything still retained.
+//!
+//! Durability: every event is written to the log before it is published,
+//! so it survives a crash of berthd; the log is fsynced in the background
+//! every [`SYNC_INTERVAL`] (and at shutdown), so a crash of the whole host
+//! can lose at most that much.
 
-use std::collections::VecDeque;
+pub mod log;
+
+use std::collections::{HashSet, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use berth::v1::Event;
-use tokio::sync::broadcast;
+use berth::v1::{Event, EventAction, ObjectType};
+use tokio::sync::watch;
 
-/// How many recent events are kept for replay.
-pub const RETAINED: usize = 10_000;
-/// How far a live subscriber may fall behind before it is cut off (it can
-/// resubscribe with `from_seq` and lose nothing still retained).
-const LIVE_BUFFER: usize = 4096;
+use log::EventLog;
 
-/// Ordered publication of events.
+/// Events kept in memory for fast reads by subscribers that keep up.
+const RECENT: usize = 4096;
+/// How often the log is flushed to stable storage.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Ordered, durable publication of events.
 pub struct EventBus {
     inner: Mutex<Inner>,
-    live: broadcast::Sender<Arc<Event>>,
+    published: watch::Sender<u64>,
     instance_id: String,
 }
 
 struct Inner {
-    next_seq: u64,
+    log: EventLog,
     recent: VecDeque<Arc<Event>>,
+    /// (container id, finished_at nanos) of every logged exit, so an exit
+    /// seen again after a restart of berthd is announced only once.
+    exits: HashSet<(String, i64)>,
 }
 
-/// A new subscription: stored events to replay, then the live feed.
-pub struct Subscription {
-    /// Events with seq >= the requested one, oldest first.
-    pub replay: Vec<Arc<Event>>,
-    /// Everything published after the replay.
-    pub live: broadcast::Receiver<Arc<Event>>,
-}
-
-/// The requested `from_seq` is older than what is retained.
+/// The requested sequence number is older than what the log retains.
 #[derive(Debug)]
 pub struct Gap {
     /// Oldest sequence number still available.
     pub oldest: u64,
 }
 
+fn exit_key(ev: &Event) -> Option<(String, i64)> {
+    if ev.r#type != ObjectType::Container as i32 || ev.action != EventAction::Exited as i32 {
+        return None;
+    }
+    let t = ev.exit.as_ref()?.finished_at?;
+    Some((
+        ev.id.clone(),
+        t.seconds * 1_000_000_000 + i64::from(t.nanos),
+    ))
+}
+
 impl EventBus {
-    /// A bus whose events carry `instance_id`.
-    pub fn new(instance_id: String) -> Self {
-        let (live, _) = broadcast::channel(LIVE_BUFFER);
-        EventBus {
+    /// Opens the log in `dir` (keeping at most `retain` events); events
+    /// published from now on carry `instance_id`.
+    pub fn open(dir: &Path, retain: u64, instance_id: String) -> std::io::Result<Self> {
+        let opened = EventLog::open(dir, retain)?;
+        let exits = opened.events.iter().filter_map(exit_key).collect();
+        let recent: VecDeque<Arc<Event>> = opened
+            .events
+            .into_iter()
+            .rev()
+            .take(RECENT)
+            .rev()
+            .map(Arc::new)
+            .collect();
+        let last = opened.log.next_seq() - 1;
+        Ok(EventBus {
             inner: Mutex::new(Inner {
-                next_seq: 1,
-                recent: VecDeque::new(),
+                log: opened.log,
+                recent,
+                exits,
             }),
-            live,
+            published: watch::Sender::new(last),
             instance_id,
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave Inner inconsistent
-        // (every update is a single push), so poisoning is ignored.
+        // Every update under the lock is a single step that leaves Inner
+        // consistent, so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stamps `ev` with the next sequence number, the time and the instance
-    /// id, and publishes it. Returns the sequence number.
+    /// id, logs it and publishes it. Returns its sequence number.
     pub fn publish(&self, mut ev: Event) -> u64 {
         let mut inner = self.lock();
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
+        let seq = inner.log.next_seq();
         ev.seq = seq;
         ev.time = Some(prost_types::Timestamp::from(SystemTime::now()));
         ev.instance_id = self.instance_id.clone();
-        let ev = Arc::new(ev);
-        inner.recent.push_back(ev.clone());
-        if inner.recent.len() > RETAINED {
+        if let Err(e) = inner.log.append(&ev) {
+            // The event is still delivered from memory; a subscriber that
+            // later needs it from disk gets an error rather than a silent gap.
+            tracing::error!(seq, "appending to the event log: {e}");
+        }
+        if let Some(k) = exit_key(&ev) {
+            inner.exits.insert(k);
+        }
+        inner.recent.push_back(Arc::new(ev));
+        if inner.recent.len() > RECENT {
             inner.recent.pop_front();
         }
-        // No receivers is fine: nobody is listening.
-        let _ = self.live.send(ev);
+        self.published.send_replace(seq);
         seq
     }
 
-    /// Subscribes; with `from_seq > 0` also returns the retained events from
-    /// there on.
-    pub fn subscribe(&self, from_seq: u64) -> Result<Subscription, Gap> {
+    /// Whether the exit of container `id` that finished at `finished_at`
+    /// (unix nanos) has already been announced.
+    pub fn exit_announced(&self, id: &str, finished_at: i64) -> bool {
+        self.lock().exits.contains(&(id.to_string(), finished_at))
+    }
+
+    /// The sequence number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.lock().log.next_seq()
+    }
+
+    /// Runs `f` while no event can be published; `f` gets the sequence
+    /// number of the last published event (for snapshots).
+    pub fn at_position<R>(&self, f: impl FnOnce(u64) -> R) -> R {
         let inner = self.lock();
-        let live = self.live.subscribe();
-        if from_seq == 0 {
-            return Ok(Subscription {
-                replay: Vec::new(),
-                live,
-            });
+        f(inner.log.next_seq() - 1)
+    }
+
+    /// Follows the sequence number of the last published event.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// Up to `max` events with seq >= `from`, oldest first. Empty when
+    /// `from` is in the future.
+    pub fn read(&self, from: u64, max: usize) -> Result<Vec<Arc<Event>>, Gap> {
+        let segments = {
+            let inner = self.lock();
+            let oldest = inner.log.oldest();
+            if from < oldest {
+                return Err(Gap { oldest });
+            }
+            if from >= inner.log.next_seq() {
+                return Ok(Vec::new());
+            }
+            if let Some(first) = inner.recent.front() {
+                if from >= first.seq {
+                    return Ok(inner
+                        .recent
+                        .iter()
+                        .skip((from - first.seq) as usize)
+                        .take(max)
+                        .cloned()
+                        .collect());
+                }
+            }
+            inner.log.segments()
+        };
+        match log::read_from(&segments, from, max) {
+            Ok(evs) if evs.first().is_some_and(|e| e.seq == from) => {
+                Ok(evs.into_iter().map(Arc::new).collect())
+            }
+            Ok(_) | Err(_) => Err(Gap {
+                oldest: self.lock().log.oldest(),
+            }),
         }
-        let oldest = inner
-            .recent
-            .front()
-            .map(|e| e.seq)
-            .unwrap_or(inner.next_seq);
-        if from_seq < oldest {
-            return Err(Gap { oldest });
+    }
+
+    /// Flushes the log to stable storage.
+    pub fn sync(&self) {
+        if let Err(e) = self.lock().log.sync() {
+            tracing::error!("syncing the event log: {e}");
         }
-        let replay = inner
-            .recent
-            .iter()
-            .filter(|e| e.seq >= from_seq)
-            .cloned()
-            .collect();
-        Ok(Subscription { replay, live })
     }
 }
 
@@ -125,26 +196,47 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn replay_then_live_without_gap_or_duplicate() {
-        let bus = EventBus::new("i".into());
-        for n in ["a", "b", "c"] {
-            bus.publish(ev(n));
+    #[test]
+    fn sequence_continues_across_reopen_and_replays_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = EventBus::open(dir.path(), 100_000, "a".into()).unwrap();
+        for n in 0..(RECENT + 10) {
+            bus.publish(ev(&format!("e{n}")));
         }
-        let mut sub = bus.subscribe(2).unwrap();
-        bus.publish(ev("d"));
-        let replayed: Vec<u64> = sub.replay.iter().map(|e| e.seq).collect();
-        assert_eq!(replayed, vec![2, 3]);
-        assert_eq!(sub.live.recv().await.unwrap().seq, 4);
+        bus.sync();
+        drop(bus);
+        let bus = EventBus::open(dir.path(), 100_000, "b".into()).unwrap();
+        let seq = bus.publish(ev("after"));
+        assert_eq!(seq, RECENT as u64 + 11);
+        // Seq 1 is no longer in memory: it comes from the log file.
+        let first = bus.read(1, 2).unwrap();
+        assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(first[0].instance_id, "a");
+        let last = bus.read(seq, 10).unwrap();
+        assert_eq!(last[0].instance_id, "b");
+        assert!(bus.read(seq + 1, 10).unwrap().is_empty());
     }
 
     #[test]
-    fn too_old_is_a_gap() {
-        let bus = EventBus::new("i".into());
-        for _ in 0..RETAINED + 5 {
-            bus.publish(ev("x"));
-        }
-        let gap = bus.subscribe(1).err().unwrap();
-        assert_eq!(gap.oldest, 6);
+    fn exits_are_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = EventBus::open(dir.path(), 100_000, "a".into()).unwrap();
+        bus.publish(Event {
+            r#type: ObjectType::Container as i32,
+            action: EventAction::Exited as i32,
+            id: "c1".into(),
+            exit: Some(berth::v1::ExitStatus {
+                finished_at: Some(prost_types::Timestamp {
+                    seconds: 5,
+                    nanos: 7,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        drop(bus);
+        let bus = EventBus::open(dir.path(), 100_000, "b".into()).unwrap();
+        assert!(bus.exit_announced("c1", 5_000_000_007));
+        assert!(!bus.exit_announced("c1", 5));
     }
 }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const LAUNCH_FILE: &str = "launch.json";
 /// File name of the durable exit record in a container's directory.
 pub const EXIT_FILE: &str = "exit.json";
+/// Written by the monitor once the container's process runs.
+pub const RUNNING_FILE: &str = "running.json";
 /// The monitor's own diagnostics (its stderr).
 pub const MONITOR_LOG: &str = "monitor.log";
 
@@ -60,6 +62,18 @@ pub struct ExitRecord {
     pub finished_at_unix_nanos: i64,
 }
 
+/// What the monitor writes to [`RUNNING_FILE`]: proof that a start
+/// happened, even if berthd died before recording it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RunningRecord {
+    /// Host pid of the container's init.
+    pub pid: i32,
+    /// Host pid of the monitor.
+    pub monitor_pid: i32,
+    /// Unix nanos of the start.
+    pub started_at_unix_nanos: i64,
+}
+
 /// One line the monitor writes to berthd.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,6 +84,8 @@ pub enum MonitorReport {
         pid: i32,
         /// The monitor's pid.
         monitor_pid: i32,
+        /// Unix nanos of the start.
+        started_at_unix_nanos: i64,
     },
     /// The process could not be set up or exec'd.
     Failed {

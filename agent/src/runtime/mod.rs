@@ -51,6 +51,8 @@ pub struct Running {
     pub pid: Pid,
     /// Host pid of the monitor.
     pub monitor_pid: Pid,
+    /// Unix nanos of the start.
+    pub started_at_unix_nanos: i64,
     /// The rest of the monitor's report stream: yields the exit record.
     pub reports: Lines<BufReader<ChildStdout>>,
 }
@@ -94,9 +96,14 @@ pub async fn spawn(dir: &Path) -> Result<Running, SpawnError> {
             ))
         })?;
     match serde_json::from_str::<MonitorReport>(&line) {
-        Ok(MonitorReport::Started { pid, monitor_pid }) => Ok(Running {
+        Ok(MonitorReport::Started {
+            pid,
+            monitor_pid,
+            started_at_unix_nanos,
+        }) => Ok(Running {
             pid: Pid::from_raw(pid),
             monitor_pid: Pid::from_raw(monitor_pid),
+            started_at_unix_nanos,
             reports,
         }),
         Ok(MonitorReport::Failed { message, exit_code }) => {

@@ -20,7 +20,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use super::launch::{ExitRecord, LaunchSpec, MonitorReport, LAUNCH_FILE};
+use super::launch::{
+    ExitRecord, LaunchSpec, MonitorReport, RunningRecord, LAUNCH_FILE, RUNNING_FILE,
+};
 use crate::logs::{LogWriter, Stream};
 use crate::sys::{self, Forked};
 
@@ -102,9 +104,17 @@ fn run(dir: &Path) -> io::Result<()> {
         report(&MonitorReport::Failed { message, exit_code });
         return Ok(());
     }
-    report(&MonitorReport::Started {
+    let running = RunningRecord {
         pid: child.as_raw(),
         monitor_pid: nix::unistd::getpid().as_raw(),
+        started_at_unix_nanos: now_nanos(),
+    };
+    let json = serde_json::to_vec(&running).map_err(io::Error::other)?;
+    crate::fsutil::write_atomic(&dir.join(RUNNING_FILE), &json)?;
+    report(&MonitorReport::Started {
+        pid: running.pid,
+        monitor_pid: running.monitor_pid,
+        started_at_unix_nanos: running.started_at_unix_nanos,
     });
 
     let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes)?;
@@ -124,10 +134,7 @@ fn run(dir: &Path) -> io::Result<()> {
         exit_code,
         signal,
         oom_killed: spec.oom_events.as_deref().map(oom_kill_count).unwrap_or(0) > 0,
-        finished_at_unix_nanos: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0),
+        finished_at_unix_nanos: now_nanos(),
     };
     let json = serde_json::to_vec(&rec).map_err(io::Error::other)?;
     crate::fsutil::write_atomic(&spec.exit_path, &json)?;
@@ -208,6 +215,13 @@ fn pump(
             }
         }
     }
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// Reads the `oom_kill` counter from memory.events (v2) or memory.oom_control (v1).

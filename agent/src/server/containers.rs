@@ -168,6 +168,47 @@ impl Containers for ContainersService {
         }))
     }
 
+    async fn pause(
+        &self,
+        req: Request<pb::PauseContainerRequest>,
+    ) -> Result<Response<pb::PauseContainerResponse>, Status> {
+        let entry = self.mgr.get(&req.into_inner().id)?;
+        let rec = self.mgr.pause(&entry).await?;
+        Ok(Response::new(pb::PauseContainerResponse {
+            container: Some(self.to_proto(&rec)),
+        }))
+    }
+
+    async fn resume(
+        &self,
+        req: Request<pb::ResumeContainerRequest>,
+    ) -> Result<Response<pb::ResumeContainerResponse>, Status> {
+        let entry = self.mgr.get(&req.into_inner().id)?;
+        let rec = self.mgr.resume(&entry).await?;
+        Ok(Response::new(pb::ResumeContainerResponse {
+            container: Some(self.to_proto(&rec)),
+        }))
+    }
+
+    async fn update(
+        &self,
+        req: Request<pb::UpdateContainerRequest>,
+    ) -> Result<Response<pb::UpdateContainerResponse>, Status> {
+        let req = req.into_inner();
+        let entry = self.mgr.get(&req.id)?;
+        let rec = self
+            .mgr
+            .update(
+                &entry,
+                req.resources.map(super::convert::limits_from_proto),
+                req.restart_policy.map(super::convert::policy_from_proto),
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateContainerResponse {
+            container: Some(self.to_proto(&rec)),
+        }))
+    }
+
     type LogsStream = LogStream;
 
     async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<LogStream>, Status> {

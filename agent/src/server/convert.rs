@@ -3,13 +3,13 @@
 use berth::v1 as pb;
 
 use crate::container::record::{LimitsRecord, Record, SpecRecord};
+use crate::container::restart::Policy;
 use crate::container::state::State;
 use crate::container::{exit_to_proto, nanos_to_ts};
 use crate::image::ImageRecord;
 
 /// API spec to stored spec.
 pub fn spec_from_proto(s: pb::ContainerSpec) -> SpecRecord {
-    let r = s.resources.unwrap_or_default();
     SpecRecord {
         image: s.image,
         name: s.name,
@@ -20,18 +20,51 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> SpecRecord {
         user: s.user,
         hostname: s.hostname,
         labels: s.labels.into_iter().collect(),
-        limits: LimitsRecord {
-            memory: r.memory_bytes,
-            memory_swap: r.memory_swap_bytes,
-            nano_cpus: r.nano_cpus,
-            cpu_shares: r.cpu_shares,
-            pids: r.pids_limit,
-            cpuset_cpus: r.cpuset_cpus,
-            cpuset_mems: r.cpuset_mems,
-        },
+        limits: limits_from_proto(s.resources.unwrap_or_default()),
         auto_remove: s.auto_remove,
         stop_signal: s.stop_signal,
         stop_timeout_seconds: s.stop_timeout_seconds,
+        restart_policy: s.restart_policy.map(policy_from_proto).unwrap_or_default(),
+    }
+}
+
+/// API restart policy to the agent's.
+pub fn policy_from_proto(p: pb::RestartPolicy) -> Policy {
+    use pb::restart_policy::Mode;
+    match Mode::try_from(p.mode).unwrap_or(Mode::Unspecified) {
+        Mode::Unspecified | Mode::No => Policy::No,
+        Mode::OnFailure => Policy::OnFailure {
+            max_retries: p.max_retries,
+        },
+        Mode::Always => Policy::Always,
+        Mode::UnlessStopped => Policy::UnlessStopped,
+    }
+}
+
+fn policy_to_proto(p: Policy) -> pb::RestartPolicy {
+    use pb::restart_policy::Mode;
+    let (mode, max_retries) = match p {
+        Policy::No => (Mode::No, 0),
+        Policy::OnFailure { max_retries } => (Mode::OnFailure, max_retries),
+        Policy::Always => (Mode::Always, 0),
+        Policy::UnlessStopped => (Mode::UnlessStopped, 0),
+    };
+    pb::RestartPolicy {
+        mode: mode as i32,
+        max_retries,
+    }
+}
+
+/// API resources to stored limits.
+pub fn limits_from_proto(r: pb::Resources) -> LimitsRecord {
+    LimitsRecord {
+        memory: r.memory_bytes,
+        memory_swap: r.memory_swap_bytes,
+        nano_cpus: r.nano_cpus,
+        cpu_shares: r.cpu_shares,
+        pids: r.pids_limit,
+        cpuset_cpus: r.cpuset_cpus,
+        cpuset_mems: r.cpuset_mems,
     }
 }
 
@@ -59,6 +92,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         auto_remove: s.auto_remove,
         stop_signal: s.stop_signal.clone(),
         stop_timeout_seconds: s.stop_timeout_seconds,
+        restart_policy: Some(policy_to_proto(s.restart_policy)),
     }
 }
 
@@ -68,6 +102,8 @@ pub fn state_to_proto(s: State) -> pb::ContainerState {
         State::Created => pb::ContainerState::Created,
         State::Running => pb::ContainerState::Running,
         State::Exited => pb::ContainerState::Exited,
+        State::Paused => pb::ContainerState::Paused,
+        State::Restarting => pb::ContainerState::Restarting,
     }
 }
 
@@ -89,6 +125,8 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
         cgroup_path: format!("/{}/{}", cgroup_parent, r.id),
         labels: r.spec.labels.clone().into_iter().collect(),
         start_count: r.start_count,
+        restart_count: r.restart_count,
+        stopped_by_user: r.stopped_by_user,
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use berth::v1 as pb;
 use berth::v1::events_server::Events;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -53,6 +53,9 @@ impl Filter {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
+/// How many events a subscriber reads per batch.
+const BATCH: usize = 256;
+
 #[tonic::async_trait]
 impl Events for EventsService {
     type SubscribeStream = EventStream;
@@ -62,6 +65,11 @@ impl Events for EventsService {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let req = req.into_inner();
+        if req.snapshot && req.from_seq > 0 {
+            return Err(Status::invalid_argument(
+                "snapshot and from_seq cannot be combined",
+            ));
+        }
         let mut containers = Vec::new();
         for c in req.containers {
             // A prefix names the container it resolves to now; a name (or a
@@ -78,49 +86,82 @@ impl Events for EventsService {
             containers,
             labels: req.labels,
         };
-        let sub = self.bus.subscribe(req.from_seq).map_err(|gap| {
-            Status::out_of_range(format!(
-                "events before seq {} are no longer retained; resubscribe with from_seq >= {}",
-                gap.oldest, gap.oldest
-            ))
-        })?;
-        let (tx, rx) = mpsc::channel(1024);
+        // The cursor is fixed before the response goes out, so "live" means
+        // everything after the moment the subscription was accepted.
+        let mut snapshot = Vec::new();
+        let mut cursor = if req.snapshot {
+            let parent = self.mgr.cgroups().parent().to_string();
+            self.bus.at_position(|last| {
+                for rec in self.mgr.list() {
+                    let c = super::convert::container_to_proto(&rec, &parent);
+                    snapshot.push(pb::Event {
+                        seq: last,
+                        r#type: pb::ObjectType::Container as i32,
+                        action: pb::EventAction::Snapshot as i32,
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        labels: c.labels.clone(),
+                        image: c.image.clone(),
+                        container: Some(c),
+                        ..Default::default()
+                    });
+                }
+                snapshot.push(pb::Event {
+                    seq: last,
+                    action: pb::EventAction::SnapshotDone as i32,
+                    ..Default::default()
+                });
+                last + 1
+            })
+        } else if req.from_seq > 0 {
+            req.from_seq
+        } else {
+            self.bus.next_seq()
+        };
+        // Fail at once, with a proper status, when the start is gone.
+        if let Err(gap) = self.bus.read(cursor, 1) {
+            return Err(gap_status(gap.oldest));
+        }
+        let bus = self.bus.clone();
+        let (tx, rx) = mpsc::channel(BATCH);
         tokio::spawn(async move {
-            let mut last = 0;
-            for ev in sub.replay {
-                last = ev.seq;
-                if filter.matches(&ev) && tx.send(Ok((*ev).clone())).await.is_err() {
+            for ev in snapshot {
+                if tx.send(Ok(ev)).await.is_err() {
                     return;
                 }
             }
-            let mut live = sub.live;
+            let mut published = bus.watch();
             loop {
-                tokio::select! {
-                    got = live.recv() => match got {
-                        Ok(ev) => {
-                            if ev.seq <= last {
-                                continue;
-                            }
-                            last = ev.seq;
-                            if filter.matches(&ev) && tx.send(Ok((*ev).clone())).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let _ = tx
-                                .send(Err(Status::resource_exhausted(format!(
-                                    "subscriber fell behind after seq {last}; resubscribe with from_seq={}",
-                                    last + 1
-                                ))))
-                                .await;
-                            return;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = tx.closed() => return,
+                let batch = match bus.read(cursor, BATCH) {
+                    Ok(b) => b,
+                    Err(gap) => {
+                        // Only possible for a subscriber so slow that
+                        // retention overtook it.
+                        let _ = tx.send(Err(gap_status(gap.oldest))).await;
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    tokio::select! {
+                        changed = published.changed() => if changed.is_err() { return },
+                        _ = tx.closed() => return,
+                    }
+                    continue;
+                }
+                for ev in batch {
+                    cursor = ev.seq + 1;
+                    if filter.matches(&ev) && tx.send(Ok((*ev).clone())).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+fn gap_status(oldest: u64) -> Status {
+    Status::out_of_range(format!(
+        "events before seq {oldest} are no longer retained; resubscribe with from_seq >= {oldest}"
+    ))
 }

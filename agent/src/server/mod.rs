@@ -27,6 +27,9 @@ use crate::container::Manager;
 use crate::events::EventBus;
 use crate::image::ImageStore;
 
+/// How long a stopping berthd lets calls in flight finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let started_at = SystemTime::now();
@@ -40,7 +43,21 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         "using cgroup v{}",
         cgroups.version()
     );
-    let bus = Arc::new(EventBus::new(instance_id.clone()));
+    let bus = Arc::new(EventBus::open(
+        &cfg.state_dir.join("events"),
+        cfg.events_retain,
+        instance_id.clone(),
+    )?);
+    {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::events::SYNC_INTERVAL);
+            loop {
+                tick.tick().await;
+                bus.sync();
+            }
+        });
+    }
     let images = Arc::new(ImageStore::open(&cfg.state_dir.join("images"))?);
     let mgr = Manager::open(
         cfg.state_dir.join("containers"),
@@ -94,39 +111,64 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = bind_unix(&cfg.socket)?;
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "berthd ready");
-    let shutdown = async {
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
-                Err(_) => return std::future::pending().await,
+                Err(e) => {
+                    tracing::error!("cannot watch SIGTERM: {e}");
+                    return;
+                }
             };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down; containers keep running under their monitors");
+        let _ = stopping_tx.send(true);
+    });
+    let mut stop_accepting = stopping.clone();
+    let shutdown = async move {
+        let _ = stop_accepting.wait_for(|s| *s).await;
     };
-    match cfg.insecure_tcp {
-        None => {
-            router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-                .await?
+    // Streams (events, logs -f) never end by themselves: give calls in
+    // flight a moment, then close whatever is still open. Clients resume
+    // (Subscribe's from_seq) once berthd is back.
+    let mut drain = stopping.clone();
+    let deadline = async move {
+        let _ = drain.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let serve = async {
+        match cfg.insecure_tcp {
+            None => {
+                router
+                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                    .await?
+            }
+            Some(addr) => {
+                tracing::warn!(
+                    %addr,
+                    "LISTENING ON PLAIN TCP WITHOUT TLS OR AUTHENTICATION: anyone who can reach this address controls the host as root"
+                );
+                let tcp = tokio::net::TcpListener::bind(addr).await?;
+                let unix = UnixListenerStream::new(listener);
+                let tcp = tokio_stream::wrappers::TcpListenerStream::new(tcp);
+                use tokio_stream::StreamExt;
+                let both = unix
+                    .map(|r| r.map(Conn::Unix))
+                    .merge(tcp.map(|r| r.map(Conn::Tcp)));
+                router.serve_with_incoming_shutdown(both, shutdown).await?
+            }
         }
-        Some(addr) => {
-            tracing::warn!(
-                %addr,
-                "LISTENING ON PLAIN TCP WITHOUT TLS OR AUTHENTICATION: anyone who can reach this address controls the host as root"
-            );
-            let tcp = tokio::net::TcpListener::bind(addr).await?;
-            let unix = UnixListenerStream::new(listener);
-            let tcp = tokio_stream::wrappers::TcpListenerStream::new(tcp);
-            use tokio_stream::StreamExt;
-            let both = unix
-                .map(|r| r.map(Conn::Unix))
-                .merge(tcp.map(|r| r.map(Conn::Tcp)));
-            router.serve_with_incoming_shutdown(both, shutdown).await?
-        }
+        Ok::<(), Box<dyn std::error::Error>>(())
+    };
+    tokio::select! {
+        r = serve => r?,
+        _ = deadline => tracing::info!("closing the streams still open"),
     }
+    bus.sync();
     let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
 }

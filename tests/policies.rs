@@ -1,0 +1,463 @@
+//! End to end: restart policies, pause/resume, live update, list-then-watch.
+
+mod common;
+
+use std::time::Duration;
+
+use berth::v1 as pb;
+use common::{sh, Agent};
+use nix::sys::signal::Signal;
+use tonic::Streaming;
+
+async fn next(s: &mut Streaming<pb::Event>) -> pb::Event {
+    tokio::time::timeout(
+        Duration::from_secs(60 * common::slow_factor() as u64),
+        s.message(),
+    )
+    .await
+    .expect("no event within 60 s")
+    .expect("stream error")
+    .expect("stream ended")
+}
+
+fn policy(mode: pb::restart_policy::Mode, max_retries: u32) -> Option<pb::RestartPolicy> {
+    Some(pb::RestartPolicy {
+        mode: mode as i32,
+        max_retries,
+    })
+}
+
+async fn inspect(agent: &Agent, id: &str) -> pb::Container {
+    agent
+        .containers()
+        .inspect(pb::InspectContainerRequest { id: id.to_string() })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap()
+}
+
+#[tokio::test]
+async fn on_failure_restarts_with_backoff_up_to_max_retries() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut events = agent
+        .events()
+        .subscribe(pb::SubscribeRequest {
+            actions: vec![
+                pb::EventAction::Restarting as i32,
+                pb::EventAction::Exited as i32,
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut spec = sh("echo run; exit 3");
+    spec.restart_policy = policy(pb::restart_policy::Mode::OnFailure, 2);
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest { spec: Some(spec) })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let e = next(&mut events).await;
+        seen.push((
+            pb::EventAction::try_from(e.action).unwrap(),
+            e.restart_attempt,
+            e.restart_delay_ms,
+        ));
+    }
+    use pb::EventAction::{Exited, Restarting};
+    assert_eq!(
+        seen,
+        [
+            (Exited, 0, 0),
+            (Restarting, 1, 100),
+            (Exited, 0, 0),
+            (Restarting, 2, 200),
+            (Exited, 0, 0)
+        ]
+    );
+    // No third restart.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), events.message())
+            .await
+            .is_err()
+    );
+    let got = inspect(&agent, &c.id).await;
+    assert_eq!(got.state, pb::ContainerState::Exited as i32);
+    assert_eq!((got.restart_count, got.start_count), (2, 3));
+    assert_eq!(got.exit.unwrap().exit_code, 3);
+    assert_eq!(agent.logs(&c.id).await.0, "run\nrun\nrun\n");
+    // A start through the API resets the count.
+    agent
+        .containers()
+        .start(pb::StartContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(inspect(&agent, &c.id).await.restart_count, 0);
+    let _ = agent
+        .containers()
+        .remove(pb::RemoveContainerRequest {
+            id: c.id.clone(),
+            force: true,
+        })
+        .await;
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn always_and_unless_stopped_across_agent_restarts() {
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut ids = Vec::new();
+    for (name, mode) in [
+        ("always", pb::restart_policy::Mode::Always),
+        ("unless", pb::restart_policy::Mode::UnlessStopped),
+        ("stopped", pb::restart_policy::Mode::UnlessStopped),
+    ] {
+        let mut spec = sh("trap 'exit 0' TERM; sleep 1000 & wait");
+        spec.name = name.into();
+        spec.restart_policy = policy(mode, 0);
+        let c = agent
+            .containers()
+            .run(pb::RunContainerRequest { spec: Some(spec) })
+            .await
+            .unwrap()
+            .into_inner()
+            .container
+            .unwrap();
+        ids.push(c.id);
+    }
+    // "always" comes back after its process dies by itself.
+    let pid = inspect(&agent, "always").await.pid;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let mut restarted = false;
+    for _ in 0..(500 * common::slow_factor()) {
+        let c = inspect(&agent, "always").await;
+        if c.state == pb::ContainerState::Running as i32 && c.pid != pid {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(restarted, "an always container was not restarted");
+    // A stop through the API is respected.
+    agent
+        .containers()
+        .stop(pb::StopContainerRequest {
+            id: "stopped".into(),
+            timeout_seconds: Some(10),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        inspect(&agent, "stopped").await.state,
+        pb::ContainerState::Exited as i32
+    );
+    assert!(inspect(&agent, "stopped").await.stopped_by_user);
+
+    // The host "reboots": berthd and every container die.
+    agent.stop_agent(Signal::SIGKILL);
+    for pid in agent.processes() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.spawn().await;
+    for _ in 0..(500 * common::slow_factor()) {
+        let a = inspect(&agent, "always").await.state;
+        let u = inspect(&agent, "unless").await.state;
+        if a == pb::ContainerState::Running as i32 && u == pb::ContainerState::Running as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        inspect(&agent, "always").await.state,
+        pb::ContainerState::Running as i32
+    );
+    assert_eq!(
+        inspect(&agent, "unless").await.state,
+        pb::ContainerState::Running as i32
+    );
+    assert_eq!(
+        inspect(&agent, "stopped").await.state,
+        pb::ContainerState::Exited as i32
+    );
+    for id in ids {
+        agent
+            .containers()
+            .remove(pb::RemoveContainerRequest { id, force: true })
+            .await
+            .unwrap();
+    }
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn pause_resume_and_stop_while_paused() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut events = agent
+        .events()
+        .subscribe(pb::SubscribeRequest {
+            actions: vec![
+                pb::EventAction::Paused as i32,
+                pb::EventAction::Resumed as i32,
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest {
+            spec: Some(sh(
+                "trap 'exit 0' TERM; while true; do echo tick; sleep 0.05; done",
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    let paused = agent
+        .containers()
+        .pause(pb::PauseContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    assert_eq!(paused.state, pb::ContainerState::Paused as i32);
+    assert_eq!(
+        next(&mut events).await.action,
+        pb::EventAction::Paused as i32
+    );
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let frozen = if v2 {
+        std::fs::read_to_string(agent.cgroup_dir(&c.id, "").join("cgroup.freeze"))
+            .unwrap()
+            .trim()
+            == "1"
+    } else {
+        std::fs::read_to_string(agent.cgroup_dir(&c.id, "freezer").join("freezer.state"))
+            .unwrap()
+            .trim()
+            == "FROZEN"
+    };
+    assert!(frozen, "the cgroup is not frozen");
+    // Nothing runs while frozen: the log does not grow.
+    let before = agent.logs(&c.id).await.0.len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(agent.logs(&c.id).await.0.len(), before);
+    let e = agent
+        .containers()
+        .pause(pb::PauseContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    agent
+        .containers()
+        .resume(pb::ResumeContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut events).await.action,
+        pb::EventAction::Resumed as i32
+    );
+    let mut grew = false;
+    for _ in 0..(100 * common::slow_factor()) {
+        if agent.logs(&c.id).await.0.len() > before {
+            grew = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(grew, "the container did not run again after resume");
+    // A paused container can still be stopped.
+    agent
+        .containers()
+        .pause(pb::PauseContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap();
+    let stopped = agent
+        .containers()
+        .stop(pb::StopContainerRequest {
+            id: c.id.clone(),
+            timeout_seconds: Some(10),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        stopped.container.unwrap().state,
+        pb::ContainerState::Exited as i32
+    );
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn limits_update_live() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut spec = sh("trap 'exit 0' TERM; sleep 1000 & wait");
+    spec.resources = Some(pb::Resources {
+        memory_bytes: 64 << 20,
+        pids_limit: 32,
+        ..Default::default()
+    });
+    let c = agent
+        .containers()
+        .run(pb::RunContainerRequest { spec: Some(spec) })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    let updated = agent
+        .containers()
+        .update(pb::UpdateContainerRequest {
+            id: c.id.clone(),
+            resources: Some(pb::Resources {
+                memory_bytes: 128 << 20,
+                nano_cpus: 250_000_000,
+                ..Default::default()
+            }),
+            restart_policy: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    let r = updated.spec.unwrap().resources.unwrap();
+    assert_eq!(
+        (r.memory_bytes, r.pids_limit, r.nano_cpus),
+        (128 << 20, 32, 250_000_000)
+    );
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (mem, cpu) = if v2 {
+        let d = agent.cgroup_dir(&c.id, "");
+        (
+            std::fs::read_to_string(d.join("memory.max")).unwrap(),
+            std::fs::read_to_string(d.join("cpu.max")).unwrap(),
+        )
+    } else {
+        (
+            std::fs::read_to_string(
+                agent
+                    .cgroup_dir(&c.id, "memory")
+                    .join("memory.limit_in_bytes"),
+            )
+            .unwrap(),
+            std::fs::read_to_string(agent.cgroup_dir(&c.id, "cpu").join("cpu.cfs_quota_us"))
+                .unwrap(),
+        )
+    };
+    assert_eq!(mem.trim(), (128u64 << 20).to_string());
+    assert!(cpu.starts_with("25000"), "{cpu}");
+    let e = agent
+        .containers()
+        .update(pb::UpdateContainerRequest {
+            id: c.id.clone(),
+            resources: Some(pb::Resources {
+                memory_bytes: 1024,
+                ..Default::default()
+            }),
+            restart_policy: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    agent
+        .containers()
+        .remove(pb::RemoveContainerRequest {
+            id: c.id,
+            force: true,
+        })
+        .await
+        .unwrap();
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn list_then_watch_and_slow_subscribers() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let a = agent
+        .containers()
+        .create(pb::CreateContainerRequest {
+            spec: Some(sh("true")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    // A subscriber that does not read while many events happen.
+    let mut slow = agent
+        .events()
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut watch = agent
+        .events()
+        .subscribe(pb::SubscribeRequest {
+            snapshot: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let snap = next(&mut watch).await;
+    assert_eq!(snap.action, pb::EventAction::Snapshot as i32);
+    assert_eq!(snap.container.unwrap().id, a.id);
+    let done = next(&mut watch).await;
+    assert_eq!(done.action, pb::EventAction::SnapshotDone as i32);
+    let n = 300;
+    for _ in 0..n {
+        agent
+            .containers()
+            .update(pb::UpdateContainerRequest {
+                id: a.id.clone(),
+                resources: Some(pb::Resources {
+                    pids_limit: 10,
+                    ..Default::default()
+                }),
+                restart_policy: None,
+            })
+            .await
+            .unwrap();
+    }
+    let after = next(&mut watch).await;
+    assert_eq!(
+        after.seq,
+        done.seq + 1,
+        "no gap between the snapshot and the live events"
+    );
+    let mut seqs = Vec::new();
+    for _ in 0..n {
+        seqs.push(next(&mut slow).await.seq);
+    }
+    assert_eq!(seqs, (done.seq + 1..=done.seq + n).collect::<Vec<_>>());
+    let e = agent
+        .events()
+        .subscribe(pb::SubscribeRequest {
+            snapshot: true,
+            from_seq: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
