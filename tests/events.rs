@@ -2,22 +2,9 @@
 
 mod common;
 
-use std::time::Duration;
 
 use berth::v1 as pb;
 use common::{sh, Agent};
-use tonic::Streaming;
-
-async fn next(s: &mut Streaming<pb::Event>) -> pb::Event {
-    tokio::time::timeout(
-        Duration::from_secs(30 * common::slow_factor() as u64),
-        s.message(),
-    )
-    .await
-    .expect("no event within 30 s")
-    .expect("stream error")
-    .expect("stream ended")
-}
 
 fn action(e: &pb::Event) -> pb::EventAction {
     pb::EventAction::try_from(e.action).unwrap()
@@ -36,14 +23,7 @@ async fn every_transition_is_one_event_in_order() {
     let mut spec = sh("trap 'exit 0' TERM; sleep 1000 & wait");
     spec.name = "evented".into();
     spec.labels.insert("team".into(), "blue".into());
-    let c = agent
-        .containers()
-        .run(pb::RunContainerRequest { spec: Some(spec) })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.run(spec).await;
     agent
         .containers()
         .kill(pb::KillContainerRequest {
@@ -79,7 +59,7 @@ async fn every_transition_is_one_event_in_order() {
 
     let mut got = Vec::new();
     for _ in 0..8 {
-        got.push(next(&mut all).await);
+        got.push(common::next_event(&mut all).await);
     }
     let actions: Vec<(pb::ObjectType, pb::EventAction)> = got
         .iter()
@@ -151,13 +131,13 @@ async fn filters_and_replay() {
         spec.labels.insert("tier".into(), tier.into());
         agent.run_to_exit(spec).await;
     }
-    let e = next(&mut exits_of_a).await;
+    let e = common::next_event(&mut exits_of_a).await;
     assert_eq!(
         (e.name.as_str(), action(&e)),
         ("a", pb::EventAction::Exited)
     );
     assert_eq!(e.exit.unwrap().exit_code, 1);
-    let e = next(&mut labelled).await;
+    let e = common::next_event(&mut labelled).await;
     assert_eq!(
         (e.name.as_str(), action(&e)),
         ("a", pb::EventAction::Created)
@@ -175,9 +155,9 @@ async fn filters_and_replay() {
         .into_inner();
     let mut seqs = Vec::new();
     for _ in 0..7 {
-        seqs.push(next(&mut replay).await.seq);
+        seqs.push(common::next_event(&mut replay).await.seq);
     }
     assert_eq!(seqs, (1..=7).collect::<Vec<u64>>());
     agent.run_to_exit(sh("true")).await;
-    assert_eq!(next(&mut replay).await.seq, 8);
+    assert_eq!(common::next_event(&mut replay).await.seq, 8);
 }

@@ -190,18 +190,11 @@ async fn docker_save_archives_layers_and_whiteouts() {
         .unwrap();
     assert_eq!(got.id, img.id);
     let c = agent
-        .containers()
-        .create(pb::CreateContainerRequest {
-            spec: Some(pb::ContainerSpec {
-                image: "layered:v1".into(),
-                ..Default::default()
-            }),
+        .create(pb::ContainerSpec {
+            image: "layered:v1".into(),
+            ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .await;
     let e = agent
         .images()
         .remove(pb::RemoveImageRequest {
@@ -256,15 +249,8 @@ async fn a_running_container_keeps_a_force_removed_image() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
     let c = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh("trap 'exit 0' TERM; echo up; sleep 1000 & wait")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .run(sh("trap 'exit 0' TERM; echo up; sleep 1000 & wait"))
+        .await;
     agent
         .images()
         .remove(pb::RemoveImageRequest {

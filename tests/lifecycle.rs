@@ -120,19 +120,12 @@ async fn command_not_found_fails_start_with_127() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
     let c = agent
-        .containers()
-        .create(pb::CreateContainerRequest {
-            spec: Some(pb::ContainerSpec {
-                image: "busybox".into(),
-                command: vec!["no-such-command".into()],
-                ..Default::default()
-            }),
+        .create(pb::ContainerSpec {
+            image: "busybox".into(),
+            command: vec!["no-such-command".into()],
+            ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .await;
     let err = agent
         .containers()
         .start(pb::StartContainerRequest { id: c.id.clone() })
@@ -144,14 +137,7 @@ async fn command_not_found_fails_start_with_127() {
         "{}",
         err.message()
     );
-    let c = agent
-        .containers()
-        .inspect(pb::InspectContainerRequest { id: c.id })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.inspect(&c.id).await;
     assert_eq!(c.state, pb::ContainerState::Exited as i32);
     assert_eq!(c.exit.unwrap().exit_code, 127);
     agent.assert_clean().await;
@@ -186,15 +172,8 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
     let c = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh("trap '' TERM; echo ready; while true; do sleep 1; done")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .run(sh("trap '' TERM; echo ready; while true; do sleep 1; done"))
+        .await;
     wait_for_output(&agent, &c.id, "ready").await;
     let started = std::time::Instant::now();
     let resp = agent
@@ -217,17 +196,10 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
     // A container that handles SIGTERM ends without SIGKILL. (As PID 1 of
     // its namespace, a shell without a handler would ignore SIGTERM.)
     let c = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh(
-                "trap 'echo bye; exit 0' TERM; echo ready; sleep 1000 & wait",
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .run(sh(
+            "trap 'echo bye; exit 0' TERM; echo ready; sleep 1000 & wait",
+        ))
+        .await;
     wait_for_output(&agent, &c.id, "ready").await;
     let resp = agent
         .containers()
@@ -248,17 +220,10 @@ async fn kill_sends_the_chosen_signal() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
     let c = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh(
-                "trap 'echo got-usr1; exit 42' USR1; echo ready; while true; do sleep 0.1; done",
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .run(sh(
+            "trap 'echo got-usr1; exit 42' USR1; echo ready; while true; do sleep 0.1; done",
+        ))
+        .await;
     wait_for_output(&agent, &c.id, "ready").await;
     agent
         .containers()
@@ -293,14 +258,7 @@ async fn auto_remove_and_restart() {
     agent.import_busybox().await;
     let mut spec = sh("exit 7");
     spec.auto_remove = true;
-    let c = agent
-        .containers()
-        .run(pb::RunContainerRequest { spec: Some(spec) })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.run(spec).await;
     // Wait still answers by full id after the removal.
     let w = agent
         .containers()
@@ -329,16 +287,7 @@ async fn auto_remove_and_restart() {
     assert!(!agent.state_dir.join("containers").join(&c.id).exists());
 
     // An exited container starts again, keeping its writable layer and log.
-    let c = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh("echo run >> /count; wc -l < /count")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.run(sh("echo run >> /count; wc -l < /count")).await;
     agent
         .containers()
         .wait(pb::WaitContainerRequest { id: c.id.clone() })
@@ -356,14 +305,7 @@ async fn auto_remove_and_restart() {
         .unwrap();
     let out = agent.logs(&c.id).await.0;
     assert_eq!(out, "1\n2\n");
-    let c = agent
-        .containers()
-        .inspect(pb::InspectContainerRequest { id: c.id.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.inspect(&c.id.clone()).await;
     assert_eq!(c.start_count, 2);
     agent.assert_clean().await;
 }

@@ -107,14 +107,7 @@ async fn a_fork_bomb_is_contained_by_the_pids_limit() {
             ..Default::default()
         },
     );
-    let c = agent
-        .containers()
-        .run(pb::RunContainerRequest { spec: Some(spec) })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.run(spec).await;
     let pids_dir = agent.cgroup_dir(&c.id, "pids");
     let mut peak = 0;
     for _ in 0..50 {

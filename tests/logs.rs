@@ -106,15 +106,8 @@ async fn tail_since_streams_and_follow() {
 
     // follow streams while the container runs and ends when it exits.
     let c = agent
-        .containers()
-        .create(pb::CreateContainerRequest {
-            spec: Some(sh("echo one; sleep 0.5; echo two; exit 0")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .create(sh("echo one; sleep 0.5; echo two; exit 0"))
+        .await;
     let mut s = agent
         .containers()
         .logs(pb::LogsRequest {
@@ -146,14 +139,7 @@ async fn follow_from_before_start_survives_auto_remove() {
     agent.import_busybox().await;
     let mut spec = sh("seq 1 2000");
     spec.auto_remove = true;
-    let c = agent
-        .containers()
-        .create(pb::CreateContainerRequest { spec: Some(spec) })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.create(spec).await;
     let mut s = agent
         .containers()
         .logs(pb::LogsRequest {

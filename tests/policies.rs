@@ -7,35 +7,12 @@ use std::time::Duration;
 use berth::v1 as pb;
 use common::{sh, Agent};
 use nix::sys::signal::Signal;
-use tonic::Streaming;
-
-async fn next(s: &mut Streaming<pb::Event>) -> pb::Event {
-    tokio::time::timeout(
-        Duration::from_secs(60 * common::slow_factor() as u64),
-        s.message(),
-    )
-    .await
-    .expect("no event within 60 s")
-    .expect("stream error")
-    .expect("stream ended")
-}
 
 fn policy(mode: pb::restart_policy::Mode, max_retries: u32) -> Option<pb::RestartPolicy> {
     Some(pb::RestartPolicy {
         mode: mode as i32,
         max_retries,
     })
-}
-
-async fn inspect(agent: &Agent, id: &str) -> pb::Container {
-    agent
-        .containers()
-        .inspect(pb::InspectContainerRequest { id: id.to_string() })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap()
 }
 
 #[tokio::test]
@@ -56,17 +33,10 @@ async fn on_failure_restarts_with_backoff_up_to_max_retries() {
         .into_inner();
     let mut spec = sh("echo run; exit 3");
     spec.restart_policy = policy(pb::restart_policy::Mode::OnFailure, 2);
-    let c = agent
-        .containers()
-        .run(pb::RunContainerRequest { spec: Some(spec) })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.run(spec).await;
     let mut seen = Vec::new();
     for _ in 0..5 {
-        let e = next(&mut events).await;
+        let e = common::next_event(&mut events).await;
         seen.push((
             pb::EventAction::try_from(e.action).unwrap(),
             e.restart_attempt,
@@ -90,7 +60,7 @@ async fn on_failure_restarts_with_backoff_up_to_max_retries() {
             .await
             .is_err()
     );
-    let got = inspect(&agent, &c.id).await;
+    let got = agent.inspect(&c.id).await;
     assert_eq!(got.state, pb::ContainerState::Exited as i32);
     assert_eq!((got.restart_count, got.start_count), (2, 3));
     assert_eq!(got.exit.unwrap().exit_code, 3);
@@ -101,7 +71,7 @@ async fn on_failure_restarts_with_backoff_up_to_max_retries() {
         .start(pb::StartContainerRequest { id: c.id.clone() })
         .await
         .unwrap();
-    assert_eq!(inspect(&agent, &c.id).await.restart_count, 0);
+    assert_eq!(agent.inspect(&c.id).await.restart_count, 0);
     let _ = agent
         .containers()
         .remove(pb::RemoveContainerRequest {
@@ -125,22 +95,15 @@ async fn always_and_unless_stopped_across_agent_restarts() {
         let mut spec = sh("trap 'exit 0' TERM; sleep 1000 & wait");
         spec.name = name.into();
         spec.restart_policy = policy(mode, 0);
-        let c = agent
-            .containers()
-            .run(pb::RunContainerRequest { spec: Some(spec) })
-            .await
-            .unwrap()
-            .into_inner()
-            .container
-            .unwrap();
+        let c = agent.run(spec).await;
         ids.push(c.id);
     }
     // "always" comes back after its process dies by itself.
-    let pid = inspect(&agent, "always").await.pid;
+    let pid = agent.inspect("always").await.pid;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     let mut restarted = false;
     for _ in 0..(500 * common::slow_factor()) {
-        let c = inspect(&agent, "always").await;
+        let c = agent.inspect("always").await;
         if c.state == pb::ContainerState::Running as i32 && c.pid != pid {
             restarted = true;
             break;
@@ -159,10 +122,10 @@ async fn always_and_unless_stopped_across_agent_restarts() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        inspect(&agent, "stopped").await.state,
+        agent.inspect("stopped").await.state,
         pb::ContainerState::Exited as i32
     );
-    assert!(inspect(&agent, "stopped").await.stopped_by_user);
+    assert!(agent.inspect("stopped").await.stopped_by_user);
 
     // The host "reboots": berthd and every container die.
     agent.stop_agent(Signal::SIGKILL);
@@ -172,23 +135,23 @@ async fn always_and_unless_stopped_across_agent_restarts() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     agent.spawn().await;
     for _ in 0..(500 * common::slow_factor()) {
-        let a = inspect(&agent, "always").await.state;
-        let u = inspect(&agent, "unless").await.state;
+        let a = agent.inspect("always").await.state;
+        let u = agent.inspect("unless").await.state;
         if a == pb::ContainerState::Running as i32 && u == pb::ContainerState::Running as i32 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        inspect(&agent, "always").await.state,
+        agent.inspect("always").await.state,
         pb::ContainerState::Running as i32
     );
     assert_eq!(
-        inspect(&agent, "unless").await.state,
+        agent.inspect("unless").await.state,
         pb::ContainerState::Running as i32
     );
     assert_eq!(
-        inspect(&agent, "stopped").await.state,
+        agent.inspect("stopped").await.state,
         pb::ContainerState::Exited as i32
     );
     for id in ids {
@@ -218,17 +181,10 @@ async fn pause_resume_and_stop_while_paused() {
         .unwrap()
         .into_inner();
     let c = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh(
-                "trap 'exit 0' TERM; while true; do echo tick; sleep 0.05; done",
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .run(sh(
+            "trap 'exit 0' TERM; while true; do echo tick; sleep 0.05; done",
+        ))
+        .await;
     let paused = agent
         .containers()
         .pause(pb::PauseContainerRequest { id: c.id.clone() })
@@ -239,7 +195,7 @@ async fn pause_resume_and_stop_while_paused() {
         .unwrap();
     assert_eq!(paused.state, pb::ContainerState::Paused as i32);
     assert_eq!(
-        next(&mut events).await.action,
+        common::next_event(&mut events).await.action,
         pb::EventAction::Paused as i32
     );
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
@@ -271,7 +227,7 @@ async fn pause_resume_and_stop_while_paused() {
         .await
         .unwrap();
     assert_eq!(
-        next(&mut events).await.action,
+        common::next_event(&mut events).await.action,
         pb::EventAction::Resumed as i32
     );
     let mut grew = false;
@@ -315,14 +271,7 @@ async fn limits_update_live() {
         pids_limit: 32,
         ..Default::default()
     });
-    let c = agent
-        .containers()
-        .run(pb::RunContainerRequest { spec: Some(spec) })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let c = agent.run(spec).await;
     let updated = agent
         .containers()
         .update(pb::UpdateContainerRequest {
@@ -393,16 +342,7 @@ async fn limits_update_live() {
 async fn list_then_watch_and_slow_subscribers() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
-    let a = agent
-        .containers()
-        .create(pb::CreateContainerRequest {
-            spec: Some(sh("true")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let a = agent.create(sh("true")).await;
     // A subscriber that does not read while many events happen.
     let mut slow = agent
         .events()
@@ -419,10 +359,10 @@ async fn list_then_watch_and_slow_subscribers() {
         .await
         .unwrap()
         .into_inner();
-    let snap = next(&mut watch).await;
+    let snap = common::next_event(&mut watch).await;
     assert_eq!(snap.action, pb::EventAction::Snapshot as i32);
     assert_eq!(snap.container.unwrap().id, a.id);
-    let done = next(&mut watch).await;
+    let done = common::next_event(&mut watch).await;
     assert_eq!(done.action, pb::EventAction::SnapshotDone as i32);
     let n = 300;
     for _ in 0..n {
@@ -439,7 +379,7 @@ async fn list_then_watch_and_slow_subscribers() {
             .await
             .unwrap();
     }
-    let after = next(&mut watch).await;
+    let after = common::next_event(&mut watch).await;
     assert_eq!(
         after.seq,
         done.seq + 1,
@@ -447,7 +387,7 @@ async fn list_then_watch_and_slow_subscribers() {
     );
     let mut seqs = Vec::new();
     for _ in 0..n {
-        seqs.push(next(&mut slow).await.seq);
+        seqs.push(common::next_event(&mut slow).await.seq);
     }
     assert_eq!(seqs, (done.seq + 1..=done.seq + n).collect::<Vec<_>>());
     let e = agent

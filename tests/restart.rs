@@ -7,18 +7,6 @@ use std::time::Duration;
 use berth::v1 as pb;
 use common::{sh, Agent};
 use nix::sys::signal::Signal;
-use tonic::Streaming;
-
-async fn next(s: &mut Streaming<pb::Event>) -> pb::Event {
-    tokio::time::timeout(
-        Duration::from_secs(30 * common::slow_factor() as u64),
-        s.message(),
-    )
-    .await
-    .expect("no event within 30 s")
-    .expect("stream error")
-    .expect("stream ended")
-}
 
 async fn last_seq(agent: &Agent) -> u64 {
     let mut s = agent
@@ -31,22 +19,11 @@ async fn last_seq(agent: &Agent) -> u64 {
         .unwrap()
         .into_inner();
     loop {
-        let e = next(&mut s).await;
+        let e = common::next_event(&mut s).await;
         if e.action == pb::EventAction::SnapshotDone as i32 {
             return e.seq;
         }
     }
-}
-
-async fn inspect(agent: &Agent, id: &str) -> pb::Container {
-    agent
-        .containers()
-        .inspect(pb::InspectContainerRequest { id: id.to_string() })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap()
 }
 
 #[tokio::test]
@@ -54,25 +31,9 @@ async fn containers_survive_an_agent_kill_and_exits_are_told_exactly_once() {
     let mut agent = Agent::start().await;
     agent.import_busybox().await;
     let long = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh("trap 'exit 5' TERM; echo up; sleep 1000 & wait")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
-    let short = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh("sleep 2; exit 9")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .run(sh("trap 'exit 5' TERM; echo up; sleep 1000 & wait"))
+        .await;
+    let short = agent.run(sh("sleep 2; exit 9")).await;
     let seen = last_seq(&agent).await;
     let first_instance = agent
         .agent()
@@ -102,7 +63,7 @@ async fn containers_survive_an_agent_kill_and_exits_are_told_exactly_once() {
         .await
         .unwrap()
         .into_inner();
-    let ev = next(&mut events).await;
+    let ev = common::next_event(&mut events).await;
     assert_eq!(ev.seq, seen + 1);
     assert_eq!(
         (ev.id.as_str(), ev.action),
@@ -110,11 +71,11 @@ async fn containers_survive_an_agent_kill_and_exits_are_told_exactly_once() {
     );
     assert_eq!(ev.exit.unwrap().exit_code, 9);
     assert_ne!(ev.instance_id, first_instance);
-    let got = inspect(&agent, &short.id).await;
+    let got = agent.inspect(&short.id).await;
     assert_eq!(got.state, pb::ContainerState::Exited as i32);
     assert_eq!(got.exit.unwrap().exit_code, 9);
 
-    let got = inspect(&agent, &long.id).await;
+    let got = agent.inspect(&long.id).await;
     assert_eq!(got.state, pb::ContainerState::Running as i32);
     let stopped = agent
         .containers()
@@ -128,12 +89,12 @@ async fn containers_survive_an_agent_kill_and_exits_are_told_exactly_once() {
     assert!(!stopped.killed);
     assert_eq!(stopped.container.unwrap().exit.unwrap().exit_code, 5);
     assert!(agent.logs(&long.id).await.0.contains("up"));
-    let ev = next(&mut events).await;
+    let ev = common::next_event(&mut events).await;
     assert_eq!(
         (ev.id.as_str(), ev.action),
         (long.id.as_str(), pb::EventAction::Stopping as i32)
     );
-    let ev = next(&mut events).await;
+    let ev = common::next_event(&mut events).await;
     assert_eq!(
         (ev.id.as_str(), ev.action),
         (long.id.as_str(), pb::EventAction::Exited as i32)
@@ -159,15 +120,8 @@ async fn a_stop_deadline_survives_an_agent_restart() {
     let mut agent = Agent::start().await;
     agent.import_busybox().await;
     let c = agent
-        .containers()
-        .run(pb::RunContainerRequest {
-            spec: Some(sh("trap '' TERM; echo ready; while true; do sleep 1; done")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+        .run(sh("trap '' TERM; echo ready; while true; do sleep 1; done"))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The client gives up at once; berthd owns the deadline.
     let mut client = agent.containers();
@@ -196,26 +150,8 @@ async fn a_stop_deadline_survives_an_agent_restart() {
 async fn half_done_and_corrupt_state_is_repaired_or_quarantined() {
     let mut agent = Agent::start().await;
     agent.import_busybox().await;
-    let good = agent
-        .containers()
-        .create(pb::CreateContainerRequest {
-            spec: Some(sh("true")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
-    let bad = agent
-        .containers()
-        .create(pb::CreateContainerRequest {
-            spec: Some(sh("true")),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container
-        .unwrap();
+    let good = agent.create(sh("true")).await;
+    let bad = agent.create(sh("true")).await;
     agent.stop_agent(Signal::SIGKILL);
     let containers = agent.state_dir.join("containers");
     // A create cut short (no record yet) and a torn record.

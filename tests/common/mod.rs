@@ -192,6 +192,48 @@ impl Agent {
             .expect("importing busybox");
     }
 
+    /// Creates and starts a container through the API.
+    pub async fn run(&self, spec: pb::ContainerSpec) -> pb::Container {
+        self.containers()
+            .run(pb::RunContainerRequest { spec: Some(spec) })
+            .await
+            .expect("run")
+            .into_inner()
+            .container
+            .expect("a container")
+    }
+
+    /// Creates a container through the API.
+    pub async fn create(&self, spec: pb::ContainerSpec) -> pb::Container {
+        self.containers()
+            .create(pb::CreateContainerRequest { spec: Some(spec) })
+            .await
+            .expect("create")
+            .into_inner()
+            .container
+            .expect("a container")
+    }
+
+    /// Inspects a container through the API.
+    pub async fn inspect(&self, id: &str) -> pb::Container {
+        self.containers()
+            .inspect(pb::InspectContainerRequest { id: id.to_string() })
+            .await
+            .expect("inspect")
+            .into_inner()
+            .container
+            .expect("a container")
+    }
+
+    /// Waits for a container through the API.
+    pub async fn wait(&self, id: &str) -> pb::WaitContainerResponse {
+        self.containers()
+            .wait(pb::WaitContainerRequest { id: id.to_string() })
+            .await
+            .expect("wait")
+            .into_inner()
+    }
+
     /// Runs a container to completion through the API and returns (exit, stdout).
     pub async fn run_to_exit(&self, spec: pb::ContainerSpec) -> (pb::ExitStatus, String, String) {
         let c = self
@@ -386,6 +428,15 @@ impl Drop for Agent {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The next event of a subscription (waiting at most a minute, scaled).
+pub async fn next_event(s: &mut tonic::Streaming<pb::Event>) -> pb::Event {
+    tokio::time::timeout(Duration::from_secs(60 * slow_factor() as u64), s.message())
+        .await
+        .expect("no event within 60 s")
+        .expect("stream error")
+        .expect("stream ended")
 }
 
 /// A ContainerSpec for the busybox image running `sh -c script`.
