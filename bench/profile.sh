@@ -36,7 +36,7 @@ fi
 
 if mountpoint -q /sys/fs/cgroup/unified; then  # as in bench/run.sh
     umount /sys/fs/cgroup/unified
-    mount -t tmpfs -o size=1m,mode=755 bench-no-unified /sys/fs/cgroup/unified
+    mount -t tmpfs -o size=256m,mode=755 bench-no-unified /sys/fs/cgroup/unified
 fi
 REL=$REPO/target/release
 SOCK=$WORK/berthd.sock
@@ -57,7 +57,7 @@ for _ in $(seq 100); do "$REL/berthctl" -H "$SOCK" info >/dev/null 2>&1 && break
 "$REL/berthctl" -H "$SOCK" image import "$WORK/image/busybox.tar" >/dev/null
 
 lifecycles() { # N -> JSON lines of the resident client
-    yes go | head -n "$1" | "$REL/berth-bench" -H "$SOCK" lifecycle | tail -n +2
+    seq "$1" | "$REL/berth-bench" -H "$SOCK" lifecycle | tail -n +2
 }
 median() { /usr/bin/python3 -c 'import sys,json,statistics
 rows=[json.loads(l) for l in sys.stdin if l.strip()]
@@ -73,6 +73,7 @@ print(f"unshare floor: median {1000 * statistics.median(xs):.2f} ms")
 EOF
 }
 
+set +o pipefail  # head closes the perf report pipes early
 {
 echo "# berth start-path profile, $(date -u '+%F %T UTC'), $(git rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -91,7 +92,7 @@ kill -INT "$SPID"; wait "$SPID" 2>/dev/null || true
 echo
 echo "## perf record -e cpu-clock -a -g, $N lifecycles: on-CPU samples by process and symbol"
 perf record -q -e cpu-clock -F 4000 -a -g -o "$WORK/perf.data" -- \
-    bash -c "yes go | head -n $N | '$REL/berth-bench' -H '$SOCK' lifecycle >/dev/null" 2>/dev/null
+    bash -c "seq $N | '$REL/berth-bench' -H '$SOCK' lifecycle >/dev/null" 2>/dev/null
 echo '### by command (all CPUs; idle excluded)'
 perf report -i "$WORK/perf.data" --stdio --no-children --sort comm 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | grep '%' | grep -v swapper | head -15

@@ -52,6 +52,6 @@ fi
 # vanish with the namespace and nothing reaches the host.
 if mountpoint -q /sys/fs/cgroup/unified; then
     umount /sys/fs/cgroup/unified
-    mount -t tmpfs -o size=1m,mode=755 bench-no-unified /sys/fs/cgroup/unified
+    mount -t tmpfs -o size=256m,mode=755 bench-no-unified /sys/fs/cgroup/unified
 fi
 exec /usr/bin/python3 "$REPO/bench/bench.py"

@@ -27,8 +27,6 @@ UNFINISHED = re.compile(r"^(\w+)\((.*) <unfinished \.\.\.>$")
 def main():
     path = sys.argv[1]
     n_samples = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    role = {}
-    parent_role = {}
     pending = {}
     events = []  # (t, pid, name, args, ret, dur)
     first_pid = None
@@ -56,38 +54,35 @@ def main():
         if c:
             events.append((t, pid, c.group(1), c.group(2), c.group(3), float(c.group(5))))
     events.sort(key=lambda e: e[0])
-    # Roles: follow clone/fork/vfork returns and execve.
+    # Roles, as of each call: a clone's child inherits its parent's role; the
+    # monitor's child becomes "init" at its first unshare of a mount
+    # namespace and "container" once it has exec'd the command.
+    role = {}
+    ev_role = []
     for t, pid, name, args, ret, dur in events:
-        role.setdefault(pid, "berthd" if pid == first_pid else parent_role.get(pid, "berthd"))
-        if name in ("clone", "clone3", "fork", "vfork") and ret.isdigit():
-            child = int(ret)
-            r = role[pid]
-            if r == "monitor" and "CLONE_THREAD" not in args:
-                # The monitor's detach fork stays a monitor; its second fork is the init.
-                r = "monitor" if child not in role else r
-            parent_role[child] = r
-            role.setdefault(child, r)
+        role.setdefault(pid, "berthd")
         if name == "execve" and ret == "0":
             if "__monitor" in args:
                 role[pid] = "monitor"
-            elif role[pid] != "berthd":
+            elif role[pid] == "init":
                 role[pid] = "container"
-    # The init: a monitor's child that calls unshare/pivot_root before exec.
-    for t, pid, name, args, ret, dur in events:
-        if name in ("pivot_root", "sethostname") and role.get(pid) == "monitor":
+        if name == "unshare" and "CLONE_NEWNS" in args and role[pid] == "monitor":
             role[pid] = "init"
-    for t, pid, name, args, ret, dur in events:
-        if name == "mount" and role.get(pid) == "monitor" and "proc" in args:
+        if name == "openat" and role[pid] == "monitor" and "cgroup.procs" in args:
             role[pid] = "init"
+        ev_role.append(role[pid])
+        if name in ("clone", "clone3", "fork", "vfork") and ret.isdigit():
+            role[int(ret)] = role[pid]
+    events = [e + (r,) for e, r in zip(events, ev_role)]
 
     totals = collections.defaultdict(lambda: [0.0, 0])
-    for t, pid, name, args, ret, dur in events:
+    for t, pid, name, args, ret, dur, r in events:
         if name in ("futex", "epoll_wait", "poll", "ppoll", "wait4", "read", "recvfrom", "recvmsg",
                     "rt_sigtimedwait", "restart_syscall", "clock_nanosleep", "nanosleep"):
             # Idle waits: counted separately, not as work.
-            key = (role.get(pid, "?"), name + " (waiting)")
+            key = (r, name + " (waiting)")
         else:
-            key = (role.get(pid, "?"), name)
+            key = (r, name)
         totals[key][0] += dur
         totals[key][1] += 1
     print(f"syscall time per lifecycle (ms, averaged over {n_samples} samples), by role")
@@ -114,17 +109,17 @@ def main():
     t0 = events[i0][0]
     print("\ntimeline of the last lifecycle (ms since the container dir was made; "
           "duration in brackets)")
-    for t, pid, name, args, ret, dur in events[i0:]:
+    for t, pid, name, args, ret, dur, r in events[i0:]:
         if name not in key_calls:
             continue
         if name in ("openat", "write") and not any(
                 s in args for s in ("cgroup", ".json", "exit", "launch", "memory.", "/proc/self")):
             continue
         a = args if len(args) < 110 else args[:107] + "..."
-        print(f"  {1000 * (t - t0):8.3f} [{1000 * dur:7.3f}] {role.get(pid, '?'):9s} "
+        print(f"  {1000 * (t - t0):8.3f} [{1000 * dur:7.3f}] {r:9s} "
               f"{name}({a}) = {ret}")
         if name == "unlinkat" and "rmdir" not in args and "AT_REMOVEDIR" in args \
-                and role.get(pid) == "berthd" and re.search(r'[0-9a-f]{64}"', args):
+                and r == "berthd" and re.search(r'[0-9a-f]{64}"', args):
             break
 
 
