@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# berth benchmarks side by side with crun, runc, containerd and Docker.
+#
+#   bench/run.sh            # as root, on a fresh Debian 12 machine
+#
+# 1. installs the reference tools from Debian's packages (runc, crun,
+#    containerd, docker.io, hyperfine, python3-matplotlib, busybox-static);
+#    BENCH_SKIP_INSTALL=1 skips apt;
+# 2. builds berthd, berthctl and the resident client bench/client in release mode;
+# 3. builds one busybox image for every tool (bench/mkimage.py);
+# 4. enters a private mount namespace in which /sys/fs/cgroup/unified is
+#    unmounted (crun 1.8 refuses the "hybrid" layout when cgroup2 has any
+#    controller; the host's cgroups are not changed), so every tool, berth
+#    included, runs on the same cgroup v1 layout;
+# 5. runs bench/bench.py: starts berthd, containerd and dockerd on temporary
+#    roots and sockets, measures, stops each daemon by its pid, and writes
+#    bench/results/{results.md,results.json,latency.png}.
+#
+# Knobs: BENCH_SAMPLES (40), BENCH_WARMUP (5), BENCH_CONC_ROUNDS (5),
+# BENCH_SKIP_DOCKER=1, BENCH_OUT (bench/results), BENCH_KEEP_WORK=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+if [[ "${BENCH_IN_NS:-}" != 1 ]]; then
+    [[ $(id -u) == 0 ]] || { echo "bench/run.sh: must run as root" >&2; exit 1; }
+    if [[ "${BENCH_SKIP_INSTALL:-}" != 1 ]]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends runc crun containerd docker.io hyperfine \
+            python3 python3-matplotlib busybox-static util-linux git
+    fi
+    cargo build --release -p berth-agent -p berth-ctl -p berth-bench
+    WORK=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
+    /usr/bin/python3 bench/mkimage.py "$WORK/image" >/dev/null
+    status=0
+    BENCH_IN_NS=1 BENCH_WORK="$WORK/run" BENCH_IMAGE_DIR="$WORK/image" \
+        unshare --mount --propagation private "$0" "$@" || status=$?
+    # The namespace is gone with its last process; anything mounted in it
+    # went with it. Remove the work dir unless asked to keep it.
+    if [[ "${BENCH_KEEP_WORK:-}" != 1 ]]; then
+        rm -rf --one-file-system "$WORK"
+    else
+        echo "work dir kept: $WORK" >&2
+    fi
+    exit $status
+fi
+
+# Inside the private mount namespace. Unmounting the cgroup2 tree uncovers
+# the host's /sys/fs/cgroup tmpfs directory under it, where crun writes
+# <id>/cgroup.procs files; cover it with a private tmpfs so those writes
+# vanish with the namespace and nothing reaches the host.
+if mountpoint -q /sys/fs/cgroup/unified; then
+    umount /sys/fs/cgroup/unified
+    mount -t tmpfs -o size=256m,mode=755 bench-no-unified /sys/fs/cgroup/unified
+fi
+exec /usr/bin/python3 "$REPO/bench/bench.py"
