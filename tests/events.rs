@@ -2,7 +2,6 @@
 
 mod common;
 
-
 use berth::v1 as pb;
 use common::{sh, Agent};
 

@@ -235,7 +235,10 @@ async fn kill_sends_the_chosen_signal() {
         .unwrap();
     let w = agent
         .containers()
-        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .wait(pb::WaitContainerRequest {
+            id: c.id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -262,7 +265,10 @@ async fn auto_remove_and_restart() {
     // Wait still answers by full id after the removal.
     let w = agent
         .containers()
-        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .wait(pb::WaitContainerRequest {
+            id: c.id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -290,7 +296,10 @@ async fn auto_remove_and_restart() {
     let c = agent.run(sh("echo run >> /count; wc -l < /count")).await;
     agent
         .containers()
-        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .wait(pb::WaitContainerRequest {
+            id: c.id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     agent
@@ -300,7 +309,10 @@ async fn auto_remove_and_restart() {
         .unwrap();
     agent
         .containers()
-        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .wait(pb::WaitContainerRequest {
+            id: c.id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let out = agent.logs(&c.id).await.0;

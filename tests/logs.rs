@@ -157,7 +157,10 @@ async fn follow_from_before_start_survives_auto_remove() {
         .unwrap();
     let w = agent
         .containers()
-        .wait(pb::WaitContainerRequest { id: c.id.clone() })
+        .wait(pb::WaitContainerRequest {
+            id: c.id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

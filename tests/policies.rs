@@ -66,12 +66,15 @@ async fn on_failure_restarts_with_backoff_up_to_max_retries() {
     assert_eq!(got.exit.unwrap().exit_code, 3);
     assert_eq!(agent.logs(&c.id).await.0, "run\nrun\nrun\n");
     // A start through the API resets the count.
-    agent
+    let restarted = agent
         .containers()
         .start(pb::StartContainerRequest { id: c.id.clone() })
         .await
+        .unwrap()
+        .into_inner()
+        .container
         .unwrap();
-    assert_eq!(agent.inspect(&c.id).await.restart_count, 0);
+    assert_eq!(restarted.restart_count, 0);
     let _ = agent
         .containers()
         .remove(pb::RemoveContainerRequest {

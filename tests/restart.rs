@@ -134,9 +134,10 @@ async fn a_stop_deadline_survives_an_agent_restart() {
     agent.spawn().await;
     let w = tokio::time::timeout(
         Duration::from_secs(60 * common::slow_factor() as u64),
-        agent
-            .containers()
-            .wait(pb::WaitContainerRequest { id: c.id.clone() }),
+        agent.containers().wait(pb::WaitContainerRequest {
+            id: c.id.clone(),
+            ..Default::default()
+        }),
     )
     .await
     .expect("the stop deadline was not honoured after the restart")
@@ -196,12 +197,6 @@ async fn half_done_and_corrupt_state_is_repaired_or_quarantined() {
         })
         .await
         .unwrap();
-    agent
-        .containers()
-        .wait(pb::WaitContainerRequest {
-            id: good.id.clone(),
-        })
-        .await
-        .unwrap();
+    agent.wait(&good.id).await;
     agent.assert_clean().await;
 }

@@ -112,6 +112,21 @@ impl CgroupHost {
         &self.parent
     }
 
+    /// A handle on the cgroup at `path`, limited (on v1) to the controllers
+    /// berth uses: creating and removing a cgroup in every v1 hierarchy the
+    /// host mounts costs time for nothing.
+    fn load(&self, path: &str) -> Cgroup {
+        if self.version == 2 {
+            Cgroup::load(hierarchies::auto(), path)
+        } else {
+            Cgroup::load_with_specified_controllers(
+                hierarchies::auto(),
+                path,
+                self.controllers.clone(),
+            )
+        }
+    }
+
     fn path_of(&self, id: &str) -> String {
         format!("{}/{}", self.parent, id)
     }
@@ -133,7 +148,8 @@ impl CgroupHost {
             path: path.clone(),
             source,
         };
-        let cg = Cgroup::new(hierarchies::auto(), &path).map_err(err)?;
+        let cg = self.load(&path);
+        cg.create().map_err(err)?;
         let res = to_resources(limits, self.version, self.swap_limit);
         if let Err(e) = cg.apply(&res) {
             let _ = cg.delete();
@@ -188,7 +204,7 @@ impl CgroupHost {
     }
 
     fn freezer(&self, id: &str) -> Result<cgroups_rs::fs::freezer::FreezerController, CgroupError> {
-        let cg = Cgroup::load(hierarchies::auto(), self.path_of(id));
+        let cg = self.load(&self.path_of(id));
         cg.controller_of::<cgroups_rs::fs::freezer::FreezerController>()
             .cloned()
             .ok_or_else(|| CgroupError::Unsupported("no freezer cgroup on this host".into()))
@@ -197,7 +213,7 @@ impl CgroupHost {
     /// Applies new limits to an existing cgroup.
     pub fn update(&self, id: &str, limits: &Limits) -> Result<(), CgroupError> {
         let path = self.path_of(id);
-        let cg = Cgroup::load(hierarchies::auto(), &path);
+        let cg = self.load(&path);
         let mut res = to_resources(limits, self.version, self.swap_limit);
         if self.version == 1 {
             if let (Some(mem), Some(total)) =
@@ -295,7 +311,7 @@ impl CgroupHost {
     /// processes cannot be removed.
     pub fn remove(&self, id: &str) -> Result<(), CgroupError> {
         let path = self.path_of(id);
-        let cg = Cgroup::load(hierarchies::auto(), &path);
+        let cg = self.load(&path);
         if !cg.exists() {
             return Ok(());
         }

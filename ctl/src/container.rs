@@ -5,13 +5,13 @@
 //! parsed arguments (unit-tested) and the part that talks to the agent.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use berth::v1::{
     containers_client::ContainersClient, Container, ContainerSpec, ContainerState,
     CreateContainerRequest, InspectContainerRequest, KillContainerRequest, ListContainersRequest,
     LogEntry, LogStream, LogsRequest, RemoveContainerRequest, Resources, RunContainerRequest,
-    StartContainerRequest, StopContainerRequest, StringList, WaitContainerRequest,
+    StartContainerRequest, StopContainerRequest, StringList, WaitCondition, WaitContainerRequest,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -193,40 +193,26 @@ async fn run_attached(
 
     copy_until_exit(ctx, &client, &id, logs).await?;
 
+    // With --rm, wait until the agent has removed the container (as
+    // `docker run --rm` does), so its name is free again when run returns.
+    let condition = if auto_remove {
+        WaitCondition::Removed
+    } else {
+        WaitCondition::NotRunning
+    };
     let exit = client
-        .wait(WaitContainerRequest { id: id.clone() })
+        .wait(WaitContainerRequest {
+            id: id.clone(),
+            condition: condition as i32,
+        })
         .await
         .map_err(|s| run_error(EXIT_BERTHCTL, s))?
         .into_inner()
         .exit
         .ok_or_else(|| run_error(EXIT_BERTHCTL, missing("exit status")))?;
-    if auto_remove {
-        wait_removed(&mut client, &id).await;
-    }
     match exit.exit_code {
         0 => Ok(()),
         code => Err(Error::Exit(code)),
-    }
-}
-
-/// How long `run --rm` waits for the agent to remove the container.
-const REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Waits until the agent has removed an `auto_remove` container, which it
-/// does just after the exit that Wait reports, so that when `run --rm`
-/// returns the container is gone (its name can be used again at once, and
-/// `ps -a` no longer shows it), as with `docker run --rm`. Gives up quietly
-/// after [`REMOVE_TIMEOUT`] or on another error: the run itself succeeded.
-async fn wait_removed(client: &mut ContainersClient<Channel>, id: &str) {
-    let deadline = tokio::time::Instant::now() + REMOVE_TIMEOUT;
-    while tokio::time::Instant::now() < deadline {
-        match client
-            .inspect(InspectContainerRequest { id: id.to_string() })
-            .await
-        {
-            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            Err(_) => return,
-        }
     }
 }
 
@@ -438,7 +424,13 @@ pub async fn wait(ctx: &Ctx, args: IdsArgs) -> Result<()> {
     let codes = for_each(&args.ids, |id| {
         let mut client = client.clone();
         async move {
-            let r = client.wait(WaitContainerRequest { id }).await?.into_inner();
+            let r = client
+                .wait(WaitContainerRequest {
+                    id,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
             let exit = r.exit.ok_or_else(|| missing("exit status"))?;
             if ctx.json() {
                 let mut v = output::exit_json(&exit);
@@ -880,7 +872,7 @@ mod tests {
         assert_eq!(r.labels.get("tier").map(String::as_str), Some(""));
         assert_eq!(r.name, "we");
         assert!(r.states.is_empty());
-        assert!(ps_request(&["ps", "-f", "status=paused"]).is_err());
+        assert!(ps_request(&["ps", "-f", "status=bogus"]).is_err());
         assert!(ps_request(&["ps", "-f", "color=red"]).is_err());
         assert!(ps_request(&["ps", "-f", "name"]).is_err());
         assert!(ps_request(&["ps", "-f", "name=a", "-f", "name=b"]).is_err());
@@ -985,9 +977,8 @@ mod agent_tests {
                 "create busybox".to_string(),
                 format!("logs {ID} follow=true"),
                 format!("start {ID}"),
-                format!("wait {ID}"),
                 // --rm: run returns once the container is gone.
-                format!("inspect {ID}"),
+                format!("wait {ID} until=removed"),
             ]
         );
     }
@@ -997,7 +988,7 @@ mod agent_tests {
         let fake = Fake::default();
         assert!(run_with(&fake, &["run", "busybox"]).await.is_ok());
         // Without --rm there is no removal to wait for.
-        assert_eq!(fake.calls().last(), Some(&format!("wait {ID}")));
+        assert_eq!(fake.calls().last(), Some(&format!("wait {ID} until=exited")));
     }
 
     #[tokio::test]

@@ -214,8 +214,14 @@ impl Containers for Fake {
         &self,
         r: Request<WaitContainerRequest>,
     ) -> Result<Response<WaitContainerResponse>, Status> {
-        let id = r.into_inner().id;
-        self.record("wait", &id);
+        let r = r.into_inner();
+        let id = r.id;
+        let until = if r.condition == WaitCondition::Removed as i32 {
+            "removed"
+        } else {
+            "exited"
+        };
+        self.record("wait", &format!("{id} until={until}"));
         let exit_code = {
             let mut s = self.state();
             s.removed = s.auto_remove;

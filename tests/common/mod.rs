@@ -228,7 +228,10 @@ impl Agent {
     /// Waits for a container through the API.
     pub async fn wait(&self, id: &str) -> pb::WaitContainerResponse {
         self.containers()
-            .wait(pb::WaitContainerRequest { id: id.to_string() })
+            .wait(pb::WaitContainerRequest {
+                id: id.to_string(),
+                ..Default::default()
+            })
             .await
             .expect("wait")
             .into_inner()
@@ -246,7 +249,10 @@ impl Agent {
             .unwrap();
         let w = self
             .containers()
-            .wait(pb::WaitContainerRequest { id: c.id.clone() })
+            .wait(pb::WaitContainerRequest {
+                id: c.id.clone(),
+                ..Default::default()
+            })
             .await
             .expect("wait")
             .into_inner();

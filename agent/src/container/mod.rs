@@ -80,8 +80,15 @@ impl Entry {
     fn persist(&self, rec: &Record) -> Result<()> {
         let json =
             serde_json::to_vec_pretty(rec).map_err(|e| Error::internal("encoding record", e))?;
-        crate::fsutil::write_atomic(&self.dir.join(RECORD_FILE), &json)
-            .map_err(|e| Error::internal(format!("saving container {}", self.id), e))
+        let path = self.dir.join(RECORD_FILE);
+        // A container removed at exit needs no record that survives a power
+        // loss; skipping the fsyncs keeps `run --rm` fast.
+        let saved = if rec.spec.auto_remove {
+            crate::fsutil::replace(&path, &json)
+        } else {
+            crate::fsutil::write_atomic(&path, &json)
+        };
+        saved.map_err(|e| Error::internal(format!("saving container {}", self.id), e))
     }
 
     /// Changes the record, persists it, and returns the new copy.
@@ -164,6 +171,11 @@ impl Manager {
             let Some(id) = dir.file_name().map(|n| n.to_string_lossy().to_string()) else {
                 continue;
             };
+            if id.starts_with(".trash-") {
+                // A removal whose background delete a crash cut short.
+                let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            }
             if id.starts_with('.') {
                 continue;
             }
@@ -536,7 +548,7 @@ impl Manager {
             .and_then(|j| {
                 let _ = std::fs::remove_file(&launch.exit_path);
                 let _ = std::fs::remove_file(entry.dir.join(runtime::launch::RUNNING_FILE));
-                crate::fsutil::write_atomic(&entry.dir.join(runtime::launch::LAUNCH_FILE), &j)
+                crate::fsutil::replace(&entry.dir.join(runtime::launch::LAUNCH_FILE), &j)
             });
         if let Err(e) = written {
             cleanup(self);
@@ -921,10 +933,15 @@ impl Manager {
         let dir = entry.dir.clone();
         let cg = self.cgroups.clone();
         let id = entry.id.clone();
+        let trash = self.dir.join(format!(".trash-{id}"));
         tokio::task::spawn_blocking(move || {
             let _ = Rootfs::under(&dir).unmount();
             let _ = cg.remove(&id);
-            std::fs::remove_dir_all(&dir)
+            // The directory goes away at once by name; deleting its files
+            // (one unlink each, slow on a busy disk) happens in the background.
+            std::fs::rename(&dir, &trash)?;
+            std::thread::spawn(move || std::fs::remove_dir_all(trash));
+            Ok::<(), std::io::Error>(())
         })
         .await
         .map_err(|e| Error::internal("remove task", e))?
@@ -949,11 +966,16 @@ impl Manager {
         Ok(())
     }
 
-    /// Waits for the container to exit (a created one: to start and exit).
-    pub async fn wait(&self, entry: &Arc<Entry>) -> Result<(Record, ExitRecord)> {
+    /// Waits for the container to exit (a created one: to start and exit),
+    /// or with `removed`, to be removed.
+    pub async fn wait(&self, entry: &Arc<Entry>, removed: bool) -> Result<(Record, ExitRecord)> {
         let mut life = entry.life();
         let l = *life
-            .wait_for(|l| !matches!(l, Life::Pending))
+            .wait_for(|l| match l {
+                Life::Removed(_) => true,
+                Life::Exited(_) => !removed,
+                Life::Pending => false,
+            })
             .await
             .map_err(|_| Error::Internal("container state lost".into()))?;
         match l {

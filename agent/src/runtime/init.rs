@@ -36,8 +36,12 @@ impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
 }
 
 /// Sets up and execs the container process; never returns.
-pub fn run(spec: &LaunchSpec, out: OwnedFd, err: OwnedFd, fail: OwnedFd) -> ! {
-    let Failure(code, message) = match setup_and_exec(spec, &out, &err) {
+///
+/// `go` becomes readable once the monitor has moved this process into its
+/// cgroup; the slow part of that move (the kernel waits for an RCU grace
+/// period, milliseconds on cgroup v1) overlaps with the mount setup here.
+pub fn run(spec: &LaunchSpec, out: OwnedFd, err: OwnedFd, fail: OwnedFd, go: OwnedFd) -> ! {
+    let Failure(code, message) = match setup_and_exec(spec, &out, &err, go) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -48,20 +52,20 @@ pub fn run(spec: &LaunchSpec, out: OwnedFd, err: OwnedFd, fail: OwnedFd) -> ! {
 
 enum Never {}
 
-fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd) -> Result<Never, Failure> {
+fn setup_and_exec(
+    spec: &LaunchSpec,
+    out: &OwnedFd,
+    err: &OwnedFd,
+    go: OwnedFd,
+) -> Result<Never, Failure> {
     SigSet::all().thread_unblock().ctx("unblocking signals")?;
     sys::reset_signal(Signal::SIGPIPE).ctx("resetting SIGPIPE")?;
 
-    for procs in &spec.cgroup_procs {
-        // "0" means the writing process itself, on v1 and v2.
-        fs::write(procs, "0").ctx(&format!("joining cgroup {}", procs.display()))?;
-    }
     nix::sched::unshare(
         CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNET
-            | CloneFlags::CLONE_NEWCGROUP,
+            | CloneFlags::CLONE_NEWNET,
     )
     .ctx("creating namespaces")?;
 
@@ -85,6 +89,23 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd) -> Result<Nev
     .ctx("binding the root filesystem")?;
     write_etc(spec).ctx("writing /etc/hostname and /etc/hosts")?;
     mount_kernel_fs(spec).map_err(|Failure(c, m)| Failure(c, format!("mounting: {m}")))?;
+
+    // The cgroup namespace is rooted at the cgroup the process is in when it
+    // unshares, so wait until the monitor has moved it.
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(&go, &mut byte) {
+        Ok(1) => {}
+        _ => {
+            return Err(Failure(
+                125,
+                "the monitor could not place the container in its cgroup".into(),
+            ))
+        }
+    }
+    drop(go);
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).ctx("creating the cgroup namespace")?;
+    mount_cgroupfs(spec, &root.join("sys/fs/cgroup"))
+        .map_err(|Failure(c, m)| Failure(c, format!("mounting: {m}")))?;
 
     std::env::set_current_dir(root).ctx("entering the root filesystem")?;
     sys::pivot_root(".", ".").ctx("pivot_root")?;
@@ -299,7 +320,7 @@ fn mount_kernel_fs(spec: &LaunchSpec) -> Result<(), Failure> {
         nosuid_noexec_nodev | MsFlags::MS_RDONLY,
         None,
     )?;
-    mount_cgroupfs(spec, &sysfs.join("fs/cgroup"))
+    Ok(())
 }
 
 /// Shows the container its own cgroup at /sys/fs/cgroup, read-only. The

@@ -68,6 +68,7 @@ fn run(dir: &Path) -> io::Result<()> {
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (fail_r, fail_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
 
     // SIGCHLD is taken through a signalfd, so it must be blocked first; the
     // child unblocks it before exec.
@@ -81,13 +82,33 @@ fn run(dir: &Path) -> io::Result<()> {
             drop(out_r);
             drop(err_r);
             drop(fail_r);
-            super::init::run(&spec, out_w, err_w, fail_w)
+            drop(go_w);
+            super::init::run(&spec, out_w, err_w, fail_w, go_r)
         }
         Forked::Parent(pid) => pid,
     };
     drop(out_w);
     drop(err_w);
     drop(fail_w);
+    drop(go_r);
+
+    // Move the child into its cgroup while it sets up its mounts; it waits
+    // for `go` before it enters its cgroup namespace and execs.
+    for procs in &spec.cgroup_procs {
+        if let Err(e) = std::fs::write(procs, child.as_raw().to_string()) {
+            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            let message = format!("joining cgroup {}: {e}", procs.display());
+            eprintln!("container {} failed to start: {message}", spec.id);
+            report(&MonitorReport::Failed {
+                message,
+                exit_code: 125,
+            });
+            return Ok(());
+        }
+    }
+    nix::unistd::write(&go_w, b"g")?;
+    drop(go_w);
 
     let mut failure = String::new();
     File::from(fail_r).read_to_string(&mut failure)?;
@@ -110,7 +131,7 @@ fn run(dir: &Path) -> io::Result<()> {
         started_at_unix_nanos: now_nanos(),
     };
     let json = serde_json::to_vec(&running).map_err(io::Error::other)?;
-    crate::fsutil::write_atomic(&dir.join(RUNNING_FILE), &json)?;
+    crate::fsutil::replace(&dir.join(RUNNING_FILE), &json)?;
     report(&MonitorReport::Started {
         pid: running.pid,
         monitor_pid: running.monitor_pid,
@@ -137,7 +158,9 @@ fn run(dir: &Path) -> io::Result<()> {
         finished_at_unix_nanos: now_nanos(),
     };
     let json = serde_json::to_vec(&rec).map_err(io::Error::other)?;
-    crate::fsutil::write_atomic(&spec.exit_path, &json)?;
+    // Not fsynced: after a power loss the container is gone anyway, and
+    // berthd then records the exit as lost.
+    crate::fsutil::replace(&spec.exit_path, &json)?;
     report(&MonitorReport::Exited(rec));
     Ok(())
 }

@@ -159,8 +159,10 @@ impl Containers for ContainersService {
         &self,
         req: Request<pb::WaitContainerRequest>,
     ) -> Result<Response<pb::WaitContainerResponse>, Status> {
-        let entry = self.mgr.get_or_removed(&req.into_inner().id)?;
-        let (rec, exit) = self.mgr.wait(&entry).await?;
+        let req = req.into_inner();
+        let entry = self.mgr.get_or_removed(&req.id)?;
+        let removed = req.condition == pb::WaitCondition::Removed as i32;
+        let (rec, exit) = self.mgr.wait(&entry, removed).await?;
         Ok(Response::new(pb::WaitContainerResponse {
             id: rec.id.clone(),
             exit: Some(crate::container::exit_to_proto(&exit)),

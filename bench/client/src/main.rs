@@ -110,7 +110,13 @@ async fn lifecycle_once(
     let t1 = Instant::now();
     c.start(StartContainerRequest { id: id.clone() }).await?;
     let t2 = Instant::now();
-    let w = c.wait(WaitContainerRequest { id: id.clone() }).await?.into_inner();
+    let w = c
+        .wait(WaitContainerRequest {
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
     let t3 = Instant::now();
     c.remove(RemoveContainerRequest {
         id: id.clone(),
