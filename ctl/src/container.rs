@@ -66,7 +66,7 @@ pub fn spec_from_args(
     })
 }
 
-fn env_lookup(key: &str) -> Option<String> {
+pub(crate) fn env_lookup(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
@@ -518,7 +518,7 @@ pub fn list_request(args: &PsArgs) -> Result<ListContainersRequest> {
     }
     // Like docker ps: only running containers, unless -a or a status filter
     // says otherwise.
-    if !args.all && req.states.is_empty() {
+    if !args.all_containers && req.states.is_empty() {
         req.states.push(ContainerState::Running as i32);
     }
     Ok(req)
@@ -1055,6 +1055,7 @@ mod agent_tests {
     async fn unreachable_agent_is_125() {
         let ctx = Ctx {
             host: "/nonexistent/berthd.sock".into(),
+            tls: None,
             output: crate::cli::OutputFormat::Table,
         };
         let Command::Ps(a) = command(&["ps"]) else {
