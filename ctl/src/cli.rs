@@ -15,16 +15,15 @@ use crate::parse;
 pub struct Cli {
     /// Agent address (a unix socket path, unix:///path, http://host:port or
     /// https://host:port), or inventory host names and addresses separated
-    /// by commas.
+    /// by commas [default: /run/berth/berthd.sock].
     #[arg(
         short = 'H',
         long,
         env = "BERTH_HOST",
-        default_value = berth::DEFAULT_SOCKET,
         global = true,
         value_name = "HOST[,HOST...]"
     )]
-    pub host: String,
+    pub host: Option<String>,
     /// The inventory of hosts (default: $XDG_CONFIG_HOME/berth/hosts.toml,
     /// i.e. ~/.config/berth/hosts.toml).
     #[arg(long, env = "BERTH_INVENTORY", global = true, value_name = "FILE")]
@@ -462,7 +461,7 @@ mod tests {
     #[test]
     fn global_flags() {
         let cli = parse(&["-H", "http://h:1", "ps", "-o", "json"]);
-        assert_eq!(cli.host, "http://h:1");
+        assert_eq!(cli.host.as_deref(), Some("http://h:1"));
         assert_eq!(cli.output, OutputFormat::Json);
         let cli = parse(&["--output", "table", "ps"]);
         assert_eq!(cli.output, OutputFormat::Table);

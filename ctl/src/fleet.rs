@@ -114,6 +114,8 @@ pub fn resolve(cli: &Cli) -> Result<Mode> {
     };
     let names: Vec<String> = cli
         .host
+        .as_deref()
+        .unwrap_or_default()
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -125,7 +127,10 @@ pub fn resolve(cli: &Cli) -> Result<Mode> {
         .clone()
         .unwrap_or_else(inventory::default_path);
     if !fleet_flags && names.len() <= 1 {
-        let host = names.first().cloned().unwrap_or_else(|| cli.host.clone());
+        let host = names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| berth::DEFAULT_SOCKET.to_string());
         // An address is used as is: exactly what berthctl did before
         // inventories existed.
         if Address::parse(&host).is_ok() {
