@@ -494,10 +494,13 @@ async fn merged_events_survive_a_partition() {
 /// last sequence number it saw plus one and gets exactly what it missed.
 ///
 /// Waits on the durable event log (the issue on containers outliving the
-/// agent): today the log is in memory, so a restarted agent numbers its
-/// events from 1 again and `assert_complete_and_ordered` fails for n2 (its
-/// sequence goes back to 1 after the restart, and events the new agent
-/// emitted before berthctl resubscribed are not replayed).
+/// agent). With today's in-memory log a restarted agent numbers its events
+/// from 1 again: berthctl resubscribes with from_seq = 5 (last seen + 1), the
+/// new agent's events of "after" are seqs 1..3, so the replay skips them and
+/// the wait "n2's events after the restart" times out. Were they delivered
+/// live instead, `assert_complete_and_ordered` would fail on n2's sequence
+/// going back to 1. With a durable log the new events are 5, 6, 7 and both
+/// hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the durable event log: a restarted agent renumbers its events from 1"]
 async fn merged_events_survive_an_agent_restart() {
