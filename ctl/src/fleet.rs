@@ -140,7 +140,22 @@ pub fn resolve(cli: &Cli) -> Result<Mode> {
                 output: cli.output,
             }));
         }
-        let inv = Inventory::load(&inventory_path)?;
+        let inv = match Inventory::load(&inventory_path) {
+            Ok(inv) => inv,
+            // Without an inventory a bad -H is what it always was: not an
+            // address (exit 125, the agent cannot be reached).
+            Err(inventory::InventoryError::Missing(path)) => {
+                let msg = Address::parse(&host).err().unwrap_or_default();
+                return Err(Error::WithCode(
+                    EXIT_BERTHCTL,
+                    Box::new(Error::Message(format!(
+                        "{msg}; nor a host name, for lack of an inventory at {}",
+                        path.display()
+                    ))),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let h = inv
             .hosts
             .get(&host)
