@@ -140,11 +140,15 @@ where
         }
     }
     if answered {
+        // Hosts that did not answer may have it: say so rather than "any".
+        let scope = if fails.errors.is_empty() {
+            "any targeted host"
+        } else {
+            "any host that answered"
+        };
         for id in ids {
             if !seen.contains(id) {
-                fails.push_general(Error::Message(format!(
-                    "no such {what} on any targeted host: {id}"
-                )));
+                fails.push_general(Error::Message(format!("no such {what} on {scope}: {id}")));
             }
         }
     }
