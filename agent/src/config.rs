@@ -28,10 +28,104 @@ pub struct Config {
     #[arg(long, default_value_t = 100_000)]
     pub events_retain: u64,
     /// Also serve the API on this TCP address WITHOUT TLS or authentication.
-    /// Only for trusted networks and tests; TLS support is planned.
+    /// Only for trusted networks and tests; use --listen for anything else.
     #[arg(long, value_name = "ADDR")]
     pub insecure_tcp: Option<SocketAddr>,
+    /// Also serve the API on this TCP address with mutual TLS: needs
+    /// --tls-cert, --tls-key and --tls-client-ca.
+    #[arg(long, env = "BERTHD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The agent's TLS certificate chain (PEM), for --listen.
+    #[arg(long, env = "BERTHD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "BERTHD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that client certificates must chain to: only
+    /// holders of such a certificate can call the API over --listen.
+    #[arg(long, env = "BERTHD_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "berthd=debug".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// The TLS files of `--listen`, all present.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// CA for client certificates.
+    pub client_ca: PathBuf,
+}
+
+impl Config {
+    /// The TLS files for `--listen`. TCP without client authentication would
+    /// hand root on this host to anyone who can reach the port, so all three
+    /// files are required and a half-configured listener is refused.
+    pub fn listen_tls(&self) -> Result<Option<(SocketAddr, TlsFiles)>, String> {
+        let Some(addr) = self.listen else {
+            if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_client_ca.is_some() {
+                return Err(
+                    "--tls-cert, --tls-key and --tls-client-ca only apply with --listen".into(),
+                );
+            }
+            return Ok(None);
+        };
+        match (&self.tls_cert, &self.tls_key, &self.tls_client_ca) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some((
+                addr,
+                TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: ca.clone(),
+                },
+            ))),
+            _ => Err(format!(
+                "--listen {addr} needs --tls-cert, --tls-key and --tls-client-ca: TCP is served only with mutual TLS (plain TCP needs --insecure-tcp)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Config {
+        match Config::try_parse_from(std::iter::once("berthd").chain(args.iter().copied())) {
+            Ok(c) => c,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn listen_requires_all_tls_files() {
+        assert!(matches!(cfg(&[]).listen_tls(), Ok(None)));
+        assert!(cfg(&["--listen", "127.0.0.1:7443"]).listen_tls().is_err());
+        assert!(cfg(&[
+            "--listen",
+            "127.0.0.1:7443",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k"
+        ])
+        .listen_tls()
+        .is_err());
+        assert!(cfg(&["--tls-cert", "c"]).listen_tls().is_err());
+        let full = cfg(&[
+            "--listen",
+            "127.0.0.1:7443",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--tls-client-ca",
+            "ca",
+        ]);
+        assert!(matches!(full.listen_tls(), Ok(Some(_))));
+    }
 }

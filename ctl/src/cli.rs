@@ -2,6 +2,9 @@
 //! own (sizes, CPUs, labels, signals) are checked here by `parse`, so a typo
 //! is a usage error before anything is sent to the agent.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::parse;
@@ -10,9 +13,46 @@ use crate::parse;
 #[derive(Debug, Parser)]
 #[command(name = "berthctl", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Agent address: a unix socket path, unix:///path or http://host:port.
-    #[arg(short = 'H', long, env = "BERTH_HOST", default_value = berth::DEFAULT_SOCKET, global = true)]
-    pub host: String,
+    /// Agent address (a unix socket path, unix:///path, http://host:port or
+    /// https://host:port), or inventory host names and addresses separated
+    /// by commas [default: /run/berth/berthd.sock].
+    #[arg(
+        short = 'H',
+        long,
+        env = "BERTH_HOST",
+        global = true,
+        value_name = "HOST[,HOST...]"
+    )]
+    pub host: Option<String>,
+    /// The inventory of hosts (default: $XDG_CONFIG_HOME/berth/hosts.toml,
+    /// i.e. ~/.config/berth/hosts.toml).
+    #[arg(long, env = "BERTH_INVENTORY", global = true, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Target every host of the inventory.
+    #[arg(long, global = true)]
+    pub all: bool,
+    /// Target the inventory hosts of this group (repeatable).
+    #[arg(long = "group", global = true, value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Target only inventory hosts with this label (repeatable; all must match).
+    #[arg(long = "selector", global = true, value_name = "KEY=VALUE", value_parser = parse::label)]
+    pub selectors: Vec<(String, String)>,
+    /// At most this many hosts are talked to at once.
+    #[arg(long, global = true, default_value_t = 32, value_name = "N")]
+    pub parallel: usize,
+    /// Give up on a host that has not answered within this time (10s, 1m).
+    #[arg(long, global = true, default_value = "30s", value_parser = parse::duration, value_name = "DURATION")]
+    pub host_timeout: Duration,
+    /// CA certificate that https:// agents' certificates must chain to (for
+    /// addresses not in the inventory).
+    #[arg(long, env = "BERTH_TLS_CA", global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate for mutual TLS (for addresses not in the inventory).
+    #[arg(long, env = "BERTH_TLS_CERT", global = true, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key of --tls-cert.
+    #[arg(long, env = "BERTH_TLS_KEY", global = true, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Output format: aligned tables for people, or one JSON object per line.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
@@ -63,8 +103,14 @@ pub enum Command {
     Image(ImageCommand),
     /// List images (same as `image ls`).
     Images,
-    /// Show facts about the agent and its host.
+    /// Show facts about the agent and its host; for many hosts, one line
+    /// each: health, version, latency, cgroup version, capacity and load.
     Info,
+    /// Targeted hosts, least loaded first: health, latency, capacity, load.
+    TopHosts,
+    /// Make a CA and server/client certificates for mutual TLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Show berthctl's version and the agent's.
     Version,
 }
@@ -152,6 +198,16 @@ impl SpecArgs {
     }
 }
 
+/// How `run --place` chooses hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Placement {
+    /// Each replica on the host with the smallest share of its memory and
+    /// CPUs already reserved (then fewest running containers).
+    LeastLoaded,
+    /// Replicas on as many different hosts as possible, least loaded first.
+    Spread,
+}
+
 /// `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -161,6 +217,14 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Choose hosts among the targeted ones instead of running on every one
+    /// (replicas always run detached).
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub place: Option<Placement>,
+    /// With --place: how many containers to start (--name NAME makes them
+    /// NAME-1, NAME-2, ...).
+    #[arg(long, default_value_t = 1, requires = "place", value_name = "N")]
+    pub replicas: u32,
     /// What to run.
     #[command(flatten)]
     pub spec: SpecArgs,
@@ -226,9 +290,10 @@ pub struct RmArgs {
 /// `ps`.
 #[derive(Debug, Args)]
 pub struct PsArgs {
-    /// Show all containers, not only running ones.
-    #[arg(short = 'a', long)]
-    pub all: bool,
+    /// Show all containers, not only running ones. (`--all` alone targets
+    /// all hosts.)
+    #[arg(short = 'a', long = "all-containers")]
+    pub all_containers: bool,
     /// Filter: label=KEY[=VALUE], name=SUBSTRING, status=created|running|exited.
     #[arg(short = 'f', long = "filter", value_name = "FILTER")]
     pub filters: Vec<String>,
@@ -315,6 +380,65 @@ pub struct ImageIdsArgs {
     pub images: Vec<String>,
 }
 
+/// `certs ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create the fleet's CA (ca.pem, ca-key.pem) in the certs directory.
+    Init(CertsInitArgs),
+    /// Issue a server certificate (for berthd --listen) or a client
+    /// certificate (for berthctl), signed by the CA: NAME.pem, NAME-key.pem.
+    Issue(CertsIssueArgs),
+}
+
+/// `certs init`.
+#[derive(Debug, Args)]
+pub struct CertsInitArgs {
+    /// Directory of the CA and certificates (default: ~/.config/berth/certs).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Common name of the CA.
+    #[arg(long, default_value = "berth fleet CA")]
+    pub name: String,
+    /// Validity in days.
+    #[arg(long, default_value_t = 3650)]
+    pub days: u32,
+    /// Replace an existing CA (every certificate it signed stops working).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CertKind {
+    /// An agent's certificate: TLS server authentication.
+    Server,
+    /// berthctl's certificate: TLS client authentication.
+    Client,
+}
+
+/// `certs issue`.
+#[derive(Debug, Args)]
+pub struct CertsIssueArgs {
+    /// server or client.
+    #[arg(value_enum)]
+    pub kind: CertKind,
+    /// Name of the certificate (file names and common name).
+    pub name: String,
+    /// Subject alternative name: a DNS name or an IP address the agent is
+    /// reached at (repeatable; default: NAME).
+    #[arg(long = "san", value_name = "NAME|IP")]
+    pub sans: Vec<String>,
+    /// Directory of the CA and certificates (default: ~/.config/berth/certs).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Validity in days.
+    #[arg(long, default_value_t = 825)]
+    pub days: u32,
+    /// Replace existing files of that name.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +464,7 @@ mod tests {
     #[test]
     fn global_flags() {
         let cli = parse(&["-H", "http://h:1", "ps", "-o", "json"]);
-        assert_eq!(cli.host, "http://h:1");
+        assert_eq!(cli.host.as_deref(), Some("http://h:1"));
         assert_eq!(cli.output, OutputFormat::Json);
         let cli = parse(&["--output", "table", "ps"]);
         assert_eq!(cli.output, OutputFormat::Table);

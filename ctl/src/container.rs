@@ -67,7 +67,7 @@ pub fn spec_from_args(
     })
 }
 
-fn env_lookup(key: &str) -> Option<String> {
+pub(crate) fn env_lookup(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
@@ -513,7 +513,7 @@ pub fn list_request(args: &PsArgs) -> Result<ListContainersRequest> {
     }
     // Like docker ps: only running containers, unless -a or a status filter
     // says otherwise.
-    if !args.all && req.states.is_empty() {
+    if !args.all_containers && req.states.is_empty() {
         req.states.extend([
             ContainerState::Running as i32,
             ContainerState::Paused as i32,
@@ -988,7 +988,10 @@ mod agent_tests {
         let fake = Fake::default();
         assert!(run_with(&fake, &["run", "busybox"]).await.is_ok());
         // Without --rm there is no removal to wait for.
-        assert_eq!(fake.calls().last(), Some(&format!("wait {ID} until=exited")));
+        assert_eq!(
+            fake.calls().last(),
+            Some(&format!("wait {ID} until=exited"))
+        );
     }
 
     #[tokio::test]
@@ -1057,6 +1060,7 @@ mod agent_tests {
     async fn unreachable_agent_is_125() {
         let ctx = Ctx {
             host: "/nonexistent/berthd.sock".into(),
+            tls: None,
             output: crate::cli::OutputFormat::Table,
         };
         let Command::Ps(a) = command(&["ps"]) else {

@@ -14,13 +14,15 @@ use crate::error::{Error, Result, EXIT_BERTHCTL};
 
 /// How long to try to reach the agent before giving up; a TCP address that
 /// drops packets would otherwise hang berthctl for minutes.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The global options, shared by all commands.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     /// The agent's address as the user gave it.
     pub host: String,
+    /// TLS settings for an https:// address.
+    pub tls: Option<berth::client::ClientTls>,
     /// How to print results.
     pub output: OutputFormat,
 }
@@ -36,7 +38,8 @@ impl Ctx {
     pub async fn channel(&self) -> Result<Channel> {
         let addr = Address::parse(&self.host)
             .map_err(|m| Error::WithCode(EXIT_BERTHCTL, Box::new(Error::Message(m))))?;
-        match tokio::time::timeout(CONNECT_TIMEOUT, berth::client::connect(&addr)).await {
+        let connect = berth::client::connect_with(&addr, self.tls.as_ref());
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(ch)) => Ok(ch),
             Ok(Err(e)) => Err(Error::connect(&addr, &e)),
             Err(_) => Err(Error::Connect {

@@ -32,14 +32,19 @@ pub enum Error {
     /// Exit with this status and print nothing more: the container's exit
     /// code, or 1 after errors that were already printed one by one.
     Exit(i32),
+    /// The inventory or the targets are unusable (exit 1).
+    Inventory(crate::inventory::InventoryError),
 }
 
 /// berthctl's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// Wraps a transport error from connecting to `addr`.
-    pub fn connect(addr: &berth::client::Address, err: &tonic::transport::Error) -> Error {
+    /// Wraps an error from connecting to `addr`.
+    pub fn connect(
+        addr: &berth::client::Address,
+        err: &(dyn std::error::Error + 'static),
+    ) -> Error {
         Error::Connect {
             addr: addr.to_string(),
             reason: error_chain(err),
@@ -51,7 +56,7 @@ impl Error {
         match self {
             Error::Connect { .. } => EXIT_BERTHCTL,
             Error::Status(s) if s.code() == Code::Unavailable => EXIT_BERTHCTL,
-            Error::Status(_) | Error::Message(_) => 1,
+            Error::Status(_) | Error::Message(_) | Error::Inventory(_) => 1,
             Error::WithCode(code, _) | Error::Exit(code) => *code,
         }
     }
@@ -79,6 +84,7 @@ impl fmt::Display for Error {
             Error::Message(m) => f.write_str(m),
             Error::WithCode(_, inner) => inner.fmt(f),
             Error::Exit(code) => write!(f, "exit status {code}"),
+            Error::Inventory(e) => e.fmt(f),
         }
     }
 }
@@ -88,6 +94,12 @@ impl std::error::Error for Error {}
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
         Error::Status(s)
+    }
+}
+
+impl From<crate::inventory::InventoryError> for Error {
+    fn from(e: crate::inventory::InventoryError) -> Self {
+        Error::Inventory(e)
     }
 }
 

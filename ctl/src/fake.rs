@@ -71,6 +71,7 @@ impl Fake {
         );
         Ctx {
             host: format!("http://127.0.0.1:{port}"),
+            tls: None,
             output: OutputFormat::Table,
         }
     }

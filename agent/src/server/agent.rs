@@ -57,6 +57,17 @@ fn meminfo(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The three load averages of /proc/loadavg (zeros if unreadable).
+fn load_averages() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = text.split_whitespace().map(|v| v.parse().unwrap_or(0.0));
+    [
+        it.next().unwrap_or(0.0),
+        it.next().unwrap_or(0.0),
+        it.next().unwrap_or(0.0),
+    ]
+}
+
 /// Go-style architecture name, as OCI images use.
 pub fn oci_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -78,6 +89,20 @@ impl Agent for AgentService {
         let recs = self.mgr.list();
         let count = |s: State| recs.iter().filter(|r| r.state == s).count() as u32;
         let cg = self.mgr.cgroups();
+        // What running containers have asked for: placement must fit a new
+        // container in what is left, not in what happens to be idle now.
+        let running = recs.iter().filter(|r| r.state == State::Running);
+        let (mut mem_req, mut cpu_req, mut unlimited) = (0u64, 0u64, 0u32);
+        for r in running {
+            let l = &r.spec.limits;
+            if l.memory > 0 {
+                mem_req += l.memory as u64;
+            } else {
+                unlimited += 1;
+            }
+            cpu_req += l.nano_cpus.max(0) as u64;
+        }
+        let [load1, load5, load15] = load_averages();
         Ok(Response::new(pb::InfoResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
             api_version: berth::API_VERSION.to_string(),
@@ -101,6 +126,12 @@ impl Agent for AgentService {
             state_dir: self.state_dir.clone(),
             started_at: Some(prost_types::Timestamp::from(self.started_at)),
             instance_id: self.instance_id.clone(),
+            memory_requested_bytes: mem_req,
+            nano_cpus_requested: cpu_req,
+            containers_running_unlimited: unlimited,
+            load_average_1m: load1,
+            load_average_5m: load5,
+            load_average_15m: load15,
         }))
     }
 }

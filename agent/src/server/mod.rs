@@ -1,11 +1,12 @@
 //! The gRPC server: berth.v1 services, health and reflection, on a unix
-//! socket (and optionally plain TCP).
+//! socket, and optionally on TCP with mutual TLS (or, explicitly, plain TCP).
 
 mod agent;
 mod containers;
 pub mod convert;
 mod events;
 mod images;
+mod listen;
 mod logs;
 
 use std::os::unix::fs::PermissionsExt;
@@ -18,7 +19,6 @@ use berth::v1::{
     images_server::ImagesServer,
 };
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
 use crate::cgroup::CgroupHost;
@@ -140,30 +140,36 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let _ = drain.wait_for(|s| *s).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    let serve = async {
-        match cfg.insecure_tcp {
-            None => {
-                router
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-                    .await?
-            }
-            Some(addr) => {
-                tracing::warn!(
-                    %addr,
-                    "LISTENING ON PLAIN TCP WITHOUT TLS OR AUTHENTICATION: anyone who can reach this address controls the host as root"
-                );
-                let tcp = tokio::net::TcpListener::bind(addr).await?;
-                let unix = UnixListenerStream::new(listener);
-                let tcp = tokio_stream::wrappers::TcpListenerStream::new(tcp);
-                use tokio_stream::StreamExt;
-                let both = unix
-                    .map(|r| r.map(Conn::Unix))
-                    .merge(tcp.map(|r| r.map(Conn::Tcp)));
-                router.serve_with_incoming_shutdown(both, shutdown).await?
-            }
-        }
-        Ok::<(), Box<dyn std::error::Error>>(())
-    };
+    // Check the TLS set-up before serving anything, so a mistake in it
+    // stops berthd at once instead of leaving it half reachable.
+    let tls = cfg.listen_tls()?;
+    let acceptor = tls
+        .as_ref()
+        .map(|(_, files)| listen::tls_acceptor(files))
+        .transpose()?;
+    let (tx, rx): (_, listen::Incoming) = tokio::sync::mpsc::channel(64);
+    listen::serve_unix(listener, tx.clone());
+    if let (Some((addr, files)), Some(acceptor)) = (&tls, acceptor) {
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(
+            %addr,
+            cert = %files.cert.display(),
+            client_ca = %files.client_ca.display(),
+            "serving on TCP with mutual TLS"
+        );
+        listen::serve_tls(tcp, acceptor, tx.clone());
+    }
+    if let Some(addr) = cfg.insecure_tcp {
+        tracing::warn!(
+            %addr,
+            "LISTENING ON PLAIN TCP WITHOUT TLS OR AUTHENTICATION: anyone who can reach this address controls the host as root"
+        );
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        listen::serve_insecure_tcp(tcp, tx.clone());
+    }
+    drop(tx);
+    let serve = router
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown);
     tokio::select! {
         r = serve => r?,
         _ = deadline => tracing::info!("closing the streams still open"),
@@ -188,59 +194,4 @@ fn bind_unix(path: &PathBuf) -> std::io::Result<UnixListener> {
     // The API controls the host as root: only root may connect.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
-}
-
-/// A connection from either listener.
-enum Conn {
-    Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
-}
-
-impl tonic::transport::server::Connected for Conn {
-    type ConnectInfo = ();
-    fn connect_info(&self) -> Self::ConnectInfo {}
-}
-
-impl tokio::io::AsyncRead for Conn {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Conn::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Conn {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Conn::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Conn::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Conn::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-        }
-    }
 }
