@@ -39,5 +39,7 @@ done
 script+='; echo "cgroup v2: $ran test binaries run"; exit $fail'
 
 # The guest CPU is emulated (10-20x slower): tests scale their waits.
-exec "$vm" --mem 4G --cpus 2 --timeout 2400 --env BERTH_TEST_SLOW=10 \
+# --share: the checkout may live where the guest shows something else (its
+# /tmp is a fresh tmpfs), so mount it at the same path.
+exec "$vm" --mem 4G --cpus 2 --timeout 2400 --env BERTH_TEST_SLOW=10 --share "$root" \
     --env BERTH_BIN_DIR="$root/target/debug" --cwd / -- sh -c "$script"
