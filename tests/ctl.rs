@@ -1153,3 +1153,89 @@ async fn errors_are_clear_and_have_the_right_status() {
     check_failure(&o, &["ps"], 125, &["cannot connect", "127.0.0.1:1"]);
     agent.assert_clean().await;
 }
+
+// ------------------------------------------- events across agent restarts
+
+#[tokio::test]
+async fn events_follow_reconnects_across_an_agent_restart() {
+    let mut agent = Agent::start().await;
+    import_busybox(&agent);
+    ok(
+        &agent,
+        &["run", "--rm", "--name", "before", "busybox", "true"],
+    );
+    let events = Streaming::spawn(&agent, &["events", "-o", "json", "--since-seq", "1"]);
+    let first = read_until(&events, "removed", |e| {
+        e["name"] == "before" && e["action"] == "removed"
+    });
+    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
+    agent.spawn().await;
+    ok(
+        &agent,
+        &["run", "--rm", "--name", "after", "busybox", "true"],
+    );
+    let second = read_until(&events, "removed", |e| {
+        e["name"] == "after" && e["action"] == "removed"
+    });
+    let seqs: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "events lost or repeated across the restart");
+    let instances: std::collections::BTreeSet<&str> = first
+        .iter()
+        .chain(&second)
+        .map(|e| e["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(instances.len(), 2, "two agent runs");
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn pause_unpause_update_restart_policy() {
+    let agent = Agent::start().await;
+    import_busybox(&agent);
+    ok(
+        &agent,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "svc",
+            "--memory",
+            "64m",
+            "--restart",
+            "on-failure:3",
+            "busybox",
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 1000 & wait",
+        ],
+    );
+    assert_eq!(ok(&agent, &["pause", "svc"]).trim(), "svc");
+    let rows = table(&ok(&agent, &["ps"]));
+    assert!(rows[0]["STATUS"].ends_with("(Paused)"), "{rows:?}");
+    assert_eq!(inspect(&agent, "svc")["state"], "paused");
+    ok(&agent, &["unpause", "svc"]);
+    assert_eq!(inspect(&agent, "svc")["state"], "running");
+    ok(
+        &agent,
+        &["update", "--memory", "128m", "--restart", "always", "svc"],
+    );
+    let c = inspect(&agent, "svc");
+    assert_eq!(c["spec"]["resources"]["memory_bytes"], 128 << 20);
+    fails(&agent, &["update", "svc"], 1, &["nothing to update"]);
+    // A bad policy is a usage error (clap's format, exit 2).
+    let o = agent.ctl(&["run", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("unknown restart policy"),
+        "{}",
+        stderr(&o)
+    );
+    ok(&agent, &["rm", "-f", "svc"]);
+    agent.assert_clean().await;
+}

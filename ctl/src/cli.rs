@@ -90,6 +90,13 @@ pub enum Command {
     Rm(RmArgs),
     /// Wait for containers to exit; prints their exit codes.
     Wait(IdsArgs),
+    /// Freeze all processes of running containers.
+    Pause(IdsArgs),
+    /// Thaw paused containers.
+    #[command(alias = "resume")]
+    Unpause(IdsArgs),
+    /// Change the limits or restart policy of containers, live.
+    Update(UpdateArgs),
     /// Show containers in detail, as a JSON array.
     Inspect(IdsArgs),
     /// List containers (running ones unless -a).
@@ -244,6 +251,38 @@ pub struct CreateArgs {
 /// Commands that take one or more containers.
 #[derive(Debug, Args)]
 pub struct IdsArgs {
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `update`: only the given limits change.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Memory limit (b, k, m, g).
+    #[arg(short = 'm', long, value_parser = parse::size)]
+    pub memory: Option<i64>,
+    /// Memory plus swap limit, or -1 for unlimited swap.
+    #[arg(long, value_parser = parse::swap_size, allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// Number of CPUs (fractions allowed).
+    #[arg(long, value_parser = parse::nano_cpus)]
+    pub cpus: Option<i64>,
+    /// Relative CPU weight.
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// Maximum number of processes.
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// CPUs the container may use ("0-1", "0,2").
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
+    #[arg(long, value_name = "POLICY", value_parser = parse::restart_policy)]
+    pub restart: Option<berth::v1::RestartPolicy>,
     /// Container ids, id prefixes or names.
     #[arg(required = true, value_name = "CONTAINER")]
     pub ids: Vec<String>,

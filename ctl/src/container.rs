@@ -1,5 +1,5 @@
-//! Container commands: run, create, start, stop, kill, rm, wait, inspect,
-//! ps and logs.
+//! Container commands: run, create, start, stop, kill, rm, wait, pause,
+//! unpause, update, inspect, ps and logs.
 //!
 //! Each command is split into a pure part that builds the request from the
 //! parsed arguments (unit-tested) and the part that talks to the agent.
@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use berth::v1::{
     containers_client::ContainersClient, Container, ContainerSpec, ContainerState,
     CreateContainerRequest, InspectContainerRequest, KillContainerRequest, ListContainersRequest,
-    LogEntry, LogStream, LogsRequest, RemoveContainerRequest, Resources, RunContainerRequest,
-    StartContainerRequest, StopContainerRequest, StringList, WaitCondition, WaitContainerRequest,
+    LogEntry, LogStream, LogsRequest, PauseContainerRequest, RemoveContainerRequest, Resources,
+    ResumeContainerRequest, RunContainerRequest, StartContainerRequest, StopContainerRequest,
+    StringList, UpdateContainerRequest, WaitCondition, WaitContainerRequest,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -19,6 +20,7 @@ use tonic::{Code, Status};
 
 use crate::cli::{
     CreateArgs, IdsArgs, KillArgs, LogsArgs, PsArgs, RmArgs, RunArgs, SpecArgs, StopArgs,
+    UpdateArgs,
 };
 use crate::ctx::{for_each, missing, report, Ctx};
 use crate::error::{Error, Result, EXIT_BERTHCTL, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
@@ -328,6 +330,93 @@ pub async fn start(ctx: &Ctx, args: IdsArgs) -> Result<()> {
     .await?
     .into_result()
     .map(drop)
+}
+
+/// `pause`: freezes each container; prints its id.
+pub async fn pause(ctx: &Ctx, args: IdsArgs) -> Result<()> {
+    let client = ctx.containers().await?;
+    for_each(&args.ids, |id| {
+        let mut client = client.clone();
+        async move {
+            let c = client
+                .pause(PauseContainerRequest { id: id.clone() })
+                .await?
+                .into_inner()
+                .container;
+            print_id_or_json(ctx, &id, c.as_ref());
+            Ok(())
+        }
+    })
+    .await?
+    .into_result()
+    .map(drop)
+}
+
+/// `unpause`: thaws each container; prints its id.
+pub async fn unpause(ctx: &Ctx, args: IdsArgs) -> Result<()> {
+    let client = ctx.containers().await?;
+    for_each(&args.ids, |id| {
+        let mut client = client.clone();
+        async move {
+            let c = client
+                .resume(ResumeContainerRequest { id: id.clone() })
+                .await?
+                .into_inner()
+                .container;
+            print_id_or_json(ctx, &id, c.as_ref());
+            Ok(())
+        }
+    })
+    .await?
+    .into_result()
+    .map(drop)
+}
+
+/// `update`: changes limits and/or the restart policy; prints each id.
+pub async fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
+    let resources = Resources {
+        memory_bytes: args.memory.unwrap_or(0),
+        memory_swap_bytes: args.memory_swap.unwrap_or(0),
+        nano_cpus: args.cpus.unwrap_or(0),
+        cpu_shares: args.cpu_shares.unwrap_or(0),
+        pids_limit: args.pids_limit.unwrap_or(0),
+        cpuset_cpus: args.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: args.cpuset_mems.clone().unwrap_or_default(),
+    };
+    let has_resources = resources != Resources::default();
+    if !has_resources && args.restart.is_none() {
+        return Err(Error::Message(
+            "nothing to update: give a limit (--memory, --cpus, ...) or --restart".into(),
+        ));
+    }
+    let client = ctx.containers().await?;
+    let (resources, restart) = (&resources, args.restart);
+    for_each(&args.ids, |id| {
+        let mut client = client.clone();
+        async move {
+            let c = client
+                .update(UpdateContainerRequest {
+                    id: id.clone(),
+                    resources: has_resources.then(|| resources.clone()),
+                    restart_policy: restart,
+                })
+                .await?
+                .into_inner()
+                .container;
+            print_id_or_json(ctx, &id, c.as_ref());
+            Ok(())
+        }
+    })
+    .await?
+    .into_result()
+    .map(drop)
+}
+
+fn print_id_or_json(ctx: &Ctx, id: &str, c: Option<&Container>) {
+    match c {
+        Some(c) if ctx.json() => print_json_line(&output::container_json(c)),
+        _ => println!("{id}"),
+    }
 }
 
 /// The Stop request for one container.

@@ -1,7 +1,9 @@
 //! `events`: the agent's event stream, one line per event.
 
+use std::time::Duration;
+
 use berth::v1::{EventAction, ObjectType, SubscribeRequest};
-use tonic::Code;
+use tonic::{Code, Status};
 
 use crate::cli::EventsArgs;
 use crate::ctx::Ctx;
@@ -70,36 +72,80 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
     Ok(req)
 }
 
-/// `events`: prints events until interrupted or the agent ends the stream.
+/// `events`: prints events until interrupted.
 ///
-/// When the agent drops berthctl for falling behind (RESOURCE_EXHAUSTED),
-/// berthctl resubscribes after the last event it printed, so no event is
-/// skipped or printed twice.
+/// berthctl keeps a cursor (the last sequence number it saw) and, when the
+/// connection breaks or the agent restarts, reconnects with back-off and
+/// resubscribes right after it, so nothing is skipped or printed twice.
+/// Without `--since-seq` it learns the agent's current position from a
+/// snapshot it does not print, so even a reconnect before the first event
+/// misses nothing.
 pub async fn events(ctx: &Ctx, args: EventsArgs) -> Result<()> {
     let mut req = subscribe_request(&args)?;
-    let mut client = ctx.events().await?;
-    let mut last_seq: Option<u64> = None;
+    let mut cursor: Option<u64> = (req.from_seq > 0).then(|| req.from_seq - 1);
+    let mut delay = RECONNECT_FIRST;
+    let mut warned = false;
     loop {
-        let mut stream = client.subscribe(req.clone()).await?.into_inner();
-        let status = loop {
-            match stream.message().await {
-                Ok(Some(e)) => {
-                    last_seq = Some(e.seq);
-                    if ctx.json() {
-                        print_json_line(&output::event_json(&e));
-                    } else {
-                        println!("{}", output::event_line(&e));
-                    }
-                }
-                Ok(None) => return Ok(()),
-                Err(s) => break s,
+        match cursor {
+            Some(seq) => {
+                req.from_seq = seq + 1;
+                req.snapshot = false;
             }
+            None => {
+                req.from_seq = 0;
+                req.snapshot = true;
+            }
+        }
+        let status = match subscribe_once(ctx, &req, &mut cursor).await {
+            Ok(()) => Status::unavailable("the agent closed the stream"),
+            Err(Error::Status(s)) => s,
+            // Down for a restart: keep trying, once we have been connected.
+            Err(e @ Error::Connect { .. }) if cursor.is_some() => {
+                Status::unavailable(e.to_string())
+            }
+            Err(e) => return Err(e),
         };
-        match (status.code(), last_seq) {
-            (Code::ResourceExhausted, Some(seq)) => req.from_seq = seq + 1,
+        match status.code() {
+            // The agent went away or is restarting: come back where we were.
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::ResourceExhausted => {}
             _ => return Err(status.into()),
         }
+        if !warned {
+            eprintln!(
+                "berthctl: lost the event stream ({}); reconnecting",
+                status.message()
+            );
+            warned = true;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RECONNECT_MAX);
     }
+}
+
+/// First wait before reconnecting.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between reconnects.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// One subscription: prints events and advances `cursor` until it breaks.
+async fn subscribe_once(ctx: &Ctx, req: &SubscribeRequest, cursor: &mut Option<u64>) -> Result<()> {
+    let mut client = ctx.events().await?;
+    let mut stream = client.subscribe(req.clone()).await?.into_inner();
+    while let Some(e) = stream.message().await? {
+        if e.action == EventAction::Snapshot as i32 {
+            continue;
+        }
+        *cursor = Some(e.seq);
+        if e.action == EventAction::SnapshotDone as i32 {
+            continue;
+        }
+        if ctx.json() {
+            print_json_line(&output::event_json(&e));
+        } else {
+            println!("{}", output::event_line(&e));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
