@@ -27,6 +27,15 @@ pub struct Config {
     /// Only for trusted networks and tests; TLS support is planned.
     #[arg(long, value_name = "ADDR")]
     pub insecure_tcp: Option<SocketAddr>,
+    /// Registry (HOST[:PORT]) to pull from over plain HTTP, without TLS.
+    /// Repeatable. Loopback registries (localhost, 127.0.0.0/8, ::1) always are.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Pull the image of a container being created (Create, Run) when it is
+    /// not stored, like `docker run`. Off by default: it makes a typo in an
+    /// image name a network request to Docker Hub.
+    #[arg(long, env = "BERTHD_AUTO_PULL")]
+    pub auto_pull: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "berthd=debug".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     pub log: String,
