@@ -69,6 +69,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Image(ImageCommand::Ls) | Command::Images => image::ls(&ctx).await,
         Command::Image(ImageCommand::Rm(a)) => image::rm(&ctx, a).await,
         Command::Image(ImageCommand::Inspect(a)) => image::inspect(&ctx, a).await,
+        Command::Pull(a) => image::pull(&ctx, a).await,
+        Command::Login(a) => image::login(&ctx, a).await,
+        Command::Logout(a) => image::logout(&ctx, a).await,
         Command::Info => info::info(&ctx).await,
         Command::Version => info::version(&ctx).await,
     }
