@@ -101,7 +101,11 @@ async fn pull_by_tag_digest_and_through_an_index() {
     let agent = Agent::start().await;
     let mut layout = Layout::new();
     // The other platform comes first in the index: selection must pick ours.
-    let other = if host_arch() == "amd64" { "arm64" } else { "amd64" };
+    let other = if host_arch() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    };
     let mk = |arch: &str| {
         layout.image(
             arch,
@@ -173,10 +177,7 @@ async fn pull_by_tag_digest_and_through_an_index() {
         .await
         .expect("pull by tag");
     assert_eq!(img2.id, img.id);
-    assert_eq!(
-        final_states(&msgs),
-        vec![pb::LayerState::AlreadyPresent; 2]
-    );
+    assert_eq!(final_states(&msgs), vec![pb::LayerState::AlreadyPresent; 2]);
 
     // By digest.
     let by_digest = format!("{a}/app/single@{}", host_desc["digest"].as_str().unwrap());
@@ -184,7 +185,10 @@ async fn pull_by_tag_digest_and_through_an_index() {
         .await
         .expect("pull by digest");
     assert_eq!(img3.id, img.id);
-    assert_eq!(run(&agent, &by_digest, "cat /etc/arch").await, format!("{}\n", host_arch()));
+    assert_eq!(
+        run(&agent, &by_digest, "cat /etc/arch").await,
+        format!("{}\n", host_arch())
+    );
 
     // A Docker schema 2 manifest (skopeo converted it).
     let (msgs, img4) = pull(&agent, &format!("{a}/app/docker:1"), None)
@@ -325,7 +329,9 @@ async fn basic_auth_refuses_without_credentials_and_works_with_them() {
 
     let err = pull(&agent, &r, None).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
-    let err = pull(&agent, &r, Some(("alice", "wrong"))).await.unwrap_err();
+    let err = pull(&agent, &r, Some(("alice", "wrong")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
     pull(&agent, &r, Some(("alice", "s3cret-pw")))
         .await
@@ -372,7 +378,10 @@ async fn basic_auth_refuses_without_credentials_and_works_with_them() {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&format!("Pulled: {r}")), "{out}");
-    assert!(!agent.log().contains("s3cret-pw"), "the password was logged");
+    assert!(
+        !agent.log().contains("s3cret-pw"),
+        "the password was logged"
+    );
     let o = agent.ctl(&["logout", &reg.addr()]);
     assert!(o.status.success());
     assert!(!std::fs::read_to_string(&auth_file)
@@ -413,7 +422,11 @@ async fn a_corrupt_blob_is_refused_and_leaves_nothing() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::DataLoss, "{err:?}");
     assert!(err.message().contains(&layers[1]), "{}", err.message());
-    assert!(entries(&agent, "layers").is_empty(), "{:?}", entries(&agent, "layers"));
+    assert!(
+        entries(&agent, "layers").is_empty(),
+        "{:?}",
+        entries(&agent, "layers")
+    );
     assert!(entries(&agent, "downloads").is_empty());
     assert!(entries(&agent, "staging").is_empty());
     let list = agent
@@ -472,7 +485,11 @@ async fn an_interrupted_pull_resumes_without_refetching_finished_layers() {
     proxy.wait_holding().await;
     // Wait until the small layers are finished (the big one is held).
     loop {
-        let m = s.next().await.expect("stream ended early").expect("pull failed early");
+        let m = s
+            .next()
+            .await
+            .expect("stream ended early")
+            .expect("pull failed early");
         let st = final_states(std::slice::from_ref(&m));
         if st.len() == 3 && st[..2].iter().all(|s| *s == pb::LayerState::Done) {
             break;
@@ -627,7 +644,8 @@ async fn run_pulls_a_missing_image() {
 /// same socket and state). The returned guard kills it; the Agent's own
 /// cleanup still removes containers, mounts and cgroups.
 async fn restart_with(agent: &mut Agent, extra: &[&str]) -> KillOnDrop {
-    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
+    // SIGKILL: a graceful stop would wait for our open channel to close.
+    agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
     let log = std::fs::OpenOptions::new()
         .append(true)
         .create(true)

@@ -344,7 +344,9 @@ async fn read_password() -> Result<String> {
         .map_err(|e| Error::Message(format!("cannot read the password from stdin: {e}")))?;
     let pw = buf.lines().next().unwrap_or("").to_string();
     if pw.is_empty() {
-        return Err(Error::Message("the password read from stdin is empty".into()));
+        return Err(Error::Message(
+            "the password read from stdin is empty".into(),
+        ));
     }
     Ok(pw)
 }

@@ -82,22 +82,41 @@ impl Registry {
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n{auth}",
+             http:\n  addr: 127.0.0.1:{{port}}\n{auth}",
             dir.join("storage").display()
         );
-        std::fs::write(dir.join("config.yml"), config).unwrap();
         let mut r = Registry {
             dir,
             port,
             creds,
             child: None,
         };
-        r.spawn();
-        r
+        // The port was free when chosen; a parallel test may take it first.
+        for _ in 0..20 {
+            std::fs::write(
+                r.dir.join("config.yml"),
+                config.replace("{port}", &r.port.to_string()),
+            )
+            .unwrap();
+            if r.try_spawn() {
+                return r;
+            }
+            r.port = free_port();
+        }
+        panic!("docker-registry did not come up:\n{}", r.log());
     }
 
     /// Starts (again) the registry process on the same port and storage.
     pub fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "docker-registry did not come up:\n{}",
+            self.log()
+        );
+    }
+
+    /// Starts the registry; false if it exited (its port was taken).
+    fn try_spawn(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -111,14 +130,24 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("spawning docker-registry");
-        self.child = Some(child);
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+        let mut child = child;
+        // Ready when it logs that it listens on our port (counting lines
+        // from earlier runs); gone if it exited, e.g. the port was taken.
+        let ready = format!("listening on 127.0.0.1:{}", self.port);
+        let before = self.log().matches(&ready).count();
+        for _ in 0..800 {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if self.log().matches(&ready).count() > before {
+                self.child = Some(child);
+                return true;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("docker-registry did not come up:\n{}", self.log());
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     /// Kills the registry process (storage stays).
@@ -240,7 +269,10 @@ impl Layout {
             let (blob, mt) = if l.gzip {
                 let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 e.write_all(&raw).unwrap();
-                (e.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
+                (
+                    e.finish().unwrap(),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
             } else {
                 (raw, "application/vnd.oci.image.layer.v1.tar")
             };
@@ -295,7 +327,8 @@ impl Layout {
             o.remove("platform");
         }
         self.refs.push(desc);
-        let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": self.refs})).unwrap();
+        let index =
+            serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": self.refs})).unwrap();
         std::fs::write(self.dir.join("index.json"), index).unwrap();
     }
 }
@@ -375,7 +408,9 @@ impl Proxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        if buf[..n].windows(needle.len()).any(|w| w == needle.as_slice())
+                        if buf[..n]
+                            .windows(needle.len())
+                            .any(|w| w == needle.as_slice())
                             && armed.swap(false, Ordering::SeqCst)
                         {
                             hh.store(1, Ordering::SeqCst);

@@ -39,12 +39,7 @@ use super::store::remove_any;
 use super::{ImageError, ImageRecord, ImageStore};
 
 /// Manifest media types we ask for, in order of preference.
-const ACCEPT: &[&str] = &[
-    OCI_INDEX,
-    DOCKER_LIST,
-    OCI_MANIFEST,
-    DOCKER_MANIFEST,
-];
+const ACCEPT: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -199,12 +194,10 @@ fn oci_err(what: &str, e: OciDistributionError) -> ImageError {
         OciDistributionError::ImageManifestNotFoundError(_) => ImageError::NotFound(msg),
         OciDistributionError::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|x| &x.code).collect();
-            if codes.iter().any(|c| {
-                matches!(
-                    c,
-                    OciErrorCode::Unauthorized | OciErrorCode::Denied
-                )
-            }) {
+            if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
                 ImageError::Unauthorized(msg)
             } else if codes.iter().any(|c| {
                 matches!(
@@ -465,8 +458,7 @@ impl Puller {
         );
         let config_desc = resolved.manifest.config();
         let config_digest = config_desc.digest().to_string();
-        sha256_hex(&config_digest, "config")
-            .map_err(|e| ImageError::Registry(e.to_string()))?;
+        sha256_hex(&config_digest, "config").map_err(|e| ImageError::Registry(e.to_string()))?;
         let config_bytes = self.fetch_config(&client, &repo, &config_digest).await?;
         let config = super::layout::parse_config(&config_bytes, &config_digest)
             .map_err(|e| ImageError::Registry(e.to_string()))?;
@@ -562,8 +554,11 @@ impl Puller {
                 diff_id: diff_id.clone(),
             })
             .collect();
-        let (norm2, digest, manifest_bytes) =
-            (norm.clone(), resolved.digest.clone(), resolved.bytes.clone());
+        let (norm2, digest, manifest_bytes) = (
+            norm.clone(),
+            resolved.digest.clone(),
+            resolved.bytes.clone(),
+        );
         let config_bytes = config_bytes.to_vec();
         let image = tokio::task::spawn_blocking(move || {
             store.commit_pull(
@@ -601,14 +596,15 @@ impl Puller {
             configs
                 .entry(digest.to_string())
                 .or_insert_with(|| {
-                    let (client, repo, digest) =
-                        (client.clone(), repo.clone(), digest.to_string());
+                    let (client, repo, digest) = (client.clone(), repo.clone(), digest.to_string());
                     async move {
                         let mut data = Vec::new();
                         client
                             .pull_blob(&repo, digest.as_str(), &mut data)
                             .await
-                            .map_err(|e| Arc::new(oci_err(&format!("fetching config {digest}"), e)))?;
+                            .map_err(|e| {
+                                Arc::new(oci_err(&format!("fetching config {digest}"), e))
+                            })?;
                         // pull_blob verifies too; this keeps the guarantee ours.
                         if sha256_of(&data) != digest {
                             return Err(Arc::new(ImageError::Corrupt(format!(
@@ -644,8 +640,12 @@ impl Puller {
         let (tx, rx) = watch::channel(Job::default());
         jobs.insert(layer.digest.clone(), rx.clone());
         let this = self.clone();
-        let (client, repo, layer, diff_id) =
-            (client.clone(), repo.clone(), layer.clone(), diff_id.to_string());
+        let (client, repo, layer, diff_id) = (
+            client.clone(),
+            repo.clone(),
+            layer.clone(),
+            diff_id.to_string(),
+        );
         // Detached: a client that goes away does not cancel work that other
         // pulls may share, and finished work is kept for the next pull.
         tokio::spawn(async move {
@@ -783,7 +783,9 @@ impl Puller {
             // check failing: ours below reports it precisely.
             if have < total {
                 return Err(ImageError::Unavailable(match broke {
-                    Some(e) => format!("{what}: transfer broke off after {have} of {total} bytes: {e}"),
+                    Some(e) => {
+                        format!("{what}: transfer broke off after {have} of {total} bytes: {e}")
+                    }
                     None => format!("{what}: transfer ended after {have} of {total} bytes"),
                 }));
             }
@@ -867,7 +869,11 @@ struct Resolved {
 
 /// Fetches the manifest `r` names, descending through indexes to this
 /// platform's image.
-async fn resolve(client: &Client, r: &Reference, auth: &RegistryAuth) -> Result<Resolved, ImageError> {
+async fn resolve(
+    client: &Client,
+    r: &Reference,
+    auth: &RegistryAuth,
+) -> Result<Resolved, ImageError> {
     let mut current = r.clone();
     let mut index_digest = None;
     for _ in 0..=MAX_INDEX_DEPTH {
@@ -893,8 +899,9 @@ async fn resolve(client: &Client, r: &Reference, auth: &RegistryAuth) -> Result<
             )));
         }
         let media = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
-        let is_index =
-            media == OCI_INDEX || media == DOCKER_LIST || (media.is_empty() && v.get("manifests").is_some());
+        let is_index = media == OCI_INDEX
+            || media == DOCKER_LIST
+            || (media.is_empty() && v.get("manifests").is_some());
         if is_index {
             let index: ImageIndex = serde_json::from_slice(&bytes)
                 .map_err(|e| ImageError::Registry(format!("index {digest}: {e}")))?;
@@ -914,11 +921,8 @@ async fn resolve(client: &Client, r: &Reference, auth: &RegistryAuth) -> Result<
             })?;
             // The outermost index is the one the reference named.
             index_digest.get_or_insert(digest);
-            current = Reference::with_digest(
-                r.registry().to_string(),
-                r.repository().to_string(),
-                child,
-            );
+            current =
+                Reference::with_digest(r.registry().to_string(), r.repository().to_string(), child);
             continue;
         }
         if !(media.is_empty() || media == OCI_MANIFEST || media == DOCKER_MANIFEST) {
@@ -983,10 +987,21 @@ mod tests {
 
     #[test]
     fn loopback_registries_are_plain_http() {
-        for r in ["localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "localhost"] {
+        for r in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "localhost",
+        ] {
             assert!(is_loopback(r), "{r}");
         }
-        for r in ["docker.io", "10.0.0.1:5000", "localhost.example.com", "[fe80::1]:5000"] {
+        for r in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[fe80::1]:5000",
+        ] {
             assert!(!is_loopback(r), "{r}");
         }
     }
@@ -995,7 +1010,10 @@ mod tests {
     fn login_registry_names() {
         assert_eq!(login_registry("").unwrap(), "docker.io");
         assert_eq!(login_registry("index.docker.io").unwrap(), "docker.io");
-        assert_eq!(login_registry("https://reg.example.com:5000/").unwrap(), "reg.example.com:5000");
+        assert_eq!(
+            login_registry("https://reg.example.com:5000/").unwrap(),
+            "reg.example.com:5000"
+        );
         assert_eq!(login_registry("127.0.0.1:5000").unwrap(), "127.0.0.1:5000");
         assert!(login_registry("bad host").is_err());
         assert!(login_registry("foo").is_err());

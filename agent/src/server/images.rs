@@ -82,16 +82,16 @@ impl Pulling {
             return Ok(());
         }
         let (tx, _rx) = watch::channel(PullProgress::default());
-        self.pull(image, None, &tx)
-            .await
-            .map(drop)
-            .map_err(|e| {
-                let s = pull_status(e);
-                Status::new(
-                    s.code(),
-                    format!("image {image} is not stored and pulling it failed: {}", s.message()),
-                )
-            })
+        self.pull(image, None, &tx).await.map(drop).map_err(|e| {
+            let s = pull_status(e);
+            Status::new(
+                s.code(),
+                format!(
+                    "image {image} is not stored and pulling it failed: {}",
+                    s.message()
+                ),
+            )
+        })
     }
 }
 
