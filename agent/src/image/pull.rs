@@ -483,7 +483,7 @@ impl Puller {
             }
             let digest = d.digest().to_string();
             sha256_hex(&digest, "layer").map_err(|e| ImageError::Registry(e.to_string()))?;
-            let size = u64::try_from(d.size()).unwrap_or(0);
+            let size = d.size();
             layers.push((
                 LayerProgress {
                     digest,

@@ -267,13 +267,24 @@ pub(crate) fn decoder<'a>(
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let d = zstd::stream::read::Decoder::new(joined)
             .ctx(|| format!("layer {diff_id}: starting the zstd decoder"))?;
-        Ok(Box::new(d))
+        Ok(Box::new(Named("zstd", d)))
     } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         Err(ImageError::archive(format!(
             "layer {diff_id}: bzip2/xz compression is not supported"
         )))
     } else {
         Ok(Box::new(joined))
+    }
+}
+
+/// A reader whose errors say which decoder failed ("zstd: incomplete frame").
+struct Named<R>(&'static str, R);
+
+impl<R: Read> Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.1
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.0)))
     }
 }
 
