@@ -137,7 +137,7 @@ class Daemons:
     def start_berthd(self):
         self._start("berthd", [BERTHD, "--socket", BERTH_SOCK, "--state-dir",
                                os.path.join(W, "berth"), "--cgroup-parent", CG_PARENT,
-                               "--log", "warn"], "berthd.log")
+                               "--log", "warn", "--auto-pull=false"], "berthd.log")
         wait_for(lambda: sh([BERTHCTL, "-H", BERTH_SOCK, "info"], check=False).returncode == 0,
                  "berthd")
 

@@ -45,6 +45,23 @@ pub struct Config {
     /// holders of such a certificate can call the API over --listen.
     #[arg(long, env = "BERTHD_TLS_CLIENT_CA", value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Registry (HOST[:PORT]) to pull from over plain HTTP, without TLS.
+    /// Repeatable. Loopback registries (localhost, 127.0.0.0/8, ::1) always are.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Pull the image of a container being created (Create, Run) when it is
+    /// not stored, like `docker run`. `--auto-pull=false` turns it off (a
+    /// typo in an image name then never becomes a registry request).
+    #[arg(
+        long,
+        env = "BERTHD_AUTO_PULL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub auto_pull: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "berthd=debug".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     pub log: String,

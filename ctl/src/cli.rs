@@ -110,6 +110,12 @@ pub enum Command {
     Image(ImageCommand),
     /// List images (same as `image ls`).
     Images,
+    /// Pull an image from a registry (the agent pulls it), showing progress.
+    Pull(crate::image::PullArgs),
+    /// Check and store registry credentials on the agent's host.
+    Login(crate::image::LoginArgs),
+    /// Forget the registry credentials stored on the agent's host.
+    Logout(crate::image::LogoutArgs),
     /// Show facts about the agent and its host; for many hosts, one line
     /// each: health, version, latency, cgroup version, capacity and load.
     Info,

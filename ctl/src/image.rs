@@ -1,15 +1,17 @@
-//! Image commands: import, ls, rm, inspect.
+//! Image commands: import, ls, rm, inspect, pull, login, logout.
 
 use std::time::SystemTime;
 
 use berth::v1::{
     import_image_request::Payload, Image, ImportImageRequest, ImportOptions, InspectImageRequest,
-    ListImagesRequest, RemoveImageRequest,
+    LayerState, ListImagesRequest, LoginRequest, LogoutRequest, PullImageProgress,
+    PullImageRequest, RegistryCredentials, RemoveImageRequest,
 };
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 
 use crate::cli::{ImageIdsArgs, ImageRmArgs, ImportArgs};
 use crate::ctx::{for_each, missing, Ctx};
@@ -295,4 +297,285 @@ mod tests {
              <none>       <none>   cdcdcdcdcdcd   N/A           999B\n"
         );
     }
+}
+
+/// `pull`.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// Image to pull, e.g. busybox, registry:5000/app:v1, name@sha256:<hex>.
+    pub reference: String,
+    /// User name for this pull only (otherwise the agent uses what `login`
+    /// stored for the registry, or none).
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Read the password for --username from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+}
+
+/// `login`.
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// Registry host[:port]; Docker Hub when omitted.
+    pub registry: Option<String>,
+    /// User name.
+    #[arg(short = 'u', long)]
+    pub username: String,
+    /// Read the password from standard input (the only way to give it, so
+    /// it never appears in the process list or shell history).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `logout`.
+#[derive(Debug, clap::Args)]
+pub struct LogoutArgs {
+    /// Registry host[:port]; Docker Hub when omitted.
+    pub registry: Option<String>,
+}
+
+/// Reads a password: standard input up to the first newline (which is not
+/// part of it), as `docker login --password-stdin` does.
+async fn read_password() -> Result<String> {
+    let mut buf = String::new();
+    tokio::io::stdin()
+        .read_to_string(&mut buf)
+        .await
+        .map_err(|e| Error::Message(format!("cannot read the password from stdin: {e}")))?;
+    let pw = buf.lines().next().unwrap_or("").to_string();
+    if pw.is_empty() {
+        return Err(Error::Message(
+            "the password read from stdin is empty".into(),
+        ));
+    }
+    Ok(pw)
+}
+
+/// Registry errors are the registry's, not the agent's: exit 1, not the
+/// 125 that UNAVAILABLE (agent gone) gets.
+fn registry_error(s: tonic::Status) -> Error {
+    if s.code() == tonic::Code::Unavailable && s.message().starts_with("registry") {
+        Error::Message(s.message().to_string())
+    } else {
+        Error::Status(s)
+    }
+}
+
+/// Words for a layer state.
+fn state_word(state: i32) -> &'static str {
+    match LayerState::try_from(state).unwrap_or(LayerState::Unspecified) {
+        LayerState::Unspecified => "unknown",
+        LayerState::Waiting => "waiting",
+        LayerState::Downloading => "downloading",
+        LayerState::Verifying => "verifying",
+        LayerState::Extracting => "extracting",
+        LayerState::Done => "done",
+        LayerState::AlreadyPresent => "already present",
+    }
+}
+
+/// How `pull` shows progress.
+enum Display {
+    /// Progress bars (standard error is a terminal).
+    Bars {
+        multi: indicatif::MultiProgress,
+        bars: Vec<indicatif::ProgressBar>,
+    },
+    /// One line per layer state change (standard output is not a terminal).
+    Lines { last: Vec<i32> },
+    /// One JSON object per layer state change (`-o json`).
+    Json { last: Vec<i32> },
+}
+
+impl Display {
+    fn update(&mut self, p: &PullImageProgress) {
+        let short = |d: &str| output::short_image_id(d).to_string();
+        let json = matches!(self, Display::Json { .. });
+        match self {
+            Display::Bars { multi, bars } => {
+                while bars.len() < p.layers.len() {
+                    let style = indicatif::ProgressStyle::with_template(
+                        "{prefix}: {msg:15} [{bar:30}] {bytes}/{total_bytes}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+                    let l = &p.layers[bars.len()];
+                    let bar = multi.add(indicatif::ProgressBar::new(l.total_bytes.max(0) as u64));
+                    bar.set_style(style);
+                    bar.set_prefix(short(&l.digest));
+                    bars.push(bar);
+                }
+                for (bar, l) in bars.iter().zip(&p.layers) {
+                    let state = LayerState::try_from(l.state).unwrap_or(LayerState::Unspecified);
+                    let pos = if state == LayerState::AlreadyPresent {
+                        l.total_bytes
+                    } else {
+                        l.done_bytes
+                    };
+                    bar.set_position(pos.max(0) as u64);
+                    bar.set_message(state_word(l.state));
+                }
+            }
+            Display::Lines { last } | Display::Json { last } => {
+                last.resize(p.layers.len(), LayerState::Unspecified as i32);
+                for (i, l) in p.layers.iter().enumerate() {
+                    if last[i] == l.state {
+                        continue;
+                    }
+                    last[i] = l.state;
+                    if json {
+                        print_json_line(&json!({
+                            "layer": l.digest,
+                            "state": state_word(l.state),
+                            "done_bytes": l.done_bytes,
+                            "total_bytes": l.total_bytes,
+                            "resumed_from_bytes": l.resumed_from_bytes,
+                        }));
+                    } else {
+                        let mut line = format!(
+                            "{}: {} ({})",
+                            short(&l.digest),
+                            state_word(l.state),
+                            output::human_size(l.total_bytes)
+                        );
+                        if l.resumed_from_bytes > 0 {
+                            line.push_str(&format!(
+                                ", resumed from {}",
+                                output::human_size(l.resumed_from_bytes)
+                            ));
+                        }
+                        println!("{line}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Display::Bars { bars, .. } = self {
+            for b in bars {
+                b.finish();
+            }
+        }
+    }
+}
+
+/// `pull REF`: pulls through the agent, showing per-layer progress.
+pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let credentials = match args.username {
+        Some(username) => {
+            if !args.password_stdin {
+                return Err(Error::Message(
+                    "--username needs --password-stdin (the password is read from stdin)".into(),
+                ));
+            }
+            Some(RegistryCredentials {
+                username,
+                password: read_password().await?,
+            })
+        }
+        None => None,
+    };
+    let mut client = ctx.images().await?;
+    let mut stream = client
+        .pull(PullImageRequest {
+            reference: args.reference.clone(),
+            credentials,
+        })
+        .await
+        .map_err(registry_error)?
+        .into_inner();
+    let mut display = if ctx.json() {
+        Display::Json { last: Vec::new() }
+    } else if std::io::stderr().is_terminal() {
+        Display::Bars {
+            multi: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            bars: Vec::new(),
+        }
+    } else {
+        Display::Lines { last: Vec::new() }
+    };
+    let mut announced = false;
+    let mut image = None;
+    while let Some(msg) = stream.next().await {
+        let msg = msg.map_err(|e| {
+            display.finish();
+            registry_error(e)
+        })?;
+        if !announced && !msg.manifest_digest.is_empty() && !ctx.json() {
+            announced = true;
+            let line = format!("{}: resolved to {}", msg.reference, msg.manifest_digest);
+            match &display {
+                Display::Bars { multi, .. } => {
+                    let _ = multi.println(line);
+                }
+                _ => println!("{line}"),
+            }
+        }
+        display.update(&msg);
+        if msg.image.is_some() {
+            image = msg.image;
+        }
+    }
+    display.finish();
+    let image = image.ok_or_else(|| Error::Message("the pull ended without an image".into()))?;
+    if ctx.json() {
+        print_json_line(&output::image_json(&image));
+    } else {
+        for r in &image.references {
+            println!("Pulled: {r} ({})", image.id);
+        }
+    }
+    Ok(())
+}
+
+/// `login [REGISTRY] -u USER --password-stdin`: checks and stores
+/// credentials on the agent.
+pub async fn login(ctx: &Ctx, args: LoginArgs) -> Result<()> {
+    if !args.password_stdin {
+        return Err(Error::Message(
+            "give the password on stdin with --password-stdin".into(),
+        ));
+    }
+    let password = read_password().await?;
+    let r = ctx
+        .images()
+        .await?
+        .login(LoginRequest {
+            registry: args.registry.unwrap_or_default(),
+            credentials: Some(RegistryCredentials {
+                username: args.username,
+                password,
+            }),
+        })
+        .await
+        .map_err(registry_error)?
+        .into_inner();
+    if ctx.json() {
+        print_json_line(&json!({"registry": r.registry, "username": r.username}));
+    } else {
+        println!("Login succeeded: {} as {}", r.registry, r.username);
+    }
+    Ok(())
+}
+
+/// `logout [REGISTRY]`.
+pub async fn logout(ctx: &Ctx, args: LogoutArgs) -> Result<()> {
+    let r = ctx
+        .images()
+        .await?
+        .logout(LogoutRequest {
+            registry: args.registry.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    if ctx.json() {
+        print_json_line(&json!({"registry": r.registry}));
+    } else {
+        println!("Removed the credentials of {}", r.registry);
+    }
+    Ok(())
 }

@@ -100,6 +100,9 @@ async fn single(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Image(ImageCommand::Ls) | Command::Images => image::ls(ctx).await,
         Command::Image(ImageCommand::Rm(a)) => image::rm(ctx, a).await,
         Command::Image(ImageCommand::Inspect(a)) => image::inspect(ctx, a).await,
+        Command::Pull(a) => image::pull(ctx, a).await,
+        Command::Login(a) => image::login(ctx, a).await,
+        Command::Logout(a) => image::logout(ctx, a).await,
         Command::Info => info::info(ctx).await,
         Command::Version => info::version(ctx).await,
         Command::TopHosts | Command::Certs(_) => Ok(()),
@@ -116,8 +119,13 @@ async fn on_fleet(f: &Fleet, command: Command) -> Result<()> {
         Command::Kill(a) => fleet_cmd::kill(f, a).await,
         Command::Rm(a) => fleet_cmd::rm(f, a).await,
         Command::Wait(a) => fleet_cmd::wait(f, a).await,
-        Command::Pause(_) | Command::Unpause(_) | Command::Update(_) => Err(error::Error::Message(
-            "pause, unpause and update work on one host at a time for now: use -H HOST".into(),
+        Command::Pause(_)
+        | Command::Unpause(_)
+        | Command::Update(_)
+        | Command::Pull(_)
+        | Command::Login(_)
+        | Command::Logout(_) => Err(error::Error::Message(
+            "pause, unpause, update, pull, login and logout work on one host at a time for now: use -H HOST".into(),
         )),
         Command::Inspect(a) => fleet_cmd::inspect(f, a).await,
         Command::Ps(a) => fleet_cmd::ps(f, a).await,

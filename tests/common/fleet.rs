@@ -238,6 +238,7 @@ impl Member {
             agent.cgroup_parent.clone(),
             "--log".into(),
             "berthd=debug,info".into(),
+            "--auto-pull=false".into(),
             "--listen".into(),
             listen.to_string(),
             "--tls-cert".into(),

@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod image;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -117,6 +118,9 @@ impl Agent {
             .arg(&self.cgroup_parent)
             .arg("--log")
             .arg("berthd=debug,info")
+            // Tests use made-up image names; those must never turn into
+            // requests to a registry on the internet.
+            .arg("--auto-pull=false")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -2,7 +2,10 @@
 //!
 //! Variants are chosen so that the caller (the gRPC layer) can map them to
 //! status codes by matching alone: `NotFound` -> NotFound, `Ambiguous`,
-//! `InvalidReference` and `InvalidArchive` -> InvalidArgument, `Io` -> Internal.
+//! `InvalidReference` and `InvalidArchive` -> InvalidArgument, `Io` -> Internal;
+//! the registry variants (`Unauthorized`, `Unavailable`, `Registry`,
+//! `Corrupt`, `Unsupported`) map to Unauthenticated, Unavailable, Unknown,
+//! DataLoss and Unimplemented.
 
 use std::io;
 
@@ -23,6 +26,24 @@ pub enum ImageError {
     /// mismatch, a path escaping the layer, an unsupported compression, ...
     #[error("invalid image archive: {0}")]
     InvalidArchive(String),
+    /// The registry refused the credentials, or wants some and none were given.
+    #[error("registry authentication failed: {0}")]
+    Unauthorized(String),
+    /// The registry could not be reached, or the transfer broke off. Pulling
+    /// again resumes what was downloaded.
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+    /// The registry answered something unusable (an unexpected error, a
+    /// malformed manifest or config).
+    #[error("registry error: {0}")]
+    Registry(String),
+    /// Content does not match its digest (or a layer its diff_id): it is
+    /// discarded, nothing of it is kept.
+    #[error("content verification failed: {0}")]
+    Corrupt(String),
+    /// A valid image in a format berth does not support (yet).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// A local I/O failure (disk full, permissions, ...), not the client's fault.
     #[error("{context}: {source}")]
     Io {

@@ -218,7 +218,7 @@ fn read_config(
 }
 
 /// Parses a config and checks the things every import needs from it.
-fn parse_config(bytes: &[u8], digest: &str) -> Result<ImageConfiguration, ImageError> {
+pub(crate) fn parse_config(bytes: &[u8], digest: &str) -> Result<ImageConfiguration, ImageError> {
     let config: ImageConfiguration = parse_json(bytes, &format!("config {digest}"))?;
     if config.os() != &Os::Linux {
         return Err(ImageError::archive(format!(
@@ -253,11 +253,6 @@ fn oci_layers(
         .map(|(l, diff_id)| {
             let digest = l.digest().to_string();
             let media = l.media_type().to_string();
-            if media.contains("zstd") {
-                return Err(ImageError::archive(format!(
-                    "layer {digest}: zstd layers are not supported yet"
-                )));
-            }
             if media.contains("encrypted") {
                 return Err(ImageError::archive(format!(
                     "layer {digest}: encrypted layers are not supported"

@@ -1,5 +1,5 @@
 //! The image store: imports OCI image layouts and `docker save` archives,
-//! verifies every blob, unpacks each layer once (in overlayfs form, refusing
+//! pulls them from registries ([`pull`]), verifies every blob, unpacks each layer once (in overlayfs form, refusing
 //! anything that would write outside the layer) and keeps an index of images.
 //!
 //! On-disk layout under the store root:
@@ -9,12 +9,14 @@
 //! layers/<diffid-hex>/ unpacked layers, shared by all images that have them
 //! images.json          the index, replaced atomically
 //! staging/             in-progress imports and garbage being deleted
+//! downloads/           partial layer blobs of pulls (kept so pulls resume)
 //! ```
 mod archive;
 mod digest;
 mod error;
 mod extract;
 mod layout;
+pub mod pull;
 mod record;
 pub mod reference;
 mod store;

@@ -40,6 +40,9 @@ struct State {
     pinned_layers: HashMap<String, usize>,
     /// Blob hexes that in-flight imports will commit: gc must keep them.
     pinned_blobs: HashMap<String, usize>,
+    /// Unpacked size of layers (by hex), filled as layers are unpacked or
+    /// first measured, so List/Inspect can report disk usage cheaply.
+    layer_sizes: HashMap<String, u64>,
 }
 
 /// The image store. One instance per root directory (it assumes it is the
@@ -81,8 +84,8 @@ impl Drop for StagingDir {
     }
 }
 
-/// Unpins an import's layers and blobs when the import ends, however it ends.
-struct Pins<'a> {
+/// Unpins an import's (or pull's) layers and blobs when it ends, however it ends.
+pub(crate) struct Pins<'a> {
     store: &'a ImageStore,
     layers: Vec<String>,
     blobs: Vec<String>,
@@ -108,7 +111,7 @@ impl Drop for Pins<'_> {
 }
 
 /// The hex part of a `sha256:<hex>` string we produced or validated earlier.
-fn hex_of(digest: &str) -> &str {
+pub(crate) fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
@@ -148,7 +151,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<bool, ImageError> {
 }
 
 /// Removes a file or directory tree, ignoring "already gone".
-fn remove_any(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_any(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
         Ok(_) => fs::remove_file(path),
@@ -214,21 +217,7 @@ fn unpack_layer(ar: &OuterArchive, layer: &PlannedLayer, dest: &Path) -> Result<
     let head = &head[..n];
     let size = {
         let joined = Cursor::new(head.to_vec()).chain(&mut blob);
-        let decoded: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::MultiGzDecoder::new(joined))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            return Err(ImageError::archive(format!(
-                "layer {}: zstd layers are not supported yet",
-                layer.diff_id
-            )));
-        } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            return Err(ImageError::archive(format!(
-                "layer {}: bzip2/xz compression is not supported",
-                layer.diff_id
-            )));
-        } else {
-            Box::new(joined)
-        };
+        let decoded = decoder(head, joined, &layer.diff_id)?;
         let mut diff = HashingReader::new(decoded);
         let size = extract::unpack(&mut diff, dest, &layer.diff_id)?;
         // Trailing padding after the tar end marker is part of the diff id.
@@ -264,8 +253,43 @@ fn unpack_layer(ar: &OuterArchive, layer: &PlannedLayer, dest: &Path) -> Result<
     Ok(size)
 }
 
+/// Wraps a layer blob stream in the decompressor its first bytes call for
+/// (gzip, zstd, or none). `joined` must still yield `head`. Magic bytes
+/// rather than media types decide, because media types lie in the wild
+/// (Docker's "tar.gzip" type on uncompressed layers, and the reverse).
+pub(crate) fn decoder<'a>(
+    head: &[u8],
+    joined: impl Read + 'a,
+    diff_id: &str,
+) -> Result<Box<dyn Read + 'a>, ImageError> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(joined)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let d = zstd::stream::read::Decoder::new(joined)
+            .ctx(|| format!("layer {diff_id}: starting the zstd decoder"))?;
+        Ok(Box::new(Named("zstd", d)))
+    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Err(ImageError::archive(format!(
+            "layer {diff_id}: bzip2/xz compression is not supported"
+        )))
+    } else {
+        Ok(Box::new(joined))
+    }
+}
+
+/// A reader whose errors say which decoder failed ("zstd: incomplete frame").
+struct Named<R>(&'static str, R);
+
+impl<R: Read> Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.1
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.0)))
+    }
+}
+
 /// Writes `data` to a new file and fsyncs it.
-fn write_synced(path: &Path, data: &[u8]) -> Result<(), ImageError> {
+pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<(), ImageError> {
     let mut f = File::create(path).ctx(|| format!("creating {}", path.display()))?;
     f.write_all(data)
         .and_then(|()| f.sync_all())
@@ -284,7 +308,9 @@ impl ImageStore {
     /// Opens (creating if needed) the store at `root`, loads the index and
     /// removes leftovers of imports interrupted by a crash.
     pub fn open(root: &Path) -> Result<Self, ImageError> {
-        for sub in ["blobs/sha256", "layers", "staging"] {
+        // downloads/ is deliberately not swept: it holds partial blobs that
+        // an interrupted pull resumes from.
+        for sub in ["blobs/sha256", "layers", "staging", "downloads"] {
             ensure_dir(&root.join(sub))?;
         }
         let staging = root.join("staging");
@@ -564,6 +590,9 @@ impl ImageStore {
         }
         self.write_index(&images)?;
         st.images = images;
+        for (d, size) in sizes {
+            st.layer_sizes.insert(hex_of(d).to_string(), *size);
+        }
         Ok(out_ids
             .iter()
             .filter_map(|id| st.images.iter().find(|r| &r.id == id).cloned())
@@ -811,4 +840,211 @@ fn by_manifest_digest(images: &[ImageRecord], norm: &str) -> Option<usize> {
                 .iter()
                 .any(|x| reference::repository(x) == repo)
     })
+}
+
+/// What pulling needs from the store: layers installed one at a time (so an
+/// interrupted pull keeps the layers it finished), blobs read back, images
+/// committed from registry metadata, and disk usage.
+impl ImageStore {
+    /// Where partial downloads live (kept across restarts so pulls resume).
+    pub(crate) fn downloads_dir(&self) -> PathBuf {
+        self.root.join("downloads")
+    }
+
+    /// Pins layers (diff ids) so gc keeps them until the guard drops.
+    pub(crate) fn pin_layers(&self, diff_ids: &[String]) -> Pins<'_> {
+        let mut st = self.lock();
+        let mut pins = Pins {
+            store: self,
+            layers: Vec::new(),
+            blobs: Vec::new(),
+        };
+        for d in diff_ids {
+            let hex = hex_of(d).to_string();
+            *st.pinned_layers.entry(hex.clone()).or_default() += 1;
+            pins.layers.push(hex);
+        }
+        pins
+    }
+
+    /// True if the layer with this diff id is unpacked in the store.
+    pub(crate) fn has_layer(&self, diff_id: &str) -> bool {
+        fs::symlink_metadata(self.layers_dir().join(hex_of(diff_id))).is_ok()
+    }
+
+    /// A manifest or config stored under blobs/, if present and intact.
+    pub(crate) fn read_blob(&self, digest: &str) -> Option<Vec<u8>> {
+        let hex = sha256_hex(digest, "blob").ok()?;
+        let data = fs::read(self.blobs_dir().join(hex)).ok()?;
+        (super::digest::sha256_of(&data) == digest).then_some(data)
+    }
+
+    /// Unpacks the verified layer blob at `blob` into the store as layer
+    /// `diff_id` (blocking). The layer appears in layers/ only once it is
+    /// complete and its content matches `diff_id`; a mismatch is
+    /// [`ImageError::Corrupt`]. Returns the unpacked size.
+    pub(crate) fn install_layer(&self, diff_id: &str, blob: &Path) -> Result<u64, ImageError> {
+        let hex = sha256_hex(diff_id, "config rootfs.diff_ids")?.to_string();
+        let staging = StagingDir::create(&self.staging_dir(), "pull-")?;
+        let dest = staging.path.join(&hex);
+        DirBuilder::new()
+            .mode(0o755)
+            .create(&dest)
+            .ctx(|| format!("creating {}", dest.display()))?;
+        let mut f = File::open(blob).ctx(|| format!("opening {}", blob.display()))?;
+        let mut head = [0u8; 6];
+        let n = read_up_to(&mut f, &mut head).ctx(|| format!("reading {}", blob.display()))?;
+        let joined = Cursor::new(head[..n].to_vec()).chain(io::BufReader::new(f));
+        let decoded = decoder(&head[..n], joined, diff_id).map_err(|e| match e {
+            ImageError::InvalidArchive(m) => ImageError::Unsupported(m),
+            e => e,
+        })?;
+        let mut diff = HashingReader::new(decoded);
+        let size = extract::unpack(&mut diff, &dest, diff_id).map_err(|e| match e {
+            // The blob's digest was verified: a broken stream means the
+            // registry served a (correctly hashed) broken layer.
+            ImageError::InvalidArchive(m) => ImageError::Corrupt(m),
+            e => e,
+        })?;
+        diff.drain()
+            .map_err(|e| ImageError::Corrupt(format!("layer {diff_id}: {e}")))?;
+        if diff.digest() != diff_id {
+            return Err(ImageError::Corrupt(format!(
+                "layer content hashes to {}, not to its diff_id {diff_id} from the image config",
+                diff.digest()
+            )));
+        }
+        let mut st = self.lock();
+        let to = self.layers_dir().join(&hex);
+        rename_noreplace(&dest, &to)?;
+        sync_dir(&self.layers_dir())?;
+        st.layer_sizes.insert(hex, size);
+        Ok(size)
+    }
+
+    /// Deletes layers a failed pull installed, unless an image references
+    /// them or someone else pinned them (a concurrent pull or import).
+    pub(crate) fn discard_layers(&self, diff_ids: &[String]) {
+        let st = self.lock();
+        for d in diff_ids {
+            let hex = hex_of(d);
+            let used = st.images.iter().any(|r| r.layers.iter().any(|l| l == d))
+                || st.pinned_layers.contains_key(hex);
+            if !used {
+                let _ = remove_any(&self.layers_dir().join(hex));
+            }
+        }
+    }
+
+    /// Records a pulled image under `reference` (blocking): stores its
+    /// manifest and config blobs and adds it to the index. Every layer must
+    /// already be installed (and pinned by the caller).
+    pub(crate) fn commit_pull(
+        &self,
+        reference: &str,
+        manifest_digest: &str,
+        manifest_bytes: Vec<u8>,
+        config_digest: &str,
+        config_bytes: Vec<u8>,
+        layers: Vec<PlannedLayer>,
+    ) -> Result<ImageRecord, ImageError> {
+        let config = layout::parse_config(&config_bytes, config_digest)?;
+        let mut sizes = HashMap::new();
+        for l in &layers {
+            let hex = hex_of(&l.diff_id).to_string();
+            let known = self.lock().layer_sizes.get(&hex).copied();
+            let size = match known {
+                Some(s) => s,
+                None => disk_usage(&self.layers_dir().join(&hex))?,
+            };
+            sizes.insert(l.diff_id.clone(), size);
+        }
+        let plan = PlannedImage {
+            raw_names: Vec::new(),
+            tag_only: None,
+            manifest_digest: manifest_digest.to_string(),
+            manifest_bytes,
+            config_digest: config_digest.to_string(),
+            config_bytes,
+            config,
+            layers,
+        };
+        let staging = StagingDir::create(&self.staging_dir(), "pull-")?;
+        let blob_stage = staging.path.join("blobs");
+        ensure_dir(&blob_stage)?;
+        let mut blobs = Vec::new();
+        for (digest, data) in [
+            (&plan.config_digest, &plan.config_bytes),
+            (&plan.manifest_digest, &plan.manifest_bytes),
+        ] {
+            let hex = sha256_hex(digest, "blob")?.to_string();
+            if !blobs.contains(&hex) {
+                write_synced(&blob_stage.join(&hex), data)?;
+                blobs.push(hex);
+            }
+        }
+        let mut st = self.lock();
+        let mut added = Vec::new();
+        let plans = [plan];
+        let result = self.commit(
+            &mut st,
+            &plans,
+            &[vec![reference.to_string()]],
+            &sizes,
+            &[],
+            &blobs,
+            &staging.path,
+            &mut added,
+        );
+        if result.is_err() {
+            for p in added {
+                let _ = remove_any(&p);
+            }
+        }
+        drop(st);
+        result?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ImageError::io("committing the pulled image", io::Error::other("lost")))
+    }
+
+    /// Disk usage of an image's unpacked layers as (unique, shared) bytes:
+    /// shared layers are also used by another image. Layer sizes are
+    /// measured once and cached.
+    pub fn usage(&self, image: &ImageRecord) -> (u64, u64) {
+        let missing: Vec<String> = {
+            let st = self.lock();
+            image
+                .layers
+                .iter()
+                .map(|d| hex_of(d).to_string())
+                .filter(|h| !st.layer_sizes.contains_key(h))
+                .collect()
+        };
+        for hex in missing {
+            // Measured without the lock: walking a layer can take a while.
+            if let Ok(size) = disk_usage(&self.layers_dir().join(&hex)) {
+                self.lock().layer_sizes.insert(hex, size);
+            }
+        }
+        let st = self.lock();
+        let (mut unique, mut shared) = (0, 0);
+        let mut seen = HashSet::new();
+        for d in &image.layers {
+            if !seen.insert(d) {
+                continue;
+            }
+            let size = st.layer_sizes.get(hex_of(d)).copied().unwrap_or(0);
+            if st
+                .images
+                .iter()
+                .any(|o| o.id != image.id && o.layers.contains(d))
+            {
+                shared += size;
+            } else {
+                unique += size;
+            }
+        }
+        (unique, shared)
+    }
 }

@@ -15,23 +15,33 @@ use crate::error::Error;
 /// Serves `berth.v1.Containers`.
 pub struct ContainersService {
     mgr: Arc<Manager>,
+    pulling: Option<Arc<super::images::Pulling>>,
 }
 
 impl ContainersService {
     /// Wraps the manager.
     pub fn new(mgr: Arc<Manager>) -> Self {
-        ContainersService { mgr }
+        ContainersService { mgr, pulling: None }
+    }
+
+    /// Lets Create/Run pull a missing image first (see `Pulling::ensure`).
+    pub fn with_pulling(mut self, pulling: Arc<super::images::Pulling>) -> Self {
+        self.pulling = Some(pulling);
+        self
     }
 
     fn to_proto(&self, r: &crate::container::record::Record) -> pb::Container {
         container_to_proto(r, self.mgr.cgroups().parent())
     }
 
-    fn create(
+    async fn create(
         &self,
         spec: Option<pb::ContainerSpec>,
     ) -> Result<crate::container::record::Record, Status> {
         let spec = spec.ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        if let Some(p) = &self.pulling {
+            p.ensure(&spec.image).await?;
+        }
         Ok(self.mgr.create(spec_from_proto(spec))?)
     }
 }
@@ -44,7 +54,7 @@ impl Containers for ContainersService {
         &self,
         req: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerResponse>, Status> {
-        let rec = self.create(req.into_inner().spec)?;
+        let rec = self.create(req.into_inner().spec).await?;
         Ok(Response::new(pb::CreateContainerResponse {
             container: Some(self.to_proto(&rec)),
         }))
@@ -65,7 +75,7 @@ impl Containers for ContainersService {
         &self,
         req: Request<pb::RunContainerRequest>,
     ) -> Result<Response<pb::RunContainerResponse>, Status> {
-        let rec = self.create(req.into_inner().spec)?;
+        let rec = self.create(req.into_inner().spec).await?;
         let entry = self.mgr.get(&rec.id)?;
         match self.mgr.start(&entry).await {
             Ok(rec) => Ok(Response::new(pb::RunContainerResponse {

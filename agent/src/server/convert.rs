@@ -155,5 +155,7 @@ pub fn image_to_proto(i: &ImageRecord) -> pb::Image {
             labels: i.config.labels.clone().into_iter().collect(),
         }),
         layers: i.layers.clone(),
+        // Disk usage needs the whole store: filled in by the Images service.
+        ..Default::default()
     }
 }

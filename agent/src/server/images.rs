@@ -1,18 +1,21 @@
 //! The Images service.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use berth::v1 as pb;
 use berth::v1::images_server::Images;
 use tokio::io::AsyncWriteExt;
-use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status, Streaming};
+use tokio::sync::watch;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::convert::image_to_proto;
 use crate::container::Manager;
 use crate::error::Error;
 use crate::events::EventBus;
-use crate::image::ImageStore;
+use crate::image::pull::{Credentials, LayerState, PullProgress, Pulled, Puller};
+use crate::image::{ImageError, ImageRecord, ImageStore};
 
 /// Serves `berth.v1.Images`.
 pub struct ImagesService {
@@ -20,7 +23,131 @@ pub struct ImagesService {
     mgr: Arc<Manager>,
     bus: Arc<EventBus>,
     tmp: std::path::PathBuf,
+    pulling: Arc<Pulling>,
 }
+
+/// Pulls images and announces them: shared by Images.Pull and by
+/// Containers.Create/Run when they pull a missing image.
+pub struct Pulling {
+    puller: Arc<Puller>,
+    store: Arc<ImageStore>,
+    bus: Arc<EventBus>,
+    auto_pull: bool,
+}
+
+impl Pulling {
+    /// `auto_pull`: whether [`ensure`](Self::ensure) pulls missing images.
+    pub fn new(
+        puller: Arc<Puller>,
+        store: Arc<ImageStore>,
+        bus: Arc<EventBus>,
+        auto_pull: bool,
+    ) -> Arc<Self> {
+        Arc::new(Pulling {
+            puller,
+            store,
+            bus,
+            auto_pull,
+        })
+    }
+
+    /// Pulls and publishes the `pulled` event.
+    async fn pull(
+        &self,
+        reference: &str,
+        creds: Option<Credentials>,
+        progress: &watch::Sender<PullProgress>,
+    ) -> Result<Pulled, ImageError> {
+        let pulled = self.puller.pull(reference, creds, progress).await?;
+        tracing::info!(reference = %pulled.reference, digest = %pulled.canonical, "image pulled");
+        self.bus.publish(pb::Event {
+            r#type: pb::ObjectType::Image as i32,
+            action: pb::EventAction::Pulled as i32,
+            id: pulled.image.id.clone(),
+            name: pulled.reference.clone(),
+            image: pulled.canonical.clone(),
+            ..Default::default()
+        });
+        Ok(pulled)
+    }
+
+    /// Makes sure `image` is stored: when it is not, and berthd runs with
+    /// `--auto-pull`, and it is a reference (not an id), pulls it with the
+    /// stored credentials. Other lookup errors are left for the caller.
+    pub async fn ensure(&self, image: &str) -> Result<(), Status> {
+        if !self.auto_pull || !matches!(self.store.resolve(image), Err(ImageError::NotFound(_))) {
+            return Ok(());
+        }
+        if image.starts_with("sha256:") || crate::image::reference::normalize(image).is_err() {
+            return Ok(());
+        }
+        let (tx, _rx) = watch::channel(PullProgress::default());
+        self.pull(image, None, &tx).await.map(drop).map_err(|e| {
+            let s = pull_status(e);
+            Status::new(
+                s.code(),
+                format!(
+                    "image {image} is not stored and pulling it failed: {}",
+                    s.message()
+                ),
+            )
+        })
+    }
+}
+
+/// Maps image errors to statuses, including the registry ones that the
+/// agent-wide [`Error`] has no codes for.
+pub(crate) fn pull_status(e: ImageError) -> Status {
+    let code = match &e {
+        ImageError::Unauthorized(_) => Code::Unauthenticated,
+        ImageError::Unavailable(_) => Code::Unavailable,
+        ImageError::Registry(_) => Code::Unknown,
+        ImageError::Corrupt(_) => Code::DataLoss,
+        ImageError::Unsupported(_) => Code::Unimplemented,
+        _ => return Error::from(e).into(),
+    };
+    Status::new(code, e.to_string())
+}
+
+/// Progress snapshot to API message.
+fn progress_to_proto(p: &PullProgress) -> pb::PullImageProgress {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    pb::PullImageProgress {
+        reference: p.reference.clone(),
+        manifest_digest: p.manifest_digest.clone(),
+        index_digest: p.index_digest.clone(),
+        layers: p
+            .layers
+            .iter()
+            .map(|l| pb::LayerProgress {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                state: match l.state {
+                    LayerState::Waiting => pb::LayerState::Waiting,
+                    LayerState::Downloading => pb::LayerState::Downloading,
+                    LayerState::Verifying => pb::LayerState::Verifying,
+                    LayerState::Extracting => pb::LayerState::Extracting,
+                    LayerState::Done => pb::LayerState::Done,
+                    LayerState::AlreadyPresent => pb::LayerState::AlreadyPresent,
+                } as i32,
+                done_bytes: to_i64(l.done),
+                total_bytes: to_i64(l.total),
+                resumed_from_bytes: to_i64(l.resumed_from),
+            })
+            .collect(),
+        image: None,
+    }
+}
+
+/// Credentials from the API; none when no user name is given.
+fn creds_from_proto(c: Option<pb::RegistryCredentials>) -> Option<Credentials> {
+    c.filter(|c| !c.username.is_empty()).map(|c| Credentials {
+        username: c.username,
+        password: c.password,
+    })
+}
+
+type PullStream = Pin<Box<dyn Stream<Item = Result<pb::PullImageProgress, Status>> + Send>>;
 
 impl ImagesService {
     /// `tmp` holds uploads in progress.
@@ -29,12 +156,14 @@ impl ImagesService {
         mgr: Arc<Manager>,
         bus: Arc<EventBus>,
         tmp: std::path::PathBuf,
+        pulling: Arc<Pulling>,
     ) -> Self {
         ImagesService {
             store,
             mgr,
             bus,
             tmp,
+            pulling,
         }
     }
 
@@ -46,6 +175,15 @@ impl ImagesService {
             name: name.to_string(),
             ..Default::default()
         });
+    }
+
+    /// API image with its disk usage (unique vs shared with other images).
+    fn to_proto(&self, img: &ImageRecord) -> pb::Image {
+        let mut p = image_to_proto(img);
+        let (unique, shared) = self.store.usage(img);
+        p.unique_size_bytes = i64::try_from(unique).unwrap_or(i64::MAX);
+        p.shared_size_bytes = i64::try_from(shared).unwrap_or(i64::MAX);
+        p
     }
 }
 
@@ -119,7 +257,7 @@ impl Images for ImagesService {
             );
         }
         Ok(Response::new(pb::ImportImageResponse {
-            images: images.iter().map(image_to_proto).collect(),
+            images: images.iter().map(|i| self.to_proto(i)).collect(),
         }))
     }
 
@@ -128,7 +266,7 @@ impl Images for ImagesService {
         _req: Request<pb::ListImagesRequest>,
     ) -> Result<Response<pb::ListImagesResponse>, Status> {
         Ok(Response::new(pb::ListImagesResponse {
-            images: self.store.list().iter().map(image_to_proto).collect(),
+            images: self.store.list().iter().map(|i| self.to_proto(i)).collect(),
         }))
     }
 
@@ -141,7 +279,7 @@ impl Images for ImagesService {
             .resolve(&req.into_inner().image)
             .map_err(Error::from)?;
         Ok(Response::new(pb::InspectImageResponse {
-            image: Some(image_to_proto(&img)),
+            image: Some(self.to_proto(&img)),
         }))
     }
 
@@ -185,5 +323,81 @@ impl Images for ImagesService {
             untagged,
             deleted: deleted.unwrap_or_default(),
         }))
+    }
+
+    type PullStream = PullStream;
+
+    async fn pull(
+        &self,
+        req: Request<pb::PullImageRequest>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        let req = req.into_inner();
+        // Refuse a bad reference before starting a stream.
+        crate::image::reference::normalize(&req.reference).map_err(pull_status)?;
+        let creds = creds_from_proto(req.credentials);
+        let (tx, mut rx) = watch::channel(PullProgress::default());
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel(16);
+        let pulling = self.pulling.clone();
+        let store = self.store.clone();
+        // The pull runs on its own task: a client that disconnects does not
+        // abort it (its layers are shared with other pulls and kept for later).
+        let work = tokio::spawn(async move { pulling.pull(&req.reference, creds, &tx).await });
+        tokio::spawn(async move {
+            // The watch channel coalesces: a slow client gets the latest
+            // snapshot, never a backlog.
+            while rx.changed().await.is_ok() {
+                let msg = progress_to_proto(&rx.borrow_and_update());
+                if out_tx.send(Ok(msg)).await.is_err() {
+                    break;
+                }
+            }
+            let last = match work.await {
+                Ok(Ok(pulled)) => {
+                    let mut msg = progress_to_proto(&rx.borrow());
+                    let mut img = image_to_proto(&pulled.image);
+                    let (unique, shared) = store.usage(&pulled.image);
+                    img.unique_size_bytes = i64::try_from(unique).unwrap_or(i64::MAX);
+                    img.shared_size_bytes = i64::try_from(shared).unwrap_or(i64::MAX);
+                    msg.image = Some(img);
+                    Ok(msg)
+                }
+                Ok(Err(e)) => Err(pull_status(e)),
+                Err(e) => Err(Status::internal(format!("pull task: {e}"))),
+            };
+            let _ = out_tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out_rx),
+        )))
+    }
+
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let req = req.into_inner();
+        let creds = creds_from_proto(req.credentials)
+            .ok_or_else(|| Status::invalid_argument("credentials with a user name are required"))?;
+        let username = creds.username.clone();
+        let registry = self
+            .pulling
+            .puller
+            .login(&req.registry, creds)
+            .await
+            .map_err(pull_status)?;
+        tracing::info!(%registry, %username, "registry credentials stored");
+        Ok(Response::new(pb::LoginResponse { registry, username }))
+    }
+
+    async fn logout(
+        &self,
+        req: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let registry = self
+            .pulling
+            .puller
+            .logout(&req.into_inner().registry)
+            .map_err(pull_status)?;
+        Ok(Response::new(pb::LogoutResponse { registry }))
     }
 }

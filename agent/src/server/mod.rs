@@ -5,7 +5,7 @@ mod agent;
 mod containers;
 pub mod convert;
 mod events;
-mod images;
+pub mod images;
 mod listen;
 mod logs;
 
@@ -67,6 +67,13 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         cfg.log_max_bytes,
     )?;
 
+    let puller = crate::image::pull::Puller::new(
+        images.clone(),
+        cfg.insecure_registries.clone(),
+        cfg.state_dir.join("registry-auth.json"),
+    );
+    let pulling = images::Pulling::new(puller, images.clone(), bus.clone(), cfg.auto_pull);
+
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
         .set_serving::<ContainersServer<containers::ContainersService>>()
@@ -88,14 +95,15 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let router = Server::builder()
         .add_service(health_svc)
         .add_service(reflection)
-        .add_service(ContainersServer::new(containers::ContainersService::new(
-            mgr.clone(),
-        )))
+        .add_service(ContainersServer::new(
+            containers::ContainersService::new(mgr.clone()).with_pulling(pulling.clone()),
+        ))
         .add_service(ImagesServer::new(images::ImagesService::new(
             images.clone(),
             mgr.clone(),
             bus.clone(),
             cfg.state_dir.join("tmp"),
+            pulling,
         )))
         .add_service(EventsServer::new(events::EventsService::new(
             bus.clone(),
