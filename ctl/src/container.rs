@@ -309,67 +309,58 @@ fn write_entry(ctx: &Ctx, entry: &LogEntry, timestamps: bool) {
     }
 }
 
-/// `start`: prints each id as given.
-pub async fn start(ctx: &Ctx, args: IdsArgs) -> Result<()> {
+/// Runs `call` on each container, printing its id (or its JSON with `-o
+/// json`) when it succeeds; failures are reported and the others go on.
+async fn each_printing<F, Fut>(ctx: &Ctx, ids: &[String], call: F) -> Result<()>
+where
+    F: Fn(ContainersClient<Channel>, String) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<Option<Container>, Status>>,
+{
     let client = ctx.containers().await?;
-    for_each(&args.ids, |id| {
-        let mut client = client.clone();
+    for_each(ids, |id| {
+        let fut = call(client.clone(), id.clone());
         async move {
-            let c = client
-                .start(StartContainerRequest { id: id.clone() })
-                .await?
-                .into_inner()
-                .container;
-            match c {
-                Some(c) if ctx.json() => print_json_line(&output::container_json(&c)),
-                _ => println!("{id}"),
-            }
+            let c = fut.await?;
+            print_id_or_json(ctx, &id, c.as_ref());
             Ok(())
         }
     })
     .await?
     .into_result()
     .map(drop)
+}
+
+/// `start`: starts each container; prints its id.
+pub async fn start(ctx: &Ctx, args: IdsArgs) -> Result<()> {
+    each_printing(ctx, &args.ids, |mut c, id| async move {
+        Ok(c.start(StartContainerRequest { id })
+            .await?
+            .into_inner()
+            .container)
+    })
+    .await
 }
 
 /// `pause`: freezes each container; prints its id.
 pub async fn pause(ctx: &Ctx, args: IdsArgs) -> Result<()> {
-    let client = ctx.containers().await?;
-    for_each(&args.ids, |id| {
-        let mut client = client.clone();
-        async move {
-            let c = client
-                .pause(PauseContainerRequest { id: id.clone() })
-                .await?
-                .into_inner()
-                .container;
-            print_id_or_json(ctx, &id, c.as_ref());
-            Ok(())
-        }
+    each_printing(ctx, &args.ids, |mut c, id| async move {
+        Ok(c.pause(PauseContainerRequest { id })
+            .await?
+            .into_inner()
+            .container)
     })
-    .await?
-    .into_result()
-    .map(drop)
+    .await
 }
 
 /// `unpause`: thaws each container; prints its id.
 pub async fn unpause(ctx: &Ctx, args: IdsArgs) -> Result<()> {
-    let client = ctx.containers().await?;
-    for_each(&args.ids, |id| {
-        let mut client = client.clone();
-        async move {
-            let c = client
-                .resume(ResumeContainerRequest { id: id.clone() })
-                .await?
-                .into_inner()
-                .container;
-            print_id_or_json(ctx, &id, c.as_ref());
-            Ok(())
-        }
+    each_printing(ctx, &args.ids, |mut c, id| async move {
+        Ok(c.resume(ResumeContainerRequest { id })
+            .await?
+            .into_inner()
+            .container)
     })
-    .await?
-    .into_result()
-    .map(drop)
+    .await
 }
 
 /// `update`: changes limits and/or the restart policy; prints each id.
@@ -383,33 +374,25 @@ pub async fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         cpuset_cpus: args.cpuset_cpus.clone().unwrap_or_default(),
         cpuset_mems: args.cpuset_mems.clone().unwrap_or_default(),
     };
-    let has_resources = resources != Resources::default();
-    if !has_resources && args.restart.is_none() {
+    let resources = (resources != Resources::default()).then_some(resources);
+    if resources.is_none() && args.restart.is_none() {
         return Err(Error::Message(
             "nothing to update: give a limit (--memory, --cpus, ...) or --restart".into(),
         ));
     }
-    let client = ctx.containers().await?;
-    let (resources, restart) = (&resources, args.restart);
-    for_each(&args.ids, |id| {
-        let mut client = client.clone();
+    let restart_policy = args.restart;
+    each_printing(ctx, &args.ids, |mut c, id| {
+        let resources = resources.clone();
         async move {
-            let c = client
-                .update(UpdateContainerRequest {
-                    id: id.clone(),
-                    resources: has_resources.then(|| resources.clone()),
-                    restart_policy: restart,
-                })
-                .await?
-                .into_inner()
-                .container;
-            print_id_or_json(ctx, &id, c.as_ref());
-            Ok(())
+            let req = UpdateContainerRequest {
+                id,
+                resources,
+                restart_policy,
+            };
+            Ok(c.update(req).await?.into_inner().container)
         }
     })
-    .await?
-    .into_result()
-    .map(drop)
+    .await
 }
 
 fn print_id_or_json(ctx: &Ctx, id: &str, c: Option<&Container>) {
