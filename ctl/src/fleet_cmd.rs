@@ -262,6 +262,16 @@ pub async fn wait(f: &Fleet, args: IdsArgs) -> Result<()> {
     fails.finish()
 }
 
+/// Prints inspected objects from many hosts as one pretty JSON array, each
+/// object with its `host`.
+fn print_inspected(done: Vec<Done<Value>>) {
+    let list = done
+        .into_iter()
+        .map(|d| with_host(&d.host, d.value))
+        .collect();
+    print_json_pretty(&Value::Array(list));
+}
+
 /// `inspect` on every host: one pretty JSON array, each object with `host`.
 pub async fn inspect(f: &Fleet, args: IdsArgs) -> Result<()> {
     let (done, fails) = fan_ids(f, &args.ids, "container", |ch, id| async move {
@@ -274,11 +284,7 @@ pub async fn inspect(f: &Fleet, args: IdsArgs) -> Result<()> {
         Ok(output::container_json(&c))
     })
     .await;
-    let list = done
-        .into_iter()
-        .map(|d| with_host(&d.host, d.value))
-        .collect();
-    print_json_pretty(&Value::Array(list));
+    print_inspected(done);
     fails.finish()
 }
 
@@ -726,11 +732,7 @@ pub async fn image_inspect(f: &Fleet, args: ImageIdsArgs) -> Result<()> {
         Ok(output::image_json(&i))
     })
     .await;
-    let list = done
-        .into_iter()
-        .map(|d| with_host(&d.host, d.value))
-        .collect();
-    print_json_pretty(&Value::Array(list));
+    print_inspected(done);
     fails.finish()
 }
 
