@@ -167,6 +167,52 @@ async fn command_not_found_fails_start_with_127() {
     assert!(list.containers.is_empty());
 }
 
+/// Every container runs under the monitor binary berthd installed in its
+/// state dir, linked statically (no loader, no shared library), and its root
+/// filesystem is mounted only inside the container: nothing on the host.
+#[tokio::test]
+async fn containers_run_under_the_static_monitor_and_mount_nothing_on_the_host() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let c = agent.run(sh("echo ready; exec sleep 1000")).await;
+    wait_for_output(&agent, &c.id, "ready").await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid)).unwrap();
+    let monitor: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap(),
+        agent.state_dir.join("bin/berth-monitor")
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{monitor}/maps")).unwrap();
+    assert!(
+        !maps.contains(".so"),
+        "the monitor maps shared libraries:\n{maps}"
+    );
+    assert_eq!(agent.mounts(), Vec::<String>::new(), "host mounts");
+    let inside = std::fs::read_to_string(format!("/proc/{}/mountinfo", c.pid)).unwrap();
+    assert!(
+        inside
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some("/") && l.contains(" - overlay ")),
+        "the container's / is not an overlay:\n{inside}"
+    );
+    agent
+        .containers()
+        .kill(pb::KillContainerRequest {
+            id: c.id.clone(),
+            signal: "KILL".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(agent.wait(&c.id).await.exit.unwrap().signal, 9);
+    agent.assert_clean().await;
+}
+
 #[tokio::test]
 async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
     let agent = Agent::start().await;

@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 
+use berth_runtime::launch::CgroupPlacement;
 use cgroups_rs::fs::hierarchies;
-use cgroups_rs::fs::{Cgroup, MaxValue, Resources as CgResources};
+use cgroups_rs::fs::{Cgroup, Hierarchy, MaxValue, Resources as CgResources};
 
 /// What the container asks for, already validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,13 +56,32 @@ pub struct CgroupHost {
     parent: String,
     controllers: Vec<String>,
     swap_limit: bool,
+    hier: Hier,
+    root: PathBuf,
+}
+
+/// The mounted hierarchies, read once at start: cgroups-rs would otherwise
+/// parse /proc/self/mountinfo for every cgroup handle.
+#[derive(Debug, Clone)]
+enum Hier {
+    V1(hierarchies::V1),
+    V2(hierarchies::V2),
+}
+
+impl Hier {
+    fn boxed(&self) -> Box<dyn Hierarchy> {
+        match self {
+            Hier::V1(h) => Box::new(h.clone()),
+            Hier::V2(h) => Box::new(h.clone()),
+        }
+    }
 }
 
 /// One container's cgroup.
 #[derive(Debug, Clone)]
 pub struct ContainerCgroup {
-    /// The `cgroup.procs` file of every hierarchy.
-    pub procs_files: Vec<PathBuf>,
+    /// Where the container's init goes.
+    pub placement: CgroupPlacement,
     /// The file holding the oom_kill counter.
     pub oom_events: Option<PathBuf>,
 }
@@ -71,7 +91,12 @@ const WANTED: [&str; 6] = ["cpu", "cpuacct", "cpuset", "freezer", "memory", "pid
 impl CgroupHost {
     /// Detects cgroup v1 or v2 and the controllers berth will use.
     pub fn detect(parent: &str) -> Self {
-        let hier = hierarchies::auto();
+        let cached = if hierarchies::is_cgroup2_unified_mode() {
+            Hier::V2(hierarchies::V2::new())
+        } else {
+            Hier::V1(hierarchies::V1::new())
+        };
+        let hier = cached.boxed();
         let v2 = hier.v2();
         let mut controllers: Vec<String> = hier
             .subsystems()
@@ -94,6 +119,8 @@ impl CgroupHost {
             parent: parent.trim_matches('/').to_string(),
             controllers,
             swap_limit,
+            hier: cached,
+            root,
         }
     }
 
@@ -117,10 +144,10 @@ impl CgroupHost {
     /// host mounts costs time for nothing.
     fn load(&self, path: &str) -> Cgroup {
         if self.version == 2 {
-            Cgroup::load(hierarchies::auto(), path)
+            Cgroup::load(self.hier.boxed(), path)
         } else {
             Cgroup::load_with_specified_controllers(
-                hierarchies::auto(),
+                self.hier.boxed(),
                 path,
                 self.controllers.clone(),
             )
@@ -159,16 +186,19 @@ impl CgroupHost {
             let _ = cg.delete();
             return Err(e);
         }
-        let hier = hierarchies::auto();
-        let root = hier.root();
-        let procs_files = if self.version == 2 {
-            vec![root.join(&path).join("cgroup.procs")]
+        let root = &self.root;
+        let placement = if self.version == 2 {
+            CgroupPlacement::Unified(root.join(&path))
         } else {
-            self.controllers
+            // Co-mounted controllers (cpu,cpuacct) share one directory.
+            let mut dirs: Vec<PathBuf> = cg
+                .subsystems()
                 .iter()
-                .map(|c| root.join(c).join(&path).join("cgroup.procs"))
-                .filter(|p| p.exists())
-                .collect()
+                .map(|s| s.to_controller().path().to_path_buf())
+                .collect();
+            dirs.sort();
+            dirs.dedup();
+            CgroupPlacement::Hierarchies(dirs)
         };
         let oom_events = if self.version == 2 {
             Some(root.join(&path).join("memory.events"))
@@ -178,7 +208,7 @@ impl CgroupHost {
             None
         };
         Ok(ContainerCgroup {
-            procs_files,
+            placement,
             oom_events,
         })
     }
@@ -221,7 +251,7 @@ impl CgroupHost {
             {
                 // v1 refuses memory > memory+swap at every step, so the order
                 // of the two writes depends on the direction of the change.
-                let dir = hierarchies::auto().root().join("memory").join(&path);
+                let dir = self.root.join("memory").join(&path);
                 let cur: i64 = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
                     .ok()
                     .and_then(|v| v.trim().parse().ok())
@@ -257,7 +287,7 @@ impl CgroupHost {
         if limits.memory <= 0 || !self.controllers.iter().any(|c| c == "memory") {
             return Ok(());
         }
-        let root = hierarchies::auto().root();
+        let root = &self.root;
         let file = if self.version == 2 {
             root.join(path).join("memory.max")
         } else {
@@ -280,8 +310,7 @@ impl CgroupHost {
     /// Removes container cgroups under the parent that belong to none of
     /// `known` (left by a crash).
     pub fn remove_others(&self, known: &std::collections::HashSet<String>) {
-        let hier = hierarchies::auto();
-        let root = hier.root();
+        let root = &self.root;
         let parents: Vec<PathBuf> = if self.version == 2 {
             vec![root.join(&self.parent)]
         } else {

@@ -1,41 +1,100 @@
-//! Small filesystem helpers.
+//! Writing state files, and making them durable in batches.
+//!
+//! A state file is always replaced atomically (a temporary file renamed over
+//! it), so a crash of berthd never loses or tears one. Putting it on stable
+//! storage is not on the request path: an fsync costs from a fraction of a
+//! millisecond to tens of milliseconds on a busy disk, several per container
+//! start. Instead, written files are queued on a [`Flusher`] that fsyncs them
+//! and their directories in the background every
+//! [`crate::events::SYNC_INTERVAL`], together with the event log. A power
+//! loss can therefore lose the changes of the last such interval, as it can
+//! lose the last events, and never more. (On a filesystem that may write a
+//! rename before the renamed file's data, such as ext4 without a journal, a
+//! record changed in that interval can even come back torn; berthd moves an
+//! unreadable record aside at start and says so in its log.)
 
-use std::io::{self, Write};
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-/// Writes `data` to `path` atomically and durably: a reader sees the old
-/// content or the new, never a torn file, even across a power loss (write,
-/// fsync, rename, fsync dir).
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    write_via_rename(path, data, true)
+pub use berth_runtime::files::replace;
+
+/// How a state file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flushed to stable storage by the next background flush.
+    Flushed,
+    /// Never flushed explicitly: for files that lose their meaning at a
+    /// reboot anyway (records of auto-removed containers).
+    Volatile,
 }
 
-/// Writes `data` to `path` atomically but not durably (no fsync): a crash
-/// of the process never leaves a torn file, a power loss may lose the
-/// update. For files that describe processes, which a power loss ends anyway.
-pub fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
-    write_via_rename(path, data, false)
+/// State files and directories written since the last flush.
+#[derive(Debug, Default)]
+pub struct Flusher {
+    pending: Mutex<Pending>,
 }
 
-fn write_via_rename(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other(format!("{} has no parent", path.display())))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    if durable {
-        f.sync_all()?;
+#[derive(Debug, Default)]
+struct Pending {
+    files: BTreeSet<PathBuf>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Flusher {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
     }
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if durable {
-        std::fs::File::open(dir)?.sync_all()?;
+
+    /// Replaces `path` with `data` atomically (see the module docs) and,
+    /// for [`Durability::Flushed`], queues it for the next flush.
+    pub fn write(&self, path: &Path, data: &[u8], durability: Durability) -> io::Result<()> {
+        replace(path, data)?;
+        if durability == Durability::Flushed {
+            self.lock().files.insert(path.to_path_buf());
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Queues `dir`, whose entries changed (something created, renamed or
+    /// removed in it), for the next flush.
+    pub fn queue(&self, dir: &Path) {
+        self.lock().dirs.insert(dir.to_path_buf());
+    }
+
+    /// Fsyncs every queued file, then every directory holding one and
+    /// every queued directory. What is gone by now (a container removed
+    /// meanwhile) needs nothing.
+    pub fn flush(&self) -> io::Result<()> {
+        let Pending { files, mut dirs } = std::mem::take(&mut *self.lock());
+        let mut first_error = None;
+        let mut note = |path: &Path, r: io::Result<()>| match r {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                first_error
+                    .get_or_insert(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+            }
+            _ => {}
+        };
+        for file in files {
+            note(
+                &file,
+                std::fs::File::open(&file).and_then(|f| f.sync_data()),
+            );
+            if let Some(dir) = file.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            note(&dir, std::fs::File::open(&dir).and_then(|d| d.sync_all()));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[cfg(test)]
@@ -43,12 +102,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replaces_content() {
+    fn flushed_writes_are_queued_once() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("state.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let flusher = Flusher::new();
+        let p = dir.path().join("container.json");
+        flusher.write(&p, b"created", Durability::Flushed).unwrap();
+        flusher.write(&p, b"running", Durability::Flushed).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"running");
+        assert_eq!(flusher.lock().files.len(), 1);
+        flusher.flush().unwrap();
+        assert!(flusher.lock().files.is_empty() && flusher.lock().dirs.is_empty());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn volatile_writes_queue_nothing_and_gone_dirs_are_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let flusher = Flusher::new();
+        flusher
+            .write(&dir.path().join("x.json"), b"x", Durability::Volatile)
+            .unwrap();
+        assert!(flusher.lock().files.is_empty());
+        flusher.queue(&dir.path().join("removed-meanwhile"));
+        flusher.flush().unwrap();
     }
 }

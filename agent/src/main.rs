@@ -1,9 +1,8 @@
 //! berthd: the berth node agent.
 //!
-//! `berthd [flags]` serves the berth.v1 API. The same binary, started as
-//! `berthd __monitor <dir>`, is a container's monitor (see [`runtime`]); that
-//! mode is chosen before anything else runs, so the monitor stays a small
-//! single-threaded process.
+//! `berthd [flags]` serves the berth.v1 API. Containers run under
+//! `berth-monitor` processes, which berthd carries and installs (see
+//! [`monitor`]).
 
 mod cgroup;
 mod config;
@@ -12,8 +11,7 @@ mod error;
 mod events;
 mod fsutil;
 mod image;
-mod logs;
-mod runtime;
+mod monitor;
 mod server;
 mod signal;
 mod sys;
@@ -21,19 +19,6 @@ mod sys;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let mut args = std::env::args_os();
-    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(runtime::MONITOR_ARG)) {
-        match args.next() {
-            Some(dir) => runtime::monitor::main(std::path::Path::new(&dir)),
-            None => {
-                eprintln!(
-                    "berthd {}: missing container directory",
-                    runtime::MONITOR_ARG
-                );
-                return std::process::ExitCode::from(2);
-            }
-        }
-    }
     let cfg = config::Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -34,10 +34,3 @@ fn version_is_the_crate_version() {
         format!("berthd {}", env!("CARGO_PKG_VERSION"))
     );
 }
-
-#[test]
-fn monitor_mode_without_a_directory_is_a_usage_error() {
-    let out = berthd().arg("__monitor").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing container directory"));
-}

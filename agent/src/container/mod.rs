@@ -25,8 +25,9 @@ use tokio::sync::watch;
 use crate::cgroup::{CgroupHost, Limits};
 use crate::error::{Error, Result};
 use crate::events::EventBus;
+use crate::fsutil::{Durability, Flusher};
 use crate::image::ImageStore;
-use crate::runtime::{self, ExitRecord, LaunchSpec, SpawnError};
+use crate::monitor::{self, ExitRecord, LaunchSpec, Monitors, SpawnError};
 use crate::sys;
 use record::{Record, SpecRecord};
 use rootfs::Rootfs;
@@ -59,10 +60,28 @@ pub struct Entry {
     record: Mutex<Record>,
     life: watch::Sender<Life>,
     ops: tokio::sync::Mutex<()>,
+    /// Held while the cgroup of a run that ended is released. The exit is
+    /// announced first (Wait returns at once); whatever reuses the cgroup or
+    /// the directory (the next start, removal) waits for this.
+    teardown: tokio::sync::Mutex<()>,
     pidfd: Mutex<Option<Arc<OwnedFd>>>,
+    flusher: Arc<Flusher>,
 }
 
 impl Entry {
+    fn new(id: String, dir: PathBuf, rec: Record, life: Life, flusher: Arc<Flusher>) -> Self {
+        Entry {
+            id,
+            dir,
+            record: Mutex::new(rec),
+            life: watch::Sender::new(life),
+            ops: tokio::sync::Mutex::new(()),
+            teardown: tokio::sync::Mutex::new(()),
+            pidfd: Mutex::new(None),
+            flusher,
+        }
+    }
+
     /// A copy of the current record.
     pub fn snapshot(&self) -> Record {
         self.lock_record().clone()
@@ -80,15 +99,16 @@ impl Entry {
     fn persist(&self, rec: &Record) -> Result<()> {
         let json =
             serde_json::to_vec_pretty(rec).map_err(|e| Error::internal("encoding record", e))?;
-        let path = self.dir.join(RECORD_FILE);
         // A container removed at exit needs no record that survives a power
-        // loss; skipping the fsyncs keeps `run --rm` fast.
-        let saved = if rec.spec.auto_remove {
-            crate::fsutil::replace(&path, &json)
+        // loss; skipping the fsync keeps `run --rm` fast.
+        let durability = if rec.spec.auto_remove {
+            Durability::Volatile
         } else {
-            crate::fsutil::write_atomic(&path, &json)
+            Durability::Flushed
         };
-        saved.map_err(|e| Error::internal(format!("saving container {}", self.id), e))
+        self.flusher
+            .write(&self.dir.join(RECORD_FILE), &json, durability)
+            .map_err(|e| Error::internal(format!("saving container {}", self.id), e))
     }
 
     /// Changes the record, persists it, and returns the new copy.
@@ -111,8 +131,24 @@ pub struct Manager {
     images: Arc<ImageStore>,
     cgroups: CgroupHost,
     events: Arc<EventBus>,
+    monitors: Monitors,
+    flusher: Arc<Flusher>,
     log_max_bytes: u64,
     table: Mutex<Table>,
+}
+
+/// What a [`Manager`] works with.
+pub struct Deps {
+    /// The image store.
+    pub images: Arc<ImageStore>,
+    /// The host's cgroup setup.
+    pub cgroups: CgroupHost,
+    /// Where events go.
+    pub events: Arc<EventBus>,
+    /// How container monitors are started.
+    pub monitors: Monitors,
+    /// Background durability of state files.
+    pub flusher: Arc<Flusher>,
 }
 
 fn now_nanos() -> i64 {
@@ -124,19 +160,22 @@ fn now_nanos() -> i64 {
 
 impl Manager {
     /// Opens the container store in `dir`, loading what a previous run left.
-    pub fn open(
-        dir: PathBuf,
-        images: Arc<ImageStore>,
-        cgroups: CgroupHost,
-        events: Arc<EventBus>,
-        log_max_bytes: u64,
-    ) -> Result<Arc<Self>> {
+    pub fn open(dir: PathBuf, deps: Deps, log_max_bytes: u64) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::internal(dir.display(), e))?;
+        let Deps {
+            images,
+            cgroups,
+            events,
+            monitors,
+            flusher,
+        } = deps;
         let mgr = Arc::new(Manager {
             dir,
             images,
             cgroups,
             events,
+            monitors,
+            flusher,
             log_max_bytes,
             table: Mutex::new(Table {
                 by_id: HashMap::new(),
@@ -202,10 +241,10 @@ impl Manager {
             // The monitor's own files say more than a record written before
             // a crash: it writes running.json once the process runs.
             if !rec.state.is_live() {
-                if let Some(r) = read_json::<runtime::launch::RunningRecord>(
-                    &dir.join(runtime::launch::RUNNING_FILE),
-                ) {
-                    let exited = read_exit(&dir.join(runtime::launch::EXIT_FILE));
+                if let Some(r) =
+                    read_json::<monitor::RunningRecord>(&dir.join(monitor::RUNNING_FILE))
+                {
+                    let exited = read_exit(&dir.join(monitor::EXIT_FILE));
                     if r.started_at_unix_nanos > rec.started_at
                         && exited.is_none_or(|x| x.finished_at_unix_nanos < r.started_at_unix_nanos)
                     {
@@ -222,14 +261,13 @@ impl Manager {
                 Some(x) if !rec.state.is_live() && rec.state != State::Created => Life::Exited(x),
                 _ => Life::Pending,
             };
-            let entry = Arc::new(Entry {
-                id: rec.id.clone(),
-                dir: dir.clone(),
-                record: Mutex::new(rec.clone()),
-                life: watch::Sender::new(life),
-                ops: tokio::sync::Mutex::new(()),
-                pidfd: Mutex::new(None),
-            });
+            let entry = Arc::new(Entry::new(
+                rec.id.clone(),
+                dir.clone(),
+                rec.clone(),
+                life,
+                self.flusher.clone(),
+            ));
             self.table().by_id.insert(rec.id.clone(), entry.clone());
             if rec.state.is_live() {
                 self.readopt(entry);
@@ -272,10 +310,10 @@ impl Manager {
 
     fn readopt(self: &Arc<Self>, entry: Arc<Entry>) {
         let rec = entry.snapshot();
-        let exit_file = entry.dir.join(runtime::launch::EXIT_FILE);
+        let exit_file = entry.dir.join(monitor::EXIT_FILE);
         let monitor = sys::pidfd_open(Pid::from_raw(rec.monitor_pid))
             .ok()
-            .filter(|_| monitor_cmdline_matches(rec.monitor_pid, &entry.dir));
+            .filter(|_| monitor::cmdline_matches(rec.monitor_pid, &entry.dir));
         let lost = || ExitRecord {
             exit_code: 255,
             signal: 0,
@@ -457,14 +495,13 @@ impl Manager {
             spec,
         };
         let dir = self.dir.join(&id);
-        let entry = Arc::new(Entry {
-            id: id.clone(),
-            dir: dir.clone(),
-            record: Mutex::new(rec.clone()),
-            life: watch::Sender::new(Life::Pending),
-            ops: tokio::sync::Mutex::new(()),
-            pidfd: Mutex::new(None),
-        });
+        let entry = Arc::new(Entry::new(
+            id.clone(),
+            dir.clone(),
+            rec.clone(),
+            Life::Pending,
+            self.flusher.clone(),
+        ));
         {
             // Check and claim the name in one step, so two creates cannot
             // both get it.
@@ -489,6 +526,9 @@ impl Manager {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
+        if !rec.spec.auto_remove {
+            self.flusher.queue(&self.dir);
+        }
         self.publish(&rec, EventAction::Created, |_| {});
         Ok(rec)
     }
@@ -506,31 +546,27 @@ impl Manager {
         rec.state
             .apply(Op::Start)
             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
-        let rootfs = Rootfs::under(&entry.dir);
+        // The previous run's cgroup must be gone before this run makes it anew.
+        drop(entry.teardown.lock().await);
         let cg = self
             .cgroups
             .create(&rec.id, &Limits::from(&rec.spec.limits))
             .map_err(|e| Error::internal("creating the cgroup", e))?;
         let cleanup = |mgr: &Manager| {
-            let _ = rootfs.unmount();
             if let Err(e) = mgr.cgroups.remove(&rec.id) {
                 tracing::warn!(id = %rec.id, "{e}");
             }
         };
-        if let Err(e) = rootfs.mount(&rec.layer_dirs) {
-            cleanup(self);
-            return Err(Error::internal("preparing the root filesystem", e));
-        }
         let launch = LaunchSpec {
             id: rec.id.clone(),
-            rootfs: rootfs.merged.clone(),
+            rootfs: Rootfs::under(&entry.dir).launch(&rec.layer_dirs),
             args: rec.args.clone(),
             env: rec.env.clone(),
             cwd: rec.cwd.clone(),
             user: rec.user.clone(),
             hostname: rec.hostname.clone(),
-            cgroup_procs: cg.procs_files.clone(),
-            oom_events: cg.oom_events.clone(),
+            cgroup: cg.placement,
+            oom_events: cg.oom_events,
             cgroup_version: self.cgroups.version(),
             cgroup_v1_controllers: self
                 .cgroups
@@ -541,20 +577,18 @@ impl Manager {
                 .collect(),
             log_path: entry.dir.join(LOG_FILE),
             log_max_bytes: self.log_max_bytes,
-            exit_path: entry.dir.join(runtime::launch::EXIT_FILE),
+            exit_path: entry.dir.join(monitor::EXIT_FILE),
         };
-        let written = serde_json::to_vec(&launch)
-            .map_err(std::io::Error::other)
-            .and_then(|j| {
-                let _ = std::fs::remove_file(&launch.exit_path);
-                let _ = std::fs::remove_file(entry.dir.join(runtime::launch::RUNNING_FILE));
-                crate::fsutil::replace(&entry.dir.join(runtime::launch::LAUNCH_FILE), &j)
-            });
-        if let Err(e) = written {
-            cleanup(self);
-            return Err(Error::internal("writing the launch spec", e));
+        // What a previous run left must not be taken for this run's.
+        for stale in [monitor::EXIT_FILE, monitor::RUNNING_FILE] {
+            if let Err(e) = std::fs::remove_file(entry.dir.join(stale)) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    cleanup(self);
+                    return Err(Error::internal(format!("removing {stale}"), e));
+                }
+            }
         }
-        match runtime::spawn(&entry.dir).await {
+        match self.monitors.spawn(&entry.dir, &launch).await {
             Ok(running) => {
                 match sys::pidfd_open(running.pid) {
                     Ok(fd) => {
@@ -583,7 +617,7 @@ impl Manager {
                 let exit_file = launch.exit_path.clone();
                 let mut reports = running.reports;
                 tokio::spawn(async move {
-                    let exit = match runtime::wait_exit(&mut reports).await {
+                    let exit = match monitor::wait_exit(&mut reports).await {
                         Some(x) => x,
                         None => read_exit(&exit_file).unwrap_or(ExitRecord {
                             exit_code: 255,
@@ -627,26 +661,16 @@ impl Manager {
         }
     }
 
-    /// Records an exit: releases the cgroup and mount, persists, announces.
+    /// Records an exit: persists and announces it (Wait returns here), then
+    /// releases the cgroup before anything may reuse it.
     async fn finish_exit(self: &Arc<Self>, entry: &Arc<Entry>, exit: ExitRecord) {
+        let teardown = entry.teardown.lock().await;
         *entry.pidfd.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Err(e) = entry.snapshot().state.apply(Op::Exit) {
             // A duplicate report (e.g. adopted and reported at once): ignore.
             tracing::debug!(id = %entry.id, "{e}");
             return;
         }
-        let id = entry.id.clone();
-        let cg = self.cgroups.clone();
-        let rootfs = Rootfs::under(&entry.dir);
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = rootfs.unmount() {
-                tracing::warn!(%id, "{e}");
-            }
-            if let Err(e) = cg.remove(&id) {
-                tracing::warn!(%id, "{e}");
-            }
-        })
-        .await;
         let rec = {
             let mut r = entry.lock_record();
             r.state = State::Exited;
@@ -671,6 +695,19 @@ impl Manager {
             tracing::error!(id = %entry.id, "{e}");
         }
         entry.life.send_replace(Life::Exited(exit));
+        let id = entry.id.clone();
+        let cg = self.cgroups.clone();
+        let rootfs = Rootfs::under(&entry.dir);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = rootfs.unmount() {
+                tracing::warn!(%id, "{e}");
+            }
+            if let Err(e) = cg.remove(&id) {
+                tracing::warn!(%id, "{e}");
+            }
+        })
+        .await;
+        drop(teardown);
         if rec.spec.auto_remove {
             self.spawn_auto_remove(entry.clone());
             return;
@@ -929,6 +966,7 @@ impl Manager {
             }
             Ok(_) => {}
         }
+        let _teardown = entry.teardown.lock().await;
         let rec = entry.snapshot();
         let dir = entry.dir.clone();
         let cg = self.cgroups.clone();
@@ -946,6 +984,9 @@ impl Manager {
         .await
         .map_err(|e| Error::internal("remove task", e))?
         .map_err(|e| Error::internal("removing the container directory", e))?;
+        if !rec.spec.auto_remove {
+            self.flusher.queue(&self.dir);
+        }
         {
             let mut table = self.table();
             table.by_id.remove(&entry.id);
@@ -990,18 +1031,6 @@ impl Manager {
 
 fn read_exit(path: &Path) -> Option<ExitRecord> {
     read_json(path)
-}
-
-/// Whether `pid` is still the monitor of the container in `dir` (and not a
-/// process that reused its pid).
-fn monitor_cmdline_matches(pid: i32, dir: &Path) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
-            args.contains(&runtime::MONITOR_ARG.as_bytes())
-                && args.contains(&dir.as_os_str().as_encoded_bytes())
-        })
-        .unwrap_or(false)
 }
 
 /// Whether `sig` ends the container (SIGKILL or its stop signal).

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::State;
 use crate::cgroup::Limits;
-use crate::runtime::ExitRecord;
+use crate::monitor::ExitRecord;
 
 /// A container's persisted record. Fields added after the first release
 /// default when absent, so older records still load.

@@ -1,10 +1,15 @@
 //! A container's root filesystem: an overlay of the image's layers (shared,
 //! read-only) under the container's own writable upper dir.
+//!
+//! berthd only makes the directories. The container's init mounts the
+//! overlay inside the container's own mount namespace (see
+//! `berth_runtime::launch::Rootfs`), so it is never mounted on the host and
+//! goes away with the container.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{umount2, MntFlags};
 
 /// The directories of one container's root filesystem.
 pub struct Rootfs {
@@ -34,38 +39,19 @@ impl Rootfs {
         Ok(())
     }
 
-    /// Mounts the overlay; `layers` base first.
-    pub fn mount(&self, layers: &[PathBuf]) -> io::Result<()> {
-        if layers.is_empty() {
-            return Err(io::Error::other("image has no layers"));
+    /// What the init mounts for a container of `layers` (base first).
+    pub fn launch(&self, layers: &[PathBuf]) -> berth_runtime::launch::Rootfs {
+        berth_runtime::launch::Rootfs {
+            layers: layers.to_vec(),
+            upper: self.upper.clone(),
+            work: self.work.clone(),
+            target: self.merged.clone(),
         }
-        let lower: Vec<String> = layers
-            .iter()
-            .rev()
-            .map(|p| p.to_string_lossy().replace(':', "\\:"))
-            .collect();
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            self.upper.display(),
-            self.work.display()
-        );
-        mount(
-            Some("overlay"),
-            &self.merged,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-        .map_err(|e| {
-            io::Error::other(format!(
-                "mounting overlay at {}: {e}",
-                self.merged.display()
-            ))
-        })
     }
 
-    /// Unmounts if mounted.
+    /// Unmounts the overlay from the host if it is mounted there: earlier
+    /// berthd builds mounted it on the host, and a container one of them
+    /// started may still be running when this berthd takes over.
     pub fn unmount(&self) -> io::Result<()> {
         match umount2(&self.merged, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),

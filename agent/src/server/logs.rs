@@ -14,7 +14,7 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::container::{Entry, LOG_FILE};
-use crate::logs::{parse_record, rotated_path, Record, Stream as LogStream};
+use berth_runtime::cri_log::{parse_record, rotated_path, Record, Stream as LogStream};
 
 type Out = Pin<Box<dyn Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
 

@@ -23,9 +23,11 @@ use tonic::transport::Server;
 
 use crate::cgroup::CgroupHost;
 use crate::config::Config;
-use crate::container::Manager;
+use crate::container::{Deps, Manager};
 use crate::events::EventBus;
+use crate::fsutil::Flusher;
 use crate::image::ImageStore;
+use crate::monitor::Monitors;
 
 /// How long a stopping berthd lets calls in flight finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -48,22 +50,35 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         cfg.events_retain,
         instance_id.clone(),
     )?);
+    let flusher = Arc::new(Flusher::new());
     {
-        let bus = bus.clone();
+        let (bus, flusher) = (bus.clone(), flusher.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(crate::events::SYNC_INTERVAL);
             loop {
                 tick.tick().await;
-                bus.sync();
+                let (bus, flusher) = (bus.clone(), flusher.clone());
+                let _ = tokio::task::spawn_blocking(move || flush(&bus, &flusher)).await;
             }
         });
     }
+    let monitors = Monitors::install(&cfg.state_dir).map_err(|e| {
+        format!(
+            "installing the container monitor in {}: {e}",
+            cfg.state_dir.join("bin").display()
+        )
+    })?;
+    tracing::info!(monitor = %monitors.exe().display(), "container monitor installed");
     let images = Arc::new(ImageStore::open(&cfg.state_dir.join("images"))?);
     let mgr = Manager::open(
         cfg.state_dir.join("containers"),
-        images.clone(),
-        cgroups,
-        bus.clone(),
+        Deps {
+            images: images.clone(),
+            cgroups,
+            events: bus.clone(),
+            monitors,
+            flusher: flusher.clone(),
+        },
         cfg.log_max_bytes,
     )?;
 
@@ -182,9 +197,18 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         r = serve => r?,
         _ = deadline => tracing::info!("closing the streams still open"),
     }
-    bus.sync();
+    flush(&bus, &flusher);
     let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
+}
+
+/// Puts the event log and the state files changed since the last call on
+/// stable storage.
+fn flush(bus: &EventBus, flusher: &Flusher) {
+    bus.sync();
+    if let Err(e) = flusher.flush() {
+        tracing::error!("flushing state files: {e}");
+    }
 }
 
 fn bind_unix(path: &PathBuf) -> std::io::Result<UnixListener> {

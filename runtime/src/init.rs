@@ -1,8 +1,9 @@
 //! The container's init process, between fork and exec.
 //!
 //! Runs in the monitor's forked child (PID 1 of a fresh PID namespace). It
-//! joins the cgroup, enters new namespaces, builds the root filesystem view,
-//! pivots into it, drops privileges and execs the container's command. Any
+//! enters new namespaces, mounts the container's overlay root and the kernel
+//! filesystems in its own mount namespace, waits until it is in its cgroup,
+//! pivots into the root, drops privileges and execs the container's command. Any
 //! failure is written to the fail pipe as "<exit code>:<message>" and ends the
 //! process; a successful exec closes the pipe (it is close-on-exec).
 
@@ -18,9 +19,9 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
-use super::launch::LaunchSpec;
-use super::user;
+use crate::launch::LaunchSpec;
 use crate::sys;
+use crate::user;
 
 /// A setup step failed: the shell-style exit code and what went wrong.
 struct Failure(i32, String);
@@ -78,15 +79,8 @@ fn setup_and_exec(
         None::<&str>,
     )
     .ctx("making mounts private")?;
-    let root = &spec.rootfs;
-    mount(
-        Some(root),
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .ctx("binding the root filesystem")?;
+    mount_overlay(spec)?;
+    let root = &spec.rootfs.target;
     write_etc(spec).ctx("writing /etc/hostname and /etc/hosts")?;
     mount_kernel_fs(spec).map_err(|Failure(c, m)| Failure(c, format!("mounting: {m}")))?;
 
@@ -138,7 +132,7 @@ fn setup_and_exec(
     nix::unistd::dup2_stderr(err).ctx("stderr")?;
     sys::cloexec_from(3).ctx("closing inherited files")?;
 
-    super::caps::drop_to_default().ctx("dropping capabilities")?;
+    crate::caps::drop_to_default().ctx("dropping capabilities")?;
     nix::unistd::setgroups(&ids.groups).ctx("setgroups")?;
     nix::unistd::setgid(ids.gid).ctx("setgid")?;
     nix::unistd::setuid(ids.uid).ctx("setuid")?;
@@ -163,6 +157,39 @@ fn setup_and_exec(
     Err(Failure(
         code,
         format!("exec {}: {}", spec.args[0], errno.desc()),
+    ))
+}
+
+/// Mounts the overlay root: the image's layers (shared, read-only) under the
+/// container's own upper dir. It lives in this mount namespace only and goes
+/// away with it.
+fn mount_overlay(spec: &LaunchSpec) -> Result<(), Failure> {
+    let fs = &spec.rootfs;
+    if fs.layers.is_empty() {
+        return Err(Failure(125, "the image has no layers".into()));
+    }
+    let lower: Vec<String> = fs
+        .layers
+        .iter()
+        .rev()
+        .map(|p| p.to_string_lossy().replace(':', "\\:"))
+        .collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        fs.upper.display(),
+        fs.work.display()
+    );
+    mount(
+        Some("overlay"),
+        &fs.target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .ctx(&format!(
+        "mounting the overlay root at {}",
+        fs.target.display()
     ))
 }
 
@@ -198,7 +225,7 @@ fn find_program(args: &[String], env: &[String]) -> Result<CString, Failure> {
 }
 
 fn write_etc(spec: &LaunchSpec) -> std::io::Result<()> {
-    let etc = spec.rootfs.join("etc");
+    let etc = spec.rootfs.target.join("etc");
     if fs::symlink_metadata(&etc)
         .map(|m| m.is_dir())
         .unwrap_or(false)
@@ -243,7 +270,7 @@ fn mnt(
 }
 
 fn mount_kernel_fs(spec: &LaunchSpec) -> Result<(), Failure> {
-    let root = &spec.rootfs;
+    let root = &spec.rootfs.target;
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     mnt(
         "proc",

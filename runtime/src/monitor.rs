@@ -1,10 +1,11 @@
-//! The per-container monitor process (`berthd __monitor <dir>`).
+//! The per-container monitor process (`berth-monitor __monitor <dir>`).
 //!
-//! Single-threaded by construction: `main` dispatches here before any async
-//! runtime exists, so forking is safe. It detaches from berthd, starts the
-//! container's init as its own child in a new PID namespace, copies the
-//! container's stdout/stderr into the log file, reaps the container, records
-//! the exit durably and reports it on its stdout.
+//! Single-threaded by construction (a fresh exec that never starts a
+//! thread), so forking is safe. It leaves berthd's session, reads its
+//! [`LaunchSpec`] from stdin, starts the container's init as its own child in
+//! a new PID namespace (directly inside the container's cgroup on cgroup v2),
+//! copies the container's stdout/stderr into the log file, reaps the
+//! container, records the exit and reports it on its stdout.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -12,18 +13,20 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use super::launch::{
-    ExitRecord, LaunchSpec, MonitorReport, RunningRecord, LAUNCH_FILE, RUNNING_FILE,
+use crate::cri_log::{LogWriter, Stream};
+use crate::launch::{
+    CgroupPlacement, ExitRecord, LaunchSpec, MonitorReport, RunningRecord, RUNNING_FILE,
 };
-use crate::logs::{LogWriter, Stream};
 use crate::sys::{self, Forked};
 
 /// Runs the monitor for the container in `dir`; never returns.
@@ -52,16 +55,15 @@ fn report(r: &MonitorReport) {
 }
 
 fn run(dir: &Path) -> io::Result<()> {
-    let spec: LaunchSpec = serde_json::from_slice(&std::fs::read(dir.join(LAUNCH_FILE))?)
+    // A session of its own: a signal to berthd's process group (Ctrl-C on
+    // the terminal berthd runs in) must not reach the monitors, which outlive
+    // berthd by design.
+    nix::unistd::setsid()?;
+    let mut input = Vec::new();
+    io::stdin().read_to_end(&mut input)?;
+    let spec: LaunchSpec = serde_json::from_slice(&input)
         .map_err(|e| io::Error::other(format!("bad launch spec: {e}")))?;
 
-    // Detach: berthd reaps the process it spawned at once; this one lives on
-    // in its own session, reparented to init, so berthd can restart freely.
-    match sys::fork()? {
-        Forked::Parent(_) => sys::exit_now(0),
-        Forked::Child => {}
-    }
-    nix::unistd::setsid()?;
     // Container processes are children of this one; the first is PID 1 there.
     nix::sched::unshare(CloneFlags::CLONE_NEWPID)?;
 
@@ -77,13 +79,14 @@ fn run(dir: &Path) -> io::Result<()> {
     mask.thread_block()?;
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
 
-    let child = match sys::fork()? {
+    let (forked, placed) = create_init(&spec.cgroup)?;
+    let child = match forked {
         Forked::Child => {
             drop(out_r);
             drop(err_r);
             drop(fail_r);
             drop(go_w);
-            super::init::run(&spec, out_w, err_w, fail_w, go_r)
+            crate::init::run(&spec, out_w, err_w, fail_w, go_r)
         }
         Forked::Parent(pid) => pid,
     };
@@ -92,13 +95,12 @@ fn run(dir: &Path) -> io::Result<()> {
     drop(fail_w);
     drop(go_r);
 
-    // Move the child into its cgroup while it sets up its mounts; it waits
-    // for `go` before it enters its cgroup namespace and execs.
-    for procs in &spec.cgroup_procs {
-        if let Err(e) = std::fs::write(procs, child.as_raw().to_string()) {
+    if !placed {
+        // Move the child into its cgroup while it sets up its mounts; it
+        // waits for `go` before it enters its cgroup namespace and execs.
+        if let Err(message) = join_cgroup(child, &spec.cgroup) {
             let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
             let _ = waitpid(child, None);
-            let message = format!("joining cgroup {}: {e}", procs.display());
             eprintln!("container {} failed to start: {message}", spec.id);
             report(&MonitorReport::Failed {
                 message,
@@ -131,7 +133,7 @@ fn run(dir: &Path) -> io::Result<()> {
         started_at_unix_nanos: now_nanos(),
     };
     let json = serde_json::to_vec(&running).map_err(io::Error::other)?;
-    crate::fsutil::replace(&dir.join(RUNNING_FILE), &json)?;
+    crate::files::replace(&dir.join(RUNNING_FILE), &json)?;
     report(&MonitorReport::Started {
         pid: running.pid,
         monitor_pid: running.monitor_pid,
@@ -160,8 +162,44 @@ fn run(dir: &Path) -> io::Result<()> {
     let json = serde_json::to_vec(&rec).map_err(io::Error::other)?;
     // Not fsynced: after a power loss the container is gone anyway, and
     // berthd then records the exit as lost.
-    crate::fsutil::replace(&spec.exit_path, &json)?;
+    crate::files::replace(&spec.exit_path, &json)?;
     report(&MonitorReport::Exited(rec));
+    Ok(())
+}
+
+/// Forks the container's init. On cgroup v2 it is created directly in its
+/// cgroup (the second value says so); elsewhere, and on kernels before 5.7,
+/// the caller moves it with [`join_cgroup`].
+fn create_init(cgroup: &CgroupPlacement) -> io::Result<(Forked, bool)> {
+    if let CgroupPlacement::Unified(dir) = cgroup {
+        let fd: OwnedFd = nix::fcntl::open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io::Error::other(format!("opening cgroup {}: {e}", dir.display())))?;
+        match sys::clone_into_cgroup(fd.as_fd()) {
+            Ok(forked) => return Ok((forked, true)),
+            // Kernels before 5.7 know no clone3 or no CLONE_INTO_CGROUP.
+            Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {}
+            Err(e) => return Err(io::Error::other(format!("clone3 into the cgroup: {e}"))),
+        }
+    }
+    Ok((sys::fork()?, false))
+}
+
+/// Moves `child` into the container's cgroup (every v1 hierarchy, or the
+/// unified directory where `CLONE_INTO_CGROUP` is missing).
+fn join_cgroup(child: Pid, cgroup: &CgroupPlacement) -> Result<(), String> {
+    let dirs = match cgroup {
+        CgroupPlacement::Unified(dir) => std::slice::from_ref(dir),
+        CgroupPlacement::Hierarchies(dirs) => dirs.as_slice(),
+    };
+    for dir in dirs {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, child.as_raw().to_string())
+            .map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+    }
     Ok(())
 }
 

@@ -1,11 +1,18 @@
 //! What berthd hands to a monitor, and what the monitor reports back.
+//!
+//! berthd starts `berth-monitor __monitor <container dir>` with the
+//! [`LaunchSpec`] as JSON on its stdin; the monitor answers on its stdout
+//! with one [`MonitorReport`] line when the container runs (or could not be
+//! started) and one when it has exited.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// File name of the launch spec in a container's directory.
-pub const LAUNCH_FILE: &str = "launch.json";
+/// The argument that marks a monitor process (`berth-monitor __monitor
+/// <dir>`): berthd and the tests recognise monitors by it in
+/// `/proc/PID/cmdline`.
+pub const MONITOR_ARG: &str = "__monitor";
 /// File name of the durable exit record in a container's directory.
 pub const EXIT_FILE: &str = "exit.json";
 /// Written by the monitor once the container's process runs.
@@ -19,8 +26,8 @@ pub const MONITOR_LOG: &str = "monitor.log";
 pub struct LaunchSpec {
     /// Container id.
     pub id: String,
-    /// The mounted root filesystem (overlay).
-    pub rootfs: PathBuf,
+    /// Where the init mounts the container's root filesystem.
+    pub rootfs: Rootfs,
     /// argv; `args[0]` is resolved against PATH from `env` when it has no '/'.
     pub args: Vec<String>,
     /// Environment, "KEY=value".
@@ -31,8 +38,8 @@ pub struct LaunchSpec {
     pub user: String,
     /// Hostname.
     pub hostname: String,
-    /// `cgroup.procs` files (one per hierarchy) the process joins before exec.
-    pub cgroup_procs: Vec<PathBuf>,
+    /// The container's cgroup: where its init is placed before it execs.
+    pub cgroup: CgroupPlacement,
     /// The file with the `oom_kill` counter (memory.events on v2,
     /// memory.oom_control on v1), if a memory controller is in use.
     pub oom_events: Option<PathBuf>,
@@ -47,6 +54,34 @@ pub struct LaunchSpec {
     pub log_max_bytes: u64,
     /// Durable exit record.
     pub exit_path: PathBuf,
+}
+
+/// The overlay the init mounts as the container's root, inside its own
+/// mount namespace: it exists only for as long as the container runs and
+/// goes away with the namespace, so nothing is ever left mounted on the
+/// host, whatever happens to berthd or the monitor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rootfs {
+    /// Read-only image layers, base first.
+    pub layers: Vec<PathBuf>,
+    /// The container's writable layer.
+    pub upper: PathBuf,
+    /// overlayfs' scratch directory (same filesystem as `upper`).
+    pub work: PathBuf,
+    /// The mount point.
+    pub target: PathBuf,
+}
+
+/// Where the container's init goes in the cgroup tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CgroupPlacement {
+    /// cgroup v2: the container's cgroup directory. The init is created
+    /// inside it (`clone3` with `CLONE_INTO_CGROUP`).
+    Unified(PathBuf),
+    /// cgroup v1: the container's directory in each hierarchy. The monitor
+    /// writes the init's pid into their `cgroup.procs` while the init sets
+    /// up its mounts.
+    Hierarchies(Vec<PathBuf>),
 }
 
 /// How the container's init process ended, as the monitor saw it.

@@ -1,0 +1,182 @@
+//! berthd's side of the container monitors.
+//!
+//! berthd never forks its multi-threaded runtime. Each start of a container
+//! runs one `berth-monitor` process (see the `berth_runtime` crate), a small
+//! static binary that berthd carries inside its own (built by
+//! `agent/build.rs`) and installs in its state directory at start. The
+//! monitor creates the container's init and outlives berthd.
+//!
+//! berthd hands the monitor its [`LaunchSpec`] on stdin and reads its reports
+//! from its stdout: one JSON line when the container runs (or could not be
+//! started), one when it has exited.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::ChildStdout;
+
+pub use berth_runtime::launch::{
+    ExitRecord, LaunchSpec, MonitorReport, RunningRecord, EXIT_FILE, MONITOR_ARG, MONITOR_LOG,
+    RUNNING_FILE,
+};
+
+/// The monitor binary, as built for this berthd.
+static MONITOR_BINARY: &[u8] = include_bytes!(env!("BERTH_MONITOR_BIN"));
+
+/// Why a container could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The monitor could not be executed or talked nonsense.
+    #[error("container monitor: {0}")]
+    Monitor(String),
+    /// The container's process could not be set up or exec'd; `exit_code`
+    /// is what a shell would report (127 not found, 126 not executable).
+    #[error("{message}")]
+    Exec {
+        /// Human-readable reason.
+        message: String,
+        /// Shell-style exit code.
+        exit_code: i32,
+    },
+}
+
+/// A container whose process is running under its monitor.
+pub struct Running {
+    /// Host pid of the container's init process.
+    pub pid: Pid,
+    /// Host pid of the monitor.
+    pub monitor_pid: Pid,
+    /// Unix nanos of the start.
+    pub started_at_unix_nanos: i64,
+    /// The rest of the monitor's report stream: yields the exit record.
+    pub reports: Lines<BufReader<ChildStdout>>,
+}
+
+/// Starts monitors from the installed monitor binary.
+#[derive(Debug, Clone)]
+pub struct Monitors {
+    exe: PathBuf,
+}
+
+impl Monitors {
+    /// Installs the embedded monitor binary as `<state_dir>/bin/berth-monitor`,
+    /// unless exactly that binary is there already. Monitors still running
+    /// from an older binary keep it: the new one replaces it by rename.
+    pub fn install(state_dir: &Path) -> std::io::Result<Self> {
+        let dir = state_dir.join("bin");
+        let exe = dir.join("berth-monitor");
+        if std::fs::read(&exe).is_ok_and(|b| b == MONITOR_BINARY) {
+            return Ok(Monitors { exe });
+        }
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(".berth-monitor.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(MONITOR_BINARY)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &exe)?;
+        Ok(Monitors { exe })
+    }
+
+    /// The installed monitor binary.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
+    /// Starts a monitor for the container in `dir` and waits until the
+    /// container's process runs.
+    pub async fn spawn(&self, dir: &Path, spec: &LaunchSpec) -> Result<Running, SpawnError> {
+        let input = serde_json::to_vec(spec)
+            .map_err(|e| SpawnError::Monitor(format!("encoding the launch spec: {e}")))?;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(MONITOR_LOG))
+            .map_err(|e| SpawnError::Monitor(format!("cannot open monitor log: {e}")))?;
+        let mut child = tokio::process::Command::new(&self.exe)
+            .arg(MONITOR_ARG)
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .env_clear()
+            .spawn()
+            .map_err(|e| {
+                SpawnError::Monitor(format!("cannot execute {}: {e}", self.exe.display()))
+            })?;
+        let monitor_pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(SpawnError::Monitor("monitor has no stdin or stdout".into()));
+        };
+        // The monitor is this process's child until it exits (or berthd
+        // does, when it is handed to init); reap it then.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        stdin
+            .write_all(&input)
+            .await
+            .map_err(|e| SpawnError::Monitor(format!("handing over the launch spec: {e}")))?;
+        drop(stdin);
+        let mut reports = BufReader::new(stdout).lines();
+        let line = reports
+            .next_line()
+            .await
+            .map_err(|e| SpawnError::Monitor(format!("reading monitor report: {e}")))?
+            .ok_or_else(|| {
+                SpawnError::Monitor(format!(
+                    "monitor {monitor_pid} exited without a report (see {})",
+                    dir.join(MONITOR_LOG).display()
+                ))
+            })?;
+        match serde_json::from_str::<MonitorReport>(&line) {
+            Ok(MonitorReport::Started {
+                pid,
+                monitor_pid,
+                started_at_unix_nanos,
+            }) => Ok(Running {
+                pid: Pid::from_raw(pid),
+                monitor_pid: Pid::from_raw(monitor_pid),
+                started_at_unix_nanos,
+                reports,
+            }),
+            Ok(MonitorReport::Failed { message, exit_code }) => {
+                Err(SpawnError::Exec { message, exit_code })
+            }
+            Ok(MonitorReport::Exited(_)) => Err(SpawnError::Monitor(
+                "monitor reported an exit before a start".into(),
+            )),
+            Err(e) => Err(SpawnError::Monitor(format!(
+                "bad monitor report {line:?}: {e}"
+            ))),
+        }
+    }
+}
+
+/// Waits for the exit record that follows a successful start. `None` when the
+/// monitor died without reporting (the caller then falls back to the exit file).
+pub async fn wait_exit(reports: &mut Lines<BufReader<ChildStdout>>) -> Option<ExitRecord> {
+    while let Ok(Some(line)) = reports.next_line().await {
+        if let Ok(MonitorReport::Exited(rec)) = serde_json::from_str(&line) {
+            return Some(rec);
+        }
+    }
+    None
+}
+
+/// Whether `pid` is still the monitor of the container in `dir` (and not a
+/// process that reused its pid).
+pub fn cmdline_matches(pid: i32, dir: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+            args.contains(&MONITOR_ARG.as_bytes())
+                && args.contains(&dir.as_os_str().as_encoded_bytes())
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,52 @@
+//! berth-monitor's command line: only berthd starts it, in one form.
+
+use std::process::{Command, Stdio};
+
+fn monitor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_berth-monitor"))
+}
+
+#[test]
+fn anything_but_monitor_mode_is_a_usage_error() {
+    for args in [&[][..], &["__monitor"][..], &["--help"][..]] {
+        let out = monitor().args(args).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "berth-monitor {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("berth-monitor __monitor <container dir>"),
+            "berth-monitor {args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_launch_spec_is_reported_as_a_failed_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = monitor()
+        .arg("__monitor")
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"not\": \"a launch spec\"}")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(report["failed"]["exit_code"], 125, "{report}");
+    assert!(
+        report["failed"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad launch spec"),
+        "{report}"
+    );
+}
