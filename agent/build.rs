@@ -13,6 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::Digest;
+
 fn main() {
     if let Err(e) = build_monitor() {
         eprintln!("building berth-monitor: {e}");
@@ -69,6 +71,13 @@ fn build_monitor() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("{} was not built", bin.display()).into());
     }
     println!("cargo:rustc-env=BERTH_MONITOR_BIN={}", bin.display());
+    // berthd checks the installed copy against this digest instead of
+    // comparing bytes, which would page in its embedded copy at every start.
+    let digest = sha2::Sha256::digest(std::fs::read(&bin)?);
+    println!(
+        "cargo:rustc-env=BERTH_MONITOR_SHA256={}",
+        hex::encode(digest)
+    );
     Ok(())
 }
 

@@ -115,6 +115,44 @@ async fn minimal_dev_and_loopback() {
     assert_eq!(lines[3].trim(), "1");
 }
 
+/// Each container gets a network namespace of its own with only `lo`, up:
+/// one berthd made ahead of time, or (with `--spare-netns 0`, or when none
+/// is ready) one its init creates.
+#[tokio::test]
+async fn every_container_has_its_own_network_namespace() {
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    for flags in [&[][..], &["--spare-netns", "0"][..]] {
+        let agent = Agent::start_with(flags).await;
+        agent.import_busybox().await;
+        let mut seen = std::collections::HashSet::from([host.clone()]);
+        let mut ids = Vec::new();
+        // More than berthd keeps ready, started back to back.
+        for _ in 0..6 {
+            let c = agent
+                .run(sh(
+                    "echo $(cat /sys/class/net/lo/operstate) $(ls /sys/class/net | wc -l) ready; exec sleep 1000",
+                ))
+                .await;
+            wait_for_output(&agent, &c.id, "ready").await;
+            assert_eq!(agent.logs(&c.id).await.0, "unknown 1 ready\n", "{flags:?}");
+            let ns = std::fs::read_link(format!("/proc/{}/ns/net", c.pid)).unwrap();
+            assert!(seen.insert(ns), "{flags:?}: a network namespace is shared");
+            ids.push(c.id);
+        }
+        for id in &ids {
+            agent
+                .containers()
+                .remove(pb::RemoveContainerRequest {
+                    id: id.clone(),
+                    force: true,
+                })
+                .await
+                .unwrap();
+        }
+        agent.assert_clean().await;
+    }
+}
+
 #[tokio::test]
 async fn command_not_found_fails_start_with_127() {
     let agent = Agent::start().await;

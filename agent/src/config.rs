@@ -62,6 +62,11 @@ pub struct Config {
         value_name = "BOOL"
     )]
     pub auto_pull: bool,
+    /// Network namespaces to keep ready for starting containers (creating
+    /// one is the slowest step of a start); 0 makes every container create
+    /// its own.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub spare_netns: usize,
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "berthd=debug".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     pub log: String,

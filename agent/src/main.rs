@@ -12,6 +12,7 @@ mod events;
 mod fsutil;
 mod image;
 mod monitor;
+mod netns_pool;
 mod server;
 mod signal;
 mod sys;

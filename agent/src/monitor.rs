@@ -26,6 +26,8 @@ pub use berth_runtime::launch::{
 
 /// The monitor binary, as built for this berthd.
 static MONITOR_BINARY: &[u8] = include_bytes!(env!("BERTH_MONITOR_BIN"));
+/// Its SHA-256, hex.
+const MONITOR_SHA256: &str = env!("BERTH_MONITOR_SHA256");
 
 /// Why a container could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +71,7 @@ impl Monitors {
     pub fn install(state_dir: &Path) -> std::io::Result<Self> {
         let dir = state_dir.join("bin");
         let exe = dir.join("berth-monitor");
-        if std::fs::read(&exe).is_ok_and(|b| b == MONITOR_BINARY) {
+        if file_sha256(&exe).is_ok_and(|d| d == MONITOR_SHA256) {
             return Ok(Monitors { exe });
         }
         std::fs::create_dir_all(&dir)?;
@@ -158,6 +160,13 @@ impl Monitors {
     }
 }
 
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// Waits for the exit record that follows a successful start. `None` when the
 /// monitor died without reporting (the caller then falls back to the exit file).
 pub async fn wait_exit(reports: &mut Lines<BufReader<ChildStdout>>) -> Option<ExitRecord> {
@@ -179,4 +188,39 @@ pub fn cmdline_matches(pid: i32, dir: &Path) -> bool {
                 && args.contains(&dir.as_os_str().as_encoded_bytes())
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_puts_the_embedded_binary_in_place_once() {
+        let state = tempfile::tempdir().unwrap();
+        let m = Monitors::install(state.path()).unwrap();
+        assert_eq!(m.exe(), state.path().join("bin/berth-monitor"));
+        let meta = std::fs::metadata(m.exe()).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+        assert_eq!(file_sha256(m.exe()).unwrap(), MONITOR_SHA256);
+        // Statically linked: an ELF without a program interpreter.
+        let elf = std::fs::read(m.exe()).unwrap();
+        assert_eq!(&elf[..4], b"\x7fELF");
+        let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+        let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+        let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+        const PT_INTERP: u32 = 3;
+        assert!((0..phnum).all(|i| {
+            let o = phoff + i * phentsize;
+            u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) != PT_INTERP
+        }));
+
+        // The same binary is left alone; anything else is replaced.
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let before = inode(m.exe());
+        Monitors::install(state.path()).unwrap();
+        assert_eq!(inode(m.exe()), before);
+        std::fs::write(m.exe(), b"not the monitor").unwrap();
+        Monitors::install(state.path()).unwrap();
+        assert_eq!(file_sha256(m.exe()).unwrap(), MONITOR_SHA256);
+    }
 }

@@ -62,13 +62,14 @@ fn setup_and_exec(
     SigSet::all().thread_unblock().ctx("unblocking signals")?;
     sys::reset_signal(Signal::SIGPIPE).ctx("resetting SIGPIPE")?;
 
-    nix::sched::unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNET,
-    )
-    .ctx("creating namespaces")?;
+    // Before anything else: the path is in the host's /proc.
+    let mut namespaces =
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    match &spec.netns {
+        Some(ns) => crate::netns::enter(ns).ctx("entering the network namespace")?,
+        None => namespaces |= CloneFlags::CLONE_NEWNET,
+    }
+    nix::sched::unshare(namespaces).ctx("creating namespaces")?;
 
     // Nothing we mount may propagate back to the host.
     mount(
@@ -110,7 +111,9 @@ fn setup_and_exec(
     mask_paths();
 
     nix::unistd::sethostname(&spec.hostname).ctx("setting the hostname")?;
-    sys::loopback_up().ctx("bringing up lo")?;
+    if spec.netns.is_none() {
+        sys::loopback_up().ctx("bringing up lo")?;
+    }
 
     let ids = user::resolve(
         &spec.user,

@@ -38,6 +38,10 @@ pub struct LaunchSpec {
     pub user: String,
     /// Hostname.
     pub hostname: String,
+    /// A network namespace made ahead of time, with `lo` up (see
+    /// [`crate::netns`]), for the init to enter instead of creating one.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
     /// The container's cgroup: where its init is placed before it execs.
     pub cgroup: CgroupPlacement,
     /// The file with the `oom_kill` counter (memory.events on v2,

@@ -17,5 +17,6 @@ pub mod files;
 mod init;
 pub mod launch;
 pub mod monitor;
+pub mod netns;
 mod sys;
 mod user;

@@ -206,6 +206,7 @@ fn new_agent() -> Agent {
         dir,
         cgroup_parent: name,
         child: None,
+        extra_args: Vec::new(),
         channel: tonic::transport::Channel::from_static("http://unused").connect_lazy(),
     }
 }

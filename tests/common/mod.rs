@@ -77,6 +77,8 @@ pub struct Agent {
     /// Its cgroup parent (relative).
     pub cgroup_parent: String,
     child: Option<Child>,
+    /// Flags given to every start of this berthd, after the harness's own.
+    extra_args: Vec<String>,
     /// A channel to it.
     pub channel: Channel,
 }
@@ -84,6 +86,11 @@ pub struct Agent {
 impl Agent {
     /// Starts berthd and waits until it serves.
     pub async fn start() -> Agent {
+        Agent::start_with(&[]).await
+    }
+
+    /// Starts berthd with extra flags and waits until it serves.
+    pub async fn start_with(extra_args: &[&str]) -> Agent {
         require_root();
         let name = unique("berth-test");
         let dir = std::env::temp_dir().join(&name);
@@ -96,6 +103,7 @@ impl Agent {
             state_dir,
             cgroup_parent: name,
             child: None,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             channel: Channel::from_static("http://unused").connect_lazy(),
         };
         agent.spawn().await;
@@ -121,6 +129,7 @@ impl Agent {
             // Tests use made-up image names; those must never turn into
             // requests to a registry on the internet.
             .arg("--auto-pull=false")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -28,6 +28,7 @@ use crate::events::EventBus;
 use crate::fsutil::{Durability, Flusher};
 use crate::image::ImageStore;
 use crate::monitor::{self, ExitRecord, LaunchSpec, Monitors, SpawnError};
+use crate::netns_pool::NetnsPool;
 use crate::sys;
 use record::{Record, SpecRecord};
 use rootfs::Rootfs;
@@ -132,6 +133,7 @@ pub struct Manager {
     cgroups: CgroupHost,
     events: Arc<EventBus>,
     monitors: Monitors,
+    netns: NetnsPool,
     flusher: Arc<Flusher>,
     log_max_bytes: u64,
     table: Mutex<Table>,
@@ -147,6 +149,8 @@ pub struct Deps {
     pub events: Arc<EventBus>,
     /// How container monitors are started.
     pub monitors: Monitors,
+    /// Network namespaces made ahead of time.
+    pub netns: NetnsPool,
     /// Background durability of state files.
     pub flusher: Arc<Flusher>,
 }
@@ -167,6 +171,7 @@ impl Manager {
             cgroups,
             events,
             monitors,
+            netns,
             flusher,
         } = deps;
         let mgr = Arc::new(Manager {
@@ -175,6 +180,7 @@ impl Manager {
             cgroups,
             events,
             monitors,
+            netns,
             flusher,
             log_max_bytes,
             table: Mutex::new(Table {
@@ -557,6 +563,8 @@ impl Manager {
                 tracing::warn!(id = %rec.id, "{e}");
             }
         };
+        // Held until the monitor has reported: the init opens it by path.
+        let netns = self.netns.take();
         let launch = LaunchSpec {
             id: rec.id.clone(),
             rootfs: Rootfs::under(&entry.dir).launch(&rec.layer_dirs),
@@ -565,6 +573,7 @@ impl Manager {
             cwd: rec.cwd.clone(),
             user: rec.user.clone(),
             hostname: rec.hostname.clone(),
+            netns: netns.as_ref().map(|ns| ns.path()),
             cgroup: cg.placement,
             oom_events: cg.oom_events,
             cgroup_version: self.cgroups.version(),
@@ -588,7 +597,9 @@ impl Manager {
                 }
             }
         }
-        match self.monitors.spawn(&entry.dir, &launch).await {
+        let spawned = self.monitors.spawn(&entry.dir, &launch).await;
+        drop(netns);
+        match spawned {
             Ok(running) => {
                 match sys::pidfd_open(running.pid) {
                     Ok(fd) => {

@@ -28,6 +28,7 @@ use crate::events::EventBus;
 use crate::fsutil::Flusher;
 use crate::image::ImageStore;
 use crate::monitor::Monitors;
+use crate::netns_pool::NetnsPool;
 
 /// How long a stopping berthd lets calls in flight finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -77,6 +78,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             cgroups,
             events: bus.clone(),
             monitors,
+            netns: NetnsPool::start(cfg.spare_netns)?,
             flusher: flusher.clone(),
         },
         cfg.log_max_bytes,

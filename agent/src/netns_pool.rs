@@ -1,0 +1,132 @@
+//! Spare network namespaces, made ahead of time off the start path.
+//!
+//! A new network namespace costs about half a millisecond, the largest
+//! single step of a container start. A thread of berthd keeps a few ready
+//! (`berth_runtime::netns::create`: `lo` already up); a start takes one and
+//! its init enters it (`LaunchSpec::netns`), and the thread makes the next.
+//! When none is ready (a burst of starts) the init creates its own, as it
+//! would without the pool: the pool only ever saves time.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How long the refill thread waits after a failure before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The spare namespaces and the thread that refills them.
+#[derive(Debug, Clone)]
+pub struct NetnsPool {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    spare: Mutex<Vec<OwnedFd>>,
+    size: usize,
+    taken: Condvar,
+}
+
+/// A namespace taken from the pool; the container's init reaches it by
+/// [`Spare::path`] while this handle lives.
+#[derive(Debug)]
+pub struct Spare(OwnedFd);
+
+impl Spare {
+    /// `/proc/<berthd>/fd/<n>`: where the init opens it.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.0.as_raw_fd()
+        ))
+    }
+}
+
+impl NetnsPool {
+    /// Keeps `size` namespaces ready (none, and no thread, for 0).
+    pub fn start(size: usize) -> std::io::Result<Self> {
+        let pool = NetnsPool {
+            shared: Arc::new(Shared {
+                spare: Mutex::new(Vec::with_capacity(size)),
+                size,
+                taken: Condvar::new(),
+            }),
+        };
+        if size > 0 {
+            let shared = pool.shared.clone();
+            std::thread::Builder::new()
+                .name("netns-pool".into())
+                .spawn(move || refill(&shared))?;
+        }
+        Ok(pool)
+    }
+
+    /// A ready namespace, if there is one.
+    pub fn take(&self) -> Option<Spare> {
+        let ns = self.shared.lock().pop()?;
+        self.shared.taken.notify_one();
+        Some(Spare(ns))
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Vec<OwnedFd>> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn refill(shared: &Shared) {
+    loop {
+        {
+            let mut spare = shared.lock();
+            while spare.len() >= shared.size {
+                spare = shared.taken.wait(spare).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        // Made without the lock held: takers never wait for the kernel.
+        match berth_runtime::netns::create() {
+            Ok(ns) => shared.lock().push(ns),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot make a spare network namespace ({e}); containers create their own"
+                );
+                std::thread::sleep(RETRY_AFTER);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net_ns_of(path: &std::path::Path) -> std::path::PathBuf {
+        std::fs::read_link(path).unwrap()
+    }
+
+    #[test]
+    fn spares_are_fresh_namespaces_and_are_refilled() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test creates network namespaces: run it as root");
+        }
+        let pool = NetnsPool::start(2).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = std::collections::HashSet::new();
+        let home = net_ns_of(std::path::Path::new("/proc/self/ns/net"));
+        while seen.len() < 4 {
+            assert!(std::time::Instant::now() < deadline, "pool never refilled");
+            match pool.take() {
+                Some(spare) => {
+                    let ns = net_ns_of(&spare.path());
+                    assert_ne!(ns, home, "a spare is the host's namespace");
+                    assert!(seen.insert(ns), "a namespace was handed out twice");
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        // The refill thread went home after each one.
+        assert_eq!(net_ns_of(std::path::Path::new("/proc/self/ns/net")), home);
+    }
+}
