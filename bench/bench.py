@@ -61,8 +61,10 @@ def sh(args, check=True, **kw):
 
 
 def rss_kib(pid):
-    """(RSS, PSS) in KiB of one process."""
-    rss = pss = 0
+    """(RSS, PSS, USS) in KiB of one process. USS: its private pages only,
+    what the process itself costs; RSS also counts every shared page it maps
+    (a binary's pages, shared by all its processes), PSS a share of them."""
+    rss = pss = uss = 0
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -72,9 +74,11 @@ def rss_kib(pid):
             for line in f:
                 if line.startswith("Pss:"):
                     pss = int(line.split()[1])
+                elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    uss += int(line.split()[1])
     except OSError:
         pass
-    return rss, pss
+    return rss, pss, uss
 
 
 def pids_matching(pred):
@@ -379,9 +383,15 @@ def measure_concurrency():
     return out
 
 
+# berthd gives freed memory back to the kernel after 5 s without an event;
+# "idle" numbers are read after that long without activity.
+IDLE_S = 6
+
+
 def measure_memory(d):
     mem = {}
     b = d.procs["berthd"].pid
+    time.sleep(IDLE_S)
     mem["berthd_idle_after_load"] = rss_kib(b)
     ctl = [BERTHCTL, "-H", BERTH_SOCK]
     n = 10
@@ -392,6 +402,7 @@ def measure_memory(d):
     mem["berth_monitors"] = len(mons)
     mem["berth_monitor_rss_kib"] = [x[0] for x in per]
     mem["berth_monitor_pss_kib"] = [x[1] for x in per]
+    mem["berth_monitor_uss_kib"] = [x[2] for x in per]
     mem["berthd_with_10_running"] = rss_kib(b)
     for i in ids:
         sh(ctl + ["rm", "-f", i])
@@ -408,6 +419,7 @@ def measure_memory(d):
     mem["containerd_shims"] = len(shims)
     mem["containerd_shim_rss_kib"] = [x[0] for x in per]
     mem["containerd_shim_pss_kib"] = [x[1] for x in per]
+    mem["containerd_shim_uss_kib"] = [x[2] for x in per]
     for cid in cids:
         sh(ctr + ["task", "kill", "-s", "SIGKILL", cid], check=False)
     for cid in cids:
@@ -453,6 +465,39 @@ def q(xs, p):
     return s[min(len(s) - 1, max(0, round((len(s) - 1) * p)))]
 
 
+def cgroup_migration_ms(samples=15):
+    """Median time of moving a new process into a fresh cgroup (a write to
+    cgroup.procs of the cpu hierarchy), the step every runtime pays once per
+    container on cgroup v1. It is an RCU grace period (milliseconds) on most
+    hosts, ~0.02 ms where favordynmods is on (mount option, or sticky for the
+    boot once any hierarchy had it, Linux >= 6.x), so it is measured and
+    reported with the results."""
+    base = f"/sys/fs/cgroup/cpu/bench-migration-{os.getpid()}"
+    if not os.path.isdir("/sys/fs/cgroup/cpu"):
+        return None
+    os.makedirs(base, exist_ok=True)
+    xs = []
+    try:
+        for _ in range(samples):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.read(r, 1)
+                os._exit(0)
+            t0 = time.perf_counter()
+            with open(os.path.join(base, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+            xs.append((time.perf_counter() - t0) * 1000)
+            os.write(w, b"x")
+            os.waitpid(pid, 0)
+            os.close(r)
+            os.close(w)
+            time.sleep(0.05)
+    finally:
+        os.rmdir(base)
+    return statistics.median(xs)
+
+
 def machine():
     cpu = ""
     with open("/proc/cpuinfo") as f:
@@ -473,7 +518,8 @@ def machine():
     return {"kernel": platform.release(), "cpu": cpu, "cpus": os.cpu_count(),
             "mem_gib": round(mem_kib / 2**20, 1), "loadavg_at_end": load, "versions": vers,
             "berth_commit": git, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "cgroups": "v1 (private mount namespace without /sys/fs/cgroup/unified)"}
+            "cgroups": "v1 (private mount namespace without /sys/fs/cgroup/unified)",
+            "cgroup_migration_ms": cgroup_migration_ms()}
 
 
 def fmt(x):
@@ -491,6 +537,11 @@ def report(res):
                  f"{m['mem_gib']} GiB, Linux {m['kernel']}, {m['cgroups']}. "
                  f"{SAMPLES} samples per tool after {WARMUP} warm-up rounds, tools interleaved "
                  f"in shuffled rounds. Load average at the end: {' '.join(m['loadavg_at_end'])}.")
+    if m.get("cgroup_migration_ms") is not None:
+        lines.append("")
+        lines.append(f"Moving a process into a v1 cgroup took {m['cgroup_migration_ms']:.3f} ms "
+                     "(median) on this host during the run; every tool pays it once per "
+                     "container (see BENCHMARKS.md on favordynmods).")
     lines.append("")
     lines.append("### Lifecycle of a `/bin/true` container (create + start + wait + remove), ms")
     lines.append("")
@@ -526,22 +577,27 @@ def report(res):
                      f"{cm['berth API (resident client)'] / cm[k]:.2f} |")
     mem = res["memory_kib"]
     lines.append("")
-    lines.append("### Memory (MiB; PSS counts shared pages once per sharer)")
+    lines.append("### Memory (MiB)")
     lines.append("")
-    lines.append("| process | RSS | PSS |")
-    lines.append("|---|---:|---:|")
+    lines.append("RSS counts every page a process maps, also the pages of its binary and "
+                 "libraries that all its copies share; PSS splits shared pages among the "
+                 "processes sharing them; USS is what the process alone holds (private "
+                 "pages): what one more of it costs.")
+    lines.append("")
+    lines.append("| process | RSS | PSS | USS |")
+    lines.append("|---|---:|---:|---:|")
     mib = lambda k: k / 1024  # noqa: E731
     for k in ("berthd_idle_fresh", "berthd_idle_after_load", "berthd_with_10_running",
               "containerd_idle", "dockerd_idle"):
         if k in mem:
-            r, p = mem[k]
-            lines.append(f"| {k.replace('_', ' ')} | {mib(r):.1f} | {mib(p):.1f} |")
+            r, p, u = mem[k]
+            lines.append(f"| {k.replace('_', ' ')} | {mib(r):.1f} | {mib(p):.1f} | {mib(u):.1f} |")
     for name, key in (("berth monitor, per running container", "berth_monitor"),
                       ("containerd-shim, per running container", "containerd_shim")):
-        rs, ps = mem[f"{key}_rss_kib"], mem[f"{key}_pss_kib"]
+        rs, ps, us = (mem[f"{key}_{m}_kib"] for m in ("rss", "pss", "uss"))
         if rs:
-            lines.append(f"| {name} (median of {len(rs)}) | {mib(statistics.median(rs)):.1f} | "
-                         f"{mib(statistics.median(ps)):.1f} |")
+            lines.append(f"| {name} (median of {len(rs)}) | {mib(statistics.median(rs)):.2f} | "
+                         f"{mib(statistics.median(ps)):.2f} | {mib(statistics.median(us)):.2f} |")
     st = res["stop_ms"]
     lines.append("")
     lines.append("### Stop of a TERM-ignoring container with timeout T (ms)")
@@ -595,6 +651,7 @@ def main():
     res = {}
     try:
         d.start_berthd()
+        time.sleep(IDLE_S)
         res_mem = {"berthd_idle_fresh": rss_kib(d.procs["berthd"].pid)}
         sh([BERTHCTL, "-H", BERTH_SOCK, "image", "import", os.path.join(IMG, "busybox.tar")])
         d.start_containerd()

@@ -96,10 +96,10 @@ perf record -q -e cpu-clock -F 4000 -a -g -o "$WORK/perf.data" -- \
 echo '### by command (all CPUs; idle excluded)'
 perf report -i "$WORK/perf.data" --stdio --no-children --sort comm 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | grep '%' | grep -v swapper | head -15
-echo '### top symbols of berthd, its monitor/init (comm berthd) and tokio workers'
-perf report -i "$WORK/perf.data" --stdio --no-children --comms berthd,tokio-runtime-w,berth-bench \
+echo '### top symbols of berthd (tokio-rt-worker, netns-pool), the monitor and init (berth-monitor)'
+perf report -i "$WORK/perf.data" --stdio --no-children --comms berthd,berth-monitor,tokio-rt-worker,netns-pool,berth-bench \
     --sort comm,dso,sym -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40
 echo '### kernel call chains of berthd processes (caller view, top)'
-perf report -i "$WORK/perf.data" --stdio --children --comms berthd,tokio-runtime-w \
+perf report -i "$WORK/perf.data" --stdio --children --comms berthd,berth-monitor,tokio-rt-worker \
     --sort sym -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40
 } | tee "$OUT"

@@ -3,7 +3,7 @@
 
 Every process is given a role from what it executed or how it was made:
   berthd    the agent's threads
-  monitor   `berthd __monitor` (the exec'd one and its detached fork)
+  monitor   `berth-monitor __monitor` (started by berthd)
   init      the container's init before it execs the command
   container the command itself (/bin/true)
 
@@ -67,8 +67,6 @@ def main():
             elif role[pid] == "init":
                 role[pid] = "container"
         if name == "unshare" and "CLONE_NEWNS" in args and role[pid] == "monitor":
-            role[pid] = "init"
-        if name == "openat" and role[pid] == "monitor" and "cgroup.procs" in args:
             role[pid] = "init"
         ev_role.append(role[pid])
         if name in ("clone", "clone3", "fork", "vfork") and ret.isdigit():

@@ -336,6 +336,18 @@ impl CgroupHost {
         }
     }
 
+    /// Removes the cgroup of a container whose init has been reaped. Every
+    /// process of the container was in the init's PID namespace, and the
+    /// kernel ends them all before the init, so there is nothing to look for
+    /// first; whatever still refuses (a process someone else put there)
+    /// gets [`CgroupHost::remove`].
+    pub fn release(&self, id: &str) -> Result<(), CgroupError> {
+        match self.load(&self.path_of(id)).delete() {
+            Ok(()) => Ok(()),
+            Err(_) => self.remove(id),
+        }
+    }
+
     /// Removes the container's cgroup. Kills stragglers first: a cgroup with
     /// processes cannot be removed.
     pub fn remove(&self, id: &str) -> Result<(), CgroupError> {

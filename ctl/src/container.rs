@@ -193,21 +193,35 @@ async fn run_attached(
         return Err(run_error(start_failure_code(&s, exit_code), s));
     }
 
-    copy_until_exit(ctx, &client, &id, logs).await?;
-
     // With --rm, wait until the agent has removed the container (as
     // `docker run --rm` does), so its name is free again when run returns.
+    // The wait is asked for now, so its answer comes as soon as the agent
+    // knows, not one round trip after the output ends.
     let condition = if auto_remove {
         WaitCondition::Removed
     } else {
         WaitCondition::NotRunning
     };
-    let exit = client
-        .wait(WaitContainerRequest {
+    let waiting = {
+        let mut client = client.clone();
+        let req = WaitContainerRequest {
             id: id.clone(),
             condition: condition as i32,
-        })
+        };
+        tokio::spawn(async move { client.wait(req).await })
+    };
+    if let Err(e) = copy_until_exit(ctx, &client, &id, logs).await {
+        waiting.abort();
+        return Err(e);
+    }
+    let exit = waiting
         .await
+        .map_err(|e| {
+            run_error(
+                EXIT_BERTHCTL,
+                Error::Message(format!("waiting for the container: {e}")),
+            )
+        })?
         .map_err(|s| run_error(EXIT_BERTHCTL, s))?
         .into_inner()
         .exit

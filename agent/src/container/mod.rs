@@ -713,7 +713,7 @@ impl Manager {
             if let Err(e) = rootfs.unmount() {
                 tracing::warn!(%id, "{e}");
             }
-            if let Err(e) = cg.remove(&id) {
+            if let Err(e) = cg.release(&id) {
                 tracing::warn!(%id, "{e}");
             }
         })
@@ -989,7 +989,7 @@ impl Manager {
             // The directory goes away at once by name; deleting its files
             // (one unlink each, slow on a busy disk) happens in the background.
             std::fs::rename(&dir, &trash)?;
-            std::thread::spawn(move || std::fs::remove_dir_all(trash));
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash));
             Ok::<(), std::io::Error>(())
         })
         .await

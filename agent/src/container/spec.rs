@@ -120,13 +120,16 @@ pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
     if l.nano_cpus < 0 {
         return bad("cpus must not be negative".into());
     }
-    let online = std::thread::available_parallelism()
-        .map(|n| n.get() as i64)
-        .unwrap_or(1);
-    if l.nano_cpus > online * 1_000_000_000 {
+    let online = || {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as i64)
+            .unwrap_or(1)
+    };
+    if l.nano_cpus > 0 && l.nano_cpus > online() * 1_000_000_000 {
         return bad(format!(
-            "cpus {:.2} is more than the {online} CPUs of this host",
-            l.nano_cpus as f64 / 1e9
+            "cpus {:.2} is more than the {} CPUs of this host",
+            l.nano_cpus as f64 / 1e9,
+            online()
         ));
     }
     if l.nano_cpus > 0 && l.nano_cpus < 10_000_000 {

@@ -63,6 +63,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
+    spawn_idle_trim(bus.clone());
     let monitors = Monitors::install(&cfg.state_dir).map_err(|e| {
         format!(
             "installing the container monitor in {}: {e}",
@@ -202,6 +203,29 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     flush(&bus, &flusher);
     let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
+}
+
+/// How long without any event before berthd counts as idle.
+const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Once berthd has been idle for [`IDLE_AFTER`] (no event published), gives
+/// the memory freed since the last burst of work back to the kernel, once
+/// per idle period.
+fn spawn_idle_trim(bus: Arc<EventBus>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(IDLE_AFTER);
+        let (mut seen, mut trimmed) = (bus.next_seq(), false);
+        loop {
+            tick.tick().await;
+            let now = bus.next_seq();
+            if now != seen {
+                (seen, trimmed) = (now, false);
+            } else if !trimmed {
+                let _ = tokio::task::spawn_blocking(crate::sys::release_free_memory).await;
+                trimmed = true;
+            }
+        }
+    });
 }
 
 /// Puts the event log and the state files changed since the last call on

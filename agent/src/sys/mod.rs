@@ -48,3 +48,14 @@ pub async fn pidfd_exited(pidfd: OwnedFd) -> io::Result<()> {
     let _guard = afd.readable().await?;
     Ok(())
 }
+
+/// Hands the allocator's free memory back to the kernel (glibc's
+/// `malloc_trim`). After a burst of work, memory freed by many threads
+/// otherwise stays in the allocator's per-thread arenas, resident.
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only walks and shrinks the allocator's own free
+    // lists; it is thread-safe and has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
