@@ -479,19 +479,26 @@ def cgroup_migration_ms(samples=15):
     xs = []
     try:
         for _ in range(samples):
-            r, w = os.pipe()
+            go_r, go_w = os.pipe()
+            ready_r, ready_w = os.pipe()
             pid = os.fork()
             if pid == 0:
-                os.read(r, 1)
+                os.write(ready_w, b"r")
+                os.read(go_r, 1)
                 os._exit(0)
+            # Time only the write, of a child asleep in read(2): what a
+            # runtime does for a freshly forked container process.
+            os.read(ready_r, 1)
+            time.sleep(0.005)
+            fd = os.open(os.path.join(base, "cgroup.procs"), os.O_WRONLY)
             t0 = time.perf_counter()
-            with open(os.path.join(base, "cgroup.procs"), "w") as f:
-                f.write(str(pid))
+            os.write(fd, str(pid).encode())
             xs.append((time.perf_counter() - t0) * 1000)
-            os.write(w, b"x")
+            os.close(fd)
+            os.write(go_w, b"x")
             os.waitpid(pid, 0)
-            os.close(r)
-            os.close(w)
+            for f in (go_r, go_w, ready_r, ready_w):
+                os.close(f)
             time.sleep(0.05)
     finally:
         os.rmdir(base)

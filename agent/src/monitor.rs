@@ -90,11 +90,10 @@ impl Monitors {
         &self.exe
     }
 
-    /// Starts a monitor for the container in `dir` and waits until the
-    /// container's process runs.
-    pub async fn spawn(&self, dir: &Path, spec: &LaunchSpec) -> Result<Running, SpawnError> {
-        let input = serde_json::to_vec(spec)
-            .map_err(|e| SpawnError::Monitor(format!("encoding the launch spec: {e}")))?;
+    /// Starts a monitor for the container in `dir`. It waits for its launch
+    /// spec ([`Starting::launch`]), so the caller prepares the rest of the
+    /// start (the cgroup) while the monitor execs and initialises.
+    pub fn start(&self, dir: &Path) -> Result<Starting, SpawnError> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -111,15 +110,47 @@ impl Monitors {
             .map_err(|e| {
                 SpawnError::Monitor(format!("cannot execute {}: {e}", self.exe.display()))
             })?;
-        let monitor_pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.start_kill();
+            reap(child);
             return Err(SpawnError::Monitor("monitor has no stdin or stdout".into()));
         };
-        // The monitor is this process's child until it exits (or berthd
-        // does, when it is handed to init); reap it then.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
+        Ok(Starting {
+            child: Some(child),
+            pipes: Some((stdin, stdout)),
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// A monitor that waits for its launch spec. Dropped without
+/// [`Starting::launch`], it is killed.
+pub struct Starting {
+    child: Option<tokio::process::Child>,
+    pipes: Option<(tokio::process::ChildStdin, ChildStdout)>,
+    dir: PathBuf,
+}
+
+impl Starting {
+    /// Hands the monitor `spec` and waits until the container's process
+    /// runs (or could not be started).
+    pub async fn launch(mut self, spec: &LaunchSpec) -> Result<Running, SpawnError> {
+        let input = serde_json::to_vec(spec)
+            .map_err(|e| SpawnError::Monitor(format!("encoding the launch spec: {e}")))?;
+        let monitor_pid = self
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .map(|p| p as i32)
+            .unwrap_or(0);
+        let Some((mut stdin, stdout)) = self.pipes.take() else {
+            return Err(SpawnError::Monitor("monitor pipes already used".into()));
+        };
+        // From here on the monitor is on its own: it is this process's
+        // child until it exits (or berthd does, when init adopts it).
+        if let Some(child) = self.child.take() {
+            reap(child);
+        }
         stdin
             .write_all(&input)
             .await
@@ -133,7 +164,7 @@ impl Monitors {
             .ok_or_else(|| {
                 SpawnError::Monitor(format!(
                     "monitor {monitor_pid} exited without a report (see {})",
-                    dir.join(MONITOR_LOG).display()
+                    self.dir.join(MONITOR_LOG).display()
                 ))
             })?;
         match serde_json::from_str::<MonitorReport>(&line) {
@@ -158,6 +189,21 @@ impl Monitors {
             ))),
         }
     }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            reap(child);
+        }
+    }
+}
+
+fn reap(mut child: tokio::process::Child) {
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
 }
 
 fn file_sha256(path: &Path) -> std::io::Result<String> {
@@ -193,6 +239,36 @@ pub fn cmdline_matches(pid: i32, dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn monitors_of(dir: &Path) -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| cmdline_matches(pid, dir))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_monitor_never_given_its_spec_is_killed() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = state.path().join("container");
+        std::fs::create_dir(&dir).unwrap();
+        let monitors = Monitors::install(state.path()).unwrap();
+        let starting = monitors.start(&dir).unwrap();
+        assert_eq!(monitors_of(&dir).len(), 1, "the monitor waits for its spec");
+        drop(starting);
+        for _ in 0..500 {
+            if monitors_of(&dir).is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "an abandoned monitor is still running: {:?}",
+            monitors_of(&dir)
+        );
+    }
 
     #[test]
     fn install_puts_the_embedded_binary_in_place_once() {

@@ -554,6 +554,12 @@ impl Manager {
             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         // The previous run's cgroup must be gone before this run makes it anew.
         drop(entry.teardown.lock().await);
+        // The monitor execs and initialises while the cgroup is made; it
+        // waits for the launch spec (and is killed if none comes).
+        let starting = self
+            .monitors
+            .start(&entry.dir)
+            .map_err(|e| Error::internal("starting the container", e))?;
         let cg = self
             .cgroups
             .create(&rec.id, &Limits::from(&rec.spec.limits))
@@ -597,7 +603,7 @@ impl Manager {
                 }
             }
         }
-        let spawned = self.monitors.spawn(&entry.dir, &launch).await;
+        let spawned = starting.launch(&launch).await;
         drop(netns);
         match spawned {
             Ok(running) => {

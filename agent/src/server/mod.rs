@@ -213,14 +213,16 @@ const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 /// per idle period.
 fn spawn_idle_trim(bus: Arc<EventBus>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(IDLE_AFTER);
-        let (mut seen, mut trimmed) = (bus.next_seq(), false);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut seen = bus.next_seq();
+        let mut since = tokio::time::Instant::now();
+        let mut trimmed = false;
         loop {
             tick.tick().await;
             let now = bus.next_seq();
             if now != seen {
-                (seen, trimmed) = (now, false);
-            } else if !trimmed {
+                (seen, since, trimmed) = (now, tokio::time::Instant::now(), false);
+            } else if !trimmed && since.elapsed() >= IDLE_AFTER {
                 let _ = tokio::task::spawn_blocking(crate::sys::release_free_memory).await;
                 trimmed = true;
             }
