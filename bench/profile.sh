@@ -5,6 +5,8 @@
 #
 # Starts a release berthd on temporary paths (same private mount namespace
 # as bench/run.sh), then drives lifecycles from the resident client:
+#   0. perf trace (tracepoints, a few syscalls): the timeline of one
+#      lifecycle with little overhead (bench/trace_timeline.py);
 #   1. strace -f -tt -T on berthd and everything it starts (monitor, init):
 #      syscall wall time per role and a timeline of one lifecycle
 #      (bench/strace_summary.py) -- this shows blocking time (fsync, cgroup
@@ -81,6 +83,13 @@ echo "## Plain ($N lifecycles, resident API client)"
 lifecycles 5 >/dev/null
 lifecycles "$N" | median
 floor
+echo
+echo "## perf trace: timeline of one lifecycle (a few syscalls traced: little overhead)"
+perf trace -a -T -o "$WORK/perf-trace.txt" \
+    -e clone3,clone,execve,exit_group,wait4,sendto,recvfrom,rename,unshare,setns,pivot_root,pidfd_open,mkdir,mount,write \
+    -e sched:sched_process_exit -- \
+    bash -c "seq 5 | '$REL/berth-bench' -H '$SOCK' lifecycle >/dev/null" 2>/dev/null
+/usr/bin/python3 "$REPO/bench/trace_timeline.py" "$WORK/perf-trace.txt"
 echo
 echo "## strace -f -T (inflates every syscall; use the proportions)"
 strace -f -tt -T -qq -o "$WORK/strace.txt" -p "$BPID" &

@@ -20,6 +20,8 @@ mod sys;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Two worker threads do berthd's work; more arenas only hold memory.
+    sys::limit_malloc_arenas(2);
     let cfg = config::Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

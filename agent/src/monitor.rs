@@ -256,6 +256,15 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let monitors = Monitors::install(state.path()).unwrap();
         let starting = monitors.start(&dir).unwrap();
+        // spawn returns once the child is in execve, not done with it.
+        let mut waited = 0;
+        while monitors_of(&dir).is_empty() && waited < 500 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert_eq!(monitors_of(&dir).len(), 1, "the monitor waits for its spec");
+        // Still there a moment later: it really waits.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert_eq!(monitors_of(&dir).len(), 1, "the monitor waits for its spec");
         drop(starting);
         for _ in 0..500 {

@@ -3,7 +3,8 @@
 //! A new network namespace costs about half a millisecond, the largest
 //! single step of a container start. A thread of berthd keeps a few ready
 //! (`berth_runtime::netns::create`: `lo` already up); a start takes one and
-//! its init enters it (`LaunchSpec::netns`), and the thread makes the next.
+//! its init enters it (`LaunchSpec::netns`), and the thread, at idle CPU
+//! priority, makes the next.
 //! When none is ready (a burst of starts) the init creates its own, as it
 //! would without the pool: the pool only ever saves time.
 
@@ -63,9 +64,15 @@ impl NetnsPool {
         Ok(pool)
     }
 
-    /// A ready namespace, if there is one.
+    /// A ready namespace, if there is one. Never waits: the refill thread
+    /// runs at idle priority, and a start must not wait for it to be
+    /// scheduled again while it holds the lock.
     pub fn take(&self) -> Option<Spare> {
-        let ns = self.shared.lock().pop()?;
+        let ns = match self.shared.spare.try_lock() {
+            Ok(mut spare) => spare.pop()?,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().pop()?,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
         self.shared.taken.notify_one();
         Some(Spare(ns))
     }
@@ -78,6 +85,11 @@ impl Shared {
 }
 
 fn refill(shared: &Shared) {
+    // Refilling is what a start just handed off; it must not take a CPU
+    // from the start it follows.
+    if let Err(e) = crate::sys::run_at_idle_priority() {
+        tracing::debug!("spare network namespaces at normal priority: {e}");
+    }
     loop {
         {
             let mut spare = shared.lock();

@@ -132,13 +132,20 @@ fn run(dir: &Path) -> io::Result<()> {
         monitor_pid: nix::unistd::getpid().as_raw(),
         started_at_unix_nanos: now_nanos(),
     };
-    let json = serde_json::to_vec(&running).map_err(io::Error::other)?;
-    crate::files::replace(&dir.join(RUNNING_FILE), &json)?;
     report(&MonitorReport::Started {
         pid: running.pid,
         monitor_pid: running.monitor_pid,
         started_at_unix_nanos: running.started_at_unix_nanos,
     });
+    // For a berthd that dies before it records the start: the next one
+    // adopts the container from this file. Written after the report, which
+    // is what the start waits for; the container runs either way.
+    let written = serde_json::to_vec(&running)
+        .map_err(io::Error::other)
+        .and_then(|json| crate::files::replace(&dir.join(RUNNING_FILE), &json));
+    if let Err(e) = written {
+        eprintln!("container {}: writing {RUNNING_FILE}: {e}", spec.id);
+    }
 
     let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes)?;
     let status = pump(child, &sigfd, &out_r, &err_r, &mut log)?;

@@ -48,9 +48,13 @@ fn to_entry(r: Record) -> pb::LogEntry {
 /// away) and streams them as the request asks.
 pub async fn open(entry: &Entry, req: pb::LogsRequest) -> Result<Out, Status> {
     let path: PathBuf = entry.dir.join(LOG_FILE);
-    let old = tokio::fs::File::open(rotated_path(&path)).await.ok();
-    let cur = tokio::fs::File::open(&path)
-        .await
+    // Opening a local file does not block for long: done here, not on the
+    // blocking pool, it costs the request no thread hand-offs.
+    let old = std::fs::File::open(rotated_path(&path))
+        .ok()
+        .map(tokio::fs::File::from_std);
+    let cur = std::fs::File::open(&path)
+        .map(tokio::fs::File::from_std)
         .map_err(|e| Status::internal(format!("opening the log: {e}")))?;
     let filter = Filter {
         since: req.since.and_then(|t| SystemTime::try_from(t).ok()),

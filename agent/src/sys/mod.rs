@@ -59,3 +59,28 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Caps glibc's malloc arenas at `n`. By default every thread that
+/// allocates can get an arena of its own (up to 8 per CPU); each keeps its
+/// free memory, so a burst of work on many blocking-pool threads leaves
+/// megabytes resident. Call before any thread starts.
+pub fn limit_malloc_arenas(n: i32) {
+    // SAFETY: mallopt only sets an allocator parameter; called at start-up
+    // while the process has one thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, n);
+    }
+}
+
+/// Puts the calling thread in the `SCHED_IDLE` class: it runs only on CPU
+/// time nothing else wants (background work that must never delay a
+/// container start).
+pub fn run_at_idle_priority() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param; pid 0 means the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
