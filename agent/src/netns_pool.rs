@@ -126,6 +126,8 @@ mod tests {
         let pool = NetnsPool::start(2).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut seen = std::collections::HashSet::new();
+        // Held, so that no namespace is freed and its number reused.
+        let mut taken = Vec::new();
         let home = net_ns_of(std::path::Path::new("/proc/self/ns/net"));
         while seen.len() < 4 {
             assert!(std::time::Instant::now() < deadline, "pool never refilled");
@@ -134,6 +136,7 @@ mod tests {
                     let ns = net_ns_of(&spare.path());
                     assert_ne!(ns, home, "a spare is the host's namespace");
                     assert!(seen.insert(ns), "a namespace was handed out twice");
+                    taken.push(spare);
                 }
                 None => std::thread::sleep(Duration::from_millis(5)),
             }
