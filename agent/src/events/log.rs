@@ -197,13 +197,23 @@ impl EventLog {
         Ok(())
     }
 
-    /// Flushes appended events to stable storage, if any were appended.
-    pub fn sync(&mut self) -> io::Result<()> {
-        if self.dirty {
-            self.file.sync_data()?;
-            self.dirty = false;
+    /// What a flush must sync: a second handle on the current
+    /// segment if events were appended since the last flush (the caller
+    /// fsyncs it without holding the writer, so appends go on meanwhile),
+    /// and the log counts as clean. After a failed fsync, call
+    /// [`EventLog::mark_dirty`].
+    pub fn take_dirty(&mut self) -> io::Result<Option<File>> {
+        if !self.dirty {
+            return Ok(None);
         }
-        Ok(())
+        let f = self.file.try_clone()?;
+        self.dirty = false;
+        Ok(Some(f))
+    }
+
+    /// Makes the next flush sync the log again.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
     }
 }
 
@@ -248,7 +258,8 @@ mod tests {
         for s in 1..=5 {
             log.append(&ev(s)).unwrap();
         }
-        log.sync().unwrap();
+        log.take_dirty().unwrap().unwrap().sync_data().unwrap();
+        assert!(log.take_dirty().unwrap().is_none(), "clean after a flush");
         drop(log);
         // A crash in the middle of a record.
         let seg = segment_path(dir.path(), 1);
