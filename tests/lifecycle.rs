@@ -153,6 +153,79 @@ async fn every_container_has_its_own_network_namespace() {
     }
 }
 
+/// RunAttached: one call gives the started container, every byte of its
+/// output in order and then its exit; with auto_remove the container is gone
+/// when the stream ends. A command that cannot run is FAILED_PRECONDITION
+/// and leaves nothing behind.
+#[tokio::test]
+async fn run_attached_streams_the_start_the_output_and_the_exit() {
+    use pb::run_attached_response::Event;
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut spec = sh("echo one; echo two >&2; echo three; exit 7");
+    spec.auto_remove = true;
+    let mut stream = agent
+        .containers()
+        .run_attached(pb::RunAttachedRequest { spec: Some(spec) })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Event::Started(c)) = stream.message().await.unwrap().unwrap().event else {
+        panic!("the first message is not `started`");
+    };
+    assert_eq!(c.state, pb::ContainerState::Running as i32);
+    let (mut out, mut err, mut exit) = (Vec::new(), Vec::new(), None);
+    while let Some(msg) = stream.message().await.unwrap() {
+        assert!(exit.is_none(), "a message after `exit`: {msg:?}");
+        match msg.event {
+            Some(Event::Output(e)) if e.stream == pb::LogStream::Stderr as i32 => {
+                err.extend(e.data)
+            }
+            Some(Event::Output(e)) => out.extend(e.data),
+            Some(Event::Exit(x)) => exit = Some(x),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&out), "one\nthree\n");
+    assert_eq!(String::from_utf8_lossy(&err), "two\n");
+    assert_eq!(exit.expect("no exit message").exit_code, 7);
+    let gone = agent
+        .containers()
+        .inspect(pb::InspectContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        gone.code(),
+        tonic::Code::NotFound,
+        "auto_remove: removed when the stream ends"
+    );
+
+    let failed = agent
+        .containers()
+        .run_attached(pb::RunAttachedRequest {
+            spec: Some(pb::ContainerSpec {
+                image: "busybox".into(),
+                command: vec!["no-such-command".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::FailedPrecondition, "{failed:?}");
+    assert!(failed.message().contains("not found"), "{failed:?}");
+    let left = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        left.containers.is_empty(),
+        "a failed RunAttached left {left:?}"
+    );
+    agent.assert_clean().await;
+}
+
 #[tokio::test]
 async fn command_not_found_fails_start_with_127() {
     let agent = Agent::start().await;

@@ -7,12 +7,14 @@
 use std::io::Write;
 use std::time::SystemTime;
 
+use berth::v1::run_attached_response::Event;
 use berth::v1::{
     containers_client::ContainersClient, Container, ContainerSpec, ContainerState,
     CreateContainerRequest, InspectContainerRequest, KillContainerRequest, ListContainersRequest,
     LogEntry, LogStream, LogsRequest, PauseContainerRequest, RemoveContainerRequest, Resources,
-    ResumeContainerRequest, RunContainerRequest, StartContainerRequest, StopContainerRequest,
-    StringList, UpdateContainerRequest, WaitCondition, WaitContainerRequest,
+    ResumeContainerRequest, RunAttachedRequest, RunAttachedResponse, RunContainerRequest,
+    StartContainerRequest, StopContainerRequest, StringList, UpdateContainerRequest, WaitCondition,
+    WaitContainerRequest,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -152,7 +154,54 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     run_attached(ctx, client, spec).await
 }
 
+/// Attached `run` in one call (RunAttached); an agent that predates it
+/// gets the same done in steps.
 async fn run_attached(
+    ctx: &Ctx,
+    mut client: ContainersClient<Channel>,
+    spec: ContainerSpec,
+) -> Result<()> {
+    let request = RunAttachedRequest {
+        spec: Some(spec.clone()),
+    };
+    let mut stream = match client.run_attached(request).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == Code::Unimplemented => return run_in_steps(ctx, client, spec).await,
+        // A container whose start failed is gone again: the message is
+        // all there is to go by.
+        Err(s) => return Err(run_error(start_failure_code(&s, None), s)),
+    };
+    let id = match stream.message().await {
+        Ok(Some(RunAttachedResponse {
+            event: Some(Event::Started(c)),
+        })) => c.id,
+        Ok(_) => return Err(run_error(EXIT_BERTHCTL, missing("started container"))),
+        Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
+    };
+    let mut interrupts = Interrupts::new();
+    loop {
+        tokio::select! {
+            msg = stream.message() => match msg {
+                Ok(Some(RunAttachedResponse { event: Some(Event::Output(entry)) })) => {
+                    write_entry(ctx, &entry, false)
+                }
+                Ok(Some(RunAttachedResponse { event: Some(Event::Exit(exit)) })) => {
+                    return match exit.exit_code {
+                        0 => Ok(()),
+                        code => Err(Error::Exit(code)),
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(run_error(EXIT_BERTHCTL, missing("exit status"))),
+                Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
+            },
+            Some(()) = interrupts.next() => interrupts.stop(&client, &id),
+        }
+    }
+}
+
+/// Attached `run` in steps: Create, Logs, Start, Wait.
+async fn run_in_steps(
     ctx: &Ctx,
     mut client: ContainersClient<Channel>,
     spec: ContainerSpec,
@@ -262,11 +311,7 @@ async fn copy_until_exit(
     id: &str,
     mut logs: tonic::Streaming<LogEntry>,
 ) -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // Without a handler Ctrl-C just ends berthctl and the container runs on;
-    // that is acceptable if the handler cannot be installed.
-    let mut sigint = signal(SignalKind::interrupt()).ok();
-    let mut interrupts = 0u32;
+    let mut interrupts = Interrupts::new();
     loop {
         tokio::select! {
             entry = logs.message() => match entry {
@@ -274,26 +319,67 @@ async fn copy_until_exit(
                 Ok(None) => return Ok(()),
                 Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
             },
-            Some(()) = async { sigint.as_mut()?.recv().await } => {
-                interrupts += 1;
-                let mut client = client.clone();
-                let id = id.to_string();
-                let first = interrupts == 1;
-                tokio::spawn(async move {
-                    let result = if first {
-                        client.stop(StopContainerRequest { id, timeout_seconds: None }).await.map(|_| ())
-                    } else {
-                        client.kill(KillContainerRequest { id, signal: "SIGKILL".into() }).await.map(|_| ())
-                    };
-                    // The container may have exited meanwhile; that is the goal anyway.
-                    if let Err(s) = result {
-                        if s.code() != Code::FailedPrecondition && s.code() != Code::NotFound {
-                            report(&Error::Status(s));
-                        }
-                    }
-                });
-            }
+            Some(()) = interrupts.next() => interrupts.stop(client, id),
         }
+    }
+}
+
+/// Ctrl-C during an attached `run`: the first stops the container (its stop
+/// signal, then SIGKILL after its timeout), the next kills it. Without a
+/// handler Ctrl-C just ends berthctl and the container runs on; that is
+/// acceptable if the handler cannot be installed.
+struct Interrupts {
+    sigint: Option<tokio::signal::unix::Signal>,
+    seen: u32,
+}
+
+impl Interrupts {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Interrupts {
+            sigint: signal(SignalKind::interrupt()).ok(),
+            seen: 0,
+        }
+    }
+
+    /// The next Ctrl-C; never, without a handler.
+    async fn next(&mut self) -> Option<()> {
+        match self.sigint.as_mut() {
+            Some(s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn stop(&mut self, client: &ContainersClient<Channel>, id: &str) {
+        self.seen += 1;
+        let mut client = client.clone();
+        let id = id.to_string();
+        let first = self.seen == 1;
+        tokio::spawn(async move {
+            let result = if first {
+                client
+                    .stop(StopContainerRequest {
+                        id,
+                        timeout_seconds: None,
+                    })
+                    .await
+                    .map(|_| ())
+            } else {
+                client
+                    .kill(KillContainerRequest {
+                        id,
+                        signal: "SIGKILL".into(),
+                    })
+                    .await
+                    .map(|_| ())
+            };
+            // The container may have exited meanwhile; that is the goal anyway.
+            if let Err(s) = result {
+                if s.code() != Code::FailedPrecondition && s.code() != Code::NotFound {
+                    report(&Error::Status(s));
+                }
+            }
+        });
     }
 }
 

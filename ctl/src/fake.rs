@@ -259,6 +259,17 @@ impl Containers for Fake {
         Err(Status::unimplemented("the fake agent does not update"))
     }
 
+    type RunAttachedStream = ReceiverStream<Result<berth::v1::RunAttachedResponse, Status>>;
+
+    async fn run_attached(
+        &self,
+        _: Request<berth::v1::RunAttachedRequest>,
+    ) -> Result<Response<Self::RunAttachedStream>, Status> {
+        // As an agent from before RunAttached: berthctl falls back to
+        // Create, Logs, Start and Wait, which these tests follow.
+        Err(Status::unimplemented("the fake agent predates RunAttached"))
+    }
+
     type LogsStream = ReceiverStream<Result<LogEntry, Status>>;
 
     async fn logs(&self, r: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {

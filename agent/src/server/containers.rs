@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use berth::v1 as pb;
 use berth::v1::containers_server::Containers;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert::{container_to_proto, spec_from_proto, state_to_proto};
@@ -47,6 +47,8 @@ impl ContainersService {
 }
 
 type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
+type RunAttachedStream =
+    Pin<Box<dyn Stream<Item = Result<pb::RunAttachedResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Containers for ContainersService {
@@ -219,6 +221,80 @@ impl Containers for ContainersService {
         Ok(Response::new(pb::UpdateContainerResponse {
             container: Some(self.to_proto(&rec)),
         }))
+    }
+
+    type RunAttachedStream = RunAttachedStream;
+
+    async fn run_attached(
+        &self,
+        req: Request<pb::RunAttachedRequest>,
+    ) -> Result<Response<RunAttachedStream>, Status> {
+        let rec = self.create(req.into_inner().spec).await?;
+        let entry = self.mgr.get(&rec.id)?;
+        // The log is opened before the start, so no output is missed, even
+        // of a container removed as soon as it exits.
+        let follow = pb::LogsRequest {
+            id: rec.id.clone(),
+            follow: true,
+            ..Default::default()
+        };
+        let mut output = match super::logs::open(&entry, follow).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.mgr.remove(&entry, true).await;
+                return Err(e);
+            }
+        };
+        let started = match self.mgr.start(&entry).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.mgr.remove(&entry, true).await;
+                return Err(e.into());
+            }
+        };
+        let container = self.to_proto(&started);
+        let mgr = self.mgr.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            use pb::run_attached_response::Event;
+            let send = |event| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(Ok(pb::RunAttachedResponse { event: Some(event) }))
+                        .await
+                        .is_ok()
+                }
+            };
+            if !send(Event::Started(container)).await {
+                return;
+            }
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(entry) => {
+                        if !send(Event::Output(entry)).await {
+                            return;
+                        }
+                    }
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+            // With auto_remove the stream ends once the container is gone,
+            // so its name is free again when the caller is told it ended.
+            match mgr.wait(&entry, started.spec.auto_remove).await {
+                Ok((_, exit)) => {
+                    send(Event::Exit(crate::container::exit_to_proto(&exit))).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     type LogsStream = LogStream;
