@@ -214,8 +214,21 @@ async fn pause_resume_and_stop_while_paused() {
             == "FROZEN"
     };
     assert!(frozen, "the cgroup is not frozen");
-    // Nothing runs while frozen: the log does not grow.
-    let before = agent.logs(&c.id).await.0.len();
+    // Nothing runs while frozen: the log does not grow. (What the container
+    // wrote just before the freeze may still be on its way from the pipe to
+    // the log: wait until that has settled.)
+    let mut before = agent.logs(&c.id).await.0.len();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(
+            100 * u64::from(common::slow_factor()),
+        ))
+        .await;
+        let now = agent.logs(&c.id).await.0.len();
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(agent.logs(&c.id).await.0.len(), before);
     let e = agent
