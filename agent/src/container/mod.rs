@@ -615,7 +615,7 @@ impl Manager {
                     Err(e) => tracing::debug!(id = %rec.id, "pidfd_open: {e}"),
                 }
                 entry.life.send_replace(Life::Pending);
-                let started = entry.update(|r| {
+                let saved = entry.update(|r| {
                     r.state = State::Running;
                     r.pid = running.pid.as_raw();
                     r.monitor_pid = running.monitor_pid.as_raw();
@@ -627,7 +627,14 @@ impl Manager {
                         r.restart_count = 0;
                         r.backoff = 0;
                     }
-                })?;
+                });
+                // The container runs whatever the disk says: it stays
+                // watched, and a restarted berthd adopts it from the
+                // monitor's running.json.
+                let started = saved.unwrap_or_else(|e| {
+                    tracing::error!(id = %rec.id, "{e}");
+                    entry.snapshot()
+                });
                 self.publish(&started, EventAction::Started, |_| {});
                 let mgr = self.clone();
                 let watched = entry.clone();
