@@ -30,6 +30,22 @@ impl ContainersService {
         self
     }
 
+    /// Starts a container that Run or RunAttached just created; if that
+    /// fails, removes it again, so a failed run leaves nothing behind
+    /// (auto_remove may have removed it already).
+    async fn start_or_remove(
+        &self,
+        entry: &Arc<crate::container::Entry>,
+    ) -> Result<crate::container::record::Record, Status> {
+        match self.mgr.start(entry).await {
+            Ok(rec) => Ok(rec),
+            Err(e) => {
+                let _ = self.mgr.remove(entry, true).await;
+                Err(e.into())
+            }
+        }
+    }
+
     fn to_proto(&self, r: &crate::container::record::Record) -> pb::Container {
         container_to_proto(r, self.mgr.cgroups().parent())
     }
@@ -79,17 +95,10 @@ impl Containers for ContainersService {
     ) -> Result<Response<pb::RunContainerResponse>, Status> {
         let rec = self.create(req.into_inner().spec).await?;
         let entry = self.mgr.get(&rec.id)?;
-        match self.mgr.start(&entry).await {
-            Ok(rec) => Ok(Response::new(pb::RunContainerResponse {
-                container: Some(self.to_proto(&rec)),
-            })),
-            Err(e) => {
-                // A failed Run leaves nothing behind (auto_remove may have
-                // removed it already).
-                let _ = self.mgr.remove(&entry, true).await;
-                Err(e.into())
-            }
-        }
+        let rec = self.start_or_remove(&entry).await?;
+        Ok(Response::new(pb::RunContainerResponse {
+            container: Some(self.to_proto(&rec)),
+        }))
     }
 
     async fn stop(
@@ -245,13 +254,7 @@ impl Containers for ContainersService {
                 return Err(e);
             }
         };
-        let started = match self.mgr.start(&entry).await {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = self.mgr.remove(&entry, true).await;
-                return Err(e.into());
-            }
-        };
+        let started = self.start_or_remove(&entry).await?;
         let container = self.to_proto(&started);
         let mgr = self.mgr.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
