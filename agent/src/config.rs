@@ -67,9 +67,10 @@ pub struct Config {
     /// its own.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub spare_netns: usize,
-    /// Log filter (tracing EnvFilter syntax), e.g. "info" or "berthd=debug".
+    /// Log filter: a level, and per-target levels, comma-separated, e.g.
+    /// "info", "berthd=debug,info" or "warn,h2=off".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
-    pub log: String,
+    pub log: tracing_subscriber::filter::Targets,
 }
 
 /// The TLS files of `--listen`, all present.
@@ -149,5 +150,19 @@ mod tests {
             "ca",
         ]);
         assert!(matches!(full.listen_tls(), Ok(Some(_))));
+    }
+
+    #[test]
+    fn log_filter_takes_levels_per_target_and_rejects_unknown_levels() {
+        use tracing::Level;
+        let f = cfg(&["--log", "berthd=debug,warn"]).log;
+        assert!(f.would_enable("berthd::server", &Level::DEBUG));
+        assert!(!f.would_enable("h2::codec", &Level::INFO));
+        assert!(f.would_enable("h2::codec", &Level::WARN));
+        let default = cfg(&[]).log;
+        assert!(default.would_enable("berthd", &Level::INFO));
+        assert!(!default.would_enable("berthd", &Level::DEBUG));
+        let bad = Config::try_parse_from(["berthd", "--log", "berthd=loud"]);
+        assert!(bad.is_err(), "an unknown level must be a usage error");
     }
 }

@@ -23,12 +23,20 @@ fn main() -> std::process::ExitCode {
     // Two worker threads do berthd's work; more arenas only hold memory.
     sys::limit_malloc_arenas(2);
     let cfg = config::Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cfg.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    // A plain target filter rather than EnvFilter: EnvFilter compiles its
+    // directives with the regex engine, which keeps a few hundred KiB of
+    // code and heap resident for the life of the daemon.
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colours for a person at a terminal, plain text for journald
+                // and log files.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
-        .with_writer(std::io::stderr)
+        .with(cfg.log.clone())
         .init();
     if !nix::unistd::geteuid().is_root() {
         eprintln!("berthd: must run as root (it creates namespaces, mounts and cgroups)");

@@ -84,3 +84,28 @@ pub fn run_at_idle_priority() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Drops this process's mapping of the pages that lie wholly inside
+/// `data`, which must be read-only data of the executable (a `static` in
+/// `.rodata`): they stay in the page cache and fault back in, unchanged,
+/// if read again. Used for large embedded blobs that are read once, so
+/// they do not stay in berthd's resident set for its whole life.
+pub fn forget_resident_static(data: &'static [u8]) {
+    let page = match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(p)) if p > 0 => p as usize,
+        _ => return,
+    };
+    let start = (data.as_ptr() as usize).next_multiple_of(page);
+    let end = (data.as_ptr() as usize + data.len()) / page * page;
+    if end <= start {
+        return;
+    }
+    // SAFETY: [start, end) lies inside `data`, a 'static read-only,
+    // file-backed mapping of the executable: MADV_DONTNEED only removes
+    // the page-table entries, and any later read faults the same bytes
+    // back in from the file. Nothing can have written to these pages.
+    // A failure leaves the pages mapped, which is harmless.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+    }
+}
