@@ -15,7 +15,7 @@
 
 pub mod log;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -40,9 +40,12 @@ pub struct EventBus {
 struct Inner {
     log: EventLog,
     recent: VecDeque<Arc<Event>>,
-    /// (container id, finished_at nanos) of every logged exit, so an exit
-    /// seen again after a restart of berthd is announced only once.
-    exits: HashSet<(String, i64)>,
+    /// Container id -> finished_at (unix nanos) of its last logged exit,
+    /// for containers not yet removed: an exit seen again (after a restart
+    /// of berthd, or reported twice) is announced only once. Removal drops
+    /// the entry, so this holds one entry per existing container, not one
+    /// per exit in the retained log.
+    exits: HashMap<String, i64>,
 }
 
 /// The requested sequence number is older than what the log retains.
@@ -52,15 +55,21 @@ pub struct Gap {
     pub oldest: u64,
 }
 
-fn exit_key(ev: &Event) -> Option<(String, i64)> {
-    if ev.r#type != ObjectType::Container as i32 || ev.action != EventAction::Exited as i32 {
-        return None;
+/// Keeps `exits` up to date with one more event.
+fn track_exit(exits: &mut HashMap<String, i64>, ev: &Event) {
+    if ev.r#type != ObjectType::Container as i32 {
+        return;
     }
-    let t = ev.exit.as_ref()?.finished_at?;
-    Some((
-        ev.id.clone(),
-        t.seconds * 1_000_000_000 + i64::from(t.nanos),
-    ))
+    if ev.action == EventAction::Removed as i32 {
+        exits.remove(&ev.id);
+    } else if ev.action == EventAction::Exited as i32 {
+        if let Some(t) = ev.exit.as_ref().and_then(|x| x.finished_at) {
+            exits.insert(
+                ev.id.clone(),
+                t.seconds * 1_000_000_000 + i64::from(t.nanos),
+            );
+        }
+    }
 }
 
 impl EventBus {
@@ -68,7 +77,10 @@ impl EventBus {
     /// published from now on carry `instance_id`.
     pub fn open(dir: &Path, retain: u64, instance_id: String) -> std::io::Result<Self> {
         let opened = EventLog::open(dir, retain)?;
-        let exits = opened.events.iter().filter_map(exit_key).collect();
+        let mut exits = HashMap::new();
+        for ev in &opened.events {
+            track_exit(&mut exits, ev);
+        }
         let recent: VecDeque<Arc<Event>> = opened
             .events
             .into_iter()
@@ -108,9 +120,7 @@ impl EventBus {
             // later needs it from disk gets an error rather than a silent gap.
             tracing::error!(seq, "appending to the event log: {e}");
         }
-        if let Some(k) = exit_key(&ev) {
-            inner.exits.insert(k);
-        }
+        track_exit(&mut inner.exits, &ev);
         inner.recent.push_back(Arc::new(ev));
         if inner.recent.len() > RECENT {
             inner.recent.pop_front();
@@ -122,7 +132,7 @@ impl EventBus {
     /// Whether the exit of container `id` that finished at `finished_at`
     /// (unix nanos) has already been announced.
     pub fn exit_announced(&self, id: &str, finished_at: i64) -> bool {
-        self.lock().exits.contains(&(id.to_string(), finished_at))
+        self.lock().exits.get(id) == Some(&finished_at)
     }
 
     /// The sequence number the next event will get.
@@ -248,5 +258,18 @@ mod tests {
         let bus = EventBus::open(dir.path(), 100_000, "b".into()).unwrap();
         assert!(bus.exit_announced("c1", 5_000_000_007));
         assert!(!bus.exit_announced("c1", 5));
+        // Removal forgets it, and so does a reopened log.
+        bus.publish(Event {
+            r#type: ObjectType::Container as i32,
+            action: EventAction::Removed as i32,
+            id: "c1".into(),
+            ..Default::default()
+        });
+        assert!(!bus.exit_announced("c1", 5_000_000_007));
+        assert!(bus.lock().exits.is_empty());
+        drop(bus);
+        let bus = EventBus::open(dir.path(), 100_000, "c".into()).unwrap();
+        assert!(!bus.exit_announced("c1", 5_000_000_007));
+        assert!(bus.lock().exits.is_empty());
     }
 }
