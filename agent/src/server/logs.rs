@@ -1,13 +1,13 @@
 //! Streaming a container's log (Containers.Logs).
 
-use std::io::SeekFrom;
+use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use berth::v1 as pb;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -50,12 +50,8 @@ pub async fn open(entry: &Entry, req: pb::LogsRequest) -> Result<Out, Status> {
     let path: PathBuf = entry.dir.join(LOG_FILE);
     // Opening a local file does not block for long: done here, not on the
     // blocking pool, it costs the request no thread hand-offs.
-    let old = std::fs::File::open(rotated_path(&path))
-        .ok()
-        .map(tokio::fs::File::from_std);
-    let cur = std::fs::File::open(&path)
-        .map(tokio::fs::File::from_std)
-        .map_err(|e| Status::internal(format!("opening the log: {e}")))?;
+    let old = File::open(rotated_path(&path)).ok();
+    let cur = File::open(&path).map_err(|e| Status::internal(format!("opening the log: {e}")))?;
     let filter = Filter {
         since: req.since.and_then(|t| SystemTime::try_from(t).ok()),
         streams: req
@@ -95,10 +91,33 @@ fn take_records(buf: &mut Vec<u8>) -> Vec<Record> {
     recs
 }
 
+/// Appends what `f` holds from its offset to its end onto `buf`.
+///
+/// The log is a local file that the monitor has just written, so a read is
+/// served from the page cache in microseconds: it is done right here on the
+/// async worker, which is cheaper than a hand-off to the blocking pool and
+/// back (`tokio::fs` makes one per call, a follower several per container).
+/// A long backlog is read in chunks with a yield in between, so other tasks
+/// on this worker are not held up.
+async fn read_new(f: &mut File, buf: &mut Vec<u8>, chunk: &mut [u8]) -> std::io::Result<()> {
+    loop {
+        let n = match f.read(chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if n == chunk.len() {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn pump(
-    old: Option<tokio::fs::File>,
-    mut cur: tokio::fs::File,
+    old: Option<File>,
+    mut cur: File,
     path: PathBuf,
     follow: bool,
     tail: Option<u32>,
@@ -107,10 +126,11 @@ async fn pump(
     tx: &mpsc::Sender<Result<pb::LogEntry, Status>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
     if let Some(mut old) = old {
-        old.read_to_end(&mut buf).await?;
+        read_new(&mut old, &mut buf, &mut chunk).await?;
     }
-    cur.read_to_end(&mut buf).await?;
+    read_new(&mut cur, &mut buf, &mut chunk).await?;
     let mut backlog: Vec<Record> = take_records(&mut buf)
         .into_iter()
         .filter(|r| filter.keep(r))
@@ -127,19 +147,12 @@ async fn pump(
     if !follow {
         return Ok(());
     }
-    let mut chunk = vec![0u8; 64 * 1024];
     loop {
         // Check for the end before reading: the monitor writes all output
         // before it reports the exit, so a read after seeing the exit gets
         // everything.
         let done = super::containers::finished(&life.borrow());
-        loop {
-            let n = cur.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        read_new(&mut cur, &mut buf, &mut chunk).await?;
         for r in take_records(&mut buf) {
             if filter.keep(&r) && tx.send(Ok(to_entry(r))).await.is_err() {
                 return Ok(());
@@ -149,11 +162,10 @@ async fn pump(
             return Ok(());
         }
         // Rotated: finish the old file (done above), continue with the new.
-        if let (Ok(now), Ok(ours)) = (tokio::fs::metadata(&path).await, cur.metadata().await) {
+        if let (Ok(now), Ok(ours)) = (std::fs::metadata(&path), cur.metadata()) {
             if now.ino() != ours.ino() {
-                if let Ok(f) = tokio::fs::File::open(&path).await {
+                if let Ok(f) = File::open(&path) {
                     cur = f;
-                    cur.seek(SeekFrom::Start(0)).await?;
                     continue;
                 }
             }
