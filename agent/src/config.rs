@@ -67,6 +67,10 @@ pub struct Config {
     /// its own.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub spare_netns: usize,
+    /// Container monitors to keep started and waiting, so a container
+    /// start does not wait for one to be spawned; 0 spawns one per start.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub spare_monitors: usize,
     /// Log filter: a level, and per-target levels, comma-separated, e.g.
     /// "info", "berthd=debug,info" or "warn,h2=off".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]

@@ -22,7 +22,16 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // Two worker threads do berthd's work; more arenas only hold memory.
     sys::limit_malloc_arenas(2);
-    let cfg = config::Config::parse();
+    let mut cfg = config::Config::parse();
+    // Every path berthd hands to a monitor must mean the same in a process
+    // with another working directory.
+    match std::path::absolute(&cfg.state_dir) {
+        Ok(p) => cfg.state_dir = p,
+        Err(e) => {
+            eprintln!("berthd: --state-dir {}: {e}", cfg.state_dir.display());
+            return std::process::ExitCode::from(1);
+        }
+    }
     // A plain target filter rather than EnvFilter: EnvFilter compiles its
     // directives with the regex engine, which keeps a few hundred KiB of
     // code and heap resident for the life of the daemon.

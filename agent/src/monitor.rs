@@ -11,9 +11,11 @@
 //! started), one when it has exited.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -59,20 +61,49 @@ pub struct Running {
 }
 
 /// Starts monitors from the installed monitor binary.
-#[derive(Debug, Clone)]
+///
+/// It keeps a few spare monitors started ahead of time, each already
+/// exec'd, initialised and waiting for a launch spec, so a container start
+/// does not wait for a process to be spawned and for glibc to start up
+/// (about 1 ms here). A start takes a spare, or spawns a monitor when none
+/// is ready; [`Monitors::refill`] replaces what was taken, off the start's
+/// path.
+#[derive(Clone)]
 pub struct Monitors {
     exe: PathBuf,
+    spares: Arc<Spares>,
+}
+
+struct Spares {
+    want: usize,
+    ready: Mutex<Vec<Starting>>,
+    refilling: AtomicBool,
+}
+
+impl std::fmt::Debug for Monitors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitors")
+            .field("exe", &self.exe)
+            .field("spares", &self.spares.want)
+            .finish()
+    }
 }
 
 impl Monitors {
     /// Installs the embedded monitor binary as `<state_dir>/bin/berth-monitor`,
-    /// unless exactly that binary is there already. Monitors still running
+    /// unless exactly that binary is there already, and keeps up to `spares`
+    /// monitors ready (see [`Monitors::refill`]). Monitors still running
     /// from an older binary keep it: the new one replaces it by rename.
-    pub fn install(state_dir: &Path) -> std::io::Result<Self> {
+    pub fn install(state_dir: &Path, spares: usize) -> std::io::Result<Self> {
         let dir = state_dir.join("bin");
         let exe = dir.join("berth-monitor");
+        let spares = Arc::new(Spares {
+            want: spares,
+            ready: Mutex::new(Vec::new()),
+            refilling: AtomicBool::new(false),
+        });
         if file_sha256(&exe).is_ok_and(|d| d == MONITOR_SHA256) {
-            return Ok(Monitors { exe });
+            return Ok(Monitors { exe, spares });
         }
         std::fs::create_dir_all(&dir)?;
         let tmp = dir.join(".berth-monitor.tmp");
@@ -84,7 +115,7 @@ impl Monitors {
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, &exe)?;
-        Ok(Monitors { exe })
+        Ok(Monitors { exe, spares })
     }
 
     /// The installed monitor binary.
@@ -92,21 +123,85 @@ impl Monitors {
         &self.exe
     }
 
-    /// Starts a monitor for the container in `dir`. It waits for its launch
-    /// spec ([`Starting::launch`]), so the caller prepares the rest of the
-    /// start (the cgroup) while the monitor execs and initialises.
+    /// A monitor for the container in `dir`: a spare if one is ready, else
+    /// a new one. It waits for its launch spec ([`Starting::launch`]), so
+    /// the caller prepares the rest of the start (the cgroup) meanwhile.
     pub fn start(&self, dir: &Path) -> Result<Starting, SpawnError> {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(MONITOR_LOG))
-            .map_err(|e| SpawnError::Monitor(format!("cannot open monitor log: {e}")))?;
-        let mut child = tokio::process::Command::new(&self.exe)
-            .arg(MONITOR_ARG)
-            .arg(dir)
+        loop {
+            let spare = self
+                .spares
+                .ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let Some(mut spare) = spare else {
+                return self.spawn(Some(dir));
+            };
+            // One that died waiting (killed by someone) is no use.
+            let alive = spare
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+            if alive {
+                spare.dir = dir.to_path_buf();
+                return Ok(spare);
+            }
+        }
+    }
+
+    /// Starts spare monitors in the background until `spares` are ready.
+    /// Call after a start has taken one, once the start is done, so the
+    /// spawn does not compete with it.
+    pub fn refill(&self) {
+        let spares = self.spares.clone();
+        if spares.want == 0 || spares.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let have = spares.ready.lock().unwrap_or_else(|e| e.into_inner()).len();
+                if have >= spares.want {
+                    break;
+                }
+                match this.spawn(None) {
+                    Ok(s) => spares
+                        .ready
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(s),
+                    Err(e) => {
+                        tracing::warn!("starting a spare container monitor: {e}");
+                        break;
+                    }
+                }
+            }
+            spares.refilling.store(false, Ordering::Release);
+        });
+    }
+
+    /// Spawns a monitor: for the container in `dir` (its stderr goes to
+    /// that container's monitor log), or a spare (`None`), which redirects
+    /// its stderr once its launch spec names the container.
+    fn spawn(&self, dir: Option<&Path>) -> Result<Starting, SpawnError> {
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg(MONITOR_ARG);
+        match dir {
+            Some(dir) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(MONITOR_LOG))
+                    .map_err(|e| SpawnError::Monitor(format!("cannot open monitor log: {e}")))?;
+                cmd.arg(dir).stderr(log);
+            }
+            None => {
+                cmd.stderr(Stdio::null());
+            }
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(stderr)
             .env_clear()
             .spawn()
             .map_err(|e| {
@@ -120,7 +215,7 @@ impl Monitors {
         Ok(Starting {
             child: Some(child),
             pipes: Some((stdin, stdout)),
-            dir: dir.to_path_buf(),
+            dir: dir.map(Path::to_path_buf).unwrap_or_default(),
         })
     }
 }
@@ -227,15 +322,27 @@ pub async fn wait_exit(reports: &mut Lines<BufReader<ChildStdout>>) -> Option<Ex
 }
 
 /// Whether `pid` is still the monitor of the container in `dir` (and not a
-/// process that reused its pid).
-pub fn cmdline_matches(pid: i32, dir: &Path) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
-            args.contains(&MONITOR_ARG.as_bytes())
-                && args.contains(&dir.as_os_str().as_encoded_bytes())
-        })
-        .unwrap_or(false)
+/// process that reused its pid): a monitor, by its command line, whose
+/// working directory is `dir` (monitors started for one container also
+/// name it on their command line).
+pub fn is_monitor_of(pid: i32, dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    if !args.contains(&MONITOR_ARG.as_bytes()) {
+        return false;
+    }
+    if args.contains(&dir.as_os_str().as_encoded_bytes()) {
+        return true;
+    }
+    match (
+        std::fs::metadata(format!("/proc/{pid}/cwd")),
+        std::fs::metadata(dir),
+    ) {
+        (Ok(cwd), Ok(dir)) => cwd.dev() == dir.dev() && cwd.ino() == dir.ino(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +354,7 @@ mod tests {
             .unwrap()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&pid| cmdline_matches(pid, dir))
+            .filter(|&pid| is_monitor_of(pid, dir))
             .collect()
     }
 
@@ -257,7 +364,7 @@ mod tests {
         // second must fault the same bytes back in from the executable.
         for _ in 0..2 {
             let state = tempfile::tempdir().unwrap();
-            let monitors = Monitors::install(state.path()).unwrap();
+            let monitors = Monitors::install(state.path(), 0).unwrap();
             assert_eq!(file_sha256(monitors.exe()).unwrap(), MONITOR_SHA256);
         }
         use sha2::Digest;
@@ -272,7 +379,7 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let dir = state.path().join("container");
         std::fs::create_dir(&dir).unwrap();
-        let monitors = Monitors::install(state.path()).unwrap();
+        let monitors = Monitors::install(state.path(), 0).unwrap();
         let starting = monitors.start(&dir).unwrap();
         // spawn returns once the child is in execve, not done with it.
         let mut waited = 0;
@@ -297,10 +404,54 @@ mod tests {
         );
     }
 
+    fn alive(pid: u32) -> bool {
+        // A zombie has an empty command line.
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+    }
+
+    #[tokio::test]
+    async fn spares_are_made_ahead_taken_by_a_start_and_killed_with_the_pool() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = state.path().join("container");
+        std::fs::create_dir(&dir).unwrap();
+        let monitors = Monitors::install(state.path(), 2).unwrap();
+        monitors.refill();
+        let ready = || monitors.spares.ready.lock().unwrap().len();
+        for _ in 0..500 {
+            if ready() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(ready(), 2, "two spares are started");
+        let pid_of = |s: &Starting| s.child.as_ref().and_then(|c| c.id()).unwrap();
+        let spares: Vec<u32> = monitors
+            .spares
+            .ready
+            .lock()
+            .unwrap()
+            .iter()
+            .map(pid_of)
+            .collect();
+        let taken = monitors.start(&dir).unwrap();
+        assert!(spares.contains(&pid_of(&taken)), "a start takes a spare");
+        assert_eq!(taken.dir, dir);
+        assert_eq!(ready(), 1);
+        drop(taken);
+        drop(monitors);
+        for _ in 0..500 {
+            if !spares.iter().any(|&p| alive(p)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("spares outlived their pool: {spares:?}");
+    }
+
     #[test]
     fn install_puts_the_embedded_binary_in_place_once() {
         let state = tempfile::tempdir().unwrap();
-        let m = Monitors::install(state.path()).unwrap();
+        let m = Monitors::install(state.path(), 0).unwrap();
         assert_eq!(m.exe(), state.path().join("bin/berth-monitor"));
         let meta = std::fs::metadata(m.exe()).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o755);
@@ -320,10 +471,10 @@ mod tests {
         // The same binary is left alone; anything else is replaced.
         let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
         let before = inode(m.exe());
-        Monitors::install(state.path()).unwrap();
+        Monitors::install(state.path(), 0).unwrap();
         assert_eq!(inode(m.exe()), before);
         std::fs::write(m.exe(), b"not the monitor").unwrap();
-        Monitors::install(state.path()).unwrap();
+        Monitors::install(state.path(), 0).unwrap();
         assert_eq!(file_sha256(m.exe()).unwrap(), MONITOR_SHA256);
     }
 }

@@ -1,6 +1,7 @@
 //! What berthd hands to a monitor, and what the monitor reports back.
 //!
-//! berthd starts `berth-monitor __monitor <container dir>` with the
+//! berthd starts `berth-monitor __monitor [<container dir>]` (without the
+//! directory: a spare, started ahead of its container) with the
 //! [`LaunchSpec`] as JSON on its stdin; the monitor answers on its stdout
 //! with one [`MonitorReport`] line when the container runs (or could not be
 //! started) and one when it has exited.
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The argument that marks a monitor process (`berth-monitor __monitor
-/// <dir>`): berthd and the tests recognise monitors by it in
+/// [<dir>]`): berthd and the tests recognise monitors by it in
 /// `/proc/PID/cmdline`.
 pub const MONITOR_ARG: &str = "__monitor";
 /// File name of the durable exit record in a container's directory.
@@ -26,6 +27,10 @@ pub const MONITOR_LOG: &str = "monitor.log";
 pub struct LaunchSpec {
     /// Container id.
     pub id: String,
+    /// The container's directory: the monitor writes [`RUNNING_FILE`] there,
+    /// sends its own diagnostics to [`MONITOR_LOG`] there, and makes it its
+    /// working directory, by which berthd recognises it after a restart.
+    pub dir: PathBuf,
     /// Where the init mounts the container's root filesystem.
     pub rootfs: Rootfs,
     /// argv; `args[0]` is resolved against PATH from `env` when it has no '/'.

@@ -1,4 +1,4 @@
-//! The per-container monitor process (`berth-monitor __monitor <dir>`).
+//! The per-container monitor process (`berth-monitor __monitor [<dir>]`).
 //!
 //! Single-threaded by construction (a fresh exec that never starts a
 //! thread), so forking is safe. It leaves berthd's session, reads its
@@ -25,16 +25,20 @@ use nix::unistd::Pid;
 
 use crate::cri_log::{LogWriter, Stream};
 use crate::launch::{
-    CgroupPlacement, ExitRecord, LaunchSpec, MonitorReport, RunningRecord, RUNNING_FILE,
+    CgroupPlacement, ExitRecord, LaunchSpec, MonitorReport, RunningRecord, MONITOR_LOG,
+    RUNNING_FILE,
 };
 use crate::sys::{self, Forked};
 
-/// Runs the monitor for the container in `dir`; never returns.
-pub fn main(dir: &Path) -> ! {
-    let code = match run(dir) {
+/// Runs the monitor; never returns. `argv_dir` is the container directory
+/// when berthd started this monitor for one container: its stderr is then
+/// that container's monitor log already. A monitor started ahead of time
+/// (`None`) learns the directory from its launch spec.
+pub fn main(argv_dir: Option<&Path>) -> ! {
+    let code = match run(argv_dir.is_none()) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("berth monitor {}: {e}", dir.display());
+            eprintln!("berth monitor: {e}");
             report(&MonitorReport::Failed {
                 message: e.to_string(),
                 exit_code: 125,
@@ -54,7 +58,7 @@ fn report(r: &MonitorReport) {
     }
 }
 
-fn run(dir: &Path) -> io::Result<()> {
+fn run(spare: bool) -> io::Result<()> {
     // A session of its own: a signal to berthd's process group (Ctrl-C on
     // the terminal berthd runs in) must not reach the monitors, which outlive
     // berthd by design.
@@ -63,6 +67,16 @@ fn run(dir: &Path) -> io::Result<()> {
     io::stdin().read_to_end(&mut input)?;
     let spec: LaunchSpec = serde_json::from_slice(&input)
         .map_err(|e| io::Error::other(format!("bad launch spec: {e}")))?;
+    let dir = spec.dir.as_path();
+    if spare {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(MONITOR_LOG))?;
+        nix::unistd::dup2_stderr(log)?;
+    }
+    // berthd tells this monitor from a process that reused its pid by it.
+    std::env::set_current_dir(dir)?;
 
     // Container processes are children of this one; the first is PID 1 there.
     nix::sched::unshare(CloneFlags::CLONE_NEWPID)?;

@@ -1,4 +1,5 @@
-//! berth-monitor's command line: only berthd starts it, in one form.
+//! berth-monitor's command line: only berthd starts it, for one container
+//! (`__monitor <dir>`) or ahead of time (`__monitor`).
 
 use std::process::{Command, Stdio};
 
@@ -8,12 +9,12 @@ fn monitor() -> Command {
 
 #[test]
 fn anything_but_monitor_mode_is_a_usage_error() {
-    for args in [&[][..], &["__monitor"][..], &["--help"][..]] {
+    for args in [&[][..], &["monitor"][..], &["--help"][..]] {
         let out = monitor().args(args).stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "berth-monitor {args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains("berth-monitor __monitor <container dir>"),
+            stderr.contains("berth-monitor __monitor [<container dir>]"),
             "berth-monitor {args:?}: {stderr}"
         );
     }
@@ -22,9 +23,13 @@ fn anything_but_monitor_mode_is_a_usage_error() {
 #[test]
 fn a_bad_launch_spec_is_reported_as_a_failed_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = monitor()
-        .arg("__monitor")
-        .arg(dir.path())
+    bad_spec_fails(monitor().arg("__monitor").arg(dir.path()));
+    // A spare, started before it knows its container.
+    bad_spec_fails(monitor().arg("__monitor"));
+}
+
+fn bad_spec_fails(cmd: &mut Command) {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -353,7 +353,11 @@ impl Agent {
         }
     }
 
-    /// Pids of monitors and containers started by this agent.
+    /// Pids of monitors and containers started by this agent. Spare
+    /// monitors, started ahead and not yet given a container, belong to
+    /// berthd rather than to a container and are not counted: a monitor
+    /// serves a container once it names its directory on its command line
+    /// or has made it its working directory.
     pub fn processes(&self) -> Vec<i32> {
         let needle = self.dir.to_string_lossy().to_string();
         let mut pids = Vec::new();
@@ -363,7 +367,10 @@ impl Agent {
             };
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.contains(&needle) && cmd.contains("\0__monitor\0") {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let serving =
+                cmd.split('\0').filter(|a| !a.is_empty()).count() > 2 || cwd.starts_with(&self.dir);
+            if cmd.contains(&needle) && cmd.contains("\0__monitor\0") && serving {
                 pids.push(pid);
             }
         }

@@ -319,7 +319,7 @@ impl Manager {
         let exit_file = entry.dir.join(monitor::EXIT_FILE);
         let monitor = sys::pidfd_open(Pid::from_raw(rec.monitor_pid))
             .ok()
-            .filter(|_| monitor::cmdline_matches(rec.monitor_pid, &entry.dir));
+            .filter(|_| monitor::is_monitor_of(rec.monitor_pid, &entry.dir));
         let lost = || ExitRecord {
             exit_code: 255,
             signal: 0,
@@ -573,6 +573,7 @@ impl Manager {
         let netns = self.netns.take();
         let launch = LaunchSpec {
             id: rec.id.clone(),
+            dir: entry.dir.clone(),
             rootfs: Rootfs::under(&entry.dir).launch(&rec.layer_dirs),
             args: rec.args.clone(),
             env: rec.env.clone(),
@@ -605,6 +606,8 @@ impl Manager {
         }
         let spawned = starting.launch(&launch).await;
         drop(netns);
+        // Replace the monitor this start used, now that it is done with it.
+        self.monitors.refill();
         match spawned {
             Ok(running) => {
                 match sys::pidfd_open(running.pid) {

@@ -64,13 +64,14 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     spawn_idle_trim(bus.clone());
-    let monitors = Monitors::install(&cfg.state_dir).map_err(|e| {
+    let monitors = Monitors::install(&cfg.state_dir, cfg.spare_monitors).map_err(|e| {
         format!(
             "installing the container monitor in {}: {e}",
             cfg.state_dir.join("bin").display()
         )
     })?;
     tracing::info!(monitor = %monitors.exe().display(), "container monitor installed");
+    monitors.refill();
     let images = Arc::new(ImageStore::open(&cfg.state_dir.join("images"))?);
     let mgr = Manager::open(
         cfg.state_dir.join("containers"),
