@@ -81,6 +81,13 @@ def rss_kib(pid):
     return rss, pss, uss
 
 
+def cwd_of(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
 def pids_matching(pred):
     out = []
     for d in os.listdir("/proc"):
@@ -397,7 +404,11 @@ def measure_memory(d):
     n = 10
     ids = [sh(ctl + ["run", "-d", "busybox", "sleep", "1000"]).stdout.split()[0] for _ in range(n)]
     time.sleep(0.5)
-    mons = pids_matching(lambda a: len(a) >= 3 and a[1] == "__monitor" and a[2].startswith(W))
+    # A monitor serving a container has made the container's directory its
+    # working directory; idle spare monitors (berthd's, not a container's)
+    # have not.
+    mons = [p for p in pids_matching(lambda a: len(a) >= 2 and a[1] == "__monitor")
+            if cwd_of(p).startswith(W)]
     per = [rss_kib(p) for p in mons]
     mem["berth_monitors"] = len(mons)
     mem["berth_monitor_rss_kib"] = [x[0] for x in per]
