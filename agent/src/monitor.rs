@@ -80,6 +80,12 @@ struct Spares {
     refilling: AtomicBool,
 }
 
+impl Spares {
+    fn full(&self) -> bool {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner()).len() >= self.want
+    }
+}
+
 impl std::fmt::Debug for Monitors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Monitors")
@@ -154,16 +160,13 @@ impl Monitors {
     /// spawn does not compete with it.
     pub fn refill(&self) {
         let spares = self.spares.clone();
-        if spares.want == 0 || spares.refilling.swap(true, Ordering::AcqRel) {
+        // Most calls find the pool full (or a refill running): no task then.
+        if spares.full() || spares.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
         tokio::spawn(async move {
-            loop {
-                let have = spares.ready.lock().unwrap_or_else(|e| e.into_inner()).len();
-                if have >= spares.want {
-                    break;
-                }
+            while !spares.full() {
                 match this.spawn(None) {
                     Ok(s) => spares
                         .ready
@@ -323,8 +326,9 @@ pub async fn wait_exit(reports: &mut Lines<BufReader<ChildStdout>>) -> Option<Ex
 
 /// Whether `pid` is still the monitor of the container in `dir` (and not a
 /// process that reused its pid): a monitor, by its command line, whose
-/// working directory is `dir` (monitors started for one container also
-/// name it on their command line).
+/// working directory is `dir`. Monitors started by a berthd before spare
+/// monitors existed did not change directory but name `dir` on their
+/// command line; they may still run after an upgrade.
 pub fn is_monitor_of(pid: i32, dir: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
@@ -358,6 +362,17 @@ mod tests {
             .collect()
     }
 
+    /// Polls `cond` every 10 ms for up to 5 s; whether it became true.
+    async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+        for _ in 0..500 {
+            if cond() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        cond()
+    }
+
     #[test]
     fn the_embedded_monitor_reads_back_intact_after_its_pages_are_dropped() {
         // The first install drops the blob's pages from this process; the
@@ -382,23 +397,14 @@ mod tests {
         let monitors = Monitors::install(state.path(), 0).unwrap();
         let starting = monitors.start(&dir).unwrap();
         // spawn returns once the child is in execve, not done with it.
-        let mut waited = 0;
-        while monitors_of(&dir).is_empty() && waited < 500 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            waited += 1;
-        }
+        eventually(|| !monitors_of(&dir).is_empty()).await;
         assert_eq!(monitors_of(&dir).len(), 1, "the monitor waits for its spec");
         // Still there a moment later: it really waits.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert_eq!(monitors_of(&dir).len(), 1, "the monitor waits for its spec");
         drop(starting);
-        for _ in 0..500 {
-            if monitors_of(&dir).is_empty() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!(
+        assert!(
+            eventually(|| monitors_of(&dir).is_empty()).await,
             "an abandoned monitor is still running: {:?}",
             monitors_of(&dir)
         );
@@ -417,12 +423,7 @@ mod tests {
         let monitors = Monitors::install(state.path(), 2).unwrap();
         monitors.refill();
         let ready = || monitors.spares.ready.lock().unwrap().len();
-        for _ in 0..500 {
-            if ready() == 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        eventually(|| ready() == 2).await;
         assert_eq!(ready(), 2, "two spares are started");
         let pid_of = |s: &Starting| s.child.as_ref().and_then(|c| c.id()).unwrap();
         let spares: Vec<u32> = monitors
@@ -439,13 +440,10 @@ mod tests {
         assert_eq!(ready(), 1);
         drop(taken);
         drop(monitors);
-        for _ in 0..500 {
-            if !spares.iter().any(|&p| alive(p)) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("spares outlived their pool: {spares:?}");
+        assert!(
+            eventually(|| !spares.iter().any(|&p| alive(p))).await,
+            "spares outlived their pool: {spares:?}"
+        );
     }
 
     #[test]
