@@ -1,14 +1,12 @@
-//! Builds `berth-monitor` (the `berth-runtime` crate's binary) for berthd to
-//! embed: statically linked and size-optimised (profile `monitor`).
+//! Builds `berth-monitor` (the `monitor/` package) for berthd to embed.
 //!
 //! berthd runs one monitor per container, so the monitor must start fast and
-//! stay small: a static binary needs no dynamic loader and maps no shared
-//! libraries. Static linking is a target feature (`crt-static`) that cargo
-//! cannot set for one binary of a workspace, so this script runs a second
-//! cargo on the same workspace and lockfile, with `--target` (which keeps
-//! the flag away from build scripts and proc macros) and its own target
-//! directory. berthd then carries the result (`include_bytes!`), and
-//! `cargo run --bin berthd` or a copied `berthd` binary are complete.
+//! stay small: it is a static executable without std or libc. It must be
+//! built with panic = "abort", which berthd and the tests must not get, so
+//! it is a workspace of its own, and this script runs a second cargo on it,
+//! with `--target` (keeping its link flags away from build scripts) and its
+//! own target directory. berthd then carries the result (`include_bytes!`),
+//! and `cargo run --bin berthd` or a copied `berthd` binary are complete.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,7 +26,13 @@ fn build_monitor() -> Result<(), Box<dyn std::error::Error>> {
     let workspace = manifest_dir
         .parent()
         .ok_or("the agent crate has no parent directory")?;
-    for watched in ["runtime", "Cargo.toml", "Cargo.lock"] {
+    for watched in [
+        "runtime",
+        "monitor/src",
+        "monitor/Cargo.toml",
+        "monitor/Cargo.lock",
+        "monitor/build.rs",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()
@@ -40,13 +44,13 @@ fn build_monitor() -> Result<(), Box<dyn std::error::Error>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "--offline", "--locked", "--quiet"])
-        .args(["-p", "berth-runtime", "--bin", "berth-monitor"])
-        .args(["--profile", "monitor", "--target", &target])
+    cmd.current_dir(workspace.join("monitor"))
+        .args(["build", "--locked", "--quiet", "--release"])
+        .args(["--target", &target])
         .arg("--target-dir")
         .arg(&target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+        // Cargo hands build scripts the outer build's flags in this one.
+        .env("CARGO_ENCODED_RUSTFLAGS", "");
     // What the outer build was given is for the outer build.
     for var in [
         "RUSTFLAGS",
@@ -66,19 +70,53 @@ fn build_monitor() -> Result<(), Box<dyn std::error::Error>> {
     }
     let bin = target_dir
         .join(&target)
-        .join("monitor")
+        .join("release")
         .join("berth-monitor");
     if !bin.is_file() {
         return Err(format!("{} was not built", bin.display()).into());
     }
+    let elf = std::fs::read(&bin)?;
+    check_static(&elf).map_err(|e| format!("{}: {e}", bin.display()))?;
     println!("cargo:rustc-env=BERTH_MONITOR_BIN={}", bin.display());
     // berthd checks the installed copy against this digest instead of
     // comparing bytes, which would page in its embedded copy at every start.
-    let digest = sha2::Sha256::digest(std::fs::read(&bin)?);
+    let digest = sha2::Sha256::digest(&elf);
     println!(
         "cargo:rustc-env=BERTH_MONITOR_SHA256={}",
         hex::encode(digest)
     );
+    Ok(())
+}
+
+/// Refuses a monitor that would need a dynamic loader: a C library symbol
+/// the monitor's runtime lacks would otherwise be taken from the shared
+/// libc silently (`-lc` is on the link line for a dependency's sake).
+fn check_static(elf: &[u8]) -> Result<(), String> {
+    const ET_EXEC: u16 = 2;
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    if elf.get(..5) != Some(b"\x7fELF\x02") {
+        return Err("not a 64-bit ELF file".into());
+    }
+    if u16_at(16) != Some(ET_EXEC) {
+        return Err("not a static, position-dependent executable".into());
+    }
+    let phoff = u64_at(32).ok_or("truncated")? as usize;
+    let phentsize = u16_at(54).ok_or("truncated")? as usize;
+    let phnum = u16_at(56).ok_or("truncated")? as usize;
+    for i in 0..phnum {
+        if u32_at(phoff + i * phentsize) == Some(PT_INTERP) {
+            return Err("linked dynamically: a symbol is missing from src/rt.rs".into());
+        }
+    }
     Ok(())
 }
 

@@ -83,7 +83,7 @@ pub struct ContainerCgroup {
     /// Where the container's init goes.
     pub placement: CgroupPlacement,
     /// The file holding the oom_kill counter.
-    pub oom_events: Option<PathBuf>,
+    pub oom_events: Option<String>,
 }
 
 const WANTED: [&str; 6] = ["cpu", "cpuacct", "cpuset", "freezer", "memory", "pids"];
@@ -187,15 +187,21 @@ impl CgroupHost {
             return Err(e);
         }
         let root = &self.root;
+        let utf8 = |p: &std::path::Path| {
+            crate::fsutil::utf8_path(p).map_err(|e| {
+                let _ = cg.delete();
+                CgroupError::Unsupported(format!("cgroup path: {e}"))
+            })
+        };
         let placement = if self.version == 2 {
-            CgroupPlacement::Unified(root.join(&path))
+            CgroupPlacement::Unified(utf8(&root.join(&path))?)
         } else {
             // Co-mounted controllers (cpu,cpuacct) share one directory.
-            let mut dirs: Vec<PathBuf> = cg
+            let mut dirs: Vec<String> = cg
                 .subsystems()
                 .iter()
-                .map(|s| s.to_controller().path().to_path_buf())
-                .collect();
+                .map(|s| utf8(s.to_controller().path()))
+                .collect::<Result<_, _>>()?;
             dirs.sort();
             dirs.dedup();
             CgroupPlacement::Hierarchies(dirs)
@@ -209,7 +215,7 @@ impl CgroupHost {
         };
         Ok(ContainerCgroup {
             placement,
-            oom_events,
+            oom_events: oom_events.as_deref().map(utf8).transpose()?,
         })
     }
 

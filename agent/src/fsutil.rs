@@ -18,7 +18,32 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use berth_runtime::files::replace;
+/// Writes `data` to `path` atomically but not durably: a reader sees the old
+/// content or the new, never a torn file, also after a crash of the process
+/// (write a temporary file, rename it over). Durability is the
+/// [`Flusher`]'s business.
+pub fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other(format!("{} has no parent", path.display())))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// `path` as UTF-8, as the monitor's launch spec carries it; an error
+/// names the path otherwise.
+pub fn utf8_path(path: &Path) -> io::Result<String> {
+    path.to_str().map(str::to_owned).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not valid UTF-8", path.display()),
+        )
+    })
+}
 
 /// How a state file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +124,16 @@ impl Flusher {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn replace_leaves_new_content_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("exit.json");
+        replace(&p, b"one").unwrap();
+        replace(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -2,16 +2,19 @@
 //!
 //! A new network namespace costs about half a millisecond, the largest
 //! single step of a container start. A thread of berthd keeps a few ready
-//! (`berth_runtime::netns::create`: `lo` already up); a start takes one and
+//! (`lo` already up); a start takes one and
 //! its init enters it (`LaunchSpec::netns`), and the thread, at idle CPU
 //! priority, makes the next.
 //! When none is ready (a burst of starts) the init creates its own, as it
 //! would without the pool: the pool only ever saves time.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
+
+use nix::sched::CloneFlags;
 
 /// How long the refill thread waits after a failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -36,12 +39,8 @@ pub struct Spare(OwnedFd);
 
 impl Spare {
     /// `/proc/<berthd>/fd/<n>`: where the init opens it.
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!(
-            "/proc/{}/fd/{}",
-            std::process::id(),
-            self.0.as_raw_fd()
-        ))
+    pub fn path(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), self.0.as_raw_fd())
     }
 }
 
@@ -98,7 +97,7 @@ fn refill(shared: &Shared) {
             }
         }
         // Made without the lock held: takers never wait for the kernel.
-        match berth_runtime::netns::create() {
+        match create() {
             Ok(ns) => shared.lock().push(ns),
             Err(e) => {
                 tracing::warn!(
@@ -108,6 +107,27 @@ fn refill(shared: &Shared) {
             }
         }
     }
+}
+
+/// Creates a new network namespace with `lo` up and returns a handle on it.
+/// The calling thread is back in its own network namespace afterwards; the
+/// pool's thread does nothing else meanwhile.
+fn create() -> io::Result<OwnedFd> {
+    let home = File::open("/proc/thread-self/ns/net")?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+    let made = File::open("/proc/thread-self/ns/net").and_then(|ns| {
+        crate::sys::loopback_up()?;
+        Ok(ns)
+    });
+    // Going home must not fail silently: this thread would create its
+    // next namespaces nested in the wrong place and talk to the wrong
+    // network.
+    nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+        io::Error::other(format!(
+            "cannot return to the original network namespace: {e}"
+        ))
+    })?;
+    Ok(made?.into())
 }
 
 #[cfg(test)]
@@ -133,7 +153,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "pool never refilled");
             match pool.take() {
                 Some(spare) => {
-                    let ns = net_ns_of(&spare.path());
+                    let ns = net_ns_of(spare.path().as_ref());
                     assert_ne!(ns, home, "a spare is the host's namespace");
                     assert!(seen.insert(ns), "a namespace was handed out twice");
                     taken.push(spare);

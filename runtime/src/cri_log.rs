@@ -3,12 +3,14 @@
 //! where `F` ends a line (its newline is implied) and `P` is a piece of a line
 //! that continues in the next record of that stream.
 //!
-//! The monitor writes; berthd reads (and follows) while the monitor writes.
+//! The monitor cuts output into records ([`Lines`], [`encode_record`]) and
+//! appends them to the file; berthd reads (and follows) it while the monitor
+//! writes ([`parse_record`]). When the file grows past its limit the monitor
+//! renames it to `<path>`[`ROTATED_SUFFIX`] and starts a new one.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use alloc::vec::Vec;
+
+use crate::rfc3339;
 
 /// A container output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +22,8 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn as_str(self) -> &'static str {
+    /// The stream's name in a record.
+    pub fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
@@ -28,100 +31,93 @@ impl Stream {
     }
 }
 
-/// Longest line piece kept in memory before it is written as a partial record.
-const MAX_PIECE: usize = 16 * 1024;
+/// Whether a record ends its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// `F`: the record ends a line.
+    Full,
+    /// `P`: a piece; the line goes on in the stream's next record.
+    Partial,
+}
 
-/// Appends output to a log file, rotating it to `<path>.1` when it grows past
-/// a limit, so a chatty container cannot fill the disk.
-pub struct LogWriter {
-    path: PathBuf,
-    file: File,
-    size: u64,
-    max_bytes: u64,
+/// Longest line piece kept in memory before it is written as a partial record.
+pub const MAX_PIECE: usize = 16 * 1024;
+
+/// What the previous generation of a log is called: the log's path plus this.
+pub const ROTATED_SUFFIX: &str = ".1";
+
+/// Cuts each stream's output into records: every completed line is one full
+/// record; an unfinished line waits for more data, up to [`MAX_PIECE`].
+#[derive(Debug, Default)]
+pub struct Lines {
     pending: [Vec<u8>; 2],
 }
 
-impl LogWriter {
-    /// Opens (appending to) the log at `path`.
-    pub fn open(path: &Path, max_bytes: u64) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let size = file.metadata()?.len();
-        Ok(LogWriter {
-            path: path.to_path_buf(),
-            file,
-            size,
-            max_bytes,
-            pending: [Vec::new(), Vec::new()],
-        })
-    }
-
-    /// Records `data` read from `stream`: every completed line becomes a full
-    /// record; an unfinished line waits for more data (up to [`MAX_PIECE`]).
-    pub fn write(&mut self, stream: Stream, data: &[u8]) -> io::Result<()> {
-        let idx = stream as usize;
+impl Lines {
+    /// Takes `data` read from `stream` and hands every record it completes
+    /// to `emit`, in order.
+    pub fn push<E>(
+        &mut self,
+        stream: Stream,
+        data: &[u8],
+        mut emit: impl FnMut(Stream, Tag, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let pending = &mut self.pending[stream as usize];
         let mut rest = data;
         while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let mut line = std::mem::take(&mut self.pending[idx]);
-            line.extend_from_slice(&rest[..nl]);
-            self.record(stream, b'F', &line)?;
+            if pending.is_empty() {
+                emit(stream, Tag::Full, &rest[..nl])?;
+            } else {
+                pending.extend_from_slice(&rest[..nl]);
+                emit(stream, Tag::Full, pending)?;
+                pending.clear();
+            }
             rest = &rest[nl + 1..];
         }
-        self.pending[idx].extend_from_slice(rest);
-        if self.pending[idx].len() >= MAX_PIECE {
-            let piece = std::mem::take(&mut self.pending[idx]);
-            self.record(stream, b'P', &piece)?;
+        pending.extend_from_slice(rest);
+        if pending.len() >= MAX_PIECE {
+            emit(stream, Tag::Partial, pending)?;
+            // A long line must not keep its largest piece's memory.
+            *pending = Vec::new();
         }
         Ok(())
     }
 
-    /// Writes out unfinished lines (at exit: output that did not end in a newline).
-    pub fn flush_pending(&mut self) -> io::Result<()> {
+    /// Hands out unfinished lines as pieces (at exit: output that did not
+    /// end in a newline).
+    pub fn finish<E>(
+        &mut self,
+        mut emit: impl FnMut(Stream, Tag, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         for stream in [Stream::Stdout, Stream::Stderr] {
-            let piece = std::mem::take(&mut self.pending[stream as usize]);
+            let piece = core::mem::take(&mut self.pending[stream as usize]);
             if !piece.is_empty() {
-                self.record(stream, b'P', &piece)?;
+                emit(stream, Tag::Partial, &piece)?;
             }
         }
         Ok(())
     }
-
-    fn record(&mut self, stream: Stream, tag: u8, content: &[u8]) -> io::Result<()> {
-        if self.size >= self.max_bytes {
-            self.rotate()?;
-        }
-        let ts = humantime::format_rfc3339_nanos(SystemTime::now());
-        let mut rec = Vec::with_capacity(content.len() + 48);
-        write!(rec, "{ts} {} {} ", stream.as_str(), tag as char)?;
-        rec.extend_from_slice(content);
-        rec.push(b'\n');
-        self.file.write_all(&rec)?;
-        self.size += rec.len() as u64;
-        Ok(())
-    }
-
-    fn rotate(&mut self) -> io::Result<()> {
-        std::fs::rename(&self.path, rotated_path(&self.path))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        self.size = 0;
-        Ok(())
-    }
 }
 
-/// Where the previous generation of a log lives after rotation.
-pub fn rotated_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".1");
-    PathBuf::from(p)
+/// Appends one record line, newline included, to `out`.
+pub fn encode_record(out: &mut Vec<u8>, unix_nanos: i64, stream: Stream, tag: Tag, content: &[u8]) {
+    out.reserve(rfc3339::LEN + 10 + content.len());
+    out.extend_from_slice(&rfc3339::format_nanos(unix_nanos));
+    out.push(b' ');
+    out.extend_from_slice(stream.as_str().as_bytes());
+    out.extend_from_slice(match tag {
+        Tag::Full => b" F ",
+        Tag::Partial => b" P ",
+    });
+    out.extend_from_slice(content);
+    out.push(b'\n');
 }
 
 /// One parsed log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// When the monitor read it.
-    pub time: SystemTime,
+    /// When the monitor read it, Unix time in nanoseconds.
+    pub unix_nanos: i64,
     /// Which stream.
     pub stream: Stream,
     /// The bytes, with the newline restored for full lines.
@@ -132,7 +128,7 @@ pub struct Record {
 /// that is not a record (a torn write at a crash).
 pub fn parse_record(line: &[u8]) -> Option<Record> {
     let mut parts = line.splitn(4, |&b| b == b' ');
-    let ts = std::str::from_utf8(parts.next()?).ok()?;
+    let ts = core::str::from_utf8(parts.next()?).ok()?;
     let stream = match parts.next()? {
         b"stdout" => Stream::Stdout,
         b"stderr" => Stream::Stderr,
@@ -148,7 +144,7 @@ pub fn parse_record(line: &[u8]) -> Option<Record> {
         data.push(b'\n');
     }
     Some(Record {
-        time: humantime::parse_rfc3339(ts).ok()?,
+        unix_nanos: rfc3339::parse_nanos(ts)?,
         stream,
         data,
     })
@@ -158,77 +154,85 @@ pub fn parse_record(line: &[u8]) -> Option<Record> {
 mod tests {
     use super::*;
 
-    fn read_all(path: &Path) -> Vec<Record> {
-        let text = std::fs::read(path).unwrap();
-        text.split(|&b| b == b'\n')
+    /// Runs writes through [`Lines`] and [`encode_record`] into one file
+    /// image, as the monitor does, and parses it back.
+    fn roundtrip(writes: &[(Stream, &[u8])]) -> Vec<Record> {
+        let mut lines = Lines::default();
+        let mut file = Vec::new();
+        let mut t = 1_764_650_000_000_000_000;
+        let mut emit = |s: Stream, tag: Tag, c: &[u8]| -> Result<(), ()> {
+            t += 1;
+            encode_record(&mut file, t, s, tag, c);
+            Ok(())
+        };
+        for (s, data) in writes {
+            lines.push(*s, data, &mut emit).unwrap();
+        }
+        lines.finish(&mut emit).unwrap();
+        let recs: Vec<Record> = file
+            .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| parse_record(l).unwrap())
+            .collect();
+        assert!(recs.windows(2).all(|w| w[0].unix_nanos < w[1].unix_nanos));
+        recs
+    }
+
+    fn stream_bytes(recs: &[Record], s: Stream) -> Vec<u8> {
+        recs.iter()
+            .filter(|r| r.stream == s)
+            .flat_map(|r| r.data.clone())
             .collect()
     }
 
     #[test]
     fn lines_are_split_and_joined_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let mut w = LogWriter::open(&path, 1 << 20).unwrap();
-        w.write(Stream::Stdout, b"hel").unwrap();
-        w.write(Stream::Stderr, b"oops\n").unwrap();
-        w.write(Stream::Stdout, b"lo\nwor").unwrap();
-        w.write(Stream::Stdout, b"ld\nend").unwrap();
-        w.flush_pending().unwrap();
-        let recs = read_all(&path);
-        let out: Vec<u8> = recs
-            .iter()
-            .filter(|r| r.stream == Stream::Stdout)
-            .flat_map(|r| r.data.clone())
-            .collect();
-        assert_eq!(out, b"hello\nworld\nend");
+        let recs = roundtrip(&[
+            (Stream::Stdout, b"hel"),
+            (Stream::Stderr, b"oops\n"),
+            (Stream::Stdout, b"lo\nwor"),
+            (Stream::Stdout, b"ld\nend"),
+        ]);
+        assert_eq!(stream_bytes(&recs, Stream::Stdout), b"hello\nworld\nend");
         assert_eq!(recs[0].stream, Stream::Stderr);
         assert_eq!(recs[0].data, b"oops\n");
+        // "end" had no newline: a piece, written at the finish.
+        assert_eq!(recs.last().unwrap().data, b"end");
     }
 
     #[test]
     fn binary_and_spaces_survive() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let mut w = LogWriter::open(&path, 1 << 20).unwrap();
-        w.write(Stream::Stdout, b"a b  c\xff\x00\n").unwrap();
-        assert_eq!(read_all(&path)[0].data, b"a b  c\xff\x00\n");
+        let recs = roundtrip(&[(Stream::Stdout, b"a b  c\xff\x00\n\n")]);
+        assert_eq!(recs[0].data, b"a b  c\xff\x00\n");
+        assert_eq!(recs[1].data, b"\n");
     }
 
     #[test]
     fn long_lines_become_pieces() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let mut w = LogWriter::open(&path, 1 << 30).unwrap();
         let long = vec![b'x'; MAX_PIECE * 2 + 10];
-        w.write(Stream::Stdout, &long).unwrap();
-        w.write(Stream::Stdout, b"\n").unwrap();
-        let recs = read_all(&path);
+        let recs = roundtrip(&[(Stream::Stdout, &long), (Stream::Stdout, b"\n")]);
         assert!(recs.len() >= 2);
-        let joined: Vec<u8> = recs.iter().flat_map(|r| r.data.clone()).collect();
-        assert_eq!(joined.len(), long.len() + 1);
+        assert_eq!(stream_bytes(&recs, Stream::Stdout).len(), long.len() + 1);
     }
 
     #[test]
-    fn rotates_at_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let mut w = LogWriter::open(&path, 200).unwrap();
-        for i in 0..20 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
-                .unwrap();
-        }
-        let cur = std::fs::metadata(&path).unwrap().len();
-        let old = std::fs::metadata(rotated_path(&path)).unwrap().len();
-        assert!(cur <= 260 && old <= 260, "cur={cur} old={old}");
-        let last = read_all(&path);
-        assert_eq!(last.last().unwrap().data, b"line 19\n");
+    fn records_match_the_cri_layout() {
+        let mut out = Vec::new();
+        encode_record(
+            &mut out,
+            1_500_000_000,
+            Stream::Stderr,
+            Tag::Partial,
+            b"x y",
+        );
+        assert_eq!(out, b"1970-01-01T00:00:01.500000000Z stderr P x y\n");
     }
 
     #[test]
     fn garbage_is_not_a_record() {
         assert!(parse_record(b"nonsense").is_none());
         assert!(parse_record(b"2026-01-01T00:00:00Z stdin F x").is_none());
+        assert!(parse_record(b"yesterday stdout F x").is_none());
+        assert!(parse_record(b"2026-01-01T00:00:00Z stdout X x").is_none());
     }
 }

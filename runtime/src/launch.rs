@@ -6,7 +6,8 @@
 //! with one [`MonitorReport`] line when the container runs (or could not be
 //! started) and one when it has exited.
 
-use std::path::PathBuf;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +23,7 @@ pub const RUNNING_FILE: &str = "running.json";
 pub const MONITOR_LOG: &str = "monitor.log";
 
 /// Everything the monitor needs to create the container's process. Paths are
-/// host paths.
+/// absolute host paths, as UTF-8 strings (JSON has no other kind).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchSpec {
     /// Container id.
@@ -30,7 +31,7 @@ pub struct LaunchSpec {
     /// The container's directory: the monitor writes [`RUNNING_FILE`] there,
     /// sends its own diagnostics to [`MONITOR_LOG`] there, and makes it its
     /// working directory, by which berthd recognises it after a restart.
-    pub dir: PathBuf,
+    pub dir: String,
     /// Where the init mounts the container's root filesystem.
     pub rootfs: Rootfs,
     /// argv; `args[0]` is resolved against PATH from `env` when it has no '/'.
@@ -46,23 +47,23 @@ pub struct LaunchSpec {
     /// A network namespace made ahead of time, with `lo` up (see
     /// [`crate::netns`]), for the init to enter instead of creating one.
     #[serde(default)]
-    pub netns: Option<PathBuf>,
+    pub netns: Option<String>,
     /// The container's cgroup: where its init is placed before it execs.
     pub cgroup: CgroupPlacement,
     /// The file with the `oom_kill` counter (memory.events on v2,
     /// memory.oom_control on v1), if a memory controller is in use.
-    pub oom_events: Option<PathBuf>,
+    pub oom_events: Option<String>,
     /// Mount the container's cgroup at /sys/fs/cgroup: `2` for cgroup2, `1`
     /// for the v1 controllers in `cgroup_v1_controllers`.
     pub cgroup_version: u32,
     /// v1 only: controllers to mount ("cpu", "memory", ...).
     pub cgroup_v1_controllers: Vec<String>,
     /// Log file (CRI format).
-    pub log_path: PathBuf,
+    pub log_path: String,
     /// Rotate the log at this size.
     pub log_max_bytes: u64,
     /// Durable exit record.
-    pub exit_path: PathBuf,
+    pub exit_path: String,
 }
 
 /// The overlay the init mounts as the container's root, inside its own
@@ -72,13 +73,13 @@ pub struct LaunchSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rootfs {
     /// Read-only image layers, base first.
-    pub layers: Vec<PathBuf>,
+    pub layers: Vec<String>,
     /// The container's writable layer.
-    pub upper: PathBuf,
+    pub upper: String,
     /// overlayfs' scratch directory (same filesystem as `upper`).
-    pub work: PathBuf,
+    pub work: String,
     /// The mount point.
-    pub target: PathBuf,
+    pub target: String,
 }
 
 /// Where the container's init goes in the cgroup tree.
@@ -86,11 +87,11 @@ pub struct Rootfs {
 pub enum CgroupPlacement {
     /// cgroup v2: the container's cgroup directory. The init is created
     /// inside it (`clone3` with `CLONE_INTO_CGROUP`).
-    Unified(PathBuf),
+    Unified(String),
     /// cgroup v1: the container's directory in each hierarchy. The monitor
     /// writes the init's pid into their `cgroup.procs` while the init sets
     /// up its mounts.
-    Hierarchies(Vec<PathBuf>),
+    Hierarchies(Vec<String>),
 }
 
 /// How the container's init process ended, as the monitor saw it.

@@ -1,22 +1,22 @@
-//! berth's container runtime: what runs between berthd and a container.
+//! What berthd and its per-container monitor share.
 //!
 //! berthd never forks its multi-threaded runtime. For every container it
-//! starts a small, single-threaded *monitor* process, `berth-monitor` (this
-//! crate's binary, linked statically and embedded in berthd). The monitor
-//! detaches from berthd, creates the container's init in new namespaces
-//! ([`monitor`], then `init` in the forked child), keeps its log pipes, reaps
-//! it and records how it ended. The container is the monitor's child, not
-//! berthd's, so it survives a restart of berthd.
+//! starts a small, single-threaded *monitor* process, `berth-monitor` (the
+//! `monitor/` package beside this crate, built without `std` or libc and
+//! embedded in berthd). The monitor creates the container's init in new
+//! namespaces, keeps its log pipes, reaps it and records how it ended.
 //!
-//! berthd links this crate too, for the formats the two share: the launch
-//! spec and reports ([`launch`]) and the CRI log files ([`cri_log`]).
+//! Both sides link this crate for what they must agree on: the launch spec
+//! and the reports ([`launch`]), the CRI log format ([`cri_log`], with its
+//! timestamps in [`rfc3339`]) and how a user spec resolves against an
+//! image's `/etc/passwd` ([`user`]). It needs only `core` and `alloc`, so
+//! the monitor can use it; its tests use `std`.
 
-mod caps;
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
 pub mod cri_log;
-pub mod files;
-mod init;
 pub mod launch;
-pub mod monitor;
-pub mod netns;
-mod sys;
-mod user;
+pub mod rfc3339;
+pub mod user;

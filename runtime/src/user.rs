@@ -1,8 +1,9 @@
 //! Resolving a user spec against the container's own /etc/passwd and /etc/group.
 
-use std::path::Path;
-
-use nix::unistd::{Gid, Uid};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 
 /// PATH for containers whose image sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -11,24 +12,19 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ids {
     /// User id.
-    pub uid: Uid,
+    pub uid: u32,
     /// Primary group id.
-    pub gid: Gid,
+    pub gid: u32,
     /// Supplementary groups (from /etc/group membership).
-    pub groups: Vec<Gid>,
+    pub groups: Vec<u32>,
     /// Home directory, "/" when unknown.
     pub home: String,
 }
 
-/// Resolves "", "name", "uid", "name:group", "uid:gid" (and mixes). Numeric
-/// ids need no entry in the files; names must exist.
-pub fn resolve(spec: &str, passwd: &Path, group: &Path) -> Result<Ids, String> {
-    let passwd = std::fs::read_to_string(passwd).unwrap_or_default();
-    let group = std::fs::read_to_string(group).unwrap_or_default();
-    resolve_in(spec, &passwd, &group)
-}
-
-fn resolve_in(spec: &str, passwd: &str, group: &str) -> Result<Ids, String> {
+/// Resolves "", "name", "uid", "name:group", "uid:gid" (and mixes) against
+/// the text of the image's /etc/passwd and /etc/group (empty when the image
+/// has none). Numeric ids need no entry in the files; names must exist.
+pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Ids, String> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -70,21 +66,21 @@ fn resolve_in(spec: &str, passwd: &str, group: &str) -> Result<Ids, String> {
                 .map_err(|_| format!("bad gid in /etc/group for {g}"))?,
         };
     }
-    let mut groups = vec![Gid::from_raw(gid)];
+    let mut groups = vec![gid];
     if let Some(name) = name {
         for f in &groups_tbl {
             if f[3].split(',').any(|m| m == name) {
                 if let Ok(g) = f[2].parse::<u32>() {
-                    if !groups.contains(&Gid::from_raw(g)) {
-                        groups.push(Gid::from_raw(g));
+                    if !groups.contains(&g) {
+                        groups.push(g);
                     }
                 }
             }
         }
     }
     Ok(Ids {
-        uid: Uid::from_raw(uid),
-        gid: Gid::from_raw(gid),
+        uid,
+        gid,
         groups,
         home: if home.is_empty() { "/".into() } else { home },
     })
@@ -111,34 +107,28 @@ mod tests {
 
     #[test]
     fn resolves_names_and_numbers() {
-        let r = resolve_in("", PASSWD, GROUP).unwrap();
-        assert_eq!(
-            (r.uid.as_raw(), r.gid.as_raw(), r.home.as_str()),
-            (0, 0, "/root")
-        );
-        let w = resolve_in("www", PASSWD, GROUP).unwrap();
-        assert_eq!((w.uid.as_raw(), w.gid.as_raw()), (33, 33));
-        assert_eq!(w.groups, vec![Gid::from_raw(33), Gid::from_raw(50)]);
-        let n = resolve_in("1000:1000", PASSWD, GROUP).unwrap();
-        assert_eq!(
-            (n.uid.as_raw(), n.gid.as_raw(), n.home.as_str()),
-            (1000, 1000, "/")
-        );
-        let g = resolve_in("www:staff", PASSWD, GROUP).unwrap();
-        assert_eq!(g.gid.as_raw(), 50);
-        let by_uid = resolve_in("33", PASSWD, GROUP).unwrap();
+        let r = resolve("", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (0, 0, "/root"));
+        let w = resolve("www", PASSWD, GROUP).unwrap();
+        assert_eq!((w.uid, w.gid), (33, 33));
+        assert_eq!(w.groups, vec![33, 50]);
+        let n = resolve("1000:1000", PASSWD, GROUP).unwrap();
+        assert_eq!((n.uid, n.gid, n.home.as_str()), (1000, 1000, "/"));
+        let g = resolve("www:staff", PASSWD, GROUP).unwrap();
+        assert_eq!(g.gid, 50);
+        let by_uid = resolve("33", PASSWD, GROUP).unwrap();
         assert_eq!(by_uid.home, "/var/www");
     }
 
     #[test]
     fn unknown_names_fail() {
-        assert!(resolve_in("nobody", PASSWD, GROUP).is_err());
-        assert!(resolve_in("www:nogroup", PASSWD, GROUP).is_err());
+        assert!(resolve("nobody", PASSWD, GROUP).is_err());
+        assert!(resolve("www:nogroup", PASSWD, GROUP).is_err());
     }
 
     #[test]
     fn env_gets_defaults() {
-        let ids = resolve_in("www", PASSWD, GROUP).unwrap();
+        let ids = resolve("www", PASSWD, GROUP).unwrap();
         let env = complete_env(&["A=1".into()], &ids);
         assert!(env.contains(&"HOME=/var/www".to_string()));
         assert!(env.iter().any(|e| e.starts_with("PATH=/usr/local/sbin")));

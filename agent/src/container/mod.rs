@@ -571,29 +571,12 @@ impl Manager {
         };
         // Held until the monitor has reported: the init opens it by path.
         let netns = self.netns.take();
-        let launch = LaunchSpec {
-            id: rec.id.clone(),
-            dir: entry.dir.clone(),
-            rootfs: Rootfs::under(&entry.dir).launch(&rec.layer_dirs),
-            args: rec.args.clone(),
-            env: rec.env.clone(),
-            cwd: rec.cwd.clone(),
-            user: rec.user.clone(),
-            hostname: rec.hostname.clone(),
-            netns: netns.as_ref().map(|ns| ns.path()),
-            cgroup: cg.placement,
-            oom_events: cg.oom_events,
-            cgroup_version: self.cgroups.version(),
-            cgroup_v1_controllers: self
-                .cgroups
-                .controllers()
-                .iter()
-                .filter(|c| c.as_str() != "cpuacct")
-                .cloned()
-                .collect(),
-            log_path: entry.dir.join(LOG_FILE),
-            log_max_bytes: self.log_max_bytes,
-            exit_path: entry.dir.join(monitor::EXIT_FILE),
+        let launch = match self.launch_spec(entry, &rec, &cg, netns.as_ref()) {
+            Ok(spec) => spec,
+            Err(e) => {
+                cleanup(self);
+                return Err(Error::internal("the container's paths", e));
+            }
         };
         // What a previous run left must not be taken for this run's.
         for stale in [monitor::EXIT_FILE, monitor::RUNNING_FILE] {
@@ -641,7 +624,7 @@ impl Manager {
                 self.publish(&started, EventAction::Started, |_| {});
                 let mgr = self.clone();
                 let watched = entry.clone();
-                let exit_file = launch.exit_path.clone();
+                let exit_file = PathBuf::from(&launch.exit_path);
                 let mut reports = running.reports;
                 tokio::spawn(async move {
                     let exit = match monitor::wait_exit(&mut reports).await {
@@ -686,6 +669,41 @@ impl Manager {
                 Err(Error::internal("starting the container", e))
             }
         }
+    }
+
+    /// What the monitor needs to start `rec`'s container in `cg`.
+    fn launch_spec(
+        &self,
+        entry: &Entry,
+        rec: &Record,
+        cg: &crate::cgroup::ContainerCgroup,
+        netns: Option<&crate::netns_pool::Spare>,
+    ) -> std::io::Result<LaunchSpec> {
+        let path = |p: &Path| crate::fsutil::utf8_path(p);
+        Ok(LaunchSpec {
+            id: rec.id.clone(),
+            dir: path(&entry.dir)?,
+            rootfs: Rootfs::under(&entry.dir).launch(&rec.layer_dirs)?,
+            args: rec.args.clone(),
+            env: rec.env.clone(),
+            cwd: rec.cwd.clone(),
+            user: rec.user.clone(),
+            hostname: rec.hostname.clone(),
+            netns: netns.map(|ns| ns.path()),
+            cgroup: cg.placement.clone(),
+            oom_events: cg.oom_events.clone(),
+            cgroup_version: self.cgroups.version(),
+            cgroup_v1_controllers: self
+                .cgroups
+                .controllers()
+                .iter()
+                .filter(|c| c.as_str() != "cpuacct")
+                .cloned()
+                .collect(),
+            log_path: path(&entry.dir.join(LOG_FILE))?,
+            log_max_bytes: self.log_max_bytes,
+            exit_path: path(&entry.dir.join(monitor::EXIT_FILE))?,
+        })
     }
 
     /// Records an exit: persists and announces it (Wait returns here), then

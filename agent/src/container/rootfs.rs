@@ -40,13 +40,17 @@ impl Rootfs {
     }
 
     /// What the init mounts for a container of `layers` (base first).
-    pub fn launch(&self, layers: &[PathBuf]) -> berth_runtime::launch::Rootfs {
-        berth_runtime::launch::Rootfs {
-            layers: layers.to_vec(),
-            upper: self.upper.clone(),
-            work: self.work.clone(),
-            target: self.merged.clone(),
-        }
+    pub fn launch(&self, layers: &[PathBuf]) -> io::Result<berth_runtime::launch::Rootfs> {
+        use crate::fsutil::utf8_path;
+        Ok(berth_runtime::launch::Rootfs {
+            layers: layers
+                .iter()
+                .map(|l| utf8_path(l))
+                .collect::<io::Result<_>>()?,
+            upper: utf8_path(&self.upper)?,
+            work: utf8_path(&self.work)?,
+            target: utf8_path(&self.merged)?,
+        })
     }
 
     /// Unmounts the overlay from the host if it is mounted there: earlier

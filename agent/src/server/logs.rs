@@ -5,7 +5,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use berth::v1 as pb;
 use tokio::sync::mpsc;
@@ -14,28 +14,34 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::container::{Entry, LOG_FILE};
-use berth_runtime::cri_log::{parse_record, rotated_path, Record, Stream as LogStream};
+use berth_runtime::cri_log::{parse_record, Record, Stream as LogStream, ROTATED_SUFFIX};
 
 type Out = Pin<Box<dyn Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
 
 /// How often a following reader looks for new output.
 const POLL: Duration = Duration::from_millis(50);
 
 struct Filter {
-    since: Option<SystemTime>,
+    /// Unix nanoseconds.
+    since: Option<i64>,
     streams: Vec<LogStream>,
 }
 
 impl Filter {
     fn keep(&self, r: &Record) -> bool {
-        self.since.is_none_or(|s| r.time >= s)
+        self.since.is_none_or(|s| r.unix_nanos >= s)
             && (self.streams.is_empty() || self.streams.contains(&r.stream))
     }
 }
 
 fn to_entry(r: Record) -> pb::LogEntry {
     pb::LogEntry {
-        time: Some(prost_types::Timestamp::from(r.time)),
+        time: Some(prost_types::Timestamp {
+            seconds: r.unix_nanos.div_euclid(NANOS_PER_SEC),
+            nanos: r.unix_nanos.rem_euclid(NANOS_PER_SEC) as i32,
+        }),
         stream: match r.stream {
             LogStream::Stdout => pb::LogStream::Stdout as i32,
             LogStream::Stderr => pb::LogStream::Stderr as i32,
@@ -50,10 +56,16 @@ pub async fn open(entry: &Entry, req: pb::LogsRequest) -> Result<Out, Status> {
     let path: PathBuf = entry.dir.join(LOG_FILE);
     // Opening a local file does not block for long: done here, not on the
     // blocking pool, it costs the request no thread hand-offs.
-    let old = File::open(rotated_path(&path)).ok();
+    let mut rotated = path.clone().into_os_string();
+    rotated.push(ROTATED_SUFFIX);
+    let old = File::open(rotated).ok();
     let cur = File::open(&path).map_err(|e| Status::internal(format!("opening the log: {e}")))?;
     let filter = Filter {
-        since: req.since.and_then(|t| SystemTime::try_from(t).ok()),
+        since: req.since.map(|t| {
+            t.seconds
+                .saturating_mul(NANOS_PER_SEC)
+                .saturating_add(t.nanos.into())
+        }),
         streams: req
             .streams
             .iter()

@@ -1,10 +1,11 @@
 //! berth-monitor's command line: only berthd starts it, for one container
-//! (`__monitor <dir>`) or ahead of time (`__monitor`).
+//! (`__monitor <dir>`) or ahead of time (`__monitor`). This runs the very
+//! binary berthd embeds (agent/build.rs builds it).
 
 use std::process::{Command, Stdio};
 
 fn monitor() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_berth-monitor"))
+    Command::new(env!("BERTH_MONITOR_BIN"))
 }
 
 #[test]

@@ -1,0 +1,47 @@
+//! `berth-monitor __monitor [<container dir>]`: one container's monitor.
+//!
+//! berthd never forks its multi-threaded runtime. For every container it
+//! starts this small, single-threaded process, with the launch spec on
+//! stdin (see `berth_runtime::launch`). The monitor leaves berthd's session,
+//! creates the container's init in new namespaces ([`monitor`], then
+//! [`init`] in the forked child), copies the init's output into the log,
+//! reaps it, records how it ended and reports on its stdout. The container
+//! is the monitor's child, not berthd's, so it survives a restart of berthd.
+//!
+//! One monitor runs per container, for as long as the container runs, and
+//! every container start pays for one monitor start. So it is built without
+//! `std` and without libc: it starts in its own `_start` ([`rt`]), makes its
+//! system calls through rustix and [`sys`], and is about 100 KB.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod caps;
+mod init;
+mod io;
+mod log;
+mod monitor;
+mod rt;
+mod sys;
+
+use berth_runtime::launch::MONITOR_ARG;
+
+/// Called by [`rt`] with the command line.
+fn main(args: &[&[u8]]) -> ! {
+    let monitor_mode = |mode: &[u8]| mode == MONITOR_ARG.as_bytes();
+    match args.get(1..).unwrap_or_default() {
+        // With the directory: started for one container, stderr already
+        // its monitor log. Without: started ahead of time, the directory
+        // comes with the launch spec.
+        [mode] if monitor_mode(mode) => monitor::main(true),
+        [mode, _dir] if monitor_mode(mode) => monitor::main(false),
+        _ => {
+            io::eprintln!(
+                "berth-monitor: started by berthd as `berth-monitor {MONITOR_ARG} [<container dir>]`, with the launch spec on stdin"
+            );
+            sys::exit(2)
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The monitor process proper, from the launch spec to the exit record.
+//!
+//! It leaves berthd's session, reads its [`LaunchSpec`] from stdin, starts
+//! the container's init as its own child in a new PID namespace (directly
+//! inside the container's cgroup on cgroup v2), copies the container's
+//! stdout/stderr into the log file, reaps the container, records the exit
+//! and reports it on its stdout.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use berth_runtime::cri_log::Stream;
+use berth_runtime::launch::{
+    CgroupPlacement, ExitRecord, LaunchSpec, MonitorReport, RunningRecord, MONITOR_LOG,
+    RUNNING_FILE,
+};
+use rustix::buffer::spare_capacity;
+use rustix::event::{PollFd, PollFlags};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, PidfdFlags, WaitOptions, WaitStatus};
+
+use crate::io::{self, eprintln, Context, Error, Result};
+use crate::log::LogWriter;
+use crate::sys::{self, Forked};
+
+const SIGPIPE: i32 = 13;
+const SIGCHLD: i32 = 17;
+
+/// Runs the monitor; never returns. A `spare` was started ahead of its
+/// container and learns its directory from the launch spec; otherwise
+/// berthd already made stderr that container's monitor log.
+pub fn main(spare: bool) -> ! {
+    let code = match run(spare) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berth monitor: {e}");
+            report(&MonitorReport::Failed {
+                message: e.0,
+                exit_code: 125,
+            });
+            1
+        }
+    };
+    sys::exit(code)
+}
+
+fn report(r: &MonitorReport) {
+    if let Ok(mut line) = serde_json::to_vec(r) {
+        line.push(b'\n');
+        // berthd may be gone (restarting); the exit file is the durable copy.
+        let _ = io::write_all(sys::stdout(), &line);
+    }
+}
+
+fn run(spare: bool) -> Result<()> {
+    // Its end of our stdout may close while berthd restarts; a write must
+    // then fail, not kill the monitor.
+    sys::ignore_signal(SIGPIPE).ctx("ignoring SIGPIPE")?;
+    // An ignored SIGCHLD (inherited across exec) would have the kernel reap
+    // the container itself, and its exit status would be lost.
+    sys::default_signal(SIGCHLD).ctx("resetting SIGCHLD")?;
+    // A session of its own: a signal to berthd's process group (Ctrl-C on
+    // the terminal berthd runs in) must not reach the monitors, which outlive
+    // berthd by design.
+    rustix::process::setsid().ctx("setsid")?;
+    let input = io::read_to_end(sys::stdin()).ctx("reading the launch spec")?;
+    let spec: LaunchSpec =
+        serde_json::from_slice(&input).map_err(|e| Error(format!("bad launch spec: {e}")))?;
+    drop(input);
+    let dir = spec.dir.as_str();
+    if spare {
+        let log_path = format!("{dir}/{MONITOR_LOG}");
+        let log = io::open_append(&log_path).ctx(&log_path)?;
+        rustix::stdio::dup2_stderr(&log).ctx("stderr")?;
+    }
+    // berthd tells this monitor from a process that reused its pid by it.
+    rustix::process::chdir(dir).ctx(dir)?;
+
+    // Container processes are children of this one; the first is PID 1 there.
+    // SAFETY: CLONE_NEWPID changes nothing for this process, only where its
+    // children are created.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }
+        .ctx("creating the PID namespace")?;
+
+    let pipe = || rustix::pipe::pipe_with(PipeFlags::CLOEXEC).ctx("pipe");
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (fail_r, fail_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+
+    let (forked, placed) = create_init(&spec.cgroup)?;
+    let child = match forked {
+        Forked::Child => {
+            drop((out_r, err_r, fail_r, go_w));
+            crate::init::run(&spec, out_w, err_w, fail_w, go_r)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop((out_w, err_w, fail_w, go_r));
+    // Readable once the child has exited: how the pump learns of the exit.
+    let pidfd = rustix::process::pidfd_open(child, PidfdFlags::empty()).ctx("pidfd_open")?;
+
+    if !placed {
+        // Move the child into its cgroup while it sets up its mounts; it
+        // waits for `go` before it enters its cgroup namespace and execs.
+        if let Err(e) = join_cgroup(child, &spec.cgroup) {
+            let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitpid(Some(child), WaitOptions::empty());
+            eprintln!("container {} failed to start: {e}", spec.id);
+            report(&MonitorReport::Failed {
+                message: e.0,
+                exit_code: 125,
+            });
+            return Ok(());
+        }
+    }
+    io::write_all(&go_w, b"g").ctx("starting the init")?;
+    drop(go_w);
+
+    let failure = io::read_to_end(&fail_r).ctx("reading the init's result")?;
+    drop(fail_r);
+    if !failure.is_empty() {
+        let status = rustix::process::waitpid(Some(child), WaitOptions::empty());
+        let failure = String::from_utf8_lossy(&failure);
+        let (message, exit_code) = match failure.split_once(':') {
+            Some((code, msg)) => (msg.to_string(), code.parse().unwrap_or(125)),
+            None => (failure.to_string(), 125),
+        };
+        eprintln!(
+            "container {} failed to start: {message} ({status:?})",
+            spec.id
+        );
+        report(&MonitorReport::Failed { message, exit_code });
+        return Ok(());
+    }
+    let running = RunningRecord {
+        pid: child.as_raw_nonzero().get(),
+        monitor_pid: rustix::process::getpid().as_raw_nonzero().get(),
+        started_at_unix_nanos: now_nanos(),
+    };
+    report(&MonitorReport::Started {
+        pid: running.pid,
+        monitor_pid: running.monitor_pid,
+        started_at_unix_nanos: running.started_at_unix_nanos,
+    });
+    // For a berthd that dies before it records the start: the next one
+    // adopts the container from this file. Written after the report, which
+    // is what the start waits for; the container runs either way.
+    let written = serde_json::to_vec(&running)
+        .map_err(|e| Error(e.to_string()))
+        .and_then(|json| io::replace(&format!("{dir}/{RUNNING_FILE}"), &json));
+    if let Err(e) = written {
+        eprintln!("container {}: writing {RUNNING_FILE}: {e}", spec.id);
+    }
+
+    let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes)?;
+    let status = pump(child, &pidfd, &out_r, &err_r, &mut log)?;
+    log.finish()?;
+
+    let (exit_code, signal) = match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => (code, 0),
+        (None, Some(sig)) => (128 + sig, sig),
+        _ => return Err(Error(format!("unexpected wait status {status:?}"))),
+    };
+    let rec = ExitRecord {
+        exit_code,
+        signal,
+        oom_killed: spec.oom_events.as_deref().map(oom_kill_count).unwrap_or(0) > 0,
+        finished_at_unix_nanos: now_nanos(),
+    };
+    let json = serde_json::to_vec(&rec).map_err(|e| Error(e.to_string()))?;
+    // Not fsynced: after a power loss the container is gone anyway, and
+    // berthd then records the exit as lost.
+    io::replace(&spec.exit_path, &json)?;
+    report(&MonitorReport::Exited(rec));
+    Ok(())
+}
+
+/// Forks the container's init. On cgroup v2 it is created directly in its
+/// cgroup (the second value says so); elsewhere, and on kernels before 5.7,
+/// the caller moves it with [`join_cgroup`].
+fn create_init(cgroup: &CgroupPlacement) -> Result<(Forked, bool)> {
+    if let CgroupPlacement::Unified(dir) = cgroup {
+        let fd = rustix::fs::open(
+            dir.as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(format!("opening cgroup {dir}"))?;
+        match sys::clone_into_cgroup(fd.as_fd()) {
+            Ok(forked) => return Ok((forked, true)),
+            // Kernels before 5.7 know no clone3 or no CLONE_INTO_CGROUP.
+            Err(Errno::NOSYS | Errno::TOOBIG | Errno::INVAL) => {}
+            Err(e) => return Err(e).ctx("clone3 into the cgroup"),
+        }
+    }
+    Ok((sys::fork().ctx("fork")?, false))
+}
+
+/// Moves `child` into the container's cgroup (every v1 hierarchy, or the
+/// unified directory where `CLONE_INTO_CGROUP` is missing).
+fn join_cgroup(child: Pid, cgroup: &CgroupPlacement) -> Result<()> {
+    let dirs = match cgroup {
+        CgroupPlacement::Unified(dir) => core::slice::from_ref(dir),
+        CgroupPlacement::Hierarchies(dirs) => dirs.as_slice(),
+    };
+    let pid = child.as_raw_nonzero().get().to_string();
+    for dir in dirs {
+        let procs = format!("{dir}/cgroup.procs");
+        let fd = rustix::fs::open(
+            procs.as_str(),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        fd.and_then(|fd| io::write_all(&fd, pid.as_bytes()))
+            .ctx(format!("joining cgroup {procs}"))?;
+    }
+    Ok(())
+}
+
+/// Copies output into the log until the container's init has exited and its
+/// pipes are drained; returns its wait status.
+fn pump(
+    child: Pid,
+    pidfd: &OwnedFd,
+    out: &OwnedFd,
+    err: &OwnedFd,
+    log: &mut LogWriter,
+) -> Result<WaitStatus> {
+    let streams = [(Stream::Stdout, out), (Stream::Stderr, err)];
+    let mut open = [true, true];
+    let mut status = None;
+    // Never initialised: the pages of a buffer that is only read into are
+    // touched, and so take memory, only as far as output fills them.
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Once init is gone every process of its PID namespace is gone, so the
+    // pipes close promptly; the timeout only guards against the impossible.
+    let after_exit = rustix::time::Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    loop {
+        if let Some(st) = status {
+            if open == [false, false] {
+                return Ok(st);
+            }
+        }
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
+        let mut which: Vec<Option<usize>> = Vec::with_capacity(3);
+        if status.is_none() {
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+            which.push(None);
+        }
+        for (i, (_, fd)) in streams.iter().enumerate() {
+            if open[i] {
+                fds.push(PollFd::new(*fd, PollFlags::IN));
+                which.push(Some(i));
+            }
+        }
+        let timeout = status.is_some().then_some(&after_exit);
+        let n = match rustix::event::poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e).ctx("poll"),
+        };
+        if n == 0 {
+            if let Some(st) = status {
+                return Ok(st);
+            }
+            continue;
+        }
+        let ready: Vec<(Option<usize>, bool)> = fds
+            .iter()
+            .zip(&which)
+            .map(|(f, w)| (*w, !f.revents().is_empty()))
+            .collect();
+        drop(fds);
+        for (w, is_ready) in ready {
+            if !is_ready {
+                continue;
+            }
+            match w {
+                None => {
+                    if let Some((_, st)) =
+                        rustix::process::waitpid(Some(child), WaitOptions::NOHANG).ctx("waitpid")?
+                    {
+                        status = Some(st);
+                    }
+                }
+                Some(i) => match rustix::io::read(streams[i].1, spare_capacity(&mut buf)) {
+                    Ok(0) => open[i] = false,
+                    Ok(_) => {
+                        log.write(streams[i].0, &buf)?;
+                        buf.clear();
+                    }
+                    Err(Errno::INTR | Errno::AGAIN) => {}
+                    Err(e) => return Err(e).ctx("reading the container's output"),
+                },
+            }
+        }
+    }
+}
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
+/// Reads the `oom_kill` counter from memory.events (v2) or memory.oom_control (v1).
+fn oom_kill_count(path: &str) -> u64 {
+    io::read_file(path)
+        .ok()
+        .and_then(|text| {
+            String::from_utf8_lossy(&text).lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}

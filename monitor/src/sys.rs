@@ -1,0 +1,287 @@
+//! The system calls rustix does not offer (process creation and exec, which
+//! it keeps for C runtimes; signal dispositions; a few prctl/ioctl
+//! requests), made directly.
+//!
+//! Everything `unsafe` about system calls in the monitor is in this file,
+//! each function a thin, checked wrapper over one call, so the rest stays
+//! safe Rust.
+
+use core::ffi::{c_char, CStr};
+use core::ptr;
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::process::Pid;
+
+// x86_64 system call numbers (asm/unistd_64.h).
+const SYS_IOCTL: usize = 16;
+const SYS_RT_SIGACTION: usize = 13;
+const SYS_RT_SIGPROCMASK: usize = 14;
+const SYS_SOCKET: usize = 41;
+const SYS_CLONE: usize = 56;
+const SYS_EXECVE: usize = 59;
+const SYS_PRCTL: usize = 157;
+const SYS_EXIT_GROUP: usize = 231;
+const SYS_CLONE3: usize = 435;
+const SYS_CLOSE_RANGE: usize = 436;
+
+/// # Safety
+/// The caller upholds the contract of system call `nr` for these arguments.
+unsafe fn syscall(nr: usize, a: [usize; 5]) -> Result<usize, Errno> {
+    let ret: isize;
+    // SAFETY: the caller's contract; the kernel clobbers rcx and r11.
+    unsafe {
+        core::arch::asm!("syscall", inlateout("rax") nr as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4],
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    if (-4095..0).contains(&ret) {
+        Err(Errno::from_raw_os_error(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Ends the process at once (`exit_group(2)`): no destructors, nothing
+/// buffered to flush, which is also right in a forked child.
+pub fn exit(code: i32) -> ! {
+    // SAFETY: exit_group takes an integer and does not return.
+    unsafe {
+        core::arch::asm!("syscall", in("rax") SYS_EXIT_GROUP, in("rdi") code as isize,
+            options(noreturn, nostack));
+    }
+}
+
+/// Result of [`fork`] and [`clone_into_cgroup`].
+pub enum Forked {
+    /// In the parent: the child's pid.
+    Parent(Pid),
+    /// In the child.
+    Child,
+}
+
+fn forked(ret: usize) -> Forked {
+    match Pid::from_raw(ret as i32) {
+        Some(pid) => Forked::Parent(pid),
+        None => Forked::Child,
+    }
+}
+
+/// `fork(2)`, as `clone(SIGCHLD)`. The monitor is single-threaded, so the
+/// child may allocate and run ordinary code.
+pub fn fork() -> Result<Forked, Errno> {
+    const SIGCHLD: usize = 17;
+    // SAFETY: without CLONE_VM the child gets a copy of the address space,
+    // like fork(2); no other thread exists whose locks could be copied held.
+    unsafe { syscall(SYS_CLONE, [SIGCHLD, 0, 0, 0, 0]) }.map(forked)
+}
+
+/// The kernel's `struct clone_args` (clone3(2)), up to `cgroup` (its second
+/// version, Linux 5.7).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks like [`fork`], with the child created directly inside the cgroup v2
+/// directory `cgroup` (`clone3` with `CLONE_INTO_CGROUP`): no migration
+/// afterwards. Fails with `ENOSYS`/`E2BIG`/`EINVAL` on kernels before 5.7.
+pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: 17, // SIGCHLD
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    let size = core::mem::size_of::<CloneArgs>();
+    // SAFETY: as `fork` (no CLONE_VM, no stack given: the child runs on a
+    // copy of this stack); `args` outlives the call and its size goes with it.
+    unsafe {
+        syscall(
+            SYS_CLONE3,
+            [&args as *const CloneArgs as usize, size, 0, 0, 0],
+        )
+    }
+    .map(forked)
+}
+
+/// `execve(2)`; returns only on failure. `argv` and `envp` end with a null.
+pub fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+    if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
+        return Errno::INVAL;
+    }
+    // SAFETY: NUL-terminated strings in null-terminated arrays (checked
+    // above), all alive for the call.
+    match unsafe {
+        syscall(
+            SYS_EXECVE,
+            [
+                path.as_ptr() as usize,
+                argv.as_ptr() as usize,
+                envp.as_ptr() as usize,
+                0,
+                0,
+            ],
+        )
+    } {
+        Ok(_) => Errno::INVAL, // execve does not return on success
+        Err(e) => e,
+    }
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+const SIG_DFL: usize = 0;
+const SIG_IGN: usize = 1;
+
+fn set_disposition(signal: i32, handler: usize) -> Result<(), Errno> {
+    let act = KernelSigaction {
+        handler,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: SIG_DFL and SIG_IGN run no handler code, so no restorer is
+    // needed; `act` outlives the call; 8 is the kernel's sigset size.
+    unsafe {
+        syscall(
+            SYS_RT_SIGACTION,
+            [signal as usize, &act as *const _ as usize, 0, 8, 0],
+        )
+    }
+    .map(drop)
+}
+
+/// Ignores `signal` (SIGPIPE in the monitor, whose berthd end of a pipe may
+/// be gone while berthd restarts).
+pub fn ignore_signal(signal: i32) -> Result<(), Errno> {
+    set_disposition(signal, SIG_IGN)
+}
+
+/// Restores the default action of `signal`: ignored signals survive exec,
+/// so a container would otherwise inherit the monitor's.
+pub fn default_signal(signal: i32) -> Result<(), Errno> {
+    set_disposition(signal, SIG_DFL)
+}
+
+/// Unblocks every signal, for the container's process to start clean.
+pub fn unblock_all_signals() -> Result<(), Errno> {
+    const SIG_SETMASK: usize = 2;
+    let empty: u64 = 0;
+    // SAFETY: `empty` outlives the call; no old mask is asked for.
+    unsafe {
+        syscall(
+            SYS_RT_SIGPROCMASK,
+            [SIG_SETMASK, &empty as *const u64 as usize, 0, 8, 0],
+        )
+    }
+    .map(drop)
+}
+
+/// Marks every fd >= `from` close-on-exec, so an exec'd container process
+/// inherits nothing of the monitor but its stdio.
+pub fn cloexec_from(from: u32) -> Result<(), Errno> {
+    const CLOSE_RANGE_CLOEXEC: usize = 1 << 2;
+    // SAFETY: integer arguments only.
+    unsafe {
+        syscall(
+            SYS_CLOSE_RANGE,
+            [from as usize, u32::MAX as usize, CLOSE_RANGE_CLOEXEC, 0, 0],
+        )
+    }
+    .map(drop)
+}
+
+/// Removes capability number `cap` from the bounding set
+/// (`PR_CAPBSET_DROP`). `EINVAL` means the kernel knows no such capability.
+pub fn drop_bounding_capability(cap: u32) -> Result<(), Errno> {
+    const PR_CAPBSET_DROP: usize = 24;
+    // SAFETY: integer arguments only.
+    unsafe { syscall(SYS_PRCTL, [PR_CAPBSET_DROP, cap as usize, 0, 0, 0]) }.map(drop)
+}
+
+/// The kernel's `struct ifreq` with the flags member of its union.
+#[repr(C)]
+struct IfreqFlags {
+    name: [u8; 16],
+    flags: i16,
+    _pad: [u8; 22],
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> Result<(), Errno> {
+    const AF_INET: usize = 2;
+    const SOCK_DGRAM_CLOEXEC: usize = 2 | 0o2_000_000;
+    const SIOCGIFFLAGS: usize = 0x8913;
+    const SIOCSIFFLAGS: usize = 0x8914;
+    const IFF_UP: i16 = 0x1;
+    const IFF_RUNNING: i16 = 0x40;
+    // SAFETY: integer arguments; the new fd is owned right away.
+    let sock = unsafe {
+        let fd = syscall(SYS_SOCKET, [AF_INET, SOCK_DGRAM_CLOEXEC, 0, 0, 0])?;
+        OwnedFd::from_raw_fd(fd as i32)
+    };
+    let mut req = IfreqFlags {
+        name: [0; 16],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    let fd = sock.as_fd().as_raw_fd() as usize;
+    // SAFETY: both requests read and write the 40-byte ifreq we own.
+    unsafe {
+        syscall(
+            SYS_IOCTL,
+            [fd, SIOCGIFFLAGS, ptr::addr_of_mut!(req) as usize, 0, 0],
+        )
+    }?;
+    req.flags |= IFF_UP | IFF_RUNNING;
+    // SAFETY: as above.
+    unsafe {
+        syscall(
+            SYS_IOCTL,
+            [fd, SIOCSIFFLAGS, ptr::addr_of_mut!(req) as usize, 0, 0],
+        )
+    }
+    .map(drop)
+}
+
+/// The standard streams. berthd starts the monitor with all three open
+/// (the spec pipe, the report pipe, the monitor log), and nothing here ever
+/// closes them, only replaces them with dup2, so they stay valid.
+pub fn stdin() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 is open for the life of the process (above).
+    unsafe { rustix::stdio::stdin() }
+}
+
+/// See [`stdin`].
+pub fn stdout() -> BorrowedFd<'static> {
+    // SAFETY: fd 1 is open for the life of the process (see `stdin`).
+    unsafe { rustix::stdio::stdout() }
+}
+
+/// See [`stdin`].
+pub fn stderr() -> BorrowedFd<'static> {
+    // SAFETY: fd 2 is open for the life of the process (see `stdin`).
+    unsafe { rustix::stdio::stderr() }
+}
