@@ -489,3 +489,54 @@ async fn wait_for_output(agent: &Agent, id: &str, needle: &str) {
     }
     panic!("container {id} never printed {needle:?}");
 }
+
+/// /etc/hostname and /etc/hosts are written before the container's root
+/// becomes `/`, where an image's absolute symlink would lead into the host.
+#[tokio::test]
+async fn image_symlinks_at_etc_hostname_and_hosts_never_reach_the_host() {
+    use common::image::{self, Entry, Layer};
+    let agent = Agent::start().await;
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("hosts");
+    std::fs::write(&victim, "host file\n").unwrap();
+    let absent = host.path().join("hostname");
+    let mut layer = image::busybox_layer();
+    layer.push(Entry::Symlink(
+        "etc/hostname".into(),
+        absent.to_string_lossy().into_owned(),
+    ));
+    layer.push(Entry::Symlink(
+        "etc/hosts".into(),
+        victim.to_string_lossy().into_owned(),
+    ));
+    let archive = image::oci_archive(
+        Some("docker.io/library/symlinked-etc:latest"),
+        &image::Config {
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/bin".into()],
+            ..Default::default()
+        },
+        &[Layer {
+            entries: layer,
+            gzip: false,
+        }],
+        &image::Tamper::default(),
+    );
+    agent
+        .import(archive, "")
+        .await
+        .expect("importing the image");
+    let mut spec =
+        sh("cat /etc/hostname; grep -c box2 /etc/hosts; readlink /etc/hosts || echo regular");
+    spec.image = "symlinked-etc".into();
+    spec.hostname = "box2".into();
+    let (exit, out, err) = agent.run_to_exit(spec).await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert_eq!(out, "box2\n1\nregular\n");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n");
+    assert!(
+        !absent.exists(),
+        "{} was created on the host",
+        absent.display()
+    );
+}

@@ -240,28 +240,42 @@ fn find_program(args: &[String], env: &[String]) -> Step<CString> {
     ))
 }
 
+/// Gives the container its own /etc/hostname and /etc/hosts, in its upper
+/// layer. This runs before `pivot_root`, where an absolute symlink from the
+/// image would point into the host: an image's symlink at either name is
+/// replaced, never followed, and /etc itself must be a real directory.
 fn write_etc(spec: &LaunchSpec) -> Result<(), Errno> {
-    let etc = format!("{}/etc", spec.rootfs.target);
-    if is_dir_no_follow(&etc) {
-        io::write_file(
-            &format!("{etc}/hostname"),
-            format!("{}\n", spec.hostname).as_bytes(),
+    let etc = match rustix::fs::open(
+        format!("{}/etc", spec.rootfs.target).as_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        // No /etc (or a symlink in its place): nothing to give.
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+        spec.hostname
+    );
+    for (name, content) in [
+        ("hostname", format!("{}\n", spec.hostname)),
+        ("hosts", hosts),
+    ] {
+        match rustix::fs::unlinkat(&etc, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let file = rustix::fs::openat(
+            &etc,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
         )?;
-        io::write_file(
-            &format!("{etc}/hosts"),
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-                spec.hostname
-            )
-            .as_bytes(),
-        )?;
+        io::write_all(&file, content.as_bytes())?;
     }
     Ok(())
-}
-
-fn is_dir_no_follow(path: &str) -> bool {
-    rustix::fs::lstat(path)
-        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
 }
 
 /// `mkdir -p`: creates `path` and its missing parents (mode 0755).
