@@ -43,28 +43,42 @@ fn build_monitor() -> Result<(), Box<dyn std::error::Error>> {
     let target_dir = shared_target_dir(&out_dir).join("berth-monitor");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace.join("monitor"))
-        .args(["build", "--locked", "--quiet", "--release"])
-        .args(["--target", &target])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // Cargo hands build scripts the outer build's flags in this one.
-        .env("CARGO_ENCODED_RUSTFLAGS", "");
-    // What the outer build was given is for the outer build.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_PROFILE_RELEASE_DEBUG",
-        // `cargo clippy` lints through this wrapper; the monitor's own
-        // lints run when clippy checks the runtime crate itself.
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        cmd.env_remove(var);
+    let build = || {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(workspace.join("monitor"))
+            .args(["build", "--locked", "--quiet", "--release"])
+            .args(["--target", &target])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            // Cargo hands build scripts the outer build's flags in this one.
+            .env("CARGO_ENCODED_RUSTFLAGS", "");
+        // What the outer build was given is for the outer build.
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "CARGO_PROFILE_RELEASE_DEBUG",
+            // `cargo clippy` lints through this wrapper; lint the monitor
+            // with `cargo clippy` in monitor/.
+            "RUSTC_WORKSPACE_WRAPPER",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    };
+    // The outer cargo holds the lock of its package cache while build
+    // scripts run, so this build must not download into it: it would wait
+    // for that lock forever. First from what the cache holds...
+    let mut status = build().arg("--offline").status()?;
+    if !status.success() {
+        // ...and when the monitor needs crates the workspace does not (a
+        // fresh machine), fetched into a package cache of its own.
+        println!("cargo:warning=fetching berth-monitor's dependencies into a separate CARGO_HOME");
+        status = build()
+            .env("CARGO_HOME", target_dir.join("cargo-home"))
+            .status()?;
     }
-    let status = cmd.status()?;
     if !status.success() {
         return Err(format!("cargo build of berth-monitor failed ({status})").into());
     }
