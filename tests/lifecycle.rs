@@ -490,27 +490,13 @@ async fn wait_for_output(agent: &Agent, id: &str, needle: &str) {
     panic!("container {id} never printed {needle:?}");
 }
 
-/// /etc/hostname and /etc/hosts are written before the container's root
-/// becomes `/`, where an image's absolute symlink would lead into the host.
-#[tokio::test]
-async fn image_symlinks_at_etc_hostname_and_hosts_never_reach_the_host() {
-    use common::image::{self, Entry, Layer};
-    let agent = Agent::start().await;
-    let host = tempfile::tempdir().unwrap();
-    let victim = host.path().join("hosts");
-    std::fs::write(&victim, "host file\n").unwrap();
-    let absent = host.path().join("hostname");
+/// Imports busybox plus `extra` entries in the same layer as `name`.
+async fn import_busybox_with(agent: &Agent, name: &str, extra: Vec<common::image::Entry>) {
+    use common::image::{self, Layer};
     let mut layer = image::busybox_layer();
-    layer.push(Entry::Symlink(
-        "etc/hostname".into(),
-        absent.to_string_lossy().into_owned(),
-    ));
-    layer.push(Entry::Symlink(
-        "etc/hosts".into(),
-        victim.to_string_lossy().into_owned(),
-    ));
+    layer.extend(extra);
     let archive = image::oci_archive(
-        Some("docker.io/library/symlinked-etc:latest"),
+        Some(&format!("docker.io/library/{name}:latest")),
         &image::Config {
             cmd: vec!["sh".into()],
             env: vec!["PATH=/bin".into()],
@@ -526,6 +512,27 @@ async fn image_symlinks_at_etc_hostname_and_hosts_never_reach_the_host() {
         .import(archive, "")
         .await
         .expect("importing the image");
+}
+
+/// /etc/hostname and /etc/hosts are written before the container's root
+/// becomes `/`, where an image's absolute symlink would lead into the host.
+#[tokio::test]
+async fn image_symlinks_at_etc_hostname_and_hosts_never_reach_the_host() {
+    use common::image::Entry;
+    let agent = Agent::start().await;
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("hosts");
+    std::fs::write(&victim, "host file\n").unwrap();
+    let absent = host.path().join("hostname");
+    import_busybox_with(
+        &agent,
+        "symlinked-etc",
+        vec![
+            Entry::Symlink("etc/hostname".into(), absent.to_string_lossy().into_owned()),
+            Entry::Symlink("etc/hosts".into(), victim.to_string_lossy().into_owned()),
+        ],
+    )
+    .await;
     let mut spec =
         sh("cat /etc/hostname; grep -c box2 /etc/hosts; readlink /etc/hosts || echo regular");
     spec.image = "symlinked-etc".into();
@@ -539,4 +546,36 @@ async fn image_symlinks_at_etc_hostname_and_hosts_never_reach_the_host() {
         "{} was created on the host",
         absent.display()
     );
+}
+
+/// The image decides what /etc/passwd is; a device that never ends (or a
+/// FIFO that never answers) must not hang or exhaust the start.
+#[tokio::test]
+async fn endless_account_files_are_not_read() {
+    use common::image::Entry;
+    let agent = Agent::start().await;
+    import_busybox_with(
+        &agent,
+        "zero-passwd",
+        vec![
+            Entry::Symlink("etc/passwd".into(), "/dev/zero".into()),
+            Entry::Symlink("etc/group".into(), "/dev/zero".into()),
+        ],
+    )
+    .await;
+    // (Not `id`: busybox's own lookup would read /dev/zero for ever.)
+    let mut spec = sh("grep Uid /proc/self/status");
+    spec.image = "zero-passwd".into();
+    let (exit, out, err) = agent.run_to_exit(spec.clone()).await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert!(out.starts_with("Uid:\t0\t0\t0\t0"), "{out}");
+    // Names need the files; numeric ids do not.
+    spec.user = "nobody".into();
+    let err = agent
+        .containers()
+        .run(pb::RunContainerRequest { spec: Some(spec) })
+        .await
+        .expect_err("a user name without a passwd file");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("nobody"), "{err:?}");
 }

@@ -35,7 +35,6 @@ impl From<io::Error> for Failure {
 
 type Step<T = ()> = Result<T, Failure>;
 
-const SIGPIPE: i32 = 13;
 /// `MS_REC`, which rustix keeps among the propagation flags.
 const MS_REC: MountFlags = MountFlags::from_bits_retain(0x4000);
 
@@ -45,6 +44,8 @@ const MS_REC: MountFlags = MountFlags::from_bits_retain(0x4000);
 /// cgroup; the slow part of that move (the kernel waits for an RCU grace
 /// period, milliseconds on cgroup v1) overlaps with the mount setup here.
 pub fn run(spec: &LaunchSpec, out: OwnedFd, err: OwnedFd, fail: OwnedFd, go: OwnedFd) -> ! {
+    // A panic from here on is a failed start too, not a silent exit.
+    crate::rt::report_panics_to(&fail);
     let Err(Failure(code, message)) = setup_and_exec(spec, &out, &err, go);
     let _ = io::write_all(&fail, format!("{code}:{message}").as_bytes());
     sys::exit(code)
@@ -54,7 +55,20 @@ enum Never {}
 
 fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) -> Step<Never> {
     sys::unblock_all_signals().ctx("unblocking signals")?;
-    sys::default_signal(SIGPIPE).ctx("resetting SIGPIPE")?;
+    // Ignored signals stay ignored across exec: berthd run under nohup
+    // (SIGHUP) or as a background job of a script (SIGINT, SIGQUIT) must not
+    // hand that on, nor the monitor its ignored SIGPIPE.
+    for signal in 1..=64 {
+        match sys::default_signal(signal) {
+            // SIGKILL and SIGSTOP, and numbers this kernel lacks.
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(e) => {
+                return Err(e)
+                    .ctx(format!("resetting signal {signal}"))
+                    .map_err(Failure::from)
+            }
+        }
+    }
 
     // Before anything else: the path is in the host's /proc.
     let mut namespaces = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC;
@@ -107,13 +121,12 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
         sys::loopback_up().ctx("bringing up lo")?;
     }
 
-    let text = |path: &str| {
-        io::read_file(path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    };
-    let ids = user::resolve(&spec.user, &text("/etc/passwd"), &text("/etc/group"))
-        .map_err(|e| Failure(125, format!("user {:?}: {e}", spec.user)))?;
+    let ids = user::resolve(
+        &spec.user,
+        &account_file("/etc/passwd")?,
+        &account_file("/etc/group")?,
+    )
+    .map_err(|e| Failure(125, format!("user {:?}: {e}", spec.user)))?;
     let env = user::complete_env(&spec.env, &ids);
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     if rustix::fs::stat(cwd).is_err() {
@@ -162,6 +175,34 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
         code,
         format!("exec {}: {}", spec.args[0], io::describe(errno)),
     ))
+}
+
+/// The text of the image's /etc/passwd or /etc/group, empty when it has
+/// none. The image decides what is there: a FIFO would block this process
+/// for good and a device like /dev/zero never ends, so only a regular file
+/// of a sane size is read.
+fn account_file(path: &str) -> Step<String> {
+    const MAX: u64 = 4 << 20;
+    let file = match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(f) => f,
+        Err(_) => return Ok(String::new()),
+    };
+    let st = rustix::fs::fstat(&file).ctx(path)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(String::new());
+    }
+    if st.st_size as u64 > MAX {
+        return Err(Failure(
+            125,
+            format!("{path} is larger than {} MiB", MAX >> 20),
+        ));
+    }
+    let bytes = io::read_to_end(&file).ctx(path)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Moves this process into the network namespace at `path` (one of

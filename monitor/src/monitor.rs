@@ -104,31 +104,40 @@ fn run(spare: bool) -> Result<()> {
     // Readable once the child has exited: how the pump learns of the exit.
     let pidfd = rustix::process::pidfd_open(child, PidfdFlags::empty()).ctx("pidfd_open")?;
 
-    if !placed {
-        // Move the child into its cgroup while it sets up its mounts; it
-        // waits for `go` before it enters its cgroup namespace and execs.
-        if let Err(e) = join_cgroup(child, &spec.cgroup) {
+    // Move the child into its cgroup while it sets up its mounts; it
+    // waits for `go` before it enters its cgroup namespace and execs.
+    let placement = if placed {
+        Ok(())
+    } else {
+        join_cgroup(child, &spec.cgroup)
+    };
+    match &placement {
+        Ok(()) => match io::write_all(&go_w, b"g") {
+            // The init has failed and exited already; why is in the fail pipe.
+            Ok(()) | Err(Errno::PIPE) => {}
+            Err(e) => return Err(e).ctx("starting the init"),
+        },
+        // It must not run outside its cgroup.
+        Err(_) => {
             let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
-            let _ = rustix::process::waitpid(Some(child), WaitOptions::empty());
-            eprintln!("container {} failed to start: {e}", spec.id);
-            report(&MonitorReport::Failed {
-                message: e.0,
-                exit_code: 125,
-            });
-            return Ok(());
         }
     }
-    io::write_all(&go_w, b"g").ctx("starting the init")?;
     drop(go_w);
 
     let failure = io::read_to_end(&fail_r).ctx("reading the init's result")?;
     drop(fail_r);
-    if !failure.is_empty() {
+    if !failure.is_empty() || placement.is_err() {
         let status = rustix::process::waitpid(Some(child), WaitOptions::empty());
-        let failure = String::from_utf8_lossy(&failure);
-        let (message, exit_code) = match failure.split_once(':') {
-            Some((code, msg)) => (msg.to_string(), code.parse().unwrap_or(125)),
-            None => (failure.to_string(), 125),
+        // The init's own reason first: joining its cgroup fails when the
+        // init has already failed and exited.
+        let (message, exit_code) = if failure.is_empty() {
+            (placement.err().map(|e| e.0).unwrap_or_default(), 125)
+        } else {
+            let failure = String::from_utf8_lossy(&failure);
+            match failure.split_once(':') {
+                Some((code, msg)) => (msg.to_string(), code.parse().unwrap_or(125)),
+                None => (failure.to_string(), 125),
+            }
         };
         eprintln!(
             "container {} failed to start: {message} ({status:?})",
@@ -157,9 +166,9 @@ fn run(spare: bool) -> Result<()> {
         eprintln!("container {}: writing {RUNNING_FILE}: {e}", spec.id);
     }
 
-    let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes)?;
+    let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes);
     let status = pump(child, &pidfd, &out_r, &err_r, &mut log)?;
-    log.finish()?;
+    log.finish();
 
     let (exit_code, signal) = match (status.exit_status(), status.terminating_signal()) {
         (Some(code), _) => (code, 0),
@@ -234,6 +243,14 @@ fn pump(
     let streams = [(Stream::Stdout, out), (Stream::Stderr, err)];
     let mut open = [true, true];
     let mut status = None;
+    // The pidfd turns readable when the init is a zombie, but a tracer
+    // (strace from the host) gets to reap-wait first: then wait a little
+    // before looking again instead of spinning.
+    let mut held_by_tracer = false;
+    let retry_wait = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
     // Never initialised: the pages of a buffer that is only read into are
     // touched, and so take memory, only as far as output fills them.
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -251,7 +268,7 @@ fn pump(
         }
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
         let mut which: Vec<Option<usize>> = Vec::with_capacity(3);
-        if status.is_none() {
+        if status.is_none() && !held_by_tracer {
             fds.push(PollFd::new(pidfd, PollFlags::IN));
             which.push(None);
         }
@@ -261,7 +278,13 @@ fn pump(
                 which.push(Some(i));
             }
         }
-        let timeout = status.is_some().then_some(&after_exit);
+        let timeout = if status.is_some() {
+            Some(&after_exit)
+        } else if held_by_tracer {
+            Some(&retry_wait)
+        } else {
+            None
+        };
         let n = match rustix::event::poll(&mut fds, timeout) {
             Ok(n) => n,
             Err(Errno::INTR) => continue,
@@ -270,6 +293,10 @@ fn pump(
         if n == 0 {
             if let Some(st) = status {
                 return Ok(st);
+            }
+            if held_by_tracer {
+                status = reap(child)?;
+                held_by_tracer = status.is_none();
             }
             continue;
         }
@@ -285,16 +312,13 @@ fn pump(
             }
             match w {
                 None => {
-                    if let Some((_, st)) =
-                        rustix::process::waitpid(Some(child), WaitOptions::NOHANG).ctx("waitpid")?
-                    {
-                        status = Some(st);
-                    }
+                    status = reap(child)?;
+                    held_by_tracer = status.is_none();
                 }
                 Some(i) => match rustix::io::read(streams[i].1, spare_capacity(&mut buf)) {
                     Ok(0) => open[i] = false,
                     Ok(_) => {
-                        log.write(streams[i].0, &buf)?;
+                        log.write(streams[i].0, &buf);
                         buf.clear();
                     }
                     Err(Errno::INTR | Errno::AGAIN) => {}
@@ -303,6 +327,13 @@ fn pump(
             }
         }
     }
+}
+
+/// Reaps `child` if it has exited.
+fn reap(child: Pid) -> Result<Option<WaitStatus>> {
+    Ok(rustix::process::waitpid(Some(child), WaitOptions::NOHANG)
+        .ctx("waitpid")?
+        .map(|(_, st)| st))
 }
 
 /// Unix time in nanoseconds.

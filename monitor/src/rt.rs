@@ -10,8 +10,10 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, CStr};
 use core::ptr;
+use core::sync::atomic::{AtomicI32, Ordering};
 
 use alloc::vec::Vec;
+use rustix::fd::AsRawFd;
 use rustix::mm::{MapFlags, ProtFlags};
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -47,12 +49,29 @@ unsafe extern "C" fn entry(stack: *const usize) -> ! {
     crate::main(&args)
 }
 
+/// The container init's fail pipe, once it has one (-1 before).
+static PANIC_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// Makes a panic also write "125:<message>" to `fail`, the container init's
+/// fail pipe, so that the monitor reports a failed start instead of taking
+/// the silent exit for a successful exec. `fail` must stay open until the
+/// process exits, which the init guarantees: it owns the pipe until then.
+pub fn report_panics_to(fail: &impl AsRawFd) {
+    PANIC_PIPE.store(fail.as_raw_fd(), Ordering::Relaxed);
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // No allocation here: the panic may be an allocation failure.
     let mut out = crate::io::FixedBuf::<512>::new();
-    let _ = core::fmt::write(&mut out, format_args!("berth-monitor: {info}\n"));
-    crate::io::write_stderr(out.as_bytes());
+    let _ = core::fmt::write(&mut out, format_args!("125:berth-monitor: {info}"));
+    let report = out.as_bytes();
+    let pipe = PANIC_PIPE.load(Ordering::Relaxed);
+    if pipe >= 0 {
+        crate::sys::write_raw(pipe, report);
+    }
+    crate::io::write_stderr(&report[4..]);
+    crate::io::write_stderr(b"\n");
     crate::sys::exit(125)
 }
 

@@ -285,3 +285,12 @@ pub fn stderr() -> BorrowedFd<'static> {
     // SAFETY: fd 2 is open for the life of the process (see `stdin`).
     unsafe { rustix::stdio::stderr() }
 }
+
+/// Writes `bytes` to the raw descriptor `fd`, ignoring failure: for the
+/// panic handler, which has no owned descriptor at hand.
+pub fn write_raw(fd: i32, bytes: &[u8]) {
+    // SAFETY: callers pass a descriptor that stays open until the process
+    // exits (see `rt::report_panics_to`); the borrow ends with this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let _ = crate::io::write_all(fd, bytes);
+}
