@@ -14,7 +14,7 @@ use rcgen::{
 
 use crate::cli::{CertKind, CertsInitArgs, CertsIssueArgs};
 use crate::error::{Error, Result};
-use crate::parse::civil_from_days;
+use berth_runtime::civil::civil_from_days;
 
 /// Why a certificate could not be made.
 #[derive(Debug, thiserror::Error)]

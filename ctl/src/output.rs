@@ -13,7 +13,7 @@ use berth::v1::{
 use prost_types::Timestamp;
 use serde_json::{json, Value};
 
-use crate::parse::civil_from_days;
+use berth_runtime::civil::civil_from_days;
 
 /// Spaces between table columns, as in Docker's tables.
 const COLUMN_GAP: usize = 3;

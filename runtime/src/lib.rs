@@ -8,7 +8,7 @@
 //!
 //! Both sides link this crate for what they must agree on: the launch spec
 //! and the reports ([`launch`]), the CRI log format ([`cri_log`], with its
-//! timestamps in [`rfc3339`]) and how a user spec resolves against an
+//! timestamps in [`rfc3339`], its calendar in [`civil`]) and how a user spec resolves against an
 //! image's `/etc/passwd` ([`user`]). It needs only `core` and `alloc`, so
 //! the monitor can use it; its tests use `std`.
 
@@ -16,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod civil;
 pub mod cri_log;
 pub mod launch;
 pub mod rfc3339;

@@ -2,12 +2,12 @@
 //! (`2026-12-02T05:10:00.123456789Z`), the time format of CRI log records.
 //!
 //! Written here rather than taken from a crate because the monitor has no
-//! `std` (no `SystemTime`); the arithmetic is Howard Hinnant's
-//! `days_from_civil` and its inverse, exact for the proleptic Gregorian
-//! calendar.
+//! `std` (no `SystemTime`); the calendar arithmetic is in [`crate::civil`].
 
 /// Length of a formatted timestamp.
 pub const LEN: usize = 30;
+
+use crate::civil::{civil_from_days, days_from_civil, days_in_month};
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
@@ -84,43 +84,6 @@ fn put(dst: &mut [u8], mut n: u64) {
         *c = b'0' + (n % 10) as u8;
         n /= 10;
     }
-}
-
-fn is_leap(y: i64) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a civil date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]
