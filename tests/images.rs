@@ -22,20 +22,7 @@ fn store_is_empty(agent: &Agent) {
 }
 
 fn hostile(entries: Vec<Entry>) -> Vec<u8> {
-    let mut layer = image::busybox_layer();
-    layer.extend(entries);
-    image::oci_archive(
-        Some("docker.io/library/evil:latest"),
-        &Config {
-            cmd: vec!["sh".into()],
-            ..Default::default()
-        },
-        &[Layer {
-            entries: layer,
-            gzip: false,
-        }],
-        &Tamper::default(),
-    )
+    image::busybox_with("docker.io/library/evil:latest", entries)
 }
 
 #[tokio::test]

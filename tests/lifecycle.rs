@@ -133,7 +133,7 @@ async fn every_container_has_its_own_network_namespace() {
                     "echo $(cat /sys/class/net/lo/operstate) $(ls /sys/class/net | wc -l) ready; exec sleep 1000",
                 ))
                 .await;
-            wait_for_output(&agent, &c.id, "ready").await;
+            agent.wait_for_output(&c.id, "ready").await;
             assert_eq!(agent.logs(&c.id).await.0, "unknown 1 ready\n", "{flags:?}");
             let ns = std::fs::read_link(format!("/proc/{}/ns/net", c.pid)).unwrap();
             assert!(seen.insert(ns), "{flags:?}: a network namespace is shared");
@@ -286,7 +286,7 @@ async fn containers_run_under_the_static_monitor_and_mount_nothing_on_the_host()
     let agent = Agent::start().await;
     agent.import_busybox().await;
     let c = agent.run(sh("echo ready; exec sleep 1000")).await;
-    wait_for_output(&agent, &c.id, "ready").await;
+    agent.wait_for_output(&c.id, "ready").await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid)).unwrap();
     let monitor: i32 = status
         .lines()
@@ -331,7 +331,7 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
     let c = agent
         .run(sh("trap '' TERM; echo ready; while true; do sleep 1; done"))
         .await;
-    wait_for_output(&agent, &c.id, "ready").await;
+    agent.wait_for_output(&c.id, "ready").await;
     let started = std::time::Instant::now();
     let resp = agent
         .containers()
@@ -357,7 +357,7 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
             "trap 'echo bye; exit 0' TERM; echo ready; sleep 1000 & wait",
         ))
         .await;
-    wait_for_output(&agent, &c.id, "ready").await;
+    agent.wait_for_output(&c.id, "ready").await;
     let resp = agent
         .containers()
         .stop(pb::StopContainerRequest {
@@ -381,7 +381,7 @@ async fn kill_sends_the_chosen_signal() {
             "trap 'echo got-usr1; exit 42' USR1; echo ready; while true; do sleep 0.1; done",
         ))
         .await;
-    wait_for_output(&agent, &c.id, "ready").await;
+    agent.wait_for_output(&c.id, "ready").await;
     agent
         .containers()
         .kill(pb::KillContainerRequest {
@@ -479,35 +479,9 @@ async fn auto_remove_and_restart() {
     agent.assert_clean().await;
 }
 
-/// Polls the container's log until it contains `needle`.
-async fn wait_for_output(agent: &Agent, id: &str, needle: &str) {
-    for _ in 0..(500 * common::slow_factor()) {
-        if agent.logs(id).await.0.contains(needle) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("container {id} never printed {needle:?}");
-}
-
-/// Imports busybox plus `extra` entries in the same layer as `name`.
+/// Imports busybox plus `extra` entries in its layer, as `name`.
 async fn import_busybox_with(agent: &Agent, name: &str, extra: Vec<common::image::Entry>) {
-    use common::image::{self, Layer};
-    let mut layer = image::busybox_layer();
-    layer.extend(extra);
-    let archive = image::oci_archive(
-        Some(&format!("docker.io/library/{name}:latest")),
-        &image::Config {
-            cmd: vec!["sh".into()],
-            env: vec!["PATH=/bin".into()],
-            ..Default::default()
-        },
-        &[Layer {
-            entries: layer,
-            gzip: false,
-        }],
-        &image::Tamper::default(),
-    );
+    let archive = common::image::busybox_with(&format!("docker.io/library/{name}:latest"), extra);
     agent
         .import(archive, "")
         .await

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::io::Write;
 
 use berth::v1 as pb;
 use common::{sh, Agent};
@@ -47,22 +47,10 @@ async fn a_log_that_cannot_be_written_does_not_stop_the_container() {
         .await;
     let dir = agent.state_dir.join("containers").join(&c.id);
     let log = dir.join("container.log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("ready")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no output in {}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    agent.wait_for_output(&c.id, "ready").await;
     // Opened before the flag is set, as the monitor's is.
     let mut probe = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     let frozen = Immutable::set(log.clone());
-    use std::io::Write;
     assert!(
         probe.write_all(b"not a record\n").is_err(),
         "{} does not refuse writes to an immutable file through an open descriptor \

@@ -8,6 +8,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::convert::Infallible;
 
 use berth_runtime::cri_log::{encode_record, Lines, Stream, Tag, ROTATED_SUFFIX};
 use rustix::fd::OwnedFd;
@@ -49,21 +50,26 @@ impl LogWriter {
     /// Records `data` read from `stream`.
     pub fn write(&mut self, stream: Stream, data: &[u8]) {
         let mut lines = core::mem::take(&mut self.lines);
-        let _ = lines.push(stream, data, |s, tag, content| self.append(s, tag, content));
+        let Ok(()) = lines.push(stream, data, |s, tag, content| self.append(s, tag, content));
         self.lines = lines;
     }
 
     /// Writes out unfinished lines (at exit: output without a final newline).
     pub fn finish(&mut self) {
         let mut lines = core::mem::take(&mut self.lines);
-        let _ = lines.finish(|s, tag, content| self.append(s, tag, content));
+        let Ok(()) = lines.finish(|s, tag, content| self.append(s, tag, content));
         if self.dropped > 0 {
             eprintln!("log {}: {} records dropped in all", self.path, self.dropped);
         }
     }
 
     /// Appends one record; never fails (see the module docs).
-    fn append(&mut self, stream: Stream, tag: Tag, content: &[u8]) -> core::result::Result<(), ()> {
+    fn append(
+        &mut self,
+        stream: Stream,
+        tag: Tag,
+        content: &[u8],
+    ) -> core::result::Result<(), Infallible> {
         if let Err(e) = self.try_append(stream, tag, content) {
             self.failed(&e);
         }

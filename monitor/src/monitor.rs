@@ -260,22 +260,25 @@ fn pump(
         tv_sec: 1,
         tv_nsec: 0,
     };
+    // What each entry of `fds` stands for: the init's exit, or a stream.
+    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
+    let mut sources: Vec<Option<usize>> = Vec::with_capacity(3);
     loop {
         if let Some(st) = status {
             if open == [false, false] {
                 return Ok(st);
             }
         }
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
-        let mut which: Vec<Option<usize>> = Vec::with_capacity(3);
+        fds.clear();
+        sources.clear();
         if status.is_none() && !held_by_tracer {
             fds.push(PollFd::new(pidfd, PollFlags::IN));
-            which.push(None);
+            sources.push(None);
         }
         for (i, (_, fd)) in streams.iter().enumerate() {
             if open[i] {
                 fds.push(PollFd::new(*fd, PollFlags::IN));
-                which.push(Some(i));
+                sources.push(Some(i));
             }
         }
         let timeout = if status.is_some() {
@@ -300,17 +303,11 @@ fn pump(
             }
             continue;
         }
-        let ready: Vec<(Option<usize>, bool)> = fds
-            .iter()
-            .zip(&which)
-            .map(|(f, w)| (*w, !f.revents().is_empty()))
-            .collect();
-        drop(fds);
-        for (w, is_ready) in ready {
-            if !is_ready {
+        for (fd, source) in fds.iter().zip(&sources) {
+            if fd.revents().is_empty() {
                 continue;
             }
-            match w {
+            match *source {
                 None => {
                     status = reap(child)?;
                     held_by_tracer = status.is_none();

@@ -244,6 +244,14 @@ pub fn docker_archive(tag: &str, cfg: &Config, layers: &[Layer]) -> Vec<u8> {
 
 /// The standard test image: busybox with `sh` as Cmd.
 pub fn busybox(name: &str) -> Vec<u8> {
+    busybox_with(name, Vec::new())
+}
+
+/// The standard test image with `extra` entries added to (or replacing
+/// some of) its one layer.
+pub fn busybox_with(name: &str, extra: Vec<Entry>) -> Vec<u8> {
+    let mut entries = busybox_layer();
+    entries.extend(extra);
     oci_archive(
         Some(name),
         &Config {
@@ -252,7 +260,7 @@ pub fn busybox(name: &str) -> Vec<u8> {
             ..Default::default()
         },
         &[Layer {
-            entries: busybox_layer(),
+            entries,
             gzip: true,
         }],
         &Tamper::default(),

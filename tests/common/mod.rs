@@ -274,6 +274,17 @@ impl Agent {
         (w.exit.unwrap(), out, err)
     }
 
+    /// Polls the container's log until its stdout contains `needle`.
+    pub async fn wait_for_output(&self, id: &str, needle: &str) {
+        for _ in 0..(500 * slow_factor()) {
+            if self.logs(id).await.0.contains(needle) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("container {id} never printed {needle:?}");
+    }
+
     /// All logged output of a container, (stdout, stderr).
     pub async fn logs(&self, id: &str) -> (String, String) {
         use tokio_stream::StreamExt;
