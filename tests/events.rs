@@ -19,10 +19,13 @@ async fn every_transition_is_one_event_in_order() {
         .unwrap()
         .into_inner();
     agent.import_busybox().await;
-    let mut spec = sh("trap 'exit 0' TERM; sleep 1000 & wait");
+    let mut spec = sh("trap 'exit 0' TERM; echo ready; sleep 1000 & wait");
     spec.name = "evented".into();
     spec.labels.insert("team".into(), "blue".into());
     let c = agent.run(spec).await;
+    // Until the shell has set its trap, a TERM to PID 1 is ignored and the
+    // stop would escalate to SIGKILL: an extra event this test must not see.
+    agent.wait_for_output(&c.id, "ready").await;
     agent
         .containers()
         .kill(pb::KillContainerRequest {
