@@ -102,7 +102,7 @@ impl Events for EventsService {
                         name: c.name.clone(),
                         labels: c.labels.clone(),
                         image: c.image.clone(),
-                        container: Some(c),
+                        container: Some(Box::new(c)),
                         ..Default::default()
                     });
                 }
