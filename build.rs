@@ -22,9 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
-        // Only snapshot events carry a Container (700 bytes inline): boxed, an
-        // Event is a quarter of the size, and berthd keeps 4,096 of them in
-        // memory. The wire format does not change.
+        // Only snapshot events carry a Container (704 bytes inline): boxed, an
+        // Event is a quarter of the size, and berthd keeps thousands of them
+        // in memory (`events::RECENT`). The wire format does not change.
         .boxed(".berth.v1.Event.container")
         .build_server(true)
         .build_client(true)
