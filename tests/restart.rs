@@ -200,3 +200,43 @@ async fn half_done_and_corrupt_state_is_repaired_or_quarantined() {
     agent.wait(&good.id).await;
     agent.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_second_agent_on_the_same_cgroup_parent_leaves_the_first_ones_containers_alone() {
+    let first = Agent::start().await;
+    first.import_busybox().await;
+    let c = first.run(sh("echo up; exec sleep 600")).await;
+    first.wait_for_output(&c.id, "up").await;
+    let cgroup = first.cgroup_dir(&c.id, "pids");
+    // Its cgroup is one the second agent has no record of.
+    let second = Agent::start_beside(&first).await;
+    let running = first.inspect(&c.id).await;
+    assert_eq!(
+        running.state,
+        pb::ContainerState::Running as i32,
+        "the second agent's start ended the first one's container"
+    );
+    assert!(cgroup.is_dir(), "the container's cgroup was removed");
+    assert!(
+        second.log().contains("left alone"),
+        "the foreign cgroup is not reported:\n{}",
+        second.log()
+    );
+    let listed = second
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.containers.is_empty(), "{:?}", listed.containers);
+    drop(second);
+    first
+        .containers()
+        .remove(pb::RemoveContainerRequest {
+            id: c.id.clone(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    first.assert_clean().await;
+}

@@ -313,32 +313,53 @@ impl CgroupHost {
         Ok(())
     }
 
-    /// Removes container cgroups under the parent that belong to none of
-    /// `known` (left by a crash).
+    /// Removes the empty container cgroups under the parent that belong to
+    /// none of `known` (left by a crash). A cgroup that still holds
+    /// processes is left alone: they belong to no container this berthd
+    /// knows, most likely to another berthd with the same `--cgroup-parent`,
+    /// and killing them is not this berthd's call.
     pub fn remove_others(&self, known: &std::collections::HashSet<String>) {
+        let mut stale = std::collections::BTreeMap::<String, Vec<PathBuf>>::new();
+        for p in self.parent_dirs() {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if e.path().is_dir() && name.len() == 64 && !known.contains(&name) {
+                    stale.entry(name).or_default().push(e.path());
+                }
+            }
+        }
+        for (id, dirs) in stale {
+            if dirs.iter().any(|d| has_processes(d)) {
+                tracing::warn!(
+                    %id,
+                    "left alone: cgroup {}/{id} holds processes of no container this berthd \
+                     knows (does another berthd use --cgroup-parent {}?)",
+                    self.parent,
+                    self.parent
+                );
+                continue;
+            }
+            tracing::info!(%id, "removing a stale container cgroup");
+            for d in dirs {
+                if let Err(e) = std::fs::remove_dir(&d) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(%id, "removing {}: {e}", d.display());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The parent's directory in each hierarchy berth uses.
+    fn parent_dirs(&self) -> Vec<PathBuf> {
         let root = &self.root;
-        let parents: Vec<PathBuf> = if self.version == 2 {
+        if self.version == 2 {
             vec![root.join(&self.parent)]
         } else {
             self.controllers
                 .iter()
                 .map(|c| root.join(c).join(&self.parent))
                 .collect()
-        };
-        let mut stale = std::collections::BTreeSet::new();
-        for p in parents {
-            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if e.path().is_dir() && name.len() == 64 && !known.contains(&name) {
-                    stale.insert(name);
-                }
-            }
-        }
-        for id in stale {
-            tracing::info!(%id, "removing a stale container cgroup");
-            if let Err(e) = self.remove(&id) {
-                tracing::warn!(%id, "{e}");
-            }
         }
     }
 
@@ -362,12 +383,10 @@ impl CgroupHost {
         if !cg.exists() {
             return Ok(());
         }
-        if !cg.procs().is_empty() {
-            let _ = cg.kill();
-        }
         let mut last = None;
         // rmdir fails with EBUSY for a moment after the last process died.
         for _ in 0..50 {
+            kill_all(&cg);
             match cg.delete() {
                 Ok(()) => return Ok(()),
                 Err(e) => last = Some(e),
@@ -379,6 +398,29 @@ impl CgroupHost {
             None => Ok(()),
         }
     }
+}
+
+/// SIGKILLs every process in `cg`: through `cgroup.kill` where the kernel
+/// has it (v2 since Linux 5.14), else one pid at a time (v1), which a fork
+/// can race; [`CgroupHost::remove`] calls it again on each attempt.
+fn kill_all(cg: &Cgroup) {
+    let procs = cg.procs();
+    if procs.is_empty() || cg.kill().is_ok() {
+        return;
+    }
+    for p in procs {
+        if let Ok(pid) = i32::try_from(p.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// True when the cgroup directory `dir` has a process in it.
+fn has_processes(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
 }
 
 /// Translates Docker-style limits into cgroups-rs resources for `version`.

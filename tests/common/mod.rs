@@ -91,6 +91,16 @@ impl Agent {
 
     /// Starts berthd with extra flags and waits until it serves.
     pub async fn start_with(extra_args: &[&str]) -> Agent {
+        Agent::start_in(None, extra_args).await
+    }
+
+    /// Starts a second berthd, with its own state, under `other`'s cgroup
+    /// parent (a misconfiguration that must not harm `other`).
+    pub async fn start_beside(other: &Agent) -> Agent {
+        Agent::start_in(Some(other.cgroup_parent.clone()), &[]).await
+    }
+
+    async fn start_in(cgroup_parent: Option<String>, extra_args: &[&str]) -> Agent {
         require_root();
         let name = unique("berth-test");
         let dir = std::env::temp_dir().join(&name);
@@ -101,7 +111,7 @@ impl Agent {
             dir: dir.clone(),
             socket: socket.clone(),
             state_dir,
-            cgroup_parent: name,
+            cgroup_parent: cgroup_parent.unwrap_or(name),
             child: None,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             channel: Channel::from_static("http://unused").connect_lazy(),
