@@ -23,6 +23,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +42,10 @@ SAMPLES = int(os.environ.get("BENCH_SAMPLES", "40"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "5"))
 CONC_ROUNDS = int(os.environ.get("BENCH_CONC_ROUNDS", "5"))
 SKIP_DOCKER = os.environ.get("BENCH_SKIP_DOCKER") == "1"
+# BENCH_ONLY=concurrency: only berthctl, the API and crun at 10 in flight, for a
+# quick A/B of one change (a printed table, nothing written to BENCH_OUT).
+ONLY = os.environ.get("BENCH_ONLY", "")
+CONC_TOTAL = int(os.environ.get("BENCH_CONC_TOTAL", "50"))
 
 BERTH_SOCK = os.path.join(W, "berthd.sock")
 CTRD_SOCK = os.path.join(W, "containerd", "containerd.sock")
@@ -259,12 +264,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 # ---------------------------------------------------------------- samplers
 
 class Counter:
+    """Unique container names; the concurrency runs call it from many threads."""
     n = 0
+    lock = threading.Lock()
 
     @classmethod
     def next(cls):
-        cls.n += 1
-        return f"bench{os.getpid()}-{cls.n}"
+        with cls.lock:
+            cls.n += 1
+            return f"bench{os.getpid()}-{cls.n}"
 
 
 def timed(args):
@@ -351,14 +359,14 @@ def measure_lifecycle(tools):
     return samples
 
 
-def conc_cli(make_args, total=50, inflight=10):
+def conc_cli(make_args, total=CONC_TOTAL, inflight=10):
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(inflight) as ex:
         list(ex.map(lambda _: timed(make_args()), range(total)))
     return total / (time.perf_counter() - t0)
 
 
-def conc_api(total=50, inflight=10):
+def conc_api(total=CONC_TOTAL, inflight=10):
     r = json.loads(sh([CLIENT, "-H", BERTH_SOCK, "concurrent", "--total", str(total),
                        "--inflight", str(inflight)]).stdout)
     if r["errors"]:
@@ -366,7 +374,7 @@ def conc_api(total=50, inflight=10):
     return r["per_second"]
 
 
-def measure_concurrency():
+def measure_concurrency(only=None):
     bundle = os.path.join(IMG, "bundle")
     tools = {
         "berthctl run --rm": lambda: conc_cli(
@@ -377,6 +385,8 @@ def measure_concurrency():
         "ctr run --rm": lambda: conc_cli(lambda: ["ctr", "-a", CTRD_SOCK, "-n", CTR_NS, "run",
                                                   "--rm", REF_CTR, Counter.next(), "/bin/true"]),
     }
+    if only is not None:
+        tools = {k: v for k, v in tools.items() if k in only}
     out = {k: [] for k in tools}
     names = list(tools)
     rnd = random.Random(7)
@@ -662,7 +672,28 @@ def chart(res, path):
     fig.savefig(path, dpi=110)
 
 
+def main_concurrency():
+    """BENCH_ONLY=concurrency: berthctl, the API and crun at 10 in flight."""
+    os.makedirs(W, exist_ok=True)
+    d = Daemons()
+    try:
+        d.start_berthd()
+        sh([BERTHCTL, "-H", BERTH_SOCK, "image", "import", os.path.join(IMG, "busybox.tar")])
+        res = measure_concurrency(("berthctl run --rm", "berth API (resident client)", "crun run"))
+    finally:
+        d.stop_all()
+    crun = statistics.median(res["crun run"])
+    print(f"{CONC_TOTAL} containers per sample, 10 in flight, {CONC_ROUNDS} rounds")
+    for k, v in res.items():
+        print(f"{k:30} median {statistics.median(v):7.1f}/s  {statistics.median(v) / crun:.2f}x crun"
+              f"  samples {' '.join(f'{x:.1f}' for x in v)}")
+
+
 def main():
+    if ONLY == "concurrency":
+        return main_concurrency()
+    if ONLY:
+        raise SystemExit(f"BENCH_ONLY={ONLY}: only 'concurrency' is known")
     os.makedirs(W, exist_ok=True)
     os.makedirs(OUT, exist_ok=True)
     d = Daemons()

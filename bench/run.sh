@@ -17,7 +17,9 @@
 #    bench/results/{results.md,results.json,latency.png}.
 #
 # Knobs: BENCH_SAMPLES (40), BENCH_WARMUP (5), BENCH_CONC_ROUNDS (5),
-# BENCH_SKIP_DOCKER=1, BENCH_OUT (bench/results), BENCH_KEEP_WORK=1.
+# BENCH_SKIP_DOCKER=1, BENCH_OUT (bench/results), BENCH_KEEP_WORK=1;
+# BENCH_ONLY=concurrency (berthctl, API and crun at 10 in flight only),
+# BENCH_CONC_TOTAL (50 containers per concurrency sample).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
