@@ -448,6 +448,15 @@ async fn auto_remove_and_restart() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     assert!(!agent.state_dir.join("containers").join(&c.id).exists());
+    // Its files go in the background, but they do go.
+    let trash = agent.state_dir.join("trash").join(&c.id);
+    for _ in 0..(500 * common::slow_factor()) {
+        if !trash.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!trash.exists(), "{} never deleted", trash.display());
 
     // An exited container starts again, keeping its writable layer and log.
     let c = agent.run(sh("echo run >> /count; wc -l < /count")).await;

@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod fsutil;
 mod image;
+mod janitor;
 mod monitor;
 mod netns_pool;
 mod server;

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::events::EventBus;
 use crate::fsutil::{Durability, Flusher};
 use crate::image::ImageStore;
+use crate::janitor::Janitor;
 use crate::monitor::{self, ExitRecord, LaunchSpec, Monitors, SpawnError};
 use crate::netns_pool::NetnsPool;
 use crate::sys;
@@ -135,6 +136,7 @@ pub struct Manager {
     monitors: Monitors,
     netns: NetnsPool,
     flusher: Arc<Flusher>,
+    janitor: Arc<Janitor>,
     log_max_bytes: u64,
     table: Mutex<Table>,
 }
@@ -153,6 +155,8 @@ pub struct Deps {
     pub netns: NetnsPool,
     /// Background durability of state files.
     pub flusher: Arc<Flusher>,
+    /// Deletes removed containers' directories in the background.
+    pub janitor: Arc<Janitor>,
 }
 
 fn now_nanos() -> i64 {
@@ -173,6 +177,7 @@ impl Manager {
             monitors,
             netns,
             flusher,
+            janitor,
         } = deps;
         let mgr = Arc::new(Manager {
             dir,
@@ -182,6 +187,7 @@ impl Manager {
             monitors,
             netns,
             flusher,
+            janitor,
             log_max_bytes,
             table: Mutex::new(Table {
                 by_id: HashMap::new(),
@@ -217,7 +223,8 @@ impl Manager {
                 continue;
             };
             if id.starts_with(".trash-") {
-                // A removal whose background delete a crash cut short.
+                // Where berthd before the trash directory put a removal
+                // whose background delete a crash cut short.
                 let _ = std::fs::remove_dir_all(&dir);
                 continue;
             }
@@ -1014,17 +1021,13 @@ impl Manager {
         let _teardown = entry.teardown.lock().await;
         let rec = entry.snapshot();
         let dir = entry.dir.clone();
-        let cg = self.cgroups.clone();
         let id = entry.id.clone();
-        let trash = self.dir.join(format!(".trash-{id}"));
+        let (cg, janitor) = (self.cgroups.clone(), self.janitor.clone());
         tokio::task::spawn_blocking(move || {
             let _ = Rootfs::under(&dir).unmount();
             let _ = cg.remove(&id);
-            // The directory goes away at once by name; deleting its files
-            // (one unlink each, slow on a busy disk) happens in the background.
-            std::fs::rename(&dir, &trash)?;
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(trash));
-            Ok::<(), std::io::Error>(())
+            // Gone by name at once; its files are deleted in the background.
+            janitor.discard(&dir, &id)
         })
         .await
         .map_err(|e| Error::internal("remove task", e))?

@@ -27,6 +27,7 @@ use crate::container::{Deps, Manager};
 use crate::events::EventBus;
 use crate::fsutil::Flusher;
 use crate::image::ImageStore;
+use crate::janitor::Janitor;
 use crate::monitor::Monitors;
 use crate::netns_pool::NetnsPool;
 
@@ -82,6 +83,10 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             monitors,
             netns: NetnsPool::start(cfg.spare_netns)?,
             flusher: flusher.clone(),
+            janitor: Arc::new(
+                Janitor::start(cfg.state_dir.join("trash"))
+                    .map_err(|e| format!("{}: {e}", cfg.state_dir.join("trash").display()))?,
+            ),
         },
         cfg.log_max_bytes,
     )?;
