@@ -51,7 +51,11 @@ fn build_monitor() -> Result<(), Box<dyn std::error::Error>> {
             .arg("--target-dir")
             .arg(&target_dir)
             // Cargo hands build scripts the outer build's flags in this one.
-            .env("CARGO_ENCODED_RUSTFLAGS", "");
+            .env("CARGO_ENCODED_RUSTFLAGS", "")
+            // The workspace's .cargo/config.toml (found from monitor/ too)
+            // links its programs with crt-static; the monitor has no libc
+            // and links itself (monitor/build.rs).
+            .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "");
         // What the outer build was given is for the outer build.
         for var in [
             "RUSTFLAGS",

@@ -27,7 +27,8 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(REPO, "target", "release")
+# .cargo/config.toml names the target, so cargo builds into target/<triple>/.
+REL = os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "release")
 BERTHD = os.path.join(REL, "berthd")
 BERTHCTL = os.path.join(REL, "berthctl")
 CLIENT = os.path.join(REL, "berth-bench")

@@ -40,7 +40,7 @@ if mountpoint -q /sys/fs/cgroup/unified; then  # as in bench/run.sh
     umount /sys/fs/cgroup/unified
     mount -t tmpfs -o size=256m,mode=755 bench-no-unified /sys/fs/cgroup/unified
 fi
-REL=$REPO/target/release
+REL=$REPO/target/x86_64-unknown-linux-gnu/release
 SOCK=$WORK/berthd.sock
 OUT=${BENCH_OUT:-$REPO/bench/results}/profile.txt
 mkdir -p "$(dirname "$OUT")"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench/statefs.sh: must run as root" >&2; exit 1; }
 ROUNDS=${1:-3}
 TOTAL=${2:-200}
-REL=$PWD/target/release
+REL=$PWD/target/x86_64-unknown-linux-gnu/release
 W=$(mktemp -d /var/tmp/berth-statefs.XXXXXX)
 pids=()
 cleanup() {

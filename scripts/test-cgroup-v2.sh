@@ -26,11 +26,21 @@ for line in sys.stdin:
     except ValueError:
         continue
     exe = m.get("executable")
-    if m.get("reason") == "compiler-artifact" and exe and m.get("profile", {}).get("test"):
+    if m.get("reason") == "compiler-artifact" and exe and m["target"]["name"] == "berthd" \
+            and not m.get("profile", {}).get("test"):
+        # Where the workspace binaries are (target/<triple>/debug).
+        print("bindir " + exe.rsplit("/", 1)[0])
+    elif m.get("reason") == "compiler-artifact" and exe and m.get("profile", {}).get("test"):
         name = m["target"]["name"]
         if m["target"]["kind"] == ["test"] or name == "berthd":
             print(name + " " + exe)
 ')
+bindir=
+for i in "${!bins[@]}"; do
+    if [[ ${bins[$i]} == "bindir "* ]]; then bindir=${bins[$i]#bindir }; unset "bins[$i]"; fi
+done
+bins=("${bins[@]}")
+[ -n "$bindir" ] || { echo "test-cgroup-v2: cargo reported no berthd binary" >&2; exit 1; }
 [ "${#bins[@]}" -gt 0 ] || { echo "test-cgroup-v2: no test binaries built" >&2; exit 1; }
 
 script="fail=0; ran=0"
@@ -50,4 +60,4 @@ script+='; echo "cgroup v2: $ran test binaries run"; exit $fail'
 # --share: the checkout may live where the guest shows something else (its
 # /tmp is a fresh tmpfs), so mount it at the same path.
 exec "$vm" --mem 4G --cpus 2 --timeout 2400 --env BERTH_TEST_SLOW=10 --share "$root" \
-    --env BERTH_BIN_DIR="$root/target/debug" --cwd / -- sh -c "$script"
+    --env BERTH_BIN_DIR="$bindir" --cwd / -- sh -c "$script"
