@@ -562,3 +562,20 @@ async fn endless_account_files_are_not_read() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("nobody"), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_run_without_monitor_diagnostics_leaves_no_monitor_log() {
+    // A spare monitor (the default) and one spawned for its container.
+    for flags in [&[][..], &["--spare-monitors", "0"][..]] {
+        let agent = Agent::start_with(flags).await;
+        agent.import_busybox().await;
+        let c = agent.run(sh("echo hi")).await;
+        agent.wait(&c.id).await;
+        assert_eq!(agent.logs(&c.id).await.0, "hi\n", "{flags:?}");
+        let dir = agent.state_dir.join("containers").join(&c.id);
+        assert!(dir.join("container.json").exists());
+        // An empty log would cost an inode to make and one to delete.
+        assert!(!dir.join("monitor.log").exists(), "{flags:?}");
+        agent.assert_clean().await;
+    }
+}

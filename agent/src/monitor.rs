@@ -183,25 +183,17 @@ impl Monitors {
         });
     }
 
-    /// Spawns a monitor: for the container in `dir` (its stderr goes to
-    /// that container's monitor log), or a spare (`None`), which redirects
-    /// its stderr once its launch spec names the container.
+    /// Spawns a monitor: for the container in `dir`, or a spare (`None`),
+    /// which learns its container from the launch spec.
     fn spawn(&self, dir: Option<&Path>) -> Result<Starting, SpawnError> {
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg(MONITOR_ARG);
-        match dir {
-            Some(dir) => {
-                let log = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(MONITOR_LOG))
-                    .map_err(|e| SpawnError::Monitor(format!("cannot open monitor log: {e}")))?;
-                cmd.arg(dir).stderr(log);
-            }
-            None => {
-                cmd.stderr(Stdio::null());
-            }
+        if let Some(dir) = dir {
+            cmd.arg(dir);
         }
+        // The monitor creates its log in the container directory with its
+        // first diagnostic; a run without one leaves no empty file.
+        cmd.stderr(Stdio::null());
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -4,6 +4,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use berth_runtime::launch::MONITOR_LOG;
 
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
@@ -118,9 +121,27 @@ impl<const N: usize> fmt::Write for FixedBuf<N> {
     }
 }
 
+/// Whether stderr is the monitor log yet.
+static LOG_OPEN: AtomicBool = AtomicBool::new(false);
+
 /// Writes to stderr, ignoring failure: it is the diagnostics channel of
-/// last resort (the container's monitor.log).
+/// last resort (the container's monitor.log). The monitor creates that log
+/// with its first line only: most runs never write one, and an empty
+/// file costs an inode to create and another to delete.
 pub fn write_stderr(bytes: &[u8]) {
+    if !LOG_OPEN.load(Ordering::Relaxed) {
+        if let Some(dir) = crate::sys::log_dir() {
+            LOG_OPEN.store(true, Ordering::Relaxed);
+            if let Ok(log) = rustix::fs::openat(
+                dir,
+                MONITOR_LOG,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            ) {
+                let _ = rustix::stdio::dup2_stderr(&log);
+            }
+        }
+    }
     let _ = write_all(crate::sys::stderr(), bytes);
 }
 
@@ -176,6 +197,15 @@ pub fn open_append(path: &str) -> core::result::Result<OwnedFd, Errno> {
         path,
         OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o644),
+    )
+}
+
+/// Opens the directory `path` (close-on-exec).
+pub fn open_dir(path: &str) -> core::result::Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
     )
 }
 

@@ -32,11 +32,16 @@ use berth_runtime::launch::MONITOR_ARG;
 fn main(args: &[&[u8]]) -> ! {
     let monitor_mode = |mode: &[u8]| mode == MONITOR_ARG.as_bytes();
     match args.get(1..).unwrap_or_default() {
-        // With the directory: started for one container, stderr already
-        // its monitor log. Without: started ahead of time, the directory
-        // comes with the launch spec.
+        // With the directory: started for one container. Without: started
+        // ahead of time, the directory comes with the launch spec.
         [mode] if monitor_mode(mode) => monitor::main(true),
-        [mode, _dir] if monitor_mode(mode) => monitor::main(false),
+        [mode, dir] if monitor_mode(mode) => {
+            match core::str::from_utf8(dir).map(io::open_dir) {
+                Ok(Ok(d)) => sys::set_log_dir(d),
+                _ => io::eprintln!("berth-monitor: cannot open the container directory"),
+            }
+            monitor::main(false)
+        }
         _ => {
             io::eprintln!(
                 "berth-monitor: started by berthd as `berth-monitor {MONITOR_ARG} [<container dir>]`, with the launch spec on stdin"

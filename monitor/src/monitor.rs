@@ -12,8 +12,7 @@ use alloc::vec::Vec;
 
 use berth_runtime::cri_log::Stream;
 use berth_runtime::launch::{
-    CgroupPlacement, ExitRecord, LaunchSpec, MonitorReport, RunningRecord, MONITOR_LOG,
-    RUNNING_FILE,
+    CgroupPlacement, ExitRecord, LaunchSpec, MonitorReport, RunningRecord, RUNNING_FILE,
 };
 use rustix::buffer::spare_capacity;
 use rustix::event::{PollFd, PollFlags};
@@ -32,7 +31,8 @@ const SIGCHLD: i32 = 17;
 
 /// Runs the monitor; never returns. A `spare` was started ahead of its
 /// container and learns its directory from the launch spec; otherwise
-/// berthd already made stderr that container's monitor log.
+/// `main` already named it from the command line. Either way stderr is
+/// /dev/null until the first diagnostic creates the monitor log there.
 pub fn main(spare: bool) -> ! {
     let code = match run(spare) {
         Ok(()) => 0,
@@ -73,9 +73,7 @@ fn run(spare: bool) -> Result<()> {
     drop(input);
     let dir = spec.dir.as_str();
     if spare {
-        let log_path = format!("{dir}/{MONITOR_LOG}");
-        let log = io::open_append(&log_path).ctx(&log_path)?;
-        rustix::stdio::dup2_stderr(&log).ctx("stderr")?;
+        sys::set_log_dir(io::open_dir(dir).ctx(dir)?);
     }
     // berthd tells this monitor from a process that reused its pid by it.
     rustix::process::chdir(dir).ctx(dir)?;

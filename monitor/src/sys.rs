@@ -9,7 +9,9 @@
 use core::ffi::{c_char, CStr};
 use core::ptr;
 
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::Pid;
 
@@ -284,6 +286,29 @@ pub fn stdout() -> BorrowedFd<'static> {
 pub fn stderr() -> BorrowedFd<'static> {
     // SAFETY: fd 2 is open for the life of the process (see `stdin`).
     unsafe { rustix::stdio::stderr() }
+}
+
+/// The directory the monitor log goes in, held open from the launch spec on
+/// (see [`crate::io::write_stderr`]); -1 until then.
+static LOG_DIR: AtomicI32 = AtomicI32::new(-1);
+
+/// Keeps `dir` open for the rest of the process as the monitor log's
+/// directory.
+pub fn set_log_dir(dir: OwnedFd) {
+    let old = LOG_DIR.swap(dir.into_raw_fd(), Ordering::AcqRel);
+    if old >= 0 {
+        // SAFETY: `old` came from `into_raw_fd` above and nothing else owns
+        // it; it is closed once, here.
+        drop(unsafe { OwnedFd::from_raw_fd(old) });
+    }
+}
+
+/// The monitor log's directory, once [`set_log_dir`] has named it.
+pub fn log_dir() -> Option<BorrowedFd<'static>> {
+    let fd = LOG_DIR.load(Ordering::Acquire);
+    // SAFETY: `set_log_dir` keeps the descriptor open until the process
+    // exits (it never replaces it in practice: it is called once).
+    (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// Writes `bytes` to the raw descriptor `fd`, ignoring failure: for the
