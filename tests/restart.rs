@@ -240,3 +240,43 @@ async fn a_second_agent_on_the_same_cgroup_parent_leaves_the_first_ones_containe
         .unwrap();
     first.assert_clean().await;
 }
+
+#[tokio::test]
+async fn an_auto_remove_container_that_exits_while_the_agent_is_down_is_removed_on_its_return() {
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut spec = sh("echo up; exec sleep 600");
+    spec.auto_remove = true;
+    let c = agent.run(spec).await;
+    agent.wait_for_output(&c.id, "up").await;
+    let dir = agent.state_dir.join("containers").join(&c.id);
+    agent.stop_agent(Signal::SIGKILL);
+    // It exits while no berthd watches; its monitor records the exit.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid), Signal::SIGKILL).unwrap();
+    for _ in 0..(500 * common::slow_factor()) {
+        if dir.join("exit.json").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        dir.join("exit.json").exists(),
+        "the monitor recorded no exit"
+    );
+    agent.spawn().await;
+    let mut gone = false;
+    for _ in 0..(500 * common::slow_factor()) {
+        let r = agent
+            .containers()
+            .inspect(pb::InspectContainerRequest { id: c.id.clone() })
+            .await;
+        if r.as_ref().is_err_and(|e| e.code() == tonic::Code::NotFound) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the auto-remove container was not removed");
+    assert!(!dir.exists());
+    agent.assert_clean().await;
+}

@@ -743,8 +743,14 @@ impl Manager {
                 ev.exit = Some(exit_to_proto(&exit))
             });
         }
-        if let Err(e) = entry.persist(&rec) {
-            tracing::error!(id = %entry.id, "{e}");
+        // An auto-remove container is removed next; its record is not
+        // rewritten for the moment in between. A crash before the removal
+        // leaves it "running" on disk with its monitor gone, and the next
+        // berthd takes the exit from exit.json and removes it then.
+        if !rec.spec.auto_remove {
+            if let Err(e) = entry.persist(&rec) {
+                tracing::error!(id = %entry.id, "{e}");
+            }
         }
         entry.life.send_replace(Life::Exited(exit));
         let id = entry.id.clone();
