@@ -548,7 +548,17 @@ def machine():
             "mem_gib": round(mem_kib / 2**20, 1), "loadavg_at_end": load, "versions": vers,
             "berth_commit": git, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "cgroups": "v1 (private mount namespace without /sys/fs/cgroup/unified)",
-            "cgroup_migration_ms": cgroup_migration_ms()}
+            "cgroup_migration_ms": cgroup_migration_ms(), "state_fs": state_fs()}
+
+
+def state_fs():
+    """The file system every tool keeps its state on (bench/run.sh)."""
+    r = sh(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "--target", W], check=False)
+    fstype, _, opts = r.stdout.strip().partition(" ")
+    journal = sh(["dumpe2fs", "-h", sh(["findmnt", "-n", "-o", "SOURCE", "--target", W],
+                                        check=False).stdout.strip()], check=False)
+    has_journal = "has_journal" in journal.stdout
+    return f"{fstype}{' with a journal' if has_journal else ''} ({opts})"
 
 
 def fmt(x):
@@ -565,7 +575,8 @@ def report(res):
     lines.append(f"Run {m['date']}, berth {m['berth_commit']}, {m['cpus']} CPUs ({m['cpu']}), "
                  f"{m['mem_gib']} GiB, Linux {m['kernel']}, {m['cgroups']}. "
                  f"{SAMPLES} samples per tool after {WARMUP} warm-up rounds, tools interleaved "
-                 f"in shuffled rounds. Load average at the end: {' '.join(m['loadavg_at_end'])}.")
+                 f"in shuffled rounds. Load average at the end: {' '.join(m['loadavg_at_end'])}."
+                 f" Every tool's state on {m.get('state_fs', 'the root file system')}.")
     if m.get("cgroup_migration_ms") is not None:
         lines.append("")
         lines.append(f"Moving a process into a v1 cgroup took {m['cgroup_migration_ms']:.3f} ms "

@@ -19,7 +19,8 @@
 # Knobs: BENCH_SAMPLES (40), BENCH_WARMUP (5), BENCH_CONC_ROUNDS (5),
 # BENCH_SKIP_DOCKER=1, BENCH_OUT (bench/results), BENCH_KEEP_WORK=1;
 # BENCH_ONLY=concurrency (berthctl, API and crun at 10 in flight only),
-# BENCH_CONC_TOTAL (50 containers per concurrency sample).
+# BENCH_CONC_TOTAL (50 containers per concurrency sample),
+# BENCH_STATE_FS=root (state on the root file system, not a journaled ext4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -30,7 +31,7 @@ if [[ "${BENCH_IN_NS:-}" != 1 ]]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -q
         apt-get install -y -q --no-install-recommends runc crun containerd docker.io hyperfine \
-            python3 python3-matplotlib busybox-static util-linux git
+            python3 python3-matplotlib busybox-static util-linux git e2fsprogs
     fi
     cargo build --release -p berth-agent -p berth-ctl -p berth-bench
     WORK=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
@@ -55,5 +56,19 @@ fi
 if mountpoint -q /sys/fs/cgroup/unified; then
     umount /sys/fs/cgroup/unified
     mount -t tmpfs -o size=256m,mode=755 bench-no-unified /sys/fs/cgroup/unified
+fi
+# Every tool's state (berthd's state directory, crun's and runc's roots,
+# containerd's and dockerd's) goes on a journaled ext4 file system of its
+# own, as on a typical server: this VM's root file system is ext4 without a
+# journal, whose inode allocator slows down the more inodes were freed in the
+# last minutes (BENCHMARKS.md, "The state directory's file system"), so a
+# run's numbers would depend on what ran before it. The mount lives in this
+# namespace and goes with it. BENCH_STATE_FS=root keeps the state there.
+if [[ "${BENCH_STATE_FS:-journal}" != root ]]; then
+    img="${BENCH_WORK%/*}/state.img"
+    truncate -s 8G "$img"
+    mkfs.ext4 -q -F "$img"
+    mkdir -p "$BENCH_WORK"
+    mount -o loop "$img" "$BENCH_WORK"
 fi
 exec /usr/bin/python3 "$REPO/bench/bench.py"
