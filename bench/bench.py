@@ -554,7 +554,8 @@ def machine():
 def state_fs():
     """The file system every tool keeps its state on (bench/run.sh)."""
     r = sh(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "--target", W], check=False)
-    fstype, _, opts = r.stdout.strip().partition(" ")
+    fstype, opts = (r.stdout.split(None, 1) + ["", ""])[:2]
+    opts = opts.strip()
     journal = sh(["dumpe2fs", "-h", sh(["findmnt", "-n", "-o", "SOURCE", "--target", W],
                                         check=False).stdout.strip()], check=False)
     has_journal = "has_journal" in journal.stdout
