@@ -189,3 +189,52 @@ async fn bad_limits_are_refused_and_create_nothing() {
     );
     agent.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_process_put_into_a_containers_cgroup_from_outside_ends_with_the_container() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let c = agent.run(sh("echo up; exec sleep 600")).await;
+    agent.wait_for_output(&c.id, "up").await;
+    // A host process, outside the container's PID namespace, joins its
+    // cgroup in every hierarchy berth uses: the kernel will not end it
+    // with the container's init, and it keeps the cgroup from going.
+    let mut straggler = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let dirs: Vec<_> = agent
+        .cgroups()
+        .into_iter()
+        .filter(|d| d.ends_with(&c.id))
+        .collect();
+    assert!(!dirs.is_empty(), "no cgroup for {}", c.id);
+    for d in &dirs {
+        std::fs::write(d.join("cgroup.procs"), straggler.id().to_string()).unwrap();
+    }
+    agent
+        .containers()
+        .kill(pb::KillContainerRequest {
+            id: c.id.clone(),
+            signal: "SIGKILL".into(),
+        })
+        .await
+        .unwrap();
+    agent.wait(&c.id).await;
+    let mut status = None;
+    for _ in 0..(1000 * common::slow_factor()) {
+        status = straggler.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some(status) = status else {
+        let _ = straggler.kill();
+        let _ = straggler.wait();
+        panic!("the process in the container's cgroup outlived the container");
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    agent.assert_clean().await;
+}
