@@ -87,6 +87,19 @@ def rss_kib(pid):
     return rss, pss, uss
 
 
+def anon_kib(pid):
+    """Anonymous memory (heap, stacks) of one process in KiB: what it holds
+    beyond the pages of its binary."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Anonymous:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def cwd_of(pid):
     try:
         return os.readlink(f"/proc/{pid}/cwd")
@@ -411,6 +424,7 @@ def measure_memory(d):
     b = d.procs["berthd"].pid
     time.sleep(IDLE_S)
     mem["berthd_idle_after_load"] = rss_kib(b)
+    mem["berthd_idle_after_load_anon"] = anon_kib(b)
     ctl = [BERTHCTL, "-H", BERTH_SOCK]
     n = 10
     ids = [sh(ctl + ["run", "-d", "busybox", "sleep", "1000"]).stdout.split()[0] for _ in range(n)]
@@ -639,6 +653,11 @@ def report(res):
         if rs:
             lines.append(f"| {name} (median of {len(rs)}) | {mib(statistics.median(rs)):.2f} | "
                          f"{mib(statistics.median(ps)):.2f} | {mib(statistics.median(us)):.2f} |")
+    if "berthd_idle_after_load_anon" in mem:
+        lines.append("")
+        lines.append(f"Of berthd's RSS, anonymous memory (heap, stacks; the rest is its code): "
+                     f"{mib(mem.get('berthd_idle_fresh_anon', 0)):.1f} MiB fresh, "
+                     f"{mib(mem['berthd_idle_after_load_anon']):.1f} MiB after the load.")
     st = res["stop_ms"]
     lines.append("")
     lines.append("### Stop of a TERM-ignoring container with timeout T (ms)")
@@ -714,7 +733,8 @@ def main():
     try:
         d.start_berthd()
         time.sleep(IDLE_S)
-        res_mem = {"berthd_idle_fresh": rss_kib(d.procs["berthd"].pid)}
+        res_mem = {"berthd_idle_fresh": rss_kib(d.procs["berthd"].pid),
+                   "berthd_idle_fresh_anon": anon_kib(d.procs["berthd"].pid)}
         sh([BERTHCTL, "-H", BERTH_SOCK, "image", "import", os.path.join(IMG, "busybox.tar")])
         d.start_containerd()
         sh(["ctr", "-a", CTRD_SOCK, "-n", CTR_NS, "image", "import",
