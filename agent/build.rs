@@ -73,15 +73,22 @@ fn build_monitor() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The outer cargo holds the lock of its package cache while build
     // scripts run, so this build must not download into it: it would wait
-    // for that lock forever. First from what the cache holds...
-    let mut status = build().arg("--offline").status()?;
+    // for that lock forever. First offline: from the monitor's own package
+    // cache when an earlier build made one, else from the outer one...
+    let own_home = target_dir.join("cargo-home");
+    let mut status = if own_home.is_dir() {
+        build()
+            .arg("--offline")
+            .env("CARGO_HOME", &own_home)
+            .status()?
+    } else {
+        build().arg("--offline").status()?
+    };
     if !status.success() {
-        // ...and when the monitor needs crates the workspace does not (a
-        // fresh machine), fetched into a package cache of its own.
+        // ...and when the monitor needs crates that cache lacks (a fresh
+        // machine), fetched into a package cache of its own.
         println!("cargo:warning=fetching berth-monitor's dependencies into a separate CARGO_HOME");
-        status = build()
-            .env("CARGO_HOME", target_dir.join("cargo-home"))
-            .status()?;
+        status = build().env("CARGO_HOME", &own_home).status()?;
     }
     if !status.success() {
         return Err(format!("cargo build of berth-monitor failed ({status})").into());
