@@ -293,21 +293,16 @@ pub fn stderr() -> BorrowedFd<'static> {
 static LOG_DIR: AtomicI32 = AtomicI32::new(-1);
 
 /// Keeps `dir` open for the rest of the process as the monitor log's
-/// directory.
+/// directory. Called once, when the container directory is known.
 pub fn set_log_dir(dir: OwnedFd) {
-    let old = LOG_DIR.swap(dir.into_raw_fd(), Ordering::AcqRel);
-    if old >= 0 {
-        // SAFETY: `old` came from `into_raw_fd` above and nothing else owns
-        // it; it is closed once, here.
-        drop(unsafe { OwnedFd::from_raw_fd(old) });
-    }
+    LOG_DIR.store(dir.into_raw_fd(), Ordering::Release);
 }
 
 /// The monitor log's directory, once [`set_log_dir`] has named it.
 pub fn log_dir() -> Option<BorrowedFd<'static>> {
     let fd = LOG_DIR.load(Ordering::Acquire);
-    // SAFETY: `set_log_dir` keeps the descriptor open until the process
-    // exits (it never replaces it in practice: it is called once).
+    // SAFETY: `set_log_dir` gave up ownership of the descriptor, so nothing
+    // closes it before the process exits.
     (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
 }
 

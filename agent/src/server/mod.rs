@@ -74,6 +74,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(monitor = %monitors.exe().display(), "container monitor installed");
     monitors.refill();
     let images = Arc::new(ImageStore::open(&cfg.state_dir.join("images"))?);
+    let trash = cfg.state_dir.join("trash");
     let mgr = Manager::open(
         cfg.state_dir.join("containers"),
         Deps {
@@ -84,8 +85,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             netns: NetnsPool::start(cfg.spare_netns)?,
             flusher: flusher.clone(),
             janitor: Arc::new(
-                Janitor::start(cfg.state_dir.join("trash"))
-                    .map_err(|e| format!("{}: {e}", cfg.state_dir.join("trash").display()))?,
+                Janitor::start(trash.clone()).map_err(|e| format!("{}: {e}", trash.display()))?,
             ),
         },
         cfg.log_max_bytes,
