@@ -266,14 +266,7 @@ async fn a_running_container_keeps_a_force_removed_image() {
         .start(pb::StartContainerRequest { id: c.id.clone() })
         .await
         .unwrap();
-    agent
-        .containers()
-        .remove(pb::RemoveContainerRequest {
-            id: c.id.clone(),
-            force: true,
-        })
-        .await
-        .unwrap();
+    agent.force_remove(&c.id).await;
     store_is_empty(&agent);
     agent.assert_clean().await;
 }

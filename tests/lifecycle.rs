@@ -140,14 +140,7 @@ async fn every_container_has_its_own_network_namespace() {
             ids.push(c.id);
         }
         for id in &ids {
-            agent
-                .containers()
-                .remove(pb::RemoveContainerRequest {
-                    id: id.clone(),
-                    force: true,
-                })
-                .await
-                .unwrap();
+            agent.force_remove(id).await;
         }
         agent.assert_clean().await;
     }
@@ -450,13 +443,11 @@ async fn auto_remove_and_restart() {
     assert!(!agent.state_dir.join("containers").join(&c.id).exists());
     // Its files go in the background, but they do go.
     let trash = agent.state_dir.join("trash").join(&c.id);
-    for _ in 0..(500 * common::slow_factor()) {
-        if !trash.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(!trash.exists(), "{} never deleted", trash.display());
+    assert!(
+        common::eventually(10, async || !trash.exists()).await,
+        "{} never deleted",
+        trash.display()
+    );
 
     // An exited container starts again, keeping its writable layer and log.
     let c = agent.run(sh("echo run >> /count; wc -l < /count")).await;

@@ -128,14 +128,7 @@ async fn a_fork_bomb_is_contained_by_the_pids_limit() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(events > 0, "no fork was refused");
-    agent
-        .containers()
-        .remove(pb::RemoveContainerRequest {
-            id: c.id.clone(),
-            force: true,
-        })
-        .await
-        .unwrap();
+    agent.force_remove(&c.id).await;
     agent.assert_clean().await;
 }
 
@@ -222,13 +215,11 @@ async fn a_process_put_into_a_containers_cgroup_from_outside_ends_with_the_conta
         .unwrap();
     agent.wait(&c.id).await;
     let mut status = None;
-    for _ in 0..(1000 * common::slow_factor()) {
+    common::eventually(20, async || {
         status = straggler.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        status.is_some()
+    })
+    .await;
     let Some(status) = status else {
         let _ = straggler.kill();
         let _ = straggler.wait();

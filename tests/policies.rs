@@ -158,11 +158,7 @@ async fn always_and_unless_stopped_across_agent_restarts() {
         pb::ContainerState::Exited as i32
     );
     for id in ids {
-        agent
-            .containers()
-            .remove(pb::RemoveContainerRequest { id, force: true })
-            .await
-            .unwrap();
+        agent.force_remove(&id).await;
     }
     agent.assert_clean().await;
 }
@@ -343,14 +339,7 @@ async fn limits_update_live() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    agent
-        .containers()
-        .remove(pb::RemoveContainerRequest {
-            id: c.id,
-            force: true,
-        })
-        .await
-        .unwrap();
+    agent.force_remove(&c.id).await;
     agent.assert_clean().await;
 }
 

@@ -766,11 +766,7 @@ async fn twenty_containers_share_the_image_layers() {
         img.size_bytes
     );
     for id in ids {
-        agent
-            .containers()
-            .remove(pb::RemoveContainerRequest { id, force: true })
-            .await
-            .unwrap();
+        agent.force_remove(&id).await;
     }
     agent.assert_clean().await;
 }

@@ -230,14 +230,7 @@ async fn a_second_agent_on_the_same_cgroup_parent_leaves_the_first_ones_containe
         .into_inner();
     assert!(listed.containers.is_empty(), "{:?}", listed.containers);
     drop(second);
-    first
-        .containers()
-        .remove(pb::RemoveContainerRequest {
-            id: c.id.clone(),
-            force: true,
-        })
-        .await
-        .unwrap();
+    first.force_remove(&c.id).await;
     first.assert_clean().await;
 }
 
@@ -253,29 +246,19 @@ async fn an_auto_remove_container_that_exits_while_the_agent_is_down_is_removed_
     agent.stop_agent(Signal::SIGKILL);
     // It exits while no berthd watches; its monitor records the exit.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid), Signal::SIGKILL).unwrap();
-    for _ in 0..(500 * common::slow_factor()) {
-        if dir.join("exit.json").exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert!(
-        dir.join("exit.json").exists(),
+        common::eventually(10, async || dir.join("exit.json").exists()).await,
         "the monitor recorded no exit"
     );
     agent.spawn().await;
-    let mut gone = false;
-    for _ in 0..(500 * common::slow_factor()) {
-        let r = agent
+    let gone = common::eventually(10, async || {
+        agent
             .containers()
             .inspect(pb::InspectContainerRequest { id: c.id.clone() })
-            .await;
-        if r.as_ref().is_err_and(|e| e.code() == tonic::Code::NotFound) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .await
+            .is_err_and(|e| e.code() == tonic::Code::NotFound)
+    })
+    .await;
     assert!(gone, "the auto-remove container was not removed");
     assert!(!dir.exists());
     agent.assert_clean().await;

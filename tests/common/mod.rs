@@ -284,6 +284,17 @@ impl Agent {
         (w.exit.unwrap(), out, err)
     }
 
+    /// Removes the container, killing it first if it runs; panics on error.
+    pub async fn force_remove(&self, id: &str) {
+        self.containers()
+            .remove(pb::RemoveContainerRequest {
+                id: id.to_string(),
+                force: true,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("removing {id}: {e}"));
+    }
+
     /// Polls the container's log until its stdout contains `needle`.
     pub async fn wait_for_output(&self, id: &str, needle: &str) {
         for _ in 0..(500 * slow_factor()) {
@@ -476,6 +487,18 @@ impl Drop for Agent {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Polls `cond` every 20 ms for up to `secs` seconds (scaled for slow
+/// machines); true as soon as it holds, false if it never did.
+pub async fn eventually(secs: u64, mut cond: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..(secs * 50 * u64::from(slow_factor())) {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond().await
 }
 
 /// The next event of a subscription (waiting at most a minute, scaled).
