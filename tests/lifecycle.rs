@@ -570,3 +570,29 @@ async fn a_run_without_monitor_diagnostics_leaves_no_monitor_log() {
         agent.assert_clean().await;
     }
 }
+
+/// An idle agent must not cost CPU: no periodic flush, poll or tick. After
+/// a container has come and gone (so the background flush, the idle memory
+/// trim and the blocking threads have all had work), berthd must become
+/// completely still: none of its threads runs for a whole second.
+#[tokio::test]
+async fn an_idle_agent_becomes_still() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let (exit, _, _) = agent.run_to_exit(sh("true")).await;
+    assert_eq!(exit.exit_code, 0);
+    // Up to 30 windows of a second (times the harness's slow factor).
+    let mut last = agent.thread_switches();
+    let mut still = false;
+    for _ in 0..30 * common::slow_factor() {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = agent.thread_switches();
+        still = now.iter().all(|(tid, n)| last.get(tid) == Some(n));
+        last = now;
+        if still {
+            break;
+        }
+    }
+    assert!(still, "berthd's threads kept running while idle: {last:?}");
+    agent.assert_clean().await;
+}

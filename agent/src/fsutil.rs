@@ -5,8 +5,8 @@
 //! storage is not on the request path: an fsync costs from a fraction of a
 //! millisecond to tens of milliseconds on a busy disk, several per container
 //! start. Instead, written files are queued on a [`Flusher`] that fsyncs them
-//! and their directories in the background every
-//! [`crate::events::SYNC_INTERVAL`], together with the event log. A power
+//! and their directories in the background at most
+//! [`crate::events::SYNC_INTERVAL`] after the write, together with the event log. A power
 //! loss can therefore lose the changes of the last such interval, as it can
 //! lose the last events, and never more. (On a filesystem that may write a
 //! rename before the renamed file's data, such as ext4 without a journal, a
@@ -59,6 +59,9 @@ pub enum Durability {
 #[derive(Debug, Default)]
 pub struct Flusher {
     pending: Mutex<Pending>,
+    /// Signalled when something is queued, so the background flush sleeps
+    /// (and berthd does not wake up at all) while nothing changes.
+    queued: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +82,7 @@ impl Flusher {
         replace(path, data)?;
         if durability == Durability::Flushed {
             self.lock().files.insert(path.to_path_buf());
+            self.queued.notify_one();
         }
         Ok(())
     }
@@ -87,6 +91,13 @@ impl Flusher {
     /// removed in it), for the next flush.
     pub fn queue(&self, dir: &Path) {
         self.lock().dirs.insert(dir.to_path_buf());
+        self.queued.notify_one();
+    }
+
+    /// Waits until something has been queued since the last call (at once
+    /// when it was queued before this call).
+    pub async fn queued(&self) {
+        self.queued.notified().await;
     }
 
     /// Fsyncs every queued file, then every directory holding one and

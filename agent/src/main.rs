@@ -54,6 +54,7 @@ fn main() -> std::process::ExitCode {
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_keep_alive(server::BLOCKING_KEEP_ALIVE)
         .build()
     {
         Ok(rt) => rt,

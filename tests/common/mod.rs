@@ -167,6 +167,34 @@ impl Agent {
         }
     }
 
+    /// The process id of berthd.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("berthd is not running").id()
+    }
+
+    /// Context switches so far of each of berthd's threads, by thread id:
+    /// a thread whose count did not change has not run.
+    pub fn thread_switches(&self) -> std::collections::HashMap<u32, u64> {
+        let mut out = std::collections::HashMap::new();
+        let tasks = format!("/proc/{}/task", self.pid());
+        for t in std::fs::read_dir(tasks).unwrap().flatten() {
+            let Ok(tid) = t.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            // A thread that just ended has no status any more.
+            let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+                continue;
+            };
+            let n = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            out.insert(tid, n);
+        }
+        out
+    }
+
     /// berthd's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("berthd.log")).unwrap_or_default()

@@ -53,17 +53,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         instance_id.clone(),
     )?);
     let flusher = Arc::new(Flusher::new());
-    {
-        let (bus, flusher) = (bus.clone(), flusher.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(crate::events::SYNC_INTERVAL);
-            loop {
-                tick.tick().await;
-                let (bus, flusher) = (bus.clone(), flusher.clone());
-                let _ = tokio::task::spawn_blocking(move || flush(&bus, &flusher)).await;
-            }
-        });
-    }
+    spawn_flusher(bus.clone(), flusher.clone());
     spawn_idle_trim(bus.clone());
     let monitors = Monitors::install(&cfg.state_dir, cfg.spare_monitors).map_err(|e| {
         format!(
@@ -214,23 +204,48 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 /// How long without any event before berthd counts as idle.
 const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long an idle thread of the blocking pool lives. Shorter than
+/// [`IDLE_AFTER`], so the threads of a burst of work are gone, and their
+/// allocator caches given back, when the idle trim runs.
+pub const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Puts what changed on stable storage in the background, at most
+/// [`crate::events::SYNC_INTERVAL`] after it changed. It sleeps while
+/// nothing changes, so an idle berthd does not wake up at all.
+fn spawn_flusher(bus: Arc<EventBus>, flusher: Arc<Flusher>) {
+    tokio::spawn(async move {
+        let mut published = bus.watch();
+        loop {
+            tokio::select! {
+                r = published.changed() => if r.is_err() { return },
+                () = flusher.queued() => {}
+            }
+            // What changes meanwhile goes into the same flush.
+            tokio::time::sleep(crate::events::SYNC_INTERVAL).await;
+            published.borrow_and_update();
+            let (bus, flusher) = (bus.clone(), flusher.clone());
+            let _ = tokio::task::spawn_blocking(move || flush(&bus, &flusher)).await;
+        }
+    });
+}
+
 /// Once berthd has been idle for [`IDLE_AFTER`] (no event published), gives
 /// the memory freed since the last burst of work back to the kernel, once
-/// per idle period.
+/// per idle period. The start of berthd counts as a burst.
 fn spawn_idle_trim(bus: Arc<EventBus>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        let mut seen = bus.next_seq();
-        let mut since = tokio::time::Instant::now();
-        let mut trimmed = false;
+        let mut published = bus.watch();
         loop {
-            tick.tick().await;
-            let now = bus.next_seq();
-            if now != seen {
-                (seen, since, trimmed) = (now, tokio::time::Instant::now(), false);
-            } else if !trimmed && since.elapsed() >= IDLE_AFTER {
-                let _ = tokio::task::spawn_blocking(crate::sys::release_free_memory).await;
-                trimmed = true;
+            loop {
+                match tokio::time::timeout(IDLE_AFTER, published.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => break,
+                }
+            }
+            let _ = tokio::task::spawn_blocking(crate::sys::release_free_memory).await;
+            if published.changed().await.is_err() {
+                return;
             }
         }
     });
