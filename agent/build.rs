@@ -1,4 +1,6 @@
-//! Builds `berth-monitor` (the `monitor/` package) for berthd to embed.
+//! Builds `berth-monitor` (the `monitor/` package) for berthd to embed, and
+//! generates berthd's own server of `berth.v1.Events` (see
+//! [`generate_events_server`]).
 //!
 //! berthd runs one monitor per container, so the monitor must start fast and
 //! stay small: it is a static executable without std or libc. It must be
@@ -15,10 +17,45 @@ use sha2::Digest;
 
 fn main() {
     pack_relative_relocations();
+    if let Err(e) = generate_events_server() {
+        eprintln!("generating the Events server: {e}");
+        std::process::exit(1);
+    }
     if let Err(e) = build_monitor() {
         eprintln!("building berth-monitor: {e}");
         std::process::exit(1);
     }
+}
+
+/// Generates the server side of `berth.v1.Events` with one difference from
+/// the `berth` crate's: the streamed `Event` is berthd's
+/// `events::EncodedEvent`, an event kept encoded, so a subscriber is sent the
+/// bytes stored at publication instead of a copy re-encoded per subscriber.
+/// Every other message is the `berth` crate's. The wire format is the same.
+fn generate_events_server() -> Result<(), Box<dyn std::error::Error>> {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let proto = manifest_dir
+        .parent()
+        .ok_or("the agent crate has no parent directory")?
+        .join("proto");
+    println!("cargo:rerun-if-changed={}", proto.display());
+    let mut fds = protox::compile([proto.join("berth/v1/events.proto")], [&proto])?;
+    // The imported files' services (Containers) are the berth crate's.
+    for file in &mut fds.file {
+        if file.name() != "berth/v1/events.proto" {
+            file.service.clear();
+        }
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("events_server");
+    std::fs::create_dir_all(&out)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .extern_path(".berth.v1", "::berth::v1")
+        .extern_path(".berth.v1.Event", "crate::events::EncodedEvent")
+        .out_dir(&out)
+        .compile_fds(fds)?;
+    Ok(())
 }
 
 fn build_monitor() -> Result<(), Box<dyn std::error::Error>> {

@@ -164,19 +164,19 @@ impl EventLog {
         self.segments.clone()
     }
 
-    /// Appends `ev` (whose seq must be [`EventLog::next_seq`]).
-    pub fn append(&mut self, ev: &Event) -> io::Result<()> {
+    /// Appends the event `seq` (which must be [`EventLog::next_seq`]),
+    /// encoded as `body`.
+    pub fn append(&mut self, seq: u64, body: &[u8]) -> io::Result<()> {
         if self.in_current >= SEGMENT_EVENTS {
-            self.rotate(ev.seq)?;
+            self.rotate(seq)?;
         }
-        let body = ev.encode_to_vec();
         let mut rec = Vec::with_capacity(body.len() + 8);
         rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        rec.extend_from_slice(&body);
+        rec.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        rec.extend_from_slice(body);
         self.file.write_all(&rec)?;
         self.in_current += 1;
-        self.next_seq = ev.seq + 1;
+        self.next_seq = seq + 1;
         self.dirty = true;
         Ok(())
     }
@@ -256,7 +256,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = EventLog::open(dir.path(), 100).unwrap().log;
         for s in 1..=5 {
-            log.append(&ev(s)).unwrap();
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
         }
         log.take_dirty().unwrap().unwrap().sync_data().unwrap();
         assert!(log.take_dirty().unwrap().is_none(), "clean after a flush");
@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(opened.log.next_seq(), 6);
         assert_eq!(opened.events.len(), 5);
         let mut log = opened.log;
-        log.append(&ev(6)).unwrap();
+        log.append(6, &ev(6).encode_to_vec()).unwrap();
         let got = read_from(&log.segments(), 4, 10).unwrap();
         assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
     }
@@ -281,7 +281,7 @@ mod tests {
         let mut log = EventLog::open(dir.path(), SEGMENT_EVENTS).unwrap().log;
         let total = SEGMENT_EVENTS * 3 + 5;
         for s in 1..=total {
-            log.append(&ev(s)).unwrap();
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
         }
         assert!(log.oldest() > 1, "old segments are dropped");
         assert!(total - log.oldest() < 2 * SEGMENT_EVENTS + 5);

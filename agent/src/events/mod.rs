@@ -10,24 +10,28 @@
 //!
 //! Durability: every event is written to the log before it is published,
 //! so it survives a crash of berthd; the log is fsynced in the background
-//! every [`SYNC_INTERVAL`] (and at shutdown), so a crash of the whole host
-//! can lose at most that much.
+//! at most [`SYNC_INTERVAL`] after an event (and at shutdown), so a crash of
+//! the whole host can lose at most that much.
 
+pub mod encoded;
 pub mod log;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use berth::v1::{Event, EventAction, ObjectType};
 use tokio::sync::watch;
 
+use encoded::Chunks;
+pub use encoded::{EncodedEvent, StoredEvent};
 use log::EventLog;
 
 /// Events kept in memory for fast reads by subscribers that keep up.
 const RECENT: usize = 4096;
-/// How often the log is flushed to stable storage.
+/// How long after a change the log and the state files are flushed to
+/// stable storage at the latest (plus the time the flush takes).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Ordered, durable publication of events.
@@ -39,7 +43,9 @@ pub struct EventBus {
 
 struct Inner {
     log: EventLog,
-    recent: VecDeque<Arc<Event>>,
+    recent: VecDeque<StoredEvent>,
+    /// Where `recent` keeps its encodings.
+    chunks: Chunks,
     /// Container id -> finished_at (unix nanos) of its last logged exit,
     /// for containers not yet removed: an exit seen again (after a restart
     /// of berthd, or reported twice) is announced only once. Removal drops
@@ -81,19 +87,18 @@ impl EventBus {
         for ev in &opened.events {
             track_exit(&mut exits, ev);
         }
-        let recent: VecDeque<Arc<Event>> = opened
-            .events
-            .into_iter()
-            .rev()
-            .take(RECENT)
-            .rev()
-            .map(Arc::new)
+        let mut chunks = Chunks::default();
+        let skip = opened.events.len().saturating_sub(RECENT);
+        let recent: VecDeque<StoredEvent> = opened.events[skip..]
+            .iter()
+            .map(|ev| chunks.store(ev))
             .collect();
         let last = opened.log.next_seq() - 1;
         Ok(EventBus {
             inner: Mutex::new(Inner {
                 log: opened.log,
                 recent,
+                chunks,
                 exits,
             }),
             published: watch::Sender::new(last),
@@ -115,13 +120,14 @@ impl EventBus {
         ev.seq = seq;
         ev.time = Some(prost_types::Timestamp::from(SystemTime::now()));
         ev.instance_id = self.instance_id.clone();
-        if let Err(e) = inner.log.append(&ev) {
+        let stored = inner.chunks.store(&ev);
+        if let Err(e) = inner.log.append(seq, stored.encoded.bytes()) {
             // The event is still delivered from memory; a subscriber that
             // later needs it from disk gets an error rather than a silent gap.
             tracing::error!(seq, "appending to the event log: {e}");
         }
         track_exit(&mut inner.exits, &ev);
-        inner.recent.push_back(Arc::new(ev));
+        inner.recent.push_back(stored);
         if inner.recent.len() > RECENT {
             inner.recent.pop_front();
         }
@@ -154,7 +160,7 @@ impl EventBus {
 
     /// Up to `max` events with seq >= `from`, oldest first. Empty when
     /// `from` is in the future.
-    pub fn read(&self, from: u64, max: usize) -> Result<Vec<Arc<Event>>, Gap> {
+    pub fn read(&self, from: u64, max: usize) -> Result<Vec<StoredEvent>, Gap> {
         let segments = {
             let inner = self.lock();
             let oldest = inner.log.oldest();
@@ -179,7 +185,7 @@ impl EventBus {
         };
         match log::read_from(&segments, from, max) {
             Ok(evs) if evs.first().is_some_and(|e| e.seq == from) => {
-                Ok(evs.into_iter().map(Arc::new).collect())
+                Ok(evs.iter().map(StoredEvent::new).collect())
             }
             Ok(_) | Err(_) => Err(Gap {
                 oldest: self.lock().log.oldest(),
@@ -231,9 +237,9 @@ mod tests {
         // Seq 1 is no longer in memory: it comes from the log file.
         let first = bus.read(1, 2).unwrap();
         assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(first[0].instance_id, "a");
+        assert_eq!(first[0].encoded.decode_event().unwrap().instance_id, "a");
         let last = bus.read(seq, 10).unwrap();
-        assert_eq!(last[0].instance_id, "b");
+        assert_eq!(last[0].encoded.decode_event().unwrap().instance_id, "b");
         assert!(bus.read(seq + 1, 10).unwrap().is_empty());
     }
 

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use berth::v1::{
-    agent_server::AgentServer, containers_server::ContainersServer, events_server::EventsServer,
-    images_server::ImagesServer,
+    agent_server::AgentServer, containers_server::ContainersServer, images_server::ImagesServer,
 };
+use events::generated::events_server::EventsServer;
 use tokio::net::UnixListener;
 use tonic::transport::Server;
 

@@ -1,0 +1,241 @@
+//! Events kept in their protobuf encoding.
+//!
+//! berthd keeps the last few thousand events in memory for subscribers and
+//! sends each to every subscriber. Kept as decoded `Event`s, every event was
+//! five or six small allocations scattered over the heap (about 450 bytes
+//! each, and pinning pages the allocator could otherwise give back), and
+//! every delivery cloned and re-encoded it. Kept encoded, an event is one
+//! slice of a shared 64 KiB chunk, encoded once at publication; a delivery
+//! is a reference count and a copy of those bytes into the HTTP/2 frame.
+
+use std::collections::HashMap;
+
+use berth::v1::Event;
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{DecodeContext, WireType};
+use prost::{DecodeError, Message};
+
+/// Bytes per chunk of the in-memory cache; one event is about 150.
+const CHUNK: usize = 64 * 1024;
+
+/// An `Event` in its protobuf encoding, sent as it is: the generated Events
+/// server streams these (see `agent/build.rs`), and the wire format is that
+/// of `Event`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EncodedEvent(Bytes);
+
+impl EncodedEvent {
+    /// Encodes `ev` into a buffer of its own.
+    pub fn new(ev: &Event) -> Self {
+        EncodedEvent(Bytes::from(ev.encode_to_vec()))
+    }
+
+    /// The encoding.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The event, decoded.
+    #[cfg(test)]
+    pub fn decode_event(&self) -> Result<Event, DecodeError> {
+        Event::decode(self.0.clone())
+    }
+}
+
+/// Encoding writes the stored bytes; decoding keeps every field's bytes as
+/// they came, so a decoded `EncodedEvent` encodes to its input.
+impl Message for EncodedEvent {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        let mut out = BytesMut::from(std::mem::take(&mut self.0));
+        prost::encoding::encode_key(tag, wire_type, &mut out);
+        // prost's own decoders check lengths and report truncation.
+        match wire_type {
+            WireType::Varint => {
+                prost::encoding::encode_varint(prost::encoding::decode_varint(buf)?, &mut out);
+            }
+            WireType::SixtyFourBit => {
+                let mut v = 0u64;
+                prost::encoding::fixed64::merge(wire_type, &mut v, buf, ctx)?;
+                out.put_u64_le(v);
+            }
+            WireType::ThirtyTwoBit => {
+                let mut v = 0u32;
+                prost::encoding::fixed32::merge(wire_type, &mut v, buf, ctx)?;
+                out.put_u32_le(v);
+            }
+            WireType::LengthDelimited => {
+                let mut v = Bytes::new();
+                prost::encoding::bytes::merge(wire_type, &mut v, buf, ctx)?;
+                prost::encoding::encode_varint(v.len() as u64, &mut out);
+                out.put(v);
+            }
+            // proto3 has no groups: the error names the wire type.
+            WireType::StartGroup | WireType::EndGroup => {
+                prost::encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+            }
+        }
+        self.0 = out.freeze();
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0 = Bytes::new();
+    }
+}
+
+/// A published event as the bus keeps it: the fields subscribers filter on
+/// most, and the encoding.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    /// `Event.seq`.
+    pub seq: u64,
+    /// `Event.type`.
+    pub r#type: i32,
+    /// `Event.action`.
+    pub action: i32,
+    /// The whole event.
+    pub encoded: EncodedEvent,
+}
+
+impl StoredEvent {
+    /// `ev` in a buffer of its own (for events read back from the log).
+    pub fn new(ev: &Event) -> Self {
+        StoredEvent {
+            seq: ev.seq,
+            r#type: ev.r#type,
+            action: ev.action,
+            encoded: EncodedEvent::new(ev),
+        }
+    }
+
+    /// The fields of the event that the other filters need, decoded.
+    pub fn key(&self) -> Result<EventKey, DecodeError> {
+        EventKey::decode(self.encoded.0.clone())
+    }
+}
+
+/// The part of an `Event` (same tags) that container and label filters
+/// look at; decoding skips the other fields.
+#[derive(Clone, PartialEq, Message)]
+pub struct EventKey {
+    /// `Event.id`.
+    #[prost(string, tag = "5")]
+    pub id: String,
+    /// `Event.name`.
+    #[prost(string, tag = "6")]
+    pub name: String,
+    /// `Event.labels`.
+    #[prost(map = "string, string", tag = "7")]
+    pub labels: HashMap<String, String>,
+}
+
+/// Encodes events into shared chunks, so that thousands of cached events
+/// are a few large allocations, freed chunk by chunk as the cache moves on.
+#[derive(Default)]
+pub struct Chunks {
+    current: BytesMut,
+}
+
+impl Chunks {
+    /// Encodes `ev` into the current chunk (a new one when it is full).
+    pub fn store(&mut self, ev: &Event) -> StoredEvent {
+        let len = ev.encoded_len();
+        if self.current.capacity() - self.current.len() < len {
+            self.current = BytesMut::with_capacity(CHUNK.max(len));
+        }
+        // Cannot fail: the capacity was checked above.
+        let _ = ev.encode(&mut self.current);
+        StoredEvent {
+            seq: ev.seq,
+            r#type: ev.r#type,
+            action: ev.action,
+            encoded: EncodedEvent(self.current.split().freeze()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth::v1::{EventAction, ExitStatus, ObjectType};
+
+    fn sample(seq: u64) -> Event {
+        Event {
+            seq,
+            time: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 5,
+            }),
+            r#type: ObjectType::Container as i32,
+            action: EventAction::Exited as i32,
+            id: format!("{seq:064x}"),
+            name: format!("c{seq}"),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            exit: Some(ExitStatus {
+                exit_code: 3,
+                ..Default::default()
+            }),
+            image: "busybox".into(),
+            instance_id: "0123456789abcdef".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn chunks_keep_each_event_exactly_and_share_allocations() {
+        let mut chunks = Chunks::default();
+        let stored: Vec<_> = (1..=2000).map(|s| chunks.store(&sample(s))).collect();
+        for (i, st) in stored.iter().enumerate() {
+            let want = sample(i as u64 + 1);
+            assert_eq!(st.seq, want.seq);
+            assert_eq!(st.r#type, want.r#type);
+            assert_eq!(st.action, want.action);
+            assert_eq!(st.encoded.decode_event().unwrap(), want);
+            let key = st.key().unwrap();
+            assert_eq!(
+                (key.id, key.name, key.labels),
+                (want.id, want.name, want.labels)
+            );
+        }
+        // Consecutive events sit next to each other in one chunk.
+        let (a, b) = (stored[0].encoded.bytes(), stored[1].encoded.bytes());
+        assert_eq!(a.as_ptr_range().end, b.as_ptr());
+    }
+
+    #[test]
+    fn an_event_larger_than_a_chunk_gets_one_of_its_own() {
+        let mut chunks = Chunks::default();
+        let mut big = sample(1);
+        big.name = "n".repeat(CHUNK * 2);
+        let st = chunks.store(&big);
+        assert_eq!(st.encoded.decode_event().unwrap(), big);
+        assert_eq!(
+            chunks.store(&sample(2)).encoded.decode_event().unwrap(),
+            sample(2)
+        );
+    }
+
+    #[test]
+    fn decoding_an_encoded_event_gives_back_the_same_bytes() {
+        let ev = sample(9);
+        let bytes = ev.encode_to_vec();
+        let decoded = EncodedEvent::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decoded.bytes(), bytes.as_slice());
+        assert_eq!(decoded.encode_to_vec(), bytes);
+        assert!(EncodedEvent::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+}
