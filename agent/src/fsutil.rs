@@ -6,7 +6,8 @@
 //! millisecond to tens of milliseconds on a busy disk, several per container
 //! start. Instead, written files are queued on a [`Flusher`] that fsyncs them
 //! and their directories in the background at most
-//! [`crate::events::SYNC_INTERVAL`] after the write, together with the event log. A power
+//! [`crate::events::SYNC_INTERVAL`] (plus the time of flushing) after the
+//! write, together with the event log. A power
 //! loss can therefore lose the changes of the last such interval, as it can
 //! lose the last events, and never more. (On a filesystem that may write a
 //! rename before the renamed file's data, such as ext4 without a journal, a
@@ -91,6 +92,12 @@ impl Flusher {
     /// removed in it), for the next flush.
     pub fn queue(&self, dir: &Path) {
         self.lock().dirs.insert(dir.to_path_buf());
+        self.queued.notify_one();
+    }
+
+    /// Makes the next [`Flusher::queued`] return at once, for a flush to be
+    /// tried again.
+    pub fn retry(&self) {
         self.queued.notify_one();
     }
 

@@ -31,7 +31,8 @@ use log::EventLog;
 /// Events kept in memory for fast reads by subscribers that keep up.
 const RECENT: usize = 4096;
 /// How long after a change the log and the state files are flushed to
-/// stable storage at the latest (plus the time the flush takes).
+/// stable storage at the latest, plus the time of flushing (of the flush
+/// under way when the change came, and its own).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Ordered, durable publication of events.
@@ -195,19 +196,23 @@ impl EventBus {
 
     /// Flushes the log to stable storage. Publishing goes on meanwhile: the
     /// fsync (milliseconds on a busy disk) runs without the bus lock.
-    pub fn sync(&self) {
+    /// Returns false when it failed: the log is still to be synced, and
+    /// the caller should try again later.
+    pub fn sync(&self) -> bool {
         let file = match self.lock().log.take_dirty() {
             Ok(Some(f)) => f,
-            Ok(None) => return,
+            Ok(None) => return true,
             Err(e) => {
                 tracing::error!("syncing the event log: {e}");
-                return;
+                return false;
             }
         };
         if let Err(e) = file.sync_data() {
             self.lock().log.mark_dirty();
             tracing::error!("syncing the event log: {e}");
+            return false;
         }
+        true
     }
 }
 

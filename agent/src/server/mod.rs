@@ -196,7 +196,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         r = serve => r?,
         _ = deadline => tracing::info!("closing the streams still open"),
     }
-    flush(&bus, &flusher);
+    let _ = flush(&bus, &flusher);
     let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
 }
@@ -223,8 +223,15 @@ fn spawn_flusher(bus: Arc<EventBus>, flusher: Arc<Flusher>) {
             // What changes meanwhile goes into the same flush.
             tokio::time::sleep(crate::events::SYNC_INTERVAL).await;
             published.borrow_and_update();
-            let (bus, flusher) = (bus.clone(), flusher.clone());
-            let _ = tokio::task::spawn_blocking(move || flush(&bus, &flusher)).await;
+            let (b, f) = (bus.clone(), flusher.clone());
+            if !tokio::task::spawn_blocking(move || flush(&b, &f))
+                .await
+                .unwrap_or(false)
+            {
+                // Nothing else may come to wake the loop: try again after
+                // another interval, as long as it fails.
+                flusher.retry();
+            }
         }
     });
 }
@@ -253,11 +260,14 @@ fn spawn_idle_trim(bus: Arc<EventBus>) {
 
 /// Puts the event log and the state files changed since the last call on
 /// stable storage.
-fn flush(bus: &EventBus, flusher: &Flusher) {
-    bus.sync();
+/// Returns false when the event log could not be synced (it stays to be
+/// synced; state files that failed are reported and not retried).
+fn flush(bus: &EventBus, flusher: &Flusher) -> bool {
+    let log_synced = bus.sync();
     if let Err(e) = flusher.flush() {
         tracing::error!("flushing state files: {e}");
     }
+    log_synced
 }
 
 fn bind_unix(path: &PathBuf) -> std::io::Result<UnixListener> {
