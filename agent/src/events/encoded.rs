@@ -8,8 +8,6 @@
 //! slice of a shared 64 KiB chunk, encoded once at publication; a delivery
 //! is a reference count and a copy of those bytes into the HTTP/2 frame.
 
-use std::collections::HashMap;
-
 use berth::v1::Event;
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{DecodeContext, WireType};
@@ -33,6 +31,13 @@ impl EncodedEvent {
     /// The encoding.
     pub fn bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The same event in an allocation of its own. An `EncodedEvent` from
+    /// the cache keeps its whole 64 KiB chunk alive: one that is held for
+    /// long, apart from its neighbours, should be a copy.
+    pub fn detached(&self) -> Self {
+        EncodedEvent(Bytes::copy_from_slice(&self.0))
     }
 
     /// The event, decoded.
@@ -129,18 +134,42 @@ impl StoredEvent {
 }
 
 /// The part of an `Event` (same tags) that container and label filters
-/// look at; decoding skips the other fields.
+/// look at. Decoding skips the other fields and allocates nothing but the
+/// label list: the strings are slices of the stored encoding.
 #[derive(Clone, PartialEq, Message)]
 pub struct EventKey {
     /// `Event.id`.
-    #[prost(string, tag = "5")]
-    pub id: String,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub id: Bytes,
     /// `Event.name`.
-    #[prost(string, tag = "6")]
-    pub name: String,
-    /// `Event.labels`.
-    #[prost(map = "string, string", tag = "7")]
-    pub labels: HashMap<String, String>,
+    #[prost(bytes = "bytes", tag = "6")]
+    pub name: Bytes,
+    /// `Event.labels`, as the wire carries a map: one entry message each.
+    #[prost(message, repeated, tag = "7")]
+    pub labels: Vec<Label>,
+}
+
+/// One entry of `Event.labels`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Label {
+    /// The label's key.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: Bytes,
+    /// Its value.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: Bytes,
+}
+
+impl EventKey {
+    /// The value of label `key`; as in a decoded map, the last entry of a
+    /// key counts.
+    pub fn label(&self, key: &str) -> Option<&[u8]> {
+        self.labels
+            .iter()
+            .rev()
+            .find(|l| l.key == key.as_bytes())
+            .map(|l| &l.value[..])
+    }
 }
 
 /// Encodes events into shared chunks, so that thousands of cached events
@@ -206,14 +235,47 @@ mod tests {
             assert_eq!(st.action, want.action);
             assert_eq!(st.encoded.decode_event().unwrap(), want);
             let key = st.key().unwrap();
-            assert_eq!(
-                (key.id, key.name, key.labels),
-                (want.id, want.name, want.labels)
-            );
+            assert_eq!(key.id, want.id.as_bytes());
+            assert_eq!(key.name, want.name.as_bytes());
+            assert_eq!(key.label("app"), Some(&b"web"[..]));
+            assert_eq!(key.label("tier"), None);
         }
         // Consecutive events sit next to each other in one chunk.
         let (a, b) = (stored[0].encoded.bytes(), stored[1].encoded.bytes());
         assert_eq!(a.as_ptr_range().end, b.as_ptr());
+    }
+
+    #[test]
+    fn the_last_entry_of_a_label_counts_as_in_a_decoded_map() {
+        let two = [
+            Label {
+                key: Bytes::from_static(b"app"),
+                value: Bytes::from_static(b"old"),
+            },
+            Label {
+                key: Bytes::from_static(b"app"),
+                value: Bytes::from_static(b"new"),
+            },
+        ];
+        let wire = EventKey {
+            labels: two.to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(Event::decode(wire.as_slice()).unwrap().labels["app"], "new");
+        assert_eq!(
+            EventKey::decode(wire.as_slice()).unwrap().label("app"),
+            Some(&b"new"[..])
+        );
+    }
+
+    #[test]
+    fn a_detached_copy_is_equal_and_owns_its_bytes() {
+        let mut chunks = Chunks::default();
+        let st = chunks.store(&sample(1));
+        let copy = st.encoded.detached();
+        assert_eq!(copy, st.encoded);
+        assert_ne!(copy.bytes().as_ptr(), st.encoded.bytes().as_ptr());
     }
 
     #[test]

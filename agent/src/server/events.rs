@@ -44,6 +44,14 @@ struct Filter {
 }
 
 impl Filter {
+    /// Whether every event passes.
+    fn is_everything(&self) -> bool {
+        self.types.is_empty()
+            && self.actions.is_empty()
+            && self.containers.is_empty()
+            && self.labels.is_empty()
+    }
+
     fn matches(&self, ev: &StoredEvent) -> bool {
         if !(self.types.is_empty() || self.types.contains(&ev.r#type))
             || !(self.actions.is_empty() || self.actions.contains(&ev.action))
@@ -66,11 +74,10 @@ impl Filter {
                 && self
                     .containers
                     .iter()
-                    .any(|c| *c == key.id || *c == key.name)))
+                    .any(|c| key.id == c.as_bytes() || key.name == c.as_bytes())))
             && self.labels.iter().all(|(k, v)| {
-                key.labels
-                    .get(k)
-                    .is_some_and(|have| v.is_empty() || have == v)
+                key.label(k)
+                    .is_some_and(|have| v.is_empty() || have == v.as_bytes())
             })
     }
 }
@@ -174,13 +181,25 @@ impl Events for EventsService {
                 }
                 for ev in batch {
                     cursor = ev.seq + 1;
-                    if filter.matches(&ev) && tx.send(Ok(ev.encoded)).await.is_err() {
+                    if filter.matches(&ev) && tx.send(Ok(deliverable(&filter, ev))).await.is_err() {
                         return;
                     }
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// What is queued for a subscriber. An unfiltered subscriber queues
+/// consecutive events, which share a few chunks of the cache; matches of a
+/// filter can lie far apart, each in a chunk of its own, and a subscriber
+/// that stops reading would keep all those chunks alive: they are copied.
+fn deliverable(filter: &Filter, ev: StoredEvent) -> EncodedEvent {
+    if filter.is_everything() {
+        ev.encoded
+    } else {
+        ev.encoded.detached()
     }
 }
 
