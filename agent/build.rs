@@ -16,7 +16,6 @@ use std::process::Command;
 use sha2::Digest;
 
 fn main() {
-    pack_relative_relocations();
     if let Err(e) = generate_events_server() {
         eprintln!("generating the Events server: {e}");
         std::process::exit(1);
@@ -190,17 +189,4 @@ fn shared_target_dir(out_dir: &Path) -> PathBuf {
         .nth(4)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| out_dir.to_path_buf())
-}
-
-/// Links berthd with packed relative relocations (DT_RELR, glibc >= 2.36):
-/// its 19,000 relocations take 450 KB as plain RELA entries, which the
-/// dynamic loader reads (and keeps resident) at every start, and a few KB
-/// as RELR. An older glibc refuses the binary at start with a clear
-/// "GLIBC_ABI_DT_RELR not found" rather than misbehaving.
-fn pack_relative_relocations() {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
-        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
-    {
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-    }
 }
