@@ -181,7 +181,16 @@ impl Events for EventsService {
                 }
                 for ev in batch {
                     cursor = ev.seq + 1;
-                    if filter.matches(&ev) && tx.send(Ok(deliverable(&filter, ev))).await.is_err() {
+                    if filter.matches(&ev)
+                        && tx
+                            .send(Ok(deliverable(
+                                &filter,
+                                ev,
+                                tx.max_capacity() - tx.capacity(),
+                            )))
+                            .await
+                            .is_err()
+                    {
                         return;
                     }
                 }
@@ -191,12 +200,17 @@ impl Events for EventsService {
     }
 }
 
-/// What is queued for a subscriber. An unfiltered subscriber queues
-/// consecutive events, which share a few chunks of the cache; matches of a
-/// filter can lie far apart, each in a chunk of its own, and a subscriber
-/// that stops reading would keep all those chunks alive: they are copied.
-fn deliverable(filter: &Filter, ev: StoredEvent) -> EncodedEvent {
-    if filter.is_everything() {
+/// Queued events a subscriber may hold as slices of the cache's chunks.
+const SHARED_QUEUED: usize = 8;
+
+/// What is queued for a subscriber whose queue holds `queued` events. An
+/// unfiltered subscriber queues consecutive events, which share a few
+/// chunks of the cache. Matches of a filter can lie far apart, each in a
+/// chunk of its own, and a subscriber that stops reading would keep all
+/// those chunks alive: once its queue holds [`SHARED_QUEUED`] events, the
+/// next ones are copied.
+fn deliverable(filter: &Filter, ev: StoredEvent, queued: usize) -> EncodedEvent {
+    if filter.is_everything() || queued < SHARED_QUEUED {
         ev.encoded
     } else {
         ev.encoded.detached()
@@ -207,4 +221,43 @@ fn gap_status(oldest: u64) -> Status {
     Status::out_of_range(format!(
         "events before seq {oldest} are no longer retained; resubscribe with from_seq >= {oldest}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(containers: &[&str]) -> Filter {
+        Filter {
+            types: Vec::new(),
+            actions: Vec::new(),
+            containers: containers.iter().map(|c| c.to_string()).collect(),
+            labels: HashMap::new(),
+        }
+    }
+
+    fn stored() -> StoredEvent {
+        let mut chunks = crate::events::encoded::Chunks::default();
+        chunks.store(&pb::Event {
+            seq: 1,
+            id: "c1".into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_lagging_filtered_subscriber_gets_copies_and_the_others_slices() {
+        let shares = |f: &Filter, queued| {
+            let ev = stored();
+            let at = ev.encoded.bytes().as_ptr();
+            let out = deliverable(f, ev.clone(), queued);
+            assert_eq!(out, ev.encoded);
+            out.bytes().as_ptr() == at
+        };
+        assert!(shares(&filter(&[]), 0));
+        assert!(shares(&filter(&[]), BATCH - 1));
+        assert!(shares(&filter(&["c1"]), SHARED_QUEUED - 1));
+        assert!(!shares(&filter(&["c1"]), SHARED_QUEUED));
+        assert!(!shares(&filter(&["c1"]), BATCH - 1));
+    }
 }
