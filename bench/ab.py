@@ -99,6 +99,15 @@ def main():
         for p in procs.values():
             p.terminate()
             p.wait()
+        # berthd keeps its cgroup parent when it stops (as dockerd does).
+        for n in dirs:
+            cg = f"berth-ab-{n}-{os.getpid()}"
+            for top in ["/sys/fs/cgroup"] + [os.path.join("/sys/fs/cgroup", h)
+                                             for h in os.listdir("/sys/fs/cgroup")]:
+                d = os.path.join(top, cg)
+                if os.path.isdir(d):
+                    subprocess.run(["find", d, "-depth", "-type", "d", "-exec", "rmdir", "{}", "+"],
+                                   stderr=subprocess.DEVNULL)
         subprocess.run(["umount", fs])
         subprocess.run(["rm", "-rf", "--one-file-system", work])
 
