@@ -117,20 +117,43 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// `ev` in a buffer of its own (for events read back from the log).
-    pub fn new(ev: &Event) -> Self {
+    fn of(ev: &Event, encoded: EncodedEvent) -> Self {
         StoredEvent {
             seq: ev.seq,
             r#type: ev.r#type,
             action: ev.action,
-            encoded: EncodedEvent::new(ev),
+            encoded,
         }
+    }
+
+    /// The event encoded as `body` (a record of the event log), in a
+    /// buffer of its own; `None` when its seq is below `from`. Only the kept
+    /// fields are decoded, and only a kept event is copied.
+    pub fn from_log(body: &[u8], from: u64) -> Result<Option<Self>, DecodeError> {
+        let head = EventHead::decode(body)?;
+        Ok((head.seq >= from).then(|| StoredEvent {
+            seq: head.seq,
+            r#type: head.r#type,
+            action: head.action,
+            encoded: EncodedEvent(Bytes::copy_from_slice(body)),
+        }))
     }
 
     /// The fields of the event that the other filters need, decoded.
     pub fn key(&self) -> Result<EventKey, DecodeError> {
         EventKey::decode(self.encoded.0.clone())
     }
+}
+
+/// The fields of an `Event` (same tags) that [`StoredEvent`] keeps decoded.
+#[derive(Clone, PartialEq, Message)]
+struct EventHead {
+    #[prost(uint64, tag = "1")]
+    seq: u64,
+    #[prost(int32, tag = "3")]
+    r#type: i32,
+    #[prost(int32, tag = "4")]
+    action: i32,
 }
 
 /// The part of an `Event` (same tags) that container and label filters
@@ -188,12 +211,7 @@ impl Chunks {
         }
         // Cannot fail: the capacity was checked above.
         let _ = ev.encode(&mut self.current);
-        StoredEvent {
-            seq: ev.seq,
-            r#type: ev.r#type,
-            action: ev.action,
-            encoded: EncodedEvent(self.current.split().freeze()),
-        }
+        StoredEvent::of(ev, EncodedEvent(self.current.split().freeze()))
     }
 }
 
@@ -289,6 +307,17 @@ mod tests {
             chunks.store(&sample(2)).encoded.decode_event().unwrap(),
             sample(2)
         );
+    }
+
+    #[test]
+    fn an_event_read_back_from_the_log_keeps_its_fields_and_bytes() {
+        let ev = sample(7);
+        let body = ev.encode_to_vec();
+        let st = StoredEvent::from_log(&body, 7).unwrap().unwrap();
+        assert_eq!((st.seq, st.r#type, st.action), (7, ev.r#type, ev.action));
+        assert_eq!(st.encoded.bytes(), body.as_slice());
+        assert!(StoredEvent::from_log(&body, 8).unwrap().is_none());
+        assert!(StoredEvent::from_log(&body[..body.len() - 1], 0).is_err());
     }
 
     #[test]

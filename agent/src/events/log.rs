@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use berth::v1::Event;
 use prost::Message;
 
+use super::StoredEvent;
+
 /// Events per segment file.
 const SEGMENT_EVENTS: u64 = 10_000;
 /// Largest record accepted when reading (a corrupt length must not make us
@@ -51,9 +53,13 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.log"))
 }
 
-/// Reads the valid records of a segment; returns them and the byte length
-/// of the valid prefix.
-fn scan(path: &Path) -> io::Result<(Vec<Event>, u64)> {
+/// Reads the valid records of a segment: `decode` turns each record's body
+/// into what is kept (or nothing); a body it cannot decode ends the valid
+/// part. Returns what was kept and the byte length of the valid prefix.
+fn scan<T>(
+    path: &Path,
+    mut decode: impl FnMut(&[u8]) -> Result<Option<T>, prost::DecodeError>,
+) -> io::Result<(Vec<T>, u64)> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let mut events = Vec::new();
@@ -69,8 +75,9 @@ fn scan(path: &Path) -> io::Result<(Vec<Event>, u64)> {
         if crc32fast::hash(body) != crc {
             break;
         }
-        match Event::decode(body) {
-            Ok(ev) => events.push(ev),
+        match decode(body) {
+            Ok(Some(ev)) => events.push(ev),
+            Ok(None) => {}
             Err(_) => break,
         }
         pos += 8 + len;
@@ -98,7 +105,7 @@ impl EventLog {
         let mut next_seq = 1;
         let mut in_current = 0;
         for (i, seg) in segments.iter().enumerate() {
-            let (evs, valid) = scan(&seg.path)?;
+            let (evs, valid) = scan(&seg.path, |b| Event::decode(b).map(Some))?;
             let last = i + 1 == segments.len();
             if last {
                 let len = std::fs::metadata(&seg.path)?.len();
@@ -220,17 +227,17 @@ impl EventLog {
 /// Reads up to `max` events with seq >= `from` from `segments`. Runs
 /// without the writer's lock: segments are append-only and a record being
 /// written is simply not yet complete.
-pub fn read_from(segments: &[Segment], from: u64, max: usize) -> io::Result<Vec<Event>> {
+pub fn read_from(segments: &[Segment], from: u64, max: usize) -> io::Result<Vec<StoredEvent>> {
     let start = segments.iter().rposition(|s| s.first <= from).unwrap_or(0);
     let mut out = Vec::new();
     for seg in &segments[start..] {
-        let (evs, _) = match scan(&seg.path) {
+        let (evs, _) = match scan(&seg.path, |b| StoredEvent::from_log(b, from)) {
             Ok(x) => x,
             // Deleted by retention meanwhile: the caller sees a gap.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        out.extend(evs.into_iter().filter(|e| e.seq >= from));
+        out.extend(evs);
         if out.len() >= max {
             out.truncate(max);
             break;

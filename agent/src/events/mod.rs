@@ -185,9 +185,7 @@ impl EventBus {
             inner.log.segments()
         };
         match log::read_from(&segments, from, max) {
-            Ok(evs) if evs.first().is_some_and(|e| e.seq == from) => {
-                Ok(evs.iter().map(StoredEvent::new).collect())
-            }
+            Ok(evs) if evs.first().is_some_and(|e| e.seq == from) => Ok(evs),
             Ok(_) | Err(_) => Err(Gap {
                 oldest: self.lock().log.oldest(),
             }),
