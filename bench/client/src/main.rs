@@ -11,6 +11,9 @@
 //! - `stop`: Stop of a TERM-ignoring container with timeout T, actual time.
 //! - `events`: E lifecycle events (Kill with a harmless signal) delivered to
 //!   S subscribers: throughput and delivery latency.
+//! - `replay`: E lifecycle events published, then read back by one
+//!   subscriber from the first of them (`from_seq`): replay throughput, most
+//!   of it from the event log on disk.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -72,6 +75,14 @@ enum Cmd {
         /// Concurrent RPC callers producing events.
         #[arg(long, default_value_t = 4)]
         producers: usize,
+    },
+    /// Replay of stored events.
+    Replay {
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+        /// Replays of the same events, each timed.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -312,31 +323,7 @@ async fn events_round(
     drop(done_tx);
     let ch = channel(host).await?;
     let t0 = Instant::now();
-    let per = n_events / producers;
-    let mut tasks = Vec::new();
-    for p in 0..producers {
-        let mut c = ContainersClient::new(ch.clone());
-        let target = target.to_string();
-        let count = if p == producers - 1 {
-            n_events - per * (producers - 1)
-        } else {
-            per
-        };
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..count {
-                c.kill(KillContainerRequest {
-                    id: target.clone(),
-                    signal: "SIGWINCH".into(),
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            }
-            Ok::<_, String>(())
-        }));
-    }
-    for t in tasks {
-        t.await?.map_err(|e| format!("producer: {e}"))?;
-    }
+    produce_kills(&ch, target, n_events, producers).await?;
     let produce_s = t0.elapsed().as_secs_f64();
     let mut all = Vec::new();
     let mut errors = Vec::new();
@@ -415,6 +402,123 @@ async fn events(
     Ok(())
 }
 
+/// `n` Kill calls on `target` from `producers` concurrent callers: `n`
+/// `killed` events.
+async fn produce_kills(ch: &Channel, target: &str, n: usize, producers: usize) -> Res<()> {
+    let per = n / producers;
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let mut c = ContainersClient::new(ch.clone());
+        let target = target.to_string();
+        let count = if p == producers - 1 {
+            n - per * (producers - 1)
+        } else {
+            per
+        };
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..count {
+                c.kill(KillContainerRequest {
+                    id: target.clone(),
+                    signal: "SIGWINCH".into(),
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        t.await?.map_err(|e| format!("producer: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Publishes `n` events, then replays them `rounds` times from the first,
+/// one subscriber filtering on the container (as a client catching up on
+/// one container does).
+async fn replay(host: &str, image: &str, n: usize, rounds: usize) -> Res<()> {
+    let ch = channel(host).await?;
+    let mut c = ContainersClient::new(ch.clone());
+    let target = c
+        .run(RunContainerRequest {
+            spec: Some(spec(image, &["sh", "-c", "while :; do sleep 1; done"], 0)),
+        })
+        .await?
+        .into_inner()
+        .container
+        .ok_or("no container")?
+        .id;
+    let filter = SubscribeRequest {
+        containers: vec![target.clone()],
+        actions: vec![EventAction::Killed as i32],
+        ..Default::default()
+    };
+    // The first produced event's seq, from a live subscription.
+    let mut live = EventsClient::new(ch.clone())
+        .subscribe(filter.clone())
+        .await?
+        .into_inner();
+    let t0 = Instant::now();
+    let produced = produce_kills(&ch, &target, n, 4).await;
+    let produce_s = t0.elapsed().as_secs_f64();
+    let result = match produced {
+        Ok(()) => match live.message().await {
+            Ok(Some(first)) => {
+                drop(live);
+                replay_rounds(&ch, filter, first.seq, n, rounds).await
+            }
+            Ok(None) => Err("live stream ended".into()),
+            Err(s) => Err(s.into()),
+        },
+        Err(e) => Err(e),
+    };
+    c.remove(RemoveContainerRequest {
+        id: target,
+        force: true,
+    })
+    .await?;
+    let secs = result?;
+    let per_s: Vec<f64> = secs.iter().map(|s| n as f64 / s).collect();
+    println!(
+        "{}",
+        json!({"events": n, "produce_seconds": produce_s, "replay_seconds": secs,
+               "events_per_second": per_s})
+    );
+    Ok(())
+}
+
+async fn replay_rounds(
+    ch: &Channel,
+    filter: SubscribeRequest,
+    from: u64,
+    n: usize,
+    rounds: usize,
+) -> Res<Vec<f64>> {
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        let mut s = EventsClient::new(ch.clone())
+            .subscribe(SubscribeRequest {
+                from_seq: from,
+                ..filter.clone()
+            })
+            .await?
+            .into_inner();
+        let mut got = 0;
+        let mut last = 0;
+        while got < n {
+            let ev = s.message().await?.ok_or("stream ended")?;
+            if ev.seq <= last {
+                return Err(format!("seq {} after {last}", ev.seq).into());
+            }
+            last = ev.seq;
+            got += 1;
+        }
+        out.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(out)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -429,6 +533,7 @@ async fn main() -> std::process::ExitCode {
             subscribers,
             producers,
         } => events(&cli.host, &cli.image, n, &subscribers, producers).await,
+        Cmd::Replay { events: n, rounds } => replay(&cli.host, &cli.image, n, rounds).await,
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
