@@ -2,10 +2,12 @@
 //! own (sizes, CPUs, labels, signals) are checked here by `parse`, so a typo
 //! is a usage error before anything is sent to the agent.
 
+use std::cell::RefCell;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::parse;
 
@@ -58,7 +60,149 @@ pub struct Cli {
     pub output: OutputFormat,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Chosen,
+}
+
+/// Parses berthctl's own command line; exits with a usage error (status 2)
+/// or the help text as clap does.
+pub fn parse() -> Cli {
+    try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// Parses `args` (the program name first) as [`Cli::try_parse_from`] would,
+/// but builds only the subcommand that `args` names.
+///
+/// clap copies every global option (11 here) into every subcommand of a
+/// command it parses with, and builds each subcommand's arguments: for
+/// berthctl's 30 subcommands that was a quarter of the CPU time of a
+/// `berthctl run` (BENCHMARKS.md). The subcommands' arguments are deferred
+/// (`#[command(defer = true)]`) and, when `args` name a known subcommand,
+/// the command that is parsed holds only that one. Anything else (no
+/// subcommand, `help`, a typo, an unknown root option) is parsed with the
+/// whole tree, so help, suggestions and errors are clap's own.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let root = with_selection(Selection::Root, <Cli as clap::CommandFactory>::command);
+    let selection = match subcommand_name(&root, &args) {
+        Some(name) => Selection::Named(name),
+        None => Selection::All,
+    };
+    with_selection(selection, || Cli::try_parse_from(args))
+}
+
+/// Which subcommands [`Chosen`] adds to the command being built.
+#[derive(Debug, Clone, PartialEq)]
+enum Selection {
+    /// All of them (what `Cli::command()` gives, e.g. for help).
+    All,
+    /// None: the root's own options, to find where the subcommand is.
+    Root,
+    /// Only this one (a name or an alias); all if there is no such one.
+    Named(String),
+}
+
+thread_local! {
+    static SELECTION: RefCell<Selection> = const { RefCell::new(Selection::All) };
+}
+
+fn with_selection<R>(selection: Selection, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SELECTION.with(|s| *s.borrow_mut() = Selection::All);
+        }
+    }
+    SELECTION.with(|s| *s.borrow_mut() = selection);
+    let _reset = Reset;
+    f()
+}
+
+/// Every subcommand, on a scratch command; cheap, as their arguments are
+/// deferred until a subcommand is built.
+fn all_commands() -> clap::Command {
+    Command::augment_subcommands(clap::Command::new("berthctl"))
+}
+
+/// The first argument of `args` (after the program name) that is neither a
+/// root option nor the value of one: the subcommand's name. None when an
+/// argument is not a root option that `root` knows (clap reports it), or
+/// at `--`.
+fn subcommand_name(root: &clap::Command, args: &[OsString]) -> Option<String> {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let arg = arg.to_str()?;
+        if arg == "--" {
+            return None;
+        }
+        let takes_value = if let Some(long) = arg.strip_prefix("--") {
+            let (name, value) = match long.split_once('=') {
+                Some((name, _)) => (name, true),
+                None => (long, false),
+            };
+            let opt = root.get_arguments().find(|a| {
+                a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|v| v.contains(&name))
+            })?;
+            opt.get_action().takes_values() && !value
+        } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
+            // A cluster (`-ajson`): flags, then at most one option whose
+            // value is the rest of the cluster or the next argument.
+            let mut needs_next = false;
+            for (i, c) in shorts.char_indices() {
+                let opt = root.get_arguments().find(|a| a.get_short() == Some(c))?;
+                if opt.get_action().takes_values() {
+                    needs_next = i + c.len_utf8() == shorts.len();
+                    break;
+                }
+            }
+            needs_next
+        } else {
+            return Some(arg.to_string());
+        };
+        if takes_value {
+            rest.next()?;
+        }
+    }
+    None
+}
+
+/// The subcommand of a [`Cli`]; see [`try_parse_from`] for why it is not
+/// the [`Command`] enum itself.
+#[derive(Debug)]
+pub struct Chosen(pub Command);
+
+impl FromArgMatches for Chosen {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Command::from_arg_matches(matches).map(Chosen)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+}
+
+impl Subcommand for Chosen {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        match SELECTION.with(|s| s.borrow().clone()) {
+            Selection::All => Command::augment_subcommands(cmd),
+            Selection::Root => cmd,
+            Selection::Named(name) => match all_commands().find_subcommand(&name) {
+                Some(sub) => cmd.subcommand(sub.clone()),
+                None => Command::augment_subcommands(cmd),
+            },
+        }
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        Command::augment_subcommands_for_update(cmd)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        Command::has_subcommand(name)
+    }
 }
 
 /// How results are printed.
@@ -72,6 +216,7 @@ pub enum OutputFormat {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create and start a container, and (unless -d) stream its output and
     /// exit with its exit code.
@@ -383,6 +528,7 @@ pub struct EventsArgs {
 
 /// `image ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// Import an OCI layout or `docker save` tar archive ("-" reads stdin).
     Import(ImportArgs),
@@ -427,6 +573,7 @@ pub struct ImageIdsArgs {
 
 /// `certs ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum CertsCommand {
     /// Create the fleet's CA (ca.pem, ca-key.pem) in the certs directory.
     Init(CertsInitArgs),
@@ -490,14 +637,124 @@ mod tests {
 
     /// Parses a command line given without the program name.
     pub(crate) fn parse(args: &[&str]) -> Cli {
-        match Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())) {
+        match try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())) {
             Ok(cli) => cli,
             Err(e) => panic!("{args:?} should parse: {e}"),
         }
     }
 
     fn fails(args: &[&str]) -> bool {
-        Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())).is_err()
+        try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())).is_err()
+    }
+
+    /// What clap makes of `args` with the whole tree, and with only the
+    /// subcommand that `args` name: the same, value or error message.
+    fn same_as_whole_tree(args: &[&str]) {
+        let line = || std::iter::once("berthctl").chain(args.iter().copied());
+        let show = |r: Result<Cli, clap::Error>| match r {
+            Ok(cli) => format!("{cli:?}"),
+            Err(e) => format!("{:?}: {}", e.kind(), e.render()),
+        };
+        assert_eq!(
+            show(try_parse_from(line())),
+            show(Cli::try_parse_from(line())),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn parsing_only_the_named_subcommand_changes_nothing() {
+        let lines: &[&[&str]] = &[
+            &["ps"],
+            &["-H", "unix:///x", "ps", "-a"],
+            &["ps", "-H", "/x", "-o", "json"],
+            &["-H/x", "-ojson", "ps"],
+            &["--host=/x", "--output=json", "ps"],
+            &[
+                "--all",
+                "--group",
+                "g",
+                "--group",
+                "h",
+                "--selector",
+                "a=b",
+                "ps",
+            ],
+            &["ps", "--all", "--parallel", "3", "--host-timeout", "5s"],
+            &[
+                "--tls-ca",
+                "ca",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+                "info",
+            ],
+            &["--inventory", "hosts.toml", "top-hosts"],
+            &["run", "--rm", "-m", "64m", "busybox", "sh", "-c", "x -H y"],
+            &["run", "-d", "--name", "web", "busybox", "--", "-H", "ps"],
+            &["image", "ls"],
+            &["image", "list"],
+            &["-o", "json", "image", "import", "-", "--reference", "x:y"],
+            &["resume", "a"],
+            &["rm", "-f", "a", "b"],
+            &["logs", "-f", "--tail", "5", "web"],
+            &["certs", "init", "--dir", "d"],
+            // Errors, help and version: clap's own, from the whole tree
+            // or from the one subcommand.
+            &[],
+            &["--help"],
+            &["-h"],
+            &["--version"],
+            &["help"],
+            &["help", "run"],
+            &["pss"],
+            &["--bogus", "ps"],
+            &["-H"],
+            &["--", "ps"],
+            &["ps", "--bogus"],
+            &["-o", "yaml", "ps"],
+            &["ps", "--version"],
+            &["run"],
+            &["run", "--memory", "lots", "busybox"],
+            &["image"],
+            &["image", "bogus"],
+            &["image", "import", "--help"],
+        ];
+        for args in lines {
+            same_as_whole_tree(args);
+        }
+        // Every subcommand's help and bare use.
+        for sub in all_commands().get_subcommands() {
+            same_as_whole_tree(&[sub.get_name()]);
+            same_as_whole_tree(&[sub.get_name(), "--help"]);
+            same_as_whole_tree(&["-H", "/x", sub.get_name(), "-h"]);
+        }
+    }
+
+    #[test]
+    fn the_subcommand_is_found_behind_root_options() {
+        let root = with_selection(Selection::Root, <Cli as clap::CommandFactory>::command);
+        let name = |args: &[&str]| {
+            let args: Vec<OsString> = std::iter::once("berthctl")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            subcommand_name(&root, &args)
+        };
+        assert_eq!(name(&["ps"]).as_deref(), Some("ps"));
+        assert_eq!(name(&["-H", "ps", "run"]).as_deref(), Some("run"));
+        assert_eq!(name(&["-Hps", "run"]).as_deref(), Some("run"));
+        assert_eq!(name(&["--host=ps", "run"]).as_deref(), Some("run"));
+        assert_eq!(name(&["--all", "ps"]).as_deref(), Some("ps"));
+        assert_eq!(
+            name(&["-o", "json", "--group", "g", "ps"]).as_deref(),
+            Some("ps")
+        );
+        assert_eq!(name(&["--", "ps"]), None);
+        assert_eq!(name(&["--bogus", "ps"]), None);
+        assert_eq!(name(&["-H"]), None);
+        assert_eq!(name(&[]), None);
     }
 
     #[test]
@@ -519,7 +776,9 @@ mod tests {
     #[test]
     fn run_command_with_and_without_dashes() {
         let Command::Run(r) =
-            parse(&["run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "echo hi"]).command
+            parse(&["run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "echo hi"])
+                .command
+                .0
         else {
             panic!("not run")
         };
@@ -528,7 +787,9 @@ mod tests {
         assert_eq!(r.spec.command(), ["sh", "-c", "echo hi"]);
         assert_eq!(r.spec.env, ["A=1"]);
 
-        let Command::Run(r) = parse(&["run", "-d", "busybox", "--", "ls", "-l", "--rm"]).command
+        let Command::Run(r) = parse(&["run", "-d", "busybox", "--", "ls", "-l", "--rm"])
+            .command
+            .0
         else {
             panic!("not run")
         };
@@ -536,7 +797,7 @@ mod tests {
         assert_eq!(r.spec.command(), ["ls", "-l", "--rm"]);
 
         // Flags after the image belong to the command, as with docker.
-        let Command::Run(r) = parse(&["run", "busybox", "--name", "x"]).command else {
+        let Command::Run(r) = parse(&["run", "busybox", "--name", "x"]).command.0 else {
             panic!("not run")
         };
         assert_eq!(r.spec.name, None);
@@ -544,7 +805,7 @@ mod tests {
         assert!(fails(&["run"]));
         // A mistyped flag before the image is an error, not an image name.
         assert!(fails(&["run", "--nmae", "x", "busybox"]));
-        let Command::Run(r) = parse(&["run", "--", "busybox", "ls"]).command else {
+        let Command::Run(r) = parse(&["run", "--", "busybox", "ls"]).command.0 else {
             panic!("not run")
         };
         assert_eq!(
@@ -570,6 +831,7 @@ mod tests {
             "busybox",
         ])
         .command
+        .0
         else {
             panic!("not run")
         };
@@ -585,25 +847,26 @@ mod tests {
 
     #[test]
     fn other_commands() {
-        let Command::Stop(s) = parse(&["stop", "-t", "3", "a", "b"]).command else {
+        let Command::Stop(s) = parse(&["stop", "-t", "3", "a", "b"]).command.0 else {
             panic!()
         };
         assert_eq!(
             (s.time, s.ids.as_slice()),
             (Some(3), ["a".to_string(), "b".into()].as_slice())
         );
-        let Command::Kill(k) = parse(&["kill", "a"]).command else {
+        let Command::Kill(k) = parse(&["kill", "a"]).command.0 else {
             panic!()
         };
         assert_eq!(k.signal, "SIGKILL");
-        let Command::Kill(k) = parse(&["kill", "-s", "hup", "a"]).command else {
+        let Command::Kill(k) = parse(&["kill", "-s", "hup", "a"]).command.0 else {
             panic!()
         };
         assert_eq!(k.signal, "SIGHUP");
         assert!(fails(&["rm"]));
         assert!(fails(&["kill", "-s", "NOPE", "a"]));
-        let Command::Logs(l) =
-            parse(&["logs", "-f", "--tail", "5", "-t", "--since", "10m", "web"]).command
+        let Command::Logs(l) = parse(&["logs", "-f", "--tail", "5", "-t", "--since", "10m", "web"])
+            .command
+            .0
         else {
             panic!()
         };
@@ -612,13 +875,15 @@ mod tests {
             (l.tail.as_deref(), l.since.as_deref(), l.id.as_str()),
             (Some("5"), Some("10m"), "web")
         );
-        assert!(matches!(parse(&["images"]).command, Command::Images));
+        assert!(matches!(parse(&["images"]).command.0, Command::Images));
         assert!(matches!(
-            parse(&["image", "ls"]).command,
+            parse(&["image", "ls"]).command.0,
             Command::Image(ImageCommand::Ls)
         ));
         let Command::Image(ImageCommand::Import(i)) =
-            parse(&["image", "import", "-", "--reference", "x:y"]).command
+            parse(&["image", "import", "-", "--reference", "x:y"])
+                .command
+                .0
         else {
             panic!()
         };

@@ -797,7 +797,7 @@ mod tests {
 
     fn cli(args: &[&str]) -> Command {
         match Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())) {
-            Ok(c) => c.command,
+            Ok(c) => c.command.0,
             Err(e) => panic!("{args:?}: {e}"),
         }
     }
@@ -1124,7 +1124,7 @@ mod agent_tests {
 
     fn command(args: &[&str]) -> Command {
         match Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())) {
-            Ok(c) => c.command,
+            Ok(c) => c.command.0,
             Err(e) => panic!("{args:?}: {e}"),
         }
     }

@@ -157,7 +157,7 @@ mod tests {
     fn req(args: &[&str]) -> std::result::Result<SubscribeRequest, String> {
         let cli = Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
-        let Command::Events(e) = cli.command else {
+        let Command::Events(e) = cli.command.0 else {
             panic!("not events")
         };
         subscribe_request(&e).map_err(|e| e.to_string())

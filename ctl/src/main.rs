@@ -25,15 +25,13 @@ mod place;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::cli::{CertsCommand, Cli, Command, ImageCommand};
 use crate::ctx::{report, Ctx};
 use crate::error::Result;
 use crate::fleet::{Fleet, Mode};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     // One thread is plenty for a client and keeps start-up cheap.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -57,7 +55,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     // Certificates are made locally: no agent, no inventory.
-    if let Command::Certs(c) = cli.command {
+    if let Command::Certs(c) = cli.command.0 {
         return match c {
             CertsCommand::Init(a) => certs::cmd_init(a),
             CertsCommand::Issue(a) => certs::cmd_issue(a),
@@ -65,7 +63,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
     let (parallel, timeout) = (cli.parallel.max(1), cli.host_timeout);
     match fleet::resolve(&cli)? {
-        Mode::Single(ctx) => match cli.command {
+        Mode::Single(ctx) => match cli.command.0 {
             // Commands that only make sense over hosts work on one too.
             Command::TopHosts => {
                 fleet_cmd::hosts(&Fleet::of_one(&ctx, parallel, timeout)?, true).await
@@ -75,7 +73,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             command => single(&ctx, command).await,
         },
-        Mode::Fleet(f) => on_fleet(&f, cli.command).await,
+        Mode::Fleet(f) => on_fleet(&f, cli.command.0).await,
     }
 }
 
