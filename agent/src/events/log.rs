@@ -5,9 +5,15 @@
 //! [protobuf Event]` (little endian). A torn record at the end of the last
 //! segment (a crash mid-write) is cut off at open. Whole segments are
 //! deleted from the front to keep at most `retain` events.
+//!
+//! The writer remembers where every [`MARK_EVERY`]th record of a segment
+//! starts, so a reader catching up from some sequence number seeks close to
+//! it and reads no more records than it returns, plus fewer than
+//! [`MARK_EVERY`]; without them every batch of a replay re-read its
+//! segment from the start.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use berth::v1::Event;
@@ -20,14 +26,47 @@ const SEGMENT_EVENTS: u64 = 10_000;
 /// Largest record accepted when reading (a corrupt length must not make us
 /// allocate gigabytes).
 const MAX_RECORD: usize = 16 * 1024 * 1024;
+/// Every this many records, a segment remembers where a record starts.
+const MARK_EVERY: u64 = 256;
+/// Read buffer of a reader: a few hundred records.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// One segment file.
-#[derive(Debug, Clone)]
-pub struct Segment {
+#[derive(Debug)]
+struct Segment {
     /// Sequence number of its first event.
-    pub first: u64,
+    first: u64,
     /// Its path.
-    pub path: PathBuf,
+    path: PathBuf,
+    /// `(seq, byte offset)` of every [`MARK_EVERY`]th record, oldest first.
+    marks: Vec<(u64, u64)>,
+}
+
+impl Segment {
+    fn new(first: u64, path: PathBuf) -> Self {
+        Segment {
+            first,
+            path,
+            marks: Vec::new(),
+        }
+    }
+
+    /// The last mark at or before `seq`: where a read for it begins.
+    fn mark_before(&self, seq: u64) -> Option<(u64, u64)> {
+        let i = self.marks.partition_point(|&(s, _)| s <= seq);
+        i.checked_sub(1).map(|i| self.marks[i])
+    }
+}
+
+/// Where a reader finds the events from some sequence number on; taken
+/// from the writer ([`EventLog::plan`]) and read without it ([`read_from`]).
+#[derive(Debug)]
+pub struct ReadPlan {
+    /// The segment files to read, in order.
+    files: Vec<PathBuf>,
+    /// In the first of them, `(seq, byte offset)` of the record to begin
+    /// at; none: its start.
+    start: Option<(u64, u64)>,
 }
 
 /// The writer side of the log.
@@ -36,6 +75,8 @@ pub struct EventLog {
     segments: Vec<Segment>,
     file: File,
     in_current: u64,
+    /// Bytes in the current segment: where the next record starts.
+    len_current: u64,
     retain: u64,
     next_seq: u64,
     dirty: bool,
@@ -54,11 +95,12 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 }
 
 /// Reads the valid records of a segment: `decode` turns each record's body
-/// into what is kept (or nothing); a body it cannot decode ends the valid
-/// part. Returns what was kept and the byte length of the valid prefix.
+/// (and its byte offset) into what is kept (or nothing); a body it cannot
+/// decode ends the valid part. Returns what was kept and the byte length of
+/// the valid prefix.
 fn scan<T>(
     path: &Path,
-    mut decode: impl FnMut(&[u8]) -> Result<Option<T>, prost::DecodeError>,
+    mut decode: impl FnMut(u64, &[u8]) -> Result<Option<T>, prost::DecodeError>,
 ) -> io::Result<(Vec<T>, u64)> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
@@ -75,7 +117,7 @@ fn scan<T>(
         if crc32fast::hash(body) != crc {
             break;
         }
-        match decode(body) {
+        match decode(pos as u64, body) {
             Ok(Some(ev)) => events.push(ev),
             Ok(None) => {}
             Err(_) => break,
@@ -94,19 +136,26 @@ impl EventLog {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
                 let first = name.strip_suffix(".log")?.parse::<u64>().ok()?;
-                Some(Segment {
-                    first,
-                    path: e.path(),
-                })
+                Some(Segment::new(first, e.path()))
             })
             .collect();
         segments.sort_by_key(|s| s.first);
         let mut events = Vec::new();
         let mut next_seq = 1;
         let mut in_current = 0;
-        for (i, seg) in segments.iter().enumerate() {
-            let (evs, valid) = scan(&seg.path, |b| Event::decode(b).map(Some))?;
-            let last = i + 1 == segments.len();
+        let mut len_current = 0;
+        let count = segments.len();
+        for (i, seg) in segments.iter_mut().enumerate() {
+            let mut marks = Vec::new();
+            let (evs, valid) = scan(&seg.path, |offset, body| {
+                let ev = Event::decode(body)?;
+                if ev.seq >= seg.first + MARK_EVERY * marks.len() as u64 {
+                    marks.push((ev.seq, offset));
+                }
+                Ok(Some(ev))
+            })?;
+            seg.marks = marks;
+            let last = i + 1 == count;
             if last {
                 let len = std::fs::metadata(&seg.path)?.len();
                 if valid < len {
@@ -121,15 +170,13 @@ impl EventLog {
                         .set_len(valid)?;
                 }
                 in_current = evs.len() as u64;
+                len_current = valid;
                 next_seq = evs.last().map(|e| e.seq + 1).unwrap_or(seg.first);
             }
             events.extend(evs);
         }
         if segments.is_empty() {
-            segments.push(Segment {
-                first: 1,
-                path: segment_path(dir, 1),
-            });
+            segments.push(Segment::new(1, segment_path(dir, 1)));
         }
         let current = segments
             .last()
@@ -145,6 +192,7 @@ impl EventLog {
                 segments,
                 file,
                 in_current,
+                len_current,
                 retain: retain.max(SEGMENT_EVENTS),
                 next_seq,
                 dirty: false,
@@ -166,9 +214,18 @@ impl EventLog {
             .unwrap_or(self.next_seq)
     }
 
-    /// The segment files, for readers.
-    pub fn segments(&self) -> Vec<Segment> {
-        self.segments.clone()
+    /// Where to read the events from `from` on (see [`read_from`]).
+    pub fn plan(&self, from: u64) -> ReadPlan {
+        let i = self
+            .segments
+            .iter()
+            .rposition(|s| s.first <= from)
+            .unwrap_or(0);
+        let segments = self.segments.get(i..).unwrap_or_default();
+        ReadPlan {
+            files: segments.iter().map(|s| s.path.clone()).collect(),
+            start: segments.first().and_then(|s| s.mark_before(from)),
+        }
     }
 
     /// Appends the event `seq` (which must be [`EventLog::next_seq`]),
@@ -181,7 +238,19 @@ impl EventLog {
         rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
         rec.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
         rec.extend_from_slice(body);
-        self.file.write_all(&rec)?;
+        let at = self.len_current;
+        if let Err(e) = self.file.write_all(&rec) {
+            // Part of the record may be written; the next one starts at
+            // the end of the file (a mark to it is checked by readers).
+            self.len_current = self.file.metadata().map_or(at, |m| m.len());
+            return Err(e);
+        }
+        self.len_current += rec.len() as u64;
+        if let Some(seg) = self.segments.last_mut() {
+            if seq >= seg.first + MARK_EVERY * seg.marks.len() as u64 {
+                seg.marks.push((seq, at));
+            }
+        }
         self.in_current += 1;
         self.next_seq = seq + 1;
         self.dirty = true;
@@ -192,8 +261,9 @@ impl EventLog {
         self.file.sync_data()?;
         let path = segment_path(&self.dir, first);
         self.file = OpenOptions::new().create(true).append(true).open(&path)?;
-        self.segments.push(Segment { first, path });
+        self.segments.push(Segment::new(first, path));
         self.in_current = 0;
+        self.len_current = 0;
         // Retention: drop the oldest segment while what remains still holds
         // `retain` events; never the current one.
         while self.segments.len() > 1 && first.saturating_sub(self.segments[1].first) >= self.retain
@@ -224,26 +294,94 @@ impl EventLog {
     }
 }
 
-/// Reads up to `max` events with seq >= `from` from `segments`. Runs
-/// without the writer's lock: segments are append-only and a record being
-/// written is simply not yet complete.
-pub fn read_from(segments: &[Segment], from: u64, max: usize) -> io::Result<Vec<StoredEvent>> {
-    let start = segments.iter().rposition(|s| s.first <= from).unwrap_or(0);
+/// Reads up to `max` events with seq >= `from`, as planned by
+/// [`EventLog::plan`]. Runs without the writer's lock: segments are
+/// append-only and a record being written is simply not yet complete.
+pub fn read_from(plan: &ReadPlan, from: u64, max: usize) -> io::Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
-    for seg in &segments[start..] {
-        let (evs, _) = match scan(&seg.path, |b| StoredEvent::from_log(b, from)) {
-            Ok(x) => x,
+    for (i, path) in plan.files.iter().enumerate() {
+        let start = if i == 0 { plan.start } else { None };
+        match read_segment(path, start, from, max, &mut out) {
+            Ok(()) => {}
             // Deleted by retention meanwhile: the caller sees a gap.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
-        };
-        out.extend(evs);
+        }
         if out.len() >= max {
-            out.truncate(max);
             break;
         }
     }
     Ok(out)
+}
+
+/// Adds the events of one segment with seq >= `from` to `out` until it holds
+/// `max`, from the record that `start` names (its seq and offset) or from
+/// the segment's start. A mark that does not lead to a valid record of
+/// that seq is not trusted: the read begins at the segment's start then.
+fn read_segment(
+    path: &Path,
+    start: Option<(u64, u64)>,
+    from: u64,
+    max: usize,
+    out: &mut Vec<StoredEvent>,
+) -> io::Result<()> {
+    let mut r = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
+    let mut body = Vec::new();
+    if let Some((seq, offset)) = start {
+        r.seek(SeekFrom::Start(offset))?;
+        let at_mark = next_record(&mut r, &mut body)?
+            && StoredEvent::from_log(&body, 0).is_ok_and(|e| e.is_some_and(|e| e.seq == seq));
+        if at_mark {
+            if !keep(&body, from, out) {
+                return Ok(());
+            }
+        } else {
+            r.seek(SeekFrom::Start(0))?;
+        }
+    }
+    while out.len() < max && next_record(&mut r, &mut body)? {
+        if !keep(&body, from, out) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Adds the event in `body` to `out` if its seq >= `from`; false when the
+/// body does not decode (the end of the valid records).
+fn keep(body: &[u8], from: u64, out: &mut Vec<StoredEvent>) -> bool {
+    match StoredEvent::from_log(body, from) {
+        Ok(Some(ev)) => out.push(ev),
+        Ok(None) => {}
+        Err(_) => return false,
+    }
+    true
+}
+
+/// Reads the next record's body into `body`; false at the end of the valid
+/// records (the end of the file, a record not yet complete, a bad length or
+/// checksum).
+fn next_record(r: &mut impl Read, body: &mut Vec<u8>) -> io::Result<bool> {
+    let mut head = [0u8; 8];
+    if !read_all(r, &mut head)? {
+        return Ok(false);
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len > MAX_RECORD {
+        return Ok(false);
+    }
+    body.resize(len, 0);
+    Ok(read_all(r, body)? && crc32fast::hash(body) == crc)
+}
+
+/// `read_exact`, but false where the file ends first.
+fn read_all(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -278,7 +416,7 @@ mod tests {
         assert_eq!(opened.events.len(), 5);
         let mut log = opened.log;
         log.append(6, &ev(6).encode_to_vec()).unwrap();
-        let got = read_from(&log.segments(), 4, 10).unwrap();
+        let got = read_from(&log.plan(4), 4, 10).unwrap();
         assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
     }
 
@@ -292,9 +430,92 @@ mod tests {
         }
         assert!(log.oldest() > 1, "old segments are dropped");
         assert!(total - log.oldest() < 2 * SEGMENT_EVENTS + 5);
-        let got = read_from(&log.segments(), log.oldest(), 3).unwrap();
+        let got = read_from(&log.plan(log.oldest()), log.oldest(), 3).unwrap();
         assert_eq!(got[0].seq, log.oldest());
         let opened = EventLog::open(dir.path(), SEGMENT_EVENTS).unwrap();
         assert_eq!(opened.log.next_seq(), total + 1);
+    }
+
+    fn seqs(got: &[StoredEvent]) -> Vec<u64> {
+        got.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn reads_from_anywhere_across_segments_up_to_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path(), 100_000).unwrap().log;
+        let total = SEGMENT_EVENTS * 2 + 500;
+        for s in 1..=total {
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
+        }
+        for from in [
+            1,
+            MARK_EVERY - 1,
+            MARK_EVERY,
+            MARK_EVERY + 1,
+            SEGMENT_EVENTS - 10,
+            SEGMENT_EVENTS + 1,
+            SEGMENT_EVENTS * 2 + 257,
+            total - 3,
+        ] {
+            let plan = log.plan(from);
+            // The mark is right, not merely survived by the fallback.
+            let (seq, offset) = plan.start.expect("a segment marks its first record");
+            assert!(seq <= from && from - seq < MARK_EVERY, "from {from}");
+            let mut f = File::open(&plan.files[0]).unwrap();
+            f.seek(SeekFrom::Start(offset)).unwrap();
+            let mut body = Vec::new();
+            assert!(next_record(&mut f, &mut body).unwrap());
+            assert_eq!(Event::decode(body.as_slice()).unwrap().seq, seq);
+            let got = read_from(&plan, from, 300).unwrap();
+            let want: Vec<u64> = (from..=total).take(300).collect();
+            assert_eq!(seqs(&got), want, "from {from}");
+            assert_eq!(got[0].encoded.decode_event().unwrap(), ev(from));
+        }
+        assert!(read_from(&log.plan(total + 1), total + 1, 10)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn reopening_finds_the_marks_the_writer_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path(), 100_000).unwrap().log;
+        for s in 1..=(SEGMENT_EVENTS + 1000) {
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
+        }
+        let written: Vec<_> = log.segments.iter().map(|s| s.marks.clone()).collect();
+        assert_eq!(
+            written[1].len(),
+            4,
+            "1,000 records: marks at 0, 256, 512, 768"
+        );
+        drop(log);
+        let log = EventLog::open(dir.path(), 100_000).unwrap().log;
+        let found: Vec<_> = log.segments.iter().map(|s| s.marks.clone()).collect();
+        assert_eq!(found, written);
+    }
+
+    #[test]
+    fn a_mark_that_leads_nowhere_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path(), 100).unwrap().log;
+        for s in 1..=1000 {
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
+        }
+        let from = 3 * MARK_EVERY + 7;
+        for wrong in [1, 8, 1 << 40] {
+            let mut plan = log.plan(from);
+            let (seq, offset) = plan.start.unwrap();
+            plan.start = Some((seq, offset + wrong));
+            let got = read_from(&plan, from, 5).unwrap();
+            assert_eq!(seqs(&got), (from..from + 5).collect::<Vec<_>>());
+        }
+        // A mark of another record (the offset of the one before).
+        let mut plan = log.plan(from);
+        let (seq, _) = plan.start.unwrap();
+        plan.start = Some((seq + 1, log.segments[0].marks[3].1));
+        let got = read_from(&plan, from, 5).unwrap();
+        assert_eq!(seqs(&got), (from..from + 5).collect::<Vec<_>>());
     }
 }

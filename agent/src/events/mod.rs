@@ -162,7 +162,7 @@ impl EventBus {
     /// Up to `max` events with seq >= `from`, oldest first. Empty when
     /// `from` is in the future.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<StoredEvent>, Gap> {
-        let segments = {
+        let plan = {
             let inner = self.lock();
             let oldest = inner.log.oldest();
             if from < oldest {
@@ -182,9 +182,9 @@ impl EventBus {
                         .collect());
                 }
             }
-            inner.log.segments()
+            inner.log.plan(from)
         };
-        match log::read_from(&segments, from, max) {
+        match log::read_from(&plan, from, max) {
             Ok(evs) if evs.first().is_some_and(|e| e.seq == from) => Ok(evs),
             Ok(_) | Err(_) => Err(Gap {
                 oldest: self.lock().log.oldest(),
