@@ -47,6 +47,7 @@ SKIP_DOCKER = os.environ.get("BENCH_SKIP_DOCKER") == "1"
 # quick A/B of one change (a printed table, nothing written to BENCH_OUT).
 ONLY = os.environ.get("BENCH_ONLY", "")
 CONC_TOTAL = int(os.environ.get("BENCH_CONC_TOTAL", "50"))
+REPLAY_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "50000"))
 
 BERTH_SOCK = os.path.join(W, "berthd.sock")
 CTRD_SOCK = os.path.join(W, "containerd", "containerd.sock")
@@ -494,6 +495,13 @@ def measure_events():
     return json.loads(r.stdout)
 
 
+def measure_replay():
+    """A subscriber catching up: REPLAY_EVENTS stored events read back from the log."""
+    r = sh([CLIENT, "-H", BERTH_SOCK, "replay", "--events", str(REPLAY_EVENTS), "--rounds", "5"],
+           timeout=600)
+    return json.loads(r.stdout)
+
+
 # ---------------------------------------------------------------- report
 
 def q(xs, p):
@@ -683,6 +691,16 @@ def report(res):
                      f"{'; '.join(r['errors']) or '-'} |")
     if ev.get("error"):
         lines.append(f"\nEvents benchmark stopped early: {ev['error']}")
+    rp = res.get("replay")
+    if rp:
+        secs = rp["replay_seconds"]
+        lines.append("")
+        lines.append(f"Replay: {rp['events']:,} stored events (Kill) published, then read back "
+                     f"from the first of them by one subscriber filtering on the container and "
+                     f"Killed, {len(secs)} rounds: median {statistics.median(secs) * 1e3:.1f} ms "
+                     f"({rp['events'] / statistics.median(secs):,.0f} events/s; min - max "
+                     f"{min(secs) * 1e3:.1f} - {max(secs) * 1e3:.1f} ms). The replay reads the "
+                     f"event log on disk.")
     return "\n".join(lines) + "\n"
 
 
@@ -754,6 +772,7 @@ def main():
         res["memory_kib"] = {**res_mem, **measure_memory(d)}
         res["stop_ms"] = measure_stop()
         res["events"] = measure_events()
+        res["replay"] = measure_replay()
         res["machine"] = machine()
     finally:
         d.stop_all()
