@@ -372,16 +372,8 @@ async fn events(
     subs: &[usize],
     producers: usize,
 ) -> Res<()> {
-    let mut c = ContainersClient::new(channel(host).await?);
-    let target = c
-        .run(RunContainerRequest {
-            spec: Some(spec(image, &["sh", "-c", "while :; do sleep 1; done"], 0)),
-        })
-        .await?
-        .into_inner()
-        .container
-        .ok_or("no container")?
-        .id;
+    let ch = channel(host).await?;
+    let target = run_sleeper(&ch, image).await?;
     let mut rounds = Vec::new();
     let mut failure = None;
     for &s in subs {
@@ -393,11 +385,12 @@ async fn events(
             }
         }
     }
-    c.remove(RemoveContainerRequest {
-        id: target,
-        force: true,
-    })
-    .await?;
+    ContainersClient::new(ch)
+        .remove(RemoveContainerRequest {
+            id: target,
+            force: true,
+        })
+        .await?;
     println!("{}", json!({"rounds": rounds, "error": failure}));
     Ok(())
 }
@@ -433,13 +426,10 @@ async fn produce_kills(ch: &Channel, target: &str, n: usize, producers: usize) -
     Ok(())
 }
 
-/// Publishes `n` events, then replays them `rounds` times from the first,
-/// one subscriber filtering on the container (as a client catching up on
-/// one container does).
-async fn replay(host: &str, image: &str, n: usize, rounds: usize) -> Res<()> {
-    let ch = channel(host).await?;
-    let mut c = ContainersClient::new(ch.clone());
-    let target = c
+/// Runs a container that sleeps until it is removed (the target of the
+/// event benchmarks); returns its id.
+async fn run_sleeper(ch: &Channel, image: &str) -> Res<String> {
+    Ok(ContainersClient::new(ch.clone())
         .run(RunContainerRequest {
             spec: Some(spec(image, &["sh", "-c", "while :; do sleep 1; done"], 0)),
         })
@@ -447,7 +437,15 @@ async fn replay(host: &str, image: &str, n: usize, rounds: usize) -> Res<()> {
         .into_inner()
         .container
         .ok_or("no container")?
-        .id;
+        .id)
+}
+
+/// Publishes `n` events, then replays them `rounds` times from the first,
+/// one subscriber filtering on the container (as a client catching up on
+/// one container does).
+async fn replay(host: &str, image: &str, n: usize, rounds: usize) -> Res<()> {
+    let ch = channel(host).await?;
+    let target = run_sleeper(&ch, image).await?;
     let filter = SubscribeRequest {
         containers: vec![target.clone()],
         actions: vec![EventAction::Killed as i32],
@@ -472,11 +470,12 @@ async fn replay(host: &str, image: &str, n: usize, rounds: usize) -> Res<()> {
         },
         Err(e) => Err(e),
     };
-    c.remove(RemoveContainerRequest {
-        id: target,
-        force: true,
-    })
-    .await?;
+    ContainersClient::new(ch)
+        .remove(RemoveContainerRequest {
+            id: target,
+            force: true,
+        })
+        .await?;
     let secs = result?;
     let per_s: Vec<f64> = secs.iter().map(|s| n as f64 / s).collect();
     println!(
