@@ -162,8 +162,14 @@ fn subcommand_name(root: &clap::Command, args: &[OsString]) -> Option<String> {
         } else {
             return Some(arg.to_string());
         };
+        // A value that looks like an option may be one to clap: then the
+        // line is wrong, and clap with the whole tree says best how (its
+        // tips search every subcommand named on the line).
         if takes_value {
-            rest.next()?;
+            let value = rest.next()?.to_str()?;
+            if value.starts_with('-') && value != "-" {
+                return None;
+            }
         }
     }
     None
@@ -667,6 +673,10 @@ mod tests {
         let lines: &[&[&str]] = &[
             &["ps"],
             &["-H", "unix:///x", "ps", "-a"],
+            &["-H", "--forse", "ps", "rm"],
+            &["-H", "-a", "ps"],
+            &["-H", "-", "ps"],
+            &["--host", "--", "ps"],
             &["ps", "-H", "/x", "-o", "json"],
             &["-H/x", "-ojson", "ps"],
             &["--host=/x", "--output=json", "ps"],
