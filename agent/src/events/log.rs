@@ -80,6 +80,9 @@ pub struct EventLog {
     retain: u64,
     next_seq: u64,
     dirty: bool,
+    /// The current segment may end in part of a record (a failed write
+    /// that could not be cut off): the next event starts a new segment.
+    torn: bool,
 }
 
 /// What [`EventLog::open`] found.
@@ -196,6 +199,7 @@ impl EventLog {
                 retain: retain.max(SEGMENT_EVENTS),
                 next_seq,
                 dirty: false,
+                torn: false,
             },
             events,
         })
@@ -229,10 +233,14 @@ impl EventLog {
     }
 
     /// Appends the event `seq` (which must be [`EventLog::next_seq`]),
-    /// encoded as `body`.
+    /// encoded as `body`. The seq is taken even when this fails: the event
+    /// was published all the same, and no two events may share a seq; the
+    /// log then lacks it, which readers see as a hole (see [`read_from`]).
     pub fn append(&mut self, seq: u64, body: &[u8]) -> io::Result<()> {
-        if self.in_current >= SEGMENT_EVENTS {
+        self.next_seq = seq + 1;
+        if self.in_current >= SEGMENT_EVENTS || self.torn {
             self.rotate(seq)?;
+            self.torn = false;
         }
         let mut rec = Vec::with_capacity(body.len() + 8);
         rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -240,9 +248,7 @@ impl EventLog {
         rec.extend_from_slice(body);
         let at = self.len_current;
         if let Err(e) = self.file.write_all(&rec) {
-            // Part of the record may be written; the next one starts at
-            // the end of the file (a mark to it is checked by readers).
-            self.len_current = self.file.metadata().map_or(at, |m| m.len());
+            self.cut_back(at);
             return Err(e);
         }
         self.len_current += rec.len() as u64;
@@ -252,9 +258,18 @@ impl EventLog {
             }
         }
         self.in_current += 1;
-        self.next_seq = seq + 1;
         self.dirty = true;
         Ok(())
+    }
+
+    /// After a failed write: cuts off whatever part of the record reached
+    /// the current segment, which ends at `len` again, so that the records
+    /// appended next are found by readers from its start too; where that
+    /// fails, the segment ends here.
+    fn cut_back(&mut self, len: u64) {
+        if self.file.set_len(len).is_err() {
+            self.torn = true;
+        }
     }
 
     fn rotate(&mut self, first: u64) -> io::Result<()> {
@@ -295,8 +310,10 @@ impl EventLog {
 }
 
 /// Reads up to `max` events with seq >= `from`, as planned by
-/// [`EventLog::plan`]. Runs without the writer's lock: segments are
-/// append-only and a record being written is simply not yet complete.
+/// [`EventLog::plan`], in order; the seqs of events whose write failed, or
+/// of a segment deleted meanwhile, are missing. Runs without the writer's
+/// lock: segments are append-only and a record being written is simply not
+/// yet complete.
 pub fn read_from(plan: &ReadPlan, from: u64, max: usize) -> io::Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
     for (i, path) in plan.files.iter().enumerate() {
@@ -332,7 +349,7 @@ fn read_segment(
         let at_mark = next_record(&mut r, &mut body)?
             && StoredEvent::from_log(&body, 0).is_ok_and(|e| e.is_some_and(|e| e.seq == seq));
         if at_mark {
-            if !keep(&body, from, out) {
+            if out.len() >= max || !keep(&body, from, out) {
                 return Ok(());
             }
         } else {
@@ -381,6 +398,18 @@ fn read_all(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+impl EventLog {
+    /// Makes the writes to the current segment fail, and cutting back after
+    /// them too, as on a failing disk: the segment is held read-only.
+    pub(super) fn fail_writes(&mut self) -> io::Result<()> {
+        if let Some(seg) = self.segments.last() {
+            self.file = File::open(&seg.path)?;
+        }
+        Ok(())
     }
 }
 
@@ -467,6 +496,7 @@ mod tests {
             let mut body = Vec::new();
             assert!(next_record(&mut f, &mut body).unwrap());
             assert_eq!(Event::decode(body.as_slice()).unwrap().seq, seq);
+            assert!(read_from(&plan, from, 0).unwrap().is_empty(), "from {from}");
             let got = read_from(&plan, from, 300).unwrap();
             let want: Vec<u64> = (from..=total).take(300).collect();
             assert_eq!(seqs(&got), want, "from {from}");
@@ -517,5 +547,63 @@ mod tests {
         plan.start = Some((seq + 1, log.segments[0].marks[3].1));
         let got = read_from(&plan, from, 5).unwrap();
         assert_eq!(seqs(&got), (from..from + 5).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_write_takes_its_seq_and_what_follows_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path(), 100_000).unwrap().log;
+        for s in 1..=300 {
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
+        }
+        log.fail_writes().unwrap();
+        assert!(log.append(301, &ev(301).encode_to_vec()).is_err());
+        assert_eq!(log.next_seq(), 302, "the failed event's seq is not reused");
+        // The read-only segment could not be cut back: the next event
+        // starts a new one.
+        for s in 302..=900 {
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
+        }
+        assert_eq!(log.segments.len(), 2);
+        assert_eq!(log.segments[1].first, 302);
+        let want: Vec<u64> = (1..=900).filter(|&s| s != 301).collect();
+        for from in [1, 290, 301, 302, 600] {
+            let got = read_from(&log.plan(from), from, 1000).unwrap();
+            let want: Vec<u64> = want.iter().copied().filter(|&s| s >= from).collect();
+            assert_eq!(seqs(&got), want, "from {from}");
+        }
+        let opened = EventLog::open(dir.path(), 100_000).unwrap();
+        assert_eq!(opened.log.next_seq(), 901);
+        assert_eq!(
+            opened.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            want
+        );
+    }
+
+    #[test]
+    fn part_of_a_record_left_by_a_failed_write_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path(), 100_000).unwrap().log;
+        for s in 1..=300 {
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
+        }
+        // What a write that failed half-way leaves: the start of a record.
+        let path = log.segments[0].path.clone();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[40, 0, 0, 0, 7, 7]).unwrap();
+        log.cut_back(log.len_current);
+        assert!(!log.torn);
+        for s in 302..=900 {
+            log.append(s, &ev(s).encode_to_vec()).unwrap();
+        }
+        assert_eq!(log.segments.len(), 1, "the segment goes on");
+        for from in [1, 302, 513] {
+            let got = read_from(&log.plan(from), from, 1000).unwrap();
+            let want: Vec<u64> = (from..=900).filter(|&s| s != 301).collect();
+            assert_eq!(seqs(&got), want, "from {from}");
+        }
+        let opened = EventLog::open(dir.path(), 100_000).unwrap();
+        assert_eq!(opened.log.next_seq(), 901);
+        assert_eq!(opened.events.len(), 899);
     }
 }

@@ -55,11 +55,36 @@ struct Inner {
     exits: HashMap<String, i64>,
 }
 
-/// The requested sequence number is older than what the log retains.
-#[derive(Debug)]
-pub struct Gap {
-    /// Oldest sequence number still available.
-    pub oldest: u64,
+/// Why the events from some sequence number on cannot be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gap {
+    /// It is older than what the log retains.
+    Retired {
+        /// Oldest sequence number still available.
+        oldest: u64,
+    },
+    /// The event with this seq is not in the log: its write failed (the
+    /// agent logged why) or its segment was deleted while being read.
+    Missing {
+        /// The seq that cannot be read.
+        seq: u64,
+    },
+    /// The log could not be read.
+    Unreadable(String),
+}
+
+/// The events of `evs` from `from` on up to the first missing seq; a
+/// [`Gap::Missing`] when `from` itself is missing.
+fn unbroken(from: u64, mut evs: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, Gap> {
+    if evs.first().is_some_and(|e| e.seq != from) {
+        return Err(Gap::Missing { seq: from });
+    }
+    let run = evs
+        .windows(2)
+        .position(|w| w[1].seq != w[0].seq + 1)
+        .map_or(evs.len(), |i| i + 1);
+    evs.truncate(run);
+    Ok(evs)
 }
 
 /// Keeps `exits` up to date with one more event.
@@ -159,36 +184,40 @@ impl EventBus {
         self.published.subscribe()
     }
 
-    /// Up to `max` events with seq >= `from`, oldest first. Empty when
-    /// `from` is in the future.
+    /// Up to `max` consecutive events from seq `from` on, oldest first,
+    /// ending before the first seq that is missing (the next read from there
+    /// reports it). Empty when `from` is in the future.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<StoredEvent>, Gap> {
         let plan = {
             let inner = self.lock();
             let oldest = inner.log.oldest();
             if from < oldest {
-                return Err(Gap { oldest });
+                return Err(Gap::Retired { oldest });
             }
             if from >= inner.log.next_seq() {
                 return Ok(Vec::new());
             }
-            if let Some(first) = inner.recent.front() {
-                if from >= first.seq {
-                    return Ok(inner
-                        .recent
-                        .iter()
-                        .skip((from - first.seq) as usize)
-                        .take(max)
-                        .cloned()
-                        .collect());
-                }
+            if inner.recent.front().is_some_and(|e| e.seq <= from) {
+                // Reopened from a log with holes, the cache has them too.
+                let i = inner.recent.partition_point(|e| e.seq < from);
+                let evs = inner.recent.range(i..).take(max).cloned().collect();
+                return unbroken(from, evs);
             }
             inner.log.plan(from)
         };
-        match log::read_from(&plan, from, max) {
-            Ok(evs) if evs.first().is_some_and(|e| e.seq == from) => Ok(evs),
-            Ok(_) | Err(_) => Err(Gap {
-                oldest: self.lock().log.oldest(),
-            }),
+        let evs = log::read_from(&plan, from, max).map_err(|e| Gap::Unreadable(e.to_string()))?;
+        match unbroken(from, evs) {
+            Ok(evs) if !evs.is_empty() => Ok(evs),
+            Ok(_) | Err(Gap::Missing { .. }) => {
+                // Retention may have deleted the planned segments meanwhile.
+                let oldest = self.lock().log.oldest();
+                Err(if from < oldest {
+                    Gap::Retired { oldest }
+                } else {
+                    Gap::Missing { seq: from }
+                })
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -244,6 +273,48 @@ mod tests {
         let last = bus.read(seq, 10).unwrap();
         assert_eq!(last[0].encoded.decode_event().unwrap().instance_id, "b");
         assert!(bus.read(seq + 1, 10).unwrap().is_empty());
+    }
+
+    fn seqs(evs: &[StoredEvent]) -> Vec<u64> {
+        evs.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn an_event_the_log_lacks_ends_a_replay_with_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = EventBus::open(dir.path(), 100_000, "a".into()).unwrap();
+        for n in 0..10 {
+            bus.publish(ev(&format!("e{n}")));
+        }
+        bus.lock().log.fail_writes().unwrap();
+        assert_eq!(bus.publish(ev("lost")), 11);
+        assert_eq!(bus.publish(ev("next")), 12, "no two events share a seq");
+        for n in 0..4 {
+            bus.publish(ev(&format!("f{n}")));
+        }
+        // Live (from memory), the lost event is still there.
+        assert_eq!(
+            seqs(&bus.read(1, 100).unwrap()),
+            (1..=16).collect::<Vec<_>>()
+        );
+        bus.sync();
+        drop(bus);
+        // Reopened, the cache comes from the log, hole and all...
+        let bus = EventBus::open(dir.path(), 100_000, "b".into()).unwrap();
+        let check = |bus: &EventBus| {
+            assert_eq!(
+                seqs(&bus.read(1, 100).unwrap()),
+                (1..=10).collect::<Vec<_>>()
+            );
+            assert_eq!(bus.read(11, 100).err(), Some(Gap::Missing { seq: 11 }));
+            assert_eq!(seqs(&bus.read(12, 3).unwrap()), vec![12, 13, 14]);
+        };
+        check(&bus);
+        // ... and once they have left the cache, from the log itself.
+        for n in 0..RECENT {
+            bus.publish(ev(&format!("g{n}")));
+        }
+        check(&bus);
     }
 
     #[test]
