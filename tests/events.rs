@@ -163,3 +163,134 @@ async fn filters_and_replay() {
     agent.run_to_exit(sh("true")).await;
     assert_eq!(common::next_event(&mut replay).await.seq, 8);
 }
+
+/// Fills the file system of `dir` up: what is left is less than a page.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let page = [0u8; 4096];
+    while f.write_all(&page).is_ok() {}
+    path
+}
+
+#[tokio::test]
+async fn a_replay_reaching_events_a_full_disk_lost_ends_with_data_loss() {
+    let mut agent = Agent::start().await;
+    // The event log on a small file system of its own, which the test fills.
+    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
+    let log_dir = agent.state_dir.join("events");
+    let saved = agent.dir.join("events-before");
+    std::fs::rename(&log_dir, &saved).unwrap();
+    std::fs::create_dir(&log_dir).unwrap();
+    nix::mount::mount(
+        Some("berth-test-events"),
+        &log_dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    for e in std::fs::read_dir(&saved).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), log_dir.join(e.file_name())).unwrap();
+    }
+    agent.spawn().await;
+    agent.import_busybox().await;
+    let c = agent.run(sh("sleep 1000")).await;
+    let mut live = agent
+        .events()
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let kill = |n: usize| {
+        let mut client = agent.containers();
+        let id = c.id.clone();
+        async move {
+            for _ in 0..n {
+                client
+                    .kill(pb::KillContainerRequest {
+                        id: id.clone(),
+                        signal: "SIGWINCH".into(),
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // More than the rest of the log's last page holds.
+    const WHILE_FULL: usize = 100;
+    let filler = fill(&log_dir);
+    kill(WHILE_FULL).await;
+    std::fs::remove_file(filler).unwrap();
+    kill(5).await;
+
+    // Live, every event arrives, each with a seq of its own.
+    let mut seen = Vec::new();
+    while seen.len() < WHILE_FULL + 5 {
+        let e = common::next_event(&mut live).await;
+        if action(&e) == pb::EventAction::Killed {
+            seen.push(e.seq);
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "live seqs: {seen:?}"
+    );
+    let last = *seen.last().unwrap();
+    drop(live);
+    assert!(agent.log().contains("appending to the event log"));
+
+    // Replayed from disk (after a restart, so nothing comes from memory),
+    // the stream ends at each lost event with DATA_LOSS naming it, and goes
+    // on from the seq after it.
+    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
+    agent.spawn().await;
+    let (mut replayed, mut lost) = (Vec::new(), Vec::new());
+    let mut from = 1;
+    while from <= last {
+        let status = match agent
+            .events()
+            .subscribe(pb::SubscribeRequest {
+                from_seq: from,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(e)) => {
+                            assert_eq!(e.seq, from, "a replay skips nothing silently");
+                            replayed.push(e.seq);
+                            from += 1;
+                            if from > last {
+                                break None;
+                            }
+                        }
+                        Ok(None) => panic!("the stream ended without a status"),
+                        Err(s) => break Some(s),
+                    }
+                }
+            }
+            Err(s) => Some(s),
+        };
+        if let Some(s) = status {
+            assert_eq!(s.code(), tonic::Code::DataLoss, "{s:?}");
+            assert!(s.message().contains(&format!("event {from} ")), "{s:?}");
+            lost.push(from);
+            from += 1;
+        }
+    }
+    eprintln!("{} of {WHILE_FULL} events lost: {lost:?}", lost.len());
+    assert!(!lost.is_empty(), "the full file system lost no event");
+    assert!(
+        lost.iter().all(|s| seen.contains(s)),
+        "lost {lost:?}, killed while full {seen:?}"
+    );
+    // Written once there was room again: the last five are all on disk.
+    assert!(seen[WHILE_FULL..].iter().all(|s| replayed.contains(s)));
+    drop(agent);
+}
