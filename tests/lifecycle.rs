@@ -596,3 +596,28 @@ async fn an_idle_agent_becomes_still() {
     assert!(still, "berthd's threads kept running while idle: {last:?}");
     agent.assert_clean().await;
 }
+
+/// Root in a container may make device nodes (as with Docker), but not use
+/// them: without that, `mknod /dev/sda b 8 0` would open the host's disk.
+/// The standard nodes in /dev work.
+#[tokio::test]
+async fn device_nodes_a_container_makes_cannot_be_opened() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let script = r#"
+        for dir in /tmp /dev; do
+            mknod $dir/made-null c 1 3 || exit 10
+            if echo x > $dir/made-null; then echo "$dir: usable"; else echo "$dir: refused"; fi
+        done
+        echo x > /dev/null || exit 11
+        [ "$(head -c 3 /dev/zero | wc -c)" = 3 ] || exit 12
+        [ "$(head -c 3 /dev/urandom | wc -c)" = 3 ] || exit 13
+        [ "$(head -c 3 /dev/random | wc -c)" = 3 ] || exit 14
+        if echo x > /dev/full; then exit 15; fi
+        echo done
+    "#;
+    let (exit, out, err) = agent.run_to_exit(sh(script)).await;
+    assert_eq!(exit.exit_code, 0, "out: {out} err: {err}");
+    assert_eq!(out, "/tmp: refused\n/dev: refused\ndone\n", "err: {err}");
+    agent.assert_clean().await;
+}

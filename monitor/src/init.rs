@@ -237,11 +237,14 @@ fn mount_overlay(spec: &LaunchSpec) -> Step {
     );
     let data =
         CString::new(opts.as_bytes()).map_err(|_| Failure(125, "NUL in a layer path".into()))?;
+    // nodev: with no device cgroup, a device node in the image, or one
+    // root in the container makes (it keeps CAP_MKNOD, as with Docker),
+    // must not open the host's device.
     rustix::mount::mount(
         "overlay",
         fs.target.as_str(),
         "overlay",
-        MountFlags::empty(),
+        MountFlags::NODEV,
         data.as_c_str(),
     )
     .ctx(format!("mounting the overlay root at {}", fs.target))
@@ -384,32 +387,26 @@ fn mount_kernel_fs(root: &str) -> Step {
     )?;
 
     let dev = target(root, "dev")?;
+    // nodev, like the root: nodes made in /dev cannot be opened. The
+    // standard ones are the host's, each bound on an empty file: a bind
+    // mount has flags of its own, so they work.
     mnt(
         "tmpfs",
         &dev,
         "tmpfs",
-        MountFlags::NOSUID | MountFlags::STRICTATIME,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
-    for (name, major, minor) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let p = format!("{dev}/{name}");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
+        rustix::fs::open(
             p.as_str(),
-            FileType::CharacterDevice,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o666),
-            rustix::fs::makedev(major, minor),
         )
         .ctx(format!("creating /dev/{name}"))?;
-        // mknod honours the umask; devices must be usable by any user.
-        rustix::fs::chmod(p.as_str(), Mode::from_raw_mode(0o666)).ctx("chmod device")?;
+        rustix::mount::mount_bind(format!("/dev/{name}").as_str(), p.as_str())
+            .ctx(format!("binding the host's /dev/{name}"))?;
     }
     let pts = format!("{dev}/pts");
     mkdir(&pts, "/dev/pts")?;
