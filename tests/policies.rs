@@ -406,3 +406,98 @@ async fn list_then_watch_and_slow_subscribers() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }
+
+/// During a restart delay: a Kill is refused and changes nothing (the
+/// policy goes on restarting), a Stop calls the pending restart off.
+#[tokio::test]
+async fn a_stop_during_the_restart_delay_calls_the_restart_off() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut spec = sh("exit 1");
+    spec.restart_policy = policy(pb::restart_policy::Mode::Always, 0);
+    let mut events = agent
+        .events()
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let c = agent.run(spec).await;
+    // The next RESTARTING event of `c`, from attempt `min` on.
+    async fn restarting(events: &mut tonic::Streaming<pb::Event>, id: &str, min: u32) -> pb::Event {
+        loop {
+            let e = common::next_event(events).await;
+            if e.id == id
+                && e.action == pb::EventAction::Restarting as i32
+                && e.restart_attempt >= min
+            {
+                return e;
+            }
+        }
+    }
+    // Attempt 3 waits 400 ms: time enough for the calls below.
+    let e = restarting(&mut events, &c.id, 3).await;
+    let err = agent
+        .containers()
+        .kill(pb::KillContainerRequest {
+            id: c.id.clone(),
+            signal: "SIGKILL".into(),
+        })
+        .await
+        .expect_err("nothing runs to be killed");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    // The refused Kill did not count as a stop by the user.
+    let e = restarting(&mut events, &c.id, e.restart_attempt + 1).await;
+    agent
+        .containers()
+        .stop(pb::StopContainerRequest {
+            id: c.id.clone(),
+            timeout_seconds: Some(1),
+        })
+        .await
+        .unwrap();
+    let quiet = Duration::from_millis(e.restart_delay_ms) + Duration::from_secs(1);
+    let started = tokio::time::timeout(quiet, async {
+        loop {
+            let e = common::next_event(&mut events).await;
+            if e.id == c.id && e.action == pb::EventAction::Started as i32 {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(started.is_err(), "started after the stop: {started:?}");
+    assert_eq!(
+        agent.inspect(&c.id).await.state,
+        pb::ContainerState::Exited as i32
+    );
+}
+
+/// Stop and `rm -f` of a container that exits by itself at that moment
+/// succeed: the container ended, which is what they asked for.
+#[tokio::test]
+async fn stop_and_forced_remove_racing_the_containers_own_exit_succeed() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    for i in 0..30u32 {
+        let c = agent.run(sh(&format!("sleep 0.0{}", i % 10))).await;
+        if i % 2 == 0 {
+            agent
+                .containers()
+                .stop(pb::StopContainerRequest {
+                    id: c.id.clone(),
+                    timeout_seconds: Some(5),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("stop {i}: {e:?}"));
+        }
+        agent
+            .containers()
+            .remove(pb::RemoveContainerRequest {
+                id: c.id.clone(),
+                force: true,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("rm -f {i}: {e:?}"));
+    }
+    agent.assert_clean().await;
+}

@@ -14,6 +14,7 @@ pub mod state;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +69,9 @@ pub struct Entry {
     teardown: tokio::sync::Mutex<()>,
     pidfd: Mutex<Option<Arc<OwnedFd>>>,
     flusher: Arc<Flusher>,
+    /// Generation of the pending policy restart: a client's Start or Stop
+    /// moves it on, and a restart timer of an older one does nothing.
+    restart_gen: AtomicU64,
 }
 
 impl Entry {
@@ -81,7 +85,13 @@ impl Entry {
             teardown: tokio::sync::Mutex::new(()),
             pidfd: Mutex::new(None),
             flusher,
+            restart_gen: AtomicU64::new(0),
         }
+    }
+
+    /// Calls off a pending policy restart (see [`Manager::schedule_restart`]).
+    fn call_off_restart(&self) -> u64 {
+        self.restart_gen.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// A copy of the current record.
@@ -350,7 +360,10 @@ impl Manager {
             tokio::spawn(async move {
                 let wait = (rec.stop_deadline - now_nanos()).max(0) as u64;
                 tokio::time::sleep(Duration::from_nanos(wait)).await;
-                if e.snapshot().state.is_live() {
+                // Only the run that was being stopped: it may have exited
+                // and been started again meanwhile.
+                let now = e.snapshot();
+                if now.state.is_live() && now.started_at == rec.started_at {
                     let _ = mgr.kill(&e, Signal::SIGKILL);
                 }
             });
@@ -559,6 +572,9 @@ impl Manager {
         rec.state
             .apply(Op::Start)
             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        if by_user {
+            entry.call_off_restart();
+        }
         // The previous run's cgroup must be gone before this run makes it anew.
         drop(entry.teardown.lock().await);
         // The monitor execs and initialises while the cgroup is made; it
@@ -800,15 +816,17 @@ impl Manager {
     }
 
     /// Starts a RESTARTING container after `delay`, unless a client has
-    /// stopped or removed it meanwhile.
+    /// started, stopped or removed it meanwhile.
     fn schedule_restart(self: &Arc<Self>, entry: Arc<Entry>, delay: Duration) {
         let mgr = self.clone();
+        let gen = entry.call_off_restart();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ops = entry.ops.lock().await;
             let state = entry.snapshot().state;
             let gone = !mgr.table().by_id.contains_key(&entry.id);
-            if gone || !matches!(state, State::Restarting | State::Exited) {
+            let called_off = entry.restart_gen.load(Ordering::SeqCst) != gen;
+            if gone || called_off || !matches!(state, State::Restarting | State::Exited) {
                 return;
             }
             if let Err(e) = mgr.start_locked(&entry, false).await {
@@ -850,10 +868,24 @@ impl Manager {
         Ok(())
     }
 
+    /// [`Manager::signal`] for Stop and forced Remove: a container that
+    /// exited by itself meanwhile has done what they ask for.
+    fn signal_unless_exited(&self, entry: &Entry, sig: Signal) -> Result<()> {
+        match self.signal(entry, sig) {
+            Err(Error::FailedPrecondition(_)) if !entry.snapshot().state.is_live() => Ok(()),
+            other => other,
+        }
+    }
+
     /// Sends `sig` to a running container. SIGKILL or the stop signal count
     /// as a stop through the API for the restart policy.
     pub fn kill(&self, entry: &Entry, sig: Signal) -> Result<()> {
-        if is_fatal(sig, entry.snapshot().stop_signal) {
+        let rec = entry.snapshot();
+        // Refused before anything is saved: a failed Kill changes nothing.
+        rec.state
+            .apply(Op::Signal)
+            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        if is_fatal(sig, rec.stop_signal) {
             entry.update(|r| r.stopped_by_user = true)?;
         }
         self.signal(entry, sig)?;
@@ -884,6 +916,7 @@ impl Manager {
         match rec.state.apply(Op::Stop) {
             Ok(Outcome::To(to)) => {
                 // A pending restart is called off.
+                entry.call_off_restart();
                 let rec = entry.update(|r| {
                     r.state = to;
                     r.stopped_by_user = true;
@@ -903,7 +936,7 @@ impl Manager {
             r.stop_deadline = deadline;
         })?;
         self.publish(&rec, EventAction::Stopping, |ev| ev.signal = sig as i32);
-        self.signal(entry, sig)?;
+        self.signal_unless_exited(entry, sig)?;
         let exited = |l: &Life| !matches!(l, Life::Pending);
         let mut killed = false;
         if tokio::time::timeout(grace, life.wait_for(exited))
@@ -911,7 +944,7 @@ impl Manager {
             .is_err()
         {
             killed = true;
-            self.signal(entry, Signal::SIGKILL)?;
+            self.signal_unless_exited(entry, Signal::SIGKILL)?;
             self.publish(&entry.snapshot(), EventAction::Killed, |ev| {
                 ev.signal = Signal::SIGKILL as i32
             });
@@ -1010,7 +1043,7 @@ impl Manager {
             Ok(Outcome::KillThenRemove) => {
                 let mut life = entry.life();
                 entry.update(|r| r.stopped_by_user = true)?;
-                self.signal(entry, Signal::SIGKILL)?;
+                self.signal_unless_exited(entry, Signal::SIGKILL)?;
                 self.publish(&rec, EventAction::Killed, |ev| {
                     ev.signal = Signal::SIGKILL as i32
                 });
