@@ -191,9 +191,26 @@ pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<
         }
     }
     for (dir, mtime) in dir_times.iter().rev() {
-        set_times(dir, *mtime)?;
+        // A later entry may have replaced the directory, or a parent of it
+        // by a symlink that `utimensat` would follow (into the host).
+        if still_a_dir_below(dest, dir) {
+            set_times(dir, *mtime)?;
+        }
     }
     Ok(size)
+}
+
+/// Whether `path` is (still) a directory that is reached from `dest`
+/// without symlinks.
+fn still_a_dir_below(dest: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(dest) else {
+        return false;
+    };
+    let mut p = dest.to_path_buf();
+    rel.components().all(|c| {
+        p.push(c);
+        fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir())
+    })
 }
 
 /// Why a parent path could not be used.

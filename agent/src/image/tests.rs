@@ -852,6 +852,37 @@ fn malicious_layers_are_refused_and_leave_nothing() {
     assert_eq!(fs::read(host.join("passwd")).unwrap(), b"root:x:0:0\n");
 }
 
+/// Directory times are set last; by then a later entry may have replaced
+/// the directory's parent by a symlink to the host, which setting the time
+/// by path would follow.
+#[test]
+fn a_directory_replaced_by_a_symlink_later_leaves_the_host_alone() {
+    let f = fixture();
+    let host = f.base.join("host");
+    fs::create_dir(&host).unwrap();
+    fs::write(host.join("passwd"), b"root:x:0:0\n").unwrap();
+    let before = fs::metadata(host.join("passwd"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let host_s = host.display().to_string();
+    let layer = one_layer(&[E::Dir("a/"), E::Dir("a/passwd/"), E::Symlink("a", &host_s)]);
+    // Also when the target does not exist (no probing of host paths).
+    let missing = format!("{host_s}/missing");
+    let layer2 = one_layer(&[E::Dir("b/"), E::Dir("b/x/"), E::Symlink("b", &missing)]);
+    for (archive, name) in [(layer, "replaced:1"), (layer2, "replaced:2")] {
+        f.import(&archive, Some(name)).unwrap();
+    }
+    let after = fs::metadata(host.join("passwd"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "the host file's time was set through the symlink"
+    );
+}
+
 #[test]
 fn bad_digests_and_formats_are_refused() {
     let f = fixture();
