@@ -262,15 +262,15 @@ impl Manager {
             };
             known.insert(rec.id.clone());
             // The monitor's own files say more than a record written before
-            // a crash: it writes running.json once the process runs.
+            // a crash: it writes running.json once the process runs. A run
+            // the record does not know is adopted, also one that has ended
+            // meanwhile: re-adopting finds its monitor gone and records the
+            // exit from exit.json.
             if !rec.state.is_live() {
                 if let Some(r) =
                     read_json::<monitor::RunningRecord>(&dir.join(monitor::RUNNING_FILE))
                 {
-                    let exited = read_exit(&dir.join(monitor::EXIT_FILE));
-                    if r.started_at_unix_nanos > rec.started_at
-                        && exited.is_none_or(|x| x.finished_at_unix_nanos < r.started_at_unix_nanos)
-                    {
+                    if r.started_at_unix_nanos > rec.started_at {
                         tracing::info!(id = %rec.id, "adopting a container whose start was cut short");
                         rec.state = State::Running;
                         rec.pid = r.pid;
@@ -344,7 +344,10 @@ impl Manager {
             finished_at_unix_nanos: now_nanos(),
         };
         let Some(monitor) = monitor else {
-            let exit = read_exit(&exit_file).unwrap_or_else(lost);
+            // An exit.json older than this run is a previous run's.
+            let exit = read_exit(&exit_file)
+                .filter(|x| x.finished_at_unix_nanos >= rec.started_at)
+                .unwrap_or_else(lost);
             let mgr = self.clone();
             tokio::spawn(async move { mgr.finish_exit(&entry, exit).await });
             return;
@@ -831,6 +834,13 @@ impl Manager {
             }
             if let Err(e) = mgr.start_locked(&entry, false).await {
                 tracing::warn!(id = %entry.id, "restart failed: {e}");
+                // Nothing else would start it: it is exited, not restarting
+                // (a client's Start tries again).
+                let _ = entry.update(|r| {
+                    if r.state == State::Restarting {
+                        r.state = State::Exited;
+                    }
+                });
             }
         });
     }
@@ -968,7 +978,17 @@ impl Manager {
         self.cgroups
             .freeze(&rec.id)
             .map_err(|e| Error::internal("freezing", e))?;
-        let rec = entry.update(|r| r.state = State::Paused)?;
+        // Exits are recorded without the ops lock: one may have come.
+        let rec = entry.update(|r| {
+            if r.state == State::Running {
+                r.state = State::Paused;
+            }
+        })?;
+        if rec.state != State::Paused {
+            return Err(Error::FailedPrecondition(
+                "the container ended while being paused".into(),
+            ));
+        }
         self.publish(&rec, EventAction::Paused, |_| {});
         Ok(rec)
     }
@@ -988,8 +1008,14 @@ impl Manager {
         self.cgroups
             .thaw(&rec.id)
             .map_err(|e| Error::internal("thawing", e))?;
-        let rec = entry.update(|r| r.state = State::Running)?;
-        self.publish(&rec, EventAction::Resumed, |_| {});
+        let rec = entry.update(|r| {
+            if r.state == State::Paused {
+                r.state = State::Running;
+            }
+        })?;
+        if rec.state == State::Running {
+            self.publish(&rec, EventAction::Resumed, |_| {});
+        }
         Ok(())
     }
 
