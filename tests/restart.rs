@@ -263,3 +263,47 @@ async fn an_auto_remove_container_that_exits_while_the_agent_is_down_is_removed_
     assert!(!dir.exists());
     agent.assert_clean().await;
 }
+
+/// berthd went down after the monitor ran the container but before the
+/// record said so, and the container exited meanwhile: its run is found
+/// from the monitor's files, so its exit is recorded and Wait returns it.
+#[tokio::test]
+async fn a_start_cut_short_whose_container_exited_meanwhile_is_recorded() {
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let c = agent.create(sh("exit 3")).await;
+    agent
+        .containers()
+        .start(pb::StartContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(agent.wait(&c.id).await.exit.unwrap().exit_code, 3);
+    agent.stop_agent(Signal::SIGKILL);
+    // The record as it was before the start was saved.
+    let dir = agent.state_dir.join("containers").join(&c.id);
+    for f in ["running.json", "exit.json"] {
+        assert!(dir.join(f).exists(), "the monitor wrote {f}");
+    }
+    let path = dir.join("container.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for (k, v) in [
+        ("state", serde_json::json!("created")),
+        ("started_at", serde_json::json!(0)),
+        ("exit", serde_json::Value::Null),
+        ("pid", serde_json::json!(0)),
+        ("monitor_pid", serde_json::json!(0)),
+        ("start_count", serde_json::json!(0)),
+    ] {
+        assert!(rec.get(k).is_some(), "record field {k}");
+        rec[k] = v;
+    }
+    std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    agent.spawn().await;
+    let waited = tokio::time::timeout(Duration::from_secs(30), agent.wait(&c.id))
+        .await
+        .expect("Wait returns");
+    assert_eq!(waited.exit.unwrap().exit_code, 3);
+    let got = agent.inspect(&c.id).await;
+    assert_eq!(got.state, pb::ContainerState::Exited as i32);
+}
