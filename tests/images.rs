@@ -270,3 +270,18 @@ async fn a_running_container_keeps_a_force_removed_image() {
     store_is_empty(&agent);
     agent.assert_clean().await;
 }
+
+/// An upload a crash of berthd cut short does not stay on disk.
+#[tokio::test]
+async fn uploads_a_crash_cut_short_are_removed_at_start() {
+    let mut agent = Agent::start().await;
+    agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    let tmp = agent.state_dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let leftover = tmp.join("upload-0123456789abcdef");
+    std::fs::write(&leftover, vec![0u8; 1 << 20]).unwrap();
+    agent.spawn().await;
+    assert!(!leftover.exists(), "the half upload is still there");
+    // Imports still work (the directory is made again).
+    agent.import_busybox().await;
+}

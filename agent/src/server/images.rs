@@ -150,7 +150,8 @@ fn creds_from_proto(c: Option<pb::RegistryCredentials>) -> Option<Credentials> {
 type PullStream = Pin<Box<dyn Stream<Item = Result<pb::PullImageProgress, Status>> + Send>>;
 
 impl ImagesService {
-    /// `tmp` holds uploads in progress.
+    /// `tmp` holds uploads in progress; what is in it at start are uploads
+    /// a crash of berthd cut short (their imports ended with it), and goes.
     pub fn new(
         store: Arc<ImageStore>,
         mgr: Arc<Manager>,
@@ -158,6 +159,11 @@ impl ImagesService {
         tmp: std::path::PathBuf,
         pulling: Arc<Pulling>,
     ) -> Self {
+        match std::fs::remove_dir_all(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("removing old uploads in {}: {e}", tmp.display()),
+        }
         ImagesService {
             store,
             mgr,
