@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{watch, Semaphore};
 
+use super::archive::MAX_JSON_BYTES;
 use super::digest::{sha256_hex, sha256_of};
 use super::layout::{host_arch, PlannedLayer};
 use super::reference;
@@ -459,6 +460,12 @@ impl Puller {
         let config_desc = resolved.manifest.config();
         let config_digest = config_desc.digest().to_string();
         sha256_hex(&config_digest, "config").map_err(|e| ImageError::Registry(e.to_string()))?;
+        if config_desc.size() > MAX_JSON_BYTES {
+            return Err(ImageError::Unsupported(format!(
+                "config {config_digest} is {} bytes; metadata larger than {MAX_JSON_BYTES} bytes is not supported",
+                config_desc.size()
+            )));
+        }
         let config_bytes = self.fetch_config(&client, &repo, &config_digest).await?;
         let config = super::layout::parse_config(&config_bytes, &config_digest)
             .map_err(|e| ImageError::Registry(e.to_string()))?;
@@ -598,13 +605,15 @@ impl Puller {
                 .or_insert_with(|| {
                     let (client, repo, digest) = (client.clone(), repo.clone(), digest.to_string());
                     async move {
-                        let mut data = Vec::new();
+                        // Whatever the manifest said, a registry may send more.
+                        let mut data = Capped::new(MAX_JSON_BYTES);
                         client
                             .pull_blob(&repo, digest.as_str(), &mut data)
                             .await
                             .map_err(|e| {
                                 Arc::new(oci_err(&format!("fetching config {digest}"), e))
                             })?;
+                        let data = data.into_inner();
                         // pull_blob verifies too; this keeps the guarantee ours.
                         if sha256_of(&data) != digest {
                             return Err(Arc::new(ImageError::Corrupt(format!(
@@ -981,9 +990,68 @@ fn pick_platform(index: &ImageIndex) -> Option<String> {
         .map(|m| m.digest().to_string())
 }
 
+/// An in-memory sink that refuses to grow past `max` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    max: u64,
+}
+
+impl Capped {
+    fn new(max: u64) -> Self {
+        Capped {
+            buf: Vec::new(),
+            max,
+        }
+    }
+
+    fn into_inner(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if (self.buf.len() + data.len()) as u64 > self.max {
+            let max = self.max;
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "more than {max} bytes of metadata"
+            ))));
+        }
+        self.buf.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn metadata_is_refused_once_it_grows_past_the_cap() {
+        use tokio::io::AsyncWriteExt;
+        let mut c = Capped::new(10);
+        c.write_all(b"0123456789").await.unwrap();
+        assert!(c.write_all(b"x").await.is_err(), "an 11th byte");
+        assert_eq!(c.into_inner(), b"0123456789");
+    }
 
     #[test]
     fn loopback_registries_are_plain_http() {
