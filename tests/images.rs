@@ -285,3 +285,41 @@ async fn uploads_a_crash_cut_short_are_removed_at_start() {
     // Imports still work (the directory is made again).
     agent.import_busybox().await;
 }
+
+/// An image whose layer unpacks to more than the state file system has free
+/// (here a 100 MiB file that gzip makes 100 KB) is refused with
+/// RESOURCE_EXHAUSTED before it fills the disk, and leaves nothing.
+#[tokio::test]
+async fn a_layer_larger_than_the_free_space_is_refused_before_the_disk_fills() {
+    let mut agent = Agent::start().await;
+    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
+    let images = agent.state_dir.join("images");
+    std::fs::remove_dir_all(&images).unwrap();
+    std::fs::create_dir(&images).unwrap();
+    nix::mount::mount(
+        Some("berth-test-images"),
+        &images,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=64m"),
+    )
+    .unwrap();
+    agent.spawn().await;
+    let big = image::busybox_with(
+        "big:1",
+        vec![Entry::File("big".into(), vec![0u8; 100 << 20], 0o644)],
+    );
+    let err = agent.import(big, "").await.expect_err("does not fit");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("disk space"), "{err:?}");
+    store_is_empty(&agent);
+    let st = nix::sys::statvfs::statvfs(&images).unwrap();
+    assert!(
+        st.blocks_available() * st.fragment_size() > 60 << 20,
+        "the space is given back"
+    );
+    // What fits still goes in.
+    agent.import_busybox().await;
+    let (exit, out, _) = agent.run_to_exit(sh("echo fits")).await;
+    assert_eq!((exit.exit_code, out.as_str()), (0, "fits\n"));
+}

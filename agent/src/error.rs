@@ -22,6 +22,9 @@ pub enum Error {
     /// Something that should work did not (I/O, kernel).
     #[error("{0}")]
     Internal(String),
+    /// Not enough of a resource (disk space) for the request.
+    #[error("{0}")]
+    ResourceExhausted(String),
 }
 
 impl Error {
@@ -39,6 +42,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Internal(_) => Code::Internal,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
         };
         Status::new(code, e.to_string())
     }
@@ -51,6 +55,7 @@ impl From<ImageError> for Error {
             ImageError::Ambiguous(_)
             | ImageError::InvalidReference(_)
             | ImageError::InvalidArchive(_) => Error::InvalidArgument(e.to_string()),
+            ImageError::NoSpace(_) => Error::ResourceExhausted(e.to_string()),
             other => Error::Internal(other.to_string()),
         }
     }

@@ -74,7 +74,14 @@ impl OuterArchive {
             let plain = scratch.join("archive.tar");
             let mut out = File::create(&plain).ctx(|| format!("creating {}", plain.display()))?;
             let mut gz = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
-            copy_classified(&mut gz, &mut out, "decompressing the archive", &plain)?;
+            let limit = space_budget(scratch)?;
+            copy_classified(
+                &mut gz,
+                &mut out,
+                "decompressing the archive",
+                &plain,
+                limit,
+            )?;
             drop(out);
             file = File::open(&plain).ctx(|| format!("opening {}", plain.display()))?;
         }
@@ -281,6 +288,7 @@ pub(crate) fn copy_classified(
     w: &mut dyn io::Write,
     what: &str,
     dest: &Path,
+    limit: u64,
 ) -> Result<u64, ImageError> {
     let mut buf = vec![0u8; 128 * 1024];
     let mut total = 0u64;
@@ -291,10 +299,31 @@ pub(crate) fn copy_classified(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(ImageError::archive(format!("{what}: {e}"))),
         };
+        if total + n as u64 > limit {
+            return Err(ImageError::NoSpace(format!(
+                "{what}: {} needs more than the {limit} bytes free",
+                dest.display()
+            )));
+        }
         w.write_all(&buf[..n])
             .ctx(|| format!("{what}: writing {}", dest.display()))?;
         total += n as u64;
     }
+}
+
+/// How many bytes may be written under `dir`: what its file system has
+/// free, less a reserve of 5% of its size, so that an image too large for
+/// the disk (or a small layer that expands hugely: sparse files, a
+/// compression bomb) fails alone instead of filling the disk that the event
+/// log, container logs and records need too.
+pub(crate) fn space_budget(dir: &Path) -> Result<u64, ImageError> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(io::Error::from)
+        .ctx(|| format!("reading the free space of {}", dir.display()))?;
+    let block = st.fragment_size();
+    let free = st.blocks_available().saturating_mul(block);
+    let reserve = st.blocks().saturating_mul(block) / 20;
+    Ok(free.saturating_sub(reserve))
 }
 
 /// A bounded positional reader over one member of the archive file.

@@ -5,7 +5,7 @@
 //! `InvalidReference` and `InvalidArchive` -> InvalidArgument, `Io` -> Internal;
 //! the registry variants (`Unauthorized`, `Unavailable`, `Registry`,
 //! `Corrupt`, `Unsupported`) map to Unauthenticated, Unavailable, Unknown,
-//! DataLoss and Unimplemented.
+//! DataLoss and Unimplemented; `NoSpace` -> ResourceExhausted.
 
 use std::io;
 
@@ -44,6 +44,10 @@ pub enum ImageError {
     /// A valid image in a format berth does not support (yet).
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// Unpacking would take more than the state file system has free
+    /// beyond its reserve (see `archive::space_budget`); nothing is kept.
+    #[error("not enough disk space: {0}")]
+    NoSpace(String),
     /// A local I/O failure (disk full, permissions, ...), not the client's fault.
     #[error("{context}: {source}")]
     Io {

@@ -54,6 +54,7 @@ pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<
     // Directory mtimes are set last: creating children would bump them.
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
     let mut size = 0u64;
+    let budget = super::archive::space_budget(dest)?;
     for entry in ar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let kind = entry.header().entry_type();
@@ -130,7 +131,7 @@ pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<
                 .open(&path)
                 .ctx(|| format!("creating {}", path.display()))?;
             let what = format!("layer {layer}: reading {:?}", raw.display());
-            size += copy_classified(&mut entry, &mut f, &what, &path)?;
+            size += copy_classified(&mut entry, &mut f, &what, &path, budget - size)?;
             apply_file_meta(&f, &path, &meta)?;
         } else if kind.is_symlink() {
             let target = entry

@@ -179,6 +179,7 @@ fn dup(e: &ImageError) -> ImageError {
         ImageError::Registry(m) => ImageError::Registry(m.clone()),
         ImageError::Corrupt(m) => ImageError::Corrupt(m.clone()),
         ImageError::Unsupported(m) => ImageError::Unsupported(m.clone()),
+        ImageError::NoSpace(m) => ImageError::NoSpace(m.clone()),
         ImageError::Io { context, source } => ImageError::io(
             context.clone(),
             std::io::Error::new(source.kind(), source.to_string()),
