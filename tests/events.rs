@@ -178,24 +178,7 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 async fn a_replay_reaching_events_a_full_disk_lost_ends_with_data_loss() {
     let mut agent = Agent::start().await;
     // The event log on a small file system of its own, which the test fills.
-    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
-    let log_dir = agent.state_dir.join("events");
-    let saved = agent.dir.join("events-before");
-    std::fs::rename(&log_dir, &saved).unwrap();
-    std::fs::create_dir(&log_dir).unwrap();
-    nix::mount::mount(
-        Some("berth-test-events"),
-        &log_dir,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=1m"),
-    )
-    .unwrap();
-    for e in std::fs::read_dir(&saved).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), log_dir.join(e.file_name())).unwrap();
-    }
-    agent.spawn().await;
+    let log_dir = agent.state_on_tmpfs("events", "1m").await;
     agent.import_busybox().await;
     let c = agent.run(sh("sleep 1000")).await;
     let mut live = agent

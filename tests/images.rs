@@ -292,19 +292,7 @@ async fn uploads_a_crash_cut_short_are_removed_at_start() {
 #[tokio::test]
 async fn a_layer_larger_than_the_free_space_is_refused_before_the_disk_fills() {
     let mut agent = Agent::start().await;
-    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
-    let images = agent.state_dir.join("images");
-    std::fs::remove_dir_all(&images).unwrap();
-    std::fs::create_dir(&images).unwrap();
-    nix::mount::mount(
-        Some("berth-test-images"),
-        &images,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=64m"),
-    )
-    .unwrap();
-    agent.spawn().await;
+    let images = agent.state_on_tmpfs("images", "64m").await;
     let big = image::busybox_with(
         "big:1",
         vec![Entry::File("big".into(), vec![0u8; 100 << 20], 0o644)],

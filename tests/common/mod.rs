@@ -167,6 +167,35 @@ impl Agent {
         }
     }
 
+    /// For tests of a full disk: stops berthd, puts the state subdirectory
+    /// `sub` on a tmpfs of `size` (`mount -o size=`) of its own, with what
+    /// it held copied over, and starts berthd again. Returns its path; the
+    /// mount goes with the agent's others when it is dropped.
+    pub async fn state_on_tmpfs(&mut self, sub: &str, size: &str) -> PathBuf {
+        self.stop_agent(nix::sys::signal::Signal::SIGTERM);
+        let dir = self.state_dir.join(sub);
+        let saved = self.dir.join(format!("{sub}-before-tmpfs"));
+        std::fs::rename(&dir, &saved).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        nix::mount::mount(
+            Some("berth-test-tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size}").as_str()),
+        )
+        .unwrap();
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(saved.join("."))
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(cp.success(), "copying {sub} onto the tmpfs");
+        self.spawn().await;
+        dir
+    }
+
     /// The process id of berthd.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("berthd is not running").id()
