@@ -287,15 +287,15 @@ async fn uploads_a_crash_cut_short_are_removed_at_start() {
 }
 
 /// An image whose layer unpacks to more than the state file system has free
-/// (here a 100 MiB file that gzip makes 100 KB) is refused with
+/// (here a 24 MiB file that gzip makes 24 KB) is refused with
 /// RESOURCE_EXHAUSTED before it fills the disk, and leaves nothing.
 #[tokio::test]
 async fn a_layer_larger_than_the_free_space_is_refused_before_the_disk_fills() {
     let mut agent = Agent::start().await;
-    let images = agent.state_on_tmpfs("images", "64m").await;
+    let images = agent.state_on_tmpfs("images", "16m").await;
     let big = image::busybox_with(
         "big:1",
-        vec![Entry::File("big".into(), vec![0u8; 100 << 20], 0o644)],
+        vec![Entry::File("big".into(), vec![0u8; 24 << 20], 0o644)],
     );
     let err = agent.import(big, "").await.expect_err("does not fit");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
@@ -303,7 +303,7 @@ async fn a_layer_larger_than_the_free_space_is_refused_before_the_disk_fills() {
     store_is_empty(&agent);
     let st = nix::sys::statvfs::statvfs(&images).unwrap();
     assert!(
-        st.blocks_available() * st.fragment_size() > 60 << 20,
+        st.blocks_available() * st.fragment_size() > 15 << 20,
         "the space is given back"
     );
     // What fits still goes in.
