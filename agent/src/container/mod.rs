@@ -856,9 +856,7 @@ impl Manager {
 
     fn signal(&self, entry: &Entry, sig: Signal) -> Result<()> {
         let rec = entry.snapshot();
-        rec.state
-            .apply(Op::Signal)
-            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        signalable(&rec)?;
         let fd = entry
             .pidfd
             .lock()
@@ -892,9 +890,7 @@ impl Manager {
     pub fn kill(&self, entry: &Entry, sig: Signal) -> Result<()> {
         let rec = entry.snapshot();
         // Refused before anything is saved: a failed Kill changes nothing.
-        rec.state
-            .apply(Op::Signal)
-            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        signalable(&rec)?;
         if is_fatal(sig, rec.stop_signal) {
             entry.update(|r| r.stopped_by_user = true)?;
         }
@@ -1147,6 +1143,14 @@ fn read_exit(path: &Path) -> Option<ExitRecord> {
 }
 
 /// Whether `sig` ends the container (SIGKILL or its stop signal).
+/// Whether the container's state lets it be signalled.
+fn signalable(rec: &Record) -> Result<()> {
+    rec.state
+        .apply(Op::Signal)
+        .map(drop)
+        .map_err(|e| Error::FailedPrecondition(e.to_string()))
+}
+
 fn is_fatal(sig: Signal, stop_signal: i32) -> bool {
     sig == Signal::SIGKILL || sig as i32 == stop_signal
 }

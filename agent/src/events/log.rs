@@ -346,14 +346,17 @@ fn read_segment(
     let mut body = Vec::new();
     if let Some((seq, offset)) = start {
         r.seek(SeekFrom::Start(offset))?;
-        let at_mark = next_record(&mut r, &mut body)?
-            && StoredEvent::from_log(&body, 0).is_ok_and(|e| e.is_some_and(|e| e.seq == seq));
-        if at_mark {
-            if out.len() >= max || !keep(&body, from, out) {
-                return Ok(());
-            }
+        let marked = if next_record(&mut r, &mut body)? {
+            StoredEvent::from_log(&body, 0).ok().flatten()
         } else {
-            r.seek(SeekFrom::Start(0))?;
+            None
+        };
+        match marked.filter(|e| e.seq == seq) {
+            Some(ev) if ev.seq >= from && out.len() < max => out.push(ev),
+            Some(_) => {}
+            None => {
+                r.seek(SeekFrom::Start(0))?;
+            }
         }
     }
     while out.len() < max && next_record(&mut r, &mut body)? {
