@@ -34,14 +34,7 @@ async fn every_transition_is_one_event_in_order() {
         })
         .await
         .ok();
-    agent
-        .containers()
-        .stop(pb::StopContainerRequest {
-            id: c.id.clone(),
-            timeout_seconds: Some(10),
-        })
-        .await
-        .unwrap();
+    agent.stop(&c.id, 10).await.unwrap();
     agent
         .containers()
         .remove(pb::RemoveContainerRequest {

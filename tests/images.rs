@@ -253,14 +253,7 @@ async fn a_running_container_keeps_a_force_removed_image() {
             .count()
             > 0
     );
-    agent
-        .containers()
-        .stop(pb::StopContainerRequest {
-            id: c.id.clone(),
-            timeout_seconds: Some(5),
-        })
-        .await
-        .unwrap();
+    agent.stop(&c.id, 5).await.unwrap();
     agent
         .containers()
         .start(pb::StartContainerRequest { id: c.id.clone() })

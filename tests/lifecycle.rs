@@ -326,15 +326,7 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
         .await;
     agent.wait_for_output(&c.id, "ready").await;
     let started = std::time::Instant::now();
-    let resp = agent
-        .containers()
-        .stop(pb::StopContainerRequest {
-            id: c.id.clone(),
-            timeout_seconds: Some(1),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = agent.stop(&c.id, 1).await.unwrap();
     let took = started.elapsed();
     assert!(resp.killed, "a TERM-ignoring container needs SIGKILL");
     let exit = resp.container.unwrap().exit.unwrap();
@@ -351,15 +343,7 @@ async fn stop_escalates_to_sigkill_for_a_term_ignoring_container() {
         ))
         .await;
     agent.wait_for_output(&c.id, "ready").await;
-    let resp = agent
-        .containers()
-        .stop(pb::StopContainerRequest {
-            id: c.name.clone(),
-            timeout_seconds: Some(30),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = agent.stop(&c.name, 30).await.unwrap();
     assert!(!resp.killed);
     assert_eq!(resp.container.unwrap().exit.unwrap().exit_code, 0);
     assert!(agent.logs(&c.id).await.0.contains("bye"));

@@ -115,14 +115,7 @@ async fn always_and_unless_stopped_across_agent_restarts() {
     }
     assert!(restarted, "an always container was not restarted");
     // A stop through the API is respected.
-    agent
-        .containers()
-        .stop(pb::StopContainerRequest {
-            id: "stopped".into(),
-            timeout_seconds: Some(10),
-        })
-        .await
-        .unwrap();
+    agent.stop("stopped", 10).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         agent.inspect("stopped").await.state,
@@ -257,15 +250,7 @@ async fn pause_resume_and_stop_while_paused() {
         .pause(pb::PauseContainerRequest { id: c.id.clone() })
         .await
         .unwrap();
-    let stopped = agent
-        .containers()
-        .stop(pb::StopContainerRequest {
-            id: c.id.clone(),
-            timeout_seconds: Some(10),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stopped = agent.stop(&c.id, 10).await.unwrap();
     assert_eq!(
         stopped.container.unwrap().state,
         pb::ContainerState::Exited as i32
@@ -447,14 +432,7 @@ async fn a_stop_during_the_restart_delay_calls_the_restart_off() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     // The refused Kill did not count as a stop by the user.
     let e = restarting(&mut events, &c.id, e.restart_attempt + 1).await;
-    agent
-        .containers()
-        .stop(pb::StopContainerRequest {
-            id: c.id.clone(),
-            timeout_seconds: Some(1),
-        })
-        .await
-        .unwrap();
+    agent.stop(&c.id, 1).await.unwrap();
     let quiet = Duration::from_millis(e.restart_delay_ms) + Duration::from_secs(1);
     let started = tokio::time::timeout(quiet, async {
         loop {
@@ -482,11 +460,7 @@ async fn stop_and_forced_remove_racing_the_containers_own_exit_succeed() {
         let c = agent.run(sh(&format!("sleep 0.0{}", i % 10))).await;
         if i % 2 == 0 {
             agent
-                .containers()
-                .stop(pb::StopContainerRequest {
-                    id: c.id.clone(),
-                    timeout_seconds: Some(5),
-                })
+                .stop(&c.id, 5)
                 .await
                 .unwrap_or_else(|e| panic!("stop {i}: {e:?}"));
         }

@@ -77,15 +77,7 @@ async fn containers_survive_an_agent_kill_and_exits_are_told_exactly_once() {
 
     let got = agent.inspect(&long.id).await;
     assert_eq!(got.state, pb::ContainerState::Running as i32);
-    let stopped = agent
-        .containers()
-        .stop(pb::StopContainerRequest {
-            id: long.id.clone(),
-            timeout_seconds: Some(10),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stopped = agent.stop(&long.id, 10).await.unwrap();
     assert!(!stopped.killed);
     assert_eq!(stopped.container.unwrap().exit.unwrap().exit_code, 5);
     assert!(agent.logs(&long.id).await.0.contains("up"));

@@ -196,6 +196,22 @@ impl Agent {
         dir
     }
 
+    /// Stops container `id` (id, prefix or name) with a grace period of
+    /// `timeout` seconds.
+    pub async fn stop(
+        &self,
+        id: &str,
+        timeout: u32,
+    ) -> Result<pb::StopContainerResponse, tonic::Status> {
+        self.containers()
+            .stop(pb::StopContainerRequest {
+                id: id.to_string(),
+                timeout_seconds: Some(timeout),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
     /// The process id of berthd.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("berthd is not running").id()
