@@ -15,7 +15,8 @@
 //! unreadable record aside at start and says so in its log.)
 
 use std::collections::BTreeSet;
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -31,8 +32,24 @@ pub fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, data)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::state_dir::FILE_MODE)
+        .open(&tmp)?
+        .write_all(data)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Creates an empty file (or empties one) that only root can read.
+pub fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::state_dir::FILE_MODE)
+        .open(path)
 }
 
 /// `path` as UTF-8, as the monitor's launch spec carries it; an error

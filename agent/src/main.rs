@@ -16,6 +16,7 @@ mod monitor;
 mod netns_pool;
 mod server;
 mod signal;
+mod state_dir;
 mod sys;
 
 use clap::Parser;

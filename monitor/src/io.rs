@@ -136,7 +136,7 @@ pub fn write_stderr(bytes: &[u8]) {
                 dir,
                 MONITOR_LOG,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o644),
+                Mode::from_raw_mode(0o600),
             ) {
                 let _ = rustix::stdio::dup2_stderr(&log);
             }
@@ -196,7 +196,7 @@ pub fn open_append(path: &str) -> core::result::Result<OwnedFd, Errno> {
     rustix::fs::open(
         path,
         OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
+        Mode::from_raw_mode(0o600),
     )
 }
 
@@ -214,7 +214,7 @@ pub fn write_file(path: &str, data: &[u8]) -> core::result::Result<(), Errno> {
     let fd = rustix::fs::open(
         path,
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
+        Mode::from_raw_mode(0o600),
     )?;
     write_all(&fd, data)
 }

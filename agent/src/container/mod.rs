@@ -543,9 +543,9 @@ impl Manager {
             table.by_id.insert(id.clone(), entry.clone());
         }
         let made = (|| -> std::io::Result<()> {
-            std::fs::create_dir(&dir)?;
+            crate::state_dir::create_private_dir(&dir)?;
             Rootfs::under(&dir).create_dirs()?;
-            std::fs::File::create(dir.join(LOG_FILE))?;
+            crate::fsutil::create_private_file(&dir.join(LOG_FILE))?;
             Ok(())
         })()
         .map_err(|e| Error::internal("creating the container directory", e))

@@ -209,7 +209,9 @@ impl Images for ImagesService {
         req: Request<Streaming<pb::ImportImageRequest>>,
     ) -> Result<Response<pb::ImportImageResponse>, Status> {
         let mut stream = req.into_inner();
-        tokio::fs::create_dir_all(&self.tmp)
+        let mut dir = tokio::fs::DirBuilder::new();
+        dir.recursive(true).mode(crate::state_dir::DIR_MODE);
+        dir.create(&self.tmp)
             .await
             .map_err(|e| Error::internal("creating the upload dir", e))?;
         let tmp = TempFile(

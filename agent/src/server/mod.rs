@@ -38,7 +38,8 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let started_at = SystemTime::now();
     let instance_id = crate::container::spec::new_id()[..16].to_string();
-    std::fs::create_dir_all(&cfg.state_dir)?;
+    crate::state_dir::make_private(&cfg.state_dir)
+        .map_err(|e| format!("making the state directory private: {e}"))?;
     let cgroups = CgroupHost::detect(&cfg.cgroup_parent);
     tracing::info!(
         version = cgroups.version(),
