@@ -24,6 +24,7 @@ mod io;
 mod log;
 mod monitor;
 mod rt;
+mod setup;
 mod sys;
 
 use berth_runtime::launch::MONITOR_ARG;

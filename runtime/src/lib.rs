@@ -19,5 +19,6 @@ extern crate alloc;
 pub mod civil;
 pub mod cri_log;
 pub mod launch;
+pub mod plan;
 pub mod rfc3339;
 pub mod user;
