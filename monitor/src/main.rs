@@ -18,6 +18,7 @@
 
 extern crate alloc;
 
+mod arch;
 mod caps;
 mod init;
 mod io;
