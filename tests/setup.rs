@@ -77,3 +77,38 @@ async fn mounts_have_their_flags_and_kernel_interfaces_are_masked() {
     assert_eq!(out, "0\nrefused\n3\n0\n");
     agent.assert_clean().await;
 }
+
+/// A mount point the image makes a symlink (here /proc, to a host
+/// directory) fails the start before anything is mounted through it.
+#[tokio::test]
+async fn a_symlinked_mount_point_fails_the_start() {
+    use common::image::{busybox_with, Entry};
+    let agent = Agent::start().await;
+    let host = tempfile::tempdir().unwrap();
+    agent
+        .import(
+            busybox_with(
+                "docker.io/library/symlinked-proc:latest",
+                vec![Entry::Symlink(
+                    "proc".into(),
+                    host.path().to_string_lossy().into_owned(),
+                )],
+            ),
+            "",
+        )
+        .await
+        .expect("importing the image");
+    let mut spec = sh("true");
+    spec.image = "symlinked-proc".into();
+    let err = agent
+        .containers()
+        .run(berth::v1::RunContainerRequest { spec: Some(spec) })
+        .await
+        .expect_err("a start through a symlinked /proc");
+    assert!(
+        err.message().contains("mount point /proc: not a directory"),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
+    agent.assert_clean().await;
+}

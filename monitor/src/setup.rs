@@ -56,7 +56,8 @@ fn describe(step: &Step, root: &str) -> String {
             format!("binding the host's {source} on {}", shown(target))
         }
         Step::Remount { target, .. } => format!("remounting {}", shown(target)),
-        Step::EnsureDir { path } | Step::MakeDir { path } | Step::CreateFile { path, .. } => {
+        Step::EnsureDir { path } => format!("mount point {}", shown(path)),
+        Step::MakeDir { path } | Step::CreateFile { path, .. } => {
             format!("creating {}", shown(path))
         }
         Step::Symlink { path, .. } => format!("creating {}", shown(path)),
@@ -220,7 +221,7 @@ fn pivot_root(root: &str) -> Result<(), Errno> {
 fn ensure_dir(path: &str) -> Outcome {
     match rustix::fs::lstat(path) {
         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
-        Ok(_) => Err(Failure(125, "in the image, not a directory".into())),
+        Ok(_) => Err(Failure(125, "not a directory in the image".into())),
         Err(_) => create_dir_all(path).map_err(errno),
     }
 }
