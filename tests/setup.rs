@@ -9,8 +9,7 @@ use common::{sh, Agent};
 fn options(mountinfo: &str, point: &str) -> Vec<String> {
     let line = mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(point))
-        .next_back()
+        .rfind(|l| l.split(' ').nth(4) == Some(point))
         .unwrap_or_else(|| panic!("{point} is not mounted:\n{mountinfo}"));
     line.split(' ')
         .nth(5)
