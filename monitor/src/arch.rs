@@ -34,7 +34,7 @@ mod imp {
     pub fn exit_group(code: i32) -> ! {
         // SAFETY: exit_group takes an integer and does not return.
         unsafe {
-            core::arch::asm!("syscall", in("rax") linux_raw_sys::general::__NR_exit_group,
+            core::arch::asm!("syscall", in("rax") linux_raw_sys::general::__NR_exit_group as usize,
                 in("rdi") code as isize, options(noreturn, nostack));
         }
     }
