@@ -18,12 +18,14 @@
 
 extern crate alloc;
 
+mod arch;
 mod caps;
 mod init;
 mod io;
 mod log;
 mod monitor;
 mod rt;
+mod setup;
 mod sys;
 
 use berth_runtime::launch::MONITOR_ARG;

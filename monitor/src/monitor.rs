@@ -26,8 +26,8 @@ use crate::io::{self, eprintln, Context, Error, Result};
 use crate::log::LogWriter;
 use crate::sys::{self, Forked};
 
-const SIGPIPE: i32 = 13;
-const SIGCHLD: i32 = 17;
+const SIGPIPE: i32 = linux_raw_sys::general::SIGPIPE as i32;
+const SIGCHLD: i32 = linux_raw_sys::general::SIGCHLD as i32;
 
 /// Runs the monitor; never returns. A `spare` was started ahead of its
 /// container and learns its directory from the launch spec; otherwise

@@ -16,27 +16,11 @@ use alloc::vec::Vec;
 use rustix::fd::AsRawFd;
 use rustix::mm::{MapFlags, ProtFlags};
 
-#[cfg(not(target_arch = "x86_64"))]
-compile_error!("berth-monitor's entry point and raw system calls exist for x86_64 only so far");
-
-// The kernel starts a static executable here with the stack holding argc,
-// then argv, a null, envp, a null and the auxiliary vector. Clearing rbp
-// ends frame-pointer chains; `main` expects a 16-byte aligned stack before
-// the call pushes its return address.
-core::arch::global_asm!(
-    ".globl _start",
-    "_start:",
-    "xor ebp, ebp",
-    "mov rdi, rsp",
-    "and rsp, -16",
-    "call {entry}",
-    "ud2",
-    entry = sym entry,
-);
-
+/// Where `_start` ([`crate::arch`]) goes.
+///
 /// # Safety
 /// Called only by `_start`, with the initial stack pointer.
-unsafe extern "C" fn entry(stack: *const usize) -> ! {
+pub(crate) unsafe extern "C" fn entry(stack: *const usize) -> ! {
     // SAFETY: the initial stack layout is the kernel's ABI: argc, then argc
     // pointers to NUL-terminated strings that live as long as the process.
     let args: Vec<&'static [u8]> = unsafe {
@@ -154,68 +138,123 @@ static HEAP: Heap = Heap(UnsafeCell::new(dlmalloc::Dlmalloc::new_with_allocator(
 // exclusive access it needs comes from being single-threaded.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: single-threaded, so this is the only access to the heap.
         unsafe { (*self.0.get()).malloc(layout.size(), layout.align()) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as in `alloc`.
         unsafe { (*self.0.get()).calloc(layout.size(), layout.align()) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as in `alloc`; `ptr` and `layout` are the caller's, who
+        // got them from this allocator (GlobalAlloc's contract).
         unsafe { (*self.0.get()).free(ptr, layout.size(), layout.align()) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as in `dealloc`.
         unsafe { (*self.0.get()).realloc(ptr, layout.size(), layout.align(), new_size) }
     }
 }
 
 // The compiler lowers copies and fills to calls of these C functions, which
-// libc would provide. `rep movsb`/`rep stosb` are fast on every x86_64 of
-// the last decade (ERMSB) and cannot be turned back into a call to
-// themselves, as a plain loop could.
-
-/// # Safety
-/// C's `memcpy` contract: valid, non-overlapping regions of `n` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller's contract.
-    unsafe {
-        core::arch::asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _,
-            inout("rsi") src => _, options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// C's `memmove` contract: valid regions of `n` bytes, which may overlap.
-#[no_mangle]
-pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dst as usize).wrapping_sub(src as usize) >= n {
-        // dst is below src, or past its end: a forward copy is safe.
+// libc would provide.
+//
+// `rep movsb`/`rep stosb` are fast on every x86_64 of the last decade
+// (ERMSB) and cannot be turned back into a call to themselves, as a plain
+// loop could.
+#[cfg(target_arch = "x86_64")]
+mod mem {
+    /// # Safety
+    /// C's `memcpy` contract: valid, non-overlapping regions of `n` bytes.
+    #[no_mangle]
+    pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
         // SAFETY: the caller's contract.
-        return unsafe { memcpy(dst, src, n) };
+        unsafe {
+            core::arch::asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _,
+            inout("rsi") src => _, options(nostack, preserves_flags));
+        }
+        dst
     }
-    // SAFETY: the caller's contract; copying backwards (direction flag set,
-    // and cleared again as the ABI requires) handles the overlap.
-    unsafe {
-        core::arch::asm!("std", "rep movsb", "cld", inout("rcx") n => _,
+
+    /// # Safety
+    /// C's `memmove` contract: valid regions of `n` bytes, which may overlap.
+    #[no_mangle]
+    pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+        if (dst as usize).wrapping_sub(src as usize) >= n {
+            // dst is below src, or past its end: a forward copy is safe.
+            // SAFETY: the caller's contract.
+            return unsafe { memcpy(dst, src, n) };
+        }
+        // SAFETY: the caller's contract; copying backwards (direction flag set,
+        // and cleared again as the ABI requires) handles the overlap.
+        unsafe {
+            core::arch::asm!("std", "rep movsb", "cld", inout("rcx") n => _,
             inout("rdi") dst.add(n - 1) => _, inout("rsi") src.add(n - 1) => _,
             options(nostack));
+        }
+        dst
     }
-    dst
+
+    /// # Safety
+    /// C's `memset` contract: a valid region of `n` bytes.
+    #[no_mangle]
+    pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe {
+            core::arch::asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _,
+            in("al") c as u8, options(nostack, preserves_flags));
+        }
+        dst
+    }
 }
 
-/// # Safety
-/// C's `memset` contract: a valid region of `n` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
-    // SAFETY: the caller's contract.
-    unsafe {
-        core::arch::asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _,
-            in("al") c as u8, options(nostack, preserves_flags));
+// Byte loops, volatile so that they are not recognised as a memcpy and
+// compiled into a call to themselves. Slower than an assembly version; the
+// monitor copies little (its launch spec, log chunks).
+#[cfg(target_arch = "aarch64")]
+mod mem {
+    use core::ptr;
+
+    /// # Safety
+    /// C's `memcpy` contract: valid, non-overlapping regions of `n` bytes.
+    #[no_mangle]
+    pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+        for i in 0..n {
+            // SAFETY: the caller's contract.
+            unsafe { ptr::write_volatile(dst.add(i), ptr::read_volatile(src.add(i))) };
+        }
+        dst
     }
-    dst
+
+    /// # Safety
+    /// C's `memmove` contract: valid regions of `n` bytes, which may overlap.
+    #[no_mangle]
+    pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+        if (dst as usize).wrapping_sub(src as usize) >= n {
+            // dst is below src, or past its end: a forward copy is safe.
+            // SAFETY: the caller's contract.
+            return unsafe { memcpy(dst, src, n) };
+        }
+        for i in (0..n).rev() {
+            // SAFETY: the caller's contract; backwards handles the overlap.
+            unsafe { ptr::write_volatile(dst.add(i), ptr::read_volatile(src.add(i))) };
+        }
+        dst
+    }
+
+    /// # Safety
+    /// C's `memset` contract: a valid region of `n` bytes.
+    #[no_mangle]
+    pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+        for i in 0..n {
+            // SAFETY: the caller's contract.
+            unsafe { ptr::write_volatile(dst.add(i), c as u8) };
+        }
+        dst
+    }
 }
 
 /// # Safety

@@ -2,9 +2,11 @@
 //! it keeps for C runtimes; signal dispositions; a few prctl/ioctl
 //! requests), made directly.
 //!
-//! Everything `unsafe` about system calls in the monitor is in this file,
-//! each function a thin, checked wrapper over one call, so the rest stays
-//! safe Rust.
+//! Everything `unsafe` about system calls in the monitor is in this file
+//! (and the instruction that makes them, per architecture, in
+//! [`crate::arch`]), each function a thin, checked wrapper over one call, so
+//! the rest stays safe Rust. Numbers and constants are linux-raw-sys',
+//! generated from the kernel's headers for the target architecture.
 
 use core::ffi::{c_char, CStr};
 use core::ptr;
@@ -15,28 +17,16 @@ use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::Pid;
 
-// x86_64 system call numbers (asm/unistd_64.h).
-const SYS_IOCTL: usize = 16;
-const SYS_RT_SIGACTION: usize = 13;
-const SYS_RT_SIGPROCMASK: usize = 14;
-const SYS_SOCKET: usize = 41;
-const SYS_CLONE: usize = 56;
-const SYS_EXECVE: usize = 59;
-const SYS_PRCTL: usize = 157;
-const SYS_EXIT_GROUP: usize = 231;
-const SYS_CLONE3: usize = 435;
-const SYS_CLOSE_RANGE: usize = 436;
+use linux_raw_sys::general::{
+    __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_prctl,
+    __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_socket, CLONE_INTO_CGROUP, SIGCHLD, SIG_SETMASK,
+};
 
 /// # Safety
 /// The caller upholds the contract of system call `nr` for these arguments.
-unsafe fn syscall(nr: usize, a: [usize; 5]) -> Result<usize, Errno> {
-    let ret: isize;
-    // SAFETY: the caller's contract; the kernel clobbers rcx and r11.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") nr as isize => ret,
-            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4],
-            lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
+unsafe fn syscall(nr: u32, a: [usize; 5]) -> Result<usize, Errno> {
+    // SAFETY: the caller's contract.
+    let ret = unsafe { crate::arch::syscall(nr, a) };
     if (-4095..0).contains(&ret) {
         Err(Errno::from_raw_os_error(-ret as i32))
     } else {
@@ -47,11 +37,7 @@ unsafe fn syscall(nr: usize, a: [usize; 5]) -> Result<usize, Errno> {
 /// Ends the process at once (`exit_group(2)`): no destructors, nothing
 /// buffered to flush, which is also right in a forked child.
 pub fn exit(code: i32) -> ! {
-    // SAFETY: exit_group takes an integer and does not return.
-    unsafe {
-        core::arch::asm!("syscall", in("rax") SYS_EXIT_GROUP, in("rdi") code as isize,
-            options(noreturn, nostack));
-    }
+    crate::arch::exit_group(code)
 }
 
 /// Result of [`fork`] and [`clone_into_cgroup`].
@@ -72,10 +58,10 @@ fn forked(ret: usize) -> Forked {
 /// `fork(2)`, as `clone(SIGCHLD)`. The monitor is single-threaded, so the
 /// child may allocate and run ordinary code.
 pub fn fork() -> Result<Forked, Errno> {
-    const SIGCHLD: usize = 17;
     // SAFETY: without CLONE_VM the child gets a copy of the address space,
     // like fork(2); no other thread exists whose locks could be copied held.
-    unsafe { syscall(SYS_CLONE, [SIGCHLD, 0, 0, 0, 0]) }.map(forked)
+    // (The other arguments, zero, are in a different order on aarch64.)
+    unsafe { syscall(__NR_clone, [SIGCHLD as usize, 0, 0, 0, 0]) }.map(forked)
 }
 
 /// The kernel's `struct clone_args` (clone3(2)), up to `cgroup` (its second
@@ -96,15 +82,13 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
 /// Forks like [`fork`], with the child created directly inside the cgroup v2
 /// directory `cgroup` (`clone3` with `CLONE_INTO_CGROUP`): no migration
 /// afterwards. Fails with `ENOSYS`/`E2BIG`/`EINVAL` on kernels before 5.7.
 pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
     let args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
-        exit_signal: 17, // SIGCHLD
+        exit_signal: SIGCHLD.into(),
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
     };
@@ -113,7 +97,7 @@ pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
     // copy of this stack); `args` outlives the call and its size goes with it.
     unsafe {
         syscall(
-            SYS_CLONE3,
+            __NR_clone3,
             [&args as *const CloneArgs as usize, size, 0, 0, 0],
         )
     }
@@ -129,7 +113,7 @@ pub fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Er
     // above), all alive for the call.
     match unsafe {
         syscall(
-            SYS_EXECVE,
+            __NR_execve,
             [
                 path.as_ptr() as usize,
                 argv.as_ptr() as usize,
@@ -144,7 +128,8 @@ pub fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Er
     }
 }
 
-/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64.
+/// The kernel's `struct sigaction` for rt_sigaction(2) (the same on x86_64
+/// and aarch64, which both have `sa_restorer`).
 #[repr(C)]
 struct KernelSigaction {
     handler: usize,
@@ -167,7 +152,7 @@ fn set_disposition(signal: i32, handler: usize) -> Result<(), Errno> {
     // needed; `act` outlives the call; 8 is the kernel's sigset size.
     unsafe {
         syscall(
-            SYS_RT_SIGACTION,
+            __NR_rt_sigaction,
             [signal as usize, &act as *const _ as usize, 0, 8, 0],
         )
     }
@@ -188,13 +173,12 @@ pub fn default_signal(signal: i32) -> Result<(), Errno> {
 
 /// Unblocks every signal, for the container's process to start clean.
 pub fn unblock_all_signals() -> Result<(), Errno> {
-    const SIG_SETMASK: usize = 2;
     let empty: u64 = 0;
     // SAFETY: `empty` outlives the call; no old mask is asked for.
     unsafe {
         syscall(
-            SYS_RT_SIGPROCMASK,
-            [SIG_SETMASK, &empty as *const u64 as usize, 0, 8, 0],
+            __NR_rt_sigprocmask,
+            [SIG_SETMASK as usize, &empty as *const u64 as usize, 0, 8, 0],
         )
     }
     .map(drop)
@@ -203,11 +187,13 @@ pub fn unblock_all_signals() -> Result<(), Errno> {
 /// Marks every fd >= `from` close-on-exec, so an exec'd container process
 /// inherits nothing of the monitor but its stdio.
 pub fn cloexec_from(from: u32) -> Result<(), Errno> {
+    // include/uapi/linux/close_range.h, which linux-raw-sys lacks; the same
+    // on every architecture.
     const CLOSE_RANGE_CLOEXEC: usize = 1 << 2;
     // SAFETY: integer arguments only.
     unsafe {
         syscall(
-            SYS_CLOSE_RANGE,
+            __NR_close_range,
             [from as usize, u32::MAX as usize, CLOSE_RANGE_CLOEXEC, 0, 0],
         )
     }
@@ -217,9 +203,15 @@ pub fn cloexec_from(from: u32) -> Result<(), Errno> {
 /// Removes capability number `cap` from the bounding set
 /// (`PR_CAPBSET_DROP`). `EINVAL` means the kernel knows no such capability.
 pub fn drop_bounding_capability(cap: u32) -> Result<(), Errno> {
-    const PR_CAPBSET_DROP: usize = 24;
+    use linux_raw_sys::prctl::PR_CAPBSET_DROP;
     // SAFETY: integer arguments only.
-    unsafe { syscall(SYS_PRCTL, [PR_CAPBSET_DROP, cap as usize, 0, 0, 0]) }.map(drop)
+    unsafe {
+        syscall(
+            __NR_prctl,
+            [PR_CAPBSET_DROP as usize, cap as usize, 0, 0, 0],
+        )
+    }
+    .map(drop)
 }
 
 /// The kernel's `struct ifreq` with the flags member of its union.
@@ -232,15 +224,15 @@ struct IfreqFlags {
 
 /// Brings the loopback interface of the current network namespace up.
 pub fn loopback_up() -> Result<(), Errno> {
-    const AF_INET: usize = 2;
-    const SOCK_DGRAM_CLOEXEC: usize = 2 | 0o2_000_000;
-    const SIOCGIFFLAGS: usize = 0x8913;
-    const SIOCSIFFLAGS: usize = 0x8914;
-    const IFF_UP: i16 = 0x1;
-    const IFF_RUNNING: i16 = 0x40;
+    use linux_raw_sys::general::O_CLOEXEC;
+    use linux_raw_sys::ioctl::{SIOCGIFFLAGS, SIOCSIFFLAGS};
+    use linux_raw_sys::net::net_device_flags::{IFF_RUNNING, IFF_UP};
+    use linux_raw_sys::net::{AF_INET, SOCK_DGRAM};
+    // SOCK_CLOEXEC is O_CLOEXEC (include/linux/net.h).
+    let kind = (SOCK_DGRAM | O_CLOEXEC) as usize;
     // SAFETY: integer arguments; the new fd is owned right away.
     let sock = unsafe {
-        let fd = syscall(SYS_SOCKET, [AF_INET, SOCK_DGRAM_CLOEXEC, 0, 0, 0])?;
+        let fd = syscall(__NR_socket, [AF_INET as usize, kind, 0, 0, 0])?;
         OwnedFd::from_raw_fd(fd as i32)
     };
     let mut req = IfreqFlags {
@@ -253,16 +245,28 @@ pub fn loopback_up() -> Result<(), Errno> {
     // SAFETY: both requests read and write the 40-byte ifreq we own.
     unsafe {
         syscall(
-            SYS_IOCTL,
-            [fd, SIOCGIFFLAGS, ptr::addr_of_mut!(req) as usize, 0, 0],
+            __NR_ioctl,
+            [
+                fd,
+                SIOCGIFFLAGS as usize,
+                ptr::addr_of_mut!(req) as usize,
+                0,
+                0,
+            ],
         )
     }?;
-    req.flags |= IFF_UP | IFF_RUNNING;
+    req.flags |= (IFF_UP as u32 | IFF_RUNNING as u32) as i16;
     // SAFETY: as above.
     unsafe {
         syscall(
-            SYS_IOCTL,
-            [fd, SIOCSIFFLAGS, ptr::addr_of_mut!(req) as usize, 0, 0],
+            __NR_ioctl,
+            [
+                fd,
+                SIOCSIFFLAGS as usize,
+                ptr::addr_of_mut!(req) as usize,
+                0,
+                0,
+            ],
         )
     }
     .map(drop)

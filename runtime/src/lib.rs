@@ -8,9 +8,11 @@
 //!
 //! Both sides link this crate for what they must agree on: the launch spec
 //! and the reports ([`launch`]), the CRI log format ([`cri_log`], with its
-//! timestamps in [`rfc3339`], its calendar in [`civil`]) and how a user spec resolves against an
-//! image's `/etc/passwd` ([`user`]). It needs only `core` and `alloc`, so
-//! the monitor can use it; its tests use `std`.
+//! timestamps in [`rfc3339`], its calendar in [`civil`]), how a user spec
+//! resolves against an image's `/etc/passwd` ([`user`]), and the container's
+//! setup as a plan of mounts, masks and namespace steps ([`plan`]), which
+//! the monitor's init executes. It needs only `core` and `alloc`, so the
+//! monitor can use it; its tests use `std`.
 
 #![cfg_attr(not(test), no_std)]
 
@@ -19,5 +21,6 @@ extern crate alloc;
 pub mod civil;
 pub mod cri_log;
 pub mod launch;
+pub mod plan;
 pub mod rfc3339;
 pub mod user;

@@ -1,12 +1,22 @@
 //! Resolving a user spec against the container's own /etc/passwd and /etc/group.
+//!
+//! The semantics are runc's (`libcontainer/user`): a user or group given in
+//! digits is an id, never a name. The image decides what its /etc/passwd
+//! says, so looking digits up as a name would let an image with an entry
+//! *named* `1000` and uid 0 turn `--user 1000` into root.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 
 /// PATH for containers whose image sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The largest uid or gid a spec may name (runc's limit): `u32::MAX` is -1
+/// to setuid(2), "leave unchanged".
+pub const MAX_ID: u32 = i32::MAX as u32;
 
 /// The identity the container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,54 +31,115 @@ pub struct Ids {
     pub home: String,
 }
 
+/// Why a user spec does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserError {
+    /// A user name that /etc/passwd does not have.
+    NoSuchUser(String),
+    /// A group name that /etc/group does not have.
+    NoSuchGroup(String),
+    /// A numeric id above [`MAX_ID`].
+    IdOutOfRange(String),
+    /// The entry found in /etc/passwd or /etc/group has an id field that is
+    /// not a number.
+    BadEntry {
+        /// "/etc/passwd" or "/etc/group".
+        file: &'static str,
+        /// The entry's name.
+        name: String,
+    },
+}
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserError::NoSuchUser(u) => write!(f, "no user named {u:?} in /etc/passwd"),
+            UserError::NoSuchGroup(g) => write!(f, "no group named {g:?} in /etc/group"),
+            UserError::IdOutOfRange(id) => write!(f, "id {id} is out of range (max {MAX_ID})"),
+            UserError::BadEntry { file, name } => write!(f, "bad id in {file} for {name}"),
+        }
+    }
+}
+
+/// A user or group as the spec gives it.
+#[derive(Clone, Copy)]
+enum Named<'a> {
+    Id(u32),
+    Name(&'a str),
+}
+
+/// Digits are an id (runc's rule), anything else a name.
+fn parse(s: &str) -> Result<Named<'_>, UserError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(Named::Name(s));
+    }
+    match s.parse::<u32>() {
+        Ok(id) if id <= MAX_ID => Ok(Named::Id(id)),
+        _ => Err(UserError::IdOutOfRange(s.to_string())),
+    }
+}
+
+/// One line of /etc/passwd or /etc/group, split on ':'; lines with fewer
+/// than `min` fields are skipped.
+fn records(text: &str, min: usize) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(move |f| f.len() >= min)
+}
+
+fn id_field(file: &'static str, fields: &[&str], at: usize) -> Result<u32, UserError> {
+    fields[at].parse::<u32>().map_err(|_| UserError::BadEntry {
+        file,
+        name: fields[0].to_string(),
+    })
+}
+
 /// Resolves "", "name", "uid", "name:group", "uid:gid" (and mixes) against
 /// the text of the image's /etc/passwd and /etc/group (empty when the image
-/// has none). Numeric ids need no entry in the files; names must exist.
-pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Ids, String> {
+/// has none). "" is uid 0. A numeric user is a uid: its primary group and
+/// home come from the passwd entry with that uid if there is one, else
+/// they are gid 0 and "/" (as with runc and Docker). A numeric group is a
+/// gid. Names must exist.
+pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Ids, UserError> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let user = if user.is_empty() { "0" } else { user };
-    let entries: Vec<Vec<&str>> = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 7)
-        .collect();
-    let entry = entries
-        .iter()
-        .find(|f| f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user));
-    let (uid, mut gid, name, home) = match (entry, user.parse::<u32>()) {
+    let user = if user.is_empty() {
+        Named::Id(0)
+    } else {
+        parse(user)?
+    };
+    let entry = match user {
+        // First match wins; an entry whose uid is not a number cannot be
+        // the one asked for.
+        Named::Id(uid) => records(passwd, 7).find(|f| f[2].parse::<u32>().is_ok_and(|u| u == uid)),
+        Named::Name(name) => records(passwd, 7).find(|f| f[0] == name),
+    };
+    let (uid, mut gid, name, home) = match (entry, user) {
         (Some(f), _) => (
-            f[2].parse::<u32>()
-                .map_err(|_| format!("bad uid in /etc/passwd for {}", f[0]))?,
-            f[3].parse::<u32>()
-                .map_err(|_| format!("bad gid in /etc/passwd for {}", f[0]))?,
-            Some(f[0]),
+            id_field("/etc/passwd", &f, 2)?,
+            id_field("/etc/passwd", &f, 3)?,
+            Some(f[0].to_string()),
             f[5].to_string(),
         ),
-        (None, Ok(uid)) => (uid, 0, None, "/".to_string()),
-        (None, Err(_)) => return Err(format!("no user named {user:?} in /etc/passwd")),
+        (None, Named::Id(uid)) => (uid, 0, None, "/".to_string()),
+        (None, Named::Name(name)) => return Err(UserError::NoSuchUser(name.to_string())),
     };
-    let groups_tbl: Vec<Vec<&str>> = group
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 4)
-        .collect();
     if let Some(g) = grp {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => groups_tbl
-                .iter()
-                .find(|f| f[0] == g)
-                .ok_or_else(|| format!("no group named {g:?} in /etc/group"))?[2]
-                .parse()
-                .map_err(|_| format!("bad gid in /etc/group for {g}"))?,
+        gid = match parse(g)? {
+            Named::Id(n) => n,
+            Named::Name(g) => {
+                let f = records(group, 4)
+                    .find(|f| f[0] == g)
+                    .ok_or_else(|| UserError::NoSuchGroup(g.to_string()))?;
+                id_field("/etc/group", &f, 2)?
+            }
         };
     }
     let mut groups = vec![gid];
     if let Some(name) = name {
-        for f in &groups_tbl {
+        for f in records(group, 4) {
             if f[3].split(',').any(|m| m == name) {
                 if let Ok(g) = f[2].parse::<u32>() {
                     if !groups.contains(&g) {
@@ -118,6 +189,54 @@ mod tests {
         assert_eq!(g.gid, 50);
         let by_uid = resolve("33", PASSWD, GROUP).unwrap();
         assert_eq!(by_uid.home, "/var/www");
+    }
+
+    #[test]
+    fn digits_are_a_uid_never_a_name() {
+        // An image's entry *named* 1000 with uid 0 must not make
+        // `--user 1000` root.
+        let passwd = "1000:x:0:0::/:/bin/sh\nreal:x:1000:1001:r:/home/real:/bin/sh\n";
+        let group = "g:x:1001:\nextra:x:1002:real,1000\n";
+        let ids = resolve("1000", passwd, group).unwrap();
+        assert_eq!(
+            (ids.uid, ids.gid, ids.home.as_str()),
+            (1000, 1001, "/home/real")
+        );
+        assert_eq!(ids.groups, vec![1001, 1002]);
+        // Without an entry for the uid: gid 0, home "/", no memberships.
+        let ids = resolve("1000", "1000:x:0:0::/root:/bin/sh\n", group).unwrap();
+        assert_eq!((ids.uid, ids.gid, ids.home.as_str()), (1000, 0, "/"));
+        assert_eq!(ids.groups, vec![0]);
+        // A numeric group is a gid even when a group is named like it.
+        let ids = resolve("1000:5", "", "5:x:0:\n").unwrap();
+        assert_eq!((ids.uid, ids.gid), (1000, 5));
+        // "" is uid 0, found by its uid whatever its name.
+        let ids = resolve("", "admin:x:0:0::/adm:/bin/sh\n", "").unwrap();
+        assert_eq!((ids.uid, ids.home.as_str()), (0, "/adm"));
+        // A uid in the file with leading zeros still matches.
+        let ids = resolve("7", "seven:x:007:8::/s:/bin/sh\n", "").unwrap();
+        assert_eq!((ids.uid, ids.gid), (7, 8));
+    }
+
+    #[test]
+    fn ids_out_of_range_fail() {
+        assert_eq!(
+            resolve("4294967295", PASSWD, GROUP),
+            Err(UserError::IdOutOfRange("4294967295".into()))
+        );
+        assert!(resolve("0:99999999999", PASSWD, GROUP).is_err());
+        assert!(resolve("2147483647", PASSWD, GROUP).is_ok());
+    }
+
+    #[test]
+    fn bad_entries_fail_by_name() {
+        assert_eq!(
+            resolve("bad", "bad:x:zero:0::/:/bin/sh\n", ""),
+            Err(UserError::BadEntry {
+                file: "/etc/passwd",
+                name: "bad".into()
+            })
+        );
     }
 
     #[test]

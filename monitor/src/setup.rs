@@ -1,0 +1,279 @@
+//! Executes the container's setup plan (`berth_runtime::plan`): one system
+//! call sequence per step, nothing decided here.
+//!
+//! What is mounted where, with which flags and in which order is the plan's;
+//! this file only knows how to carry out each kind of step, and how to say
+//! which one failed.
+
+use alloc::ffi::CString;
+use alloc::format;
+use alloc::string::String;
+use core::ffi::CStr;
+
+use berth_runtime::plan::{self, Namespace, Step};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::thread::UnshareFlags;
+
+use crate::init::{Failure, Outcome};
+use crate::io;
+use crate::sys;
+
+/// Carries out the plan's steps in order; the first that fails ends the
+/// setup. `go` becomes readable once the monitor has placed this process in
+/// its cgroup ([`Step::AwaitCgroup`]). `root` (the overlay's host path) only
+/// shortens the paths in messages.
+pub fn execute(steps: &[Step], root: &str, go: OwnedFd) -> Outcome {
+    let mut go = Some(go);
+    for step in steps {
+        run(step, &mut go).map_err(|Failure(code, message)| {
+            Failure(code, format!("{}: {message}", describe(step, root)))
+        })?;
+    }
+    Ok(())
+}
+
+/// The step, for a message: paths shown as the container will see them.
+fn describe(step: &Step, root: &str) -> String {
+    let shown = |p: &str| -> String {
+        match p.strip_prefix(root) {
+            Some("") => "/".into(),
+            Some(rest) if rest.starts_with('/') => rest.into(),
+            _ => p.into(),
+        }
+    };
+    match step {
+        Step::EnterNetns { .. } => "entering the network namespace".into(),
+        Step::Unshare(_) => "creating namespaces".into(),
+        Step::MakeMountsPrivate => "making mounts private".into(),
+        Step::Mount(m) if m.fstype == "overlay" => {
+            format!("mounting the overlay root at {}", m.target)
+        }
+        Step::Mount(m) => format!("mounting {} on {}", m.fstype, shown(&m.target)),
+        Step::Bind { source, target } => {
+            format!("binding the host's {source} on {}", shown(target))
+        }
+        Step::Remount { target, .. } => format!("remounting {}", shown(target)),
+        Step::EnsureDir { path } => format!("mount point {}", shown(path)),
+        Step::MakeDir { path } | Step::CreateFile { path, .. } => {
+            format!("creating {}", shown(path))
+        }
+        Step::Symlink { path, .. } => format!("creating {}", shown(path)),
+        Step::WriteFiles { dir, .. } => format!("writing files in {}", shown(dir)),
+        Step::AwaitCgroup => "joining the cgroup".into(),
+        Step::PivotRoot { .. } => "entering the root filesystem".into(),
+        Step::MaskFile { path } | Step::MaskDir { path } | Step::ReadonlyPath { path } => {
+            format!("masking {path}")
+        }
+        Step::SetHostname(_) => "setting the hostname".into(),
+        Step::LoopbackUp => "bringing up lo".into(),
+    }
+}
+
+fn flags(f: plan::MountFlags) -> MountFlags {
+    MountFlags::from_bits_retain(f.bits() as _)
+}
+
+fn c_string(s: &str) -> Result<CString, Failure> {
+    CString::new(s.as_bytes()).map_err(|_| Failure(125, format!("NUL in {s:?}")))
+}
+
+fn errno(e: Errno) -> Failure {
+    Failure(125, io::describe(e).into())
+}
+
+fn run(step: &Step, go: &mut Option<OwnedFd>) -> Outcome {
+    match step {
+        Step::EnterNetns { path } => enter_netns(path).map_err(errno),
+        Step::Unshare(namespaces) => {
+            let flags = namespaces.iter().fold(UnshareFlags::empty(), |f, ns| {
+                f | match ns {
+                    Namespace::Mount => UnshareFlags::NEWNS,
+                    Namespace::Uts => UnshareFlags::NEWUTS,
+                    Namespace::Ipc => UnshareFlags::NEWIPC,
+                    Namespace::Net => UnshareFlags::NEWNET,
+                    Namespace::Cgroup => UnshareFlags::NEWCGROUP,
+                }
+            });
+            // SAFETY: no namespace of the plan unshares the file table or
+            // the filesystem context (CLONE_FILES, CLONE_FS), which could
+            // invalidate what this process holds.
+            unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(errno)
+        }
+        Step::MakeMountsPrivate => rustix::mount::mount_change(
+            "/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )
+        .map_err(errno),
+        Step::Mount(m) => {
+            let data = m.data.as_deref().map(c_string).transpose()?;
+            rustix::mount::mount(
+                m.source.as_str(),
+                m.target.as_str(),
+                m.fstype.as_str(),
+                flags(m.flags),
+                data.as_deref(),
+            )
+            .map_err(errno)
+        }
+        Step::Bind { source, target } => {
+            rustix::mount::mount_bind(source.as_str(), target.as_str()).map_err(errno)
+        }
+        Step::Remount { target, flags: f } => {
+            rustix::mount::mount_remount(target.as_str(), flags(*f), "").map_err(errno)
+        }
+        Step::EnsureDir { path } => ensure_dir(path),
+        Step::MakeDir { path } => {
+            rustix::fs::mkdir(path.as_str(), Mode::from_raw_mode(0o755)).map_err(errno)
+        }
+        Step::CreateFile { path, mode } => rustix::fs::open(
+            path.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(*mode),
+        )
+        .map(drop)
+        .map_err(errno),
+        Step::Symlink { path, to } => {
+            rustix::fs::symlink(to.as_str(), path.as_str()).map_err(errno)
+        }
+        Step::WriteFiles { dir, files } => write_files(dir, files).map_err(errno),
+        Step::AwaitCgroup => {
+            let mut byte = [0u8; 1];
+            match go.take() {
+                Some(go) if matches!(rustix::io::read(&go, &mut byte), Ok(1)) => Ok(()),
+                _ => Err(Failure(
+                    125,
+                    "the monitor could not place the container in its cgroup".into(),
+                )),
+            }
+        }
+        Step::PivotRoot { root } => pivot_root(root).map_err(errno),
+        Step::MaskFile { path } => {
+            if kind(path) != Some(FileType::RegularFile) {
+                return Ok(());
+            }
+            rustix::mount::mount_bind("/dev/null", path.as_str()).map_err(errno)
+        }
+        Step::MaskDir { path } => {
+            if kind(path) != Some(FileType::Directory) {
+                return Ok(());
+            }
+            rustix::mount::mount(
+                "tmpfs",
+                path.as_str(),
+                "tmpfs",
+                MountFlags::RDONLY,
+                None::<&CStr>,
+            )
+            .map_err(errno)
+        }
+        Step::ReadonlyPath { path } => {
+            if kind(path).is_none() {
+                return Ok(());
+            }
+            rustix::mount::mount_bind_recursive(path.as_str(), path.as_str()).map_err(errno)?;
+            // MS_REC, which rustix keeps among the propagation flags.
+            let rec = MountFlags::from_bits_retain(plan::MountFlags::REC.bits() as _);
+            rustix::mount::mount_remount(
+                path.as_str(),
+                MountFlags::BIND | MountFlags::RDONLY | rec,
+                "",
+            )
+            .map_err(errno)
+        }
+        Step::SetHostname(name) => rustix::system::sethostname(name.as_bytes()).map_err(errno),
+        Step::LoopbackUp => sys::loopback_up().map_err(errno),
+    }
+}
+
+/// What is at `path`, following symlinks (a kernel interface this kernel
+/// lacks is `None`).
+fn kind(path: &str) -> Option<FileType> {
+    rustix::fs::stat(path)
+        .ok()
+        .map(|st| FileType::from_raw_mode(st.st_mode))
+}
+
+/// Moves this process into the network namespace at `path` (one of
+/// berthd's spares, reached through `/proc/<pid>/fd/<n>` of berthd).
+fn enter_netns(path: &str) -> Result<(), Errno> {
+    let ns = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::thread::move_into_link_name_space(
+        ns.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+}
+
+/// Makes `root` the root; the old root, stacked under the new one, is
+/// detached so no host file stays reachable.
+fn pivot_root(root: &str) -> Result<(), Errno> {
+    rustix::process::chdir(root)?;
+    rustix::process::pivot_root(".", ".")?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH)?;
+    rustix::process::chdir("/")
+}
+
+/// A directory of the image to mount on, created when missing. The root is
+/// an overlay with a private upper dir, so this never touches the image;
+/// anything but a directory there (a symlink into the host included) fails.
+fn ensure_dir(path: &str) -> Outcome {
+    match rustix::fs::lstat(path) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
+        Ok(_) => Err(Failure(125, "not a directory in the image".into())),
+        Err(_) => create_dir_all(path).map_err(errno),
+    }
+}
+
+/// `mkdir -p`: creates `path` and its missing parents (mode 0755).
+pub fn create_dir_all(path: &str) -> Result<(), Errno> {
+    let mut end = 0;
+    while end < path.len() {
+        end = path[end + 1..]
+            .find('/')
+            .map_or(path.len(), |i| end + 1 + i);
+        match rustix::fs::mkdir(&path[..end], Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if rustix::fs::stat(path)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+    {
+        Ok(())
+    } else {
+        Err(Errno::NOTDIR)
+    }
+}
+
+/// Writes `files` into `dir` (the container's /etc, in its upper layer).
+/// This runs before `pivot_root`, where an absolute symlink from the image
+/// would point into the host: an image's symlink at one of the names is
+/// replaced, never followed, and `dir` itself must be a real directory.
+fn write_files(dir: &str, files: &[(String, String)]) -> Result<(), Errno> {
+    let dir = match rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        // No such directory (or a symlink in its place): nothing to give.
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for (name, content) in files {
+        match rustix::fs::unlinkat(&dir, name.as_str(), rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let file = rustix::fs::openat(
+            &dir,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        io::write_all(&file, content.as_bytes())?;
+    }
+    Ok(())
+}

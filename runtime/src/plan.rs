@@ -1,0 +1,492 @@
+//! The container's mounts, masks and namespace steps, as a plan.
+//!
+//! The monitor's init executes these steps one by one, in order, between
+//! fork and exec (`monitor/src/setup.rs`). Keeping them a pure description
+//! makes the order and the flags testable here, with the std test harness,
+//! and gives volumes, exec and new mount types one place to extend: a new
+//! step, or new steps in [`container_setup`], instead of code in the middle
+//! of a system call sequence.
+//!
+//! Until [`Step::PivotRoot`], paths are host paths (the root is the overlay
+//! at `LaunchSpec::rootfs.target`); after it they are paths in the
+//! container.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ops::BitOr;
+
+use crate::launch::LaunchSpec;
+
+/// Flags of mount(2) (`MS_*`; their values are the same on every Linux
+/// architecture).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct MountFlags(u64);
+
+impl MountFlags {
+    /// No flag.
+    pub const EMPTY: Self = Self(0);
+    /// `MS_RDONLY`.
+    pub const RDONLY: Self = Self(1);
+    /// `MS_NOSUID`.
+    pub const NOSUID: Self = Self(2);
+    /// `MS_NODEV`.
+    pub const NODEV: Self = Self(4);
+    /// `MS_NOEXEC`.
+    pub const NOEXEC: Self = Self(8);
+    /// `MS_BIND`.
+    pub const BIND: Self = Self(4096);
+    /// `MS_REC`.
+    pub const REC: Self = Self(16384);
+    /// `MS_STRICTATIME`.
+    pub const STRICTATIME: Self = Self(1 << 24);
+
+    /// The `MS_*` bits.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// Whether every flag of `other` is set.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl BitOr for MountFlags {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// What kernel filesystems get unless they need device nodes or programs.
+const NOSUID_NOEXEC_NODEV: MountFlags = MountFlags(2 | 4 | 8);
+/// Read-only and inert: /sys and the cgroup filesystems.
+const INERT_RO: MountFlags = MountFlags(1 | 2 | 4 | 8);
+
+/// A namespace the init creates with unshare(2).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Namespace {
+    /// `CLONE_NEWNS`.
+    Mount,
+    /// `CLONE_NEWUTS`.
+    Uts,
+    /// `CLONE_NEWIPC`.
+    Ipc,
+    /// `CLONE_NEWNET`.
+    Net,
+    /// `CLONE_NEWCGROUP`: rooted at the cgroup the process is in then.
+    Cgroup,
+}
+
+/// One mount(2) of a filesystem.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Mount {
+    /// The source ("overlay", "proc", "tmpfs", ...).
+    pub source: String,
+    /// The mount point, which exists by then.
+    pub target: String,
+    /// The filesystem type.
+    pub fstype: String,
+    /// `MS_*` flags.
+    pub flags: MountFlags,
+    /// Filesystem options, if any.
+    pub data: Option<String>,
+}
+
+/// One step of the container's setup.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Step {
+    /// Enters the network namespace at `path` (a spare of berthd's, named
+    /// through berthd's /proc, so first of all).
+    EnterNetns {
+        /// `/proc/<pid>/fd/<n>` of berthd.
+        path: String,
+    },
+    /// Creates these namespaces.
+    Unshare(Vec<Namespace>),
+    /// Makes every mount private (recursively), so nothing mounted from here
+    /// on propagates back to the host.
+    MakeMountsPrivate,
+    /// Mounts a filesystem.
+    Mount(Mount),
+    /// Bind-mounts `source` on `target` (a host device node on an empty file).
+    Bind {
+        /// What is bound.
+        source: String,
+        /// Where.
+        target: String,
+    },
+    /// Remounts the mount at `target` with `flags` (`MS_REMOUNT`).
+    Remount {
+        /// The mount point.
+        target: String,
+        /// The new flags.
+        flags: MountFlags,
+    },
+    /// Makes sure `path` is a directory: created (in the container's layer)
+    /// when missing; anything else there, a symlink included, fails.
+    EnsureDir {
+        /// The directory.
+        path: String,
+    },
+    /// Creates the directory `path`, which must not exist.
+    MakeDir {
+        /// The directory.
+        path: String,
+    },
+    /// Creates the empty file `path`, which must not exist.
+    CreateFile {
+        /// The file.
+        path: String,
+        /// Its mode.
+        mode: u32,
+    },
+    /// Creates the symlink `path` pointing to `to`.
+    Symlink {
+        /// The link.
+        path: String,
+        /// Its content.
+        to: String,
+    },
+    /// Writes files into the directory `dir` of the container's layer,
+    /// replacing whatever the image has there without following it; nothing
+    /// when `dir` is not a real directory.
+    WriteFiles {
+        /// The directory (the image's /etc).
+        dir: String,
+        /// Name and content of each file.
+        files: Vec<(String, String)>,
+    },
+    /// Waits until the monitor has placed the process in its cgroup.
+    AwaitCgroup,
+    /// Makes `root` the root directory and detaches the old root, so no host
+    /// file stays reachable. Paths after this step are container paths.
+    PivotRoot {
+        /// The new root.
+        root: String,
+    },
+    /// Covers the file `path` with /dev/null, if it is a regular file.
+    MaskFile {
+        /// The file.
+        path: String,
+    },
+    /// Covers the directory `path` with an empty read-only tmpfs, if it is a
+    /// directory.
+    MaskDir {
+        /// The directory.
+        path: String,
+    },
+    /// Makes `path` and everything under it read-only, if it exists.
+    ReadonlyPath {
+        /// The path.
+        path: String,
+    },
+    /// Sets the UTS namespace's hostname.
+    SetHostname(String),
+    /// Brings up `lo` of a network namespace the init created itself.
+    LoopbackUp,
+}
+
+impl Step {
+    /// The path this step creates, mounts on or changes, if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Step::Mount(m) => Some(&m.target),
+            Step::Bind { target, .. } | Step::Remount { target, .. } => Some(target),
+            Step::EnsureDir { path }
+            | Step::MakeDir { path }
+            | Step::CreateFile { path, .. }
+            | Step::Symlink { path, .. }
+            | Step::MaskFile { path }
+            | Step::MaskDir { path }
+            | Step::ReadonlyPath { path } => Some(path),
+            Step::WriteFiles { dir, .. } => Some(dir),
+            Step::PivotRoot { root } => Some(root),
+            Step::EnterNetns { .. }
+            | Step::Unshare(_)
+            | Step::MakeMountsPrivate
+            | Step::AwaitCgroup
+            | Step::SetHostname(_)
+            | Step::LoopbackUp => None,
+        }
+    }
+
+    /// Whether this step only hides or protects a kernel interface: one a
+    /// kernel may lack, and which then is skipped.
+    pub fn is_mask(&self) -> bool {
+        matches!(
+            self,
+            Step::MaskFile { .. } | Step::MaskDir { .. } | Step::ReadonlyPath { .. }
+        )
+    }
+}
+
+/// The standard device nodes a container gets: the host's, each bound on an
+/// empty file of its /dev (a bind mount has flags of its own, so they work
+/// on the `nodev` /dev).
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The symlinks of a container's /dev, and what they point to.
+pub const DEV_SYMLINKS: [(&str, &str); 6] = [
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("core", "/proc/kcore"),
+];
+
+/// Files hidden behind /dev/null, as Docker does.
+pub const MASKED_FILES: [&str; 6] = [
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+];
+
+/// Directories hidden behind an empty read-only tmpfs.
+pub const MASKED_DIRS: [&str; 3] = ["/proc/acpi", "/proc/scsi", "/sys/firmware"];
+
+/// Paths left visible but read-only.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Why a launch spec has no plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// An image without layers has no root filesystem.
+    NoLayers,
+    /// The root is not an absolute path.
+    RelativeRoot(String),
+    /// A cgroup v1 controller name that is not one path component.
+    BadController(String),
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::NoLayers => f.write_str("the image has no layers"),
+            PlanError::RelativeRoot(r) => write!(f, "the root {r:?} is not an absolute path"),
+            PlanError::BadController(c) => write!(f, "bad cgroup controller name {c:?}"),
+        }
+    }
+}
+
+fn mount(
+    source: &str,
+    target: String,
+    fstype: &str,
+    flags: MountFlags,
+    data: Option<&str>,
+) -> Step {
+    Step::Mount(Mount {
+        source: source.to_string(),
+        target,
+        fstype: fstype.to_string(),
+        flags,
+        data: data.map(ToString::to_string),
+    })
+}
+
+/// The overlay root: the image's layers (shared, read-only; the top one
+/// first in `lowerdir`) under the container's own upper dir.
+fn overlay(spec: &LaunchSpec) -> Result<Step, PlanError> {
+    let fs = &spec.rootfs;
+    if fs.layers.is_empty() {
+        return Err(PlanError::NoLayers);
+    }
+    let lower: Vec<String> = fs
+        .layers
+        .iter()
+        .rev()
+        .map(|p| p.replace(':', "\\:"))
+        .collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        fs.upper,
+        fs.work
+    );
+    // nodev: with no device cgroup, a device node in the image, or one
+    // root in the container makes (it keeps CAP_MKNOD, as with Docker),
+    // must not open the host's device.
+    Ok(mount(
+        "overlay",
+        fs.target.clone(),
+        "overlay",
+        MountFlags::NODEV,
+        Some(&data),
+    ))
+}
+
+/// /etc/hostname and /etc/hosts of the container.
+fn etc_files(hostname: &str) -> Vec<(String, String)> {
+    vec![
+        ("hostname".into(), format!("{hostname}\n")),
+        (
+            "hosts".into(),
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+            ),
+        ),
+    ]
+}
+
+/// /proc, a minimal /dev and a read-only /sys.
+fn kernel_filesystems(root: &str, steps: &mut Vec<Step>) {
+    let proc = format!("{root}/proc");
+    steps.push(Step::EnsureDir { path: proc.clone() });
+    steps.push(mount("proc", proc, "proc", NOSUID_NOEXEC_NODEV, None));
+
+    let dev = format!("{root}/dev");
+    steps.push(Step::EnsureDir { path: dev.clone() });
+    // nodev, like the root: nodes made in /dev cannot be opened.
+    steps.push(mount(
+        "tmpfs",
+        dev.clone(),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::STRICTATIME,
+        Some("mode=755,size=65536k"),
+    ));
+    for name in DEVICES {
+        let path = format!("{dev}/{name}");
+        steps.push(Step::CreateFile {
+            path: path.clone(),
+            mode: 0o666,
+        });
+        steps.push(Step::Bind {
+            source: format!("/dev/{name}"),
+            target: path,
+        });
+    }
+    let fresh = |name: &str, source: &str, fstype: &str, flags, data| {
+        let path = format!("{dev}/{name}");
+        [
+            Step::MakeDir { path: path.clone() },
+            mount(source, path, fstype, flags, data),
+        ]
+    };
+    steps.extend(fresh(
+        "pts",
+        "devpts",
+        "devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    ));
+    steps.extend(fresh(
+        "shm",
+        "shm",
+        "tmpfs",
+        NOSUID_NOEXEC_NODEV,
+        Some("mode=1777,size=65536k"),
+    ));
+    steps.extend(fresh(
+        "mqueue",
+        "mqueue",
+        "mqueue",
+        NOSUID_NOEXEC_NODEV,
+        None,
+    ));
+    for (link, to) in DEV_SYMLINKS {
+        steps.push(Step::Symlink {
+            path: format!("{dev}/{link}"),
+            to: to.to_string(),
+        });
+    }
+
+    let sys = format!("{root}/sys");
+    steps.push(Step::EnsureDir { path: sys.clone() });
+    steps.push(mount("sysfs", sys, "sysfs", INERT_RO, None));
+}
+
+/// The container's own cgroup at /sys/fs/cgroup, read-only. The cgroup
+/// namespace makes the container's cgroup the root of what it sees.
+fn cgroupfs(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) -> Result<(), PlanError> {
+    let dst = format!("{root}/sys/fs/cgroup");
+    if spec.cgroup_version == 2 {
+        steps.push(mount("cgroup2", dst, "cgroup2", INERT_RO, None));
+        return Ok(());
+    }
+    steps.push(mount(
+        "tmpfs",
+        dst.clone(),
+        "tmpfs",
+        NOSUID_NOEXEC_NODEV,
+        Some("mode=755"),
+    ));
+    for ctrl in &spec.cgroup_v1_controllers {
+        if ctrl.is_empty() || ctrl.contains('/') || ctrl == "." || ctrl == ".." {
+            return Err(PlanError::BadController(ctrl.clone()));
+        }
+        let path = format!("{dst}/{ctrl}");
+        steps.push(Step::MakeDir { path: path.clone() });
+        steps.push(mount("cgroup", path, "cgroup", INERT_RO, Some(ctrl)));
+    }
+    steps.push(Step::Remount {
+        target: dst,
+        flags: MountFlags::BIND | INERT_RO,
+    });
+    Ok(())
+}
+
+/// Kernel interfaces a container has no business with, hidden as Docker
+/// does. Container paths: these run after [`Step::PivotRoot`].
+fn masks(steps: &mut Vec<Step>) {
+    let owned = |p: &str| p.to_string();
+    steps.extend(MASKED_FILES.map(|p| Step::MaskFile { path: owned(p) }));
+    steps.extend(MASKED_DIRS.map(|p| Step::MaskDir { path: owned(p) }));
+    steps.extend(READONLY_PATHS.map(|p| Step::ReadonlyPath { path: owned(p) }));
+}
+
+/// Every step of the container's setup, in order: namespaces, the overlay
+/// root, /etc/hostname and /etc/hosts, /proc, /dev and /sys, then (once in
+/// its cgroup) a cgroup namespace and the cgroup filesystem, `pivot_root`,
+/// the masks, the hostname and loopback.
+pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
+    let root = spec.rootfs.target.trim_end_matches('/');
+    if !root.starts_with('/') {
+        return Err(PlanError::RelativeRoot(spec.rootfs.target.clone()));
+    }
+    let mut steps = Vec::with_capacity(64);
+    let mut namespaces = vec![Namespace::Mount, Namespace::Uts, Namespace::Ipc];
+    match &spec.netns {
+        Some(path) => steps.push(Step::EnterNetns { path: path.clone() }),
+        None => namespaces.push(Namespace::Net),
+    }
+    steps.push(Step::Unshare(namespaces));
+    steps.push(Step::MakeMountsPrivate);
+    steps.push(overlay(spec)?);
+    steps.push(Step::WriteFiles {
+        dir: format!("{root}/etc"),
+        files: etc_files(&spec.hostname),
+    });
+    kernel_filesystems(root, &mut steps);
+    // The cgroup namespace is rooted at the cgroup the process is in when it
+    // unshares, so it waits until the monitor has moved it; the slow part of
+    // that move overlaps with the mounts above.
+    steps.push(Step::AwaitCgroup);
+    steps.push(Step::Unshare(vec![Namespace::Cgroup]));
+    cgroupfs(spec, root, &mut steps)?;
+    steps.push(Step::PivotRoot {
+        root: root.to_string(),
+    });
+    masks(&mut steps);
+    steps.push(Step::SetHostname(spec.hostname.clone()));
+    if spec.netns.is_none() {
+        steps.push(Step::LoopbackUp);
+    }
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests;

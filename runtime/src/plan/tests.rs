@@ -1,0 +1,308 @@
+use super::*;
+use crate::launch::{CgroupPlacement, Rootfs};
+
+const ROOT: &str = "/state/containers/c1/rootfs";
+
+fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
+    LaunchSpec {
+        id: "c1".into(),
+        dir: "/state/containers/c1".into(),
+        rootfs: Rootfs {
+            layers: vec!["/state/layers/base".into(), "/state/layers/a:b".into()],
+            upper: "/state/containers/c1/upper".into(),
+            work: "/state/containers/c1/work".into(),
+            target: ROOT.into(),
+        },
+        args: vec!["sh".into()],
+        env: vec![],
+        cwd: String::new(),
+        user: String::new(),
+        hostname: "box".into(),
+        netns: netns.map(Into::into),
+        cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c1".into()),
+        oom_events: None,
+        cgroup_version,
+        cgroup_v1_controllers: vec!["cpu".into(), "memory".into()],
+        log_path: "/state/containers/c1/log".into(),
+        log_max_bytes: 1 << 20,
+        exit_path: "/state/containers/c1/exit.json".into(),
+    }
+}
+
+fn plans() -> Vec<Vec<Step>> {
+    let mut all = Vec::new();
+    for netns in [None, Some("/proc/1/fd/7")] {
+        for version in [1, 2] {
+            all.push(container_setup(&spec(netns, version)).unwrap());
+        }
+    }
+    all
+}
+
+fn position(steps: &[Step], what: impl Fn(&Step) -> bool) -> usize {
+    steps.iter().position(what).expect("a step")
+}
+
+fn mount_at<'a>(steps: &'a [Step], rel: &str) -> &'a Mount {
+    let target = format!("{ROOT}{rel}");
+    steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Mount(m) if m.target == target => Some(m),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no mount at {rel}"))
+}
+
+fn pivot(steps: &[Step]) -> usize {
+    position(steps, |s| matches!(s, Step::PivotRoot { .. }))
+}
+
+#[test]
+fn steps_come_in_order() {
+    for steps in plans() {
+        let at = |rel: &str| position(&steps, |s| s.target() == Some(&format!("{ROOT}{rel}")));
+        let unshare = position(
+            &steps,
+            |s| matches!(s, Step::Unshare(n) if n.contains(&Namespace::Mount)),
+        );
+        let private = position(&steps, |s| *s == Step::MakeMountsPrivate);
+        let overlay = position(
+            &steps,
+            |s| matches!(s, Step::Mount(m) if m.fstype == "overlay"),
+        );
+        let first_mount = position(&steps, |s| matches!(s, Step::Mount(_)));
+        // Nothing is mounted before the mount namespace is new and private.
+        assert!(unshare < private && private < overlay && overlay == first_mount);
+        // The root first, then what is on it.
+        assert!(overlay < at("/etc"));
+        assert!(overlay < at("/proc") && at("/proc") < at("/dev") && at("/dev") < at("/sys"));
+        // The cgroup namespace only once the process is in its cgroup.
+        let wait = position(&steps, |s| *s == Step::AwaitCgroup);
+        let cgroupns = position(&steps, |s| *s == Step::Unshare(vec![Namespace::Cgroup]));
+        let cgroupfs = at("/sys/fs/cgroup");
+        assert!(at("/sys") < wait && wait < cgroupns && cgroupns < cgroupfs);
+        // pivot_root after every mount in the root: after it, only the
+        // masks, on the container's /proc and /sys.
+        let pivot = pivot(&steps);
+        assert!(cgroupfs < pivot);
+        for (i, s) in steps.iter().enumerate() {
+            assert_eq!(s.is_mask(), i > pivot && s.target().is_some(), "{s:?}");
+        }
+        assert!(matches!(steps[pivot + 1], Step::MaskFile { ref path } if path == "/proc/kcore"));
+    }
+}
+
+#[test]
+fn every_path_before_pivot_root_is_inside_the_root() {
+    for steps in plans() {
+        let pivot = pivot(&steps);
+        for s in &steps[..pivot] {
+            let Some(t) = s.target() else { continue };
+            assert!(
+                t == ROOT || t.starts_with(&format!("{ROOT}/")),
+                "{s:?} is outside the root"
+            );
+            assert!(!t.split('/').any(|c| c == ".." || c == "."), "{s:?}");
+        }
+        // The only host paths read: the six standard device nodes.
+        let sources: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Bind { source, .. } => Some(source.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty"
+            ]
+        );
+        for s in &steps[pivot + 1..] {
+            if let Some(t) = s.target() {
+                assert!(t.starts_with("/proc/") || t.starts_with("/sys/"), "{s:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn each_mount_has_the_flags_it_has_always_had() {
+    use MountFlags as F;
+    let nsn = F::NOSUID | F::NOEXEC | F::NODEV;
+    for steps in plans() {
+        let flags = |rel: &str| mount_at(&steps, rel).flags;
+        assert_eq!(flags(""), F::NODEV, "the root allows setuid, never devices");
+        assert_eq!(flags("/proc"), nsn);
+        assert_eq!(flags("/dev"), F::NOSUID | F::NODEV | F::STRICTATIME);
+        assert_eq!(flags("/dev/pts"), F::NOSUID | F::NOEXEC);
+        assert_eq!(flags("/dev/shm"), nsn);
+        assert_eq!(flags("/dev/mqueue"), nsn);
+        assert_eq!(flags("/sys"), nsn | F::RDONLY);
+        // Only devpts may hold device nodes (the ptys it makes itself).
+        for s in &steps {
+            if let Step::Mount(m) = s {
+                assert!(m.flags.contains(F::NODEV) || m.fstype == "devpts", "{m:?}");
+                assert!(
+                    m.flags.contains(F::NOSUID) || m.fstype == "overlay",
+                    "{m:?}"
+                );
+            }
+        }
+        assert_eq!(
+            mount_at(&steps, "/dev").data.as_deref(),
+            Some("mode=755,size=65536k")
+        );
+    }
+}
+
+#[test]
+fn the_standard_devices_are_bound_on_empty_files() {
+    let steps = container_setup(&spec(None, 2)).unwrap();
+    for name in DEVICES {
+        let path = format!("{ROOT}/dev/{name}");
+        let created = position(&steps, |s| {
+            *s == Step::CreateFile {
+                path: path.clone(),
+                mode: 0o666,
+            }
+        });
+        let bound = position(&steps, |s| {
+            *s == Step::Bind {
+                source: format!("/dev/{name}"),
+                target: path.clone(),
+            }
+        });
+        let dev = position(
+            &steps,
+            |s| matches!(s, Step::Mount(m) if m.target == format!("{ROOT}/dev")),
+        );
+        assert!(dev < created && created < bound);
+    }
+}
+
+#[test]
+fn the_cgroup_filesystem_follows_the_version() {
+    let v2 = container_setup(&spec(None, 2)).unwrap();
+    let m = mount_at(&v2, "/sys/fs/cgroup");
+    assert_eq!(m.fstype, "cgroup2");
+    assert!(m.flags.contains(MountFlags::RDONLY));
+
+    let v1 = container_setup(&spec(None, 1)).unwrap();
+    assert_eq!(mount_at(&v1, "/sys/fs/cgroup").fstype, "tmpfs");
+    for ctrl in ["cpu", "memory"] {
+        let m = mount_at(&v1, &format!("/sys/fs/cgroup/{ctrl}"));
+        assert_eq!(
+            (m.fstype.as_str(), m.data.as_deref()),
+            ("cgroup", Some(ctrl))
+        );
+        assert!(m.flags.contains(MountFlags::RDONLY | MountFlags::NODEV));
+    }
+    // The tmpfs holding them ends read-only, just before pivot_root.
+    let pivot = pivot(&v1);
+    assert_eq!(
+        v1[pivot - 1],
+        Step::Remount {
+            target: format!("{ROOT}/sys/fs/cgroup"),
+            flags: MountFlags::BIND
+                | MountFlags::RDONLY
+                | MountFlags::NOSUID
+                | MountFlags::NOEXEC
+                | MountFlags::NODEV,
+        }
+    );
+
+    for bad in ["", "..", "a/b", "."] {
+        let mut s = spec(None, 1);
+        s.cgroup_v1_controllers.push(bad.into());
+        assert_eq!(
+            container_setup(&s),
+            Err(PlanError::BadController(bad.into()))
+        );
+    }
+}
+
+#[test]
+fn the_network_namespace_is_entered_first_or_created() {
+    let own = container_setup(&spec(None, 2)).unwrap();
+    assert_eq!(
+        own[0],
+        Step::Unshare(vec![
+            Namespace::Mount,
+            Namespace::Uts,
+            Namespace::Ipc,
+            Namespace::Net
+        ])
+    );
+    assert_eq!(own.last(), Some(&Step::LoopbackUp));
+
+    let spare = container_setup(&spec(Some("/proc/1/fd/7"), 2)).unwrap();
+    assert_eq!(
+        spare[..2],
+        [
+            Step::EnterNetns {
+                path: "/proc/1/fd/7".into()
+            },
+            Step::Unshare(vec![Namespace::Mount, Namespace::Uts, Namespace::Ipc]),
+        ]
+    );
+    assert!(!spare.contains(&Step::LoopbackUp));
+    assert_eq!(spare.last(), Some(&Step::SetHostname("box".into())));
+}
+
+#[test]
+fn the_overlay_stacks_the_layers_top_first() {
+    let steps = container_setup(&spec(None, 2)).unwrap();
+    let m = mount_at(&steps, "");
+    assert_eq!(
+        m.data.as_deref(),
+        Some(
+            "lowerdir=/state/layers/a\\:b:/state/layers/base,\
+             upperdir=/state/containers/c1/upper,workdir=/state/containers/c1/work"
+        )
+    );
+    let mut s = spec(None, 2);
+    s.rootfs.layers.clear();
+    assert_eq!(container_setup(&s), Err(PlanError::NoLayers));
+    s = spec(None, 2);
+    s.rootfs.target = "rootfs".into();
+    assert!(matches!(
+        container_setup(&s),
+        Err(PlanError::RelativeRoot(_))
+    ));
+}
+
+#[test]
+fn etc_gets_the_hostname() {
+    let steps = container_setup(&spec(None, 2)).unwrap();
+    let files = steps
+        .iter()
+        .find_map(|s| match s {
+            Step::WriteFiles { dir, files } if *dir == format!("{ROOT}/etc") => Some(files),
+            _ => None,
+        })
+        .expect("writes /etc");
+    assert_eq!(files[0], ("hostname".into(), "box\n".into()));
+    assert!(files[1].1.contains("127.0.1.1\tbox\n"));
+}
+
+#[test]
+fn every_masked_path_is_masked_once() {
+    let steps = container_setup(&spec(None, 1)).unwrap();
+    let masked: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.is_mask())
+        .filter_map(Step::target)
+        .collect();
+    let mut expected: Vec<&str> = MASKED_FILES.to_vec();
+    expected.extend(MASKED_DIRS);
+    expected.extend(READONLY_PATHS);
+    assert_eq!(masked, expected);
+    assert!(masked.contains(&"/proc/sys"));
+}
