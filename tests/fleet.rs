@@ -134,7 +134,7 @@ async fn fan_out_placement_tls_and_partial_failure() {
     assert_eq!(hosts, all);
     assert!(ps
         .iter()
-        .all(|c| c["name"] == "web" && c["state"] == "running"));
+        .all(|c| c["name"] == "web" && c["state"] == "CONTAINER_STATE_RUNNING"));
 
     let deadline = Instant::now() + Duration::from_secs(10 * u64::from(slow_factor()));
     loop {
@@ -317,7 +317,8 @@ async fn fan_out_placement_tls_and_partial_failure() {
     );
 }
 
-/// (host, seq, action, name) of an event line of `events -o json`.
+/// (host, seq, action, name) of an event line of `events -o json`; the
+/// action as a lower-case word (`EVENT_ACTION_EXITED` is "exited").
 type Ev = (String, u64, String, String);
 
 /// `berthctl --all events --since-seq 1 -o json`, parsed as it streams.
@@ -344,8 +345,13 @@ impl EventsWatch {
                 let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
                 let ev = (
                     v["host"].as_str().unwrap_or_default().to_string(),
-                    v["seq"].as_u64().unwrap_or(0),
-                    v["action"].as_str().unwrap_or_default().to_string(),
+                    // A uint64 is a string in the JSON mapping.
+                    v["seq"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0),
+                    v["action"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_start_matches("EVENT_ACTION_")
+                        .to_lowercase(),
                     v["name"].as_str().unwrap_or_default().to_string(),
                 );
                 if tx.send(ev).is_err() {

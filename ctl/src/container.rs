@@ -16,7 +16,6 @@ use berth::v1::{
     StartContainerRequest, StopContainerRequest, StringList, UpdateContainerRequest, WaitCondition,
     WaitContainerRequest,
 };
-use serde_json::json;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -76,12 +75,13 @@ pub(crate) fn env_lookup(key: &str) -> Option<String> {
 }
 
 /// Prints a created or started container: its full id, or its JSON.
-fn print_container(ctx: &Ctx, c: &Container) {
+fn print_container(ctx: &Ctx, c: &Container) -> Result<()> {
     if ctx.json() {
-        print_json_line(&output::container_json(c));
+        print_json_line(&output::message_json(c)?);
     } else {
         println!("{}", c.id);
     }
+    Ok(())
 }
 
 /// `create`: prints the new container's id.
@@ -94,8 +94,7 @@ pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<()> {
         .into_inner()
         .container
         .ok_or_else(|| missing("container"))?;
-    print_container(ctx, &c);
-    Ok(())
+    print_container(ctx, &c)
 }
 
 /// The exit status of `run` when the container could not be started, as
@@ -148,8 +147,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
             // message is all there is to go by.
             Err(s) => return Err(run_error(start_failure_code(&s, None), s)),
         };
-        print_container(ctx, &c);
-        return Ok(());
+        return print_container(ctx, &c);
     }
     run_attached(ctx, client, spec).await
 }
@@ -183,7 +181,7 @@ async fn run_attached(
         tokio::select! {
             msg = stream.message() => match msg {
                 Ok(Some(RunAttachedResponse { event: Some(Event::Output(entry)) })) => {
-                    write_entry(ctx, &entry, false)
+                    write_entry(ctx, &entry, false)?
                 }
                 Ok(Some(RunAttachedResponse { event: Some(Event::Exit(exit)) })) => {
                     return match exit.exit_code {
@@ -315,7 +313,7 @@ async fn copy_until_exit(
     loop {
         tokio::select! {
             entry = logs.message() => match entry {
-                Ok(Some(entry)) => write_entry(ctx, &entry, false),
+                Ok(Some(entry)) => write_entry(ctx, &entry, false)?,
                 Ok(None) => return Ok(()),
                 Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
             },
@@ -386,10 +384,10 @@ impl Interrupts {
 /// Writes one log entry: its bytes to stdout or stderr as the container
 /// wrote them (flushed, so interleaving with the other stream is kept), or
 /// as a JSON line.
-fn write_entry(ctx: &Ctx, entry: &LogEntry, timestamps: bool) {
+fn write_entry(ctx: &Ctx, entry: &LogEntry, timestamps: bool) -> Result<()> {
     if ctx.json() {
-        print_json_line(&output::log_entry_json(entry));
-        return;
+        print_json_line(&output::log_entry_json(entry)?);
+        return Ok(());
     }
     let prefix = match (&entry.time, timestamps) {
         (Some(t), true) => format!("{} ", output::rfc3339_fixed(t)),
@@ -407,6 +405,7 @@ fn write_entry(ctx: &Ctx, entry: &LogEntry, timestamps: bool) {
         let _ = out.write_all(&entry.data);
         let _ = out.flush();
     }
+    Ok(())
 }
 
 /// Runs `call` on each container, printing its id (or its JSON with `-o
@@ -421,8 +420,7 @@ where
         let fut = call(client.clone(), id.clone());
         async move {
             let c = fut.await?;
-            print_id_or_json(ctx, &id, c.as_ref());
-            Ok(())
+            print_id_or_json(ctx, &id, c.as_ref())
         }
     })
     .await?
@@ -495,11 +493,12 @@ pub async fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
     .await
 }
 
-fn print_id_or_json(ctx: &Ctx, id: &str, c: Option<&Container>) {
+fn print_id_or_json(ctx: &Ctx, id: &str, c: Option<&Container>) -> Result<()> {
     match c {
-        Some(c) if ctx.json() => print_json_line(&output::container_json(c)),
+        Some(c) if ctx.json() => print_json_line(&output::message_json(c)?),
         _ => println!("{id}"),
     }
+    Ok(())
 }
 
 /// The Stop request for one container.
@@ -521,8 +520,7 @@ pub async fn stop(ctx: &Ctx, args: StopArgs) -> Result<()> {
                 .await?
                 .into_inner();
             if ctx.json() {
-                let full = r.container.map_or(id, |c| c.id);
-                print_json_line(&json!({"id": full, "killed": r.killed}));
+                print_json_line(&output::message_json(&r)?);
             } else {
                 println!("{id}");
             }
@@ -551,7 +549,7 @@ pub async fn kill(ctx: &Ctx, args: KillArgs) -> Result<()> {
         async move {
             client.kill(kill_request(&id, signal)).await?;
             if ctx.json() {
-                print_json_line(&json!({"id": id, "signal": signal}));
+                print_json_line(&output::message_json(&kill_request(&id, signal))?);
             } else {
                 println!("{id}");
             }
@@ -578,7 +576,7 @@ pub async fn rm(ctx: &Ctx, args: RmArgs) -> Result<()> {
                 .await?
                 .into_inner();
             if ctx.json() {
-                print_json_line(&json!({"id": r.id}));
+                print_json_line(&output::message_json(&r)?);
             } else {
                 println!("{id}");
             }
@@ -605,9 +603,7 @@ pub async fn wait(ctx: &Ctx, args: IdsArgs) -> Result<()> {
                 .into_inner();
             let exit = r.exit.ok_or_else(|| missing("exit status"))?;
             if ctx.json() {
-                let mut v = output::exit_json(&exit);
-                v["id"] = json!(r.id);
-                print_json_line(&v);
+                print_json_line(&output::message_json(&r)?);
             } else {
                 println!("{}", exit.exit_code);
             }
@@ -622,8 +618,9 @@ pub async fn wait(ctx: &Ctx, args: IdsArgs) -> Result<()> {
     }
 }
 
-/// `inspect`: a pretty JSON array of the containers found, whatever `-o`
-/// says (as `docker inspect`); exit status 1 if any was not found.
+/// `inspect`: the containers found as a pretty JSON array, as `docker
+/// inspect` (one object per line with `-o json`); exit status 1 if any was
+/// not found.
 pub async fn inspect(ctx: &Ctx, args: IdsArgs) -> Result<()> {
     let client = ctx.containers().await?;
     let each = for_each(&args.ids, |id| {
@@ -638,8 +635,12 @@ pub async fn inspect(ctx: &Ctx, args: IdsArgs) -> Result<()> {
         }
     })
     .await?;
-    let list: Vec<_> = each.values.iter().map(output::container_json).collect();
-    output::print_json_pretty(&serde_json::Value::Array(list));
+    let list = each
+        .values
+        .iter()
+        .map(output::message_json)
+        .collect::<Result<Vec<_>>>()?;
+    output::print_inspected(list, ctx.json());
     each.into_result().map(drop)
 }
 
@@ -744,7 +745,7 @@ pub async fn ps(ctx: &Ctx, args: PsArgs) -> Result<()> {
         }
     } else if ctx.json() {
         for c in &containers {
-            print_json_line(&output::container_json(c));
+            print_json_line(&output::message_json(c)?);
         }
     } else {
         let rows = ps_rows(&containers, SystemTime::now(), args.no_trunc);
@@ -783,7 +784,7 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> Result<()> {
     let mut client = ctx.containers().await?;
     let mut stream = client.logs(req).await?.into_inner();
     while let Some(entry) = stream.message().await? {
-        write_entry(ctx, &entry, args.timestamps);
+        write_entry(ctx, &entry, args.timestamps)?;
     }
     Ok(())
 }

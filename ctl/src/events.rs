@@ -140,7 +140,7 @@ async fn subscribe_once(ctx: &Ctx, req: &SubscribeRequest, cursor: &mut Option<u
             continue;
         }
         if ctx.json() {
-            print_json_line(&output::event_json(&e));
+            print_json_line(&output::message_json(&e)?);
         } else {
             println!("{}", output::event_line(&e));
         }

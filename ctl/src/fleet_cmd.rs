@@ -36,7 +36,7 @@ use crate::ctx::missing;
 use crate::error::{Error, Result};
 use crate::fleet::{host_table, split, with_host, Failures, Fleet, Member};
 use crate::image::{image_rows, import_options, CHUNK_SIZE, IMAGE_HEADERS};
-use crate::output::{self, print_json_line, print_json_pretty};
+use crate::output::{self, print_json_line};
 use crate::place::{self, Capacity, Request};
 
 /// `ps` on every host: one table with a HOST column, or JSON lines with a
@@ -71,7 +71,7 @@ pub async fn ps(f: &Fleet, args: PsArgs) -> Result<()> {
     } else if f.json() {
         for (m, cs) in &ok {
             for c in cs {
-                print_json_line(&with_host(&m.name, output::container_json(c)));
+                print_json_line(&with_host(&m.name, output::message_json(c)?));
             }
         }
     } else {
@@ -191,7 +191,7 @@ pub async fn stop(f: &Fleet, args: StopArgs) -> Result<()> {
             .stop(stop_request(&id, time))
             .await?
             .into_inner();
-        Ok(json!({"id": r.container.map_or(id, |c| c.id), "killed": r.killed}))
+        Ok(output::message_json(&r)?)
     })
     .await;
     print_done(f, &done, "CONTAINER");
@@ -202,10 +202,9 @@ pub async fn stop(f: &Fleet, args: StopArgs) -> Result<()> {
 pub async fn kill(f: &Fleet, args: KillArgs) -> Result<()> {
     let signal = args.signal.as_str();
     let (done, fails) = fan_ids(f, &args.ids, "container", |ch, id| async move {
-        ContainersClient::new(ch)
-            .kill(kill_request(&id, signal))
-            .await?;
-        Ok(json!({"id": id, "signal": signal}))
+        let req = kill_request(&id, signal);
+        ContainersClient::new(ch).kill(req.clone()).await?;
+        Ok(output::message_json(&req)?)
     })
     .await;
     print_done(f, &done, "CONTAINER");
@@ -220,7 +219,7 @@ pub async fn rm(f: &Fleet, args: RmArgs) -> Result<()> {
             .remove(RemoveContainerRequest { id, force })
             .await?
             .into_inner();
-        Ok(json!({ "id": r.id }))
+        Ok(output::message_json(&r)?)
     })
     .await;
     print_done(f, &done, "CONTAINER");
@@ -237,39 +236,31 @@ pub async fn wait(f: &Fleet, args: IdsArgs) -> Result<()> {
             })
             .await?
             .into_inner();
-        let exit = r.exit.ok_or_else(|| missing("exit status"))?;
-        let mut v = output::exit_json(&exit);
-        v["id"] = json!(r.id);
-        Ok(v)
+        let code = r.exit.ok_or_else(|| missing("exit status"))?.exit_code;
+        Ok((code, output::message_json(&r)?))
     })
     .await;
     if f.json() {
         for d in &done {
-            print_json_line(&with_host(&d.host, d.value.clone()));
+            print_json_line(&with_host(&d.host, d.value.1.clone()));
         }
     } else {
         let rows = done
             .iter()
-            .map(|d| {
-                (
-                    d.host.clone(),
-                    vec![d.id.clone(), d.value["exit_code"].to_string()],
-                )
-            })
+            .map(|d| (d.host.clone(), vec![d.id.clone(), d.value.0.to_string()]))
             .collect();
         print!("{}", host_table(&["CONTAINER", "EXIT CODE"], rows));
     }
     fails.finish()
 }
 
-/// Prints inspected objects from many hosts as one pretty JSON array, each
-/// object with its `host`.
-fn print_inspected(done: Vec<Done<Value>>) {
+/// Prints inspected objects from many hosts, each object with its `host`.
+fn print_inspected(f: &Fleet, done: Vec<Done<Value>>) {
     let list = done
         .into_iter()
         .map(|d| with_host(&d.host, d.value))
         .collect();
-    print_json_pretty(&Value::Array(list));
+    output::print_inspected(list, f.json());
 }
 
 /// `inspect` on every host: one pretty JSON array, each object with `host`.
@@ -281,10 +272,10 @@ pub async fn inspect(f: &Fleet, args: IdsArgs) -> Result<()> {
             .into_inner()
             .container
             .ok_or_else(|| missing("container"))?;
-        Ok(output::container_json(&c))
+        Ok(output::message_json(&c)?)
     })
     .await;
-    print_inspected(done);
+    print_inspected(f, done);
     fails.finish()
 }
 
@@ -324,12 +315,19 @@ fn prefix_width(f: &Fleet) -> usize {
         .unwrap_or(0)
 }
 
-fn write_log_entry(f: &Fleet, host: &str, width: usize, entry: &LogEntry, timestamps: bool) {
+fn write_log_entry(
+    f: &Fleet,
+    host: &str,
+    width: usize,
+    entry: &LogEntry,
+    timestamps: bool,
+) -> Result<()> {
     if f.json() {
-        print_json_line(&with_host(host, output::log_entry_json(entry)));
+        print_json_line(&with_host(host, output::log_entry_json(entry)?));
     } else {
         write_prefixed(&format!("{host:<width$} | "), entry, timestamps);
     }
+    Ok(())
 }
 
 /// `logs` on every host that has the container: lines prefixed with the
@@ -347,7 +345,7 @@ pub async fn logs(f: &Fleet, args: LogsArgs) -> Result<()> {
             let mut kept = Vec::new();
             while let Some(entry) = stream.message().await? {
                 if follow {
-                    write_log_entry(f, &m.name, width, &entry, timestamps);
+                    write_log_entry(f, &m.name, width, &entry, timestamps)?;
                 } else {
                     kept.push(entry);
                 }
@@ -370,7 +368,7 @@ pub async fn logs(f: &Fleet, args: LogsArgs) -> Result<()> {
             Ok(entries) => {
                 found = true;
                 for e in &entries {
-                    write_log_entry(f, &m.name, width, e, timestamps);
+                    write_log_entry(f, &m.name, width, e, timestamps)?;
                 }
             }
             Err(Error::Status(s)) if s.code() == Code::NotFound => {}
@@ -406,14 +404,14 @@ pub async fn create(f: &Fleet, args: CreateArgs) -> Result<()> {
         })
         .await;
     let (ok, fails) = split(results);
-    print_containers(f, &ok);
+    print_containers(f, &ok)?;
     fails.finish()
 }
 
-fn print_containers(f: &Fleet, ok: &[(Rc<Member>, berth::v1::Container)]) {
+fn print_containers(f: &Fleet, ok: &[(Rc<Member>, berth::v1::Container)]) -> Result<()> {
     if f.json() {
         for (m, c) in ok {
-            print_json_line(&with_host(&m.name, output::container_json(c)));
+            print_json_line(&with_host(&m.name, output::message_json(c)?));
         }
     } else {
         let rows = ok
@@ -422,6 +420,7 @@ fn print_containers(f: &Fleet, ok: &[(Rc<Member>, berth::v1::Container)]) {
             .collect();
         print!("{}", host_table(&["CONTAINER ID", "NAME"], rows));
     }
+    Ok(())
 }
 
 /// `run` on every host (or, with --place, on the hosts placement chooses).
@@ -448,7 +447,7 @@ pub async fn run(f: &Fleet, args: RunArgs) -> Result<()> {
             })
             .await;
         let (ok, fails) = split(results);
-        print_containers(f, &ok);
+        print_containers(f, &ok)?;
         return fails.finish();
     }
     let width = prefix_width(f);
@@ -468,7 +467,7 @@ pub async fn run(f: &Fleet, args: RunArgs) -> Result<()> {
                 let mut logs = c.logs(follow_request(&id)).await?.into_inner();
                 c.start(StartContainerRequest { id: id.clone() }).await?;
                 while let Some(entry) = logs.message().await? {
-                    write_log_entry(f, &m.name, width, &entry, false);
+                    write_log_entry(f, &m.name, width, &entry, false)?;
                 }
                 let exit = c
                     .wait(WaitContainerRequest {
@@ -587,7 +586,7 @@ async fn run_placed(f: &Fleet, args: RunArgs, strategy: Placement) -> Result<()>
     rows.sort_by_key(|r| r.0);
     if f.json() {
         for (n, host, c) in &rows {
-            let mut v = with_host(host, output::container_json(c));
+            let mut v = with_host(host, output::message_json(c)?);
             v["replica"] = json!(n);
             print_json_line(&v);
         }
@@ -651,7 +650,7 @@ pub async fn image_import(f: &Fleet, args: ImportArgs) -> Result<()> {
     if f.json() {
         for (m, images) in &ok {
             for i in images {
-                print_json_line(&with_host(&m.name, output::image_json(i)));
+                print_json_line(&with_host(&m.name, output::message_json(i)?));
             }
         }
     } else {
@@ -690,7 +689,7 @@ pub async fn image_ls(f: &Fleet) -> Result<()> {
     if f.json() {
         for (m, images) in &ok {
             for i in images {
-                print_json_line(&with_host(&m.name, output::image_json(i)));
+                print_json_line(&with_host(&m.name, output::message_json(i)?));
             }
         }
     } else {
@@ -713,7 +712,7 @@ pub async fn image_rm(f: &Fleet, args: ImageRmArgs) -> Result<()> {
             .remove(RemoveImageRequest { image, force })
             .await?
             .into_inner();
-        Ok(json!({"untagged": r.untagged, "deleted": r.deleted}))
+        Ok(output::message_json(&r)?)
     })
     .await;
     print_done(f, &done, "IMAGE");
@@ -729,10 +728,10 @@ pub async fn image_inspect(f: &Fleet, args: ImageIdsArgs) -> Result<()> {
             .into_inner()
             .image
             .ok_or_else(|| missing("image"))?;
-        Ok(output::image_json(&i))
+        Ok(output::message_json(&i)?)
     })
     .await;
-    print_inspected(done);
+    print_inspected(f, done);
     fails.finish()
 }
 
@@ -834,9 +833,9 @@ pub async fn hosts(f: &Fleet, by_load: bool) -> Result<()> {
     }
     if f.json() {
         for (m, h) in &ok {
-            let mut v = with_host(&m.name, output::info_json(&h.info));
+            let mut v = with_host(&m.name, output::message_json(&h.info)?);
             v["health"] = json!(h.health);
-            v["latency_ms"] = json!(h.latency.as_secs_f64() * 1000.0);
+            v["latencyMs"] = json!(h.latency.as_secs_f64() * 1000.0);
             print_json_line(&v);
         }
     } else {
@@ -861,8 +860,8 @@ pub async fn version(f: &Fleet) -> Result<()> {
         for (m, i) in &ok {
             print_json_line(&json!({
                 "host": m.name,
-                "client": {"version": crate::info::CLIENT_VERSION, "api_version": berth::API_VERSION},
-                "server": {"version": i.version, "api_version": i.api_version, "os": i.os, "architecture": i.architecture},
+                "client": {"version": crate::info::CLIENT_VERSION, "apiVersion": berth::API_VERSION},
+                "server": {"version": i.version, "apiVersion": i.api_version, "os": i.os, "architecture": i.architecture},
             }));
         }
     } else {

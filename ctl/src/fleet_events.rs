@@ -136,7 +136,10 @@ async fn stream_once(
                 }
                 *cursor = e.seq + 1;
                 if f.json() {
-                    print_json_line(&with_host(&m.name, output::event_json(&e)));
+                    match output::message_json(&e) {
+                        Ok(v) => print_json_line(&with_host(&m.name, v)),
+                        Err(e) => return e,
+                    }
                 } else {
                     println!("{:<width$}  {}", m.name, output::event_line(&e));
                 }

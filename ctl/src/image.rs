@@ -7,7 +7,6 @@ use berth::v1::{
     LayerState, ListImagesRequest, LoginRequest, LogoutRequest, PullImageProgress,
     PullImageRequest, RegistryCredentials, RemoveImageRequest,
 };
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -104,7 +103,7 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> Result<()> {
     let images = result?.into_inner().images;
     for image in &images {
         if ctx.json() {
-            print_json_line(&output::image_json(image));
+            print_json_line(&output::message_json(image)?);
         } else if image.references.is_empty() {
             println!("Imported: {}", image.id);
         } else {
@@ -151,7 +150,7 @@ pub async fn ls(ctx: &Ctx) -> Result<()> {
     let images = client.list(ListImagesRequest {}).await?.into_inner().images;
     if ctx.json() {
         for i in &images {
-            print_json_line(&output::image_json(i));
+            print_json_line(&output::message_json(i)?);
         }
     } else {
         print!(
@@ -175,7 +174,7 @@ pub async fn rm(ctx: &Ctx, args: ImageRmArgs) -> Result<()> {
                 .await?
                 .into_inner();
             if ctx.json() {
-                print_json_line(&json!({"untagged": r.untagged, "deleted": r.deleted}));
+                print_json_line(&output::message_json(&r)?);
             } else {
                 for u in &r.untagged {
                     println!("Untagged: {u}");
@@ -192,7 +191,7 @@ pub async fn rm(ctx: &Ctx, args: ImageRmArgs) -> Result<()> {
     .map(drop)
 }
 
-/// `image inspect`: a pretty JSON array, whatever `-o` says.
+/// `image inspect`: a pretty JSON array (one object per line with `-o json`).
 pub async fn inspect(ctx: &Ctx, args: ImageIdsArgs) -> Result<()> {
     let client = ctx.images().await?;
     let each = for_each(&args.images, |image| {
@@ -207,8 +206,12 @@ pub async fn inspect(ctx: &Ctx, args: ImageIdsArgs) -> Result<()> {
         }
     })
     .await?;
-    let list: Vec<_> = each.values.iter().map(output::image_json).collect();
-    output::print_json_pretty(&serde_json::Value::Array(list));
+    let list = each
+        .values
+        .iter()
+        .map(output::message_json)
+        .collect::<Result<Vec<_>>>()?;
+    output::print_inspected(list, ctx.json());
     each.into_result().map(drop)
 }
 
@@ -388,7 +391,7 @@ enum Display {
 }
 
 impl Display {
-    fn update(&mut self, p: &PullImageProgress) {
+    fn update(&mut self, p: &PullImageProgress) -> Result<()> {
         let short = |d: &str| output::short_image_id(d).to_string();
         let json = matches!(self, Display::Json { .. });
         match self {
@@ -424,13 +427,7 @@ impl Display {
                     }
                     last[i] = l.state;
                     if json {
-                        print_json_line(&json!({
-                            "layer": l.digest,
-                            "state": state_word(l.state),
-                            "done_bytes": l.done_bytes,
-                            "total_bytes": l.total_bytes,
-                            "resumed_from_bytes": l.resumed_from_bytes,
-                        }));
+                        print_json_line(&output::message_json(l)?);
                     } else {
                         let mut line = format!(
                             "{}: {} ({})",
@@ -449,6 +446,7 @@ impl Display {
                 }
             }
         }
+        Ok(())
     }
 
     fn finish(&self) {
@@ -515,7 +513,7 @@ pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
                 _ => println!("{line}"),
             }
         }
-        display.update(&msg);
+        display.update(&msg)?;
         if msg.image.is_some() {
             image = msg.image;
         }
@@ -523,7 +521,7 @@ pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
     display.finish();
     let image = image.ok_or_else(|| Error::Message("the pull ended without an image".into()))?;
     if ctx.json() {
-        print_json_line(&output::image_json(&image));
+        print_json_line(&output::message_json(&image)?);
     } else {
         for r in &image.references {
             println!("Pulled: {r} ({})", image.id);
@@ -555,7 +553,7 @@ pub async fn login(ctx: &Ctx, args: LoginArgs) -> Result<()> {
         .map_err(registry_error)?
         .into_inner();
     if ctx.json() {
-        print_json_line(&json!({"registry": r.registry, "username": r.username}));
+        print_json_line(&output::message_json(&r)?);
     } else {
         println!("Login succeeded: {} as {}", r.registry, r.username);
     }
@@ -573,7 +571,7 @@ pub async fn logout(ctx: &Ctx, args: LogoutArgs) -> Result<()> {
         .await?
         .into_inner();
     if ctx.json() {
-        print_json_line(&json!({"registry": r.registry}));
+        print_json_line(&output::message_json(&r)?);
     } else {
         println!("Removed the credentials of {}", r.registry);
     }

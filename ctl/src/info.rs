@@ -64,7 +64,7 @@ pub async fn info(ctx: &Ctx) -> Result<()> {
     let mut client = ctx.agent().await?;
     let i = client.info(InfoRequest {}).await?.into_inner();
     if ctx.json() {
-        print_json_line(&output::info_json(&i));
+        print_json_line(&output::message_json(&i)?);
     } else {
         for (k, v) in info_lines(&i) {
             println!("{k}: {v}");
@@ -88,9 +88,9 @@ pub async fn version(ctx: &Ctx) -> Result<()> {
         let server = agent
             .as_ref()
             .ok()
-            .map(|i| json!({"version": i.version, "api_version": i.api_version, "os": i.os, "architecture": i.architecture}));
+            .map(|i| json!({"version": i.version, "apiVersion": i.api_version, "os": i.os, "architecture": i.architecture}));
         print_json_line(&json!({
-            "client": {"version": CLIENT_VERSION, "api_version": berth::API_VERSION},
+            "client": {"version": CLIENT_VERSION, "apiVersion": berth::API_VERSION},
             "server": server,
         }));
     } else {

@@ -1,17 +1,12 @@
 //! Rendering for humans (aligned tables, "5 seconds ago", "4.1MB") and for
-//! programs (JSON with the proto's snake_case field names, RFC 3339 times and
-//! enums as lower-case words).
+//! programs (the API's messages in the protobuf JSON mapping).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth::v1::{
-    Container, ContainerSpec, ContainerState, Event, EventAction, ExitStatus, Image, ImageConfig,
-    InfoResponse, LogEntry, LogStream, ObjectType, Resources,
-};
+use berth::v1::{Container, ContainerState, Event, EventAction, LogEntry, ObjectType};
 use prost_types::Timestamp;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use berth_runtime::civil::civil_from_days;
 
@@ -56,8 +51,19 @@ pub fn print_json_line(v: &Value) {
     let _ = writeln!(out, "{v}");
 }
 
-/// Writes a JSON value pretty-printed on stdout (for `inspect`).
-pub fn print_json_pretty(v: &Value) {
+/// Prints what `inspect` found: one object per line with `-o json`, as
+/// every other command prints JSON; otherwise, as `docker inspect` does, one
+/// pretty-printed array.
+pub fn print_inspected(objects: Vec<Value>, json_lines: bool) {
+    if json_lines {
+        objects.iter().for_each(print_json_line);
+    } else {
+        print_json_pretty(&Value::Array(objects));
+    }
+}
+
+/// Writes a JSON value pretty-printed on stdout.
+fn print_json_pretty(v: &Value) {
     let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
@@ -96,12 +102,6 @@ pub fn rfc3339_fixed(ts: &Timestamp) -> String {
         whole.trim_end_matches('Z'),
         ts.nanos.clamp(0, 999_999_999)
     )
-}
-
-/// An optional timestamp as JSON: an RFC 3339 string, or null when unset.
-fn ts_json(ts: &Option<Timestamp>) -> Value {
-    ts.as_ref()
-        .map_or(Value::Null, |t| Value::String(rfc3339(t)))
 }
 
 /// Time from `ts` to `now` (zero if `ts` is in the future, e.g. clock skew
@@ -216,27 +216,6 @@ pub fn ellipsis(s: &str, max: usize) -> String {
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
-}
-
-/// A container state as a lower-case word ("running").
-pub fn state_word(state: i32) -> &'static str {
-    match ContainerState::try_from(state) {
-        Ok(ContainerState::Created) => "created",
-        Ok(ContainerState::Running) => "running",
-        Ok(ContainerState::Exited) => "exited",
-        Ok(ContainerState::Paused) => "paused",
-        Ok(ContainerState::Restarting) => "restarting",
-        _ => "unknown",
-    }
-}
-
-/// A log stream as a lower-case word ("stdout").
-pub fn stream_word(stream: i32) -> &'static str {
-    match LogStream::try_from(stream) {
-        Ok(LogStream::Stdout) => "stdout",
-        Ok(LogStream::Stderr) => "stderr",
-        _ => "unknown",
-    }
 }
 
 /// An event's object type as a lower-case word ("container").
@@ -383,162 +362,28 @@ pub fn event_line(e: &Event) -> String {
     line
 }
 
-fn labels_json(labels: &HashMap<String, String>) -> Value {
-    // serde_json's map is sorted, so output is stable whatever the hash order.
-    Value::Object(
-        labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
+/// A berth.v1 message as JSON, in the protobuf's JSON mapping (see
+/// [`berth::json`]): every field of the message, lowerCamelCase keys, enums
+/// by name, 64-bit integers as strings, times in RFC 3339.
+pub fn message_json<M: prost::Message + prost::Name>(m: &M) -> crate::error::Result<Value> {
+    Ok(berth::json::to_value(m)?)
 }
 
-/// An exit status as JSON.
-pub fn exit_json(x: &ExitStatus) -> Value {
-    json!({
-        "exit_code": x.exit_code,
-        "signal": x.signal,
-        "oom_killed": x.oom_killed,
-        "finished_at": ts_json(&x.finished_at),
-    })
-}
-
-/// Resource limits as JSON.
-pub fn resources_json(r: &Resources) -> Value {
-    json!({
-        "memory_bytes": r.memory_bytes,
-        "memory_swap_bytes": r.memory_swap_bytes,
-        "nano_cpus": r.nano_cpus,
-        "cpu_shares": r.cpu_shares,
-        "pids_limit": r.pids_limit,
-        "cpuset_cpus": r.cpuset_cpus,
-        "cpuset_mems": r.cpuset_mems,
-    })
-}
-
-/// A container spec as JSON; an unset entrypoint is null, a cleared one [].
-pub fn spec_json(s: &ContainerSpec) -> Value {
-    json!({
-        "image": s.image,
-        "name": s.name,
-        "command": s.command,
-        "entrypoint": s.entrypoint.as_ref().map(|e| e.values.clone()),
-        "env": s.env,
-        "working_dir": s.working_dir,
-        "user": s.user,
-        "hostname": s.hostname,
-        "labels": labels_json(&s.labels),
-        "resources": s.resources.as_ref().map(resources_json),
-        "auto_remove": s.auto_remove,
-        "stop_signal": s.stop_signal,
-        "stop_timeout_seconds": s.stop_timeout_seconds,
-    })
-}
-
-/// A container as JSON.
-pub fn container_json(c: &Container) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "spec": c.spec.as_ref().map(spec_json),
-        "image": c.image,
-        "image_id": c.image_id,
-        "state": state_word(c.state),
-        "pid": c.pid,
-        "created_at": ts_json(&c.created_at),
-        "started_at": ts_json(&c.started_at),
-        "exit": c.exit.as_ref().map(exit_json),
-        "args": c.args,
-        "effective_env": c.effective_env,
-        "cgroup_path": c.cgroup_path,
-        "labels": labels_json(&c.labels),
-        "start_count": c.start_count,
-    })
-}
-
-fn image_config_json(c: &ImageConfig) -> Value {
-    json!({
-        "entrypoint": c.entrypoint,
-        "cmd": c.cmd,
-        "env": c.env,
-        "working_dir": c.working_dir,
-        "user": c.user,
-        "stop_signal": c.stop_signal,
-        "labels": labels_json(&c.labels),
-    })
-}
-
-/// An image as JSON.
-pub fn image_json(i: &Image) -> Value {
-    json!({
-        "id": i.id,
-        "references": i.references,
-        "manifest_digest": i.manifest_digest,
-        "size_bytes": i.size_bytes,
-        "created_at": ts_json(&i.created_at),
-        "imported_at": ts_json(&i.imported_at),
-        "os": i.os,
-        "architecture": i.architecture,
-        "config": i.config.as_ref().map(image_config_json),
-        "layers": i.layers,
-    })
-}
-
-/// An event as JSON.
-pub fn event_json(e: &Event) -> Value {
-    json!({
-        "seq": e.seq,
-        "time": ts_json(&e.time),
-        "type": object_type_word(e.r#type),
-        "action": action_word(e.action),
-        "id": e.id,
-        "name": e.name,
-        "labels": labels_json(&e.labels),
-        "exit": e.exit.as_ref().map(exit_json),
-        "signal": e.signal,
-        "image": e.image,
-        "instance_id": e.instance_id,
-    })
-}
-
-/// A log entry as JSON; the bytes become a string (invalid UTF-8 replaced).
-pub fn log_entry_json(l: &LogEntry) -> Value {
-    json!({
-        "time": ts_json(&l.time),
-        "stream": stream_word(l.stream),
-        "data": String::from_utf8_lossy(&l.data),
-    })
-}
-
-/// Agent facts as JSON.
-pub fn info_json(i: &InfoResponse) -> Value {
-    json!({
-        "version": i.version,
-        "api_version": i.api_version,
-        "hostname": i.hostname,
-        "kernel": i.kernel,
-        "os": i.os,
-        "architecture": i.architecture,
-        "cgroup_version": i.cgroup_version,
-        "cgroup_controllers": i.cgroup_controllers,
-        "cpus": i.cpus,
-        "memory_total_bytes": i.memory_total_bytes,
-        "memory_available_bytes": i.memory_available_bytes,
-        "containers": i.containers,
-        "containers_running": i.containers_running,
-        "containers_created": i.containers_created,
-        "containers_exited": i.containers_exited,
-        "images": i.images,
-        "state_dir": i.state_dir,
-        "started_at": ts_json(&i.started_at),
-        "instance_id": i.instance_id,
-        "cgroup_parent": i.cgroup_parent,
-    })
+/// A log entry as JSON: the message (its `data` base64, as the mapping has
+/// bytes), plus `text`, the same bytes as UTF-8 (invalid sequences
+/// replaced), which is what a script usually wants.
+pub fn log_entry_json(l: &LogEntry) -> crate::error::Result<Value> {
+    let mut v = message_json(l)?;
+    v["text"] = Value::String(String::from_utf8_lossy(&l.data).into_owned());
+    Ok(v)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth::v1::{ContainerSpec, ExitStatus, LogStream};
+    use serde_json::json;
+    use std::collections::HashMap;
 
     fn ts(seconds: i64) -> Option<Timestamp> {
         Some(Timestamp { seconds, nanos: 0 })
@@ -764,11 +609,12 @@ mod tests {
             "2024-05-01T10:00:00Z 42 container exited aaaaaaaaaaaa \
              (name=web, image=busybox, exitCode=137, signal=9, oom=true, app=web)"
         );
-        let v = event_json(&e);
-        assert_eq!(v["type"], "container");
-        assert_eq!(v["action"], "exited");
+        let v = message_json(&e).expect("renders");
+        assert_eq!(v["type"], "OBJECT_TYPE_CONTAINER");
+        assert_eq!(v["action"], "EVENT_ACTION_EXITED");
         assert_eq!(v["time"], "2024-05-01T10:00:00Z");
-        assert_eq!(v["exit"]["oom_killed"], true);
+        assert_eq!(v["seq"], "42");
+        assert_eq!(v["exit"]["oomKilled"], true);
         assert_eq!(v["labels"]["app"], "web");
         let img = Event {
             seq: 1,
@@ -793,22 +639,26 @@ mod tests {
             entrypoint: Some(berth::v1::StringList { values: vec![] }),
             ..Default::default()
         });
-        let v = container_json(&c);
-        assert_eq!(v["state"], "running");
-        assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
-        assert_eq!(v["started_at"], Value::Null);
-        assert_eq!(v["exit"], Value::Null);
+        let v = message_json(&c).expect("renders");
+        assert_eq!(v["state"], "CONTAINER_STATE_RUNNING");
+        assert_eq!(v["createdAt"], "1970-01-01T00:00:00Z");
+        // Unset messages are left out; every other field is there.
+        assert_eq!(v.get("startedAt"), None);
+        assert_eq!(v.get("exit"), None);
+        assert_eq!(v["restartCount"], 0);
+        assert_eq!(v["stoppedByUser"], false);
         assert_eq!(v["spec"]["image"], "busybox");
-        assert_eq!(v["spec"]["entrypoint"], json!([]));
-        assert_eq!(v["spec"]["stop_timeout_seconds"], Value::Null);
+        // An entrypoint cleared on purpose stays distinct from an unset one.
+        assert_eq!(v["spec"]["entrypoint"], json!({"values": []}));
+        assert_eq!(v["spec"].get("stopTimeoutSeconds"), None);
         let log = LogEntry {
             time: ts(0),
             stream: LogStream::Stderr as i32,
             data: b"hi\n".to_vec(),
         };
         assert_eq!(
-            log_entry_json(&log),
-            json!({"time": "1970-01-01T00:00:00Z", "stream": "stderr", "data": "hi\n"})
+            log_entry_json(&log).expect("renders"),
+            json!({"time": "1970-01-01T00:00:00Z", "stream": "LOG_STREAM_STDERR", "data": "aGkK", "text": "hi\n"})
         );
     }
 }
