@@ -282,7 +282,7 @@ mod tests {
                     }
                 }
                 Value::Map(entries) => {
-                    for (_, v) in entries {
+                    for v in entries.values() {
                         if let (Value::Message(inner), Some(obj)) = (v, j.as_object()) {
                             if let Some(first) = obj.values().next() {
                                 reached(inner, first, here.clone(), missing);

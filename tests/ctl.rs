@@ -888,7 +888,7 @@ async fn events_stream_and_filters() {
         e["name"] == "ev1" && e["action"] == "EVENT_ACTION_REMOVED"
     });
     all_seen.extend(rest);
-    let seqs: Vec<u64> = all_seen.iter().map(|e| seq(e)).collect();
+    let seqs: Vec<u64> = all_seen.iter().map(seq).collect();
     for w in seqs.windows(2) {
         assert_eq!(w[1], w[0] + 1, "seq not increasing by one: {seqs:?}");
     }
@@ -946,7 +946,7 @@ async fn events_stream_and_filters() {
             ("ev1", "EVENT_ACTION_REMOVED")
         ]
     );
-    let seqs: Vec<u64> = got.iter().map(|e| seq(e)).collect();
+    let seqs: Vec<u64> = got.iter().map(seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(seqs[0] > last_seq);
 
@@ -967,7 +967,7 @@ async fn events_stream_and_filters() {
         .collect();
     let tail = &names[names.len() - 2..];
     assert_eq!(tail, ["ev1", "other"]);
-    let seqs: Vec<u64> = exited_seen.iter().map(|e| seq(e)).collect();
+    let seqs: Vec<u64> = exited_seen.iter().map(seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert_eq!(exited_seen[exited_seen.len() - 2]["exit"]["exitCode"], 5);
 
@@ -1206,7 +1206,7 @@ async fn events_follow_reconnects_across_an_agent_restart() {
     let second = read_until(&events, "EVENT_ACTION_REMOVED", |e| {
         e["name"] == "after" && e["action"] == "EVENT_ACTION_REMOVED"
     });
-    let seqs: Vec<u64> = first.iter().chain(&second).map(|e| seq(e)).collect();
+    let seqs: Vec<u64> = first.iter().chain(&second).map(seq).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, expected, "events lost or repeated across the restart");
     let instances: std::collections::BTreeSet<&str> = first

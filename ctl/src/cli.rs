@@ -262,11 +262,11 @@ pub enum Command {
     /// List images (same as `image ls`).
     Images,
     /// Pull an image from a registry (the agent pulls it), showing progress.
-    Pull(crate::image::PullArgs),
+    Pull(crate::cmd::PullArgs),
     /// Check and store registry credentials on the agent's host.
-    Login(crate::image::LoginArgs),
+    Login(crate::cmd::LoginArgs),
     /// Forget the registry credentials stored on the agent's host.
-    Logout(crate::image::LogoutArgs),
+    Logout(crate::cmd::LogoutArgs),
     /// Show facts about the agent and its host; for many hosts, one line
     /// each: health, version, latency, cgroup version, capacity and load.
     Info,

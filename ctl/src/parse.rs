@@ -477,7 +477,11 @@ mod tests {
         }
         for (name, number) in SIGNALS {
             let full = format!("SIG{name}");
-            assert_eq!(Signal::from_str(&full).map(|s| s as i32), Ok(*number), "{full}");
+            assert_eq!(
+                Signal::from_str(&full).map(|s| s as i32),
+                Ok(*number),
+                "{full}"
+            );
         }
         for s in Signal::iterator() {
             let name = s.as_str();

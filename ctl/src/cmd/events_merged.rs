@@ -1,4 +1,4 @@
-//! `events` across a fleet: one merged live stream, every event tagged with
+//! `events` across many hosts: one merged live stream, every event tagged with
 //! its host. Each host has its own resume cursor (the next sequence number
 //! it owes us); when a stream breaks (agent restarted, network dropped),
 //! berthctl reconnects with exponential backoff and resubscribes from that
@@ -12,9 +12,9 @@ use std::time::Duration;
 use berth::v1::{events_client::EventsClient, SubscribeRequest};
 use tonic::Code;
 
+use super::events::subscribe_request;
 use crate::cli::EventsArgs;
 use crate::error::Error;
-use crate::events::subscribe_request;
 use crate::fleet::{with_host, Fleet, Member};
 use crate::output::{self, print_json_line};
 
@@ -23,7 +23,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// `events` on every targeted host, until interrupted.
+/// `events` on many hosts, until interrupted.
 pub async fn events(f: &Fleet, args: EventsArgs) -> crate::error::Result<()> {
     let req = subscribe_request(&args)?;
     let width = f

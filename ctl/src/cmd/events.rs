@@ -5,9 +5,11 @@ use std::time::Duration;
 use berth::v1::{EventAction, ObjectType, SubscribeRequest};
 use tonic::{Code, Status};
 
+use berth::v1::events_client::EventsClient;
+
 use crate::cli::EventsArgs;
-use crate::ctx::Ctx;
 use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Member};
 use crate::output::{self, print_json_line};
 use crate::parse;
 
@@ -80,7 +82,13 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
 /// Without `--since-seq` it learns the agent's current position from a
 /// snapshot it does not print, so even a reconnect before the first event
 /// misses nothing.
-pub async fn events(ctx: &Ctx, args: EventsArgs) -> Result<()> {
+///
+/// On many hosts, see [`super::events_merged`].
+pub async fn events(f: &Fleet, args: EventsArgs) -> Result<()> {
+    if !f.is_single() {
+        return super::events_merged::events(f, args).await;
+    }
+    let (m, json) = (f.first()?, f.json());
     let mut req = subscribe_request(&args)?;
     let mut cursor: Option<u64> = (req.from_seq > 0).then(|| req.from_seq - 1);
     let mut delay = RECONNECT_FIRST;
@@ -96,7 +104,7 @@ pub async fn events(ctx: &Ctx, args: EventsArgs) -> Result<()> {
                 req.snapshot = true;
             }
         }
-        let status = match subscribe_once(ctx, &req, &mut cursor).await {
+        let status = match subscribe_once(m, json, &req, &mut cursor).await {
             Ok(()) => Status::unavailable("the agent closed the stream"),
             Err(Error::Status(s)) => s,
             // Down for a restart: keep trying, once we have been connected.
@@ -128,8 +136,13 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// One subscription: prints events and advances `cursor` until it breaks.
-async fn subscribe_once(ctx: &Ctx, req: &SubscribeRequest, cursor: &mut Option<u64>) -> Result<()> {
-    let mut client = ctx.events().await?;
+async fn subscribe_once(
+    m: &Member,
+    json: bool,
+    req: &SubscribeRequest,
+    cursor: &mut Option<u64>,
+) -> Result<()> {
+    let mut client = EventsClient::new(m.channel().await?);
     let mut stream = client.subscribe(req.clone()).await?.into_inner();
     while let Some(e) = stream.message().await? {
         if e.action == EventAction::Snapshot as i32 {
@@ -139,7 +152,7 @@ async fn subscribe_once(ctx: &Ctx, req: &SubscribeRequest, cursor: &mut Option<u
         if e.action == EventAction::SnapshotDone as i32 {
             continue;
         }
-        if ctx.json() {
+        if json {
             print_json_line(&output::message_json(&e)?);
         } else {
             println!("{}", output::event_line(&e));
