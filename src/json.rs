@@ -154,6 +154,9 @@ mod tests {
         check::<PullImageProgress>();
         check::<LoginResponse>();
         check::<LogoutResponse>();
+        // `kill -o json` prints the request it carried out.
+        check::<KillContainerRequest>();
+        check::<LayerProgress>();
     }
 
     fn check<M: prost::Message + prost::Name + Default>() {

@@ -148,6 +148,37 @@ async fn fan_out_placement_tls_and_partial_failure() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // One path for one host and many: the same verbs and the same JSON, with
+    // a HOST column (a `host` field) only for many hosts.
+    let out = ok(&f, &["--all", "pause", "web"]);
+    assert_eq!(hosts_column(&out), all, "{out}");
+    let ps = json_lines(&ok(&f, &["-H", "n1,n2", "ps", "-o", "json"]));
+    assert!(
+        ps.iter()
+            .all(|c| c["state"] == "CONTAINER_STATE_PAUSED" && c["host"].is_string()),
+        "{ps:?}"
+    );
+    let ps = ok(&f, &["-H", "n1", "ps"]);
+    assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    let one = json_lines(&ok(&f, &["-H", "n1", "unpause", "-o", "json", "web"]));
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0]["state"], "CONTAINER_STATE_RUNNING", "{one:?}");
+    assert!(one[0].get("host").is_none(), "{one:?}");
+    let many = json_lines(&ok(
+        &f,
+        &["-H", "n2,n3,n4,n5", "unpause", "-o", "json", "web"],
+    ));
+    assert_eq!(many.len(), HOSTS - 1, "{many:?}");
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object()
+            .map(|o| o.keys().filter(|k| *k != "host").cloned().collect())
+            .unwrap_or_default()
+    };
+    for c in &many {
+        assert_eq!(keys(c), keys(&one[0]), "{c}");
+        assert_eq!(c["state"], "CONTAINER_STATE_RUNNING", "{c}");
+    }
+
     // Targets: a group narrowed by a label.
     let odd = ok(&f, &["--group", "all", "--selector", "parity=odd", "ps"]);
     assert_eq!(hosts_column(&odd), ["n1", "n3", "n5"]);
