@@ -236,3 +236,114 @@ pub fn prefix_width(f: &Fleet) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::Fake;
+    use berth::v1::{containers_client::ContainersClient, StopContainerRequest};
+
+    /// A fleet of the given one-agent fleets.
+    fn fleet_of(parts: &[&Fleet]) -> Fleet {
+        Fleet {
+            members: parts.iter().map(|f| f.members[0].clone()).collect(),
+            parallel: 4,
+            timeout: Some(std::time::Duration::from_secs(10)),
+            output: crate::cli::OutputFormat::Table,
+        }
+    }
+
+    /// A fleet of one whose agent is not there.
+    fn nobody() -> Fleet {
+        let ctx = crate::ctx::Ctx {
+            host: "/nonexistent/berthd.sock".into(),
+            tls: None,
+            output: crate::cli::OutputFormat::Table,
+        };
+        match Fleet::of_one(&ctx, 1) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    async fn stop_each(f: &Fleet, ids: &[&str]) -> Result<Outcome<String>> {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        fan_ids(
+            f,
+            &ids,
+            "container",
+            |ch, id| async move {
+                ContainersClient::new(ch)
+                    .stop(StopContainerRequest {
+                        id: id.clone(),
+                        timeout_seconds: None,
+                    })
+                    .await?;
+                Ok(id)
+            },
+            |_| Ok(()),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn many_hosts_skip_what_a_host_lacks_and_fail_what_none_has() {
+        let (a, b) = (Fake::default(), Fake::default());
+        let f = fleet_of(&[&a.serve().await, &b.serve().await]);
+        let Ok(out) = stop_each(&f, &["fake", "missing"]).await else {
+            panic!("the fan-out itself fails only for one agent")
+        };
+        assert_eq!(out.done.len(), 2, "{out:?}");
+        assert!(out.done.iter().all(|d| d.id == "fake"));
+        assert_eq!(
+            out.failures
+                .general
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["no such container on any targeted host: missing"]
+        );
+        assert!(matches!(out.finish(), Err(Error::Exit(1))));
+        assert_eq!(a.calls(), ["stop fake", "stop missing"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_is_a_partial_failure_and_all_of_them_125() {
+        let a = Fake::default();
+        let f = fleet_of(&[&a.serve().await, &nobody()]);
+        let Ok(out) = stop_each(&f, &["fake", "missing"]).await else {
+            panic!("the fan-out itself fails only for one agent")
+        };
+        assert_eq!(out.done.len(), 1);
+        assert_eq!(out.failures.errors.len(), 1);
+        // The host that did not answer may have it.
+        assert_eq!(
+            out.failures
+                .general
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["no such container on any host that answered: missing"]
+        );
+        assert!(matches!(out.finish(), Err(Error::Exit(1))));
+
+        let f = fleet_of(&[&nobody(), &nobody()]);
+        let Ok(out) = stop_each(&f, &["fake"]).await else {
+            panic!("the fan-out itself fails only for one agent")
+        };
+        assert!(matches!(out.finish(), Err(Error::Exit(EXIT_BERTHCTL))));
+    }
+
+    #[tokio::test]
+    async fn one_agent_goes_on_after_a_failure_but_not_when_unreachable() {
+        let a = Fake::default();
+        let f = a.serve().await;
+        let Ok(out) = stop_each(&f, &["missing", "fake"]).await else {
+            panic!("reachable")
+        };
+        assert_eq!(out.done.len(), 1);
+        assert!(matches!(out.finish(), Err(Error::Exit(1))));
+        let r = stop_each(&nobody(), &["fake", "fake"]).await;
+        assert_eq!(r.map(|_| ()).map_err(|e| e.exit_code()), Err(EXIT_BERTHCTL));
+    }
+}
