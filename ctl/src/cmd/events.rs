@@ -1,15 +1,15 @@
-//! `events`: the agent's event stream, one line per event.
+//! `events`: the agents' event streams, one line per event, followed
+//! across agent restarts and network breaks.
 
 use std::time::Duration;
 
-use berth::v1::{EventAction, ObjectType, SubscribeRequest};
+use berth::v1::{events_client::EventsClient, Event, EventAction, ObjectType, SubscribeRequest};
 use tonic::{Code, Status};
 
-use berth::v1::events_client::EventsClient;
-
+use super::fan::prefix_width;
 use crate::cli::EventsArgs;
 use crate::error::{Error, Result};
-use crate::fleet::{Fleet, Member};
+use crate::fleet::{with_host, Fleet, Member};
 use crate::output::{self, print_json_line};
 use crate::parse;
 
@@ -74,27 +74,81 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
     Ok(req)
 }
 
-/// `events`: prints events until interrupted.
+/// `events`: prints events until interrupted, from every targeted host
+/// (merged as they arrive, each line starting with its host, when there
+/// are many; one host's events always in their order).
 ///
-/// berthctl keeps a cursor (the last sequence number it saw) and, when the
-/// connection breaks or the agent restarts, reconnects with back-off and
-/// resubscribes right after it, so nothing is skipped or printed twice.
-/// Without `--since-seq` it learns the agent's current position from a
-/// snapshot it does not print, so even a reconnect before the first event
-/// misses nothing.
+/// Each host has a cursor, the last sequence number seen from it. When a
+/// stream breaks (the agent restarted, the network dropped), berthctl says
+/// so on stderr, reconnects with back-off (0.1 s doubling to 5 s) and
+/// resubscribes right after the cursor, so with the agent's durable event
+/// log nothing is skipped or printed twice. Without `--since-seq` the first
+/// subscription starts with a snapshot, not printed, that tells the agent's
+/// current position, so even a break before the first event misses nothing.
 ///
-/// On many hosts, see [`super::events_merged`].
+/// One agent: an error other than a lost connection (a bad filter, events
+/// no longer retained) ends the command, as does an agent that cannot be
+/// reached at all. Many hosts: nothing ends the stream; events no longer
+/// retained are named on stderr and the host resumes from its oldest.
 pub async fn events(f: &Fleet, args: EventsArgs) -> Result<()> {
-    if !f.is_single() {
-        return super::events_merged::events(f, args).await;
+    let req = subscribe_request(&args)?;
+    let follows = f.members.iter().map(|m| follow(f, m, req.clone()));
+    for r in futures_util::future::join_all(follows).await {
+        r?;
     }
-    let (m, json) = (f.first()?, f.json());
-    let mut req = subscribe_request(&args)?;
-    let mut cursor: Option<u64> = (req.from_seq > 0).then(|| req.from_seq - 1);
-    let mut delay = RECONNECT_FIRST;
-    let mut warned = false;
+    Ok(())
+}
+
+/// First wait before reconnecting; doubled after each failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The sequence number an OUT_OF_RANGE status says to resume from
+/// ("... resubscribe with from_seq >= N").
+pub fn oldest_retained(message: &str) -> Option<u64> {
+    let tail = message.rsplit(">=").next()?;
+    let digits: String = tail
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// One host's stream and where it stands.
+struct Follower<'a> {
+    f: &'a Fleet,
+    m: &'a Member,
+    /// The last sequence number seen (or learnt from the snapshot).
+    last: Option<u64>,
+    /// `HOST: ` on many hosts, for stderr notices.
+    who: String,
+    /// Connected at least once: an unreachable agent is then a restart to
+    /// wait for, not a mistake to report.
+    connected: bool,
+    /// The stream is broken and that was said.
+    down: bool,
+    backoff: Duration,
+}
+
+/// Follows one host until an error ends it (only on one agent).
+async fn follow(f: &Fleet, m: &Member, mut req: SubscribeRequest) -> Result<()> {
+    let mut s = Follower {
+        f,
+        m,
+        last: (req.from_seq > 0).then(|| req.from_seq - 1),
+        who: if f.is_single() {
+            String::new()
+        } else {
+            format!("{}: ", m.name)
+        },
+        connected: false,
+        down: false,
+        backoff: MIN_BACKOFF,
+    };
     loop {
-        match cursor {
+        match s.last {
             Some(seq) => {
                 req.from_seq = seq + 1;
                 req.snapshot = false;
@@ -104,61 +158,113 @@ pub async fn events(f: &Fleet, args: EventsArgs) -> Result<()> {
                 req.snapshot = true;
             }
         }
-        let status = match subscribe_once(m, json, &req, &mut cursor).await {
-            Ok(()) => Status::unavailable("the agent closed the stream"),
-            Err(Error::Status(s)) => s,
-            // Down for a restart: keep trying, once we have been connected.
-            Err(e @ Error::Connect { .. }) if cursor.is_some() => {
-                Status::unavailable(e.to_string())
+        let err = s.once(&req).await;
+        match &err {
+            // Dropped for falling behind: the cursor says where to pick up.
+            Error::Status(st) if st.code() == Code::ResourceExhausted => continue,
+            Error::Status(st) if st.code() == Code::OutOfRange && !f.is_single() => {
+                let oldest = oldest_retained(st.message()).unwrap_or(1).max(1);
+                eprintln!(
+                    "berthctl: {}events {}..{} are no longer retained by the agent and were lost",
+                    s.who,
+                    s.last.map_or(1, |l| l + 1),
+                    oldest - 1
+                );
+                s.last = Some(oldest - 1);
+                continue;
             }
-            Err(e) => return Err(e),
-        };
-        match status.code() {
-            // The agent went away or is restarting: come back where we were.
-            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::ResourceExhausted => {}
-            _ => return Err(status.into()),
+            _ => {}
         }
-        if !warned {
-            eprintln!(
-                "berthctl: lost the event stream ({}); reconnecting",
-                status.message()
-            );
-            warned = true;
+        if f.is_single() && !s.is_break(&err) {
+            return Err(err);
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RECONNECT_MAX);
+        if !s.down {
+            eprintln!("berthctl: {}event stream lost ({err}); reconnecting", s.who);
+            s.down = true;
+        }
+        tokio::time::sleep(s.backoff).await;
+        s.backoff = (s.backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// First wait before reconnecting.
-const RECONNECT_FIRST: Duration = Duration::from_millis(100);
-/// Longest wait between reconnects.
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
-
-/// One subscription: prints events and advances `cursor` until it breaks.
-async fn subscribe_once(
-    m: &Member,
-    json: bool,
-    req: &SubscribeRequest,
-    cursor: &mut Option<u64>,
-) -> Result<()> {
-    let mut client = EventsClient::new(m.channel().await?);
-    let mut stream = client.subscribe(req.clone()).await?.into_inner();
-    while let Some(e) = stream.message().await? {
-        if e.action == EventAction::Snapshot as i32 {
-            continue;
-        }
-        *cursor = Some(e.seq);
-        if e.action == EventAction::SnapshotDone as i32 {
-            continue;
-        }
-        if json {
-            print_json_line(&output::message_json(&e)?);
-        } else {
-            println!("{}", output::event_line(&e));
+impl Follower<'_> {
+    /// Whether `err` is a broken stream to resume rather than an answer.
+    fn is_break(&self, err: &Error) -> bool {
+        match err {
+            Error::Status(s) => matches!(
+                s.code(),
+                Code::Unavailable | Code::Unknown | Code::Cancelled | Code::ResourceExhausted
+            ),
+            Error::Connect { .. } => self.connected,
+            _ => false,
         }
     }
-    Ok(())
+
+    /// One subscription: prints events and advances the cursor until it
+    /// breaks; returns why.
+    async fn once(&mut self, req: &SubscribeRequest) -> Error {
+        let ch = match self.m.channel().await {
+            Ok(ch) => ch,
+            Err(e) => return e,
+        };
+        let mut stream = match EventsClient::new(ch).subscribe(req.clone()).await {
+            Ok(s) => s.into_inner(),
+            Err(s) => return s.into(),
+        };
+        self.connected = true;
+        if self.down {
+            match self.last {
+                Some(l) => eprintln!(
+                    "berthctl: {}reconnected; resuming at seq {}",
+                    self.who,
+                    l + 1
+                ),
+                None => eprintln!("berthctl: {}reconnected", self.who),
+            }
+            self.down = false;
+        }
+        self.backoff = MIN_BACKOFF;
+        loop {
+            let e = match stream.message().await {
+                Ok(Some(e)) => e,
+                Ok(None) => return Status::unavailable("the agent ended the stream").into(),
+                Err(s) => return s.into(),
+            };
+            if e.action == EventAction::Snapshot as i32 {
+                continue;
+            }
+            if e.action == EventAction::SnapshotDone as i32 {
+                self.last = Some(e.seq);
+                continue;
+            }
+            if let Some(l) = self.last.filter(|l| e.seq <= *l) {
+                // Only an agent whose event log was reset (not durable)
+                // numbers events again from 1.
+                eprintln!(
+                    "berthctl: {}the agent's event sequence went back from {l} to {} (its event log was reset); events in between may be missing",
+                    self.who, e.seq
+                );
+            }
+            self.last = Some(e.seq);
+            if let Err(err) = self.print(&e) {
+                return err;
+            }
+        }
+    }
+
+    fn print(&self, e: &Event) -> Result<()> {
+        let many = !self.f.is_single();
+        if self.f.json() {
+            let v = output::message_json(e)?;
+            print_json_line(&if many { with_host(&self.m.name, v) } else { v });
+        } else if many {
+            let width = prefix_width(self.f);
+            println!("{:<width$}  {}", self.m.name, output::event_line(e));
+        } else {
+            println!("{}", output::event_line(e));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -212,5 +318,16 @@ mod tests {
         assert!(req(&["events", "-f", "event=exploded"]).is_err());
         assert!(req(&["events", "-f", "colour=red"]).is_err());
         assert!(req(&["events", "-f", "container"]).is_err());
+    }
+
+    #[test]
+    fn parses_the_oldest_retained_seq() {
+        assert_eq!(
+            oldest_retained(
+                "events before seq 42 are no longer retained; resubscribe with from_seq >= 42"
+            ),
+            Some(42)
+        );
+        assert_eq!(oldest_retained("nothing here"), None);
     }
 }

@@ -6,7 +6,6 @@
 mod attach;
 mod create;
 mod events;
-mod events_merged;
 mod fan;
 mod image_import;
 mod image_inspect;
