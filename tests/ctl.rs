@@ -607,6 +607,18 @@ async fn detached_ps_inspect_logs_stop_kill_wait_rm() {
         (js[0]["id"].as_str(), js[0]["state"].as_str()),
         (Some(id), Some("CONTAINER_STATE_RUNNING"))
     );
+    // The API's message whole, defaults included (the hand-written JSON
+    // dropped these).
+    assert_eq!(
+        (&js[0]["restartCount"], &js[0]["stoppedByUser"]),
+        (&Value::from(0), &Value::from(false)),
+        "{}",
+        js[0]
+    );
+    // inspect -o json: one object per line, like every -o json.
+    let lines = json_lines(&ok(&agent, &["inspect", "-o", "json", "web", &id[..8]]));
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|c| c["id"] == id), "{lines:?}");
 
     // inspect: by name, by id prefix; a JSON array.
     for key in ["web", &id[..8], id] {
