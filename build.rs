@@ -2,7 +2,8 @@
 //!
 //! The protobuf compiler is `protox`, written in Rust, so a fresh machine needs no
 //! `protoc`. The encoded file descriptor set is also written to `OUT_DIR` so the
-//! agent can serve gRPC reflection from exactly what it was built with.
+//! agent can serve gRPC reflection from exactly what it was built with, and
+//! so that `berth::json` renders messages from the same descriptors.
 
 use std::path::PathBuf;
 
@@ -21,6 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("berth_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // `prost::Name` on every message: `berth::json` finds a message's
+    // descriptor by its full name.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         // Only snapshot events carry a Container (704 bytes inline): boxed, an
         // Event is a quarter of the size, and berthd keeps thousands of them
@@ -28,6 +33,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .boxed(".berth.v1.Event.container")
         .build_server(true)
         .build_client(true)
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, config)?;
     Ok(())
 }

@@ -13,9 +13,13 @@ pub mod v1 {
 }
 
 pub mod client;
+pub mod json;
 
-/// The encoded `FileDescriptorSet` of `berth.v1`, served by the agent's gRPC
-/// reflection so that generic clients (grpcurl, Postman) can discover it.
+/// The encoded `FileDescriptorSet` of `berth.v1` (with the well-known types it
+/// imports), served by the agent's gRPC reflection so that generic clients
+/// (grpcurl, Postman) can discover it. [`json::descriptor_pool`] has it
+/// decoded; the contract test (`tests/contract.rs`) checks it against the
+/// committed snapshot.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("berth_descriptor");
 
 /// The API version this crate implements.

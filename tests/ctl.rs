@@ -173,6 +173,18 @@ fn wait_for_log(agent: &Agent, name: &str, needle: &str) {
     }
 }
 
+/// A 64-bit integer of the JSON mapping, which prints them as strings.
+fn int64(v: &Value) -> i64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a 64-bit integer as a string: {v}"))
+}
+
+/// An event's sequence number (a uint64: a string in JSON).
+fn seq(e: &Value) -> u64 {
+    int64(&e["seq"]) as u64
+}
+
 /// Inspects one container and returns its JSON object.
 fn inspect(agent: &Agent, name: &str) -> Value {
     let v: Value =
@@ -300,7 +312,7 @@ async fn image_import_ls_inspect_rm() {
         imgs[0]["references"],
         serde_json::json!(["docker.io/library/busybox:latest"])
     );
-    assert!(imgs[0]["size_bytes"].as_i64().unwrap() > 0);
+    assert!(int64(&imgs[0]["sizeBytes"]) > 0);
 
     // Inspect: a pretty JSON array, by short name, full reference and id prefix.
     for name in ["busybox", "docker.io/library/busybox:latest", &hex[..12]] {
@@ -316,7 +328,7 @@ async fn image_import_ls_inspect_rm() {
             serde_json::json!(["PATH=/bin", "IMAGE_VAR=from-image"])
         );
         assert_eq!(i["layers"].as_array().map(Vec::len), Some(1));
-        assert_eq!(i["created_at"], "2026-01-01T00:00:00Z");
+        assert_eq!(i["createdAt"], "2026-01-01T00:00:00Z");
     }
     let o = agent.ctl(&["image", "inspect", "nosuchimage"]);
     check_failure(&o, &["image", "inspect"], 1, &["nosuchimage"]);
@@ -385,7 +397,7 @@ async fn image_import_ls_inspect_rm() {
         format!("Untagged: docker.io/library/busybox:latest\nDeleted: {id}\n")
     );
     assert_eq!(ok(&agent, &["image", "ls", "-o", "json"]), "");
-    assert_eq!(inspect(&agent, "user2")["state"], "running");
+    assert_eq!(inspect(&agent, "user2")["state"], "CONTAINER_STATE_RUNNING");
     assert_eq!(ok(&agent, &["rm", "-f", "user2"]), "user2\n");
     assert!(all_names(&agent).is_empty());
     agent.assert_clean().await;
@@ -441,8 +453,8 @@ async fn run_attached_output_exit_codes_and_rm() {
     assert_eq!(stderr(&o), "err\n");
     // Without --rm it stays, exited with its code.
     let c = inspect(&agent, "three");
-    assert_eq!(c["state"], "exited");
-    assert_eq!(c["exit"]["exit_code"], 3);
+    assert_eq!(c["state"], "CONTAINER_STATE_EXITED");
+    assert_eq!(c["exit"]["exitCode"], 3);
     let rows = table(&ok(&agent, &["ps", "-a"]));
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["NAMES"], "three");
@@ -496,9 +508,9 @@ async fn run_attached_output_exit_codes_and_rm() {
     );
     let id = id.trim_end();
     let c = inspect(&agent, "lim");
-    assert_eq!(c["spec"]["resources"]["memory_bytes"], 64 << 20);
-    assert_eq!(c["spec"]["resources"]["nano_cpus"], 500_000_000);
-    assert_eq!(c["spec"]["resources"]["pids_limit"], 32);
+    assert_eq!(int64(&c["spec"]["resources"]["memoryBytes"]), 64 << 20);
+    assert_eq!(int64(&c["spec"]["resources"]["nanoCpus"]), 500_000_000);
+    assert_eq!(int64(&c["spec"]["resources"]["pidsLimit"]), 32);
     let read = |controller: &str, v2: &str, v1: &str| {
         let dir = agent.cgroup_dir(id, controller);
         let file = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
@@ -593,15 +605,27 @@ async fn detached_ps_inspect_logs_stop_kill_wait_rm() {
     assert_eq!(js.len(), 1);
     assert_eq!(
         (js[0]["id"].as_str(), js[0]["state"].as_str()),
-        (Some(id), Some("running"))
+        (Some(id), Some("CONTAINER_STATE_RUNNING"))
     );
+    // The API's message whole, defaults included (the hand-written JSON
+    // dropped these).
+    assert_eq!(
+        (&js[0]["restartCount"], &js[0]["stoppedByUser"]),
+        (&Value::from(0), &Value::from(false)),
+        "{}",
+        js[0]
+    );
+    // inspect -o json: one object per line, like every -o json.
+    let lines = json_lines(&ok(&agent, &["inspect", "-o", "json", "web", &id[..8]]));
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|c| c["id"] == id), "{lines:?}");
 
     // inspect: by name, by id prefix; a JSON array.
     for key in ["web", &id[..8], id] {
         let c = inspect(&agent, key);
         assert_eq!(c["id"], id);
         assert_eq!(c["name"], "web");
-        assert_eq!(c["state"], "running");
+        assert_eq!(c["state"], "CONTAINER_STATE_RUNNING");
         assert_eq!(c["image"], "busybox");
         assert!(c["pid"].as_i64().unwrap() > 0);
         assert_eq!(c["exit"], Value::Null);
@@ -630,10 +654,18 @@ async fn detached_ps_inspect_logs_stop_kill_wait_rm() {
     let logs = json_lines(&ok(&agent, &["logs", "-o", "json", "web"]));
     let streams: Vec<(&str, &str)> = logs
         .iter()
-        .map(|l| (l["stream"].as_str().unwrap(), l["data"].as_str().unwrap()))
+        .map(|l| (l["stream"].as_str().unwrap(), l["text"].as_str().unwrap()))
         .collect();
-    assert!(streams.contains(&("stderr", "warn\n")), "{streams:?}");
-    assert!(streams.contains(&("stdout", "one\n")), "{streams:?}");
+    assert!(
+        streams.contains(&("LOG_STREAM_STDERR", "warn\n")),
+        "{streams:?}"
+    );
+    assert!(
+        streams.contains(&("LOG_STREAM_STDOUT", "one\n")),
+        "{streams:?}"
+    );
+    // The message's own bytes field is there too, base64 as the mapping has it.
+    assert!(logs.iter().any(|l| l["data"] == "b25lCg=="), "{logs:?}");
 
     // rm of a running container needs -f.
     fails(&agent, &["rm", "web"], 1, &["running"]);
@@ -643,8 +675,8 @@ async fn detached_ps_inspect_logs_stop_kill_wait_rm() {
     assert_eq!(ok(&agent, &["stop", "-t", "1", "web"]), "web\n");
     assert!(t.elapsed() < Duration::from_secs(10));
     let c = inspect(&agent, "web");
-    assert_eq!(c["state"], "exited");
-    assert_eq!(c["exit"]["exit_code"], 0);
+    assert_eq!(c["state"], "CONTAINER_STATE_EXITED");
+    assert_eq!(c["exit"]["exitCode"], 0);
     assert_eq!(ok(&agent, &["logs", "--tail", "1", "web"]), "bye\n");
     assert_eq!(ok(&agent, &["ps", "-q"]), "");
     let rows = table(&ok(&agent, &["ps", "-a", "--filter", "status=exited"]));
@@ -733,10 +765,7 @@ async fn detached_ps_inspect_logs_stop_kill_wait_rm() {
     assert_eq!(f.next_line(1), None, "nothing more after the exit");
     let c = inspect(&agent, "follow");
     assert_eq!(
-        (
-            c["exit"]["exit_code"].as_i64(),
-            c["exit"]["signal"].as_i64()
-        ),
+        (c["exit"]["exitCode"].as_i64(), c["exit"]["signal"].as_i64()),
         (Some(137), Some(9))
     );
 
@@ -831,14 +860,15 @@ async fn events_stream_and_filters() {
         }
         if !all_seen.is_empty() && !exited_seen.is_empty() {
             // Let the last sync container's removal arrive too.
-            let removed = |e: &Value| e["name"] == name.as_str() && e["action"] == "removed";
+            let removed =
+                |e: &Value| e["name"] == name.as_str() && e["action"] == "EVENT_ACTION_REMOVED";
             if !all_seen.iter().any(removed) {
-                all_seen.extend(read_until(&all, "removed", removed));
+                all_seen.extend(read_until(&all, "EVENT_ACTION_REMOVED", removed));
             }
             break;
         }
     }
-    let last_seq = all_seen.last().unwrap()["seq"].as_u64().unwrap();
+    let last_seq = seq(all_seen.last().unwrap());
     // A container filter, replaying from the next sequence number so that
     // nothing is missed whenever the subscription becomes live.
     let from = (last_seq + 1).to_string();
@@ -867,13 +897,10 @@ async fn events_stream_and_filters() {
 
     // Unfiltered: everything, in order, seq increasing one by one.
     let rest = read_until(&all, "ev1 removed", |e| {
-        e["name"] == "ev1" && e["action"] == "removed"
+        e["name"] == "ev1" && e["action"] == "EVENT_ACTION_REMOVED"
     });
     all_seen.extend(rest);
-    let seqs: Vec<u64> = all_seen
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = all_seen.iter().map(seq).collect();
     for w in seqs.windows(2) {
         assert_eq!(w[1], w[0] + 1, "seq not increasing by one: {seqs:?}");
     }
@@ -881,28 +908,43 @@ async fn events_stream_and_filters() {
     let actions: Vec<&str> = ev1.iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(
         actions,
-        ["created", "started", "exited", "removed"],
+        [
+            "EVENT_ACTION_CREATED",
+            "EVENT_ACTION_STARTED",
+            "EVENT_ACTION_EXITED",
+            "EVENT_ACTION_REMOVED"
+        ],
         "{:#?}",
         summary(&all_seen)
     );
     let ev1_id = ev1[0]["id"].as_str().unwrap();
     assert!(is_hex(ev1_id, 64));
     for e in &ev1 {
-        assert_eq!(e["type"], "container");
+        assert_eq!(e["type"], "OBJECT_TYPE_CONTAINER");
         assert_eq!(e["id"], ev1_id);
         assert_eq!(e["image"], "busybox");
         assert_eq!(e["labels"]["app"], "ev");
     }
-    assert_eq!(ev1[2]["exit"]["exit_code"], 5);
+    assert_eq!(ev1[2]["exit"]["exitCode"], 5);
     let other: Vec<(String, String)> = summary(&all_seen)
         .into_iter()
         .filter(|(n, _)| n == "other")
         .collect();
     let other: Vec<&str> = other.iter().map(|(_, a)| a.as_str()).collect();
-    assert_eq!(other, ["created", "started", "exited", "removed"]);
+    assert_eq!(
+        other,
+        [
+            "EVENT_ACTION_CREATED",
+            "EVENT_ACTION_STARTED",
+            "EVENT_ACTION_EXITED",
+            "EVENT_ACTION_REMOVED"
+        ]
+    );
 
     // container=ev1: only ev1's events, replayed and live.
-    let got = read_until(&one, "ev1 removed", |e| e["action"] == "removed");
+    let got = read_until(&one, "ev1 removed", |e| {
+        e["action"] == "EVENT_ACTION_REMOVED"
+    });
     let actions: Vec<(&str, &str)> = got
         .iter()
         .map(|e| (e["name"].as_str().unwrap(), e["action"].as_str().unwrap()))
@@ -910,13 +952,13 @@ async fn events_stream_and_filters() {
     assert_eq!(
         actions,
         [
-            ("ev1", "created"),
-            ("ev1", "started"),
-            ("ev1", "exited"),
-            ("ev1", "removed")
+            ("ev1", "EVENT_ACTION_CREATED"),
+            ("ev1", "EVENT_ACTION_STARTED"),
+            ("ev1", "EVENT_ACTION_EXITED"),
+            ("ev1", "EVENT_ACTION_REMOVED")
         ]
     );
-    let seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = got.iter().map(seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(seqs[0] > last_seq);
 
@@ -925,7 +967,9 @@ async fn events_stream_and_filters() {
         e["name"] == "other"
     }));
     assert!(
-        exited_seen.iter().all(|e| e["action"] == "exited"),
+        exited_seen
+            .iter()
+            .all(|e| e["action"] == "EVENT_ACTION_EXITED"),
         "{:#?}",
         summary(&exited_seen)
     );
@@ -935,12 +979,9 @@ async fn events_stream_and_filters() {
         .collect();
     let tail = &names[names.len() - 2..];
     assert_eq!(tail, ["ev1", "other"]);
-    let seqs: Vec<u64> = exited_seen
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = exited_seen.iter().map(seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    assert_eq!(exited_seen[exited_seen.len() - 2]["exit"]["exit_code"], 5);
+    assert_eq!(exited_seen[exited_seen.len() - 2]["exit"]["exitCode"], 5);
 
     // The table form: one line per event.
     let table_events = Streaming::spawn(
@@ -1004,11 +1045,11 @@ async fn info_reports_cgroup_version() {
     let js = json_lines(&ok(&agent, &["info", "-o", "json"]));
     assert_eq!(js.len(), 1);
     let i = &js[0];
-    assert_eq!(i["cgroup_version"].as_u64(), Some(if v2 { 2 } else { 1 }));
+    assert_eq!(i["cgroupVersion"].as_u64(), Some(if v2 { 2 } else { 1 }));
     assert_eq!(i["os"], "linux");
-    assert_eq!(i["cgroup_parent"], parent.as_str());
+    assert_eq!(i["cgroupParent"], parent.as_str());
     assert!(i["cpus"].as_u64().unwrap() >= 1);
-    assert!(i["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert!(int64(&i["memoryTotalBytes"]) > 0);
     assert_eq!(i["containers"], 0);
 
     import_busybox(&agent);
@@ -1018,7 +1059,7 @@ async fn info_reports_cgroup_version() {
         (
             i["images"].as_u64(),
             i["containers"].as_u64(),
-            i["containers_created"].as_u64()
+            i["containersCreated"].as_u64()
         ),
         (Some(1), Some(1), Some(1))
     );
@@ -1165,8 +1206,8 @@ async fn events_follow_reconnects_across_an_agent_restart() {
         &["run", "--rm", "--name", "before", "busybox", "true"],
     );
     let events = Streaming::spawn(&agent, &["events", "-o", "json", "--since-seq", "1"]);
-    let first = read_until(&events, "removed", |e| {
-        e["name"] == "before" && e["action"] == "removed"
+    let first = read_until(&events, "EVENT_ACTION_REMOVED", |e| {
+        e["name"] == "before" && e["action"] == "EVENT_ACTION_REMOVED"
     });
     agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
     agent.spawn().await;
@@ -1174,20 +1215,16 @@ async fn events_follow_reconnects_across_an_agent_restart() {
         &agent,
         &["run", "--rm", "--name", "after", "busybox", "true"],
     );
-    let second = read_until(&events, "removed", |e| {
-        e["name"] == "after" && e["action"] == "removed"
+    let second = read_until(&events, "EVENT_ACTION_REMOVED", |e| {
+        e["name"] == "after" && e["action"] == "EVENT_ACTION_REMOVED"
     });
-    let seqs: Vec<u64> = first
-        .iter()
-        .chain(&second)
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = first.iter().chain(&second).map(seq).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, expected, "events lost or repeated across the restart");
     let instances: std::collections::BTreeSet<&str> = first
         .iter()
         .chain(&second)
-        .map(|e| e["instance_id"].as_str().unwrap())
+        .map(|e| e["instanceId"].as_str().unwrap())
         .collect();
     assert_eq!(instances.len(), 2, "two agent runs");
     agent.assert_clean().await;
@@ -1218,15 +1255,15 @@ async fn pause_unpause_update_restart_policy() {
     assert_eq!(ok(&agent, &["pause", "svc"]).trim(), "svc");
     let rows = table(&ok(&agent, &["ps"]));
     assert!(rows[0]["STATUS"].ends_with("(Paused)"), "{rows:?}");
-    assert_eq!(inspect(&agent, "svc")["state"], "paused");
+    assert_eq!(inspect(&agent, "svc")["state"], "CONTAINER_STATE_PAUSED");
     ok(&agent, &["unpause", "svc"]);
-    assert_eq!(inspect(&agent, "svc")["state"], "running");
+    assert_eq!(inspect(&agent, "svc")["state"], "CONTAINER_STATE_RUNNING");
     ok(
         &agent,
         &["update", "--memory", "128m", "--restart", "always", "svc"],
     );
     let c = inspect(&agent, "svc");
-    assert_eq!(c["spec"]["resources"]["memory_bytes"], 128 << 20);
+    assert_eq!(int64(&c["spec"]["resources"]["memoryBytes"]), 128 << 20);
     fails(&agent, &["update", "svc"], 1, &["nothing to update"]);
     // A bad policy is a usage error (clap's format, exit 2).
     let o = agent.ctl(&["run", "--restart", "sometimes", "busybox", "true"]);

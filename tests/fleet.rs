@@ -134,7 +134,7 @@ async fn fan_out_placement_tls_and_partial_failure() {
     assert_eq!(hosts, all);
     assert!(ps
         .iter()
-        .all(|c| c["name"] == "web" && c["state"] == "running"));
+        .all(|c| c["name"] == "web" && c["state"] == "CONTAINER_STATE_RUNNING"));
 
     let deadline = Instant::now() + Duration::from_secs(10 * u64::from(slow_factor()));
     loop {
@@ -146,6 +146,37 @@ async fn fan_out_placement_tls_and_partial_failure() {
         }
         assert!(Instant::now() < deadline, "logs: {out}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // One path for one host and many: the same verbs and the same JSON, with
+    // a HOST column (a `host` field) only for many hosts.
+    let out = ok(&f, &["--all", "pause", "web"]);
+    assert_eq!(hosts_column(&out), all, "{out}");
+    let ps = json_lines(&ok(&f, &["-H", "n1,n2", "ps", "-o", "json"]));
+    assert!(
+        ps.iter()
+            .all(|c| c["state"] == "CONTAINER_STATE_PAUSED" && c["host"].is_string()),
+        "{ps:?}"
+    );
+    let ps = ok(&f, &["-H", "n1", "ps"]);
+    assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    let one = json_lines(&ok(&f, &["-H", "n1", "unpause", "-o", "json", "web"]));
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0]["state"], "CONTAINER_STATE_RUNNING", "{one:?}");
+    assert!(one[0].get("host").is_none(), "{one:?}");
+    let many = json_lines(&ok(
+        &f,
+        &["-H", "n2,n3,n4,n5", "unpause", "-o", "json", "web"],
+    ));
+    assert_eq!(many.len(), HOSTS - 1, "{many:?}");
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object()
+            .map(|o| o.keys().filter(|k| *k != "host").cloned().collect())
+            .unwrap_or_default()
+    };
+    for c in &many {
+        assert_eq!(keys(c), keys(&one[0]), "{c}");
+        assert_eq!(c["state"], "CONTAINER_STATE_RUNNING", "{c}");
     }
 
     // Targets: a group narrowed by a label.
@@ -317,7 +348,8 @@ async fn fan_out_placement_tls_and_partial_failure() {
     );
 }
 
-/// (host, seq, action, name) of an event line of `events -o json`.
+/// (host, seq, action, name) of an event line of `events -o json`; the
+/// action as a lower-case word (`EVENT_ACTION_EXITED` is "exited").
 type Ev = (String, u64, String, String);
 
 /// `berthctl --all events --since-seq 1 -o json`, parsed as it streams.
@@ -344,8 +376,13 @@ impl EventsWatch {
                 let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
                 let ev = (
                     v["host"].as_str().unwrap_or_default().to_string(),
-                    v["seq"].as_u64().unwrap_or(0),
-                    v["action"].as_str().unwrap_or_default().to_string(),
+                    // A uint64 is a string in the JSON mapping.
+                    v["seq"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0),
+                    v["action"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_start_matches("EVENT_ACTION_")
+                        .to_lowercase(),
                     v["name"].as_str().unwrap_or_default().to_string(),
                 );
                 if tx.send(ev).is_err() {

@@ -34,6 +34,8 @@ pub enum Error {
     Exit(i32),
     /// The inventory or the targets are unusable (exit 1).
     Inventory(crate::inventory::InventoryError),
+    /// A message could not be rendered as JSON (exit 1).
+    Json(berth::json::JsonError),
 }
 
 /// berthctl's result type.
@@ -56,7 +58,7 @@ impl Error {
         match self {
             Error::Connect { .. } => EXIT_BERTHCTL,
             Error::Status(s) if s.code() == Code::Unavailable => EXIT_BERTHCTL,
-            Error::Status(_) | Error::Message(_) | Error::Inventory(_) => 1,
+            Error::Status(_) | Error::Message(_) | Error::Inventory(_) | Error::Json(_) => 1,
             Error::WithCode(code, _) | Error::Exit(code) => *code,
         }
     }
@@ -85,6 +87,7 @@ impl fmt::Display for Error {
             Error::WithCode(_, inner) => inner.fmt(f),
             Error::Exit(code) => write!(f, "exit status {code}"),
             Error::Inventory(e) => e.fmt(f),
+            Error::Json(e) => e.fmt(f),
         }
     }
 }
@@ -100,6 +103,12 @@ impl From<tonic::Status> for Error {
 impl From<crate::inventory::InventoryError> for Error {
     fn from(e: crate::inventory::InventoryError) -> Self {
         Error::Inventory(e)
+    }
+}
+
+impl From<berth::json::JsonError> for Error {
+    fn from(e: berth::json::JsonError) -> Self {
+        Error::Json(e)
     }
 }
 

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cli::OutputFormat;
 use crate::ctx::Ctx;
+use crate::fleet::Fleet;
 
 /// The id every created container gets.
 pub const ID: &str = "c0ffee0000000000000000000000000000000000000000000000000000000000";
@@ -56,8 +57,8 @@ impl Fake {
         self.state().calls.clone()
     }
 
-    /// Serves on a random local port; returns a context pointing at it.
-    pub async fn serve(&self) -> Ctx {
+    /// Serves on a random local port; returns a fleet of one pointing at it.
+    pub async fn serve(&self) -> Fleet {
         let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
             Ok(l) => l,
             Err(e) => panic!("bind: {e}"),
@@ -69,10 +70,14 @@ impl Fake {
                 .add_service(svc)
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
-        Ctx {
+        let ctx = Ctx {
             host: format!("http://127.0.0.1:{port}"),
             tls: None,
             output: OutputFormat::Table,
+        };
+        match Fleet::of_one(&ctx, 1) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
         }
     }
 }

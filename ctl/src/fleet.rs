@@ -2,10 +2,12 @@
 //! connection per host, concurrent fan-out with bounded parallelism and a
 //! per-host timeout, and how partial failures are reported.
 //!
-//! A command line that names a single agent (`-H ADDRESS`, `-H name`, or
-//! nothing) keeps the single-host commands and their exact output; lists,
-//! `--all`, `--group` and `--selector` go through here, and every result
-//! carries the host it came from.
+//! Every command goes through here. A command line that names a single
+//! agent (`-H ADDRESS`, `-H name`, or nothing) is a fleet of one, printed
+//! exactly as berthctl always printed one agent's results (no HOST column,
+//! no `host` in JSON, errors without a host prefix, no per-host timeout);
+//! lists, `--all`, `--group` and `--selector` select many, and every result
+//! then carries the host it came from.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -88,24 +90,19 @@ pub struct Fleet {
     pub members: Vec<Rc<Member>>,
     /// At most this many hosts at once.
     pub parallel: usize,
-    /// Per-host time limit of a call (not of streams that follow).
-    pub timeout: Duration,
+    /// Per-host time limit of a call (not of streams that follow); none for
+    /// a single agent, which is waited for as long as it takes.
+    pub timeout: Option<Duration>,
     /// How results are printed.
     pub output: OutputFormat,
 }
 
-/// What the command line asks for: one agent, or many.
-#[derive(Debug)]
-pub enum Mode {
-    /// One agent, with the single-host commands and output.
-    Single(Ctx),
-    /// Many agents (or an explicit group/selector/--all of one).
-    Fleet(Fleet),
-}
-
-/// Decides between one agent and a fleet, loading the inventory only when
-/// a host name, a list or a fleet flag needs it.
-pub fn resolve(cli: &Cli) -> Result<Mode> {
+/// The targeted agents: the one the command line names (a fleet of one),
+/// or many; the inventory is loaded only when a host name, a list or a
+/// fleet flag needs it.
+pub fn resolve(cli: &Cli) -> Result<Fleet> {
+    let parallel = cli.parallel.max(1);
+    let single = |ctx: Ctx| Fleet::of_one(&ctx, parallel);
     let ad_hoc = TlsPaths {
         ca: cli.tls_ca.clone(),
         cert: cli.tls_cert.clone(),
@@ -134,11 +131,11 @@ pub fn resolve(cli: &Cli) -> Result<Mode> {
         // An address is used as is: exactly what berthctl did before
         // inventories existed.
         if Address::parse(&host).is_ok() {
-            return Ok(Mode::Single(Ctx {
+            return single(Ctx {
                 tls: client_tls(&ad_hoc, &host)?,
                 host,
                 output: cli.output,
-            }));
+            });
         }
         let inv = match Inventory::load(&inventory_path) {
             Ok(inv) => inv,
@@ -160,11 +157,11 @@ pub fn resolve(cli: &Cli) -> Result<Mode> {
             .hosts
             .get(&host)
             .ok_or_else(|| inventory::InventoryError::UnknownHost(host.clone()))?;
-        return Ok(Mode::Single(Ctx {
+        return single(Ctx {
             host: h.address.to_string(),
             tls: client_tls(&h.tls, &h.name)?,
             output: cli.output,
-        }));
+        });
     }
     // A list of addresses needs no inventory; names, groups and selectors do.
     let needs_inventory = fleet_flags || names.iter().any(|n| Address::parse(n).is_err());
@@ -184,22 +181,22 @@ pub fn resolve(cli: &Cli) -> Result<Mode> {
         .iter()
         .map(|h| Member::new(h).map(Rc::new))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Mode::Fleet(Fleet {
+    Ok(Fleet {
         members,
-        parallel: cli.parallel.max(1),
-        timeout: cli.host_timeout,
+        parallel,
+        timeout: Some(cli.host_timeout),
         output: cli.output,
-    }))
+    })
 }
 
 /// One host's outcome.
 pub type HostResult<T> = (Rc<Member>, Result<T>);
 
 impl Fleet {
-    /// A fleet of the one agent of a single-host context (for the commands
-    /// that only exist for fleets: top-hosts, run --place).
-    pub fn of_one(ctx: &Ctx, parallel: usize, timeout: Duration) -> Result<Fleet> {
-        let address = Address::parse(&ctx.host).map_err(Error::Message)?;
+    /// A fleet of the one agent of a single-host context.
+    pub fn of_one(ctx: &Ctx, parallel: usize) -> Result<Fleet> {
+        let address = Address::parse(&ctx.host)
+            .map_err(|m| Error::WithCode(EXIT_BERTHCTL, Box::new(Error::Message(m))))?;
         Ok(Fleet {
             members: vec![Rc::new(Member {
                 name: ctx.host.clone(),
@@ -208,9 +205,21 @@ impl Fleet {
                 channel: OnceCell::new(),
             })],
             parallel,
-            timeout,
+            timeout: None,
             output: ctx.output,
         })
+    }
+
+    /// True for a fleet of one: results print as one agent's always have.
+    pub fn is_single(&self) -> bool {
+        self.members.len() == 1
+    }
+
+    /// The first (for a fleet of one, the only) member.
+    pub fn first(&self) -> Result<&Rc<Member>> {
+        self.members
+            .first()
+            .ok_or_else(|| Error::Message("no host targeted".into()))
     }
 
     /// True when results are printed as JSON lines.
@@ -226,7 +235,7 @@ impl Fleet {
         F: Fn(Rc<Member>, Channel) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.each_with(Some(self.timeout), f).await
+        self.each_with(self.timeout, f).await
     }
 
     /// Like [`each`](Self::each) without the per-host timeout on the call,

@@ -136,7 +136,12 @@ pub fn env(
     Ok(out)
 }
 
-/// Linux signal names and numbers (x86/arm, the architectures berth runs on).
+/// Linux signal names and numbers (x86/arm, the architectures berth runs on):
+/// exactly the set berthd accepts (`agent/src/signal.rs`, through nix's
+/// `Signal`), so a signal berthctl lets through is never refused by the
+/// agent. No real-time signals (berthd cannot send them), no aliases (IOT,
+/// POLL) berthd does not know; `signals_match_the_agents` keeps the two in
+/// step.
 const SIGNALS: &[(&str, i32)] = &[
     ("HUP", 1),
     ("INT", 2),
@@ -144,7 +149,6 @@ const SIGNALS: &[(&str, i32)] = &[
     ("ILL", 4),
     ("TRAP", 5),
     ("ABRT", 6),
-    ("IOT", 6),
     ("BUS", 7),
     ("FPE", 8),
     ("KILL", 9),
@@ -168,13 +172,13 @@ const SIGNALS: &[(&str, i32)] = &[
     ("PROF", 27),
     ("WINCH", 28),
     ("IO", 29),
-    ("POLL", 29),
     ("PWR", 30),
     ("SYS", 31),
 ];
 
-/// The highest signal number Linux has (SIGRTMAX).
-const SIGRTMAX: i32 = 64;
+/// The highest signal number berthd accepts (SIGSYS; real-time signals are
+/// not supported).
+const MAX_SIGNAL: i32 = 31;
 
 /// Parses a Docker-style restart policy: "no", "on-failure",
 /// "on-failure:3", "always", "unless-stopped".
@@ -215,11 +219,11 @@ pub fn restart_policy(s: &str) -> Result<berth::v1::RestartPolicy, String> {
 pub fn signal(s: &str) -> Result<String, String> {
     let t = s.trim();
     if let Ok(n) = t.parse::<i32>() {
-        if (1..=SIGRTMAX).contains(&n) {
+        if (1..=MAX_SIGNAL).contains(&n) {
             return Ok(n.to_string());
         }
         return Err(format!(
-            "invalid signal {s:?}: numbers go from 1 to {SIGRTMAX}"
+            "invalid signal {s:?}: numbers go from 1 to {MAX_SIGNAL} (real-time signals are not supported)"
         ));
     }
     let upper = t.to_ascii_uppercase();
@@ -449,11 +453,40 @@ mod tests {
         assert_eq!(signal("kill").as_deref(), Ok("SIGKILL"));
         assert_eq!(signal("sigterm").as_deref(), Ok("SIGTERM"));
         assert_eq!(signal("9").as_deref(), Ok("9"));
-        assert_eq!(signal("64").as_deref(), Ok("64"));
+        assert_eq!(signal("31").as_deref(), Ok("31"));
         assert!(signal("0").is_err());
-        assert!(signal("65").is_err());
+        // Real-time signals and aliases berthd refuses are refused here too.
+        assert!(signal("32").is_err());
+        assert!(signal("64").is_err());
+        assert!(signal("SIGRTMIN").is_err());
+        assert!(signal("IOT").is_err());
+        assert!(signal("POLL").is_err());
         assert!(signal("SIGFOO").is_err());
         assert!(signal("").is_err());
+    }
+
+    /// berthd parses signals with nix's `Signal` (agent/src/signal.rs): the
+    /// same names and numbers must be accepted here, and no others.
+    #[test]
+    fn signals_match_the_agents() {
+        use nix::sys::signal::Signal;
+        use std::str::FromStr;
+        for n in -1..=70 {
+            let agent = Signal::try_from(n).is_ok();
+            assert_eq!(signal(&n.to_string()).is_ok(), agent, "signal {n}");
+        }
+        for (name, number) in SIGNALS {
+            let full = format!("SIG{name}");
+            assert_eq!(
+                Signal::from_str(&full).map(|s| s as i32),
+                Ok(*number),
+                "{full}"
+            );
+        }
+        for s in Signal::iterator() {
+            let name = s.as_str();
+            assert_eq!(signal(name).as_deref(), Ok(name), "{name}");
+        }
     }
 
     #[test]

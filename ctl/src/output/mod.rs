@@ -1,19 +1,14 @@
 //! Rendering for humans (aligned tables, "5 seconds ago", "4.1MB") and for
-//! programs (JSON with the proto's snake_case field names, RFC 3339 times and
-//! enums as lower-case words).
+//! programs (the API's messages in the protobuf JSON mapping).
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use berth::v1::{
-    Container, ContainerSpec, ContainerState, Event, EventAction, ExitStatus, Image, ImageConfig,
-    InfoResponse, LogEntry, LogStream, ObjectType, Resources,
-};
-use prost_types::Timestamp;
-use serde_json::{json, Value};
+use berth::v1::{Container, ContainerState, Event, EventAction, LogEntry, ObjectType};
+use serde_json::Value;
 
-use berth_runtime::civil::civil_from_days;
+mod time;
+pub use time::{ago, human_duration, rfc3339, rfc3339_fixed, since};
 
 /// Spaces between table columns, as in Docker's tables.
 const COLUMN_GAP: usize = 3;
@@ -56,101 +51,22 @@ pub fn print_json_line(v: &Value) {
     let _ = writeln!(out, "{v}");
 }
 
-/// Writes a JSON value pretty-printed on stdout (for `inspect`).
-pub fn print_json_pretty(v: &Value) {
+/// Prints what `inspect` found: one object per line with `-o json`, as
+/// every other command prints JSON; otherwise, as `docker inspect` does, one
+/// pretty-printed array.
+pub fn print_inspected(objects: Vec<Value>, json_lines: bool) {
+    if json_lines {
+        objects.iter().for_each(print_json_line);
+    } else {
+        print_json_pretty(&Value::Array(objects));
+    }
+}
+
+/// Writes a JSON value pretty-printed on stdout.
+fn print_json_pretty(v: &Value) {
     let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
-}
-
-/// Formats a timestamp as RFC 3339 in UTC, with as many fractional digits as
-/// needed (none for whole seconds), like Go's RFC3339Nano.
-pub fn rfc3339(ts: &Timestamp) -> String {
-    let days = ts.seconds.div_euclid(86_400);
-    let secs = ts.seconds.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let mut s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
-    if ts.nanos > 0 {
-        let frac = format!("{:09}", ts.nanos);
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
-
-/// RFC 3339 with always nine fractional digits, so that `logs -t` output
-/// lines up (Docker's RFC3339NanoFixed).
-pub fn rfc3339_fixed(ts: &Timestamp) -> String {
-    let whole = rfc3339(&Timestamp {
-        seconds: ts.seconds,
-        nanos: 0,
-    });
-    format!(
-        "{}.{:09}Z",
-        whole.trim_end_matches('Z'),
-        ts.nanos.clamp(0, 999_999_999)
-    )
-}
-
-/// An optional timestamp as JSON: an RFC 3339 string, or null when unset.
-fn ts_json(ts: &Option<Timestamp>) -> Value {
-    ts.as_ref()
-        .map_or(Value::Null, |t| Value::String(rfc3339(t)))
-}
-
-/// Time from `ts` to `now` (zero if `ts` is in the future, e.g. clock skew
-/// between berthctl's host and the agent's).
-pub fn since(ts: &Timestamp, now: SystemTime) -> Duration {
-    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let now_ns = i128::from(now.as_secs() as i64) * 1_000_000_000 + i128::from(now.subsec_nanos());
-    let ts_ns = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
-    let diff = (now_ns - ts_ns).max(0);
-    Duration::new((diff / 1_000_000_000) as u64, (diff % 1_000_000_000) as u32)
-}
-
-/// A duration in Docker's words: "Less than a second", "5 seconds",
-/// "About a minute", "3 hours", "2 weeks" (Docker's `units.HumanDuration`).
-pub fn human_duration(d: Duration) -> String {
-    let seconds = d.as_secs();
-    let minutes = seconds / 60;
-    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
-    if seconds < 1 {
-        "Less than a second".into()
-    } else if seconds == 1 {
-        "1 second".into()
-    } else if seconds < 60 {
-        format!("{seconds} seconds")
-    } else if minutes == 1 {
-        "About a minute".into()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".into()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", seconds / 3600 / 24 / 365)
-    }
-}
-
-/// "5 seconds ago", or "N/A" for an unset time.
-pub fn ago(ts: &Option<Timestamp>, now: SystemTime) -> String {
-    match ts {
-        Some(t) => format!("{} ago", human_duration(since(t, now))),
-        None => "N/A".into(),
-    }
 }
 
 /// A size in decimal units with three significant digits, as `docker images`
@@ -216,27 +132,6 @@ pub fn ellipsis(s: &str, max: usize) -> String {
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
-}
-
-/// A container state as a lower-case word ("running").
-pub fn state_word(state: i32) -> &'static str {
-    match ContainerState::try_from(state) {
-        Ok(ContainerState::Created) => "created",
-        Ok(ContainerState::Running) => "running",
-        Ok(ContainerState::Exited) => "exited",
-        Ok(ContainerState::Paused) => "paused",
-        Ok(ContainerState::Restarting) => "restarting",
-        _ => "unknown",
-    }
-}
-
-/// A log stream as a lower-case word ("stdout").
-pub fn stream_word(stream: i32) -> &'static str {
-    match LogStream::try_from(stream) {
-        Ok(LogStream::Stdout) => "stdout",
-        Ok(LogStream::Stderr) => "stderr",
-        _ => "unknown",
-    }
 }
 
 /// An event's object type as a lower-case word ("container").
@@ -383,162 +278,30 @@ pub fn event_line(e: &Event) -> String {
     line
 }
 
-fn labels_json(labels: &HashMap<String, String>) -> Value {
-    // serde_json's map is sorted, so output is stable whatever the hash order.
-    Value::Object(
-        labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
+/// A berth.v1 message as JSON, in the protobuf's JSON mapping (see
+/// [`berth::json`]): every field of the message, lowerCamelCase keys, enums
+/// by name, 64-bit integers as strings, times in RFC 3339.
+pub fn message_json<M: prost::Message + prost::Name>(m: &M) -> crate::error::Result<Value> {
+    Ok(berth::json::to_value(m)?)
 }
 
-/// An exit status as JSON.
-pub fn exit_json(x: &ExitStatus) -> Value {
-    json!({
-        "exit_code": x.exit_code,
-        "signal": x.signal,
-        "oom_killed": x.oom_killed,
-        "finished_at": ts_json(&x.finished_at),
-    })
-}
-
-/// Resource limits as JSON.
-pub fn resources_json(r: &Resources) -> Value {
-    json!({
-        "memory_bytes": r.memory_bytes,
-        "memory_swap_bytes": r.memory_swap_bytes,
-        "nano_cpus": r.nano_cpus,
-        "cpu_shares": r.cpu_shares,
-        "pids_limit": r.pids_limit,
-        "cpuset_cpus": r.cpuset_cpus,
-        "cpuset_mems": r.cpuset_mems,
-    })
-}
-
-/// A container spec as JSON; an unset entrypoint is null, a cleared one [].
-pub fn spec_json(s: &ContainerSpec) -> Value {
-    json!({
-        "image": s.image,
-        "name": s.name,
-        "command": s.command,
-        "entrypoint": s.entrypoint.as_ref().map(|e| e.values.clone()),
-        "env": s.env,
-        "working_dir": s.working_dir,
-        "user": s.user,
-        "hostname": s.hostname,
-        "labels": labels_json(&s.labels),
-        "resources": s.resources.as_ref().map(resources_json),
-        "auto_remove": s.auto_remove,
-        "stop_signal": s.stop_signal,
-        "stop_timeout_seconds": s.stop_timeout_seconds,
-    })
-}
-
-/// A container as JSON.
-pub fn container_json(c: &Container) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "spec": c.spec.as_ref().map(spec_json),
-        "image": c.image,
-        "image_id": c.image_id,
-        "state": state_word(c.state),
-        "pid": c.pid,
-        "created_at": ts_json(&c.created_at),
-        "started_at": ts_json(&c.started_at),
-        "exit": c.exit.as_ref().map(exit_json),
-        "args": c.args,
-        "effective_env": c.effective_env,
-        "cgroup_path": c.cgroup_path,
-        "labels": labels_json(&c.labels),
-        "start_count": c.start_count,
-    })
-}
-
-fn image_config_json(c: &ImageConfig) -> Value {
-    json!({
-        "entrypoint": c.entrypoint,
-        "cmd": c.cmd,
-        "env": c.env,
-        "working_dir": c.working_dir,
-        "user": c.user,
-        "stop_signal": c.stop_signal,
-        "labels": labels_json(&c.labels),
-    })
-}
-
-/// An image as JSON.
-pub fn image_json(i: &Image) -> Value {
-    json!({
-        "id": i.id,
-        "references": i.references,
-        "manifest_digest": i.manifest_digest,
-        "size_bytes": i.size_bytes,
-        "created_at": ts_json(&i.created_at),
-        "imported_at": ts_json(&i.imported_at),
-        "os": i.os,
-        "architecture": i.architecture,
-        "config": i.config.as_ref().map(image_config_json),
-        "layers": i.layers,
-    })
-}
-
-/// An event as JSON.
-pub fn event_json(e: &Event) -> Value {
-    json!({
-        "seq": e.seq,
-        "time": ts_json(&e.time),
-        "type": object_type_word(e.r#type),
-        "action": action_word(e.action),
-        "id": e.id,
-        "name": e.name,
-        "labels": labels_json(&e.labels),
-        "exit": e.exit.as_ref().map(exit_json),
-        "signal": e.signal,
-        "image": e.image,
-        "instance_id": e.instance_id,
-    })
-}
-
-/// A log entry as JSON; the bytes become a string (invalid UTF-8 replaced).
-pub fn log_entry_json(l: &LogEntry) -> Value {
-    json!({
-        "time": ts_json(&l.time),
-        "stream": stream_word(l.stream),
-        "data": String::from_utf8_lossy(&l.data),
-    })
-}
-
-/// Agent facts as JSON.
-pub fn info_json(i: &InfoResponse) -> Value {
-    json!({
-        "version": i.version,
-        "api_version": i.api_version,
-        "hostname": i.hostname,
-        "kernel": i.kernel,
-        "os": i.os,
-        "architecture": i.architecture,
-        "cgroup_version": i.cgroup_version,
-        "cgroup_controllers": i.cgroup_controllers,
-        "cpus": i.cpus,
-        "memory_total_bytes": i.memory_total_bytes,
-        "memory_available_bytes": i.memory_available_bytes,
-        "containers": i.containers,
-        "containers_running": i.containers_running,
-        "containers_created": i.containers_created,
-        "containers_exited": i.containers_exited,
-        "images": i.images,
-        "state_dir": i.state_dir,
-        "started_at": ts_json(&i.started_at),
-        "instance_id": i.instance_id,
-        "cgroup_parent": i.cgroup_parent,
-    })
+/// A log entry as JSON: the message (its `data` base64, as the mapping has
+/// bytes), plus `text`, the same bytes as UTF-8 (invalid sequences
+/// replaced), which is what a script usually wants.
+pub fn log_entry_json(l: &LogEntry) -> crate::error::Result<Value> {
+    let mut v = message_json(l)?;
+    v["text"] = Value::String(String::from_utf8_lossy(&l.data).into_owned());
+    Ok(v)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth::v1::{ContainerSpec, ExitStatus, LogStream};
+    use prost_types::Timestamp;
+    use serde_json::json;
+    use std::collections::HashMap;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn ts(seconds: i64) -> Option<Timestamp> {
         Some(Timestamp { seconds, nanos: 0 })
@@ -570,67 +333,6 @@ mod tests {
             table(&["a", "b"], &[vec!["é…".into(), "1".into()]]),
             "A    B\né…   1\n"
         );
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(
-            rfc3339(&Timestamp {
-                seconds: 0,
-                nanos: 0
-            }),
-            "1970-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            rfc3339(&Timestamp {
-                seconds: 1_714_557_600,
-                nanos: 500_000_000
-            }),
-            "2024-05-01T10:00:00.5Z"
-        );
-        assert_eq!(
-            rfc3339(&Timestamp {
-                seconds: 1_709_164_799,
-                nanos: 1
-            }),
-            "2024-02-28T23:59:59.000000001Z"
-        );
-        assert_eq!(
-            rfc3339(&Timestamp {
-                seconds: -1,
-                nanos: 0
-            }),
-            "1969-12-31T23:59:59Z"
-        );
-        let t = Timestamp {
-            seconds: 1_714_557_600,
-            nanos: 123_000,
-        };
-        assert_eq!(crate::parse::rfc3339(&rfc3339(&t)), Some(t));
-        assert_eq!(rfc3339_fixed(&t), "2024-05-01T10:00:00.000123000Z");
-    }
-
-    #[test]
-    fn durations_in_words() {
-        let s = Duration::from_secs;
-        assert_eq!(
-            human_duration(Duration::from_millis(300)),
-            "Less than a second"
-        );
-        assert_eq!(human_duration(s(1)), "1 second");
-        assert_eq!(human_duration(s(5)), "5 seconds");
-        assert_eq!(human_duration(s(60)), "About a minute");
-        assert_eq!(human_duration(s(150)), "2 minutes");
-        assert_eq!(human_duration(s(3600)), "About an hour");
-        assert_eq!(human_duration(s(3 * 3600)), "3 hours");
-        assert_eq!(human_duration(s(3 * 86_400)), "3 days");
-        assert_eq!(human_duration(s(21 * 86_400)), "3 weeks");
-        assert_eq!(human_duration(s(90 * 86_400)), "3 months");
-        assert_eq!(human_duration(s(3 * 365 * 86_400)), "3 years");
-        let now = UNIX_EPOCH + s(1000);
-        assert_eq!(ago(&ts(995), now), "5 seconds ago");
-        assert_eq!(ago(&ts(2000), now), "Less than a second ago");
-        assert_eq!(ago(&None, now), "N/A");
     }
 
     #[test]
@@ -764,11 +466,12 @@ mod tests {
             "2024-05-01T10:00:00Z 42 container exited aaaaaaaaaaaa \
              (name=web, image=busybox, exitCode=137, signal=9, oom=true, app=web)"
         );
-        let v = event_json(&e);
-        assert_eq!(v["type"], "container");
-        assert_eq!(v["action"], "exited");
+        let v = message_json(&e).expect("renders");
+        assert_eq!(v["type"], "OBJECT_TYPE_CONTAINER");
+        assert_eq!(v["action"], "EVENT_ACTION_EXITED");
         assert_eq!(v["time"], "2024-05-01T10:00:00Z");
-        assert_eq!(v["exit"]["oom_killed"], true);
+        assert_eq!(v["seq"], "42");
+        assert_eq!(v["exit"]["oomKilled"], true);
         assert_eq!(v["labels"]["app"], "web");
         let img = Event {
             seq: 1,
@@ -793,22 +496,26 @@ mod tests {
             entrypoint: Some(berth::v1::StringList { values: vec![] }),
             ..Default::default()
         });
-        let v = container_json(&c);
-        assert_eq!(v["state"], "running");
-        assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
-        assert_eq!(v["started_at"], Value::Null);
-        assert_eq!(v["exit"], Value::Null);
+        let v = message_json(&c).expect("renders");
+        assert_eq!(v["state"], "CONTAINER_STATE_RUNNING");
+        assert_eq!(v["createdAt"], "1970-01-01T00:00:00Z");
+        // Unset messages are left out; every other field is there.
+        assert_eq!(v.get("startedAt"), None);
+        assert_eq!(v.get("exit"), None);
+        assert_eq!(v["restartCount"], 0);
+        assert_eq!(v["stoppedByUser"], false);
         assert_eq!(v["spec"]["image"], "busybox");
-        assert_eq!(v["spec"]["entrypoint"], json!([]));
-        assert_eq!(v["spec"]["stop_timeout_seconds"], Value::Null);
+        // An entrypoint cleared on purpose stays distinct from an unset one.
+        assert_eq!(v["spec"]["entrypoint"], json!({"values": []}));
+        assert_eq!(v["spec"].get("stopTimeoutSeconds"), None);
         let log = LogEntry {
             time: ts(0),
             stream: LogStream::Stderr as i32,
             data: b"hi\n".to_vec(),
         };
         assert_eq!(
-            log_entry_json(&log),
-            json!({"time": "1970-01-01T00:00:00Z", "stream": "stderr", "data": "hi\n"})
+            log_entry_json(&log).expect("renders"),
+            json!({"time": "1970-01-01T00:00:00Z", "stream": "LOG_STREAM_STDERR", "data": "aGkK", "text": "hi\n"})
         );
     }
 }

@@ -1,0 +1,365 @@
+//! The arguments of each command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::parse;
+
+/// What a container runs and with which limits; shared by `run` and `create`.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Name of the container (generated when not given).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Environment variable KEY=value; a bare KEY takes its value from here.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User: name, uid, name:group or uid:gid.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Hostname inside the container.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Label key=value (repeatable).
+    #[arg(short = 'l', long = "label", value_name = "KEY[=VALUE]", value_parser = parse::label)]
+    pub labels: Vec<(String, String)>,
+    /// Replace the image's entrypoint; an empty string clears it.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Memory limit, e.g. 64m (b, k, m, g; 1024-based).
+    #[arg(short = 'm', long, value_parser = parse::size)]
+    pub memory: Option<i64>,
+    /// Memory plus swap limit, or -1 for unlimited swap.
+    #[arg(long, value_parser = parse::swap_size, allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// CPU limit in CPUs, e.g. 0.5.
+    #[arg(long, value_parser = parse::nano_cpus)]
+    pub cpus: Option<i64>,
+    /// Relative CPU weight (2..262144, default 1024).
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// CPUs the container may use ("0-1", "0,2").
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Signal that `stop` sends (name or number).
+    #[arg(long, value_parser = parse::signal)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL.
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u32>,
+    /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
+    #[arg(long, value_name = "POLICY", value_parser = parse::restart_policy)]
+    pub restart: Option<berth::v1::RestartPolicy>,
+    /// The image (reference or id), then the command and its arguments,
+    /// which replace the image's Cmd. Everything after the image belongs to
+    /// the command, flags included, as with `docker run`; hence one list.
+    #[arg(
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        value_name = "IMAGE"
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+impl SpecArgs {
+    /// The image reference or id.
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+
+    /// The command and its arguments; a `--` right after the image only
+    /// separates them from berthctl's flags.
+    pub fn command(&self) -> &[String] {
+        let rest = self.image_and_command.get(1..).unwrap_or_default();
+        match rest.first() {
+            Some(first) if first == "--" => &rest[1..],
+            _ => rest,
+        }
+    }
+}
+
+/// How `run --place` chooses hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Placement {
+    /// Each replica on the host with the smallest share of its memory and
+    /// CPUs already reserved (then fewest running containers).
+    LeastLoaded,
+    /// Replicas on as many different hosts as possible, least loaded first.
+    Spread,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Start in the background and print the container id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Choose hosts among the targeted ones instead of running on every one
+    /// (replicas always run detached).
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub place: Option<Placement>,
+    /// With --place: how many containers to start (--name NAME makes them
+    /// NAME-1, NAME-2, ...).
+    #[arg(long, default_value_t = 1, requires = "place", value_name = "N")]
+    pub replicas: u32,
+    /// What to run.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// What to run.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// Commands that take one or more containers.
+#[derive(Debug, Args)]
+pub struct IdsArgs {
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `update`: only the given limits change.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Memory limit (b, k, m, g).
+    #[arg(short = 'm', long, value_parser = parse::size)]
+    pub memory: Option<i64>,
+    /// Memory plus swap limit, or -1 for unlimited swap.
+    #[arg(long, value_parser = parse::swap_size, allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// Number of CPUs (fractions allowed).
+    #[arg(long, value_parser = parse::nano_cpus)]
+    pub cpus: Option<i64>,
+    /// Relative CPU weight.
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// Maximum number of processes.
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// CPUs the container may use ("0-1", "0,2").
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
+    #[arg(long, value_name = "POLICY", value_parser = parse::restart_policy)]
+    pub restart: Option<berth::v1::RestartPolicy>,
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL (the container's stop timeout if unset).
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        value_name = "SECONDS"
+    )]
+    pub time: Option<u32>,
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send, by name or number.
+    #[arg(short = 's', long, default_value = "SIGKILL", value_parser = parse::signal)]
+    pub signal: String,
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill running containers first.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones. (`--all` alone targets
+    /// all hosts.)
+    #[arg(short = 'a', long = "all-containers")]
+    pub all_containers: bool,
+    /// Filter: label=KEY[=VALUE], name=SUBSTRING, status=created|running|exited.
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Print only container ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show full ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep streaming new output until the container exits.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines ("all" for everything).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Only output since a time: a duration (10m), RFC 3339, or Unix seconds.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Prefix each entry with its time.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Container id, id prefix or name.
+    #[arg(value_name = "CONTAINER")]
+    pub id: String,
+}
+
+/// `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Filter: type=container|image, event=ACTION, container=ID|NAME, label=KEY[=VALUE].
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Replay stored events from this sequence number first.
+    #[arg(long, value_name = "N")]
+    pub since_seq: Option<u64>,
+}
+
+/// `image ...`.
+#[derive(Debug, Subcommand)]
+#[command(defer = true)]
+pub enum ImageCommand {
+    /// Import an OCI layout or `docker save` tar archive ("-" reads stdin).
+    Import(ImportArgs),
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove image references, and images left without any.
+    #[command(visible_alias = "remove")]
+    Rm(ImageRmArgs),
+    /// Show images in detail, as a JSON array.
+    Inspect(ImageIdsArgs),
+}
+
+/// `image import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Archive to import, or "-" for standard input.
+    pub file: String,
+    /// Reference to give the image (e.g. busybox:test).
+    #[arg(short = 'r', long)]
+    pub reference: Option<String>,
+}
+
+/// `image rm`.
+#[derive(Debug, Args)]
+pub struct ImageRmArgs {
+    /// Remove even while containers use the image.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Image references, ids or id prefixes.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Commands that take one or more images.
+#[derive(Debug, Args)]
+pub struct ImageIdsArgs {
+    /// Image references, ids or id prefixes.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// `certs ...`.
+#[derive(Debug, Subcommand)]
+#[command(defer = true)]
+pub enum CertsCommand {
+    /// Create the fleet's CA (ca.pem, ca-key.pem) in the certs directory.
+    Init(CertsInitArgs),
+    /// Issue a server certificate (for berthd --listen) or a client
+    /// certificate (for berthctl), signed by the CA: NAME.pem, NAME-key.pem.
+    Issue(CertsIssueArgs),
+}
+
+/// `certs init`.
+#[derive(Debug, Args)]
+pub struct CertsInitArgs {
+    /// Directory of the CA and certificates (default: ~/.config/berth/certs).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Common name of the CA.
+    #[arg(long, default_value = "berth fleet CA")]
+    pub name: String,
+    /// Validity in days.
+    #[arg(long, default_value_t = 3650)]
+    pub days: u32,
+    /// Replace an existing CA (every certificate it signed stops working).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CertKind {
+    /// An agent's certificate: TLS server authentication.
+    Server,
+    /// berthctl's certificate: TLS client authentication.
+    Client,
+}
+
+/// `certs issue`.
+#[derive(Debug, Args)]
+pub struct CertsIssueArgs {
+    /// server or client.
+    #[arg(value_enum)]
+    pub kind: CertKind,
+    /// Name of the certificate (file names and common name).
+    pub name: String,
+    /// Subject alternative name: a DNS name or an IP address the agent is
+    /// reached at (repeatable; default: NAME).
+    #[arg(long = "san", value_name = "NAME|IP")]
+    pub sans: Vec<String>,
+    /// Directory of the CA and certificates (default: ~/.config/berth/certs).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Validity in days.
+    #[arg(long, default_value_t = 825)]
+    pub days: u32,
+    /// Replace existing files of that name.
+    #[arg(long)]
+    pub force: bool,
+}

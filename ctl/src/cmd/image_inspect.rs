@@ -1,0 +1,32 @@
+//! `image inspect`: images in detail.
+
+use berth::v1::{images_client::ImagesClient, InspectImageRequest};
+
+use super::fan::fan_ids;
+use super::inspect::print_found;
+use crate::cli::ImageIdsArgs;
+use crate::ctx::missing;
+use crate::error::Result;
+use crate::fleet::Fleet;
+use crate::output;
+
+/// `image inspect`: a pretty JSON array (one object per line with `-o
+/// json`), each object with its `host` on many hosts.
+pub async fn inspect(f: &Fleet, args: ImageIdsArgs) -> Result<()> {
+    let outcome = fan_ids(
+        f,
+        &args.images,
+        "image",
+        |ch, image| async move {
+            ImagesClient::new(ch)
+                .inspect(InspectImageRequest { image })
+                .await?
+                .into_inner()
+                .image
+                .ok_or_else(|| missing("image"))
+        },
+        |_| Ok(()),
+    )
+    .await?;
+    print_found(f, outcome, output::message_json)
+}

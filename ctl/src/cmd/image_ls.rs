@@ -1,0 +1,115 @@
+//! `image ls` (`images`): lists images.
+
+use std::time::SystemTime;
+
+use berth::v1::{images_client::ImagesClient, Image, ListImagesRequest};
+
+use super::fan::per_host;
+use crate::error::Result;
+use crate::fleet::{host_table, with_host, Fleet};
+use crate::output::{self, print_json_line};
+
+/// Headers of the `image ls` table.
+pub const IMAGE_HEADERS: [&str; 5] = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
+
+/// The rows of `image ls`: one per reference, like `docker images`, and
+/// one with `<none>` for an image without any.
+pub fn image_rows(images: &[Image], now: SystemTime) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for i in images {
+        let created = output::ago(&i.created_at, now);
+        let row = |repo: String, tag: String| {
+            vec![
+                repo,
+                tag,
+                output::short_image_id(&i.id).to_string(),
+                created.clone(),
+                output::human_size(i.size_bytes),
+            ]
+        };
+        if i.references.is_empty() {
+            rows.push(row("<none>".into(), "<none>".into()));
+        }
+        for r in &i.references {
+            let (repo, tag) = output::repo_tag(r);
+            rows.push(row(repo, tag));
+        }
+    }
+    rows
+}
+
+/// `image ls`: one table (with a HOST column on many hosts), or the images
+/// as JSON lines.
+pub async fn ls(f: &Fleet) -> Result<()> {
+    let results = f
+        .each(|_, ch| async move {
+            Ok(ImagesClient::new(ch)
+                .list(ListImagesRequest {})
+                .await?
+                .into_inner()
+                .images)
+        })
+        .await;
+    let single = f.is_single();
+    per_host(f, results, |ok| {
+        let now = SystemTime::now();
+        if f.json() {
+            for (m, images) in ok {
+                for i in images {
+                    let v = output::message_json(i)?;
+                    print_json_line(&if single { v } else { with_host(&m.name, v) });
+                }
+            }
+        } else if single {
+            let rows: Vec<_> = ok.iter().flat_map(|(_, i)| image_rows(i, now)).collect();
+            print!("{}", output::table(&IMAGE_HEADERS, &rows));
+        } else {
+            let mut rows = Vec::new();
+            for (m, images) in ok {
+                for r in image_rows(images, now) {
+                    rows.push((m.name.clone(), r));
+                }
+            }
+            print!("{}", host_table(&IMAGE_HEADERS, rows));
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn image_table() {
+        let now = UNIX_EPOCH + Duration::from_secs(100_000);
+        let images = vec![
+            Image {
+                id: format!("sha256:{}", "ab".repeat(32)),
+                references: vec![
+                    "docker.io/library/busybox:latest".into(),
+                    "docker.io/library/busybox:1.36".into(),
+                ],
+                size_bytes: 4_261_000,
+                created_at: Some(prost_types::Timestamp {
+                    seconds: 100_000 - 7200,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+            Image {
+                id: format!("sha256:{}", "cd".repeat(32)),
+                size_bytes: 999,
+                ..Default::default()
+            },
+        ];
+        assert_eq!(
+            output::table(&IMAGE_HEADERS, &image_rows(&images, now)),
+            "REPOSITORY   TAG      IMAGE ID       CREATED       SIZE\n\
+             busybox      latest   abababababab   2 hours ago   4.26MB\n\
+             busybox      1.36     abababababab   2 hours ago   4.26MB\n\
+             <none>       <none>   cdcdcdcdcdcd   N/A           999B\n"
+        );
+    }
+}

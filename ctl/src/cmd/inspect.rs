@@ -1,0 +1,52 @@
+//! `inspect`: containers in detail.
+
+use berth::v1::{containers_client::ContainersClient, InspectContainerRequest};
+
+use super::fan::{fan_ids, Outcome};
+use crate::cli::IdsArgs;
+use crate::ctx::missing;
+use crate::error::Result;
+use crate::fleet::{with_host, Fleet};
+use crate::output;
+
+/// `inspect`: the containers found as one pretty JSON array, as `docker
+/// inspect` (one object per line with `-o json`), each object with its
+/// `host` on many hosts; exit status 1 if any was not found.
+pub async fn inspect(f: &Fleet, args: IdsArgs) -> Result<()> {
+    let outcome = fan_ids(
+        f,
+        &args.ids,
+        "container",
+        |ch, id| async move {
+            ContainersClient::new(ch)
+                .inspect(InspectContainerRequest { id })
+                .await?
+                .into_inner()
+                .container
+                .ok_or_else(|| missing("container"))
+        },
+        |_| Ok(()),
+    )
+    .await?;
+    print_found(f, outcome, output::message_json)
+}
+
+/// Prints what an inspect found, after the errors of one agent and before
+/// those of many hosts.
+pub fn print_found<T>(
+    f: &Fleet,
+    outcome: Outcome<T>,
+    json: impl Fn(&T) -> Result<serde_json::Value>,
+) -> Result<()> {
+    let mut list = Vec::with_capacity(outcome.done.len());
+    for d in &outcome.done {
+        let v = json(&d.value)?;
+        list.push(if f.is_single() {
+            v
+        } else {
+            with_host(&d.host, v)
+        });
+    }
+    output::print_inspected(list, f.json());
+    outcome.finish()
+}

@@ -1,0 +1,88 @@
+//! The verbs, one file each. Every verb runs on a [`Fleet`]: a single
+//! agent is a fleet of one and prints exactly as berthctl always printed one
+//! agent's results; many hosts get a HOST column (a `host` field in JSON)
+//! and the fan-out rules of [`fan`].
+
+mod attach;
+mod create;
+mod events;
+mod fan;
+mod image_import;
+mod image_inspect;
+mod image_ls;
+mod image_rm;
+mod info;
+mod inspect;
+mod kill;
+mod login;
+mod logs;
+mod pause;
+mod ps;
+mod pull;
+mod rm;
+mod run;
+mod run_placed;
+mod spec;
+mod start;
+mod stop;
+mod update;
+mod version;
+mod wait;
+
+pub use pull::{LoginArgs, LogoutArgs, PullArgs};
+
+use crate::cli::{Command, ImageCommand};
+use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+
+/// Runs `command` on the targeted hosts.
+pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
+    match command {
+        Command::Run(a) => run::run(f, a).await,
+        Command::Create(a) => create::create(f, a).await,
+        Command::Start(a) => start::start(f, a).await,
+        Command::Stop(a) => stop::stop(f, a).await,
+        Command::Kill(a) => kill::kill(f, a).await,
+        Command::Rm(a) => rm::rm(f, a).await,
+        Command::Wait(a) => wait::wait(f, a).await,
+        Command::Pause(a) => pause::pause(f, a).await,
+        Command::Unpause(a) => pause::unpause(f, a).await,
+        Command::Update(a) => update::update(f, a).await,
+        Command::Inspect(a) => inspect::inspect(f, a).await,
+        Command::Ps(a) => ps::ps(f, a).await,
+        Command::Logs(a) => logs::logs(f, a).await,
+        Command::Events(a) => events::events(f, a).await,
+        Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
+        Command::Image(ImageCommand::Ls) | Command::Images => image_ls::ls(f).await,
+        Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,
+        Command::Image(ImageCommand::Inspect(a)) => image_inspect::inspect(f, a).await,
+        Command::Pull(a) => pull::pull(one_host(f, "pull")?, f.json(), a).await,
+        Command::Login(a) => login::login(one_host(f, "login")?, f.json(), a).await,
+        Command::Logout(a) => login::logout(one_host(f, "logout")?, f.json(), a).await,
+        Command::Info => info::info(f).await,
+        Command::TopHosts => info::hosts(f, true).await,
+        Command::Version => version::version(f).await,
+        // Made locally, before any host is resolved (main.rs).
+        Command::Certs(_) => Ok(()),
+    }
+}
+
+/// The one targeted host of a verb that works on one host at a time.
+fn one_host<'a>(f: &'a Fleet, verb: &str) -> Result<&'a crate::fleet::Member> {
+    if !f.is_single() {
+        return Err(Error::Message(format!(
+            "{verb} works on one host at a time for now: use -H HOST"
+        )));
+    }
+    Ok(f.first()?)
+}
+
+/// Parses a command line (without the program name) for unit tests.
+#[cfg(test)]
+pub fn parse_command(args: &[&str]) -> Command {
+    use clap::Parser;
+    match crate::cli::Cli::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())) {
+        Ok(c) => c.command.0,
+        Err(e) => panic!("{args:?}: {e}"),
+    }
+}

@@ -1,0 +1,32 @@
+//! `rm`: removes containers.
+
+use berth::v1::{containers_client::ContainersClient, RemoveContainerRequest};
+
+use super::fan::{ids_verb, IdsOutput};
+use crate::cli::RmArgs;
+use crate::error::Result;
+use crate::fleet::Fleet;
+use crate::output;
+
+/// `rm`: prints each id as given (the Remove response with `-o json`).
+pub async fn rm(f: &Fleet, args: RmArgs) -> Result<()> {
+    let force = args.force;
+    ids_verb(
+        f,
+        &args.ids,
+        "container",
+        |ch, id| async move {
+            let r = ContainersClient::new(ch)
+                .remove(RemoveContainerRequest { id, force })
+                .await?;
+            Ok(r.into_inner())
+        },
+        IdsOutput {
+            header: "CONTAINER",
+            json: &|d| output::message_json(&d.value),
+            text: &|d| format!("{}\n", d.id),
+        },
+    )
+    .await?
+    .finish()
+}
