@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The code habits CI holds every change to: rustfmt, and clippy with every
+# warning an error, for the workspace and for the monitor (a workspace of
+# its own, built no_std with panic = "abort" by agent/build.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all --check
+(cd monitor && cargo fmt --check)
+cargo clippy --workspace --all-targets -- -D warnings
+# The monitor's dependencies are in the package cache agent/build.rs keeps
+# for it (filled by the clippy run above, which builds berthd's build script).
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+home="$target/x86_64-unknown-linux-gnu/berth-monitor/cargo-home"
+(cd monitor && CARGO_HOME="$home" CARGO_TARGET_DIR="$target/monitor-clippy" \
+    cargo clippy --offline --locked --target x86_64-unknown-linux-gnu -- -D warnings)
