@@ -20,8 +20,6 @@ pub mod pull;
 mod record;
 pub mod reference;
 mod store;
-#[cfg(test)]
-mod tests;
 
 pub use error::ImageError;
 pub use record::{ImageConfig, ImageRecord};

@@ -1,0 +1,170 @@
+//! The credential store: `registry-auth.json`, written by `login`, read by
+//! pulls without per-request credentials, never returned by any RPC.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::locked;
+use crate::image::{reference, ImageError};
+
+/// The registry used when a reference names none (and by `login` without one).
+const DOCKER_HUB: &str = "docker.io";
+
+/// Registry credentials. `Debug` never shows the password.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({:?}, <redacted>)", self.username)
+    }
+}
+
+/// The stored-credentials file.
+#[derive(Default, Serialize, Deserialize)]
+struct AuthFile {
+    /// Registry (host[:port]) -> credentials.
+    registries: HashMap<String, Credentials>,
+}
+
+/// The credentials file, with its read-modify-write serialised.
+pub(super) struct CredentialStore {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+/// The registry (host[:port]) a login names; empty and Docker Hub's aliases
+/// mean Docker Hub.
+pub(super) fn login_registry(registry: &str) -> Result<String, ImageError> {
+    let r = registry
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let r = match r {
+        "" | "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
+        r => r,
+    };
+    // Validate it the way references are validated: as the domain of one.
+    let probe = format!("{r}/x");
+    let norm = reference::normalize(&probe)?;
+    if !norm.starts_with(&format!("{r}/")) {
+        return Err(ImageError::InvalidReference(format!(
+            "{registry:?} is not a registry host[:port]"
+        )));
+    }
+    Ok(r.to_string())
+}
+
+impl CredentialStore {
+    /// The store at `path` (created by the first [`store`](Self::store)).
+    pub(super) fn new(path: PathBuf) -> Self {
+        CredentialStore {
+            path,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Credentials stored for `registry`, if any (and if the file is readable).
+    pub(super) fn get(&self, registry: &str) -> Option<Credentials> {
+        let _g = locked(&self.lock);
+        self.read()
+            .map_err(|e| tracing::warn!("stored registry credentials: {e}"))
+            .ok()?
+            .registries
+            .remove(registry)
+    }
+
+    /// Stores `creds` for `registry`, replacing earlier ones.
+    pub(super) fn store(&self, registry: &str, creds: Credentials) -> Result<(), ImageError> {
+        let _g = locked(&self.lock);
+        let mut file = self.read()?;
+        file.registries.insert(registry.to_string(), creds);
+        self.write(&file)
+    }
+
+    /// Forgets the credentials of `registry`; NotFound if there are none.
+    pub(super) fn remove(&self, registry: &str) -> Result<(), ImageError> {
+        let _g = locked(&self.lock);
+        let mut file = self.read()?;
+        if file.registries.remove(registry).is_none() {
+            return Err(ImageError::NotFound(format!(
+                "no credentials stored for {registry}"
+            )));
+        }
+        self.write(&file)
+    }
+
+    fn read(&self) -> Result<AuthFile, ImageError> {
+        match std::fs::read(&self.path) {
+            Ok(data) => serde_json::from_slice(&data).map_err(|e| {
+                ImageError::io(
+                    format!("parsing {}", self.path.display()),
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AuthFile::default()),
+            Err(e) => Err(ImageError::io(
+                format!("reading {}", self.path.display()),
+                e,
+            )),
+        }
+    }
+
+    /// Replaces the credentials file atomically; created 0600 from the start
+    /// so the secrets are never readable by others, not even briefly.
+    fn write(&self, auth: &AuthFile) -> Result<(), ImageError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let ctx = |what: &str| format!("{what} {}", self.path.display());
+        let data = serde_json::to_vec_pretty(auth)
+            .map_err(|e| ImageError::io(ctx("serialising"), e.into()))?;
+        let tmp = self.path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| ImageError::io(ctx("creating"), e))?;
+        f.write_all(&data)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| ImageError::io(ctx("writing"), e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| ImageError::io(ctx("replacing"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_registry_names() {
+        assert_eq!(login_registry("").unwrap(), "docker.io");
+        assert_eq!(login_registry("index.docker.io").unwrap(), "docker.io");
+        assert_eq!(
+            login_registry("https://reg.example.com:5000/").unwrap(),
+            "reg.example.com:5000"
+        );
+        assert_eq!(login_registry("127.0.0.1:5000").unwrap(), "127.0.0.1:5000");
+        assert!(login_registry("bad host").is_err());
+        assert!(login_registry("foo").is_err());
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let c = Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
