@@ -358,6 +358,18 @@ async fn basic_auth_refuses_without_credentials_and_works_with_them() {
     };
     let o = login("wrong");
     assert!(!o.status.success(), "login with a wrong password succeeded");
+    let err = agent
+        .images()
+        .login(pb::LoginRequest {
+            registry: reg.addr(),
+            credentials: Some(pb::RegistryCredentials {
+                username: "alice".into(),
+                password: "wrong".into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
     let o = login("s3cret-pw");
     assert!(
         o.status.success(),
@@ -387,6 +399,46 @@ async fn basic_auth_refuses_without_credentials_and_works_with_them() {
     assert!(!std::fs::read_to_string(&auth_file)
         .unwrap()
         .contains("s3cret-pw"));
+}
+
+/// Each way a registry can fail has its own code, so clients need not
+/// parse messages.
+#[tokio::test]
+async fn registry_failures_have_their_codes() {
+    let reg = Registry::start();
+    let agent = Agent::start().await;
+    let mut layout = Layout::new();
+    let (desc, _) = layout.image(
+        host_arch(),
+        &["sh"],
+        vec![TestLayer {
+            entries: busybox_layer(),
+            gzip: true,
+        }],
+    );
+    layout.tag("t", desc);
+    reg.push(&layout.dir, "t", "app/known:1", &[]);
+    let a = reg.addr();
+
+    // An unknown tag of a known repository, and an unknown repository.
+    for r in [format!("{a}/app/known:nope"), format!("{a}/app/unknown:1")] {
+        let err = pull(&agent, &r, None).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{r}: {err:?}");
+    }
+    // Nothing listening: a loopback port that was just free.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = pull(&agent, &format!("127.0.0.1:{port}/app/known:1"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    // The registry works: the failures above were the references'.
+    pull(&agent, &format!("{a}/app/known:1"), None)
+        .await
+        .expect("pull of the known tag");
 }
 
 #[tokio::test]

@@ -21,6 +21,6 @@ mod record;
 pub mod reference;
 mod store;
 
-pub use error::ImageError;
+pub use error::{ErrorKind, ImageError};
 pub use record::{ImageConfig, ImageRecord};
 pub use store::ImageStore;

@@ -8,9 +8,10 @@ use berth::v1::images_server::Images;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::image_to_proto;
+use super::image_status::image_status;
 use crate::container::Manager;
 use crate::error::Error;
 use crate::events::EventBus;
@@ -83,7 +84,7 @@ impl Pulling {
         }
         let (tx, _rx) = watch::channel(PullProgress::default());
         self.pull(image, None, &tx).await.map(drop).map_err(|e| {
-            let s = pull_status(e);
+            let s = image_status(e);
             Status::new(
                 s.code(),
                 format!(
@@ -93,20 +94,6 @@ impl Pulling {
             )
         })
     }
-}
-
-/// Maps image errors to statuses, including the registry ones that the
-/// agent-wide [`Error`] has no codes for.
-pub(crate) fn pull_status(e: ImageError) -> Status {
-    let code = match &e {
-        ImageError::Unauthorized(_) => Code::Unauthenticated,
-        ImageError::Unavailable(_) => Code::Unavailable,
-        ImageError::Registry(_) => Code::Unknown,
-        ImageError::Corrupt(_) => Code::DataLoss,
-        ImageError::Unsupported(_) => Code::Unimplemented,
-        _ => return Error::from(e).into(),
-    };
-    Status::new(code, e.to_string())
 }
 
 /// Progress snapshot to API message.
@@ -254,7 +241,7 @@ impl Images for ImagesService {
         let images = tokio::task::spawn_blocking(move || store.import(&path, reference.as_deref()))
             .await
             .map_err(|e| Error::internal("import task", e))?
-            .map_err(Error::from)?;
+            .map_err(image_status)?;
         for img in &images {
             self.publish(
                 pb::EventAction::Imported,
@@ -283,7 +270,7 @@ impl Images for ImagesService {
         let img = self
             .store
             .resolve(&req.into_inner().image)
-            .map_err(Error::from)?;
+            .map_err(image_status)?;
         Ok(Response::new(pb::InspectImageResponse {
             image: Some(self.to_proto(&img)),
         }))
@@ -294,7 +281,7 @@ impl Images for ImagesService {
         req: Request<pb::RemoveImageRequest>,
     ) -> Result<Response<pb::RemoveImageResponse>, Status> {
         let req = req.into_inner();
-        let img = self.store.resolve(&req.image).map_err(Error::from)?;
+        let img = self.store.resolve(&req.image).map_err(image_status)?;
         let users: Vec<String> = self
             .mgr
             .list()
@@ -314,7 +301,7 @@ impl Images for ImagesService {
             ))
             .into());
         }
-        let (untagged, deleted) = self.store.remove(&req.image).map_err(Error::from)?;
+        let (untagged, deleted) = self.store.remove(&req.image).map_err(image_status)?;
         if let Some(id) = &deleted {
             if let Err(e) = self.store.gc(&self.mgr.layers_in_use()) {
                 tracing::warn!("image gc: {e}");
@@ -339,7 +326,7 @@ impl Images for ImagesService {
     ) -> Result<Response<Self::PullStream>, Status> {
         let req = req.into_inner();
         // Refuse a bad reference before starting a stream.
-        crate::image::reference::normalize(&req.reference).map_err(pull_status)?;
+        crate::image::reference::normalize(&req.reference).map_err(image_status)?;
         let creds = creds_from_proto(req.credentials);
         let (tx, mut rx) = watch::channel(PullProgress::default());
         let (out_tx, out_rx) = tokio::sync::mpsc::channel(16);
@@ -367,7 +354,7 @@ impl Images for ImagesService {
                     msg.image = Some(img);
                     Ok(msg)
                 }
-                Ok(Err(e)) => Err(pull_status(e)),
+                Ok(Err(e)) => Err(image_status(e)),
                 Err(e) => Err(Status::internal(format!("pull task: {e}"))),
             };
             let _ = out_tx.send(last).await;
@@ -390,7 +377,7 @@ impl Images for ImagesService {
             .puller
             .login(&req.registry, creds)
             .await
-            .map_err(pull_status)?;
+            .map_err(image_status)?;
         tracing::info!(%registry, %username, "registry credentials stored");
         Ok(Response::new(pb::LoginResponse { registry, username }))
     }
@@ -403,7 +390,7 @@ impl Images for ImagesService {
             .pulling
             .puller
             .logout(&req.into_inner().registry)
-            .map_err(pull_status)?;
+            .map_err(image_status)?;
         Ok(Response::new(pb::LogoutResponse { registry }))
     }
 }

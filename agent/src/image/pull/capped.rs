@@ -5,6 +5,7 @@
 pub(super) struct Capped {
     buf: Vec<u8>,
     max: u64,
+    overflowed: bool,
 }
 
 impl Capped {
@@ -12,7 +13,13 @@ impl Capped {
         Capped {
             buf: Vec::new(),
             max,
+            overflowed: false,
         }
+    }
+
+    /// True once a write was refused for going past the cap.
+    pub(super) fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     pub(super) fn into_inner(self) -> Vec<u8> {
@@ -28,6 +35,7 @@ impl tokio::io::AsyncWrite for Capped {
     ) -> std::task::Poll<std::io::Result<usize>> {
         if (self.buf.len() + data.len()) as u64 > self.max {
             let max = self.max;
+            self.overflowed = true;
             return std::task::Poll::Ready(Err(std::io::Error::other(format!(
                 "more than {max} bytes of metadata"
             ))));
@@ -60,7 +68,9 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         let mut c = Capped::new(10);
         c.write_all(b"0123456789").await.unwrap();
+        assert!(!c.overflowed());
         assert!(c.write_all(b"x").await.is_err(), "an 11th byte");
+        assert!(c.overflowed());
         assert_eq!(c.into_inner(), b"0123456789");
     }
 }

@@ -31,7 +31,8 @@ impl Puller {
         tx: &watch::Sender<Job>,
     ) -> Result<PathBuf, ImageError> {
         let digest = &layer.digest;
-        let hex = sha256_hex(digest, "layer").map_err(|e| ImageError::Registry(e.to_string()))?;
+        let hex =
+            sha256_hex(digest, "layer").map_err(|e| ImageError::bad_response("the manifest", e))?;
         let path = self.store.downloads_dir().join(format!("{hex}.partial"));
         let total = layer.total;
         let p = path.clone();
@@ -109,12 +110,15 @@ impl Puller {
             // A stream error after the last byte is oci-client's own digest
             // check failing: ours below reports it precisely.
             if have < total {
-                return Err(ImageError::Unavailable(match broke {
-                    Some(e) => {
-                        format!("{what}: transfer broke off after {have} of {total} bytes: {e}")
-                    }
-                    None => format!("{what}: transfer ended after {have} of {total} bytes"),
-                }));
+                let how = if broke.is_some() {
+                    "broke off"
+                } else {
+                    "ended"
+                };
+                return Err(ImageError::Unavailable {
+                    context: format!("{what}: transfer {how} after {have} of {total} bytes"),
+                    source: broke,
+                });
             }
         }
         tx.send_modify(|j| {

@@ -1,44 +1,33 @@
-//! How registry client (oci-client) errors become [`ImageError`]s.
+//! How registry client (oci-client) errors become [`ImageError`]s: which
+//! [`ErrorKind`] each is.
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 
-use crate::image::ImageError;
+use crate::image::{ErrorKind, ImageError};
 
-/// Rebuilds an error for another waiter of a shared job (io::Error is not Clone).
-pub(super) fn dup(e: &ImageError) -> ImageError {
-    match e {
-        ImageError::NotFound(m) => ImageError::NotFound(m.clone()),
-        ImageError::Ambiguous(m) => ImageError::Ambiguous(m.clone()),
-        ImageError::InvalidReference(m) => ImageError::InvalidReference(m.clone()),
-        ImageError::InvalidArchive(m) => ImageError::InvalidArchive(m.clone()),
-        ImageError::Unauthorized(m) => ImageError::Unauthorized(m.clone()),
-        ImageError::Unavailable(m) => ImageError::Unavailable(m.clone()),
-        ImageError::Registry(m) => ImageError::Registry(m.clone()),
-        ImageError::Corrupt(m) => ImageError::Corrupt(m.clone()),
-        ImageError::Unsupported(m) => ImageError::Unsupported(m.clone()),
-        ImageError::NoSpace(m) => ImageError::NoSpace(m.clone()),
-        ImageError::Io { context, source } => ImageError::io(
-            context.clone(),
-            std::io::Error::new(source.kind(), source.to_string()),
-        ),
+/// Wraps a registry client error, naming what we were doing.
+pub(super) fn oci_err(what: &str, e: OciDistributionError) -> ImageError {
+    ImageError::Registry {
+        context: what.to_string(),
+        kind: classify(&e),
+        source: Box::new(e),
     }
 }
 
-/// Maps a registry client error to ours, naming what we were doing.
-pub(super) fn oci_err(what: &str, e: OciDistributionError) -> ImageError {
-    let msg = format!("{what}: {e}");
-    match &e {
+/// The kind of a registry client error.
+fn classify(e: &OciDistributionError) -> ErrorKind {
+    match e {
+        // A 401, or a token server refusing the credentials.
         OciDistributionError::AuthenticationFailure(_)
-        | OciDistributionError::UnauthorizedError { .. } => ImageError::Unauthorized(msg),
-        OciDistributionError::ImageManifestNotFoundError(_) => ImageError::NotFound(msg),
+        | OciDistributionError::UnauthorizedError { .. } => ErrorKind::Unauthenticated,
+        OciDistributionError::ImageManifestNotFoundError(_) => ErrorKind::NotFound,
         OciDistributionError::RegistryError { envelope, .. } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|x| &x.code).collect();
-            if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-            {
-                ImageError::Unauthorized(msg)
-            } else if codes.iter().any(|c| {
+            let has = |f: fn(&OciErrorCode) -> bool| envelope.errors.iter().any(|x| f(&x.code));
+            if has(|c| matches!(c, OciErrorCode::Unauthorized)) {
+                ErrorKind::Unauthenticated
+            } else if has(|c| matches!(c, OciErrorCode::Denied)) {
+                ErrorKind::PermissionDenied
+            } else if has(|c| {
                 matches!(
                     c,
                     OciErrorCode::ManifestUnknown
@@ -46,21 +35,73 @@ pub(super) fn oci_err(what: &str, e: OciDistributionError) -> ImageError {
                         | OciErrorCode::BlobUnknown
                 )
             }) {
-                ImageError::NotFound(msg)
+                ErrorKind::NotFound
+            } else if has(|c| matches!(c, OciErrorCode::Toomanyrequests)) {
+                ErrorKind::Unavailable
             } else {
-                ImageError::Registry(msg)
+                ErrorKind::BadResponse
             }
         }
         OciDistributionError::ServerError { code, .. } => match code {
-            401 | 403 => ImageError::Unauthorized(msg),
-            404 => ImageError::NotFound(msg),
-            500..=599 => ImageError::Unavailable(msg),
-            _ => ImageError::Registry(msg),
+            401 => ErrorKind::Unauthenticated,
+            403 => ErrorKind::PermissionDenied,
+            404 => ErrorKind::NotFound,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::BadResponse,
         },
         OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
-            ImageError::Unavailable(msg)
+            ErrorKind::Unavailable
         }
-        OciDistributionError::DigestError(_) => ImageError::Corrupt(msg),
-        _ => ImageError::Registry(msg),
+        OciDistributionError::DigestError(_) => ErrorKind::Corrupt,
+        OciDistributionError::UnsupportedMediaTypeError(_)
+        | OciDistributionError::IncompatibleLayerMediaTypeError(_)
+        | OciDistributionError::UnsupportedSchemaVersionError(_) => ErrorKind::Unsupported,
+        _ => ErrorKind::BadResponse,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_failures_get_their_kinds() {
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "http://r/v2/x".into(),
+            message: String::new(),
+        };
+        for (e, kind) in [
+            (server(401), ErrorKind::Unauthenticated),
+            (server(403), ErrorKind::PermissionDenied),
+            (server(404), ErrorKind::NotFound),
+            (server(503), ErrorKind::Unavailable),
+            (server(418), ErrorKind::BadResponse),
+            (
+                OciDistributionError::UnauthorizedError { url: "u".into() },
+                ErrorKind::Unauthenticated,
+            ),
+            (
+                OciDistributionError::AuthenticationFailure("no".into()),
+                ErrorKind::Unauthenticated,
+            ),
+            (
+                OciDistributionError::ImageManifestNotFoundError("t".into()),
+                ErrorKind::NotFound,
+            ),
+            (
+                OciDistributionError::UnsupportedMediaTypeError("x".into()),
+                ErrorKind::Unsupported,
+            ),
+            (
+                OciDistributionError::IoError(std::io::Error::other("reset")),
+                ErrorKind::Unavailable,
+            ),
+        ] {
+            let what = e.to_string();
+            let err = oci_err("fetching", e);
+            assert_eq!(err.kind(), kind, "{what}");
+            assert!(std::error::Error::source(&err).is_some());
+        }
     }
 }

@@ -8,12 +8,12 @@ use oci_client::{Client, Reference};
 use tokio::sync::watch;
 
 use super::capped::Capped;
-use super::errors::{dup, oci_err};
+use super::errors::oci_err;
 use super::{locked, LayerProgress, LayerState, Puller};
 use crate::image::archive::MAX_JSON_BYTES;
 use crate::image::digest::sha256_of;
 use crate::image::store::remove_any;
-use crate::image::ImageError;
+use crate::image::{ErrorKind, ImageError};
 
 /// State of one shared layer job, watched by every pull that needs the layer.
 #[derive(Clone, Default)]
@@ -52,12 +52,17 @@ impl Puller {
                     async move {
                         // Whatever the manifest said, a registry may send more.
                         let mut data = Capped::new(MAX_JSON_BYTES);
-                        client
-                            .pull_blob(&repo, digest.as_str(), &mut data)
-                            .await
-                            .map_err(|e| {
-                                Arc::new(oci_err(&format!("fetching config {digest}"), e))
-                            })?;
+                        let fetched = client.pull_blob(&repo, digest.as_str(), &mut data).await;
+                        if data.overflowed() {
+                            // More than the manifest said (it is checked
+                            // against the cap before): not this content.
+                            return Err(Arc::new(ImageError::Corrupt(format!(
+                                "config {digest}: the registry sent more than {MAX_JSON_BYTES} bytes"
+                            ))));
+                        }
+                        fetched.map_err(|e| {
+                            Arc::new(oci_err(&format!("fetching config {digest}"), e))
+                        })?;
                         let data = data.into_inner();
                         // pull_blob verifies too; this keeps the guarantee ours.
                         if sha256_of(&data) != digest {
@@ -75,7 +80,7 @@ impl Puller {
         };
         let result = fut.await;
         locked(&self.configs).remove(digest);
-        result.map_err(|e| dup(&e))
+        result.map_err(ImageError::Shared)
     }
 
     /// The job fetching and unpacking one layer: joins the running one for
@@ -141,7 +146,7 @@ impl Puller {
             .map_err(|e| ImageError::io("unpack task", std::io::Error::other(e)))?;
         // Installed or refused, the blob has served its purpose. On a local
         // failure (disk full...) it is kept so a retry need not download it.
-        if !matches!(result, Err(ImageError::Io { .. })) {
+        if !matches!(&result, Err(e) if e.kind() == ErrorKind::Internal) {
             let _ = remove_any(&path);
         }
         result.map(drop)

@@ -1,13 +1,12 @@
 //! `login`: checks credentials against a registry before storing them.
 
-use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
 
 use super::credentials::{login_registry, Credentials};
 use super::errors::oci_err;
 use super::Puller;
-use crate::image::ImageError;
+use crate::image::{ErrorKind, ImageError};
 
 impl Puller {
     /// Checks `creds` against `registry` and stores them. Returns the
@@ -36,25 +35,16 @@ impl Puller {
             // Basic auth (or none): oci-client does not send the credentials
             // during auth(), so make one authenticated request. Only a 401
             // means "refused"; registries without a catalog answer otherwise.
-            match client.catalog(&probe, &auth, Some(1), None).await {
-                Ok(_) => {}
-                Err(e @ OciDistributionError::UnauthorizedError { .. })
-                | Err(e @ OciDistributionError::AuthenticationFailure(_)) => {
-                    return Err(oci_err(&format!("logging in to {registry}"), e))
+            if let Err(e) = client.catalog(&probe, &auth, Some(1), None).await {
+                let e = oci_err(&format!("logging in to {registry}"), e);
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Unauthenticated
+                        | ErrorKind::PermissionDenied
+                        | ErrorKind::Unavailable
+                ) {
+                    return Err(e);
                 }
-                Err(e) => match oci_err("", e) {
-                    ImageError::Unauthorized(m) => {
-                        return Err(ImageError::Unauthorized(format!(
-                            "logging in to {registry}{m}"
-                        )))
-                    }
-                    ImageError::Unavailable(m) => {
-                        return Err(ImageError::Unavailable(format!(
-                            "logging in to {registry}{m}"
-                        )))
-                    }
-                    _ => {}
-                },
             }
         }
         self.credentials.store(&registry, creds)?;

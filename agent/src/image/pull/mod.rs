@@ -36,14 +36,14 @@ use tokio::sync::{watch, Semaphore};
 
 use self::client::Clients;
 use self::credentials::CredentialStore;
-use self::errors::{dup, oci_err};
+use self::errors::oci_err;
 use self::jobs::{watch_next, Job, SmallFetch};
 use self::resolve::{resolve, Resolved};
 use super::archive::MAX_JSON_BYTES;
 use super::digest::sha256_hex;
 use super::layout::PlannedLayer;
 use super::reference;
-use super::{ImageError, ImageStore};
+use super::{ErrorKind, ImageError, ImageStore};
 
 pub use self::credentials::Credentials;
 pub use self::progress::{LayerProgress, LayerState, PullProgress, Pulled};
@@ -137,7 +137,7 @@ impl Puller {
         {
             // Unpinned first, or discarding would keep them for ourselves.
             drop(pins);
-            if matches!(e, ImageError::Corrupt(_)) {
+            if e.kind() == ErrorKind::Corrupt {
                 // Corrupt content poisons the image: keep nothing of it.
                 self.store.discard_layers(&installed);
             }
@@ -194,7 +194,8 @@ impl Puller {
     ) -> Result<Config, ImageError> {
         let desc = resolved.manifest.config();
         let digest = desc.digest().to_string();
-        sha256_hex(&digest, "config").map_err(|e| ImageError::Registry(e.to_string()))?;
+        sha256_hex(&digest, "config")
+            .map_err(|e| ImageError::bad_response(format!("manifest {}", resolved.digest), e))?;
         if desc.size() > MAX_JSON_BYTES {
             return Err(ImageError::Unsupported(format!(
                 "config {digest} is {} bytes; metadata larger than {MAX_JSON_BYTES} bytes is not supported",
@@ -203,7 +204,7 @@ impl Puller {
         }
         let bytes = self.fetch_config(client, repo, &digest).await?;
         let config = super::layout::parse_config(&bytes, &digest)
-            .map_err(|e| ImageError::Registry(e.to_string()))?;
+            .map_err(|e| ImageError::bad_response(format!("config {digest}"), e))?;
         let diff_ids = config.rootfs().diff_ids().clone();
         Ok(Config {
             digest,
@@ -254,7 +255,7 @@ impl Puller {
                 }
                 Some(Err(e)) => {
                     if first_err.is_none() {
-                        first_err = Some(dup(e));
+                        first_err = Some(ImageError::Shared(e.clone()));
                     }
                 }
                 None => pending.push(watch_next(i, rx, false)),
@@ -307,7 +308,7 @@ impl Puller {
 fn plan_layers(resolved: &Resolved, config: &Config) -> Result<Vec<Layer>, ImageError> {
     let descs = resolved.manifest.layers();
     if config.diff_ids.len() != descs.len() {
-        return Err(ImageError::Registry(format!(
+        return Err(ImageError::bad_response_msg(format!(
             "manifest {} lists {} layers but its config has {} diff_ids",
             resolved.digest,
             descs.len(),
@@ -324,7 +325,8 @@ fn plan_layers(resolved: &Resolved, config: &Config) -> Result<Vec<Layer>, Image
             )));
         }
         let digest = d.digest().to_string();
-        sha256_hex(&digest, "layer").map_err(|e| ImageError::Registry(e.to_string()))?;
+        sha256_hex(&digest, "layer")
+            .map_err(|e| ImageError::bad_response(format!("manifest {}", resolved.digest), e))?;
         layers.push((
             LayerProgress {
                 digest,

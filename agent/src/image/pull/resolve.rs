@@ -55,7 +55,7 @@ pub(super) async fn resolve(
             }
         }
         let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ImageError::Registry(format!("manifest {digest}: bad JSON: {e}")))?;
+            .map_err(|e| ImageError::bad_response(format!("manifest {digest}: bad JSON"), e))?;
         if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1) {
             return Err(ImageError::Unsupported(format!(
                 "{}: Docker schema 1 manifests are not supported",
@@ -68,7 +68,7 @@ pub(super) async fn resolve(
             || (media.is_empty() && v.get("manifests").is_some());
         if is_index {
             let index: ImageIndex = serde_json::from_slice(&bytes)
-                .map_err(|e| ImageError::Registry(format!("index {digest}: {e}")))?;
+                .map_err(|e| ImageError::bad_response(format!("index {digest}"), e))?;
             let child = pick_platform(&index).ok_or_else(|| {
                 let found: Vec<String> = index
                     .manifests()
@@ -96,7 +96,7 @@ pub(super) async fn resolve(
             )));
         }
         let manifest: ImageManifest = serde_json::from_slice(&bytes)
-            .map_err(|e| ImageError::Registry(format!("manifest {digest}: {e}")))?;
+            .map_err(|e| ImageError::bad_response(format!("manifest {digest}"), e))?;
         return Ok(Resolved {
             digest,
             bytes,
@@ -104,7 +104,7 @@ pub(super) async fn resolve(
             index_digest,
         });
     }
-    Err(ImageError::Registry(format!(
+    Err(ImageError::bad_response_msg(format!(
         "{}: image indexes nested deeper than {MAX_INDEX_DEPTH} levels",
         r.whole()
     )))
