@@ -690,6 +690,26 @@ async fn run_pulls_a_missing_image() {
         .expect("the image was stored")
         .into_inner();
     assert!(img.image.is_some());
+
+    // A pull that fails says so, with the pull's own code.
+    let missing = format!("{}/auto:nope", reg.addr());
+    let err = agent
+        .containers()
+        .run(pb::RunContainerRequest {
+            spec: Some(pb::ContainerSpec {
+                image: missing.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert!(
+        err.message()
+            .contains(&format!("image {missing} is not stored and pulling it failed")),
+        "{}",
+        err.message()
+    );
 }
 
 /// Replaces the agent's berthd with one started with `extra` flags (on the

@@ -114,6 +114,16 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// A missing image could not be pulled for a container (auto-pull);
+    /// of the kind of the pull's error.
+    #[error("image {image} is not stored and pulling it failed: {source}")]
+    AutoPull {
+        /// The image the container named.
+        image: String,
+        /// Why the pull failed.
+        #[source]
+        source: Box<ImageError>,
+    },
     /// The outcome of work shared by several pulls (a layer or config
     /// download), as each of them gets it.
     #[error(transparent)]
@@ -157,6 +167,7 @@ impl ImageError {
             ImageError::Unsupported(_) => ErrorKind::Unsupported,
             ImageError::NoSpace(_) => ErrorKind::NoSpace,
             ImageError::Io { .. } => ErrorKind::Internal,
+            ImageError::AutoPull { source, .. } => source.kind(),
             ImageError::Shared(e) => e.kind(),
         }
     }

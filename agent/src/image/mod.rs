@@ -1,5 +1,6 @@
 //! The image store: imports OCI image layouts and `docker save` archives,
-//! pulls them from registries ([`pull`]), verifies every blob, unpacks each layer once (in overlayfs form, refusing
+//! pulls them from registries ([`pull`]; [`service`] adds the `pulled` event and the
+//! auto-pull policy), verifies every blob, unpacks each layer once (in overlayfs form, refusing
 //! anything that would write outside the layer) and keeps an index of images.
 //!
 //! On-disk layout under the store root:
@@ -19,6 +20,7 @@ mod layout;
 pub mod pull;
 mod record;
 pub mod reference;
+pub mod service;
 mod store;
 
 pub use error::{ErrorKind, ImageError};

@@ -15,8 +15,11 @@ use super::image_status::image_status;
 use crate::container::Manager;
 use crate::error::Error;
 use crate::events::EventBus;
-use crate::image::pull::{Credentials, LayerState, PullProgress, Pulled, Puller};
-use crate::image::{ImageError, ImageRecord, ImageStore};
+use crate::image::pull::{Credentials, LayerState, PullProgress};
+use crate::image::{ImageRecord, ImageStore};
+
+/// Re-exported for the services that take it.
+pub use crate::image::service::Pulling;
 
 /// Serves `berth.v1.Images`.
 pub struct ImagesService {
@@ -25,75 +28,6 @@ pub struct ImagesService {
     bus: Arc<EventBus>,
     tmp: std::path::PathBuf,
     pulling: Arc<Pulling>,
-}
-
-/// Pulls images and announces them: shared by Images.Pull and by
-/// Containers.Create/Run when they pull a missing image.
-pub struct Pulling {
-    puller: Arc<Puller>,
-    store: Arc<ImageStore>,
-    bus: Arc<EventBus>,
-    auto_pull: bool,
-}
-
-impl Pulling {
-    /// `auto_pull`: whether [`ensure`](Self::ensure) pulls missing images.
-    pub fn new(
-        puller: Arc<Puller>,
-        store: Arc<ImageStore>,
-        bus: Arc<EventBus>,
-        auto_pull: bool,
-    ) -> Arc<Self> {
-        Arc::new(Pulling {
-            puller,
-            store,
-            bus,
-            auto_pull,
-        })
-    }
-
-    /// Pulls and publishes the `pulled` event.
-    async fn pull(
-        &self,
-        reference: &str,
-        creds: Option<Credentials>,
-        progress: &watch::Sender<PullProgress>,
-    ) -> Result<Pulled, ImageError> {
-        let pulled = self.puller.pull(reference, creds, progress).await?;
-        tracing::info!(reference = %pulled.reference, digest = %pulled.canonical, "image pulled");
-        self.bus.publish(pb::Event {
-            r#type: pb::ObjectType::Image as i32,
-            action: pb::EventAction::Pulled as i32,
-            id: pulled.image.id.clone(),
-            name: pulled.reference.clone(),
-            image: pulled.canonical.clone(),
-            ..Default::default()
-        });
-        Ok(pulled)
-    }
-
-    /// Makes sure `image` is stored: when it is not, and berthd runs with
-    /// `--auto-pull`, and it is a reference (not an id), pulls it with the
-    /// stored credentials. Other lookup errors are left for the caller.
-    pub async fn ensure(&self, image: &str) -> Result<(), Status> {
-        if !self.auto_pull || !matches!(self.store.resolve(image), Err(ImageError::NotFound(_))) {
-            return Ok(());
-        }
-        if image.starts_with("sha256:") || crate::image::reference::normalize(image).is_err() {
-            return Ok(());
-        }
-        let (tx, _rx) = watch::channel(PullProgress::default());
-        self.pull(image, None, &tx).await.map(drop).map_err(|e| {
-            let s = image_status(e);
-            Status::new(
-                s.code(),
-                format!(
-                    "image {image} is not stored and pulling it failed: {}",
-                    s.message()
-                ),
-            )
-        })
-    }
 }
 
 /// Progress snapshot to API message.
@@ -374,7 +308,7 @@ impl Images for ImagesService {
         let username = creds.username.clone();
         let registry = self
             .pulling
-            .puller
+            .puller()
             .login(&req.registry, creds)
             .await
             .map_err(image_status)?;
@@ -388,7 +322,7 @@ impl Images for ImagesService {
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         let registry = self
             .pulling
-            .puller
+            .puller()
             .logout(&req.into_inner().registry)
             .map_err(image_status)?;
         Ok(Response::new(pb::LogoutResponse { registry }))
