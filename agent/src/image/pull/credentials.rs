@@ -2,13 +2,13 @@
 //! pulls without per-request credentials, never returned by any RPC.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use super::locked;
+use crate::fsutil::{write_atomic, WriteOptions};
 use crate::image::{reference, ImageError};
 
 /// The registry used when a reference names none (and by `login` without one).
@@ -123,22 +123,11 @@ impl CredentialStore {
     /// Replaces the credentials file atomically; created 0600 from the start
     /// so the secrets are never readable by others, not even briefly.
     fn write(&self, auth: &AuthFile) -> Result<(), ImageError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let ctx = |what: &str| format!("{what} {}", self.path.display());
-        let data = serde_json::to_vec_pretty(auth)
-            .map_err(|e| ImageError::io(ctx("serialising"), e.into()))?;
-        let tmp = self.path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| ImageError::io(ctx("creating"), e))?;
-        f.write_all(&data)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| ImageError::io(ctx("writing"), e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| ImageError::io(ctx("replacing"), e))
+        let data = serde_json::to_vec_pretty(auth).map_err(|e| {
+            ImageError::io(format!("serialising {}", self.path.display()), e.into())
+        })?;
+        write_atomic(&self.path, &data, WriteOptions::synced().with_mode(0o600))
+            .map_err(|e| ImageError::io(format!("replacing {}", self.path.display()), e))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -138,12 +138,4 @@ pub(super) fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> 
         }
     }
     Ok(n)
-}
-
-/// Writes `data` to a new file and fsyncs it.
-pub(super) fn write_synced(path: &Path, data: &[u8]) -> Result<(), ImageError> {
-    let mut f = File::create(path).ctx(|| format!("creating {}", path.display()))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .ctx(|| format!("writing {}", path.display()))
 }

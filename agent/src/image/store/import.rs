@@ -8,10 +8,10 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::fsops::{
-    disk_usage, ensure_dir, now_nanos, read_up_to, rename_noreplace, sync_dir, write_synced,
-    StagingDir,
+    disk_usage, ensure_dir, now_nanos, read_up_to, rename_noreplace, sync_dir, StagingDir,
 };
 use super::{hex_of, remove_any, ImageStore, Pins, State};
+use crate::fsutil::{write_atomic, WriteOptions};
 use crate::image::archive::OuterArchive;
 use crate::image::digest::{sha256_hex, HashingReader};
 use crate::image::error::IoContext;
@@ -110,7 +110,9 @@ impl ImageStore {
             ] {
                 let hex = sha256_hex(digest, "blob")?.to_string();
                 if !blobs.contains(&hex) {
-                    write_synced(&blob_stage.join(&hex), data)?;
+                    let path = blob_stage.join(&hex);
+                    write_atomic(&path, data, WriteOptions::synced())
+                        .ctx(|| format!("writing {}", path.display()))?;
                     blobs.push(hex);
                 }
             }

@@ -17,10 +17,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use self::fsops::{disk_usage, ensure_dir, sync_dir, write_synced, StagingDir};
+use self::fsops::{disk_usage, ensure_dir, StagingDir};
 use super::error::IoContext;
 use super::reference::{self, is_lower_hex};
 use super::{ImageError, ImageRecord};
+use crate::fsutil::{temp_path, write_atomic, WriteOptions};
 
 pub(crate) use self::fsops::{hex_of, remove_any};
 pub(crate) use self::pins::Pins;
@@ -81,6 +82,11 @@ impl ImageStore {
             remove_any(&entry.path())
                 .ctx(|| format!("removing stale {}", entry.path().display()))?;
         }
+        // Temporaries of an index write a crash cut short (the second name
+        // is the one versions before the shared helper used).
+        if let Ok(tmp) = temp_path(&root.join(INDEX_FILE)) {
+            let _ = fs::remove_file(tmp);
+        }
         let _ = fs::remove_file(root.join(format!("{INDEX_FILE}.tmp")));
         let index_path = root.join(INDEX_FILE);
         let images = match fs::read(&index_path) {
@@ -134,7 +140,7 @@ impl ImageStore {
         self.root.join("staging")
     }
 
-    /// Atomically replaces images.json: temp file, fsync, rename, fsync dir.
+    /// Atomically and durably replaces images.json.
     fn write_index(&self, images: &[ImageRecord]) -> Result<(), ImageError> {
         let index = IndexFile {
             version: INDEX_VERSION,
@@ -142,11 +148,9 @@ impl ImageStore {
         };
         let data = serde_json::to_vec_pretty(&index)
             .map_err(|e| ImageError::io("serialising the image index", e.into()))?;
-        let tmp = self.root.join(format!("{INDEX_FILE}.tmp"));
-        write_synced(&tmp, &data)?;
         let dest = self.root.join(INDEX_FILE);
-        fs::rename(&tmp, &dest).ctx(|| format!("replacing {}", dest.display()))?;
-        sync_dir(&self.root)
+        write_atomic(&dest, &data, WriteOptions::synced())
+            .ctx(|| format!("replacing {}", dest.display()))
     }
 
     /// All images, most recently imported first.

@@ -8,11 +8,10 @@ use std::io::{self, Cursor, Read};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use super::fsops::{
-    disk_usage, ensure_dir, read_up_to, rename_noreplace, sync_dir, write_synced, StagingDir,
-};
+use super::fsops::{disk_usage, ensure_dir, read_up_to, rename_noreplace, sync_dir, StagingDir};
 use super::import::decoder;
 use super::{hex_of, remove_any, ImageStore};
+use crate::fsutil::{write_atomic, WriteOptions};
 use crate::image::digest::{sha256_hex, HashingReader};
 use crate::image::error::IoContext;
 use crate::image::layout::{self, PlannedImage, PlannedLayer};
@@ -136,7 +135,9 @@ impl ImageStore {
         ] {
             let hex = sha256_hex(digest, "blob")?.to_string();
             if !blobs.contains(&hex) {
-                write_synced(&blob_stage.join(&hex), data)?;
+                let path = blob_stage.join(&hex);
+                write_atomic(&path, data, WriteOptions::synced())
+                    .ctx(|| format!("writing {}", path.display()))?;
                 blobs.push(hex);
             }
         }
