@@ -37,14 +37,22 @@ pub(crate) struct OuterArchive {
     members: HashMap<String, Member>,
 }
 
+/// The longest file name (one path component) Linux file systems take.
+const NAME_MAX: usize = 255;
+
 /// Normalises a tar entry path: drops `.` components (a leading `./` is
-/// common), refuses absolute paths and `..` anywhere.
+/// common), refuses absolute paths, `..` anywhere and names longer than
+/// [`NAME_MAX`].
 ///
 /// Returns the '/'-joined relative path (empty for the root itself).
 pub(crate) fn clean_relative(path: &Path) -> Result<Vec<&std::ffi::OsStr>, String> {
     let mut out = Vec::new();
     for c in path.components() {
         match c {
+            // The kernel refuses longer names (ENAMETOOLONG): the archive's fault.
+            Component::Normal(n) if n.len() > NAME_MAX => {
+                return Err(format!("has a name component longer than {NAME_MAX} bytes"))
+            }
             Component::Normal(n) => out.push(n),
             Component::CurDir => {}
             Component::ParentDir => return Err("contains a '..' component".into()),

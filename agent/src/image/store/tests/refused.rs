@@ -207,3 +207,41 @@ pub(super) fn bad_digests_and_formats_are_refused() {
         "layer",
     );
 }
+
+/// A layer with one regular file whose path comes from a PAX record, so it
+/// can be longer than a tar header's 100 bytes.
+fn layer_with_long_path(path: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let pax = pax_record("path", path.as_bytes());
+    b.append(
+        &raw_header(
+            "PaxHeader",
+            EntryType::XHeader,
+            pax.len() as u64,
+            None,
+            0o644,
+        ),
+        &pax[..],
+    )
+    .unwrap();
+    b.append(
+        &raw_header("short", EntryType::Regular, 2, None, 0o644),
+        &b"hi"[..],
+    )
+    .unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Names the kernel refuses as too long are the archive's fault, not the
+/// agent's: refused as a bad archive, leaving nothing.
+#[test]
+fn overlong_names_are_refused_as_bad_archives() {
+    let f = fixture();
+    let long_name = "n".repeat(300);
+    let archive = build_oci(&Spec::new(vec![(layer_with_long_path(&long_name), false)])).archive;
+    expect_refused(&f, &archive, "longer than 255 bytes");
+    // Every component fits, the whole path does not (PATH_MAX is 4096).
+    let deep = vec!["d".repeat(250); 20].join("/") + "/file";
+    let archive = build_oci(&Spec::new(vec![(layer_with_long_path(&deep), false)])).archive;
+    expect_refused(&f, &archive, "too long");
+}
