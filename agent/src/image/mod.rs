@@ -10,7 +10,8 @@
 //! layers/<diffid-hex>/ unpacked layers, shared by all images that have them
 //! images.json          the index, replaced atomically
 //! staging/             in-progress imports and garbage being deleted
-//! downloads/           partial layer blobs of pulls (kept so pulls resume)
+//! downloads/           partial layer blobs of pulls (kept so pulls resume; collected
+//!                      at start when untouched for a day)
 //! ```
 mod archive;
 mod digest;

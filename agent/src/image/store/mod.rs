@@ -28,6 +28,9 @@ pub(crate) use self::pins::Pins;
 
 /// Name of the index file under the root.
 const INDEX_FILE: &str = "images.json";
+/// Partial downloads not written to for this long are of pulls nobody
+/// retried; they are deleted at start.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Version of the index file format.
 const INDEX_VERSION: u32 = 1;
 
@@ -71,11 +74,13 @@ impl ImageStore {
     /// Opens (creating if needed) the store at `root`, loads the index and
     /// removes leftovers of imports interrupted by a crash.
     pub fn open(root: &Path) -> Result<Self, ImageError> {
-        // downloads/ is deliberately not swept: it holds partial blobs that
-        // an interrupted pull resumes from.
+        // downloads/ is not swept: it holds partial blobs that an
+        // interrupted pull resumes from. Only those nobody resumed for a
+        // while go.
         for sub in ["blobs/sha256", "layers", "staging", "downloads"] {
             ensure_dir(&root.join(sub))?;
         }
+        pulled::collect_abandoned_downloads(&root.join("downloads"), ABANDONED_AFTER);
         let staging = root.join("staging");
         for entry in fs::read_dir(&staging).ctx(|| format!("reading {}", staging.display()))? {
             let entry = entry.ctx(|| format!("reading {}", staging.display()))?;

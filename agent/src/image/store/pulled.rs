@@ -166,3 +166,33 @@ impl ImageStore {
             .ok_or_else(|| ImageError::io("committing the pulled image", io::Error::other("lost")))
     }
 }
+
+/// Deletes `*.partial` files in `downloads` last written more than `age`
+/// ago: an interrupted pull that was retried since appended to its file.
+/// Best effort: what cannot be read or removed is left (and logged).
+pub(super) fn collect_abandoned_downloads(downloads: &Path, age: std::time::Duration) {
+    let entries = match fs::read_dir(downloads) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!("reading {}: {e}", downloads.display());
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "partial") {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d > age));
+        if stale {
+            match fs::remove_file(&path) {
+                Ok(()) => tracing::info!("removed abandoned download {}", path.display()),
+                Err(e) => tracing::warn!("removing {}: {e}", path.display()),
+            }
+        }
+    }
+}

@@ -197,3 +197,26 @@ fn open_sweeps_staging_leftovers() {
         .next()
         .is_none());
 }
+
+/// Partial downloads of pulls nobody resumed for a day are collected at
+/// start; recent ones stay for the pull to resume.
+#[test]
+fn open_collects_abandoned_partial_downloads() {
+    let f = fixture();
+    let downloads = f.root.join("downloads");
+    let old = downloads.join(format!("{}.partial", "a".repeat(64)));
+    let recent = downloads.join(format!("{}.partial", "b".repeat(64)));
+    for p in [&old, &recent] {
+        fs::write(p, b"some bytes").unwrap();
+    }
+    let day_and_more = std::time::Duration::from_secs(25 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - day_and_more)
+        .unwrap();
+    drop(ImageStore::open(&f.root).unwrap());
+    assert!(!old.exists(), "an abandoned partial download was kept");
+    assert!(recent.exists(), "a recent partial download was removed");
+}
