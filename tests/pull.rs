@@ -647,6 +647,79 @@ async fn concurrent_pulls_download_each_blob_once() {
     }
 }
 
+/// Two images share a layer blob, but the second one's config claims
+/// another diff_id for it. Pulled while the first pull downloads the blob,
+/// the second must not take the first's layer for its own: it unpacks the
+/// blob itself and refuses it (the content is not its diff_id).
+#[tokio::test]
+async fn a_shared_blob_with_another_diff_id_is_not_taken_for_it() {
+    let reg = Registry::start();
+    let agent = Agent::start().await;
+    let mut layout = Layout::new();
+    let (good, blobs) = layout.image(
+        host_arch(),
+        &["sh"],
+        vec![TestLayer {
+            entries: vec![file("big", &noise(4 << 20, 7))],
+            gzip: false,
+        }],
+    );
+    let lie = format!("sha256:{}", "0".repeat(64));
+    let bad = layout.with_diff_ids(&good, &[lie]);
+    layout.tag("good", good);
+    layout.tag("bad", bad);
+    reg.push(&layout.dir, "good", "shared:good", &[]);
+    reg.push(&layout.dir, "bad", "shared:bad", &[]);
+    let proxy = Proxy::start(reg.port, &blobs[0], 1 << 20).await;
+    let base = format!("127.0.0.1:{}/shared", proxy.port);
+
+    let first = tokio::spawn({
+        let ch = agent.channel.clone();
+        let r = format!("{base}:good");
+        async move {
+            let mut c = pb::images_client::ImagesClient::new(ch);
+            let mut s = c
+                .pull(pb::PullImageRequest {
+                    reference: r,
+                    credentials: None,
+                })
+                .await?
+                .into_inner();
+            let mut last = None;
+            while let Some(m) = s.next().await {
+                last = Some(m?);
+            }
+            Ok::<_, tonic::Status>(last.unwrap().image.unwrap())
+        }
+    });
+    proxy.wait_holding().await;
+    let mut second = agent
+        .images()
+        .pull(pb::PullImageRequest {
+            reference: format!("{base}:bad"),
+            credentials: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Its layer is planned (a job joined or started) while the blob is held.
+    loop {
+        let m = second.next().await.unwrap().unwrap();
+        if m.layers.len() == 1 {
+            break;
+        }
+    }
+    proxy.release();
+    let err = loop {
+        match second.next().await.expect("the stream ends with an error") {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err:?}");
+    first.await.unwrap().expect("the honest image is pulled");
+}
+
 #[tokio::test]
 async fn run_pulls_a_missing_image() {
     let reg = Registry::start();
@@ -705,8 +778,9 @@ async fn run_pulls_a_missing_image() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     assert!(
-        err.message()
-            .contains(&format!("image {missing} is not stored and pulling it failed")),
+        err.message().contains(&format!(
+            "image {missing} is not stored and pulling it failed"
+        )),
         "{}",
         err.message()
     );

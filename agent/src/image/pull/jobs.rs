@@ -28,6 +28,32 @@ pub(super) struct Job {
     pub(super) outcome: Option<Result<(), Arc<ImageError>>>,
 }
 
+/// One blob's job lock, removed from the puller's map when the last job of
+/// the blob lets go of it.
+struct BlobLock<'a> {
+    puller: &'a Puller,
+    digest: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::ops::Deref for BlobLock<'_> {
+    type Target = tokio::sync::Mutex<()>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.lock
+    }
+}
+
+impl Drop for BlobLock<'_> {
+    fn drop(&mut self) {
+        let mut locks = locked(&self.puller.blob_locks);
+        // Ours and the map's: nobody else waits for it.
+        if Arc::strong_count(&self.lock) == 2 {
+            locks.remove(&self.digest);
+        }
+    }
+}
+
 /// A shared fetch of a small blob (an image config).
 pub(super) type SmallFetch = Shared<BoxFuture<'static, Result<Arc<Vec<u8>>, Arc<ImageError>>>>;
 
@@ -84,7 +110,9 @@ impl Puller {
     }
 
     /// The job fetching and unpacking one layer: joins the running one for
-    /// this blob, or starts one.
+    /// this blob and diff_id, or starts one. Keyed by both: a config may
+    /// claim another diff_id for a blob, and such a pull must check the
+    /// blob against its own claim, not take another pull's layer for it.
     pub(super) fn layer_job(
         self: &Arc<Self>,
         client: &Client,
@@ -92,12 +120,13 @@ impl Puller {
         layer: &LayerProgress,
         diff_id: &str,
     ) -> watch::Receiver<Job> {
+        let key = (layer.digest.clone(), diff_id.to_string());
         let mut jobs = locked(&self.jobs);
-        if let Some(rx) = jobs.get(&layer.digest) {
+        if let Some(rx) = jobs.get(&key) {
             return rx.clone();
         }
         let (tx, rx) = watch::channel(Job::default());
-        jobs.insert(layer.digest.clone(), rx.clone());
+        jobs.insert(key.clone(), rx.clone());
         let this = self.clone();
         let (client, repo, layer, diff_id) = (
             client.clone(),
@@ -112,10 +141,23 @@ impl Puller {
             if let Err(e) = &result {
                 tracing::warn!(layer = %layer.digest, "layer pull failed: {e}");
             }
-            locked(&this.jobs).remove(&layer.digest);
+            locked(&this.jobs).remove(&key);
             tx.send_modify(|j| j.outcome = Some(result.map_err(Arc::new)));
         });
         rx
+    }
+
+    /// The lock of the jobs of one blob; forgotten when no job holds it.
+    fn blob_lock(&self, digest: &str) -> BlobLock<'_> {
+        let lock = locked(&self.blob_locks)
+            .entry(digest.to_string())
+            .or_default()
+            .clone();
+        BlobLock {
+            puller: self,
+            digest: digest.to_string(),
+            lock,
+        }
     }
 
     /// Downloads (resuming), verifies and installs one layer.
@@ -127,6 +169,10 @@ impl Puller {
         diff_id: &str,
         tx: &watch::Sender<Job>,
     ) -> Result<(), ImageError> {
+        // Jobs of one blob (for different diff_ids) share its partial
+        // download file: one at a time.
+        let blob = self.blob_lock(&layer.digest);
+        let _blob = blob.lock().await;
         let permit = self
             .slots
             .acquire()

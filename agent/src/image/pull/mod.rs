@@ -11,8 +11,8 @@
 //!   there once verified; each layer enters `layers/` as soon as it is
 //!   complete, so a pull that breaks off keeps its finished layers, and the
 //!   unfinished blob resumes with a range request;
-//! - one download job per blob digest, shared by every pull that needs it
-//!   (concurrent pulls of one image fetch each blob once);
+//! - one download job per blob digest and diff_id, shared by every pull
+//!   that needs it (concurrent pulls of one image fetch each blob once);
 //! - a global limit on concurrent downloads.
 
 mod capped;
@@ -56,8 +56,10 @@ pub struct Puller {
     store: Arc<ImageStore>,
     clients: Clients,
     credentials: CredentialStore,
-    /// Layer jobs in progress, by blob digest.
-    jobs: Mutex<HashMap<String, watch::Receiver<Job>>>,
+    /// Layer jobs in progress, by blob digest and diff_id.
+    jobs: Mutex<HashMap<(String, String), watch::Receiver<Job>>>,
+    /// Serialises the jobs of one blob digest (see `jobs::BlobLock`).
+    blob_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Config fetches in progress, by digest.
     configs: Mutex<HashMap<String, SmallFetch>>,
     slots: Arc<Semaphore>,
@@ -97,6 +99,7 @@ impl Puller {
             clients: Clients::new(insecure),
             credentials: CredentialStore::new(auth_path),
             jobs: Mutex::new(HashMap::new()),
+            blob_locks: Mutex::new(HashMap::new()),
             configs: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_DOWNLOADS)),
         })
