@@ -165,6 +165,13 @@ impl ImageStore {
                 added.push(to);
             }
         }
+        #[cfg(test)]
+        if self.seam.moved_in() {
+            return Err(ImageError::io(
+                "committing (failed by a test)",
+                io::Error::other("injected"),
+            ));
+        }
         for p in plans {
             for l in &p.layers {
                 let path = layers_dir.join(hex_of(&l.diff_id));

@@ -7,6 +7,8 @@ mod import;
 mod pins;
 mod pulled;
 #[cfg(test)]
+mod seam;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet};
@@ -60,6 +62,8 @@ struct State {
 pub struct ImageStore {
     root: PathBuf,
     state: Mutex<State>,
+    #[cfg(test)]
+    seam: seam::Seam,
 }
 
 /// How a lookup matched.
@@ -124,12 +128,16 @@ impl ImageStore {
                 images,
                 ..State::default()
             }),
+            #[cfg(test)]
+            seam: seam::Seam::default(),
         })
     }
 
     /// Locks the state. A panic while holding the lock cannot leave it half
     /// updated (changes are built on a copy and swapped in), so poisoning is ignored.
     fn lock(&self) -> MutexGuard<'_, State> {
+        #[cfg(test)]
+        self.seam.about_to_lock();
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -24,7 +24,11 @@ impl ImageStore {
     }
 
     /// True if the layer with this diff id is unpacked in the store.
+    /// Under the lock: an import moves its layers in and, if its commit
+    /// then fails, out again while holding it, and a layer seen in between
+    /// would be skipped by the pull and missing at its commit.
     pub(crate) fn has_layer(&self, diff_id: &str) -> bool {
+        let _st = self.lock();
         fs::symlink_metadata(self.layers_dir().join(hex_of(diff_id))).is_ok()
     }
 

@@ -5,4 +5,5 @@ mod builders;
 mod fixture;
 mod import;
 mod lookup;
+mod races;
 mod refused;
