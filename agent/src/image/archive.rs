@@ -99,7 +99,7 @@ impl OuterArchive {
 
     /// Reads every header once and records where regular files and links are.
     fn index(file: &File) -> Result<HashMap<String, Member>, ImageError> {
-        let bad = |e: io::Error| ImageError::archive(format!("not a readable tar archive: {e}"));
+        let bad = |e: io::Error| ImageError::archive_caused("not a readable tar archive", e);
         let mut members = HashMap::new();
         let mut links = Vec::new();
         let mut ar = tar::Archive::new(file);
@@ -201,7 +201,7 @@ impl OuterArchive {
         }
         let mut buf = Vec::with_capacity(size as usize);
         r.read_to_end(&mut buf)
-            .map_err(|e| ImageError::archive(format!("reading {name}: {e}")))?;
+            .map_err(|e| ImageError::archive_caused(format!("reading {name}"), e))?;
         Ok(buf)
     }
 
@@ -230,7 +230,7 @@ pub(crate) fn verify_bytes(
 ) -> Result<(), ImageError> {
     let mut h = HashingReader::new(data);
     h.drain()
-        .map_err(|e| ImageError::archive(format!("{what}: {e}")))?;
+        .map_err(|e| ImageError::archive_caused(what.to_string(), e))?;
     if h.digest() != digest {
         return Err(ImageError::archive(format!(
             "{what} {digest}: digest mismatch (content hashes to {})",
@@ -305,7 +305,7 @@ pub(crate) fn copy_classified(
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ImageError::archive(format!("{what}: {e}"))),
+            Err(e) => return Err(ImageError::archive_caused(what.to_string(), e)),
         };
         if total + n as u64 > limit {
             return Err(ImageError::NoSpace(format!(

@@ -61,7 +61,7 @@ pub enum ImageError {
     /// The archive is malformed, unsupported or malicious: bad JSON, a digest
     /// mismatch, a path escaping the layer, an unsupported compression, ...
     #[error("invalid image archive: {0}")]
-    InvalidArchive(String),
+    InvalidArchive(#[source] Detail),
     /// A registry request failed; `kind` says how (credentials refused,
     /// unreachable, unknown manifest, ...), `source` is oci-client's error.
     #[error("{}{context}: {source}", label(*.kind))]
@@ -97,7 +97,7 @@ pub enum ImageError {
     /// Content does not match its digest (or a layer its diff_id): it is
     /// discarded, nothing of it is kept.
     #[error("content verification failed: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Detail),
     /// A valid image in a format berth does not support (yet).
     #[error("not supported: {0}")]
     Unsupported(String),
@@ -128,6 +128,46 @@ pub enum ImageError {
     /// download), as each of them gets it.
     #[error(transparent)]
     Shared(Arc<ImageError>),
+}
+
+/// What went wrong, and the error behind it when there is one (an I/O
+/// error reading a stream, a JSON error).
+#[derive(Debug)]
+pub struct Detail {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl Detail {
+    /// A detail that is all in its message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Detail {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A detail caused by `source` (shown after the message).
+    pub fn caused(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Detail {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.message, suffix(&self.source))
+    }
+}
+
+impl std::error::Error for Detail {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// How a registry failure's message starts, as the messages of the other
@@ -174,7 +214,17 @@ impl ImageError {
 
     /// Shorthand for [`ImageError::InvalidArchive`].
     pub(crate) fn archive(msg: impl Into<String>) -> Self {
-        ImageError::InvalidArchive(msg.into())
+        ImageError::InvalidArchive(Detail::msg(msg))
+    }
+
+    /// An [`ImageError::InvalidArchive`] caused by `source`.
+    pub(crate) fn archive_caused(msg: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        ImageError::InvalidArchive(Detail::caused(msg, source))
+    }
+
+    /// Shorthand for [`ImageError::Corrupt`].
+    pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+        ImageError::Corrupt(Detail::msg(msg))
     }
 
     /// Shorthand for [`ImageError::Io`].
@@ -220,7 +270,7 @@ mod tests {
 
     #[test]
     fn shared_errors_keep_their_kind_and_message() {
-        let inner = Arc::new(ImageError::Corrupt("layer x".into()));
+        let inner = Arc::new(ImageError::corrupt("layer x"));
         let e = ImageError::Shared(inner);
         assert_eq!(e.kind(), ErrorKind::Corrupt);
         assert_eq!(e.to_string(), "content verification failed: layer x");
@@ -234,6 +284,13 @@ mod tests {
         };
         assert!(std::error::Error::source(&e).is_some());
         assert!(e.to_string().ends_with(": connection reset"), "{e}");
+        let e = ImageError::archive_caused("layer l: bad tar stream", io::Error::other("eof"));
+        assert_eq!(
+            e.to_string(),
+            "invalid image archive: layer l: bad tar stream: eof"
+        );
+        let detail = std::error::Error::source(&e).expect("the detail");
+        assert!(detail.source().is_some(), "the io::Error behind it");
         let e = ImageError::bad_response_msg("nested too deep");
         assert!(std::error::Error::source(&e).is_none());
         assert_eq!(e.to_string(), "registry error: nested too deep");

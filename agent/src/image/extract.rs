@@ -61,7 +61,8 @@ pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<
 
 /// [`unpack`], with errors as they come.
 fn unpack_entries(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<u64, ImageError> {
-    let bad = |e: io::Error| ImageError::archive(format!("layer {layer}: bad tar stream: {e}"));
+    let bad =
+        |e: io::Error| ImageError::archive_caused(format!("layer {layer}: bad tar stream"), e);
     let mut ar = tar::Archive::new(reader);
     // Directory mtimes are set last: creating children would bump them.
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();

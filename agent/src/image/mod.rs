@@ -24,6 +24,6 @@ pub mod reference;
 pub mod service;
 mod store;
 
-pub use error::{ErrorKind, ImageError};
+pub use error::{Detail, ErrorKind, ImageError};
 pub use record::{ImageConfig, ImageRecord};
 pub use store::ImageStore;

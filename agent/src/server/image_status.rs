@@ -55,7 +55,7 @@ mod tests {
         );
         assert_eq!(
             image_status(ImageError::Shared(std::sync::Arc::new(
-                ImageError::Corrupt("l".into())
+                ImageError::corrupt("l")
             )))
             .code(),
             Code::DataLoss

@@ -82,7 +82,7 @@ impl Puller {
                 if have + chunk.len() as u64 > total {
                     drop(out);
                     let _ = remove_any(&path);
-                    return Err(ImageError::Corrupt(format!(
+                    return Err(ImageError::corrupt(format!(
                         "layer {digest}: the registry sent more than the {total} bytes the manifest says"
                     )));
                 }
@@ -128,7 +128,7 @@ impl Puller {
         let got = format!("sha256:{}", hex::encode(hasher.finalize()));
         if &got != digest {
             let _ = remove_any(&path);
-            return Err(ImageError::Corrupt(format!(
+            return Err(ImageError::corrupt(format!(
                 "layer blob {digest} from {}: the content received hashes to {got}; refused",
                 repo.registry()
             )));

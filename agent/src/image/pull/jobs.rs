@@ -82,7 +82,7 @@ impl Puller {
                         if data.overflowed() {
                             // More than the manifest said (it is checked
                             // against the cap before): not this content.
-                            return Err(Arc::new(ImageError::Corrupt(format!(
+                            return Err(Arc::new(ImageError::corrupt(format!(
                                 "config {digest}: the registry sent more than {MAX_JSON_BYTES} bytes"
                             ))));
                         }
@@ -92,7 +92,7 @@ impl Puller {
                         let data = data.into_inner();
                         // pull_blob verifies too; this keeps the guarantee ours.
                         if sha256_of(&data) != digest {
-                            return Err(Arc::new(ImageError::Corrupt(format!(
+                            return Err(Arc::new(ImageError::corrupt(format!(
                                 "config {digest}: content hashes to {}",
                                 sha256_of(&data)
                             ))));

@@ -49,7 +49,7 @@ pub(super) async fn resolve(
         let digest = sha256_of(&bytes);
         if let Some(want) = current.digest() {
             if want != digest {
-                return Err(ImageError::Corrupt(format!(
+                return Err(ImageError::corrupt(format!(
                     "manifest {want}: the content received hashes to {digest}"
                 )));
             }

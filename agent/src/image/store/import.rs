@@ -277,7 +277,7 @@ fn assign_names(
         let mut names: Vec<String> = Vec::new();
         for raw in &p.raw_names {
             let n = reference::normalize(raw).map_err(|e| {
-                ImageError::archive(format!("the archive names an image {raw:?}: {e}"))
+                ImageError::archive_caused(format!("the archive names an image {raw:?}"), e)
             })?;
             if !names.contains(&n) {
                 names.push(n);
@@ -307,7 +307,7 @@ fn assign_names(
 /// unpacked size.
 fn unpack_layer(ar: &OuterArchive, layer: &PlannedLayer, dest: &Path) -> Result<u64, ImageError> {
     let (member, _) = ar.reader(&layer.member)?;
-    let read_err = |e: io::Error| ImageError::archive(format!("layer {}: {e}", layer.member));
+    let read_err = |e: io::Error| ImageError::archive_caused(format!("layer {}", layer.member), e);
     let mut blob = HashingReader::new(member);
     let mut head = [0u8; 6];
     let n = read_up_to(&mut blob, &mut head).map_err(read_err)?;

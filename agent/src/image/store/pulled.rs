@@ -15,7 +15,7 @@ use crate::fsutil::{write_atomic, WriteOptions};
 use crate::image::digest::{sha256_hex, HashingReader};
 use crate::image::error::IoContext;
 use crate::image::layout::{self, PlannedImage, PlannedLayer};
-use crate::image::{extract, ImageError, ImageRecord};
+use crate::image::{extract, Detail, ImageError, ImageRecord};
 
 impl ImageStore {
     /// Where partial downloads live (kept across restarts so pulls resume).
@@ -56,7 +56,7 @@ impl ImageStore {
         let n = read_up_to(&mut f, &mut head).ctx(|| format!("reading {}", blob.display()))?;
         let joined = Cursor::new(head[..n].to_vec()).chain(io::BufReader::new(f));
         let decoded = decoder(&head[..n], joined, diff_id).map_err(|e| match e {
-            ImageError::InvalidArchive(m) => ImageError::Unsupported(m),
+            ImageError::InvalidArchive(m) => ImageError::Unsupported(m.to_string()),
             e => e,
         })?;
         let mut diff = HashingReader::new(decoded);
@@ -67,9 +67,9 @@ impl ImageStore {
             e => e,
         })?;
         diff.drain()
-            .map_err(|e| ImageError::Corrupt(format!("layer {diff_id}: {e}")))?;
+            .map_err(|e| ImageError::Corrupt(Detail::caused(format!("layer {diff_id}"), e)))?;
         if diff.digest() != diff_id {
-            return Err(ImageError::Corrupt(format!(
+            return Err(ImageError::corrupt(format!(
                 "layer content hashes to {}, not to its diff_id {diff_id} from the image config",
                 diff.digest()
             )));

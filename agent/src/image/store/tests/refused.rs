@@ -45,6 +45,7 @@ pub(super) fn expect_refused(f: &Fixture, archive: &[u8], needle: &str) {
     let before = f.index_bytes();
     match f.import(archive, Some("victim:1")) {
         Err(ImageError::InvalidArchive(msg)) => {
+            let msg = msg.to_string();
             eprintln!("refused: {msg}");
             assert!(
                 msg.contains(needle),
