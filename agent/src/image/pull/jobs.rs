@@ -1,5 +1,5 @@
-//! Shared work: one job per layer blob and one fetch per config blob,
-//! however many pulls need them, and a global limit on downloads.
+//! Shared work: one job per layer blob and diff_id, one fetch per config
+//! blob, however many pulls need them, and a global limit on downloads.
 
 use std::sync::Arc;
 
