@@ -149,6 +149,33 @@ mod tests {
     }
 
     #[test]
+    fn stored_credentials_round_trip_in_a_file_only_root_reads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry-auth.json");
+        let store = CredentialStore::new(path.clone());
+        assert!(store.get("r:5000").is_none());
+        let creds = |p: &str| Credentials {
+            username: "alice".into(),
+            password: p.into(),
+        };
+        store.store("r:5000", creds("one")).unwrap();
+        store.store("r:5000", creds("two")).unwrap();
+        assert_eq!(store.get("r:5000").unwrap().password, "two");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        store.remove("r:5000").unwrap();
+        assert!(store.get("r:5000").is_none());
+        assert!(matches!(
+            store.remove("r:5000"),
+            Err(ImageError::NotFound(_))
+        ));
+        // An unreadable file means no stored credentials, not a failed pull.
+        std::fs::write(&path, b"not json").unwrap();
+        assert!(store.get("r:5000").is_none());
+    }
+
+    #[test]
     fn credentials_debug_hides_the_password() {
         let c = Credentials {
             username: "u".into(),

@@ -342,3 +342,66 @@ fn plan_layers(resolved: &Resolved, config: &Config) -> Result<Vec<Layer>, Image
     }
     Ok(layers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    /// A manifest with layers of the given media types, and a config with
+    /// `diff_ids` diff ids.
+    fn parts(media: &[&str], diff_ids: usize) -> (Resolved, Config) {
+        let layers: Vec<serde_json::Value> = media
+            .iter()
+            .map(|m| serde_json::json!({"mediaType": m, "digest": D, "size": 3}))
+            .collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": D, "size": 2},
+            "layers": layers,
+        });
+        let resolved = Resolved {
+            digest: D.into(),
+            bytes: Vec::new(),
+            manifest: serde_json::from_value(manifest).unwrap(),
+            index_digest: None,
+        };
+        let config = Config {
+            digest: D.into(),
+            bytes: Arc::new(Vec::new()),
+            diff_ids: vec![D.to_string(); diff_ids],
+        };
+        (resolved, config)
+    }
+
+    #[test]
+    fn layers_are_planned_with_their_diff_ids() {
+        let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let (r, c) = parts(&[gz, gz], 2);
+        let layers = plan_layers(&r, &c).unwrap();
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[0].0.total, 3);
+        assert_eq!(layers[0].0.state, LayerState::Waiting);
+        assert_eq!(layers[1].1, D);
+    }
+
+    #[test]
+    fn unusable_layer_lists_are_refused_with_their_kind() {
+        let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let (r, c) = parts(&[gz, gz], 1);
+        assert_eq!(
+            plan_layers(&r, &c).unwrap_err().kind(),
+            ErrorKind::BadResponse
+        );
+        let (r, c) = parts(
+            &["application/vnd.oci.image.layer.v1.tar+gzip+encrypted"],
+            1,
+        );
+        assert_eq!(
+            plan_layers(&r, &c).unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
+    }
+}

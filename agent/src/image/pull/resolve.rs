@@ -144,3 +144,67 @@ fn pick_platform(index: &ImageIndex) -> Option<String> {
         .or_else(|| candidates.first())
         .map(|m| m.digest().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index of (os, architecture, variant) entries; digests name them.
+    fn index(entries: &[(&str, &str, Option<&str>)]) -> ImageIndex {
+        let manifests: Vec<serde_json::Value> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (os, arch, variant))| {
+                let mut platform = serde_json::json!({"os": os, "architecture": arch});
+                if let Some(v) = variant {
+                    platform["variant"] = serde_json::json!(v);
+                }
+                serde_json::json!({
+                    "mediaType": OCI_MANIFEST,
+                    "digest": format!("sha256:{}", format!("{i}").repeat(64)),
+                    "size": 1,
+                    "platform": platform,
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+        }))
+        .unwrap()
+    }
+
+    fn digest(i: usize) -> Option<String> {
+        Some(format!("sha256:{}", format!("{i}").repeat(64)))
+    }
+
+    #[test]
+    fn the_host_platform_is_picked_from_an_index() {
+        let arch = host_arch();
+        let other = if arch == "amd64" { "arm64" } else { "amd64" };
+        let idx = index(&[
+            ("windows", arch, None),
+            ("linux", other, None),
+            ("linux", arch, None),
+        ]);
+        assert_eq!(pick_platform(&idx), digest(2));
+        assert_eq!(pick_platform(&index(&[("linux", other, None)])), None);
+    }
+
+    #[test]
+    fn variants_the_host_does_not_name_lose_to_an_entry_without_one() {
+        let arch = host_arch();
+        let idx = index(&[("linux", arch, Some("v9")), ("linux", arch, None)]);
+        // The host's own variant (if it has one) is not listed: no variant
+        // beats a foreign one.
+        assert_eq!(pick_platform(&idx), digest(1));
+        // Only variants: any of them rather than nothing.
+        let idx = index(&[("linux", arch, Some("v9"))]);
+        assert_eq!(pick_platform(&idx), digest(0));
+        if let Some(v) = host_variant() {
+            let idx = index(&[("linux", arch, None), ("linux", arch, Some(v))]);
+            assert_eq!(pick_platform(&idx), digest(1), "the exact variant first");
+        }
+    }
+}
