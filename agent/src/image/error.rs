@@ -45,6 +45,27 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// A stable, machine-readable name of the kind (for a
+    /// `google.rpc.ErrorInfo` reason), e.g. `REGISTRY_UNAUTHENTICATED`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "IMAGE_NOT_FOUND",
+            ErrorKind::Ambiguous => "IMAGE_ID_AMBIGUOUS",
+            ErrorKind::InvalidReference => "INVALID_REFERENCE",
+            ErrorKind::InvalidArchive => "INVALID_ARCHIVE",
+            ErrorKind::Unauthenticated => "REGISTRY_UNAUTHENTICATED",
+            ErrorKind::PermissionDenied => "REGISTRY_PERMISSION_DENIED",
+            ErrorKind::Unavailable => "REGISTRY_UNAVAILABLE",
+            ErrorKind::BadResponse => "REGISTRY_BAD_RESPONSE",
+            ErrorKind::Corrupt => "CONTENT_DIGEST_MISMATCH",
+            ErrorKind::Unsupported => "IMAGE_FORMAT_UNSUPPORTED",
+            ErrorKind::NoSpace => "NO_SPACE",
+            ErrorKind::Internal => "INTERNAL",
+        }
+    }
+}
+
 /// Everything that can go wrong in the image store.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

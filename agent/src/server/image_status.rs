@@ -2,6 +2,8 @@
 //!
 //! The code follows the error's [`ErrorKind`]; the message is the error's
 //! own (with its sources), so it says what was being done and why it failed.
+//! [`ErrorKind::reason`] is the stable name for machine-readable details
+//! (`google.rpc.ErrorInfo`) once the agent attaches them.
 
 use tonic::{Code, Status};
 
@@ -60,5 +62,27 @@ mod tests {
             .code(),
             Code::DataLoss
         );
+    }
+
+    #[test]
+    fn every_kind_has_its_own_reason() {
+        let kinds = [
+            ErrorKind::NotFound,
+            ErrorKind::Ambiguous,
+            ErrorKind::InvalidReference,
+            ErrorKind::InvalidArchive,
+            ErrorKind::Unauthenticated,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Unavailable,
+            ErrorKind::BadResponse,
+            ErrorKind::Corrupt,
+            ErrorKind::Unsupported,
+            ErrorKind::NoSpace,
+            ErrorKind::Internal,
+        ];
+        let reasons: std::collections::HashSet<_> = kinds.iter().map(|k| k.reason()).collect();
+        assert_eq!(reasons.len(), kinds.len());
+        assert_eq!(code(ErrorKind::PermissionDenied), Code::PermissionDenied);
+        assert_eq!(code(ErrorKind::Unavailable), Code::Unavailable);
     }
 }
