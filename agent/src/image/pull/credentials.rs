@@ -68,6 +68,9 @@ pub(super) fn login_registry(registry: &str) -> Result<String, ImageError> {
 impl CredentialStore {
     /// The store at `path` (created by the first [`store`](Self::store)).
     pub(super) fn new(path: PathBuf) -> Self {
+        // The temporary of versions before fsutil::write_atomic, if a crash
+        // left one (mode 0600, but a copy of secrets all the same).
+        let _ = std::fs::remove_file(path.with_extension("tmp"));
         CredentialStore {
             path,
             lock: Mutex::new(()),
