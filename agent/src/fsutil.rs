@@ -15,31 +15,96 @@
 //! unreadable record aside at start and says so in its log.)
 
 use std::collections::BTreeSet;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Writes `data` to `path` atomically but not durably: a reader sees the old
-/// content or the new, never a torn file, also after a crash of the process
-/// (write a temporary file, rename it over). Durability is the
-/// [`Flusher`]'s business.
-pub fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
+/// How [`write_atomic`] writes a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Permission bits of the file; also set on a temporary file a crash
+    /// left behind before anything is written to it, so a secret is never
+    /// readable by others, not even briefly. `None`: the default mode of a
+    /// new file (0666 less the umask), as `std::fs::write`.
+    pub mode: Option<u32>,
+    /// Fsync the file, and its directory after the rename, before
+    /// returning: durable now, for files that are not queued on a
+    /// [`Flusher`] (the image index, stored credentials).
+    pub sync: bool,
+}
+
+impl WriteOptions {
+    /// Durable before returning (see [`WriteOptions::sync`]).
+    pub fn synced() -> Self {
+        WriteOptions {
+            mode: None,
+            sync: true,
+        }
+    }
+
+    /// With these permission bits (see [`WriteOptions::mode`]).
+    pub fn with_mode(self, mode: u32) -> Self {
+        WriteOptions {
+            mode: Some(mode),
+            ..self
+        }
+    }
+}
+
+/// Replaces `path` with `data` atomically: a reader sees the old content or
+/// the new, never a torn file, also after a crash of the process (a
+/// temporary `.<name>.tmp` beside it is written, then renamed over it).
+/// Durable only with [`WriteOptions::sync`]; otherwise that is the
+/// [`Flusher`]'s business. Callers serialise writes of one path.
+pub fn write_atomic(path: &Path, data: &[u8], opts: WriteOptions) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other(format!("{} has no parent", path.display())))?;
+    let tmp = temp_path(path)?;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    if let Some(mode) = opts.mode {
+        open.mode(mode);
+    }
+    let mut f = open.open(&tmp)?;
+    if let Some(mode) = opts.mode {
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    f.write_all(data)?;
+    if opts.sync {
+        f.sync_all()?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if opts.sync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The temporary file [`write_atomic`] writes `path` through; a caller may
+/// remove a leftover one at start.
+pub fn temp_path(path: &Path) -> io::Result<PathBuf> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other(format!("{} has no parent", path.display())))?;
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(crate::state_dir::FILE_MODE)
-        .open(&tmp)?
-        .write_all(data)?;
-    std::fs::rename(&tmp, path)
+    Ok(dir.join(format!(".{}.tmp", name.to_string_lossy())))
+}
+
+/// Writes `data` to `path` atomically but not durably (see
+/// [`write_atomic`]); durability is the [`Flusher`]'s business.
+pub fn replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic(
+        path,
+        data,
+        WriteOptions::default().with_mode(crate::state_dir::FILE_MODE),
+    )
 }
 
 /// Creates an empty file (or empties one) that only root can read.
@@ -167,6 +232,21 @@ mod tests {
         replace(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_mode_applies_also_to_a_leftover_temporary() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("registry-auth.json");
+        let tmp = temp_path(&p).unwrap();
+        std::fs::write(&tmp, b"stale").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&p, b"secret", WriteOptions::synced().with_mode(0o600)).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"secret");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!tmp.exists());
     }
 
     use super::*;

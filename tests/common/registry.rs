@@ -308,6 +308,28 @@ impl Layout {
         )
     }
 
+    /// Adds a copy of the image `desc` (from [`image`](Self::image)) whose
+    /// config claims other `diff_ids` for the same layer blobs; returns its
+    /// manifest descriptor. For images whose config lies.
+    pub fn with_diff_ids(&self, desc: &Value, diff_ids: &[String]) -> Value {
+        let read = |d: &Value| {
+            let hex = d["digest"].as_str().unwrap().trim_start_matches("sha256:");
+            let data = std::fs::read(self.dir.join("blobs/sha256").join(hex)).unwrap();
+            serde_json::from_slice::<Value>(&data).unwrap()
+        };
+        let mut manifest = read(desc);
+        let mut config = read(&manifest["config"]);
+        config["rootfs"]["diff_ids"] = json!(diff_ids);
+        let config = serde_json::to_vec(&config).unwrap();
+        manifest["config"]["digest"] = json!(self.blob(&config));
+        manifest["config"]["size"] = json!(config.len());
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        let mut out = desc.clone();
+        out["digest"] = json!(self.blob(&manifest));
+        out["size"] = json!(manifest.len());
+        out
+    }
+
     /// Adds an image index of `manifests`; returns its descriptor.
     pub fn index(&self, manifests: Vec<Value>) -> Value {
         let index = serde_json::to_vec(&json!({

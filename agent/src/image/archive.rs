@@ -37,14 +37,22 @@ pub(crate) struct OuterArchive {
     members: HashMap<String, Member>,
 }
 
+/// The longest file name (one path component) Linux file systems take.
+const NAME_MAX: usize = 255;
+
 /// Normalises a tar entry path: drops `.` components (a leading `./` is
-/// common), refuses absolute paths and `..` anywhere.
+/// common), refuses absolute paths, `..` anywhere and names longer than
+/// [`NAME_MAX`].
 ///
 /// Returns the '/'-joined relative path (empty for the root itself).
 pub(crate) fn clean_relative(path: &Path) -> Result<Vec<&std::ffi::OsStr>, String> {
     let mut out = Vec::new();
     for c in path.components() {
         match c {
+            // The kernel refuses longer names (ENAMETOOLONG): the archive's fault.
+            Component::Normal(n) if n.len() > NAME_MAX => {
+                return Err(format!("has a name component longer than {NAME_MAX} bytes"))
+            }
             Component::Normal(n) => out.push(n),
             Component::CurDir => {}
             Component::ParentDir => return Err("contains a '..' component".into()),
@@ -91,7 +99,7 @@ impl OuterArchive {
 
     /// Reads every header once and records where regular files and links are.
     fn index(file: &File) -> Result<HashMap<String, Member>, ImageError> {
-        let bad = |e: io::Error| ImageError::archive(format!("not a readable tar archive: {e}"));
+        let bad = |e: io::Error| ImageError::archive_caused("not a readable tar archive", e);
         let mut members = HashMap::new();
         let mut links = Vec::new();
         let mut ar = tar::Archive::new(file);
@@ -193,7 +201,7 @@ impl OuterArchive {
         }
         let mut buf = Vec::with_capacity(size as usize);
         r.read_to_end(&mut buf)
-            .map_err(|e| ImageError::archive(format!("reading {name}: {e}")))?;
+            .map_err(|e| ImageError::archive_caused(format!("reading {name}"), e))?;
         Ok(buf)
     }
 
@@ -222,7 +230,7 @@ pub(crate) fn verify_bytes(
 ) -> Result<(), ImageError> {
     let mut h = HashingReader::new(data);
     h.drain()
-        .map_err(|e| ImageError::archive(format!("{what}: {e}")))?;
+        .map_err(|e| ImageError::archive_caused(what.to_string(), e))?;
     if h.digest() != digest {
         return Err(ImageError::archive(format!(
             "{what} {digest}: digest mismatch (content hashes to {})",
@@ -297,7 +305,7 @@ pub(crate) fn copy_classified(
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ImageError::archive(format!("{what}: {e}"))),
+            Err(e) => return Err(ImageError::archive_caused(what.to_string(), e)),
         };
         if total + n as u64 > limit {
             return Err(ImageError::NoSpace(format!(

@@ -49,7 +49,20 @@ struct Meta {
 /// [`ImageError::InvalidArchive`]; errors writing are [`ImageError::Io`]. On
 /// error `dest` is left half-filled: the caller discards the staging dir.
 pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<u64, ImageError> {
-    let bad = |e: io::Error| ImageError::archive(format!("layer {layer}: bad tar stream: {e}"));
+    unpack_entries(reader, dest, layer).map_err(|e| match e {
+        // A path longer than the kernel takes (PATH_MAX) is the archive's
+        // fault; names too long are refused before anything is created.
+        ImageError::Io { context, source } if source.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+            ImageError::archive(format!("layer {layer}: {context}: the path is too long"))
+        }
+        e => e,
+    })
+}
+
+/// [`unpack`], with errors as they come.
+fn unpack_entries(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<u64, ImageError> {
+    let bad =
+        |e: io::Error| ImageError::archive_caused(format!("layer {layer}: bad tar stream"), e);
     let mut ar = tar::Archive::new(reader);
     // Directory mtimes are set last: creating children would bump them.
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();

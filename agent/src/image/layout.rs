@@ -97,7 +97,8 @@ pub(crate) fn plan(ar: &OuterArchive) -> Result<Vec<PlannedImage>, ImageError> {
 
 /// Parses JSON with a message naming the document.
 fn parse_json<T: for<'de> Deserialize<'de>>(data: &[u8], what: &str) -> Result<T, ImageError> {
-    serde_json::from_slice(data).map_err(|e| ImageError::archive(format!("{what}: bad JSON: {e}")))
+    serde_json::from_slice(data)
+        .map_err(|e| ImageError::archive_caused(format!("{what}: bad JSON"), e))
 }
 
 /// OCI image layout: `index.json` -> (nested indexes) -> manifests.
@@ -325,7 +326,7 @@ fn plan_docker(ar: &OuterArchive) -> Result<Vec<PlannedImage>, ImageError> {
             let mut magic = [0u8; 2];
             let n = r
                 .read(&mut magic)
-                .map_err(|e| ImageError::archive(format!("reading layer {member}: {e}")))?;
+                .map_err(|e| ImageError::archive_caused(format!("reading layer {member}"), e))?;
             let gzip = n == 2 && magic == [0x1f, 0x8b];
             // An uncompressed layer's blob digest is its diff id (checked while
             // unpacking); a compressed one must be hashed to be described.
@@ -335,8 +336,9 @@ fn plan_docker(ar: &OuterArchive) -> Result<Vec<PlannedImage>, ImageError> {
                 (None, true) => {
                     let (r, _) = ar.reader(&member)?;
                     let mut h = super::digest::HashingReader::new(r);
-                    h.drain()
-                        .map_err(|e| ImageError::archive(format!("reading layer {member}: {e}")))?;
+                    h.drain().map_err(|e| {
+                        ImageError::archive_caused(format!("reading layer {member}"), e)
+                    })?;
                     h.digest()
                 }
             };
@@ -363,7 +365,7 @@ fn plan_docker(ar: &OuterArchive) -> Result<Vec<PlannedImage>, ImageError> {
             "layers": descs,
         });
         let manifest_bytes = serde_json::to_vec(&manifest)
-            .map_err(|e| ImageError::archive(format!("building manifest: {e}")))?;
+            .map_err(|e| ImageError::archive_caused("building manifest", e))?;
         let manifest_digest = sha256_of(&manifest_bytes);
         let raw_names = e.repo_tags.unwrap_or_default();
         if let Some(existing) = out.iter_mut().find(|p| p.config_digest == config_digest) {

@@ -1,5 +1,6 @@
 //! The image store: imports OCI image layouts and `docker save` archives,
-//! pulls them from registries ([`pull`]), verifies every blob, unpacks each layer once (in overlayfs form, refusing
+//! pulls them from registries ([`pull`]; [`service`] adds the `pulled` event and the
+//! auto-pull policy), verifies every blob, unpacks each layer once (in overlayfs form, refusing
 //! anything that would write outside the layer) and keeps an index of images.
 //!
 //! On-disk layout under the store root:
@@ -9,7 +10,8 @@
 //! layers/<diffid-hex>/ unpacked layers, shared by all images that have them
 //! images.json          the index, replaced atomically
 //! staging/             in-progress imports and garbage being deleted
-//! downloads/           partial layer blobs of pulls (kept so pulls resume)
+//! downloads/           partial layer blobs of pulls (kept so pulls resume; collected
+//!                      at start when untouched for a day)
 //! ```
 mod archive;
 mod digest;
@@ -19,10 +21,9 @@ mod layout;
 pub mod pull;
 mod record;
 pub mod reference;
+pub mod service;
 mod store;
-#[cfg(test)]
-mod tests;
 
-pub use error::ImageError;
+pub use error::{Detail, ErrorKind, ImageError};
 pub use record::{ImageConfig, ImageRecord};
 pub use store::ImageStore;

@@ -8,14 +8,18 @@ use berth::v1::images_server::Images;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::image_to_proto;
+use super::image_status::image_status;
 use crate::container::Manager;
 use crate::error::Error;
 use crate::events::EventBus;
-use crate::image::pull::{Credentials, LayerState, PullProgress, Pulled, Puller};
-use crate::image::{ImageError, ImageRecord, ImageStore};
+use crate::image::pull::{Credentials, LayerState, PullProgress};
+use crate::image::{ImageRecord, ImageStore};
+
+/// Re-exported for the services that take it.
+pub use crate::image::service::Pulling;
 
 /// Serves `berth.v1.Images`.
 pub struct ImagesService {
@@ -24,89 +28,6 @@ pub struct ImagesService {
     bus: Arc<EventBus>,
     tmp: std::path::PathBuf,
     pulling: Arc<Pulling>,
-}
-
-/// Pulls images and announces them: shared by Images.Pull and by
-/// Containers.Create/Run when they pull a missing image.
-pub struct Pulling {
-    puller: Arc<Puller>,
-    store: Arc<ImageStore>,
-    bus: Arc<EventBus>,
-    auto_pull: bool,
-}
-
-impl Pulling {
-    /// `auto_pull`: whether [`ensure`](Self::ensure) pulls missing images.
-    pub fn new(
-        puller: Arc<Puller>,
-        store: Arc<ImageStore>,
-        bus: Arc<EventBus>,
-        auto_pull: bool,
-    ) -> Arc<Self> {
-        Arc::new(Pulling {
-            puller,
-            store,
-            bus,
-            auto_pull,
-        })
-    }
-
-    /// Pulls and publishes the `pulled` event.
-    async fn pull(
-        &self,
-        reference: &str,
-        creds: Option<Credentials>,
-        progress: &watch::Sender<PullProgress>,
-    ) -> Result<Pulled, ImageError> {
-        let pulled = self.puller.pull(reference, creds, progress).await?;
-        tracing::info!(reference = %pulled.reference, digest = %pulled.canonical, "image pulled");
-        self.bus.publish(pb::Event {
-            r#type: pb::ObjectType::Image as i32,
-            action: pb::EventAction::Pulled as i32,
-            id: pulled.image.id.clone(),
-            name: pulled.reference.clone(),
-            image: pulled.canonical.clone(),
-            ..Default::default()
-        });
-        Ok(pulled)
-    }
-
-    /// Makes sure `image` is stored: when it is not, and berthd runs with
-    /// `--auto-pull`, and it is a reference (not an id), pulls it with the
-    /// stored credentials. Other lookup errors are left for the caller.
-    pub async fn ensure(&self, image: &str) -> Result<(), Status> {
-        if !self.auto_pull || !matches!(self.store.resolve(image), Err(ImageError::NotFound(_))) {
-            return Ok(());
-        }
-        if image.starts_with("sha256:") || crate::image::reference::normalize(image).is_err() {
-            return Ok(());
-        }
-        let (tx, _rx) = watch::channel(PullProgress::default());
-        self.pull(image, None, &tx).await.map(drop).map_err(|e| {
-            let s = pull_status(e);
-            Status::new(
-                s.code(),
-                format!(
-                    "image {image} is not stored and pulling it failed: {}",
-                    s.message()
-                ),
-            )
-        })
-    }
-}
-
-/// Maps image errors to statuses, including the registry ones that the
-/// agent-wide [`Error`] has no codes for.
-pub(crate) fn pull_status(e: ImageError) -> Status {
-    let code = match &e {
-        ImageError::Unauthorized(_) => Code::Unauthenticated,
-        ImageError::Unavailable(_) => Code::Unavailable,
-        ImageError::Registry(_) => Code::Unknown,
-        ImageError::Corrupt(_) => Code::DataLoss,
-        ImageError::Unsupported(_) => Code::Unimplemented,
-        _ => return Error::from(e).into(),
-    };
-    Status::new(code, e.to_string())
 }
 
 /// Progress snapshot to API message.
@@ -256,7 +177,7 @@ impl Images for ImagesService {
         let images = tokio::task::spawn_blocking(move || store.import(&path, reference.as_deref()))
             .await
             .map_err(|e| Error::internal("import task", e))?
-            .map_err(Error::from)?;
+            .map_err(image_status)?;
         for img in &images {
             self.publish(
                 pb::EventAction::Imported,
@@ -285,7 +206,7 @@ impl Images for ImagesService {
         let img = self
             .store
             .resolve(&req.into_inner().image)
-            .map_err(Error::from)?;
+            .map_err(image_status)?;
         Ok(Response::new(pb::InspectImageResponse {
             image: Some(self.to_proto(&img)),
         }))
@@ -296,7 +217,7 @@ impl Images for ImagesService {
         req: Request<pb::RemoveImageRequest>,
     ) -> Result<Response<pb::RemoveImageResponse>, Status> {
         let req = req.into_inner();
-        let img = self.store.resolve(&req.image).map_err(Error::from)?;
+        let img = self.store.resolve(&req.image).map_err(image_status)?;
         let users: Vec<String> = self
             .mgr
             .list()
@@ -316,7 +237,7 @@ impl Images for ImagesService {
             ))
             .into());
         }
-        let (untagged, deleted) = self.store.remove(&req.image).map_err(Error::from)?;
+        let (untagged, deleted) = self.store.remove(&req.image).map_err(image_status)?;
         if let Some(id) = &deleted {
             if let Err(e) = self.store.gc(&self.mgr.layers_in_use()) {
                 tracing::warn!("image gc: {e}");
@@ -341,7 +262,7 @@ impl Images for ImagesService {
     ) -> Result<Response<Self::PullStream>, Status> {
         let req = req.into_inner();
         // Refuse a bad reference before starting a stream.
-        crate::image::reference::normalize(&req.reference).map_err(pull_status)?;
+        crate::image::reference::normalize(&req.reference).map_err(image_status)?;
         let creds = creds_from_proto(req.credentials);
         let (tx, mut rx) = watch::channel(PullProgress::default());
         let (out_tx, out_rx) = tokio::sync::mpsc::channel(16);
@@ -369,7 +290,7 @@ impl Images for ImagesService {
                     msg.image = Some(img);
                     Ok(msg)
                 }
-                Ok(Err(e)) => Err(pull_status(e)),
+                Ok(Err(e)) => Err(image_status(e)),
                 Err(e) => Err(Status::internal(format!("pull task: {e}"))),
             };
             let _ = out_tx.send(last).await;
@@ -389,10 +310,10 @@ impl Images for ImagesService {
         let username = creds.username.clone();
         let registry = self
             .pulling
-            .puller
+            .puller()
             .login(&req.registry, creds)
             .await
-            .map_err(pull_status)?;
+            .map_err(image_status)?;
         tracing::info!(%registry, %username, "registry credentials stored");
         Ok(Response::new(pb::LoginResponse { registry, username }))
     }
@@ -403,9 +324,9 @@ impl Images for ImagesService {
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         let registry = self
             .pulling
-            .puller
+            .puller()
             .logout(&req.into_inner().registry)
-            .map_err(pull_status)?;
+            .map_err(image_status)?;
         Ok(Response::new(pb::LogoutResponse { registry }))
     }
 }

@@ -5,6 +5,7 @@ mod agent;
 mod containers;
 pub mod convert;
 mod events;
+mod image_status;
 pub mod images;
 mod listen;
 mod logs;
