@@ -19,6 +19,7 @@ fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         user: String::new(),
         hostname: "box".into(),
         netns: netns.map(Into::into),
+        seccomp: None,
         cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c1".into()),
         oom_events: None,
         cgroup_version,

@@ -1,0 +1,80 @@
+//! What confines the container's process besides its namespaces, mounts
+//! and capabilities: its seccomp filters.
+//!
+//! The filters come compiled, from a file berthd wrote (the format is
+//! `berth_runtime::seccomp`'s). The init reads it while host paths still
+//! resolve, before `pivot_root`, and installs it as its very last step
+//! before exec, so none of its own setup system calls are filtered.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use berth_runtime::seccomp::{self, MAX_FILE_BYTES};
+use linux_raw_sys::ptrace::sock_filter;
+use rustix::fs::{FileType, Mode, OFlags};
+
+use crate::init::{Failure, Outcome};
+use crate::io;
+
+/// The seccomp programs of a container, in the order they are installed.
+pub struct Seccomp(Vec<Vec<sock_filter>>);
+
+fn failure(path: &str, why: impl core::fmt::Display) -> Failure {
+    Failure(125, format!("seccomp profile {path}: {why}"))
+}
+
+/// Reads and checks the programs at `path` (a host path).
+pub fn load(path: &str) -> Outcome<Seccomp> {
+    let file = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| failure(path, io::describe(e)))?;
+    let st = rustix::fs::fstat(&file).map_err(|e| failure(path, io::describe(e)))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(failure(path, "not a regular file"));
+    }
+    // Checked before reading, so a huge file costs nothing.
+    if st.st_size as u64 > MAX_FILE_BYTES as u64 {
+        return Err(failure(
+            path,
+            seccomp::SeccompFileError::TooLarge(st.st_size as usize),
+        ));
+    }
+    let bytes = io::read_to_end(&file).map_err(|e| failure(path, io::describe(e)))?;
+    let programs = seccomp::parse(&bytes).map_err(|e| failure(path, e))?;
+    Ok(Seccomp(
+        programs
+            .into_iter()
+            .map(|p| {
+                p.into_iter()
+                    .map(|i| sock_filter {
+                        code: i.code,
+                        jt: i.jt,
+                        jf: i.jf,
+                        k: i.k,
+                    })
+                    .collect()
+            })
+            .collect(),
+    ))
+}
+
+/// Installs every program, in order. Call it last before exec: from here
+/// on the process's own system calls are filtered too.
+pub fn install(filters: &Seccomp) -> Outcome {
+    for (i, program) in filters.0.iter().enumerate() {
+        crate::sys::install_seccomp_filter(program).map_err(|e| {
+            Failure(
+                125,
+                format!(
+                    "installing seccomp program {i} of {}: {}",
+                    filters.0.len(),
+                    io::describe(e)
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
