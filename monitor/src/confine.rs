@@ -1,5 +1,9 @@
-//! What confines the container's process besides its namespaces, mounts
-//! and capabilities: its seccomp filters.
+//! What the container's process starts with and what confines it besides
+//! its namespaces, mounts and capabilities: a session keyring of its own
+//! and its seccomp filters.
+//!
+//! A session keyring is inherited across fork and exec: without a new one
+//! every container would share berthd's (and read, link or add keys in it).
 //!
 //! The filters come compiled, from a file berthd wrote (the format is
 //! `berth_runtime::seccomp`'s). The init reads it while host paths still
@@ -12,9 +16,22 @@ use alloc::vec::Vec;
 use berth_runtime::seccomp::{self, MAX_FILE_BYTES};
 use linux_raw_sys::ptrace::sock_filter;
 use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::init::{Failure, Outcome};
 use crate::io;
+
+/// Replaces the session keyring inherited from berthd with a new, empty
+/// one, as runc does. A kernel without keyrings has nothing to share.
+pub fn fresh_session_keyring() -> Outcome {
+    match crate::sys::join_new_session_keyring() {
+        Ok(()) | Err(Errno::NOSYS) => Ok(()),
+        Err(e) => Err(Failure(
+            125,
+            format!("creating a session keyring: {}", io::describe(e)),
+        )),
+    }
+}
 
 /// The seccomp programs of a container, in the order they are installed.
 pub struct Seccomp(Vec<Vec<sock_filter>>);

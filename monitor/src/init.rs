@@ -69,6 +69,9 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
         }
     }
 
+    // Before anything else can reach berthd's keyring through this process.
+    crate::confine::fresh_session_keyring()?;
+
     // A host path: read before pivot_root, installed last before exec.
     let seccomp = spec
         .seccomp

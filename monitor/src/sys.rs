@@ -18,7 +18,7 @@ use rustix::io::Errno;
 use rustix::process::Pid;
 
 use linux_raw_sys::general::{
-    __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_prctl,
+    __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_keyctl, __NR_prctl,
     __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_seccomp, __NR_socket, CLONE_INTO_CGROUP, SIGCHLD,
     SIG_SETMASK,
 };
@@ -214,6 +214,17 @@ pub fn drop_bounding_capability(cap: u32) -> Result<(), Errno> {
         )
     }
     .map(drop)
+}
+
+/// Gives this process a new, anonymous session keyring
+/// (`keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`), in place of the one it
+/// inherited. `ENOSYS`: a kernel without keyrings.
+pub fn join_new_session_keyring() -> Result<(), Errno> {
+    // include/uapi/linux/keyctl.h, which linux-raw-sys lacks; the same on
+    // every architecture.
+    const KEYCTL_JOIN_SESSION_KEYRING: usize = 1;
+    // SAFETY: a null name asks for an anonymous keyring; integers otherwise.
+    unsafe { syscall(__NR_keyctl, [KEYCTL_JOIN_SESSION_KEYRING, 0, 0, 0, 0]) }.map(drop)
 }
 
 /// Installs the classic BPF program `program` as a seccomp filter of this
