@@ -1,6 +1,7 @@
 //! What the container's process starts with and what confines it besides
-//! its namespaces, mounts and capabilities: a session keyring of its own
-//! and its seccomp filters.
+//! its namespaces, mounts and capabilities: a session keyring of its own,
+//! a neutral OOM score and default resource limits (never berthd's), and
+//! its seccomp filters.
 //!
 //! A session keyring is inherited across fork and exec: without a new one
 //! every container would share berthd's (and read, link or add keys in it).
@@ -13,13 +14,57 @@
 use alloc::format;
 use alloc::vec::Vec;
 
+use berth_runtime::process;
 use berth_runtime::seccomp::{self, MAX_FILE_BYTES};
 use linux_raw_sys::ptrace::sock_filter;
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
+use rustix::process::{Resource, Rlimit};
 
 use crate::init::{Failure, Outcome};
 use crate::io;
+
+/// Sets this process's `oom_score_adj` to the container default, in place
+/// of berthd's (which protects itself, as dockerd does at -500). Raising
+/// it needs no privilege. `/proc` is the host's here (before `pivot_root`).
+pub fn oom_score_adj() -> Outcome {
+    let value = format!("{}", process::OOM_SCORE_ADJ);
+    io::write_file_existing("/proc/self/oom_score_adj", value.as_bytes())
+        .map_err(|e| Failure(125, format!("setting oom_score_adj: {}", io::describe(e))))
+}
+
+/// Resets every limit of [`process::DEFAULT_RLIMITS`]. Before capabilities
+/// are dropped: raising a hard limit needs `CAP_SYS_RESOURCE`.
+pub fn default_rlimits() -> Outcome {
+    for l in process::DEFAULT_RLIMITS {
+        let resource = match l.resource {
+            process::Resource::Cpu => Resource::Cpu,
+            process::Resource::FileSize => Resource::Fsize,
+            process::Resource::Data => Resource::Data,
+            process::Resource::Stack => Resource::Stack,
+            process::Resource::Core => Resource::Core,
+            process::Resource::NoFile => Resource::Nofile,
+            process::Resource::AddressSpace => Resource::As,
+            process::Resource::MemLock => Resource::Memlock,
+            process::Resource::Locks => Resource::Locks,
+            process::Resource::MsgQueue => Resource::Msgqueue,
+            process::Resource::Nice => Resource::Nice,
+            process::Resource::RtPrio => Resource::Rtprio,
+            process::Resource::RtTime => Resource::Rttime,
+        };
+        let new = Rlimit {
+            current: l.soft,
+            maximum: l.hard,
+        };
+        rustix::process::setrlimit(resource, new).map_err(|e| {
+            Failure(
+                125,
+                format!("setting the {:?} limit: {}", l.resource, io::describe(e)),
+            )
+        })?;
+    }
+    Ok(())
+}
 
 /// Replaces the session keyring inherited from berthd with a new, empty
 /// one, as runc does. A kernel without keyrings has nothing to share.

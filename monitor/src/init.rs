@@ -69,7 +69,10 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
         }
     }
 
-    // Before anything else can reach berthd's keyring through this process.
+    // Nothing of berthd's passes on: its OOM protection, its limits, its
+    // session keyring.
+    crate::confine::oom_score_adj()?;
+    crate::confine::default_rlimits()?;
     crate::confine::fresh_session_keyring()?;
 
     // A host path: read before pivot_root, installed last before exec.
