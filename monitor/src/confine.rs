@@ -26,15 +26,28 @@ use crate::io;
 
 /// Sets this process's `oom_score_adj` to the container default, in place
 /// of berthd's (which protects itself, as dockerd does at -500). Raising
-/// it needs no privilege. `/proc` is the host's here (before `pivot_root`).
+/// it needs no privilege; with `CAP_SYS_RESOURCE`, which the init still
+/// has, it is also the floor the container cannot go below. `/proc` is the
+/// host's here (before `pivot_root`).
 pub fn oom_score_adj() -> Outcome {
     let value = format!("{}", process::OOM_SCORE_ADJ);
-    io::write_file_existing("/proc/self/oom_score_adj", value.as_bytes())
-        .map_err(|e| Failure(125, format!("setting oom_score_adj: {}", io::describe(e))))
+    match io::write_file_existing("/proc/self/oom_score_adj", value.as_bytes()) {
+        // Lowering a score needs CAP_SYS_RESOURCE, which berthd lacks when
+        // it is itself confined: the container then stays easier to kill
+        // than the default, never protected.
+        Ok(()) | Err(Errno::ACCESS) => Ok(()),
+        Err(e) => Err(Failure(
+            125,
+            format!("setting oom_score_adj: {}", io::describe(e)),
+        )),
+    }
 }
 
 /// Resets every limit of [`process::DEFAULT_RLIMITS`]. Before capabilities
-/// are dropped: raising a hard limit needs `CAP_SYS_RESOURCE`.
+/// are dropped: raising a hard limit needs `CAP_SYS_RESOURCE`. Without it
+/// (berthd itself confined, or a hard `NOFILE` past `fs.nr_open`), a limit
+/// is kept within berthd's hard limit: lowered to the default, never
+/// raised.
 pub fn default_rlimits() -> Outcome {
     for l in process::DEFAULT_RLIMITS {
         let resource = match l.resource {
@@ -52,11 +65,20 @@ pub fn default_rlimits() -> Outcome {
             process::Resource::RtPrio => Resource::Rtprio,
             process::Resource::RtTime => Resource::Rttime,
         };
-        let new = Rlimit {
-            current: l.soft,
-            maximum: l.hard,
+        let set = |l: process::Limit| {
+            rustix::process::setrlimit(
+                resource,
+                Rlimit {
+                    current: l.soft,
+                    maximum: l.hard,
+                },
+            )
         };
-        rustix::process::setrlimit(resource, new).map_err(|e| {
+        let result = match set(l) {
+            Err(Errno::PERM) => set(l.within(rustix::process::getrlimit(resource).maximum)),
+            other => other,
+        };
+        result.map_err(|e| {
             Failure(
                 125,
                 format!("setting the {:?} limit: {}", l.resource, io::describe(e)),

@@ -53,6 +53,25 @@ pub struct Limit {
     pub hard: Option<u64>,
 }
 
+impl Limit {
+    /// This limit with neither value above `hard` (`None`: unlimited): what
+    /// a process without `CAP_SYS_RESOURCE`, which cannot raise its hard
+    /// limit past `hard`, can have of it.
+    pub fn within(self, hard: Option<u64>) -> Self {
+        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        let hard = min(self.hard, hard);
+        Self {
+            resource: self.resource,
+            soft: min(self.soft, hard),
+            hard,
+        }
+    }
+}
+
 const fn limit(resource: Resource, soft: Option<u64>, hard: Option<u64>) -> Limit {
     Limit {
         resource,
@@ -115,6 +134,30 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn within_a_hard_limit_lowers_never_raises() {
+        let nofile = limit(Resource::NoFile, Some(1024), Some(524_288));
+        assert_eq!(nofile.within(None), nofile);
+        assert_eq!(
+            nofile.within(Some(4096)),
+            limit(Resource::NoFile, Some(1024), Some(4096))
+        );
+        assert_eq!(
+            nofile.within(Some(512)),
+            limit(Resource::NoFile, Some(512), Some(512))
+        );
+        let stack = limit(Resource::Stack, Some(8 * MIB), None);
+        assert_eq!(
+            stack.within(Some(4 * MIB)),
+            limit(Resource::Stack, Some(4 * MIB), Some(4 * MIB))
+        );
+        let cpu = limit(Resource::Cpu, None, None);
+        assert_eq!(
+            cpu.within(Some(60)),
+            limit(Resource::Cpu, Some(60), Some(60))
+        );
     }
 
     #[test]
