@@ -365,3 +365,192 @@ async fn every_masked_path_is_masked() {
     }
     agent.assert_clean().await;
 }
+
+/// Seccomp, until berthd writes profiles: the monitor driven directly, as
+/// berthd drives it (a launch spec on stdin, reports on stdout), with a
+/// file of programs in the format berthd writes.
+#[cfg(target_arch = "x86_64")]
+mod seccomp {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    /// `struct sock_filter`.
+    #[derive(Clone, Copy)]
+    struct Insn(u16, u8, u8, u32);
+
+    const LOAD_NR: Insn = Insn(0x20, 0, 0, 0); // BPF_LD|BPF_W|BPF_ABS, seccomp_data.nr
+    const ALLOW: Insn = Insn(0x06, 0, 0, 0x7fff_0000); // BPF_RET, SECCOMP_RET_ALLOW
+
+    /// `BPF_JMP|BPF_JEQ|BPF_K`.
+    fn jeq(k: i64, jt: u8) -> Insn {
+        Insn(0x15, jt, 0, k as u32)
+    }
+
+    /// `SECCOMP_RET_ERRNO` with `errno`.
+    fn errno(errno: i32) -> Insn {
+        Insn(0x06, 0, 0, 0x0005_0000 | errno as u32)
+    }
+
+    /// The file: per program a little-endian count, then the instructions
+    /// in native byte order.
+    fn encode(programs: &[Vec<Insn>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in programs {
+            out.extend((p.len() as u32).to_le_bytes());
+            for Insn(code, jt, jf, k) in p {
+                out.extend(code.to_ne_bytes());
+                out.extend([*jt, *jf]);
+                out.extend(k.to_ne_bytes());
+            }
+        }
+        out
+    }
+
+    /// Two programs: mkdir and mkdirat fail with EPERM, chdir with EACCES.
+    fn two_programs() -> Vec<u8> {
+        encode(&[
+            vec![
+                LOAD_NR,
+                jeq(libc::SYS_mkdir, 2),
+                jeq(libc::SYS_mkdirat, 1),
+                ALLOW,
+                errno(libc::EPERM),
+            ],
+            vec![LOAD_NR, jeq(libc::SYS_chdir, 1), ALLOW, errno(libc::EACCES)],
+        ])
+    }
+
+    /// Runs `script` in a container of the monitor berthd installed, on
+    /// berthd's busybox layer, with the seccomp file `profile` (if any).
+    /// The first report's kind and message, and the container's output.
+    fn run(agent: &Agent, name: &str, profile: Option<&[u8]>, script: &str) -> (String, String) {
+        let layers = agent.state_dir.join("images/layers");
+        let layer = std::fs::read_dir(&layers)
+            .unwrap()
+            .next()
+            .expect("the busybox layer")
+            .unwrap()
+            .path();
+        let dir = agent.dir.join(name);
+        for sub in ["upper", "work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let profile_path = profile.map(|bytes| {
+            let p = dir.join("seccomp.bpf");
+            std::fs::write(&p, bytes).unwrap();
+            p
+        });
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        let spec = serde_json::json!({
+            "id": name,
+            "dir": s(&dir),
+            "rootfs": {
+                "layers": [s(&layer)],
+                "upper": s(&dir.join("upper")),
+                "work": s(&dir.join("work")),
+                "target": s(&dir.join("rootfs")),
+            },
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "user": "",
+            "hostname": name,
+            "netns": null,
+            "seccomp": profile_path.as_deref().map(s),
+            "cgroup": {"Hierarchies": []},
+            "oom_events": null,
+            "cgroup_version": 1,
+            "cgroup_v1_controllers": [],
+            "log_path": s(&dir.join("container.log")),
+            "log_max_bytes": 1 << 20,
+            "exit_path": s(&dir.join("exit.json")),
+        });
+        let mut monitor = Command::new(agent.state_dir.join("bin/berth-monitor"))
+            .arg("__monitor")
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the monitor");
+        let mut stdin = monitor.stdin.take().unwrap();
+        stdin.write_all(spec.to_string().as_bytes()).unwrap();
+        drop(stdin);
+        let mut first = String::new();
+        BufReader::new(monitor.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The monitor ends once the container has (or once it failed).
+        assert!(monitor.wait().unwrap().success());
+        let report: serde_json::Value =
+            serde_json::from_str(&first).unwrap_or_else(|e| panic!("report {first:?}: {e}"));
+        let (kind, body) = report.as_object().unwrap().iter().next().unwrap();
+        let message = body["message"].as_str().unwrap_or_default().to_string();
+        // CRI log lines: "<time> <stream> <tag> <message>".
+        let log = std::fs::read_to_string(dir.join("container.log")).unwrap_or_default();
+        let output = log
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3))
+            .map(|m| format!("{m}\n"))
+            .collect();
+        (format!("{kind}: {message}"), output)
+    }
+
+    const SCRIPT: &str = "mkdir /made 2>&1; echo mkdir=$?; cd /tmp 2>&1; echo cd=$?";
+
+    #[tokio::test]
+    async fn every_program_of_the_file_is_installed_before_exec() {
+        let agent = Agent::start().await;
+        agent.import_busybox().await;
+
+        let (report, out) = run(&agent, "unconfined", None, SCRIPT);
+        assert_eq!(report, "started: ");
+        assert_eq!(out, "mkdir=0\ncd=0\n");
+
+        // The init's own mkdirs and chdirs (mount points, working
+        // directory) are not filtered; the container's are, by both.
+        let (report, out) = run(&agent, "confined", Some(&two_programs()), SCRIPT);
+        assert_eq!(report, "started: ", "{out}");
+        assert!(out.contains("Operation not permitted\nmkdir=1\n"), "{out}");
+        assert!(
+            out.contains("Permission denied\ncd=") && !out.contains("cd=0"),
+            "{out}"
+        );
+        agent.assert_clean().await;
+    }
+
+    #[tokio::test]
+    async fn a_bad_file_or_program_fails_the_start() {
+        let agent = Agent::start().await;
+        agent.import_busybox().await;
+        let whole = two_programs();
+        let cases: [(&str, Vec<u8>, &str); 4] = [
+            (
+                "cut",
+                whole[..whole.len() - 3].to_vec(),
+                "program 1 is cut short",
+            ),
+            ("empty", Vec::new(), "no program in the file"),
+            (
+                "huge",
+                vec![0; (1 << 20) + 1],
+                "1048577 bytes, more than the 1 MiB allowed",
+            ),
+            // BPF_RET with no return value source: the kernel's checker
+            // refuses it.
+            (
+                "refused",
+                encode(&[vec![Insn(0xffff, 0, 0, 0)]]),
+                "installing seccomp program 0 of 1: Invalid argument",
+            ),
+        ];
+        for (name, bytes, why) in cases {
+            let (report, out) = run(&agent, name, Some(&bytes), "echo ran");
+            assert!(report.starts_with("failed: "), "{name}: {report}");
+            assert!(report.contains(why), "{name}: {report}");
+            assert_eq!(out, "", "{name}: the container ran");
+        }
+        agent.assert_clean().await;
+    }
+}
