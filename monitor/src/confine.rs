@@ -81,7 +81,7 @@ pub fn default_rlimits() -> Outcome {
         result.map_err(|e| {
             Failure(
                 125,
-                format!("setting the {:?} limit: {}", l.resource, io::describe(e)),
+                format!("setting {}: {}", l.resource.name(), io::describe(e)),
             )
         })?;
     }

@@ -42,6 +42,27 @@ pub enum Resource {
     RtTime,
 }
 
+impl Resource {
+    /// The kernel's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Cpu => "RLIMIT_CPU",
+            Resource::FileSize => "RLIMIT_FSIZE",
+            Resource::Data => "RLIMIT_DATA",
+            Resource::Stack => "RLIMIT_STACK",
+            Resource::Core => "RLIMIT_CORE",
+            Resource::NoFile => "RLIMIT_NOFILE",
+            Resource::AddressSpace => "RLIMIT_AS",
+            Resource::MemLock => "RLIMIT_MEMLOCK",
+            Resource::Locks => "RLIMIT_LOCKS",
+            Resource::MsgQueue => "RLIMIT_MSGQUEUE",
+            Resource::Nice => "RLIMIT_NICE",
+            Resource::RtPrio => "RLIMIT_RTPRIO",
+            Resource::RtTime => "RLIMIT_RTTIME",
+        }
+    }
+}
+
 /// A soft and a hard limit; `None` is unlimited (`RLIM_INFINITY`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Limit {
