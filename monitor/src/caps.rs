@@ -21,9 +21,14 @@ const DEFAULT: CapabilitySet = CapabilitySet::CHOWN
     .union(CapabilitySet::KILL)
     .union(CapabilitySet::AUDIT_WRITE);
 
-/// Limits the calling process to [`DEFAULT`]: bounding, inheritable,
-/// permitted and effective sets (root in the container then holds exactly
-/// these after exec; other users hold none, as with Docker).
+/// Limits the calling process to [`DEFAULT`]: bounding, permitted and
+/// effective sets (root in the container then holds exactly these after
+/// exec; other users hold none, as with Docker). The inheritable set is
+/// empty, as Docker's (runc's fix of CVE-2022-24769): a program with file
+/// capabilities gets only what its file grants within the bounding set,
+/// never more through inheritable ones. The kernel keeps ambient
+/// capabilities within permitted and inheritable, so the ambient set
+/// (berthd's, if it had one) is emptied with it.
 pub fn drop_to_default() -> Result<()> {
     // Every capability this kernel has, also ones newer than this code:
     // the kernel says EINVAL past its last one.
@@ -43,7 +48,7 @@ pub fn drop_to_default() -> Result<()> {
         CapabilitySets {
             effective: DEFAULT,
             permitted: DEFAULT,
-            inheritable: DEFAULT,
+            inheritable: CapabilitySet::empty(),
         },
     )
     .ctx("setting capabilities")

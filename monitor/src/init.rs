@@ -4,7 +4,8 @@
 //! carries out the container's setup plan (`berth_runtime::plan`, executed
 //! by [`crate::setup`]): new namespaces, the overlay root and the kernel
 //! filesystems in its own mount namespace, its cgroup, `pivot_root`, the
-//! masks. Then it resolves the user, drops privileges and execs the
+//! masks. Then it resolves the user, drops privileges, installs the
+//! container's seccomp filters ([`crate::confine`]) and execs the
 //! container's command. Any
 //! failure is written to the fail pipe as "<exit code>:<message>" and ends the
 //! process; a successful exec closes the pipe (it is close-on-exec).
@@ -68,6 +69,19 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
         }
     }
 
+    // Nothing of berthd's passes on: its OOM protection, its limits, its
+    // session keyring.
+    crate::confine::oom_score_adj()?;
+    crate::confine::default_rlimits()?;
+    crate::confine::fresh_session_keyring()?;
+
+    // A host path: read before pivot_root, installed last before exec.
+    let seccomp = spec
+        .seccomp
+        .as_deref()
+        .map(crate::confine::load)
+        .transpose()?;
+
     let steps = plan::container_setup(spec).map_err(|e| Failure(125, format!("{e}")))?;
     crate::setup::execute(&steps, &spec.rootfs.target, go)?;
 
@@ -119,7 +133,13 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
             .chain(core::iter::once(core::ptr::null()))
             .collect()
     };
-    let errno = sys::execve(&program, &pointers(&args), &pointers(&envs));
+    let (argv, envp) = (pointers(&args), pointers(&envs));
+    // Last: nothing of this setup is filtered, only the exec and what the
+    // container does (a profile must allow execve, as Docker's does).
+    if let Some(filters) = &seccomp {
+        crate::confine::install(filters)?;
+    }
+    let errno = sys::execve(&program, &argv, &envp);
     let code = if errno == Errno::NOENT { 127 } else { 126 };
     Err(Failure(
         code,

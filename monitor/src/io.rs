@@ -209,6 +209,13 @@ pub fn open_dir(path: &str) -> core::result::Result<OwnedFd, Errno> {
     )
 }
 
+/// Writes `data` to the existing file `path` (a kernel interface such as
+/// `/proc/self/oom_score_adj`): never creates one.
+pub fn write_file_existing(path: &str, data: &[u8]) -> core::result::Result<(), Errno> {
+    let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    write_all(&fd, data)
+}
+
 /// Creates or truncates `path` (mode 0644) and writes `data` to it.
 pub fn write_file(path: &str, data: &[u8]) -> core::result::Result<(), Errno> {
     let fd = rustix::fs::open(

@@ -20,6 +20,7 @@ extern crate alloc;
 
 mod arch;
 mod caps;
+mod confine;
 mod init;
 mod io;
 mod log;

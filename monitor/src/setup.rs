@@ -150,27 +150,9 @@ fn run(step: &Step, go: &mut Option<OwnedFd>) -> Outcome {
             }
         }
         Step::PivotRoot { root } => pivot_root(root).map_err(errno),
-        Step::MaskFile { path } => {
-            if kind(path) != Some(FileType::RegularFile) {
-                return Ok(());
-            }
-            rustix::mount::mount_bind("/dev/null", path.as_str()).map_err(errno)
-        }
-        Step::MaskDir { path } => {
-            if kind(path) != Some(FileType::Directory) {
-                return Ok(());
-            }
-            rustix::mount::mount(
-                "tmpfs",
-                path.as_str(),
-                "tmpfs",
-                MountFlags::RDONLY,
-                None::<&CStr>,
-            )
-            .map_err(errno)
-        }
+        Step::MaskFile { path } | Step::MaskDir { path } => mask(path),
         Step::ReadonlyPath { path } => {
-            if kind(path).is_none() {
+            if kind(path)?.is_none() {
                 return Ok(());
             }
             rustix::mount::mount_bind_recursive(path.as_str(), path.as_str()).map_err(errno)?;
@@ -188,12 +170,34 @@ fn run(step: &Step, go: &mut Option<OwnedFd>) -> Outcome {
     }
 }
 
-/// What is at `path`, following symlinks (a kernel interface this kernel
-/// lacks is `None`).
-fn kind(path: &str) -> Option<FileType> {
-    rustix::fs::stat(path)
-        .ok()
-        .map(|st| FileType::from_raw_mode(st.st_mode))
+/// What is at `path`, following symlinks: `None` for a kernel interface
+/// this kernel lacks. Any other failure fails the step: a mask that is
+/// silently skipped would leave the interface open.
+fn kind(path: &str) -> Outcome<Option<FileType>> {
+    match rustix::fs::stat(path) {
+        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+        Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+/// Hides `path` as runc does: a directory under an empty read-only tmpfs,
+/// anything else under /dev/null. What a kernel calls a file or a directory
+/// is its business (the plan's split is the usual kind), so whichever is
+/// found is covered.
+fn mask(path: &str) -> Outcome {
+    match kind(path)? {
+        None => Ok(()),
+        Some(FileType::Directory) => rustix::mount::mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None::<&CStr>,
+        )
+        .map_err(errno),
+        Some(_) => rustix::mount::mount_bind("/dev/null", path).map_err(errno),
+    }
 }
 
 /// Moves this process into the network namespace at `path` (one of

@@ -18,9 +18,11 @@ use rustix::io::Errno;
 use rustix::process::Pid;
 
 use linux_raw_sys::general::{
-    __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_prctl,
-    __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_socket, CLONE_INTO_CGROUP, SIGCHLD, SIG_SETMASK,
+    __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_keyctl, __NR_prctl,
+    __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_seccomp, __NR_socket, CLONE_INTO_CGROUP, SIGCHLD,
+    SIG_SETMASK,
 };
+use linux_raw_sys::ptrace::{sock_filter, sock_fprog, SECCOMP_SET_MODE_FILTER};
 
 /// # Safety
 /// The caller upholds the contract of system call `nr` for these arguments.
@@ -209,6 +211,45 @@ pub fn drop_bounding_capability(cap: u32) -> Result<(), Errno> {
         syscall(
             __NR_prctl,
             [PR_CAPBSET_DROP as usize, cap as usize, 0, 0, 0],
+        )
+    }
+    .map(drop)
+}
+
+/// Gives this process a new, anonymous session keyring
+/// (`keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`), in place of the one it
+/// inherited. `ENOSYS`: a kernel without keyrings.
+pub fn join_new_session_keyring() -> Result<(), Errno> {
+    // include/uapi/linux/keyctl.h, which linux-raw-sys lacks; the same on
+    // every architecture.
+    const KEYCTL_JOIN_SESSION_KEYRING: usize = 1;
+    // SAFETY: a null name asks for an anonymous keyring; integers otherwise.
+    unsafe { syscall(__NR_keyctl, [KEYCTL_JOIN_SESSION_KEYRING, 0, 0, 0, 0]) }.map(drop)
+}
+
+/// Installs the classic BPF program `program` as a seccomp filter of this
+/// process (`seccomp(SECCOMP_SET_MODE_FILTER, 0, ...)`); it stays for the
+/// process and everything it execs or forks. Needs `no_new_privs` (or
+/// `CAP_SYS_ADMIN`). `EINVAL` is a program the kernel's checker refuses.
+pub fn install_seccomp_filter(program: &[sock_filter]) -> Result<(), Errno> {
+    let len = u16::try_from(program.len()).map_err(|_| Errno::INVAL)?;
+    let prog = sock_fprog {
+        len,
+        // The kernel only reads the program (it copies it in).
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points to `len` instructions, alive for the call; the
+    // kernel copies them and keeps no pointer.
+    unsafe {
+        syscall(
+            __NR_seccomp,
+            [
+                SECCOMP_SET_MODE_FILTER as usize,
+                0,
+                &prog as *const sock_fprog as usize,
+                0,
+                0,
+            ],
         )
     }
     .map(drop)

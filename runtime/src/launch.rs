@@ -48,6 +48,15 @@ pub struct LaunchSpec {
     /// [`crate::netns`]), for the init to enter instead of creating one.
     #[serde(default)]
     pub netns: Option<String>,
+    /// The host path of a file of compiled seccomp programs (the format is
+    /// [`crate::seccomp`]'s), written by berthd. The init reads it before
+    /// `pivot_root` and installs every program, in file order, as its last
+    /// step before exec, after capabilities are dropped and `no_new_privs`
+    /// is set, so its own setup is not filtered. A file it cannot read or
+    /// parse, or a program the kernel refuses, fails the start. `None`: no
+    /// filter (unconfined).
+    #[serde(default)]
+    pub seccomp: Option<String>,
     /// The container's cgroup: where its init is placed before it execs.
     pub cgroup: CgroupPlacement,
     /// The file with the `oom_kill` counter (memory.events on v2,

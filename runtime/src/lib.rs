@@ -9,9 +9,11 @@
 //! Both sides link this crate for what they must agree on: the launch spec
 //! and the reports ([`launch`]), the CRI log format ([`cri_log`], with its
 //! timestamps in [`rfc3339`], its calendar in [`civil`]), how a user spec
-//! resolves against an image's `/etc/passwd` ([`user`]), and the container's
+//! resolves against an image's `/etc/passwd` ([`user`]), the container's
 //! setup as a plan of mounts, masks and namespace steps ([`plan`]), which
-//! the monitor's init executes. It needs only `core` and `alloc`, so the
+//! the monitor's init executes, the limits and OOM score a container's
+//! process starts with ([`process`]), and the file of seccomp programs
+//! berthd writes for the init to install ([`seccomp`]). It needs only `core` and `alloc`, so the
 //! monitor can use it; its tests use `std`.
 
 #![cfg_attr(not(test), no_std)]
@@ -22,5 +24,7 @@ pub mod civil;
 pub mod cri_log;
 pub mod launch;
 pub mod plan;
+pub mod process;
 pub mod rfc3339;
+pub mod seccomp;
 pub mod user;

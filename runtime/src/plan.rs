@@ -168,18 +168,23 @@ pub enum Step {
         /// The new root.
         root: String,
     },
-    /// Covers the file `path` with /dev/null, if it is a regular file.
+    /// Covers the file `path` with /dev/null, if it exists (a directory
+    /// found there instead is covered as [`Step::MaskDir`] does). Any
+    /// failure but its absence fails the start.
     MaskFile {
         /// The file.
         path: String,
     },
-    /// Covers the directory `path` with an empty read-only tmpfs, if it is a
-    /// directory.
+    /// Covers the directory `path` with an empty read-only tmpfs, if it
+    /// exists (anything else found there is covered as [`Step::MaskFile`]
+    /// does). Any failure but its absence fails the start.
     MaskDir {
         /// The directory.
         path: String,
     },
-    /// Makes `path` and everything under it read-only, if it exists.
+    /// Makes `path` and everything under it read-only, if it exists. Any
+    /// failure but its absence fails the start (a /proc/sys left writable
+    /// would leave `core_pattern` to the container).
     ReadonlyPath {
         /// The path.
         path: String,
@@ -239,8 +244,12 @@ pub const DEV_SYMLINKS: [(&str, &str); 6] = [
     ("core", "/proc/kcore"),
 ];
 
-/// Files hidden behind /dev/null, as Docker does.
-pub const MASKED_FILES: [&str; 6] = [
+/// Files hidden behind /dev/null. With [`MASKED_DIRS`], Docker's masked
+/// paths (moby's `oci/defaults.go`, Docker 28): kernel interfaces that
+/// leak host information (interrupt counts, timers, keys, the kernel's
+/// memory) or drive host hardware (sound, firmware, power capping).
+pub const MASKED_FILES: [&str; 7] = [
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -250,9 +259,15 @@ pub const MASKED_FILES: [&str; 6] = [
 ];
 
 /// Directories hidden behind an empty read-only tmpfs.
-pub const MASKED_DIRS: [&str; 3] = ["/proc/acpi", "/proc/scsi", "/sys/firmware"];
+pub const MASKED_DIRS: [&str; 5] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
 
-/// Paths left visible but read-only.
+/// Paths left visible but read-only: Docker's read-only paths.
 pub const READONLY_PATHS: [&str; 5] = [
     "/proc/bus",
     "/proc/fs",

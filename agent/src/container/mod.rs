@@ -716,6 +716,8 @@ impl Manager {
             user: rec.user.clone(),
             hostname: rec.hostname.clone(),
             netns: netns.map(|ns| ns.path()),
+            // Wired by the agent's seccomp work (issue 18): unconfined until then.
+            seccomp: None,
             cgroup: cg.placement.clone(),
             oom_events: cg.oom_events.clone(),
             cgroup_version: self.cgroups.version(),
