@@ -32,3 +32,57 @@ pub use config::Config;
 pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     server::run(cfg).await
 }
+
+#[cfg(test)]
+mod boundary {
+    //! The runtime core must not speak the wire: only `server/` (and the
+    //! event bus's storage adapter) know `berth.v1`, tonic and prost.
+
+    use std::path::{Path, PathBuf};
+
+    /// Modules of the runtime core, relative to `src/`.
+    const CORE: &[&str] = &[
+        "container",
+        "cgroup.rs",
+        "monitor.rs",
+        "netns_pool.rs",
+        "janitor.rs",
+        "signal.rs",
+        "error.rs",
+        "config.rs",
+        "sys",
+        "events/domain.rs",
+    ];
+    const WIRE: &[&str] = &["berth::v1", "tonic", "prost"];
+
+    fn files(p: &Path, out: &mut Vec<PathBuf>) {
+        if p.is_dir() {
+            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                files(&e.path(), out);
+            }
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p.to_path_buf());
+        }
+    }
+
+    #[test]
+    fn the_core_imports_no_wire_types() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut all = Vec::new();
+        for m in CORE {
+            files(&src.join(m), &mut all);
+        }
+        assert!(all.len() > 10, "found only {all:?}");
+        let mut offenders = Vec::new();
+        for f in &all {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if WIRE.iter().any(|w| code.contains(w)) {
+                    offenders.push(format!("{}:{}: {line}", f.display(), n + 1));
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+    }
+}

@@ -5,6 +5,7 @@
 //! in [`state`]; each change is persisted (atomically) before it is announced
 //! as an event.
 
+pub mod error;
 pub mod record;
 pub mod restart;
 pub mod rootfs;
@@ -18,14 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth::v1::{EventAction, ObjectType};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::sync::watch;
 
 use crate::cgroup::{CgroupHost, Limits};
-use crate::error::{Error, Result};
-use crate::events::EventBus;
+pub use error::{ContainerError, Result};
+
+use crate::error::capped;
+use crate::events::domain::{Action, Event, EventSink, Object};
 use crate::fsutil::{Durability, Flusher};
 use crate::image::ImageStore;
 use crate::janitor::Janitor;
@@ -109,8 +111,8 @@ impl Entry {
     }
 
     fn persist(&self, rec: &Record) -> Result<()> {
-        let json =
-            serde_json::to_vec_pretty(rec).map_err(|e| Error::internal("encoding record", e))?;
+        let json = serde_json::to_vec_pretty(rec)
+            .map_err(|e| ContainerError::io("encoding record", e.into()))?;
         // A container removed at exit needs no record that survives a power
         // loss; skipping the fsync keeps `run --rm` fast.
         let durability = if rec.spec.auto_remove {
@@ -120,7 +122,7 @@ impl Entry {
         };
         self.flusher
             .write(&self.dir.join(RECORD_FILE), &json, durability)
-            .map_err(|e| Error::internal(format!("saving container {}", self.id), e))
+            .map_err(|e| ContainerError::io(format_args!("saving container {}", self.id), e))
     }
 
     /// Changes the record, persists it, and returns the new copy.
@@ -142,7 +144,7 @@ pub struct Manager {
     dir: PathBuf,
     images: Arc<ImageStore>,
     cgroups: CgroupHost,
-    events: Arc<EventBus>,
+    events: Arc<dyn EventSink>,
     monitors: Monitors,
     netns: NetnsPool,
     flusher: Arc<Flusher>,
@@ -158,7 +160,7 @@ pub struct Deps {
     /// The host's cgroup setup.
     pub cgroups: CgroupHost,
     /// Where events go.
-    pub events: Arc<EventBus>,
+    pub events: Arc<dyn EventSink>,
     /// How container monitors are started.
     pub monitors: Monitors,
     /// Network namespaces made ahead of time.
@@ -179,7 +181,7 @@ fn now_nanos() -> i64 {
 impl Manager {
     /// Opens the container store in `dir`, loading what a previous run left.
     pub fn open(dir: PathBuf, deps: Deps, log_max_bytes: u64) -> Result<Arc<Self>> {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::internal(dir.display(), e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io(dir.display(), e))?;
         let Deps {
             images,
             cgroups,
@@ -225,7 +227,7 @@ impl Manager {
     /// restart policies are honoured again.
     fn load(self: &Arc<Self>) -> Result<()> {
         let rd =
-            std::fs::read_dir(&self.dir).map_err(|e| Error::internal(self.dir.display(), e))?;
+            std::fs::read_dir(&self.dir).map_err(|e| ContainerError::io(self.dir.display(), e))?;
         let mut known = HashSet::new();
         for de in rd.flatten() {
             let dir = de.path();
@@ -251,7 +253,7 @@ impl Manager {
                     let _ = std::fs::remove_dir_all(&dir);
                     continue;
                 }
-                Err(e) => return Err(Error::internal(dir.display(), e)),
+                Err(e) => return Err(ContainerError::io(dir.display(), e)),
             };
             let mut rec: Record = match serde_json::from_slice(&bytes) {
                 Ok(r) => r,
@@ -384,9 +386,7 @@ impl Manager {
     /// Finds a container by full id, exact name, or unique id prefix.
     pub fn get(&self, key: &str) -> Result<Arc<Entry>> {
         if key.is_empty() {
-            return Err(Error::InvalidArgument(
-                "no container id or name given".into(),
-            ));
+            return Err(ContainerError::NoKey);
         }
         let table = self.table();
         if let Some(e) = table.by_id.get(key) {
@@ -403,24 +403,26 @@ impl Manager {
             .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(Error::NotFound(format!("no such container: {key}"))),
-            _ => Err(Error::InvalidArgument(format!(
-                "{key} matches {} containers: give more of the id",
-                matches.len()
-            ))),
+            [] => Err(ContainerError::NotFound {
+                key: key.to_string(),
+            }),
+            _ => Err(ContainerError::Ambiguous {
+                key: key.to_string(),
+                count: matches.len(),
+            }),
         }
     }
 
     /// Like [`Manager::get`], but also finds recently removed containers by full id.
     pub fn get_or_removed(&self, key: &str) -> Result<Arc<Entry>> {
         match self.get(key) {
-            Err(Error::NotFound(m)) => self
+            Err(ContainerError::NotFound { key }) => self
                 .table()
                 .tombstones
                 .iter()
                 .find(|e| e.id == key)
                 .cloned()
-                .ok_or(Error::NotFound(m)),
+                .ok_or(ContainerError::NotFound { key }),
             other => other,
         }
     }
@@ -438,16 +440,11 @@ impl Manager {
         self.list().into_iter().flat_map(|r| r.layers).collect()
     }
 
-    fn publish(&self, rec: &Record, action: EventAction, f: impl FnOnce(&mut berth::v1::Event)) {
-        let mut ev = berth::v1::Event {
-            r#type: ObjectType::Container as i32,
-            action: action as i32,
-            id: rec.id.clone(),
-            name: rec.name.clone(),
-            labels: rec.spec.labels.clone().into_iter().collect(),
-            image: rec.spec.image.clone(),
-            ..Default::default()
-        };
+    fn publish(&self, rec: &Record, action: Action, f: impl FnOnce(&mut Event)) {
+        let mut ev = Event::new(Object::Container, action, rec.id.clone());
+        ev.name = rec.name.clone();
+        ev.labels = rec.spec.labels.clone();
+        ev.image = rec.spec.image.clone();
         f(&mut ev);
         self.events.publish(ev);
     }
@@ -464,27 +461,28 @@ impl Manager {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         {
-            return Err(Error::InvalidArgument(format!(
-                "invalid hostname {:?}",
-                spec.hostname
-            )));
+            return Err(ContainerError::invalid(
+                "hostname",
+                format!("invalid hostname {:?}", capped(&spec.hostname)),
+            ));
         }
         self.cgroups
             .check(&Limits::from(&spec.limits))
-            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+            .map_err(ContainerError::LimitUnsupported)?;
         if spec.image.is_empty() {
-            return Err(Error::InvalidArgument("no image given".into()));
+            return Err(ContainerError::invalid("image", "no image given"));
         }
         if spec.auto_remove && spec.restart_policy != restart::Policy::No {
-            return Err(Error::InvalidArgument(
-                "auto-remove and a restart policy exclude each other".into(),
+            return Err(ContainerError::invalid(
+                "restart_policy",
+                "auto-remove and a restart policy exclude each other",
             ));
         }
         let image = self.images.resolve(&spec.image).map_err(|e| match e {
-            crate::image::ImageError::NotFound(_) => {
-                Error::NotFound(format!("no such image: {}", spec.image))
-            }
-            other => other.into(),
+            crate::image::ImageError::NotFound(_) => ContainerError::ImageNotFound {
+                image: spec.image.clone(),
+            },
+            other => ContainerError::Image(other),
         })?;
         let eff = spec::merge(&spec, &image.config)?;
         let id = spec::new_id();
@@ -536,9 +534,7 @@ impl Manager {
             // both get it.
             let mut table = self.table();
             if table.by_id.values().any(|e| e.lock_record().name == name) {
-                return Err(Error::AlreadyExists(format!(
-                    "the container name {name:?} is already in use"
-                )));
+                return Err(ContainerError::NameInUse { name });
             }
             table.by_id.insert(id.clone(), entry.clone());
         }
@@ -548,7 +544,7 @@ impl Manager {
             std::fs::File::create(dir.join(LOG_FILE))?;
             Ok(())
         })()
-        .map_err(|e| Error::internal("creating the container directory", e))
+        .map_err(|e| ContainerError::io("creating the container directory", e))
         .and_then(|()| entry.persist(&rec));
         if let Err(e) = made {
             self.table().by_id.remove(&id);
@@ -558,7 +554,7 @@ impl Manager {
         if !rec.spec.auto_remove {
             self.flusher.queue(&self.dir);
         }
-        self.publish(&rec, EventAction::Created, |_| {});
+        self.publish(&rec, Action::Created, |_| {});
         Ok(rec)
     }
 
@@ -574,7 +570,7 @@ impl Manager {
         let rec = entry.snapshot();
         rec.state
             .apply(Op::Start)
-            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+            .map_err(|e| ContainerError::transition(&rec.id, e))?;
         if by_user {
             entry.call_off_restart();
         }
@@ -585,11 +581,14 @@ impl Manager {
         let starting = self
             .monitors
             .start(&entry.dir)
-            .map_err(|e| Error::internal("starting the container", e))?;
+            .map_err(ContainerError::Launch)?;
         let cg = self
             .cgroups
             .create(&rec.id, &Limits::from(&rec.spec.limits))
-            .map_err(|e| Error::internal("creating the cgroup", e))?;
+            .map_err(|source| ContainerError::Cgroup {
+                context: "creating the cgroup",
+                source,
+            })?;
         let cleanup = |mgr: &Manager| {
             if let Err(e) = mgr.cgroups.remove(&rec.id) {
                 tracing::warn!(id = %rec.id, "{e}");
@@ -601,7 +600,7 @@ impl Manager {
             Ok(spec) => spec,
             Err(e) => {
                 cleanup(self);
-                return Err(Error::internal("the container's paths", e));
+                return Err(ContainerError::io("the container's paths", e));
             }
         };
         // What a previous run left must not be taken for this run's.
@@ -609,7 +608,7 @@ impl Manager {
             if let Err(e) = std::fs::remove_file(entry.dir.join(stale)) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     cleanup(self);
-                    return Err(Error::internal(format!("removing {stale}"), e));
+                    return Err(ContainerError::io(format_args!("removing {stale}"), e));
                 }
             }
         }
@@ -647,7 +646,7 @@ impl Manager {
                     tracing::error!(id = %rec.id, "{e}");
                     entry.snapshot()
                 });
-                self.publish(&started, EventAction::Started, |_| {});
+                self.publish(&started, Action::Started, |_| {});
                 let mgr = self.clone();
                 let watched = entry.clone();
                 let exit_file = PathBuf::from(&launch.exit_path);
@@ -678,21 +677,21 @@ impl Manager {
                     r.state = State::Exited;
                     r.exit = Some(exit);
                 })?;
-                self.publish(&rec, EventAction::Exited, |ev| {
-                    ev.exit = Some(exit_to_proto(&exit))
-                });
+                self.publish(&rec, Action::Exited, |ev| ev.exit = Some(exit));
                 entry.life.send_replace(Life::Exited(exit));
                 if rec.spec.auto_remove {
                     self.spawn_auto_remove(entry.clone());
                 }
-                Err(Error::FailedPrecondition(format!(
-                    "cannot start container {}: {message}",
-                    rec.name
-                )))
+                Err(ContainerError::CannotExec {
+                    id: rec.id.clone(),
+                    name: rec.name.clone(),
+                    message,
+                    exit_code,
+                })
             }
             Err(e @ SpawnError::Monitor(_)) => {
                 cleanup(self);
-                Err(Error::internal("starting the container", e))
+                Err(ContainerError::Launch(e))
             }
         }
     }
@@ -758,9 +757,7 @@ impl Manager {
             .events
             .exit_announced(&rec.id, exit.finished_at_unix_nanos)
         {
-            self.publish(&rec, EventAction::Exited, |ev| {
-                ev.exit = Some(exit_to_proto(&exit))
-            });
+            self.publish(&rec, Action::Exited, |ev| ev.exit = Some(exit));
         }
         // An auto-remove container is removed next; its record is not
         // rewritten for the moment in between. A crash before the removal
@@ -809,9 +806,9 @@ impl Manager {
                     .is_ok();
             if scheduled {
                 let rec = entry.snapshot();
-                self.publish(&rec, EventAction::Restarting, |ev| {
+                self.publish(&rec, Action::Restarting, |ev| {
                     ev.restart_attempt = rec.restart_count;
-                    ev.restart_delay_ms = r.delay.as_millis() as u64;
+                    ev.restart_delay = r.delay;
                 });
                 self.schedule_restart(entry.clone(), r.delay);
             }
@@ -866,7 +863,7 @@ impl Manager {
             match sys::pidfd_send_signal(&fd, sig as i32) {
                 // ESRCH: it exited a moment ago; its exit is on the way.
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                other => other.map_err(|e| Error::internal("sending the signal", e))?,
+                other => other.map_err(|e| ContainerError::io("sending the signal", e))?,
             }
         }
         if rec.state == State::Paused && is_fatal(sig, rec.stop_signal) {
@@ -880,7 +877,9 @@ impl Manager {
     /// exited by itself meanwhile has done what they ask for.
     fn signal_unless_exited(&self, entry: &Entry, sig: Signal) -> Result<()> {
         match self.signal(entry, sig) {
-            Err(Error::FailedPrecondition(_)) if !entry.snapshot().state.is_live() => Ok(()),
+            Err(ContainerError::InvalidTransition { .. }) if !entry.snapshot().state.is_live() => {
+                Ok(())
+            }
             other => other,
         }
     }
@@ -895,7 +894,7 @@ impl Manager {
             entry.update(|r| r.stopped_by_user = true)?;
         }
         self.signal(entry, sig)?;
-        self.publish(&entry.snapshot(), EventAction::Killed, |ev| {
+        self.publish(&entry.snapshot(), Action::Killed, |ev| {
             ev.signal = sig as i32
         });
         Ok(())
@@ -913,7 +912,10 @@ impl Manager {
         let mgr = self.clone();
         tokio::spawn(async move { mgr.stop_inner(&entry, timeout).await })
             .await
-            .map_err(|e| Error::internal("stop task", e))?
+            .map_err(|source| ContainerError::Task {
+                context: "stop task",
+                source,
+            })?
     }
 
     async fn stop_inner(&self, entry: &Arc<Entry>, timeout: Option<u32>) -> Result<(Record, bool)> {
@@ -931,7 +933,7 @@ impl Manager {
             }
             Ok(_) if !rec.state.is_live() => return Ok((rec, false)),
             Ok(_) => {}
-            Err(e) => return Err(Error::FailedPrecondition(e.to_string())),
+            Err(e) => return Err(ContainerError::transition(&rec.id, e)),
         }
         let mut life = entry.life();
         let sig = Signal::try_from(rec.stop_signal).unwrap_or(Signal::SIGTERM);
@@ -941,7 +943,7 @@ impl Manager {
             r.stopped_by_user = true;
             r.stop_deadline = deadline;
         })?;
-        self.publish(&rec, EventAction::Stopping, |ev| ev.signal = sig as i32);
+        self.publish(&rec, Action::Stopping, |ev| ev.signal = sig as i32);
         self.signal_unless_exited(entry, sig)?;
         let exited = |l: &Life| !matches!(l, Life::Pending);
         let mut killed = false;
@@ -951,7 +953,7 @@ impl Manager {
         {
             killed = true;
             self.signal_unless_exited(entry, Signal::SIGKILL)?;
-            self.publish(&entry.snapshot(), EventAction::Killed, |ev| {
+            self.publish(&entry.snapshot(), Action::Killed, |ev| {
                 ev.signal = Signal::SIGKILL as i32
             });
         }
@@ -959,8 +961,12 @@ impl Manager {
         // only protects the caller from a kernel stuck in uninterruptible sleep.
         tokio::time::timeout(Duration::from_secs(60), life.wait_for(exited))
             .await
-            .map_err(|_| Error::Internal("container did not exit after SIGKILL".into()))?
-            .map_err(|_| Error::Internal("container vanished while stopping".into()))?;
+            .map_err(|_| ContainerError::NoExitAfterKill {
+                id: entry.id.clone(),
+            })?
+            .map_err(|_| ContainerError::Vanished {
+                what: "container vanished while stopping",
+            })?;
         Ok((entry.snapshot(), killed))
     }
 
@@ -970,10 +976,13 @@ impl Manager {
         let rec = entry.snapshot();
         rec.state
             .apply(Op::Pause)
-            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+            .map_err(|e| ContainerError::transition(&rec.id, e))?;
         self.cgroups
             .freeze(&rec.id)
-            .map_err(|e| Error::internal("freezing", e))?;
+            .map_err(|source| ContainerError::Cgroup {
+                context: "freezing",
+                source,
+            })?;
         // Exits are recorded without the ops lock: one may have come.
         let rec = entry.update(|r| {
             if r.state == State::Running {
@@ -981,11 +990,12 @@ impl Manager {
             }
         })?;
         if rec.state != State::Paused {
-            return Err(Error::FailedPrecondition(
-                "the container ended while being paused".into(),
-            ));
+            return Err(ContainerError::EndedWhilePausing {
+                id: rec.id.clone(),
+                state: rec.state,
+            });
         }
-        self.publish(&rec, EventAction::Paused, |_| {});
+        self.publish(&rec, Action::Paused, |_| {});
         Ok(rec)
     }
 
@@ -1000,17 +1010,20 @@ impl Manager {
         let rec = entry.snapshot();
         rec.state
             .apply(Op::Resume)
-            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+            .map_err(|e| ContainerError::transition(&rec.id, e))?;
         self.cgroups
             .thaw(&rec.id)
-            .map_err(|e| Error::internal("thawing", e))?;
+            .map_err(|source| ContainerError::Cgroup {
+                context: "thawing",
+                source,
+            })?;
         let rec = entry.update(|r| {
             if r.state == State::Paused {
                 r.state = State::Running;
             }
         })?;
         if rec.state == State::Running {
-            self.publish(&rec, EventAction::Resumed, |_| {});
+            self.publish(&rec, Action::Resumed, |_| {});
         }
         Ok(())
     }
@@ -1032,16 +1045,17 @@ impl Manager {
         spec::validate_limits(&merged)?;
         self.cgroups
             .check(&Limits::from(&merged))
-            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+            .map_err(ContainerError::LimitUnsupported)?;
         if policy.is_some_and(|p| p != restart::Policy::No) && rec.spec.auto_remove {
-            return Err(Error::InvalidArgument(
-                "auto-remove and a restart policy exclude each other".into(),
+            return Err(ContainerError::invalid(
+                "restart_policy",
+                "auto-remove and a restart policy exclude each other",
             ));
         }
         if rec.state.is_live() && limits.is_some() {
             self.cgroups
                 .update(&rec.id, &Limits::from(&merged))
-                .map_err(|e| Error::InvalidArgument(format!("applying the new limits: {e}")))?;
+                .map_err(ContainerError::LimitRejected)?;
         }
         let rec = entry.update(|r| {
             r.spec.limits = merged;
@@ -1049,7 +1063,7 @@ impl Manager {
                 r.spec.restart_policy = p;
             }
         })?;
-        self.publish(&rec, EventAction::Updated, |_| {});
+        self.publish(&rec, Action::Updated, |_| {});
         Ok(rec)
     }
 
@@ -1057,16 +1071,18 @@ impl Manager {
     pub async fn remove(&self, entry: &Arc<Entry>, force: bool) -> Result<()> {
         let _ops = entry.ops.lock().await;
         if !self.table().by_id.contains_key(&entry.id) {
-            return Err(Error::NotFound(format!("no such container: {}", entry.id)));
+            return Err(ContainerError::NotFound {
+                key: entry.id.clone(),
+            });
         }
         let rec = entry.snapshot();
         match rec.state.apply(Op::Remove { force }) {
-            Err(e) => return Err(Error::FailedPrecondition(e.to_string())),
+            Err(e) => return Err(ContainerError::transition(&rec.id, e)),
             Ok(Outcome::KillThenRemove) => {
                 let mut life = entry.life();
                 entry.update(|r| r.stopped_by_user = true)?;
                 self.signal_unless_exited(entry, Signal::SIGKILL)?;
-                self.publish(&rec, EventAction::Killed, |ev| {
+                self.publish(&rec, Action::Killed, |ev| {
                     ev.signal = Signal::SIGKILL as i32
                 });
                 tokio::time::timeout(
@@ -1074,8 +1090,12 @@ impl Manager {
                     life.wait_for(|l| !matches!(l, Life::Pending)),
                 )
                 .await
-                .map_err(|_| Error::Internal("container did not exit after SIGKILL".into()))?
-                .map_err(|_| Error::Internal("container vanished".into()))?;
+                .map_err(|_| ContainerError::NoExitAfterKill {
+                    id: entry.id.clone(),
+                })?
+                .map_err(|_| ContainerError::Vanished {
+                    what: "container vanished",
+                })?;
             }
             Ok(_) => {}
         }
@@ -1091,8 +1111,11 @@ impl Manager {
             janitor.discard(&dir, &id)
         })
         .await
-        .map_err(|e| Error::internal("remove task", e))?
-        .map_err(|e| Error::internal("removing the container directory", e))?;
+        .map_err(|source| ContainerError::Task {
+            context: "remove task",
+            source,
+        })?
+        .map_err(|e| ContainerError::io("removing the container directory", e))?;
         if !rec.spec.auto_remove {
             self.flusher.queue(&self.dir);
         }
@@ -1105,7 +1128,7 @@ impl Manager {
             }
         }
         entry.life.send_replace(Life::Removed(rec.exit));
-        self.publish(&rec, EventAction::Removed, |_| {});
+        self.publish(&rec, Action::Removed, |_| {});
         if self.images.resolve(&rec.image_id).is_err() {
             // Its image was force-removed earlier; its layers may now be free.
             let in_use = self.layers_in_use();
@@ -1127,13 +1150,14 @@ impl Manager {
                 Life::Pending => false,
             })
             .await
-            .map_err(|_| Error::Internal("container state lost".into()))?;
+            .map_err(|_| ContainerError::Vanished {
+                what: "container state lost",
+            })?;
         match l {
             Life::Exited(x) | Life::Removed(Some(x)) => Ok((entry.snapshot(), x)),
-            _ => Err(Error::NotFound(format!(
-                "container {} was removed without having run",
-                entry.id
-            ))),
+            _ => Err(ContainerError::RemovedWithoutRun {
+                id: entry.id.clone(),
+            }),
         }
     }
 }
@@ -1148,29 +1172,11 @@ fn signalable(rec: &Record) -> Result<()> {
     rec.state
         .apply(Op::Signal)
         .map(drop)
-        .map_err(|e| Error::FailedPrecondition(e.to_string()))
+        .map_err(|e| ContainerError::transition(&rec.id, e))
 }
 
 fn is_fatal(sig: Signal, stop_signal: i32) -> bool {
     sig == Signal::SIGKILL || sig as i32 == stop_signal
-}
-
-/// Converts an exit record to its API form.
-pub fn exit_to_proto(x: &ExitRecord) -> berth::v1::ExitStatus {
-    berth::v1::ExitStatus {
-        exit_code: x.exit_code,
-        signal: x.signal,
-        oom_killed: x.oom_killed,
-        finished_at: Some(nanos_to_ts(x.finished_at_unix_nanos)),
-    }
-}
-
-/// Unix nanoseconds to a protobuf timestamp.
-pub fn nanos_to_ts(n: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: n.div_euclid(1_000_000_000),
-        nanos: n.rem_euclid(1_000_000_000) as i32,
-    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {

@@ -8,6 +8,7 @@ mod events;
 pub mod images;
 mod listen;
 mod logs;
+pub mod status;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
