@@ -1,7 +1,6 @@
 //! One container in memory, and the transition function: the only writer
 //! of a container's state.
 
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +13,7 @@ use super::state::{Op, Outcome};
 use super::Manager;
 use crate::events::domain::{Action, Event, Object};
 use crate::fsutil::{Durability, Flusher};
-use crate::monitor::ExitRecord;
+use crate::monitor::{ExitRecord, Process};
 
 /// File name of a container's record.
 pub(super) const RECORD_FILE: &str = "container.json";
@@ -45,7 +44,8 @@ pub struct Entry {
     /// announced first (Wait returns at once); whatever reuses the cgroup or
     /// the directory (the next start, removal) waits for this.
     pub(super) teardown: tokio::sync::Mutex<()>,
-    pub(super) pidfd: Mutex<Option<Arc<OwnedFd>>>,
+    /// The running process, to signal.
+    pub(super) process: Mutex<Option<Arc<dyn Process>>>,
     flusher: Arc<Flusher>,
     /// Generation of the pending policy restart: a client's Start or Stop
     /// moves it on, and a restart timer of an older one does nothing.
@@ -91,7 +91,7 @@ impl Entry {
             life: watch::Sender::new(life),
             ops: tokio::sync::Mutex::new(()),
             teardown: tokio::sync::Mutex::new(()),
-            pidfd: Mutex::new(None),
+            process: Mutex::new(None),
             flusher,
             restart_gen: AtomicU64::new(0),
         }
@@ -116,8 +116,8 @@ impl Entry {
         self.life.subscribe()
     }
 
-    pub(super) fn set_pidfd(&self, fd: Option<Arc<OwnedFd>>) {
-        *self.pidfd.lock().unwrap_or_else(|e| e.into_inner()) = fd;
+    pub(super) fn set_process(&self, p: Option<Arc<dyn Process>>) {
+        *self.process.lock().unwrap_or_else(|e| e.into_inner()) = p;
     }
 
     /// Saves `rec` as the container's record (atomically).

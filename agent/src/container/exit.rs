@@ -16,7 +16,7 @@ impl Manager {
     /// releases the cgroup before anything may reuse it.
     pub(super) async fn finish_exit(self: &Arc<Self>, entry: &Arc<Entry>, exit: ExitRecord) {
         let teardown = entry.teardown.lock().await;
-        entry.set_pidfd(None);
+        entry.set_process(None);
         let committed = self.commit(
             entry,
             Op::Exit,

@@ -37,12 +37,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
 
-use crate::cgroup::CgroupHost;
+use crate::cgroup::Cgroups;
 use crate::events::domain::EventSink;
 use crate::fsutil::Flusher;
 use crate::image::ImageStore;
 use crate::janitor::Janitor;
-use crate::monitor::{ExitRecord, Monitors};
+use crate::monitor::{ExitRecord, Launcher};
 use crate::netns_pool::NetnsPool;
 use record::Record;
 
@@ -60,9 +60,9 @@ struct Table {
 pub struct Manager {
     dir: PathBuf,
     images: Arc<ImageStore>,
-    cgroups: CgroupHost,
+    cgroups: Arc<dyn Cgroups>,
     events: Arc<dyn EventSink>,
-    monitors: Monitors,
+    launcher: Arc<dyn Launcher>,
     netns: NetnsPool,
     flusher: Arc<Flusher>,
     janitor: Arc<Janitor>,
@@ -74,12 +74,12 @@ pub struct Manager {
 pub struct Deps {
     /// The image store.
     pub images: Arc<ImageStore>,
-    /// The host's cgroup setup.
-    pub cgroups: CgroupHost,
-    /// Where events go.
+    /// Cgroup operations (berthd: the host's `CgroupHost`).
+    pub cgroups: Arc<dyn Cgroups>,
+    /// Where events go (berthd: the `EventBus`).
     pub events: Arc<dyn EventSink>,
-    /// How container monitors are started.
-    pub monitors: Monitors,
+    /// How container processes are started (berthd: `Monitors`).
+    pub launcher: Arc<dyn Launcher>,
     /// Network namespaces made ahead of time.
     pub netns: NetnsPool,
     /// Background durability of state files.
@@ -114,7 +114,7 @@ impl Manager {
             images,
             cgroups,
             events,
-            monitors,
+            launcher,
             netns,
             flusher,
             janitor,
@@ -124,7 +124,7 @@ impl Manager {
             images,
             cgroups,
             events,
-            monitors,
+            launcher,
             netns,
             flusher,
             janitor,
@@ -143,8 +143,8 @@ impl Manager {
     }
 
     /// The cgroup setup in use.
-    pub fn cgroups(&self) -> &CgroupHost {
-        &self.cgroups
+    pub fn cgroups(&self) -> &dyn Cgroups {
+        &*self.cgroups
     }
 
     /// Finds a container by full id, exact name, or unique id prefix.

@@ -167,8 +167,8 @@ impl Manager {
             tokio::spawn(async move { mgr.finish_exit(&entry, exit).await });
             return;
         };
-        if let Ok(fd) = sys::pidfd_open(Pid::from_raw(rec.pid)) {
-            entry.set_pidfd(Some(Arc::new(fd)));
+        if let Ok(fd) = monitor::Pidfd::open(Pid::from_raw(rec.pid)) {
+            entry.set_process(Some(Arc::new(fd)));
         }
         tracing::info!(id = %entry.id, "re-adopted running container");
         if rec.stop_deadline > 0 {

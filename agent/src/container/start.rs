@@ -12,7 +12,6 @@ use super::{lost_exit, now_nanos, read_exit, Manager, LOG_FILE};
 use crate::cgroup::Limits;
 use crate::events::domain::Action;
 use crate::monitor::{self, ExitRecord, LaunchSpec, SpawnError};
-use crate::sys;
 
 impl Manager {
     /// Starts a created or exited container (through the API) and returns
@@ -40,8 +39,8 @@ impl Manager {
         // The monitor execs and initialises while the cgroup is made; it
         // waits for the launch spec (and is killed if none comes).
         let starting = self
-            .monitors
-            .start(&entry.dir)
+            .launcher
+            .prepare(&entry.dir)
             .map_err(ContainerError::Launch)?;
         let cg = self
             .cgroups
@@ -73,24 +72,21 @@ impl Manager {
                 }
             }
         }
-        let spawned = starting.launch(&launch).await;
+        let exit_file = PathBuf::from(&launch.exit_path);
+        let spawned = starting.launch(launch).await;
         drop(netns);
         // Replace the monitor this start used, now that it is done with it.
-        self.monitors.refill();
+        self.launcher.refill();
         match spawned {
             Ok(running) => {
-                match sys::pidfd_open(running.pid) {
-                    Ok(fd) => entry.set_pidfd(Some(Arc::new(fd))),
-                    // Already exited and reaped: the exit report follows.
-                    Err(e) => tracing::debug!(id = %rec.id, "pidfd_open: {e}"),
-                }
+                entry.set_process(running.process);
                 entry.life.send_replace(Life::Pending);
                 let saved = self.commit(
                     entry,
                     Op::Start,
                     |r| {
-                        r.pid = running.pid.as_raw();
-                        r.monitor_pid = running.monitor_pid.as_raw();
+                        r.pid = running.pid;
+                        r.monitor_pid = running.monitor_pid;
                         r.started_at = running.started_at_unix_nanos;
                         r.start_count += 1;
                         r.stop_deadline = 0;
@@ -111,10 +107,9 @@ impl Manager {
                 });
                 let mgr = self.clone();
                 let watched = entry.clone();
-                let exit_file = PathBuf::from(&launch.exit_path);
-                let mut reports = running.reports;
+                let reported = running.exit;
                 tokio::spawn(async move {
-                    let exit = match monitor::wait_exit(&mut reports).await {
+                    let exit = match reported.await {
                         Some(x) => x,
                         None => read_exit(&exit_file).unwrap_or_else(lost_exit),
                     };

@@ -11,7 +11,6 @@ use super::record::Record;
 use super::state::{Op, Outcome};
 use super::{now_nanos, Manager};
 use crate::events::domain::Action;
-use crate::sys;
 
 /// How long a SIGKILLed container may take to be reported. SIGKILL cannot
 /// be ignored and the monitor reports promptly: the bound only protects the
@@ -24,13 +23,13 @@ impl Manager {
     fn signal(&self, entry: &Entry, sig: Signal) -> Result<()> {
         let rec = entry.snapshot();
         signalable(&rec)?;
-        let fd = entry
-            .pidfd
+        let process = entry
+            .process
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Some(fd) = fd {
-            match sys::pidfd_send_signal(&fd, sig as i32) {
+        if let Some(p) = process {
+            match p.signal(sig as i32) {
                 // ESRCH: it exited a moment ago; its exit is on the way.
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                 other => other.map_err(|e| ContainerError::io("sending the signal", e))?,

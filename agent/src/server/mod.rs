@@ -70,9 +70,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         cfg.state_dir.join("containers"),
         Deps {
             images: images.clone(),
-            cgroups,
+            cgroups: Arc::new(cgroups),
             events: bus.clone(),
-            monitors,
+            launcher: Arc::new(monitors),
             netns: NetnsPool::start(cfg.spare_netns)?,
             flusher: flusher.clone(),
             janitor: Arc::new(
