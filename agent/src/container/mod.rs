@@ -26,6 +26,10 @@ pub mod spec;
 mod start;
 pub mod state;
 mod stop;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
 mod update;
 mod wait;
 

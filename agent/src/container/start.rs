@@ -27,6 +27,14 @@ impl Manager {
         entry: &Arc<Entry>,
         by_user: bool,
     ) -> Result<Record> {
+        // A Remove that got the ops lock first has taken the container
+        // away: a start now would run a process for a container that no
+        // longer exists, in a directory already in the trash.
+        if !self.exists(entry) {
+            return Err(ContainerError::NotFound {
+                key: entry.id.clone(),
+            });
+        }
         let rec = entry.snapshot();
         rec.state
             .apply(Op::Start)
