@@ -77,12 +77,18 @@ impl Recorder {
             .count()
     }
 
-    /// Waits until `n` events of `action` have been published.
+    /// Waits until `n` events of `action` have been published. Gives up
+    /// (fails the test) after an hour of the test's paused clock, which
+    /// passes at once when nothing else can happen.
     pub async fn until(&self, action: Action, n: usize) {
         let mut rx = self.events.subscribe();
-        let _ = rx
-            .wait_for(|evs| evs.iter().filter(|e| e.action == action).count() >= n)
-            .await;
+        let seen = rx.wait_for(|evs| evs.iter().filter(|e| e.action == action).count() >= n);
+        if tokio::time::timeout(std::time::Duration::from_secs(3600), seen)
+            .await
+            .is_err()
+        {
+            panic!("no {n} {action:?} events: {:?}", self.events());
+        }
     }
 }
 
