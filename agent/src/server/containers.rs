@@ -54,7 +54,10 @@ impl ContainersService {
         &self,
         spec: Option<pb::ContainerSpec>,
     ) -> Result<crate::container::record::Record, Status> {
-        let spec = spec.ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        let spec = spec.ok_or(Error::InvalidRequest {
+            field: "spec",
+            reason: "spec is required",
+        })?;
         if let Some(p) = &self.pulling {
             p.ensure(&spec.image).await?;
         }

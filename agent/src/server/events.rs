@@ -97,9 +97,11 @@ impl Events for EventsService {
     ) -> Result<Response<EventStream>, Status> {
         let req = req.into_inner();
         if req.snapshot && req.from_seq > 0 {
-            return Err(Status::invalid_argument(
-                "snapshot and from_seq cannot be combined",
-            ));
+            return Err(crate::error::Error::InvalidRequest {
+                field: "snapshot",
+                reason: "snapshot and from_seq cannot be combined",
+            }
+            .into());
         }
         let mut containers = Vec::new();
         for c in req.containers {
