@@ -9,6 +9,23 @@
 //!
 //! Containers run under `berth-monitor` processes, which berthd carries and
 //! installs (see [`monitor`]).
+//!
+//! # Map
+//!
+//! | module | what |
+//! |---|---|
+//! | [`container`] | the lifecycle: one file per verb around one transition function (`Manager::commit`, the only writer of a container's state), the state table ([`container::state`]), records, recovery at start |
+//! | [`events`] | the runtime's events ([`events::domain`]) and the durable, ordered bus that stores them in their wire form ([`events::wire`] converts) |
+//! | [`image`] | the image store, imports and pulls |
+//! | [`cgroup`], [`monitor`] | cgroup operations and the launch of container monitors, behind the [`cgroup::Cgroups`] and [`monitor::Launcher`] traits the container manager is given |
+//! | [`error`] | the agent's error, gathering each module's typed error |
+//! | [`server`] | the gRPC front end: `berth.v1` conversions, and the one mapping of errors to statuses ([`server::status`]) |
+//!
+//! A new verb is a file in `container/` (its transitions added to the
+//! table in `container/state.rs`, its changes made through
+//! `Manager::commit`); a new RPC is a method in `server/`, converting at
+//! that boundary; a new error is a variant of its module's error, mapped
+//! once in `server/status.rs`.
 
 pub mod cgroup;
 pub mod config;

@@ -1,13 +1,13 @@
 //! Containers: creation, lifecycle and bookkeeping.
 //!
 //! The [`Manager`] owns every container of the agent. Each verb has a file
-//! of its own ([`create`], [`start`], [`stop`] (stop, kill, signals),
-//! [`pause`] (pause, resume), [`update`], [`remove`], [`wait`], [`exit`]
-//! (exit handling), [`restart`] (the policy), [`recover`] (what a restart
-//! of berthd finds)). They all change a container's state through one
-//! transition function, [`Manager::commit`](entry), which checks the table
-//! in [`state`], persists the record and announces the event, in that
-//! order (exits: announced, then persisted; see [`exit`]). Lifecycle
+//! of its own: `create`, `start`, `stop` (stop, kill, signals), `pause`
+//! (pause, resume), `update`, `remove`, `wait`, `exit` (exit handling),
+//! [`restart`] (the policy), `recover` (what a restart of berthd finds).
+//! They all change a container's state through one transition function,
+//! `Manager::commit` (in `entry.rs`), which checks the table in [`state`],
+//! persists the record and announces the event, in that order (exits:
+//! announced to the durable log, then persisted; see `exit.rs`). Lifecycle
 //! operations on one container are serialised by its `ops` lock; exits are
 //! recorded without it, which the transition function's check under the
 //! record's lock makes safe.
@@ -111,7 +111,7 @@ fn lost_exit() -> ExitRecord {
 
 impl Manager {
     /// Opens the container store in `dir`, loading what a previous run left
-    /// (see [`recover`]).
+    /// (see `recover.rs`).
     pub fn open(dir: PathBuf, deps: Deps, log_max_bytes: u64) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io(dir.display(), e))?;
         let Deps {

@@ -6,10 +6,10 @@
 //! segment (a crash mid-write) is cut off at open. Whole segments are
 //! deleted from the front to keep at most `retain` events.
 //!
-//! The writer remembers where every [`MARK_EVERY`]th record of a segment
+//! The writer remembers where every `MARK_EVERY`th record of a segment
 //! starts, so a reader catching up from some sequence number seeks close to
 //! it and reads no more records than it returns, plus fewer than
-//! [`MARK_EVERY`]; without them every batch of a replay re-read its
+//! `MARK_EVERY`; without them every batch of a replay re-read its
 //! segment from the start.
 
 use std::fs::{File, OpenOptions};

@@ -206,7 +206,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long an idle thread of the blocking pool lives. Shorter than
-/// [`IDLE_AFTER`], so the threads of a burst of work are gone, and their
+/// `IDLE_AFTER`, so the threads of a burst of work are gone, and their
 /// allocator caches given back, when the idle trim runs.
 pub const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
 
