@@ -49,6 +49,69 @@ pub enum CgroupError {
     Unsupported(String),
 }
 
+/// The cgroup operations the container runtime needs: berthd's are
+/// [`CgroupHost`]'s; tests use fakes.
+pub trait Cgroups: Send + Sync {
+    /// 1 or 2.
+    fn version(&self) -> u32;
+    /// The controllers in use.
+    fn controllers(&self) -> &[String];
+    /// The parent cgroup of all container cgroups (relative to the root).
+    fn parent(&self) -> &str;
+    /// Whether the host can enforce `limits`.
+    fn check(&self, limits: &Limits) -> Result<(), CgroupError>;
+    /// Makes the container's cgroup with `limits`.
+    fn create(&self, id: &str, limits: &Limits) -> Result<ContainerCgroup, CgroupError>;
+    /// Freezes the container.
+    fn freeze(&self, id: &str) -> Result<(), CgroupError>;
+    /// Thaws the container.
+    fn thaw(&self, id: &str) -> Result<(), CgroupError>;
+    /// Changes a running container's limits.
+    fn update(&self, id: &str, limits: &Limits) -> Result<(), CgroupError>;
+    /// Removes the cgroup of a container whose init has been reaped.
+    fn release(&self, id: &str) -> Result<(), CgroupError>;
+    /// Removes the container's cgroup, killing what is left in it.
+    fn remove(&self, id: &str) -> Result<(), CgroupError>;
+    /// Removes the empty container cgroups of none of `known`.
+    fn remove_others(&self, known: &std::collections::HashSet<String>);
+}
+
+impl Cgroups for CgroupHost {
+    fn version(&self) -> u32 {
+        CgroupHost::version(self)
+    }
+    fn controllers(&self) -> &[String] {
+        CgroupHost::controllers(self)
+    }
+    fn parent(&self) -> &str {
+        CgroupHost::parent(self)
+    }
+    fn check(&self, limits: &Limits) -> Result<(), CgroupError> {
+        CgroupHost::check(self, limits)
+    }
+    fn create(&self, id: &str, limits: &Limits) -> Result<ContainerCgroup, CgroupError> {
+        CgroupHost::create(self, id, limits)
+    }
+    fn freeze(&self, id: &str) -> Result<(), CgroupError> {
+        CgroupHost::freeze(self, id)
+    }
+    fn thaw(&self, id: &str) -> Result<(), CgroupError> {
+        CgroupHost::thaw(self, id)
+    }
+    fn update(&self, id: &str, limits: &Limits) -> Result<(), CgroupError> {
+        CgroupHost::update(self, id, limits)
+    }
+    fn release(&self, id: &str) -> Result<(), CgroupError> {
+        CgroupHost::release(self, id)
+    }
+    fn remove(&self, id: &str) -> Result<(), CgroupError> {
+        CgroupHost::remove(self, id)
+    }
+    fn remove_others(&self, known: &std::collections::HashSet<String>) {
+        CgroupHost::remove_others(self, known)
+    }
+}
+
 /// The host's cgroup setup, detected at start.
 #[derive(Debug, Clone)]
 pub struct CgroupHost {

@@ -1,65 +1,97 @@
-//! The agent's error type and its mapping to gRPC status codes.
+//! The agent's error type: what a front end gets from the runtime.
+//!
+//! Each module has its own typed error ([`ContainerError`], [`ImageError`],
+//! ...); [`Error`] gathers them, sources kept, for the front ends. The one
+//! mapping to gRPC status codes and details is `server::status`.
 
-use tonic::{Code, Status};
-
+use crate::container::ContainerError;
 use crate::image::ImageError;
+
+/// How much of a client's input an error message quotes, in characters.
+pub const QUOTE_MAX: usize = 64;
+
+/// `s`, cut to [`QUOTE_MAX`] characters (marked with "..."): messages must
+/// not echo unbounded input back to clients and logs.
+pub fn capped(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(QUOTE_MAX) {
+        None => s.into(),
+        Some((end, _)) => format!("{}...", &s[..end]).into(),
+    }
+}
 
 /// Everything an API call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No such container or image.
-    #[error("{0}")]
-    NotFound(String),
-    /// A name already taken.
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// Bad input.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// The object's state does not allow the operation.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// Something that should work did not (I/O, kernel).
-    #[error("{0}")]
-    Internal(String),
-    /// Not enough of a resource (disk space) for the request.
-    #[error("{0}")]
-    ResourceExhausted(String),
+    /// A container operation failed.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    /// An image operation failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A signal name or number that is not one.
+    #[error(transparent)]
+    InvalidSignal(#[from] crate::signal::SignalError),
+    /// A request that is malformed as a whole.
+    #[error("{reason}")]
+    InvalidRequest {
+        /// The request field at fault.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An image that containers use, without force.
+    #[error(
+        "image {} is in use by container(s) {}; remove them first or force",
+        capped(image),
+        users.join(", ")
+    )]
+    ImageInUse {
+        /// The image as the client named it.
+        image: String,
+        /// Names of the containers using it.
+        users: Vec<String>,
+    },
+    /// Something that should work did not (I/O, a task), with context.
+    #[error("{context}: {source}")]
+    Internal {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
     /// An internal error with context.
-    pub fn internal(context: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
-        Error::Internal(format!("{context}: {err}"))
-    }
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Status {
-        let code = match &e {
-            Error::NotFound(_) => Code::NotFound,
-            Error::AlreadyExists(_) => Code::AlreadyExists,
-            Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
-            Error::Internal(_) => Code::Internal,
-            Error::ResourceExhausted(_) => Code::ResourceExhausted,
-        };
-        Status::new(code, e.to_string())
-    }
-}
-
-impl From<ImageError> for Error {
-    fn from(e: ImageError) -> Error {
-        match e {
-            ImageError::NotFound(_) => Error::NotFound(e.to_string()),
-            ImageError::Ambiguous(_)
-            | ImageError::InvalidReference(_)
-            | ImageError::InvalidArchive(_) => Error::InvalidArgument(e.to_string()),
-            ImageError::NoSpace(_) => Error::ResourceExhausted(e.to_string()),
-            other => Error::Internal(other.to_string()),
+    pub fn internal(
+        context: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Internal {
+            context: context.to_string(),
+            source: source.into(),
         }
     }
 }
 
 /// Result with the agent's error.
-pub type Result<T> = std::result::Result<T, Error>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_input_is_capped_on_a_char_boundary() {
+        assert_eq!(capped("short"), "short");
+        let long = "é".repeat(100);
+        let c = capped(&long);
+        assert_eq!(c.chars().count(), QUOTE_MAX + 3);
+        assert!(c.ends_with("..."));
+        let e = ContainerError::NotFound {
+            key: "x".repeat(10_000),
+        };
+        assert!(e.to_string().len() < 100, "{e}");
+    }
+}

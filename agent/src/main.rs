@@ -1,24 +1,10 @@
 //! berthd: the berth node agent.
 //!
-//! `berthd [flags]` serves the berth.v1 API. Containers run under
-//! `berth-monitor` processes, which berthd carries and installs (see
-//! [`monitor`]).
+//! `berthd [flags]` serves the berth.v1 API. This binary only parses its
+//! flags, sets up logging and the async runtime, and runs the library
+//! (the `berthd` crate's `run`).
 
-mod cgroup;
-mod config;
-mod container;
-mod error;
-mod events;
-mod fsutil;
-mod image;
-mod janitor;
-mod monitor;
-mod netns_pool;
-mod server;
-mod signal;
-mod state_dir;
-mod sys;
-
+use berthd::{config, server, sys};
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
@@ -64,7 +50,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match rt.block_on(server::run(cfg)) {
+    match rt.block_on(berthd::run(cfg)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -60,6 +60,97 @@ pub struct Running {
     pub reports: Lines<BufReader<ChildStdout>>,
 }
 
+/// A container process, as far as berthd acts on it.
+pub trait Process: Send + Sync {
+    /// Sends `signal` to the container's init. An error of kind ESRCH
+    /// means it has just exited (its exit is on the way).
+    fn signal(&self, signal: i32) -> std::io::Result<()>;
+}
+
+/// The real container process: its init, by pidfd (never a reused pid).
+pub struct Pidfd(std::os::fd::OwnedFd);
+
+impl Pidfd {
+    /// Opens a pidfd for `pid`.
+    pub fn open(pid: Pid) -> std::io::Result<Self> {
+        crate::sys::pidfd_open(pid).map(Pidfd)
+    }
+}
+
+impl Process for Pidfd {
+    fn signal(&self, signal: i32) -> std::io::Result<()> {
+        crate::sys::pidfd_send_signal(&self.0, signal)
+    }
+}
+
+/// A boxed future that can move between threads.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// A container process that started, as a [`Launcher`] reports it.
+pub struct Launched {
+    /// Host pid of the container's init.
+    pub pid: i32,
+    /// Host pid of its monitor.
+    pub monitor_pid: i32,
+    /// Unix nanos of the start.
+    pub started_at_unix_nanos: i64,
+    /// The process, to signal; `None` when it is already gone.
+    pub process: Option<std::sync::Arc<dyn Process>>,
+    /// Resolves with its exit; `None` when the monitor went away without
+    /// reporting one (the exit file may then say).
+    pub exit: BoxFuture<Option<ExitRecord>>,
+}
+
+/// Starts container processes: berthd's is [`Monitors`]; tests use fakes.
+pub trait Launcher: Send + Sync {
+    /// Gets a monitor ready for the container in `dir` (it waits for its
+    /// launch spec while the caller makes the cgroup).
+    fn prepare(&self, dir: &Path) -> Result<Box<dyn Prepared>, SpawnError>;
+
+    /// Replaces what a start used, off the start's path.
+    fn refill(&self);
+}
+
+/// A monitor that is ready and waits for its launch spec.
+pub trait Prepared: Send {
+    /// Hands over `spec` and resolves once the process runs (or could not
+    /// be started).
+    fn launch(self: Box<Self>, spec: LaunchSpec) -> BoxFuture<Result<Launched, SpawnError>>;
+}
+
+impl Launcher for Monitors {
+    fn prepare(&self, dir: &Path) -> Result<Box<dyn Prepared>, SpawnError> {
+        Ok(Box::new(self.start(dir)?))
+    }
+
+    fn refill(&self) {
+        Monitors::refill(self)
+    }
+}
+
+impl Prepared for Starting {
+    fn launch(self: Box<Self>, spec: LaunchSpec) -> BoxFuture<Result<Launched, SpawnError>> {
+        Box::pin(async move {
+            let mut running = Starting::launch(*self, &spec).await?;
+            let process = match Pidfd::open(running.pid) {
+                Ok(fd) => Some(std::sync::Arc::new(fd) as std::sync::Arc<dyn Process>),
+                // Already exited and reaped: the exit report follows.
+                Err(e) => {
+                    tracing::debug!(id = %spec.id, "pidfd_open: {e}");
+                    None
+                }
+            };
+            Ok(Launched {
+                pid: running.pid.as_raw(),
+                monitor_pid: running.monitor_pid.as_raw(),
+                started_at_unix_nanos: running.started_at_unix_nanos,
+                process,
+                exit: Box::pin(async move { wait_exit(&mut running.reports).await }),
+            })
+        })
+    }
+}
+
 /// Starts monitors from the installed monitor binary.
 ///
 /// It keeps a few spare monitors started ahead of time, each already

@@ -3,11 +3,24 @@
 use nix::sys::signal::Signal;
 use std::str::FromStr;
 
+use crate::error::capped;
+
+/// A signal that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalError {
+    /// A number that names no signal.
+    #[error("{0} is not a valid signal number")]
+    Number(i32),
+    /// A name that names no signal.
+    #[error("unknown signal {:?}", capped(.0))]
+    Name(String),
+}
+
 /// Parses "SIGTERM", "TERM", "term" or "15".
-pub fn parse(s: &str) -> Result<Signal, String> {
+pub fn parse(s: &str) -> Result<Signal, SignalError> {
     let t = s.trim();
     if let Ok(n) = t.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| format!("{n} is not a valid signal number"));
+        return Signal::try_from(n).map_err(|_| SignalError::Number(n));
     }
     let upper = t.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -15,7 +28,7 @@ pub fn parse(s: &str) -> Result<Signal, String> {
     } else {
         format!("SIG{upper}")
     };
-    Signal::from_str(&name).map_err(|_| format!("unknown signal {t:?}"))
+    Signal::from_str(&name).map_err(|_| SignalError::Name(t.to_string()))
 }
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
 //! Restart policies, as Docker's `--restart`: when to start a container
 //! again and how long to wait first.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::entry::{Announce, Entry};
+use super::state::{Op, State};
+use super::Manager;
 
 /// A restart policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +87,32 @@ pub fn at_agent_start(policy: Policy, stopped_by_user: bool) -> bool {
         Policy::Always => true,
         Policy::UnlessStopped => !stopped_by_user,
         Policy::No | Policy::OnFailure { .. } => false,
+    }
+}
+
+impl Manager {
+    /// Starts a RESTARTING container after `delay`, unless a client has
+    /// started, stopped or removed it meanwhile.
+    pub(super) fn schedule_restart(self: &Arc<Self>, entry: Arc<Entry>, delay: Duration) {
+        let mgr = self.clone();
+        let gen = entry.call_off_restart();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ops = entry.ops.lock().await;
+            let state = entry.snapshot().state;
+            let gone = !mgr.exists(&entry);
+            let called_off = entry.restart_gen.load(Ordering::SeqCst) != gen;
+            if gone || called_off || !matches!(state, State::Restarting | State::Exited) {
+                return;
+            }
+            if let Err(e) = mgr.start_locked(&entry, false).await {
+                tracing::warn!(id = %entry.id, "restart failed: {e}");
+                // Nothing else would start it: it is exited, not restarting
+                // (a client's Start tries again). Not restarting (a start
+                // that failed to exec recorded its exit) is fine as it is.
+                let _ = mgr.commit(&entry, Op::AbandonRestart, |_| {}, Announce::Nothing);
+            }
+        });
     }
 }
 

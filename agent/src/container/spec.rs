@@ -3,8 +3,9 @@
 
 use rand::Rng;
 
+use super::error::{ContainerError, Result};
 use super::record::{LimitsRecord, SpecRecord};
-use crate::error::{Error, Result};
+use crate::error::capped;
 use crate::image::ImageConfig;
 
 /// Smallest memory limit accepted (Docker's).
@@ -43,17 +44,19 @@ pub fn merge(spec: &SpecRecord, image: &ImageConfig) -> Result<Effective> {
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
-        return Err(Error::InvalidArgument(
-            "no command: the image has no Entrypoint or Cmd, so give one".into(),
+        return Err(ContainerError::invalid(
+            "command",
+            "no command: the image has no Entrypoint or Cmd, so give one",
         ));
     }
     let mut env: Vec<String> = Vec::new();
     for e in image.env.iter().chain(spec.env.iter()) {
         let key = e.split('=').next().unwrap_or_default();
         if key.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "bad environment entry {e:?}"
-            )));
+            return Err(ContainerError::invalid(
+                "env",
+                format!("bad environment entry {:?}", capped(e)),
+            ));
         }
         env.retain(|x: &String| x.split('=').next() != Some(key));
         env.push(e.clone());
@@ -66,9 +69,13 @@ pub fn merge(spec: &SpecRecord, image: &ImageConfig) -> Result<Effective> {
         "/".into()
     };
     if !cwd.starts_with('/') {
-        return Err(Error::InvalidArgument(format!(
-            "working directory {cwd:?} is not an absolute path"
-        )));
+        return Err(ContainerError::invalid(
+            "working_dir",
+            format!(
+                "working directory {:?} is not an absolute path",
+                capped(&cwd)
+            ),
+        ));
     }
     let sig = if !spec.stop_signal.is_empty() {
         &spec.stop_signal
@@ -78,7 +85,7 @@ pub fn merge(spec: &SpecRecord, image: &ImageConfig) -> Result<Effective> {
         "SIGTERM"
     };
     let stop_signal = crate::signal::parse(sig)
-        .map_err(|e| Error::InvalidArgument(format!("stop signal: {e}")))?
+        .map_err(|e| ContainerError::invalid("stop_signal", format!("stop signal: {e}")))?
         as i32;
     Ok(Effective {
         args,
@@ -96,29 +103,41 @@ pub fn merge(spec: &SpecRecord, image: &ImageConfig) -> Result<Effective> {
 
 /// Checks limits for sense before anything is created.
 pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
-    let bad = |m: String| Err(Error::InvalidArgument(m));
+    let bad = |field, m: String| Err(ContainerError::invalid(field, m));
     if l.memory < 0 {
-        return bad(format!("memory limit {} is negative", l.memory));
+        return bad(
+            "limits.memory",
+            format!("memory limit {} is negative", l.memory),
+        );
     }
     if l.memory > 0 && l.memory < MIN_MEMORY {
-        return bad(format!(
-            "memory limit {} bytes is too small: the minimum is 6 MiB",
-            l.memory
-        ));
+        return bad(
+            "limits.memory",
+            format!(
+                "memory limit {} bytes is too small: the minimum is 6 MiB",
+                l.memory
+            ),
+        );
     }
     if l.memory_swap != 0 {
         if l.memory == 0 {
-            return bad("a swap limit needs a memory limit too".into());
+            return bad(
+                "limits.memory_swap",
+                "a swap limit needs a memory limit too".into(),
+            );
         }
         if l.memory_swap != -1 && l.memory_swap < l.memory {
-            return bad(format!(
-                "memory+swap limit {} is smaller than the memory limit {}",
-                l.memory_swap, l.memory
-            ));
+            return bad(
+                "limits.memory_swap",
+                format!(
+                    "memory+swap limit {} is smaller than the memory limit {}",
+                    l.memory_swap, l.memory
+                ),
+            );
         }
     }
     if l.nano_cpus < 0 {
-        return bad("cpus must not be negative".into());
+        return bad("limits.nano_cpus", "cpus must not be negative".into());
     }
     let online = || {
         std::thread::available_parallelism()
@@ -126,30 +145,36 @@ pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
             .unwrap_or(1)
     };
     if l.nano_cpus > 0 && l.nano_cpus > online() * 1_000_000_000 {
-        return bad(format!(
-            "cpus {:.2} is more than the {} CPUs of this host",
-            l.nano_cpus as f64 / 1e9,
-            online()
-        ));
+        return bad(
+            "limits.nano_cpus",
+            format!(
+                "cpus {:.2} is more than the {} CPUs of this host",
+                l.nano_cpus as f64 / 1e9,
+                online()
+            ),
+        );
     }
     if l.nano_cpus > 0 && l.nano_cpus < 10_000_000 {
-        return bad("cpus must be at least 0.01".into());
+        return bad("limits.nano_cpus", "cpus must be at least 0.01".into());
     }
     if l.cpu_shares == 1 || l.cpu_shares > 262_144 {
-        return bad(format!(
-            "cpu shares {} out of range 2..262144",
-            l.cpu_shares
-        ));
+        return bad(
+            "limits.cpu_shares",
+            format!("cpu shares {} out of range 2..262144", l.cpu_shares),
+        );
     }
     if l.pids < -1 {
-        return bad(format!("pids limit {} is invalid", l.pids));
+        return bad("limits.pids", format!("pids limit {} is invalid", l.pids));
     }
-    for (what, v) in [
-        ("cpuset cpus", &l.cpuset_cpus),
-        ("cpuset mems", &l.cpuset_mems),
+    for (field, what, v) in [
+        ("limits.cpuset_cpus", "cpuset cpus", &l.cpuset_cpus),
+        ("limits.cpuset_mems", "cpuset mems", &l.cpuset_mems),
     ] {
         if !v.is_empty() && !valid_cpu_list(v) {
-            return bad(format!("{what} {v:?} is not a list like \"0-2,4\""));
+            return bad(
+                field,
+                format!("{what} {:?} is not a list like \"0-2,4\"", capped(v)),
+            );
         }
     }
     Ok(())
@@ -181,9 +206,13 @@ pub fn validate_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "invalid container name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters"
-        )))
+        Err(ContainerError::invalid(
+            "name",
+            format!(
+                "invalid container name {:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters",
+                capped(name)
+            ),
+        ))
     }
 }
 

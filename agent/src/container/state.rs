@@ -35,6 +35,13 @@ pub enum Op {
     ScheduleRestart,
     /// A client stops it: ends a pending restart, or stops the process.
     Stop,
+    /// Its limits or restart policy change.
+    Update,
+    /// The container's process could not be set up or executed: a start
+    /// that ends as an exit before it ran.
+    ExecFailed,
+    /// A scheduled restart could not start it: it stays exited.
+    AbandonRestart,
     /// Delete it (force kills a running one first).
     Remove {
         /// Whether the caller allows killing.
@@ -107,6 +114,11 @@ impl State {
             (_, Op::Resume) => invalid("resume it (it is not paused)"),
             (Exited, Op::ScheduleRestart) => Ok(To(Restarting)),
             (_, Op::ScheduleRestart) => invalid("schedule a restart (it has not exited)"),
+            (_, Op::Update) => Ok(Stay),
+            (Created | Exited | Restarting, Op::ExecFailed) => Ok(To(Exited)),
+            (Running | Paused, Op::ExecFailed) => invalid("fail to start it (it runs)"),
+            (Restarting, Op::AbandonRestart) => Ok(To(Exited)),
+            (_, Op::AbandonRestart) => invalid("abandon a restart (none is pending)"),
             (Restarting, Op::Stop) => Ok(To(Exited)),
             (Running | Paused, Op::Stop) => Ok(Stay),
             (Created | Exited, Op::Stop) => Ok(Stay),

@@ -329,4 +329,143 @@ mod tests {
         assert_eq!(decoded.encode_to_vec(), bytes);
         assert!(EncodedEvent::decode(&bytes[..bytes.len() - 1]).is_err());
     }
+
+    /// The hand-declared structs above re-declare `berth.v1.Event`'s field
+    /// tags: each of their fields, encoded alone, must carry the tag and a
+    /// wire type of the field of that name in the real descriptor, and
+    /// decode a type that the proto's type is on the wire.
+    #[test]
+    fn hand_declared_fields_match_the_proto() {
+        use prost_types::field_descriptor_proto::Type;
+        use prost_types::{DescriptorProto, FileDescriptorSet};
+
+        let set = FileDescriptorSet::decode(berth::FILE_DESCRIPTOR_SET).unwrap();
+        let event: &DescriptorProto = set
+            .file
+            .iter()
+            .filter(|f| f.package() == "berth.v1")
+            .flat_map(|f| &f.message_type)
+            .find(|m| m.name() == "Event")
+            .expect("berth.v1.Event in the descriptor");
+        let labels_entry = event
+            .nested_type
+            .iter()
+            .find(|m| m.name() == "LabelsEntry")
+            .expect("Event.labels is a map");
+
+        /// The (tag, wire type) of the one field `msg` encodes. A varint
+        /// field is set to 1 by the callers: it must be on the wire as 1,
+        /// not zigzag-encoded (a `sint` declaration would read the proto's
+        /// `int`/`enum` values wrong).
+        fn key_of(msg: &impl Message) -> (u32, WireType) {
+            let bytes = msg.encode_to_vec();
+            let mut buf = bytes.as_slice();
+            let (tag, wt) = prost::encoding::decode_key(&mut buf).unwrap();
+            if wt == WireType::Varint {
+                assert_eq!(
+                    prost::encoding::decode_varint(&mut buf).unwrap(),
+                    1,
+                    "tag {tag}"
+                );
+            } else {
+                prost::encoding::skip_field(wt, tag, &mut buf, DecodeContext::default()).unwrap();
+            }
+            assert!(buf.is_empty(), "one field was set, more were encoded");
+            (tag, wt)
+        }
+        fn wire_of(t: Type) -> WireType {
+            match t {
+                Type::Double | Type::Fixed64 | Type::Sfixed64 => WireType::SixtyFourBit,
+                Type::Float | Type::Fixed32 | Type::Sfixed32 => WireType::ThirtyTwoBit,
+                Type::String | Type::Bytes | Type::Message => WireType::LengthDelimited,
+                Type::Group => WireType::StartGroup,
+                _ => WireType::Varint,
+            }
+        }
+        let check = |msg: &DescriptorProto, name: &str, key: (u32, WireType), decodes: &[Type]| {
+            let f = msg
+                .field
+                .iter()
+                .find(|f| f.name() == name)
+                .unwrap_or_else(|| panic!("{}.{name} is not in the proto", msg.name()));
+            assert_eq!(
+                (f.number() as u32, wire_of(f.r#type())),
+                key,
+                "{}.{name}: the hand-declared tag or wire type differs from the proto",
+                msg.name()
+            );
+            assert!(
+                decodes.contains(&f.r#type()),
+                "{}.{name} is {:?} in the proto: the hand-declared field cannot decode it",
+                msg.name(),
+                f.r#type()
+            );
+        };
+        let varint32 = [Type::Int32, Type::Enum];
+        let text = [Type::String, Type::Bytes];
+        let some = Bytes::from_static(b"x");
+
+        check(
+            event,
+            "seq",
+            key_of(&EventHead {
+                seq: 1,
+                ..Default::default()
+            }),
+            &[Type::Uint64],
+        );
+        check(
+            event,
+            "type",
+            key_of(&EventHead {
+                r#type: 1,
+                ..Default::default()
+            }),
+            &varint32,
+        );
+        check(
+            event,
+            "action",
+            key_of(&EventHead {
+                action: 1,
+                ..Default::default()
+            }),
+            &varint32,
+        );
+        let key = |k: EventKey| key_of(&k);
+        check(
+            event,
+            "id",
+            key(EventKey {
+                id: some.clone(),
+                ..Default::default()
+            }),
+            &text,
+        );
+        check(
+            event,
+            "name",
+            key(EventKey {
+                name: some.clone(),
+                ..Default::default()
+            }),
+            &text,
+        );
+        let one_label = EventKey {
+            labels: vec![Label::default()],
+            ..Default::default()
+        };
+        check(event, "labels", key(one_label), &[Type::Message]);
+        let label = |l: Label| key_of(&l);
+        let entry_key = Label {
+            key: some.clone(),
+            ..Default::default()
+        };
+        check(labels_entry, "key", label(entry_key), &text);
+        let entry_value = Label {
+            value: some,
+            ..Default::default()
+        };
+        check(labels_entry, "value", label(entry_value), &text);
+    }
 }

@@ -13,8 +13,10 @@
 //! at most [`SYNC_INTERVAL`] after an event (and at shutdown), so a crash of
 //! the whole host can lose at most that much.
 
+pub mod domain;
 pub mod encoded;
 pub mod log;
+pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -24,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use berth::v1::{Event, EventAction, ObjectType};
 use tokio::sync::watch;
 
+pub use domain::EventSink;
 use encoded::Chunks;
 pub use encoded::{EncodedEvent, StoredEvent};
 use log::EventLog;
@@ -138,8 +141,10 @@ impl EventBus {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stamps `ev` with the next sequence number, the time and the instance
-    /// id, logs it and publishes it. Returns its sequence number.
+    /// Stamps `ev` (already in its wire form) with the next sequence
+    /// number, the time and the instance id, logs it and publishes it.
+    /// Returns its sequence number. The runtime publishes through
+    /// [`EventSink`] instead.
     pub fn publish(&self, mut ev: Event) -> u64 {
         let mut inner = self.lock();
         let seq = inner.log.next_seq();
@@ -240,6 +245,18 @@ impl EventBus {
             return false;
         }
         true
+    }
+}
+
+/// The runtime's events go to the bus in their wire form: converted here,
+/// at the boundary, and stored encoded.
+impl EventSink for EventBus {
+    fn publish(&self, ev: domain::Event) -> u64 {
+        EventBus::publish(self, wire::event_to_proto(ev))
+    }
+
+    fn exit_announced(&self, id: &str, finished_at: i64) -> bool {
+        EventBus::exit_announced(self, id, finished_at)
     }
 }
 

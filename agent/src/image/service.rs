@@ -5,19 +5,18 @@
 
 use std::sync::Arc;
 
-use berth::v1 as pb;
 use tokio::sync::watch;
 
 use super::pull::{Credentials, PullProgress, Pulled, Puller};
 use super::{reference, ImageError, ImageStore};
-use crate::events::EventBus;
+use crate::events::domain::{Action, Event, EventSink, Object};
 
 /// Pulls images and announces them: shared by Images.Pull and by
 /// Containers.Create/Run when they pull a missing image.
 pub struct Pulling {
     puller: Arc<Puller>,
     store: Arc<ImageStore>,
-    bus: Arc<EventBus>,
+    events: Arc<dyn EventSink>,
     auto_pull: bool,
 }
 
@@ -26,13 +25,13 @@ impl Pulling {
     pub fn new(
         puller: Arc<Puller>,
         store: Arc<ImageStore>,
-        bus: Arc<EventBus>,
+        events: Arc<dyn EventSink>,
         auto_pull: bool,
     ) -> Arc<Self> {
         Arc::new(Pulling {
             puller,
             store,
-            bus,
+            events,
             auto_pull,
         })
     }
@@ -51,14 +50,10 @@ impl Pulling {
     ) -> Result<Pulled, ImageError> {
         let pulled = self.puller.pull(reference, creds, progress).await?;
         tracing::info!(reference = %pulled.reference, digest = %pulled.canonical, "image pulled");
-        // TODO(domain events): publish the runtime's own event here, not a berth.v1 one.
-        self.bus.publish(pb::Event {
-            r#type: pb::ObjectType::Image as i32,
-            action: pb::EventAction::Pulled as i32,
-            id: pulled.image.id.clone(),
+        self.events.publish(Event {
             name: pulled.reference.clone(),
             image: pulled.canonical.clone(),
-            ..Default::default()
+            ..Event::new(Object::Image, Action::Pulled, pulled.image.id.clone())
         });
         Ok(pulled)
     }

@@ -54,7 +54,10 @@ impl ContainersService {
         &self,
         spec: Option<pb::ContainerSpec>,
     ) -> Result<crate::container::record::Record, Status> {
-        let spec = spec.ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        let spec = spec.ok_or(Error::InvalidRequest {
+            field: "spec",
+            reason: "spec is required",
+        })?;
         if let Some(p) = &self.pulling {
             p.ensure(&spec.image).await?;
         }
@@ -122,7 +125,7 @@ impl Containers for ContainersService {
         let sig = if req.signal.is_empty() {
             nix::sys::signal::Signal::SIGKILL
         } else {
-            crate::signal::parse(&req.signal).map_err(Error::InvalidArgument)?
+            crate::signal::parse(&req.signal).map_err(Error::from)?
         };
         let entry = self.mgr.get(&req.id)?;
         self.mgr.kill(&entry, sig)?;
@@ -186,8 +189,9 @@ impl Containers for ContainersService {
         let (rec, exit) = self.mgr.wait(&entry, removed).await?;
         Ok(Response::new(pb::WaitContainerResponse {
             id: rec.id.clone(),
-            exit: Some(crate::container::exit_to_proto(&exit)),
-            started_at: (rec.started_at > 0).then(|| crate::container::nanos_to_ts(rec.started_at)),
+            exit: Some(crate::events::wire::exit_to_proto(&exit)),
+            started_at: (rec.started_at > 0)
+                .then(|| crate::events::wire::nanos_to_ts(rec.started_at)),
         }))
     }
 
@@ -288,7 +292,7 @@ impl Containers for ContainersService {
             // so its name is free again when the caller is told it ended.
             match mgr.wait(&entry, started.spec.auto_remove).await {
                 Ok((_, exit)) => {
-                    send(Event::Exit(crate::container::exit_to_proto(&exit))).await;
+                    send(Event::Exit(crate::events::wire::exit_to_proto(&exit))).await;
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e.into())).await;

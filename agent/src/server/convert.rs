@@ -5,7 +5,7 @@ use berth::v1 as pb;
 use crate::container::record::{LimitsRecord, Record, SpecRecord};
 use crate::container::restart::Policy;
 use crate::container::state::State;
-use crate::container::{exit_to_proto, nanos_to_ts};
+use crate::events::wire::{exit_to_proto, nanos_to_ts};
 use crate::image::ImageRecord;
 
 /// API spec to stored spec.

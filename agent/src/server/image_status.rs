@@ -2,8 +2,8 @@
 //!
 //! The code follows the error's [`ErrorKind`]; the message is the error's
 //! own (with its sources), so it says what was being done and why it failed.
-//! [`ErrorKind::reason`] is the stable name for machine-readable details
-//! (`google.rpc.ErrorInfo`) once the agent attaches them.
+//! [`ErrorKind::reason`] is the stable reason of the `google.rpc.ErrorInfo`
+//! that `status.rs` attaches.
 
 use tonic::{Code, Status};
 
@@ -27,15 +27,10 @@ pub fn code(kind: ErrorKind) -> Code {
     }
 }
 
-/// The status an image error answers a request with.
+/// The status an image error answers a request with (the agent's one
+/// mapping, in `status.rs`, with the error's details).
 pub fn image_status(e: ImageError) -> Status {
-    Status::new(code(e.kind()), e.to_string())
-}
-
-impl From<ImageError> for Status {
-    fn from(e: ImageError) -> Status {
-        image_status(e)
-    }
+    Status::from(crate::error::Error::from(e))
 }
 
 #[cfg(test)]

@@ -230,11 +230,10 @@ impl Images for ImagesService {
             .is_ok_and(|r| img.references.contains(&r));
         let removes_image = !by_reference || img.references.len() <= 1;
         if removes_image && !users.is_empty() && !req.force {
-            return Err(Error::FailedPrecondition(format!(
-                "image {} is in use by container(s) {}; remove them first or force",
-                req.image,
-                users.join(", ")
-            ))
+            return Err(Error::ImageInUse {
+                image: req.image,
+                users,
+            }
             .into());
         }
         let (untagged, deleted) = self.store.remove(&req.image).map_err(image_status)?;

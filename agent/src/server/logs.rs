@@ -59,7 +59,7 @@ pub async fn open(entry: &Entry, req: pb::LogsRequest) -> Result<Out, Status> {
     let mut rotated = path.clone().into_os_string();
     rotated.push(ROTATED_SUFFIX);
     let old = File::open(rotated).ok();
-    let cur = File::open(&path).map_err(|e| Status::internal(format!("opening the log: {e}")))?;
+    let cur = File::open(&path).map_err(|e| crate::error::Error::internal("opening the log", e))?;
     let filter = Filter {
         since: req.since.map(|t| {
             t.seconds

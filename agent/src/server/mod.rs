@@ -9,6 +9,7 @@ mod image_status;
 pub mod images;
 mod listen;
 mod logs;
+pub mod status;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -71,9 +72,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         cfg.state_dir.join("containers"),
         Deps {
             images: images.clone(),
-            cgroups,
+            cgroups: Arc::new(cgroups),
             events: bus.clone(),
-            monitors,
+            launcher: Arc::new(monitors),
             netns: NetnsPool::start(cfg.spare_netns)?,
             flusher: flusher.clone(),
             janitor: Arc::new(
@@ -207,7 +208,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long an idle thread of the blocking pool lives. Shorter than
-/// [`IDLE_AFTER`], so the threads of a burst of work are gone, and their
+/// `IDLE_AFTER`, so the threads of a burst of work are gone, and their
 /// allocator caches given back, when the idle trim runs.
 pub const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -1,0 +1,124 @@
+//! Create: a container record, directory and log, in state Created.
+
+use std::sync::Arc;
+
+use super::entry::{Detail, Entry, Life};
+use super::error::{ContainerError, Result};
+use super::record::{Record, SpecRecord};
+use super::rootfs::Rootfs;
+use super::state::State;
+use super::{now_nanos, restart, spec, Manager, LOG_FILE};
+use crate::cgroup::Limits;
+use crate::error::capped;
+use crate::events::domain::Action;
+
+impl Manager {
+    /// Creates a container (state Created). Nothing is left behind on error.
+    pub fn create(&self, spec: SpecRecord) -> Result<Record> {
+        spec::validate_limits(&spec.limits)?;
+        if !spec.name.is_empty() {
+            spec::validate_name(&spec.name)?;
+        }
+        if spec.hostname.len() > 64
+            || !spec
+                .hostname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(ContainerError::invalid(
+                "hostname",
+                format!("invalid hostname {:?}", capped(&spec.hostname)),
+            ));
+        }
+        self.cgroups
+            .check(&Limits::from(&spec.limits))
+            .map_err(ContainerError::LimitUnsupported)?;
+        if spec.image.is_empty() {
+            return Err(ContainerError::invalid("image", "no image given"));
+        }
+        if spec.auto_remove && spec.restart_policy != restart::Policy::No {
+            return Err(ContainerError::invalid(
+                "restart_policy",
+                "auto-remove and a restart policy exclude each other",
+            ));
+        }
+        let image = self.images.resolve(&spec.image).map_err(|e| match e {
+            crate::image::ImageError::NotFound(_) => ContainerError::ImageNotFound {
+                image: spec.image.clone(),
+            },
+            other => ContainerError::Image(other),
+        })?;
+        let eff = spec::merge(&spec, &image.config)?;
+        let id = spec::new_id();
+        let name = if spec.name.is_empty() {
+            spec::generate_name()
+        } else {
+            spec.name.clone()
+        };
+        let rec = Record {
+            id: id.clone(),
+            name: name.clone(),
+            hostname: if spec.hostname.is_empty() {
+                id[..12].to_string()
+            } else {
+                spec.hostname.clone()
+            },
+            image_id: image.id.clone(),
+            layers: image.layers.clone(),
+            layer_dirs: self.images.layer_dirs(&image),
+            state: State::Created,
+            pid: 0,
+            monitor_pid: 0,
+            created_at: now_nanos(),
+            started_at: 0,
+            exit: None,
+            args: eff.args,
+            env: eff.env,
+            cwd: eff.cwd,
+            user: eff.user,
+            stop_signal: eff.stop_signal,
+            stop_timeout: eff.stop_timeout,
+            start_count: 0,
+            restart_count: 0,
+            backoff: 0,
+            stopped_by_user: false,
+            stop_deadline: 0,
+            spec,
+        };
+        let dir = self.dir.join(&id);
+        let entry = Arc::new(Entry::new(
+            id.clone(),
+            dir.clone(),
+            rec.clone(),
+            Life::Pending,
+            self.flusher.clone(),
+        ));
+        {
+            // Check and claim the name in one step, so two creates cannot
+            // both get it.
+            let mut table = self.table();
+            if table.by_id.values().any(|e| e.lock_record().name == name) {
+                return Err(ContainerError::NameInUse { name });
+            }
+            table.by_id.insert(id.clone(), entry.clone());
+        }
+        let made = (|| -> std::io::Result<()> {
+            crate::state_dir::create_private_dir(&dir)?;
+            Rootfs::under(&dir).create_dirs()?;
+            crate::fsutil::create_private_file(&dir.join(LOG_FILE))?;
+            Ok(())
+        })()
+        .map_err(|e| ContainerError::io("creating the container directory", e))
+        .and_then(|()| entry.persist(&rec));
+        if let Err(e) = made {
+            self.table().by_id.remove(&id);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        if !rec.spec.auto_remove {
+            self.flusher.queue(&self.dir);
+        }
+        self.announce(&rec, Action::Created, Detail::default());
+        Ok(rec)
+    }
+}

@@ -1,0 +1,200 @@
+//! Start: a created or exited container's process, under a monitor.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::entry::{Announce, Detail, Entry, Life};
+use super::error::{ContainerError, Result};
+use super::record::Record;
+use super::rootfs::Rootfs;
+use super::state::Op;
+use super::{lost_exit, now_nanos, read_exit, Manager, LOG_FILE};
+use crate::cgroup::Limits;
+use crate::events::domain::Action;
+use crate::monitor::{self, ExitRecord, LaunchSpec, SpawnError};
+
+impl Manager {
+    /// Starts a created or exited container (through the API) and returns
+    /// once it runs. Resets the restart policy's counters.
+    pub async fn start(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<Record> {
+        let _ops = entry.ops.lock().await;
+        self.start_locked(entry, true).await
+    }
+
+    /// Starts the container; the caller holds its `ops` lock.
+    pub(super) async fn start_locked(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        by_user: bool,
+    ) -> Result<Record> {
+        // A Remove that got the ops lock first has taken the container
+        // away: a start now would run a process for a container that no
+        // longer exists, in a directory already in the trash.
+        if !self.exists(entry) {
+            return Err(ContainerError::NotFound {
+                key: entry.id.clone(),
+            });
+        }
+        let rec = entry.snapshot();
+        rec.state
+            .apply(Op::Start)
+            .map_err(|e| ContainerError::transition(&rec.id, e))?;
+        if by_user {
+            entry.call_off_restart();
+        }
+        // The previous run's cgroup must be gone before this run makes it anew.
+        drop(entry.teardown.lock().await);
+        // The monitor execs and initialises while the cgroup is made; it
+        // waits for the launch spec (and is killed if none comes).
+        let starting = self
+            .launcher
+            .prepare(&entry.dir)
+            .map_err(ContainerError::Launch)?;
+        let cg = self
+            .cgroups
+            .create(&rec.id, &Limits::from(&rec.spec.limits))
+            .map_err(|source| ContainerError::Cgroup {
+                context: "creating the cgroup",
+                source,
+            })?;
+        let cleanup = |mgr: &Manager| {
+            if let Err(e) = mgr.cgroups.remove(&rec.id) {
+                tracing::warn!(id = %rec.id, "{e}");
+            }
+        };
+        // Held until the monitor has reported: the init opens it by path.
+        let netns = self.netns.take();
+        let launch = match self.launch_spec(entry, &rec, &cg, netns.as_ref()) {
+            Ok(spec) => spec,
+            Err(e) => {
+                cleanup(self);
+                return Err(ContainerError::io("the container's paths", e));
+            }
+        };
+        // What a previous run left must not be taken for this run's.
+        for stale in [monitor::EXIT_FILE, monitor::RUNNING_FILE] {
+            if let Err(e) = std::fs::remove_file(entry.dir.join(stale)) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    cleanup(self);
+                    return Err(ContainerError::io(format_args!("removing {stale}"), e));
+                }
+            }
+        }
+        let exit_file = PathBuf::from(&launch.exit_path);
+        let spawned = starting.launch(launch).await;
+        drop(netns);
+        // Replace the monitor this start used, now that it is done with it.
+        self.launcher.refill();
+        match spawned {
+            Ok(running) => {
+                entry.set_process(running.process);
+                entry.life.send_replace(Life::Pending);
+                let saved = self.commit(
+                    entry,
+                    Op::Start,
+                    |r| {
+                        r.pid = running.pid;
+                        r.monitor_pid = running.monitor_pid;
+                        r.started_at = running.started_at_unix_nanos;
+                        r.start_count += 1;
+                        r.stop_deadline = 0;
+                        if by_user {
+                            r.stopped_by_user = false;
+                            r.restart_count = 0;
+                            r.backoff = 0;
+                        }
+                    },
+                    Announce::After(Action::Started, Detail::default()),
+                );
+                // The container runs whatever the disk says: it stays
+                // watched, and a restarted berthd adopts it from the
+                // monitor's running.json.
+                let started = saved.unwrap_or_else(|e| {
+                    tracing::error!(id = %rec.id, "{e}");
+                    entry.snapshot()
+                });
+                let mgr = self.clone();
+                let watched = entry.clone();
+                let reported = running.exit;
+                tokio::spawn(async move {
+                    let exit = match reported.await {
+                        Some(x) => x,
+                        None => read_exit(&exit_file).unwrap_or_else(lost_exit),
+                    };
+                    mgr.finish_exit(&watched, exit).await;
+                });
+                Ok(started)
+            }
+            Err(SpawnError::Exec { message, exit_code }) => {
+                cleanup(self);
+                let exit = ExitRecord {
+                    exit_code,
+                    signal: 0,
+                    oom_killed: false,
+                    finished_at_unix_nanos: now_nanos(),
+                };
+                let detail = Detail {
+                    exit: Some(exit),
+                    ..Detail::default()
+                };
+                let rec = self.commit(
+                    entry,
+                    Op::ExecFailed,
+                    |r| r.exit = Some(exit),
+                    Announce::After(Action::Exited, detail),
+                )?;
+                entry.life.send_replace(Life::Exited(exit));
+                if rec.spec.auto_remove {
+                    self.spawn_auto_remove(entry.clone());
+                }
+                Err(ContainerError::CannotExec {
+                    id: rec.id.clone(),
+                    name: rec.name.clone(),
+                    message,
+                    exit_code,
+                })
+            }
+            Err(e @ SpawnError::Monitor(_)) => {
+                cleanup(self);
+                Err(ContainerError::Launch(e))
+            }
+        }
+    }
+
+    /// What the monitor needs to start `rec`'s container in `cg`.
+    fn launch_spec(
+        &self,
+        entry: &Entry,
+        rec: &Record,
+        cg: &crate::cgroup::ContainerCgroup,
+        netns: Option<&crate::netns_pool::Spare>,
+    ) -> std::io::Result<LaunchSpec> {
+        let path = |p: &Path| crate::fsutil::utf8_path(p);
+        Ok(LaunchSpec {
+            id: rec.id.clone(),
+            dir: path(&entry.dir)?,
+            rootfs: Rootfs::under(&entry.dir).launch(&rec.layer_dirs)?,
+            args: rec.args.clone(),
+            env: rec.env.clone(),
+            cwd: rec.cwd.clone(),
+            user: rec.user.clone(),
+            hostname: rec.hostname.clone(),
+            netns: netns.map(|ns| ns.path()),
+            cgroup: cg.placement.clone(),
+            oom_events: cg.oom_events.clone(),
+            cgroup_version: self.cgroups.version(),
+            cgroup_v1_controllers: self
+                .cgroups
+                .controllers()
+                .iter()
+                .filter(|c| c.as_str() != "cpuacct")
+                .cloned()
+                .collect(),
+            log_path: path(&entry.dir.join(LOG_FILE))?,
+            log_max_bytes: self.log_max_bytes,
+            exit_path: path(&entry.dir.join(monitor::EXIT_FILE))?,
+            // Wired to the container's profile in the commit that follows.
+            seccomp: None,
+        })
+    }
+}

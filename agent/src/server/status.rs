@@ -1,0 +1,253 @@
+//! The one mapping from the runtime's errors to gRPC statuses.
+//!
+//! Every status carries a `google.rpc.ErrorInfo` (a stable `reason`, the
+//! domain [`DOMAIN`], and metadata such as the container's id and state)
+//! and, for invalid input, a `google.rpc.BadRequest` naming the field, so
+//! clients can act on errors without parsing messages. The messages stay
+//! as they were.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::container::ContainerError;
+use crate::error::Error;
+use crate::events::Gap;
+use crate::image::ImageError;
+
+/// The `ErrorInfo.domain` of every error berthd returns.
+pub const DOMAIN: &str = "berth.dev";
+
+/// What a status says besides its code and message.
+struct Details {
+    code: Code,
+    reason: &'static str,
+    metadata: Vec<(&'static str, String)>,
+    /// A `BadRequest` field violation: the field.
+    field: Option<&'static str>,
+}
+
+impl Details {
+    fn new(code: Code, reason: &'static str) -> Self {
+        Details {
+            code,
+            reason,
+            metadata: Vec::new(),
+            field: None,
+        }
+    }
+
+    fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.metadata.push((key, value.into()));
+        self
+    }
+
+    fn field(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
+        self
+    }
+
+    fn status(self, message: String) -> Status {
+        let metadata: HashMap<String, String> = self
+            .metadata
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut details = ErrorDetails::with_error_info(self.reason, DOMAIN, metadata);
+        if let Some(field) = self.field {
+            details.add_bad_request_violation(field, message.clone());
+        }
+        Status::with_error_details(self.code, message, details)
+    }
+}
+
+fn container(e: &ContainerError) -> Details {
+    use ContainerError as E;
+    let capped = |s: &str| crate::error::capped(s).into_owned();
+    match e {
+        E::NoKey => Details::new(Code::InvalidArgument, "CONTAINER_KEY_MISSING").field("id"),
+        E::NotFound { key } => {
+            Details::new(Code::NotFound, "CONTAINER_NOT_FOUND").with("key", capped(key))
+        }
+        E::Ambiguous { key, count } => Details::new(Code::InvalidArgument, "CONTAINER_AMBIGUOUS")
+            .with("key", capped(key))
+            .with("matches", count.to_string())
+            .field("id"),
+        E::NameInUse { name } => {
+            Details::new(Code::AlreadyExists, "CONTAINER_NAME_IN_USE").with("name", capped(name))
+        }
+        E::InvalidSpec { field, .. } => Details::new(Code::InvalidArgument, "INVALID_SPEC")
+            .with("field", *field)
+            .field(field),
+        E::ImageNotFound { image } => {
+            Details::new(Code::NotFound, "IMAGE_NOT_FOUND").with("image", capped(image))
+        }
+        E::Image(e) => image(e),
+        E::LimitUnsupported(_) => Details::new(Code::FailedPrecondition, "LIMIT_UNSUPPORTED"),
+        E::LimitRejected(_) => {
+            Details::new(Code::InvalidArgument, "LIMIT_REJECTED").field("resources")
+        }
+        E::InvalidTransition { id, source } => {
+            Details::new(Code::FailedPrecondition, "INVALID_STATE")
+                .with("id", id.clone())
+                .with("state", source.state)
+                .with("operation", source.op)
+        }
+        E::CannotExec { id, exit_code, .. } => {
+            Details::new(Code::FailedPrecondition, "CANNOT_EXECUTE")
+                .with("id", id.clone())
+                .with("exit_code", exit_code.to_string())
+        }
+        E::EndedWhilePausing { id, state } => {
+            Details::new(Code::FailedPrecondition, "INVALID_STATE")
+                .with("id", id.clone())
+                .with("state", state.as_str())
+                .with("operation", "pause")
+        }
+        E::RemovedWithoutRun { id } => {
+            Details::new(Code::NotFound, "CONTAINER_REMOVED_WITHOUT_RUN").with("id", id.clone())
+        }
+        E::NoExitAfterKill { id } => {
+            Details::new(Code::Internal, "CONTAINER_STUCK").with("id", id.clone())
+        }
+        E::Vanished { .. } | E::Cgroup { .. } | E::Launch(_) | E::Io { .. } | E::Task { .. } => {
+            Details::new(Code::Internal, "INTERNAL")
+        }
+    }
+}
+
+fn image(e: &ImageError) -> Details {
+    let kind = e.kind();
+    Details::new(super::image_status::code(kind), kind.reason())
+}
+
+fn details(e: &Error) -> Details {
+    match e {
+        Error::Container(e) => container(e),
+        Error::Image(e) => image(e),
+        Error::InvalidSignal(_) => {
+            Details::new(Code::InvalidArgument, "INVALID_SIGNAL").field("signal")
+        }
+        Error::InvalidRequest { field, .. } => {
+            Details::new(Code::InvalidArgument, "INVALID_REQUEST").field(field)
+        }
+        Error::ImageInUse { users, .. } => Details::new(Code::FailedPrecondition, "IMAGE_IN_USE")
+            .with("containers", users.join(",")),
+        Error::Internal { .. } => Details::new(Code::Internal, "INTERNAL"),
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        details(&e).status(e.to_string())
+    }
+}
+
+impl From<ContainerError> for Status {
+    fn from(e: ContainerError) -> Status {
+        Error::from(e).into()
+    }
+}
+
+impl From<ImageError> for Status {
+    fn from(e: ImageError) -> Status {
+        Error::from(e).into()
+    }
+}
+
+/// Why a subscription cannot read from where it asked: `OUT_OF_RANGE` with
+/// the oldest retained seq in the metadata (`oldest_seq`), `DATA_LOSS` with
+/// the missing one (`seq`).
+pub fn gap(gap: Gap) -> Status {
+    match gap {
+        Gap::Retired { oldest } => Details::new(Code::OutOfRange, "EVENTS_NOT_RETAINED")
+            .with("oldest_seq", oldest.to_string())
+            .status(format!(
+                "events before seq {oldest} are no longer retained; resubscribe with from_seq >= {oldest}"
+            )),
+        Gap::Missing { seq } => Details::new(Code::DataLoss, "EVENT_MISSING")
+            .with("seq", seq.to_string())
+            .status(format!(
+                "event {seq} is not in the event log (its write failed; the agent's log says why); \
+                 resubscribe with from_seq > {seq}"
+            )),
+        Gap::Unreadable(e) => Details::new(Code::Internal, "EVENT_LOG_UNREADABLE")
+            .status(format!("reading the event log: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::state::{Op, State};
+
+    fn info(s: &Status) -> tonic_types::ErrorInfo {
+        s.get_details_error_info().expect("an ErrorInfo")
+    }
+
+    #[test]
+    fn codes_reasons_and_metadata() {
+        let s = Status::from(ContainerError::NotFound { key: "nope".into() });
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "no such container: nope");
+        let i = info(&s);
+        assert_eq!(
+            (i.reason.as_str(), i.domain.as_str()),
+            ("CONTAINER_NOT_FOUND", DOMAIN)
+        );
+        assert_eq!(i.metadata["key"], "nope");
+
+        let Err(t) = State::Exited.apply(Op::Signal) else {
+            panic!("exited cannot be signalled")
+        };
+        let s = Status::from(ContainerError::transition("c1", t));
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(
+            s.message(),
+            "container is exited: cannot signal it (it is not running)"
+        );
+        let i = info(&s);
+        assert_eq!(i.metadata["id"], "c1");
+        assert_eq!(i.metadata["state"], "exited");
+
+        let s = Status::from(ContainerError::NameInUse { name: "web".into() });
+        assert_eq!(s.code(), Code::AlreadyExists);
+
+        let s = Status::from(ImageError::NoSpace("layer".into()));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(info(&s).reason, "NO_SPACE");
+        let s = Status::from(ImageError::Unavailable {
+            context: "fetching a layer".into(),
+            source: None,
+        });
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(info(&s).reason, "REGISTRY_UNAVAILABLE");
+    }
+
+    #[test]
+    fn invalid_input_names_the_field() {
+        let s = Status::from(ContainerError::invalid("working_dir", "not absolute"));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        let br = s.get_details_bad_request().expect("a BadRequest");
+        assert_eq!(br.field_violations[0].field, "working_dir");
+        assert_eq!(br.field_violations[0].description, "not absolute");
+        let s = Status::from(Error::from(crate::signal::parse("SIGNOPE").unwrap_err()));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(
+            s.get_details_bad_request().unwrap().field_violations[0].field,
+            "signal"
+        );
+    }
+
+    #[test]
+    fn out_of_range_names_the_oldest_retained_seq() {
+        let s = gap(Gap::Retired { oldest: 42 });
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(info(&s).metadata["oldest_seq"], "42");
+        assert!(s.message().contains("from_seq >= 42"));
+        let s = gap(Gap::Missing { seq: 7 });
+        assert_eq!(s.code(), Code::DataLoss);
+        assert_eq!(info(&s).metadata["seq"], "7");
+    }
+}
