@@ -37,6 +37,7 @@ pub mod image;
 pub mod janitor;
 pub mod monitor;
 pub mod netns_pool;
+pub mod seccomp;
 pub mod server;
 pub mod signal;
 pub mod state_dir;
@@ -73,6 +74,7 @@ mod boundary {
         "image",
         "fsutil.rs",
         "state_dir.rs",
+        "seccomp",
     ];
     const WIRE: &[&str] = &["berth::v1", "tonic", "prost"];
 

@@ -1,0 +1,194 @@
+//! Seccomp: which system calls a container may make.
+//!
+//! Every container runs under a seccomp filter unless it asks for none
+//! (`seccomp=unconfined`): berth's default profile ([`default`]), or a
+//! profile of its own in Docker's JSON format ([`profile`]). A profile is
+//! compiled to BPF ([`compile`]) once, when berthd starts (the default) or
+//! when a container is created with it, and kept in
+//! `<state>/seccomp/<sha256>.bpf`; the container's init installs the file's
+//! programs as the last step before it execs the container's process.
+
+mod compile;
+pub mod default;
+pub mod profile;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use profile::{go_arch, parse_kernel, Host, Profile};
+
+/// Docker's default capabilities, which a container has (see the monitor's
+/// `caps.rs`): the profile's capability conditions are decided on these.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Why a profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// Not valid JSON, or not a profile.
+    #[error("not a seccomp profile in Docker's format: {0}")]
+    Json(#[source] serde_json::Error),
+    /// Over [`profile::MAX_PROFILE_BYTES`].
+    #[error("seccomp profile of {bytes} bytes: at most {max} are accepted")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A rule that cannot be built.
+    #[error("seccomp profile: {0}")]
+    InvalidRule(String),
+    /// Something berth does not do (yet).
+    #[error("not supported yet: {0} in a seccomp profile")]
+    Unsupported(String),
+    /// The profile allows every call: ask for `unconfined` instead.
+    #[error("the seccomp profile allows every system call: use seccomp=unconfined instead")]
+    AllowsEverything,
+    /// The filter compiler refused it (for example: too large).
+    #[error("compiling the seccomp profile: {0}")]
+    Filter(#[source] seccompiler::BackendError),
+    /// The compiled programs could not be stored.
+    #[error("storing the compiled seccomp profile in {path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a container asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// berth's default profile.
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile in Docker's JSON format (its text).
+    Profile(Vec<u8>),
+}
+
+/// Compiled profiles, one file each under `<state>/seccomp/`.
+pub struct Seccomp {
+    dir: PathBuf,
+    host_arch: &'static str,
+    kernel: (u32, u32),
+    default: PathBuf,
+    /// Digests whose file is known to be in place.
+    stored: Mutex<HashSet<String>>,
+}
+
+impl Seccomp {
+    /// Opens the store in `dir` and compiles the default profile into it.
+    pub fn open(dir: &Path) -> Result<Self, SeccompError> {
+        let io = |source| SeccompError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        match crate::state_dir::create_private_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(e)),
+            _ => {}
+        }
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut store = Seccomp {
+            dir: dir.to_path_buf(),
+            host_arch: go_arch(),
+            kernel: parse_kernel(&release).unwrap_or((0, 0)),
+            default: PathBuf::new(),
+            stored: Mutex::new(HashSet::new()),
+        };
+        let digest = store.store(&default::profile())?;
+        store.default = store.path_of(&digest);
+        Ok(store)
+    }
+
+    /// Compiles (or finds compiled) what `choice` asks for and returns the
+    /// name the container's record keeps: `default`, `unconfined` or
+    /// `sha256:<hex>` of the compiled programs.
+    pub fn prepare(&self, choice: &Choice) -> Result<String, SeccompError> {
+        match choice {
+            Choice::Default => Ok("default".into()),
+            Choice::Unconfined => Ok("unconfined".into()),
+            Choice::Profile(json) => {
+                let digest = self.store(&Profile::parse(json)?)?;
+                Ok(format!("sha256:{digest}"))
+            }
+        }
+    }
+
+    /// The file of compiled programs for a name [`Seccomp::prepare`] gave;
+    /// `None` for `unconfined`.
+    pub fn program_file(&self, name: &str) -> Result<Option<PathBuf>, SeccompError> {
+        match name {
+            "" | "default" => Ok(Some(self.default.clone())),
+            "unconfined" => Ok(None),
+            other => {
+                let hex = other.strip_prefix("sha256:").unwrap_or(other);
+                let path = self.path_of(hex);
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(SeccompError::InvalidRule(format!(
+                        "unknown compiled profile {:.80}",
+                        other
+                    )));
+                }
+                if !path.is_file() {
+                    return Err(SeccompError::Io {
+                        path,
+                        source: std::io::ErrorKind::NotFound.into(),
+                    });
+                }
+                Ok(Some(path))
+            }
+        }
+    }
+
+    fn path_of(&self, hex: &str) -> PathBuf {
+        self.dir.join(format!("{hex}.bpf"))
+    }
+
+    /// Compiles `profile` for a container with the default capabilities
+    /// and writes the programs under their digest, once.
+    fn store(&self, profile: &Profile) -> Result<String, SeccompError> {
+        let host = Host {
+            caps: DEFAULT_CAPS,
+            arch: self.host_arch,
+            kernel: self.kernel,
+        };
+        let bytes = compile::encode(&compile::compile(profile, &host)?);
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        if !stored.contains(&digest) {
+            let path = self.path_of(&digest);
+            crate::fsutil::replace(&path, &bytes).map_err(|source| SeccompError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            stored.insert(digest.clone());
+        }
+        Ok(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests;
