@@ -123,6 +123,14 @@ async fn a_container_has_a_session_keyring_of_its_own() {
     .await;
     let mut spec = sh(&format!("probe {description} {key}"));
     spec.image = "keyring-probe".into();
+    // The default seccomp profile refuses keyctl outright; the keyring of
+    // its own is what protects a container that is allowed the call.
+    spec.security = Some(berth::v1::SecurityOptions {
+        seccomp: Some(berth::v1::SeccompProfile {
+            kind: berth::v1::seccomp_profile::Kind::Unconfined as i32,
+            ..Default::default()
+        }),
+    });
     let (exit, out, err) = agent.run_to_exit(spec).await;
     assert_eq!(exit.exit_code, 0, "{err}");
     let mut lines = out.lines();

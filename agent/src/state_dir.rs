@@ -23,7 +23,15 @@ pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
 
 /// The top-level entries of the state directory (README, "State directory").
-const SUBDIRS: [&str; 6] = ["containers", "images", "events", "tmp", "trash", "bin"];
+const SUBDIRS: [&str; 7] = [
+    "containers",
+    "images",
+    "events",
+    "tmp",
+    "trash",
+    "bin",
+    "seccomp",
+];
 
 /// Files of a container's directory that berthd, an older berthd or its
 /// monitor may have written with laxer modes.

@@ -49,6 +49,12 @@ impl Manager {
             other => ContainerError::Image(other),
         })?;
         let eff = spec::merge(&spec, &image.config)?;
+        // Compiled now, so a bad profile fails Create, not every Start.
+        let mut spec = spec;
+        spec.seccomp = self
+            .seccomp
+            .prepare(std::mem::take(&mut spec.seccomp))
+            .map_err(seccomp_error)?;
         let id = spec::new_id();
         let name = if spec.name.is_empty() {
             spec::generate_name()
@@ -120,5 +126,17 @@ impl Manager {
         }
         self.announce(&rec, Action::Created, Detail::default());
         Ok(rec)
+    }
+}
+
+/// A profile that cannot be used is the client's to fix; one that cannot
+/// be stored is the agent's problem.
+fn seccomp_error(e: crate::seccomp::SeccompError) -> ContainerError {
+    match e {
+        crate::seccomp::SeccompError::Io { path, source } => ContainerError::Io {
+            context: format!("storing the compiled seccomp profile in {}", path.display()),
+            source,
+        },
+        other => ContainerError::invalid("security.seccomp", other.to_string()),
     }
 }

@@ -48,6 +48,7 @@ use crate::image::ImageStore;
 use crate::janitor::Janitor;
 use crate::monitor::{ExitRecord, Launcher};
 use crate::netns_pool::NetnsPool;
+use crate::seccomp::Seccomp;
 use record::Record;
 
 /// File name of a container's log.
@@ -70,6 +71,7 @@ pub struct Manager {
     netns: NetnsPool,
     flusher: Arc<Flusher>,
     janitor: Arc<Janitor>,
+    seccomp: Arc<Seccomp>,
     log_max_bytes: u64,
     table: Mutex<Table>,
 }
@@ -90,6 +92,8 @@ pub struct Deps {
     pub flusher: Arc<Flusher>,
     /// Deletes removed containers' directories in the background.
     pub janitor: Arc<Janitor>,
+    /// Compiled seccomp profiles.
+    pub seccomp: Arc<Seccomp>,
 }
 
 fn now_nanos() -> i64 {
@@ -122,6 +126,7 @@ impl Manager {
             netns,
             flusher,
             janitor,
+            seccomp,
         } = deps;
         let mgr = Arc::new(Manager {
             dir,
@@ -132,6 +137,7 @@ impl Manager {
             netns,
             flusher,
             janitor,
+            seccomp,
             log_max_bytes,
             table: Mutex::new(Table {
                 by_id: HashMap::new(),

@@ -100,6 +100,9 @@ pub struct SpecRecord {
     /// Restart policy.
     #[serde(default)]
     pub restart_policy: super::restart::Policy,
+    /// Seccomp profile (records from before seccomp get the default).
+    #[serde(default)]
+    pub seccomp: crate::seccomp::Choice,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

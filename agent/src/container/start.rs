@@ -170,6 +170,10 @@ impl Manager {
         netns: Option<&crate::netns_pool::Spare>,
     ) -> std::io::Result<LaunchSpec> {
         let path = |p: &Path| crate::fsutil::utf8_path(p);
+        let seccomp = self
+            .seccomp
+            .program_file(&rec.spec.seccomp)
+            .map_err(std::io::Error::other)?;
         Ok(LaunchSpec {
             id: rec.id.clone(),
             dir: path(&entry.dir)?,
@@ -193,8 +197,7 @@ impl Manager {
             log_path: path(&entry.dir.join(LOG_FILE))?,
             log_max_bytes: self.log_max_bytes,
             exit_path: path(&entry.dir.join(monitor::EXIT_FILE))?,
-            // Wired to the container's profile in the commit that follows.
-            seccomp: None,
+            seccomp: seccomp.map(|p| path(&p)).transpose()?,
         })
     }
 }

@@ -294,6 +294,9 @@ impl Harness {
             netns: NetnsPool::start(0).expect("no netns pool"),
             flusher: Arc::new(Flusher::new()),
             janitor: Arc::new(Janitor::start(root.join("trash")).expect("janitor")),
+            seccomp: Arc::new(
+                crate::seccomp::Seccomp::open(&root.join("seccomp")).expect("seccomp"),
+            ),
         };
         let mgr = Manager::open(root.join("containers"), deps, 1 << 20).expect("open");
         Harness {

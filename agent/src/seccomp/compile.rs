@@ -31,6 +31,10 @@ use super::SeccompError;
 
 const EPERM: u32 = 1;
 
+/// The calls of one program, by number: `None` matches any arguments,
+/// `Some(rules)` any of the rules.
+type Calls = BTreeMap<i64, Option<Vec<SeccompRule>>>;
+
 /// Builds the programs for `profile` as applied to a container on `host`,
 /// in the order they must be installed.
 pub fn compile(profile: &Profile, host: &Host) -> Result<Vec<BpfProgram>, SeccompError> {
@@ -39,8 +43,8 @@ pub fn compile(profile: &Profile, host: &Host) -> Result<Vec<BpfProgram>, Seccom
     let default = action(profile.default_action, profile.default_errno_ret);
     // Every (action, syscall) with the rules' conditions; `None` is a rule
     // without conditions, which matches any arguments.
-    let mut by_action: Vec<(SeccompAction, BTreeMap<i64, Option<Vec<SeccompRule>>>)> = Vec::new();
-    let mut named: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+    let mut by_action: Vec<(SeccompAction, Calls)> = Vec::new();
+    let mut named = Calls::new();
     for rule in profile.syscalls.iter().filter(|r| r.applies(host)) {
         let act = action(rule.action, rule.errno_ret);
         let cond = if rule.args.is_empty() {
@@ -84,7 +88,7 @@ pub fn compile(profile: &Profile, host: &Host) -> Result<Vec<BpfProgram>, Seccom
 
 /// Adds a rule for `nr`: a rule without conditions makes any conditions
 /// of others for the same call moot (the rules of one call are or-ed).
-fn add(map: &mut BTreeMap<i64, Option<Vec<SeccompRule>>>, nr: i64, cond: Option<SeccompRule>) {
+fn add(map: &mut Calls, nr: i64, cond: Option<SeccompRule>) {
     match (map.entry(nr).or_insert_with(|| Some(Vec::new())), cond) {
         (slot @ Some(_), None) => *slot = None,
         (Some(rules), Some(c)) => rules.push(c),
@@ -93,7 +97,7 @@ fn add(map: &mut BTreeMap<i64, Option<Vec<SeccompRule>>>, nr: i64, cond: Option<
 }
 
 fn program(
-    calls: BTreeMap<i64, Option<Vec<SeccompRule>>>,
+    calls: Calls,
     mismatch: SeccompAction,
     on_match: SeccompAction,
     arch: TargetArch,

@@ -76,15 +76,28 @@ pub enum SeccompError {
     },
 }
 
-/// What a container asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a container asks for, as its spec keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Choice {
-    /// berth's default profile.
+    /// Nothing asked: the default profile.
+    #[default]
+    Unset,
+    /// berth's default profile, asked for by name.
     Default,
     /// No filter.
     Unconfined,
-    /// A profile in Docker's JSON format (its text).
-    Profile(Vec<u8>),
+    /// A profile of the container's own: its text in Docker's JSON format
+    /// as a request brings it, and once compiled (at Create) only the
+    /// digest of the compiled programs, which is what the record keeps.
+    Custom {
+        /// The profile, until compiled.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        json: String,
+        /// "sha256:<hex>" of the compiled programs, once compiled.
+        #[serde(default)]
+        digest: String,
+    },
 }
 
 /// Compiled profiles, one file each under `<state>/seccomp/`.
@@ -123,35 +136,41 @@ impl Seccomp {
         Ok(store)
     }
 
-    /// Compiles (or finds compiled) what `choice` asks for and returns the
-    /// name the container's record keeps: `default`, `unconfined` or
-    /// `sha256:<hex>` of the compiled programs.
-    pub fn prepare(&self, choice: &Choice) -> Result<String, SeccompError> {
+    /// Compiles a custom profile (or finds it compiled): the choice as the
+    /// container's record keeps it, with the digest instead of the text.
+    pub fn prepare(&self, choice: Choice) -> Result<Choice, SeccompError> {
         match choice {
-            Choice::Default => Ok("default".into()),
-            Choice::Unconfined => Ok("unconfined".into()),
-            Choice::Profile(json) => {
-                let digest = self.store(&Profile::parse(json)?)?;
-                Ok(format!("sha256:{digest}"))
+            Choice::Custom { json, .. } => {
+                if json.is_empty() {
+                    return Err(SeccompError::InvalidRule(
+                        "no profile given (a custom profile needs its JSON)".into(),
+                    ));
+                }
+                let digest = self.store(&Profile::parse(json.as_bytes())?)?;
+                Ok(Choice::Custom {
+                    json: String::new(),
+                    digest: format!("sha256:{digest}"),
+                })
             }
+            other => Ok(other),
         }
     }
 
-    /// The file of compiled programs for a name [`Seccomp::prepare`] gave;
-    /// `None` for `unconfined`.
-    pub fn program_file(&self, name: &str) -> Result<Option<PathBuf>, SeccompError> {
-        match name {
-            "" | "default" => Ok(Some(self.default.clone())),
-            "unconfined" => Ok(None),
-            other => {
-                let hex = other.strip_prefix("sha256:").unwrap_or(other);
-                let path = self.path_of(hex);
+    /// The file of compiled programs for a prepared choice; `None` for
+    /// `unconfined`.
+    pub fn program_file(&self, choice: &Choice) -> Result<Option<PathBuf>, SeccompError> {
+        match choice {
+            Choice::Unset | Choice::Default => Ok(Some(self.default.clone())),
+            Choice::Unconfined => Ok(None),
+            Choice::Custom { digest, .. } => {
+                let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
                 if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(SeccompError::InvalidRule(format!(
                         "unknown compiled profile {:.80}",
-                        other
+                        digest
                     )));
                 }
+                let path = self.path_of(hex);
                 if !path.is_file() {
                     return Err(SeccompError::Io {
                         path,

@@ -143,7 +143,7 @@ pub enum Op {
 
 /// The largest profile accepted, in bytes: Docker's default profile is
 /// about 20 KB.
-pub const MAX_PROFILE_BYTES: usize = 1 << 20;
+pub const MAX_PROFILE_BYTES: usize = 256 << 10;
 
 impl Profile {
     /// Parses a profile in Docker's JSON format.

@@ -99,7 +99,9 @@ fn default_profile_refuses_namespaces_mounts_and_keyrings() {
                 bad |= 32;
             }
             // Allowed calls still work: a unix socket, the personality query.
+            let mut fds = [0i32; 2];
             if libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0) < 0
+                || libc::syscall(libc::SYS_pipe2, fds.as_mut_ptr(), 0) < 0
                 || libc::syscall(libc::SYS_personality, 0xffff_ffffu64) < 0
             {
                 bad |= 1;
@@ -182,24 +184,41 @@ fn the_store_compiles_once_and_names_by_digest() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("seccomp");
     let store = Seccomp::open(&dir).unwrap();
-    let default = store.program_file("default").unwrap().unwrap();
+    let default = store.program_file(&Choice::Unset).unwrap().unwrap();
+    assert_eq!(
+        store.program_file(&Choice::Default).unwrap(),
+        Some(default.clone())
+    );
     assert!(default.is_file());
     assert_eq!(
         std::fs::metadata(&default).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert_eq!(store.program_file("unconfined").unwrap(), None);
+    assert_eq!(store.program_file(&Choice::Unconfined).unwrap(), None);
     let json = br#"{"defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#;
-    let name = store.prepare(&Choice::Profile(json.to_vec())).unwrap();
-    assert!(name.starts_with("sha256:"), "{name}");
-    let file = store.program_file(&name).unwrap().unwrap();
+    let custom = |json: &str, digest: &str| Choice::Custom {
+        json: json.into(),
+        digest: digest.into(),
+    };
+    let prepared = store
+        .prepare(custom(std::str::from_utf8(json).unwrap(), ""))
+        .unwrap();
+    let Choice::Custom { json: kept, digest } = &prepared else {
+        panic!("{prepared:?}");
+    };
+    assert!(kept.is_empty(), "the record keeps the digest, not the text");
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let file = store.program_file(&prepared).unwrap().unwrap();
     assert_eq!(
         std::fs::read(&file).unwrap(),
         encode(&compile(&Profile::parse(json).unwrap(), &host()).unwrap())
     );
-    assert!(store.program_file("sha256:../../etc/passwd").is_err());
     assert!(store
-        .program_file(&format!("sha256:{}", "0".repeat(64)))
+        .program_file(&custom("", "sha256:../../etc/passwd"))
         .is_err());
+    assert!(store
+        .program_file(&custom("", &format!("sha256:{}", "0".repeat(64))))
+        .is_err());
+    assert!(store.prepare(custom("", "")).is_err(), "no profile given");
 }

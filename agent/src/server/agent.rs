@@ -132,6 +132,7 @@ impl Agent for AgentService {
             load_average_1m: load1,
             load_average_5m: load5,
             load_average_15m: load15,
+            seccomp: true,
         }))
     }
 }

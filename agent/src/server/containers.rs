@@ -61,7 +61,7 @@ impl ContainersService {
         if let Some(p) = &self.pulling {
             p.ensure(&spec.image).await?;
         }
-        Ok(self.mgr.create(spec_from_proto(spec))?)
+        Ok(self.mgr.create(spec_from_proto(spec)?)?)
     }
 }
 

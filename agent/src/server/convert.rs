@@ -5,12 +5,14 @@ use berth::v1 as pb;
 use crate::container::record::{LimitsRecord, Record, SpecRecord};
 use crate::container::restart::Policy;
 use crate::container::state::State;
+use crate::error::Error;
 use crate::events::wire::{exit_to_proto, nanos_to_ts};
 use crate::image::ImageRecord;
+use crate::seccomp::Choice;
 
 /// API spec to stored spec.
-pub fn spec_from_proto(s: pb::ContainerSpec) -> SpecRecord {
-    SpecRecord {
+pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
+    Ok(SpecRecord {
         image: s.image,
         name: s.name,
         command: s.command,
@@ -25,7 +27,52 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> SpecRecord {
         stop_signal: s.stop_signal,
         stop_timeout_seconds: s.stop_timeout_seconds,
         restart_policy: s.restart_policy.map(policy_from_proto).unwrap_or_default(),
+        seccomp: seccomp_from_proto(s.security.and_then(|s| s.seccomp))?,
+    })
+}
+
+/// API seccomp profile to the agent's choice (checked at Create).
+fn seccomp_from_proto(p: Option<pb::SeccompProfile>) -> Result<Choice, Error> {
+    use pb::seccomp_profile::Kind;
+    let Some(p) = p else {
+        return Ok(Choice::Unset);
+    };
+    let kind = Kind::try_from(p.kind).map_err(|_| Error::InvalidRequest {
+        field: "spec.security.seccomp.kind",
+        reason: "unknown kind",
+    })?;
+    if kind != Kind::Custom && !p.json.is_empty() {
+        return Err(Error::InvalidRequest {
+            field: "spec.security.seccomp.json",
+            reason: "a profile's JSON goes with KIND_CUSTOM only",
+        });
     }
+    Ok(match kind {
+        Kind::Unspecified => Choice::Unset,
+        Kind::Default => Choice::Default,
+        Kind::Unconfined => Choice::Unconfined,
+        Kind::Custom => Choice::Custom {
+            json: p.json,
+            digest: String::new(),
+        },
+    })
+}
+
+fn seccomp_to_proto(c: &Choice) -> Option<pb::SecurityOptions> {
+    use pb::seccomp_profile::Kind;
+    let (kind, digest) = match c {
+        Choice::Unset => return None,
+        Choice::Default => (Kind::Default, String::new()),
+        Choice::Unconfined => (Kind::Unconfined, String::new()),
+        Choice::Custom { digest, .. } => (Kind::Custom, digest.clone()),
+    };
+    Some(pb::SecurityOptions {
+        seccomp: Some(pb::SeccompProfile {
+            kind: kind as i32,
+            json: String::new(),
+            digest,
+        }),
+    })
 }
 
 /// API restart policy to the agent's.
@@ -93,6 +140,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         stop_signal: s.stop_signal.clone(),
         stop_timeout_seconds: s.stop_timeout_seconds,
         restart_policy: Some(policy_to_proto(s.restart_policy)),
+        security: seccomp_to_proto(&s.seccomp),
     }
 }
 

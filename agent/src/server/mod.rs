@@ -32,6 +32,7 @@ use crate::image::ImageStore;
 use crate::janitor::Janitor;
 use crate::monitor::Monitors;
 use crate::netns_pool::NetnsPool;
+use crate::seccomp::Seccomp;
 
 /// How long a stopping berthd lets calls in flight finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -80,6 +81,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             janitor: Arc::new(
                 Janitor::start(trash.clone()).map_err(|e| format!("{}: {e}", trash.display()))?,
             ),
+            seccomp: Arc::new(Seccomp::open(&cfg.state_dir.join("seccomp"))?),
         },
         cfg.log_max_bytes,
     )?;

@@ -60,6 +60,11 @@ pub struct SpecArgs {
     /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
     #[arg(long, value_name = "POLICY", value_parser = parse::restart_policy)]
     pub restart: Option<berth::v1::RestartPolicy>,
+    /// Security option, as Docker's: seccomp=unconfined (no filter),
+    /// seccomp=default, seccomp=PROFILE.json (a profile in Docker's format,
+    /// read here), no-new-privileges (always on).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// The image (reference or id), then the command and its arguments,
     /// which replace the image's Cmd. Everything after the image belongs to
     /// the command, flags included, as with `docker run`; hence one list.
