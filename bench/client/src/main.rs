@@ -40,6 +40,10 @@ struct Cli {
     /// Image reference.
     #[arg(long, default_value = "busybox")]
     image: String,
+    /// Run containers without a seccomp filter (to measure the filter's
+    /// cost against the default profile).
+    #[arg(long)]
+    unconfined: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -86,8 +90,18 @@ enum Cmd {
     },
 }
 
+/// Set once from `--unconfined` before any container is made.
+static UNCONFINED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn spec(image: &str, cmd: &[&str], memory: i64) -> ContainerSpec {
+    let unconfined = UNCONFINED.load(std::sync::atomic::Ordering::Relaxed);
     ContainerSpec {
+        security: unconfined.then(|| berth::v1::SecurityOptions {
+            seccomp: Some(berth::v1::SeccompProfile {
+                kind: berth::v1::seccomp_profile::Kind::Unconfined as i32,
+                ..Default::default()
+            }),
+        }),
         image: image.to_string(),
         command: cmd.iter().map(|s| s.to_string()).collect(),
         resources: (memory > 0).then(|| Resources {
@@ -521,6 +535,7 @@ async fn replay_rounds(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    UNCONFINED.store(cli.unconfined, std::sync::atomic::Ordering::Relaxed);
     let r = match cli.cmd {
         Cmd::Lifecycle { memory } => lifecycle(&cli.host, &cli.image, memory).await,
         Cmd::Concurrent { total, inflight } => {
