@@ -59,11 +59,19 @@ pub fn make_private(state_dir: &Path) -> io::Result<()> {
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        set_mode(&dir, DIR_MODE)?;
+        // One container's odd file (immutable, on a read-only bind) must
+        // not keep berthd, and with it every other container, from
+        // starting: its parents are private whatever happens here.
+        let tighten = |path: &Path, mode: u32| {
+            if let Err(e) = set_mode(path, mode) {
+                tracing::warn!("making the state directory private: {e}");
+            }
+        };
+        tighten(&dir, DIR_MODE);
         for name in CONTAINER_FILES {
             let file = dir.join(name);
             if std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file()) {
-                set_mode(&file, FILE_MODE)?;
+                tighten(&file, FILE_MODE);
             }
         }
     }
@@ -79,6 +87,11 @@ fn create_with_mode(dir: &Path, mode: u32) -> io::Result<()> {
 }
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // Nothing to do (and no chmod to fail, on an immutable file).
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.mode() & 0o7777 == mode) {
+        return Ok(());
+    }
     std::fs::set_permissions(path, Permissions::from_mode(mode))
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }

@@ -36,6 +36,13 @@ pub struct Entry {
     /// Its directory under the state dir.
     pub dir: PathBuf,
     record: Mutex<Record>,
+    /// Held by [`Manager::commit`] from deciding a transition until it is
+    /// saved and announced, so two transitions (a client's and an exit,
+    /// two kills) are saved and announced in the order they were decided
+    /// and never write the record at once. Never held across an await, and
+    /// the record's own lock is taken inside it only briefly: a snapshot
+    /// subscription takes record locks under the event bus's lock.
+    transition: Mutex<()>,
     pub(super) life: watch::Sender<Life>,
     /// Serialises the lifecycle operations of clients (and of the restart
     /// policy) on this container. Exits are recorded without it.
@@ -88,6 +95,7 @@ impl Entry {
             id,
             dir,
             record: Mutex::new(rec),
+            transition: Mutex::new(()),
             life: watch::Sender::new(life),
             ops: tokio::sync::Mutex::new(()),
             teardown: tokio::sync::Mutex::new(()),
@@ -163,6 +171,7 @@ impl Manager {
         change: impl FnOnce(&mut Record),
         announce: Announce,
     ) -> Result<Record> {
+        let _transition = entry.transition.lock().unwrap_or_else(|e| e.into_inner());
         let rec = {
             let mut rec = entry.lock_record();
             let to = match rec.state.apply(op) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::entry::{Announce, Detail, Entry, Life};
+use super::record::Record;
 use super::rootfs::Rootfs;
 use super::state::Op;
 use super::{restart, Manager};
@@ -59,6 +60,20 @@ impl Manager {
             self.spawn_auto_remove(entry.clone());
             return;
         }
+        self.apply_restart_policy(entry, &rec, exit);
+    }
+
+    /// Schedules the restart the container's policy asks for after `exit`
+    /// (announced as RESTARTING), if any. Also run at agent start for an
+    /// exited container: a crash between saving the exit and saving the
+    /// restart must not lose the restart (the decision depends only on
+    /// what the record holds, so taking it again gives the same answer).
+    pub(super) fn apply_restart_policy(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        rec: &Record,
+        exit: ExitRecord,
+    ) {
         let uptime =
             Duration::from_nanos((exit.finished_at_unix_nanos - rec.started_at).max(0) as u64);
         let Some(r) = restart::after_exit(

@@ -81,6 +81,7 @@ impl Manager {
             } else {
                 let _ = Rootfs::under(&dir).unmount();
                 let _ = self.cgroups.remove(&rec.id);
+                let rec = entry.snapshot();
                 let start = match rec.state {
                     State::Restarting => true,
                     State::Exited => {
@@ -90,6 +91,10 @@ impl Manager {
                 };
                 if start {
                     self.schedule_restart(entry, Duration::ZERO);
+                } else if let (State::Exited, Some(exit)) = (rec.state, rec.exit) {
+                    // A restart decided but not saved before a crash (or
+                    // one of on-failure, which at_agent_start leaves out).
+                    self.apply_restart_policy(&entry, &rec, exit);
                 }
             }
         }

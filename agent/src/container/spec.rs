@@ -106,13 +106,13 @@ pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
     let bad = |field, m: String| Err(ContainerError::invalid(field, m));
     if l.memory < 0 {
         return bad(
-            "limits.memory",
+            "resources.memory_bytes",
             format!("memory limit {} is negative", l.memory),
         );
     }
     if l.memory > 0 && l.memory < MIN_MEMORY {
         return bad(
-            "limits.memory",
+            "resources.memory_bytes",
             format!(
                 "memory limit {} bytes is too small: the minimum is 6 MiB",
                 l.memory
@@ -122,13 +122,13 @@ pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
     if l.memory_swap != 0 {
         if l.memory == 0 {
             return bad(
-                "limits.memory_swap",
+                "resources.memory_swap_bytes",
                 "a swap limit needs a memory limit too".into(),
             );
         }
         if l.memory_swap != -1 && l.memory_swap < l.memory {
             return bad(
-                "limits.memory_swap",
+                "resources.memory_swap_bytes",
                 format!(
                     "memory+swap limit {} is smaller than the memory limit {}",
                     l.memory_swap, l.memory
@@ -137,7 +137,7 @@ pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
         }
     }
     if l.nano_cpus < 0 {
-        return bad("limits.nano_cpus", "cpus must not be negative".into());
+        return bad("resources.nano_cpus", "cpus must not be negative".into());
     }
     let online = || {
         std::thread::available_parallelism()
@@ -146,7 +146,7 @@ pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
     };
     if l.nano_cpus > 0 && l.nano_cpus > online() * 1_000_000_000 {
         return bad(
-            "limits.nano_cpus",
+            "resources.nano_cpus",
             format!(
                 "cpus {:.2} is more than the {} CPUs of this host",
                 l.nano_cpus as f64 / 1e9,
@@ -155,20 +155,23 @@ pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
         );
     }
     if l.nano_cpus > 0 && l.nano_cpus < 10_000_000 {
-        return bad("limits.nano_cpus", "cpus must be at least 0.01".into());
+        return bad("resources.nano_cpus", "cpus must be at least 0.01".into());
     }
     if l.cpu_shares == 1 || l.cpu_shares > 262_144 {
         return bad(
-            "limits.cpu_shares",
+            "resources.cpu_shares",
             format!("cpu shares {} out of range 2..262144", l.cpu_shares),
         );
     }
     if l.pids < -1 {
-        return bad("limits.pids", format!("pids limit {} is invalid", l.pids));
+        return bad(
+            "resources.pids_limit",
+            format!("pids limit {} is invalid", l.pids),
+        );
     }
     for (field, what, v) in [
-        ("limits.cpuset_cpus", "cpuset cpus", &l.cpuset_cpus),
-        ("limits.cpuset_mems", "cpuset mems", &l.cpuset_mems),
+        ("resources.cpuset_cpus", "cpuset cpus", &l.cpuset_cpus),
+        ("resources.cpuset_mems", "cpuset mems", &l.cpuset_mems),
     ] {
         if !v.is_empty() && !valid_cpu_list(v) {
             return bad(

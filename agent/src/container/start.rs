@@ -137,12 +137,21 @@ impl Manager {
                     exit: Some(exit),
                     ..Detail::default()
                 };
-                let rec = self.commit(
+                // Recorded in memory and announced even when the record
+                // cannot be saved: Wait and auto-remove must see the exit.
+                let rec = match self.commit(
                     entry,
                     Op::ExecFailed,
                     |r| r.exit = Some(exit),
                     Announce::After(Action::Exited, detail),
-                )?;
+                ) {
+                    Ok(rec) => rec,
+                    Err(e @ ContainerError::Io { .. }) => {
+                        tracing::error!(id = %entry.id, "{e}");
+                        entry.snapshot()
+                    }
+                    Err(e) => return Err(e),
+                };
                 entry.life.send_replace(Life::Exited(exit));
                 if rec.spec.auto_remove {
                     self.spawn_auto_remove(entry.clone());

@@ -222,3 +222,117 @@ async fn a_refused_kill_changes_nothing() {
     assert!(!entry.snapshot().stopped_by_user);
     assert_eq!(h.events.events().len(), events);
 }
+
+/// Concurrent transitions of one container (kills from several clients,
+/// an update) are saved one at a time: none fails for another's write and
+/// the record on disk always parses (found by review: they wrote the same
+/// temporary file at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_kills_and_updates_keep_the_record() {
+    let dir = state_dir();
+    let id = put_container(dir.path(), "web", Policy::No);
+    let h = Harness::open(dir.path(), Recorder::new());
+    let entry = h.mgr.get(&id).unwrap();
+    h.mgr.start(&entry).await.unwrap();
+    let mut kill_errors = 0;
+    let mut corrupt = 0;
+    for round in 0..100 {
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let mgr = h.mgr.clone();
+            let e = entry.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                mgr.kill(&e, Signal::SIGTERM)
+            }));
+        }
+        // An update with a longer record (labels-free, but a new policy).
+        let mgr = h.mgr.clone();
+        let e = entry.clone();
+        let upd = tokio::spawn(async move {
+            let p = if round % 2 == 0 {
+                Policy::OnFailure {
+                    max_retries: 123456789,
+                }
+            } else {
+                Policy::No
+            };
+            mgr.update(&e, None, Some(p)).await
+        });
+        for t in tasks {
+            if let Err(err) = t.await.unwrap() {
+                kill_errors += 1;
+                if kill_errors < 3 {
+                    eprintln!("kill: {err}");
+                }
+            }
+        }
+        if let Err(err) = upd.await.unwrap() {
+            eprintln!("update: {err}");
+        }
+        let bytes = std::fs::read(h.record_path(&id)).unwrap();
+        if serde_json::from_slice::<super::record::Record>(&bytes).is_err() {
+            corrupt += 1;
+        }
+    }
+    assert_eq!(
+        (kill_errors, corrupt),
+        (0, 0),
+        "kill errors, corrupt records"
+    );
+}
+
+/// A crash after the exit's record was saved and before the restart's:
+/// the on-failure container that failed is restarted by the next berthd
+/// (found by review; issue 23, 6).
+#[tokio::test(start_paused = true)]
+async fn a_crash_between_the_exit_and_the_restart_keeps_the_restart() {
+    let dir = state_dir();
+    let id = put_container(dir.path(), "job", Policy::OnFailure { max_retries: 0 });
+    let h = Harness::open(dir.path(), Recorder::new());
+    let disk = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (disk, path) = (disk.clone(), h.record_path(&id));
+        h.events.on_publish(move |ev| {
+            if let Ok(bytes) = std::fs::read(&path) {
+                disk.lock().unwrap().push((ev.action, bytes));
+            }
+        });
+    }
+    let entry = h.mgr.get(&id).unwrap();
+    h.mgr.start(&entry).await.unwrap();
+    h.launcher.last().exit(3);
+    h.events.until(Action::Restarting, 1).await;
+    // The record as the exit's commit saved it: read it back right before
+    // the Restarting commit would run = the Restarting snapshot with the
+    // restart fields undone.
+    let snap = disk
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _)| *a == Action::Restarting)
+        .unwrap()
+        .1
+        .clone();
+    let mut rec: super::record::Record = serde_json::from_slice(&snap).unwrap();
+    rec.state = State::Exited;
+    rec.restart_count = 0;
+    rec.backoff = 0;
+    let crashed = crashed_copy(&h, &id, &serde_json::to_vec(&rec).unwrap());
+    let upto: Vec<_> = h
+        .events
+        .events()
+        .into_iter()
+        .take_while(|e| e.action != Action::Restarting)
+        .collect();
+    let log = Recorder::replaying(&upto);
+    let again = Harness::open(crashed.path(), log.clone());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let now = again.mgr.get(&id).unwrap().snapshot();
+    assert_eq!(
+        log.count(Action::Started),
+        2,
+        "not restarted: state {:?}, events {:?}",
+        now.state,
+        log.events().iter().map(|e| e.action).collect::<Vec<_>>()
+    );
+}
