@@ -17,6 +17,7 @@ mod inventory;
 mod output;
 mod parse;
 mod place;
+mod security;
 
 use std::process::ExitCode;
 

@@ -45,7 +45,7 @@ pub fn spec_from_args(
         stop_signal: a.stop_signal.clone().unwrap_or_default(),
         stop_timeout_seconds: a.stop_timeout,
         restart_policy: a.restart,
-        security: parse::security_opts(&a.security_opt, |p| std::fs::read(p))?,
+        security: crate::security::security_opts(&a.security_opt, |p| std::fs::read(p))?,
     })
 }
 
