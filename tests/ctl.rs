@@ -1036,6 +1036,11 @@ async fn info_reports_cgroup_version() {
         "{out}"
     );
     assert_eq!(
+        fields.get("Security options").copied(),
+        Some("seccomp (default profile)"),
+        "{out}"
+    );
+    assert_eq!(
         fields.get("Containers").copied(),
         Some("0 (0 running, 0 created, 0 exited)"),
         "{out}"

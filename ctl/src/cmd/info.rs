@@ -36,6 +36,15 @@ pub fn info_lines(i: &InfoResponse) -> Vec<(&'static str, String)> {
             none_if_empty(&i.cgroup_controllers.join(", ")),
         ),
         ("Cgroup parent", none_if_empty(&i.cgroup_parent)),
+        (
+            "Security options",
+            // As `docker info` says it; an older berthd does not say.
+            if i.seccomp {
+                "seccomp (default profile)".to_string()
+            } else {
+                "-".to_string()
+            },
+        ),
         ("CPUs", i.cpus.to_string()),
         (
             "Memory",
