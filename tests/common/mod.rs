@@ -536,6 +536,12 @@ impl Drop for Agent {
             );
         }
         self.stop_agent(nix::sys::signal::Signal::SIGKILL);
+        // A paused container left by a failed test is frozen: a frozen
+        // process acts on SIGKILL only once thawed, and its cgroup stays.
+        for cg in self.cgroups() {
+            let _ = std::fs::write(cg.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(cg.join("cgroup.freeze"), "0");
+        }
         // Kill what berthd started: container processes (through their
         // cgroups) and monitors.
         for _ in 0..3 {
