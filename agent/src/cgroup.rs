@@ -68,6 +68,12 @@ pub trait Cgroups: Send + Sync {
     fn thaw(&self, id: &str) -> Result<(), CgroupError>;
     /// Changes a running container's limits.
     fn update(&self, id: &str, limits: &Limits) -> Result<(), CgroupError>;
+    /// SIGKILLs every process of the container, whatever berth believes its
+    /// state is: thaws the cgroup first (a container may have frozen itself
+    /// through a cgroupfs it mounted, and frozen processes do not die), then
+    /// kills the whole cgroup and its descendants. Used by stop, kill with
+    /// SIGKILL and forced remove, so nothing of a container survives them.
+    fn kill(&self, id: &str) -> Result<(), CgroupError>;
     /// Removes the cgroup of a container whose init has been reaped.
     fn release(&self, id: &str) -> Result<(), CgroupError>;
     /// Removes the container's cgroup, killing what is left in it.
@@ -100,6 +106,9 @@ impl Cgroups for CgroupHost {
     }
     fn update(&self, id: &str, limits: &Limits) -> Result<(), CgroupError> {
         CgroupHost::update(self, id, limits)
+    }
+    fn kill(&self, id: &str) -> Result<(), CgroupError> {
+        CgroupHost::kill(self, id)
     }
     fn release(&self, id: &str) -> Result<(), CgroupError> {
         CgroupHost::release(self, id)
@@ -307,6 +316,18 @@ impl CgroupHost {
         cg.controller_of::<cgroups_rs::fs::freezer::FreezerController>()
             .cloned()
             .ok_or_else(|| CgroupError::Unsupported("no freezer cgroup on this host".into()))
+    }
+
+    /// See [`Cgroups::kill`].
+    pub fn kill(&self, id: &str) -> Result<(), CgroupError> {
+        let cg = self.load(&self.path_of(id));
+        if !cg.exists() {
+            return Ok(());
+        }
+        // Thaw whatever berth's record says: the freezer state is the truth.
+        let _ = self.thaw(id);
+        kill_all(&cg);
+        Ok(())
     }
 
     /// Applies new limits to an existing cgroup.

@@ -156,6 +156,9 @@ impl Cgroups for FakeCgroups {
     fn update(&self, _: &str, _: &Limits) -> Result<(), CgroupError> {
         Ok(())
     }
+    fn kill(&self, _: &str) -> Result<(), CgroupError> {
+        Ok(())
+    }
     fn release(&self, id: &str) -> Result<(), CgroupError> {
         self.remove(id)
     }
