@@ -161,6 +161,9 @@ impl From<&LimitsRecord> for Limits {
             pids: l.pids,
             cpuset_cpus: l.cpuset_cpus.clone(),
             cpuset_mems: l.cpuset_mems.clone(),
+            // The container's device access is added at start, from its
+            // security options.
+            devices: Default::default(),
         }
     }
 }

@@ -135,3 +135,6 @@ pub fn loopback_up() -> io::Result<()> {
     }
     Ok(())
 }
+
+mod bpf;
+pub use bpf::attach_cgroup_device_program;
