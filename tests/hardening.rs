@@ -7,43 +7,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::image::{busybox_with, Entry};
+use common::probe::{import_with_probe, static_probe};
 use common::{sh, Agent};
-
-/// Compiles the C program `source` statically (Debian's gcc and glibc) and
-/// returns the executable, for an image that has no libc.
-fn static_probe(name: &str, source: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = dir.path().join(format!("{name}.c"));
-    let exe = dir.path().join(name);
-    std::fs::write(&c, source).expect("writing the probe's source");
-    let out = Command::new("cc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&exe)
-        .arg(&c)
-        .output()
-        .expect("running cc (install gcc)");
-    assert!(
-        out.status.success(),
-        "compiling {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(&exe).expect("reading the probe")
-}
-
-/// Imports busybox with the probe at /bin/probe, as image `name`.
-async fn import_with_probe(agent: &Agent, name: &str, probe: Vec<u8>) {
-    agent
-        .import(
-            busybox_with(
-                &format!("docker.io/library/{name}:latest"),
-                vec![Entry::File("bin/probe".into(), probe, 0o755)],
-            ),
-            "",
-        )
-        .await
-        .expect("importing the probe image");
-}
 
 /// What the probe prints about the session keyring it has: its id, whether
 /// the key named `argv[1]` is found by searching it, whether the key with
@@ -242,6 +207,30 @@ fn has_sys_resource() -> bool {
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .expect("CapEff");
     eff & 1 << CAP_SYS_RESOURCE != 0
+}
+
+/// berthd protects itself from the OOM killer as dockerd does (-500), so
+/// under memory pressure a container's process goes before the agent that
+/// records its exit.
+#[tokio::test]
+async fn berthd_is_protected_from_the_oom_killer() {
+    let agent = Agent::start().await;
+    let score = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", agent.pid())).unwrap();
+    if has_sys_resource() {
+        assert_eq!(score.trim(), "-500");
+    } else {
+        // Lowering a score takes CAP_SYS_RESOURCE (this sandbox's root
+        // lacks it): berthd runs on and says why.
+        let ours = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+        assert_eq!(score, ours);
+        assert!(
+            agent
+                .log()
+                .contains("cannot set berthd's oom_score_adj to -500"),
+            "{}",
+            agent.log()
+        );
+    }
 }
 
 /// A container starts at oom_score_adj 0 and with the default limits

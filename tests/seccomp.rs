@@ -2,9 +2,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use berth::v1 as pb;
 use common::image::{busybox_with, Entry};
 use common::Agent;
@@ -34,24 +31,9 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Compiles the probe with the host's C compiler, statically.
+/// The probe, compiled with the host's C compiler, statically.
 fn probe() -> Vec<u8> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("probe.c");
-    let exe: PathBuf = dir.path().join("probe");
-    std::fs::write(&src, PROBE_C).unwrap();
-    let out = Command::new("cc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("running cc (Debian's gcc and libc6-dev build the probe)");
-    assert!(
-        out.status.success(),
-        "compiling the probe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(&exe).unwrap()
+    common::probe::static_probe("probe", PROBE_C)
 }
 
 async fn agent_with_probe() -> Agent {

@@ -7,6 +7,9 @@
 use berthd::{config, server, sys};
 use clap::Parser;
 
+/// berthd's own `oom_score_adj`: protected, though not immune.
+const OOM_SCORE_ADJ: i32 = -500;
+
 fn main() -> std::process::ExitCode {
     // Two worker threads do berthd's work; more arenas only hold memory.
     sys::limit_malloc_arenas(2);
@@ -38,6 +41,12 @@ fn main() -> std::process::ExitCode {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("berthd: must run as root (it creates namespaces, mounts and cgroups)");
         return std::process::ExitCode::from(1);
+    }
+    // Under memory pressure the kernel should pick a container's process
+    // before the agent that records its exit (dockerd does the same with
+    // -500). Monitors inherit it; each container's init sets its own to 0.
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ.to_string()) {
+        tracing::warn!("cannot set berthd's oom_score_adj to {OOM_SCORE_ADJ}: {e}");
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

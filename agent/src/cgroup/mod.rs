@@ -68,6 +68,12 @@ pub trait Cgroups: Send + Sync {
     fn controllers(&self) -> &[String];
     /// The parent cgroup of all container cgroups (relative to the root).
     fn parent(&self) -> &str;
+    /// True when the container's cgroup namespace is a delegation boundary
+    /// (cgroup v2 mounted with `nsdelegate`): then a container cannot write
+    /// its own limits even with the means to mount cgroupfs (no seccomp
+    /// filter, a nested user namespace). Elsewhere only the default seccomp
+    /// profile and the missing CAP_SYS_ADMIN stand in the way.
+    fn limits_hold_unconfined(&self) -> bool;
     /// Whether the host can enforce `limits`.
     fn check(&self, limits: &Limits) -> Result<(), CgroupError>;
     /// Makes the container's cgroup with `limits`.
@@ -101,6 +107,9 @@ impl Cgroups for CgroupHost {
     }
     fn parent(&self) -> &str {
         CgroupHost::parent(self)
+    }
+    fn limits_hold_unconfined(&self) -> bool {
+        self.version() == 2 && self.nsdelegate()
     }
     fn check(&self, limits: &Limits) -> Result<(), CgroupError> {
         CgroupHost::check(self, limits)

@@ -8,7 +8,7 @@ use super::record::{Record, SpecRecord};
 use super::rootfs::Rootfs;
 use super::state::State;
 use super::{now_nanos, restart, spec, Manager, LOG_FILE};
-use crate::cgroup::Limits;
+use crate::cgroup::{CgroupError, Limits};
 use crate::error::capped;
 use crate::events::domain::Action;
 
@@ -55,6 +55,7 @@ impl Manager {
             .seccomp
             .prepare(std::mem::take(&mut spec.seccomp))
             .map_err(seccomp_error)?;
+        self.check_unconfined(&spec)?;
         let id = spec::new_id();
         let name = if spec.name.is_empty() {
             spec::generate_name()
@@ -131,6 +132,36 @@ impl Manager {
 
 /// A profile that cannot be used is the client's to fix; one that cannot
 /// be stored is the agent's problem.
+impl Manager {
+    /// A container without berth's default seccomp profile may be able to
+    /// mount cgroupfs from a nested user namespace and write its own
+    /// limits, unless cgroup v2's `nsdelegate` stops it. On a v2 host
+    /// mounted without it, such a container is refused (remounting fixes
+    /// the host); on v1, where nothing can stop it (as with Docker), it is
+    /// allowed, and logged.
+    fn check_unconfined(&self, spec: &SpecRecord) -> Result<()> {
+        use crate::seccomp::Choice;
+        if matches!(spec.seccomp, Choice::Unset | Choice::Default)
+            || self.cgroups.limits_hold_unconfined()
+        {
+            return Ok(());
+        }
+        if self.cgroups.version() == 2 {
+            return Err(ContainerError::LimitUnsupported(CgroupError::Unsupported(
+                "this host mounts cgroup2 without nsdelegate, so a container without the \
+                 default seccomp profile could change its own limits; remount it \
+                 (mount -o remount,nsdelegate /sys/fs/cgroup) or keep the default profile"
+                    .into(),
+            )));
+        }
+        tracing::warn!(
+            "a container without the default seccomp profile is being created on a cgroup v1 \
+             host: from a nested user namespace its root can lift its own limits"
+        );
+        Ok(())
+    }
+}
+
 fn seccomp_error(e: crate::seccomp::SeccompError) -> ContainerError {
     match e {
         crate::seccomp::SeccompError::Io { path, source } => ContainerError::Io {

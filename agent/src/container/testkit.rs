@@ -136,6 +136,9 @@ impl Cgroups for FakeCgroups {
     fn parent(&self) -> &str {
         "test"
     }
+    fn limits_hold_unconfined(&self) -> bool {
+        true
+    }
     fn check(&self, _: &Limits) -> Result<(), CgroupError> {
         Ok(())
     }
