@@ -30,6 +30,7 @@
 pub mod cgroup;
 pub mod config;
 pub mod container;
+pub mod crash;
 pub mod error;
 pub mod events;
 pub mod fsutil;

@@ -207,6 +207,7 @@ fn new_agent() -> Agent {
         cgroup_parent: name,
         child: None,
         extra_args: Vec::new(),
+        next_env: Vec::new(),
         channel: tonic::transport::Channel::from_static("http://unused").connect_lazy(),
     }
 }

@@ -80,6 +80,9 @@ pub struct Agent {
     child: Option<Child>,
     /// Flags given to every start of this berthd, after the harness's own.
     extra_args: Vec<String>,
+    /// Environment given to the next start of this berthd only (e.g. a
+    /// crash point, see `crash_at`).
+    next_env: Vec<(String, String)>,
     /// A channel to it.
     pub channel: Channel,
 }
@@ -115,6 +118,7 @@ impl Agent {
             cgroup_parent: cgroup_parent.unwrap_or(name),
             child: None,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            next_env: Vec::new(),
             channel: Channel::from_static("http://unused").connect_lazy(),
         };
         agent.spawn().await;
@@ -141,6 +145,7 @@ impl Agent {
             // requests to a registry on the internet.
             .arg("--auto-pull=false")
             .args(&self.extra_args)
+            .envs(std::mem::take(&mut self.next_env))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -158,6 +163,26 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("berthd did not come up; log:\n{}", self.log());
+    }
+
+    /// Restarts berthd (SIGKILL, then a start on the same state) armed to
+    /// die at crash point `point` (berthd's `crash` module), as `kill -9`
+    /// would at that instant.
+    pub async fn restart_crashing_at(&mut self, point: &str) {
+        self.stop_agent(nix::sys::signal::Signal::SIGKILL);
+        self.next_env = vec![("BERTHD_CRASH_AT".into(), point.into())];
+        self.spawn().await;
+    }
+
+    /// True once the berthd process has ended (reaped).
+    pub fn agent_died(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) | None => {
+                self.child = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Stops the berthd process (containers keep running).

@@ -157,6 +157,10 @@ impl EventBus {
             // later needs it from disk gets an error rather than a silent gap.
             tracing::error!(seq, "appending to the event log: {e}");
         }
+        crate::crash::point(|| {
+            let action = EventAction::try_from(ev.action).map_or("UNKNOWN", |a| a.as_str_name());
+            crate::crash::event_point(action.trim_start_matches("EVENT_ACTION_"))
+        });
         track_exit(&mut inner.exits, &ev);
         inner.recent.push_back(stored);
         if inner.recent.len() > RECENT {

@@ -192,6 +192,7 @@ impl ImageStore {
         }
         sync_dir(&layers_dir)?;
         sync_dir(&blobs_dir)?;
+        crate::crash::point(|| "image:import:layers-stored".into());
 
         let now = now_nanos();
         let mut images = st.images.clone();
@@ -231,6 +232,7 @@ impl ImageStore {
             out_ids.push(p.config_digest.clone());
         }
         self.write_index(&images)?;
+        crate::crash::point(|| "image:import:tagged".into());
         st.images = images;
         for (d, size) in sizes {
             st.layer_sizes.insert(hex_of(d).to_string(), *size);
