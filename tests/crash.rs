@@ -146,11 +146,7 @@ async fn workload(agent: &mut Agent, import: bool) -> Result<(), Died> {
     for id in [id, b.id] {
         let r = agent
             .containers()
-            .remove(pb::RemoveContainerRequest {
-                id,
-                force: true,
-                ..Default::default()
-            })
+            .remove(pb::RemoveContainerRequest { id, force: true })
             .await;
         step(agent, r).await?;
     }
@@ -239,7 +235,7 @@ async fn check(agent: &Agent, point: &str) {
         .iter()
         .filter(|e| e.action == pb::EventAction::Exited as i32)
     {
-        let exit = ev.exit.clone().unwrap_or_default();
+        let exit = ev.exit.unwrap_or_default();
         let at = exit
             .finished_at
             .map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos));
