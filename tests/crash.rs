@@ -15,9 +15,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use berth::v1 as pb;
+use common::invariants::{check, EXIT_LABEL};
 use common::{eventually, sh, Agent};
 use pb::ContainerState as CState;
 
@@ -75,6 +74,7 @@ async fn workload(agent: &mut Agent, import: bool) -> Result<(), Died> {
     }
     let mut failing = sh("exit 3");
     failing.restart_policy = restart_on_failure(1);
+    failing.labels.insert(EXIT_LABEL.into(), "3".into());
     let r = agent
         .containers()
         .run(pb::RunContainerRequest {
@@ -151,111 +151,6 @@ async fn workload(agent: &mut Agent, import: bool) -> Result<(), Died> {
         step(agent, r).await?;
     }
     Ok(())
-}
-
-/// Every stored event, in order.
-async fn all_events(agent: &Agent) -> Vec<pb::Event> {
-    // A marker: its REMOVED is the last event to read.
-    let marker = agent.create(sh("true")).await;
-    agent.force_remove(&marker.id).await;
-    let mut s = agent
-        .events()
-        .subscribe(pb::SubscribeRequest {
-            from_seq: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let mut out = Vec::new();
-    loop {
-        let ev = common::next_event(&mut s).await;
-        let end = ev.id == marker.id && ev.action == pb::EventAction::Removed as i32;
-        out.push(ev);
-        if end {
-            return out;
-        }
-    }
-}
-
-/// The invariants, after berthd died at `point` and was started again.
-async fn check(agent: &Agent, point: &str) {
-    // Recovery settles: restarts due are taken, exits recorded.
-    let containers = || async {
-        agent
-            .containers()
-            .list(pb::ListContainersRequest::default())
-            .await
-            .expect("list")
-            .into_inner()
-            .containers
-    };
-    let settled = eventually(30, async || {
-        containers().await.iter().all(|c| {
-            c.state != CState::Restarting as i32
-                && !(c
-                    .spec
-                    .as_ref()
-                    .is_some_and(|s| s.command.join(" ").contains("exit 3"))
-                    && c.state == CState::Running as i32)
-        })
-    })
-    .await;
-    assert!(settled, "{point}: containers did not settle");
-    for c in containers().await {
-        if c.state == CState::Running as i32 || c.state == CState::Paused as i32 {
-            assert!(
-                c.pid > 0 && std::path::Path::new(&format!("/proc/{}", c.pid)).exists(),
-                "{point}: {} is {} but its process is gone",
-                c.name,
-                c.state
-            );
-        }
-        if let Some(exit) = &c.exit {
-            if c.spec
-                .as_ref()
-                .is_some_and(|s| s.command.join(" ").contains("exit 3"))
-            {
-                assert_eq!(exit.exit_code, 3, "{point}: {} exit {exit:?}", c.name);
-            }
-        }
-    }
-    let events = all_events(agent).await;
-    for (i, ev) in events.iter().enumerate() {
-        assert_eq!(
-            ev.seq,
-            i as u64 + 1,
-            "{point}: a gap or duplicate at {ev:?}"
-        );
-    }
-    // Each exit once: no two EXITED events of one container for the same
-    // finish, and no made-up code for the container that exits 3.
-    let mut exits: HashMap<(String, i64), u32> = HashMap::new();
-    for ev in events
-        .iter()
-        .filter(|e| e.action == pb::EventAction::Exited as i32)
-    {
-        let exit = ev.exit.unwrap_or_default();
-        let at = exit
-            .finished_at
-            .map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos));
-        *exits.entry((ev.id.clone(), at)).or_default() += 1;
-        assert_ne!(
-            exit.exit_code, 255,
-            "{point}: an exit recorded as lost: {ev:?}"
-        );
-    }
-    for ((id, at), n) in exits {
-        assert_eq!(
-            n, 1,
-            "{point}: the exit of {id} at {at} was announced {n} times"
-        );
-    }
-    // Every container can still be removed, and then nothing is left.
-    for c in containers().await {
-        agent.force_remove(&c.id).await;
-    }
-    agent.assert_clean().await;
 }
 
 /// Runs the workload against berthd armed at each of `points`.

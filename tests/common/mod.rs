@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod image;
+pub mod invariants;
 pub mod probe;
 pub mod registry;
 

@@ -1,0 +1,137 @@
+//! The invariants berthd keeps across crashes, checked after a restart by
+//! the crash-point test (tests/crash.rs) and the soak (tests/soak.rs).
+
+use std::collections::HashMap;
+
+use berth::v1 as pb;
+use pb::ContainerState as CState;
+
+use super::{eventually, sh, Agent};
+
+/// A container labelled with this exits with the label's value, every
+/// time: any other recorded code (255 for a lost exit) is a defect.
+pub const EXIT_LABEL: &str = "berth.test/exit";
+
+/// What [`check`] saw, for a report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Seen {
+    /// Events in the log.
+    pub events: u64,
+    /// EXITED events.
+    pub exits: u64,
+    /// Containers checked (and removed).
+    pub containers: u64,
+}
+
+/// Every stored event, in order.
+pub async fn all_events(agent: &Agent) -> Vec<pb::Event> {
+    // A marker: its REMOVED is the last event to read.
+    let marker = agent.create(sh("true")).await;
+    agent.force_remove(&marker.id).await;
+    let mut s = agent
+        .events()
+        .subscribe(pb::SubscribeRequest {
+            from_seq: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut out = Vec::new();
+    loop {
+        let ev = super::next_event(&mut s).await;
+        let end = ev.id == marker.id && ev.action == pb::EventAction::Removed as i32;
+        out.push(ev);
+        if end {
+            return out;
+        }
+    }
+}
+
+/// The invariants, after berthd died at `point` and was started again:
+/// recovery settles, records match reality, the event log has every
+/// sequence number once, every exit is announced once with its true code;
+/// then every container is removed and nothing may be left.
+pub async fn check(agent: &Agent, point: &str) -> Seen {
+    let containers = || async {
+        agent
+            .containers()
+            .list(pb::ListContainersRequest::default())
+            .await
+            .expect("list")
+            .into_inner()
+            .containers
+    };
+    // Recovery settles: restarts due are taken, exits recorded.
+    let settled = eventually(30, async || {
+        containers().await.iter().all(|c| {
+            c.state != CState::Restarting as i32
+                && !(c.labels.contains_key(EXIT_LABEL) && c.state == CState::Running as i32)
+        })
+    })
+    .await;
+    assert!(settled, "{point}: containers did not settle");
+    let mut expected = HashMap::new();
+    for c in containers().await {
+        if c.state == CState::Running as i32 || c.state == CState::Paused as i32 {
+            assert!(
+                c.pid > 0 && std::path::Path::new(&format!("/proc/{}", c.pid)).exists(),
+                "{point}: {} is {} but its process is gone",
+                c.name,
+                c.state
+            );
+        }
+        if let Some(want) = c.labels.get(EXIT_LABEL) {
+            if let Some(exit) = &c.exit {
+                assert_eq!(&exit.exit_code.to_string(), want, "{point}: {}", c.name);
+            }
+            expected.insert(c.id.clone(), want.clone());
+        }
+    }
+    let events = all_events(agent).await;
+    for (i, ev) in events.iter().enumerate() {
+        assert_eq!(
+            ev.seq,
+            i as u64 + 1,
+            "{point}: a gap or duplicate at {ev:?}"
+        );
+    }
+    let mut seen = Seen {
+        events: events.len() as u64,
+        ..Default::default()
+    };
+    // Each exit once (no two EXITED events of one container for the same
+    // finish), never "lost" (255), and with the code the container exits with.
+    let mut exits: HashMap<(String, i64), u32> = HashMap::new();
+    for ev in events
+        .iter()
+        .filter(|e| e.action == pb::EventAction::Exited as i32)
+    {
+        seen.exits += 1;
+        let exit = ev.exit.unwrap_or_default();
+        let at = exit
+            .finished_at
+            .map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos));
+        *exits.entry((ev.id.clone(), at)).or_default() += 1;
+        assert_ne!(
+            exit.exit_code, 255,
+            "{point}: an exit recorded as lost: {ev:?}"
+        );
+        if let Some(want) = ev.labels.get(EXIT_LABEL).or_else(|| expected.get(&ev.id)) {
+            assert_eq!(&exit.exit_code.to_string(), want, "{point}: {ev:?}");
+        }
+    }
+    for ((id, at), n) in exits {
+        assert_eq!(
+            n, 1,
+            "{point}: the exit of {id} at {at} was announced {n} times"
+        );
+    }
+    // Every container can still be removed, and then nothing is left.
+    for c in containers().await {
+        seen.containers += 1;
+        agent.force_remove(&c.id).await;
+    }
+    agent.assert_clean().await;
+    seen
+}
