@@ -215,3 +215,43 @@ async fn logs_rotate_at_the_size_limit() {
     .await;
     assert_eq!(text(&tail), "last\n");
 }
+
+/// `--tail 1` of a log whose last line is 3 MiB long (stored as pieces)
+/// returns that line whole, exactly once (it used to return its last piece).
+#[tokio::test]
+async fn tail_counts_whole_lines_not_pieces() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let (exit, _, _) = agent
+        .run_to_exit(sh(
+            "echo first; head -c 3145728 /dev/zero | tr '\\0' x; echo; echo -n",
+        ))
+        .await;
+    assert_eq!(exit.exit_code, 0);
+    let id = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers[0]
+        .id
+        .clone();
+    let tail = collect(
+        &agent,
+        pb::LogsRequest {
+            id,
+            tail: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let got = text(&tail);
+    assert_eq!(
+        got.len(),
+        3 * 1024 * 1024 + 1,
+        "{:?}",
+        &got[..got.len().min(64)]
+    );
+    assert!(got.bytes().take(got.len() - 1).all(|b| b == b'x') && got.ends_with('\n'));
+}

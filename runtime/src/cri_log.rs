@@ -124,9 +124,10 @@ pub struct Record {
     pub data: Vec<u8>,
 }
 
-/// Parses one record line (without its trailing newline). `None` for a line
-/// that is not a record (a torn write at a crash).
-pub fn parse_record(line: &[u8]) -> Option<Record> {
+/// Parses one record line (without its trailing newline) into its time
+/// (Unix nanoseconds), stream, tag and content. `None` for a line that is
+/// not a record (a torn write at a crash).
+pub fn parse_header(line: &[u8]) -> Option<(i64, Stream, Tag, &[u8])> {
     let mut parts = line.splitn(4, |&b| b == b' ');
     let ts = core::str::from_utf8(parts.next()?).ok()?;
     let stream = match parts.next()? {
@@ -134,17 +135,26 @@ pub fn parse_record(line: &[u8]) -> Option<Record> {
         b"stderr" => Stream::Stderr,
         _ => return None,
     };
-    let full = match parts.next()? {
-        b"F" => true,
-        b"P" => false,
+    let tag = match parts.next()? {
+        b"F" => Tag::Full,
+        b"P" => Tag::Partial,
         _ => return None,
     };
-    let mut data = parts.next().unwrap_or_default().to_vec();
-    if full {
+    let content = parts.next().unwrap_or_default();
+    Some((rfc3339::parse_nanos(ts)?, stream, tag, content))
+}
+
+/// Parses one record line (without its trailing newline). `None` for a line
+/// that is not a record (a torn write at a crash).
+pub fn parse_record(line: &[u8]) -> Option<Record> {
+    let (unix_nanos, stream, tag, content) = parse_header(line)?;
+    let mut data = Vec::with_capacity(content.len() + 1);
+    data.extend_from_slice(content);
+    if tag == Tag::Full {
         data.push(b'\n');
     }
     Some(Record {
-        unix_nanos: rfc3339::parse_nanos(ts)?,
+        unix_nanos,
         stream,
         data,
     })

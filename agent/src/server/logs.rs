@@ -1,7 +1,6 @@
 //! Streaming a container's log (Containers.Logs).
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -14,7 +13,12 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::container::{Entry, LOG_FILE};
-use berth_runtime::cri_log::{parse_record, Record, Stream as LogStream, ROTATED_SUFFIX};
+use berth_runtime::cri_log::{parse_header, Stream as LogStream, Tag, ROTATED_SUFFIX};
+
+mod read;
+mod tail;
+
+use read::Forward;
 
 type Out = Pin<Box<dyn Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
 
@@ -30,23 +34,28 @@ struct Filter {
 }
 
 impl Filter {
-    fn keep(&self, r: &Record) -> bool {
-        self.since.is_none_or(|s| r.unix_nanos >= s)
-            && (self.streams.is_empty() || self.streams.contains(&r.stream))
+    fn keep(&self, unix_nanos: i64, stream: LogStream) -> bool {
+        self.since.is_none_or(|s| unix_nanos >= s)
+            && (self.streams.is_empty() || self.streams.contains(&stream))
     }
 }
 
-fn to_entry(r: Record) -> pb::LogEntry {
+fn to_entry(unix_nanos: i64, stream: LogStream, tag: Tag, content: &[u8]) -> pb::LogEntry {
+    let mut data = Vec::with_capacity(content.len() + 1);
+    data.extend_from_slice(content);
+    if tag == Tag::Full {
+        data.push(b'\n');
+    }
     pb::LogEntry {
         time: Some(prost_types::Timestamp {
-            seconds: r.unix_nanos.div_euclid(NANOS_PER_SEC),
-            nanos: r.unix_nanos.rem_euclid(NANOS_PER_SEC) as i32,
+            seconds: unix_nanos.div_euclid(NANOS_PER_SEC),
+            nanos: unix_nanos.rem_euclid(NANOS_PER_SEC) as i32,
         }),
-        stream: match r.stream {
+        stream: match stream {
             LogStream::Stdout => pb::LogStream::Stdout as i32,
             LogStream::Stderr => pb::LogStream::Stderr as i32,
         },
-        data: r.data,
+        data,
     }
 }
 
@@ -77,7 +86,9 @@ pub async fn open(entry: &Entry, req: pb::LogsRequest) -> Result<Out, Status> {
             .collect(),
     };
     let life = entry.life();
-    let (tx, rx) = mpsc::channel(256);
+    // Few entries in flight: each may be a piece of up to a pipe read, and
+    // the reader reads on only as the client takes them.
+    let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         if let Err(e) = pump(old, cur, path, req.follow, req.tail, filter, life, &tx).await {
             let _ = tx
@@ -88,39 +99,38 @@ pub async fn open(entry: &Entry, req: pb::LogsRequest) -> Result<Out, Status> {
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
-/// Splits complete lines off `buf`, leaving an unfinished tail.
-fn take_records(buf: &mut Vec<u8>) -> Vec<Record> {
-    let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
-        return Vec::new();
-    };
-    let rest = buf.split_off(last_nl + 1);
-    let recs = buf
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(parse_record)
-        .collect();
-    *buf = rest;
-    recs
-}
+type Tx = mpsc::Sender<Result<pb::LogEntry, Status>>;
 
-/// Appends what `f` holds from its offset to its end onto `buf`.
+/// Sends the records `r` has up to its limit (or the file's end) that the
+/// filter and `start` keep. False when the client went away.
 ///
 /// The log is a local file that the monitor has just written, so a read is
 /// served from the page cache in microseconds: it is done right here on the
 /// async worker, which is cheaper than a hand-off to the blocking pool and
-/// back (`tokio::fs` makes one per call, a follower several per container).
-/// A long backlog is read in chunks with a yield in between, so other tasks
-/// on this worker are not held up.
-async fn read_new(f: &mut File, buf: &mut Vec<u8>, chunk: &mut [u8]) -> std::io::Result<()> {
+/// back; a long backlog yields to other tasks every few records.
+async fn send_records(
+    r: &mut Forward,
+    idx: usize,
+    start: Option<&tail::Start>,
+    filter: &Filter,
+    tx: &Tx,
+) -> std::io::Result<bool> {
+    let mut n = 0u32;
     loop {
-        let n = match f.read(chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        let entry = match r.next_line()? {
+            None => return Ok(true),
+            Some((off, line)) => parse_header(line).and_then(|(t, s, tag, content)| {
+                (filter.keep(t, s) && start.is_none_or(|st| st.keeps(s, (idx, off))))
+                    .then(|| to_entry(t, s, tag, content))
+            }),
         };
-        buf.extend_from_slice(&chunk[..n]);
-        if n == chunk.len() {
+        if let Some(e) = entry {
+            if tx.send(Ok(e)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        n = n.wrapping_add(1);
+        if n % 256 == 0 {
             tokio::task::yield_now().await;
         }
     }
@@ -129,55 +139,78 @@ async fn read_new(f: &mut File, buf: &mut Vec<u8>, chunk: &mut [u8]) -> std::io:
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     old: Option<File>,
-    mut cur: File,
+    cur: File,
     path: PathBuf,
     follow: bool,
     tail: Option<u32>,
     filter: Filter,
     mut life: tokio::sync::watch::Receiver<crate::container::Life>,
-    tx: &mpsc::Sender<Result<pb::LogEntry, Status>>,
+    tx: &Tx,
 ) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    if let Some(mut old) = old {
-        read_new(&mut old, &mut buf, &mut chunk).await?;
+    // What is read before following is what the files held at the start:
+    // a reader without follow does not chase a writer.
+    let mut files = Vec::new();
+    for f in old.into_iter().chain(std::iter::once(cur)) {
+        let len = f.metadata()?.len();
+        files.push((f, len));
     }
-    read_new(&mut cur, &mut buf, &mut chunk).await?;
-    let mut backlog: Vec<Record> = take_records(&mut buf)
-        .into_iter()
-        .filter(|r| filter.keep(r))
-        .collect();
-    if let Some(n) = tail {
-        let skip = backlog.len().saturating_sub(n as usize);
-        backlog.drain(..skip);
-    }
-    for r in backlog {
-        if tx.send(Ok(to_entry(r))).await.is_err() {
+    // The backwards scan may read megabytes (a long last line): on the
+    // blocking pool.
+    let (files, start, filter) = match tail {
+        None => (files, None, filter),
+        Some(n) => {
+            let (files, start, filter) = tokio::task::spawn_blocking(move || {
+                let refs: Vec<(&File, u64)> = files.iter().map(|(f, l)| (f, *l)).collect();
+                let start = tail::find(&refs, n, |t, s| filter.keep(t, s));
+                (files, start, filter)
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+            (files, Some(start?), filter)
+        }
+    };
+    let last = files.len() - 1;
+    let mut cur = None;
+    for (idx, (file, len)) in files.into_iter().enumerate() {
+        let from = match start.map(|s| s.from()) {
+            None => 0,
+            // No line to show: following starts at the end.
+            Some(None) => len,
+            Some(Some((i, _))) if i > idx => len,
+            Some(Some((i, off))) if i == idx => off,
+            Some(Some(_)) => 0,
+        };
+        let mut r = Forward::new(file, from, Some(len));
+        if !send_records(&mut r, idx, start.as_ref(), &filter, tx).await? {
             return Ok(());
         }
+        if idx == last {
+            cur = Some(r);
+        }
     }
+    let Some(mut cur) = cur else { return Ok(()) };
     if !follow {
         return Ok(());
     }
+    cur.set_limit(None);
     loop {
         // Check for the end before reading: the monitor writes all output
         // before it reports the exit, so a read after seeing the exit gets
         // everything.
         let done = super::containers::finished(&life.borrow());
-        read_new(&mut cur, &mut buf, &mut chunk).await?;
-        for r in take_records(&mut buf) {
-            if filter.keep(&r) && tx.send(Ok(to_entry(r))).await.is_err() {
-                return Ok(());
-            }
+        // Truncated under us (not by the monitor, which only rotates):
+        // what is there now is new.
+        if cur.file().metadata()?.len() < cur.offset() {
+            cur.seek(0);
         }
-        if done {
+        if !send_records(&mut cur, usize::MAX, None, &filter, tx).await? || done {
             return Ok(());
         }
         // Rotated: finish the old file (done above), continue with the new.
-        if let (Ok(now), Ok(ours)) = (std::fs::metadata(&path), cur.metadata()) {
+        if let (Ok(now), Ok(ours)) = (std::fs::metadata(&path), cur.file().metadata()) {
             if now.ino() != ours.ino() {
                 if let Ok(f) = File::open(&path) {
-                    cur = f;
+                    cur = Forward::new(f, 0, None);
                     continue;
                 }
             }
