@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use berth::v1 as pb;
+use pb::restart_policy::Mode::OnFailure;
 use pb::ContainerState as CState;
 
 use super::{eventually, sh, Agent};
@@ -84,6 +85,18 @@ pub async fn check(agent: &Agent, point: &str) -> Seen {
         if let Some(want) = c.labels.get(EXIT_LABEL) {
             if let Some(exit) = &c.exit {
                 assert_eq!(&exit.exit_code.to_string(), want, "{point}: {}", c.name);
+            }
+            // Restart policies held across the crashes: a failing
+            // on-failure container that is done has used every retry.
+            let policy = c.spec.as_ref().and_then(|s| s.restart_policy);
+            if let Some(p) = policy.filter(|p| p.mode == OnFailure as i32) {
+                if c.state == CState::Exited as i32 && want != "0" {
+                    assert_eq!(
+                        c.restart_count, p.max_retries,
+                        "{point}: {} stopped restarting early",
+                        c.name
+                    );
+                }
             }
             expected.insert(c.id.clone(), want.clone());
         }

@@ -291,18 +291,7 @@ impl Agent {
         archive: Vec<u8>,
         reference: &str,
     ) -> Result<pb::ImportImageResponse, tonic::Status> {
-        let mut msgs = vec![pb::ImportImageRequest {
-            payload: Some(pb::import_image_request::Payload::Options(
-                pb::ImportOptions {
-                    reference: reference.to_string(),
-                },
-            )),
-        }];
-        for c in archive.chunks(256 * 1024) {
-            msgs.push(pb::ImportImageRequest {
-                payload: Some(pb::import_image_request::Payload::Chunk(c.to_vec())),
-            });
-        }
+        let msgs = import_messages(archive, reference);
         self.images()
             .import(tokio_stream::iter(msgs))
             .await
@@ -614,6 +603,23 @@ pub async fn next_event(s: &mut tonic::Streaming<pb::Event>) -> pb::Event {
         .expect("no event within 60 s")
         .expect("stream error")
         .expect("stream ended")
+}
+
+/// The messages of an Import of `archive` tagged `reference`.
+pub fn import_messages(archive: Vec<u8>, reference: &str) -> Vec<pb::ImportImageRequest> {
+    let mut msgs = vec![pb::ImportImageRequest {
+        payload: Some(pb::import_image_request::Payload::Options(
+            pb::ImportOptions {
+                reference: reference.to_string(),
+            },
+        )),
+    }];
+    for c in archive.chunks(256 * 1024) {
+        msgs.push(pb::ImportImageRequest {
+            payload: Some(pb::import_image_request::Payload::Chunk(c.to_vec())),
+        });
+    }
+    msgs
 }
 
 /// A ContainerSpec for the busybox image running `sh -c script`.
