@@ -410,6 +410,36 @@ mod tests {
         assert!(bus.lock().runs.is_empty());
     }
 
+    /// A start whose STARTED the log has retired counts as announced (a
+    /// restart of berthd must not announce a long-running container's start
+    /// again); an exit never does.
+    #[test]
+    fn a_start_older_than_the_log_counts_as_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = EventBus::open(dir.path(), 10_000, "a".into()).unwrap();
+        let before = now_nanos();
+        bus.publish(Event {
+            r#type: ObjectType::Container as i32,
+            action: EventAction::Started as i32,
+            id: "c1".into(),
+            ..Default::default()
+        });
+        for _ in 0..25_000 {
+            bus.publish(Event {
+                r#type: ObjectType::Image as i32,
+                action: EventAction::Imported as i32,
+                id: "i".into(),
+                ..Default::default()
+            });
+        }
+        drop(bus);
+        let bus = EventBus::open(dir.path(), 10_000, "b".into()).unwrap();
+        assert!(bus.lock().horizon > before, "nothing was retired");
+        assert!(bus.announced_since("c1", EventAction::Started, before));
+        assert!(!bus.announced_since("c1", EventAction::Exited, before));
+        assert!(!bus.announced_since("c1", EventAction::Started, now_nanos()));
+    }
+
     fn now_nanos() -> i64 {
         SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
