@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 /// lower case, e.g. `commit:start:saved`, `event:exited:appended` (see
 /// [`transition_point`] and [`event_point`]).
 pub const POINTS: &[&str] = &[
+    "create:saved",
     "commit:<op>:before-save",
     "commit:<op>:saved",
     "commit:<op>:announced",

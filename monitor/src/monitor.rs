@@ -179,12 +179,37 @@ fn run(spare: bool) -> Result<()> {
         oom_killed: spec.oom_events.as_deref().map(oom_kill_count).unwrap_or(0) > 0,
         finished_at_unix_nanos: now_nanos(),
     };
-    let json = serde_json::to_vec(&rec).map_err(|e| Error(e.to_string()))?;
     // Not fsynced: after a power loss the container is gone anyway, and
-    // berthd then records the exit as lost.
-    io::replace(&spec.exit_path, &json)?;
+    // berthd then records the exit as lost. A file that cannot be written
+    // still leaves the report: berthd keeps the true exit in memory.
+    let written = serde_json::to_vec(&rec)
+        .map_err(|e| Error(e.to_string()))
+        .and_then(|json| write_exit(&spec.exit_path, &json));
+    if let Err(e) = written {
+        eprintln!("container {}: writing the exit record: {e}", spec.id);
+    }
     report(&MonitorReport::Exited(rec));
     Ok(())
+}
+
+/// Writes the exit record into the room berthd reserved for it, in place
+/// (its blocks are allocated: a full disk cannot refuse the write), padded
+/// with spaces, which JSON ignores; without such room, as a new file.
+fn write_exit(path: &str, json: &[u8]) -> Result<()> {
+    const MOST: u64 = 4096;
+    let reserved = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+        .ok()
+        .and_then(|fd| {
+            let size = rustix::fs::fstat(&fd).ok()?.st_size as u64;
+            (size >= json.len() as u64 && size <= MOST).then_some((fd, size as usize))
+        });
+    let Some((fd, size)) = reserved else {
+        return io::replace(path, json);
+    };
+    let mut padded = Vec::with_capacity(size);
+    padded.extend_from_slice(json);
+    padded.resize(size, b' ');
+    io::write_all(&fd, &padded).ctx(path)
 }
 
 /// Forks the container's init. On cgroup v2 it is created directly in its

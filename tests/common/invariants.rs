@@ -148,3 +148,27 @@ pub async fn check(agent: &Agent, point: &str) -> Seen {
     agent.assert_clean().await;
     seen
 }
+
+/// Each container's runs in `events` (as [`all_events`] returns them):
+/// every EXITED has its STARTED since the container's previous EXITED, and
+/// no run is started twice without an exit between. Catches a start a
+/// crash kept quiet and an exit announced twice with different finish
+/// times. Not for containers whose start can fail before exec (such a
+/// start ends in an EXITED without a STARTED).
+pub fn check_runs(events: &[pb::Event], point: &str) {
+    let mut running: HashMap<&str, bool> = HashMap::new();
+    for ev in events {
+        let open = running.entry(ev.id.as_str()).or_default();
+        if ev.action == pb::EventAction::Started as i32 {
+            assert!(
+                !*open,
+                "{point}: {} started twice in one run: {ev:?}",
+                ev.id
+            );
+            *open = true;
+        } else if ev.action == pb::EventAction::Exited as i32 {
+            assert!(*open, "{point}: an EXITED without its STARTED: {ev:?}");
+            *open = false;
+        }
+    }
+}

@@ -125,6 +125,7 @@ impl Manager {
         if !rec.spec.auto_remove {
             self.flusher.queue(&self.dir);
         }
+        crate::crash::point(|| "create:saved".into());
         self.announce(&rec, Action::Created, Detail::default());
         Ok(rec)
     }

@@ -11,6 +11,7 @@ use super::error::{ContainerError, Result};
 use super::record::Record;
 use super::state::{Op, Outcome};
 use super::Manager;
+use crate::crash;
 use crate::events::domain::{Action, Event, Object};
 use crate::fsutil::{Durability, Flusher};
 use crate::monitor::{ExitRecord, Process};
@@ -42,7 +43,7 @@ pub struct Entry {
     /// and never write the record at once. Never held across an await, and
     /// the record's own lock is taken inside it only briefly: a snapshot
     /// subscription takes record locks under the event bus's lock.
-    transition: Mutex<()>,
+    pub(super) transition: Mutex<()>,
     pub(super) life: watch::Sender<Life>,
     /// Serialises the lifecycle operations of clients (and of the restart
     /// policy) on this container. Exits are recorded without it.
@@ -130,6 +131,9 @@ impl Entry {
 
     /// Saves `rec` as the container's record (atomically).
     pub(super) fn persist(&self, rec: &Record) -> Result<()> {
+        #[cfg(test)]
+        super::testkit::disk_fault(&self.dir)
+            .map_err(|e| ContainerError::io(format_args!("saving container {}", self.id), e))?;
         let json = serde_json::to_vec_pretty(rec)
             .map_err(|e| ContainerError::io("encoding record", e.into()))?;
         // A container removed at exit needs no record that survives a power
@@ -160,10 +164,13 @@ impl Manager {
     /// exit recorded meanwhile is seen), applies `change` and the new state
     /// in memory, then saves and announces in the order `announce` says.
     ///
-    /// `change` sets the other fields; the state is the table's to set. The
-    /// change stays in memory even when saving fails (memory follows the
-    /// container, which has changed), and is announced all the same; the
-    /// error says the record on disk is stale.
+    /// `change` sets the other fields; the state is the table's to set. A
+    /// record that cannot be saved (a full disk) fails nothing: memory
+    /// follows the container, which has changed (a signal sent, a process
+    /// exited), the change is announced all the same, and the record is
+    /// saved again once the disk takes it (see `resave.rs`). So stopping a
+    /// container never waits on the disk. The only error is a transition
+    /// the state table refuses, and then nothing has changed.
     pub(super) fn commit(
         &self,
         entry: &Entry,
@@ -183,31 +190,49 @@ impl Manager {
             rec.state = to;
             rec.clone()
         };
-        match announce {
-            Announce::Nothing => entry.persist(&rec)?,
+        let point = |stage: &str| crash::point(|| crash::transition_point(op.name(), stage));
+        let save = |rec: &Record| {
+            point("before-save");
+            let saved = entry.persist(rec);
+            point("saved");
+            saved
+        };
+        let saved = match announce {
+            Announce::Nothing => save(&rec),
             Announce::After(action, detail) => {
-                let saved = entry.persist(&rec);
+                let saved = save(&rec);
                 self.announce(&rec, action, detail);
-                saved?
+                point("announced");
+                saved
             }
             Announce::Exit(exit) => {
+                // Keyed on the run (its start), not on the finish time: a
+                // run whose exit is re-read after a restart of berthd, or
+                // made up as lost, is still announced once.
                 if !self
                     .events
-                    .exit_announced(&rec.id, exit.finished_at_unix_nanos)
+                    .announced_since(&rec.id, Action::Exited, rec.started_at)
                 {
                     let mut ev = event(&rec, Action::Exited);
                     ev.exit = Some(exit);
                     self.events.publish(ev);
                 }
+                point("announced");
                 // An auto-remove container is removed next; its record is
                 // not rewritten for the moment in between. A crash before the
                 // removal leaves it "running" on disk with its monitor gone,
                 // and the next berthd takes the exit from exit.json and
                 // removes it then.
-                if !rec.spec.auto_remove {
-                    entry.persist(&rec)?;
+                if rec.spec.auto_remove {
+                    Ok(())
+                } else {
+                    save(&rec)
                 }
             }
+        };
+        if let Err(e) = saved {
+            tracing::error!(id = %entry.id, "{e}; saving it again when the disk has room");
+            self.resave_later(&entry.id);
         }
         Ok(rec)
     }

@@ -7,12 +7,16 @@
 //! They all change a container's state through one transition function,
 //! `Manager::commit` (in `entry.rs`), which checks the table in [`state`],
 //! persists the record and announces the event, in that order (exits:
-//! announced to the durable log, then persisted; see `exit.rs`). Lifecycle
-//! operations on one container are serialised by its `ops` lock; exits are
-//! recorded without it, which the transition function's check under the
-//! record's lock makes safe.
+//! announced to the durable log, then persisted; see `exit.rs`). A record
+//! the disk does not take (full) holds nothing up: it is saved again later
+//! (`resave`), so a full disk never keeps a container from being stopped.
+//! Lifecycle operations on one container are serialised by its `ops` lock;
+//! exits are recorded without it, which the transition function's check
+//! under the record's lock makes safe.
 
 mod create;
+#[cfg(test)]
+mod diskfull_tests;
 mod entry;
 pub mod error;
 mod exit;
@@ -20,6 +24,7 @@ mod pause;
 pub mod record;
 mod recover;
 mod remove;
+mod resave;
 pub mod restart;
 pub mod rootfs;
 pub mod spec;
@@ -35,7 +40,7 @@ mod wait;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use entry::{Entry, Life};
@@ -74,6 +79,10 @@ pub struct Manager {
     seccomp: Arc<Seccomp>,
     log_max_bytes: u64,
     table: Mutex<Table>,
+    /// Records that could not be saved, to save again (see `resave.rs`).
+    stale: Mutex<resave::Stale>,
+    /// This manager, for the tasks it starts from `&self`.
+    me: Weak<Manager>,
 }
 
 /// What a [`Manager`] works with.
@@ -128,7 +137,7 @@ impl Manager {
             janitor,
             seccomp,
         } = deps;
-        let mgr = Arc::new(Manager {
+        let mgr = Arc::new_cyclic(|me| Manager {
             dir,
             images,
             cgroups,
@@ -143,6 +152,8 @@ impl Manager {
                 by_id: HashMap::new(),
                 tombstones: VecDeque::new(),
             }),
+            stale: Mutex::new(resave::Stale::default()),
+            me: me.clone(),
         });
         mgr.load()?;
         Ok(mgr)

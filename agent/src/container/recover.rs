@@ -9,12 +9,13 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::entry::{Announce, Entry, Life, RECORD_FILE};
+use super::entry::{Announce, Detail, Entry, Life, RECORD_FILE};
 use super::error::{ContainerError, Result};
 use super::record::Record;
 use super::rootfs::Rootfs;
 use super::state::{Op, State};
 use super::{lost_exit, now_nanos, read_exit, read_json, restart, Manager};
+use crate::events::domain::Action;
 use crate::monitor;
 use crate::sys;
 
@@ -77,6 +78,7 @@ impl Manager {
             self.table().by_id.insert(rec.id.clone(), entry.clone());
             self.adopt_cut_short_start(&entry);
             if entry.snapshot().state.is_live() {
+                self.announce_adopted_start(&entry);
                 self.readopt(entry);
             } else {
                 let _ = Rootfs::under(&dir).unmount();
@@ -135,6 +137,20 @@ impl Manager {
             tracing::warn!(id = %rec.id, "adopting: {e}");
         }
         entry.life.send_replace(Life::Pending);
+    }
+
+    /// A run whose start a crash kept from being announced (saved, or
+    /// adopted from running.json, before STARTED was published) is
+    /// announced now, before its exit: every EXITED has its STARTED.
+    fn announce_adopted_start(&self, entry: &Entry) {
+        let rec = entry.snapshot();
+        if !self
+            .events
+            .announced_since(&rec.id, Action::Started, rec.started_at)
+        {
+            tracing::info!(id = %rec.id, "announcing a start a crash kept from being announced");
+            self.announce(&rec, Action::Started, Detail::default());
+        }
     }
 
     /// Moves an unreadable container directory aside, so the agent starts

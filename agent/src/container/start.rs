@@ -72,13 +72,25 @@ impl Manager {
             }
         };
         // What a previous run left must not be taken for this run's.
-        for stale in [monitor::EXIT_FILE, monitor::RUNNING_FILE] {
-            if let Err(e) = std::fs::remove_file(entry.dir.join(stale)) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    cleanup(self);
-                    return Err(ContainerError::io(format_args!("removing {stale}"), e));
-                }
+        if let Err(e) = std::fs::remove_file(entry.dir.join(monitor::RUNNING_FILE)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                cleanup(self);
+                return Err(ContainerError::io(
+                    format_args!("removing {}", monitor::RUNNING_FILE),
+                    e,
+                ));
             }
+        }
+        // Room for the exit record, taken now: the monitor writes the exit
+        // into it in place, which a full disk cannot refuse, so the exit
+        // code survives a full disk and a restart of berthd. A disk too full
+        // for this refuses the start before anything runs.
+        if let Err(e) = reserve_exit_file(&entry.dir.join(monitor::EXIT_FILE)) {
+            cleanup(self);
+            return Err(ContainerError::io(
+                format_args!("reserving room for {}", monitor::EXIT_FILE),
+                e,
+            ));
         }
         let exit_file = PathBuf::from(&launch.exit_path);
         let spawned = starting.launch(launch).await;
@@ -209,4 +221,21 @@ impl Manager {
             seccomp: seccomp.map(|p| path(&p)).transpose()?,
         })
     }
+}
+
+/// Bytes kept for a run's exit record: its JSON takes about 110.
+pub(super) const EXIT_RESERVE: usize = 512;
+
+/// Makes `path` a file of [`EXIT_RESERVE`] spaces (which reads as no exit
+/// record), its blocks allocated for the monitor to overwrite in place.
+fn reserve_exit_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    super::testkit::disk_fault(path)?;
+    let f = std::fs::File::create(path)?;
+    let written = std::io::Write::write_all(&mut &f, &[b' '; EXIT_RESERVE]);
+    if written.is_err() {
+        // A short reserve would be taken for a whole one.
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }

@@ -72,6 +72,25 @@ pub struct InvalidTransition {
     pub op: &'static str,
 }
 
+impl Op {
+    /// Its name, for crash points (`commit:<name>:<stage>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Start => "start",
+            Op::Exit => "exit",
+            Op::Signal => "signal",
+            Op::Pause => "pause",
+            Op::Resume => "resume",
+            Op::ScheduleRestart => "schedulerestart",
+            Op::Stop => "stop",
+            Op::Update => "update",
+            Op::ExecFailed => "execfailed",
+            Op::AbandonRestart => "abandonrestart",
+            Op::Remove { .. } => "remove",
+        }
+    }
+}
+
 impl State {
     /// Lower-case name, as users see it.
     pub fn as_str(self) -> &'static str {

@@ -20,9 +20,19 @@ pub(super) const KILL_GRACE: Duration = Duration::from_secs(60);
 impl Manager {
     /// Sends `sig` to the container's process (thawing a paused one for a
     /// fatal signal, which frozen processes only act on once thawed).
+    /// SIGKILL goes to every process of its cgroup, thawed first whatever
+    /// the record says: a container may have frozen its own cgroup through
+    /// a cgroupfs it mounted, and frozen processes do not die.
     fn signal(&self, entry: &Entry, sig: Signal) -> Result<()> {
         let rec = entry.snapshot();
         signalable(&rec)?;
+        if sig == Signal::SIGKILL {
+            // The init is killed by pidfd below all the same: a cgroup that
+            // cannot be killed must not keep the container alive.
+            if let Err(e) = self.cgroups.kill(&rec.id) {
+                tracing::warn!(id = %rec.id, "killing the cgroup: {e}");
+            }
+        }
         let process = entry
             .process
             .lock()
@@ -35,7 +45,12 @@ impl Manager {
                 other => other.map_err(|e| ContainerError::io("sending the signal", e))?,
             }
         }
-        if rec.state == super::state::State::Paused && is_fatal(sig, rec.stop_signal) {
+        // SIGKILL thawed the cgroup already; the state says Paused until
+        // the exit, which follows at once.
+        if sig != Signal::SIGKILL
+            && rec.state == super::state::State::Paused
+            && is_fatal(sig, rec.stop_signal)
+        {
             self.thaw(entry)?;
         }
         Ok(())
@@ -59,6 +74,8 @@ impl Manager {
         // Refused before anything is saved: a failed Kill changes nothing.
         signalable(&rec)?;
         if is_fatal(sig, rec.stop_signal) {
+            // In memory before the signal, for the exit it causes; saving
+            // it never holds the signal up (see `Manager::commit`).
             self.commit(
                 entry,
                 Op::Signal,

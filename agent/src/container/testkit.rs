@@ -35,10 +35,11 @@ pub fn now_nanos() -> i64 {
 /// What a test runs at each publication.
 type Hook = Box<dyn Fn(&Event) + Send>;
 
-/// Records events; remembers exits as the durable log does.
+/// Records events; remembers when each container's last STARTED and
+/// EXITED were published, as the durable log does.
 pub struct Recorder {
     events: watch::Sender<Vec<Event>>,
-    exits: Mutex<HashMap<String, i64>>,
+    runs: Mutex<HashMap<(String, &'static str), i64>>,
     /// Called with each event before it is recorded.
     hook: Mutex<Option<Hook>>,
 }
@@ -47,7 +48,7 @@ impl Recorder {
     pub fn new() -> Arc<Self> {
         Arc::new(Recorder {
             events: watch::Sender::new(Vec::new()),
-            exits: Mutex::new(HashMap::new()),
+            runs: Mutex::new(HashMap::new()),
             hook: Mutex::new(None),
         })
     }
@@ -97,13 +98,14 @@ impl EventSink for Recorder {
         if let Some(f) = &*lock(&self.hook) {
             f(&ev);
         }
-        match (ev.action, ev.exit) {
-            (Action::Exited, Some(x)) => {
-                lock(&self.exits).insert(ev.id.clone(), x.finished_at_unix_nanos);
+        match ev.action {
+            Action::Started => {
+                lock(&self.runs).insert((ev.id.clone(), "started"), now_nanos());
             }
-            (Action::Removed, _) => {
-                lock(&self.exits).remove(&ev.id);
+            Action::Exited => {
+                lock(&self.runs).insert((ev.id.clone(), "exited"), now_nanos());
             }
+            Action::Removed => lock(&self.runs).retain(|(id, _), _| *id != ev.id),
             _ => {}
         }
         let mut seq = 0;
@@ -114,9 +116,39 @@ impl EventSink for Recorder {
         seq
     }
 
-    fn exit_announced(&self, id: &str, finished_at: i64) -> bool {
-        lock(&self.exits).get(id) == Some(&finished_at)
+    fn announced_since(&self, id: &str, action: Action, since: i64) -> bool {
+        let key = match action {
+            Action::Started => "started",
+            Action::Exited => "exited",
+            _ => return false,
+        };
+        lock(&self.runs)
+            .get(&(id.to_string(), key))
+            .is_some_and(|at| *at >= since)
     }
+}
+
+/// Directories whose file system the tests made "full" (see [`disk_full`]).
+static FULL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Makes every write under `root` fail with ENOSPC (`full`), or work again.
+/// Keyed on the directory, so tests running at once do not see each
+/// other's full disks.
+pub fn disk_full(root: &Path, full: bool) {
+    let mut dirs = lock(&FULL);
+    dirs.retain(|d| d != root);
+    if full {
+        dirs.push(root.to_path_buf());
+    }
+}
+
+/// ENOSPC when `path` lies in a directory [`disk_full`] made full; called
+/// where the manager writes a container's files.
+pub fn disk_fault(path: &Path) -> std::io::Result<()> {
+    if lock(&FULL).iter().any(|d| path.starts_with(d)) {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    Ok(())
 }
 
 /// Cgroups as a set of names.

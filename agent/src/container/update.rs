@@ -20,6 +20,13 @@ impl Manager {
         policy: Option<restart::Policy>,
     ) -> Result<Record> {
         let _ops = entry.ops.lock().await;
+        // A Remove that got the ops lock first has taken the container
+        // away (its directory is in the trash): nothing left to update.
+        if !self.exists(entry) {
+            return Err(ContainerError::NotFound {
+                key: entry.id.clone(),
+            });
+        }
         let rec = entry.snapshot();
         let mut merged = rec.spec.limits.clone();
         if let Some(l) = &limits {

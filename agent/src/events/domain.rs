@@ -98,8 +98,10 @@ pub trait EventSink: Send + Sync {
     /// Announces `ev`; returns the sequence number it was given.
     fn publish(&self, ev: Event) -> u64;
 
-    /// Whether the exit of container `id` that finished at `finished_at`
-    /// (unix nanos) was already announced (by this agent or, before a
-    /// restart of berthd, by the one before it).
-    fn exit_announced(&self, id: &str, finished_at: i64) -> bool;
+    /// Whether an event `action` (`Started` or `Exited`) of container `id`
+    /// was published at or after `since` (unix nanos), by this agent or,
+    /// before a restart of berthd, by the one before it. Given the start of
+    /// a run, it says whether that run's start or exit was announced: the
+    /// key is the run, not a finish time a lost exit would make up anew.
+    fn announced_since(&self, id: &str, action: Action, since: i64) -> bool;
 }

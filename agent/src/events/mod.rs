@@ -50,12 +50,17 @@ struct Inner {
     recent: VecDeque<StoredEvent>,
     /// Where `recent` keeps its encodings.
     chunks: Chunks,
-    /// Container id -> finished_at (unix nanos) of its last logged exit,
-    /// for containers not yet removed: an exit seen again (after a restart
-    /// of berthd, or reported twice) is announced only once. Removal drops
-    /// the entry, so this holds one entry per existing container, not one
-    /// per exit in the retained log.
-    exits: HashMap<String, i64>,
+    /// Container id -> when its last STARTED and EXITED events were
+    /// published, for containers not yet removed: a run's start or exit
+    /// seen again (after a restart of berthd, or reported twice) is
+    /// announced only once, and one a crash kept from being announced is
+    /// announced then. Removal drops the entry, so this holds one entry per
+    /// existing container, not one per event in the retained log.
+    runs: HashMap<String, Announced>,
+    /// When the oldest retained event was published, if older ones were
+    /// retired (unix nanos; 0: the log is whole). A start older than that
+    /// may have had its STARTED retired: it counts as announced.
+    horizon: i64,
 }
 
 /// Why the events from some sequence number on cannot be read.
@@ -90,20 +95,33 @@ fn unbroken(from: u64, mut evs: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, Ga
     Ok(evs)
 }
 
-/// Keeps `exits` up to date with one more event.
-fn track_exit(exits: &mut HashMap<String, i64>, ev: &Event) {
+/// When a container's last STARTED and EXITED events were published (unix
+/// nanos, 0: never).
+#[derive(Debug, Default, Clone, Copy)]
+struct Announced {
+    started: i64,
+    exited: i64,
+}
+
+/// When `ev` was published (unix nanos; 0: unknown).
+fn event_time(ev: &Event) -> i64 {
+    ev.time
+        .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
+        .unwrap_or(0)
+}
+
+/// Keeps `runs` up to date with one more event.
+fn track_run(runs: &mut HashMap<String, Announced>, ev: &Event) {
     if ev.r#type != ObjectType::Container as i32 {
         return;
     }
+    let at = event_time(ev);
     if ev.action == EventAction::Removed as i32 {
-        exits.remove(&ev.id);
+        runs.remove(&ev.id);
+    } else if ev.action == EventAction::Started as i32 {
+        runs.entry(ev.id.clone()).or_default().started = at;
     } else if ev.action == EventAction::Exited as i32 {
-        if let Some(t) = ev.exit.as_ref().and_then(|x| x.finished_at) {
-            exits.insert(
-                ev.id.clone(),
-                t.seconds * 1_000_000_000 + i64::from(t.nanos),
-            );
-        }
+        runs.entry(ev.id.clone()).or_default().exited = at;
     }
 }
 
@@ -112,9 +130,9 @@ impl EventBus {
     /// published from now on carry `instance_id`.
     pub fn open(dir: &Path, retain: u64, instance_id: String) -> std::io::Result<Self> {
         let opened = EventLog::open(dir, retain)?;
-        let mut exits = HashMap::new();
+        let mut runs = HashMap::new();
         for ev in &opened.events {
-            track_exit(&mut exits, ev);
+            track_run(&mut runs, ev);
         }
         let mut chunks = Chunks::default();
         let skip = opened.events.len().saturating_sub(RECENT);
@@ -123,12 +141,17 @@ impl EventBus {
             .map(|ev| chunks.store(ev))
             .collect();
         let last = opened.log.next_seq() - 1;
+        let horizon = match opened.events.first() {
+            Some(ev) if ev.seq > 1 => event_time(ev),
+            _ => 0,
+        };
         Ok(EventBus {
             inner: Mutex::new(Inner {
                 log: opened.log,
                 recent,
                 chunks,
-                exits,
+                runs,
+                horizon,
             }),
             published: watch::Sender::new(last),
             instance_id,
@@ -161,7 +184,7 @@ impl EventBus {
             let action = EventAction::try_from(ev.action).map_or("UNKNOWN", |a| a.as_str_name());
             crate::crash::event_point(action.trim_start_matches("EVENT_ACTION_"))
         });
-        track_exit(&mut inner.exits, &ev);
+        track_run(&mut inner.runs, &ev);
         inner.recent.push_back(stored);
         if inner.recent.len() > RECENT {
             inner.recent.pop_front();
@@ -170,10 +193,27 @@ impl EventBus {
         seq
     }
 
-    /// Whether the exit of container `id` that finished at `finished_at`
-    /// (unix nanos) has already been announced.
-    pub fn exit_announced(&self, id: &str, finished_at: i64) -> bool {
-        self.lock().exits.get(id) == Some(&finished_at)
+    /// Whether a STARTED or EXITED event (`action`) of container `id` was
+    /// published at or after `since` (unix nanos): given the start of a
+    /// run, whether that run's start or exit was announced. A start older
+    /// than the retained log counts as announced (its STARTED may have been
+    /// retired; announcing it again would double it), an exit never does
+    /// (one lost would be worse). Every other action: false.
+    pub fn announced_since(&self, id: &str, action: EventAction, since: i64) -> bool {
+        let inner = self.lock();
+        if action == EventAction::Started && since < inner.horizon {
+            return true;
+        }
+        let Some(run) = inner.runs.get(id).copied() else {
+            return false;
+        };
+        drop(inner);
+        let at = match action {
+            EventAction::Started => run.started,
+            EventAction::Exited => run.exited,
+            _ => return false,
+        };
+        at != 0 && at >= since
     }
 
     /// The sequence number the next event will get.
@@ -259,8 +299,8 @@ impl EventSink for EventBus {
         EventBus::publish(self, wire::event_to_proto(ev))
     }
 
-    fn exit_announced(&self, id: &str, finished_at: i64) -> bool {
-        EventBus::exit_announced(self, id, finished_at)
+    fn announced_since(&self, id: &str, action: domain::Action, since: i64) -> bool {
+        EventBus::announced_since(self, id, wire::action_to_proto(action), since)
     }
 }
 
@@ -339,38 +379,71 @@ mod tests {
     }
 
     #[test]
-    fn exits_are_remembered() {
+    fn starts_and_exits_are_remembered_by_run() {
         let dir = tempfile::tempdir().unwrap();
         let bus = EventBus::open(dir.path(), 100_000, "a".into()).unwrap();
-        bus.publish(Event {
+        let container = |action: EventAction| Event {
             r#type: ObjectType::Container as i32,
-            action: EventAction::Exited as i32,
+            action: action as i32,
             id: "c1".into(),
-            exit: Some(berth::v1::ExitStatus {
-                finished_at: Some(prost_types::Timestamp {
-                    seconds: 5,
-                    nanos: 7,
-                }),
-                ..Default::default()
-            }),
             ..Default::default()
-        });
+        };
+        let before = now_nanos();
+        bus.publish(container(EventAction::Started));
+        bus.publish(container(EventAction::Exited));
         drop(bus);
         let bus = EventBus::open(dir.path(), 100_000, "b".into()).unwrap();
-        assert!(bus.exit_announced("c1", 5_000_000_007));
-        assert!(!bus.exit_announced("c1", 5));
+        // The run that started before both events: announced.
+        assert!(bus.announced_since("c1", EventAction::Started, before));
+        assert!(bus.announced_since("c1", EventAction::Exited, before));
+        // A run that started later: not.
+        let later = now_nanos() + 1_000_000_000;
+        assert!(!bus.announced_since("c1", EventAction::Exited, later));
+        assert!(!bus.announced_since("c2", EventAction::Exited, 0));
         // Removal forgets it, and so does a reopened log.
+        bus.publish(container(EventAction::Removed));
+        assert!(!bus.announced_since("c1", EventAction::Exited, before));
+        assert!(bus.lock().runs.is_empty());
+        drop(bus);
+        let bus = EventBus::open(dir.path(), 100_000, "c".into()).unwrap();
+        assert!(!bus.announced_since("c1", EventAction::Exited, before));
+        assert!(bus.lock().runs.is_empty());
+    }
+
+    /// A start whose STARTED the log has retired counts as announced (a
+    /// restart of berthd must not announce a long-running container's start
+    /// again); an exit never does.
+    #[test]
+    fn a_start_older_than_the_log_counts_as_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = EventBus::open(dir.path(), 10_000, "a".into()).unwrap();
+        let before = now_nanos();
         bus.publish(Event {
             r#type: ObjectType::Container as i32,
-            action: EventAction::Removed as i32,
+            action: EventAction::Started as i32,
             id: "c1".into(),
             ..Default::default()
         });
-        assert!(!bus.exit_announced("c1", 5_000_000_007));
-        assert!(bus.lock().exits.is_empty());
+        for _ in 0..25_000 {
+            bus.publish(Event {
+                r#type: ObjectType::Image as i32,
+                action: EventAction::Imported as i32,
+                id: "i".into(),
+                ..Default::default()
+            });
+        }
         drop(bus);
-        let bus = EventBus::open(dir.path(), 100_000, "c".into()).unwrap();
-        assert!(!bus.exit_announced("c1", 5_000_000_007));
-        assert!(bus.lock().exits.is_empty());
+        let bus = EventBus::open(dir.path(), 10_000, "b".into()).unwrap();
+        assert!(bus.lock().horizon > before, "nothing was retired");
+        assert!(bus.announced_since("c1", EventAction::Started, before));
+        assert!(!bus.announced_since("c1", EventAction::Exited, before));
+        assert!(!bus.announced_since("c1", EventAction::Started, now_nanos()));
+    }
+
+    fn now_nanos() -> i64 {
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0)
     }
 }

@@ -32,7 +32,7 @@ fn object_to_proto(o: Object) -> pb::ObjectType {
     }
 }
 
-fn action_to_proto(a: Action) -> pb::EventAction {
+pub(super) fn action_to_proto(a: Action) -> pb::EventAction {
     use pb::EventAction as P;
     match a {
         Action::Created => P::Created,
