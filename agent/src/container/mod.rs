@@ -12,6 +12,7 @@
 //! recorded without it, which the transition function's check under the
 //! record's lock makes safe.
 
+pub mod bounds;
 mod create;
 mod entry;
 pub mod error;

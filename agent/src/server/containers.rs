@@ -222,13 +222,17 @@ impl Containers for ContainersService {
         req: Request<pb::UpdateContainerRequest>,
     ) -> Result<Response<pb::UpdateContainerResponse>, Status> {
         let req = req.into_inner();
+        let policy = req
+            .restart_policy
+            .map(super::convert::policy_from_proto)
+            .transpose()?;
         let entry = self.mgr.get(&req.id)?;
         let rec = self
             .mgr
             .update(
                 &entry,
                 req.resources.map(super::convert::limits_from_proto),
-                req.restart_policy.map(super::convert::policy_from_proto),
+                policy,
             )
             .await?;
         Ok(Response::new(pb::UpdateContainerResponse {
