@@ -58,10 +58,13 @@ impl ContainersService {
             field: "spec",
             reason: "spec is required",
         })?;
+        let spec = spec_from_proto(spec)?;
+        // Bounded before anything (a pull included) looks at it.
+        crate::container::bounds::check_spec(&spec)?;
         if let Some(p) = &self.pulling {
             p.ensure(&spec.image).await?;
         }
-        Ok(self.mgr.create(spec_from_proto(spec)?)?)
+        Ok(self.mgr.create(spec)?)
     }
 }
 
