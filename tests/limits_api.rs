@@ -10,6 +10,9 @@ use berth::v1 as pb;
 use common::{sh, Agent};
 use tonic::{Code, Status};
 
+/// A change to a spec.
+type Edit<'a> = Box<dyn Fn(&mut pb::ContainerSpec) + 'a>;
+
 /// An error as a client sees it: the code, and a message that quotes at
 /// most a short prefix of the input.
 fn short(e: &Status, code: Code) {
@@ -62,7 +65,7 @@ async fn hostile_input_is_refused_with_a_short_error_naming_the_field() {
 
     // Each field, over its limit: INVALID_ARGUMENT naming it, not the
     // 1 MB back (nor RESOURCE_EXHAUSTED metadata, nor an h2 error).
-    let cases: Vec<(&str, Box<dyn Fn(&mut pb::ContainerSpec)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("name", Box::new(|s| s.name = mb.clone())),
         ("image", Box::new(|s| s.image = mb.clone())),
         ("command", Box::new(|s| s.command = vec![mb.clone()])),
@@ -304,5 +307,50 @@ async fn the_largest_accepted_containers_still_list_and_snapshot() {
 
     agent.force_remove(&a.id).await;
     agent.force_remove(&b.id).await;
+    agent.assert_clean().await;
+}
+
+/// A following reader that stops reading while the container writes far
+/// more than the log keeps: when it reads on, the stream says output was
+/// lost (DATA_LOSS) instead of silently skipping to the newest file.
+#[tokio::test]
+async fn a_follower_that_rotation_outran_is_told() {
+    let agent = Agent::start_with(&["--log-max-bytes", "65536"]).await;
+    agent.import_busybox().await;
+    // 20 MB through a 64 KiB log: about 300 rotations, while the reader
+    // (a 2 MiB HTTP/2 window and a short queue) holds back a few MB.
+    let c = agent
+        .create(sh(
+            "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 20000000",
+        ))
+        .await;
+    let mut logs = agent
+        .containers()
+        .logs(pb::LogsRequest {
+            id: c.id.clone(),
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    agent
+        .containers()
+        .start(pb::StartContainerRequest { id: c.id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(agent.wait(&c.id).await.exit.unwrap().exit_code, 0);
+    let mut bytes = 0usize;
+    let end = loop {
+        match logs.message().await {
+            Ok(Some(e)) => bytes += e.data.len(),
+            Ok(None) => break None,
+            Err(s) => break Some(s),
+        }
+    };
+    let e = end.unwrap_or_else(|| panic!("the stream ended after {bytes} bytes without a word"));
+    assert_eq!(e.code(), Code::DataLoss, "{e:?}");
+    assert!(bytes < 20_000_000);
+    agent.force_remove(&c.id).await;
     agent.assert_clean().await;
 }

@@ -208,6 +208,16 @@ pub fn beyond(from: u64, next: u64) -> Status {
         ))
 }
 
+/// A following log reader that rotation outran: the file it was reading
+/// was rotated away twice, so output after it may be lost.
+pub fn log_overrun() -> Status {
+    Details::new(Code::DataLoss, "LOG_ROTATED_PAST_READER").status(
+        "the log was rotated more than once while this reader was behind: output after \
+         the last entry sent may be lost; read again with tail to continue"
+            .into(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
