@@ -227,6 +227,16 @@ async fn hostile_input_is_refused_with_a_short_error_naming_the_field() {
     assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
     assert!(e.message().contains("the next is"), "{}", e.message());
 
+    // List filters are bounded too.
+    let e = c
+        .list(pb::ListContainersRequest {
+            name: mb.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    short(&e, Code::InvalidArgument);
+
     // Nothing of the refused calls exists.
     let list = c
         .list(pb::ListContainersRequest::default())

@@ -162,6 +162,23 @@ impl Containers for ContainersService {
         req: Request<pb::ListContainersRequest>,
     ) -> Result<Response<pb::ListContainersResponse>, Status> {
         let f = req.into_inner();
+        {
+            use crate::container::bounds::{KEY_MAX, LABELS_MAX, LABEL_KEY_MAX, LABEL_VALUE_MAX};
+            let bad = |field, reason| Err(Error::InvalidRequest { field, reason });
+            if f.name.len() > KEY_MAX {
+                return bad("name", "a name filter is at most 128 bytes")?;
+            }
+            if f.labels.len() > LABELS_MAX
+                || f.labels
+                    .iter()
+                    .any(|(k, v)| k.len() > LABEL_KEY_MAX || v.len() > LABEL_VALUE_MAX)
+            {
+                return bad(
+                    "labels",
+                    "at most 1024 label filters, keys at most 256 bytes, values at most 4096",
+                )?;
+            }
+        }
         let containers = self
             .mgr
             .list()
