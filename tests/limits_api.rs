@@ -364,3 +364,37 @@ async fn a_follower_that_rotation_outran_is_told() {
     agent.force_remove(&c.id).await;
     agent.assert_clean().await;
 }
+
+/// A full state file system is RESOURCE_EXHAUSTED saying what is full, not
+/// INTERNAL, and nothing is left of the refused call.
+#[tokio::test]
+async fn a_full_disk_is_resource_exhausted() {
+    use std::io::Write;
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = agent.state_on_tmpfs("containers", "1m").await;
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let page = [0u8; 4096];
+    while f.write_all(&page).is_ok() {}
+    drop(f);
+    let e = create_err(&agent, sh("true")).await;
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(
+        e.message().starts_with("file system full: "),
+        "{}",
+        e.message()
+    );
+    let list = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.containers.is_empty());
+    // Space again: it works.
+    std::fs::remove_file(&filler).unwrap();
+    // (The tmpfs mount goes when the agent is dropped.)
+    let c = agent.create(sh("true")).await;
+    agent.force_remove(&c.id).await;
+}

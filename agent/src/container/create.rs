@@ -137,7 +137,7 @@ impl Manager {
             crate::fsutil::create_private_file(&dir.join(LOG_FILE))?;
             Ok(())
         })()
-        .map_err(|e| ContainerError::io("creating the container directory", e))
+        .map_err(|e| ContainerError::io(format_args!("creating {}", dir.display()), e))
         .and_then(|()| entry.persist(&rec));
         if let Err(e) = made {
             self.table().by_id.remove(&id);
