@@ -64,8 +64,33 @@ impl ContainersService {
         if let Some(p) = &self.pulling {
             p.ensure(&spec.image).await?;
         }
+        // A large spec (up to a few MB once merged and encoded to its
+        // record) is created on the blocking pool, so it does not hold an
+        // async worker; a usual one inline, without the thread hand-offs.
+        if spec_bytes(&spec) > INLINE_SPEC_BYTES {
+            let mgr = self.mgr.clone();
+            return tokio::task::spawn_blocking(move || mgr.create(spec))
+                .await
+                .map_err(|e| Error::internal("creating the container", e))?
+                .map_err(Status::from);
+        }
         Ok(self.mgr.create(spec)?)
     }
+}
+
+/// Specs up to this size (env, args and labels) are created inline.
+const INLINE_SPEC_BYTES: usize = 64 * 1024;
+
+/// About how many bytes a spec's lists take (bounded, so cheap to count).
+fn spec_bytes(s: &crate::container::record::SpecRecord) -> usize {
+    let list = |l: &[String]| l.iter().map(|x| x.len() + 1).sum::<usize>();
+    list(&s.command)
+        + s.entrypoint.as_deref().map_or(0, list)
+        + list(&s.env)
+        + s.labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
