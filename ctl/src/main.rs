@@ -21,6 +21,16 @@ mod security;
 
 use std::process::ExitCode;
 
+/// Most bytes of a response berthctl decodes: berthd's largest (its
+/// `server::oversize::MAX_RESPONSE_BYTES`), as List grows with the number
+/// of containers.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Most bytes of a request berthctl sends: what berthd decodes (its
+/// `server::oversize::MAX_REQUEST_BYTES`), so a too-large request fails
+/// here with a clear error instead of on the wire.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
 use crate::cli::{CertsCommand, Cli, Command};
 use crate::ctx::report;
 use crate::error::Result;

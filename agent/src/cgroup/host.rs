@@ -159,7 +159,10 @@ impl CgroupHost {
             let _ = cg.delete();
             return Err(err(e));
         }
-        if let Err(e) = self.verify_memory(&path, limits) {
+        if let Err(e) = self
+            .verify_memory(&path, limits)
+            .and_then(|()| self.verify_cpuset(&path, limits))
+        {
             let _ = cg.delete();
             return Err(e);
         }
@@ -315,7 +318,40 @@ impl CgroupHost {
             path: path.clone(),
             source,
         })?;
-        self.verify_memory(&path, limits)
+        self.verify_memory(&path, limits)?;
+        self.verify_cpuset(&path, limits)
+    }
+
+    /// cgroups-rs ignores errors of cpuset writes too (a CPU that is not
+    /// online, or not in the parent's set): read back what the kernel took.
+    fn verify_cpuset(&self, path: &str, limits: &Limits) -> Result<(), CgroupError> {
+        use super::cpulist::CpuList;
+        if !self.controllers.iter().any(|c| c == "cpuset") {
+            return Ok(());
+        }
+        let dir = if self.version == 2 {
+            self.root.join(path)
+        } else {
+            self.root.join("cpuset").join(path)
+        };
+        for (file, want) in [
+            ("cpuset.cpus", &limits.cpuset_cpus),
+            ("cpuset.mems", &limits.cpuset_mems),
+        ] {
+            if want.is_empty() {
+                continue;
+            }
+            let got = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            if CpuList::parse(want) != CpuList::parse(&got) {
+                return Err(CgroupError::Unsupported(format!(
+                    "the kernel did not take {file} {:?} (it holds {:?}): not all of them \
+                     are available to berth's cgroup",
+                    crate::error::capped(want),
+                    got.trim()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// cgroups-rs ignores errors of memory writes; read the limit back so a

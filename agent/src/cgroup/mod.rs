@@ -5,6 +5,7 @@
 //! tree). On v2, `<parent>` holds only container cgroups, never processes,
 //! which keeps the "no internal processes" rule.
 
+pub mod cpulist;
 mod devices;
 mod freezer;
 mod hierarchies;

@@ -7,14 +7,18 @@ use super::error::{ContainerError, Result};
 use super::record::{Record, SpecRecord};
 use super::rootfs::Rootfs;
 use super::state::State;
-use super::{now_nanos, restart, spec, Manager, LOG_FILE};
+use super::{bounds, now_nanos, restart, spec, Manager, LOG_FILE};
 use crate::cgroup::{CgroupError, Limits};
 use crate::error::capped;
 use crate::events::domain::Action;
 
+/// The length of a short id, as `berthctl ps` shows it.
+const SHORT_ID: usize = 12;
+
 impl Manager {
     /// Creates a container (state Created). Nothing is left behind on error.
     pub fn create(&self, spec: SpecRecord) -> Result<Record> {
+        bounds::check_spec(&spec)?;
         spec::validate_limits(&spec.limits)?;
         if !spec.name.is_empty() {
             spec::validate_name(&spec.name)?;
@@ -107,6 +111,24 @@ impl Manager {
             if table.by_id.values().any(|e| e.lock_record().name == name) {
                 return Err(ContainerError::NameInUse { name });
             }
+            // Lookups try the full id, then names, then id prefixes (as
+            // Docker's): a name that is another container's short id (12
+            // hex digits, as `ps` shows it) or a longer prefix of its id
+            // would hide that container from it. Shorter names win over id
+            // prefixes, as in Docker.
+            if let Some(other) = table
+                .by_id
+                .keys()
+                .find(|id| name.len() >= SHORT_ID && id.starts_with(name.as_str()))
+            {
+                return Err(ContainerError::invalid(
+                    "name",
+                    format!(
+                        "the name {name:?} is a prefix of the id of container {}, which it would hide",
+                        &other[..12]
+                    ),
+                ));
+            }
             table.by_id.insert(id.clone(), entry.clone());
         }
         let made = (|| -> std::io::Result<()> {
@@ -115,7 +137,7 @@ impl Manager {
             crate::fsutil::create_private_file(&dir.join(LOG_FILE))?;
             Ok(())
         })()
-        .map_err(|e| ContainerError::io("creating the container directory", e))
+        .map_err(|e| ContainerError::io(format_args!("creating {}", dir.display()), e))
         .and_then(|()| entry.persist(&rec));
         if let Err(e) = made {
             self.table().by_id.remove(&id);

@@ -14,6 +14,7 @@
 //! exits are recorded without it, which the transition function's check
 //! under the record's lock makes safe.
 
+pub mod bounds;
 mod create;
 #[cfg(test)]
 mod diskfull_tests;

@@ -5,6 +5,7 @@ use rand::Rng;
 
 use super::error::{ContainerError, Result};
 use super::record::{LimitsRecord, SpecRecord};
+use crate::cgroup::cpulist::{host_online, CpuList};
 use crate::error::capped;
 use crate::image::ImageConfig;
 
@@ -49,18 +50,8 @@ pub fn merge(spec: &SpecRecord, image: &ImageConfig) -> Result<Effective> {
             "no command: the image has no Entrypoint or Cmd, so give one",
         ));
     }
-    let mut env: Vec<String> = Vec::new();
-    for e in image.env.iter().chain(spec.env.iter()) {
-        let key = e.split('=').next().unwrap_or_default();
-        if key.is_empty() {
-            return Err(ContainerError::invalid(
-                "env",
-                format!("bad environment entry {:?}", capped(e)),
-            ));
-        }
-        env.retain(|x: &String| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
+    let env = merge_env(&image.env, &spec.env)?;
+    super::bounds::check_exec_total("env", &args, &env)?;
     let cwd = if !spec.working_dir.is_empty() {
         spec.working_dir.clone()
     } else if !image.working_dir.is_empty() {
@@ -99,6 +90,31 @@ pub fn merge(spec: &SpecRecord, image: &ImageConfig) -> Result<Effective> {
         stop_signal,
         stop_timeout: spec.stop_timeout_seconds.unwrap_or(10),
     })
+}
+
+/// The image's env with the spec's over it: an entry replaces the one
+/// with its key, and each key sits where its last entry came. Linear (an
+/// index of each key's last entry): a large env must not cost the square
+/// of its size on an async worker.
+fn merge_env(image: &[String], spec: &[String]) -> Result<Vec<String>> {
+    let all = || image.iter().chain(spec.iter());
+    let mut last: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(image.len() + spec.len());
+    for (i, e) in all().enumerate() {
+        let key = e.split('=').next().unwrap_or_default();
+        if key.is_empty() {
+            return Err(ContainerError::invalid(
+                "env",
+                format!("bad environment entry {:?}", capped(e)),
+            ));
+        }
+        last.insert(key, i);
+    }
+    Ok(all()
+        .enumerate()
+        .filter(|(i, e)| last.get(e.split('=').next().unwrap_or_default()) == Some(i))
+        .map(|(_, e)| e.clone())
+        .collect())
 }
 
 /// Checks limits for sense before anything is created.
@@ -169,30 +185,40 @@ pub fn validate_limits(l: &LimitsRecord) -> Result<()> {
             format!("pids limit {} is invalid", l.pids),
         );
     }
-    for (field, what, v) in [
-        ("resources.cpuset_cpus", "cpuset cpus", &l.cpuset_cpus),
-        ("resources.cpuset_mems", "cpuset mems", &l.cpuset_mems),
+    super::bounds::check_cpusets(l)?;
+    for (field, what, v, nodes) in [
+        (
+            "resources.cpuset_cpus",
+            "cpuset cpus",
+            &l.cpuset_cpus,
+            false,
+        ),
+        ("resources.cpuset_mems", "cpuset mems", &l.cpuset_mems, true),
     ] {
-        if !v.is_empty() && !valid_cpu_list(v) {
+        if v.is_empty() {
+            continue;
+        }
+        let Some(want) = CpuList::parse(v) else {
             return bad(
                 field,
                 format!("{what} {:?} is not a list like \"0-2,4\"", capped(v)),
             );
+        };
+        // The kernel would refuse the write, and cgroups-rs drop the
+        // error: say so now instead of running on the parent's set.
+        if let Some(host) = host_online(nodes) {
+            if !want.is_subset_of(&host) {
+                return bad(
+                    field,
+                    format!(
+                        "{what} {:?} are not all online on this host (online: {host})",
+                        capped(v)
+                    ),
+                );
+            }
         }
     }
     Ok(())
-}
-
-fn valid_cpu_list(s: &str) -> bool {
-    s.split(',').all(|part| {
-        let mut it = part.splitn(2, '-');
-        let a = it.next().and_then(|x| x.parse::<u32>().ok());
-        match (a, it.next()) {
-            (Some(_), None) => true,
-            (Some(a), Some(b)) => b.parse::<u32>().map(|b| b >= a).unwrap_or(false),
-            _ => false,
-        }
-    })
 }
 
 /// Checks a user-chosen container name (Docker's rule).
@@ -206,6 +232,13 @@ pub fn validate_name(name: &str) -> Result<()> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok && name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        // It would read as an id, of this or another container.
+        return Err(ContainerError::invalid(
+            "name",
+            "a name of 64 hex digits would read as a container id: choose another",
+        ));
+    }
     if ok {
         Ok(())
     } else {
@@ -336,6 +369,14 @@ mod tests {
             ..Default::default()
         };
         assert!(validate_limits(&ok).is_ok());
+        let past = host_online(false)
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let last: u32 = past
+            .rsplit(['-', ','])
+            .next()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
         for bad in [
             LimitsRecord {
                 memory: 1024,
@@ -370,9 +411,41 @@ mod tests {
                 cpuset_cpus: "a-b".into(),
                 ..Default::default()
             },
+            LimitsRecord {
+                cpuset_cpus: (last + 1).to_string(),
+                ..Default::default()
+            },
+            LimitsRecord {
+                cpuset_cpus: "0-9999".into(),
+                ..Default::default()
+            },
+            LimitsRecord {
+                cpuset_mems: "0-64".into(),
+                ..Default::default()
+            },
         ] {
             assert!(validate_limits(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn env_merge_keeps_docker_order_and_is_linear() {
+        let e = merge_env(
+            &["A=1".into(), "PATH=/bin".into(), "B=1".into()],
+            &["A=2".into(), "C=3".into(), "B=2".into()],
+        )
+        .unwrap();
+        assert_eq!(e, vec!["PATH=/bin", "A=2", "C=3", "B=2"]);
+        // Far beyond the accepted env (4096 entries), where a quadratic
+        // merge (it took a minute for 100,000) could not finish: 400,000
+        // entries overriding 400,000 would be 10^11 comparisons.
+        const N: usize = 400_000;
+        let image: Vec<String> = (0..N).map(|i| format!("K{i}=image")).collect();
+        let spec: Vec<String> = (0..N).map(|i| format!("K{i}=spec")).collect();
+        let e = merge_env(&image, &spec).unwrap();
+        assert_eq!(e.len(), N);
+        assert!(e.iter().all(|x| x.ends_with("=spec")));
+        assert!(merge_env(&[], &["=x".into()]).is_err());
     }
 
     #[test]
@@ -381,6 +454,8 @@ mod tests {
         assert!(validate_name("-x").is_err());
         assert!(validate_name("a/b").is_err());
         assert!(validate_name("").is_err());
+        assert!(validate_name(&new_id()).is_err());
+        assert!(validate_name(&new_id()[..63]).is_ok());
         assert!(validate_name(&generate_name()).is_ok());
         assert_eq!(new_id().len(), 64);
     }

@@ -70,10 +70,10 @@ impl ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// No image matches the given name or id.
-    #[error("image not found: {0}")]
+    #[error("image not found: {}", crate::error::capped(.0))]
     NotFound(String),
     /// An id prefix matches more than one image.
-    #[error("ambiguous image id prefix: {0}")]
+    #[error("ambiguous image id prefix: {}", crate::error::capped(.0))]
     Ambiguous(String),
     /// A reference (image name) is malformed, missing where one is needed,
     /// or cannot be applied (e.g. one name for an archive holding several images).
@@ -137,7 +137,10 @@ pub enum ImageError {
     },
     /// A missing image could not be pulled for a container (auto-pull);
     /// of the kind of the pull's error.
-    #[error("image {image} is not stored and pulling it failed: {source}")]
+    #[error(
+        "image {} is not stored and pulling it failed: {source}",
+        crate::error::capped(image)
+    )]
     AutoPull {
         /// The image the container named.
         image: String,
@@ -227,6 +230,11 @@ impl ImageError {
             ImageError::Corrupt(_) => ErrorKind::Corrupt,
             ImageError::Unsupported(_) => ErrorKind::Unsupported,
             ImageError::NoSpace(_) => ErrorKind::NoSpace,
+            ImageError::Io { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                ErrorKind::NoSpace
+            }
             ImageError::Io { .. } => ErrorKind::Internal,
             ImageError::AutoPull { source, .. } => source.kind(),
             ImageError::Shared(e) => e.kind(),

@@ -36,9 +36,18 @@ const TAG_MAX: usize = 128;
 /// # Errors
 /// [`ImageError::InvalidReference`] with a message saying what is wrong.
 pub fn normalize(s: &str) -> Result<String, ImageError> {
-    let bad = |why: &str| ImageError::InvalidReference(format!("{s:?}: {why}"));
+    let bad =
+        |why: &str| ImageError::InvalidReference(format!("{:?}: {why}", crate::error::capped(s)));
     if s.is_empty() {
         return Err(bad("reference is empty"));
+    }
+    // Docker's names stop at 255 characters; tag and digest add under 200.
+    if s.len() > crate::container::bounds::IMAGE_MAX {
+        return Err(bad(&format!(
+            "reference is {} bytes long: at most {} are accepted",
+            s.len(),
+            crate::container::bounds::IMAGE_MAX
+        )));
     }
     if s.len() == 64 && is_lower_hex(s) {
         // Docker refuses these so that a name can never be confused with an image id.

@@ -58,11 +58,39 @@ impl ContainersService {
             field: "spec",
             reason: "spec is required",
         })?;
+        let spec = spec_from_proto(spec)?;
+        // Bounded before anything (a pull included) looks at it.
+        crate::container::bounds::check_spec(&spec)?;
         if let Some(p) = &self.pulling {
             p.ensure(&spec.image).await?;
         }
-        Ok(self.mgr.create(spec_from_proto(spec)?)?)
+        // A large spec (up to a few MB once merged and encoded to its
+        // record) is created on the blocking pool, so it does not hold an
+        // async worker; a usual one inline, without the thread hand-offs.
+        if spec_bytes(&spec) > INLINE_SPEC_BYTES {
+            let mgr = self.mgr.clone();
+            return tokio::task::spawn_blocking(move || mgr.create(spec))
+                .await
+                .map_err(|e| Error::internal("creating the container", e))?
+                .map_err(Status::from);
+        }
+        Ok(self.mgr.create(spec)?)
     }
+}
+
+/// Specs up to this size (env, args and labels) are created inline.
+const INLINE_SPEC_BYTES: usize = 64 * 1024;
+
+/// About how many bytes a spec's lists take (bounded, so cheap to count).
+fn spec_bytes(s: &crate::container::record::SpecRecord) -> usize {
+    let list = |l: &[String]| l.iter().map(|x| x.len() + 1).sum::<usize>();
+    list(&s.command)
+        + s.entrypoint.as_deref().map_or(0, list)
+        + list(&s.env)
+        + s.labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
@@ -159,6 +187,23 @@ impl Containers for ContainersService {
         req: Request<pb::ListContainersRequest>,
     ) -> Result<Response<pb::ListContainersResponse>, Status> {
         let f = req.into_inner();
+        {
+            use crate::container::bounds::{KEY_MAX, LABELS_MAX, LABEL_KEY_MAX, LABEL_VALUE_MAX};
+            let bad = |field, reason| Err(Error::InvalidRequest { field, reason });
+            if f.name.len() > KEY_MAX {
+                return bad("name", "a name filter is at most 128 bytes")?;
+            }
+            if f.labels.len() > LABELS_MAX
+                || f.labels
+                    .iter()
+                    .any(|(k, v)| k.len() > LABEL_KEY_MAX || v.len() > LABEL_VALUE_MAX)
+            {
+                return bad(
+                    "labels",
+                    "at most 1024 label filters, keys at most 256 bytes, values at most 4096",
+                )?;
+            }
+        }
         let containers = self
             .mgr
             .list()
@@ -222,13 +267,17 @@ impl Containers for ContainersService {
         req: Request<pb::UpdateContainerRequest>,
     ) -> Result<Response<pb::UpdateContainerResponse>, Status> {
         let req = req.into_inner();
+        let policy = req
+            .restart_policy
+            .map(super::convert::policy_from_proto)
+            .transpose()?;
         let entry = self.mgr.get(&req.id)?;
         let rec = self
             .mgr
             .update(
                 &entry,
                 req.resources.map(super::convert::limits_from_proto),
-                req.restart_policy.map(super::convert::policy_from_proto),
+                policy,
             )
             .await?;
         Ok(Response::new(pb::UpdateContainerResponse {

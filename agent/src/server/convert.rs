@@ -26,7 +26,11 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         auto_remove: s.auto_remove,
         stop_signal: s.stop_signal,
         stop_timeout_seconds: s.stop_timeout_seconds,
-        restart_policy: s.restart_policy.map(policy_from_proto).unwrap_or_default(),
+        restart_policy: s
+            .restart_policy
+            .map(policy_from_proto)
+            .transpose()?
+            .unwrap_or_default(),
         seccomp: seccomp_from_proto(s.security.and_then(|s| s.seccomp))?,
     })
 }
@@ -75,17 +79,22 @@ fn seccomp_to_proto(c: &Choice) -> Option<pb::SecurityOptions> {
     })
 }
 
-/// API restart policy to the agent's.
-pub fn policy_from_proto(p: pb::RestartPolicy) -> Policy {
+/// API restart policy to the agent's; a mode this agent does not know is
+/// refused, not taken for "no".
+pub fn policy_from_proto(p: pb::RestartPolicy) -> Result<Policy, Error> {
     use pb::restart_policy::Mode;
-    match Mode::try_from(p.mode).unwrap_or(Mode::Unspecified) {
+    let mode = Mode::try_from(p.mode).map_err(|_| Error::InvalidRequest {
+        field: "restart_policy.mode",
+        reason: "unknown restart policy mode: use MODE_NO, MODE_ON_FAILURE, MODE_ALWAYS or MODE_UNLESS_STOPPED",
+    })?;
+    Ok(match mode {
         Mode::Unspecified | Mode::No => Policy::No,
         Mode::OnFailure => Policy::OnFailure {
             max_retries: p.max_retries,
         },
         Mode::Always => Policy::Always,
         Mode::UnlessStopped => Policy::UnlessStopped,
-    }
+    })
 }
 
 fn policy_to_proto(p: Policy) -> pb::RestartPolicy {

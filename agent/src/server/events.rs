@@ -103,6 +103,7 @@ impl Events for EventsService {
             }
             .into());
         }
+        check_filter(&req)?;
         let mut containers = Vec::new();
         for c in req.containers {
             // A prefix names the container it resolves to now; a name (or a
@@ -147,6 +148,13 @@ impl Events for EventsService {
                 last + 1
             })
         } else if req.from_seq > 0 {
+            // A seq not yet published, beyond the next one, is from another
+            // event log (a reset state dir, another agent): waiting for it
+            // would hang for as long as it takes to get there.
+            let next = self.bus.next_seq();
+            if req.from_seq > next {
+                return Err(super::status::beyond(req.from_seq, next));
+            }
             req.from_seq
         } else {
             self.bus.next_seq()
@@ -200,6 +208,36 @@ impl Events for EventsService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Most entries in a filter's `containers`, and in its `labels`.
+const FILTER_ENTRIES_MAX: usize = 1024;
+
+/// Filters are bounded like the specs they match: every entry no longer
+/// than a container key or a label, and at most [`FILTER_ENTRIES_MAX`].
+fn check_filter(req: &pb::SubscribeRequest) -> Result<(), Status> {
+    use crate::container::bounds::{KEY_MAX, LABEL_KEY_MAX, LABEL_VALUE_MAX};
+    let bad = |field, reason| Err(crate::error::Error::InvalidRequest { field, reason }.into());
+    if req.containers.len() > FILTER_ENTRIES_MAX || req.labels.len() > FILTER_ENTRIES_MAX {
+        return bad(
+            "containers",
+            "at most 1024 containers and 1024 labels in a filter",
+        );
+    }
+    if req.containers.iter().any(|c| c.len() > KEY_MAX) {
+        return bad("containers", "a container id or name is at most 128 bytes");
+    }
+    if req
+        .labels
+        .iter()
+        .any(|(k, v)| k.len() > LABEL_KEY_MAX || v.len() > LABEL_VALUE_MAX)
+    {
+        return bad(
+            "labels",
+            "a label key is at most 256 bytes, a value at most 4096",
+        );
+    }
+    Ok(())
 }
 
 /// Queued events a subscriber may hold as slices of the cache's chunks.

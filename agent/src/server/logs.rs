@@ -203,17 +203,28 @@ async fn pump(
         if cur.file().metadata()?.len() < cur.offset() {
             cur.seek(0);
         }
-        if !send_records(&mut cur, usize::MAX, None, &filter, tx).await? || done {
+        if !send_records(&mut cur, usize::MAX, None, &filter, tx).await? {
             return Ok(());
         }
-        // Rotated: finish the old file (done above), continue with the new.
+        // Rotated: finish the old file (done above), continue with the new
+        // (also when the container has ended: it may have written more).
         if let (Ok(now), Ok(ours)) = (std::fs::metadata(&path), cur.file().metadata()) {
             if now.ino() != ours.ino() {
+                // Ours is unlinked once a second rotation replaced it as
+                // the rotated file: output after it may be gone. Say so
+                // rather than skip it silently.
+                if ours.nlink() == 0 {
+                    let _ = tx.send(Err(super::status::log_overrun())).await;
+                    return Ok(());
+                }
                 if let Ok(f) = File::open(&path) {
                     cur = Forward::new(f, 0, None);
                     continue;
                 }
             }
+        }
+        if done {
+            return Ok(());
         }
         tokio::select! {
             _ = life.changed() => {}

@@ -9,6 +9,7 @@ mod image_status;
 pub mod images;
 mod listen;
 mod logs;
+pub mod oversize;
 pub mod status;
 
 use std::os::unix::fs::PermissionsExt;
@@ -111,30 +112,47 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    use oversize::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
     let router = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            oversize::fix_status::<tonic::body::Body>,
+        ))
         .add_service(health_svc)
         .add_service(reflection)
-        .add_service(ContainersServer::new(
-            containers::ContainersService::new(mgr.clone()).with_pulling(pulling.clone()),
-        ))
-        .add_service(ImagesServer::new(images::ImagesService::new(
-            images.clone(),
-            mgr.clone(),
-            bus.clone(),
-            cfg.state_dir.join("tmp"),
-            pulling,
-        )))
-        .add_service(EventsServer::new(events::EventsService::new(
-            bus.clone(),
-            mgr.clone(),
-        )))
-        .add_service(AgentServer::new(agent::AgentService::new(
-            mgr.clone(),
-            images.clone(),
-            cfg.state_dir.display().to_string(),
-            started_at,
-            instance_id,
-        )));
+        .add_service(
+            ContainersServer::new(
+                containers::ContainersService::new(mgr.clone()).with_pulling(pulling.clone()),
+            )
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            ImagesServer::new(images::ImagesService::new(
+                images.clone(),
+                mgr.clone(),
+                bus.clone(),
+                cfg.state_dir.join("tmp"),
+                pulling,
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            EventsServer::new(events::EventsService::new(bus.clone(), mgr.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            AgentServer::new(agent::AgentService::new(
+                mgr.clone(),
+                images.clone(),
+                cfg.state_dir.display().to_string(),
+                started_at,
+                instance_id,
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        );
 
     let listener = bind_unix(&cfg.socket)?;
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "berthd ready");

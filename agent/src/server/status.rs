@@ -138,8 +138,28 @@ fn details(e: &Error) -> Details {
     }
 }
 
+/// Whether `e` or an error behind it is a full file system or an
+/// exhausted disk quota: whatever was being done, that is
+/// `RESOURCE_EXHAUSTED` (freeing space helps), not an internal error.
+fn no_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
+        if no_space(&e) {
+            return Details::new(Code::ResourceExhausted, "NO_SPACE")
+                .status(format!("file system full: {e}"));
+        }
         details(&e).status(e.to_string())
     }
 }
@@ -175,6 +195,27 @@ pub fn gap(gap: Gap) -> Status {
         Gap::Unreadable(e) => Details::new(Code::Internal, "EVENT_LOG_UNREADABLE")
             .status(format!("reading the event log: {e}")),
     }
+}
+
+/// A subscription from a seq beyond the next one to be published:
+/// `OUT_OF_RANGE` at once, with that next seq (`next_seq`).
+pub fn beyond(from: u64, next: u64) -> Status {
+    Details::new(Code::OutOfRange, "EVENTS_NOT_YET_PUBLISHED")
+        .with("next_seq", next.to_string())
+        .field("from_seq")
+        .status(format!(
+            "event {from} has not been published: the next is {next}; resubscribe with from_seq <= {next}"
+        ))
+}
+
+/// A following log reader that rotation outran: the file it was reading
+/// was rotated away twice, so output after it may be lost.
+pub fn log_overrun() -> Status {
+    Details::new(Code::DataLoss, "LOG_ROTATED_PAST_READER").status(
+        "the log was rotated more than once while this reader was behind: output after \
+         the last entry sent may be lost; read again with tail to continue"
+            .into(),
+    )
 }
 
 #[cfg(test)]
@@ -223,6 +264,36 @@ mod tests {
         });
         assert_eq!(s.code(), Code::Unavailable);
         assert_eq!(info(&s).reason, "REGISTRY_UNAVAILABLE");
+    }
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted_with_what_was_written() {
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let s = Status::from(ContainerError::io(
+                "saving container c1",
+                std::io::Error::from_raw_os_error(errno),
+            ));
+            assert_eq!(s.code(), Code::ResourceExhausted);
+            assert_eq!(info(&s).reason, "NO_SPACE");
+            assert!(s
+                .message()
+                .starts_with("file system full: saving container c1"));
+            let s = Status::from(ImageError::Io {
+                context: "writing layer /x".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            });
+            assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+            let s = Status::from(Error::internal(
+                "appending to the event log",
+                std::io::Error::from_raw_os_error(errno),
+            ));
+            assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+        }
+        let s = Status::from(ContainerError::io(
+            "x",
+            std::io::Error::from_raw_os_error(libc::EIO),
+        ));
+        assert_eq!(s.code(), Code::Internal);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub async fn create(f: &Fleet, args: CreateArgs) -> Result<()> {
             let spec = spec.clone();
             async move {
                 ContainersClient::new(ch)
+                    .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                    .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                     .create(CreateContainerRequest { spec: Some(spec) })
                     .await?
                     .into_inner()

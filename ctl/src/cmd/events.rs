@@ -207,7 +207,12 @@ impl Follower<'_> {
             Ok(ch) => ch,
             Err(e) => return e,
         };
-        let mut stream = match EventsClient::new(ch).subscribe(req.clone()).await {
+        let mut stream = match EventsClient::new(ch)
+            .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+            .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
+            .subscribe(req.clone())
+            .await
+        {
             Ok(s) => s.into_inner(),
             Err(s) => return s.into(),
         };

@@ -274,6 +274,8 @@ mod tests {
             "container",
             |ch, id| async move {
                 ContainersClient::new(ch)
+                    .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                    .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                     .stop(StopContainerRequest {
                         id: id.clone(),
                         timeout_seconds: None,

@@ -93,7 +93,9 @@ async fn import_one(m: &Member, json: bool, args: ImportArgs) -> Result<()> {
                 .map_err(|e| Error::Message(format!("cannot open {}: {e}", args.file)))?,
         )
     };
-    let mut client = ImagesClient::new(m.channel().await?);
+    let mut client = ImagesClient::new(m.channel().await?)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES);
     let (tx, rx) = mpsc::channel(2);
     let (failed_tx, failed_rx) = oneshot::channel();
     let reader = tokio::spawn(pump(
@@ -155,6 +157,8 @@ async fn import_many(f: &Fleet, args: ImportArgs) -> Result<()> {
                 });
                 let msgs = tokio_stream::iter(std::iter::once(first).chain(body));
                 Ok(ImagesClient::new(ch)
+                    .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                    .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                     .import(msgs)
                     .await?
                     .into_inner()

@@ -19,6 +19,8 @@ pub async fn inspect(f: &Fleet, args: ImageIdsArgs) -> Result<()> {
         "image",
         |ch, image| async move {
             ImagesClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .inspect(InspectImageRequest { image })
                 .await?
                 .into_inner()

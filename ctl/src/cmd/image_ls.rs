@@ -44,6 +44,8 @@ pub async fn ls(f: &Fleet) -> Result<()> {
     let results = f
         .each(|_, ch| async move {
             Ok(ImagesClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .list(ListImagesRequest {})
                 .await?
                 .into_inner()

@@ -18,6 +18,8 @@ pub async fn rm(f: &Fleet, args: ImageRmArgs) -> Result<()> {
         "image",
         |ch, image| async move {
             let r = ImagesClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .remove(RemoveImageRequest { image, force })
                 .await?;
             Ok(r.into_inner())

@@ -79,7 +79,9 @@ pub async fn info(f: &Fleet) -> Result<()> {
     if !f.is_single() {
         return hosts(f, false).await;
     }
-    let mut client = AgentClient::new(f.first()?.channel().await?);
+    let mut client = AgentClient::new(f.first()?.channel().await?)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES);
     let i = client.info(InfoRequest {}).await?.into_inner();
     if f.json() {
         print_json_line(&output::message_json(&i)?);
@@ -121,6 +123,8 @@ async fn host_info(ch: Channel) -> Result<HostInfo> {
     }
     .to_string();
     let info = AgentClient::new(ch)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
         .info(InfoRequest {})
         .await?
         .into_inner();

@@ -19,6 +19,8 @@ pub async fn inspect(f: &Fleet, args: IdsArgs) -> Result<()> {
         "container",
         |ch, id| async move {
             ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .inspect(InspectContainerRequest { id })
                 .await?
                 .into_inner()

@@ -26,7 +26,11 @@ pub async fn kill(f: &Fleet, args: KillArgs) -> Result<()> {
         "container",
         |ch, id| async move {
             let req = kill_request(&id, signal);
-            ContainersClient::new(ch).kill(req.clone()).await?;
+            ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
+                .kill(req.clone())
+                .await?;
             Ok(req)
         },
         IdsOutput {

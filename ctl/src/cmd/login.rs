@@ -17,6 +17,8 @@ pub async fn login(m: &Member, json: bool, args: LoginArgs) -> Result<()> {
     }
     let password = read_password().await?;
     let r = ImagesClient::new(m.channel().await?)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
         .login(LoginRequest {
             registry: args.registry.unwrap_or_default(),
             credentials: Some(RegistryCredentials {
@@ -38,6 +40,8 @@ pub async fn login(m: &Member, json: bool, args: LoginArgs) -> Result<()> {
 /// `logout [REGISTRY]`.
 pub async fn logout(m: &Member, json: bool, args: LogoutArgs) -> Result<()> {
     let r = ImagesClient::new(m.channel().await?)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
         .logout(LogoutRequest {
             registry: args.registry.unwrap_or_default(),
         })

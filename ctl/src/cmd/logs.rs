@@ -144,7 +144,12 @@ pub async fn logs(f: &Fleet, args: LogsArgs) -> Result<()> {
         let req = req.clone();
         async move {
             let sink = Sink::new(f, &m.name, timestamps);
-            let mut stream = ContainersClient::new(ch).logs(req).await?.into_inner();
+            let mut stream = ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
+                .logs(req)
+                .await?
+                .into_inner();
             let mut kept = Vec::new();
             while let Some(entry) = stream.message().await? {
                 if live {

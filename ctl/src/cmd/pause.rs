@@ -18,6 +18,8 @@ pub async fn pause(f: &Fleet, args: IdsArgs) -> Result<()> {
         "container",
         |ch, id| async move {
             let r = ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .pause(PauseContainerRequest { id })
                 .await?;
             Ok(r.into_inner().container)
@@ -36,6 +38,8 @@ pub async fn unpause(f: &Fleet, args: IdsArgs) -> Result<()> {
         "container",
         |ch, id| async move {
             let r = ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .resume(ResumeContainerRequest { id })
                 .await?;
             Ok(r.into_inner().container)

@@ -105,6 +105,8 @@ pub async fn ps(f: &Fleet, args: PsArgs) -> Result<()> {
             let req = req.clone();
             async move {
                 Ok(ContainersClient::new(ch)
+                    .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                    .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                     .list(req)
                     .await?
                     .into_inner()

@@ -185,7 +185,9 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
         }
         None => None,
     };
-    let mut client = ImagesClient::new(m.channel().await?);
+    let mut client = ImagesClient::new(m.channel().await?)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES);
     let mut stream = client
         .pull(PullImageRequest {
             reference: args.reference.clone(),

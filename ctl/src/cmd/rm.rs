@@ -17,6 +17,8 @@ pub async fn rm(f: &Fleet, args: RmArgs) -> Result<()> {
         "container",
         |ch, id| async move {
             let r = ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .remove(RemoveContainerRequest { id, force })
                 .await?;
             Ok(r.into_inner())

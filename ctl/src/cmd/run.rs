@@ -77,6 +77,8 @@ pub async fn run(f: &Fleet, args: RunArgs) -> Result<()> {
                 let spec = spec.clone();
                 async move {
                     match ContainersClient::new(ch)
+                        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                        .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                         .run(RunContainerRequest { spec: Some(spec) })
                         .await
                     {
@@ -103,7 +105,14 @@ pub async fn run(f: &Fleet, args: RunArgs) -> Result<()> {
             let spec = spec.clone();
             async move {
                 let sink = Sink::new(f, &m.name, false);
-                run_attached(&sink, ContainersClient::new(ch), spec).await
+                run_attached(
+                    &sink,
+                    ContainersClient::new(ch)
+                        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                        .max_encoding_message_size(crate::MAX_REQUEST_BYTES),
+                    spec,
+                )
+                .await
             }
         })
         .await;

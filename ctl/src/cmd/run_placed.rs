@@ -32,6 +32,8 @@ pub async fn run_placed(f: &Fleet, args: RunArgs, strategy: Placement) -> Result
     let infos = f
         .each(|_, ch| async move {
             Ok(AgentClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .info(InfoRequest {})
                 .await?
                 .into_inner())
@@ -66,7 +68,9 @@ pub async fn run_placed(f: &Fleet, args: RunArgs, strategy: Placement) -> Result
             let spec = spec.clone();
             let name_of = &name_of;
             async move {
-                let mut c = ContainersClient::new(ch);
+                let mut c = ContainersClient::new(ch)
+                    .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                    .max_encoding_message_size(crate::MAX_REQUEST_BYTES);
                 let mut started = Vec::new();
                 for &n in plan.get(&m.name).map(Vec::as_slice).unwrap_or_default() {
                     let mut s = spec.clone();

@@ -16,6 +16,8 @@ pub async fn start(f: &Fleet, args: IdsArgs) -> Result<()> {
         "container",
         |ch, id| async move {
             let r = ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .start(StartContainerRequest { id })
                 .await?;
             Ok(r.into_inner().container)

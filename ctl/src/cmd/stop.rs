@@ -26,6 +26,8 @@ pub async fn stop(f: &Fleet, args: StopArgs) -> Result<()> {
         "container",
         |ch, id| async move {
             let r = ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .stop(stop_request(&id, time))
                 .await?;
             Ok(r.into_inner())

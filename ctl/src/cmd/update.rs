@@ -37,7 +37,11 @@ pub async fn update(f: &Fleet, args: UpdateArgs) -> Result<()> {
                 resources: resources.clone(),
                 restart_policy,
             };
-            let r = ContainersClient::new(ch).update(req).await?;
+            let r = ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
+                .update(req)
+                .await?;
             Ok(r.into_inner().container)
         },
         container_output("CONTAINER"),

@@ -23,6 +23,8 @@ pub async fn version(f: &Fleet) -> Result<()> {
 async fn version_one(m: &Member, json: bool) -> Result<()> {
     let agent = match m.channel().await {
         Ok(ch) => AgentClient::new(ch)
+            .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+            .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
             .info(InfoRequest {})
             .await
             .map(|r| r.into_inner())
@@ -60,6 +62,8 @@ async fn version_many(f: &Fleet) -> Result<()> {
     let results = f
         .each(|_, ch| async move {
             Ok(AgentClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .info(InfoRequest {})
                 .await?
                 .into_inner())

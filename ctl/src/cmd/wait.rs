@@ -20,6 +20,8 @@ pub async fn wait(f: &Fleet, args: IdsArgs) -> Result<()> {
         "container",
         |ch, id| async move {
             let r = ContainersClient::new(ch)
+                .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
                 .wait(WaitContainerRequest {
                     id,
                     ..Default::default()
