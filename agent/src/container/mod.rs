@@ -22,6 +22,7 @@ mod recover;
 mod remove;
 pub mod restart;
 pub mod rootfs;
+pub mod secopts;
 pub mod spec;
 mod start;
 pub mod state;
@@ -72,6 +73,7 @@ pub struct Manager {
     flusher: Arc<Flusher>,
     janitor: Arc<Janitor>,
     seccomp: Arc<Seccomp>,
+    allow_privileged: bool,
     log_max_bytes: u64,
     table: Mutex<Table>,
 }
@@ -94,6 +96,8 @@ pub struct Deps {
     pub janitor: Arc<Janitor>,
     /// Compiled seccomp profiles.
     pub seccomp: Arc<Seccomp>,
+    /// Privileged containers are accepted (berthd's `--allow-privileged`).
+    pub allow_privileged: bool,
 }
 
 fn now_nanos() -> i64 {
@@ -127,6 +131,7 @@ impl Manager {
             flusher,
             janitor,
             seccomp,
+            allow_privileged,
         } = deps;
         let mgr = Arc::new(Manager {
             dir,
@@ -138,6 +143,7 @@ impl Manager {
             flusher,
             janitor,
             seccomp,
+            allow_privileged,
             log_max_bytes,
             table: Mutex::new(Table {
                 by_id: HashMap::new(),
