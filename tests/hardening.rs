@@ -95,6 +95,7 @@ async fn a_container_has_a_session_keyring_of_its_own() {
             kind: berth::v1::seccomp_profile::Kind::Unconfined as i32,
             ..Default::default()
         }),
+        ..Default::default()
     });
     let (exit, out, err) = agent.run_to_exit(spec).await;
     assert_eq!(exit.exit_code, 0, "{err}");

@@ -50,7 +50,10 @@ fn spec(args: &[&str], seccomp: Option<pb::SeccompProfile>) -> pb::ContainerSpec
     pb::ContainerSpec {
         image: "busybox".into(),
         command: args.iter().map(|s| s.to_string()).collect(),
-        security: seccomp.map(|s| pb::SecurityOptions { seccomp: Some(s) }),
+        security: seccomp.map(|s| pb::SecurityOptions {
+            seccomp: Some(s),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -71,6 +71,12 @@ pub struct Config {
     /// start does not wait for one to be spawned; 0 spawns one per start.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub spare_monitors: usize,
+    /// Accept privileged containers (`berthctl run --privileged`): every
+    /// capability, no seccomp, every host device, nothing masked; root on
+    /// the host in all but name. Off by default: a request for one is then
+    /// refused (FAILED_PRECONDITION). Each one is logged at WARN.
+    #[arg(long)]
+    pub allow_privileged: bool,
     /// Log filter: a level, and per-target levels, comma-separated, e.g.
     /// "info", "berthd=debug,info" or "warn,h2=off".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]

@@ -63,7 +63,38 @@ pub fn security_opts(
             }
         }
     }
-    Ok(seccomp.map(|s| SecurityOptions { seccomp: Some(s) }))
+    Ok(seccomp.map(|s| SecurityOptions {
+        seccomp: Some(s),
+        ..Default::default()
+    }))
+}
+
+/// `--device HOST[:CONTAINER][:PERMS]`, as Docker reads it: with two parts
+/// the second is the permissions if it looks like them (only r, w and m),
+/// else the container path. The agent checks the rest.
+pub fn device(s: &str) -> Result<berth::v1::DeviceMapping, String> {
+    let perms = |p: &str| !p.is_empty() && p.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, container, permissions) = match parts.as_slice() {
+        [h] => (*h, "", ""),
+        [h, p] if perms(p) => (*h, "", *p),
+        [h, c] => (*h, *c, ""),
+        [h, c, p] => (*h, *c, *p),
+        _ => {
+            return Err(format!(
+                "--device {:.80}: use HOST[:CONTAINER][:PERMISSIONS]",
+                s
+            ))
+        }
+    };
+    if host.is_empty() {
+        return Err("--device needs a host device path".into());
+    }
+    Ok(berth::v1::DeviceMapping {
+        host_path: host.into(),
+        container_path: container.into(),
+        permissions: permissions.into(),
+    })
 }
 
 #[cfg(test)]
@@ -113,5 +144,26 @@ mod tests {
             kind(&["apparmor=docker-default"]).unwrap_err(),
             "not supported yet: --security-opt apparmor"
         );
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::device;
+
+    fn parts(s: &str) -> (String, String, String) {
+        let d = device(s).unwrap();
+        (d.host_path, d.container_path, d.permissions)
+    }
+
+    #[test]
+    fn docker_device_spellings() {
+        let t = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+        assert_eq!(parts("/dev/fuse"), t("/dev/fuse", "", ""));
+        assert_eq!(parts("/dev/zero:r"), t("/dev/zero", "", "r"));
+        assert_eq!(parts("/dev/zero:/dev/z"), t("/dev/zero", "/dev/z", ""));
+        assert_eq!(parts("/dev/zero:/dev/z:rw"), t("/dev/zero", "/dev/z", "rw"));
+        assert!(device("/a:/b:r:x").is_err());
+        assert!(device(":r").is_err());
     }
 }

@@ -1,39 +1,29 @@
-//! Capabilities a container keeps: Docker's default set.
+//! Capabilities a container keeps: Docker's default set, or what its
+//! `cap_add`/`cap_drop` made of it.
 
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
 use crate::io::{Context, Result};
 
-/// Docker's default capabilities; everything else is removed from the
-/// bounding set, so not even a setuid binary can regain it.
-const DEFAULT: CapabilitySet = CapabilitySet::CHOWN
-    .union(CapabilitySet::DAC_OVERRIDE)
-    .union(CapabilitySet::FSETID)
-    .union(CapabilitySet::FOWNER)
-    .union(CapabilitySet::MKNOD)
-    .union(CapabilitySet::NET_RAW)
-    .union(CapabilitySet::SETGID)
-    .union(CapabilitySet::SETUID)
-    .union(CapabilitySet::SETFCAP)
-    .union(CapabilitySet::SETPCAP)
-    .union(CapabilitySet::NET_BIND_SERVICE)
-    .union(CapabilitySet::SYS_CHROOT)
-    .union(CapabilitySet::KILL)
-    .union(CapabilitySet::AUDIT_WRITE);
-
-/// Limits the calling process to [`DEFAULT`]: bounding, permitted and
-/// effective sets (root in the container then holds exactly these after
-/// exec; other users hold none, as with Docker). The inheritable set is
-/// empty, as Docker's (runc's fix of CVE-2022-24769): a program with file
-/// capabilities gets only what its file grants within the bounding set,
-/// never more through inheritable ones. The kernel keeps ambient
-/// capabilities within permitted and inheritable, so the ambient set
-/// (berthd's, if it had one) is emptied with it.
-pub fn drop_to_default() -> Result<()> {
+/// Removes from the bounding set every capability not in `keep` (bit N:
+/// capability N; Docker's default set unless the container asked
+/// otherwise), so not even a setuid binary can regain one; returns the
+/// capabilities the container gets: `keep` within what this process holds
+/// (a capability the kernel or berthd lacks cannot be given).
+///
+/// The effective and permitted sets stay as they are until [`apply`],
+/// after the user is set: setgroups, setgid and setuid need CAP_SETGID and
+/// CAP_SETUID even when the container has them dropped.
+pub fn limit_bounding(keep: u64) -> Result<u64> {
+    let held = rustix::thread::capabilities(None)
+        .ctx("reading capabilities")?
+        .permitted
+        .bits();
+    let set = keep & held;
     // Every capability this kernel has, also ones newer than this code:
     // the kernel says EINVAL past its last one.
     for cap in 0..64u32 {
-        if DEFAULT.bits() & (1 << cap) != 0 {
+        if set & (1 << cap) != 0 {
             continue;
         }
         match crate::sys::drop_bounding_capability(cap) {
@@ -42,12 +32,24 @@ pub fn drop_to_default() -> Result<()> {
             Err(e) => return Err(e).ctx(alloc::format!("dropping capability {cap}")),
         }
     }
-    // setuid/setgid still need CAP_SETUID/CAP_SETGID, which stay in the set.
+    Ok(set)
+}
+
+/// Sets the permitted and effective sets to `set` for root, to nothing for
+/// another user (who holds none, as with Docker; setuid has cleared them
+/// already). The inheritable set is empty, as Docker's (runc's fix of
+/// CVE-2022-24769): a program with file capabilities gets only what its
+/// file grants within the bounding set, never more through inheritable
+/// ones. The kernel keeps ambient capabilities within permitted and
+/// inheritable, so the ambient set (berthd's, if it had one) is emptied
+/// with it.
+pub fn apply(set: u64, root: bool) -> Result<()> {
+    let set = CapabilitySet::from_bits_retain(if root { set } else { 0 });
     rustix::thread::set_capabilities(
         None,
         CapabilitySets {
-            effective: DEFAULT,
-            permitted: DEFAULT,
+            effective: set,
+            permitted: set,
             inheritable: CapabilitySet::empty(),
         },
     )

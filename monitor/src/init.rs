@@ -107,7 +107,7 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
     rustix::stdio::dup2_stderr(err).ctx("stderr")?;
     sys::cloexec_from(3).ctx("closing inherited files")?;
 
-    crate::caps::drop_to_default()?;
+    let caps = crate::caps::limit_bounding(spec.capabilities)?;
     let groups: Vec<rustix::process::Gid> = ids
         .groups
         .iter()
@@ -116,6 +116,7 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
     rustix::thread::set_thread_groups(&groups).ctx("setgroups")?;
     rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(ids.gid)).ctx("setgid")?;
     rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(ids.uid)).ctx("setuid")?;
+    crate::caps::apply(caps, ids.uid == 0)?;
     rustix::thread::set_no_new_privs(true).ctx("no_new_privs")?;
 
     let c_strings = |items: &[String], what: &str| -> Outcome<Vec<CString>> {

@@ -67,6 +67,7 @@ fn describe(step: &Step, root: &str) -> String {
         Step::MaskFile { path } | Step::MaskDir { path } | Step::ReadonlyPath { path } => {
             format!("masking {path}")
         }
+        Step::DeviceNode(node) => format!("device {}", shown(&node.path)),
         Step::SetHostname(_) => "setting the hostname".into(),
         Step::LoopbackUp => "bringing up lo".into(),
     }
@@ -165,6 +166,7 @@ fn run(step: &Step, go: &mut Option<OwnedFd>) -> Outcome {
             )
             .map_err(errno)
         }
+        Step::DeviceNode(node) => device_node(node).map_err(errno),
         Step::SetHostname(name) => rustix::system::sethostname(name.as_bytes()).map_err(errno),
         Step::LoopbackUp => sys::loopback_up().map_err(errno),
     }
@@ -198,6 +200,44 @@ fn mask(path: &str) -> Outcome {
         .map_err(errno),
         Some(_) => rustix::mount::mount_bind("/dev/null", path).map_err(errno),
     }
+}
+
+/// Makes `node` (with its parent directories) with the host device's
+/// numbers, owner and mode: a node of the container's own, so a `chmod` in
+/// the container never changes the host's. /dev is `nodev`, so the node is
+/// bound on itself with flags of its own, without `nodev`; the device
+/// cgroup decides which access it gets.
+fn device_node(node: &berth_runtime::launch::DeviceNode) -> Result<(), Errno> {
+    let path = node.path.as_str();
+    if let Some((parent, _)) = path.rsplit_once('/') {
+        create_dir_all(parent)?;
+    }
+    let kind = if node.block {
+        FileType::BlockDevice
+    } else {
+        FileType::CharacterDevice
+    };
+    let mode = Mode::from_raw_mode(node.mode & 0o7777);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        kind,
+        mode,
+        rustix::fs::makedev(node.major, node.minor),
+    )?;
+    // mknod's mode went through the umask.
+    rustix::fs::chmod(path, mode)?;
+    rustix::fs::chown(
+        path,
+        Some(rustix::process::Uid::from_raw(node.uid)),
+        Some(rustix::process::Gid::from_raw(node.gid)),
+    )?;
+    rustix::mount::mount_bind(path, path)?;
+    rustix::mount::mount_remount(
+        path,
+        MountFlags::BIND | MountFlags::NOSUID | MountFlags::NOEXEC,
+        "",
+    )
 }
 
 /// Moves this process into the network namespace at `path` (one of

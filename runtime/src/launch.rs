@@ -57,6 +57,23 @@ pub struct LaunchSpec {
     /// filter (unconfined).
     #[serde(default)]
     pub seccomp: Option<String>,
+    /// The capabilities the container's root keeps in its bounding,
+    /// permitted and effective sets (bit N: capability N), within those
+    /// this kernel has; Docker's default set when absent.
+    #[serde(default = "default_caps")]
+    pub capabilities: u64,
+    /// Remount the root filesystem read-only once everything is mounted
+    /// on it (`--read-only`).
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    /// A privileged container: nothing masked, /sys and the cgroup
+    /// filesystem writable, the root and /dev without `nodev`.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Device nodes made in the container's /dev (`--device`, and every
+    /// host device for a privileged container).
+    #[serde(default)]
+    pub devices: Vec<DeviceNode>,
     /// The container's cgroup: where its init is placed before it execs.
     pub cgroup: CgroupPlacement,
     /// The file with the `oom_kill` counter (memory.events on v2,
@@ -73,6 +90,29 @@ pub struct LaunchSpec {
     pub log_max_bytes: u64,
     /// Durable exit record.
     pub exit_path: String,
+}
+
+fn default_caps() -> u64 {
+    crate::caps::DEFAULT.0
+}
+
+/// A device node the init makes in the container's /dev.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Its path in the container, under /dev.
+    pub path: String,
+    /// A block device (else a character device).
+    pub block: bool,
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+    /// Permission bits (the host node's).
+    pub mode: u32,
+    /// Owner (the host node's).
+    pub uid: u32,
+    /// Group (the host node's).
+    pub gid: u32,
 }
 
 /// The overlay the init mounts as the container's root, inside its own

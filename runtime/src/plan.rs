@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::BitOr;
 
-use crate::launch::LaunchSpec;
+use crate::launch::{DeviceNode, LaunchSpec};
 
 /// Flags of mount(2) (`MS_*`; their values are the same on every Linux
 /// architecture).
@@ -189,6 +189,11 @@ pub enum Step {
         /// The path.
         path: String,
     },
+    /// Makes the device node `node` (its parent directories too) with the
+    /// host device's numbers, owner and mode, and binds it on itself
+    /// without `nodev`, so it opens on the `nodev` /dev; the device cgroup
+    /// decides what access it gets.
+    DeviceNode(DeviceNode),
     /// Sets the UTS namespace's hostname.
     SetHostname(String),
     /// Brings up `lo` of a network namespace the init created itself.
@@ -208,6 +213,7 @@ impl Step {
             | Step::MaskFile { path }
             | Step::MaskDir { path }
             | Step::ReadonlyPath { path } => Some(path),
+            Step::DeviceNode(node) => Some(&node.path),
             Step::WriteFiles { dir, .. } => Some(dir),
             Step::PivotRoot { root } => Some(root),
             Step::EnterNetns { .. }
@@ -332,16 +338,25 @@ fn overlay(spec: &LaunchSpec) -> Result<Step, PlanError> {
         fs.upper,
         fs.work
     );
-    // nodev: with no device cgroup, a device node in the image, or one
-    // root in the container makes (it keeps CAP_MKNOD, as with Docker),
-    // must not open the host's device.
+    // nodev: a device node in the image, or one root in the container
+    // makes (it keeps CAP_MKNOD, as with Docker), must not open the host's
+    // device, whatever the device cgroup says.
     Ok(mount(
         "overlay",
         fs.target.clone(),
         "overlay",
-        MountFlags::NODEV,
+        root_flags(spec),
         Some(&data),
     ))
+}
+
+/// The root's flags: `nodev`, except for a privileged container.
+fn root_flags(spec: &LaunchSpec) -> MountFlags {
+    if spec.privileged {
+        MountFlags::EMPTY
+    } else {
+        MountFlags::NODEV
+    }
 }
 
 /// /etc/hostname and /etc/hosts of the container.
@@ -357,8 +372,9 @@ fn etc_files(hostname: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// /proc, a minimal /dev and a read-only /sys.
-fn kernel_filesystems(root: &str, steps: &mut Vec<Step>) {
+/// /proc, a minimal /dev with the container's devices, and /sys
+/// (read-only unless privileged).
+fn kernel_filesystems(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) {
     let proc = format!("{root}/proc");
     steps.push(Step::EnsureDir { path: proc.clone() });
     steps.push(mount("proc", proc, "proc", NOSUID_NOEXEC_NODEV, None));
@@ -370,7 +386,7 @@ fn kernel_filesystems(root: &str, steps: &mut Vec<Step>) {
         "tmpfs",
         dev.clone(),
         "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::STRICTATIME,
+        MountFlags::NOSUID | MountFlags::STRICTATIME | root_flags(spec),
         Some("mode=755,size=65536k"),
     ));
     for name in DEVICES {
@@ -419,9 +435,26 @@ fn kernel_filesystems(root: &str, steps: &mut Vec<Step>) {
         });
     }
 
+    for node in &spec.devices {
+        steps.push(Step::DeviceNode(DeviceNode {
+            path: format!("{root}{}", node.path),
+            ..node.clone()
+        }));
+    }
+
     let sys = format!("{root}/sys");
     steps.push(Step::EnsureDir { path: sys.clone() });
-    steps.push(mount("sysfs", sys, "sysfs", INERT_RO, None));
+    steps.push(mount("sysfs", sys, "sysfs", inert(spec), None));
+}
+
+/// /sys and the cgroup filesystems: read-only and inert, or for a
+/// privileged container writable (Docker's `--privileged`).
+fn inert(spec: &LaunchSpec) -> MountFlags {
+    if spec.privileged {
+        NOSUID_NOEXEC_NODEV
+    } else {
+        INERT_RO
+    }
 }
 
 /// The container's own cgroup at /sys/fs/cgroup, read-only. The cgroup
@@ -429,7 +462,7 @@ fn kernel_filesystems(root: &str, steps: &mut Vec<Step>) {
 fn cgroupfs(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) -> Result<(), PlanError> {
     let dst = format!("{root}/sys/fs/cgroup");
     if spec.cgroup_version == 2 {
-        steps.push(mount("cgroup2", dst, "cgroup2", INERT_RO, None));
+        steps.push(mount("cgroup2", dst, "cgroup2", inert(spec), None));
         return Ok(());
     }
     steps.push(mount(
@@ -445,11 +478,11 @@ fn cgroupfs(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) -> Result<(), 
         }
         let path = format!("{dst}/{ctrl}");
         steps.push(Step::MakeDir { path: path.clone() });
-        steps.push(mount("cgroup", path, "cgroup", INERT_RO, Some(ctrl)));
+        steps.push(mount("cgroup", path, "cgroup", inert(spec), Some(ctrl)));
     }
     steps.push(Step::Remount {
         target: dst,
-        flags: MountFlags::BIND | INERT_RO,
+        flags: MountFlags::BIND | inert(spec),
     });
     Ok(())
 }
@@ -464,9 +497,11 @@ fn masks(steps: &mut Vec<Step>) {
 }
 
 /// Every step of the container's setup, in order: namespaces, the overlay
-/// root, /etc/hostname and /etc/hosts, /proc, /dev and /sys, then (once in
-/// its cgroup) a cgroup namespace and the cgroup filesystem, `pivot_root`,
-/// the masks, the hostname and loopback.
+/// root, /etc/hostname and /etc/hosts, /proc, /dev (with the container's
+/// device nodes) and /sys, then (once in its cgroup) a cgroup namespace and
+/// the cgroup filesystem, `pivot_root`, the read-only remount of the root
+/// (`--read-only`), the masks (none when privileged), the hostname and
+/// loopback.
 pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     let root = spec.rootfs.target.trim_end_matches('/');
     if !root.starts_with('/') {
@@ -485,7 +520,7 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         dir: format!("{root}/etc"),
         files: etc_files(&spec.hostname),
     });
-    kernel_filesystems(root, &mut steps);
+    kernel_filesystems(spec, root, &mut steps);
     // The cgroup namespace is rooted at the cgroup the process is in when it
     // unshares, so it waits until the monitor has moved it; the slow part of
     // that move overlaps with the mounts above.
@@ -495,7 +530,17 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     steps.push(Step::PivotRoot {
         root: root.to_string(),
     });
-    masks(&mut steps);
+    if spec.read_only_rootfs {
+        // Last of the root's changes: every mount point exists by now.
+        // /dev, /proc, /sys and the rest keep their own flags.
+        steps.push(Step::Remount {
+            target: "/".to_string(),
+            flags: MountFlags::BIND | MountFlags::RDONLY | root_flags(spec),
+        });
+    }
+    if !spec.privileged {
+        masks(&mut steps);
+    }
     steps.push(Step::SetHostname(spec.hostname.clone()));
     if spec.netns.is_none() {
         steps.push(Step::LoopbackUp);

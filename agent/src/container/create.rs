@@ -7,7 +7,7 @@ use super::error::{ContainerError, Result};
 use super::record::{Record, SpecRecord};
 use super::rootfs::Rootfs;
 use super::state::State;
-use super::{bounds, now_nanos, restart, spec, Manager, LOG_FILE};
+use super::{bounds, now_nanos, restart, secopts, spec, Manager, LOG_FILE};
 use crate::cgroup::{CgroupError, Limits};
 use crate::error::capped;
 use crate::events::domain::Action;
@@ -19,7 +19,12 @@ impl Manager {
     /// Creates a container (state Created). Nothing is left behind on error.
     pub fn create(&self, spec: SpecRecord) -> Result<Record> {
         bounds::check_spec(&spec)?;
+        let mut spec = spec;
         spec::validate_limits(&spec.limits)?;
+        secopts::check(&mut spec)?;
+        if spec.privileged && !self.allow_privileged {
+            return Err(ContainerError::PrivilegedNotAllowed);
+        }
         if !spec.name.is_empty() {
             spec::validate_name(&spec.name)?;
         }
@@ -54,10 +59,15 @@ impl Manager {
         })?;
         let eff = spec::merge(&spec, &image.config)?;
         // Compiled now, so a bad profile fails Create, not every Start.
-        let mut spec = spec;
+        if spec.privileged {
+            spec.seccomp = crate::seccomp::Choice::Unconfined;
+        }
         spec.seccomp = self
             .seccomp
-            .prepare(std::mem::take(&mut spec.seccomp))
+            .prepare(
+                std::mem::take(&mut spec.seccomp),
+                &secopts::capability_names(&spec),
+            )
             .map_err(seccomp_error)?;
         self.check_unconfined(&spec)?;
         let id = spec::new_id();
@@ -148,6 +158,9 @@ impl Manager {
             self.flusher.queue(&self.dir);
         }
         crate::crash::point(|| "create:saved".into());
+        if rec.spec.privileged {
+            tracing::warn!(id = %id, name = %name, "privileged container created");
+        }
         self.announce(&rec, Action::Created, Detail::default());
         Ok(rec)
     }
@@ -162,9 +175,14 @@ impl Manager {
     /// mounted without it, such a container is refused (remounting fixes
     /// the host); on v1, where nothing can stop it (as with Docker), it is
     /// allowed, and logged.
+    ///
+    /// CAP_SYS_ADMIN (added, or privileged) counts as no filter: it lets
+    /// the default profile allow mount and namespaces, as Docker's does.
     fn check_unconfined(&self, spec: &SpecRecord) -> Result<()> {
         use crate::seccomp::Choice;
-        if matches!(spec.seccomp, Choice::Unset | Choice::Default)
+        let sys_admin = berth_runtime::caps::CapSet(secopts::capabilities(spec))
+            .has(berth_runtime::caps::number("SYS_ADMIN").unwrap_or(21));
+        if (matches!(spec.seccomp, Choice::Unset | Choice::Default) && !sys_admin)
             || self.cgroups.limits_hold_unconfined()
         {
             return Ok(());
@@ -172,14 +190,15 @@ impl Manager {
         if self.cgroups.version() == 2 {
             return Err(ContainerError::LimitUnsupported(CgroupError::Unsupported(
                 "this host mounts cgroup2 without nsdelegate, so a container without the \
-                 default seccomp profile could change its own limits; remount it \
-                 (mount -o remount,nsdelegate /sys/fs/cgroup) or keep the default profile"
+                 default seccomp profile (or with CAP_SYS_ADMIN) could change its own limits; \
+                 remount it (mount -o remount,nsdelegate /sys/fs/cgroup) or keep the default \
+                 profile and capabilities"
                     .into(),
             )));
         }
         tracing::warn!(
-            "a container without the default seccomp profile is being created on a cgroup v1 \
-             host: from a nested user namespace its root can lift its own limits"
+            "a container without the default seccomp profile (or with CAP_SYS_ADMIN) is being \
+             created on a cgroup v1 host: its root can lift its own limits"
         );
         Ok(())
     }

@@ -46,6 +46,12 @@ pub enum ContainerError {
         /// Why, for people.
         reason: String,
     },
+    /// A privileged container on an agent that does not allow them.
+    #[error(
+        "privileged containers are not allowed on this agent: start berthd with \
+         --allow-privileged to allow them"
+    )]
+    PrivilegedNotAllowed,
     /// The image the spec names is not stored.
     #[error("no such image: {}", capped(image))]
     ImageNotFound {

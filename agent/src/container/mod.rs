@@ -28,6 +28,7 @@ mod remove;
 mod resave;
 pub mod restart;
 pub mod rootfs;
+pub mod secopts;
 pub mod spec;
 mod start;
 pub mod state;
@@ -78,6 +79,7 @@ pub struct Manager {
     flusher: Arc<Flusher>,
     janitor: Arc<Janitor>,
     seccomp: Arc<Seccomp>,
+    allow_privileged: bool,
     log_max_bytes: u64,
     table: Mutex<Table>,
     /// Records that could not be saved, to save again (see `resave.rs`).
@@ -104,6 +106,8 @@ pub struct Deps {
     pub janitor: Arc<Janitor>,
     /// Compiled seccomp profiles.
     pub seccomp: Arc<Seccomp>,
+    /// Privileged containers are accepted (berthd's `--allow-privileged`).
+    pub allow_privileged: bool,
 }
 
 fn now_nanos() -> i64 {
@@ -137,6 +141,7 @@ impl Manager {
             flusher,
             janitor,
             seccomp,
+            allow_privileged,
         } = deps;
         let mgr = Arc::new_cyclic(|me| Manager {
             dir,
@@ -148,6 +153,7 @@ impl Manager {
             flusher,
             janitor,
             seccomp,
+            allow_privileged,
             log_max_bytes,
             table: Mutex::new(Table {
                 by_id: HashMap::new(),

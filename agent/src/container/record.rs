@@ -103,6 +103,21 @@ pub struct SpecRecord {
     /// Seccomp profile (records from before seccomp get the default).
     #[serde(default)]
     pub seccomp: crate::seccomp::Choice,
+    /// Capabilities added to the default set (names as given).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Capabilities removed from the default set (names as given).
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// The root filesystem is mounted read-only.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    /// Privileged (accepted only with berthd's `--allow-privileged`).
+    #[serde(default)]
+    pub privileged: bool,
+    /// Host devices passed through (normalised at Create).
+    #[serde(default)]
+    pub devices: Vec<super::secopts::DeviceMapping>,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

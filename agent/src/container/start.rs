@@ -8,7 +8,7 @@ use super::error::{ContainerError, Result};
 use super::record::Record;
 use super::rootfs::Rootfs;
 use super::state::Op;
-use super::{lost_exit, now_nanos, read_exit, Manager, LOG_FILE};
+use super::{lost_exit, now_nanos, read_exit, secopts, Manager, LOG_FILE};
 use crate::cgroup::Limits;
 use crate::events::domain::Action;
 use crate::monitor::{self, ExitRecord, LaunchSpec, SpawnError};
@@ -42,6 +42,11 @@ impl Manager {
         if by_user {
             entry.call_off_restart();
         }
+        // Host devices as they are now (they may have changed since Create).
+        let (devices, device_access) = secopts::devices(&rec.spec)?;
+        if rec.spec.privileged {
+            tracing::warn!(id = %rec.id, name = %rec.name, "starting a privileged container");
+        }
         // The previous run's cgroup must be gone before this run makes it anew.
         drop(entry.teardown.lock().await);
         // The monitor execs and initialises while the cgroup is made; it
@@ -52,7 +57,13 @@ impl Manager {
             .map_err(ContainerError::Launch)?;
         let cg = self
             .cgroups
-            .create(&rec.id, &Limits::from(&rec.spec.limits))
+            .create(
+                &rec.id,
+                &Limits {
+                    devices: device_access,
+                    ..Limits::from(&rec.spec.limits)
+                },
+            )
             .map_err(|source| ContainerError::Cgroup {
                 context: "creating the cgroup",
                 source,
@@ -64,7 +75,7 @@ impl Manager {
         };
         // Held until the monitor has reported: the init opens it by path.
         let netns = self.netns.take();
-        let launch = match self.launch_spec(entry, &rec, &cg, netns.as_ref()) {
+        let launch = match self.launch_spec(entry, &rec, &cg, netns.as_ref(), devices) {
             Ok(spec) => spec,
             Err(e) => {
                 cleanup(self);
@@ -189,11 +200,12 @@ impl Manager {
         rec: &Record,
         cg: &crate::cgroup::ContainerCgroup,
         netns: Option<&crate::netns_pool::Spare>,
+        devices: Vec<berth_runtime::launch::DeviceNode>,
     ) -> std::io::Result<LaunchSpec> {
         let path = |p: &Path| crate::fsutil::utf8_path(p);
         let seccomp = self
             .seccomp
-            .program_file(&rec.spec.seccomp)
+            .program_file(&rec.spec.seccomp, &secopts::capability_names(&rec.spec))
             .map_err(std::io::Error::other)?;
         Ok(LaunchSpec {
             id: rec.id.clone(),
@@ -205,6 +217,10 @@ impl Manager {
             user: rec.user.clone(),
             hostname: rec.hostname.clone(),
             netns: netns.map(|ns| ns.path()),
+            capabilities: secopts::capabilities(&rec.spec),
+            read_only_rootfs: rec.spec.read_only_rootfs,
+            privileged: rec.spec.privileged,
+            devices,
             cgroup: cg.placement.clone(),
             oom_events: cg.oom_events.clone(),
             cgroup_version: self.cgroups.version(),

@@ -335,6 +335,7 @@ impl Harness {
             seccomp: Arc::new(
                 crate::seccomp::Seccomp::open(&root.join("seccomp")).expect("seccomp"),
             ),
+            allow_privileged: false,
         };
         let mgr = Manager::open(root.join("containers"), deps, 1 << 20).expect("open");
         Harness {

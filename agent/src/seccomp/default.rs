@@ -11,6 +11,12 @@
 //! `quotactl` and `syslog`. Those are the surface of most recent local
 //! privilege escalations; a container that needs them runs with
 //! `seccomp=unconfined` or a profile of its own.
+//!
+//! As in Docker's profile, a capability the container is given
+//! (`--cap-add`) allows the calls it is about ([`BY_CAPABILITY`]): the
+//! profile is compiled for each container's capabilities, so a container
+//! with CAP_SYS_TIME may set the clock and one with CAP_SYS_ADMIN may
+//! mount and make namespaces, as with Docker.
 
 use super::profile::{Action, Arg, Filter, Op, Profile, Rule};
 
@@ -332,6 +338,66 @@ const ALLOWED: &[&str] = &[
     "chroot",
 ];
 
+/// Calls allowed only to a container holding a capability (moby's
+/// `includes.caps` rules). Not listed, and so refused whatever the
+/// capabilities, as everywhere in this profile: the kernel keyring,
+/// `userfaultfd`, `io_uring_*`, `kexec_*`, swap, `pivot_root`.
+pub const BY_CAPABILITY: &[(&str, &[&str])] = &[
+    ("CAP_DAC_READ_SEARCH", &["open_by_handle_at"]),
+    (
+        "CAP_SYS_ADMIN",
+        &[
+            "bpf",
+            "clone",
+            "clone3",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "open_tree",
+            "perf_event_open",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount2",
+            "unshare",
+        ],
+    ),
+    ("CAP_SYS_BOOT", &["reboot"]),
+    (
+        "CAP_SYS_MODULE",
+        &["delete_module", "init_module", "finit_module"],
+    ),
+    ("CAP_SYS_PACCT", &["acct"]),
+    (
+        "CAP_SYS_PTRACE",
+        &["kcmp", "pidfd_getfd", "process_madvise"],
+    ),
+    ("CAP_SYS_RAWIO", &["iopl", "ioperm"]),
+    ("CAP_SYS_TIME", &["settimeofday", "clock_settime"]),
+    ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
+    (
+        "CAP_SYS_NICE",
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
+    ),
+    ("CAP_SYSLOG", &["syslog"]),
+    ("CAP_BPF", &["bpf"]),
+    ("CAP_PERFMON", &["perf_event_open"]),
+];
+
 /// `clone` flags that make namespaces: CLONE_NEWNS, NEWCGROUP, NEWUTS,
 /// NEWIPC, NEWUSER, NEWPID, NEWNET.
 const CLONE_NAMESPACES: u64 = 0x7E02_0000;
@@ -372,9 +438,23 @@ pub fn profile() -> Profile {
     for p in PERSONALITIES {
         rules.push(allow(&["personality"], vec![arg(0, Op::Eq, *p, 0)]));
     }
+    for (cap, names) in BY_CAPABILITY {
+        rules.push(Rule {
+            includes: Filter {
+                caps: vec![cap.to_string()],
+                ..Filter::default()
+            },
+            ..allow(names, vec![])
+        });
+    }
+    // With CAP_SYS_ADMIN clone3 is allowed above (namespaces are too).
     rules.push(Rule {
         action: Action::Errno,
         errno_ret: Some(ENOSYS),
+        excludes: Filter {
+            caps: vec!["CAP_SYS_ADMIN".into()],
+            ..Filter::default()
+        },
         ..allow(&["clone3"], vec![])
     });
     Profile {

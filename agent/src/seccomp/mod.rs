@@ -12,7 +12,7 @@ mod compile;
 pub mod default;
 pub mod profile;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -106,6 +106,9 @@ pub struct Seccomp {
     host_arch: &'static str,
     kernel: (u32, u32),
     default: PathBuf,
+    /// The default profile compiled for other capability sets than
+    /// Docker's default (by the sorted capability names).
+    default_for_caps: Mutex<HashMap<Vec<String>, PathBuf>>,
     /// Digests whose file is known to be in place.
     stored: Mutex<HashSet<String>>,
 }
@@ -129,16 +132,22 @@ impl Seccomp {
             host_arch: go_arch(),
             kernel: parse_kernel(&release).unwrap_or((0, 0)),
             default: PathBuf::new(),
+            default_for_caps: Mutex::new(HashMap::new()),
             stored: Mutex::new(HashSet::new()),
         };
-        let digest = store.store(&default::profile())?;
+        let caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+        let digest = store.store(&default::profile(), &caps)?;
         store.default = store.path_of(&digest);
         Ok(store)
     }
 
-    /// Compiles a custom profile (or finds it compiled): the choice as the
-    /// container's record keeps it, with the digest instead of the text.
-    pub fn prepare(&self, choice: Choice) -> Result<Choice, SeccompError> {
+    /// Compiles a custom profile (or finds it compiled) for a container
+    /// with the capabilities `caps` (`CAP_*` names), which decide the
+    /// rules' capability conditions: the choice as the container's record
+    /// keeps it, with the digest instead of the text. The default profile
+    /// for capabilities other than Docker's default is compiled here too,
+    /// so Create fails if it cannot be.
+    pub fn prepare(&self, choice: Choice, caps: &[String]) -> Result<Choice, SeccompError> {
         match choice {
             Choice::Custom { json, .. } => {
                 if json.is_empty() {
@@ -146,21 +155,54 @@ impl Seccomp {
                         "no profile given (a custom profile needs its JSON)".into(),
                     ));
                 }
-                let digest = self.store(&Profile::parse(json.as_bytes())?)?;
+                let digest = self.store(&Profile::parse(json.as_bytes())?, caps)?;
                 Ok(Choice::Custom {
                     json: String::new(),
                     digest: format!("sha256:{digest}"),
                 })
             }
+            Choice::Unset | Choice::Default => {
+                self.default_file(caps)?;
+                Ok(choice)
+            }
             other => Ok(other),
         }
     }
 
-    /// The file of compiled programs for a prepared choice; `None` for
-    /// `unconfined`.
-    pub fn program_file(&self, choice: &Choice) -> Result<Option<PathBuf>, SeccompError> {
+    /// The default profile's programs for a container with `caps`.
+    fn default_file(&self, caps: &[String]) -> Result<PathBuf, SeccompError> {
+        let mut key: Vec<String> = caps.to_vec();
+        key.sort();
+        key.dedup();
+        let mut default: Vec<&str> = DEFAULT_CAPS.to_vec();
+        default.sort();
+        if key.iter().map(String::as_str).eq(default) {
+            return Ok(self.default.clone());
+        }
+        if let Some(p) = self.lock_default_for_caps().get(&key) {
+            return Ok(p.clone());
+        }
+        let digest = self.store(&default::profile(), &key)?;
+        let path = self.path_of(&digest);
+        self.lock_default_for_caps().insert(key, path.clone());
+        Ok(path)
+    }
+
+    fn lock_default_for_caps(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, PathBuf>> {
+        self.default_for_caps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file of compiled programs for a prepared choice, for a
+    /// container with `caps`; `None` for `unconfined`.
+    pub fn program_file(
+        &self,
+        choice: &Choice,
+        caps: &[String],
+    ) -> Result<Option<PathBuf>, SeccompError> {
         match choice {
-            Choice::Unset | Choice::Default => Ok(Some(self.default.clone())),
+            Choice::Unset | Choice::Default => Ok(Some(self.default_file(caps)?)),
             Choice::Unconfined => Ok(None),
             Choice::Custom { digest, .. } => {
                 let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
@@ -186,11 +228,12 @@ impl Seccomp {
         self.dir.join(format!("{hex}.bpf"))
     }
 
-    /// Compiles `profile` for a container with the default capabilities
-    /// and writes the programs under their digest, once.
-    fn store(&self, profile: &Profile) -> Result<String, SeccompError> {
+    /// Compiles `profile` for a container with `caps` and writes the
+    /// programs under their digest, once.
+    fn store(&self, profile: &Profile, caps: &[String]) -> Result<String, SeccompError> {
+        let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
         let host = Host {
-            caps: DEFAULT_CAPS,
+            caps: &caps,
             arch: self.host_arch,
             kernel: self.kernel,
         };

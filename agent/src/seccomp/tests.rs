@@ -184,9 +184,10 @@ fn the_store_compiles_once_and_names_by_digest() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("seccomp");
     let store = Seccomp::open(&dir).unwrap();
-    let default = store.program_file(&Choice::Unset).unwrap().unwrap();
+    let dc = default_caps();
+    let default = store.program_file(&Choice::Unset, &dc).unwrap().unwrap();
     assert_eq!(
-        store.program_file(&Choice::Default).unwrap(),
+        store.program_file(&Choice::Default, &dc).unwrap(),
         Some(default.clone())
     );
     assert!(default.is_file());
@@ -194,7 +195,7 @@ fn the_store_compiles_once_and_names_by_digest() {
         std::fs::metadata(&default).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert_eq!(store.program_file(&Choice::Unconfined).unwrap(), None);
+    assert_eq!(store.program_file(&Choice::Unconfined, &dc).unwrap(), None);
     let json = br#"{"defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#;
     let custom = |json: &str, digest: &str| Choice::Custom {
@@ -202,23 +203,72 @@ fn the_store_compiles_once_and_names_by_digest() {
         digest: digest.into(),
     };
     let prepared = store
-        .prepare(custom(std::str::from_utf8(json).unwrap(), ""))
+        .prepare(custom(std::str::from_utf8(json).unwrap(), ""), &dc)
         .unwrap();
     let Choice::Custom { json: kept, digest } = &prepared else {
         panic!("{prepared:?}");
     };
     assert!(kept.is_empty(), "the record keeps the digest, not the text");
     assert!(digest.starts_with("sha256:"), "{digest}");
-    let file = store.program_file(&prepared).unwrap().unwrap();
+    let file = store.program_file(&prepared, &dc).unwrap().unwrap();
     assert_eq!(
         std::fs::read(&file).unwrap(),
         encode(&compile(&Profile::parse(json).unwrap(), &host()).unwrap())
     );
     assert!(store
-        .program_file(&custom("", "sha256:../../etc/passwd"))
+        .program_file(&custom("", "sha256:../../etc/passwd"), &dc)
         .is_err());
     assert!(store
-        .program_file(&custom("", &format!("sha256:{}", "0".repeat(64))))
+        .program_file(&custom("", &format!("sha256:{}", "0".repeat(64))), &dc)
         .is_err());
-    assert!(store.prepare(custom("", "")).is_err(), "no profile given");
+    assert!(
+        store.prepare(custom("", ""), &dc).is_err(),
+        "no profile given"
+    );
+}
+
+fn default_caps() -> Vec<String> {
+    DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
+}
+
+#[test]
+fn an_added_capability_unlocks_its_calls_in_the_default_profile() {
+    fn settime() -> i32 {
+        // An invalid clock: EINVAL once past the filter, EPERM from it.
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a raw system call with a valid pointer.
+        errno_of(unsafe { libc::syscall(libc::SYS_clock_settime, -1i64, &ts) })
+    }
+    assert_eq!(in_child(&default_programs(), settime), libc::EPERM);
+    let mut caps: Vec<&str> = DEFAULT_CAPS.to_vec();
+    caps.push("CAP_SYS_TIME");
+    let with_time = compile(
+        &default::profile(),
+        &Host {
+            caps: &caps,
+            ..host()
+        },
+    )
+    .unwrap();
+    assert_eq!(in_child(&with_time, settime), libc::EINVAL);
+
+    // The store compiles it once per capability set, apart from the default.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Seccomp::open(&tmp.path().join("seccomp")).unwrap();
+    let names: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+    let a = store.program_file(&Choice::Unset, &names).unwrap().unwrap();
+    let b = store
+        .program_file(&Choice::Default, &names)
+        .unwrap()
+        .unwrap();
+    let d = store
+        .program_file(&Choice::Unset, &default_caps())
+        .unwrap()
+        .unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, d);
+    assert_eq!(std::fs::read(&a).unwrap(), encode(&with_time));
 }

@@ -4,6 +4,7 @@ use berth::v1 as pb;
 
 use crate::container::record::{LimitsRecord, Record, SpecRecord};
 use crate::container::restart::Policy;
+use crate::container::secopts::DeviceMapping;
 use crate::container::state::State;
 use crate::error::Error;
 use crate::events::wire::{exit_to_proto, nanos_to_ts};
@@ -12,6 +13,7 @@ use crate::seccomp::Choice;
 
 /// API spec to stored spec.
 pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
+    let security = s.security.clone().unwrap_or_default();
     Ok(SpecRecord {
         image: s.image,
         name: s.name,
@@ -31,7 +33,20 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
             .map(policy_from_proto)
             .transpose()?
             .unwrap_or_default(),
-        seccomp: seccomp_from_proto(s.security.and_then(|s| s.seccomp))?,
+        seccomp: seccomp_from_proto(security.seccomp)?,
+        cap_add: security.cap_add,
+        cap_drop: security.cap_drop,
+        read_only_rootfs: security.read_only_rootfs,
+        privileged: security.privileged,
+        devices: s
+            .devices
+            .into_iter()
+            .map(|d| DeviceMapping {
+                host_path: d.host_path,
+                container_path: d.container_path,
+                permissions: d.permissions,
+            })
+            .collect(),
     })
 }
 
@@ -62,7 +77,7 @@ fn seccomp_from_proto(p: Option<pb::SeccompProfile>) -> Result<Choice, Error> {
     })
 }
 
-fn seccomp_to_proto(c: &Choice) -> Option<pb::SecurityOptions> {
+fn seccomp_to_proto(c: &Choice) -> Option<pb::SeccompProfile> {
     use pb::seccomp_profile::Kind;
     let (kind, digest) = match c {
         Choice::Unset => return None,
@@ -70,13 +85,24 @@ fn seccomp_to_proto(c: &Choice) -> Option<pb::SecurityOptions> {
         Choice::Unconfined => (Kind::Unconfined, String::new()),
         Choice::Custom { digest, .. } => (Kind::Custom, digest.clone()),
     };
-    Some(pb::SecurityOptions {
-        seccomp: Some(pb::SeccompProfile {
-            kind: kind as i32,
-            json: String::new(),
-            digest,
-        }),
+    Some(pb::SeccompProfile {
+        kind: kind as i32,
+        json: String::new(),
+        digest,
     })
+}
+
+/// The stored security options as the API has them; unset when all are
+/// defaults, as before there were any but seccomp.
+fn security_to_proto(s: &SpecRecord) -> Option<pb::SecurityOptions> {
+    let out = pb::SecurityOptions {
+        seccomp: seccomp_to_proto(&s.seccomp),
+        cap_add: s.cap_add.clone(),
+        cap_drop: s.cap_drop.clone(),
+        read_only_rootfs: s.read_only_rootfs,
+        privileged: s.privileged,
+    };
+    (out != pb::SecurityOptions::default()).then_some(out)
 }
 
 /// API restart policy to the agent's; a mode this agent does not know is
@@ -149,7 +175,16 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         stop_signal: s.stop_signal.clone(),
         stop_timeout_seconds: s.stop_timeout_seconds,
         restart_policy: Some(policy_to_proto(s.restart_policy)),
-        security: seccomp_to_proto(&s.seccomp),
+        security: security_to_proto(s),
+        devices: s
+            .devices
+            .iter()
+            .map(|d| pb::DeviceMapping {
+                host_path: d.host_path.clone(),
+                container_path: d.container_path.clone(),
+                permissions: d.permissions.clone(),
+            })
+            .collect(),
     }
 }
 

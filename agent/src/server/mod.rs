@@ -83,6 +83,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                 Janitor::start(trash.clone()).map_err(|e| format!("{}: {e}", trash.display()))?,
             ),
             seccomp: Arc::new(Seccomp::open(&cfg.state_dir.join("seccomp"))?),
+            allow_privileged: cfg.allow_privileged,
         },
         cfg.log_max_bytes,
     )?;

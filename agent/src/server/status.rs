@@ -85,6 +85,7 @@ fn container(e: &ContainerError) -> Details {
         }
         E::Image(e) => image(e),
         E::LimitUnsupported(_) => Details::new(Code::FailedPrecondition, "LIMIT_UNSUPPORTED"),
+        E::PrivilegedNotAllowed => Details::new(Code::FailedPrecondition, "PRIVILEGED_NOT_ALLOWED"),
         E::LimitRejected(_) => {
             Details::new(Code::InvalidArgument, "LIMIT_REJECTED").field("resources")
         }

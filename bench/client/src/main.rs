@@ -101,6 +101,7 @@ fn spec(image: &str, cmd: &[&str], memory: i64) -> ContainerSpec {
                 kind: berth::v1::seccomp_profile::Kind::Unconfined as i32,
                 ..Default::default()
             }),
+            ..Default::default()
         }),
         image: image.to_string(),
         command: cmd.iter().map(|s| s.to_string()).collect(),

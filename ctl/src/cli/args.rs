@@ -65,6 +65,26 @@ pub struct SpecArgs {
     /// read here), no-new-privileges (always on).
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Add a capability to Docker's default set (SYS_TIME or CAP_SYS_TIME;
+    /// ALL for every one). Repeatable.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Remove a capability from the default set (ALL for every one).
+    /// Repeatable.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Every capability, no seccomp, every host device, nothing masked:
+    /// root on the host. The agent must run with --allow-privileged.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Pass a host device through: HOST[:CONTAINER][:PERMISSIONS], e.g.
+    /// /dev/fuse or /dev/zero:/dev/myzero:r (permissions r, w, m; rwm when
+    /// not given). Repeatable.
+    #[arg(long = "device", value_name = "DEVICE", value_parser = crate::security::device)]
+    pub devices: Vec<berth::v1::DeviceMapping>,
     /// The image (reference or id), then the command and its arguments,
     /// which replace the image's Cmd. Everything after the image belongs to
     /// the command, flags included, as with `docker run`; hence one list.

@@ -45,8 +45,21 @@ pub fn spec_from_args(
         stop_signal: a.stop_signal.clone().unwrap_or_default(),
         stop_timeout_seconds: a.stop_timeout,
         restart_policy: a.restart,
-        security: crate::security::security_opts(&a.security_opt, |p| std::fs::read(p))?,
+        security: security(a)?,
+        devices: a.devices.clone(),
     })
+}
+
+/// `--security-opt`, `--cap-add`, `--cap-drop`, `--read-only` and
+/// `--privileged`; unset when none is given.
+fn security(a: &SpecArgs) -> Result<Option<berth::v1::SecurityOptions>> {
+    let mut s =
+        crate::security::security_opts(&a.security_opt, |p| std::fs::read(p))?.unwrap_or_default();
+    s.cap_add = a.cap_add.clone();
+    s.cap_drop = a.cap_drop.clone();
+    s.read_only_rootfs = a.read_only;
+    s.privileged = a.privileged;
+    Ok((s != berth::v1::SecurityOptions::default()).then_some(s))
 }
 
 pub(crate) fn env_lookup(key: &str) -> Option<String> {

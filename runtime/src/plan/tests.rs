@@ -20,6 +20,10 @@ fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         hostname: "box".into(),
         netns: netns.map(Into::into),
         seccomp: None,
+        capabilities: crate::caps::DEFAULT.0,
+        read_only_rootfs: false,
+        privileged: false,
+        devices: vec![],
         cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c1".into()),
         oom_events: None,
         cgroup_version,
@@ -375,4 +379,71 @@ fn the_masks_are_dockers() {
     let pivot = pivot(&steps);
     let first_mask = position(&steps, Step::is_mask);
     assert!(pivot < first_mask);
+}
+
+#[test]
+fn read_only_root_is_remounted_after_pivot_root_keeping_nodev() {
+    let mut sp = spec(None, 2);
+    sp.read_only_rootfs = true;
+    let steps = container_setup(&sp).unwrap();
+    let at = position(
+        &steps,
+        |s| matches!(s, Step::Remount { target, .. } if target == "/"),
+    );
+    assert!(at > pivot(&steps));
+    let Step::Remount { flags, .. } = &steps[at] else {
+        unreachable!()
+    };
+    assert!(flags.contains(MountFlags::RDONLY | MountFlags::NODEV | MountFlags::BIND));
+    // Without it, no such step.
+    let plain = container_setup(&spec(None, 2)).unwrap();
+    assert!(!plain
+        .iter()
+        .any(|s| matches!(s, Step::Remount { target, .. } if target == "/")));
+}
+
+#[test]
+fn devices_are_made_in_dev_before_pivot_root() {
+    let mut sp = spec(None, 1);
+    sp.devices = vec![DeviceNode {
+        path: "/dev/myzero".into(),
+        block: false,
+        major: 1,
+        minor: 5,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    }];
+    let steps = container_setup(&sp).unwrap();
+    let at = position(&steps, |s| matches!(s, Step::DeviceNode(_)));
+    let Step::DeviceNode(node) = &steps[at] else {
+        unreachable!()
+    };
+    assert_eq!(node.path, format!("{ROOT}/dev/myzero"));
+    assert!(
+        at > position(
+            &steps,
+            |s| matches!(s, Step::Mount(m) if m.target == format!("{ROOT}/dev"))
+        )
+    );
+    assert!(at < pivot(&steps));
+}
+
+#[test]
+fn privileged_is_unmasked_writable_and_without_nodev() {
+    let mut sp = spec(None, 1);
+    sp.privileged = true;
+    let steps = container_setup(&sp).unwrap();
+    assert!(!steps.iter().any(Step::is_mask));
+    assert!(!mount_at(&steps, "").flags.contains(MountFlags::NODEV));
+    assert!(!mount_at(&steps, "/dev").flags.contains(MountFlags::NODEV));
+    assert!(!mount_at(&steps, "/sys").flags.contains(MountFlags::RDONLY));
+    assert!(!mount_at(&steps, "/sys/fs/cgroup/memory")
+        .flags
+        .contains(MountFlags::RDONLY));
+    // And the default container keeps all of them.
+    let plain = container_setup(&spec(None, 1)).unwrap();
+    assert!(plain.iter().any(Step::is_mask));
+    assert!(mount_at(&plain, "/dev").flags.contains(MountFlags::NODEV));
+    assert!(mount_at(&plain, "/sys").flags.contains(MountFlags::RDONLY));
 }
