@@ -406,6 +406,10 @@ fn emit(intervals: &[(u32, Leaf)], arch: u32) -> Program {
         iv.push((*start, label));
     }
     let search = e.tree(&iv);
+    if search + 1 != e.rev.len() {
+        // A single interval: its code is not next.
+        e.stmt(JMP_JA, (e.rev.len() - search - 1) as u32);
+    }
     let nr = e.stmt(LD_W_ABS, OFF_NR);
     e.jump(JMP_JEQ_K, arch, nr, kill);
     e.stmt(LD_W_ABS, OFF_ARCH);

@@ -262,3 +262,18 @@ fn the_store_compiles_once_and_names_by_digest() {
         .is_err());
     assert!(store.prepare(custom("", "")).is_err(), "no profile given");
 }
+
+/// Writes the default profile's compiled file to `$BERTH_SECCOMP_DUMP`,
+/// for `bench/seccomp/attach.c`:
+/// `BERTH_SECCOMP_DUMP=/tmp/default.bpf cargo test -p berth-agent --lib dump_default -- --ignored`.
+#[test]
+#[ignore = "a benchmark helper, not a test"]
+fn dump_default_program() {
+    let path = std::env::var_os("BERTH_SECCOMP_DUMP").expect("BERTH_SECCOMP_DUMP");
+    std::fs::write(path, encode(&default_programs())).expect("write");
+    // And seccompiler's programs for the same profile, to compare.
+    if let Some(old) = std::env::var_os("BERTH_SECCOMP_DUMP_OLD") {
+        let programs = super::oracle::compile(&default::profile(), &host()).expect("compiles");
+        std::fs::write(old, encode(&programs)).expect("write");
+    }
+}
