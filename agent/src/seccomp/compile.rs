@@ -146,6 +146,10 @@ impl Leaf {
     }
 }
 
+/// A rule of one call: (severity, later first appearance first), its
+/// return value, its conditions.
+type Ranked = ((i32, Reverse<usize>), u32, Vec<Cond>);
+
 /// Builds the program for `profile` as applied to a container on `host`.
 /// The result is a list (the file format holds several) of one program.
 pub fn compile(profile: &Profile, host: &Host) -> Result<Vec<Program>, SeccompError> {
@@ -155,7 +159,7 @@ pub fn compile(profile: &Profile, host: &Host) -> Result<Vec<Program>, SeccompEr
     // Every rule for every number, with its precedence: the kernel's order
     // of actions, then (same action) the later first appearance first.
     let mut order: Vec<u32> = Vec::new();
-    let mut by_nr: BTreeMap<u32, Vec<((i32, Reverse<usize>), u32, Vec<Cond>)>> = BTreeMap::new();
+    let mut by_nr: BTreeMap<u32, Vec<Ranked>> = BTreeMap::new();
     for rule in profile.syscalls.iter().filter(|r| r.applies(host)) {
         let ret = ret_value(rule.action, rule.errno_ret);
         let conds: Vec<Cond> = rule.args.iter().map(Cond::from).collect();
