@@ -144,6 +144,21 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Vec<SockFilter>>, SeccompFileError> {
     Ok(programs)
 }
 
+/// The file of `programs`, the inverse of [`parse`].
+pub fn encode(programs: &[Vec<SockFilter>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in programs {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        for i in p {
+            out.extend_from_slice(&i.code.to_ne_bytes());
+            out.push(i.jt);
+            out.push(i.jf);
+            out.extend_from_slice(&i.k.to_ne_bytes());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -409,6 +409,7 @@ const AF_VSOCK: u64 = 40;
 /// ADDR_NO_RANDOMIZE and friends, which weaken the container's own
 /// protections.
 const PERSONALITIES: &[u64] = &[0x0, 0x0008, 0x2_0000, 0x2_0008, 0xffff_ffff];
+const EPERM: u32 = 1;
 /// ENOSYS: for `clone3`, so that libcs fall back to `clone`, whose flags
 /// (unlike `clone3`'s, in memory) a filter can read.
 const ENOSYS: u32 = 38;
@@ -433,7 +434,18 @@ pub fn profile() -> Profile {
     let mut rules = vec![
         allow(ALLOWED, vec![]),
         allow(&["clone"], vec![arg(0, Op::MaskedEq, CLONE_NAMESPACES, 0)]),
-        allow(&["socket"], vec![arg(0, Op::Ne, AF_VSOCK, 0)]),
+        // The kernel takes socket's family as an int, so the test is on
+        // the low half: `arg != 40` on 64 bits (Docker's rule) lets
+        // `socket(1 << 32 | 40, ...)` make a vsock socket.
+        allow(&["socket"], vec![]),
+        Rule {
+            action: Action::Errno,
+            errno_ret: Some(EPERM),
+            ..allow(
+                &["socket"],
+                vec![arg(0, Op::MaskedEq, 0xffff_ffff, AF_VSOCK)],
+            )
+        },
     ];
     for p in PERSONALITIES {
         rules.push(allow(&["personality"], vec![arg(0, Op::Eq, *p, 0)]));
@@ -459,7 +471,7 @@ pub fn profile() -> Profile {
     });
     Profile {
         default_action: Action::Errno,
-        default_errno_ret: Some(1),
+        default_errno_ret: Some(EPERM),
         syscalls: rules,
     }
 }

@@ -3,11 +3,17 @@
 //! Every container runs under a seccomp filter unless it asks for none
 //! (`seccomp=unconfined`): berth's default profile ([`default`]), or a
 //! profile of its own in Docker's JSON format ([`profile`]). A profile is
-//! compiled to BPF ([`compile`]) once, when berthd starts (the default) or
+//! compiled to BPF ([`compile`], berth's own emitter: one program, a binary
+//! search over the call numbers) once, when berthd starts (the default) or
 //! when a container is created with it, and kept in
-//! `<state>/seccomp/<sha256>.bpf`; the container's init installs the file's
-//! programs as the last step before it execs the container's process.
+//! `<state>/seccomp/<sha256>.bpf`, named by the digest of the file, so a
+//! change of the emitter gives new names (files of the old emitter stay
+//! valid for the containers that name them); the container's init installs
+//! the file's programs as the last step before it execs the container's
+//! process.
 
+#[cfg(test)]
+mod bpf_interp;
 mod compile;
 pub mod default;
 pub mod profile;
@@ -62,9 +68,9 @@ pub enum SeccompError {
     /// The profile allows every call: ask for `unconfined` instead.
     #[error("the seccomp profile allows every system call: use seccomp=unconfined instead")]
     AllowsEverything,
-    /// The filter compiler refused it (for example: too large).
+    /// The program cannot be built (for example: too large).
     #[error("compiling the seccomp profile: {0}")]
-    Filter(#[source] seccompiler::BackendError),
+    Filter(String),
     /// The compiled programs could not be stored.
     #[error("storing the compiled seccomp profile in {path}: {source}")]
     Io {
@@ -252,5 +258,9 @@ impl Seccomp {
     }
 }
 
+#[cfg(test)]
+mod equivalence;
+#[cfg(test)]
+mod oracle;
 #[cfg(test)]
 mod tests;

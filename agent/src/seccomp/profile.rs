@@ -116,7 +116,7 @@ pub enum Action {
 }
 
 /// An argument comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum Op {
     /// `arg != value`
     #[serde(rename = "SCMP_CMP_NE")]

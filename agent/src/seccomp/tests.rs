@@ -1,7 +1,7 @@
 //! The compiled programs, run by the kernel: a forked child installs them
 //! and reports what its system calls got.
 
-use super::compile::{compile, encode};
+use super::compile::{compile, encode, Program};
 use super::profile::{go_arch, Host, Profile};
 use super::*;
 
@@ -16,16 +16,43 @@ fn host() -> Host<'static> {
 /// Forks; the child installs `programs` (in order) and runs `probe`, whose
 /// return value becomes its exit status. The child only makes system
 /// calls: it was forked from a multi-threaded process.
-fn in_child(programs: &[seccompiler::BpfProgram], probe: fn() -> i32) -> i32 {
+fn in_child(programs: &[Program], probe: fn() -> i32) -> i32 {
+    // Built before the fork: the child must not allocate.
+    let filters: Vec<Vec<libc::sock_filter>> = programs
+        .iter()
+        .map(|p| {
+            p.iter()
+                .map(|i| libc::sock_filter {
+                    code: i.code,
+                    jt: i.jt,
+                    jf: i.jf,
+                    k: i.k,
+                })
+                .collect()
+        })
+        .collect();
+    let mut fprogs: Vec<libc::sock_fprog> = filters
+        .iter()
+        .map(|f| libc::sock_fprog {
+            len: f.len() as u16,
+            filter: f.as_ptr().cast_mut(),
+        })
+        .collect();
     // SAFETY: the child calls only async-signal-safe functions (prctl,
     // seccomp and the probe's raw system calls) and leaves by _exit,
     // never returning into the test harness.
     match unsafe { nix::unistd::fork() }.expect("fork") {
         nix::unistd::ForkResult::Child => {
-            for p in programs {
-                if seccompiler::apply_filter(p).is_err() {
-                    // SAFETY: see above.
-                    unsafe { libc::_exit(100) };
+            // SAFETY: see above; `fprogs` point into `filters`, alive.
+            unsafe {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    libc::_exit(100);
+                }
+                for p in fprogs.iter_mut() {
+                    let p: *mut libc::sock_fprog = p;
+                    if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, p) != 0 {
+                        libc::_exit(100);
+                    }
                 }
             }
             let code = probe();
@@ -50,13 +77,15 @@ fn errno_of(ret: libc::c_long) -> i32 {
     }
 }
 
-fn default_programs() -> Vec<seccompiler::BpfProgram> {
+fn default_programs() -> Vec<Program> {
     compile(&default::profile(), &host()).expect("the default profile compiles")
 }
 
 #[test]
-fn the_default_profile_is_an_allow_list_plus_enosys_for_clone3() {
-    assert_eq!(default_programs().len(), 2);
+fn the_default_profile_is_one_program() {
+    // The allow-list and clone3's ENOSYS together: each program installed
+    // costs an emulation of it for every call number.
+    assert_eq!(default_programs().len(), 1);
 }
 
 #[test]
@@ -105,6 +134,17 @@ fn default_profile_refuses_namespaces_mounts_and_keyrings() {
                 || libc::syscall(libc::SYS_personality, 0xffff_ffffu64) < 0
             {
                 bad |= 1;
+            }
+            // The kernel reads socket's family as an int: high bits must
+            // not carry AF_VSOCK past the filter.
+            if errno_of(libc::syscall(
+                libc::SYS_socket,
+                (1u64 << 32) | libc::AF_VSOCK as u64,
+                libc::SOCK_STREAM,
+                0,
+            )) != libc::EPERM
+            {
+                bad |= 128;
             }
             // ADDR_NO_RANDOMIZE is refused.
             if errno_of(libc::syscall(libc::SYS_personality, 0x0040000)) != libc::EPERM {
@@ -271,4 +311,19 @@ fn an_added_capability_unlocks_its_calls_in_the_default_profile() {
     assert_eq!(a, b);
     assert_ne!(a, d);
     assert_eq!(std::fs::read(&a).unwrap(), encode(&with_time));
+}
+
+/// Writes the default profile's compiled file to `$BERTH_SECCOMP_DUMP`,
+/// for `bench/seccomp/attach.c`:
+/// `BERTH_SECCOMP_DUMP=/tmp/default.bpf cargo test -p berth-agent --lib dump_default -- --ignored`.
+#[test]
+#[ignore = "a benchmark helper, not a test"]
+fn dump_default_program() {
+    let path = std::env::var_os("BERTH_SECCOMP_DUMP").expect("BERTH_SECCOMP_DUMP");
+    std::fs::write(path, encode(&default_programs())).expect("write");
+    // And seccompiler's programs for the same profile, to compare.
+    if let Some(old) = std::env::var_os("BERTH_SECCOMP_DUMP_OLD") {
+        let programs = super::oracle::compile(&default::profile(), &host()).expect("compiles");
+        std::fs::write(old, encode(&programs)).expect("write");
+    }
 }
