@@ -285,6 +285,8 @@ pub enum PlanError {
     RelativeRoot(String),
     /// A cgroup v1 controller name that is not one path component.
     BadController(String),
+    /// Both a namespace to enter and the host's network were asked for.
+    TwoNetworks,
 }
 
 impl fmt::Display for PlanError {
@@ -293,6 +295,9 @@ impl fmt::Display for PlanError {
             PlanError::NoLayers => f.write_str("the image has no layers"),
             PlanError::RelativeRoot(r) => write!(f, "the root {r:?} is not an absolute path"),
             PlanError::BadController(c) => write!(f, "bad cgroup controller name {c:?}"),
+            PlanError::TwoNetworks => {
+                f.write_str("both a network namespace and the host's network were asked for")
+            }
         }
     }
 }
@@ -474,9 +479,11 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     }
     let mut steps = Vec::with_capacity(64);
     let mut namespaces = vec![Namespace::Mount, Namespace::Uts, Namespace::Ipc];
-    match &spec.netns {
-        Some(path) => steps.push(Step::EnterNetns { path: path.clone() }),
-        None => namespaces.push(Namespace::Net),
+    match (&spec.netns, spec.host_network) {
+        (Some(_), true) => return Err(PlanError::TwoNetworks),
+        (Some(path), false) => steps.push(Step::EnterNetns { path: path.clone() }),
+        (None, true) => {}
+        (None, false) => namespaces.push(Namespace::Net),
     }
     steps.push(Step::Unshare(namespaces));
     steps.push(Step::MakeMountsPrivate);
@@ -497,7 +504,7 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     });
     masks(&mut steps);
     steps.push(Step::SetHostname(spec.hostname.clone()));
-    if spec.netns.is_none() {
+    if spec.netns.is_none() && !spec.host_network {
         steps.push(Step::LoopbackUp);
     }
     Ok(steps)

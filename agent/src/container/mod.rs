@@ -16,6 +16,7 @@ mod create;
 mod entry;
 pub mod error;
 mod exit;
+mod network;
 mod pause;
 pub mod record;
 mod recover;

@@ -47,6 +47,10 @@ pub struct Record {
     pub user: String,
     /// Effective hostname.
     pub hostname: String,
+    /// The network, resolved at Create (records from before networking:
+    /// `none`, what they had).
+    #[serde(default)]
+    pub network: crate::network::Mode,
     /// Stop signal number.
     pub stop_signal: i32,
     /// Default stop timeout in seconds.
@@ -103,6 +107,9 @@ pub struct SpecRecord {
     /// Seccomp profile (records from before seccomp get the default).
     #[serde(default)]
     pub seccomp: crate::seccomp::Choice,
+    /// Network mode as given ("" for the default).
+    #[serde(default)]
+    pub network: String,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

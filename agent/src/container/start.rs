@@ -42,6 +42,9 @@ impl Manager {
         if by_user {
             entry.call_off_restart();
         }
+        // Before anything is made: joining a container that is not
+        // running fails here, and changes nothing.
+        let netns = self.network_namespace(&rec)?;
         // The previous run's cgroup must be gone before this run makes it anew.
         drop(entry.teardown.lock().await);
         // The monitor execs and initialises while the cgroup is made; it
@@ -62,9 +65,9 @@ impl Manager {
                 tracing::warn!(id = %rec.id, "{e}");
             }
         };
-        // Held until the monitor has reported: the init opens it by path.
-        let netns = self.netns.take();
-        let launch = match self.launch_spec(entry, &rec, &cg, netns.as_ref()) {
+        // `netns` is held until the monitor has reported: the init opens it
+        // by path.
+        let launch = match self.launch_spec(entry, &rec, &cg, &netns) {
             Ok(spec) => spec,
             Err(e) => {
                 cleanup(self);
@@ -176,7 +179,7 @@ impl Manager {
         entry: &Entry,
         rec: &Record,
         cg: &crate::cgroup::ContainerCgroup,
-        netns: Option<&crate::netns_pool::Spare>,
+        netns: &crate::network::Netns,
     ) -> std::io::Result<LaunchSpec> {
         let path = |p: &Path| crate::fsutil::utf8_path(p);
         let seccomp = self
@@ -192,7 +195,8 @@ impl Manager {
             cwd: rec.cwd.clone(),
             user: rec.user.clone(),
             hostname: rec.hostname.clone(),
-            netns: netns.map(|ns| ns.path()),
+            netns: netns.path(),
+            host_network: netns.is_host(),
             cgroup: cg.placement.clone(),
             oom_events: cg.oom_events.clone(),
             cgroup_version: self.cgroups.version(),

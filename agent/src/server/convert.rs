@@ -28,6 +28,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         stop_timeout_seconds: s.stop_timeout_seconds,
         restart_policy: s.restart_policy.map(policy_from_proto).unwrap_or_default(),
         seccomp: seccomp_from_proto(s.security.and_then(|s| s.seccomp))?,
+        network: s.network,
     })
 }
 
@@ -141,6 +142,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         stop_timeout_seconds: s.stop_timeout_seconds,
         restart_policy: Some(policy_to_proto(s.restart_policy)),
         security: seccomp_to_proto(&s.seccomp),
+        network: s.network.clone(),
     }
 }
 
@@ -175,6 +177,7 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
         start_count: r.start_count,
         restart_count: r.restart_count,
         stopped_by_user: r.stopped_by_user,
+        network: r.network.to_string(),
     }
 }
 

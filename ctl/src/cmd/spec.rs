@@ -46,6 +46,7 @@ pub fn spec_from_args(
         stop_timeout_seconds: a.stop_timeout,
         restart_policy: a.restart,
         security: crate::security::security_opts(&a.security_opt, |p| std::fs::read(p))?,
+        network: a.network.clone().unwrap_or_default(),
     })
 }
 
@@ -103,6 +104,8 @@ mod tests {
             "1000:1000",
             "--hostname",
             "h",
+            "--network",
+            "host",
             "-l",
             "app=web",
             "-l",
@@ -162,6 +165,7 @@ mod tests {
         assert!(s.auto_remove);
         assert_eq!(s.stop_signal, "SIGINT");
         assert_eq!(s.stop_timeout_seconds, Some(3));
+        assert_eq!(s.network, "host");
     }
 
     #[test]

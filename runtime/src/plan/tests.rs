@@ -19,6 +19,7 @@ fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         user: String::new(),
         hostname: "box".into(),
         netns: netns.map(Into::into),
+        host_network: false,
         seccomp: None,
         cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c1".into()),
         oom_events: None,
@@ -255,6 +256,21 @@ fn the_network_namespace_is_entered_first_or_created() {
     );
     assert!(!spare.contains(&Step::LoopbackUp));
     assert_eq!(spare.last(), Some(&Step::SetHostname("box".into())));
+}
+
+#[test]
+fn the_host_network_is_neither_entered_nor_created() {
+    let mut s = spec(None, 2);
+    s.host_network = true;
+    let host = container_setup(&s).unwrap();
+    assert_eq!(
+        host[0],
+        Step::Unshare(vec![Namespace::Mount, Namespace::Uts, Namespace::Ipc])
+    );
+    assert!(!host.iter().any(|s| matches!(s, Step::EnterNetns { .. })));
+    assert!(!host.contains(&Step::LoopbackUp));
+    s.netns = Some("/proc/1/fd/7".into());
+    assert_eq!(container_setup(&s), Err(PlanError::TwoNetworks));
 }
 
 #[test]
