@@ -341,3 +341,49 @@ async fn the_network_survives_a_restart_of_berthd() {
         agent.force_remove(id).await;
     }
 }
+
+/// Every container gets an /etc/resolv.conf from the host's: as it is in
+/// the host's network; otherwise without the host's loopback resolvers
+/// (unreachable from another namespace), with its other lines. Nothing is
+/// resolved: no traffic leaves the machine.
+#[tokio::test]
+async fn resolv_conf_is_derived_from_the_hosts() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (exit, out, err) = agent
+        .run_to_exit(with_network(sh("cat /etc/resolv.conf"), "host"))
+        .await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert_eq!(out, host);
+
+    let (exit, out, err) = agent
+        .run_to_exit(with_network(sh("cat /etc/resolv.conf"), "none"))
+        .await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    let servers: Vec<std::net::IpAddr> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .map(|a| a.trim().parse().expect("a nameserver address"))
+        .collect();
+    assert!(!servers.is_empty(), "no nameserver: {out}");
+    assert!(servers.iter().all(|a| !a.is_loopback()), "{out}");
+    let is_stub = |l: &str| l.trim() == "nameserver 127.0.0.53";
+    let stub_only = host.lines().any(is_stub)
+        && host
+            .lines()
+            .filter(|l| l.starts_with("nameserver"))
+            .all(is_stub);
+    if !stub_only {
+        // What the host has besides loopback resolvers, in order.
+        let kept: Vec<&str> = host
+            .lines()
+            .filter(|l| {
+                l.strip_prefix("nameserver")
+                    .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                    .is_none_or(|a| !a.is_loopback())
+            })
+            .collect();
+        assert_eq!(out.lines().take(kept.len()).collect::<Vec<_>>(), kept);
+    }
+}

@@ -52,6 +52,10 @@ pub struct LaunchSpec {
     /// container's `--network host`. Excludes [`LaunchSpec::netns`].
     #[serde(default)]
     pub host_network: bool,
+    /// The container's `/etc/resolv.conf`, written into its layer with
+    /// `/etc/hostname` and `/etc/hosts` (`None`: the image's is left).
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
     /// The host path of a file of compiled seccomp programs (the format is
     /// [`crate::seccomp`]'s), written by berthd. The init reads it before
     /// `pivot_root` and installs every program, in file order, as its last

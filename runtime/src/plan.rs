@@ -349,9 +349,10 @@ fn overlay(spec: &LaunchSpec) -> Result<Step, PlanError> {
     ))
 }
 
-/// /etc/hostname and /etc/hosts of the container.
-fn etc_files(hostname: &str) -> Vec<(String, String)> {
-    vec![
+/// /etc/hostname, /etc/hosts and (when berthd made one) /etc/resolv.conf
+/// of the container.
+fn etc_files(hostname: &str, resolv_conf: Option<&str>) -> Vec<(String, String)> {
+    let mut files = vec![
         ("hostname".into(), format!("{hostname}\n")),
         (
             "hosts".into(),
@@ -359,7 +360,11 @@ fn etc_files(hostname: &str) -> Vec<(String, String)> {
                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
             ),
         ),
-    ]
+    ];
+    if let Some(text) = resolv_conf {
+        files.push(("resolv.conf".into(), text.to_string()));
+    }
+    files
 }
 
 /// /proc, a minimal /dev and a read-only /sys.
@@ -490,7 +495,7 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     steps.push(overlay(spec)?);
     steps.push(Step::WriteFiles {
         dir: format!("{root}/etc"),
-        files: etc_files(&spec.hostname),
+        files: etc_files(&spec.hostname, spec.resolv_conf.as_deref()),
     });
     kernel_filesystems(root, &mut steps);
     // The cgroup namespace is rooted at the cgroup the process is in when it

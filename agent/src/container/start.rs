@@ -197,6 +197,7 @@ impl Manager {
             hostname: rec.hostname.clone(),
             netns: netns.path(),
             host_network: netns.is_host(),
+            resolv_conf: Some(crate::network::resolv::for_container(&rec.network)),
             cgroup: cg.placement.clone(),
             oom_events: cg.oom_events.clone(),
             cgroup_version: self.cgroups.version(),

@@ -9,6 +9,7 @@
 
 pub mod mode;
 pub mod namespace;
+pub mod resolv;
 
 pub use mode::{Mode, Requested};
 pub use namespace::Netns;

@@ -20,6 +20,7 @@ fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         hostname: "box".into(),
         netns: netns.map(Into::into),
         host_network: false,
+        resolv_conf: None,
         seccomp: None,
         cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c1".into()),
         oom_events: None,
@@ -307,6 +308,21 @@ fn etc_gets_the_hostname() {
         .expect("writes /etc");
     assert_eq!(files[0], ("hostname".into(), "box\n".into()));
     assert!(files[1].1.contains("127.0.1.1\tbox\n"));
+    assert_eq!(files.len(), 2, "a resolv.conf nobody asked for");
+    let mut s = spec(None, 2);
+    s.resolv_conf = Some("nameserver 10.0.0.2\n".into());
+    let steps = container_setup(&s).unwrap();
+    let files = steps
+        .iter()
+        .find_map(|s| match s {
+            Step::WriteFiles { files, .. } => Some(files),
+            _ => None,
+        })
+        .expect("writes /etc");
+    assert_eq!(
+        files[2],
+        ("resolv.conf".into(), "nameserver 10.0.0.2\n".into())
+    );
 }
 
 #[test]
