@@ -17,6 +17,7 @@
 //! | [`container`] | the lifecycle: one file per verb around one transition function (`Manager::commit`, the only writer of a container's state), the state table ([`container::state`]), records, recovery at start |
 //! | [`events`] | the runtime's events ([`events::domain`]) and the durable, ordered bus that stores them in their wire form ([`events::wire`] converts) |
 //! | [`image`] | the image store, imports and pulls |
+//! | [`network`] | a container's network mode and the network namespace its init enters |
 //! | [`cgroup`], [`monitor`] | cgroup operations and the launch of container monitors, behind the [`cgroup::Cgroups`] and [`monitor::Launcher`] traits the container manager is given |
 //! | [`error`] | the agent's error, gathering each module's typed error |
 //! | [`server`] | the gRPC front end: `berth.v1` conversions, and the one mapping of errors to statuses ([`server::status`]) |
@@ -38,6 +39,7 @@ pub mod image;
 pub mod janitor;
 pub mod monitor;
 pub mod netns_pool;
+pub mod network;
 pub mod seccomp;
 pub mod server;
 pub mod signal;
@@ -66,6 +68,7 @@ mod boundary {
         "cgroup.rs",
         "monitor.rs",
         "netns_pool.rs",
+        "network",
         "janitor.rs",
         "signal.rs",
         "error.rs",

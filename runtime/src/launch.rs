@@ -48,6 +48,14 @@ pub struct LaunchSpec {
     /// [`crate::netns`]), for the init to enter instead of creating one.
     #[serde(default)]
     pub netns: Option<String>,
+    /// Stay in the monitor's (the host's) network namespace: the
+    /// container's `--network host`. Excludes [`LaunchSpec::netns`].
+    #[serde(default)]
+    pub host_network: bool,
+    /// The container's `/etc/resolv.conf`, written into its layer with
+    /// `/etc/hostname` and `/etc/hosts` (`None`: the image's is left).
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
     /// The host path of a file of compiled seccomp programs (the format is
     /// [`crate::seccomp`]'s), written by berthd. The init reads it before
     /// `pivot_root` and installs every program, in file order, as its last

@@ -291,6 +291,8 @@ pub enum PlanError {
     RelativeRoot(String),
     /// A cgroup v1 controller name that is not one path component.
     BadController(String),
+    /// Both a namespace to enter and the host's network were asked for.
+    TwoNetworks,
 }
 
 impl fmt::Display for PlanError {
@@ -299,6 +301,9 @@ impl fmt::Display for PlanError {
             PlanError::NoLayers => f.write_str("the image has no layers"),
             PlanError::RelativeRoot(r) => write!(f, "the root {r:?} is not an absolute path"),
             PlanError::BadController(c) => write!(f, "bad cgroup controller name {c:?}"),
+            PlanError::TwoNetworks => {
+                f.write_str("both a network namespace and the host's network were asked for")
+            }
         }
     }
 }
@@ -359,9 +364,10 @@ fn root_flags(spec: &LaunchSpec) -> MountFlags {
     }
 }
 
-/// /etc/hostname and /etc/hosts of the container.
-fn etc_files(hostname: &str) -> Vec<(String, String)> {
-    vec![
+/// /etc/hostname, /etc/hosts and (when berthd made one) /etc/resolv.conf
+/// of the container.
+fn etc_files(hostname: &str, resolv_conf: Option<&str>) -> Vec<(String, String)> {
+    let mut files = vec![
         ("hostname".into(), format!("{hostname}\n")),
         (
             "hosts".into(),
@@ -369,7 +375,11 @@ fn etc_files(hostname: &str) -> Vec<(String, String)> {
                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
             ),
         ),
-    ]
+    ];
+    if let Some(text) = resolv_conf {
+        files.push(("resolv.conf".into(), text.to_string()));
+    }
+    files
 }
 
 /// /proc, a minimal /dev with the container's devices, and /sys
@@ -509,16 +519,18 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     }
     let mut steps = Vec::with_capacity(64);
     let mut namespaces = vec![Namespace::Mount, Namespace::Uts, Namespace::Ipc];
-    match &spec.netns {
-        Some(path) => steps.push(Step::EnterNetns { path: path.clone() }),
-        None => namespaces.push(Namespace::Net),
+    match (&spec.netns, spec.host_network) {
+        (Some(_), true) => return Err(PlanError::TwoNetworks),
+        (Some(path), false) => steps.push(Step::EnterNetns { path: path.clone() }),
+        (None, true) => {}
+        (None, false) => namespaces.push(Namespace::Net),
     }
     steps.push(Step::Unshare(namespaces));
     steps.push(Step::MakeMountsPrivate);
     steps.push(overlay(spec)?);
     steps.push(Step::WriteFiles {
         dir: format!("{root}/etc"),
-        files: etc_files(&spec.hostname),
+        files: etc_files(&spec.hostname, spec.resolv_conf.as_deref()),
     });
     kernel_filesystems(spec, root, &mut steps);
     // The cgroup namespace is rooted at the cgroup the process is in when it
@@ -542,7 +554,7 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         masks(&mut steps);
     }
     steps.push(Step::SetHostname(spec.hostname.clone()));
-    if spec.netns.is_none() {
+    if spec.netns.is_none() && !spec.host_network {
         steps.push(Step::LoopbackUp);
     }
     Ok(steps)

@@ -89,7 +89,7 @@ pub fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "hostname", "ps", "sleep", "true", "false", "id", "env", "pwd",
     "touch", "mkdir", "grep", "wc", "head", "dd", "yes", "kill", "seq", "cut", "stat", "readlink",
-    "mount", "tail", "printf", "test", "rm", "awk", "tr",
+    "mount", "tail", "printf", "test", "rm", "awk", "tr", "ip", "httpd", "wget",
 ];
 
 /// A busybox root filesystem layer.

@@ -70,6 +70,7 @@ impl Manager {
             )
             .map_err(seccomp_error)?;
         self.check_unconfined(&spec)?;
+        let (network, network_hostname) = self.resolve_network(&spec)?;
         let id = spec::new_id();
         let name = if spec.name.is_empty() {
             spec::generate_name()
@@ -79,11 +80,12 @@ impl Manager {
         let rec = Record {
             id: id.clone(),
             name: name.clone(),
-            hostname: if spec.hostname.is_empty() {
-                id[..12].to_string()
-            } else {
+            hostname: if !spec.hostname.is_empty() {
                 spec.hostname.clone()
+            } else {
+                network_hostname.unwrap_or_else(|| id[..12].to_string())
             },
+            network,
             image_id: image.id.clone(),
             layers: image.layers.clone(),
             layer_dirs: self.images.layer_dirs(&image),

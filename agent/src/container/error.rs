@@ -127,6 +127,9 @@ pub enum ContainerError {
     /// The container monitor could not be started or talked to.
     #[error("starting the container: {0}")]
     Launch(#[source] SpawnError),
+    /// The container's network cannot be had.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     /// A file or system call failed.
     #[error("{context}: {source}")]
     Io {

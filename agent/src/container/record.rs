@@ -47,6 +47,10 @@ pub struct Record {
     pub user: String,
     /// Effective hostname.
     pub hostname: String,
+    /// The network, resolved at Create (records from before networking:
+    /// `none`, what they had).
+    #[serde(default)]
+    pub network: crate::network::Mode,
     /// Stop signal number.
     pub stop_signal: i32,
     /// Default stop timeout in seconds.
@@ -118,6 +122,9 @@ pub struct SpecRecord {
     /// Host devices passed through (normalised at Create).
     #[serde(default)]
     pub devices: Vec<super::secopts::DeviceMapping>,
+    /// Network mode as given ("" for the default).
+    #[serde(default)]
+    pub network: String,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

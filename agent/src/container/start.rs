@@ -47,6 +47,9 @@ impl Manager {
         if rec.spec.privileged {
             tracing::warn!(id = %rec.id, name = %rec.name, "starting a privileged container");
         }
+        // Before anything is made: joining a container that is not
+        // running fails here, and changes nothing.
+        let netns = self.network_namespace(&rec)?;
         // The previous run's cgroup must be gone before this run makes it anew.
         drop(entry.teardown.lock().await);
         // The monitor execs and initialises while the cgroup is made; it
@@ -73,9 +76,9 @@ impl Manager {
                 tracing::warn!(id = %rec.id, "{e}");
             }
         };
-        // Held until the monitor has reported: the init opens it by path.
-        let netns = self.netns.take();
-        let launch = match self.launch_spec(entry, &rec, &cg, netns.as_ref(), devices) {
+        // `netns` is held until the monitor has reported: the init opens it
+        // by path.
+        let launch = match self.launch_spec(entry, &rec, &cg, &netns, devices) {
             Ok(spec) => spec,
             Err(e) => {
                 cleanup(self);
@@ -199,7 +202,7 @@ impl Manager {
         entry: &Entry,
         rec: &Record,
         cg: &crate::cgroup::ContainerCgroup,
-        netns: Option<&crate::netns_pool::Spare>,
+        netns: &crate::network::Netns,
         devices: Vec<berth_runtime::launch::DeviceNode>,
     ) -> std::io::Result<LaunchSpec> {
         let path = |p: &Path| crate::fsutil::utf8_path(p);
@@ -216,7 +219,9 @@ impl Manager {
             cwd: rec.cwd.clone(),
             user: rec.user.clone(),
             hostname: rec.hostname.clone(),
-            netns: netns.map(|ns| ns.path()),
+            netns: netns.path(),
+            host_network: netns.is_host(),
+            resolv_conf: Some(crate::network::resolv::for_container(&rec.network)),
             capabilities: secopts::capabilities(&rec.spec),
             read_only_rootfs: rec.spec.read_only_rootfs,
             privileged: rec.spec.privileged,

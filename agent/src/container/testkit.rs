@@ -390,6 +390,7 @@ pub fn put_container(root: &Path, name: &str, policy: Policy) -> String {
         cwd: "/".into(),
         user: String::new(),
         hostname: name.into(),
+        network: Default::default(),
         stop_signal: libc::SIGTERM,
         stop_timeout: 10,
         start_count: 0,

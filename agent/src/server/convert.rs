@@ -47,6 +47,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
                 permissions: d.permissions,
             })
             .collect(),
+        network: s.network,
     })
 }
 
@@ -185,6 +186,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
                 permissions: d.permissions.clone(),
             })
             .collect(),
+        network: s.network.clone(),
     }
 }
 
@@ -219,6 +221,7 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
         start_count: r.start_count,
         restart_count: r.restart_count,
         stopped_by_user: r.stopped_by_user,
+        network: r.network.to_string(),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::container::ContainerError;
 use crate::error::Error;
 use crate::events::Gap;
 use crate::image::ImageError;
+use crate::network::NetworkError;
 
 /// The `ErrorInfo.domain` of every error berthd returns.
 pub const DOMAIN: &str = "berth.dev";
@@ -112,9 +113,26 @@ fn container(e: &ContainerError) -> Details {
         E::NoExitAfterKill { id } => {
             Details::new(Code::Internal, "CONTAINER_STUCK").with("id", id.clone())
         }
+        E::Network(e) => network(e),
         E::Vanished { .. } | E::Cgroup { .. } | E::Launch(_) | E::Io { .. } | E::Task { .. } => {
             Details::new(Code::Internal, "INTERNAL")
         }
+    }
+}
+
+fn network(e: &NetworkError) -> Details {
+    match e {
+        NetworkError::Invalid(_) => Details::new(Code::InvalidArgument, "INVALID_SPEC")
+            .with("field", "network")
+            .field("network"),
+        NetworkError::Unsupported(what) => {
+            Details::new(Code::Unimplemented, "NETWORK_UNSUPPORTED").with("feature", *what)
+        }
+        NetworkError::PeerNotRunning { name } => {
+            Details::new(Code::FailedPrecondition, "NETWORK_CONTAINER_NOT_RUNNING")
+                .with("container", name.clone())
+        }
+        NetworkError::Join { .. } => Details::new(Code::Internal, "INTERNAL"),
     }
 }
 

@@ -24,6 +24,10 @@ pub struct SpecArgs {
     /// Hostname inside the container.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Network: none (the default: only lo), host (the host's network),
+    /// container:NAME|ID (another running container's network).
+    #[arg(long, alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
     /// Label key=value (repeatable).
     #[arg(short = 'l', long = "label", value_name = "KEY[=VALUE]", value_parser = parse::label)]
     pub labels: Vec<(String, String)>,

@@ -47,6 +47,7 @@ pub fn spec_from_args(
         restart_policy: a.restart,
         security: security(a)?,
         devices: a.devices.clone(),
+        network: a.network.clone().unwrap_or_default(),
     })
 }
 
@@ -116,6 +117,8 @@ mod tests {
             "1000:1000",
             "--hostname",
             "h",
+            "--network",
+            "host",
             "-l",
             "app=web",
             "-l",
@@ -175,6 +178,7 @@ mod tests {
         assert!(s.auto_remove);
         assert_eq!(s.stop_signal, "SIGINT");
         assert_eq!(s.stop_timeout_seconds, Some(3));
+        assert_eq!(s.network, "host");
     }
 
     #[test]

@@ -19,6 +19,8 @@ fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         user: String::new(),
         hostname: "box".into(),
         netns: netns.map(Into::into),
+        host_network: false,
+        resolv_conf: None,
         seccomp: None,
         capabilities: crate::caps::DEFAULT.0,
         read_only_rootfs: false,
@@ -262,6 +264,21 @@ fn the_network_namespace_is_entered_first_or_created() {
 }
 
 #[test]
+fn the_host_network_is_neither_entered_nor_created() {
+    let mut s = spec(None, 2);
+    s.host_network = true;
+    let host = container_setup(&s).unwrap();
+    assert_eq!(
+        host[0],
+        Step::Unshare(vec![Namespace::Mount, Namespace::Uts, Namespace::Ipc])
+    );
+    assert!(!host.iter().any(|s| matches!(s, Step::EnterNetns { .. })));
+    assert!(!host.contains(&Step::LoopbackUp));
+    s.netns = Some("/proc/1/fd/7".into());
+    assert_eq!(container_setup(&s), Err(PlanError::TwoNetworks));
+}
+
+#[test]
 fn the_overlay_stacks_the_layers_top_first() {
     let steps = container_setup(&spec(None, 2)).unwrap();
     let m = mount_at(&steps, "");
@@ -295,6 +312,21 @@ fn etc_gets_the_hostname() {
         .expect("writes /etc");
     assert_eq!(files[0], ("hostname".into(), "box\n".into()));
     assert!(files[1].1.contains("127.0.1.1\tbox\n"));
+    assert_eq!(files.len(), 2, "a resolv.conf nobody asked for");
+    let mut s = spec(None, 2);
+    s.resolv_conf = Some("nameserver 10.0.0.2\n".into());
+    let steps = container_setup(&s).unwrap();
+    let files = steps
+        .iter()
+        .find_map(|s| match s {
+            Step::WriteFiles { files, .. } => Some(files),
+            _ => None,
+        })
+        .expect("writes /etc");
+    assert_eq!(
+        files[2],
+        ("resolv.conf".into(), "nameserver 10.0.0.2\n".into())
+    );
 }
 
 #[test]

@@ -1,0 +1,168 @@
+//! A container's network mode, as Docker's `--network`.
+
+use serde::{Deserialize, Serialize};
+
+use super::NetworkError;
+use crate::error::capped;
+
+/// Longest `network` value accepted.
+pub const MAX_LEN: usize = 256;
+
+/// What a client asked for, before `container:<x>` is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requested {
+    /// A network namespace of its own with only `lo` (the default).
+    None,
+    /// The agent's own network namespace.
+    Host,
+    /// Another container's namespace: its name, id or id prefix as given.
+    Container(String),
+}
+
+/// A container's network, resolved at Create and stored in its record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Mode {
+    /// A namespace of its own with only `lo`; records from before
+    /// networking had this.
+    #[default]
+    None,
+    /// The agent's own network namespace.
+    Host,
+    /// The namespace of the container with this id, at each start.
+    Container(String),
+}
+
+impl Requested {
+    /// Parses a client's `network` value ("" is the default, `none`).
+    pub fn parse(s: &str) -> Result<Requested, NetworkError> {
+        if s.len() > MAX_LEN {
+            return Err(NetworkError::Invalid(format!(
+                "network {:?} is longer than {MAX_LEN} bytes",
+                capped(s)
+            )));
+        }
+        match s {
+            "" | "none" => return Ok(Requested::None),
+            "host" => return Ok(Requested::Host),
+            "bridge" | "default" => return Err(NetworkError::Unsupported("bridge networking")),
+            _ => {}
+        }
+        if let Some(peer) = s.strip_prefix("container:") {
+            if peer.is_empty() {
+                return Err(NetworkError::Invalid(
+                    "network \"container:\" names no container".into(),
+                ));
+            }
+            return Ok(Requested::Container(peer.to_string()));
+        }
+        if is_network_name(s) {
+            return Err(NetworkError::Unsupported("user-defined networks"));
+        }
+        Err(NetworkError::Invalid(format!(
+            "network {:?} is none of \"none\", \"host\", \"bridge\", \
+             \"container:<name|id>\" or a network name",
+            capped(s)
+        )))
+    }
+}
+
+/// Docker's rule for network names, as for container names.
+fn is_network_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+impl Mode {
+    /// Whether the container stays in the agent's network namespace.
+    pub fn is_host(&self) -> bool {
+        matches!(self, Mode::Host)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::None => f.write_str("none"),
+            Mode::Host => f.write_str("host"),
+            Mode::Container(id) => write!(f, "container:{id}"),
+        }
+    }
+}
+
+impl From<Mode> for String {
+    fn from(m: Mode) -> String {
+        m.to_string()
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = String;
+
+    /// A stored mode: what [`Mode`]'s `Display` wrote.
+    fn try_from(s: String) -> Result<Mode, String> {
+        match s.as_str() {
+            "none" => Ok(Mode::None),
+            "host" => Ok(Mode::Host),
+            _ => match s.strip_prefix("container:") {
+                Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    Ok(Mode::Container(id.to_string()))
+                }
+                _ => Err(format!("unknown stored network mode {:?}", capped(&s))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Requested, String> {
+        Requested::parse(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_modes_parse() {
+        assert_eq!(parse(""), Ok(Requested::None));
+        assert_eq!(parse("none"), Ok(Requested::None));
+        assert_eq!(parse("host"), Ok(Requested::Host));
+        assert_eq!(
+            parse("container:web"),
+            Ok(Requested::Container("web".into()))
+        );
+    }
+
+    #[test]
+    fn what_is_not_built_says_so() {
+        for s in ["bridge", "default", "mynet"] {
+            let e = Requested::parse(s).unwrap_err();
+            assert!(matches!(e, NetworkError::Unsupported(_)), "{s}: {e}");
+            assert!(e.to_string().starts_with("not supported yet: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_modes_are_refused_without_echoing_them_whole() {
+        for s in ["container:", "-x", "a b", "host:1"] {
+            assert!(
+                matches!(Requested::parse(s), Err(NetworkError::Invalid(_))),
+                "{s}"
+            );
+        }
+        let long = "a".repeat(100_000);
+        let e = Requested::parse(&long).unwrap_err().to_string();
+        assert!(e.len() < 1000, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn stored_modes_round_trip() {
+        let id = "ab".repeat(32);
+        for m in [Mode::None, Mode::Host, Mode::Container(id)] {
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(serde_json::from_str::<Mode>(&json).unwrap(), m);
+        }
+        assert!(serde_json::from_str::<Mode>("\"container:web\"").is_err());
+    }
+}
