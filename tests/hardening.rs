@@ -552,3 +552,57 @@ mod seccomp {
         agent.assert_clean().await;
     }
 }
+
+/// Puts a host device node's mode and owner back, whatever the test did.
+struct RestoreNode {
+    path: &'static str,
+    meta: std::fs::Metadata,
+}
+
+impl Drop for RestoreNode {
+    fn drop(&mut self) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let _ = std::fs::set_permissions(
+            self.path,
+            std::fs::Permissions::from_mode(self.meta.mode() & 0o7777),
+        );
+        let _ = std::os::unix::fs::chown(self.path, Some(self.meta.uid()), Some(self.meta.gid()));
+    }
+}
+
+/// Container root may chmod and chown its /dev/null and /dev/zero (they are
+/// its own); the host's stay as they were, and the container's still work.
+#[tokio::test]
+async fn changing_the_standard_devices_leaves_the_hosts_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let guards: Vec<RestoreNode> = ["/dev/null", "/dev/zero"]
+        .into_iter()
+        .map(|path| RestoreNode {
+            path,
+            meta: std::fs::metadata(path).expect("host device node"),
+        })
+        .collect();
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let (exit, out, err) = agent
+        .run_to_exit(sh(
+            "echo gone > /dev/null && head -c 3 /dev/zero | wc -c && \
+             chmod 000 /dev/null && chown 1:1 /dev/zero && stat -c '%a %u:%g' /dev/null /dev/zero",
+        ))
+        .await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["3", "0", "0:0", "666", "1:1"],
+        "{out}"
+    );
+    for g in &guards {
+        let now = std::fs::metadata(g.path).expect("host device node");
+        assert_eq!(
+            (now.mode(), now.uid(), now.gid()),
+            (g.meta.mode(), g.meta.uid(), g.meta.gid()),
+            "the host's {} changed",
+            g.path
+        );
+    }
+}

@@ -235,10 +235,19 @@ impl Step {
     }
 }
 
-/// The standard device nodes a container gets: the host's, each bound on an
-/// empty file of its /dev (a bind mount has flags of its own, so they work
-/// on the `nodev` /dev).
-pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// The standard device nodes a container gets, with their (fixed, Linux
+/// `devices.txt`) character device numbers. Each is a node of the
+/// container's own, made in its /dev like a `--device` node: never the
+/// host's node bound in, whose inode a `chmod` or `chown` by container root
+/// would change for the whole host.
+pub const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 /// The symlinks of a container's /dev, and what they point to.
 pub const DEV_SYMLINKS: [(&str, &str); 6] = [
@@ -399,16 +408,16 @@ fn kernel_filesystems(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) {
         MountFlags::NOSUID | MountFlags::STRICTATIME | root_flags(spec),
         Some("mode=755,size=65536k"),
     ));
-    for name in DEVICES {
-        let path = format!("{dev}/{name}");
-        steps.push(Step::CreateFile {
-            path: path.clone(),
+    for (name, major, minor) in DEVICES {
+        steps.push(Step::DeviceNode(DeviceNode {
+            path: format!("{dev}/{name}"),
+            block: false,
+            major,
+            minor,
             mode: 0o666,
-        });
-        steps.push(Step::Bind {
-            source: format!("/dev/{name}"),
-            target: path,
-        });
+            uid: 0,
+            gid: 0,
+        }));
     }
     let fresh = |name: &str, source: &str, fstype: &str, flags, data| {
         let path = format!("{dev}/{name}");
