@@ -180,3 +180,82 @@ async fn a_full_disk_never_keeps_containers_from_stopping_and_exits_keep_their_c
         .collect();
     assert!(left.is_empty(), "container directories left: {left:?}");
 }
+
+/// Writes `path` until the file system says it is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![b'x'; 64 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    // The last partial chunks too.
+    for size in [4096usize, 512, 1] {
+        while f.write(&chunk[..size]).is_ok_and(|n| n > 0) {}
+    }
+}
+
+/// The event log shares the state disk with everything else: when
+/// something else fills it, every event is still logged (the log's
+/// reserve), across a SIGKILL of berthd and a restart on the still-full
+/// disk, and the log goes on when space returns.
+#[tokio::test]
+async fn a_full_disk_loses_no_event() {
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let events_dir = agent.state_on_tmpfs("events", "4m").await;
+    let filler = events_dir.join("filler");
+    fill(&filler);
+    assert!(free_bytes(&events_dir) < 4096, "the tmpfs is not full");
+
+    let mut ran = Vec::new();
+    for code in 1..=12 {
+        let c = agent.run(sh(&format!("exit {code}"))).await;
+        assert_eq!(
+            agent.wait(&c.id).await.exit.unwrap_or_default().exit_code,
+            code
+        );
+        agent.force_remove(&c.id).await;
+        ran.push((c.id, code));
+    }
+    // Killed and started again with the disk still full.
+    agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    agent.spawn().await;
+    let check = |events: &[pb::Event], ran: &[(String, i32)]| {
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        let want: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, want, "the log has a gap or a duplicate");
+        for (id, code) in ran {
+            let actions: Vec<i32> = events
+                .iter()
+                .filter(|e| &e.id == id)
+                .map(|e| e.action)
+                .collect();
+            use pb::EventAction as A;
+            assert_eq!(
+                actions,
+                [A::Created, A::Started, A::Exited, A::Removed].map(|a| a as i32),
+                "{id}"
+            );
+            let exit = events
+                .iter()
+                .find(|e| &e.id == id && e.action == A::Exited as i32)
+                .and_then(|e| e.exit)
+                .unwrap_or_default();
+            assert_eq!(exit.exit_code, *code);
+        }
+    };
+    check(&all_events(&agent).await, &ran);
+    // Space returns: the log goes on from where it was.
+    std::fs::remove_file(&filler).expect("removing the filler");
+    let c = agent.run(sh("exit 3")).await;
+    agent.wait(&c.id).await;
+    agent.force_remove(&c.id).await;
+    ran.push((c.id, 3));
+    check(&all_events(&agent).await, &ran);
+}

@@ -6,6 +6,14 @@
 //! segment (a crash mid-write) is cut off at open. Whole segments are
 //! deleted from the front to keep at most `retain` events.
 //!
+//! The state file system is shared with the containers' logs and layers,
+//! which can fill it. So the writer keeps [`RESERVE`] bytes allocated ahead
+//! of its end in the current segment (`fallocate` without changing the
+//! size): a full disk still takes that many bytes of events (thousands),
+//! nothing is lost while an operator makes room, and berthd warns once the
+//! reserve can no longer be renewed. A new segment is begun only once its
+//! own reserve is allocated; until then the current one grows on.
+//!
 //! The writer remembers where every `MARK_EVERY`th record of a segment
 //! starts, so a reader catching up from some sequence number seeks close to
 //! it and reads no more records than it returns, plus fewer than
@@ -30,6 +38,12 @@ const MAX_RECORD: usize = 16 * 1024 * 1024;
 const MARK_EVERY: u64 = 256;
 /// Read buffer of a reader: a few hundred records.
 const READ_BUFFER: usize = 64 * 1024;
+/// Bytes kept allocated ahead of the current segment's end; renewed when
+/// less than half is left.
+const RESERVE: u64 = 1024 * 1024;
+/// After a failed renewal or rotation, appends before the next attempt (a
+/// full disk must not cost an `fallocate` per event).
+const RETRY_EVERY: u64 = 256;
 
 /// One segment file.
 #[derive(Debug)]
@@ -83,6 +97,11 @@ pub struct EventLog {
     /// The current segment may end in part of a record (a failed write
     /// that could not be cut off): the next event starts a new segment.
     torn: bool,
+    /// Where the current segment's allocated reserve ends.
+    allocated: u64,
+    /// Appends until the next attempt to renew the reserve or rotate, after
+    /// one failed for want of space.
+    backoff: u64,
 }
 
 /// What [`EventLog::open`] found.
@@ -200,8 +219,14 @@ impl EventLog {
                 next_seq,
                 dirty: false,
                 torn: false,
+                allocated: len_current,
+                backoff: 0,
             },
             events,
+        })
+        .map(|mut opened| {
+            opened.log.renew_reserve();
+            opened
         })
     }
 
@@ -238,9 +263,12 @@ impl EventLog {
     /// log then lacks it, which readers see as a hole (see [`read_from`]).
     pub fn append(&mut self, seq: u64, body: &[u8]) -> io::Result<()> {
         self.next_seq = seq + 1;
-        if self.in_current >= SEGMENT_EVENTS || self.torn {
+        self.backoff = self.backoff.saturating_sub(1);
+        if self.torn {
             self.rotate(seq)?;
             self.torn = false;
+        } else if self.in_current >= SEGMENT_EVENTS && self.backoff == 0 {
+            self.rotate_into_reserve(seq);
         }
         let mut rec = Vec::with_capacity(body.len() + 8);
         rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -259,6 +287,9 @@ impl EventLog {
         }
         self.in_current += 1;
         self.dirty = true;
+        if self.allocated.saturating_sub(self.len_current) < RESERVE / 2 && self.backoff == 0 {
+            self.renew_reserve();
+        }
         Ok(())
     }
 
@@ -270,10 +301,65 @@ impl EventLog {
         if self.file.set_len(len).is_err() {
             self.torn = true;
         }
+        // Truncation also freed the blocks allocated ahead.
+        self.allocated = len;
+        self.backoff = 0;
+    }
+
+    /// Allocates [`RESERVE`] bytes ahead of the current segment's end. A
+    /// file system without `fallocate` has no reserve (and never had one);
+    /// a full one is retried after [`RETRY_EVERY`] appends.
+    fn renew_reserve(&mut self) {
+        match reserve(&self.file, self.len_current) {
+            Ok(true) => self.allocated = self.len_current + RESERVE,
+            Ok(false) => self.allocated = u64::MAX,
+            Err(e) => {
+                self.backoff = RETRY_EVERY;
+                tracing::warn!(
+                    left = self.allocated.saturating_sub(self.len_current),
+                    "the event log cannot renew its reserve ({e}): events go on into the \
+                     bytes left; make room on the state file system"
+                );
+            }
+        }
+    }
+
+    /// Begins the segment of event `first` if its reserve can be allocated;
+    /// else the current segment grows on, and this is retried later.
+    fn rotate_into_reserve(&mut self, first: u64) {
+        let path = segment_path(&self.dir, first);
+        let reserved = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|f| reserve(&f, 0));
+        match reserved {
+            Ok(supported) => match self.rotate(first) {
+                Ok(()) => self.allocated = if supported { RESERVE } else { u64::MAX },
+                Err(e) => {
+                    // A segment file that is not the current one would
+                    // claim seqs the current one holds at the next open.
+                    if self.segments.last().map(|s| &s.path) != Some(&path) {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    tracing::error!("beginning event log segment {first}: {e}");
+                }
+            },
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                self.backoff = RETRY_EVERY;
+                tracing::warn!(
+                    "cannot begin a new event log segment ({e}): the current one grows on"
+                );
+            }
+        }
     }
 
     fn rotate(&mut self, first: u64) -> io::Result<()> {
         self.file.sync_data()?;
+        // The finished segment gives back what it had allocated ahead.
+        let _ = self.file.set_len(self.len_current);
+        self.allocated = 0;
         let path = segment_path(&self.dir, first);
         self.file = OpenOptions::new().create(true).append(true).open(&path)?;
         self.segments.push(Segment::new(first, path));
@@ -400,6 +486,16 @@ fn read_all(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     match r.read_exact(buf) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Allocates [`RESERVE`] bytes of `file` from `offset`; `Ok(false)` where
+/// the file system cannot (it then has no reserve to lose either).
+fn reserve(file: &File, offset: u64) -> io::Result<bool> {
+    match crate::sys::preallocate(file, offset, RESERVE) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
         Err(e) => Err(e),
     }
 }

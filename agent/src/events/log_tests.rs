@@ -191,3 +191,50 @@ fn part_of_a_record_left_by_a_failed_write_is_cut_off() {
     assert_eq!(opened.log.next_seq(), 901);
     assert_eq!(opened.events.len(), 899);
 }
+
+/// Bytes the file system has allocated for `path`.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn the_current_segment_keeps_a_reserve_and_finished_ones_give_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = EventLog::open(dir.path(), 100_000).unwrap().log;
+    log.append(1, &ev(1).encode_to_vec()).unwrap();
+    let first = segment_path(dir.path(), 1);
+    let size = std::fs::metadata(&first).unwrap().len();
+    assert!(size < 100, "the reserve does not change the size: {size}");
+    if allocated(&first) < RESERVE {
+        // tmpfs, ext4 and xfs all allocate ahead; a file system that
+        // cannot has no reserve to test.
+        assert_eq!(
+            log.allocated,
+            u64::MAX,
+            "no reserve, yet none recorded as missing"
+        );
+        return;
+    }
+    for s in 2..=SEGMENT_EVENTS + 1 {
+        log.append(s, &ev(s).encode_to_vec()).unwrap();
+    }
+    let second = segment_path(dir.path(), SEGMENT_EVENTS + 1);
+    assert!(
+        allocated(&second) >= RESERVE,
+        "the new segment has its reserve"
+    );
+    let done = std::fs::metadata(&first).unwrap().len();
+    assert!(
+        allocated(&first) < done + 64 * 1024,
+        "the finished segment holds {} bytes for {done}",
+        allocated(&first)
+    );
+    // Renewed as the segment grows: never less than half the reserve ahead.
+    for s in SEGMENT_EVENTS + 2..=SEGMENT_EVENTS + 5000 {
+        log.append(s, &ev(s).encode_to_vec()).unwrap();
+        assert!(allocated(&second) >= log.len_current + RESERVE / 2);
+    }
+    let opened = EventLog::open(dir.path(), 100_000).unwrap();
+    assert_eq!(opened.log.next_seq(), SEGMENT_EVENTS + 5001);
+}

@@ -138,3 +138,18 @@ pub fn loopback_up() -> io::Result<()> {
 
 mod bpf;
 pub use bpf::attach_cgroup_device_program;
+
+/// Allocates `len` bytes of `file` from `offset` without changing its size
+/// (`fallocate` with `FALLOC_FL_KEEP_SIZE`): later writes there need no new
+/// blocks, so they succeed on a file system that has filled up meanwhile.
+pub fn preallocate(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    let to_off =
+        |v: u64| i64::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    nix::fcntl::fallocate(
+        file,
+        nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        to_off(offset)?,
+        to_off(len)?,
+    )
+    .map_err(io::Error::from)
+}
