@@ -259,3 +259,127 @@ async fn a_full_disk_loses_no_event() {
     ran.push((c.id, 3));
     check(&all_events(&agent).await, &ran);
 }
+
+/// `bytes` of data gzip cannot shrink (xorshift).
+fn incompressible(bytes: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Gives the tmpfs at `dir` a new size (space returns, as when an operator
+/// makes room).
+fn resize(dir: &std::path::Path, size: &str) {
+    nix::mount::mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        nix::mount::MsFlags::MS_REMOUNT,
+        Some(format!("size={size}").as_str()),
+    )
+    .expect("remounting the tmpfs");
+}
+
+/// Files under `dir`, recursively (what an import may have left behind).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// An import that does not fit, first where the upload is spooled, then in
+/// the image store: RESOURCE_EXHAUSTED with reason NO_SPACE, nothing left
+/// behind, a running container unaffected; once space returns the same
+/// import succeeds and the image runs.
+#[tokio::test]
+async fn an_import_that_does_not_fit_leaves_nothing_and_succeeds_once_space_returns() {
+    use tonic_types::StatusExt;
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let spool = agent.state_on_tmpfs("tmp", "4m").await;
+    let images = agent.state_on_tmpfs("images", "8m").await;
+    let running = agent.run(sh("echo up; exec sleep 600")).await;
+    agent.wait_for_output(&running.id, "up").await;
+    let big = common::image::busybox_with(
+        "docker.io/library/big:1",
+        vec![common::image::Entry::File(
+            "big".into(),
+            incompressible(6 << 20),
+            0o644,
+        )],
+    );
+    let before = (free_bytes(&spool), free_bytes(&images));
+    let stored_before = files_under(&images);
+
+    let refused = |e: tonic::Status, what: &str| {
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{what}: {e:?}");
+        let reason = e
+            .get_details_error_info()
+            .map(|i| i.reason)
+            .unwrap_or_default();
+        assert_eq!(reason, "NO_SPACE", "{what}: {e:?}");
+    };
+    let left_nothing = |what: &str| {
+        assert_eq!(
+            files_under(&spool),
+            Vec::<std::path::PathBuf>::new(),
+            "{what}"
+        );
+        assert_eq!(files_under(&images), stored_before, "{what}");
+        let now = (free_bytes(&spool), free_bytes(&images));
+        assert!(
+            now.0 + 64 * 1024 >= before.0 && now.1 + 64 * 1024 >= before.1,
+            "{what}: space not given back: {before:?} -> {now:?}"
+        );
+    };
+    // The upload does not fit where it is spooled.
+    let e = agent
+        .import(big.clone(), "")
+        .await
+        .expect_err("no room to spool");
+    refused(e, "spool");
+    left_nothing("after the spool filled");
+    // It fits there now, not in the store (blob and unpacked layer).
+    resize(&spool, "16m");
+    let e = agent
+        .import(big.clone(), "")
+        .await
+        .expect_err("no room to store");
+    refused(e, "store");
+    left_nothing("after the store filled");
+    let listed = agent
+        .images()
+        .list(pb::ListImagesRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .images;
+    assert_eq!(listed.len(), 1, "only busybox: {listed:?}");
+
+    // Space returns: the same import works and the image runs.
+    resize(&images, "64m");
+    agent
+        .import(big, "")
+        .await
+        .expect("import once space returned");
+    let mut spec = sh("wc -c < /big");
+    spec.image = "big:1".into();
+    let (exit, out, err) = agent.run_to_exit(spec).await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert_eq!(out.trim(), (6u64 << 20).to_string());
+    agent.stop(&running.id, 1).await.expect("stop");
+    agent.force_remove(&running.id).await;
+}
