@@ -23,6 +23,8 @@ pub mod error;
 mod exit;
 mod network;
 mod pause;
+#[cfg(test)]
+mod privileged_tests;
 pub mod record;
 mod recover;
 mod remove;

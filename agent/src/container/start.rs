@@ -42,6 +42,13 @@ impl Manager {
         if by_user {
             entry.call_off_restart();
         }
+        // Checked again at each start, not only at Create: a container
+        // created while berthd allowed privileged ones must not come back
+        // privileged (by hand or by its restart policy) once the operator
+        // restarted berthd without --allow-privileged.
+        if rec.spec.privileged && !self.allow_privileged {
+            return Err(ContainerError::PrivilegedNotAllowed);
+        }
         // Host devices as they are now (they may have changed since Create).
         let (devices, device_access) = secopts::devices(&rec.spec)?;
         if rec.spec.privileged {

@@ -263,4 +263,6 @@ mod equivalence;
 #[cfg(test)]
 mod oracle;
 #[cfg(test)]
+mod review_fuzz;
+#[cfg(test)]
 mod tests;
