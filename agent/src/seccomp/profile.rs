@@ -154,7 +154,7 @@ impl Profile {
                 max: MAX_PROFILE_BYTES,
             });
         }
-        let p: Profile = serde_json::from_slice(json).map_err(SeccompError::Json)?;
+        let p: Profile = serde_json::from_slice(json).map_err(|e| SeccompError::json(&e))?;
         if p.default_action == Action::Notify
             || p.syscalls.iter().any(|r| r.action == Action::Notify)
         {

@@ -1,4 +1,4 @@
-//! Review: random profiles, the emitter against the seccompiler oracle.
+//! Random profiles: the emitter against the seccompiler oracle.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -119,15 +119,32 @@ fn check(rng: &mut StdRng, p: &Profile) -> bool {
     true
 }
 
+/// How many random profiles [`random_profiles_agree_with_the_oracle`]
+/// tries: 400 keep the suite quick (debug build, and the cgroup v2 VM runs
+/// it emulated); `BERTH_SECCOMP_ROUNDS=100000` for a long run, and
+/// `BERTH_SECCOMP_SEED` for other profiles than CI's.
+fn rounds_and_seed() -> (usize, u64) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+    (
+        env("BERTH_SECCOMP_ROUNDS").map_or(400, |r: u64| r as usize),
+        env("BERTH_SECCOMP_SEED").unwrap_or(0xbe27),
+    )
+}
+
 #[test]
 fn random_profiles_agree_with_the_oracle() {
-    let mut rng = StdRng::seed_from_u64(0xbe27);
+    let (rounds, seed) = rounds_and_seed();
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut n = 0;
-    for i in 0..3000 {
+    for i in 0..rounds {
         let p = profile(&mut rng, 1 + i % 12, 3);
         n += usize::from(check(&mut rng, &p));
     }
-    assert!(n > 1000, "{n}");
+    // Most random profiles compile (the rest are refused by both).
+    assert!(
+        n > rounds / 3,
+        "{n} of {rounds} profiles compiled (seed {seed})"
+    );
 }
 
 /// Leaves longer than a jump reaches: one call with many conditional rules.
