@@ -26,6 +26,7 @@ pub const POINTS: &[&str] = &[
     "event:<action>:appended",
     "image:import:layers-stored",
     "image:import:tagged",
+    "image:pull:layer-installed",
 ];
 
 /// The point of one stage of a transition: `commit:<op>:<stage>`.

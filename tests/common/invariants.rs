@@ -1,7 +1,8 @@
 //! The invariants berthd keeps across crashes, checked after a restart by
 //! the crash-point test (tests/crash.rs) and the soak (tests/soak.rs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use berth::v1 as pb;
 use pb::restart_policy::Mode::OnFailure;
@@ -63,11 +64,17 @@ pub async fn check(agent: &Agent, point: &str) -> Seen {
             .into_inner()
             .containers
     };
-    // Recovery settles: restarts due are taken, exits recorded.
+    let live =
+        |c: &pb::Container| c.pid > 0 && std::path::Path::new(&format!("/proc/{}", c.pid)).exists();
+    // Recovery settles: restarts due are taken, exits recorded (a run that
+    // ended while berthd was down is seen as ended soon after it is back,
+    // not necessarily by the time it answers).
     let settled = eventually(30, async || {
         containers().await.iter().all(|c| {
+            let running = c.state == CState::Running as i32 || c.state == CState::Paused as i32;
             c.state != CState::Restarting as i32
                 && !(c.labels.contains_key(EXIT_LABEL) && c.state == CState::Running as i32)
+                && (!running || live(c))
         })
     })
     .await;
@@ -76,7 +83,7 @@ pub async fn check(agent: &Agent, point: &str) -> Seen {
     for c in containers().await {
         if c.state == CState::Running as i32 || c.state == CState::Paused as i32 {
             assert!(
-                c.pid > 0 && std::path::Path::new(&format!("/proc/{}", c.pid)).exists(),
+                live(&c),
                 "{point}: {} is {} but its process is gone",
                 c.name,
                 c.state
@@ -140,6 +147,7 @@ pub async fn check(agent: &Agent, point: &str) -> Seen {
             "{point}: the exit of {id} at {at} was announced {n} times"
         );
     }
+    store_is_clean(&agent.state_dir, point);
     // Every container can still be removed, and then nothing is left.
     for c in containers().await {
         seen.containers += 1;
@@ -170,5 +178,65 @@ pub fn check_runs(events: &[pb::Event], point: &str) {
             assert!(*open, "{point}: an EXITED without its STARTED: {ev:?}");
             *open = false;
         }
+    }
+}
+
+/// The image store keeps nothing no one uses: every unpacked layer belongs
+/// to a stored image or to a container (whose image may have been removed),
+/// every blob is a stored image's config or manifest. A crash between
+/// storing layers and tagging the image must not leave them behind forever.
+pub fn store_is_clean(state_dir: &Path, point: &str) {
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let hex = |d: &serde_json::Value| {
+        let d = d.as_str().unwrap_or_default();
+        d.strip_prefix("sha256:").unwrap_or(d).to_string()
+    };
+    let images = state_dir.join("images");
+    let index = images.join("images.json");
+    let (mut layers, mut blobs) = (HashSet::new(), HashSet::new());
+    if index.exists() {
+        for img in json(&index)["images"].as_array().into_iter().flatten() {
+            layers.extend(img["layers"].as_array().into_iter().flatten().map(hex));
+            blobs.insert(hex(&img["id"]));
+            blobs.insert(hex(&img["manifest_digest"]));
+        }
+    }
+    if let Ok(dirs) = std::fs::read_dir(state_dir.join("containers")) {
+        for d in dirs.flatten() {
+            let rec = d.path().join("container.json");
+            if rec.exists() {
+                layers.extend(
+                    json(&rec)["layers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(hex),
+                );
+            }
+        }
+    }
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for l in names(&images.join("layers")) {
+        assert!(
+            layers.contains(&l),
+            "{point}: layer {l} is stored but no image or container uses it"
+        );
+    }
+    for b in names(&images.join("blobs/sha256")) {
+        assert!(
+            blobs.contains(&b),
+            "{point}: blob {b} is stored but no image uses it"
+        );
     }
 }

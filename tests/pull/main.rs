@@ -8,6 +8,7 @@ mod common;
 
 mod codes_and_auth;
 mod containers;
+mod crash;
 mod layouts;
 mod transfers;
 

@@ -87,6 +87,13 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         },
         cfg.log_max_bytes,
     )?;
+    // Layers and blobs a crash left behind (stored by an import or a pull
+    // that died before tagging its image) are deleted now, once the
+    // containers that may still use a removed image's layers are known:
+    // otherwise nothing would, until the next image removal.
+    if let Err(e) = images.gc(&mgr.layers_in_use()) {
+        tracing::warn!("removing layers and blobs no image uses: {e}");
+    }
 
     let puller = crate::image::pull::Puller::new(
         images.clone(),

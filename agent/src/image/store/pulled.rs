@@ -78,6 +78,7 @@ impl ImageStore {
         let to = self.layers_dir().join(&hex);
         rename_noreplace(&dest, &to)?;
         sync_dir(&self.layers_dir())?;
+        crate::crash::point(|| "image:pull:layer-installed".into());
         st.layer_sizes.insert(hex, size);
         Ok(size)
     }
