@@ -40,6 +40,7 @@ pub mod janitor;
 pub mod monitor;
 pub mod netns_pool;
 pub mod network;
+pub mod procinfo;
 pub mod seccomp;
 pub mod server;
 pub mod signal;
