@@ -343,3 +343,51 @@ async fn berthctl_stats_prints_a_table_or_json() {
     agent.force_remove(&c.id).await;
     agent.assert_clean().await;
 }
+
+#[tokio::test]
+async fn berthctl_stats_and_top_across_hosts() {
+    let a = Agent::start().await;
+    let b = Agent::start().await;
+    a.import_busybox().await;
+    b.import_busybox().await;
+    let ca = a.run(sh("exec sleep 1000")).await;
+    let cb = b.run(sh("exec sleep 1001")).await;
+    let hosts = format!("{},{}", a.socket.display(), b.socket.display());
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(common::bin("berthctl"))
+            .args(["--host", &hosts])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Every running container of both hosts, with a HOST column.
+    let out = ctl(&["stats", "--no-stream"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("HOST"), "{text}");
+    assert!(text.contains(&ca.name) && text.contains(&cb.name), "{text}");
+    // Names that each host knows only one of.
+    let out = ctl(&["stats", "--no-stream", &ca.name, &cb.name]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let out = ctl(&["stats", "--no-stream", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such container"));
+    // top finds the container on its host.
+    let out = ctl(&["top", &cb.name]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.starts_with("HOST") && text.contains("sleep 1001"),
+        "{text}"
+    );
+    assert!(!text.contains("sleep 1000"), "{text}");
+    a.force_remove(&ca.id).await;
+    b.force_remove(&cb.id).await;
+    a.assert_clean().await;
+    b.assert_clean().await;
+}

@@ -182,11 +182,14 @@ pub async fn stats(f: &Fleet, args: StatsArgs) -> Result<()> {
             Some(Err(e)) => failures.push(&hosts[i], e),
             None => {
                 ended[i] = true;
-                // A stream that ended (its containers removed) shows no more.
-                latest.remove(&i);
+                // A live stream that ended (its containers removed) shows
+                // no more; a --no-stream one ends after its sample.
+                if req.stream {
+                    latest.remove(&i);
+                }
             }
         }
-        let round = (0..hosts.len()).all(|j| ended[j] || fresh[j]);
+        let round = fresh.contains(&true) && (0..hosts.len()).all(|j| ended[j] || fresh[j]);
         if round && !latest.is_empty() {
             print_table(&latest, &hosts, single, live);
             fresh.iter_mut().for_each(|x| *x = false);
