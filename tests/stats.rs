@@ -391,3 +391,69 @@ async fn berthctl_stats_and_top_across_hosts() {
     a.assert_clean().await;
     b.assert_clean().await;
 }
+
+/// The cost of sampling 50 containers: berthd's CPU time per sample and
+/// the time a sample takes beyond its interval. A measurement, not a check:
+/// `cargo test -p berth --test stats -- --ignored --nocapture cost`.
+#[tokio::test]
+#[ignore]
+async fn cost_of_a_sample_of_50_containers() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(agent.run(sh("exec sleep 1000")).await.id);
+    }
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.pid())).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<u64> = rest.split(' ').map(|v| v.parse().unwrap_or(0)).collect();
+        // utime + stime (fields 14, 15), in 10 ms ticks.
+        (f[11] + f[12]) * 10
+    };
+    const SAMPLES: u32 = 100;
+    let mut s = stats(&agent)
+        .stats(pb::StatsRequest {
+            stream: true,
+            interval_ms: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The first sample (the baseline read) is not counted.
+    assert_eq!(s.message().await.unwrap().unwrap().containers.len(), 50);
+    let (cpu0, t0) = (cpu(), std::time::Instant::now());
+    for _ in 0..SAMPLES {
+        assert_eq!(s.message().await.unwrap().unwrap().containers.len(), 50);
+    }
+    let (cpu1, elapsed) = (cpu(), t0.elapsed());
+    drop(s);
+    // One-shot calls: a baseline read, 100 ms, a sample; what is beyond
+    // the 100 ms is the cost of the two reads and the call.
+    let t1 = std::time::Instant::now();
+    for _ in 0..10 {
+        let mut s = stats(&agent)
+            .stats(pb::StatsRequest {
+                stream: false,
+                interval_ms: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(s.message().await.unwrap().unwrap().containers.len(), 50);
+    }
+    let one_shot = t1.elapsed().as_secs_f64() * 100.0 - 100.0;
+    println!(
+        "50 containers, {SAMPLES} samples at 100 ms in {:.1} s: berthd CPU {:.2} ms per sample \
+         ({:.3} ms per container); a --no-stream call takes {one_shot:.1} ms beyond its interval",
+        elapsed.as_secs_f64(),
+        (cpu1 - cpu0) as f64 / f64::from(SAMPLES),
+        (cpu1 - cpu0) as f64 / f64::from(SAMPLES) / 50.0,
+    );
+    for id in &ids {
+        agent.force_remove(id).await;
+    }
+    agent.assert_clean().await;
+}
