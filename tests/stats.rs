@@ -84,7 +84,8 @@ async fn a_busy_container_uses_cpu() {
     let first = one(&agent, &busy.id).await.cpu.expect("cpu");
     assert!(first.online_cpus >= 1 && first.host_usage_nanos > 0);
     // The busy loop's usage grows from sample to sample, and its share of
-    // the interval is well above the idle container's.
+    // the interval is above the idle container's (no fixed figure: on a
+    // loaded machine the loop gets what the scheduler leaves it).
     let mut last = first.usage_nanos;
     assert!(
         eventually(30, async || {
@@ -92,7 +93,7 @@ async fn a_busy_container_uses_cpu() {
             let grew = b.usage_nanos > last;
             last = b.usage_nanos;
             let i = one(&agent, &idle.id).await.cpu.unwrap();
-            grew && b.percent > 10.0 && b.percent > i.percent
+            grew && b.percent > 0.0 && b.percent > i.percent
         })
         .await,
         "busy loop's CPU usage did not show"

@@ -255,6 +255,24 @@ mod tests {
     use berth::v1::{BlockIoStats, ContainerState, CpuStats, MemoryStats, PidsStats};
 
     #[test]
+    fn requests_from_flags() {
+        use crate::cli::Command;
+        let Command::Stats(a) = crate::cmd::parse_command(&["stats", "-a", "--no-stream", "x", "y"])
+        else {
+            panic!()
+        };
+        let r = stats_request(&a);
+        assert_eq!(r.containers, ["x", "y"]);
+        assert!(r.all && !r.stream);
+        assert_eq!(r.interval_ms, 0, "the agent's default, 1 s");
+        let Command::Stats(a) = crate::cmd::parse_command(&["stats"]) else {
+            panic!()
+        };
+        let r = stats_request(&a);
+        assert!(r.containers.is_empty() && !r.all && r.stream);
+    }
+
+    #[test]
     fn rows_like_docker() {
         let c = ContainerStats {
             id: "0123456789abcdef".repeat(4),
