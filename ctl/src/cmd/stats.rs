@@ -257,7 +257,8 @@ mod tests {
     #[test]
     fn requests_from_flags() {
         use crate::cli::Command;
-        let Command::Stats(a) = crate::cmd::parse_command(&["stats", "-a", "--no-stream", "x", "y"])
+        let Command::Stats(a) =
+            crate::cmd::parse_command(&["stats", "-a", "--no-stream", "x", "y"])
         else {
             panic!()
         };
