@@ -19,6 +19,7 @@
 //! | [`image`] | the image store, imports and pulls |
 //! | [`network`] | a container's network mode and the network namespace its init enters |
 //! | [`cgroup`], [`monitor`] | cgroup operations and the launch of container monitors, behind the [`cgroup::Cgroups`] and [`monitor::Launcher`] traits the container manager is given |
+//! | [`procinfo`] | what `top` shows of a process, from /proc (usage counters are in [`cgroup::stats`]) |
 //! | [`error`] | the agent's error, gathering each module's typed error |
 //! | [`server`] | the gRPC front end: `berth.v1` conversions, and the one mapping of errors to statuses ([`server::status`]) |
 //!
@@ -40,6 +41,7 @@ pub mod janitor;
 pub mod monitor;
 pub mod netns_pool;
 pub mod network;
+pub mod procinfo;
 pub mod seccomp;
 pub mod server;
 pub mod signal;
@@ -65,7 +67,8 @@ mod boundary {
     /// Modules of the runtime core, relative to `src/`.
     const CORE: &[&str] = &[
         "container",
-        "cgroup.rs",
+        "cgroup",
+        "procinfo.rs",
         "monitor.rs",
         "netns_pool.rs",
         "network",

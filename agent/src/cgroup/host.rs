@@ -437,6 +437,42 @@ impl CgroupHost {
         }
     }
 
+    /// Where the usage counters of container `id` are (see `stats`).
+    pub fn stat_dirs(&self, id: &str) -> super::stats::StatDirs {
+        let path = self.path_of(id);
+        if self.version == 2 {
+            return super::stats::StatDirs::V2(self.root.join(path));
+        }
+        let own = |c: &str| {
+            self.controllers
+                .iter()
+                .any(|x| x == c)
+                .then(|| self.root.join(c).join(&path))
+        };
+        super::stats::StatDirs::V1 {
+            cpu: own("cpu"),
+            cpuacct: own("cpuacct"),
+            memory: own("memory"),
+            pids: own("pids"),
+            blkio: self.others.dir_of("blkio", &path),
+        }
+    }
+
+    /// The directory whose `cgroup.procs` (and those below) list every
+    /// process of container `id`: its v2 cgroup, or on v1 its directory in
+    /// one hierarchy berth always uses.
+    pub fn procs_dir(&self, id: &str) -> Option<PathBuf> {
+        let path = self.path_of(id);
+        if self.version == 2 {
+            return Some(self.root.join(path));
+        }
+        let c = ["pids", "memory", "freezer", "cpuacct"]
+            .into_iter()
+            .find(|c| self.controllers.iter().any(|x| x == c))
+            .or_else(|| self.controllers.first().map(String::as_str))?;
+        Some(self.root.join(c).join(path))
+    }
+
     /// Removes the cgroup of a container whose init has been reaped. Every
     /// process of the container was in the init's PID namespace, and the
     /// kernel ends them all before the init, so there is nothing to kill

@@ -12,6 +12,7 @@ mod hierarchies;
 mod host;
 mod others;
 mod resources;
+pub mod stats;
 
 pub use devices::{DeviceAccess, DeviceKind, DeviceRule};
 pub use host::CgroupHost;
@@ -97,6 +98,16 @@ pub trait Cgroups: Send + Sync {
     fn remove(&self, id: &str) -> Result<(), CgroupError>;
     /// Removes the empty container cgroups of none of `known`.
     fn remove_others(&self, known: &std::collections::HashSet<String>);
+    /// One sample of the container's usage counters; None when it has no
+    /// cgroup (not running). Fakes have none.
+    fn stats(&self, _id: &str) -> Option<stats::CgroupStats> {
+        None
+    }
+    /// The host pids of the container's processes (of its cgroup and those
+    /// below), sorted; more than `max` only when there are more.
+    fn procs(&self, _id: &str, _max: usize) -> Vec<i32> {
+        Vec::new()
+    }
 }
 
 impl Cgroups for CgroupHost {
@@ -138,6 +149,14 @@ impl Cgroups for CgroupHost {
     }
     fn remove_others(&self, known: &std::collections::HashSet<String>) {
         CgroupHost::remove_others(self, known)
+    }
+    fn stats(&self, id: &str) -> Option<stats::CgroupStats> {
+        stats::sample(&self.stat_dirs(id), stats::TICK_NANOS)
+    }
+    fn procs(&self, id: &str, max: usize) -> Vec<i32> {
+        self.procs_dir(id)
+            .map(|d| stats::procs(&d, max))
+            .unwrap_or_default()
     }
 }
 

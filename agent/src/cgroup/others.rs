@@ -33,6 +33,14 @@ impl Others {
         Others { mounts }
     }
 
+    /// `path` in the hierarchy of `controller`, if the host mounts one.
+    pub(super) fn dir_of(&self, controller: &str, path: &str) -> Option<PathBuf> {
+        self.mounts
+            .iter()
+            .find(|m| m.has(controller))
+            .map(|m| Path::new(&m.path).join(path))
+    }
+
     /// True when one of them is the v1 device controller.
     pub(super) fn has_devices(&self) -> bool {
         self.mounts.iter().any(|m| m.has("devices"))

@@ -116,6 +116,13 @@ impl Entry {
         self.lock_record().clone()
     }
 
+    /// The name and state, without copying the whole record (stats reads
+    /// them for every container at every sample).
+    pub fn name_and_state(&self) -> (String, super::state::State) {
+        let r = self.lock_record();
+        (r.name.clone(), r.state)
+    }
+
     pub(super) fn lock_record(&self) -> MutexGuard<'_, Record> {
         self.record.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -235,6 +235,13 @@ impl Manager {
         recs
     }
 
+    /// Every container's entry, newest first (without copying records).
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        let mut es: Vec<Arc<Entry>> = self.table().by_id.values().cloned().collect();
+        es.sort_by_cached_key(|e| std::cmp::Reverse(e.lock_record().created_at));
+        es
+    }
+
     /// Image layers (diff ids) used by containers.
     pub fn layers_in_use(&self) -> HashSet<String> {
         self.list().into_iter().flat_map(|r| r.layers).collect()

@@ -10,6 +10,7 @@ pub mod images;
 mod listen;
 mod logs;
 pub mod oversize;
+pub mod stats;
 pub mod status;
 
 use std::os::unix::fs::PermissionsExt;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use berth::v1::stats_server::StatsServer;
 use berth::v1::{
     agent_server::AgentServer, containers_server::ContainersServer, images_server::ImagesServer,
 };
@@ -115,6 +117,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     health
         .set_serving::<AgentServer<agent::AgentService>>()
         .await;
+    health
+        .set_serving::<StatsServer<stats::StatsService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(berth::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -160,6 +165,11 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             ))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            StatsServer::new(stats::StatsService::new(mgr.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
         );
 
     let listener = bind_unix(&cfg.socket)?;

@@ -392,3 +392,26 @@ pub struct CertsIssueArgs {
     #[arg(long)]
     pub force: bool,
 }
+
+/// `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show all containers, not only running ones (stopped ones show
+    /// zeros). (`--all` alone targets all hosts.)
+    #[arg(short = 'a', long = "all-containers")]
+    pub all_containers: bool,
+    /// Print one sample and exit, instead of refreshing every second.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Container ids, id prefixes or names (none: every running container).
+    #[arg(value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+/// `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Container id, id prefix or name.
+    #[arg(value_name = "CONTAINER")]
+    pub id: String,
+}

@@ -259,6 +259,11 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stream the agent's events.
     Events(EventsArgs),
+    /// Live resource usage of containers (CPU, memory, block I/O, pids);
+    /// running ones unless -a or named.
+    Stats(StatsArgs),
+    /// The processes of a container.
+    Top(TopArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -24,7 +24,9 @@ mod run;
 mod run_placed;
 mod spec;
 mod start;
+mod stats;
 mod stop;
+mod top;
 mod update;
 mod version;
 mod wait;
@@ -52,6 +54,8 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Ps(a) => ps::ps(f, a).await,
         Command::Logs(a) => logs::logs(f, a).await,
         Command::Events(a) => events::events(f, a).await,
+        Command::Stats(a) => stats::stats(f, a).await,
+        Command::Top(a) => top::top(f, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
         Command::Image(ImageCommand::Ls) | Command::Images => image_ls::ls(f).await,
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,
