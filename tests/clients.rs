@@ -76,7 +76,10 @@ async fn run_client(what: &str, agent: &Agent, cmd: &mut tokio::process::Command
 async fn python_grpcio_client() {
     let python = tool("python3", &[], "apt-get install python3");
     let deps = std::process::Command::new(&python)
-        .args(["-c", "import grpc, grpc_tools, grpc_reflection, grpc_status"])
+        .args([
+            "-c",
+            "import grpc, grpc_tools, grpc_reflection, grpc_status",
+        ])
         .output()
         .expect("running python3");
     assert!(
@@ -149,4 +152,105 @@ async fn go_grpc_go_client() {
     )
     .await;
     assert!(out.contains("go client: all passed"), "{out}");
+}
+
+/// The fenced blocks of `lang` in the README's "From another language"
+/// section, as printed.
+fn readme_blocks(lang: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("### From another language")
+        .expect("README has a \"From another language\" section");
+    let section = &readme[start..];
+    let section = &section[..section[4..].find("\n## ").map_or(section.len(), |e| e + 4)];
+    let mut blocks = Vec::new();
+    let mut lines = section.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == format!("```{lang}") {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            blocks.push(body.join("\n") + "\n");
+        }
+    }
+    blocks
+}
+
+/// A directory where the README's relative `proto` names the repository's.
+fn example_dir(agent: &Agent) -> PathBuf {
+    let dir = agent.dir.join("readme-example");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(repo().join("proto"), dir.join("proto")).unwrap();
+    dir
+}
+
+/// The README's examples, with only the socket path replaced by the test
+/// agent's: they print the version, then the exit code of `echo hi`.
+fn assert_example_output(what: &str, out: &str) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [env!("CARGO_PKG_VERSION"), "0"],
+        "{what} printed something else:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn readme_python_example_runs_as_printed() {
+    let python = tool("python3", &[], "apt-get install python3");
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = example_dir(&agent);
+    let sh = readme_blocks("sh");
+    let protoc = sh
+        .iter()
+        .flat_map(|b| b.lines())
+        .find(|l| l.contains("grpc_tools.protoc"))
+        .expect("the README shows how to generate the Python bindings");
+    run_client(
+        "the README's protoc command",
+        &agent,
+        tokio::process::Command::new("sh")
+            .current_dir(&dir)
+            .args(["-c", protoc]),
+    )
+    .await;
+    let [example] = &readme_blocks("python")[..] else {
+        panic!("the README has one Python example");
+    };
+    let example = example.replace("/run/berth/berthd.sock", agent.socket.to_str().unwrap());
+    let out = run_client(
+        "the README's Python example",
+        &agent,
+        tokio::process::Command::new(python)
+            .current_dir(&dir)
+            .args(["-c", &example]),
+    )
+    .await;
+    assert_example_output("the README's Python example", &out);
+}
+
+#[tokio::test]
+async fn readme_node_example_runs_as_printed() {
+    let node = tool("node", &[], "apt-get install nodejs npm");
+    let modules = clients_dir("node").join("node_modules");
+    assert!(
+        modules.join("@grpc/grpc-js").is_dir(),
+        "the Node client's packages are missing: npm ci --prefix tests/clients/node"
+    );
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = example_dir(&agent);
+    let [example] = &readme_blocks("js")[..] else {
+        panic!("the README has one Node example");
+    };
+    let example = example.replace("/run/berth/berthd.sock", agent.socket.to_str().unwrap());
+    let out = run_client(
+        "the README's Node example",
+        &agent,
+        tokio::process::Command::new(node)
+            .current_dir(&dir)
+            .env("NODE_PATH", modules)
+            .args(["-e", &example]),
+    )
+    .await;
+    assert_example_output("the README's Node example", &out);
 }
