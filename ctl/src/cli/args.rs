@@ -1,4 +1,8 @@
 //! The arguments of each command.
+//!
+//! The structs say what they are in plain comments, not doc comments: as
+//! the subcommands' arguments are built late (`defer`), clap would show a
+//! struct's doc comment as the command's description, over the variant's.
 
 use std::path::PathBuf;
 
@@ -6,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::parse;
 
-/// What a container runs and with which limits; shared by `run` and `create`.
+// What a container runs and with which limits; shared by `run` and `create`.
 #[derive(Debug, Args)]
 pub struct SpecArgs {
     /// Name of the container (generated when not given).
@@ -128,7 +132,7 @@ pub enum Placement {
     Spread,
 }
 
-/// `run`.
+// `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Start in the background and print the container id.
@@ -150,7 +154,7 @@ pub struct RunArgs {
     pub spec: SpecArgs,
 }
 
-/// `create`.
+// `create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Remove the container when it exits.
@@ -161,7 +165,7 @@ pub struct CreateArgs {
     pub spec: SpecArgs,
 }
 
-/// Commands that take one or more containers.
+// Commands that take one or more containers.
 #[derive(Debug, Args)]
 pub struct IdsArgs {
     /// Container ids, id prefixes or names.
@@ -169,7 +173,7 @@ pub struct IdsArgs {
     pub ids: Vec<String>,
 }
 
-/// `update`: only the given limits change.
+// `update`: only the given limits change.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// Memory limit (b, k, m, g).
@@ -201,7 +205,7 @@ pub struct UpdateArgs {
     pub ids: Vec<String>,
 }
 
-/// `stop`.
+// `stop`.
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Seconds to wait before SIGKILL (the container's stop timeout if unset).
@@ -217,7 +221,7 @@ pub struct StopArgs {
     pub ids: Vec<String>,
 }
 
-/// `kill`.
+// `kill`.
 #[derive(Debug, Args)]
 pub struct KillArgs {
     /// Signal to send, by name or number.
@@ -228,7 +232,7 @@ pub struct KillArgs {
     pub ids: Vec<String>,
 }
 
-/// `rm`.
+// `rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {
     /// Kill running containers first.
@@ -239,7 +243,7 @@ pub struct RmArgs {
     pub ids: Vec<String>,
 }
 
-/// `ps`.
+// `ps`.
 #[derive(Debug, Args)]
 pub struct PsArgs {
     /// Show all containers, not only running ones. (`--all` alone targets
@@ -257,7 +261,7 @@ pub struct PsArgs {
     pub no_trunc: bool,
 }
 
-/// `logs`.
+// `logs`.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Keep streaming new output until the container exits.
@@ -277,7 +281,7 @@ pub struct LogsArgs {
     pub id: String,
 }
 
-/// `events`.
+// `events`.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Filter: type=container|image, event=ACTION, container=ID|NAME, label=KEY[=VALUE].
@@ -286,6 +290,15 @@ pub struct EventsArgs {
     /// Replay stored events from this sequence number first.
     #[arg(long, value_name = "N")]
     pub since_seq: Option<u64>,
+    /// Show events from this time on, replaying those the agent retains:
+    /// a duration back from now (10m, 1h30m), an RFC 3339 time or Unix
+    /// seconds.
+    #[arg(long, value_name = "TIME", conflicts_with = "since_seq")]
+    pub since: Option<String>,
+    /// Show events up to this time (same forms as --since), then exit;
+    /// without --since, from the oldest retained event.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
 }
 
 /// `image ...`.
@@ -304,7 +317,7 @@ pub enum ImageCommand {
     Inspect(ImageIdsArgs),
 }
 
-/// `image import`.
+// `image import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Archive to import, or "-" for standard input.
@@ -314,7 +327,7 @@ pub struct ImportArgs {
     pub reference: Option<String>,
 }
 
-/// `image rm`.
+// `image rm`.
 #[derive(Debug, Args)]
 pub struct ImageRmArgs {
     /// Remove even while containers use the image.
@@ -325,7 +338,7 @@ pub struct ImageRmArgs {
     pub images: Vec<String>,
 }
 
-/// Commands that take one or more images.
+// Commands that take one or more images.
 #[derive(Debug, Args)]
 pub struct ImageIdsArgs {
     /// Image references, ids or id prefixes.
@@ -344,7 +357,7 @@ pub enum CertsCommand {
     Issue(CertsIssueArgs),
 }
 
-/// `certs init`.
+// `certs init`.
 #[derive(Debug, Args)]
 pub struct CertsInitArgs {
     /// Directory of the CA and certificates (default: ~/.config/berth/certs).
@@ -370,7 +383,7 @@ pub enum CertKind {
     Client,
 }
 
-/// `certs issue`.
+// `certs issue`.
 #[derive(Debug, Args)]
 pub struct CertsIssueArgs {
     /// server or client.
