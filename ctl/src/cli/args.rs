@@ -309,12 +309,23 @@ pub enum ImageCommand {
     Import(ImportArgs),
     /// List images.
     #[command(visible_alias = "list")]
-    Ls,
+    Ls(ImageLsArgs),
     /// Remove image references, and images left without any.
     #[command(visible_alias = "remove")]
     Rm(ImageRmArgs),
     /// Show images in detail, as a JSON array.
     Inspect(ImageIdsArgs),
+}
+
+// `image ls` and `images`.
+#[derive(Debug, Args)]
+pub struct ImageLsArgs {
+    /// Print only image ids, one per image.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show full image ids (sha256:...).
+    #[arg(long)]
+    pub no_trunc: bool,
 }
 
 // `image import`.
@@ -404,4 +415,32 @@ pub struct CertsIssueArgs {
     /// Replace existing files of that name.
     #[arg(long)]
     pub force: bool,
+}
+
+// `completion`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete berthctl in.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// Shells `completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// bash (bash-completion).
+    Bash,
+    /// zsh (compsys).
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages to (made if missing), e.g.
+    /// /usr/local/share/man/man1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }

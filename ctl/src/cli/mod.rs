@@ -259,6 +259,9 @@ pub enum Command {
     Start(IdsArgs),
     /// Stop running containers: the stop signal, then SIGKILL after a timeout.
     Stop(StopArgs),
+    /// Restart containers: stop them as `stop` does (if running), then
+    /// start them again.
+    Restart(StopArgs),
     /// Send a signal to containers.
     Kill(KillArgs),
     /// Remove containers.
@@ -284,7 +287,7 @@ pub enum Command {
     #[command(subcommand)]
     Image(ImageCommand),
     /// List images (same as `image ls`).
-    Images,
+    Images(ImageLsArgs),
     /// Pull an image from a registry (the agent pulls it), showing progress.
     Pull(crate::cmd::PullArgs),
     /// Check and store registry credentials on the agent's host.
@@ -301,6 +304,12 @@ pub enum Command {
     Certs(CertsCommand),
     /// Show berthctl's version and the agent's.
     Version,
+    /// Print the shell completion script for bash, zsh or fish, e.g.
+    /// `berthctl completion bash > /etc/bash_completion.d/berthctl`.
+    Completion(CompletionArgs),
+    /// Write berthctl's man pages (berthctl.1, berthctl-run.1, ...) into a
+    /// directory, e.g. `berthctl man --dir /usr/local/share/man/man1`.
+    Man(ManArgs),
 }
 
 #[cfg(test)]

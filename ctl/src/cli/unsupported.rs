@@ -28,10 +28,6 @@ const COMMANDS: &[(&str, &str)] = &[
     ("prune", "pruning unused containers or images"),
     ("push", "pushing images to a registry"),
     ("rename", "renaming a container"),
-    (
-        "restart",
-        "restart (use `berthctl stop` then `berthctl start`)",
-    ),
     ("save", "saving images to an archive"),
     ("system", "`system` commands (see `berthctl info`)"),
     ("tag", "tagging images"),

@@ -19,6 +19,7 @@ mod logs;
 mod pause;
 mod ps;
 mod pull;
+mod restart;
 mod rm;
 mod run;
 mod run_placed;
@@ -42,6 +43,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Create(a) => create::create(f, a).await,
         Command::Start(a) => start::start(f, a).await,
         Command::Stop(a) => stop::stop(f, a).await,
+        Command::Restart(a) => restart::restart(f, a).await,
         Command::Kill(a) => kill::kill(f, a).await,
         Command::Rm(a) => rm::rm(f, a).await,
         Command::Wait(a) => wait::wait(f, a).await,
@@ -53,7 +55,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Logs(a) => logs::logs(f, a).await,
         Command::Events(a) => events::events(f, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
-        Command::Image(ImageCommand::Ls) | Command::Images => image_ls::ls(f).await,
+        Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,
         Command::Image(ImageCommand::Inspect(a)) => image_inspect::inspect(f, a).await,
         Command::Pull(a) => pull::pull(one_host(f, "pull")?, f.json(), a).await,
@@ -63,7 +65,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::TopHosts => info::hosts(f, true).await,
         Command::Version => version::version(f).await,
         // Made locally, before any host is resolved (main.rs).
-        Command::Certs(_) => Ok(()),
+        Command::Certs(_) | Command::Completion(_) | Command::Man(_) => Ok(()),
     }
 }
 
