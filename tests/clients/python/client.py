@@ -10,7 +10,9 @@ starts and waits for a container, reads its logs, replays its events with
 resume, and reads the details of an error. Exits non-zero on any mismatch.
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -20,6 +22,8 @@ from grpc_tools import protoc
 
 def generate_stubs(proto_dir):
     out = tempfile.mkdtemp(prefix="berth-py-stubs-")
+    # Removed however the client ends (sys.exit on a mismatch included).
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     files = sorted(
         os.path.join(proto_dir, "berth", "v1", f)
         for f in os.listdir(os.path.join(proto_dir, "berth", "v1"))
