@@ -464,3 +464,76 @@ fn tempfile_dir(what: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+// ---------------------------------------------------------------- tag
+
+#[tokio::test]
+async fn image_tag_adds_a_reference_and_moves_one() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let refs = |image: &str| -> Vec<String> {
+        let v = json_lines(&ok(&agent, &["image", "inspect", "-o", "json", image]));
+        v[0]["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ok(&agent, &["image", "tag", "busybox", "app:v1"]), "");
+    assert_eq!(
+        refs("app:v1"),
+        [
+            "docker.io/library/busybox:latest",
+            "docker.io/library/app:v1"
+        ]
+    );
+    // `tag` is the same; by id too, and -o json prints the image.
+    let id = refs_id(&agent, "busybox");
+    let out = ok(
+        &agent,
+        &["-o", "json", "tag", &id[7..19], "registry:5000/team/app:v2"],
+    );
+    assert_eq!(json_lines(&out)[0]["id"], id.as_str());
+    assert_eq!(refs("busybox").len(), 3);
+
+    // A second image takes app:v1 over; busybox keeps its other names.
+    let archive = agent.dir.join("other.tar");
+    let extra = vec![common::image::Entry::File(
+        "other".into(),
+        b"another image".to_vec(),
+        0o644,
+    )];
+    std::fs::write(
+        &archive,
+        common::image::busybox_with("docker.io/library/other:1", extra),
+    )
+    .unwrap();
+    ok(&agent, &["image", "import", archive.to_str().unwrap()]);
+    ok(&agent, &["tag", "other:1", "app:v1"]);
+    assert_eq!(
+        refs("app:v1"),
+        ["docker.io/library/other:1", "docker.io/library/app:v1"]
+    );
+    assert!(!refs("busybox").contains(&"docker.io/library/app:v1".to_string()));
+
+    // Bad input changes nothing and says why.
+    let before = ok(&agent, &["images"]);
+    let o = agent.ctl(&["tag", "nosuch", "x:1"]);
+    expect_failure(&o, &["tag"], 1, &["nosuch"]);
+    let o = agent.ctl(&["tag", "busybox", "Bad Name"]);
+    expect_failure(&o, &["tag"], 1, &["Bad Name"]);
+    let digest = format!("app@sha256:{}", "a".repeat(64));
+    let o = agent.ctl(&["tag", "busybox", &digest]);
+    expect_failure(&o, &["tag"], 1, &["digest"]);
+    assert_eq!(ok(&agent, &["images"]), before);
+    agent.assert_clean().await;
+}
+
+/// The id of an image, by name.
+fn refs_id(agent: &Agent, image: &str) -> String {
+    json_lines(&ok(agent, &["image", "inspect", "-o", "json", image]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

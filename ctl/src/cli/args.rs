@@ -315,6 +315,20 @@ pub enum ImageCommand {
     Rm(ImageRmArgs),
     /// Show images in detail, as a JSON array.
     Inspect(ImageIdsArgs),
+    /// Give an image one more reference (a reference another image had
+    /// moves to this one).
+    Tag(ImageTagArgs),
+}
+
+// `image tag` and `tag`.
+#[derive(Debug, Args)]
+pub struct ImageTagArgs {
+    /// The image: reference, id or id prefix.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// The new reference, e.g. app:v2 or registry:5000/team/app:v2.
+    #[arg(value_name = "TARGET")]
+    pub target: String,
 }
 
 // `image ls` and `images`.

@@ -286,6 +286,8 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Give an image one more reference (same as `image tag`).
+    Tag(ImageTagArgs),
     /// List images (same as `image ls`).
     Images(ImageLsArgs),
     /// Pull an image from a registry (the agent pulls it), showing progress.

@@ -30,7 +30,6 @@ const COMMANDS: &[(&str, &str)] = &[
     ("rename", "renaming a container"),
     ("save", "saving images to an archive"),
     ("system", "`system` commands (see `berthctl info`)"),
-    ("tag", "tagging images"),
     ("volume", "managing volumes"),
 ];
 

@@ -11,6 +11,7 @@ mod image_import;
 mod image_inspect;
 mod image_ls;
 mod image_rm;
+mod image_tag;
 mod info;
 mod inspect;
 mod kill;
@@ -58,6 +59,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,
         Command::Image(ImageCommand::Inspect(a)) => image_inspect::inspect(f, a).await,
+        Command::Image(ImageCommand::Tag(a)) | Command::Tag(a) => image_tag::tag(f, a).await,
         Command::Pull(a) => pull::pull(one_host(f, "pull")?, f.json(), a).await,
         Command::Login(a) => login::login(one_host(f, "login")?, f.json(), a).await,
         Command::Logout(a) => login::logout(one_host(f, "logout")?, f.json(), a).await,
