@@ -8,6 +8,7 @@
 mod certs;
 mod cli;
 mod cmd;
+mod completion;
 mod ctx;
 mod error;
 #[cfg(test)]
@@ -59,12 +60,14 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
-    // Certificates are made locally: no agent, no inventory.
-    if let Command::Certs(c) = cli.command.0 {
-        return match c {
-            CertsCommand::Init(a) => certs::cmd_init(a),
-            CertsCommand::Issue(a) => certs::cmd_issue(a),
-        };
+    // Certificates, completions and man pages are made locally: no agent,
+    // no inventory.
+    match cli.command.0 {
+        Command::Certs(CertsCommand::Init(a)) => return certs::cmd_init(a),
+        Command::Certs(CertsCommand::Issue(a)) => return certs::cmd_issue(a),
+        Command::Completion(a) => return completion::completion(a),
+        Command::Man(a) => return completion::man(a),
+        _ => {}
     }
     // One agent or many, every verb takes the same path.
     let fleet = fleet::resolve(&cli)?;

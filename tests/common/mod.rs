@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fleet;
 pub mod image;
 pub mod invariants;

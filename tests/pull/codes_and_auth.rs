@@ -17,6 +17,7 @@ async fn basic_auth_refuses_without_credentials_and_works_with_them() {
     );
     layout.tag("t", desc);
     reg.push(&layout.dir, "t", "private/app:1", &[]);
+    reg.push(&layout.dir, "t", "private/app:2", &[]);
     let r = format!("{}/private/app:1", reg.addr());
 
     let err = pull(&agent, &r, None).await.unwrap_err();
@@ -82,6 +83,18 @@ async fn basic_auth_refuses_without_credentials_and_works_with_them() {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&format!("Pulled: {r}")), "{out}");
+    // The same image under another tag: the pull names that tag only,
+    // not every reference the image now has.
+    let r2 = format!("{}/private/app:2", reg.addr());
+    let o = agent.ctl(&["pull", &r2]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let pulled: Vec<&str> = out.lines().filter(|l| l.starts_with("Pulled: ")).collect();
+    assert_eq!(pulled.len(), 1, "{out}");
+    assert!(
+        pulled[0].starts_with(&format!("Pulled: {r2} (sha256:")),
+        "{out}"
+    );
     assert!(
         !agent.log().contains("s3cret-pw"),
         "the password was logged"

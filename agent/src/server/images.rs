@@ -212,6 +212,20 @@ impl Images for ImagesService {
         }))
     }
 
+    async fn tag(
+        &self,
+        req: Request<pb::TagImageRequest>,
+    ) -> Result<Response<pb::TagImageResponse>, Status> {
+        let req = req.into_inner();
+        let img = self
+            .store
+            .tag(&req.source, &req.target)
+            .map_err(image_status)?;
+        Ok(Response::new(pb::TagImageResponse {
+            image: Some(self.to_proto(&img)),
+        }))
+    }
+
     async fn remove(
         &self,
         req: Request<pb::RemoveImageRequest>,

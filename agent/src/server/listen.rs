@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::authority::AuthorityFix;
 use crate::config::TlsFiles;
 
 /// A client that has not finished its TLS handshake in this time is dropped,
@@ -108,7 +109,7 @@ pub fn serve_unix(listener: UnixListener, tx: mpsc::Sender<io::Result<Conn>>) {
         loop {
             match listener.accept().await {
                 Ok((s, _)) => {
-                    if tx.send(Ok(Conn::Unix(s))).await.is_err() {
+                    if tx.send(Ok(Conn::Unix(AuthorityFix::new(s)))).await.is_err() {
                         return;
                     }
                 }
@@ -170,8 +171,8 @@ fn reject(peer: SocketAddr, why: &str) {
 
 /// A connection from any listener.
 pub enum Conn {
-    /// From the unix socket.
-    Unix(UnixStream),
+    /// From the unix socket, accepting any `:authority`.
+    Unix(AuthorityFix<UnixStream>),
     /// From `--insecure-tcp`.
     Tcp(TcpStream),
     /// From `--listen`, after the mutual TLS handshake.

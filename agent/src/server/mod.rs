@@ -2,6 +2,7 @@
 //! socket, and optionally on TCP with mutual TLS (or, explicitly, plain TCP).
 
 mod agent;
+mod authority;
 mod containers;
 pub mod convert;
 mod events;
@@ -120,10 +121,15 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     health
         .set_serving::<StatsServer<stats::StatsService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(berth::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: grpcurl and grpc-go speak v1, Python's
+    // grpcio-reflection, Postman and older tools only v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(berth::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
 
     use oversize::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
     let router = Server::builder()
@@ -132,6 +138,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         ))
         .add_service(health_svc)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             ContainersServer::new(
                 containers::ContainersService::new(mgr.clone()).with_pulling(pulling.clone()),

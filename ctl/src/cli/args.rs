@@ -1,4 +1,8 @@
 //! The arguments of each command.
+//!
+//! The structs say what they are in plain comments, not doc comments: as
+//! the subcommands' arguments are built late (`defer`), clap would show a
+//! struct's doc comment as the command's description, over the variant's.
 
 use std::path::PathBuf;
 
@@ -6,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::parse;
 
-/// What a container runs and with which limits; shared by `run` and `create`.
+// What a container runs and with which limits; shared by `run` and `create`.
 #[derive(Debug, Args)]
 pub struct SpecArgs {
     /// Name of the container (generated when not given).
@@ -128,7 +132,7 @@ pub enum Placement {
     Spread,
 }
 
-/// `run`.
+// `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Start in the background and print the container id.
@@ -150,7 +154,7 @@ pub struct RunArgs {
     pub spec: SpecArgs,
 }
 
-/// `create`.
+// `create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Remove the container when it exits.
@@ -161,7 +165,7 @@ pub struct CreateArgs {
     pub spec: SpecArgs,
 }
 
-/// Commands that take one or more containers.
+// Commands that take one or more containers.
 #[derive(Debug, Args)]
 pub struct IdsArgs {
     /// Container ids, id prefixes or names.
@@ -169,7 +173,7 @@ pub struct IdsArgs {
     pub ids: Vec<String>,
 }
 
-/// `update`: only the given limits change.
+// `update`: only the given limits change.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// Memory limit (b, k, m, g).
@@ -201,7 +205,7 @@ pub struct UpdateArgs {
     pub ids: Vec<String>,
 }
 
-/// `stop`.
+// `stop`.
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Seconds to wait before SIGKILL (the container's stop timeout if unset).
@@ -217,7 +221,7 @@ pub struct StopArgs {
     pub ids: Vec<String>,
 }
 
-/// `kill`.
+// `kill`.
 #[derive(Debug, Args)]
 pub struct KillArgs {
     /// Signal to send, by name or number.
@@ -228,7 +232,7 @@ pub struct KillArgs {
     pub ids: Vec<String>,
 }
 
-/// `rm`.
+// `rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {
     /// Kill running containers first.
@@ -239,7 +243,7 @@ pub struct RmArgs {
     pub ids: Vec<String>,
 }
 
-/// `ps`.
+// `ps`.
 #[derive(Debug, Args)]
 pub struct PsArgs {
     /// Show all containers, not only running ones. (`--all` alone targets
@@ -257,7 +261,7 @@ pub struct PsArgs {
     pub no_trunc: bool,
 }
 
-/// `logs`.
+// `logs`.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Keep streaming new output until the container exits.
@@ -277,7 +281,7 @@ pub struct LogsArgs {
     pub id: String,
 }
 
-/// `events`.
+// `events`.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Filter: type=container|image, event=ACTION, container=ID|NAME, label=KEY[=VALUE].
@@ -286,6 +290,15 @@ pub struct EventsArgs {
     /// Replay stored events from this sequence number first.
     #[arg(long, value_name = "N")]
     pub since_seq: Option<u64>,
+    /// Show events from this time on, replaying those the agent retains:
+    /// a duration back from now (10m, 1h30m), an RFC 3339 time or Unix
+    /// seconds.
+    #[arg(long, value_name = "TIME", conflicts_with = "since_seq")]
+    pub since: Option<String>,
+    /// Show events up to this time (same forms as --since), then exit;
+    /// without --since, from the oldest retained event.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
 }
 
 /// `image ...`.
@@ -296,15 +309,40 @@ pub enum ImageCommand {
     Import(ImportArgs),
     /// List images.
     #[command(visible_alias = "list")]
-    Ls,
+    Ls(ImageLsArgs),
     /// Remove image references, and images left without any.
     #[command(visible_alias = "remove")]
     Rm(ImageRmArgs),
     /// Show images in detail, as a JSON array.
     Inspect(ImageIdsArgs),
+    /// Give an image one more reference (a reference another image had
+    /// moves to this one).
+    Tag(ImageTagArgs),
 }
 
-/// `image import`.
+// `image tag` and `tag`.
+#[derive(Debug, Args)]
+pub struct ImageTagArgs {
+    /// The image: reference, id or id prefix.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// The new reference, e.g. app:v2 or registry:5000/team/app:v2.
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+}
+
+// `image ls` and `images`.
+#[derive(Debug, Args)]
+pub struct ImageLsArgs {
+    /// Print only image ids, one per image.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show full image ids (sha256:...).
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+// `image import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Archive to import, or "-" for standard input.
@@ -314,7 +352,7 @@ pub struct ImportArgs {
     pub reference: Option<String>,
 }
 
-/// `image rm`.
+// `image rm`.
 #[derive(Debug, Args)]
 pub struct ImageRmArgs {
     /// Remove even while containers use the image.
@@ -325,7 +363,7 @@ pub struct ImageRmArgs {
     pub images: Vec<String>,
 }
 
-/// Commands that take one or more images.
+// Commands that take one or more images.
 #[derive(Debug, Args)]
 pub struct ImageIdsArgs {
     /// Image references, ids or id prefixes.
@@ -344,7 +382,7 @@ pub enum CertsCommand {
     Issue(CertsIssueArgs),
 }
 
-/// `certs init`.
+// `certs init`.
 #[derive(Debug, Args)]
 pub struct CertsInitArgs {
     /// Directory of the CA and certificates (default: ~/.config/berth/certs).
@@ -370,7 +408,7 @@ pub enum CertKind {
     Client,
 }
 
-/// `certs issue`.
+// `certs issue`.
 #[derive(Debug, Args)]
 pub struct CertsIssueArgs {
     /// server or client.
@@ -393,7 +431,7 @@ pub struct CertsIssueArgs {
     pub force: bool,
 }
 
-/// `stats`.
+// `stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Show all containers, not only running ones (stopped ones show
@@ -408,10 +446,38 @@ pub struct StatsArgs {
     pub ids: Vec<String>,
 }
 
-/// `top`.
+// `top`.
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// Container id, id prefix or name.
     #[arg(value_name = "CONTAINER")]
     pub id: String,
+}
+
+// `completion`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete berthctl in.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// Shells `completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// bash (bash-completion).
+    Bash,
+    /// zsh (compsys).
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages to (made if missing), e.g.
+    /// /usr/local/share/man/man1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }

@@ -12,7 +12,14 @@ use clap::{ArgMatches, FromArgMatches, Parser, Subcommand, ValueEnum};
 use crate::parse;
 
 mod args;
+mod unsupported;
 pub use args::*;
+
+/// The help section of the options that choose the agents a command talks
+/// to: every command has them, so they follow the command's own options.
+const TARGET_HOSTS: &str = "Target hosts";
+/// The help section of the TLS client options.
+const TLS: &str = "TLS";
 
 /// berthctl: the command line of the berth container agent.
 #[derive(Debug, Parser)]
@@ -25,38 +32,38 @@ pub struct Cli {
         short = 'H',
         long,
         env = "BERTH_HOST",
-        global = true,
+        global = true, help_heading = TARGET_HOSTS,
         value_name = "HOST[,HOST...]"
     )]
     pub host: Option<String>,
     /// The inventory of hosts (default: $XDG_CONFIG_HOME/berth/hosts.toml,
     /// i.e. ~/.config/berth/hosts.toml).
-    #[arg(long, env = "BERTH_INVENTORY", global = true, value_name = "FILE")]
+    #[arg(long, env = "BERTH_INVENTORY", global = true, help_heading = TARGET_HOSTS, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// Target every host of the inventory.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = TARGET_HOSTS)]
     pub all: bool,
     /// Target the inventory hosts of this group (repeatable).
-    #[arg(long = "group", global = true, value_name = "GROUP")]
+    #[arg(long = "group", global = true, help_heading = TARGET_HOSTS, value_name = "GROUP")]
     pub groups: Vec<String>,
     /// Target only inventory hosts with this label (repeatable; all must match).
-    #[arg(long = "selector", global = true, value_name = "KEY=VALUE", value_parser = parse::label)]
+    #[arg(long = "selector", global = true, help_heading = TARGET_HOSTS, value_name = "KEY=VALUE", value_parser = parse::label)]
     pub selectors: Vec<(String, String)>,
     /// At most this many hosts are talked to at once.
-    #[arg(long, global = true, default_value_t = 32, value_name = "N")]
+    #[arg(long, global = true, help_heading = TARGET_HOSTS, default_value_t = 32, value_name = "N")]
     pub parallel: usize,
     /// Give up on a host that has not answered within this time (10s, 1m).
-    #[arg(long, global = true, default_value = "30s", value_parser = parse::duration, value_name = "DURATION")]
+    #[arg(long, global = true, help_heading = TARGET_HOSTS, default_value = "30s", value_parser = parse::duration, value_name = "DURATION")]
     pub host_timeout: Duration,
     /// CA certificate that https:// agents' certificates must chain to (for
     /// addresses not in the inventory).
-    #[arg(long, env = "BERTH_TLS_CA", global = true, value_name = "FILE")]
+    #[arg(long, env = "BERTH_TLS_CA", global = true, help_heading = TLS, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate for mutual TLS (for addresses not in the inventory).
-    #[arg(long, env = "BERTH_TLS_CERT", global = true, value_name = "FILE")]
+    #[arg(long, env = "BERTH_TLS_CERT", global = true, help_heading = TLS, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
     /// Key of --tls-cert.
-    #[arg(long, env = "BERTH_TLS_KEY", global = true, value_name = "FILE")]
+    #[arg(long, env = "BERTH_TLS_KEY", global = true, help_heading = TLS, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Output format: aligned tables for people, or one JSON object per line.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table, global = true)]
@@ -69,7 +76,21 @@ pub struct Cli {
 /// Parses berthctl's own command line; exits with a usage error (status 2)
 /// or the help text as clap does.
 pub fn parse() -> Cli {
-    try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    let args: Vec<OsString> = std::env::args_os().collect();
+    try_parse_from(args.clone()).unwrap_or_else(|e| {
+        if let Some(msg) = unsupported_message(&e, &args) {
+            eprintln!("berthctl: {msg}");
+            std::process::exit(2);
+        }
+        e.exit()
+    })
+}
+
+/// "not supported yet: ..." when clap refused a Docker command or option
+/// berthctl does not have (see `unsupported`).
+pub fn unsupported_message(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    let root = with_selection(Selection::Root, <Cli as clap::CommandFactory>::command);
+    unsupported::explain(e, subcommand_name(&root, args).as_deref())
 }
 
 /// Parses `args` (the program name first) as [`Cli::try_parse_from`] would,
@@ -238,6 +259,9 @@ pub enum Command {
     Start(IdsArgs),
     /// Stop running containers: the stop signal, then SIGKILL after a timeout.
     Stop(StopArgs),
+    /// Restart containers: stop them as `stop` does (if running), then
+    /// start them again.
+    Restart(StopArgs),
     /// Send a signal to containers.
     Kill(KillArgs),
     /// Remove containers.
@@ -267,8 +291,10 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Give an image one more reference (same as `image tag`).
+    Tag(ImageTagArgs),
     /// List images (same as `image ls`).
-    Images,
+    Images(ImageLsArgs),
     /// Pull an image from a registry (the agent pulls it), showing progress.
     Pull(crate::cmd::PullArgs),
     /// Check and store registry credentials on the agent's host.
@@ -285,6 +311,12 @@ pub enum Command {
     Certs(CertsCommand),
     /// Show berthctl's version and the agent's.
     Version,
+    /// Print the shell completion script for bash, zsh or fish, e.g.
+    /// `berthctl completion bash > /etc/bash_completion.d/berthctl`.
+    Completion(CompletionArgs),
+    /// Write berthctl's man pages (berthctl.1, berthctl-run.1, ...) into a
+    /// directory, e.g. `berthctl man --dir /usr/local/share/man/man1`.
+    Man(ManArgs),
 }
 
 #[cfg(test)]

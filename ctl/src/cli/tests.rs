@@ -245,10 +245,20 @@ fn other_commands() {
         (l.tail.as_deref(), l.since.as_deref(), l.id.as_str()),
         (Some("5"), Some("10m"), "web")
     );
-    assert!(matches!(parse(&["images"]).command.0, Command::Images));
     assert!(matches!(
-        parse(&["image", "ls"]).command.0,
-        Command::Image(ImageCommand::Ls)
+        parse(&["images"]).command.0,
+        Command::Images(ImageLsArgs { quiet: false, .. })
+    ));
+    assert!(matches!(
+        parse(&["image", "ls", "-q", "--no-trunc"]).command.0,
+        Command::Image(ImageCommand::Ls(ImageLsArgs {
+            quiet: true,
+            no_trunc: true
+        }))
+    ));
+    assert!(matches!(
+        parse(&["restart", "-t", "3", "a", "b"]).command.0,
+        Command::Restart(StopArgs { time: Some(3), .. })
     ));
     let Command::Image(ImageCommand::Import(i)) =
         parse(&["image", "import", "-", "--reference", "x:y"])

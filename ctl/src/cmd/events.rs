@@ -1,10 +1,12 @@
 //! `events`: the agents' event streams, one line per event, followed
 //! across agent restarts and network breaks.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use berth::v1::{events_client::EventsClient, Event, EventAction, ObjectType, SubscribeRequest};
+use prost_types::Timestamp;
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 use super::fan::prefix_width;
 use crate::cli::EventsArgs;
@@ -13,25 +15,54 @@ use crate::fleet::{with_host, Fleet, Member};
 use crate::output::{self, print_json_line};
 use crate::parse;
 
-/// Parses an action filter; Docker's verbs (`start`, `die`, `destroy`) are
-/// accepted too, so muscle memory works.
+/// Every action an event filter can name (the snapshot markers are not
+/// events of their own).
+const ACTIONS: [EventAction; 12] = [
+    EventAction::Created,
+    EventAction::Started,
+    EventAction::Stopping,
+    EventAction::Killed,
+    EventAction::Exited,
+    EventAction::Removed,
+    EventAction::Imported,
+    EventAction::Pulled,
+    EventAction::Paused,
+    EventAction::Resumed,
+    EventAction::Restarting,
+    EventAction::Updated,
+];
+
+/// Parses an action filter: the words the table prints (`restarting`), or
+/// Docker's verbs (`start`, `die`, `destroy`, `unpause`), so muscle memory
+/// works.
 pub fn action(s: &str) -> Option<EventAction> {
-    Some(match s {
-        "created" | "create" => EventAction::Created,
-        "started" | "start" => EventAction::Started,
-        "stopping" | "stop" => EventAction::Stopping,
-        "killed" | "kill" => EventAction::Killed,
-        "exited" | "exit" | "die" => EventAction::Exited,
-        "removed" | "remove" | "destroy" | "delete" => EventAction::Removed,
-        "imported" | "import" | "load" => EventAction::Imported,
-        _ => return None,
-    })
+    let word = match s {
+        "create" => "created",
+        "start" => "started",
+        "stop" => "stopping",
+        "kill" => "killed",
+        "exit" | "die" => "exited",
+        "remove" | "destroy" | "delete" => "removed",
+        "import" | "load" => "imported",
+        "pull" => "pulled",
+        "pause" => "paused",
+        "unpause" | "resume" => "resumed",
+        "restart" => "restarting",
+        "update" => "updated",
+        other => other,
+    };
+    ACTIONS
+        .into_iter()
+        .find(|a| output::action_word(*a as i32) == word)
 }
 
 /// Builds the Subscribe request from `events` flags.
 pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
+    // A time window replays the log from its start (the oldest retained
+    // event when 1 is gone): the Events API selects by seq, not by time.
+    let windowed = args.since.is_some() || args.until.is_some();
     let mut req = SubscribeRequest {
-        from_seq: args.since_seq.unwrap_or(0),
+        from_seq: args.since_seq.unwrap_or(if windowed { 1 } else { 0 }),
         ..Default::default()
     };
     for f in &args.filters {
@@ -53,8 +84,14 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
             }
             "event" | "action" => {
                 let a = action(value).ok_or_else(|| {
+                    let words: Vec<_> = ACTIONS
+                        .iter()
+                        .map(|a| output::action_word(*a as i32))
+                        .collect();
                     Error::Message(format!(
-                        "invalid event filter {value:?} (expected created, started, stopping, killed, exited, removed or imported)"
+                        "invalid event filter {:?} (expected one of {})",
+                        value.chars().take(64).collect::<String>(),
+                        words.join(", ")
                     ))
                 })?;
                 req.actions.push(a as i32);
@@ -92,7 +129,8 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
 /// retained are named on stderr and the host resumes from its oldest.
 pub async fn events(f: &Fleet, args: EventsArgs) -> Result<()> {
     let req = subscribe_request(&args)?;
-    let follows = f.members.iter().map(|m| follow(f, m, req.clone()));
+    let window = Window::parse(&args, SystemTime::now())?;
+    let follows = f.members.iter().map(|m| follow(f, m, req.clone(), window));
     for r in futures_util::future::join_all(follows).await {
         r?;
     }
@@ -104,16 +142,121 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The sequence number an OUT_OF_RANGE status says to resume from
-/// ("... resubscribe with from_seq >= N").
-pub fn oldest_retained(message: &str) -> Option<u64> {
-    let tail = message.rsplit(">=").next()?;
-    let digits: String = tail
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+/// What an OUT_OF_RANGE answer to Subscribe means, from its
+/// `google.rpc.ErrorInfo` (reason and metadata, never the message).
+#[derive(Debug, PartialEq)]
+pub enum OutOfRange {
+    /// Events before `oldest` are no longer retained (EVENTS_NOT_RETAINED).
+    Retired {
+        /// The oldest seq the agent still has.
+        oldest: u64,
+    },
+    /// The seq asked for has not been published: the agent's log is not the
+    /// one the cursor came from (EVENTS_NOT_YET_PUBLISHED).
+    NotYetPublished {
+        /// The next seq the agent will publish.
+        next: u64,
+    },
+}
+
+/// Reads an OUT_OF_RANGE status of Subscribe; None for anything else.
+pub fn out_of_range(st: &Status) -> Option<OutOfRange> {
+    if st.code() != Code::OutOfRange {
+        return None;
+    }
+    let info = st.get_details_error_info()?;
+    let seq = |key: &str| info.metadata.get(key)?.parse::<u64>().ok();
+    match info.reason.as_str() {
+        "EVENTS_NOT_RETAINED" => Some(OutOfRange::Retired {
+            oldest: seq("oldest_seq")?,
+        }),
+        "EVENTS_NOT_YET_PUBLISHED" => Some(OutOfRange::NotYetPublished {
+            next: seq("next_seq")?,
+        }),
+        _ => None,
+    }
+}
+
+/// The time window of `--since` and `--until`, as (seconds, nanos).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Window {
+    since: Option<(i64, i32)>,
+    until: Option<(i64, i32)>,
+}
+
+fn key(t: &Timestamp) -> (i64, i32) {
+    (t.seconds, t.nanos)
+}
+
+impl Window {
+    /// The window of `args`, relative times counted back from `now`.
+    pub fn parse(args: &EventsArgs, now: SystemTime) -> Result<Window> {
+        let at = |s: &Option<String>| -> Result<Option<(i64, i32)>> {
+            s.as_deref()
+                .map(|s| {
+                    parse::since(s, now)
+                        .map(|t| key(&t))
+                        .map_err(Error::Message)
+                })
+                .transpose()
+        };
+        let w = Window {
+            since: at(&args.since)?,
+            until: at(&args.until)?,
+        };
+        if let (Some(s), Some(u)) = (w.since, w.until) {
+            if u < s {
+                return Err(Error::Message("--until is before --since".into()));
+            }
+        }
+        Ok(w)
+    }
+
+    fn is_set(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+
+    fn before_since(&self, e: &Event) -> bool {
+        match (self.since, &e.time) {
+            (Some(s), Some(t)) => key(t) < s,
+            _ => false,
+        }
+    }
+
+    fn after_until(&self, e: &Event) -> bool {
+        match (self.until, &e.time) {
+            (Some(u), Some(t)) => key(t) > u,
+            _ => false,
+        }
+    }
+
+    /// When `--until` comes, on the tokio clock; None without it.
+    fn until_instant(&self) -> Option<tokio::time::Instant> {
+        let (secs, nanos) = self.until?;
+        let at = std::time::UNIX_EPOCH
+            + Duration::from_secs(secs.max(0) as u64)
+            + Duration::from_nanos(nanos.max(0) as u64);
+        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        Some(tokio::time::Instant::now() + left)
+    }
+}
+
+/// Whether `e` passes the filters of `req`, checked here rather than by
+/// the agent with `--until` (see `follow`). Containers match by full id,
+/// id prefix or name.
+fn matches(req: &SubscribeRequest, e: &Event) -> bool {
+    (req.types.is_empty() || req.types.contains(&e.r#type))
+        && (req.actions.is_empty() || req.actions.contains(&e.action))
+        && (req.containers.is_empty()
+            || (e.r#type == ObjectType::Container as i32
+                && req
+                    .containers
+                    .iter()
+                    .any(|c| e.id.starts_with(c.as_str()) || e.name == *c)))
+        && req
+            .labels
+            .iter()
+            .all(|(k, v)| e.labels.get(k).is_some_and(|l| v.is_empty() || l == v))
 }
 
 /// One host's stream and where it stands.
@@ -130,10 +273,38 @@ struct Follower<'a> {
     /// The stream is broken and that was said.
     down: bool,
     backoff: Duration,
+    window: Window,
+    /// With `--until`: the filters, applied here, so that every event
+    /// comes through and `last` reaches `head`.
+    local_filter: Option<SubscribeRequest>,
+    /// With `--until`: the last event published when the command started.
+    head: Option<u64>,
+    /// `--until` has passed on the clock.
+    past_until: bool,
+    /// Nothing more to print: `--until` is reached.
+    done: bool,
 }
 
 /// Follows one host until an error ends it (only on one agent).
-async fn follow(f: &Fleet, m: &Member, mut req: SubscribeRequest) -> Result<()> {
+async fn follow(f: &Fleet, m: &Member, mut req: SubscribeRequest, window: Window) -> Result<()> {
+    // With --until the command ends once the clock has passed it and every
+    // event published before is printed. The agent filters and so never
+    // says when its replay is over: take the filters here, and learn the
+    // last published seq (`head`) to know when the stream has caught up.
+    let (local_filter, head) = if window.until.is_some() {
+        let filter = SubscribeRequest {
+            from_seq: 0,
+            snapshot: false,
+            ..req.clone()
+        };
+        req = SubscribeRequest {
+            from_seq: req.from_seq,
+            ..Default::default()
+        };
+        (Some(filter), last_published(m).await)
+    } else {
+        (None, None)
+    };
     let mut s = Follower {
         f,
         m,
@@ -146,6 +317,11 @@ async fn follow(f: &Fleet, m: &Member, mut req: SubscribeRequest) -> Result<()> 
         connected: false,
         down: false,
         backoff: MIN_BACKOFF,
+        window,
+        local_filter,
+        head,
+        past_until: false,
+        done: false,
     };
     loop {
         match s.last {
@@ -159,20 +335,39 @@ async fn follow(f: &Fleet, m: &Member, mut req: SubscribeRequest) -> Result<()> 
             }
         }
         let err = s.once(&req).await;
+        if s.done {
+            return Ok(());
+        }
         match &err {
             // Dropped for falling behind: the cursor says where to pick up.
             Error::Status(st) if st.code() == Code::ResourceExhausted => continue,
-            Error::Status(st) if st.code() == Code::OutOfRange && !f.is_single() => {
-                let oldest = oldest_retained(st.message()).unwrap_or(1).max(1);
-                eprintln!(
-                    "berthctl: {}events {}..{} are no longer retained by the agent and were lost",
-                    s.who,
-                    s.last.map_or(1, |l| l + 1),
-                    oldest - 1
-                );
-                s.last = Some(oldest - 1);
-                continue;
-            }
+            Error::Status(st) => match out_of_range(st) {
+                // A time window starts at the oldest event retained.
+                Some(OutOfRange::Retired { oldest }) if s.window.is_set() && s.last == Some(0) => {
+                    s.last = Some(oldest.saturating_sub(1));
+                    continue;
+                }
+                Some(OutOfRange::Retired { oldest }) if !f.is_single() => {
+                    eprintln!(
+                        "berthctl: {}events {}..{} are no longer retained by the agent and were lost",
+                        s.who,
+                        s.last.map_or(1, |l| l + 1),
+                        oldest.saturating_sub(1)
+                    );
+                    s.last = Some(oldest.saturating_sub(1));
+                    continue;
+                }
+                Some(OutOfRange::NotYetPublished { next }) if !f.is_single() => {
+                    eprintln!(
+                        "berthctl: {}the agent's event sequence went back from {} to {next} (its event log was reset); events in between may be missing",
+                        s.who,
+                        s.last.unwrap_or(0),
+                    );
+                    s.last = Some(next.saturating_sub(1));
+                    continue;
+                }
+                _ => {}
+            },
             _ => {}
         }
         if f.is_single() && !s.is_break(&err) {
@@ -184,6 +379,24 @@ async fn follow(f: &Fleet, m: &Member, mut req: SubscribeRequest) -> Result<()> 
         }
         tokio::time::sleep(s.backoff).await;
         s.backoff = (s.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The seq of the last event `m` has published, None if it cannot be
+/// learnt. Subscribe answers a seq beyond the next one with OUT_OF_RANGE
+/// and that next seq (EVENTS_NOT_YET_PUBLISHED): the cheapest way to ask.
+async fn last_published(m: &Member) -> Option<u64> {
+    let ch = m.channel().await.ok()?;
+    let probe = SubscribeRequest {
+        from_seq: u64::MAX,
+        ..Default::default()
+    };
+    match EventsClient::new(ch).subscribe(probe).await {
+        Err(st) => match out_of_range(&st)? {
+            OutOfRange::NotYetPublished { next } => Some(next.saturating_sub(1)),
+            OutOfRange::Retired { .. } => None,
+        },
+        Ok(_) => None,
     }
 }
 
@@ -229,8 +442,24 @@ impl Follower<'_> {
             self.down = false;
         }
         self.backoff = MIN_BACKOFF;
+        let deadline = self.window.until_instant();
         loop {
-            let e = match stream.message().await {
+            if self.past_until && self.caught_up() {
+                self.done = true;
+                return Error::Exit(0);
+            }
+            let next = match deadline {
+                Some(d) if !self.past_until => tokio::select! {
+                    m = stream.message() => Some(m),
+                    () = tokio::time::sleep_until(d) => None,
+                },
+                _ => Some(stream.message().await),
+            };
+            let Some(next) = next else {
+                self.past_until = true;
+                continue;
+            };
+            let e = match next {
                 Ok(Some(e)) => e,
                 Ok(None) => return Status::unavailable("the agent ended the stream").into(),
                 Err(s) => return s.into(),
@@ -251,10 +480,23 @@ impl Follower<'_> {
                 );
             }
             self.last = Some(e.seq);
-            if let Err(err) = self.print(&e) {
-                return err;
+            if self.window.after_until(&e) {
+                self.done = true;
+                return Error::Exit(0);
+            }
+            let wanted = self.local_filter.as_ref().is_none_or(|f| matches(f, &e));
+            if wanted && !self.window.before_since(&e) {
+                if let Err(err) = self.print(&e) {
+                    return err;
+                }
             }
         }
+    }
+
+    /// Every event published before the command started has been seen
+    /// (always, when that could not be learnt).
+    fn caught_up(&self) -> bool {
+        self.head.is_none_or(|h| self.last.unwrap_or(0) >= h)
     }
 
     fn print(&self, e: &Event) -> Result<()> {
@@ -326,13 +568,64 @@ mod tests {
     }
 
     #[test]
-    fn parses_the_oldest_retained_seq() {
+    fn out_of_range_reads_the_details_not_the_message() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let status = |reason: &str, key: &str, value: &str, msg: &str| {
+            let mut d = ErrorDetails::new();
+            d.set_error_info(
+                reason,
+                "berth.dev",
+                [(key.to_string(), value.to_string())]
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            );
+            Status::with_error_details(Code::OutOfRange, msg, d)
+        };
         assert_eq!(
-            oldest_retained(
-                "events before seq 42 are no longer retained; resubscribe with from_seq >= 42"
-            ),
-            Some(42)
+            out_of_range(&status(
+                "EVENTS_NOT_RETAINED",
+                "oldest_seq",
+                "42",
+                "resubscribe with from_seq >= 42"
+            )),
+            Some(OutOfRange::Retired { oldest: 42 })
         );
-        assert_eq!(oldest_retained("nothing here"), None);
+        assert_eq!(
+            out_of_range(&status(
+                "EVENTS_NOT_YET_PUBLISHED",
+                "next_seq",
+                "7",
+                "event 90 has not been published: the next is 7; resubscribe with from_seq <= 7"
+            )),
+            Some(OutOfRange::NotYetPublished { next: 7 })
+        );
+        assert_eq!(out_of_range(&Status::out_of_range("no details")), None);
+    }
+
+    #[test]
+    fn every_action_is_a_filter() {
+        for a in ACTIONS {
+            let word = output::action_word(a as i32);
+            assert_eq!(
+                req(&["events", "-f", &format!("event={word}")]).map(|r| r.actions),
+                Ok(vec![a as i32])
+            );
+        }
+        assert_eq!(action("restart"), Some(EventAction::Restarting));
+        assert_eq!(action("unpause"), Some(EventAction::Resumed));
+        assert_eq!(action("snapshot"), None);
+    }
+
+    #[test]
+    fn a_time_window_replays_from_the_start() {
+        assert_eq!(
+            req(&["events", "--since", "10m"]).map(|r| r.from_seq),
+            Ok(1)
+        );
+        assert_eq!(
+            req(&["events", "--until", "2024-05-01T10:00:00Z"]).map(|r| r.from_seq),
+            Ok(1)
+        );
+        assert!(req(&["events", "--since", "10m", "--since-seq", "3"]).is_err());
     }
 }

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use berth::v1::{images_client::ImagesClient, Image, ListImagesRequest};
 
 use super::fan::per_host;
+use crate::cli::ImageLsArgs;
 use crate::error::Result;
 use crate::fleet::{host_table, with_host, Fleet};
 use crate::output::{self, print_json_line};
@@ -38,9 +39,19 @@ pub fn image_rows(images: &[Image], now: SystemTime) -> Vec<Vec<String>> {
     rows
 }
 
-/// `image ls`: one table (with a HOST column on many hosts), or the images
-/// as JSON lines.
-pub async fn ls(f: &Fleet) -> Result<()> {
+/// An image id as `images -q` prints it: the 12 hex digits of `image ls`,
+/// or the whole `sha256:...` id with `--no-trunc`, as `docker images -q`.
+pub fn quiet_id(id: &str, no_trunc: bool) -> &str {
+    if no_trunc {
+        id
+    } else {
+        output::short_image_id(id)
+    }
+}
+
+/// `image ls`: one table (with a HOST column on many hosts), the images as
+/// JSON lines, or (`-q`) their ids, one per image.
+pub async fn ls(f: &Fleet, args: ImageLsArgs) -> Result<()> {
     let results = f
         .each(|_, ch| async move {
             Ok(ImagesClient::new(ch)
@@ -55,7 +66,11 @@ pub async fn ls(f: &Fleet) -> Result<()> {
     let single = f.is_single();
     per_host(f, results, |ok| {
         let now = SystemTime::now();
-        if f.json() {
+        if args.quiet {
+            for i in ok.iter().flat_map(|(_, images)| images.iter()) {
+                println!("{}", quiet_id(&i.id, args.no_trunc));
+            }
+        } else if f.json() {
             for (m, images) in ok {
                 for i in images {
                     let v = output::message_json(i)?;

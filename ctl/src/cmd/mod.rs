@@ -11,6 +11,7 @@ mod image_import;
 mod image_inspect;
 mod image_ls;
 mod image_rm;
+mod image_tag;
 mod info;
 mod inspect;
 mod kill;
@@ -19,6 +20,7 @@ mod logs;
 mod pause;
 mod ps;
 mod pull;
+mod restart;
 mod rm;
 mod run;
 mod run_placed;
@@ -44,6 +46,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Create(a) => create::create(f, a).await,
         Command::Start(a) => start::start(f, a).await,
         Command::Stop(a) => stop::stop(f, a).await,
+        Command::Restart(a) => restart::restart(f, a).await,
         Command::Kill(a) => kill::kill(f, a).await,
         Command::Rm(a) => rm::rm(f, a).await,
         Command::Wait(a) => wait::wait(f, a).await,
@@ -57,9 +60,10 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Stats(a) => stats::stats(f, a).await,
         Command::Top(a) => top::top(f, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
-        Command::Image(ImageCommand::Ls) | Command::Images => image_ls::ls(f).await,
+        Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,
         Command::Image(ImageCommand::Inspect(a)) => image_inspect::inspect(f, a).await,
+        Command::Image(ImageCommand::Tag(a)) | Command::Tag(a) => image_tag::tag(f, a).await,
         Command::Pull(a) => pull::pull(one_host(f, "pull")?, f.json(), a).await,
         Command::Login(a) => login::login(one_host(f, "login")?, f.json(), a).await,
         Command::Logout(a) => login::logout(one_host(f, "logout")?, f.json(), a).await,
@@ -67,7 +71,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::TopHosts => info::hosts(f, true).await,
         Command::Version => version::version(f).await,
         // Made locally, before any host is resolved (main.rs).
-        Command::Certs(_) => Ok(()),
+        Command::Certs(_) | Command::Completion(_) | Command::Man(_) => Ok(()),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::fleet::Member;
 use crate::output::{self, print_json_line};
 
-/// `pull`.
+// `pull`.
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
     /// Image to pull, e.g. busybox, registry:5000/app:v1, name@sha256:<hex>.
@@ -26,7 +26,7 @@ pub struct PullArgs {
     pub password_stdin: bool,
 }
 
-/// `login`.
+// `login`.
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
     /// Registry host[:port]; Docker Hub when omitted.
@@ -40,7 +40,7 @@ pub struct LoginArgs {
     pub password_stdin: bool,
 }
 
-/// `logout`.
+// `logout`.
 #[derive(Debug, clap::Args)]
 pub struct LogoutArgs {
     /// Registry host[:port]; Docker Hub when omitted.
@@ -210,6 +210,9 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
     };
     let mut announced = false;
     let mut image = None;
+    // The reference as the agent normalised it: what was pulled, and the
+    // only one of the image's references to name (it may have others).
+    let mut pulled = args.reference.clone();
     while let Some(msg) = stream.next().await {
         let msg = msg.map_err(|e| {
             display.finish();
@@ -225,6 +228,9 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
                 _ => println!("{line}"),
             }
         }
+        if !msg.reference.is_empty() {
+            pulled.clone_from(&msg.reference);
+        }
         display.update(&msg)?;
         if msg.image.is_some() {
             image = msg.image;
@@ -235,9 +241,7 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
     if json {
         print_json_line(&output::message_json(&image)?);
     } else {
-        for r in &image.references {
-            println!("Pulled: {r} ({})", image.id);
-        }
+        println!("Pulled: {pulled} ({})", image.id);
     }
     Ok(())
 }

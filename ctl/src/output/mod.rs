@@ -263,6 +263,10 @@ pub fn event_line(e: &Event) -> String {
     } else if e.signal != 0 {
         attrs.push(format!("signal={}", e.signal));
     }
+    if e.action == EventAction::Restarting as i32 {
+        attrs.push(format!("attempt={}", e.restart_attempt));
+        attrs.push(format!("delay={}", delay_text(e.restart_delay_ms)));
+    }
     let mut labels: Vec<_> = e.labels.iter().collect();
     labels.sort();
     attrs.extend(labels.into_iter().map(|(k, v)| format!("{k}={v}")));
@@ -276,6 +280,17 @@ pub fn event_line(e: &Event) -> String {
         line.push_str(&format!(" ({})", attrs.join(", ")));
     }
     line
+}
+
+/// A restart delay as people read it: "100ms", "1.6s", "60s".
+fn delay_text(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
 }
 
 /// A berth.v1 message as JSON, in the protobuf's JSON mapping (see

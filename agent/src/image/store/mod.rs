@@ -232,6 +232,41 @@ impl ImageStore {
         Ok(result)
     }
 
+    /// Gives the image `source` (reference, id or unique id prefix) the
+    /// reference `target`, as `docker tag`: a tag another image had moves to
+    /// this one (which keeps its other names, or stays without any). A
+    /// target with a digest is refused: digests name content, not a choice.
+    ///
+    /// Returns the image as now stored.
+    ///
+    /// # Errors
+    /// Those of [`resolve`](Self::resolve) for `source`;
+    /// `InvalidReference` for a bad or digest `target`; the index write.
+    pub fn tag(&self, source: &str, target: &str) -> Result<ImageRecord, ImageError> {
+        let norm = reference::normalize(target)?;
+        if norm.contains('@') {
+            return Err(ImageError::InvalidReference(format!(
+                "{:?}: a tag cannot hold a digest",
+                crate::error::capped(target)
+            )));
+        }
+        let id = self.resolve(source)?.id;
+        let mut st = self.lock();
+        let mut images = st.images.clone();
+        for img in images.iter_mut() {
+            img.references.retain(|r| r != &norm);
+        }
+        let i = images
+            .iter()
+            .position(|r| r.id == id)
+            .ok_or_else(|| ImageError::NotFound(format!("image {id} was removed meanwhile")))?;
+        images[i].references.push(norm);
+        let rec = images[i].clone();
+        self.write_index(&images)?;
+        st.images = images;
+        Ok(rec)
+    }
+
     /// Directories of the image's unpacked layers, base layer first (overlayfs
     /// wants the reverse order in `lowerdir`).
     pub fn layer_dirs(&self, image: &ImageRecord) -> Vec<PathBuf> {

@@ -1,0 +1,82 @@
+//! Honest errors for Docker habits berthctl does not have yet.
+//!
+//! clap answers an unknown subcommand or option with a tip about the
+//! closest one it knows (`top` -> "similar subcommands: 'top-hosts',
+//! 'stop'"; `-it` -> "to pass '-i' as a value, use '-- -i'"), which sends a
+//! Docker user the wrong way. When clap refuses a name that Docker users
+//! type, berthctl says plainly that it is not supported yet. Only names clap
+//! refused are looked up here, so a command or option added later simply
+//! stops matching. The lists name only what nobody is building now
+//! (`exec`, `stats`, `top`, `-p`, `-v`/`--mount`/`--tmpfs` are on their way
+//! and must not be called unsupported once they land).
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+/// Docker subcommands (of `docker`, `docker container` or `docker image`)
+/// berthctl does not have, and what they do.
+const COMMANDS: &[(&str, &str)] = &[
+    ("attach", "attaching to a running container"),
+    ("build", "building images"),
+    ("commit", "making an image from a container"),
+    ("compose", "compose files"),
+    ("cp", "copying files to or from a container"),
+    ("diff", "listing a container's changed files"),
+    ("export", "exporting a container's filesystem"),
+    ("history", "an image's history"),
+    ("load", "loading images (use `berthctl image import FILE`)"),
+    ("network", "managing networks (see `run --network`)"),
+    ("prune", "pruning unused containers or images"),
+    ("push", "pushing images to a registry"),
+    ("rename", "renaming a container"),
+    ("save", "saving images to an archive"),
+    ("system", "`system` commands (see `berthctl info`)"),
+    ("volume", "managing volumes"),
+];
+
+/// Options of `docker run` and `docker create` berthctl does not have, and
+/// what they do.
+const RUN_OPTIONS: &[(&[&str], &str)] = &[
+    (
+        &["-i", "--interactive", "-t", "--tty"],
+        "interactive containers and terminals (-i, -t): an attached `run` streams the \
+         container's output, with no stdin and no terminal; use `run -d` and `logs -f`",
+    ),
+    (
+        &["-a", "--attach", "--sig-proxy", "--detach-keys"],
+        "choosing the streams of an attached run (-a, --sig-proxy, --detach-keys): an \
+         attached `run` streams stdout and stderr",
+    ),
+];
+
+/// Docker options of any command berthctl does not have.
+const OPTIONS: &[(&[&str], &str)] = &[(&["--format"], "--format templates (use `-o json`)")];
+
+/// The "not supported yet" message for a command line clap refused, when
+/// it refused something Docker has; `subcommand` is the one the line names.
+pub fn explain(e: &clap::Error, subcommand: Option<&str>) -> Option<String> {
+    match e.kind() {
+        ErrorKind::InvalidSubcommand => {
+            let word = context_string(e, ContextKind::InvalidSubcommand)?;
+            let (_, what) = COMMANDS.iter().find(|(name, _)| *name == word)?;
+            Some(format!("not supported yet: {what} (`{word}`)"))
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = context_string(e, ContextKind::InvalidArg)?;
+            let name = arg.split('=').next().unwrap_or(&arg);
+            let run = matches!(subcommand, Some("run" | "create"));
+            let (_, what) = OPTIONS
+                .iter()
+                .chain(RUN_OPTIONS.iter().filter(|_| run))
+                .find(|(names, _)| names.contains(&name))?;
+            Some(format!("not supported yet: {what}"))
+        }
+        _ => None,
+    }
+}
+
+fn context_string(e: &clap::Error, kind: ContextKind) -> Option<String> {
+    match e.get(kind)? {
+        ContextValue::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
