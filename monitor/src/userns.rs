@@ -80,6 +80,20 @@ fn write_map(pid: i32, file: &str, host: u32, size: u32) -> Result<()> {
 /// `lowerdir` wants them) under the container's upper dir, as a detached
 /// mount.
 fn overlay(rootfs: &Rootfs, userns: &OwnedFd) -> Result<OwnedFd> {
+    // overlay takes a layer only from a mount of the mounter's namespace
+    // (clone_private_mount), not a detached one: each idmapped clone is
+    // attached over its own layer path, in a mount namespace of the
+    // monitor's own (private, so nothing reaches the host's, and gone with
+    // the monitor).
+    // SAFETY: neither CLONE_FILES nor CLONE_FS is unshared, which could
+    // invalidate what this process holds; the init is already created.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .ctx("a mount namespace for the monitor")?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
+    )
+    .ctx("making the monitor's mounts private")?;
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).ctx("fsopen overlay")?;
     for layer in rootfs.layers.iter().rev() {
         let tree = rustix::mount::open_tree(
@@ -88,8 +102,15 @@ fn overlay(rootfs: &Rootfs, userns: &OwnedFd) -> Result<OwnedFd> {
             OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
         )
         .ctx(format!("open_tree {layer}"))?;
-        sys::idmap_mount(tree.as_fd(), userns.as_fd())
-            .ctx(format!("idmapping {layer} (mount_setattr)"))?;
+        sys::idmap_mount(tree.as_fd(), userns.as_fd()).map_err(|e| unsupported(layer, e))?;
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            CWD,
+            layer.as_str(),
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .ctx(format!("attaching the idmapped {layer}"))?;
         rustix::mount::fsconfig_set_fd(&fs, "lowerdir+", &tree)
             .map_err(|e| fs_error(&fs, e, "lowerdir+"))?;
     }
@@ -110,6 +131,22 @@ fn overlay(rootfs: &Rootfs, userns: &OwnedFd) -> Result<OwnedFd> {
         MountAttrFlags::MOUNT_ATTR_NODEV,
     )
     .ctx("fsmount overlay")
+}
+
+/// A layer this kernel cannot idmap (its filesystem does not support
+/// idmapped mounts, or the kernel has none): `--userns auto` is not
+/// supported here.
+fn unsupported(layer: &str, e: rustix::io::Errno) -> Error {
+    let why = match e {
+        rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP => {
+            "not supported yet: --userns auto with image layers this kernel cannot idmap"
+        }
+        _ => "idmapping an image layer",
+    };
+    Error(format!(
+        "{why} ({layer}: mount_setattr: {})",
+        io::describe(e)
+    ))
 }
 
 /// An overlay error, with what the filesystem logged about it (read from

@@ -75,10 +75,6 @@ impl Manager {
             self.userns_support
                 .clone()
                 .map_err(ContainerError::UsernsKernel)?;
-            // USERNS_GATE: the monitor's idmapped overlay does not mount yet.
-            return Err(ContainerError::UsernsUnsupported(
-                "--userns auto: the idmapped root is not finished".into(),
-            ));
         }
         if !spec.userns.is_empty() && network != crate::network::Mode::None {
             // Its namespaces must be owned by its user namespace: the
