@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn subid_entries_of_other_users_and_bad_lines_are_ignored() {
         let subuid = "alice:100000:65536\nberth:x:65536\n# comment\nberth:300000:70000\n\
-                      berth:4294900000:65536\nberth:500000:65536\n";
+                      berth:4294967000:65536\nberth:500000:65536\n";
         let subgid = "berth:700000:196608\n";
         let r = IdRanges::from_subid(subuid, subgid, "berth").unwrap();
         // 300000 (70000 ids: one slot), 500000; past 2^32 skipped.
