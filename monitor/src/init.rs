@@ -42,17 +42,33 @@ pub type Outcome<T = ()> = Result<T, Failure>;
 /// `go` becomes readable once the monitor has moved this process into its
 /// cgroup; the slow part of that move (the kernel waits for an RCU grace
 /// period, milliseconds on cgroup v1) overlaps with the mount setup here.
-pub fn run(spec: &LaunchSpec, out: OwnedFd, err: OwnedFd, fail: OwnedFd, go: OwnedFd) -> ! {
+///
+/// `handoff` (`--userns auto`) is where the monitor sends the container's
+/// root once it has written the user namespace's maps.
+pub fn run(
+    spec: &LaunchSpec,
+    out: OwnedFd,
+    err: OwnedFd,
+    fail: OwnedFd,
+    go: OwnedFd,
+    handoff: Option<OwnedFd>,
+) -> ! {
     // A panic from here on is a failed start too, not a silent exit.
     crate::rt::report_panics_to(&fail);
-    let Err(Failure(code, message)) = setup_and_exec(spec, &out, &err, go);
+    let Err(Failure(code, message)) = setup_and_exec(spec, &out, &err, go, handoff);
     let _ = io::write_all(&fail, format!("{code}:{message}").as_bytes());
     sys::exit(code)
 }
 
 enum Never {}
 
-fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) -> Outcome<Never> {
+fn setup_and_exec(
+    spec: &LaunchSpec,
+    out: &OwnedFd,
+    err: &OwnedFd,
+    go: OwnedFd,
+    handoff: Option<OwnedFd>,
+) -> Outcome<Never> {
     sys::unblock_all_signals().ctx("unblocking signals")?;
     // Ignored signals stay ignored across exec: berthd run under nohup
     // (SIGHUP) or as a background job of a script (SIGINT, SIGQUIT) must not
@@ -83,7 +99,7 @@ fn setup_and_exec(spec: &LaunchSpec, out: &OwnedFd, err: &OwnedFd, go: OwnedFd) 
         .transpose()?;
 
     let steps = plan::container_setup(spec).map_err(|e| Failure(125, format!("{e}")))?;
-    crate::setup::execute(&steps, &spec.rootfs.target, go)?;
+    crate::setup::execute(&steps, &spec.rootfs.target, go, handoff)?;
 
     let ids = user::resolve(
         &spec.user,

@@ -28,6 +28,7 @@ mod monitor;
 mod rt;
 mod setup;
 mod sys;
+mod userns;
 
 use berth_runtime::launch::MONITOR_ARG;
 

@@ -79,36 +79,57 @@ fn run(spare: bool) -> Result<()> {
     rustix::process::chdir(dir).ctx(dir)?;
 
     // Container processes are children of this one; the first is PID 1 there.
-    // SAFETY: CLONE_NEWPID changes nothing for this process, only where its
-    // children are created.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }
-        .ctx("creating the PID namespace")?;
+    // With a user namespace of its own, the init is created with both (its
+    // PID namespace must be owned by its user namespace for it to mount
+    // /proc).
+    let namespaces = if spec.userns.is_some() {
+        sys::Namespaces::NewUserAndPid
+    } else {
+        // SAFETY: CLONE_NEWPID changes nothing for this process, only where
+        // its children are created.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }
+            .ctx("creating the PID namespace")?;
+        sys::Namespaces::Inherited
+    };
 
     let pipe = || rustix::pipe::pipe_with(PipeFlags::CLOEXEC).ctx("pipe");
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (fail_r, fail_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
+    let (handoff, init_handoff) = match spec.userns {
+        Some(_) => crate::userns::channel().map(|(m, i)| (Some(m), Some(i)))?,
+        None => (None, None),
+    };
 
-    let (forked, placed) = create_init(&spec.cgroup)?;
+    let (forked, placed) = create_init(&spec.cgroup, namespaces)?;
     let child = match forked {
         Forked::Child => {
-            drop((out_r, err_r, fail_r, go_w));
-            crate::init::run(&spec, out_w, err_w, fail_w, go_r)
+            drop((out_r, err_r, fail_r, go_w, handoff));
+            crate::init::run(&spec, out_w, err_w, fail_w, go_r, init_handoff)
         }
         Forked::Parent(pid) => pid,
     };
-    drop((out_w, err_w, fail_w, go_r));
+    drop((out_w, err_w, fail_w, go_r, init_handoff));
     // Readable once the child has exited: how the pump learns of the exit.
     let pidfd = rustix::process::pidfd_open(child, PidfdFlags::empty()).ctx("pidfd_open")?;
 
     // Move the child into its cgroup while it sets up its mounts; it
     // waits for `go` before it enters its cgroup namespace and execs.
-    let placement = if placed {
-        Ok(())
-    } else {
-        join_cgroup(child, &spec.cgroup)
+    let userns = match (spec.userns, &handoff) {
+        (Some(map), Some(sock)) => crate::userns::prepare(child, &map, &spec.rootfs, sock),
+        _ => Ok(()),
     };
+    drop(handoff);
+    // The init only learns that the user namespace failed; why is here.
+    let userns_failure = userns.as_ref().err().map(|e| e.0.clone());
+    let placement = userns.and_then(|()| {
+        if placed {
+            Ok(())
+        } else {
+            join_cgroup(child, &spec.cgroup)
+        }
+    });
     match &placement {
         Ok(()) => match io::write_all(&go_w, b"g") {
             // The init has failed and exited already; why is in the fail pipe.
@@ -128,7 +149,9 @@ fn run(spare: bool) -> Result<()> {
         let status = rustix::process::waitpid(Some(child), WaitOptions::empty());
         // The init's own reason first: joining its cgroup fails when the
         // init has already failed and exited.
-        let (message, exit_code) = if failure.is_empty() {
+        let (message, exit_code) = if let Some(why) = userns_failure {
+            (why, 125)
+        } else if failure.is_empty() {
             (placement.err().map(|e| e.0).unwrap_or_default(), 125)
         } else {
             let failure = String::from_utf8_lossy(&failure);
@@ -215,7 +238,7 @@ fn write_exit(path: &str, json: &[u8]) -> Result<()> {
 /// Forks the container's init. On cgroup v2 it is created directly in its
 /// cgroup (the second value says so); elsewhere, and on kernels before 5.7,
 /// the caller moves it with [`join_cgroup`].
-fn create_init(cgroup: &CgroupPlacement) -> Result<(Forked, bool)> {
+fn create_init(cgroup: &CgroupPlacement, ns: sys::Namespaces) -> Result<(Forked, bool)> {
     if let CgroupPlacement::Unified(dir) = cgroup {
         let fd = rustix::fs::open(
             dir.as_str(),
@@ -223,14 +246,14 @@ fn create_init(cgroup: &CgroupPlacement) -> Result<(Forked, bool)> {
             Mode::empty(),
         )
         .ctx(format!("opening cgroup {dir}"))?;
-        match sys::clone_into_cgroup(fd.as_fd()) {
+        match sys::clone_into_cgroup(fd.as_fd(), ns) {
             Ok(forked) => return Ok((forked, true)),
             // Kernels before 5.7 know no clone3 or no CLONE_INTO_CGROUP.
             Err(Errno::NOSYS | Errno::TOOBIG | Errno::INVAL) => {}
             Err(e) => return Err(e).ctx("clone3 into the cgroup"),
         }
     }
-    Ok((sys::fork().ctx("fork")?, false))
+    Ok((sys::fork_into(ns).ctx("fork")?, false))
 }
 
 /// Moves `child` into the container's cgroup (every v1 hierarchy, or the

@@ -23,21 +23,41 @@ use crate::sys;
 
 /// Carries out the plan's steps in order; the first that fails ends the
 /// setup. `go` becomes readable once the monitor has placed this process in
-/// its cgroup ([`Step::AwaitCgroup`]). `root` (the overlay's host path) only
+/// its cgroup ([`Step::AwaitCgroup`]); the container's root comes on
+/// `handoff` ([`Step::AwaitUserns`]). `root` (the overlay's host path) only
 /// shortens the paths in messages.
-pub fn execute(steps: &[Step], root: &str, go: OwnedFd) -> Outcome {
-    let mut go = Some(go);
+pub fn execute(steps: &[Step], root: &str, go: OwnedFd, handoff: Option<OwnedFd>) -> Outcome {
+    let mut held = Held {
+        go: Some(go),
+        handoff,
+        root: None,
+    };
     for step in steps {
-        run(step, &mut go).map_err(|Failure(code, message)| {
+        run(step, &mut held).map_err(|Failure(code, message)| {
             Failure(code, format!("{}: {message}", describe(step, root)))
         })?;
     }
     Ok(())
 }
 
+/// What steps wait on or pass to later ones.
+struct Held {
+    go: Option<OwnedFd>,
+    handoff: Option<OwnedFd>,
+    /// The root the monitor mounted, until it is attached.
+    root: Option<OwnedFd>,
+}
+
 /// The step, for a message: paths shown as the container will see them.
 fn describe(step: &Step, root: &str) -> String {
     let shown = |p: &str| -> String {
+        // After Step::AttachRoot paths are relative to the root.
+        let p = match p.strip_prefix('.') {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                return format!("/{}", rest.trim_start_matches('/'))
+            }
+            _ => p,
+        };
         match p.strip_prefix(root) {
             Some("") => "/".into(),
             Some(rest) if rest.starts_with('/') => rest.into(),
@@ -70,6 +90,9 @@ fn describe(step: &Step, root: &str) -> String {
         Step::DeviceNode(node) => format!("device {}", shown(&node.path)),
         Step::SetHostname(_) => "setting the hostname".into(),
         Step::LoopbackUp => "bringing up lo".into(),
+        Step::AwaitUserns => "setting up the user namespace".into(),
+        Step::AttachRoot { .. } => "attaching the idmapped root".into(),
+        Step::BecomeRoot => "becoming the user namespace's root".into(),
     }
 }
 
@@ -85,7 +108,7 @@ fn errno(e: Errno) -> Failure {
     Failure(125, io::describe(e).into())
 }
 
-fn run(step: &Step, go: &mut Option<OwnedFd>) -> Outcome {
+fn run(step: &Step, held: &mut Held) -> Outcome {
     match step {
         Step::EnterNetns { path } => enter_netns(path).map_err(errno),
         Step::Unshare(namespaces) => {
@@ -142,7 +165,7 @@ fn run(step: &Step, go: &mut Option<OwnedFd>) -> Outcome {
         Step::WriteFiles { dir, files } => write_files(dir, files).map_err(errno),
         Step::AwaitCgroup => {
             let mut byte = [0u8; 1];
-            match go.take() {
+            match held.go.take() {
                 Some(go) if matches!(rustix::io::read(&go, &mut byte), Ok(1)) => Ok(()),
                 _ => Err(Failure(
                     125,
@@ -169,6 +192,48 @@ fn run(step: &Step, go: &mut Option<OwnedFd>) -> Outcome {
         Step::DeviceNode(node) => device_node(node).map_err(errno),
         Step::SetHostname(name) => rustix::system::sethostname(name.as_bytes()).map_err(errno),
         Step::LoopbackUp => sys::loopback_up().map_err(errno),
+        Step::AwaitUserns => {
+            let received = held
+                .handoff
+                .take()
+                .map(|sock| crate::userns::receive_root(&sock));
+            match received {
+                Some(Ok(root)) => {
+                    held.root = Some(root);
+                    Ok(())
+                }
+                // The monitor failed; its own message says why.
+                _ => Err(Failure(
+                    125,
+                    "the monitor could not set up the user namespace".into(),
+                )),
+            }
+        }
+        Step::AttachRoot { target } => {
+            let Some(root) = held.root.take() else {
+                return Err(Failure(125, "no root was handed over".into()));
+            };
+            rustix::mount::move_mount(
+                &root,
+                "",
+                rustix::fs::CWD,
+                target.as_str(),
+                rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .map_err(errno)?;
+            // Reached now, while this process is still the host's uid 0
+            // (unmapped here): the state directory is root's alone.
+            rustix::process::chdir(target.as_str()).map_err(errno)
+        }
+        Step::BecomeRoot => {
+            let (uid, gid) = (
+                rustix::process::Uid::from_raw(0),
+                rustix::process::Gid::from_raw(0),
+            );
+            rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(errno)?;
+            rustix::thread::set_thread_groups(&[]).map_err(errno)?;
+            rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(errno)
+        }
     }
 }
 

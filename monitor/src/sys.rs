@@ -18,9 +18,10 @@ use rustix::io::Errno;
 use rustix::process::Pid;
 
 use linux_raw_sys::general::{
-    __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_keyctl, __NR_prctl,
-    __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_seccomp, __NR_socket, CLONE_INTO_CGROUP, SIGCHLD,
-    SIG_SETMASK,
+    __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_keyctl,
+    __NR_mount_setattr, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_seccomp,
+    __NR_socket, mount_attr, AT_EMPTY_PATH, CLONE_INTO_CGROUP, CLONE_NEWPID, CLONE_NEWUSER,
+    MOUNT_ATTR_IDMAP, SIGCHLD, SIG_SETMASK,
 };
 use linux_raw_sys::ptrace::{sock_filter, sock_fprog, SECCOMP_SET_MODE_FILTER};
 
@@ -42,7 +43,7 @@ pub fn exit(code: i32) -> ! {
     crate::arch::exit_group(code)
 }
 
-/// Result of [`fork`] and [`clone_into_cgroup`].
+/// Result of [`fork_into`] and [`clone_into_cgroup`].
 pub enum Forked {
     /// In the parent: the child's pid.
     Parent(Pid),
@@ -57,13 +58,64 @@ fn forked(ret: usize) -> Forked {
     }
 }
 
-/// `fork(2)`, as `clone(SIGCHLD)`. The monitor is single-threaded, so the
-/// child may allocate and run ordinary code.
-pub fn fork() -> Result<Forked, Errno> {
+/// The namespaces a forked child starts in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Namespaces {
+    /// The parent's (its PID namespace for children included).
+    Inherited,
+    /// A new user namespace, and a new PID namespace owned by it
+    /// (`CLONE_NEWUSER | CLONE_NEWPID`): the child is PID 1 there, without
+    /// id maps until the parent writes them.
+    NewUserAndPid,
+}
+
+impl Namespaces {
+    fn flags(self) -> u64 {
+        match self {
+            Namespaces::Inherited => 0,
+            Namespaces::NewUserAndPid => u64::from(CLONE_NEWUSER | CLONE_NEWPID),
+        }
+    }
+}
+
+/// `fork(2)`, as `clone(SIGCHLD)`, the child in the namespaces `ns` says.
+/// The monitor is single-threaded, so the child may allocate and run
+/// ordinary code.
+pub fn fork_into(ns: Namespaces) -> Result<Forked, Errno> {
+    let flags = ns.flags() as usize | SIGCHLD as usize;
     // SAFETY: without CLONE_VM the child gets a copy of the address space,
     // like fork(2); no other thread exists whose locks could be copied held.
+    // The namespace flags change nothing of this process.
     // (The other arguments, zero, are in a different order on aarch64.)
-    unsafe { syscall(__NR_clone, [SIGCHLD as usize, 0, 0, 0, 0]) }.map(forked)
+    unsafe { syscall(__NR_clone, [flags, 0, 0, 0, 0]) }.map(forked)
+}
+
+/// Makes the detached mount `mount` (from `open_tree(OPEN_TREE_CLONE)`)
+/// idmapped with the user namespace `userns` (`mount_setattr(2)` with
+/// `MOUNT_ATTR_IDMAP`): its files appear owned by the ids their owners map
+/// to in that namespace.
+pub fn idmap_mount(mount: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> Result<(), Errno> {
+    let attr = mount_attr {
+        attr_set: MOUNT_ATTR_IDMAP.into(),
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: the path is a NUL-terminated empty string (AT_EMPTY_PATH: the
+    // fd itself); `attr` outlives the call and its size goes with it.
+    unsafe {
+        syscall(
+            __NR_mount_setattr,
+            [
+                mount.as_raw_fd() as usize,
+                c"".as_ptr() as usize,
+                AT_EMPTY_PATH as usize,
+                &attr as *const mount_attr as usize,
+                core::mem::size_of::<mount_attr>(),
+            ],
+        )
+    }
+    .map(drop)
 }
 
 /// The kernel's `struct clone_args` (clone3(2)), up to `cgroup` (its second
@@ -84,18 +136,18 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// Forks like [`fork`], with the child created directly inside the cgroup v2
+/// Forks like [`fork_into`], with the child created directly inside the cgroup v2
 /// directory `cgroup` (`clone3` with `CLONE_INTO_CGROUP`): no migration
 /// afterwards. Fails with `ENOSYS`/`E2BIG`/`EINVAL` on kernels before 5.7.
-pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
+pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>, ns: Namespaces) -> Result<Forked, Errno> {
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags: CLONE_INTO_CGROUP | ns.flags(),
         exit_signal: SIGCHLD.into(),
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
     };
     let size = core::mem::size_of::<CloneArgs>();
-    // SAFETY: as `fork` (no CLONE_VM, no stack given: the child runs on a
+    // SAFETY: as `fork_into` (no CLONE_VM, no stack given: the child runs on a
     // copy of this stack); `args` outlives the call and its size goes with it.
     unsafe {
         syscall(

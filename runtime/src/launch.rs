@@ -98,6 +98,42 @@ pub struct LaunchSpec {
     pub log_max_bytes: u64,
     /// Durable exit record.
     pub exit_path: String,
+    /// Run the container in a user namespace of its own with this mapping
+    /// (`--userns auto`): the monitor creates it with the init, writes its
+    /// maps and mounts the root from the host side on idmapped image layers
+    /// (see [`crate::plan`]). `None`: the host's user namespace.
+    #[serde(default)]
+    pub userns: Option<IdMapping>,
+}
+
+/// A container's ids in a user namespace of its own: container ids
+/// `0..size` are host uids `uid..uid + size` and host gids
+/// `gid..gid + size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdMapping {
+    /// The host uid of the container's uid 0.
+    pub uid: u32,
+    /// The host gid of the container's gid 0.
+    pub gid: u32,
+    /// How many ids are mapped.
+    pub size: u32,
+}
+
+impl IdMapping {
+    /// Whether the host uids of `self` and `other` overlap.
+    pub fn uids_overlap(&self, other: &IdMapping) -> bool {
+        overlap(self.uid, self.size, other.uid, other.size)
+    }
+
+    /// Whether the host gids of `self` and `other` overlap.
+    pub fn gids_overlap(&self, other: &IdMapping) -> bool {
+        overlap(self.gid, self.size, other.gid, other.size)
+    }
+}
+
+fn overlap(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
+    let (a, b) = (u64::from(a), u64::from(b));
+    a < b + u64::from(b_len) && b < a + u64::from(a_len)
 }
 
 fn default_caps() -> u64 {

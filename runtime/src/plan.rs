@@ -198,6 +198,25 @@ pub enum Step {
     SetHostname(String),
     /// Brings up `lo` of a network namespace the init created itself.
     LoopbackUp,
+    /// `--userns auto`, first step: waits until the monitor has written the
+    /// maps of the init's user namespace (created with the init) and
+    /// handed over the container's root, an overlay it mounted from the
+    /// host side on idmapped image layers (open_tree + mount_setattr with
+    /// the namespace, then fsopen("overlay") with the layers as fds).
+    AwaitUserns,
+    /// Attaches the root the monitor handed over at `target` (in the
+    /// container's mount namespace, owned by its user namespace) and makes
+    /// it the working directory: the steps after [`Step::BecomeRoot`] use
+    /// paths relative to it, since the container's root (a host uid of its
+    /// own) may not pass through the state directory to `target`.
+    AttachRoot {
+        /// The mount point (a host path).
+        target: String,
+    },
+    /// Becomes uid and gid 0 of the user namespace (its host ids are the
+    /// container's), with no supplementary groups: files the setup creates
+    /// are then the container root's.
+    BecomeRoot,
 }
 
 impl Step {
@@ -216,6 +235,8 @@ impl Step {
             Step::DeviceNode(node) => Some(&node.path),
             Step::WriteFiles { dir, .. } => Some(dir),
             Step::PivotRoot { root } => Some(root),
+            Step::AttachRoot { target } => Some(target),
+            Step::AwaitUserns | Step::BecomeRoot => None,
             Step::EnterNetns { .. }
             | Step::Unshare(_)
             | Step::MakeMountsPrivate
@@ -302,6 +323,8 @@ pub enum PlanError {
     BadController(String),
     /// Both a namespace to enter and the host's network were asked for.
     TwoNetworks,
+    /// A user namespace of its own cannot be combined with this.
+    Userns(&'static str),
 }
 
 impl fmt::Display for PlanError {
@@ -312,6 +335,12 @@ impl fmt::Display for PlanError {
             PlanError::BadController(c) => write!(f, "bad cgroup controller name {c:?}"),
             PlanError::TwoNetworks => {
                 f.write_str("both a network namespace and the host's network were asked for")
+            }
+            PlanError::Userns(what) => {
+                write!(
+                    f,
+                    "a user namespace of its own cannot be combined with {what}"
+                )
             }
         }
     }
@@ -409,6 +438,21 @@ fn kernel_filesystems(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) {
         Some("mode=755,size=65536k"),
     ));
     for (name, major, minor) in DEVICES {
+        if spec.userns.is_some() {
+            // Only host root makes device nodes (CAP_MKNOD in the initial
+            // user namespace): the host's are bound in, as runc does. Its
+            // root, being no owner of them, cannot chmod or chown them.
+            let target = format!("{dev}/{name}");
+            steps.push(Step::CreateFile {
+                path: target.clone(),
+                mode: 0,
+            });
+            steps.push(Step::Bind {
+                source: format!("/dev/{name}"),
+                target,
+            });
+            continue;
+        }
         steps.push(Step::DeviceNode(DeviceNode {
             path: format!("{dev}/{name}"),
             block: false,
@@ -527,6 +571,10 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         return Err(PlanError::RelativeRoot(spec.rootfs.target.clone()));
     }
     let mut steps = Vec::with_capacity(64);
+    if spec.userns.is_some() {
+        check_userns(spec)?;
+        steps.push(Step::AwaitUserns);
+    }
     let mut namespaces = vec![Namespace::Mount, Namespace::Uts, Namespace::Ipc];
     match (&spec.netns, spec.host_network) {
         (Some(_), true) => return Err(PlanError::TwoNetworks),
@@ -536,7 +584,19 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     }
     steps.push(Step::Unshare(namespaces));
     steps.push(Step::MakeMountsPrivate);
-    steps.push(overlay(spec)?);
+    let root = if spec.userns.is_some() {
+        if spec.rootfs.layers.is_empty() {
+            return Err(PlanError::NoLayers);
+        }
+        steps.push(Step::AttachRoot {
+            target: root.to_string(),
+        });
+        steps.push(Step::BecomeRoot);
+        "."
+    } else {
+        steps.push(overlay(spec)?);
+        root
+    };
     steps.push(Step::WriteFiles {
         dir: format!("{root}/etc"),
         files: etc_files(&spec.hostname, spec.resolv_conf.as_deref()),
@@ -567,6 +627,26 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         steps.push(Step::LoopbackUp);
     }
     Ok(steps)
+}
+
+/// What a container in a user namespace of its own cannot have: every
+/// namespace it has must be owned by its user namespace (a network
+/// namespace of the host's or made ahead of time by berthd is not), and
+/// only host root makes device nodes.
+fn check_userns(spec: &LaunchSpec) -> Result<(), PlanError> {
+    if spec.netns.is_some() {
+        return Err(PlanError::Userns("a network namespace made ahead of time"));
+    }
+    if spec.host_network {
+        return Err(PlanError::Userns("the host's network"));
+    }
+    if spec.privileged {
+        return Err(PlanError::Userns("a privileged container"));
+    }
+    if !spec.devices.is_empty() {
+        return Err(PlanError::Userns("host devices"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

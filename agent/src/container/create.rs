@@ -71,13 +71,25 @@ impl Manager {
             .map_err(seccomp_error)?;
         self.check_unconfined(&spec)?;
         let (network, network_hostname) = self.resolve_network(&spec)?;
+        if !spec.userns.is_empty() {
+            self.userns_support
+                .clone()
+                .map_err(ContainerError::UsernsKernel)?;
+        }
+        if !spec.userns.is_empty() && network != crate::network::Mode::None {
+            // Its namespaces must be owned by its user namespace: the
+            // host's network, or another container's, is not.
+            return Err(ContainerError::UsernsUnsupported(format!(
+                "with network {network}"
+            )));
+        }
         let id = spec::new_id();
         let name = if spec.name.is_empty() {
             spec::generate_name()
         } else {
             spec.name.clone()
         };
-        let rec = Record {
+        let mut rec = Record {
             id: id.clone(),
             name: name.clone(),
             hostname: if !spec.hostname.is_empty() {
@@ -106,17 +118,11 @@ impl Manager {
             backoff: 0,
             stopped_by_user: false,
             stop_deadline: 0,
+            userns: None,
             spec,
         };
         let dir = self.dir.join(&id);
-        let entry = Arc::new(Entry::new(
-            id.clone(),
-            dir.clone(),
-            rec.clone(),
-            Life::Pending,
-            self.flusher.clone(),
-        ));
-        {
+        let entry = {
             // Check and claim the name in one step, so two creates cannot
             // both get it.
             let mut table = self.table();
@@ -141,8 +147,31 @@ impl Manager {
                     ),
                 ));
             }
+            if !rec.spec.userns.is_empty() {
+                // Under the table's lock: the ranges in use are the
+                // records', and no other Create can take this one meanwhile.
+                let records: Vec<_> = table
+                    .by_id
+                    .values()
+                    .filter_map(|e| e.lock_record().userns)
+                    .collect();
+                rec.userns = Some(self.id_ranges.allocate(records.iter()).ok_or(
+                    ContainerError::UsernsExhausted {
+                        slots: self.id_ranges.slots(),
+                        origin: self.id_ranges.source,
+                    },
+                )?);
+            }
+            let entry = Arc::new(Entry::new(
+                id.clone(),
+                dir.clone(),
+                rec.clone(),
+                Life::Pending,
+                self.flusher.clone(),
+            ));
             table.by_id.insert(id.clone(), entry.clone());
-        }
+            entry
+        };
         let made = (|| -> std::io::Result<()> {
             crate::state_dir::create_private_dir(&dir)?;
             Rootfs::under(&dir).create_dirs()?;

@@ -139,6 +139,25 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    /// A user namespace of its own cannot be had with this (yet).
+    #[error("not supported yet: user namespaces ({0})")]
+    UsernsUnsupported(String),
+    /// This kernel cannot give a container a user namespace of its own the
+    /// way berth does it (idmapped layers under overlay).
+    #[error("not supported yet: --userns auto on this kernel: {0}")]
+    UsernsKernel(String),
+    /// Every id range for user namespaces is taken.
+    #[error(
+        "no id range left for a user namespace: all {slots} ranges of {origin} are in use; \
+         remove containers with --userns auto, or give user berth more ids in /etc/subuid \
+         and /etc/subgid"
+    )]
+    UsernsExhausted {
+        /// How many ranges there are.
+        slots: usize,
+        /// Where they come from.
+        origin: &'static str,
+    },
     /// A background task of the operation panicked or was cancelled.
     #[error("{context}: {source}")]
     Task {

@@ -41,6 +41,7 @@ mod testkit;
 #[cfg(test)]
 mod tests;
 mod update;
+pub mod userns;
 mod wait;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -83,6 +84,10 @@ pub struct Manager {
     janitor: Arc<Janitor>,
     seccomp: Arc<Seccomp>,
     allow_privileged: bool,
+    /// The id ranges of `--userns auto` containers.
+    id_ranges: userns::IdRanges,
+    /// Whether this kernel runs them (read once, at start).
+    userns_support: Result<(), String>,
     log_max_bytes: u64,
     table: Mutex<Table>,
     /// Records that could not be saved, to save again (see `resave.rs`).
@@ -157,6 +162,8 @@ impl Manager {
             janitor,
             seccomp,
             allow_privileged,
+            id_ranges: userns::IdRanges::from_host(),
+            userns_support: userns::host_kernel_support(),
             log_max_bytes,
             table: Mutex::new(Table {
                 by_id: HashMap::new(),

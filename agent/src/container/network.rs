@@ -38,6 +38,9 @@ impl Manager {
     /// the init has entered it.
     pub(super) fn network_namespace(&self, rec: &Record) -> Result<Netns> {
         let peer_id = match &rec.network {
+            // A spare belongs to the host's user namespace: a container in
+            // one of its own creates its network namespace itself.
+            Mode::None if rec.userns.is_some() => return Ok(Netns::Own(None)),
             Mode::None => return Ok(Netns::Own(self.netns.take())),
             Mode::Host => return Ok(Netns::Host),
             Mode::Container(id) => id,

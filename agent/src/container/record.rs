@@ -70,6 +70,11 @@ pub struct Record {
     /// Saved so a restarted berthd still kills on time.
     #[serde(default)]
     pub stop_deadline: i64,
+    /// `--userns auto`: the container's ids on the host, allocated at
+    /// Create (see `userns.rs`); the ranges in use are those the records
+    /// say.
+    #[serde(default)]
+    pub userns: Option<berth_runtime::launch::IdMapping>,
 }
 
 /// The client's spec, stored verbatim (mirrors `berth.v1.ContainerSpec`).
@@ -125,6 +130,9 @@ pub struct SpecRecord {
     /// Network mode as given ("" for the default).
     #[serde(default)]
     pub network: String,
+    /// User namespace mode: "" (the host's) or "auto" (one of its own).
+    #[serde(default)]
+    pub userns: String,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

@@ -62,6 +62,7 @@ pub fn capability_names(spec: &SpecRecord) -> Vec<String> {
 /// Checks and normalises the security options of `spec`: refuses unknown
 /// capabilities, bad device mappings and combinations privileged excludes.
 pub fn check(spec: &mut SpecRecord) -> Result<()> {
+    check_userns(spec)?;
     for (field, list) in [
         ("security.cap_add", &spec.cap_add),
         ("security.cap_drop", &spec.cap_drop),
@@ -299,6 +300,40 @@ fn host_devices(dir: &Path, out: &mut Vec<DeviceNode>) -> std::io::Result<()> {
                 out.push(node);
             }
         }
+    }
+    Ok(())
+}
+
+/// `userns`: "" or "host" (the host's user namespace; stored as ""), or
+/// "auto" (one of its own), which cannot have what its root could not own:
+/// privileges, host devices.
+fn check_userns(spec: &mut SpecRecord) -> Result<()> {
+    match spec.userns.as_str() {
+        "" | "host" => {
+            spec.userns.clear();
+            return Ok(());
+        }
+        "auto" => {}
+        other => {
+            return Err(ContainerError::invalid(
+                "security.userns",
+                format!(
+                    "unknown user namespace mode {:?}: \"host\" or \"auto\"",
+                    capped(other)
+                ),
+            ))
+        }
+    }
+    if spec.privileged {
+        return Err(ContainerError::invalid(
+            "security.userns",
+            "a privileged container is host root: it cannot have a user namespace of its own",
+        ));
+    }
+    if !spec.devices.is_empty() {
+        return Err(ContainerError::UsernsUnsupported(
+            "with host devices".into(),
+        ));
     }
     Ok(())
 }

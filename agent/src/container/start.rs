@@ -247,6 +247,7 @@ impl Manager {
             log_max_bytes: self.log_max_bytes,
             exit_path: path(&entry.dir.join(monitor::EXIT_FILE))?,
             seccomp: seccomp.map(|p| path(&p)).transpose()?,
+            userns: rec.userns,
         })
     }
 }

@@ -38,6 +38,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         cap_drop: security.cap_drop,
         read_only_rootfs: security.read_only_rootfs,
         privileged: security.privileged,
+        userns: security.userns,
         devices: s
             .devices
             .into_iter()
@@ -102,6 +103,7 @@ fn security_to_proto(s: &SpecRecord) -> Option<pb::SecurityOptions> {
         cap_drop: s.cap_drop.clone(),
         read_only_rootfs: s.read_only_rootfs,
         privileged: s.privileged,
+        userns: s.userns.clone(),
     };
     (out != pb::SecurityOptions::default()).then_some(out)
 }
@@ -222,6 +224,11 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
         restart_count: r.restart_count,
         stopped_by_user: r.stopped_by_user,
         network: r.network.to_string(),
+        userns: r.userns.map(|m| pb::UserNamespaceMapping {
+            host_uid: m.uid,
+            host_gid: m.gid,
+            size: m.size,
+        }),
     }
 }
 

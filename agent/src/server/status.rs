@@ -114,6 +114,12 @@ fn container(e: &ContainerError) -> Details {
             Details::new(Code::Internal, "CONTAINER_STUCK").with("id", id.clone())
         }
         E::Network(e) => network(e),
+        E::UsernsUnsupported(_) => Details::new(Code::Unimplemented, "USERNS_UNSUPPORTED"),
+        E::UsernsKernel(_) => Details::new(Code::FailedPrecondition, "USERNS_UNSUPPORTED"),
+        E::UsernsExhausted { slots, .. } => {
+            Details::new(Code::ResourceExhausted, "USERNS_EXHAUSTED")
+                .with("ranges", slots.to_string())
+        }
         E::Vanished { .. } | E::Cgroup { .. } | E::Launch(_) | E::Io { .. } | E::Task { .. } => {
             Details::new(Code::Internal, "INTERNAL")
         }

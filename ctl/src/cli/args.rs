@@ -88,6 +88,11 @@ pub struct SpecArgs {
     /// root on the host. The agent must run with --allow-privileged.
     #[arg(long)]
     pub privileged: bool,
+    /// User namespace: host (the default: container root is host root) or
+    /// auto (a range of 65536 host ids of the container's own, so its root
+    /// is no one on the host). `--userns=auto` works too.
+    #[arg(long, value_name = "MODE", value_parser = ["host", "auto"])]
+    pub userns: Option<String>,
     /// Pass a host device through: HOST[:CONTAINER][:PERMISSIONS], e.g.
     /// /dev/fuse or /dev/zero:/dev/myzero:r (permissions r, w, m; rwm when
     /// not given). Repeatable.

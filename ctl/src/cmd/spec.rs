@@ -52,7 +52,7 @@ pub fn spec_from_args(
 }
 
 /// `--security-opt`, `--cap-add`, `--cap-drop`, `--read-only` and
-/// `--privileged`; unset when none is given.
+/// `--privileged`, `--userns`; unset when none is given.
 fn security(a: &SpecArgs) -> Result<Option<berth::v1::SecurityOptions>> {
     let mut s =
         crate::security::security_opts(&a.security_opt, |p| std::fs::read(p))?.unwrap_or_default();
@@ -60,6 +60,9 @@ fn security(a: &SpecArgs) -> Result<Option<berth::v1::SecurityOptions>> {
     s.cap_drop = a.cap_drop.clone();
     s.read_only_rootfs = a.read_only;
     s.privileged = a.privileged;
+    // "host" is the default: sent as nothing, so an agent that predates
+    // user namespaces is not asked for anything.
+    s.userns = a.userns.clone().filter(|m| m != "host").unwrap_or_default();
     Ok((s != berth::v1::SecurityOptions::default()).then_some(s))
 }
 

@@ -33,6 +33,7 @@ fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         log_path: "/state/containers/c1/log".into(),
         log_max_bytes: 1 << 20,
         exit_path: "/state/containers/c1/exit.json".into(),
+        userns: None,
     }
 }
 
@@ -459,4 +460,108 @@ fn privileged_is_unmasked_writable_and_without_nodev() {
     assert!(plain.iter().any(Step::is_mask));
     assert!(mount_at(&plain, "/dev").flags.contains(MountFlags::NODEV));
     assert!(mount_at(&plain, "/sys").flags.contains(MountFlags::RDONLY));
+}
+
+fn userns_spec() -> LaunchSpec {
+    let mut s = spec(None, 2);
+    s.userns = Some(crate::launch::IdMapping {
+        uid: 100_000_000,
+        gid: 100_000_000,
+        size: 65536,
+    });
+    s
+}
+
+#[test]
+fn userns_waits_for_the_monitor_then_attaches_the_root_and_drops_to_its_root() {
+    let steps = container_setup(&userns_spec()).unwrap();
+    assert_eq!(steps[0], Step::AwaitUserns);
+    assert_eq!(
+        steps[1],
+        Step::Unshare(vec![
+            Namespace::Mount,
+            Namespace::Uts,
+            Namespace::Ipc,
+            Namespace::Net
+        ])
+    );
+    assert_eq!(steps[2], Step::MakeMountsPrivate);
+    assert_eq!(
+        steps[3],
+        Step::AttachRoot {
+            target: ROOT.into()
+        }
+    );
+    assert_eq!(steps[4], Step::BecomeRoot);
+    // The monitor mounts the overlay; nothing else names the host's
+    // state directory: the container's root could not pass through it.
+    assert!(!steps
+        .iter()
+        .any(|s| matches!(s, Step::Mount(m) if m.fstype == "overlay")));
+    let pivot = pivot(&steps);
+    assert_eq!(steps[pivot], Step::PivotRoot { root: ".".into() });
+    for step in &steps[5..pivot] {
+        if let Some(t) = step.target() {
+            assert!(t == "." || t.starts_with("./"), "{step:?}");
+        }
+    }
+    assert!(steps.contains(&Step::LoopbackUp));
+}
+
+#[test]
+fn userns_binds_the_hosts_standard_devices_instead_of_making_nodes() {
+    let steps = container_setup(&userns_spec()).unwrap();
+    assert!(!steps.iter().any(|s| matches!(s, Step::DeviceNode(_))));
+    for (name, _, _) in DEVICES {
+        let target = format!("./dev/{name}");
+        let made = position(
+            &steps,
+            |s| matches!(s, Step::CreateFile { path, .. } if *path == target),
+        );
+        assert_eq!(
+            steps[made + 1],
+            Step::Bind {
+                source: format!("/dev/{name}"),
+                target
+            }
+        );
+    }
+}
+
+#[test]
+fn userns_refuses_what_its_root_cannot_own() {
+    let mut s = userns_spec();
+    s.netns = Some("/proc/1/fd/7".into());
+    assert!(matches!(container_setup(&s), Err(PlanError::Userns(_))));
+    let mut s = userns_spec();
+    s.host_network = true;
+    assert!(matches!(container_setup(&s), Err(PlanError::Userns(_))));
+    let mut s = userns_spec();
+    s.privileged = true;
+    assert!(matches!(container_setup(&s), Err(PlanError::Userns(_))));
+    let mut s = userns_spec();
+    s.devices.push(DeviceNode {
+        path: "/dev/fuse".into(),
+        block: false,
+        major: 10,
+        minor: 229,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    });
+    assert!(matches!(container_setup(&s), Err(PlanError::Userns(_))));
+}
+
+#[test]
+fn id_mappings_overlap_only_when_their_ranges_meet() {
+    let m = |uid, gid| crate::launch::IdMapping {
+        uid,
+        gid,
+        size: 65536,
+    };
+    assert!(m(0, 0).uids_overlap(&m(65535, 0)));
+    assert!(!m(0, 0).uids_overlap(&m(65536, 0)));
+    assert!(!m(u32::MAX - 65535, 0).uids_overlap(&m(0, 0)));
+    assert!(m(0, 10).gids_overlap(&m(0, 65545)));
+    assert!(!m(0, 10).gids_overlap(&m(0, 65546)));
 }
