@@ -51,6 +51,9 @@ pub struct Record {
     /// `none`, what they had).
     #[serde(default)]
     pub network: crate::network::Mode,
+    /// On the bridge: its address (Create to Remove) and bound ports.
+    #[serde(default)]
+    pub net: Option<crate::network::bridge::Settings>,
     /// Stop signal number.
     pub stop_signal: i32,
     /// Default stop timeout in seconds.
@@ -125,6 +128,15 @@ pub struct SpecRecord {
     /// Network mode as given ("" for the default).
     #[serde(default)]
     pub network: String,
+    /// Published ports as asked for (checked at Create).
+    #[serde(default)]
+    pub ports: Vec<crate::network::ports::PortMapping>,
+    /// DNS servers replacing the host's.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Extra /etc/hosts entries, "name:address".
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

@@ -78,6 +78,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             events: bus.clone(),
             launcher: Arc::new(monitors),
             netns: NetnsPool::start(cfg.spare_netns)?,
+            bridge: Arc::new(crate::network::bridge::Bridge::new(
+                crate::network::bridge::Config::new(&cfg.bridge_name, &cfg.bridge_subnet)?,
+            )),
             flusher: flusher.clone(),
             janitor: Arc::new(
                 Janitor::start(trash.clone()).map_err(|e| format!("{}: {e}", trash.display()))?,
@@ -87,6 +90,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         },
         cfg.log_max_bytes,
     )?;
+    mgr.reconcile_network().await;
 
     let puller = crate::image::pull::Puller::new(
         images.clone(),
