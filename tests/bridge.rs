@@ -64,7 +64,7 @@ fn publish(host_ip: &str, host_port: u32, container_port: u32) -> pb::PortMappin
 async fn fetch_from_host(ns: &TestNetns, url: &str) -> String {
     let mut last = String::new();
     let ok = eventually(30, async || {
-        let out = ns.exec(&["busybox", "wget", "-q", "-T", "5", "-O", "-", url]);
+        let out = ns.exec(&["busybox", "wget", "-q", "-O", "-", url]);
         last = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -147,7 +147,7 @@ async fn bridge_containers_reach_each_other_and_the_host_reaches_them() {
             dns: vec!["192.0.2.53".into()],
             extra_hosts: vec!["db.example:192.0.2.7".into()],
             ..on_bridge(sh(&format!(
-                "until wget -q -T 5 -O - http://{}/; do sleep 0.2; done; \
+                "until wget -q -O - http://{}/; do sleep 0.2; done; \
                  ip -o -4 addr show eth0; ip route; cat /etc/hosts /etc/resolv.conf",
                 net.ip_address
             )))
@@ -174,7 +174,7 @@ async fn bridge_containers_reach_each_other_and_the_host_reaches_them() {
     // the host).
     let (exit, out, err) = agent
         .run_to_exit(on_bridge(sh(&format!(
-            "wget -q -T 5 -O - http://{}:{host_port}/",
+            "wget -q -O - http://{}:{host_port}/",
             net.gateway
         ))))
         .await;
