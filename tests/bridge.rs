@@ -240,7 +240,9 @@ async fn a_taken_host_port_is_refused_and_changes_nothing() {
     assert!(e.message().contains(&held_port.to_string()), "{e:?}");
     // Only the first container's port is forwarded; its page still answers.
     let table = nft_table(ns);
-    assert_eq!(table.matches(" : ").count(), 1, "{table}");
+    assert_eq!(table.matches("elements = ").count(), 1, "{table}");
+    assert!(table.contains(&format!("{{ {taken} : ")), "{table}");
+    assert!(!table.contains(". 81"), "{table}");
     let page = fetch_from_host(ns, &format!("http://127.0.0.1:{taken}/")).await;
     assert!(page.contains("first"), "{page}");
     drop(held);
