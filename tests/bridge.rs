@@ -29,8 +29,7 @@ fn bridge_args() -> (String, String) {
 /// An agent in a network namespace of its own, with its own bridge.
 async fn bridge_agent() -> (Agent, String, String) {
     let (name, subnet) = bridge_args();
-    let agent =
-        Agent::start_in_netns(&["--bridge-name", &name, "--bridge-subnet", &subnet]).await;
+    let agent = Agent::start_in_netns(&["--bridge-name", &name, "--bridge-subnet", &subnet]).await;
     agent.import_busybox().await;
     (agent, name, subnet)
 }
@@ -102,7 +101,10 @@ fn nft_table(ns: &TestNetns) -> String {
 /// Nothing of a bridge container is left: no veth, no nftables table.
 async fn assert_no_leftovers(agent: &Agent) {
     let ns = ns(agent);
-    let clean = eventually(30, async || veths(ns).is_empty() && nft_table(ns).is_empty()).await;
+    let clean = eventually(30, async || {
+        veths(ns).is_empty() && nft_table(ns).is_empty()
+    })
+    .await;
     assert!(
         clean,
         "leftovers: veths {:?}, table:\n{}",
@@ -134,7 +136,10 @@ async fn bridge_containers_reach_each_other_and_the_host_reaches_them() {
     let prefix = subnet.trim_end_matches(".0/24");
     assert_eq!(net.ip_address, format!("{prefix}.2"), "{net:?}");
     assert_eq!(net.gateway, format!("{prefix}.1"));
-    assert_eq!((net.prefix_length, net.bridge.as_str()), (24, bridge.as_str()));
+    assert_eq!(
+        (net.prefix_length, net.bridge.as_str()),
+        (24, bridge.as_str())
+    );
     assert_eq!(net.ports.len(), 1, "{net:?}");
     let host_port = net.ports[0].host_port;
     assert_ne!(host_port, 0, "the bound port is shown");
@@ -361,7 +366,15 @@ async fn the_bridge_survives_a_restart_of_berthd_and_leftovers_go() {
     // veth of berth's and a port forward.
     let prefix = subnet.trim_end_matches(".0/24");
     let made = ns(&agent).exec(&[
-        "ip", "link", "add", "bth0000deadbeef", "type", "veth", "peer", "name", "bthpeer0",
+        "ip",
+        "link",
+        "add",
+        "bth0000deadbeef",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "bthpeer0",
     ]);
     assert!(made.status.success(), "{made:?}");
     let stale = format!("add element inet berth tcp_any {{ 9999 : {prefix}.99 . 80 }}");
@@ -404,8 +417,18 @@ async fn the_bridge_survives_a_restart_of_berthd_and_leftovers_go() {
 async fn berthctl_publishes_ports() {
     let (agent, _, _) = bridge_agent().await;
     let out = agent.ctl(&[
-        "run", "-d", "--name", "web", "--network", "bridge", "-p", "127.0.0.1:8080:80", "busybox",
-        "--", "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "bridge",
+        "-p",
+        "127.0.0.1:8080:80",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
         "mkdir -p /www && echo via-ctl > /www/index.html && exec httpd -f -p 80 -h /www",
     ]);
     assert!(out.status.success(), "{out:?}");

@@ -96,10 +96,9 @@ impl Manager {
 /// Published ports, DNS servers and extra hosts, checked against the mode.
 fn check_names(spec: &SpecRecord, mode: &Requested) -> Result<()> {
     if !spec.ports.is_empty() && *mode != Requested::Bridge {
-        return Err(NetworkError::InvalidPorts(
-            "published ports need network \"bridge\"".into(),
-        )
-        .into());
+        return Err(
+            NetworkError::InvalidPorts("published ports need network \"bridge\"".into()).into(),
+        );
     }
     ports::check_requests(&spec.ports)?;
     if spec.dns.len() > MAX_DNS {
@@ -118,14 +117,20 @@ fn check_names(spec: &SpecRecord, mode: &Requested) -> Result<()> {
         if d.parse::<std::net::IpAddr>().is_err() {
             return Err(ContainerError::invalid(
                 "dns",
-                format!("DNS server {:?} is not an IP address", crate::error::capped(d)),
+                format!(
+                    "DNS server {:?} is not an IP address",
+                    crate::error::capped(d)
+                ),
             ));
         }
     }
     if spec.extra_hosts.len() > MAX_EXTRA_HOSTS {
         return Err(ContainerError::invalid(
             "extra_hosts",
-            format!("{} extra hosts; at most {MAX_EXTRA_HOSTS}", spec.extra_hosts.len()),
+            format!(
+                "{} extra hosts; at most {MAX_EXTRA_HOSTS}",
+                spec.extra_hosts.len()
+            ),
         ));
     }
     for h in &spec.extra_hosts {
@@ -166,7 +171,12 @@ pub(super) fn hosts_lines(rec: &Record) -> Vec<String> {
         .as_ref()
         .map(|n| format!("{}\t{}", n.ip, rec.hostname));
     own.into_iter()
-        .chain(rec.spec.extra_hosts.iter().filter_map(|h| extra_host(h).ok()))
+        .chain(
+            rec.spec
+                .extra_hosts
+                .iter()
+                .filter_map(|h| extra_host(h).ok()),
+        )
         .collect()
 }
 
@@ -200,7 +210,10 @@ impl Manager {
             return Ok(None);
         };
         self.bridge.attach(&rec.id, net, spare.fd()).await?;
-        let bound = self.bridge.publish(&rec.id, net.ip, &rec.spec.ports).await?;
+        let bound = self
+            .bridge
+            .publish(&rec.id, net.ip, &rec.spec.ports)
+            .await?;
         let guard = Unpublish {
             bridge: self.bridge.clone(),
             id: Some(rec.id.clone()),

@@ -194,7 +194,10 @@ impl Bridge {
         // it); route_localnet, so the host's 127.0.0.1:<port> can be
         // DNATed onto the bridge.
         for (path, what) in [
-            ("/proc/sys/net/ipv4/ip_forward".to_string(), "IPv4 forwarding"),
+            (
+                "/proc/sys/net/ipv4/ip_forward".to_string(),
+                "IPv4 forwarding",
+            ),
             (
                 format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"),
                 "route_localnet",
@@ -328,11 +331,12 @@ impl Bridge {
             return Ok(());
         }
         let keep: HashSet<String> = live.iter().map(|(id, _)| id.clone()).collect();
-        let gone = link::remove_stale_veths(&h, &keep)
-            .await
-            .map_err(netlink)?;
+        let gone = link::remove_stale_veths(&h, &keep).await.map_err(netlink)?;
         if !gone.is_empty() {
-            tracing::info!("removed {} veth(s) of containers gone: {gone:?}", gone.len());
+            tracing::info!(
+                "removed {} veth(s) of containers gone: {gone:?}",
+                gone.len()
+            );
         }
         {
             let mut published = lock(&self.published);

@@ -134,7 +134,13 @@ mod tests {
         assert_eq!(s.gateway(), Ipv4Addr::new(10, 88, 0, 1));
         assert!(s.contains(Ipv4Addr::new(10, 88, 255, 254)));
         assert!(!s.contains(Ipv4Addr::new(10, 89, 0, 1)));
-        for bad in ["10.88.0.0", "10.88.0.1/16", "10.88.0.0/31", "x/16", "10.0.0.0/4"] {
+        for bad in [
+            "10.88.0.0",
+            "10.88.0.1/16",
+            "10.88.0.0/31",
+            "x/16",
+            "10.0.0.0/4",
+        ] {
             assert!(Subnet::parse(bad).is_err(), "{bad}");
         }
         let a = Subnet::parse("10.0.0.0/8").unwrap();
@@ -149,13 +155,18 @@ mod tests {
         // .0 network, .1 gateway, .7 broadcast.
         assert_eq!(
             got,
-            (2..=6).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect::<Vec<_>>()
+            (2..=6)
+                .map(|i| Ipv4Addr::new(10, 1, 0, i))
+                .collect::<Vec<_>>()
         );
         ipam.release(Ipv4Addr::new(10, 1, 0, 4));
         assert_eq!(ipam.allocate(), Some(Ipv4Addr::new(10, 1, 0, 4)));
         assert_eq!(ipam.allocate(), None);
         assert!(!ipam.claim(Ipv4Addr::new(10, 1, 0, 4)), "claimed twice");
-        assert!(!ipam.claim(Ipv4Addr::new(10, 2, 0, 4)), "outside the subnet");
+        assert!(
+            !ipam.claim(Ipv4Addr::new(10, 2, 0, 4)),
+            "outside the subnet"
+        );
     }
 
     #[test]

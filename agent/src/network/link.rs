@@ -181,11 +181,7 @@ pub async fn add_veth(h: &Handle, id: &str, bridge: u32, ns: &OwnedFd) -> Result
 
 /// Inside the container's namespace (`h` connected there): `eth0` gets
 /// `ip`, comes up, and the default route goes through the gateway.
-pub async fn configure_inside(
-    h: &Handle,
-    ip: Ipv4Addr,
-    subnet: &Subnet,
-) -> Result<(), Error> {
+pub async fn configure_inside(h: &Handle, ip: Ipv4Addr, subnet: &Subnet) -> Result<(), Error> {
     let index = index_of(h, CONTAINER_IFNAME)
         .await?
         .ok_or_else(|| Error::Missing("eth0 in the container's namespace".into()))?;

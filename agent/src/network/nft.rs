@@ -48,7 +48,9 @@ pub fn apply(script: &str) -> Result<(), NftError> {
         .spawn()
         .map_err(NftError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).map_err(NftError::Spawn)?;
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(NftError::Spawn)?;
     }
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
     if out.status.success() {

@@ -65,7 +65,9 @@ impl PortMapping {
             s => match s.parse::<std::net::IpAddr>() {
                 Ok(std::net::IpAddr::V4(ip)) => Some(ip),
                 Ok(std::net::IpAddr::V6(_)) => {
-                    return Err(NetworkError::Unsupported("publishing ports on IPv6 addresses"))
+                    return Err(NetworkError::Unsupported(
+                        "publishing ports on IPv6 addresses",
+                    ))
                 }
                 Err(_) => return invalid(format!("host ip {:?} is not an address", capped(s))),
             },
