@@ -63,7 +63,7 @@ pub async fn connect_in(ns: &OwnedFd) -> std::io::Result<Handle> {
                 .map_err(std::io::Error::from)
                 .and_then(|()| {
                     let _in_runtime = rt.enter();
-                    TokioSocket::new(NETLINK_ROUTE as isize)
+                    TokioSocket::new(NETLINK_ROUTE)
                 });
             let _ = tx.send(made);
         })?;

@@ -57,7 +57,13 @@ pub fn apply(script: &str) -> Result<(), NftError> {
         return Ok(());
     }
     let mut err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    err.truncate(err.floor_char_boundary(MAX_ERR));
+    if err.len() > MAX_ERR {
+        let mut end = MAX_ERR;
+        while !err.is_char_boundary(end) {
+            end -= 1;
+        }
+        err.truncate(end);
+    }
     Err(NftError::Failed(err))
 }
 
