@@ -629,3 +629,30 @@ mod tests {
         assert!(since("yesterday", now).is_err());
     }
 }
+
+#[cfg(test)]
+mod port_tests {
+    use super::ports;
+
+    #[test]
+    fn publish_values_parse_like_dockers() {
+        let p = ports("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(
+            (p[0].host_ip.as_str(), p[0].host_port, p[0].container_port),
+            ("127.0.0.1", 8080, 80)
+        );
+        assert_eq!(p[0].protocol, "udp");
+        assert_eq!(ports("80").unwrap()[0].host_port, 0);
+        assert_eq!(ports("127.0.0.1::80").unwrap()[0].host_port, 0);
+        let r = ports("8000-8002:80-82").unwrap();
+        assert_eq!(
+            r.iter()
+                .map(|m| (m.host_port, m.container_port))
+                .collect::<Vec<_>>(),
+            [(8000, 80), (8001, 81), (8002, 82)]
+        );
+        for bad in ["8080:80/sctp", "0:80", "8000-8001:80", "a:b:c:d", "90-80"] {
+            assert!(ports(bad).is_err(), "{bad}");
+        }
+    }
+}
