@@ -71,6 +71,14 @@ pub struct Config {
     /// start does not wait for one to be spawned; 0 spawns one per start.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub spare_monitors: usize,
+    /// The bridge of `--network bridge` containers, made at the first start
+    /// of one.
+    #[arg(long, value_name = "NAME", default_value = crate::network::bridge::DEFAULT_NAME)]
+    pub bridge_name: String,
+    /// The bridge's IPv4 subnet; its first address is the bridge's. It must
+    /// not overlap a route of the host.
+    #[arg(long, value_name = "CIDR", default_value = crate::network::bridge::DEFAULT_SUBNET)]
+    pub bridge_subnet: String,
     /// Accept privileged containers (`berthctl run --privileged`): every
     /// capability, no seccomp, every host device, nothing masked; root on
     /// the host in all but name. Off by default: a request for one is then

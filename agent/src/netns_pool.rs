@@ -38,6 +38,11 @@ struct Shared {
 pub struct Spare(OwnedFd);
 
 impl Spare {
+    /// The namespace.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.0
+    }
+
     /// `/proc/<berthd>/fd/<n>`: where the init opens it.
     pub fn path(&self) -> String {
         format!("/proc/{}/fd/{}", std::process::id(), self.0.as_raw_fd())
@@ -75,6 +80,18 @@ impl NetnsPool {
         self.shared.taken.notify_one();
         Some(Spare(ns))
     }
+}
+
+/// A namespace made now, for a start that needs one in berthd's hands
+/// when the pool has none ready. Made on a thread of its own that then
+/// ends, so no thread of berthd can be left in it.
+pub fn create_now() -> io::Result<Spare> {
+    std::thread::Builder::new()
+        .name("netns-now".into())
+        .spawn(create)?
+        .join()
+        .map_err(|_| io::Error::other("the thread making a network namespace panicked"))?
+        .map(Spare)
 }
 
 impl Shared {

@@ -56,6 +56,10 @@ pub struct LaunchSpec {
     /// `/etc/hostname` and `/etc/hosts` (`None`: the image's is left).
     #[serde(default)]
     pub resolv_conf: Option<String>,
+    /// Lines added to the container's `/etc/hosts` ("address<TAB>name"):
+    /// its own address on a network, and `--add-host` entries.
+    #[serde(default)]
+    pub hosts_extra: Vec<String>,
     /// The host path of a file of compiled seccomp programs (the format is
     /// [`crate::seccomp`]'s), written by berthd. The init reads it before
     /// `pivot_root` and installs every program, in file order, as its last

@@ -404,15 +404,21 @@ fn root_flags(spec: &LaunchSpec) -> MountFlags {
 
 /// /etc/hostname, /etc/hosts and (when berthd made one) /etc/resolv.conf
 /// of the container.
-fn etc_files(hostname: &str, resolv_conf: Option<&str>) -> Vec<(String, String)> {
+fn etc_files(
+    hostname: &str,
+    resolv_conf: Option<&str>,
+    hosts_extra: &[String],
+) -> Vec<(String, String)> {
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    for line in hosts_extra {
+        hosts.push_str(line);
+        hosts.push('\n');
+    }
     let mut files = vec![
         ("hostname".into(), format!("{hostname}\n")),
-        (
-            "hosts".into(),
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-            ),
-        ),
+        ("hosts".into(), hosts),
     ];
     if let Some(text) = resolv_conf {
         files.push(("resolv.conf".into(), text.to_string()));
@@ -599,7 +605,11 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     };
     steps.push(Step::WriteFiles {
         dir: format!("{root}/etc"),
-        files: etc_files(&spec.hostname, spec.resolv_conf.as_deref()),
+        files: etc_files(
+            &spec.hostname,
+            spec.resolv_conf.as_deref(),
+            &spec.hosts_extra,
+        ),
     });
     kernel_filesystems(spec, root, &mut steps);
     // The cgroup namespace is rooted at the cgroup the process is in when it

@@ -209,6 +209,7 @@ fn new_agent() -> Agent {
         extra_args: Vec::new(),
         next_env: Vec::new(),
         channel: tonic::transport::Channel::from_static("http://unused").connect_lazy(),
+        netns: None,
     }
 }
 

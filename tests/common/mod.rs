@@ -87,6 +87,67 @@ pub struct Agent {
     next_env: Vec<(String, String)>,
     /// A channel to it.
     pub channel: Channel,
+    /// The network namespace berthd runs in, when the test made one
+    /// (`start_in_netns`); deleted after everything else of the agent.
+    pub netns: Option<TestNetns>,
+}
+
+/// A network namespace a test made (`ip netns add`), deleted when dropped,
+/// with whatever links and nftables tables berthd made in it.
+pub struct TestNetns {
+    /// Its name under /run/netns.
+    pub name: String,
+}
+
+impl TestNetns {
+    /// Makes one, with `lo` up.
+    pub fn new() -> TestNetns {
+        let name = unique("bt");
+        let ok = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("running ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(&["netns", "add", &name]);
+        let ns = TestNetns { name };
+        ok(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `f` on a thread of its own that has entered the namespace.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = std::fs::File::open(&path).expect("opening the test's netns");
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("entering the test's netns");
+                f()
+            })
+            .join()
+            .expect("thread in the test's netns")
+        })
+    }
+
+    /// Runs a command in the namespace (`ip netns exec`).
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("running ip netns exec")
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
 }
 
 impl Agent {
@@ -106,7 +167,24 @@ impl Agent {
         Agent::start_in(Some(other.cgroup_parent.clone()), &[]).await
     }
 
+    /// Starts berthd in a network namespace of its own (made now, deleted
+    /// with the agent), so what it makes for networks never touches the
+    /// host's.
+    pub async fn start_in_netns(extra_args: &[&str]) -> Agent {
+        require_root();
+        let netns = TestNetns::new();
+        Agent::start_full(None, extra_args, Some(netns)).await
+    }
+
     async fn start_in(cgroup_parent: Option<String>, extra_args: &[&str]) -> Agent {
+        Agent::start_full(cgroup_parent, extra_args, None).await
+    }
+
+    async fn start_full(
+        cgroup_parent: Option<String>,
+        extra_args: &[&str],
+        netns: Option<TestNetns>,
+    ) -> Agent {
         require_root();
         let name = unique("berth-test");
         let dir = std::env::temp_dir().join(&name);
@@ -122,6 +200,7 @@ impl Agent {
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             next_env: Vec::new(),
             channel: Channel::from_static("http://unused").connect_lazy(),
+            netns,
         };
         agent.spawn().await;
         agent
@@ -134,8 +213,8 @@ impl Agent {
             .append(true)
             .open(self.dir.join("berthd.log"))
             .unwrap();
-        let child = Command::new(bin("berthd"))
-            .arg("--socket")
+        let mut cmd = Command::new(bin("berthd"));
+        cmd.arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")
             .arg(&self.state_dir)
@@ -150,9 +229,14 @@ impl Agent {
             .envs(std::mem::take(&mut self.next_env))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning berthd");
+            .stderr(log);
+        // The child inherits the network namespace of the thread that
+        // forks it.
+        let child = match &self.netns {
+            Some(ns) => ns.run(|| cmd.spawn()),
+            None => cmd.spawn(),
+        }
+        .expect("spawning berthd");
         self.child = Some(child);
         let addr = berth::client::Address::Unix(self.socket.clone());
         for _ in 0..(200 * slow_factor()) {

@@ -83,6 +83,17 @@ impl Manager {
                 "with network {network}"
             )));
         }
+        // Taken now and kept in the record until Remove; freed again on
+        // every way out of this function that does not store the record.
+        let net = match network {
+            crate::network::Mode::Bridge => Some(self.bridge.allocate()?),
+            _ => None,
+        };
+        let unclaim = |mgr: &Manager| {
+            if let Some(n) = &net {
+                mgr.bridge.unclaim(n.ip);
+            }
+        };
         let id = spec::new_id();
         let name = if spec.name.is_empty() {
             spec::generate_name()
@@ -98,6 +109,7 @@ impl Manager {
                 network_hostname.unwrap_or_else(|| id[..12].to_string())
             },
             network,
+            net: net.clone(),
             image_id: image.id.clone(),
             layers: image.layers.clone(),
             layer_dirs: self.images.layer_dirs(&image),
@@ -127,6 +139,8 @@ impl Manager {
             // both get it.
             let mut table = self.table();
             if table.by_id.values().any(|e| e.lock_record().name == name) {
+                drop(table);
+                unclaim(self);
                 return Err(ContainerError::NameInUse { name });
             }
             // Lookups try the full id, then names, then id prefixes (as
@@ -138,12 +152,14 @@ impl Manager {
                 .by_id
                 .keys()
                 .find(|id| name.len() >= SHORT_ID && id.starts_with(name.as_str()))
+                .map(|id| id[..12].to_string())
             {
+                drop(table);
+                unclaim(self);
                 return Err(ContainerError::invalid(
                     "name",
                     format!(
-                        "the name {name:?} is a prefix of the id of container {}, which it would hide",
-                        &other[..12]
+                        "the name {name:?} is a prefix of the id of container {other}, which it would hide"
                     ),
                 ));
             }
@@ -183,6 +199,7 @@ impl Manager {
         if let Err(e) = made {
             self.table().by_id.remove(&id);
             let _ = std::fs::remove_dir_all(&dir);
+            unclaim(self);
             return Err(e);
         }
         if !rec.spec.auto_remove {

@@ -46,7 +46,12 @@ impl Manager {
         let id = entry.id.clone();
         let cg = self.cgroups.clone();
         let rootfs = Rootfs::under(&entry.dir);
+        let bridge = rec.net.is_some().then(|| self.bridge.clone());
         let _ = tokio::task::spawn_blocking(move || {
+            // Its published ports go before a restart can bind them again.
+            if let Some(bridge) = bridge {
+                bridge.unpublish(&id);
+            }
             if let Err(e) = rootfs.unmount() {
                 tracing::warn!(%id, "{e}");
             }

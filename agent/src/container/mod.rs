@@ -59,6 +59,7 @@ use crate::image::ImageStore;
 use crate::janitor::Janitor;
 use crate::monitor::{ExitRecord, Launcher};
 use crate::netns_pool::NetnsPool;
+use crate::network::bridge::Bridge;
 use crate::seccomp::Seccomp;
 use record::Record;
 
@@ -80,6 +81,7 @@ pub struct Manager {
     events: Arc<dyn EventSink>,
     launcher: Arc<dyn Launcher>,
     netns: NetnsPool,
+    bridge: Arc<Bridge>,
     flusher: Arc<Flusher>,
     janitor: Arc<Janitor>,
     seccomp: Arc<Seccomp>,
@@ -108,6 +110,8 @@ pub struct Deps {
     pub launcher: Arc<dyn Launcher>,
     /// Network namespaces made ahead of time.
     pub netns: NetnsPool,
+    /// The bridge network (made on the host at its first use).
+    pub bridge: Arc<Bridge>,
     /// Background durability of state files.
     pub flusher: Arc<Flusher>,
     /// Deletes removed containers' directories in the background.
@@ -146,6 +150,7 @@ impl Manager {
             events,
             launcher,
             netns,
+            bridge,
             flusher,
             janitor,
             seccomp,
@@ -158,6 +163,7 @@ impl Manager {
             events,
             launcher,
             netns,
+            bridge,
             flusher,
             janitor,
             seccomp,

@@ -4,7 +4,13 @@
 use super::error::{ContainerError, Result};
 use super::record::{Record, SpecRecord};
 use super::Manager;
+use crate::network::ports::{self, PortMapping};
 use crate::network::{self, Mode, Netns, NetworkError, Requested};
+
+/// Most `dns` servers.
+const MAX_DNS: usize = 8;
+/// Most `extra_hosts` entries.
+const MAX_EXTRA_HOSTS: usize = 64;
 
 impl Manager {
     /// Resolves the spec's network (`container:<x>` to `x`'s id) and the
@@ -12,8 +18,11 @@ impl Manager {
     /// the other container's for `container:<x>` (which, as with Docker,
     /// cannot be combined with a hostname of its own).
     pub(super) fn resolve_network(&self, spec: &SpecRecord) -> Result<(Mode, Option<String>)> {
-        match Requested::parse(&spec.network)? {
+        let requested = Requested::parse(&spec.network)?;
+        check_names(spec, &requested)?;
+        match requested {
             Requested::None => Ok((Mode::None, None)),
+            Requested::Bridge => Ok((Mode::Bridge, None)),
             Requested::Host => {
                 let host = nix::unistd::gethostname()
                     .map_err(|e| ContainerError::io("reading the host's hostname", e.into()))?;
@@ -42,6 +51,15 @@ impl Manager {
             // one of its own creates its network namespace itself.
             Mode::None if rec.userns.is_some() => return Ok(Netns::Own(None)),
             Mode::None => return Ok(Netns::Own(self.netns.take())),
+            // The bridge needs the namespace now, to put the veth in it.
+            Mode::Bridge => {
+                let spare = match self.netns.take() {
+                    Some(s) => s,
+                    None => crate::netns_pool::create_now()
+                        .map_err(|e| ContainerError::io("creating a network namespace", e))?,
+                };
+                return Ok(Netns::Own(Some(spare)));
+            }
             Mode::Host => return Ok(Netns::Host),
             Mode::Container(id) => id,
         };
@@ -75,5 +93,155 @@ impl Manager {
         // pid was not reused between the snapshot and the open.
         process.signal(0).map_err(|_| not_running())?;
         Ok(Netns::Joined(ns))
+    }
+}
+
+/// Published ports, DNS servers and extra hosts, checked against the mode.
+fn check_names(spec: &SpecRecord, mode: &Requested) -> Result<()> {
+    if !spec.ports.is_empty() && *mode != Requested::Bridge {
+        return Err(
+            NetworkError::InvalidPorts("published ports need network \"bridge\"".into()).into(),
+        );
+    }
+    ports::check_requests(&spec.ports)?;
+    if spec.dns.len() > MAX_DNS {
+        return Err(ContainerError::invalid(
+            "dns",
+            format!("{} DNS servers; at most {MAX_DNS}", spec.dns.len()),
+        ));
+    }
+    if !spec.dns.is_empty() && *mode == Requested::Host {
+        return Err(ContainerError::invalid(
+            "dns",
+            "a container in the host's network uses the host's resolv.conf: give no dns",
+        ));
+    }
+    for d in &spec.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(ContainerError::invalid(
+                "dns",
+                format!(
+                    "DNS server {:?} is not an IP address",
+                    crate::error::capped(d)
+                ),
+            ));
+        }
+    }
+    if spec.extra_hosts.len() > MAX_EXTRA_HOSTS {
+        return Err(ContainerError::invalid(
+            "extra_hosts",
+            format!(
+                "{} extra hosts; at most {MAX_EXTRA_HOSTS}",
+                spec.extra_hosts.len()
+            ),
+        ));
+    }
+    for h in &spec.extra_hosts {
+        extra_host(h)?;
+    }
+    Ok(())
+}
+
+/// `name:address` as an /etc/hosts line.
+fn extra_host(entry: &str) -> Result<String> {
+    let bad = || {
+        ContainerError::invalid(
+            "extra_hosts",
+            format!(
+                "extra host {:?} is not name:address (a hostname and an IP address)",
+                crate::error::capped(entry)
+            ),
+        )
+    };
+    let (name, addr) = entry.split_once(':').ok_or_else(bad)?;
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    if !name_ok {
+        return Err(bad());
+    }
+    Ok(format!("{addr}\t{name}"))
+}
+
+/// The lines `rec`'s /etc/hosts gets beyond localhost: its address on the
+/// bridge, then its extra hosts (checked at Create).
+pub(super) fn hosts_lines(rec: &Record) -> Vec<String> {
+    let own = rec
+        .net
+        .as_ref()
+        .map(|n| format!("{}\t{}", n.ip, rec.hostname));
+    own.into_iter()
+        .chain(
+            rec.spec
+                .extra_hosts
+                .iter()
+                .filter_map(|h| extra_host(h).ok()),
+        )
+        .collect()
+}
+
+impl Manager {
+    /// At berthd's start: what the kernel holds for the bridge made to
+    /// agree with the loaded records (stale veths and port forwards of
+    /// containers gone while berthd was away removed). A failure is logged:
+    /// the containers run whatever it says.
+    pub async fn reconcile_network(&self) {
+        let live: Vec<_> = self
+            .list()
+            .into_iter()
+            .filter(|r| r.state.is_live())
+            .filter_map(|r| r.net.map(|n| (r.id, n)))
+            .collect();
+        if let Err(e) = self.bridge.reconcile(live).await {
+            tracing::warn!("reconciling the bridge network: {e}");
+        }
+    }
+
+    /// For a bridge container: its veth and address in `netns`, and its
+    /// ports published. The guard takes the ports down again unless the
+    /// start succeeds and disarms it.
+    pub(super) async fn connect_bridge(
+        &self,
+        rec: &Record,
+        netns: &Netns,
+    ) -> Result<Option<(Vec<PortMapping>, Unpublish)>> {
+        let (Mode::Bridge, Some(net), Netns::Own(Some(spare))) = (&rec.network, &rec.net, netns)
+        else {
+            return Ok(None);
+        };
+        self.bridge.attach(&rec.id, net, spare.fd()).await?;
+        let bound = self
+            .bridge
+            .publish(&rec.id, net.ip, &rec.spec.ports)
+            .await?;
+        let guard = Unpublish {
+            bridge: self.bridge.clone(),
+            id: Some(rec.id.clone()),
+        };
+        Ok(Some((bound, guard)))
+    }
+}
+
+/// Takes a failed start's published ports down when dropped.
+pub(super) struct Unpublish {
+    bridge: std::sync::Arc<network::bridge::Bridge>,
+    id: Option<String>,
+}
+
+impl Unpublish {
+    /// The start succeeded: the ports stay until the container exits.
+    pub(super) fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Unpublish {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.bridge.unpublish(&id);
+        }
     }
 }

@@ -51,6 +51,9 @@ pub struct Record {
     /// `none`, what they had).
     #[serde(default)]
     pub network: crate::network::Mode,
+    /// On the bridge: its address (Create to Remove) and bound ports.
+    #[serde(default)]
+    pub net: Option<crate::network::bridge::Settings>,
     /// Stop signal number.
     pub stop_signal: i32,
     /// Default stop timeout in seconds.
@@ -133,6 +136,15 @@ pub struct SpecRecord {
     /// User namespace mode: "" (the host's) or "auto" (one of its own).
     #[serde(default)]
     pub userns: String,
+    /// Published ports as asked for (checked at Create).
+    #[serde(default)]
+    pub ports: Vec<crate::network::ports::PortMapping>,
+    /// DNS servers replacing the host's.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Extra /etc/hosts entries, "name:address".
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

@@ -64,6 +64,15 @@ impl Manager {
                 }
             };
             known.insert(rec.id.clone());
+            if let Some(net) = &rec.net {
+                if !self.bridge.claim(net) {
+                    tracing::warn!(
+                        id = %rec.id,
+                        "address {} is outside the bridge's subnet or taken twice",
+                        net.ip
+                    );
+                }
+            }
             let life = match rec.exit {
                 Some(x) if !rec.state.is_live() && rec.state != State::Created => Life::Exited(x),
                 _ => Life::Pending,

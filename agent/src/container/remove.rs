@@ -70,6 +70,9 @@ impl Manager {
         if !rec.spec.auto_remove {
             self.flusher.queue(&self.dir);
         }
+        if let Some(net) = &rec.net {
+            self.bridge.release(&entry.id, net).await;
+        }
         {
             let mut table = self.table();
             table.by_id.remove(&entry.id);

@@ -57,6 +57,10 @@ impl Manager {
         // Before anything is made: joining a container that is not
         // running fails here, and changes nothing.
         let netns = self.network_namespace(&rec)?;
+        // On the bridge: veth, address and published ports, before the
+        // init runs; taken down again (the ports by the guard, the veth
+        // with the namespace) if this start fails.
+        let (bound, unpublish) = self.connect_bridge(&rec, &netns).await?.unzip();
         // The previous run's cgroup must be gone before this run makes it anew.
         drop(entry.teardown.lock().await);
         // The monitor execs and initialises while the cgroup is made; it
@@ -120,6 +124,9 @@ impl Manager {
         self.launcher.refill();
         match spawned {
             Ok(running) => {
+                if let Some(guard) = unpublish {
+                    guard.disarm();
+                }
                 entry.set_process(running.process);
                 entry.life.send_replace(Life::Pending);
                 let saved = self.commit(
@@ -131,6 +138,9 @@ impl Manager {
                         r.started_at = running.started_at_unix_nanos;
                         r.start_count += 1;
                         r.stop_deadline = 0;
+                        if let (Some(net), Some(ports)) = (r.net.as_mut(), bound) {
+                            net.ports = ports;
+                        }
                         if by_user {
                             r.stopped_by_user = false;
                             r.restart_count = 0;
@@ -228,7 +238,11 @@ impl Manager {
             hostname: rec.hostname.clone(),
             netns: netns.path(),
             host_network: netns.is_host(),
-            resolv_conf: Some(crate::network::resolv::for_container(&rec.network)),
+            resolv_conf: Some(crate::network::resolv::for_container(
+                &rec.network,
+                &rec.spec.dns,
+            )),
+            hosts_extra: super::network::hosts_lines(rec),
             capabilities: secopts::capabilities(&rec.spec),
             read_only_rootfs: rec.spec.read_only_rootfs,
             privileged: rec.spec.privileged,

@@ -330,6 +330,10 @@ impl Harness {
             events: events.clone(),
             launcher: launcher.clone(),
             netns: NetnsPool::start(0).expect("no netns pool"),
+            bridge: Arc::new(crate::network::bridge::Bridge::new(
+                crate::network::bridge::Config::new("berth-test0", "10.199.0.0/16")
+                    .expect("bridge config"),
+            )),
             flusher: Arc::new(Flusher::new()),
             janitor: Arc::new(Janitor::start(root.join("trash")).expect("janitor")),
             seccomp: Arc::new(
@@ -391,6 +395,7 @@ pub fn put_container(root: &Path, name: &str, policy: Policy) -> String {
         user: String::new(),
         hostname: name.into(),
         network: Default::default(),
+        net: None,
         stop_signal: libc::SIGTERM,
         stop_timeout: 10,
         start_count: 0,

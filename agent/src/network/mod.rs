@@ -4,11 +4,18 @@
 //! `mode` is the container's choice (Docker's `--network`), parsed and
 //! checked at Create; `namespace` is what a start hands to the init: a
 //! spare namespace of its own, the host's, or another container's, held
-//! open until the init has entered it. Bridge networking and user-defined
-//! networks are refused as not supported yet.
+//! open until the init has entered it. `bridge` puts the container on
+//! berth's bridge ([`bridge`]: addresses from [`ipam`], links through
+//! [`link`], published [`ports`] through [`nft`]). User-defined networks
+//! are refused as not supported yet.
 
+pub mod bridge;
+pub mod ipam;
+pub mod link;
 pub mod mode;
 pub mod namespace;
+pub mod nft;
+pub mod ports;
 pub mod resolv;
 
 pub use mode::{Mode, Requested};
@@ -28,6 +35,55 @@ pub enum NetworkError {
     PeerNotRunning {
         /// The other container's name.
         name: String,
+    },
+    /// Published ports the spec asks for are not valid.
+    #[error("{0}")]
+    InvalidPorts(String),
+    /// The bridge's subnet has no free address left.
+    #[error("no free address left on the bridge's subnet {0}")]
+    Exhausted(String),
+    /// The bridge's subnet overlaps a route of the host.
+    #[error(
+        "the bridge subnet {subnet} overlaps the host's route(s) {routes}: \
+         choose another with berthd's --bridge-subnet"
+    )]
+    SubnetInUse {
+        /// The bridge's subnet.
+        subnet: String,
+        /// The routes it overlaps.
+        routes: String,
+    },
+    /// Another container publishes that host port.
+    #[error("host port {port} is already published by {by}")]
+    PortTaken {
+        /// `[ip:]port/proto`.
+        port: String,
+        /// Who has it.
+        by: String,
+    },
+    /// A process of the host holds that port (or it cannot be bound).
+    #[error("host port {port} cannot be bound: {source}")]
+    PortBusy {
+        /// `[ip:]port/proto`.
+        port: String,
+        /// Cause (address in use, typically).
+        #[source]
+        source: std::io::Error,
+    },
+    /// A netlink request failed.
+    #[error("setting up the container's network: {0}")]
+    Netlink(String),
+    /// nftables refused berth's rules.
+    #[error("{0}")]
+    Nft(#[from] nft::NftError),
+    /// A host setting could not be changed.
+    #[error("{what}: {source}")]
+    Host {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
     },
     /// Opening the other container's namespace failed.
     #[error("opening the network namespace of container {name}: {source}")]

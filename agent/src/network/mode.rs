@@ -15,6 +15,8 @@ pub enum Requested {
     None,
     /// The agent's own network namespace.
     Host,
+    /// berth's bridge.
+    Bridge,
     /// Another container's namespace: its name, id or id prefix as given.
     Container(String),
 }
@@ -29,6 +31,8 @@ pub enum Mode {
     None,
     /// The agent's own network namespace.
     Host,
+    /// A namespace of its own, on berth's bridge.
+    Bridge,
     /// The namespace of the container with this id, at each start.
     Container(String),
 }
@@ -45,7 +49,7 @@ impl Requested {
         match s {
             "" | "none" => return Ok(Requested::None),
             "host" => return Ok(Requested::Host),
-            "bridge" | "default" => return Err(NetworkError::Unsupported("bridge networking")),
+            "bridge" | "default" => return Ok(Requested::Bridge),
             _ => {}
         }
         if let Some(peer) = s.strip_prefix("container:") {
@@ -86,6 +90,7 @@ impl std::fmt::Display for Mode {
         match self {
             Mode::None => f.write_str("none"),
             Mode::Host => f.write_str("host"),
+            Mode::Bridge => f.write_str("bridge"),
             Mode::Container(id) => write!(f, "container:{id}"),
         }
     }
@@ -105,6 +110,7 @@ impl TryFrom<String> for Mode {
         match s.as_str() {
             "none" => Ok(Mode::None),
             "host" => Ok(Mode::Host),
+            "bridge" => Ok(Mode::Bridge),
             _ => match s.strip_prefix("container:") {
                 Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
                     Ok(Mode::Container(id.to_string()))
@@ -128,6 +134,8 @@ mod tests {
         assert_eq!(parse(""), Ok(Requested::None));
         assert_eq!(parse("none"), Ok(Requested::None));
         assert_eq!(parse("host"), Ok(Requested::Host));
+        assert_eq!(parse("bridge"), Ok(Requested::Bridge));
+        assert_eq!(parse("default"), Ok(Requested::Bridge));
         assert_eq!(
             parse("container:web"),
             Ok(Requested::Container("web".into()))
@@ -136,7 +144,7 @@ mod tests {
 
     #[test]
     fn what_is_not_built_says_so() {
-        for s in ["bridge", "default", "mynet"] {
+        for s in ["mynet", "my-net.1"] {
             let e = Requested::parse(s).unwrap_err();
             assert!(matches!(e, NetworkError::Unsupported(_)), "{s}: {e}");
             assert!(e.to_string().starts_with("not supported yet: "), "{e}");
@@ -159,7 +167,7 @@ mod tests {
     #[test]
     fn stored_modes_round_trip() {
         let id = "ab".repeat(32);
-        for m in [Mode::None, Mode::Host, Mode::Container(id)] {
+        for m in [Mode::None, Mode::Host, Mode::Bridge, Mode::Container(id)] {
             let json = serde_json::to_string(&m).unwrap();
             assert_eq!(serde_json::from_str::<Mode>(&json).unwrap(), m);
         }

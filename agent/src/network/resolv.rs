@@ -23,11 +23,16 @@ pub const MAX_BYTES: u64 = 64 * 1024;
 const DEFAULT_NAMESERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 
 /// The container's resolv.conf for `mode`, from the host's files (read
-/// now: the host's may change between starts).
-pub fn for_container(mode: &Mode) -> String {
+/// now: the host's may change between starts); `dns`, when given (`--dns`,
+/// checked at Create), replaces the host's servers and keeps its other
+/// lines, as Docker does.
+pub fn for_container(mode: &Mode, dns: &[String]) -> String {
     let host = read(Path::new(HOST_FILE)).unwrap_or_default();
     if mode.is_host() {
         return host;
+    }
+    if !dns.is_empty() {
+        return with_servers(&host, dns);
     }
     let host = if only_stub(&host) {
         read(Path::new(RESOLVED_UPSTREAM)).unwrap_or(host)
@@ -35,6 +40,21 @@ pub fn for_container(mode: &Mode) -> String {
         host
     };
     derive(&host)
+}
+
+/// The host's file with its nameserver lines replaced by `servers`.
+pub fn with_servers(host: &str, servers: &[String]) -> String {
+    let mut out: String = host
+        .lines()
+        .filter(|l| nameserver(l).is_none())
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    for s in servers {
+        out.push_str("nameserver ");
+        out.push_str(s);
+        out.push('\n');
+    }
+    out
 }
 
 fn read(path: &Path) -> Option<String> {
@@ -110,6 +130,14 @@ mod tests {
             "options edns0\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
         assert_eq!(derive(""), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+
+    #[test]
+    fn given_servers_replace_the_hosts() {
+        assert_eq!(
+            with_servers("search x\nnameserver 10.0.0.2\n", &["1.1.1.1".into()]),
+            "search x\nnameserver 1.1.1.1\n"
+        );
     }
 
     #[test]

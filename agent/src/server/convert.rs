@@ -9,6 +9,7 @@ use crate::container::state::State;
 use crate::error::Error;
 use crate::events::wire::{exit_to_proto, nanos_to_ts};
 use crate::image::ImageRecord;
+use crate::network::ports::PortMapping;
 use crate::seccomp::Choice;
 
 /// API spec to stored spec.
@@ -49,6 +50,14 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
             })
             .collect(),
         network: s.network,
+        ports: s
+            .ports
+            .into_iter()
+            .map(|p| PortMapping::parse(&p.host_ip, p.host_port, p.container_port, &p.protocol))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::Container(e.into()))?,
+        dns: s.dns,
+        extra_hosts: s.extra_hosts,
     })
 }
 
@@ -189,6 +198,9 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
             })
             .collect(),
         network: s.network.clone(),
+        ports: s.ports.iter().map(port_to_proto).collect(),
+        dns: s.dns.clone(),
+        extra_hosts: s.extra_hosts.clone(),
     }
 }
 
@@ -229,6 +241,22 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
             host_gid: m.gid,
             size: m.size,
         }),
+        network_settings: r.net.as_ref().map(|n| pb::NetworkSettings {
+            ip_address: n.ip.to_string(),
+            prefix_length: n.prefix.into(),
+            gateway: n.gateway.to_string(),
+            bridge: n.bridge.clone(),
+            ports: n.ports.iter().map(port_to_proto).collect(),
+        }),
+    }
+}
+
+fn port_to_proto(p: &PortMapping) -> pb::PortMapping {
+    pb::PortMapping {
+        host_ip: p.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+        host_port: p.host_port.into(),
+        container_port: p.container_port.into(),
+        protocol: p.proto.as_str().into(),
     }
 }
 

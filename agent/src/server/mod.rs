@@ -81,6 +81,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             events: bus.clone(),
             launcher: Arc::new(monitors),
             netns: NetnsPool::start(cfg.spare_netns)?,
+            bridge: Arc::new(crate::network::bridge::Bridge::new(
+                crate::network::bridge::Config::new(&cfg.bridge_name, &cfg.bridge_subnet)?,
+            )),
             flusher: flusher.clone(),
             janitor: Arc::new(
                 Janitor::start(trash.clone()).map_err(|e| format!("{}: {e}", trash.display()))?,
@@ -97,6 +100,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let Err(e) = images.gc(&mgr.layers_in_use()) {
         tracing::warn!("removing layers and blobs no image uses: {e}");
     }
+    mgr.reconcile_network().await;
 
     let puller = crate::image::pull::Puller::new(
         images.clone(),

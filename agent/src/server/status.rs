@@ -138,7 +138,23 @@ fn network(e: &NetworkError) -> Details {
             Details::new(Code::FailedPrecondition, "NETWORK_CONTAINER_NOT_RUNNING")
                 .with("container", name.clone())
         }
-        NetworkError::Join { .. } => Details::new(Code::Internal, "INTERNAL"),
+        NetworkError::InvalidPorts(_) => Details::new(Code::InvalidArgument, "INVALID_SPEC")
+            .with("field", "ports")
+            .field("ports"),
+        NetworkError::Exhausted(_) => Details::new(Code::ResourceExhausted, "NETWORK_FULL"),
+        NetworkError::SubnetInUse { .. } => {
+            Details::new(Code::FailedPrecondition, "NETWORK_SUBNET_IN_USE")
+        }
+        NetworkError::PortTaken { port, .. } => {
+            Details::new(Code::AlreadyExists, "PORT_ALLOCATED").with("port", port.clone())
+        }
+        NetworkError::PortBusy { port, .. } => {
+            Details::new(Code::FailedPrecondition, "PORT_IN_USE").with("port", port.clone())
+        }
+        NetworkError::Join { .. }
+        | NetworkError::Netlink(_)
+        | NetworkError::Nft(_)
+        | NetworkError::Host { .. } => Details::new(Code::Internal, "INTERNAL"),
     }
 }
 

@@ -29,9 +29,21 @@ pub struct SpecArgs {
     #[arg(long)]
     pub hostname: Option<String>,
     /// Network: none (the default: only lo), host (the host's network),
+    /// bridge (berth's bridge, with an address of its own),
     /// container:NAME|ID (another running container's network).
     #[arg(long, alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
+    /// Publish a container port on the host (with --network bridge):
+    /// [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]; no host port (or
+    /// IP::PORT) takes a free one; ranges as 8000-8009:80-89 (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOST:]PORT[/PROTO]")]
+    pub publish: Vec<String>,
+    /// DNS server for the container's resolv.conf (repeatable).
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Extra /etc/hosts entry NAME:IP (repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
     /// Label key=value (repeatable).
     #[arg(short = 'l', long = "label", value_name = "KEY[=VALUE]", value_parser = parse::label)]
     pub labels: Vec<(String, String)>,

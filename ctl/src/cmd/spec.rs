@@ -48,6 +48,16 @@ pub fn spec_from_args(
         security: security(a)?,
         devices: a.devices.clone(),
         network: a.network.clone().unwrap_or_default(),
+        ports: a
+            .publish
+            .iter()
+            .map(|p| parse::ports(p))
+            .collect::<std::result::Result<Vec<_>, String>>()?
+            .into_iter()
+            .flatten()
+            .collect(),
+        dns: a.dns.clone(),
+        extra_hosts: a.add_host.clone(),
     })
 }
 

@@ -21,6 +21,7 @@ fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         netns: netns.map(Into::into),
         host_network: false,
         resolv_conf: None,
+        hosts_extra: vec![],
         seccomp: None,
         capabilities: crate::caps::DEFAULT.0,
         read_only_rootfs: false,

@@ -1,0 +1,389 @@
+//! The default bridge network: berth's bridge (`berth0`), its addresses,
+//! and the ports published through it.
+//!
+//! The bridge, its nftables table and the sysctls it needs are made at the
+//! first start of a bridge container, not at berthd's start, so a host
+//! that never runs one is left as it was. A container's address is taken
+//! at Create and kept until Remove (it is in the record, so a restarted
+//! berthd claims it again); its veth pair is made at each start in the
+//! container's fresh namespace and goes with it when the container ends;
+//! its published ports are bound at each start and unbound at its exit.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::ipam::{Ipam, Subnet};
+use super::ports::{self, PortMapping};
+use super::{link, nft, NetworkError};
+
+/// The default bridge's name.
+pub const DEFAULT_NAME: &str = "berth0";
+/// The default bridge's subnet (Podman's default too: both can own it only
+/// on different hosts; `--bridge-subnet` moves it).
+pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
+
+/// A bridge container's network, kept in its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Its address, from Create to Remove.
+    pub ip: Ipv4Addr,
+    /// The bridge's subnet prefix length.
+    pub prefix: u8,
+    /// The bridge's address: the default route.
+    pub gateway: Ipv4Addr,
+    /// The bridge it is on.
+    pub bridge: String,
+    /// The host ports its published ports are bound to, while it runs
+    /// (and as last bound, after).
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+}
+
+/// What berthd's flags say about the bridge.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Link name.
+    pub name: String,
+    /// Subnet.
+    pub subnet: Subnet,
+}
+
+impl Config {
+    /// Checks the flags' values.
+    pub fn new(name: &str, subnet: &str) -> Result<Config, String> {
+        if name.is_empty()
+            || name.len() > 15
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(format!(
+                "bridge name {name:?}: 1 to 15 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        Ok(Config {
+            name: name.to_string(),
+            subnet: Subnet::parse(subnet)?,
+        })
+    }
+}
+
+/// One published port, live: whose it is and where it goes.
+#[derive(Debug, Clone)]
+struct Published {
+    id: String,
+    ip: Ipv4Addr,
+    port: PortMapping,
+}
+
+/// The bridge network of this berthd.
+#[derive(Debug)]
+pub struct Bridge {
+    cfg: Config,
+    ipam: Mutex<Ipam>,
+    /// Published ports of running containers; also serialises port
+    /// checks with the nft updates that follow them.
+    published: Mutex<Vec<Published>>,
+    /// Set once the bridge and table are made (and cleared when the table
+    /// goes with the last container).
+    up: tokio::sync::Mutex<Option<u32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Bridge {
+    /// The bridge of `cfg`; nothing is made on the host yet.
+    pub fn new(cfg: Config) -> Bridge {
+        Bridge {
+            ipam: Mutex::new(Ipam::new(cfg.subnet)),
+            cfg,
+            published: Mutex::new(Vec::new()),
+            up: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The bridge's name and subnet.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// A new container's settings: the lowest free address.
+    pub fn allocate(&self) -> Result<Settings, NetworkError> {
+        let ip = lock(&self.ipam)
+            .allocate()
+            .ok_or_else(|| NetworkError::Exhausted(self.cfg.subnet.to_string()))?;
+        Ok(Settings {
+            ip,
+            prefix: self.cfg.subnet.prefix,
+            gateway: self.cfg.subnet.gateway(),
+            bridge: self.cfg.name.clone(),
+            ports: Vec::new(),
+        })
+    }
+
+    /// Takes a loaded record's address again. False (logged by the
+    /// caller) when it is outside the subnet or already someone's.
+    pub fn claim(&self, s: &Settings) -> bool {
+        lock(&self.ipam).claim(s.ip)
+    }
+
+    /// Frees an address a failed Create took.
+    pub fn unclaim(&self, ip: Ipv4Addr) {
+        lock(&self.ipam).release(ip);
+    }
+
+    /// Frees a removed container's address. When it was the last, berth's
+    /// nftables table goes too (the bridge stays, as Docker's does).
+    pub async fn release(&self, id: &str, s: &Settings) {
+        // Its veth goes now rather than whenever the kernel frees the
+        // namespace (a `container:` joiner may even keep that alive).
+        match link::connect() {
+            Ok(h) => {
+                if let Err(e) = link::delete_if_present(&h, &link::veth_name(id)).await {
+                    tracing::warn!(%id, "removing the container's veth: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(%id, "opening a netlink socket: {e}"),
+        }
+        let empty = {
+            let mut ipam = lock(&self.ipam);
+            ipam.release(s.ip);
+            ipam.is_empty()
+        };
+        if empty {
+            let mut up = self.up.lock().await;
+            // Checked again under the lock: a create may have come between.
+            if lock(&self.ipam).is_empty() && up.is_some() {
+                match apply(nft::drop_table()).await {
+                    Ok(()) => *up = None,
+                    Err(e) => tracing::warn!("removing berth's nftables table: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Makes the bridge, its table and sysctls if this berthd has not yet;
+    /// returns the bridge's index.
+    async fn ensure(&self, h: &rtnetlink::Handle) -> Result<u32, NetworkError> {
+        let mut up = self.up.lock().await;
+        if let Some(index) = *up {
+            return Ok(index);
+        }
+        let name = &self.cfg.name;
+        let subnet = &self.cfg.subnet;
+        let existing = link::index_of(h, name).await.map_err(netlink)?;
+        let clash = link::overlapping_routes(h, subnet, existing)
+            .await
+            .map_err(netlink)?;
+        if !clash.is_empty() {
+            return Err(NetworkError::SubnetInUse {
+                subnet: subnet.to_string(),
+                routes: clash.join(", "),
+            });
+        }
+        let index = link::ensure_bridge(h, name, subnet)
+            .await
+            .map_err(netlink)?;
+        // Forwarding, so containers reach beyond the host (as Docker sets
+        // it); route_localnet, so the host's 127.0.0.1:<port> can be
+        // DNATed onto the bridge.
+        for (path, what) in [
+            (
+                "/proc/sys/net/ipv4/ip_forward".to_string(),
+                "IPv4 forwarding",
+            ),
+            (
+                format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"),
+                "route_localnet",
+            ),
+        ] {
+            std::fs::write(&path, "1").map_err(|e| NetworkError::Host {
+                what: format!("enabling {what} ({path})"),
+                source: e,
+            })?;
+        }
+        let live: Vec<(Ipv4Addr, PortMapping)> = lock(&self.published)
+            .iter()
+            .map(|p| (p.ip, p.port.clone()))
+            .collect();
+        apply(nft::table(name, subnet, &live)).await?;
+        *up = Some(index);
+        Ok(index)
+    }
+
+    /// Connects a starting container: its veth pair into namespace `ns`,
+    /// address and default route inside. When this fails, what it made goes
+    /// with the namespace.
+    pub async fn attach(&self, id: &str, s: &Settings, ns: &OwnedFd) -> Result<(), NetworkError> {
+        let h = link::connect().map_err(|e| host("opening a netlink socket", e))?;
+        let bridge = self.ensure(&h).await?;
+        // The namespace of this container's previous run is torn down by
+        // the kernel in the background, its veth with it: one still there
+        // would make the new pair's name clash.
+        link::delete_if_present(&h, &link::veth_name(id))
+            .await
+            .map_err(netlink)?;
+        link::add_veth(&h, id, bridge, ns).await.map_err(netlink)?;
+        let inside = link::connect_in(ns)
+            .await
+            .map_err(|e| host("opening a netlink socket in the container's namespace", e))?;
+        let configured = link::configure_inside(&inside, s.ip, &self.cfg.subnet).await;
+        if let Err(e) = configured {
+            // The namespace may outlive this start (a spare's fd is held a
+            // little longer): delete the pair now.
+            if let Ok(Some(i)) = link::index_of(&h, &link::veth_name(id)).await {
+                let _ = h.link().del(i).execute().await;
+            }
+            return Err(netlink(e));
+        }
+        Ok(())
+    }
+
+    /// Binds container `id`'s requested ports (`ip` its address) to host
+    /// ports and adds their DNAT, all or none. A host port another
+    /// container has is ALREADY_EXISTS; one a host process holds is
+    /// FAILED_PRECONDITION.
+    pub async fn publish(
+        &self,
+        id: &str,
+        ip: Ipv4Addr,
+        requests: &[PortMapping],
+    ) -> Result<Vec<PortMapping>, NetworkError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut bound = Vec::with_capacity(requests.len());
+        {
+            // Checked and claimed under one lock, so two starts cannot both
+            // take a port.
+            let mut published = lock(&self.published);
+            for r in requests {
+                if r.host_port != 0 {
+                    if let Some(other) = published.iter().find(|p| p.port.clashes(r)) {
+                        return Err(NetworkError::PortTaken {
+                            port: r.describe_host(),
+                            by: format!("container {}", &other.id[..12.min(other.id.len())]),
+                        });
+                    }
+                }
+                let port = ports::probe(r).map_err(|e| NetworkError::PortBusy {
+                    port: r.describe_host(),
+                    source: e,
+                })?;
+                bound.push(PortMapping {
+                    host_port: port,
+                    ..r.clone()
+                });
+            }
+            published.extend(bound.iter().map(|p| Published {
+                id: id.to_string(),
+                ip,
+                port: p.clone(),
+            }));
+        }
+        let script: String = bound.iter().map(|p| nft::element("add", ip, p)).collect();
+        if let Err(e) = apply(script).await {
+            lock(&self.published).retain(|p| p.id != id);
+            return Err(e);
+        }
+        Ok(bound)
+    }
+
+    /// Removes container `id`'s DNAT (at its exit, or a failed start).
+    /// Runs nft in place (blocking, a few milliseconds), so that the
+    /// removal is done before anything can publish the same ports again.
+    pub fn unpublish(&self, id: &str) {
+        let gone: Vec<Published> = {
+            let mut published = lock(&self.published);
+            let (gone, kept) = published.drain(..).partition(|p| p.id == id);
+            *published = kept;
+            gone
+        };
+        if gone.is_empty() {
+            return;
+        }
+        let script: String = gone
+            .iter()
+            .map(|p| nft::element("delete", p.ip, &p.port))
+            .collect();
+        if let Err(e) = nft::apply(&script) {
+            tracing::warn!(%id, "removing published ports: {e}");
+        }
+    }
+
+    /// At berthd's start, after the records are loaded: running bridge
+    /// containers (`live`: id, settings) keep their ports; veths and
+    /// table entries of anything else go. Done only when the bridge exists
+    /// (a host that never ran a bridge container is not touched).
+    pub async fn reconcile(&self, live: Vec<(String, Settings)>) -> Result<(), NetworkError> {
+        let h = link::connect().map_err(|e| host("opening a netlink socket", e))?;
+        if link::index_of(&h, &self.cfg.name)
+            .await
+            .map_err(netlink)?
+            .is_none()
+        {
+            return Ok(());
+        }
+        let keep: HashSet<String> = live.iter().map(|(id, _)| id.clone()).collect();
+        let gone = link::remove_stale_veths(&h, &keep).await.map_err(netlink)?;
+        if !gone.is_empty() {
+            tracing::info!(
+                "removed {} veth(s) of containers gone: {gone:?}",
+                gone.len()
+            );
+        }
+        {
+            let mut published = lock(&self.published);
+            published.clear();
+            for (id, s) in &live {
+                published.extend(s.ports.iter().map(|p| Published {
+                    id: id.clone(),
+                    ip: s.ip,
+                    port: p.clone(),
+                }));
+            }
+        }
+        if lock(&self.ipam).is_empty() {
+            apply(nft::drop_table()).await?;
+            return Ok(());
+        }
+        // The table as the records say, in one transaction: elements of
+        // containers that ended while berthd was away go.
+        self.ensure(&h).await?;
+        Ok(())
+    }
+}
+
+impl PortMapping {
+    /// `[ip:]port/proto` of the host side.
+    pub fn describe_host(&self) -> String {
+        match self.host_ip {
+            Some(ip) => format!("{ip}:{}/{}", self.host_port, self.proto.as_str()),
+            None => format!("{}/{}", self.host_port, self.proto.as_str()),
+        }
+    }
+}
+
+async fn apply(script: String) -> Result<(), NetworkError> {
+    tokio::task::spawn_blocking(move || nft::apply(&script))
+        .await
+        .map_err(|e| host("running nft", std::io::Error::other(e)))?
+        .map_err(NetworkError::Nft)
+}
+
+fn netlink(e: link::Error) -> NetworkError {
+    NetworkError::Netlink(e.to_string())
+}
+
+fn host(what: &str, source: std::io::Error) -> NetworkError {
+    NetworkError::Host {
+        what: what.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,179 @@
+//! Addresses on the bridge: which are taken, and the next free one.
+//!
+//! The container records are the durable state: each bridge container's
+//! record holds its address from Create to Remove, and a restarted berthd
+//! claims them all again while it loads the records, so no allocation file
+//! can disagree with the containers after a crash.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+/// An IPv4 subnet: a network address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    /// The network address (host bits zero).
+    pub addr: Ipv4Addr,
+    /// Prefix length, 8 to 30.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// Parses `a.b.c.d/n` with 8 <= n <= 30 (smaller subnets have no room
+    /// for a gateway and a container; larger ones than /8 are a mistake).
+    pub fn parse(s: &str) -> Result<Subnet, String> {
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("subnet {s:?} is not of the form a.b.c.d/n"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("subnet {s:?}: {addr:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (8..=30).contains(p))
+            .ok_or_else(|| format!("subnet {s:?}: the prefix length must be 8 to 30"))?;
+        let sub = Subnet { addr, prefix };
+        if u32::from(addr) & !sub.mask() != 0 {
+            return Err(format!("subnet {s:?} has host bits set"));
+        }
+        Ok(sub)
+    }
+
+    fn mask(&self) -> u32 {
+        u32::MAX << (32 - self.prefix)
+    }
+
+    /// Whether `ip` is in this subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr)
+    }
+
+    /// Whether the two subnets share any address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let mask = self.mask() & other.mask();
+        u32::from(self.addr) & mask == u32::from(other.addr) & mask
+    }
+
+    /// The bridge's own address: the first host address.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) + 1)
+    }
+
+    fn broadcast(&self) -> u32 {
+        u32::from(self.addr) | !self.mask()
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The addresses of one subnet in use by containers.
+#[derive(Debug)]
+pub struct Ipam {
+    subnet: Subnet,
+    used: BTreeSet<u32>,
+}
+
+impl Ipam {
+    /// Nothing allocated yet.
+    pub fn new(subnet: Subnet) -> Ipam {
+        Ipam {
+            subnet,
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// The lowest free address (gateway, network and broadcast excluded),
+    /// now taken; `None` when the subnet is full.
+    pub fn allocate(&mut self) -> Option<Ipv4Addr> {
+        let first = u32::from(self.subnet.gateway()) + 1;
+        let last = self.subnet.broadcast() - 1;
+        // The used set is sorted: the first gap after `first` is the answer,
+        // found in one pass over what is taken rather than a probe per
+        // address.
+        let mut candidate = first;
+        for &u in self.used.range(first..=last) {
+            if u != candidate {
+                break;
+            }
+            candidate += 1;
+        }
+        (candidate <= last).then(|| {
+            self.used.insert(candidate);
+            Ipv4Addr::from(candidate)
+        })
+    }
+
+    /// Marks `ip` taken (a loaded record's). False when it is not in the
+    /// subnet or already taken.
+    pub fn claim(&mut self, ip: Ipv4Addr) -> bool {
+        self.subnet.contains(ip) && self.used.insert(u32::from(ip))
+    }
+
+    /// Frees `ip`.
+    pub fn release(&mut self, ip: Ipv4Addr) {
+        self.used.remove(&u32::from(ip));
+    }
+
+    /// Whether no address is taken.
+    pub fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_and_bad_ones_are_refused() {
+        let s = Subnet::parse("10.88.0.0/16").unwrap();
+        assert_eq!(s.gateway(), Ipv4Addr::new(10, 88, 0, 1));
+        assert!(s.contains(Ipv4Addr::new(10, 88, 255, 254)));
+        assert!(!s.contains(Ipv4Addr::new(10, 89, 0, 1)));
+        for bad in [
+            "10.88.0.0",
+            "10.88.0.1/16",
+            "10.88.0.0/31",
+            "x/16",
+            "10.0.0.0/4",
+        ] {
+            assert!(Subnet::parse(bad).is_err(), "{bad}");
+        }
+        let a = Subnet::parse("10.0.0.0/8").unwrap();
+        assert!(a.overlaps(&s) && s.overlaps(&a));
+        assert!(!s.overlaps(&Subnet::parse("192.168.0.0/16").unwrap()));
+    }
+
+    #[test]
+    fn allocation_takes_the_lowest_free_and_reuses_released_ones() {
+        let mut ipam = Ipam::new(Subnet::parse("10.1.0.0/29").unwrap());
+        let got: Vec<_> = std::iter::from_fn(|| ipam.allocate()).collect();
+        // .0 network, .1 gateway, .7 broadcast.
+        assert_eq!(
+            got,
+            (2..=6)
+                .map(|i| Ipv4Addr::new(10, 1, 0, i))
+                .collect::<Vec<_>>()
+        );
+        ipam.release(Ipv4Addr::new(10, 1, 0, 4));
+        assert_eq!(ipam.allocate(), Some(Ipv4Addr::new(10, 1, 0, 4)));
+        assert_eq!(ipam.allocate(), None);
+        assert!(!ipam.claim(Ipv4Addr::new(10, 1, 0, 4)), "claimed twice");
+        assert!(
+            !ipam.claim(Ipv4Addr::new(10, 2, 0, 4)),
+            "outside the subnet"
+        );
+    }
+
+    #[test]
+    fn claimed_addresses_are_skipped() {
+        let mut ipam = Ipam::new(Subnet::parse("10.1.0.0/24").unwrap());
+        assert!(ipam.claim(Ipv4Addr::new(10, 1, 0, 2)));
+        assert!(ipam.claim(Ipv4Addr::new(10, 1, 0, 3)));
+        assert_eq!(ipam.allocate(), Some(Ipv4Addr::new(10, 1, 0, 4)));
+    }
+}

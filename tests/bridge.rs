@@ -1,0 +1,446 @@
+//! End to end: `--network bridge` (issue 19): berth's bridge, a veth and an
+//! address per container, published ports through nftables DNAT, `--dns`
+//! and `--add-host`, and nothing left behind after `rm` or a restart of
+//! berthd.
+//!
+//! Every test runs berthd in a network namespace of its own, made by the
+//! test (`ip netns add`, `lo` up) and deleted with the agent, with a bridge
+//! name and subnet of its own: the bridge, the veths and berth's nftables
+//! table live and die in that namespace, and the host's networking is
+//! never touched. "The host" below is that namespace.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use berth::v1 as pb;
+use common::{eventually, sh, Agent, TestNetns};
+use tonic::Code;
+
+/// A bridge name and a /24 no other test of this process uses.
+fn bridge_args() -> (String, String) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let k = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("bt{:x}x{k}", std::process::id() & 0xffff);
+    let subnet = format!("10.{}.{}.0/24", 180 + (std::process::id() % 50), k % 250);
+    (name, subnet)
+}
+
+/// An agent in a network namespace of its own, with its own bridge.
+async fn bridge_agent() -> (Agent, String, String) {
+    let (name, subnet) = bridge_args();
+    let agent = Agent::start_in_netns(&["--bridge-name", &name, "--bridge-subnet", &subnet]).await;
+    agent.import_busybox().await;
+    (agent, name, subnet)
+}
+
+fn ns(agent: &Agent) -> &TestNetns {
+    agent.netns.as_ref().expect("the agent's network namespace")
+}
+
+fn on_bridge(mut spec: pb::ContainerSpec) -> pb::ContainerSpec {
+    spec.network = "bridge".into();
+    spec
+}
+
+/// A busybox httpd serving `page` on port 80, in the foreground.
+fn httpd(page: &str) -> pb::ContainerSpec {
+    on_bridge(sh(&format!(
+        "mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www"
+    )))
+}
+
+fn publish(host_ip: &str, host_port: u32, container_port: u32) -> pb::PortMapping {
+    pb::PortMapping {
+        host_ip: host_ip.into(),
+        host_port,
+        container_port,
+        protocol: "tcp".into(),
+    }
+}
+
+/// GET `url` with busybox wget from the agent's namespace, once it answers.
+async fn fetch_from_host(ns: &TestNetns, url: &str) -> String {
+    let mut last = String::new();
+    let ok = eventually(30, async || {
+        let out = ns.exec(&["busybox", "wget", "-q", "-O", "-", url]);
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.status.success()
+    })
+    .await;
+    assert!(ok, "{url} did not answer from the host: {last}");
+    last
+}
+
+/// Host-side veths of berth in the agent's namespace.
+fn veths(ns: &TestNetns) -> Vec<String> {
+    let out = ns.exec(&["ip", "-o", "link"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+        .filter(|n| n.starts_with("bth"))
+        .collect()
+}
+
+/// berth's nftables table in the agent's namespace, as `nft list` prints it
+/// ("" when there is none).
+fn nft_table(ns: &TestNetns) -> String {
+    let out = ns.exec(&["nft", "list", "table", "inet", "berth"]);
+    if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).into()
+    } else {
+        String::new()
+    }
+}
+
+/// Nothing of a bridge container is left: no veth, no nftables table.
+async fn assert_no_leftovers(agent: &Agent) {
+    let ns = ns(agent);
+    let clean = eventually(30, async || {
+        veths(ns).is_empty() && nft_table(ns).is_empty()
+    })
+    .await;
+    assert!(
+        clean,
+        "leftovers: veths {:?}, table:\n{}",
+        veths(ns),
+        nft_table(ns)
+    );
+}
+
+fn settings(c: &pb::Container) -> pb::NetworkSettings {
+    c.network_settings
+        .clone()
+        .unwrap_or_else(|| panic!("no network settings: {c:?}"))
+}
+
+#[tokio::test]
+async fn bridge_containers_reach_each_other_and_the_host_reaches_them() {
+    let (agent, bridge, subnet) = bridge_agent().await;
+    let ns = ns(&agent);
+    let web = agent
+        .run(pb::ContainerSpec {
+            name: "web".into(),
+            ports: vec![publish("", 0, 80)],
+            ..httpd("from-web")
+        })
+        .await;
+    let web = agent.inspect(&web.id).await;
+    assert_eq!(web.network, "bridge");
+    let net = settings(&web);
+    let prefix = subnet.trim_end_matches(".0/24");
+    assert_eq!(net.ip_address, format!("{prefix}.2"), "{net:?}");
+    assert_eq!(net.gateway, format!("{prefix}.1"));
+    assert_eq!(
+        (net.prefix_length, net.bridge.as_str()),
+        (24, bridge.as_str())
+    );
+    assert_eq!(net.ports.len(), 1, "{net:?}");
+    let host_port = net.ports[0].host_port;
+    assert_ne!(host_port, 0, "the bound port is shown");
+
+    // Another container reaches it by address; it has eth0 with its own
+    // address, a default route through the bridge, its DNS server and its
+    // extra host.
+    let (exit, out, err) = agent
+        .run_to_exit(pb::ContainerSpec {
+            dns: vec!["192.0.2.53".into()],
+            extra_hosts: vec!["db.example:192.0.2.7".into()],
+            ..on_bridge(sh(&format!(
+                "until wget -q -O - http://{}/; do sleep 0.2; done; \
+                 ip -o -4 addr show eth0; ip route; cat /etc/hosts /etc/resolv.conf",
+                net.ip_address
+            )))
+        })
+        .await;
+    assert_eq!(exit.exit_code, 0, "{out}{err}");
+    assert!(out.contains("from-web"), "{out}");
+    assert!(out.contains(&format!("inet {prefix}.3/24")), "{out}");
+    assert!(out.contains(&format!("default via {prefix}.1")), "{out}");
+    assert!(out.contains("192.0.2.7\tdb.example"), "{out}");
+    assert!(out.contains("nameserver 192.0.2.53"), "{out}");
+    assert!(!out.contains("nameserver 127."), "{out}");
+
+    // The host reaches it by address, and through the published port on
+    // 127.0.0.1 (DNAT in the output hook, route_localnet) and on the
+    // bridge's address.
+    let page = fetch_from_host(ns, &format!("http://{}/", net.ip_address)).await;
+    assert!(page.contains("from-web"), "{page}");
+    let page = fetch_from_host(ns, &format!("http://127.0.0.1:{host_port}/")).await;
+    assert!(page.contains("from-web"), "{page}");
+    let page = fetch_from_host(ns, &format!("http://{}:{host_port}/", net.gateway)).await;
+    assert!(page.contains("from-web"), "{page}");
+    // And another container through the published port (hairpin through
+    // the host).
+    let (exit, out, err) = agent
+        .run_to_exit(on_bridge(sh(&format!(
+            "wget -q -O - http://{}:{host_port}/",
+            net.gateway
+        ))))
+        .await;
+    assert_eq!(exit.exit_code, 0, "{out}{err}");
+    assert!(out.contains("from-web"), "{out}");
+
+    // Its address is released on rm: the next container gets it.
+    let listed = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    for c in listed {
+        agent.force_remove(&c.id).await;
+    }
+    assert_no_leftovers(&agent).await;
+    let again = agent.create(on_bridge(sh("true"))).await;
+    assert_eq!(settings(&again).ip_address, format!("{prefix}.2"));
+    agent.force_remove(&again.id).await;
+    assert_no_leftovers(&agent).await;
+}
+
+#[tokio::test]
+async fn a_taken_host_port_is_refused_and_changes_nothing() {
+    let (agent, _, _) = bridge_agent().await;
+    let ns = ns(&agent);
+    let held = ns
+        .run(|| std::net::TcpListener::bind("0.0.0.0:0"))
+        .expect("binding a port in the agent's namespace");
+    let held_port = u32::from(held.local_addr().expect("its address").port());
+    let first = agent
+        .run(pb::ContainerSpec {
+            ports: vec![publish("", 0, 80)],
+            ..httpd("first")
+        })
+        .await;
+    let taken = settings(&agent.inspect(&first.id).await).ports[0].host_port;
+
+    let start = async |port: u32| {
+        let c = agent
+            .create(pb::ContainerSpec {
+                ports: vec![publish("", 0, 81), publish("", port, 80)],
+                ..httpd("second")
+            })
+            .await;
+        let e = agent
+            .containers()
+            .start(pb::StartContainerRequest { id: c.id.clone() })
+            .await
+            .expect_err("started on a taken port");
+        let after = agent.inspect(&c.id).await;
+        assert_eq!(after.state, pb::ContainerState::Created as i32);
+        agent.force_remove(&c.id).await;
+        e
+    };
+    let e = start(taken).await;
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains(&taken.to_string()), "{e:?}");
+    let e = start(held_port).await;
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains(&held_port.to_string()), "{e:?}");
+    // Only the first container's port is forwarded; its page still answers.
+    let table = nft_table(ns);
+    assert_eq!(table.matches("elements = ").count(), 1, "{table}");
+    assert!(table.contains(&format!("{{ {taken} : ")), "{table}");
+    assert!(!table.contains(". 81"), "{table}");
+    let page = fetch_from_host(ns, &format!("http://127.0.0.1:{taken}/")).await;
+    assert!(page.contains("first"), "{page}");
+    drop(held);
+    agent.force_remove(&first.id).await;
+    assert_no_leftovers(&agent).await;
+}
+
+#[tokio::test]
+async fn bad_bridge_requests_are_refused() {
+    let (agent, _, _) = bridge_agent().await;
+    let create = async |spec: pb::ContainerSpec| {
+        agent
+            .containers()
+            .create(pb::CreateContainerRequest { spec: Some(spec) })
+            .await
+            .expect_err("created")
+    };
+    let many: Vec<_> = (1..=300).map(|p| publish("", 0, p)).collect();
+    for (spec, field) in [
+        (
+            pb::ContainerSpec {
+                ports: vec![publish("", 8080, 80)],
+                ..sh("true")
+            },
+            "bridge",
+        ),
+        (
+            pb::ContainerSpec {
+                ports: vec![publish("", 8080, 0)],
+                ..on_bridge(sh("true"))
+            },
+            "container port",
+        ),
+        (
+            pb::ContainerSpec {
+                ports: vec![publish("x".repeat(10_000).as_str(), 8080, 80)],
+                ..on_bridge(sh("true"))
+            },
+            "host ip",
+        ),
+        (
+            pb::ContainerSpec {
+                ports: vec![publish("", 8080, 80), publish("127.0.0.1", 8080, 81)],
+                ..on_bridge(sh("true"))
+            },
+            "twice",
+        ),
+        (
+            pb::ContainerSpec {
+                ports: many,
+                ..on_bridge(sh("true"))
+            },
+            "at most 256",
+        ),
+        (
+            pb::ContainerSpec {
+                dns: vec!["not-an-ip".into()],
+                ..on_bridge(sh("true"))
+            },
+            "not an IP",
+        ),
+        (
+            pb::ContainerSpec {
+                extra_hosts: vec!["no-address".into()],
+                ..on_bridge(sh("true"))
+            },
+            "name:address",
+        ),
+    ] {
+        let e = create(spec).await;
+        assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
+        assert!(e.message().contains(field), "{field}: {e:?}");
+        assert!(e.message().len() < 1000, "{e:?}");
+    }
+    let e = create(pb::ContainerSpec {
+        ports: vec![publish("::1", 8080, 80)],
+        ..on_bridge(sh("true"))
+    })
+    .await;
+    assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+    // Nothing was made, and no address was kept: the next one gets the
+    // first.
+    let c = agent.create(on_bridge(sh("true"))).await;
+    assert!(settings(&c).ip_address.ends_with(".2"), "{c:?}");
+    let listed = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1);
+    agent.force_remove(&c.id).await;
+}
+
+/// After kill -9 of berthd and a restart: the running container keeps its
+/// address and published port, leftovers of containers that no longer
+/// exist are removed, and `rm` then leaves nothing.
+#[tokio::test]
+async fn the_bridge_survives_a_restart_of_berthd_and_leftovers_go() {
+    let (mut agent, _, subnet) = bridge_agent().await;
+    let web = agent
+        .run(pb::ContainerSpec {
+            ports: vec![publish("", 0, 80)],
+            ..httpd("still-here")
+        })
+        .await;
+    let before = settings(&agent.inspect(&web.id).await);
+    let port = before.ports[0].host_port;
+    let page = fetch_from_host(ns(&agent), &format!("http://127.0.0.1:{port}/")).await;
+    assert!(page.contains("still-here"), "{page}");
+    let stopped = agent.create(on_bridge(sh("true"))).await;
+
+    agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    // What a container that vanished while berthd was away would leave: a
+    // veth of berth's and a port forward.
+    let prefix = subnet.trim_end_matches(".0/24");
+    let made = ns(&agent).exec(&[
+        "ip",
+        "link",
+        "add",
+        "bth0000deadbeef",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "bthpeer0",
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let stale = format!("add element inet berth tcp_any {{ 9999 : {prefix}.99 . 80 }}");
+    let made = ns(&agent).exec(&["nft", &stale]);
+    assert!(made.status.success(), "{made:?}");
+    agent.spawn().await;
+
+    let table_clean = eventually(30, async || {
+        !veths(ns(&agent)).iter().any(|v| v == "bth0000deadbeef") && {
+            let t = nft_table(ns(&agent));
+            !t.contains("9999") && t.contains(&format!("{}", port))
+        }
+    })
+    .await;
+    assert!(
+        table_clean,
+        "veths {:?}, table:\n{}",
+        veths(ns(&agent)),
+        nft_table(ns(&agent))
+    );
+    let after = settings(&agent.inspect(&web.id).await);
+    assert_eq!(after, before);
+    let page = fetch_from_host(ns(&agent), &format!("http://127.0.0.1:{port}/")).await;
+    assert!(page.contains("still-here"), "{page}");
+    // The stopped container's address is still its own: a new one gets the
+    // next, and the stopped one starts with the address it had.
+    let new = agent.create(on_bridge(sh("true"))).await;
+    assert_eq!(settings(&new).ip_address, format!("{prefix}.4"));
+    assert_eq!(
+        settings(&agent.inspect(&stopped.id).await).ip_address,
+        format!("{prefix}.3")
+    );
+    for id in [&web.id, &stopped.id, &new.id] {
+        agent.force_remove(id).await;
+    }
+    assert_no_leftovers(&agent).await;
+}
+
+#[tokio::test]
+async fn berthctl_publishes_ports() {
+    let (agent, _, _) = bridge_agent().await;
+    let out = agent.ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "bridge",
+        "-p",
+        "127.0.0.1:8080:80",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo via-ctl > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let page = fetch_from_host(ns(&agent), "http://127.0.0.1:8080/").await;
+    assert!(page.contains("via-ctl"), "{page}");
+    let out = agent.ctl(&["run", "--rm", "-p", "8080:80/sctp", "busybox", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tcp or udp"),
+        "{out:?}"
+    );
+    let out = agent.ctl(&["rm", "-f", "web"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_no_leftovers(&agent).await;
+}
