@@ -49,7 +49,7 @@ for t in "${targets[@]}"; do
     if cargo +nightly fuzz run -O --debug-assertions "$t" "corpus-found/$t" "corpus/$t" -- \
         -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=4096 \
         -artifact_prefix="artifacts/$t/" >"$log" 2>&1; then
-        grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 | sed "s/^/   /" || true
+        grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 | sed "s/^/   /" || true
         grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" |
             sed "s/^/   /" || true
     else
