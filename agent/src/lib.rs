@@ -50,6 +50,17 @@ pub mod sys;
 
 pub use config::Config;
 
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): what
+/// they drive is private to its module, so each module exposes a narrow
+/// `fuzzing` submodule of its own, gathered here.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::events::fuzzing as events;
+    pub use crate::image::fuzzing as image;
+    pub use crate::seccomp::fuzzing as seccomp;
+}
+
 /// Serves the agent as `cfg` says until SIGTERM or SIGINT. Needs a
 /// multi-threaded tokio runtime (see [`server::BLOCKING_KEEP_ALIVE`] for
 /// the keep-alive of its blocking threads).

@@ -41,7 +41,7 @@ pub enum UserError {
     /// A numeric id above [`MAX_ID`].
     IdOutOfRange(String),
     /// The entry found in /etc/passwd or /etc/group has an id field that is
-    /// not a number.
+    /// not a number, or is above [`MAX_ID`].
     BadEntry {
         /// "/etc/passwd" or "/etc/group".
         file: &'static str,
@@ -87,11 +87,18 @@ fn records(text: &str, min: usize) -> impl Iterator<Item = Vec<&str>> {
         .filter(move |f| f.len() >= min)
 }
 
+/// The id in field `at` of an entry. An id above [`MAX_ID`] is as bad as
+/// one that is not a number: the image writes these files, and
+/// `u32::MAX` is -1 to setuid(2) and setgid(2), "leave unchanged", so an
+/// entry with that uid would run the container's process as root.
 fn id_field(file: &'static str, fields: &[&str], at: usize) -> Result<u32, UserError> {
-    fields[at].parse::<u32>().map_err(|_| UserError::BadEntry {
-        file,
-        name: fields[0].to_string(),
-    })
+    match fields[at].parse::<u32>() {
+        Ok(id) if id <= MAX_ID => Ok(id),
+        _ => Err(UserError::BadEntry {
+            file,
+            name: fields[0].to_string(),
+        }),
+    }
 }
 
 /// Resolves "", "name", "uid", "name:group", "uid:gid" (and mixes) against
@@ -140,9 +147,12 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Ids, UserError> 
     let mut groups = vec![gid];
     if let Some(name) = name {
         for f in records(group, 4) {
-            if f[3].split(',').any(|m| m == name) {
+            // An empty member list names no one, not a user named "".
+            if f[3].split(',').any(|m| !m.is_empty() && m == name) {
+                // A group whose gid is not an id is not joined (as one
+                // whose gid is not a number).
                 if let Ok(g) = f[2].parse::<u32>() {
-                    if !groups.contains(&g) {
+                    if g <= MAX_ID && !groups.contains(&g) {
                         groups.push(g);
                     }
                 }
@@ -237,6 +247,36 @@ mod tests {
                 name: "bad".into()
             })
         );
+    }
+
+    /// Found by the fuzz target `user` (fuzz/): an image's /etc/passwd
+    /// entry with uid or gid 4294967295 resolved to that id, which
+    /// setuid(2)/setgid(2) take as -1, "leave unchanged": the container's
+    /// process stayed root.
+    #[test]
+    fn ids_out_of_range_in_the_files_fail() {
+        let bad = |name: &str, file: &'static str| -> Result<Ids, UserError> {
+            Err(UserError::BadEntry {
+                file,
+                name: name.into(),
+            })
+        };
+        let passwd = "evil:x:4294967295:0::/:/bin/sh\nevilg:x:1:4294967295::/:/bin/sh\n";
+        assert_eq!(resolve("evil", passwd, ""), bad("evil", "/etc/passwd"));
+        assert_eq!(resolve("evilg", passwd, ""), bad("evilg", "/etc/passwd"));
+        // MAX_ID + 1 is out of range too; MAX_ID itself is fine.
+        let ids = resolve("top", "top:x:2147483647:2147483647::/:/bin/sh\n", "").unwrap();
+        assert_eq!((ids.uid, ids.gid), (MAX_ID, MAX_ID));
+        let passwd = "over:x:2147483648:0::/:/bin/sh\n";
+        assert_eq!(resolve("over", passwd, ""), bad("over", "/etc/passwd"));
+        // A group named by the spec, and the groups a user is a member of.
+        let group = "g:x:4294967295:www\nok:x:7:www\n";
+        assert_eq!(resolve("www:g", PASSWD, group), bad("g", "/etc/group"));
+        assert_eq!(resolve("www", PASSWD, group).unwrap().groups, vec![33, 7]);
+        // The fuzzer's input: uid 0's entry has an empty name, which an
+        // empty member list of a group with gid 3999999846 matched.
+        let ids = resolve("0", ":0orx:0:0::/:/sh\n", ":x:3999999846:\n").unwrap();
+        assert_eq!((ids.uid, ids.gid, ids.groups), (0, 0, vec![0]));
     }
 
     #[test]

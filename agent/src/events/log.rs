@@ -33,7 +33,7 @@ use super::StoredEvent;
 const SEGMENT_EVENTS: u64 = 10_000;
 /// Largest record accepted when reading (a corrupt length must not make us
 /// allocate gigabytes).
-const MAX_RECORD: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_RECORD: usize = 16 * 1024 * 1024;
 /// Every this many records, a segment remembers where a record starts.
 const MARK_EVERY: u64 = 256;
 /// Read buffer of a reader: a few hundred records.

@@ -15,6 +15,9 @@
 
 pub mod domain;
 pub mod encoded;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod wire;
 

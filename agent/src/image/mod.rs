@@ -17,6 +17,9 @@ mod archive;
 mod digest;
 mod error;
 mod extract;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod layout;
 pub mod pull;
 mod record;

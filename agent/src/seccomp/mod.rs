@@ -12,10 +12,13 @@
 //! the file's programs as the last step before it execs the container's
 //! process.
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 mod bpf_interp;
 mod compile;
 pub mod default;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod profile;
 
 use std::collections::{HashMap, HashSet};
@@ -281,7 +284,7 @@ impl SeccompError {
 
 #[cfg(test)]
 mod equivalence;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 mod oracle;
 #[cfg(test)]
 mod random_profiles;
