@@ -162,6 +162,11 @@ impl OuterArchive {
         clean_name(name).is_ok_and(|n| self.members.contains_key(&n))
     }
 
+    /// True if `name` is a regular file (following links) that [`Self::reader`] opens.
+    pub(crate) fn has_file(&self, name: &str) -> bool {
+        self.locate(name).is_ok()
+    }
+
     /// Returns (offset, size) of the regular file `name` refers to, following links.
     fn locate(&self, name: &str) -> Result<(u64, u64), ImageError> {
         let mut cur = clean_name(name)

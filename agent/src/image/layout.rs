@@ -92,6 +92,22 @@ pub(crate) fn plan(ar: &OuterArchive) -> Result<Vec<PlannedImage>, ImageError> {
     if images.is_empty() {
         return Err(ImageError::archive("archive contains no images"));
     }
+    // Every layer is looked up now, not when the import reaches it: an
+    // archive that lacks one (a layout exported without its foreign layers,
+    // a blob under the wrong algorithm's directory) is refused before any
+    // layer is unpacked, and with a message that says which.
+    for image in &images {
+        let n = image.layers.len();
+        for (i, layer) in image.layers.iter().enumerate() {
+            if !ar.has_file(&layer.member) {
+                let name = layer.blob_digest.as_deref().unwrap_or(&layer.member);
+                return Err(ImageError::archive(format!(
+                    "layer {} of {n} ({name}) is not in the archive",
+                    i + 1
+                )));
+            }
+        }
+    }
     Ok(images)
 }
 

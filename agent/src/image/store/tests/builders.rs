@@ -155,6 +155,8 @@ pub(super) enum Corrupt {
     Manifest,
     /// The config blob differs from its digest.
     Config,
+    /// The last layer's blob is left out of the archive.
+    MissingLayer,
 }
 
 pub(super) struct Spec {
@@ -302,7 +304,12 @@ pub(super) fn build_oci(spec: &Spec) -> Built {
         (blob_path(&manifest_digest), manifest),
         (blob_path(&config_digest), config),
     ];
-    for (d, data, _) in layers {
+    let keep = if spec.corrupt == Corrupt::MissingLayer {
+        layers.len().saturating_sub(1)
+    } else {
+        layers.len()
+    };
+    for (d, data, _) in layers.into_iter().take(keep) {
         files.push((blob_path(&d), data));
     }
     Built {

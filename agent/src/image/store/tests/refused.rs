@@ -164,6 +164,16 @@ pub(super) fn bad_digests_and_formats_are_refused() {
     expect_refused(&f, &build_oci(&s).archive, "manifest");
     s.corrupt = Corrupt::Config;
     expect_refused(&f, &build_oci(&s).archive, "config");
+    // Found by fuzz target archive_plan: a layer whose blob is missing was
+    // planned, and the import failed only on reaching it, after unpacking
+    // the layers before it.
+    let mut missing = Spec::new(vec![
+        (base_layer(), false),
+        (layer_tar(&[E::File("b", b"b")]), true),
+    ]);
+    missing.corrupt = Corrupt::MissingLayer;
+    expect_refused(&f, &build_oci(&missing).archive, "layer 2 of 2 (sha256:");
+    expect_refused(&f, &build_oci(&missing).archive, "is not in the archive");
 
     let mut windows = Spec::new(vec![(base_layer(), false)]);
     windows.os = "windows";
