@@ -70,8 +70,8 @@ impl Manager {
         if !rec.spec.auto_remove {
             self.flusher.queue(&self.dir);
         }
-        if let Some(net) = &rec.net {
-            self.bridge.release(&entry.id, net).await;
+        if let (Some(net), Some(bridge)) = (&rec.net, self.bridge_of(&rec.network)) {
+            bridge.release(&entry.id, net).await;
         }
         {
             let mut table = self.table();
