@@ -248,7 +248,6 @@ async fn networks_are_created_listed_inspected_and_removed_and_bad_requests_chan
         .containers()
         .create(pb::CreateContainerRequest {
             spec: Some(on("nope", sh("true"))),
-            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -364,6 +363,29 @@ async fn containers_reach_each_other_by_name_and_alias_and_not_across_networks()
     })
     .await;
     assert!(ok, "the host does not reach the container");
+
+    // A running container learns of containers created and removed later.
+    let watcher = agent
+        .run(pb::ContainerSpec {
+            name: "watcher".into(),
+            ..on(
+                "front",
+                sh(
+                    "until grep -qw late /etc/hosts; do sleep 0.2; done; echo joined; \
+                    until ! grep -qw late /etc/hosts; do sleep 0.2; done; echo left",
+                ),
+            )
+        })
+        .await;
+    let late = agent
+        .create(pb::ContainerSpec {
+            name: "late".into(),
+            ..on("front", sh("true"))
+        })
+        .await;
+    agent.wait_for_output(&watcher.id, "joined").await;
+    agent.force_remove(&late.id).await;
+    agent.wait_for_output(&watcher.id, "left").await;
 
     let inspected = nets(&agent)
         .inspect_network(pb::InspectNetworkRequest {

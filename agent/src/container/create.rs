@@ -212,6 +212,8 @@ impl Manager {
             tracing::warn!(id = %id, name = %name, "privileged container created");
         }
         self.announce(&rec, Action::Created, Detail::default());
+        // Running containers on its network learn its name.
+        self.refresh_hosts(&rec.network);
         Ok(rec)
     }
 }

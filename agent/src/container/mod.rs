@@ -21,6 +21,7 @@ mod diskfull_tests;
 mod entry;
 pub mod error;
 mod exit;
+mod hosts;
 mod network;
 mod pause;
 #[cfg(test)]

@@ -85,6 +85,8 @@ impl Manager {
         // Its record is gone with its directory: a removal is announced,
         // not saved.
         self.announce(&rec, Action::Removed, Detail::default());
+        // Running containers on its network forget its name.
+        self.refresh_hosts(&rec.network);
         if self.images.resolve(&rec.image_id).is_err() {
             // Its image was force-removed earlier; its layers may now be free.
             let in_use = self.layers_in_use();
