@@ -38,7 +38,8 @@ impl Manager {
 ///
 /// The container owns everything under its layer and may have made `etc`
 /// or `hosts` a symlink (to a host path, as seen from here), a FIFO or a
-/// device: nothing is followed and only a regular file is written. `etc`
+/// device: nothing is followed and only a regular file is opened and
+/// written. `etc`
 /// is opened without following it, and `hosts` is opened beneath that very
 /// directory (through its /proc/self/fd entry) without following it.
 fn write_hosts(rootfs: &Rootfs, text: &str) -> std::io::Result<()> {
@@ -50,14 +51,24 @@ fn write_hosts(rootfs: &Rootfs, text: &str) -> std::io::Result<()> {
         "/proc/self/fd/{}/hosts",
         std::os::fd::AsRawFd::as_raw_fd(&etc)
     );
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+    // First only a handle (O_PATH opens nothing: a device node or FIFO the
+    // container made is not opened for writing), checked to be a regular
+    // file, then that very inode reopened for writing.
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(beneath)?;
-    let ty = file.metadata()?.file_type();
+    let ty = handle.metadata()?.file_type();
     if !ty.is_file() || ty.is_fifo() {
         return Err(std::io::Error::other("/etc/hosts is not a regular file"));
     }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&handle)
+        ))?;
     file.set_len(0)?;
     file.write_all(text.as_bytes())
 }
@@ -81,6 +92,10 @@ mod tests {
         std::fs::write(&target, "host\n").unwrap();
         std::fs::remove_file(&hosts).unwrap();
         std::os::unix::fs::symlink(&target, &hosts).unwrap();
+        assert!(write_hosts(&rootfs, "evil\n").is_err());
+        // A FIFO: refused, and not opened (which would block).
+        std::fs::remove_file(&hosts).unwrap();
+        nix::unistd::mkfifo(&hosts, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
         assert!(write_hosts(&rootfs, "evil\n").is_err());
         // `etc` itself a symlink to a directory with a hosts file.
         std::fs::remove_file(&hosts).unwrap();
