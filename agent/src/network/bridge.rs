@@ -160,7 +160,11 @@ impl Bridge {
         link::delete_if_present(&h, &self.cfg.name)
             .await
             .map_err(netlink)?;
-        apply(nft::drop_table(&self.cfg.table)).await?;
+        match apply(nft::drop_table(&self.cfg.table)).await {
+            // Without nft there can be no table of berth's.
+            Ok(()) | Err(NetworkError::Nft(nft::NftError::Spawn(_))) => {}
+            Err(e) => return Err(e),
+        }
         *up = None;
         Ok(())
     }

@@ -285,6 +285,8 @@ impl Networks {
     /// Removes network `key`: refused while a container has an address on
     /// it; its bridge and table go.
     pub async fn remove(&self, key: &str) -> Result<NetworkRecord, NetworkError> {
+        // Out of the table first, under the lock that allocations take: no
+        // container can join it from here on.
         let net = {
             let mut nets = lock(&self.nets);
             let net = find(&nets, key)?;
@@ -293,19 +295,26 @@ impl Networks {
                     name: net.rec.name.clone(),
                 });
             }
-            let path = self.dir.join(format!("{}.json", net.rec.id));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(format!("removing {}", path.display()), e)),
-            }
             nets.remove(&net.rec.id);
             net
         };
-        if let Err(e) = net.bridge.destroy().await {
-            // The record is gone: the next start's reconcile removes what
-            // is left of an unknown network.
-            tracing::warn!(network = %net.rec.name, "removing the network's bridge: {e}");
+        // The bridge and table before the record: a failure (or a crash)
+        // in between leaves a network that is still stored, whose bridge
+        // is made again at its next use.
+        let gone = match net.bridge.destroy().await {
+            Ok(()) => {
+                let path = self.dir.join(format!("{}.json", net.rec.id));
+                match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(io(format!("removing {}", path.display()), e)),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = gone {
+            lock(&self.nets).insert(net.rec.id.clone(), net.clone());
+            return Err(e);
         }
         self.announce(&net.rec, Action::Removed);
         Ok(net.rec.clone())
