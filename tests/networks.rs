@@ -594,3 +594,59 @@ async fn berthctl_manages_networks() {
     assert!(!ok(&agent, &["network", "ls"]).contains("cli-net"));
     assert_no_leftovers(&agent).await;
 }
+
+/// Ports published from a user network answer on the host, and a host port
+/// is one container's across all networks (the default bridge included).
+#[tokio::test]
+async fn ports_are_published_from_a_network_and_shared_across_networks() {
+    let agent = agent().await;
+    create(&agent, "pub", "", false).await;
+    let web = agent
+        .run(pb::ContainerSpec {
+            ports: vec![pb::PortMapping {
+                host_ip: String::new(),
+                host_port: 18080,
+                container_port: 80,
+                protocol: "tcp".into(),
+            }],
+            ..on("pub", httpd("published"))
+        })
+        .await;
+    let mut last = String::new();
+    let ok = eventually(30, async || {
+        let out = ns(&agent).exec(&[
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:18080/",
+        ]);
+        last = String::from_utf8_lossy(&out.stdout).into();
+        out.status.success()
+    })
+    .await;
+    assert!(ok && last.contains("published"), "{last}");
+    let other = agent
+        .create(pb::ContainerSpec {
+            ports: vec![pb::PortMapping {
+                host_ip: String::new(),
+                host_port: 18080,
+                container_port: 80,
+                protocol: "tcp".into(),
+            }],
+            ..on("bridge", httpd("other"))
+        })
+        .await;
+    let e = agent
+        .containers()
+        .start(pb::StartContainerRequest {
+            id: other.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    refused(e, Code::AlreadyExists, "PORT_ALLOCATED");
+    agent.force_remove(&web.id).await;
+    remove_all(&agent).await;
+    assert_no_leftovers(&agent).await;
+}
