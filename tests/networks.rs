@@ -505,7 +505,31 @@ async fn networks_survive_a_restart_of_berthd() {
     let before = agent.inspect(&web.id).await.network_settings;
 
     agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    // What a network removed in a crash could leave: its bridge and table
+    // (to be removed), beside a bridge with a name like Docker's and no
+    // table of berth's (to be left alone).
+    for args in [
+        &["ip", "link", "add", "br-0123456789ab", "type", "bridge"][..],
+        &["ip", "link", "add", "br-dockerlike0", "type", "bridge"][..],
+        &["nft", "add table inet berth_0123456789ab"][..],
+    ] {
+        let made = ns(&agent).exec(args);
+        assert!(made.status.success(), "{args:?}: {made:?}");
+    }
     agent.spawn().await;
+    let cleaned = eventually(30, async || {
+        links(ns(&agent), "br-") == vec![net.bridge.clone(), "br-dockerlike0".to_string()]
+            && !ruleset(ns(&agent)).contains("berth_0123456789ab")
+    })
+    .await;
+    assert!(
+        cleaned,
+        "links {:?}, ruleset:\n{}",
+        links(ns(&agent), "br-"),
+        ruleset(ns(&agent))
+    );
+    let deleted = ns(&agent).exec(&["ip", "link", "del", "br-dockerlike0"]);
+    assert!(deleted.status.success(), "{deleted:?}");
 
     let listed = nets(&agent)
         .list_networks(pb::ListNetworksRequest {})
