@@ -17,7 +17,7 @@
 //! | [`container`] | the lifecycle: one file per verb around one transition function (`Manager::commit`, the only writer of a container's state), the state table ([`container::state`]), records, recovery at start |
 //! | [`events`] | the runtime's events ([`events::domain`]) and the durable, ordered bus that stores them in their wire form ([`events::wire`] converts) |
 //! | [`image`] | the image store, imports and pulls |
-//! | [`network`] | a container's network mode and the network namespace its init enters |
+//! | [`network`] | a container's network mode, the network namespace its init enters, the default bridge and user-defined networks |
 //! | [`cgroup`], [`monitor`] | cgroup operations and the launch of container monitors, behind the [`cgroup::Cgroups`] and [`monitor::Launcher`] traits the container manager is given |
 //! | [`procinfo`] | what `top` shows of a process, from /proc (usage counters are in [`cgroup::stats`]) |
 //! | [`error`] | the agent's error, gathering each module's typed error |

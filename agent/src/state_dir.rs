@@ -23,7 +23,8 @@ pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
 
 /// The top-level entries of the state directory (README, "State directory").
-const SUBDIRS: [&str; 7] = [
+const SUBDIRS: [&str; 8] = [
+    "networks",
     "containers",
     "images",
     "events",

@@ -349,13 +349,10 @@ fn root_flags(spec: &LaunchSpec) -> MountFlags {
     }
 }
 
-/// /etc/hostname, /etc/hosts and (when berthd made one) /etc/resolv.conf
-/// of the container.
-fn etc_files(
-    hostname: &str,
-    resolv_conf: Option<&str>,
-    hosts_extra: &[String],
-) -> Vec<(String, String)> {
+/// The container's /etc/hosts: localhost, its hostname, then `hosts_extra`
+/// lines. berthd writes it again when the containers of a user-defined
+/// network change, so both must make it alike.
+pub fn hosts_file(hostname: &str, hosts_extra: &[String]) -> String {
     let mut hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
     );
@@ -363,6 +360,17 @@ fn etc_files(
         hosts.push_str(line);
         hosts.push('\n');
     }
+    hosts
+}
+
+/// /etc/hostname, /etc/hosts and (when berthd made one) /etc/resolv.conf
+/// of the container.
+fn etc_files(
+    hostname: &str,
+    resolv_conf: Option<&str>,
+    hosts_extra: &[String],
+) -> Vec<(String, String)> {
+    let hosts = hosts_file(hostname, hosts_extra);
     let mut files = vec![
         ("hostname".into(), format!("{hostname}\n")),
         ("hosts".into(), hosts),

@@ -85,13 +85,15 @@ impl Manager {
         }
         // Taken now and kept in the record until Remove; freed again on
         // every way out of this function that does not store the record.
-        let net = match network {
-            crate::network::Mode::Bridge => Some(self.bridge.allocate()?),
+        let net = match &network {
+            crate::network::Mode::Bridge => Some(self.networks.default_bridge().allocate()?),
+            crate::network::Mode::Network(id) => Some(self.networks.allocate(id)?.1),
             _ => None,
         };
-        let unclaim = |mgr: &Manager| {
-            if let Some(n) = &net {
-                mgr.bridge.unclaim(n.ip);
+        let on_bridge = self.bridge_of(&network);
+        let unclaim = |_: &Manager| {
+            if let (Some(n), Some(b)) = (&net, &on_bridge) {
+                b.unclaim(n.ip);
             }
         };
         let id = spec::new_id();
@@ -210,6 +212,8 @@ impl Manager {
             tracing::warn!(id = %id, name = %name, "privileged container created");
         }
         self.announce(&rec, Action::Created, Detail::default());
+        // Running containers on its network learn its name.
+        self.refresh_hosts(&rec.network);
         Ok(rec)
     }
 }

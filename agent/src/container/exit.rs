@@ -46,7 +46,7 @@ impl Manager {
         let id = entry.id.clone();
         let cg = self.cgroups.clone();
         let rootfs = Rootfs::under(&entry.dir);
-        let bridge = rec.net.is_some().then(|| self.bridge.clone());
+        let bridge = rec.net.as_ref().and_then(|_| self.bridge_of(&rec.network));
         let _ = tokio::task::spawn_blocking(move || {
             // Its published ports go before a restart can bind them again.
             if let Some(bridge) = bridge {

@@ -21,6 +21,7 @@ mod diskfull_tests;
 mod entry;
 pub mod error;
 mod exit;
+mod hosts;
 mod network;
 mod pause;
 #[cfg(test)]
@@ -60,6 +61,7 @@ use crate::janitor::Janitor;
 use crate::monitor::{ExitRecord, Launcher};
 use crate::netns_pool::NetnsPool;
 use crate::network::bridge::Bridge;
+use crate::network::user::Networks;
 use crate::seccomp::Seccomp;
 use record::Record;
 
@@ -81,7 +83,7 @@ pub struct Manager {
     events: Arc<dyn EventSink>,
     launcher: Arc<dyn Launcher>,
     netns: NetnsPool,
-    bridge: Arc<Bridge>,
+    networks: Arc<Networks>,
     flusher: Arc<Flusher>,
     janitor: Arc<Janitor>,
     seccomp: Arc<Seccomp>,
@@ -110,8 +112,9 @@ pub struct Deps {
     pub launcher: Arc<dyn Launcher>,
     /// Network namespaces made ahead of time.
     pub netns: NetnsPool,
-    /// The bridge network (made on the host at its first use).
-    pub bridge: Arc<Bridge>,
+    /// The default bridge and the user-defined networks (bridges made on
+    /// the host at their first use).
+    pub networks: Arc<Networks>,
     /// Background durability of state files.
     pub flusher: Arc<Flusher>,
     /// Deletes removed containers' directories in the background.
@@ -150,7 +153,7 @@ impl Manager {
             events,
             launcher,
             netns,
-            bridge,
+            networks,
             flusher,
             janitor,
             seccomp,
@@ -163,7 +166,7 @@ impl Manager {
             events,
             launcher,
             netns,
-            bridge,
+            networks,
             flusher,
             janitor,
             seccomp,
@@ -267,4 +270,21 @@ fn read_exit(path: &Path) -> Option<ExitRecord> {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+impl Manager {
+    /// The bridge a container of network `mode` is on: the default one,
+    /// a user-defined network's, or none.
+    pub(crate) fn bridge_of(&self, mode: &crate::network::Mode) -> Option<Arc<Bridge>> {
+        match mode {
+            crate::network::Mode::Bridge => Some(self.networks.default_bridge().clone()),
+            crate::network::Mode::Network(id) => self.networks.bridge(id),
+            _ => None,
+        }
+    }
+
+    /// The default bridge and the user-defined networks.
+    pub fn networks(&self) -> &Arc<Networks> {
+        &self.networks
+    }
 }

@@ -11,6 +11,8 @@ use crate::network::{self, Mode, Netns, NetworkError, Requested};
 const MAX_DNS: usize = 8;
 /// Most `extra_hosts` entries.
 const MAX_EXTRA_HOSTS: usize = 64;
+/// Most `network_aliases`.
+const MAX_ALIASES: usize = 16;
 
 impl Manager {
     /// Resolves the spec's network (`container:<x>` to `x`'s id) and the
@@ -23,6 +25,9 @@ impl Manager {
         match requested {
             Requested::None => Ok((Mode::None, None)),
             Requested::Bridge => Ok((Mode::Bridge, None)),
+            Requested::Network(key) => {
+                Ok((Mode::Network(self.networks.get(&key)?.rec.id.clone()), None))
+            }
             Requested::Host => {
                 let host = nix::unistd::gethostname()
                     .map_err(|e| ContainerError::io("reading the host's hostname", e.into()))?;
@@ -52,7 +57,7 @@ impl Manager {
             Mode::None if rec.userns.is_some() => return Ok(Netns::Own(None)),
             Mode::None => return Ok(Netns::Own(self.netns.take())),
             // The bridge needs the namespace now, to put the veth in it.
-            Mode::Bridge => {
+            Mode::Bridge | Mode::Network(_) => {
                 let spare = match self.netns.take() {
                     Some(s) => s,
                     None => crate::netns_pool::create_now()
@@ -98,10 +103,38 @@ impl Manager {
 
 /// Published ports, DNS servers and extra hosts, checked against the mode.
 fn check_names(spec: &SpecRecord, mode: &Requested) -> Result<()> {
-    if !spec.ports.is_empty() && *mode != Requested::Bridge {
-        return Err(
-            NetworkError::InvalidPorts("published ports need network \"bridge\"".into()).into(),
-        );
+    let bridged = matches!(mode, Requested::Bridge | Requested::Network(_));
+    if !spec.ports.is_empty() && !bridged {
+        return Err(NetworkError::InvalidPorts(
+            "published ports need network \"bridge\" or a user-defined network".into(),
+        )
+        .into());
+    }
+    if !spec.network_aliases.is_empty() && !matches!(mode, Requested::Network(_)) {
+        return Err(ContainerError::invalid(
+            "network_aliases",
+            "network aliases need a user-defined network",
+        ));
+    }
+    if spec.network_aliases.len() > MAX_ALIASES {
+        return Err(ContainerError::invalid(
+            "network_aliases",
+            format!(
+                "{} network aliases; at most {MAX_ALIASES}",
+                spec.network_aliases.len()
+            ),
+        ));
+    }
+    for a in &spec.network_aliases {
+        if !is_hostname(a) {
+            return Err(ContainerError::invalid(
+                "network_aliases",
+                format!(
+                    "network alias {:?}: 1 to 253 of [a-zA-Z0-9_.-]",
+                    crate::error::capped(a)
+                ),
+            ));
+        }
     }
     ports::check_requests(&spec.ports)?;
     if spec.dns.len() > MAX_DNS {
@@ -154,33 +187,67 @@ fn extra_host(entry: &str) -> Result<String> {
         )
     };
     let (name, addr) = entry.split_once(':').ok_or_else(bad)?;
-    let name_ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
     let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
-    if !name_ok {
+    if !is_hostname(name) {
         return Err(bad());
     }
     Ok(format!("{addr}\t{name}"))
 }
 
-/// The lines `rec`'s /etc/hosts gets beyond localhost: its address on the
-/// bridge, then its extra hosts (checked at Create).
-pub(super) fn hosts_lines(rec: &Record) -> Vec<String> {
-    let own = rec
-        .net
-        .as_ref()
-        .map(|n| format!("{}\t{}", n.ip, rec.hostname));
-    own.into_iter()
-        .chain(
-            rec.spec
-                .extra_hosts
+/// A name /etc/hosts can hold.
+fn is_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+impl Manager {
+    /// The lines `rec`'s /etc/hosts gets beyond localhost: its address on
+    /// its bridge (with its name and aliases on a user-defined network),
+    /// on a user-defined network every other container on it by name and
+    /// alias (as they are at this start), then its extra hosts (checked at
+    /// Create).
+    pub(super) fn hosts_lines(&self, rec: &Record) -> Vec<String> {
+        let user_net = matches!(rec.network, Mode::Network(_));
+        let names = |r: &Record| {
+            let mut names = vec![r.hostname.clone()];
+            if user_net {
+                names.push(r.name.clone());
+                names.extend(r.spec.network_aliases.iter().cloned());
+            }
+            names.dedup();
+            names.join(" ")
+        };
+        let own = rec
+            .net
+            .as_ref()
+            .map(|n| format!("{}\t{}", n.ip, names(rec)));
+        let peers = if user_net {
+            let mut peers: Vec<Record> = self
+                .list()
+                .into_iter()
+                .filter(|r| r.id != rec.id && r.network == rec.network)
+                .collect();
+            peers.sort_by(|a, b| a.name.cmp(&b.name));
+            peers
                 .iter()
-                .filter_map(|h| extra_host(h).ok()),
-        )
-        .collect()
+                .filter_map(|r| r.net.as_ref().map(|n| format!("{}\t{}", n.ip, names(r))))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        own.into_iter()
+            .chain(peers)
+            .chain(
+                rec.spec
+                    .extra_hosts
+                    .iter()
+                    .filter_map(|h| extra_host(h).ok()),
+            )
+            .collect()
+    }
 }
 
 impl Manager {
@@ -195,9 +262,15 @@ impl Manager {
             .filter(|r| r.state.is_live())
             .filter_map(|r| r.net.map(|n| (r.id, n)))
             .collect();
-        if let Err(e) = self.bridge.reconcile(live).await {
+        if let Err(e) = self.networks.default_bridge().reconcile(&live, true).await {
             tracing::warn!("reconciling the bridge network: {e}");
         }
+        for net in self.networks.list() {
+            if let Err(e) = net.bridge.reconcile(&live, true).await {
+                tracing::warn!(network = %net.rec.name, "reconciling the network: {e}");
+            }
+        }
+        self.networks.remove_unknown().await;
     }
 
     /// For a bridge container: its veth and address in `netns`, and its
@@ -208,17 +281,19 @@ impl Manager {
         rec: &Record,
         netns: &Netns,
     ) -> Result<Option<(Vec<PortMapping>, Unpublish)>> {
-        let (Mode::Bridge, Some(net), Netns::Own(Some(spare))) = (&rec.network, &rec.net, netns)
-        else {
+        let (Some(net), Netns::Own(Some(spare))) = (&rec.net, netns) else {
             return Ok(None);
         };
-        self.bridge.attach(&rec.id, net, spare.fd()).await?;
-        let bound = self
-            .bridge
-            .publish(&rec.id, net.ip, &rec.spec.ports)
-            .await?;
+        let Some(bridge) = self.bridge_of(&rec.network) else {
+            return Err(NetworkError::NotFound {
+                key: rec.network.to_string(),
+            }
+            .into());
+        };
+        bridge.attach(&rec.id, net, spare.fd()).await?;
+        let bound = bridge.publish(&rec.id, net.ip, &rec.spec.ports).await?;
         let guard = Unpublish {
-            bridge: self.bridge.clone(),
+            bridge,
             id: Some(rec.id.clone()),
         };
         Ok(Some((bound, guard)))

@@ -145,6 +145,9 @@ pub struct SpecRecord {
     /// Extra /etc/hosts entries, "name:address".
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// Names on its user-defined network beyond its own.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

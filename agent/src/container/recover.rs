@@ -65,10 +65,12 @@ impl Manager {
             };
             known.insert(rec.id.clone());
             if let Some(net) = &rec.net {
-                if !self.bridge.claim(net) {
+                let claimed = self.bridge_of(&rec.network).is_some_and(|b| b.claim(net));
+                if !claimed {
                     tracing::warn!(
                         id = %rec.id,
-                        "address {} is outside the bridge's subnet or taken twice",
+                        "address {} is outside its network's subnet, taken twice, or its \
+                         network is gone",
                         net.ip
                     );
                 }

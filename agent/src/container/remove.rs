@@ -70,8 +70,8 @@ impl Manager {
         if !rec.spec.auto_remove {
             self.flusher.queue(&self.dir);
         }
-        if let Some(net) = &rec.net {
-            self.bridge.release(&entry.id, net).await;
+        if let (Some(net), Some(bridge)) = (&rec.net, self.bridge_of(&rec.network)) {
+            bridge.release(&entry.id, net).await;
         }
         {
             let mut table = self.table();
@@ -85,6 +85,8 @@ impl Manager {
         // Its record is gone with its directory: a removal is announced,
         // not saved.
         self.announce(&rec, Action::Removed, Detail::default());
+        // Running containers on its network forget its name.
+        self.refresh_hosts(&rec.network);
         if self.images.resolve(&rec.image_id).is_err() {
             // Its image was force-removed earlier; its layers may now be free.
             let in_use = self.layers_in_use();

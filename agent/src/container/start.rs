@@ -242,7 +242,7 @@ impl Manager {
                 &rec.network,
                 &rec.spec.dns,
             )),
-            hosts_extra: super::network::hosts_lines(rec),
+            hosts_extra: self.hosts_lines(rec),
             capabilities: secopts::capabilities(&rec.spec),
             read_only_rootfs: rec.spec.read_only_rootfs,
             privileged: rec.spec.privileged,

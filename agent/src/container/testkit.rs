@@ -330,10 +330,17 @@ impl Harness {
             events: events.clone(),
             launcher: launcher.clone(),
             netns: NetnsPool::start(0).expect("no netns pool"),
-            bridge: Arc::new(crate::network::bridge::Bridge::new(
-                crate::network::bridge::Config::new("berth-test0", "10.199.0.0/16")
-                    .expect("bridge config"),
-            )),
+            networks: Arc::new(
+                crate::network::user::Networks::open(
+                    root.join("networks"),
+                    Arc::new(crate::network::bridge::Bridge::new(
+                        crate::network::bridge::Config::new("berth-test0", "10.199.0.0/16")
+                            .expect("bridge config"),
+                    )),
+                    events.clone(),
+                )
+                .expect("networks"),
+            ),
             flusher: Arc::new(Flusher::new()),
             janitor: Arc::new(Janitor::start(root.join("trash")).expect("janitor")),
             seccomp: Arc::new(

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,13 +43,22 @@ pub struct Settings {
     pub ports: Vec<PortMapping>,
 }
 
-/// What berthd's flags say about the bridge.
+/// What berthd's flags (or a user-defined network) say about a bridge.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Link name.
     pub name: String,
     /// Subnet.
     pub subnet: Subnet,
+    /// The bridge's own address, the containers' default route.
+    pub gateway: Ipv4Addr,
+    /// Its nftables table, family and name.
+    pub table: String,
+    /// No masquerade, nothing forwarded in or out.
+    pub internal: bool,
+    /// For a user-defined network, the default bridge's name: forwarding
+    /// between networks is dropped.
+    pub isolate_from: Option<String>,
 }
 
 impl Config {
@@ -65,16 +74,35 @@ impl Config {
                 "bridge name {name:?}: 1 to 15 letters, digits, '-', '_' or '.'"
             ));
         }
+        let subnet = Subnet::parse(subnet)?;
         Ok(Config {
             name: name.to_string(),
-            subnet: Subnet::parse(subnet)?,
+            gateway: subnet.gateway(),
+            subnet,
+            table: nft::TABLE.to_string(),
+            internal: false,
+            isolate_from: None,
         })
+    }
+
+    fn rules(&self) -> nft::Rules {
+        nft::Rules {
+            table: self.table.clone(),
+            bridge: self.name.clone(),
+            subnet: self.subnet,
+            internal: self.internal,
+            isolate_from: self.isolate_from.clone(),
+        }
     }
 }
 
+/// Published ports of all of berthd's bridges: one host port is one
+/// container's, whichever network it is on.
+pub type PublishedPorts = Arc<Mutex<Vec<Published>>>;
+
 /// One published port, live: whose it is and where it goes.
 #[derive(Debug, Clone)]
-struct Published {
+pub struct Published {
     id: String,
     ip: Ipv4Addr,
     port: PortMapping,
@@ -85,9 +113,9 @@ struct Published {
 pub struct Bridge {
     cfg: Config,
     ipam: Mutex<Ipam>,
-    /// Published ports of running containers; also serialises port
-    /// checks with the nft updates that follow them.
-    published: Mutex<Vec<Published>>,
+    /// Published ports of running containers (of every bridge); also
+    /// serialises port checks with the nft updates that follow them.
+    published: PublishedPorts,
     /// Set once the bridge and table are made (and cleared when the table
     /// goes with the last container).
     up: tokio::sync::Mutex<Option<u32>>,
@@ -100,12 +128,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Bridge {
     /// The bridge of `cfg`; nothing is made on the host yet.
     pub fn new(cfg: Config) -> Bridge {
+        Bridge::sharing(cfg, Arc::default())
+    }
+
+    /// The bridge of `cfg`, whose host ports are checked against
+    /// `published` (shared with the other bridges).
+    pub fn sharing(cfg: Config, published: PublishedPorts) -> Bridge {
         Bridge {
-            ipam: Mutex::new(Ipam::new(cfg.subnet)),
+            ipam: Mutex::new(Ipam::with_gateway(cfg.subnet, cfg.gateway)),
             cfg,
-            published: Mutex::new(Vec::new()),
+            published,
             up: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The published ports shared by this bridge.
+    pub fn published(&self) -> PublishedPorts {
+        self.published.clone()
+    }
+
+    /// Whether no container has an address on it.
+    pub fn is_unused(&self) -> bool {
+        lock(&self.ipam).is_empty()
+    }
+
+    /// Deletes the bridge and its table (a removed network's). A bridge
+    /// that is not there is fine.
+    pub async fn destroy(&self) -> Result<(), NetworkError> {
+        let mut up = self.up.lock().await;
+        let h = link::connect().map_err(|e| host("opening a netlink socket", e))?;
+        link::delete_if_present(&h, &self.cfg.name)
+            .await
+            .map_err(netlink)?;
+        match apply(nft::drop_table(&self.cfg.table)).await {
+            // Without nft there can be no table of berth's.
+            Ok(()) | Err(NetworkError::Nft(nft::NftError::Spawn(_))) => {}
+            Err(e) => return Err(e),
+        }
+        *up = None;
+        Ok(())
     }
 
     /// The bridge's name and subnet.
@@ -121,7 +182,7 @@ impl Bridge {
         Ok(Settings {
             ip,
             prefix: self.cfg.subnet.prefix,
-            gateway: self.cfg.subnet.gateway(),
+            gateway: self.cfg.gateway,
             bridge: self.cfg.name.clone(),
             ports: Vec::new(),
         })
@@ -160,7 +221,7 @@ impl Bridge {
             let mut up = self.up.lock().await;
             // Checked again under the lock: a create may have come between.
             if lock(&self.ipam).is_empty() && up.is_some() {
-                match apply(nft::drop_table()).await {
+                match apply(nft::drop_table(&self.cfg.table)).await {
                     Ok(()) => *up = None,
                     Err(e) => tracing::warn!("removing berth's nftables table: {e}"),
                 }
@@ -187,7 +248,7 @@ impl Bridge {
                 routes: clash.join(", "),
             });
         }
-        let index = link::ensure_bridge(h, name, subnet)
+        let index = link::ensure_bridge(h, name, subnet, self.cfg.gateway)
             .await
             .map_err(netlink)?;
         // Forwarding, so containers reach beyond the host (as Docker sets
@@ -210,9 +271,10 @@ impl Bridge {
         }
         let live: Vec<(Ipv4Addr, PortMapping)> = lock(&self.published)
             .iter()
+            .filter(|p| subnet.contains(p.ip))
             .map(|p| (p.ip, p.port.clone()))
             .collect();
-        apply(nft::table(name, subnet, &live)).await?;
+        apply(nft::table(&self.cfg.rules(), &live)).await?;
         *up = Some(index);
         Ok(index)
     }
@@ -233,7 +295,8 @@ impl Bridge {
         let inside = link::connect_in(ns)
             .await
             .map_err(|e| host("opening a netlink socket in the container's namespace", e))?;
-        let configured = link::configure_inside(&inside, s.ip, &self.cfg.subnet).await;
+        let configured =
+            link::configure_inside(&inside, s.ip, &self.cfg.subnet, self.cfg.gateway).await;
         if let Err(e) = configured {
             // The namespace may outlive this start (a spare's fd is held a
             // little longer): delete the pair now.
@@ -287,7 +350,11 @@ impl Bridge {
                 port: p.clone(),
             }));
         }
-        let script: String = bound.iter().map(|p| nft::element("add", ip, p)).collect();
+        let table = &self.cfg.table;
+        let script: String = bound
+            .iter()
+            .map(|p| nft::element(table, "add", ip, p))
+            .collect();
         if let Err(e) = apply(script).await {
             lock(&self.published).retain(|p| p.id != id);
             return Err(e);
@@ -301,7 +368,9 @@ impl Bridge {
     pub fn unpublish(&self, id: &str) {
         let gone: Vec<Published> = {
             let mut published = lock(&self.published);
-            let (gone, kept) = published.drain(..).partition(|p| p.id == id);
+            let (gone, kept) = published
+                .drain(..)
+                .partition(|p| p.id == id && self.cfg.subnet.contains(p.ip));
             *published = kept;
             gone
         };
@@ -310,18 +379,24 @@ impl Bridge {
         }
         let script: String = gone
             .iter()
-            .map(|p| nft::element("delete", p.ip, &p.port))
+            .map(|p| nft::element(&self.cfg.table, "delete", p.ip, &p.port))
             .collect();
         if let Err(e) = nft::apply(&script) {
             tracing::warn!(%id, "removing published ports: {e}");
         }
     }
 
-    /// At berthd's start, after the records are loaded: running bridge
-    /// containers (`live`: id, settings) keep their ports; veths and
-    /// table entries of anything else go. Done only when the bridge exists
-    /// (a host that never ran a bridge container is not touched).
-    pub async fn reconcile(&self, live: Vec<(String, Settings)>) -> Result<(), NetworkError> {
+    /// At berthd's start, after the records are loaded: running
+    /// containers on this bridge (`live`: id, settings; those of other
+    /// bridges are passed too, and only their veths kept) keep their ports;
+    /// veths and table entries of anything else go. Done only when the
+    /// bridge exists (a host that never ran a container on it is not
+    /// touched).
+    pub async fn reconcile(
+        &self,
+        live: &[(String, Settings)],
+        stale_veths: bool,
+    ) -> Result<(), NetworkError> {
         let h = link::connect().map_err(|e| host("opening a netlink socket", e))?;
         if link::index_of(&h, &self.cfg.name)
             .await
@@ -330,18 +405,20 @@ impl Bridge {
         {
             return Ok(());
         }
-        let keep: HashSet<String> = live.iter().map(|(id, _)| id.clone()).collect();
-        let gone = link::remove_stale_veths(&h, &keep).await.map_err(netlink)?;
-        if !gone.is_empty() {
-            tracing::info!(
-                "removed {} veth(s) of containers gone: {gone:?}",
-                gone.len()
-            );
+        if stale_veths {
+            let keep: HashSet<String> = live.iter().map(|(id, _)| id.clone()).collect();
+            let gone = link::remove_stale_veths(&h, &keep).await.map_err(netlink)?;
+            if !gone.is_empty() {
+                tracing::info!(
+                    "removed {} veth(s) of containers gone: {gone:?}",
+                    gone.len()
+                );
+            }
         }
         {
             let mut published = lock(&self.published);
-            published.clear();
-            for (id, s) in &live {
+            published.retain(|p| !self.cfg.subnet.contains(p.ip));
+            for (id, s) in live.iter().filter(|(_, s)| s.bridge == self.cfg.name) {
                 published.extend(s.ports.iter().map(|p| Published {
                     id: id.clone(),
                     ip: s.ip,
@@ -350,7 +427,7 @@ impl Bridge {
             }
         }
         if lock(&self.ipam).is_empty() {
-            apply(nft::drop_table()).await?;
+            apply(nft::drop_table(&self.cfg.table)).await?;
             return Ok(());
         }
         // The table as the records say, in one transaction: elements of

@@ -59,6 +59,13 @@ impl Subnet {
         Ipv4Addr::from(u32::from(self.addr) + 1)
     }
 
+    /// Whether `ip` may be a host of this subnet: neither its network
+    /// nor its broadcast address.
+    pub fn is_host(&self, ip: Ipv4Addr) -> bool {
+        let ip = u32::from(ip);
+        self.contains(Ipv4Addr::from(ip)) && ip != u32::from(self.addr) && ip != self.broadcast()
+    }
+
     fn broadcast(&self) -> u32 {
         u32::from(self.addr) | !self.mask()
     }
@@ -74,14 +81,21 @@ impl std::fmt::Display for Subnet {
 #[derive(Debug)]
 pub struct Ipam {
     subnet: Subnet,
+    gateway: u32,
     used: BTreeSet<u32>,
 }
 
 impl Ipam {
-    /// Nothing allocated yet.
+    /// Nothing allocated yet; the gateway is the subnet's first address.
     pub fn new(subnet: Subnet) -> Ipam {
+        Ipam::with_gateway(subnet, subnet.gateway())
+    }
+
+    /// Nothing allocated yet; `gateway` (in the subnet) is never handed out.
+    pub fn with_gateway(subnet: Subnet, gateway: Ipv4Addr) -> Ipam {
         Ipam {
             subnet,
+            gateway: u32::from(gateway),
             used: BTreeSet::new(),
         }
     }
@@ -89,17 +103,28 @@ impl Ipam {
     /// The lowest free address (gateway, network and broadcast excluded),
     /// now taken; `None` when the subnet is full.
     pub fn allocate(&mut self) -> Option<Ipv4Addr> {
-        let first = u32::from(self.subnet.gateway()) + 1;
+        let first = u32::from(self.subnet.addr) + 1;
         let last = self.subnet.broadcast() - 1;
         // The used set is sorted: the first gap after `first` is the answer,
         // found in one pass over what is taken rather than a probe per
-        // address.
+        // address (the gateway counts as taken).
         let mut candidate = first;
-        for &u in self.used.range(first..=last) {
-            if u != candidate {
-                break;
+        let mut used = self.used.range(first..=last).peekable();
+        loop {
+            if candidate == self.gateway {
+                candidate += 1;
+                continue;
             }
-            candidate += 1;
+            match used.peek() {
+                Some(&&u) if u < candidate => {
+                    used.next();
+                }
+                Some(&&u) if u == candidate => {
+                    used.next();
+                    candidate += 1;
+                }
+                _ => break,
+            }
         }
         (candidate <= last).then(|| {
             self.used.insert(candidate);
@@ -110,7 +135,7 @@ impl Ipam {
     /// Marks `ip` taken (a loaded record's). False when it is not in the
     /// subnet or already taken.
     pub fn claim(&mut self, ip: Ipv4Addr) -> bool {
-        self.subnet.contains(ip) && self.used.insert(u32::from(ip))
+        self.subnet.contains(ip) && u32::from(ip) != self.gateway && self.used.insert(u32::from(ip))
     }
 
     /// Frees `ip`.
@@ -167,6 +192,24 @@ mod tests {
             !ipam.claim(Ipv4Addr::new(10, 2, 0, 4)),
             "outside the subnet"
         );
+    }
+
+    #[test]
+    fn a_gateway_of_choice_is_never_handed_out() {
+        let sub = Subnet::parse("10.1.0.0/29").unwrap();
+        let mut ipam = Ipam::with_gateway(sub, Ipv4Addr::new(10, 1, 0, 3));
+        let got: Vec<_> = std::iter::from_fn(|| ipam.allocate()).collect();
+        assert_eq!(
+            got,
+            [1, 2, 4, 5, 6]
+                .into_iter()
+                .map(|i| Ipv4Addr::new(10, 1, 0, i))
+                .collect::<Vec<_>>()
+        );
+        assert!(!ipam.claim(Ipv4Addr::new(10, 1, 0, 3)));
+        assert!(sub.is_host(Ipv4Addr::new(10, 1, 0, 6)));
+        assert!(!sub.is_host(Ipv4Addr::new(10, 1, 0, 7)));
+        assert!(!sub.is_host(Ipv4Addr::new(10, 1, 0, 0)));
     }
 
     #[test]

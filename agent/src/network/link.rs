@@ -87,9 +87,14 @@ pub async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, Error> {
     }
 }
 
-/// Makes bridge `name` with `subnet`'s gateway address, up, unless it is
-/// there; returns its index.
-pub async fn ensure_bridge(h: &Handle, name: &str, subnet: &Subnet) -> Result<u32, Error> {
+/// Makes bridge `name` with address `gateway` in `subnet`, up, unless it
+/// is there; returns its index.
+pub async fn ensure_bridge(
+    h: &Handle,
+    name: &str,
+    subnet: &Subnet,
+    gateway: Ipv4Addr,
+) -> Result<u32, Error> {
     let index = match index_of(h, name).await? {
         Some(i) => i,
         None => {
@@ -104,7 +109,7 @@ pub async fn ensure_bridge(h: &Handle, name: &str, subnet: &Subnet) -> Result<u3
         }
     };
     h.address()
-        .add(index, IpAddr::V4(subnet.gateway()), subnet.prefix)
+        .add(index, IpAddr::V4(gateway), subnet.prefix)
         .execute()
         .await
         .or_else(exists_ok)?;
@@ -180,8 +185,13 @@ pub async fn add_veth(h: &Handle, id: &str, bridge: u32, ns: &OwnedFd) -> Result
 }
 
 /// Inside the container's namespace (`h` connected there): `eth0` gets
-/// `ip`, comes up, and the default route goes through the gateway.
-pub async fn configure_inside(h: &Handle, ip: Ipv4Addr, subnet: &Subnet) -> Result<(), Error> {
+/// `ip`, comes up, and the default route goes through `gateway`.
+pub async fn configure_inside(
+    h: &Handle,
+    ip: Ipv4Addr,
+    subnet: &Subnet,
+    gateway: Ipv4Addr,
+) -> Result<(), Error> {
     let index = index_of(h, CONTAINER_IFNAME)
         .await?
         .ok_or_else(|| Error::Missing("eth0 in the container's namespace".into()))?;
@@ -196,7 +206,7 @@ pub async fn configure_inside(h: &Handle, ip: Ipv4Addr, subnet: &Subnet) -> Resu
     h.route()
         .add(
             RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(subnet.gateway())
+                .gateway(gateway)
                 .output_interface(index)
                 .build(),
         )
@@ -217,6 +227,22 @@ pub async fn delete_if_present(h: &Handle, name: &str) -> Result<(), Error> {
         Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The names of the links whose name starts with `prefix`.
+pub async fn names_with_prefix(h: &Handle, prefix: &str) -> Result<Vec<String>, Error> {
+    let mut links = h.link().get().execute();
+    let mut found = Vec::new();
+    while let Some(link) = links.try_next().await? {
+        for a in &link.attributes {
+            if let LinkAttribute::IfName(n) = a {
+                if n.starts_with(prefix) {
+                    found.push(n.clone());
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Deletes host-side veths of berth whose container is not in `keep`

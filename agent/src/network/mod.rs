@@ -6,8 +6,8 @@
 //! spare namespace of its own, the host's, or another container's, held
 //! open until the init has entered it. `bridge` puts the container on
 //! berth's bridge ([`bridge`]: addresses from [`ipam`], links through
-//! [`link`], published [`ports`] through [`nft`]). User-defined networks
-//! are refused as not supported yet.
+//! [`link`], published [`ports`] through [`nft`]); a user-defined network
+//! ([`user`]) is another such bridge, with a subnet and table of its own.
 
 pub mod bridge;
 pub mod ipam;
@@ -17,6 +17,7 @@ pub mod namespace;
 pub mod nft;
 pub mod ports;
 pub mod resolv;
+pub mod user;
 
 pub use mode::{Mode, Requested};
 pub use namespace::Netns;
@@ -84,6 +85,55 @@ pub enum NetworkError {
         /// Cause.
         #[source]
         source: std::io::Error,
+    },
+    /// No user-defined network has that name, id or id prefix.
+    #[error("no such network: {key}")]
+    NotFound {
+        /// The key as given (capped).
+        key: String,
+    },
+    /// An id prefix that matches more than one network.
+    #[error("network id prefix {key} is ambiguous")]
+    Ambiguous {
+        /// The key as given (capped).
+        key: String,
+    },
+    /// A network of that name exists.
+    #[error("a network named {name} already exists")]
+    NameInUse {
+        /// The name.
+        name: String,
+    },
+    /// The subnet overlaps another network's.
+    #[error("subnet {subnet} overlaps {other}")]
+    Overlap {
+        /// The subnet asked for.
+        subnet: String,
+        /// Which other subnet, of which network.
+        other: String,
+    },
+    /// The pool of automatic subnets has no free /24.
+    #[error("no free /24 left in the pool {pool}: give a subnet", pool = user::POOL)]
+    PoolExhausted,
+    /// Containers are on the network.
+    #[error("network {name} is in use by containers: remove them first")]
+    InUse {
+        /// The network's name.
+        name: String,
+    },
+    /// `bridge`, `host`, `none` or `default`: not a user-defined network.
+    #[error("{name} is a predefined network, not a user-defined one")]
+    Predefined {
+        /// The name.
+        name: String,
+    },
+    /// A request field is not valid.
+    #[error("{msg}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// Why (input quoted capped).
+        msg: String,
     },
     /// Opening the other container's namespace failed.
     #[error("opening the network namespace of container {name}: {source}")]

@@ -19,6 +19,8 @@ pub enum Requested {
     Bridge,
     /// Another container's namespace: its name, id or id prefix as given.
     Container(String),
+    /// A user-defined network: its name, id or id prefix as given.
+    Network(String),
 }
 
 /// A container's network, resolved at Create and stored in its record.
@@ -35,6 +37,8 @@ pub enum Mode {
     Bridge,
     /// The namespace of the container with this id, at each start.
     Container(String),
+    /// A namespace of its own, on the user-defined network with this id.
+    Network(String),
 }
 
 impl Requested {
@@ -61,7 +65,7 @@ impl Requested {
             return Ok(Requested::Container(peer.to_string()));
         }
         if is_network_name(s) {
-            return Err(NetworkError::Unsupported("user-defined networks"));
+            return Ok(Requested::Network(s.to_string()));
         }
         Err(NetworkError::Invalid(format!(
             "network {:?} is none of \"none\", \"host\", \"bridge\", \
@@ -92,6 +96,7 @@ impl std::fmt::Display for Mode {
             Mode::Host => f.write_str("host"),
             Mode::Bridge => f.write_str("bridge"),
             Mode::Container(id) => write!(f, "container:{id}"),
+            Mode::Network(id) => write!(f, "network:{id}"),
         }
     }
 }
@@ -111,12 +116,14 @@ impl TryFrom<String> for Mode {
             "none" => Ok(Mode::None),
             "host" => Ok(Mode::Host),
             "bridge" => Ok(Mode::Bridge),
-            _ => match s.strip_prefix("container:") {
-                Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    Ok(Mode::Container(id.to_string()))
+            _ => {
+                let is_id = |id: &str| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+                match (s.strip_prefix("container:"), s.strip_prefix("network:")) {
+                    (Some(id), _) if is_id(id) => Ok(Mode::Container(id.to_string())),
+                    (_, Some(id)) if is_id(id) => Ok(Mode::Network(id.to_string())),
+                    _ => Err(format!("unknown stored network mode {:?}", capped(&s))),
                 }
-                _ => Err(format!("unknown stored network mode {:?}", capped(&s))),
-            },
+            }
         }
     }
 }
@@ -143,11 +150,9 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_built_says_so() {
+    fn other_names_are_user_networks() {
         for s in ["mynet", "my-net.1"] {
-            let e = Requested::parse(s).unwrap_err();
-            assert!(matches!(e, NetworkError::Unsupported(_)), "{s}: {e}");
-            assert!(e.to_string().starts_with("not supported yet: "), "{e}");
+            assert_eq!(parse(s), Ok(Requested::Network(s.into())));
         }
     }
 
@@ -167,7 +172,13 @@ mod tests {
     #[test]
     fn stored_modes_round_trip() {
         let id = "ab".repeat(32);
-        for m in [Mode::None, Mode::Host, Mode::Bridge, Mode::Container(id)] {
+        for m in [
+            Mode::None,
+            Mode::Host,
+            Mode::Bridge,
+            Mode::Container(id.clone()),
+            Mode::Network(id),
+        ] {
             let json = serde_json::to_string(&m).unwrap();
             assert_eq!(serde_json::from_str::<Mode>(&json).unwrap(), m);
         }

@@ -14,8 +14,30 @@ use std::process::{Command, Stdio};
 use super::ipam::Subnet;
 use super::ports::PortMapping;
 
-/// The table's family and name.
+/// The default bridge's table: family and name.
 pub const TABLE: &str = "inet berth";
+/// User-defined networks' tables are this, `_`, then 12 hex digits of the
+/// network's id.
+pub const NETWORK_TABLE_PREFIX: &str = "inet berth_";
+/// Link names of user-defined networks' bridges start with this.
+pub const NETWORK_BRIDGE_PREFIX: &str = "br-";
+
+/// What one bridge's table says beyond its published ports.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Family and name of the table.
+    pub table: String,
+    /// The bridge's link name.
+    pub bridge: String,
+    /// Its subnet.
+    pub subnet: Subnet,
+    /// No masquerade, and nothing forwarded in or out of the bridge.
+    pub internal: bool,
+    /// For a user-defined network: the default bridge's name. Forwarding
+    /// between this bridge and that one or another network's bridge is
+    /// dropped, as Docker isolates its networks.
+    pub isolate_from: Option<String>,
+}
 /// Longest stderr of nft kept in an error.
 const MAX_ERR: usize = 1024;
 
@@ -67,11 +89,59 @@ pub fn apply(script: &str) -> Result<(), NftError> {
     Err(NftError::Failed(err))
 }
 
-/// The whole table, replacing whatever berth's table held: the fixed rules
+/// Whether `table` (family and name) exists.
+pub fn table_exists(table: &str) -> bool {
+    Command::new(nft_binary())
+        .args(["list", "table"])
+        .args(table.split(' '))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The whole table, replacing whatever the table held: the fixed rules
 /// and the elements for `published` (container address, mapping).
-pub fn table(bridge: &str, subnet: &Subnet, published: &[(Ipv4Addr, PortMapping)]) -> String {
+pub fn table(rules: &Rules, published: &[(Ipv4Addr, PortMapping)]) -> String {
+    let Rules {
+        table,
+        bridge,
+        subnet,
+        ..
+    } = rules;
+    // Rules only a network's containers' traffic can match: masquerade
+    // out of the bridge, isolation in the forward hook.
+    let masquerade = if rules.internal {
+        String::new()
+    } else {
+        format!("\x20   ip saddr {subnet} oifname != \"{bridge}\" masquerade\n")
+    };
+    let mut forward = String::new();
+    if rules.internal {
+        forward.push_str(&format!(
+            "\x20   iifname \"{bridge}\" oifname != \"{bridge}\" drop\n\
+             \x20   oifname \"{bridge}\" iifname != \"{bridge}\" drop\n"
+        ));
+    }
+    if let Some(default) = &rules.isolate_from {
+        let others = format!("{NETWORK_BRIDGE_PREFIX}*");
+        forward.push_str(&format!(
+            "\x20   iifname \"{bridge}\" oifname \"{others}\" oifname != \"{bridge}\" drop\n\
+             \x20   oifname \"{bridge}\" iifname \"{others}\" iifname != \"{bridge}\" drop\n\
+             \x20   iifname \"{bridge}\" oifname \"{default}\" drop\n\
+             \x20   iifname \"{default}\" oifname \"{bridge}\" drop\n"
+        ));
+    }
+    let forward = if forward.is_empty() {
+        forward
+    } else {
+        format!(
+            "\x20 chain forward {{ type filter hook forward priority filter; policy accept;\n\
+             {forward}\x20 }}\n"
+        )
+    };
     let mut s = format!(
-        "add table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{\n\
+        "add table {table}\ndelete table {table}\ntable {table} {{\n\
          \x20 map tcp_any {{ type inet_service : ipv4_addr . inet_service; }}\n\
          \x20 map udp_any {{ type inet_service : ipv4_addr . inet_service; }}\n\
          \x20 map tcp_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}\n\
@@ -88,27 +158,28 @@ pub fn table(bridge: &str, subnet: &Subnet, published: &[(Ipv4Addr, PortMapping)
          \x20 chain output {{ type nat hook output priority -100; policy accept;\n\
          \x20   fib daddr type local jump publish\n\
          \x20 }}\n\
+         {forward}\
          \x20 chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
-         \x20   ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+         {masquerade}\
          \x20   oifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade\n\
          \x20   oifname \"{bridge}\" ct status dnat ip saddr {subnet} masquerade\n\
          \x20 }}\n\
          }}\n"
     );
     for (ip, p) in published {
-        s.push_str(&element("add", *ip, p));
+        s.push_str(&element(table, "add", *ip, p));
     }
     s
 }
 
-/// Deletes berth's table (nothing if there is none).
-pub fn drop_table() -> String {
-    format!("add table {TABLE}\ndelete table {TABLE}\n")
+/// Deletes `table` (nothing if there is none).
+pub fn drop_table(table: &str) -> String {
+    format!("add table {table}\ndelete table {table}\n")
 }
 
 /// The line that adds (`op` "add") or deletes ("delete") the element of
-/// mapping `p` to container address `ip`.
-pub fn element(op: &str, ip: Ipv4Addr, p: &PortMapping) -> String {
+/// mapping `p` to container address `ip` in `table`.
+pub fn element(table: &str, op: &str, ip: Ipv4Addr, p: &PortMapping) -> String {
     let proto = p.proto.as_str();
     let (map, key) = match p.host_ip {
         Some(host) => ("ip", format!("{host} . {}", p.host_port)),
@@ -119,7 +190,7 @@ pub fn element(op: &str, ip: Ipv4Addr, p: &PortMapping) -> String {
     } else {
         String::new()
     };
-    format!("{op} element {TABLE} {proto}_{map} {{ {key}{value} }}\n")
+    format!("{op} element {table} {proto}_{map} {{ {key}{value} }}\n")
 }
 
 #[cfg(test)]
@@ -132,12 +203,38 @@ mod tests {
         let any = PortMapping::parse("", 8080, 80, "tcp").unwrap();
         let one = PortMapping::parse("127.0.0.1", 53, 53, "udp").unwrap();
         assert_eq!(
-            element("add", ip, &any),
+            element(TABLE, "add", ip, &any),
             "add element inet berth tcp_any { 8080 : 10.88.0.2 . 80 }\n"
         );
         assert_eq!(
-            element("delete", ip, &one),
+            element(TABLE, "delete", ip, &one),
             "delete element inet berth udp_ip { 127.0.0.1 . 53 }\n"
         );
+    }
+
+    fn rules(internal: bool, isolate: bool) -> Rules {
+        Rules {
+            table: "inet berth_0123456789ab".into(),
+            bridge: "br-0123456789ab".into(),
+            subnet: Subnet::parse("10.89.3.0/24").unwrap(),
+            internal,
+            isolate_from: isolate.then(|| "berth0".into()),
+        }
+    }
+
+    #[test]
+    fn a_network_is_isolated_and_an_internal_one_not_masqueraded() {
+        let t = table(&rules(false, true), &[]);
+        assert!(t.contains("ip saddr 10.89.3.0/24 oifname != \"br-0123456789ab\" masquerade"));
+        assert!(t.contains(
+            "iifname \"br-0123456789ab\" oifname \"br-*\" oifname != \"br-0123456789ab\" drop"
+        ));
+        assert!(t.contains("iifname \"berth0\" oifname \"br-0123456789ab\" drop"));
+        let t = table(&rules(true, true), &[]);
+        assert!(!t.contains("ip saddr 10.89.3.0/24 oifname"), "{t}");
+        assert!(t.contains("iifname \"br-0123456789ab\" oifname != \"br-0123456789ab\" drop"));
+        // The default bridge filters nothing, as before.
+        let t = table(&rules(false, false), &[]);
+        assert!(!t.contains("chain forward"), "{t}");
     }
 }

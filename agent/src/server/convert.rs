@@ -58,6 +58,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
             .map_err(|e| Error::Container(e.into()))?,
         dns: s.dns,
         extra_hosts: s.extra_hosts,
+        network_aliases: s.network_aliases,
     })
 }
 
@@ -201,6 +202,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         ports: s.ports.iter().map(port_to_proto).collect(),
         dns: s.dns.clone(),
         extra_hosts: s.extra_hosts.clone(),
+        network_aliases: s.network_aliases.clone(),
     }
 }
 

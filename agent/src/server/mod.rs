@@ -10,6 +10,7 @@ mod image_status;
 pub mod images;
 mod listen;
 mod logs;
+mod networks;
 pub mod oversize;
 pub mod stats;
 pub mod status;
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use berth::v1::networks_server::NetworksServer;
 use berth::v1::stats_server::StatsServer;
 use berth::v1::{
     agent_server::AgentServer, containers_server::ContainersServer, images_server::ImagesServer,
@@ -73,6 +75,13 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     monitors.refill();
     let images = Arc::new(ImageStore::open(&cfg.state_dir.join("images"))?);
     let trash = cfg.state_dir.join("trash");
+    let networks = Arc::new(crate::network::user::Networks::open(
+        cfg.state_dir.join("networks"),
+        Arc::new(crate::network::bridge::Bridge::new(
+            crate::network::bridge::Config::new(&cfg.bridge_name, &cfg.bridge_subnet)?,
+        )),
+        bus.clone(),
+    )?);
     let mgr = Manager::open(
         cfg.state_dir.join("containers"),
         Deps {
@@ -81,9 +90,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             events: bus.clone(),
             launcher: Arc::new(monitors),
             netns: NetnsPool::start(cfg.spare_netns)?,
-            bridge: Arc::new(crate::network::bridge::Bridge::new(
-                crate::network::bridge::Config::new(&cfg.bridge_name, &cfg.bridge_subnet)?,
-            )),
+            networks: networks.clone(),
             flusher: flusher.clone(),
             janitor: Arc::new(
                 Janitor::start(trash.clone()).map_err(|e| format!("{}: {e}", trash.display()))?,
@@ -124,6 +131,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         .await;
     health
         .set_serving::<StatsServer<stats::StatsService>>()
+        .await;
+    health
+        .set_serving::<NetworksServer<networks::NetworksService>>()
         .await;
     // Reflection in both versions: grpcurl and grpc-go speak v1, Python's
     // grpcio-reflection, Postman and older tools only v1alpha.
@@ -179,6 +189,11 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         )
         .add_service(
             StatsServer::new(stats::StatsService::new(mgr.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            NetworksServer::new(networks::NetworksService::new(mgr.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
         );

@@ -151,6 +151,32 @@ fn network(e: &NetworkError) -> Details {
         NetworkError::PortBusy { port, .. } => {
             Details::new(Code::FailedPrecondition, "PORT_IN_USE").with("port", port.clone())
         }
+        NetworkError::NotFound { key } => {
+            Details::new(Code::NotFound, "NETWORK_NOT_FOUND").with("key", key.clone())
+        }
+        NetworkError::Ambiguous { key } => {
+            Details::new(Code::InvalidArgument, "NETWORK_AMBIGUOUS").with("key", key.clone())
+        }
+        NetworkError::NameInUse { name } => {
+            Details::new(Code::AlreadyExists, "NETWORK_NAME_IN_USE").with("name", name.clone())
+        }
+        NetworkError::Overlap { subnet, .. } => {
+            Details::new(Code::FailedPrecondition, "NETWORK_SUBNET_OVERLAP")
+                .with("subnet", subnet.clone())
+        }
+        NetworkError::PoolExhausted => {
+            Details::new(Code::ResourceExhausted, "NETWORK_POOL_EXHAUSTED")
+        }
+        NetworkError::InUse { name } => {
+            Details::new(Code::FailedPrecondition, "NETWORK_IN_USE").with("network", name.clone())
+        }
+        NetworkError::Predefined { name } => {
+            Details::new(Code::FailedPrecondition, "NETWORK_PREDEFINED")
+                .with("network", name.clone())
+        }
+        NetworkError::InvalidField { field, .. } => {
+            Details::new(Code::InvalidArgument, "INVALID_REQUEST").field(field)
+        }
         NetworkError::Join { .. }
         | NetworkError::Netlink(_)
         | NetworkError::Nft(_)
@@ -208,6 +234,12 @@ impl From<Error> for Status {
 impl From<ContainerError> for Status {
     fn from(e: ContainerError) -> Status {
         Error::from(e).into()
+    }
+}
+
+impl From<NetworkError> for Status {
+    fn from(e: NetworkError) -> Status {
+        ContainerError::from(e).into()
     }
 }
 

@@ -30,9 +30,14 @@ pub struct SpecArgs {
     pub hostname: Option<String>,
     /// Network: none (the default: only lo), host (the host's network),
     /// bridge (berth's bridge, with an address of its own),
-    /// container:NAME|ID (another running container's network).
+    /// container:NAME|ID (another running container's network), or the
+    /// name of a user-defined network (`network create`).
     #[arg(long, alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
+    /// A name other containers on its user-defined network know it by
+    /// (repeatable).
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_aliases: Vec<String>,
     /// Publish a container port on the host (with --network bridge):
     /// [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]; no host port (or
     /// IP::PORT) takes a free one; ranges as 8000-8009:80-89 (repeatable).

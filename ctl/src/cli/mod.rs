@@ -12,8 +12,10 @@ use clap::{ArgMatches, FromArgMatches, Parser, Subcommand, ValueEnum};
 use crate::parse;
 
 mod args;
+mod network;
 mod unsupported;
 pub use args::*;
+pub use network::*;
 
 /// The help section of the options that choose the agents a command talks
 /// to: every command has them, so they follow the command's own options.
@@ -291,6 +293,9 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage user-defined networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Give an image one more reference (same as `image tag`).
     Tag(ImageTagArgs),
     /// List images (same as `image ls`).

@@ -24,7 +24,6 @@ const COMMANDS: &[(&str, &str)] = &[
     ("export", "exporting a container's filesystem"),
     ("history", "an image's history"),
     ("load", "loading images (use `berthctl image import FILE`)"),
-    ("network", "managing networks (see `run --network`)"),
     ("prune", "pruning unused containers or images"),
     ("push", "pushing images to a registry"),
     ("rename", "renaming a container"),

@@ -17,6 +17,7 @@ mod inspect;
 mod kill;
 mod login;
 mod logs;
+mod network;
 mod pause;
 mod ps;
 mod pull;
@@ -59,6 +60,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Events(a) => events::events(f, a).await,
         Command::Stats(a) => stats::stats(f, a).await,
         Command::Top(a) => top::top(f, a).await,
+        Command::Network(c) => network::network(f, c).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
         Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,

@@ -58,6 +58,7 @@ pub fn spec_from_args(
             .collect(),
         dns: a.dns.clone(),
         extra_hosts: a.add_host.clone(),
+        network_aliases: a.network_aliases.clone(),
     })
 }
 

@@ -139,6 +139,7 @@ pub fn object_type_word(t: i32) -> &'static str {
     match ObjectType::try_from(t) {
         Ok(ObjectType::Container) => "container",
         Ok(ObjectType::Image) => "image",
+        Ok(ObjectType::Network) => "network",
         _ => "unknown",
     }
 }

@@ -1,0 +1,518 @@
+//! User-defined networks (Docker's `docker network create`): each is a
+//! bridge of its own (`br-<12 hex of its id>`) with a subnet of its own,
+//! an nftables table of its own (`inet berth_<12 hex>`), and containers
+//! that reach each other but not other networks.
+//!
+//! A network's record is a 0600 JSON file in the state directory's
+//! `networks/`, written (synced) before Create returns and deleted at
+//! Remove, so the set of networks survives restarts and kill -9. As for
+//! the default bridge, a container's address lives in its own record; the
+//! bridge and table are made at the first start of a container on the
+//! network and adopted as they are after a restart.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::bridge::{self, Bridge};
+use super::ipam::Subnet;
+use super::{nft, NetworkError};
+use crate::error::capped;
+use crate::events::domain::{Action, Event, EventSink, Object};
+use crate::fsutil::{write_atomic, WriteOptions};
+
+/// Where subnets of networks created without one come from, a /24 each.
+pub const POOL: &str = "10.89.0.0/16";
+/// Longest network name.
+pub const MAX_NAME: usize = 64;
+/// Most labels of a network.
+pub const MAX_LABELS: usize = 64;
+/// Longest label key.
+pub const MAX_LABEL_KEY: usize = 256;
+/// Longest label value.
+pub const MAX_LABEL_VALUE: usize = 4096;
+/// Longest subnet or gateway string.
+pub const MAX_ADDR: usize = 64;
+/// Names that are network modes, not networks.
+pub const RESERVED: [&str; 4] = ["bridge", "default", "host", "none"];
+
+/// A user-defined network, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    /// 64 lowercase hex characters.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// `a.b.c.d/n`.
+    pub subnet: String,
+    /// The bridge's address.
+    pub gateway: Ipv4Addr,
+    /// No outbound NAT and nothing forwarded in or out.
+    pub internal: bool,
+    /// Labels as given.
+    pub labels: BTreeMap<String, String>,
+    /// Unix nanos.
+    pub created_at: i64,
+}
+
+impl NetworkRecord {
+    /// The bridge's link name (15 bytes, the kernel's limit).
+    pub fn bridge_name(&self) -> String {
+        format!("{}{}", nft::NETWORK_BRIDGE_PREFIX, &self.id[..12])
+    }
+
+    /// Its nftables table, family and name.
+    pub fn table(&self) -> String {
+        format!("{}{}", nft::NETWORK_TABLE_PREFIX, &self.id[..12])
+    }
+}
+
+/// What a client asks Create for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// Name.
+    pub name: String,
+    /// Subnet, or "" for one from [`POOL`].
+    pub subnet: String,
+    /// Gateway, or "" for the subnet's first address.
+    pub gateway: String,
+    /// Internal.
+    pub internal: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Driver: "" or "bridge".
+    pub driver: String,
+    /// IPv6 wanted (not supported yet).
+    pub ipv6: bool,
+}
+
+/// A network and its bridge.
+#[derive(Debug)]
+pub struct UserNetwork {
+    /// What is stored.
+    pub rec: NetworkRecord,
+    /// Its bridge (addresses, link, rules).
+    pub bridge: Arc<Bridge>,
+}
+
+/// All networks of this berthd: the default bridge and the user-defined
+/// ones.
+pub struct Networks {
+    dir: PathBuf,
+    default: Arc<Bridge>,
+    events: Arc<dyn EventSink>,
+    /// By id. Allocations of addresses on a user network are made under
+    /// this lock, so a Remove that finds a network unused cannot race a
+    /// Create onto it.
+    nets: Mutex<BTreeMap<String, Arc<UserNetwork>>>,
+}
+
+impl std::fmt::Debug for Networks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Networks").field("dir", &self.dir).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn io(what: impl Into<String>, source: std::io::Error) -> NetworkError {
+    NetworkError::Host {
+        what: what.into(),
+        source,
+    }
+}
+
+impl Networks {
+    /// Loads the networks stored in `dir` (made if missing); `default` is
+    /// the default bridge. A record that cannot be read is logged and
+    /// left where it is.
+    pub fn open(
+        dir: PathBuf,
+        default: Arc<Bridge>,
+        events: Arc<dyn EventSink>,
+    ) -> Result<Networks, NetworkError> {
+        if !dir.exists() {
+            crate::state_dir::create_private_dir(&dir)
+                .map_err(|e| io(format!("creating {}", dir.display()), e))?;
+        }
+        let mut nets = BTreeMap::new();
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| io(format!("reading {}", dir.display()), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io(format!("reading {}", dir.display()), e))?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let rec: NetworkRecord = match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("network record {}: {e}", path.display());
+                    continue;
+                }
+            };
+            match build(&rec, &default) {
+                Ok(bridge) => {
+                    nets.insert(rec.id.clone(), Arc::new(UserNetwork { rec, bridge }));
+                }
+                Err(e) => tracing::error!("network record {}: {e}", path.display()),
+            }
+        }
+        Ok(Networks {
+            dir,
+            default,
+            events,
+            nets: Mutex::new(nets),
+        })
+    }
+
+    /// The default bridge.
+    pub fn default_bridge(&self) -> &Arc<Bridge> {
+        &self.default
+    }
+
+    /// The bridge of user network `id`, if it exists.
+    pub fn bridge(&self, id: &str) -> Option<Arc<Bridge>> {
+        lock(&self.nets).get(id).map(|n| n.bridge.clone())
+    }
+
+    /// All user networks, by name.
+    pub fn list(&self) -> Vec<Arc<UserNetwork>> {
+        let mut all: Vec<_> = lock(&self.nets).values().cloned().collect();
+        all.sort_by(|a, b| a.rec.name.cmp(&b.rec.name));
+        all
+    }
+
+    /// The network named `key` (name, id or unique id prefix).
+    pub fn get(&self, key: &str) -> Result<Arc<UserNetwork>, NetworkError> {
+        find(&lock(&self.nets), key)
+    }
+
+    /// An address on network `key` for a new container: the network's id
+    /// and the container's settings.
+    pub fn allocate(&self, key: &str) -> Result<(String, bridge::Settings), NetworkError> {
+        let nets = lock(&self.nets);
+        let net = find(&nets, key)?;
+        Ok((net.rec.id.clone(), net.bridge.allocate()?))
+    }
+
+    /// Creates a network.
+    pub fn create(&self, req: CreateRequest) -> Result<Arc<UserNetwork>, NetworkError> {
+        check(&req)?;
+        let mut nets = lock(&self.nets);
+        if nets.values().any(|n| n.rec.name == req.name) {
+            return Err(NetworkError::NameInUse {
+                name: req.name.clone(),
+            });
+        }
+        let taken: Vec<(Subnet, String)> = std::iter::once((
+            self.default.config().subnet,
+            format!("the default bridge ({})", self.default.config().name),
+        ))
+        .chain(nets.values().filter_map(|n| {
+            Subnet::parse(&n.rec.subnet)
+                .ok()
+                .map(|s| (s, format!("network {}", n.rec.name)))
+        }))
+        .collect();
+        let subnet = if req.subnet.is_empty() {
+            pick(&taken)?
+        } else {
+            let s = Subnet::parse(&req.subnet).map_err(|e| invalid("subnet", e))?;
+            if let Some((other, whose)) = taken.iter().find(|(t, _)| t.overlaps(&s)) {
+                return Err(NetworkError::Overlap {
+                    subnet: s.to_string(),
+                    other: format!("{other} of {whose}"),
+                });
+            }
+            s
+        };
+        let gateway = if req.gateway.is_empty() {
+            subnet.gateway()
+        } else {
+            let g: Ipv4Addr = req.gateway.parse().map_err(|_| {
+                invalid(
+                    "gateway",
+                    format!("gateway {:?} is not an IPv4 address", capped(&req.gateway)),
+                )
+            })?;
+            if !subnet.is_host(g) {
+                return Err(invalid(
+                    "gateway",
+                    format!("gateway {g} is not a host address of subnet {subnet}"),
+                ));
+            }
+            g
+        };
+        let id = loop {
+            let id = crate::container::spec::new_id();
+            // The bridge and table names use 12 digits: they must be unique
+            // too, and a name must not read as an id prefix of another.
+            if !nets.keys().any(|k| k[..12] == id[..12]) {
+                break id;
+            }
+        };
+        let rec = NetworkRecord {
+            id: id.clone(),
+            name: req.name,
+            subnet: subnet.to_string(),
+            gateway,
+            internal: req.internal,
+            labels: req.labels,
+            created_at: now_nanos(),
+        };
+        let bridge = build(&rec, &self.default)?;
+        let json = serde_json::to_vec_pretty(&rec)
+            .map_err(|e| io("encoding the network record", std::io::Error::other(e)))?;
+        let path = self.dir.join(format!("{id}.json"));
+        write_atomic(&path, &json, WriteOptions::synced().with_mode(0o600))
+            .map_err(|e| io(format!("writing {}", path.display()), e))?;
+        let net = Arc::new(UserNetwork { rec, bridge });
+        nets.insert(id, net.clone());
+        drop(nets);
+        self.announce(&net.rec, Action::Created);
+        Ok(net)
+    }
+
+    /// Removes network `key`: refused while a container has an address on
+    /// it; its bridge and table go.
+    pub async fn remove(&self, key: &str) -> Result<NetworkRecord, NetworkError> {
+        // Out of the table first, under the lock that allocations take: no
+        // container can join it from here on.
+        let net = {
+            let mut nets = lock(&self.nets);
+            let net = find(&nets, key)?;
+            if !net.bridge.is_unused() {
+                return Err(NetworkError::InUse {
+                    name: net.rec.name.clone(),
+                });
+            }
+            nets.remove(&net.rec.id);
+            net
+        };
+        // The bridge and table before the record: a failure (or a crash)
+        // in between leaves a network that is still stored, whose bridge
+        // is made again at its next use.
+        let gone = match net.bridge.destroy().await {
+            Ok(()) => {
+                let path = self.dir.join(format!("{}.json", net.rec.id));
+                match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(io(format!("removing {}", path.display()), e)),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = gone {
+            lock(&self.nets).insert(net.rec.id.clone(), net.clone());
+            return Err(e);
+        }
+        self.announce(&net.rec, Action::Removed);
+        Ok(net.rec.clone())
+    }
+
+    fn announce(&self, rec: &NetworkRecord, action: Action) {
+        let mut ev = Event::new(Object::Network, action, rec.id.clone());
+        ev.name = rec.name.clone();
+        ev.labels = rec.labels.clone();
+        self.events.publish(ev);
+    }
+
+    /// At berthd's start: bridges and tables of networks that are no
+    /// longer stored (removed while their deletion failed) go.
+    pub async fn remove_unknown(&self) {
+        let known: Vec<String> = lock(&self.nets)
+            .values()
+            .map(|n| n.rec.bridge_name())
+            .collect();
+        let Ok(h) = super::link::connect() else {
+            return;
+        };
+        match super::link::names_with_prefix(&h, nft::NETWORK_BRIDGE_PREFIX).await {
+            Ok(names) => {
+                for name in names.into_iter().filter(|n| !known.contains(n)) {
+                    // Only bridges with berth's naming and a table of berth
+                    // are berth's: Docker's br-<id> must be left alone.
+                    let table = format!(
+                        "{}{}",
+                        nft::NETWORK_TABLE_PREFIX,
+                        &name[nft::NETWORK_BRIDGE_PREFIX.len()..]
+                    );
+                    if nft::table_exists(&table) {
+                        tracing::info!("removing {name}, bridge of a removed network");
+                        let _ = super::link::delete_if_present(&h, &name).await;
+                        let _ = nft::apply(&nft::drop_table(&table));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("listing bridges: {e}"),
+        }
+    }
+}
+
+fn find(
+    nets: &BTreeMap<String, Arc<UserNetwork>>,
+    key: &str,
+) -> Result<Arc<UserNetwork>, NetworkError> {
+    let not_found = || NetworkError::NotFound {
+        key: capped(key).into_owned(),
+    };
+    if key.is_empty() {
+        return Err(invalid("network", "no network given".into()));
+    }
+    if RESERVED.contains(&key) {
+        return Err(NetworkError::Predefined {
+            name: key.to_string(),
+        });
+    }
+    if let Some(n) = nets.values().find(|n| n.rec.name == key) {
+        return Ok(n.clone());
+    }
+    if !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    let mut matches = nets
+        .range(key.to_string()..)
+        .take_while(|(k, _)| k.starts_with(key));
+    match (matches.next(), matches.next()) {
+        (Some((_, n)), None) => Ok(n.clone()),
+        (None, _) => Err(not_found()),
+        (Some(_), Some(_)) => Err(NetworkError::Ambiguous {
+            key: capped(key).into_owned(),
+        }),
+    }
+}
+
+/// The bridge of a network record.
+fn build(rec: &NetworkRecord, default: &Bridge) -> Result<Arc<Bridge>, NetworkError> {
+    let subnet = Subnet::parse(&rec.subnet).map_err(NetworkError::Invalid)?;
+    let cfg = bridge::Config {
+        name: rec.bridge_name(),
+        subnet,
+        gateway: rec.gateway,
+        table: rec.table(),
+        internal: rec.internal,
+        isolate_from: Some(default.config().name.clone()),
+    };
+    Ok(Arc::new(Bridge::sharing(cfg, default.published())))
+}
+
+/// The first /24 of [`POOL`] that overlaps nothing taken.
+fn pick(taken: &[(Subnet, String)]) -> Result<Subnet, NetworkError> {
+    let pool = Subnet::parse(POOL).map_err(NetworkError::Invalid)?;
+    let base = u32::from(pool.addr);
+    let count = 1u32 << (24 - pool.prefix);
+    (0..count)
+        .map(|i| Subnet {
+            addr: Ipv4Addr::from(base + (i << 8)),
+            prefix: 24,
+        })
+        .find(|s| !taken.iter().any(|(t, _)| t.overlaps(s)))
+        .ok_or(NetworkError::PoolExhausted)
+}
+
+fn invalid(field: &'static str, msg: String) -> NetworkError {
+    NetworkError::InvalidField { field, msg }
+}
+
+/// Docker's rule for names, bounded, and not a mode or an id.
+pub fn check_name(name: &str) -> Result<(), NetworkError> {
+    let mut chars = name.chars();
+    let ok = name.len() <= MAX_NAME
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        return Err(invalid(
+            "name",
+            format!(
+                "network name {:?}: 1 to {MAX_NAME} characters, [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                capped(name)
+            ),
+        ));
+    }
+    if RESERVED.contains(&name) {
+        return Err(invalid(
+            "name",
+            format!("network name {name:?} is reserved"),
+        ));
+    }
+    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(
+            "name",
+            "a network name must not look like a network id".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check(req: &CreateRequest) -> Result<(), NetworkError> {
+    check_name(&req.name)?;
+    if req.ipv6 {
+        return Err(NetworkError::Unsupported("IPv6 on user-defined networks"));
+    }
+    if !matches!(req.driver.as_str(), "" | "bridge") {
+        return Err(invalid(
+            "driver",
+            format!(
+                "network driver {:?}: only \"bridge\" is supported",
+                capped(&req.driver)
+            ),
+        ));
+    }
+    for (field, v) in [("subnet", &req.subnet), ("gateway", &req.gateway)] {
+        if v.len() > MAX_ADDR {
+            return Err(invalid(
+                field,
+                format!("{field} {:?} is longer than {MAX_ADDR} bytes", capped(v)),
+            ));
+        }
+        if v.contains(':') {
+            return Err(NetworkError::Unsupported("IPv6 on user-defined networks"));
+        }
+    }
+    if !req.gateway.is_empty() && req.subnet.is_empty() {
+        return Err(invalid(
+            "gateway",
+            "a gateway needs a subnet to be in".into(),
+        ));
+    }
+    if req.labels.len() > MAX_LABELS {
+        return Err(invalid(
+            "labels",
+            format!("{} labels; at most {MAX_LABELS}", req.labels.len()),
+        ));
+    }
+    for (k, v) in &req.labels {
+        if k.is_empty() || k.len() > MAX_LABEL_KEY || v.len() > MAX_LABEL_VALUE {
+            return Err(invalid(
+                "labels",
+                format!(
+                    "label {:?}: keys 1 to {MAX_LABEL_KEY} bytes, values at most \
+                     {MAX_LABEL_VALUE}",
+                    capped(k)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[path = "user_tests.rs"]
+mod tests;

@@ -1,0 +1,94 @@
+//! Unit tests of user-defined networks: pool, overlap, records, refusals.
+
+use super::*;
+
+struct Sink;
+impl EventSink for Sink {
+    fn publish(&self, _: Event) -> u64 {
+        0
+    }
+    fn announced_since(&self, _: &str, _: Action, _: i64) -> bool {
+        false
+    }
+}
+
+fn open(dir: &std::path::Path) -> Networks {
+    let default = Arc::new(Bridge::new(
+        bridge::Config::new("berth-t0", "10.89.0.0/24").unwrap(),
+    ));
+    Networks::open(dir.join("networks"), default, Arc::new(Sink)).unwrap()
+}
+
+fn req(name: &str, subnet: &str) -> CreateRequest {
+    CreateRequest {
+        name: name.into(),
+        subnet: subnet.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn subnets_come_from_the_pool_and_overlaps_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = open(tmp.path());
+    // 10.89.0.0/24 is the default bridge's here.
+    let a = n.create(req("a", "")).unwrap();
+    assert_eq!(a.rec.subnet, "10.89.1.0/24");
+    let e = n.create(req("b", "10.89.1.128/25")).unwrap_err();
+    assert!(matches!(e, NetworkError::Overlap { .. }), "{e}");
+    let e = n.create(req("a", "")).unwrap_err();
+    assert!(matches!(e, NetworkError::NameInUse { .. }), "{e}");
+    let c = n.create(req("c", "192.168.50.0/24")).unwrap();
+    assert_eq!(c.rec.gateway, Ipv4Addr::new(192, 168, 50, 1));
+    assert_eq!(n.create(req("d", "")).unwrap().rec.subnet, "10.89.2.0/24");
+}
+
+#[test]
+fn records_survive_a_reopen_and_are_private() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path()).create(req("a", "")).unwrap();
+    let path = tmp.path().join(format!("networks/{}.json", a.rec.id));
+    assert_eq!(std::fs::metadata(path).unwrap().mode() & 0o777, 0o600);
+    let again = open(tmp.path());
+    assert_eq!(again.get("a").unwrap().rec, a.rec);
+    assert_eq!(again.get(&a.rec.id[..6]).unwrap().rec, a.rec);
+}
+
+#[test]
+fn bad_input_is_refused_without_echoing_it_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = open(tmp.path());
+    for bad in [
+        req("", ""),
+        req("-x", ""),
+        req("bridge", ""),
+        req(&"a".repeat(100_000), ""),
+        req("x", "10.1.0.0/33"),
+        req("x", &"1".repeat(100_000)),
+        CreateRequest {
+            gateway: "10.90.0.0".into(),
+            ..req("x", "10.90.0.0/24")
+        },
+        CreateRequest {
+            driver: "macvlan".into(),
+            ..req("x", "")
+        },
+    ] {
+        let e = n.create(bad).unwrap_err();
+        assert!(matches!(e, NetworkError::InvalidField { .. }), "{e}");
+        assert!(e.to_string().len() < 300, "{e}");
+    }
+    let e = n
+        .create(CreateRequest {
+            ipv6: true,
+            ..req("x", "")
+        })
+        .unwrap_err();
+    assert!(matches!(e, NetworkError::Unsupported(_)));
+    assert!(n.list().is_empty(), "a refused create changed nothing");
+    assert!(matches!(
+        n.get("bridge").unwrap_err(),
+        NetworkError::Predefined { .. }
+    ));
+}

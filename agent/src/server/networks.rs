@@ -1,0 +1,155 @@
+//! The Networks service: user-defined networks.
+
+use std::sync::Arc;
+
+use berth::v1 as pb;
+use berth::v1::networks_server::Networks;
+use tonic::{Request, Response, Status};
+
+use crate::container::Manager;
+use crate::events::wire::nanos_to_ts;
+use crate::network::user::{CreateRequest, UserNetwork};
+use crate::network::{Mode, NetworkError};
+
+/// Longest network or container key accepted.
+const MAX_KEY: usize = 256;
+
+/// Serves `berth.v1.Networks`.
+pub struct NetworksService {
+    mgr: Arc<Manager>,
+}
+
+impl NetworksService {
+    /// Serves the networks of `mgr`.
+    pub fn new(mgr: Arc<Manager>) -> Self {
+        NetworksService { mgr }
+    }
+}
+
+fn key(field: &'static str, v: &str) -> Result<(), Status> {
+    if v.len() > MAX_KEY {
+        return Err(NetworkError::InvalidField {
+            field,
+            msg: format!(
+                "{field} {:?} is longer than {MAX_KEY} bytes",
+                crate::error::capped(v)
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn to_proto(n: &UserNetwork) -> pb::Network {
+    pb::Network {
+        id: n.rec.id.clone(),
+        name: n.rec.name.clone(),
+        subnet: n.rec.subnet.clone(),
+        gateway: n.rec.gateway.to_string(),
+        internal: n.rec.internal,
+        labels: n.rec.labels.clone().into_iter().collect(),
+        bridge: n.rec.bridge_name(),
+        created_at: Some(nanos_to_ts(n.rec.created_at)),
+        driver: "bridge".into(),
+    }
+}
+
+#[tonic::async_trait]
+impl Networks for NetworksService {
+    async fn create_network(
+        &self,
+        req: Request<pb::CreateNetworkRequest>,
+    ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
+        let r = req.into_inner();
+        let net = self.mgr.networks().create(CreateRequest {
+            name: r.name,
+            subnet: r.subnet,
+            gateway: r.gateway,
+            internal: r.internal,
+            labels: r.labels.into_iter().collect(),
+            driver: r.driver,
+            ipv6: r.enable_ipv6,
+        })?;
+        Ok(Response::new(pb::CreateNetworkResponse {
+            network: Some(to_proto(&net)),
+        }))
+    }
+
+    async fn list_networks(
+        &self,
+        _: Request<pb::ListNetworksRequest>,
+    ) -> Result<Response<pb::ListNetworksResponse>, Status> {
+        let networks = self
+            .mgr
+            .networks()
+            .list()
+            .iter()
+            .map(|n| to_proto(n))
+            .collect();
+        Ok(Response::new(pb::ListNetworksResponse { networks }))
+    }
+
+    async fn inspect_network(
+        &self,
+        req: Request<pb::InspectNetworkRequest>,
+    ) -> Result<Response<pb::InspectNetworkResponse>, Status> {
+        let r = req.into_inner();
+        key("network", &r.network)?;
+        let net = self.mgr.networks().get(&r.network)?;
+        let mode = Mode::Network(net.rec.id.clone());
+        let mut endpoints: Vec<pb::NetworkEndpoint> = self
+            .mgr
+            .list()
+            .into_iter()
+            .filter(|c| c.network == mode)
+            .filter_map(|c| {
+                let n = c.net?;
+                Some(pb::NetworkEndpoint {
+                    container_id: c.id,
+                    container_name: c.name,
+                    ip_address: n.ip.to_string(),
+                    prefix_length: u32::from(n.prefix),
+                    aliases: c.spec.network_aliases,
+                })
+            })
+            .collect();
+        endpoints.sort_by(|a, b| a.container_name.cmp(&b.container_name));
+        Ok(Response::new(pb::InspectNetworkResponse {
+            network: Some(to_proto(&net)),
+            endpoints,
+        }))
+    }
+
+    async fn remove_network(
+        &self,
+        req: Request<pb::RemoveNetworkRequest>,
+    ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
+        let r = req.into_inner();
+        key("network", &r.network)?;
+        let rec = self.mgr.networks().remove(&r.network).await?;
+        Ok(Response::new(pb::RemoveNetworkResponse { id: rec.id }))
+    }
+
+    async fn connect_container(
+        &self,
+        req: Request<pb::ConnectContainerRequest>,
+    ) -> Result<Response<pb::ConnectContainerResponse>, Status> {
+        let r = req.into_inner();
+        key("network", &r.network)?;
+        key("container", &r.container)?;
+        Err(NetworkError::Unsupported(
+            "connecting a container to a network after Create (choose the network at Create)",
+        )
+        .into())
+    }
+
+    async fn disconnect_container(
+        &self,
+        req: Request<pb::DisconnectContainerRequest>,
+    ) -> Result<Response<pb::DisconnectContainerResponse>, Status> {
+        let r = req.into_inner();
+        key("network", &r.network)?;
+        key("container", &r.container)?;
+        Err(NetworkError::Unsupported("disconnecting a container from a network").into())
+    }
+}

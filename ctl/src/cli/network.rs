@@ -1,0 +1,88 @@
+//! `network ...`: user-defined networks.
+
+use clap::{Args, Subcommand};
+
+use crate::parse;
+
+/// `network ...`.
+#[derive(Debug, Subcommand)]
+#[command(defer = true)]
+pub enum NetworkCommand {
+    /// Create a user-defined bridge network; prints its id.
+    Create(NetworkCreateArgs),
+    /// List user-defined networks.
+    #[command(visible_alias = "list")]
+    Ls(NetworkLsArgs),
+    /// Show networks in detail (with their containers), as a JSON array.
+    Inspect(NetworkNamesArgs),
+    /// Remove networks no container is on.
+    #[command(visible_alias = "remove")]
+    Rm(NetworkNamesArgs),
+    /// Connect a container to a network (not supported yet: choose the
+    /// network at create/run).
+    Connect(NetworkConnectArgs),
+    /// Disconnect a container from a network (not supported yet).
+    Disconnect(NetworkDisconnectArgs),
+}
+
+/// `network create`.
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// IPv4 subnet, e.g. 10.90.0.0/24 (default: a free /24 of 10.89.0.0/16).
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// The bridge's address in the subnet (default: its first address).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<String>,
+    /// No outbound access: no masquerade, nothing forwarded in or out.
+    #[arg(long)]
+    pub internal: bool,
+    /// Driver: only "bridge".
+    #[arg(short = 'd', long, value_name = "DRIVER")]
+    pub driver: Option<String>,
+    /// IPv6 (not supported yet).
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Label key=value (repeatable).
+    #[arg(long = "label", value_name = "KEY[=VALUE]", value_parser = parse::label)]
+    pub labels: Vec<(String, String)>,
+    /// The network's name.
+    pub name: String,
+}
+
+/// `network ls`.
+#[derive(Debug, Args)]
+pub struct NetworkLsArgs {
+    /// Print only network ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// `network inspect` and `network rm`.
+#[derive(Debug, Args)]
+pub struct NetworkNamesArgs {
+    /// Network names, ids or id prefixes.
+    #[arg(required = true, value_name = "NETWORK")]
+    pub networks: Vec<String>,
+}
+
+/// `network connect`.
+#[derive(Debug, Args)]
+pub struct NetworkConnectArgs {
+    /// An alias of the container on the network (repeatable).
+    #[arg(long = "alias", value_name = "ALIAS")]
+    pub aliases: Vec<String>,
+    /// The network.
+    pub network: String,
+    /// The container.
+    pub container: String,
+}
+
+/// `network disconnect`.
+#[derive(Debug, Args)]
+pub struct NetworkDisconnectArgs {
+    /// The network.
+    pub network: String,
+    /// The container.
+    pub container: String,
+}

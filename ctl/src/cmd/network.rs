@@ -1,0 +1,140 @@
+//! `network create|ls|inspect|rm|connect|disconnect`: user-defined networks
+//! on one agent.
+
+use std::time::SystemTime;
+
+use berth::v1::networks_client::NetworksClient;
+use berth::v1::{
+    ConnectContainerRequest, CreateNetworkRequest, DisconnectContainerRequest,
+    InspectNetworkRequest, ListNetworksRequest, RemoveNetworkRequest,
+};
+use tonic::transport::Channel;
+
+use crate::cli::NetworkCommand;
+use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+use crate::output::{self, print_json_line};
+
+/// Headers of the `network ls` table.
+const HEADERS: [&str; 6] = [
+    "NETWORK ID",
+    "NAME",
+    "DRIVER",
+    "SUBNET",
+    "INTERNAL",
+    "CREATED",
+];
+
+async fn client(f: &Fleet) -> Result<NetworksClient<Channel>> {
+    if !f.is_single() {
+        return Err(Error::Message(
+            "network commands target one host: give one with -H".into(),
+        ));
+    }
+    let ch = f.first()?.channel().await?;
+    Ok(NetworksClient::new(ch)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES))
+}
+
+/// Runs one `network` subcommand.
+pub async fn network(f: &Fleet, cmd: NetworkCommand) -> Result<()> {
+    let mut c = client(f).await?;
+    match cmd {
+        NetworkCommand::Create(a) => {
+            let net = c
+                .create_network(CreateNetworkRequest {
+                    name: a.name,
+                    subnet: a.subnet.unwrap_or_default(),
+                    gateway: a.gateway.unwrap_or_default(),
+                    internal: a.internal,
+                    labels: a.labels.into_iter().collect(),
+                    driver: a.driver.unwrap_or_default(),
+                    enable_ipv6: a.ipv6,
+                })
+                .await?
+                .into_inner()
+                .network
+                .unwrap_or_default();
+            if f.json() {
+                print_json_line(&output::message_json(&net)?);
+            } else {
+                println!("{}", net.id);
+            }
+        }
+        NetworkCommand::Ls(a) => {
+            let nets = c
+                .list_networks(ListNetworksRequest {})
+                .await?
+                .into_inner()
+                .networks;
+            if a.quiet {
+                for n in &nets {
+                    println!("{}", output::short_id(&n.id));
+                }
+            } else if f.json() {
+                for n in &nets {
+                    print_json_line(&output::message_json(n)?);
+                }
+            } else {
+                let now = SystemTime::now();
+                let rows: Vec<Vec<String>> = nets
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            output::short_id(&n.id).to_string(),
+                            n.name.clone(),
+                            n.driver.clone(),
+                            n.subnet.clone(),
+                            n.internal.to_string(),
+                            output::ago(&n.created_at, now),
+                        ]
+                    })
+                    .collect();
+                print!("{}", output::table(&HEADERS, &rows));
+            }
+        }
+        NetworkCommand::Inspect(a) => {
+            let mut found = Vec::new();
+            for network in a.networks {
+                let r = c
+                    .inspect_network(InspectNetworkRequest { network })
+                    .await?
+                    .into_inner();
+                found.push(output::message_json(&r)?);
+            }
+            output::print_inspected(found, f.json());
+        }
+        NetworkCommand::Rm(a) => {
+            for network in a.networks {
+                let r = c
+                    .remove_network(RemoveNetworkRequest {
+                        network: network.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                if f.json() {
+                    print_json_line(&output::message_json(&r)?);
+                } else {
+                    println!("{network}");
+                }
+            }
+        }
+        NetworkCommand::Connect(a) => {
+            c.connect_container(ConnectContainerRequest {
+                network: a.network,
+                container: a.container,
+                aliases: a.aliases,
+            })
+            .await?;
+        }
+        NetworkCommand::Disconnect(a) => {
+            c.disconnect_container(DisconnectContainerRequest {
+                network: a.network,
+                container: a.container,
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
