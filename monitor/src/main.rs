@@ -25,6 +25,7 @@ mod init;
 mod io;
 mod log;
 mod monitor;
+mod mounts;
 mod rt;
 mod setup;
 mod sys;

@@ -21,6 +21,7 @@ mod diskfull_tests;
 mod entry;
 pub mod error;
 mod exit;
+mod mounts;
 mod network;
 mod pause;
 #[cfg(test)]
@@ -51,6 +52,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
+pub use mounts::{MountKind, MountSpec, ResolvedMount, MOUNTS_MAX, TMPFS_SIZE_MAX};
 
 use crate::cgroup::Cgroups;
 use crate::events::domain::EventSink;
@@ -86,6 +88,7 @@ pub struct Manager {
     janitor: Arc<Janitor>,
     seccomp: Arc<Seccomp>,
     allow_privileged: bool,
+    volumes: Arc<crate::volume::VolumeStore>,
     /// The id ranges of `--userns auto` containers.
     id_ranges: userns::IdRanges,
     /// Whether this kernel runs them (read once, at start).
@@ -120,6 +123,8 @@ pub struct Deps {
     pub seccomp: Arc<Seccomp>,
     /// Privileged containers are accepted (berthd's `--allow-privileged`).
     pub allow_privileged: bool,
+    /// The volumes containers mount.
+    pub volumes: Arc<crate::volume::VolumeStore>,
 }
 
 fn now_nanos() -> i64 {
@@ -155,6 +160,7 @@ impl Manager {
             janitor,
             seccomp,
             allow_privileged,
+            volumes,
         } = deps;
         let mgr = Arc::new_cyclic(|me| Manager {
             dir,
@@ -168,6 +174,7 @@ impl Manager {
             janitor,
             seccomp,
             allow_privileged,
+            volumes,
             id_ranges: userns::IdRanges::from_host(),
             userns_support: userns::host_kernel_support(),
             log_max_bytes,

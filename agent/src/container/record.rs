@@ -78,6 +78,9 @@ pub struct Record {
     /// say.
     #[serde(default)]
     pub userns: Option<berth_runtime::launch::IdMapping>,
+    /// The mounts as resolved at Create (volumes named, their host paths).
+    #[serde(default)]
+    pub mounts: Vec<super::mounts::ResolvedMount>,
 }
 
 /// The client's spec, stored verbatim (mirrors `berth.v1.ContainerSpec`).
@@ -145,6 +148,9 @@ pub struct SpecRecord {
     /// Extra /etc/hosts entries, "name:address".
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// Binds, volumes and tmpfs mounts as asked for.
+    #[serde(default)]
+    pub mounts: Vec<super::mounts::MountSpec>,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

@@ -340,6 +340,9 @@ impl Harness {
                 crate::seccomp::Seccomp::open(&root.join("seccomp")).expect("seccomp"),
             ),
             allow_privileged: false,
+            volumes: Arc::new(
+                crate::volume::VolumeStore::open(&root.join("volumes")).expect("volumes"),
+            ),
         };
         let mgr = Manager::open(root.join("containers"), deps, 1 << 20).expect("open");
         Harness {

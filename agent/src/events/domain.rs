@@ -17,6 +17,8 @@ pub enum Object {
     Container,
     /// An image.
     Image,
+    /// A volume.
+    Volume,
 }
 
 /// What happened.

@@ -29,6 +29,7 @@ fn object_to_proto(o: Object) -> pb::ObjectType {
     match o {
         Object::Container => pb::ObjectType::Container,
         Object::Image => pb::ObjectType::Image,
+        Object::Volume => pb::ObjectType::Volume,
     }
 }
 

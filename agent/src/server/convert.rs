@@ -58,6 +58,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
             .map_err(|e| Error::Container(e.into()))?,
         dns: s.dns,
         extra_hosts: s.extra_hosts,
+        mounts: super::mounts::from_proto(s.mounts)?,
     })
 }
 
@@ -201,6 +202,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         ports: s.ports.iter().map(port_to_proto).collect(),
         dns: s.dns.clone(),
         extra_hosts: s.extra_hosts.clone(),
+        mounts: super::mounts::to_proto(&s.mounts),
     }
 }
 
@@ -248,6 +250,7 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
             bridge: n.bridge.clone(),
             ports: n.ports.iter().map(port_to_proto).collect(),
         }),
+        mounts: super::mounts::points_to_proto(&r.mounts),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::events::Gap;
 use crate::image::ImageError;
 use crate::network::NetworkError;
+use crate::volume::VolumeError;
 
 /// The `ErrorInfo.domain` of every error berthd returns.
 pub const DOMAIN: &str = "berth.dev";
@@ -120,9 +121,38 @@ fn container(e: &ContainerError) -> Details {
             Details::new(Code::ResourceExhausted, "USERNS_EXHAUSTED")
                 .with("ranges", slots.to_string())
         }
+        E::MountUnsupported(_) => Details::new(Code::Unimplemented, "MOUNT_UNSUPPORTED"),
+        E::Volume(e) => volume(e),
         E::Vanished { .. } | E::Cgroup { .. } | E::Launch(_) | E::Io { .. } | E::Task { .. } => {
             Details::new(Code::Internal, "INTERNAL")
         }
+    }
+}
+
+fn volume(e: &VolumeError) -> Details {
+    let capped = |s: &str| crate::error::capped(s).into_owned();
+    match e {
+        VolumeError::InvalidName { name } => {
+            Details::new(Code::InvalidArgument, "INVALID_VOLUME_NAME")
+                .with("name", capped(name))
+                .field("name")
+        }
+        VolumeError::Invalid { field, .. } => {
+            Details::new(Code::InvalidArgument, "INVALID_REQUEST").field(field)
+        }
+        VolumeError::Unsupported(_) => Details::new(Code::Unimplemented, "VOLUME_UNSUPPORTED"),
+        VolumeError::NotFound { name } => {
+            Details::new(Code::NotFound, "VOLUME_NOT_FOUND").with("name", capped(name))
+        }
+        VolumeError::Exists { name } => {
+            Details::new(Code::AlreadyExists, "VOLUME_EXISTS").with("name", capped(name))
+        }
+        VolumeError::InUse { name, users } => {
+            Details::new(Code::FailedPrecondition, "VOLUME_IN_USE")
+                .with("name", capped(name))
+                .with("containers", users.join(","))
+        }
+        VolumeError::Io { .. } => Details::new(Code::Internal, "INTERNAL"),
     }
 }
 
@@ -167,6 +197,7 @@ fn details(e: &Error) -> Details {
     match e {
         Error::Container(e) => container(e),
         Error::Image(e) => image(e),
+        Error::Volume(e) => volume(e),
         Error::InvalidSignal(_) => {
             Details::new(Code::InvalidArgument, "INVALID_SIGNAL").field("signal")
         }
@@ -207,6 +238,12 @@ impl From<Error> for Status {
 
 impl From<ContainerError> for Status {
     fn from(e: ContainerError) -> Status {
+        Error::from(e).into()
+    }
+}
+
+impl From<VolumeError> for Status {
+    fn from(e: VolumeError) -> Status {
         Error::from(e).into()
     }
 }
