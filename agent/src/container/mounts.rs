@@ -239,7 +239,9 @@ fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
 impl Manager {
     /// The state directory (where `containers/` and `volumes/` are).
     pub(super) fn state_dir(&self) -> PathBuf {
-        self.dir.parent().map_or_else(|| self.dir.clone(), Path::to_path_buf)
+        self.dir
+            .parent()
+            .map_or_else(|| self.dir.clone(), Path::to_path_buf)
     }
 
     /// Resolves checked mounts: named volumes are created when missing,
@@ -261,7 +263,11 @@ impl Manager {
                 read_only: m.read_only,
                 recursive: m.recursive.unwrap_or(true),
                 tmpfs_size: m.tmpfs_size,
-                tmpfs_mode: if m.tmpfs_mode == 0 { 0o1777 } else { m.tmpfs_mode },
+                tmpfs_mode: if m.tmpfs_mode == 0 {
+                    0o1777
+                } else {
+                    m.tmpfs_mode
+                },
             };
             match m.kind {
                 MountKind::Bind => {
@@ -272,12 +278,9 @@ impl Manager {
                 }
                 MountKind::Volume => {
                     let anonymous = m.source.is_empty();
-                    let made = self.volumes.create(
-                        &m.source,
-                        Default::default(),
-                        anonymous,
-                        true,
-                    );
+                    let made = self
+                        .volumes
+                        .create(&m.source, Default::default(), anonymous, true);
                     let (vol, new) = match made {
                         Ok(v) => v,
                         Err(e) => {

@@ -64,7 +64,10 @@ fn check_labels(labels: &std::collections::HashMap<String, String>) -> Result<()
     let mut total = 0usize;
     for (k, v) in labels {
         if k.is_empty() || k.len() > LABEL_KEY_MAX {
-            return Err(invalid("labels", "a label key is empty or longer than 256 bytes"));
+            return Err(invalid(
+                "labels",
+                "a label key is empty or longer than 256 bytes",
+            ));
         }
         if v.len() > LABEL_VALUE_MAX {
             return Err(invalid("labels", "a label value is longer than 4096 bytes"));

@@ -54,7 +54,10 @@ pub struct VolumeStore {
 /// [`NAME_MAX`] characters (Docker's rule, bounded).
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = (2..=NAME_MAX).contains(&name.len())
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
@@ -273,7 +276,17 @@ mod tests {
         for good in ["ab", "data", "my_vol.1-x", &"a".repeat(64)] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "a", "-ab", ".ab", "a/b", "..", "a b", &"a".repeat(65), "é1"] {
+        for bad in [
+            "",
+            "a",
+            "-ab",
+            ".ab",
+            "a/b",
+            "..",
+            "a b",
+            &"a".repeat(65),
+            "é1",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

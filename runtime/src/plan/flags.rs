@@ -42,4 +42,3 @@ impl BitOr for MountFlags {
         Self(self.0 | rhs.0)
     }
 }
-

@@ -60,7 +60,10 @@ pub fn check_target(target: &str) -> Result<(), TargetError> {
         return Err(TargetError::Root);
     }
     let parts: Vec<&str> = trimmed[1..].split('/').collect();
-    if parts.iter().any(|c| c.is_empty() || *c == "." || *c == "..") {
+    if parts
+        .iter()
+        .any(|c| c.is_empty() || *c == "." || *c == "..")
+    {
         return Err(TargetError::BadComponent);
     }
     if matches!(parts.first(), Some(&"proc") | Some(&"sys")) {

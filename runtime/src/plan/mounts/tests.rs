@@ -33,7 +33,10 @@ fn targets_are_checked() {
     assert_eq!(check_target("/a//b"), Err(TargetError::BadComponent));
     assert_eq!(check_target("/a\0b"), Err(TargetError::BadComponent));
     assert_eq!(check_target("/proc"), Err(TargetError::KernelInterface));
-    assert_eq!(check_target("/sys/kernel"), Err(TargetError::KernelInterface));
+    assert_eq!(
+        check_target("/sys/kernel"),
+        Err(TargetError::KernelInterface)
+    );
     let long = "/".to_string() + &"a".repeat(MAX_TARGET);
     assert_eq!(check_target(&long), Err(TargetError::TooLong));
 }
