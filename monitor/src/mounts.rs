@@ -10,6 +10,8 @@
 //! the root (runc's CVE-2021-30465 class).
 
 use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use berth_runtime::launch::{UserMount, UserMountKind};
 use rustix::fd::{AsFd, OwnedFd};
@@ -97,69 +99,105 @@ fn tmpfs(size: u64, mode: u32, attrs: MountAttrFlags) -> Outcome<OwnedFd> {
 /// result is inside the root; what is found last must be of the source's
 /// kind (a directory for a directory).
 fn open_target(root: &OwnedFd, target: &str, dir: bool) -> Outcome<OwnedFd> {
-    let path = target.trim_matches('/');
-    let mut end = 0;
-    // The directory that holds the component being opened.
-    let mut parent: Option<OwnedFd> = None;
-    loop {
-        let next = path[end..].find('/').map_or(path.len(), |i| end + i);
-        let last = next == path.len();
-        let prefix = &path[..next];
-        let name = &path[end..next];
-        let want_dir = !last || dir;
-        let mut flags = OFlags::PATH | OFlags::CLOEXEC;
-        if want_dir {
-            flags |= OFlags::DIRECTORY;
-        }
-        let open = || rustix::fs::openat2(root, prefix, flags, Mode::empty(), IN_ROOT);
-        let fd = match open() {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => {
-                let at = parent.as_ref().map_or(root.as_fd(), |p| p.as_fd());
-                let made = if want_dir {
-                    rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o755))
-                } else {
-                    rustix::fs::openat(
-                        at,
-                        name,
-                        OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::NOFOLLOW
-                            | OFlags::WRONLY
-                            | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o644),
-                    )
-                    .map(drop)
-                };
-                match made {
-                    // EEXIST: a dangling symlink, or a racing creator; it is
-                    // opened again, inside the root either way.
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(errno(&format!("creating /{prefix}"), e)),
+    let mut path: String = target.trim_matches('/').into();
+    // Dangling symlinks followed so far (as the kernel's 40).
+    let mut hops = 0;
+    'restart: loop {
+        let mut end = 0;
+        // The directory that holds the component being opened.
+        let mut parent: Option<OwnedFd> = None;
+        loop {
+            let next = path[end..].find('/').map_or(path.len(), |i| end + i);
+            let last = next == path.len();
+            let prefix = &path[..next];
+            let name = &path[end..next];
+            let want_dir = !last || dir;
+            let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+            if want_dir {
+                flags |= OFlags::DIRECTORY;
+            }
+            let open = || rustix::fs::openat2(root, prefix, flags, Mode::empty(), IN_ROOT);
+            let fd = match open() {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    let at = parent.as_ref().map_or(root.as_fd(), |p| p.as_fd());
+                    let made = if want_dir {
+                        rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o755))
+                    } else {
+                        rustix::fs::openat(
+                            at,
+                            name,
+                            OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::NOFOLLOW
+                                | OFlags::WRONLY
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o644),
+                        )
+                        .map(drop)
+                    };
+                    match made {
+                        Ok(()) => {}
+                        // A dangling symlink: what it names is made instead,
+                        // resolved inside the root like everything else
+                        // (an absolute link from the root, `..` stopping at
+                        // it), as runc's MkdirAllInRoot does.
+                        Err(Errno::EXIST) => {
+                            if let Ok(link) = rustix::fs::readlinkat(at, name, Vec::new()) {
+                                hops += 1;
+                                if hops > 40 {
+                                    return Err(errno(
+                                        &format!("opening /{prefix}"),
+                                        Errno::LOOP,
+                                    ));
+                                }
+                                let link = String::from_utf8_lossy(link.as_bytes()).into_owned();
+                                let base = if link.starts_with('/') {
+                                    String::new()
+                                } else {
+                                    path[..end].into()
+                                };
+                                let rest = if last { "" } else { &path[next..] };
+                                let new: String =
+                                    format!("{base}{}{rest}", link.trim_start_matches('/'))
+                                        .trim_matches('/')
+                                        .into();
+                                if new.is_empty() {
+                                    return Err(Failure(
+                                        125,
+                                        format!("/{prefix} leads to the root"),
+                                    ));
+                                }
+                                path = new;
+                                continue 'restart;
+                            }
+                        }
+                        Err(e) => return Err(errno(&format!("creating /{prefix}"), e)),
+                    }
+                    open().map_err(|e| errno(&format!("opening /{prefix}"), e))?
                 }
-                open().map_err(|e| errno(&format!("opening /{prefix}"), e))?
-            }
-            Err(Errno::NOTDIR) if last => {
-                return Err(Failure(
-                    125,
-                    format!("/{prefix} is not a directory, and the source is one"),
-                ))
-            }
-            Err(e) => return Err(errno(&format!("opening /{prefix}"), e)),
-        };
-        if last {
-            if !dir {
-                let st = rustix::fs::fstat(&fd).map_err(|e| errno("the target", e))?;
-                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                Err(Errno::NOTDIR) if last => {
                     return Err(Failure(
                         125,
-                        format!("/{prefix} is a directory, and the source is not"),
-                    ));
+                        format!("/{prefix} is not a directory, and the source is one"),
+                    ))
                 }
+                Err(e) => return Err(errno(&format!("opening /{prefix}"), e)),
+            };
+            if last {
+                if !dir {
+                    let st = rustix::fs::fstat(&fd).map_err(|e| errno("the target", e))?;
+                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                        return Err(Failure(
+                            125,
+                            format!("/{prefix} is a directory, and the source is not"),
+                        ));
+                    }
+                }
+                return Ok(fd);
             }
-            return Ok(fd);
+            parent = Some(fd);
+            end = next + 1;
         }
-        parent = Some(fd);
-        end = next + 1;
     }
 }

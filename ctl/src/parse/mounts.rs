@@ -89,9 +89,11 @@ pub fn mount(s: &str) -> Result<Mount, String> {
                 m.recursive = Some(match need()? {
                     "enabled" => true,
                     "disabled" => false,
-                    other => return Err(bad(&format!(
+                    other => {
+                        return Err(bad(&format!(
                         "bind-recursive={other:?}: enabled or disabled (others not supported yet)"
-                    ))),
+                    )))
+                    }
                 })
             }
             "volume-nocopy" => {
