@@ -17,9 +17,7 @@ use berth_runtime::launch::{UserMount, UserMountKind};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
-use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
-};
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags};
 
 use crate::init::{Failure, Outcome};
 use crate::io;
@@ -146,10 +144,7 @@ fn open_target(root: &OwnedFd, target: &str, dir: bool) -> Outcome<OwnedFd> {
                             if let Ok(link) = rustix::fs::readlinkat(at, name, Vec::new()) {
                                 hops += 1;
                                 if hops > 40 {
-                                    return Err(errno(
-                                        &format!("opening /{prefix}"),
-                                        Errno::LOOP,
-                                    ));
+                                    return Err(errno(&format!("opening /{prefix}"), Errno::LOOP));
                                 }
                                 let link = String::from_utf8_lossy(link.as_bytes()).into_owned();
                                 let base = if link.starts_with('/') {

@@ -20,8 +20,8 @@ use rustix::process::Pid;
 use linux_raw_sys::general::{
     __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_keyctl,
     __NR_mount_setattr, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_seccomp,
-    __NR_socket, mount_attr, AT_EMPTY_PATH, AT_RECURSIVE, CLONE_INTO_CGROUP, CLONE_NEWPID, CLONE_NEWUSER,
-    MOUNT_ATTR_IDMAP, SIGCHLD, SIG_SETMASK,
+    __NR_socket, mount_attr, AT_EMPTY_PATH, AT_RECURSIVE, CLONE_INTO_CGROUP, CLONE_NEWPID,
+    CLONE_NEWUSER, MOUNT_ATTR_IDMAP, SIGCHLD, SIG_SETMASK,
 };
 use linux_raw_sys::ptrace::{sock_filter, sock_fprog, SECCOMP_SET_MODE_FILTER};
 

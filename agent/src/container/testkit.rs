@@ -407,6 +407,7 @@ pub fn put_container(root: &Path, name: &str, policy: Policy) -> String {
         stopped_by_user: false,
         stop_deadline: 0,
         userns: None,
+        mounts: Vec::new(),
     };
     let json = serde_json::to_vec_pretty(&rec).expect("record json");
     std::fs::write(dir.join(super::entry::RECORD_FILE), json).expect("record");
