@@ -314,3 +314,69 @@ async fn mounts_with_userns_auto_are_refused_not_wrong() {
         .await
         .is_empty());
 }
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn berthctl_v_mount_tmpfs_rm_v_and_volume_commands() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let src = agent.dir.join("ctl-src");
+    std::fs::create_dir_all(&src).unwrap();
+    let bind = format!("type=bind,source={},target=/b,readonly", src.display());
+    ok(&agent.ctl(&["volume", "create", "-l", "team=db", "ctlvol"]));
+    let out = ok(&agent.ctl(&[
+        "run",
+        "--rm",
+        "-v",
+        "ctlvol:/data",
+        "--mount",
+        &bind,
+        "--tmpfs",
+        "/t:size=1m",
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/f && touch /b/x 2>&1; grep -c ' /t tmpfs' /proc/mounts",
+    ]));
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.trim_end().ends_with('1'), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(agent.state_dir.join("volumes/ctlvol/_data/f")).unwrap(),
+        "hi\n"
+    );
+    let id = ok(&agent.ctl(&[
+        "run", "-d", "-v", "/anon", "--name", "anon", "busybox", "sleep", "1000",
+    ]));
+    let inspect = ok(&agent.ctl(&["inspect", "anon"]));
+    assert!(inspect.contains("\"anonymous\": true"), "{inspect}");
+    let listed = ok(&agent.ctl(&["volume", "ls", "-q"]));
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    let in_use = agent.ctl(&[
+        "volume",
+        "rm",
+        listed.lines().find(|l| *l != "ctlvol").unwrap(),
+    ]);
+    assert!(!in_use.status.success());
+    ok(&agent.ctl(&["rm", "-f", "-v", id.trim()]));
+    assert_eq!(ok(&agent.ctl(&["volume", "ls", "-q"])).trim(), "ctlvol");
+    let filtered = ok(&agent.ctl(&["volume", "ls", "-q", "-f", "label=team=other"]));
+    assert!(filtered.trim().is_empty());
+    let pruned = ok(&agent.ctl(&["volume", "prune", "-f"]));
+    assert!(
+        pruned.contains("ctlvol") && pruned.contains("Total reclaimed space: 3"),
+        "{pruned}"
+    );
+    let refused = agent.ctl(&["run", "--storage-opt", "size=1g", "busybox", "true"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not supported yet"));
+}

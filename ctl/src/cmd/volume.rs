@@ -42,7 +42,7 @@ pub struct VolumeCreateArgs {
     #[arg(short = 'l', long = "label", value_name = "KEY[=VALUE]", value_parser = parse::label)]
     pub labels: Vec<(String, String)>,
     /// Driver option (none is supported yet).
-    #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE", value_parser = parse::label)]
+    #[arg(long = "opt", value_name = "KEY=VALUE", value_parser = parse::label)]
     pub opts: Vec<(String, String)>,
     /// The name: [a-zA-Z0-9][a-zA-Z0-9_.-]+, at most 64 characters.
     #[arg(value_name = "NAME")]
