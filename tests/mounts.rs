@@ -304,7 +304,11 @@ async fn start_cost_of_mounts() {
     for i in 0..31 {
         // Which goes first alternates: the second of a pair may find the
         // first one's teardown still running.
-        let order = if i % 2 == 0 { [false, true] } else { [true, false] };
+        let order = if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         for mounted in order {
             let spec = if mounted {
                 with_mounts(sh("true"), three())

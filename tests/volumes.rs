@@ -380,3 +380,55 @@ async fn berthctl_v_mount_tmpfs_rm_v_and_volume_commands() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not supported yet"));
 }
+
+#[tokio::test]
+async fn an_empty_volume_is_seeded_from_the_image_unless_nocopy() {
+    use std::os::unix::fs::PermissionsExt;
+    let agent = Agent::start().await;
+    let image = common::image::busybox_with(
+        "docker.io/library/seeded:latest",
+        vec![
+            common::image::Entry::Dir("seed", 0o750),
+            common::image::Entry::Dir("seed/sub", 0o755),
+            common::image::Entry::File("seed/sub/conf".into(), b"from-image".to_vec(), 0o640),
+            // Copied as a symlink, never followed (it names a host path).
+            common::image::Entry::Symlink("seed/link".into(), "/etc/shadow".into()),
+        ],
+    );
+    agent.import(image, "").await.expect("import");
+    let mut copied = sh("cat /seed/sub/conf; echo; echo new > /seed/added");
+    copied.image = "seeded".into();
+    copied.mounts = vec![volume("seeded", "/seed")];
+    let (exit, out, err) = agent.run_to_exit(copied.clone()).await;
+    assert_eq!(exit.exit_code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "from-image");
+    let data = agent.state_dir.join("volumes/seeded/_data");
+    let meta = std::fs::metadata(data.join("sub/conf")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+    assert_eq!(
+        std::fs::read_link(data.join("link")).unwrap(),
+        std::path::Path::new("/etc/shadow")
+    );
+    // No longer empty: a second container sees what the first left, and
+    // the image's content is not copied over it again.
+    std::fs::remove_file(data.join("sub/conf")).unwrap();
+    let mut again = sh("ls /seed");
+    again.image = "seeded".into();
+    again.mounts = vec![volume("seeded", "/seed")];
+    let (_, out, _) = agent.run_to_exit(again).await;
+    assert!(out.contains("added") && out.contains("sub"), "{out}");
+    assert!(!data.join("sub/conf").exists());
+    // nocopy: stays empty.
+    let mut m = volume("bare", "/seed");
+    m.no_copy = true;
+    let mut bare = sh("ls -A /seed | wc -l");
+    bare.image = "seeded".into();
+    bare.mounts = vec![m];
+    let (exit, out, _) = agent.run_to_exit(bare).await;
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(out.trim(), "0");
+}

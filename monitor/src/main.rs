@@ -21,6 +21,7 @@ extern crate alloc;
 mod arch;
 mod caps;
 mod confine;
+mod copyup;
 mod init;
 mod io;
 mod log;

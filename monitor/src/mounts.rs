@@ -41,7 +41,9 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
             MountAttrFlags::empty()
         };
     let (tree, dir) = match &mount.kind {
-        UserMountKind::Bind { source, recursive } => {
+        UserMountKind::Bind {
+            source, recursive, ..
+        } => {
             let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
             if *recursive {
                 flags |= OpenTreeFlags::AT_RECURSIVE;
@@ -65,6 +67,14 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
     )
     .map_err(|e| errno("opening the root", e))?;
     let target = open_target(&root, &mount.target, dir)?;
+    if let UserMountKind::Bind {
+        source,
+        copy_up: true,
+        ..
+    } = &mount.kind
+    {
+        seed(source, &target)?;
+    }
     rustix::mount::move_mount(
         &tree,
         "",
@@ -73,6 +83,22 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
     .map_err(|e| errno("mounting", e))
+}
+
+/// Copies the image's content at the target into the volume `source`
+/// while the volume is empty (Docker's copy-up).
+fn seed(source: &str, target: &OwnedFd) -> Outcome {
+    let volume = rustix::fs::open(
+        source,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| errno("opening the volume", e))?;
+    if crate::copyup::is_empty(&volume).map_err(|e| errno("reading the volume", e))? {
+        crate::copyup::copy(target, &volume)
+            .map_err(|e| errno("copying the image's content into the volume", e))?;
+    }
+    Ok(())
 }
 
 /// A new tmpfs as a detached mount with `attrs`.

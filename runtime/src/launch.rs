@@ -135,6 +135,11 @@ pub enum UserMountKind {
         source: String,
         /// Also the mounts under `source`.
         recursive: bool,
+        /// A volume: when `source` is empty, the content of the image's
+        /// directory at the target is copied into it first (Docker's
+        /// copy-up).
+        #[serde(default)]
+        copy_up: bool,
     },
     /// A fresh tmpfs.
     Tmpfs {

@@ -52,6 +52,9 @@ pub struct MountSpec {
     pub tmpfs_size: u64,
     /// Tmpfs root mode (0: 0o1777).
     pub tmpfs_mode: u32,
+    /// Volume: no copy-up of the image's content.
+    #[serde(default)]
+    pub no_copy: bool,
 }
 
 /// A mount as resolved at Create, kept in the container's record.
@@ -75,6 +78,9 @@ pub struct ResolvedMount {
     pub tmpfs_size: u64,
     /// Tmpfs root mode.
     pub tmpfs_mode: u32,
+    /// Volume: copy the image's content in while it is empty.
+    #[serde(default)]
+    pub copy_up: bool,
 }
 
 impl ResolvedMount {
@@ -87,6 +93,7 @@ impl ResolvedMount {
                 MountKind::Bind | MountKind::Volume => UserMountKind::Bind {
                     source: self.source.clone(),
                     recursive: self.recursive,
+                    copy_up: self.copy_up,
                 },
                 MountKind::Tmpfs => UserMountKind::Tmpfs {
                     size: self.tmpfs_size,
@@ -161,6 +168,9 @@ pub fn check(spec: &mut SpecRecord, state_dir: &Path) -> Result<()> {
                     return Err(invalid("tmpfs mode is larger than 0o7777".into()));
                 }
             }
+        }
+        if m.kind != MountKind::Volume && m.no_copy {
+            return Err(invalid("no_copy is for volume mounts".into()));
         }
         if m.kind != MountKind::Tmpfs && (m.tmpfs_size != 0 || m.tmpfs_mode != 0) {
             return Err(invalid("tmpfs size and mode are for tmpfs mounts".into()));
@@ -268,6 +278,7 @@ impl Manager {
                 } else {
                     m.tmpfs_mode
                 },
+                copy_up: m.kind == MountKind::Volume && !m.no_copy,
             };
             match m.kind {
                 MountKind::Bind => {

@@ -31,6 +31,7 @@ pub fn from_proto(mounts: Vec<pb::Mount>) -> Result<Vec<MountSpec>, Error> {
                 recursive: m.recursive,
                 tmpfs_size: m.tmpfs_size_bytes,
                 tmpfs_mode: m.tmpfs_mode,
+                no_copy: m.no_copy,
             })
         })
         .collect()
@@ -57,6 +58,7 @@ pub fn to_proto(mounts: &[MountSpec]) -> Vec<pb::Mount> {
             recursive: m.recursive,
             tmpfs_size_bytes: m.tmpfs_size,
             tmpfs_mode: m.tmpfs_mode,
+            no_copy: m.no_copy,
         })
         .collect()
 }

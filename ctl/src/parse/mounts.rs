@@ -6,7 +6,7 @@ use berth::v1::{mount::Type, Mount};
 /// that is an absolute path is a bind mount, anything else a volume name.
 /// `OPTS`, comma-separated: `ro`, `rw`, a bind propagation (`private`,
 /// `rprivate`, `slave`, ...: the agent says which it supports), `nocopy`
-/// (the only behaviour: a new volume starts empty).
+/// (a volume: no copy of the image's content into it).
 pub fn volume(s: &str) -> Result<Mount, String> {
     let bad = |why: &str| format!("invalid volume {s:?}: {why}");
     let parts: Vec<&str> = s.split(':').collect();
@@ -33,7 +33,7 @@ pub fn volume(s: &str) -> Result<Mount, String> {
         match opt {
             "ro" | "readonly" => m.read_only = true,
             "rw" => m.read_only = false,
-            "nocopy" => {}
+            "nocopy" if !bind => m.no_copy = true,
             "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" if bind => {
                 m.propagation = opt.into()
             }
@@ -96,10 +96,7 @@ pub fn mount(s: &str) -> Result<Mount, String> {
                     }
                 })
             }
-            "volume-nocopy" => {
-                // A new volume always starts empty (no copy-up yet).
-                flag(key, value).map_err(|e| bad(&e))?;
-            }
+            "volume-nocopy" => m.no_copy = flag(key, value).map_err(|e| bad(&e))?,
             "tmpfs-size" => m.tmpfs_size_bytes = size(need()?).map_err(|e| bad(&e))?,
             "tmpfs-mode" => m.tmpfs_mode = mode(need()?).map_err(|e| bad(&e))?,
             "" => {}
@@ -171,6 +168,7 @@ mod tests {
         assert_eq!(m.propagation, "rslave");
         let m = volume("db:/var/lib/db:rw,nocopy").unwrap();
         assert_eq!(kind(&m), Type::Volume);
+        assert!(m.no_copy);
         assert_eq!(m.source, "db");
         let m = volume("/anon").unwrap();
         assert_eq!(kind(&m), Type::Volume);

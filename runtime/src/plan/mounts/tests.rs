@@ -13,6 +13,7 @@ fn bind(target: &str) -> UserMount {
         kind: UserMountKind::Bind {
             source: "/srv/x".into(),
             recursive: true,
+            copy_up: false,
         },
         read_only: false,
     }
