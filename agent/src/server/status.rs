@@ -399,4 +399,28 @@ mod tests {
         assert_eq!(s.code(), Code::DataLoss);
         assert_eq!(info(&s).metadata["seq"], "7");
     }
+
+    #[test]
+    fn volume_errors_have_their_codes_and_reasons() {
+        let s = Status::from(VolumeError::InUse {
+            name: "db".into(),
+            users: vec!["0123456789ab".into()],
+        });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(info(&s).reason, "VOLUME_IN_USE");
+        assert_eq!(info(&s).metadata["containers"], "0123456789ab");
+        let long = "x".repeat(1000);
+        let s = Status::from(VolumeError::InvalidName { name: long.clone() });
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().len() < 300);
+        assert!(info(&s).metadata["name"].len() < 100);
+        let s = Status::from(VolumeError::NotFound { name: long });
+        assert_eq!(s.code(), Code::NotFound);
+        let s = Status::from(ContainerError::MountUnsupported("propagation".into()));
+        assert_eq!(s.code(), Code::Unimplemented);
+        assert_eq!(info(&s).reason, "MOUNT_UNSUPPORTED");
+        assert!(s.message().starts_with("not supported yet"));
+        let s = Status::from(ContainerError::from(VolumeError::Unsupported("x".into())));
+        assert_eq!(s.code(), Code::Unimplemented);
+    }
 }

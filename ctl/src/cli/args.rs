@@ -319,7 +319,7 @@ pub struct LogsArgs {
 // `events`.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// Filter: type=container|image, event=ACTION, container=ID|NAME, label=KEY[=VALUE].
+    /// Filter: type=container|image|volume, event=ACTION, container=ID|NAME, label=KEY[=VALUE].
     #[arg(short = 'f', long = "filter", value_name = "FILTER")]
     pub filters: Vec<String>,
     /// Replay stored events from this sequence number first.

@@ -74,9 +74,10 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
                 let t = match value {
                     "container" => ObjectType::Container,
                     "image" => ObjectType::Image,
+                    "volume" => ObjectType::Volume,
                     _ => {
                         return Err(Error::Message(format!(
-                            "invalid type filter {value:?} (expected container or image)"
+                            "invalid type filter {value:?} (expected container, image or volume)"
                         )))
                     }
                 };

@@ -139,6 +139,7 @@ pub fn object_type_word(t: i32) -> &'static str {
     match ObjectType::try_from(t) {
         Ok(ObjectType::Container) => "container",
         Ok(ObjectType::Image) => "image",
+        Ok(ObjectType::Volume) => "volume",
         _ => "unknown",
     }
 }
@@ -242,6 +243,9 @@ pub fn event_line(e: &Event) -> String {
     let is_image = e.r#type == ObjectType::Image as i32;
     let id = if is_image {
         short_image_id(&e.id)
+    } else if e.r#type == ObjectType::Volume as i32 {
+        // A volume's id is its name.
+        &e.id
     } else {
         short_id(&e.id)
     };
