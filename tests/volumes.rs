@@ -432,3 +432,41 @@ async fn an_empty_volume_is_seeded_from_the_image_unless_nocopy() {
     assert_eq!(exit.exit_code, 0);
     assert_eq!(out.trim(), "0");
 }
+
+#[tokio::test]
+async fn a_container_adopted_after_kill_9_of_berthd_keeps_its_volume_and_its_claim() {
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let c = agent
+        .run(with_mounts(
+            sh("i=0; while true; do i=$((i+1)); echo $i > /v/n; sleep 0.05; done"),
+            vec![volume("live", "/v")],
+        ))
+        .await;
+    agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    agent.spawn().await;
+    let n = agent.state_dir.join("volumes/live/_data/n");
+    let read = || std::fs::read_to_string(&n).unwrap_or_default();
+    let before = read();
+    assert!(
+        common::eventually(10, async || read() != before && !read().is_empty()).await,
+        "the container no longer writes to its volume"
+    );
+    let e = agent
+        .volumes()
+        .remove(pb::RemoveVolumeRequest {
+            name: "live".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(agent.inspect(&c.id).await.mounts[0].volume_name, "live");
+    agent.force_remove(&c.id).await;
+    agent
+        .volumes()
+        .remove(pb::RemoveVolumeRequest {
+            name: "live".into(),
+        })
+        .await
+        .expect("free once its container is gone");
+}
