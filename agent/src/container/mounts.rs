@@ -111,8 +111,7 @@ fn invalid(reason: String) -> ContainerError {
 /// Checks `spec.mounts` (nothing on the host is created or changed):
 /// targets, bind sources (existing, not sensitive host paths, not the
 /// state directory `state_dir` or what holds it), volume names, tmpfs
-/// options. Returns the mounts with their targets normalised (no trailing
-/// `/`).
+/// options. Targets are normalised in place (no trailing `/`).
 pub fn check(spec: &mut SpecRecord, state_dir: &Path) -> Result<()> {
     if spec.mounts.is_empty() {
         return Ok(());
