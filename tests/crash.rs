@@ -185,7 +185,11 @@ async fn workload(agent: &mut Agent, import: bool) -> Result<(), Died> {
     for id in [c.id, id, b.id] {
         let r = agent
             .containers()
-            .remove(pb::RemoveContainerRequest { id, force: true })
+            .remove(pb::RemoveContainerRequest {
+                id,
+                force: true,
+                ..Default::default()
+            })
             .await;
         step(agent, r).await?;
     }

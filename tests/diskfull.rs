@@ -110,6 +110,7 @@ async fn a_full_disk_never_keeps_containers_from_stopping_and_exits_keep_their_c
         .remove(pb::RemoveContainerRequest {
             id: removed.id.clone(),
             force: true,
+            ..Default::default()
         })
         .await
         .expect("rm -f on a full disk");

@@ -65,6 +65,7 @@ async fn status_codes() {
         .remove(pb::RemoveContainerRequest {
             id: "dup".into(),
             force: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -159,6 +160,7 @@ async fn status_codes() {
     c.remove(pb::RemoveContainerRequest {
         id: "dup".into(),
         force: true,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -166,6 +168,7 @@ async fn status_codes() {
         c.remove(pb::RemoveContainerRequest {
             id: id.clone(),
             force: false,
+            ..Default::default()
         })
         .await
         .unwrap();

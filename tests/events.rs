@@ -40,6 +40,7 @@ async fn every_transition_is_one_event_in_order() {
         .remove(pb::RemoveContainerRequest {
             id: c.id.clone(),
             force: false,
+            ..Default::default()
         })
         .await
         .unwrap();

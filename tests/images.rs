@@ -196,6 +196,7 @@ async fn docker_save_archives_layers_and_whiteouts() {
         .remove(pb::RemoveContainerRequest {
             id: c.id,
             force: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -213,6 +214,7 @@ async fn docker_save_archives_layers_and_whiteouts() {
             .remove(pb::RemoveContainerRequest {
                 id: c.id,
                 force: false,
+                ..Default::default()
             })
             .await
             .unwrap();

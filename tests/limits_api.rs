@@ -133,6 +133,7 @@ async fn hostile_input_is_refused_with_a_short_error_naming_the_field() {
         .remove(pb::RemoveContainerRequest {
             id: mb.clone(),
             force: true,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -80,6 +80,7 @@ async fn on_failure_restarts_with_backoff_up_to_max_retries() {
         .remove(pb::RemoveContainerRequest {
             id: c.id.clone(),
             force: true,
+            ..Default::default()
         })
         .await;
     agent.assert_clean().await;
@@ -469,6 +470,7 @@ async fn stop_and_forced_remove_racing_the_containers_own_exit_succeed() {
             .remove(pb::RemoveContainerRequest {
                 id: c.id.clone(),
                 force: true,
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("rm -f {i}: {e:?}"));

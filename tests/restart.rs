@@ -100,7 +100,11 @@ async fn containers_survive_an_agent_kill_and_exits_are_told_exactly_once() {
     for id in [long.id, short.id] {
         agent
             .containers()
-            .remove(pb::RemoveContainerRequest { id, force: false })
+            .remove(pb::RemoveContainerRequest {
+                id,
+                force: false,
+                ..Default::default()
+            })
             .await
             .unwrap();
     }

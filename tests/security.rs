@@ -133,6 +133,7 @@ async fn an_open_state_dir_is_tightened_at_start() {
         .remove(pb::RemoveContainerRequest {
             id: c.id.clone(),
             force: false,
+            ..Default::default()
         })
         .await
         .expect("remove");

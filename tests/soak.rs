@@ -106,9 +106,13 @@ async fn worker(channel: Channel, mut rng: Rng, round: u64, n: u64) {
             {
                 Ok(r) => {
                     let id = r.into_inner().container.unwrap_or_default().id;
-                    c.remove(pb::RemoveContainerRequest { id, force: false })
-                        .await
-                        .is_ok()
+                    c.remove(pb::RemoveContainerRequest {
+                        id,
+                        force: false,
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok()
                 }
                 Err(_) => false,
             },
@@ -167,8 +171,12 @@ async fn lifecycle(c: &mut ContainersClient<Channel>, rng: &mut Rng) -> Result<(
         }
         _ => {}
     }
-    c.remove(pb::RemoveContainerRequest { id, force: true })
-        .await?;
+    c.remove(pb::RemoveContainerRequest {
+        id,
+        force: true,
+        ..Default::default()
+    })
+    .await?;
     Ok(())
 }
 

@@ -28,6 +28,9 @@ pub enum Error {
     /// An image operation failed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// A volume operation failed.
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     /// A signal name or number that is not one.
     #[error(transparent)]
     InvalidSignal(#[from] crate::signal::SignalError),

@@ -47,6 +47,7 @@ pub mod server;
 pub mod signal;
 pub mod state_dir;
 pub mod sys;
+pub mod volume;
 
 pub use config::Config;
 

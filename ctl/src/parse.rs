@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_runtime::civil::{days_from_civil, days_in_month};
 use prost_types::Timestamp;
 
+pub mod mounts;
 mod ports;
 pub use ports::ports;
 

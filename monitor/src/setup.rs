@@ -93,6 +93,7 @@ fn describe(step: &Step, root: &str) -> String {
         Step::AwaitUserns => "setting up the user namespace".into(),
         Step::AttachRoot { .. } => "attaching the idmapped root".into(),
         Step::BecomeRoot => "becoming the user namespace's root".into(),
+        Step::UserMount { mount, .. } => format!("mount on {}", mount.target),
     }
 }
 
@@ -225,6 +226,7 @@ fn run(step: &Step, held: &mut Held) -> Outcome {
             // (unmapped here): the state directory is root's alone.
             rustix::process::chdir(target.as_str()).map_err(errno)
         }
+        Step::UserMount { root, mount } => crate::mounts::make(root, mount),
         Step::BecomeRoot => {
             let (uid, gid) = (
                 rustix::process::Uid::from_raw(0),

@@ -20,8 +20,8 @@ use rustix::process::Pid;
 use linux_raw_sys::general::{
     __NR_clone, __NR_clone3, __NR_close_range, __NR_execve, __NR_ioctl, __NR_keyctl,
     __NR_mount_setattr, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_seccomp,
-    __NR_socket, mount_attr, AT_EMPTY_PATH, CLONE_INTO_CGROUP, CLONE_NEWPID, CLONE_NEWUSER,
-    MOUNT_ATTR_IDMAP, SIGCHLD, SIG_SETMASK,
+    __NR_socket, mount_attr, AT_EMPTY_PATH, AT_RECURSIVE, CLONE_INTO_CGROUP, CLONE_NEWPID,
+    CLONE_NEWUSER, MOUNT_ATTR_IDMAP, SIGCHLD, SIG_SETMASK,
 };
 use linux_raw_sys::ptrace::{sock_filter, sock_fprog, SECCOMP_SET_MODE_FILTER};
 
@@ -110,6 +110,37 @@ pub fn idmap_mount(mount: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> Result<(), 
                 mount.as_raw_fd() as usize,
                 c"".as_ptr() as usize,
                 AT_EMPTY_PATH as usize,
+                &attr as *const mount_attr as usize,
+                core::mem::size_of::<mount_attr>(),
+            ],
+        )
+    }
+    .map(drop)
+}
+
+/// Sets the attributes `set` (`MOUNT_ATTR_*`: read-only, nosuid, ...) on
+/// the detached mount `mount`, and on every mount under it when
+/// `recursive` (`mount_setattr(2)` with `AT_RECURSIVE`), and makes it
+/// private: a read-only bind is then read-only all the way down.
+pub fn set_mount_attr(mount: BorrowedFd<'_>, set: u32, recursive: bool) -> Result<(), Errno> {
+    /// `MS_PRIVATE`.
+    const MS_PRIVATE: u64 = 1 << 18;
+    let attr = mount_attr {
+        attr_set: set.into(),
+        attr_clr: 0,
+        propagation: MS_PRIVATE,
+        userns_fd: 0,
+    };
+    let flags = AT_EMPTY_PATH | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: the path is a NUL-terminated empty string (AT_EMPTY_PATH: the
+    // fd itself); `attr` outlives the call and its size goes with it.
+    unsafe {
+        syscall(
+            __NR_mount_setattr,
+            [
+                mount.as_raw_fd() as usize,
+                c"".as_ptr() as usize,
+                flags as usize,
                 &attr as *const mount_attr as usize,
                 core::mem::size_of::<mount_attr>(),
             ],

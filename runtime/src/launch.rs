@@ -108,6 +108,46 @@ pub struct LaunchSpec {
     /// (see [`crate::plan`]). `None`: the host's user namespace.
     #[serde(default)]
     pub userns: Option<IdMapping>,
+    /// Bind mounts, volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`),
+    /// made inside the root before `pivot_root` (see
+    /// [`crate::plan::mounts`]).
+    #[serde(default)]
+    pub mounts: Vec<UserMount>,
+}
+
+/// A mount the container asked for, as the init makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMount {
+    /// The path in the container (absolute, no `.` or `..` components).
+    pub target: String,
+    /// What is mounted there.
+    pub kind: UserMountKind,
+    /// Read-only (recursively, for a bind).
+    pub read_only: bool,
+}
+
+/// What a [`UserMount`] mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserMountKind {
+    /// A host path (a bind source, or a volume's `_data` directory).
+    Bind {
+        /// The host path.
+        source: String,
+        /// Also the mounts under `source`.
+        recursive: bool,
+        /// A volume: when `source` is empty, the content of the image's
+        /// directory at the target is copied into it first (Docker's
+        /// copy-up).
+        #[serde(default)]
+        copy_up: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Size limit in bytes, 0 for the kernel's default.
+        size: u64,
+        /// Permission bits of its root.
+        mode: u32,
+    },
 }
 
 /// A container's ids in a user namespace of its own: container ids

@@ -16,50 +16,11 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
-use core::ops::BitOr;
 
-use crate::launch::{DeviceNode, LaunchSpec};
+use crate::launch::{DeviceNode, LaunchSpec, UserMount};
 
-/// Flags of mount(2) (`MS_*`; their values are the same on every Linux
-/// architecture).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct MountFlags(u64);
-
-impl MountFlags {
-    /// No flag.
-    pub const EMPTY: Self = Self(0);
-    /// `MS_RDONLY`.
-    pub const RDONLY: Self = Self(1);
-    /// `MS_NOSUID`.
-    pub const NOSUID: Self = Self(2);
-    /// `MS_NODEV`.
-    pub const NODEV: Self = Self(4);
-    /// `MS_NOEXEC`.
-    pub const NOEXEC: Self = Self(8);
-    /// `MS_BIND`.
-    pub const BIND: Self = Self(4096);
-    /// `MS_REC`.
-    pub const REC: Self = Self(16384);
-    /// `MS_STRICTATIME`.
-    pub const STRICTATIME: Self = Self(1 << 24);
-
-    /// The `MS_*` bits.
-    pub const fn bits(self) -> u64 {
-        self.0
-    }
-
-    /// Whether every flag of `other` is set.
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl BitOr for MountFlags {
-    type Output = Self;
-    fn bitor(self, rhs: Self) -> Self {
-        Self(self.0 | rhs.0)
-    }
-}
+mod flags;
+pub use flags::MountFlags;
 
 /// What kernel filesystems get unless they need device nodes or programs.
 const NOSUID_NOEXEC_NODEV: MountFlags = MountFlags(2 | 4 | 8);
@@ -217,6 +178,18 @@ pub enum Step {
     /// container's), with no supplementary groups: files the setup creates
     /// are then the container root's.
     BecomeRoot,
+    /// Makes one of the container's own mounts (see [`mounts`]): the
+    /// source as a detached mount (`open_tree` of a bind, `fsmount` of a
+    /// tmpfs) with nosuid, nodev and (recursively) read-only set on it, then
+    /// moved onto the target, which is opened (and its missing components
+    /// created) with `openat2(RESOLVE_IN_ROOT)` from `root`: nothing in the
+    /// image can lead it outside.
+    UserMount {
+        /// The root (a host path, before `pivot_root`).
+        root: String,
+        /// The mount.
+        mount: UserMount,
+    },
 }
 
 impl Step {
@@ -236,6 +209,7 @@ impl Step {
             Step::WriteFiles { dir, .. } => Some(dir),
             Step::PivotRoot { root } => Some(root),
             Step::AttachRoot { target } => Some(target),
+            Step::UserMount { mount, .. } => Some(&mount.target),
             Step::AwaitUserns | Step::BecomeRoot => None,
             Step::EnterNetns { .. }
             | Step::Unshare(_)
@@ -256,6 +230,7 @@ impl Step {
     }
 }
 
+pub mod mounts;
 mod paths;
 pub use paths::{DEVICES, DEV_SYMLINKS, MASKED_DIRS, MASKED_FILES, READONLY_PATHS};
 
@@ -573,6 +548,10 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     steps.push(Step::AwaitCgroup);
     steps.push(Step::Unshare(vec![Namespace::Cgroup]));
     cgroupfs(spec, root, &mut steps)?;
+    // After /dev and the rest, so a mount may land under them (a volume on
+    // /dev/shm); before the read-only remount, which may need mount points
+    // created.
+    mounts::user_mounts(spec, root, &mut steps);
     steps.push(Step::PivotRoot {
         root: root.to_string(),
     });
@@ -610,6 +589,9 @@ fn check_userns(spec: &LaunchSpec) -> Result<(), PlanError> {
     }
     if !spec.devices.is_empty() {
         return Err(PlanError::Userns("host devices"));
+    }
+    if !spec.mounts.is_empty() {
+        return Err(PlanError::Userns("mounts (not supported yet)"));
     }
     Ok(())
 }

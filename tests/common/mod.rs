@@ -369,6 +369,9 @@ impl Agent {
     pub fn agent(&self) -> AgentClient<Channel> {
         AgentClient::new(self.channel.clone())
     }
+    pub fn volumes(&self) -> berth::v1::volumes_client::VolumesClient<Channel> {
+        berth::v1::volumes_client::VolumesClient::new(self.channel.clone())
+    }
 
     /// Uploads an archive through Images.Import.
     pub async fn import(
@@ -464,6 +467,7 @@ impl Agent {
             .remove(pb::RemoveContainerRequest {
                 id: id.to_string(),
                 force: true,
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("removing {id}: {e}"));

@@ -22,6 +22,7 @@ impl Manager {
         let mut spec = spec;
         spec::validate_limits(&spec.limits)?;
         secopts::check(&mut spec)?;
+        super::mounts::check(&mut spec, &self.state_dir())?;
         if spec.privileged && !self.allow_privileged {
             return Err(ContainerError::PrivilegedNotAllowed);
         }
@@ -133,9 +134,11 @@ impl Manager {
             stopped_by_user: false,
             stop_deadline: 0,
             userns: None,
+            mounts: Vec::new(),
             spec,
         };
         let dir = self.dir.join(&id);
+        let new_volumes: Vec<String>;
         let entry = {
             // Check and claim the name in one step, so two creates cannot
             // both get it.
@@ -180,6 +183,18 @@ impl Manager {
                     },
                 )?);
             }
+            // Under the table's lock: a volume removal checks its users
+            // under it too, so it cannot take a volume this Create mounts.
+            let (mounts, created) = match self.resolve_mounts(&rec.spec.mounts) {
+                Ok(m) => m,
+                Err(e) => {
+                    drop(table);
+                    unclaim(self);
+                    return Err(e);
+                }
+            };
+            rec.mounts = mounts;
+            new_volumes = created;
             let entry = Arc::new(Entry::new(
                 id.clone(),
                 dir.clone(),
@@ -202,6 +217,7 @@ impl Manager {
             self.table().by_id.remove(&id);
             let _ = std::fs::remove_dir_all(&dir);
             unclaim(self);
+            self.drop_volumes(&new_volumes);
             return Err(e);
         }
         if !rec.spec.auto_remove {
@@ -210,6 +226,11 @@ impl Manager {
         crate::crash::point(|| "create:saved".into());
         if rec.spec.privileged {
             tracing::warn!(id = %id, name = %name, "privileged container created");
+        }
+        for name in &new_volumes {
+            if let Ok(vol) = self.volumes.get(name) {
+                self.announce_volume(&vol, Action::Created);
+            }
         }
         self.announce(&rec, Action::Created, Detail::default());
         // Running containers on its network learn its name.

@@ -158,6 +158,12 @@ pub enum ContainerError {
         /// Where they come from.
         origin: &'static str,
     },
+    /// A mount this version cannot make yet.
+    #[error("not supported yet: {0}")]
+    MountUnsupported(String),
+    /// A volume could not be had.
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     /// A background task of the operation panicked or was cancelled.
     #[error("{context}: {source}")]
     Task {

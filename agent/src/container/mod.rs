@@ -22,6 +22,7 @@ mod entry;
 pub mod error;
 mod exit;
 mod hosts;
+mod mounts;
 mod network;
 mod pause;
 #[cfg(test)]
@@ -52,6 +53,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
+pub use mounts::{MountKind, MountSpec, ResolvedMount, MOUNTS_MAX, TMPFS_SIZE_MAX};
 
 use crate::cgroup::Cgroups;
 use crate::events::domain::EventSink;
@@ -88,6 +90,7 @@ pub struct Manager {
     janitor: Arc<Janitor>,
     seccomp: Arc<Seccomp>,
     allow_privileged: bool,
+    volumes: Arc<crate::volume::VolumeStore>,
     /// The id ranges of `--userns auto` containers.
     id_ranges: userns::IdRanges,
     /// Whether this kernel runs them (read once, at start).
@@ -123,6 +126,8 @@ pub struct Deps {
     pub seccomp: Arc<Seccomp>,
     /// Privileged containers are accepted (berthd's `--allow-privileged`).
     pub allow_privileged: bool,
+    /// The volumes containers mount.
+    pub volumes: Arc<crate::volume::VolumeStore>,
 }
 
 fn now_nanos() -> i64 {
@@ -158,6 +163,7 @@ impl Manager {
             janitor,
             seccomp,
             allow_privileged,
+            volumes,
         } = deps;
         let mgr = Arc::new_cyclic(|me| Manager {
             dir,
@@ -171,6 +177,7 @@ impl Manager {
             janitor,
             seccomp,
             allow_privileged,
+            volumes,
             id_ranges: userns::IdRanges::from_host(),
             userns_support: userns::host_kernel_support(),
             log_max_bytes,

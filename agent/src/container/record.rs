@@ -78,6 +78,9 @@ pub struct Record {
     /// say.
     #[serde(default)]
     pub userns: Option<berth_runtime::launch::IdMapping>,
+    /// The mounts as resolved at Create (volumes named, their host paths).
+    #[serde(default)]
+    pub mounts: Vec<super::mounts::ResolvedMount>,
 }
 
 /// The client's spec, stored verbatim (mirrors `berth.v1.ContainerSpec`).
@@ -148,6 +151,9 @@ pub struct SpecRecord {
     /// Names on its user-defined network beyond its own.
     #[serde(default)]
     pub network_aliases: Vec<String>,
+    /// Binds, volumes and tmpfs mounts as asked for.
+    #[serde(default)]
+    pub mounts: Vec<super::mounts::MountSpec>,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

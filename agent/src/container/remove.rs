@@ -14,8 +14,22 @@ use super::{Manager, TOMBSTONES};
 use crate::events::domain::Action;
 
 impl Manager {
-    /// Removes a container (killing it first with `force`).
+    /// Removes a container (killing it first with `force`), and its
+    /// anonymous volumes if it was an auto-remove one.
     pub async fn remove(&self, entry: &Arc<Entry>, force: bool) -> Result<()> {
+        self.remove_with_volumes(entry, force, false).await
+    }
+
+    /// Removes a container (killing it first with `force`); with `volumes`
+    /// (`rm -v`) or for an auto-remove container, also its anonymous
+    /// volumes no other container uses. Named volumes and bind sources are
+    /// never touched.
+    pub async fn remove_with_volumes(
+        &self,
+        entry: &Arc<Entry>,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
         let _ops = entry.ops.lock().await;
         if !self.exists(entry) {
             return Err(ContainerError::NotFound {
@@ -87,6 +101,9 @@ impl Manager {
         self.announce(&rec, Action::Removed, Detail::default());
         // Running containers on its network forget its name.
         self.refresh_hosts(&rec.network);
+        if volumes || rec.spec.auto_remove {
+            self.remove_anonymous_volumes(&rec.mounts);
+        }
         if self.images.resolve(&rec.image_id).is_err() {
             // Its image was force-removed earlier; its layers may now be free.
             let in_use = self.layers_in_use();

@@ -262,6 +262,7 @@ impl Manager {
             exit_path: path(&entry.dir.join(monitor::EXIT_FILE))?,
             seccomp: seccomp.map(|p| path(&p)).transpose()?,
             userns: rec.userns,
+            mounts: rec.mounts.iter().map(|m| m.launch()).collect(),
         })
     }
 }

@@ -347,6 +347,9 @@ impl Harness {
                 crate::seccomp::Seccomp::open(&root.join("seccomp")).expect("seccomp"),
             ),
             allow_privileged: false,
+            volumes: Arc::new(
+                crate::volume::VolumeStore::open(&root.join("volumes")).expect("volumes"),
+            ),
         };
         let mgr = Manager::open(root.join("containers"), deps, 1 << 20).expect("open");
         Harness {
@@ -411,6 +414,7 @@ pub fn put_container(root: &Path, name: &str, policy: Policy) -> String {
         stopped_by_user: false,
         stop_deadline: 0,
         userns: None,
+        mounts: Vec::new(),
     };
     let json = serde_json::to_vec_pretty(&rec).expect("record json");
     std::fs::write(dir.join(super::entry::RECORD_FILE), json).expect("record");

@@ -19,6 +19,8 @@ pub enum Object {
     Image,
     /// A user-defined network.
     Network,
+    /// A volume.
+    Volume,
 }
 
 /// What happened.

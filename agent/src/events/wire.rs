@@ -30,6 +30,7 @@ fn object_to_proto(o: Object) -> pb::ObjectType {
         Object::Container => pb::ObjectType::Container,
         Object::Image => pb::ObjectType::Image,
         Object::Network => pb::ObjectType::Network,
+        Object::Volume => pb::ObjectType::Volume,
     }
 }
 

@@ -40,7 +40,8 @@ impl ContainersService {
         match self.mgr.start(entry).await {
             Ok(rec) => Ok(rec),
             Err(e) => {
-                let _ = self.mgr.remove(entry, true).await;
+                // With its anonymous volumes: nothing of a failed run stays.
+                let _ = self.mgr.remove_with_volumes(entry, true, true).await;
                 Err(e.into())
             }
         }
@@ -166,7 +167,9 @@ impl Containers for ContainersService {
     ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
         let req = req.into_inner();
         let entry = self.mgr.get(&req.id)?;
-        self.mgr.remove(&entry, req.force).await?;
+        self.mgr
+            .remove_with_volumes(&entry, req.force, req.remove_volumes)
+            .await?;
         Ok(Response::new(pb::RemoveContainerResponse {
             id: entry.id.clone(),
         }))

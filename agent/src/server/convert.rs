@@ -59,6 +59,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         dns: s.dns,
         extra_hosts: s.extra_hosts,
         network_aliases: s.network_aliases,
+        mounts: super::mounts::from_proto(s.mounts)?,
     })
 }
 
@@ -203,6 +204,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         dns: s.dns.clone(),
         extra_hosts: s.extra_hosts.clone(),
         network_aliases: s.network_aliases.clone(),
+        mounts: super::mounts::to_proto(&s.mounts),
     }
 }
 
@@ -250,6 +252,7 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
             bridge: n.bridge.clone(),
             ports: n.ports.iter().map(port_to_proto).collect(),
         }),
+        mounts: super::mounts::points_to_proto(&r.mounts),
     }
 }
 

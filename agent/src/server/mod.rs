@@ -11,9 +11,11 @@ pub mod images;
 mod listen;
 mod logs;
 mod networks;
+mod mounts;
 pub mod oversize;
 pub mod stats;
 pub mod status;
+mod volumes;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ use std::time::SystemTime;
 
 use berth::v1::networks_server::NetworksServer;
 use berth::v1::stats_server::StatsServer;
+use berth::v1::volumes_server::VolumesServer;
 use berth::v1::{
     agent_server::AgentServer, containers_server::ContainersServer, images_server::ImagesServer,
 };
@@ -97,6 +100,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             ),
             seccomp: Arc::new(Seccomp::open(&cfg.state_dir.join("seccomp"))?),
             allow_privileged: cfg.allow_privileged,
+            volumes: Arc::new(crate::volume::VolumeStore::open(
+                &cfg.state_dir.join("volumes"),
+            )?),
         },
         cfg.log_max_bytes,
     )?;
@@ -134,6 +140,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         .await;
     health
         .set_serving::<NetworksServer<networks::NetworksService>>()
+        .await;
+    health
+        .set_serving::<VolumesServer<volumes::VolumesService>>()
         .await;
     // Reflection in both versions: grpcurl and grpc-go speak v1, Python's
     // grpcio-reflection, Postman and older tools only v1alpha.
@@ -194,6 +203,11 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         )
         .add_service(
             NetworksServer::new(networks::NetworksService::new(mgr.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            VolumesServer::new(volumes::VolumesService::new(mgr.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
         );

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::events::Gap;
 use crate::image::ImageError;
 use crate::network::NetworkError;
+use crate::volume::VolumeError;
 
 /// The `ErrorInfo.domain` of every error berthd returns.
 pub const DOMAIN: &str = "berth.dev";
@@ -120,9 +121,38 @@ fn container(e: &ContainerError) -> Details {
             Details::new(Code::ResourceExhausted, "USERNS_EXHAUSTED")
                 .with("ranges", slots.to_string())
         }
+        E::MountUnsupported(_) => Details::new(Code::Unimplemented, "MOUNT_UNSUPPORTED"),
+        E::Volume(e) => volume(e),
         E::Vanished { .. } | E::Cgroup { .. } | E::Launch(_) | E::Io { .. } | E::Task { .. } => {
             Details::new(Code::Internal, "INTERNAL")
         }
+    }
+}
+
+fn volume(e: &VolumeError) -> Details {
+    let capped = |s: &str| crate::error::capped(s).into_owned();
+    match e {
+        VolumeError::InvalidName { name } => {
+            Details::new(Code::InvalidArgument, "INVALID_VOLUME_NAME")
+                .with("name", capped(name))
+                .field("name")
+        }
+        VolumeError::Invalid { field, .. } => {
+            Details::new(Code::InvalidArgument, "INVALID_REQUEST").field(field)
+        }
+        VolumeError::Unsupported(_) => Details::new(Code::Unimplemented, "VOLUME_UNSUPPORTED"),
+        VolumeError::NotFound { name } => {
+            Details::new(Code::NotFound, "VOLUME_NOT_FOUND").with("name", capped(name))
+        }
+        VolumeError::Exists { name } => {
+            Details::new(Code::AlreadyExists, "VOLUME_EXISTS").with("name", capped(name))
+        }
+        VolumeError::InUse { name, users } => {
+            Details::new(Code::FailedPrecondition, "VOLUME_IN_USE")
+                .with("name", capped(name))
+                .with("containers", users.join(","))
+        }
+        VolumeError::Io { .. } => Details::new(Code::Internal, "INTERNAL"),
     }
 }
 
@@ -193,6 +223,7 @@ fn details(e: &Error) -> Details {
     match e {
         Error::Container(e) => container(e),
         Error::Image(e) => image(e),
+        Error::Volume(e) => volume(e),
         Error::InvalidSignal(_) => {
             Details::new(Code::InvalidArgument, "INVALID_SIGNAL").field("signal")
         }
@@ -240,6 +271,12 @@ impl From<ContainerError> for Status {
 impl From<NetworkError> for Status {
     fn from(e: NetworkError) -> Status {
         ContainerError::from(e).into()
+    }
+}
+
+impl From<VolumeError> for Status {
+    fn from(e: VolumeError) -> Status {
+        Error::from(e).into()
     }
 }
 
@@ -393,5 +430,29 @@ mod tests {
         let s = gap(Gap::Missing { seq: 7 });
         assert_eq!(s.code(), Code::DataLoss);
         assert_eq!(info(&s).metadata["seq"], "7");
+    }
+
+    #[test]
+    fn volume_errors_have_their_codes_and_reasons() {
+        let s = Status::from(VolumeError::InUse {
+            name: "db".into(),
+            users: vec!["0123456789ab".into()],
+        });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(info(&s).reason, "VOLUME_IN_USE");
+        assert_eq!(info(&s).metadata["containers"], "0123456789ab");
+        let long = "x".repeat(1000);
+        let s = Status::from(VolumeError::InvalidName { name: long.clone() });
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().len() < 300);
+        assert!(info(&s).metadata["name"].len() < 100);
+        let s = Status::from(VolumeError::NotFound { name: long });
+        assert_eq!(s.code(), Code::NotFound);
+        let s = Status::from(ContainerError::MountUnsupported("propagation".into()));
+        assert_eq!(s.code(), Code::Unimplemented);
+        assert_eq!(info(&s).reason, "MOUNT_UNSUPPORTED");
+        assert!(s.message().starts_with("not supported yet"));
+        let s = Status::from(ContainerError::from(VolumeError::Unsupported("x".into())));
+        assert_eq!(s.code(), Code::Unimplemented);
     }
 }

@@ -147,6 +147,7 @@ async fn lifecycle_once(
     c.remove(RemoveContainerRequest {
         id: id.clone(),
         force: false,
+        ..Default::default()
     })
     .await?;
     let t4 = Instant::now();
@@ -250,6 +251,7 @@ async fn stop(host: &str, image: &str, timeout: u32, samples: usize) -> Res<()> 
         c.remove(RemoveContainerRequest {
             id: ctr.id,
             force: true,
+            ..Default::default()
         })
         .await?;
         out.push(json!({"ns": ns(took), "killed": r.killed}));
@@ -404,6 +406,7 @@ async fn events(
         .remove(RemoveContainerRequest {
             id: target,
             force: true,
+            ..Default::default()
         })
         .await?;
     println!("{}", json!({"rounds": rounds, "error": failure}));
@@ -489,6 +492,7 @@ async fn replay(host: &str, image: &str, n: usize, rounds: usize) -> Res<()> {
         .remove(RemoveContainerRequest {
             id: target,
             force: true,
+            ..Default::default()
         })
         .await?;
     let secs = result?;

@@ -101,6 +101,21 @@ pub struct SpecArgs {
     /// Mount the container's root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
+    /// Bind mount or volume: SRC:DST[:ro|rw] (SRC an absolute host path:
+    /// a bind; else a volume name, created on first use), or DST alone (an
+    /// anonymous volume). Repeatable.
+    #[arg(short = 'v', long = "volume", value_name = "[SRC:]DST[:OPTS]", value_parser = parse::mounts::volume)]
+    pub volumes: Vec<berth::v1::Mount>,
+    /// A mount in Docker's syntax: type=bind|volume|tmpfs,source=..,
+    /// target=..[,readonly][,tmpfs-size=..][,tmpfs-mode=..]. Repeatable.
+    #[arg(long = "mount", value_name = "SPEC", value_parser = parse::mounts::mount)]
+    pub mounts: Vec<berth::v1::Mount>,
+    /// A tmpfs mount: DST[:size=64m,mode=1777,ro]. Repeatable.
+    #[arg(long = "tmpfs", value_name = "DST[:OPTS]", value_parser = parse::mounts::tmpfs)]
+    pub tmpfs: Vec<berth::v1::Mount>,
+    /// Storage driver options (size=...): not supported yet, refused.
+    #[arg(long = "storage-opt", value_name = "OPT", hide = true)]
+    pub storage_opt: Vec<String>,
     /// Every capability, no seccomp, every host device, nothing masked:
     /// root on the host. The agent must run with --allow-privileged.
     #[arg(long)]
@@ -260,6 +275,9 @@ pub struct RmArgs {
     /// Kill running containers first.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Also remove the containers' anonymous volumes.
+    #[arg(short = 'v', long = "volumes")]
+    pub volumes: bool,
     /// Container ids, id prefixes or names.
     #[arg(required = true, value_name = "CONTAINER")]
     pub ids: Vec<String>,
@@ -306,7 +324,7 @@ pub struct LogsArgs {
 // `events`.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// Filter: type=container|image, event=ACTION, container=ID|NAME, label=KEY[=VALUE].
+    /// Filter: type=container|image|volume, event=ACTION, container=ID|NAME, label=KEY[=VALUE].
     #[arg(short = 'f', long = "filter", value_name = "FILTER")]
     pub filters: Vec<String>,
     /// Replay stored events from this sequence number first.

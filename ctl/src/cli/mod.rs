@@ -302,6 +302,9 @@ pub enum Command {
     Images(ImageLsArgs),
     /// Pull an image from a registry (the agent pulls it), showing progress.
     Pull(crate::cmd::PullArgs),
+    /// Manage volumes (one host at a time).
+    #[command(subcommand)]
+    Volume(crate::cmd::VolumeCommand),
     /// Check and store registry credentials on the agent's host.
     Login(crate::cmd::LoginArgs),
     /// Forget the registry credentials stored on the agent's host.

@@ -7,8 +7,8 @@
 //! type, berthctl says plainly that it is not supported yet. Only names clap
 //! refused are looked up here, so a command or option added later simply
 //! stops matching. The lists name only what nobody is building now
-//! (`exec`, `stats`, `top`, `-p`, `-v`/`--mount`/`--tmpfs` are on their way
-//! and must not be called unsupported once they land).
+//! (`exec` is on its way and must not be called unsupported once it
+//! lands).
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
@@ -29,7 +29,6 @@ const COMMANDS: &[(&str, &str)] = &[
     ("rename", "renaming a container"),
     ("save", "saving images to an archive"),
     ("system", "`system` commands (see `berthctl info`)"),
-    ("volume", "managing volumes"),
 ];
 
 /// Options of `docker run` and `docker create` berthctl does not have, and

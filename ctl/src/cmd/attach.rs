@@ -153,6 +153,7 @@ async fn remove_quietly(client: &mut ContainersClient<Channel>, id: &str) {
         .remove(RemoveContainerRequest {
             id: id.to_string(),
             force: true,
+            ..Default::default()
         })
         .await;
 }

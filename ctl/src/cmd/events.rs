@@ -74,9 +74,10 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
                 let t = match value {
                     "container" => ObjectType::Container,
                     "image" => ObjectType::Image,
+                    "volume" => ObjectType::Volume,
                     _ => {
                         return Err(Error::Message(format!(
-                            "invalid type filter {value:?} (expected container or image)"
+                            "invalid type filter {value:?} (expected container, image or volume)"
                         )))
                     }
                 };
@@ -561,7 +562,11 @@ mod tests {
             req(&["events", "-f", "type=image"]).map(|r| r.types),
             Ok(vec![ObjectType::Image as i32])
         );
-        assert!(req(&["events", "-f", "type=volume"]).is_err());
+        assert_eq!(
+            req(&["events", "-f", "type=volume"]).map(|r| r.types),
+            Ok(vec![ObjectType::Volume as i32])
+        );
+        assert!(req(&["events", "-f", "type=network"]).is_err());
         assert!(req(&["events", "-f", "event=exploded"]).is_err());
         assert!(req(&["events", "-f", "colour=red"]).is_err());
         assert!(req(&["events", "-f", "container"]).is_err());

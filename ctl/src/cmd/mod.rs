@@ -32,9 +32,11 @@ mod stop;
 mod top;
 mod update;
 mod version;
+mod volume;
 mod wait;
 
 pub use pull::{LoginArgs, LogoutArgs, PullArgs};
+pub use volume::VolumeCommand;
 
 use crate::cli::{Command, ImageCommand};
 use crate::error::{Error, Result};
@@ -69,6 +71,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Pull(a) => pull::pull(one_host(f, "pull")?, f.json(), a).await,
         Command::Login(a) => login::login(one_host(f, "login")?, f.json(), a).await,
         Command::Logout(a) => login::logout(one_host(f, "logout")?, f.json(), a).await,
+        Command::Volume(c) => volume::volume(one_host(f, "volume")?, f.json(), c).await,
         Command::Info => info::info(f).await,
         Command::TopHosts => info::hosts(f, true).await,
         Command::Version => version::version(f).await,

@@ -10,7 +10,7 @@ use crate::output;
 
 /// `rm`: prints each id as given (the Remove response with `-o json`).
 pub async fn rm(f: &Fleet, args: RmArgs) -> Result<()> {
-    let force = args.force;
+    let (force, remove_volumes) = (args.force, args.volumes);
     ids_verb(
         f,
         &args.ids,
@@ -19,7 +19,11 @@ pub async fn rm(f: &Fleet, args: RmArgs) -> Result<()> {
             let r = ContainersClient::new(ch)
                 .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
                 .max_encoding_message_size(crate::MAX_REQUEST_BYTES)
-                .remove(RemoveContainerRequest { id, force })
+                .remove(RemoveContainerRequest {
+                    id,
+                    force,
+                    remove_volumes,
+                })
                 .await?;
             Ok(r.into_inner())
         },

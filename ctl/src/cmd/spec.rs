@@ -59,7 +59,24 @@ pub fn spec_from_args(
         dns: a.dns.clone(),
         extra_hosts: a.add_host.clone(),
         network_aliases: a.network_aliases.clone(),
+        mounts: mounts(a)?,
     })
+}
+
+/// `-v`, `--mount` and `--tmpfs`, in that order; `--storage-opt` is refused.
+fn mounts(a: &SpecArgs) -> Result<Vec<berth::v1::Mount>> {
+    if !a.storage_opt.is_empty() {
+        return Err(crate::error::Error::Message(
+            "not supported yet: --storage-opt (a size limit of the container's writable layer)"
+                .into(),
+        ));
+    }
+    Ok(a.volumes
+        .iter()
+        .chain(&a.mounts)
+        .chain(&a.tmpfs)
+        .cloned()
+        .collect())
 }
 
 /// `--security-opt`, `--cap-add`, `--cap-drop`, `--read-only` and

@@ -140,6 +140,7 @@ pub fn object_type_word(t: i32) -> &'static str {
         Ok(ObjectType::Container) => "container",
         Ok(ObjectType::Image) => "image",
         Ok(ObjectType::Network) => "network",
+        Ok(ObjectType::Volume) => "volume",
         _ => "unknown",
     }
 }
@@ -243,6 +244,9 @@ pub fn event_line(e: &Event) -> String {
     let is_image = e.r#type == ObjectType::Image as i32;
     let id = if is_image {
         short_image_id(&e.id)
+    } else if e.r#type == ObjectType::Volume as i32 {
+        // A volume's id is its name.
+        &e.id
     } else {
         short_id(&e.id)
     };

@@ -3,7 +3,7 @@ use crate::launch::{CgroupPlacement, Rootfs};
 
 const ROOT: &str = "/state/containers/c1/rootfs";
 
-fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
+pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
     LaunchSpec {
         id: "c1".into(),
         dir: "/state/containers/c1".into(),
@@ -35,6 +35,7 @@ fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         log_max_bytes: 1 << 20,
         exit_path: "/state/containers/c1/exit.json".into(),
         userns: None,
+        mounts: Vec::new(),
     }
 }
 
@@ -463,7 +464,7 @@ fn privileged_is_unmasked_writable_and_without_nodev() {
     assert!(mount_at(&plain, "/sys").flags.contains(MountFlags::RDONLY));
 }
 
-fn userns_spec() -> LaunchSpec {
+pub(super) fn userns_spec() -> LaunchSpec {
     let mut s = spec(None, 2);
     s.userns = Some(crate::launch::IdMapping {
         uid: 100_000_000,

@@ -1,0 +1,224 @@
+//! The container's own mounts (`Step::UserMount`): binds, volumes, tmpfs.
+//!
+//! The source becomes a detached mount first (`open_tree(OPEN_TREE_CLONE)`
+//! of a host path, or `fsmount` of a new tmpfs) and gets its flags while
+//! nothing can see it; the target is then opened from the container's root
+//! with `openat2(RESOLVE_IN_ROOT)`, component by component, creating what
+//! is missing, and the mount is moved onto that file descriptor. No host
+//! path of the target is ever used, so a symlink in the image, or one a
+//! second container sharing a volume swaps in meanwhile, resolves inside
+//! the root (runc's CVE-2021-30465 class).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use berth_runtime::launch::{UserMount, UserMountKind};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags};
+
+use crate::init::{Failure, Outcome};
+use crate::io;
+use crate::sys;
+
+/// Resolution inside the root: `..` and absolute symlinks stop at it, and
+/// /proc's magic links (which point anywhere) are refused.
+const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+fn errno(what: &str, e: Errno) -> Failure {
+    Failure(125, format!("{what}: {}", io::describe(e)))
+}
+
+/// Makes `mount` under `root` (a host path, before `pivot_root`).
+pub fn make(root: &str, mount: &UserMount) -> Outcome {
+    let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | if mount.read_only {
+            MountAttrFlags::MOUNT_ATTR_RDONLY
+        } else {
+            MountAttrFlags::empty()
+        };
+    let (tree, dir) = match &mount.kind {
+        UserMountKind::Bind {
+            source, recursive, ..
+        } => {
+            let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+            if *recursive {
+                flags |= OpenTreeFlags::AT_RECURSIVE;
+            }
+            let tree = rustix::mount::open_tree(rustix::fs::CWD, source.as_str(), flags)
+                .map_err(|e| errno("opening the source", e))?;
+            // Recursive: a read-only bind must not leave a writable mount
+            // under it.
+            sys::set_mount_attr(tree.as_fd(), attrs.bits(), *recursive)
+                .map_err(|e| errno("setting the mount's flags", e))?;
+            let st = rustix::fs::fstat(&tree).map_err(|e| errno("the source", e))?;
+            let dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            (tree, dir)
+        }
+        UserMountKind::Tmpfs { size, mode } => (tmpfs(*size, *mode, attrs)?, true),
+    };
+    let root = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| errno("opening the root", e))?;
+    let target = open_target(&root, &mount.target, dir)?;
+    if let UserMountKind::Bind {
+        source,
+        copy_up: true,
+        ..
+    } = &mount.kind
+    {
+        seed(source, &target)?;
+    }
+    rustix::mount::move_mount(
+        &tree,
+        "",
+        &target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| errno("mounting", e))
+}
+
+/// Copies the image's content at the target into the volume `source`
+/// while the volume is empty (Docker's copy-up).
+fn seed(source: &str, target: &OwnedFd) -> Outcome {
+    let volume = rustix::fs::open(
+        source,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| errno("opening the volume", e))?;
+    if crate::copyup::is_empty(&volume).map_err(|e| errno("reading the volume", e))? {
+        crate::copyup::copy(target, &volume)
+            .map_err(|e| errno("copying the image's content into the volume", e))?;
+    }
+    Ok(())
+}
+
+/// A new tmpfs as a detached mount with `attrs`.
+fn tmpfs(size: u64, mode: u32, attrs: MountAttrFlags) -> Outcome<OwnedFd> {
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| errno("creating a tmpfs", e))?;
+    if size > 0 {
+        rustix::mount::fsconfig_set_string(&fs, "size", format!("{size}").as_str())
+            .map_err(|e| errno("tmpfs size", e))?;
+    }
+    rustix::mount::fsconfig_set_string(&fs, "mode", format!("{:o}", mode & 0o7777).as_str())
+        .map_err(|e| errno("tmpfs mode", e))?;
+    rustix::mount::fsconfig_create(&fs).map_err(|e| errno("creating a tmpfs", e))?;
+    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(|e| errno("mounting a tmpfs", e))
+}
+
+/// Opens `target` (a container path) inside `root` as an `O_PATH` file
+/// descriptor, creating missing components: directories, and for a
+/// non-directory source an empty file last. Every step resolves from the
+/// root with `RESOLVE_IN_ROOT`, so whatever the image has on the way, the
+/// result is inside the root; what is found last must be of the source's
+/// kind (a directory for a directory).
+fn open_target(root: &OwnedFd, target: &str, dir: bool) -> Outcome<OwnedFd> {
+    let mut path: String = target.trim_matches('/').into();
+    // Dangling symlinks followed so far (as the kernel's 40).
+    let mut hops = 0;
+    'restart: loop {
+        let mut end = 0;
+        // The directory that holds the component being opened.
+        let mut parent: Option<OwnedFd> = None;
+        loop {
+            let next = path[end..].find('/').map_or(path.len(), |i| end + i);
+            let last = next == path.len();
+            let prefix = &path[..next];
+            let name = &path[end..next];
+            let want_dir = !last || dir;
+            let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+            if want_dir {
+                flags |= OFlags::DIRECTORY;
+            }
+            let open = || rustix::fs::openat2(root, prefix, flags, Mode::empty(), IN_ROOT);
+            let fd = match open() {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    let at = parent.as_ref().map_or(root.as_fd(), |p| p.as_fd());
+                    let made = if want_dir {
+                        rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o755))
+                    } else {
+                        rustix::fs::openat(
+                            at,
+                            name,
+                            OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::NOFOLLOW
+                                | OFlags::WRONLY
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o644),
+                        )
+                        .map(drop)
+                    };
+                    match made {
+                        Ok(()) => {}
+                        // A dangling symlink: what it names is made instead,
+                        // resolved inside the root like everything else
+                        // (an absolute link from the root, `..` stopping at
+                        // it), as runc's MkdirAllInRoot does.
+                        Err(Errno::EXIST) => {
+                            if let Ok(link) = rustix::fs::readlinkat(at, name, Vec::new()) {
+                                hops += 1;
+                                if hops > 40 {
+                                    return Err(errno(&format!("opening /{prefix}"), Errno::LOOP));
+                                }
+                                let link = String::from_utf8_lossy(link.as_bytes()).into_owned();
+                                let base = if link.starts_with('/') {
+                                    String::new()
+                                } else {
+                                    path[..end].into()
+                                };
+                                let rest = if last { "" } else { &path[next..] };
+                                let new: String =
+                                    format!("{base}{}{rest}", link.trim_start_matches('/'))
+                                        .trim_matches('/')
+                                        .into();
+                                if new.is_empty() {
+                                    return Err(Failure(
+                                        125,
+                                        format!("/{prefix} leads to the root"),
+                                    ));
+                                }
+                                path = new;
+                                continue 'restart;
+                            }
+                        }
+                        Err(e) => return Err(errno(&format!("creating /{prefix}"), e)),
+                    }
+                    open().map_err(|e| errno(&format!("opening /{prefix}"), e))?
+                }
+                Err(Errno::NOTDIR) if last => {
+                    return Err(Failure(
+                        125,
+                        format!("/{prefix} is not a directory, and the source is one"),
+                    ))
+                }
+                Err(e) => return Err(errno(&format!("opening /{prefix}"), e)),
+            };
+            if last {
+                if !dir {
+                    let st = rustix::fs::fstat(&fd).map_err(|e| errno("the target", e))?;
+                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                        return Err(Failure(
+                            125,
+                            format!("/{prefix} is a directory, and the source is not"),
+                        ));
+                    }
+                }
+                return Ok(fd);
+            }
+            parent = Some(fd);
+            end = next + 1;
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The container's own mounts (`-v`, `--mount`, `--tmpfs`) as plan steps,
+//! and the rules their targets follow.
+//!
+//! The init makes each one with [`Step::UserMount`]: the target is
+//! resolved inside the root (`openat2` with `RESOLVE_IN_ROOT`), never by a
+//! host path, so a symlink in the image (or one another container swapped
+//! into a shared volume) cannot move the mount out of the root.
+
+use alloc::vec::Vec;
+
+use super::Step;
+use crate::launch::LaunchSpec;
+
+/// Why a mount target is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetError {
+    /// Not an absolute path.
+    Relative,
+    /// Longer than [`MAX_TARGET`] bytes.
+    TooLong,
+    /// A `.` or `..` component, an empty one (`//`), or a NUL byte.
+    BadComponent,
+    /// The root itself.
+    Root,
+    /// /proc or /sys, or under them: kernel interfaces the masks protect.
+    KernelInterface,
+}
+
+impl TargetError {
+    /// What is wrong, for a message.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TargetError::Relative => "is not an absolute path",
+            TargetError::TooLong => "is longer than 4096 bytes",
+            TargetError::BadComponent => "has an empty, \".\" or \"..\" component or a NUL byte",
+            TargetError::Root => "is the container's root",
+            TargetError::KernelInterface => "is /proc or /sys or under them",
+        }
+    }
+}
+
+/// The longest target accepted (PATH_MAX).
+pub const MAX_TARGET: usize = 4096;
+
+/// Checks a mount target: absolute, at most [`MAX_TARGET`] bytes, no empty,
+/// `.` or `..` component (a trailing `/` is allowed), not `/`, not /proc
+/// or /sys or under them.
+pub fn check_target(target: &str) -> Result<(), TargetError> {
+    if !target.starts_with('/') {
+        return Err(TargetError::Relative);
+    }
+    if target.len() > MAX_TARGET {
+        return Err(TargetError::TooLong);
+    }
+    if target.contains('\0') {
+        return Err(TargetError::BadComponent);
+    }
+    let trimmed = target.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err(TargetError::Root);
+    }
+    let parts: Vec<&str> = trimmed[1..].split('/').collect();
+    if parts
+        .iter()
+        .any(|c| c.is_empty() || *c == "." || *c == "..")
+    {
+        return Err(TargetError::BadComponent);
+    }
+    if matches!(parts.first(), Some(&"proc") | Some(&"sys")) {
+        return Err(TargetError::KernelInterface);
+    }
+    Ok(())
+}
+
+/// The depth of a target: how many components it has.
+fn depth(target: &str) -> usize {
+    target.split('/').filter(|c| !c.is_empty()).count()
+}
+
+/// One [`Step::UserMount`] per mount of `spec`, shallowest target first
+/// (stable), so a mount under another one's target is made on top of it.
+pub(super) fn user_mounts(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) {
+    let mut mounts: Vec<_> = spec.mounts.iter().collect();
+    mounts.sort_by_key(|m| depth(&m.target));
+    for m in mounts {
+        steps.push(Step::UserMount {
+            root: root.into(),
+            mount: m.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
