@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/berth/v1/events.proto",
         "proto/berth/v1/agent.proto",
         "proto/berth/v1/stats.proto",
+        "proto/berth/v1/exec.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(protos, ["proto"])?;

@@ -28,6 +28,9 @@ pub enum Error {
     /// An image operation failed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// An exec could not be started.
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
     /// A signal name or number that is not one.
     #[error(transparent)]
     InvalidSignal(#[from] crate::signal::SignalError),

@@ -6,6 +6,7 @@ mod authority;
 mod containers;
 pub mod convert;
 mod events;
+mod exec;
 mod image_status;
 pub mod images;
 mod listen;
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use berth::v1::exec_server::ExecServer;
 use berth::v1::stats_server::StatsServer;
 use berth::v1::{
     agent_server::AgentServer, containers_server::ContainersServer, images_server::ImagesServer,
@@ -125,6 +127,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     health
         .set_serving::<StatsServer<stats::StatsService>>()
         .await;
+    health.set_serving::<ExecServer<exec::ExecService>>().await;
     // Reflection in both versions: grpcurl and grpc-go speak v1, Python's
     // grpcio-reflection, Postman and older tools only v1alpha.
     let reflection_builder = || {
@@ -179,6 +182,11 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         )
         .add_service(
             StatsServer::new(stats::StatsService::new(mgr.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            ExecServer::new(exec::ExecService::new(mgr.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
         );
