@@ -7,7 +7,7 @@
 //! type, berthctl says plainly that it is not supported yet. Only names clap
 //! refused are looked up here, so a command or option added later simply
 //! stops matching. The lists name only what nobody is building now
-//! (`exec`, `stats`, `top`, `-p`, `-v`/`--mount`/`--tmpfs` are on their way
+//! (`stats`, `top`, `-p`, `-v`/`--mount`/`--tmpfs` are on their way
 //! and must not be called unsupported once they land).
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
