@@ -129,26 +129,6 @@ pub struct Event {
     pub exec: Option<ExecInfo>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exec_commands_are_cut_to_the_event_limits() {
-        let short = ExecInfo::new("e", &["sh".into(), "-c".into()]);
-        assert_eq!((short.command.len(), short.truncated), (2, false));
-        let many: Vec<String> = (0..40).map(|i| i.to_string()).collect();
-        let cut = ExecInfo::new("e", &many);
-        assert_eq!(
-            (cut.command.len(), cut.truncated),
-            (EXEC_COMMAND_ENTRIES, true)
-        );
-        let long = ExecInfo::new("e", &["é".repeat(300)]);
-        assert!(long.truncated);
-        assert!(long.command[0].len() <= EXEC_COMMAND_ENTRY_BYTES);
-    }
-}
-
 impl Event {
     /// An event with only its object, action and id set.
     pub fn new(object: Object, action: Action, id: impl Into<String>) -> Self {
@@ -180,4 +160,24 @@ pub trait EventSink: Send + Sync {
     /// a run, it says whether that run's start or exit was announced: the
     /// key is the run, not a finish time a lost exit would make up anew.
     fn announced_since(&self, id: &str, action: Action, since: i64) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_commands_are_cut_to_the_event_limits() {
+        let short = ExecInfo::new("e", &["sh".into(), "-c".into()]);
+        assert_eq!((short.command.len(), short.truncated), (2, false));
+        let many: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+        let cut = ExecInfo::new("e", &many);
+        assert_eq!(
+            (cut.command.len(), cut.truncated),
+            (EXEC_COMMAND_ENTRIES, true)
+        );
+        let long = ExecInfo::new("e", &["é".repeat(300)]);
+        assert!(long.truncated);
+        assert!(long.command[0].len() <= EXEC_COMMAND_ENTRY_BYTES);
+    }
 }
