@@ -610,6 +610,93 @@ async fn berthctl_exec_exit_status_and_stdin() {
     agent.assert_clean().await;
 }
 
+/// The effective capabilities of an exec, as /proc/self/status shows them.
+async fn cap_eff(agent: &Agent, s: pb::ExecSpec) -> String {
+    let (_, out, _) = run(agent, s).await;
+    out.lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn privileged_exec_gets_every_capability_where_allowed() {
+    let agent = agent_with(&["--allow-privileged"]).await;
+    let c = sleeper(&agent).await;
+    let status = ["cat", "/proc/self/status"];
+    let default = cap_eff(&agent, spec(&c.id, &status)).await;
+    let init = std::fs::read_to_string(format!("/proc/{}/status", c.pid)).unwrap();
+    let init_caps = init
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    // The container's capabilities, as its init has them.
+    assert_eq!(default, init_caps);
+    let mut s = spec(&c.id, &status);
+    s.privileged = true;
+    let all = cap_eff(&agent, s).await;
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let host = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    assert_eq!(all, host, "a privileged exec has what berthd has");
+    assert_ne!(all, default);
+    // Another user holds none.
+    let mut s = spec(&c.id, &status);
+    s.user = "1000".into();
+    assert_eq!(cap_eff(&agent, s).await, "0000000000000000");
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn exec_joins_the_user_namespace_of_a_userns_container() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 15) {
+        eprintln!("kernel {release}: no --userns auto (tests/userns.rs proves the refusal)");
+        return;
+    }
+    let agent = agent_with(&[]).await;
+    let mut spec_c = common::sh("sleep 1000");
+    spec_c.security = Some(pb::SecurityOptions {
+        userns: "auto".into(),
+        ..Default::default()
+    });
+    let c = agent.run(spec_c).await;
+    let host_ns = std::fs::read_link(format!("/proc/{}/ns/user", c.pid)).unwrap();
+    let (code, out, err) = run(
+        &agent,
+        spec(
+            &c.id,
+            &[
+                "sh",
+                "-c",
+                "readlink /proc/self/ns/user; id -u; cat /proc/self/uid_map",
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], host_ns.to_string_lossy());
+    assert_eq!(lines[1], "0");
+    let map: Vec<u64> = lines[2]
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let m = c.userns.expect("a mapping");
+    assert_eq!(map, vec![0, u64::from(m.host_uid), u64::from(m.size)]);
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
+
 /// Latency of an exec of /bin/true through the API (ExecSync) and through
 /// berthctl: the median of 50 each.
 /// `cargo test -p berth --test exec -- --ignored --nocapture latency`
