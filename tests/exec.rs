@@ -697,6 +697,100 @@ async fn exec_joins_the_user_namespace_of_a_userns_container() {
     agent.assert_clean().await;
 }
 
+/// A tmux server of the test's own (its own socket), killed when dropped.
+struct Tmux {
+    socket: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux (Debian's tmux package)")
+    }
+
+    fn pane(&self) -> String {
+        cli::stdout(&self.cmd(&["capture-pane", "-p", "-t", "x"]))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// `berthctl exec -it` in a real terminal (tmux): a prompt, isatty, the
+/// window's size and its change (SIGWINCH), the exit code, and the local
+/// terminal restored after.
+#[tokio::test]
+async fn berthctl_exec_it_drives_a_real_terminal() {
+    let agent = agent_with(&[]).await;
+    let c = sleeper(&agent).await;
+    let tmux = Tmux {
+        socket: agent.dir.join("tmux.sock"),
+    };
+    let status = agent.dir.join("status");
+    let after = agent.dir.join("stty-after");
+    let script = format!(
+        "{} -H {} exec -it {} sh; echo $? > {}; stty -a > {}; sleep 1000",
+        common::bin("berthctl").display(),
+        agent.socket.display(),
+        c.id,
+        status.display(),
+        after.display()
+    );
+    let o = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "x",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(o.status.success(), "{}", cli::stderr(&o));
+    let shows =
+        async |needle: &str| common::eventually(30, async || tmux.pane().contains(needle)).await;
+    assert!(shows("/tmp #").await, "no prompt: {}", tmux.pane());
+    tmux.cmd(&[
+        "send-keys",
+        "-t",
+        "x",
+        "test -t 0 && echo IS-A-TTY; stty size",
+        "Enter",
+    ]);
+    assert!(shows("30 100").await, "{}", tmux.pane());
+    assert!(shows("IS-A-TTY").await, "{}", tmux.pane());
+    tmux.cmd(&["resize-window", "-t", "x", "-x", "120", "-y", "40"]);
+    tmux.cmd(&["send-keys", "-t", "x", "stty size", "Enter"]);
+    assert!(shows("40 120").await, "{}", tmux.pane());
+    tmux.cmd(&["send-keys", "-t", "x", "exit 3", "Enter"]);
+    assert!(
+        common::eventually(30, async || std::fs::read_to_string(&after)
+            .is_ok_and(|s| !s.is_empty()))
+        .await,
+        "berthctl did not end: {}",
+        tmux.pane()
+    );
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "3");
+    let stty = std::fs::read_to_string(&after).unwrap();
+    assert!(
+        stty.contains(" icanon") && stty.contains(" echo "),
+        "terminal not restored: {stty}"
+    );
+    drop(tmux);
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
+
 /// Latency of an exec of /bin/true through the API (ExecSync) and through
 /// berthctl: the median of 50 each.
 /// `cargo test -p berth --test exec -- --ignored --nocapture latency`
