@@ -119,6 +119,13 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Received> {
 fn run() -> Outcome {
     sys::ignore_signal(SIGPIPE).ctx("ignoring SIGPIPE")?;
     sys::default_signal(SIGCHLD).ctx("resetting SIGCHLD")?;
+    // The child is born in the container's PID namespace holding host
+    // descriptors (the cgroup's, berthd's socket) until it execs: not
+    // dumpable, the container's root cannot reach them through
+    // /proc/<pid>/fd or ptrace (runc's CVE-2016-9962). execve makes the
+    // process dumpable again.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .ctx("making the exec not dumpable")?;
     let sock = sys::stdin();
     let Received {
         launch,
@@ -247,12 +254,24 @@ fn open_cgroup(placement: &CgroupPlacement) -> Result<Cgroup> {
 /// namespace, as runc does: the host's devpts is never used), unlocked and
 /// sized: (master, slave).
 fn open_terminal((rows, cols): (u16, u16)) -> Result<(OwnedFd, OwnedFd)> {
+    // The container's root may have put anything there: no symlink is
+    // followed at the end, and only devpts' own ptmx (5:2) is used.
     let master = rustix::fs::open(
         "/dev/pts/ptmx",
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         Mode::empty(),
     )
     .ctx("opening the container's /dev/pts/ptmx")?;
+    let st = rustix::fs::fstat(&master).ctx("the container's /dev/pts/ptmx")?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::CharacterDevice
+        || st.st_rdev != rustix::fs::makedev(5, 2)
+    {
+        return Err(Error(
+            "the container's /dev/pts/ptmx is not a pseudo-terminal multiplexer".into(),
+        ));
+    }
+    // Back to blocking: berthd sets its own end's mode.
+    rustix::fs::fcntl_setfl(&master, OFlags::RDWR).ctx("the terminal's flags")?;
     rustix::pty::unlockpt(&master).ctx("unlockpt")?;
     // By the master, never by a path the container could replace.
     let slave = rustix::pty::ioctl_tiocgptpeer(
