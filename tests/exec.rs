@@ -610,6 +610,77 @@ async fn berthctl_exec_exit_status_and_stdin() {
     agent.assert_clean().await;
 }
 
+#[tokio::test]
+async fn binary_stdin_a_stop_during_an_exec_and_a_restarted_berthd() {
+    let mut agent = agent_with(&[]).await;
+    let c = sleeper(&agent).await;
+
+    // 4 MiB of every byte value through cat, unchanged.
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut s = spec(&c.id, &["cat"]);
+    s.stdin = true;
+    let (tx, mut resp) = open(&agent, s).await;
+    let sender = {
+        let data = data.clone();
+        tokio::spawn(async move {
+            for chunk in data.chunks(256 * 1024) {
+                tx.send(req(In::Stdin(chunk.to_vec()))).await.unwrap();
+            }
+            tx.send(req(In::CloseStdin(true))).await.unwrap();
+            tx
+        })
+    };
+    let mut got = Vec::new();
+    let exit = loop {
+        match resp
+            .message()
+            .await
+            .expect("stream")
+            .expect("ended")
+            .response
+        {
+            Some(Out::Stdout(b)) => got.extend_from_slice(&b),
+            Some(Out::Exit(x)) => break x,
+            _ => {}
+        }
+    };
+    drop(sender.await.unwrap());
+    assert_eq!(exit.exit_code, 0);
+    assert!(
+        got == data,
+        "{} bytes came back of {}",
+        got.len(),
+        data.len()
+    );
+
+    // A stop kills the exec with the container; its exit is reported.
+    let (_tx, mut resp) = open(&agent, spec(&c.id, &["sleep", "1000"])).await;
+    resp.message().await.unwrap().unwrap();
+    agent
+        .containers()
+        .kill(pb::KillContainerRequest {
+            id: c.id.clone(),
+            signal: "KILL".into(),
+        })
+        .await
+        .expect("kill");
+    let x = exit_of(&mut resp).await;
+    assert_eq!((x.signal, x.exit_code), (9, 137));
+    agent.wait(&c.id).await;
+
+    // After a kill -9 of berthd, the re-adopted container takes execs.
+    let c = sleeper(&agent).await;
+    agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    agent.spawn().await;
+    let (code, out, _) = run(&agent, spec(&c.id, &["echo", "after restart"])).await;
+    assert_eq!((code, out.as_str()), (0, "after restart\n"));
+
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
+
 /// The effective capabilities of an exec, as /proc/self/status shows them.
 async fn cap_eff(agent: &Agent, s: pb::ExecSpec) -> String {
     let (_, out, _) = run(agent, s).await;

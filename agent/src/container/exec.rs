@@ -99,6 +99,20 @@ pub fn check(o: &ExecOptions) -> Result<()> {
     Ok(())
 }
 
+/// Whether `pidfd` is the container's init: alive now, and the pid it
+/// held is a child of the container's monitor. A live process owns its pid,
+/// so the parent read before the liveness check was its own; a pidfd
+/// opened by pid after a restart of berthd could otherwise name a process
+/// that reused the pid of an init that ended meanwhile, whose namespaces an
+/// exec must never join.
+fn is_init(pidfd: &std::os::fd::OwnedFd, pid: i32, monitor_pid: i32) -> bool {
+    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| crate::procinfo::parse_stat(&s))
+        .map(|(_, _, ppid, _, _)| ppid);
+    parent == Some(monitor_pid) && crate::sys::pidfd_send_signal(pidfd, 0).is_ok()
+}
+
 impl Manager {
     /// Starts `opts` in the running container `entry` and returns once the
     /// process runs. Announces EXEC_STARTED, and EXEC_EXITED when it ends.
@@ -149,6 +163,13 @@ impl Manager {
                 .into())
             }
         };
+        if !is_init(&init, rec.pid, rec.monitor_pid) {
+            return Err(ExecError::NotRunning {
+                id: rec.id.clone(),
+                state: State::Exited.as_str(),
+            }
+            .into());
+        }
         let seccomp = self
             .seccomp
             .program_file(&rec.spec.seccomp, &secopts::capability_names(&rec.spec))
