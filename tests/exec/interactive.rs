@@ -149,3 +149,59 @@ async fn binary_stdin_a_stop_during_an_exec_and_a_restarted_berthd() {
     agent.force_remove(&c.id).await;
     agent.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_stream_that_breaks_the_protocol_is_refused_and_its_exec_killed() {
+    let agent = agent_with(&[]).await;
+    let c = sleeper(&agent).await;
+    // Stdin without ExecSpec.stdin.
+    let (tx, mut resp) = open(&agent, spec(&c.id, &["sleep", "1000"])).await;
+    resp.message().await.unwrap().unwrap();
+    tx.send(req(In::Stdin(b"x".to_vec()))).await.unwrap();
+    let e = loop {
+        match resp.message().await {
+            Err(e) => break e,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("ended without an error"),
+        }
+    };
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // A second start.
+    let (tx, mut resp) = open(&agent, spec(&c.id, &["sleep", "1000"])).await;
+    resp.message().await.unwrap().unwrap();
+    tx.send(req(In::Start(spec(&c.id, &["true"]))))
+        .await
+        .unwrap();
+    let e = loop {
+        match resp.message().await {
+            Err(e) => break e,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("ended without an error"),
+        }
+    };
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // A first message that is not a start.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(req(In::CloseStdin(true))).await.unwrap();
+    let e = ExecClient::new(agent.channel.clone())
+        .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // Both refused execs were killed: only the container's init is left.
+    assert!(
+        common::eventually(30, async || {
+            let (_, out, _) = run(
+                &agent,
+                spec(&c.id, &["sh", "-c", "ls /proc | grep -c '^[0-9]'"]),
+            )
+            .await;
+            // The init, sh, ls and grep.
+            out.trim() == "4"
+        })
+        .await,
+        "refused execs still run"
+    );
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
