@@ -31,6 +31,9 @@ pub enum Error {
     /// A volume operation failed.
     #[error(transparent)]
     Volume(#[from] crate::volume::VolumeError),
+    /// An exec could not be started.
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
     /// A signal name or number that is not one.
     #[error(transparent)]
     InvalidSignal(#[from] crate::signal::SignalError),

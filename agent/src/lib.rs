@@ -19,6 +19,7 @@
 //! | [`image`] | the image store, imports and pulls |
 //! | [`network`] | a container's network mode, the network namespace its init enters, the default bridge and user-defined networks |
 //! | [`cgroup`], [`monitor`] | cgroup operations and the launch of container monitors, behind the [`cgroup::Cgroups`] and [`monitor::Launcher`] traits the container manager is given |
+//! | [`exec`] | exec processes: the `berth-monitor __exec` helper, their pipes or terminal, signals and exit (what may run is `container/exec.rs`'s) |
 //! | [`procinfo`] | what `top` shows of a process, from /proc (usage counters are in [`cgroup::stats`]) |
 //! | [`error`] | the agent's error, gathering each module's typed error |
 //! | [`server`] | the gRPC front end: `berth.v1` conversions, and the one mapping of errors to statuses ([`server::status`]) |
@@ -35,6 +36,7 @@ pub mod container;
 pub mod crash;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod fsutil;
 pub mod image;
 pub mod janitor;

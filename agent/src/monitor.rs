@@ -65,6 +65,12 @@ pub trait Process: Send + Sync {
     /// Sends `signal` to the container's init. An error of kind ESRCH
     /// means it has just exited (its exit is on the way).
     fn signal(&self, signal: i32) -> std::io::Result<()>;
+
+    /// A pidfd of the container's init of its own, for an exec to enter
+    /// its namespaces by; `None` where there is none (fakes).
+    fn pidfd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        None
+    }
 }
 
 /// The real container process: its init, by pidfd (never a reused pid).
@@ -80,6 +86,10 @@ impl Pidfd {
 impl Process for Pidfd {
     fn signal(&self, signal: i32) -> std::io::Result<()> {
         crate::sys::pidfd_send_signal(&self.0, signal)
+    }
+
+    fn pidfd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        Some(self.0.try_clone())
     }
 }
 
@@ -109,6 +119,12 @@ pub trait Launcher: Send + Sync {
 
     /// Replaces what a start used, off the start's path.
     fn refill(&self);
+
+    /// The binary that starts exec processes (`berth-monitor __exec`);
+    /// `None` where there is none (fakes).
+    fn exec_helper(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// A monitor that is ready and waits for its launch spec.
@@ -125,6 +141,10 @@ impl Launcher for Monitors {
 
     fn refill(&self) {
         Monitors::refill(self)
+    }
+
+    fn exec_helper(&self) -> Option<&Path> {
+        Some(&self.exe)
     }
 }
 

@@ -19,6 +19,7 @@ mod output;
 mod parse;
 mod place;
 mod security;
+mod term;
 
 use std::process::ExitCode;
 

@@ -18,7 +18,7 @@ use core::ffi::c_char;
 
 use berth_runtime::launch::LaunchSpec;
 use berth_runtime::{plan, user};
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -60,7 +60,8 @@ pub fn run(
     sys::exit(code)
 }
 
-enum Never {}
+/// What never comes: [`become_and_exec`] returns only failures.
+pub enum Never {}
 
 fn setup_and_exec(
     spec: &LaunchSpec,
@@ -69,6 +70,41 @@ fn setup_and_exec(
     go: OwnedFd,
     handoff: Option<OwnedFd>,
 ) -> Outcome<Never> {
+    reset_process()?;
+
+    // A host path: read before pivot_root, installed last before exec.
+    let seccomp = spec
+        .seccomp
+        .as_deref()
+        .map(crate::confine::load)
+        .transpose()?;
+
+    let steps = plan::container_setup(spec).map_err(|e| Failure(125, format!("{e}")))?;
+    crate::setup::execute(&steps, &spec.rootfs.target, go, handoff)?;
+
+    let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .ctx("opening /dev/null")?;
+    let command = Command {
+        args: &spec.args,
+        env: &spec.env,
+        user: &spec.user,
+        cwd: &spec.cwd,
+        create_cwd: true,
+        capabilities: spec.capabilities,
+    };
+    let stdio = Stdio {
+        stdin: null.as_fd(),
+        stdout: out.as_fd(),
+        stderr: err.as_fd(),
+        terminal: false,
+    };
+    become_and_exec(&command, stdio, seccomp.as_ref())
+}
+
+/// Leaves nothing of berthd's settings to the process: unblocks and resets
+/// every signal, sets its OOM score, resource limits and session keyring
+/// to a container's. Shared by the init and exec processes.
+pub fn reset_process() -> Outcome {
     sys::unblock_all_signals().ctx("unblocking signals")?;
     // Ignored signals stay ignored across exec: berthd run under nohup
     // (SIGHUP) or as a background job of a script (SIGINT, SIGQUIT) must not
@@ -89,41 +125,93 @@ fn setup_and_exec(
     // session keyring.
     crate::confine::oom_score_adj()?;
     crate::confine::default_rlimits()?;
-    crate::confine::fresh_session_keyring()?;
+    crate::confine::fresh_session_keyring()
+}
 
-    // A host path: read before pivot_root, installed last before exec.
-    let seccomp = spec
-        .seccomp
-        .as_deref()
-        .map(crate::confine::load)
-        .transpose()?;
+/// What runs in the container, and as whom.
+pub struct Command<'a> {
+    /// argv.
+    pub args: &'a [String],
+    /// The environment (PATH and HOME are added when missing).
+    pub env: &'a [String],
+    /// User spec, resolved in the container's /etc/passwd and /etc/group.
+    pub user: &'a str,
+    /// Working directory; empty: "/".
+    pub cwd: &'a str,
+    /// Create the working directory when it is missing (the init does, as
+    /// Docker's does; an exec's must exist).
+    pub create_cwd: bool,
+    /// Capabilities the process keeps (bit N: capability N).
+    pub capabilities: u64,
+}
 
-    let steps = plan::container_setup(spec).map_err(|e| Failure(125, format!("{e}")))?;
-    crate::setup::execute(&steps, &spec.rootfs.target, go, handoff)?;
+/// The process's standard files.
+pub struct Stdio<'a> {
+    /// Its stdin.
+    pub stdin: BorrowedFd<'a>,
+    /// Its stdout.
+    pub stdout: BorrowedFd<'a>,
+    /// Its stderr.
+    pub stderr: BorrowedFd<'a>,
+    /// They are one terminal: it is made the controlling terminal of a new
+    /// session and given to the user.
+    pub terminal: bool,
+}
 
+/// Inside the container's root (its mount namespace entered): resolves the
+/// user, enters the working directory, sets up stdio, drops privileges to
+/// the user's and the container's capabilities, sets `no_new_privs`,
+/// installs the seccomp filters last, and execs. Shared by the container's
+/// init and exec processes, so both confine their process the same way.
+pub fn become_and_exec(
+    command: &Command<'_>,
+    stdio: Stdio<'_>,
+    seccomp: Option<&crate::confine::Seccomp>,
+) -> Outcome<Never> {
     let ids = user::resolve(
-        &spec.user,
+        command.user,
         &account_file("/etc/passwd")?,
         &account_file("/etc/group")?,
     )
-    .map_err(|e| Failure(125, format!("user {:?}: {e}", spec.user)))?;
-    let env = user::complete_env(&spec.env, &ids);
-    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
-    if rustix::fs::stat(cwd).is_err() {
+    .map_err(|e| Failure(125, format!("user {:?}: {e}", command.user)))?;
+    let env = user::complete_env(command.env, &ids);
+    let cwd = if command.cwd.is_empty() {
+        "/"
+    } else {
+        command.cwd
+    };
+    if command.create_cwd && rustix::fs::stat(cwd).is_err() {
         crate::setup::create_dir_all(cwd).ctx(format!("creating working directory {cwd}"))?;
     }
     rustix::process::chdir(cwd).ctx(format!("working directory {cwd}"))?;
 
-    let program = find_program(&spec.args, &env)?;
+    let program = find_program(command.args, &env)?;
 
-    let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-        .ctx("opening /dev/null")?;
-    rustix::stdio::dup2_stdin(&null).ctx("stdin")?;
-    rustix::stdio::dup2_stdout(out).ctx("stdout")?;
-    rustix::stdio::dup2_stderr(err).ctx("stderr")?;
+    if stdio.terminal {
+        rustix::process::setsid().ctx("setsid")?;
+        rustix::process::ioctl_tiocsctty(stdio.stdin).ctx("making the terminal controlling")?;
+        // The user may then reopen its /dev/pts node, as on a login. In a
+        // user namespace the node belongs to an unmapped id and cannot be
+        // given away; the open terminal works regardless.
+        match rustix::fs::fchown(
+            stdio.stdin,
+            Some(rustix::process::Uid::from_raw(ids.uid)),
+            Some(rustix::process::Gid::from_raw(ids.gid)),
+        ) {
+            Ok(()) | Err(Errno::PERM | Errno::INVAL) => {}
+            Err(e) => {
+                return Err(e)
+                    .ctx("giving the terminal to the user")
+                    .map_err(Failure::from)
+            }
+        }
+    }
+    rustix::stdio::dup2_stdin(stdio.stdin).ctx("stdin")?;
+    rustix::stdio::dup2_stdout(stdio.stdout).ctx("stdout")?;
+    rustix::stdio::dup2_stderr(stdio.stderr).ctx("stderr")?;
     sys::cloexec_from(3).ctx("closing inherited files")?;
 
-    let caps = crate::caps::limit_bounding(spec.capabilities)?;
+    let caps = crate::caps::limit_bounding(command.capabilities)?;
     let groups: Vec<rustix::process::Gid> = ids
         .groups
         .iter()
@@ -142,7 +230,7 @@ fn setup_and_exec(
             .collect::<Result<_, _>>()
             .map_err(|_| Failure(125, format!("{what} with a NUL byte")))
     };
-    let args = c_strings(&spec.args, "argument")?;
+    let args = c_strings(command.args, "argument")?;
     let envs = c_strings(&env, "environment")?;
     let pointers = |v: &[CString]| -> Vec<*const c_char> {
         v.iter()
@@ -153,14 +241,14 @@ fn setup_and_exec(
     let (argv, envp) = (pointers(&args), pointers(&envs));
     // Last: nothing of this setup is filtered, only the exec and what the
     // container does (a profile must allow execve, as Docker's does).
-    if let Some(filters) = &seccomp {
+    if let Some(filters) = seccomp {
         crate::confine::install(filters)?;
     }
     let errno = sys::execve(&program, &argv, &envp);
     let code = if errno == Errno::NOENT { 127 } else { 126 };
     Err(Failure(
         code,
-        format!("exec {}: {}", spec.args[0], io::describe(errno)),
+        format!("exec {}: {}", command.args[0], io::describe(errno)),
     ))
 }
 

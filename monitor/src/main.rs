@@ -1,4 +1,5 @@
 //! `berth-monitor __monitor [<container dir>]`: one container's monitor.
+//! `berth-monitor __exec`: one exec into a running container ([`exec`]).
 //!
 //! berthd never forks its multi-threaded runtime. For every container it
 //! starts this small, single-threaded process, with the launch spec on
@@ -22,6 +23,7 @@ mod arch;
 mod caps;
 mod confine;
 mod copyup;
+mod exec;
 mod init;
 mod io;
 mod log;
@@ -32,6 +34,7 @@ mod setup;
 mod sys;
 mod userns;
 
+use berth_runtime::exec::EXEC_ARG;
 use berth_runtime::launch::MONITOR_ARG;
 
 /// Called by [`rt`] with the command line.
@@ -41,6 +44,8 @@ fn main(args: &[&[u8]]) -> ! {
         // With the directory: started for one container. Without: started
         // ahead of time, the directory comes with the launch spec.
         [mode] if monitor_mode(mode) => monitor::main(true),
+        // An exec into a running container: the spec comes on stdin.
+        [mode] if *mode == EXEC_ARG.as_bytes() => exec::main(),
         [mode, dir] if monitor_mode(mode) => {
             match core::str::from_utf8(dir).map(io::open_dir) {
                 Ok(Ok(d)) => sys::set_log_dir(d),

@@ -220,7 +220,7 @@ pub struct Rootfs {
 }
 
 /// Where the container's init goes in the cgroup tree.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CgroupPlacement {
     /// cgroup v2: the container's cgroup directory. The init is created
     /// inside it (`clone3` with `CLONE_INTO_CGROUP`).

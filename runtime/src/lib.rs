@@ -13,7 +13,7 @@
 //! setup as a plan of mounts, masks and namespace steps ([`plan`]), which
 //! the monitor's init executes, the limits and OOM score a container's
 //! process starts with ([`process`]), and the file of seccomp programs
-//! berthd writes for the init to install ([`seccomp`]). capabilities by name and the set a container keeps ([`caps`]). It needs only `core` and `alloc`, so the
+//! berthd writes for the init to install ([`seccomp`]). capabilities by name and the set a container keeps ([`caps`]), and how an exec into a running container is started ([`exec`]). It needs only `core` and `alloc`, so the
 //! monitor can use it; its tests use `std`.
 
 #![cfg_attr(not(test), no_std)]
@@ -23,6 +23,7 @@ extern crate alloc;
 pub mod caps;
 pub mod civil;
 pub mod cri_log;
+pub mod exec;
 pub mod launch;
 pub mod plan;
 pub mod process;

@@ -563,7 +563,7 @@ impl Agent {
         }
     }
 
-    /// Pids of monitors and containers started by this agent. Spare
+    /// Pids of monitors, exec helpers and containers started by this agent. Spare
     /// monitors, started ahead and not yet given a container, belong to
     /// berthd rather than to a container and are not counted: a monitor
     /// serves a container once it names its directory on its command line
@@ -580,7 +580,9 @@ impl Agent {
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
             let serving =
                 cmd.split('\0').filter(|a| !a.is_empty()).count() > 2 || cwd.starts_with(&self.dir);
-            if cmd.contains(&needle) && cmd.contains("\0__monitor\0") && serving {
+            // Exec helpers (`berth-monitor __exec`) serve a container too.
+            let exec_helper = cmd.ends_with("\0__exec\0");
+            if cmd.contains(&needle) && (cmd.contains("\0__monitor\0") && serving || exec_helper) {
                 pids.push(pid);
             }
         }

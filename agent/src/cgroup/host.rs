@@ -437,6 +437,30 @@ impl CgroupHost {
         }
     }
 
+    /// Where the processes of container `id` are placed: its directory in
+    /// the unified tree, or in every v1 hierarchy it has one in (those
+    /// berth sets limits in and the others), as [`CgroupHost::create`]
+    /// made them. `None` for a path that is not UTF-8.
+    pub fn placement(&self, id: &str) -> Option<CgroupPlacement> {
+        let path = self.path_of(id);
+        let utf8 = |p: PathBuf| p.into_os_string().into_string().ok();
+        if self.version == 2 {
+            return utf8(self.root.join(path)).map(CgroupPlacement::Unified);
+        }
+        let mut dirs: Vec<String> = self
+            .own_dirs(&path)
+            .into_iter()
+            .chain(self.others.dirs(&path))
+            // A co-mounted controller (cpu,cpuacct) is reached by a
+            // symlink: one directory.
+            .map(|d| std::fs::canonicalize(&d).unwrap_or(d))
+            .map(utf8)
+            .collect::<Option<_>>()?;
+        dirs.sort();
+        dirs.dedup();
+        Some(CgroupPlacement::Hierarchies(dirs))
+    }
+
     /// Where the usage counters of container `id` are (see `stats`).
     pub fn stat_dirs(&self, id: &str) -> super::stats::StatDirs {
         let path = self.path_of(id);

@@ -108,6 +108,11 @@ pub trait Cgroups: Send + Sync {
     fn procs(&self, _id: &str, _max: usize) -> Vec<i32> {
         Vec::new()
     }
+    /// Where the processes of container `id` go (as its init went), for an
+    /// exec to join; `None` where it is not known (fakes).
+    fn placement(&self, _id: &str) -> Option<CgroupPlacement> {
+        None
+    }
 }
 
 impl Cgroups for CgroupHost {
@@ -157,6 +162,9 @@ impl Cgroups for CgroupHost {
         self.procs_dir(id)
             .map(|d| stats::procs(&d, max))
             .unwrap_or_default()
+    }
+    fn placement(&self, id: &str) -> Option<CgroupPlacement> {
+        CgroupHost::placement(self, id)
     }
 }
 

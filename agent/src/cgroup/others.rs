@@ -41,6 +41,14 @@ impl Others {
             .map(|m| Path::new(&m.path).join(path))
     }
 
+    /// `path` in every one of them.
+    pub(super) fn dirs(&self, path: &str) -> Vec<PathBuf> {
+        self.mounts
+            .iter()
+            .map(|m| Path::new(&m.path).join(path))
+            .collect()
+    }
+
     /// True when one of them is the v1 device controller.
     pub(super) fn has_devices(&self) -> bool {
         self.mounts.iter().any(|m| m.has("devices"))

@@ -86,7 +86,12 @@ pub fn check_no_nul(field: &'static str, what: &str, s: &str) -> Result<()> {
 
 /// A list of strings for `execve` (argv or envp): entry count, entry
 /// size and NUL bytes. Returns the bytes it takes, each entry with its NUL.
-fn check_exec_list(field: &'static str, what: &str, list: &[String], max: usize) -> Result<usize> {
+pub fn check_exec_list(
+    field: &'static str,
+    what: &str,
+    list: &[String],
+    max: usize,
+) -> Result<usize> {
     if list.len() > max {
         return Err(ContainerError::invalid(
             field,

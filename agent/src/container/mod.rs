@@ -2,7 +2,8 @@
 //!
 //! The [`Manager`] owns every container of the agent. Each verb has a file
 //! of its own: `create`, `start`, `stop` (stop, kill, signals), `pause`
-//! (pause, resume), `update`, `remove`, `wait`, `exit` (exit handling),
+//! (pause, resume), `update`, `remove`, `wait`, `exec` (a process in a
+//! running container), `exit` (exit handling),
 //! [`restart`] (the policy), `recover` (what a restart of berthd finds).
 //! They all change a container's state through one transition function,
 //! `Manager::commit` (in `entry.rs`), which checks the table in [`state`],
@@ -20,6 +21,7 @@ mod create;
 mod diskfull_tests;
 mod entry;
 pub mod error;
+mod exec;
 mod exit;
 mod hosts;
 mod mounts;
@@ -53,6 +55,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
+pub use exec::{Exec, ExecOptions};
 pub use mounts::{MountKind, MountSpec, ResolvedMount, MOUNTS_MAX, TMPFS_SIZE_MAX};
 
 use crate::cgroup::Cgroups;

@@ -51,6 +51,58 @@ pub enum Action {
     Restarting,
     /// Its limits or restart policy changed.
     Updated,
+    /// A process was started in the container ([`Event::exec`]).
+    ExecStarted,
+    /// An exec process ended ([`Event::exec`], with its exit).
+    ExecExited,
+}
+
+/// Most command entries an exec event carries.
+pub const EXEC_COMMAND_ENTRIES: usize = 16;
+/// Most bytes of one command entry in an exec event.
+pub const EXEC_COMMAND_ENTRY_BYTES: usize = 256;
+
+/// An exec process, as its events describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecInfo {
+    /// The exec's id.
+    pub exec_id: String,
+    /// Its command, cut to [`EXEC_COMMAND_ENTRIES`] entries of
+    /// [`EXEC_COMMAND_ENTRY_BYTES`] (events are kept in memory and in the
+    /// log: a 1 MiB argv must not be copied into each).
+    pub command: Vec<String>,
+    /// Whether the command was cut.
+    pub truncated: bool,
+    /// How it ended, for [`Action::ExecExited`].
+    pub exit: Option<ExitRecord>,
+}
+
+impl ExecInfo {
+    /// The exec `exec_id` of `argv`, its command cut to the event limits.
+    pub fn new(exec_id: &str, argv: &[String]) -> Self {
+        let mut truncated = argv.len() > EXEC_COMMAND_ENTRIES;
+        let command = argv
+            .iter()
+            .take(EXEC_COMMAND_ENTRIES)
+            .map(|a| {
+                if a.len() <= EXEC_COMMAND_ENTRY_BYTES {
+                    return a.clone();
+                }
+                truncated = true;
+                let mut end = EXEC_COMMAND_ENTRY_BYTES;
+                while !a.is_char_boundary(end) {
+                    end -= 1;
+                }
+                a[..end].to_string()
+            })
+            .collect();
+        ExecInfo {
+            exec_id: exec_id.to_string(),
+            command,
+            truncated,
+            exit: None,
+        }
+    }
 }
 
 /// One event, as the runtime announces it.
@@ -76,6 +128,9 @@ pub struct Event {
     pub restart_attempt: u32,
     /// How long until it, for [`Action::Restarting`].
     pub restart_delay: Duration,
+    /// The exec process, for [`Action::ExecStarted`] and
+    /// [`Action::ExecExited`].
+    pub exec: Option<ExecInfo>,
 }
 
 impl Event {
@@ -92,6 +147,7 @@ impl Event {
             signal: 0,
             restart_attempt: 0,
             restart_delay: Duration::ZERO,
+            exec: None,
         }
     }
 }
@@ -108,4 +164,24 @@ pub trait EventSink: Send + Sync {
     /// a run, it says whether that run's start or exit was announced: the
     /// key is the run, not a finish time a lost exit would make up anew.
     fn announced_since(&self, id: &str, action: Action, since: i64) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_commands_are_cut_to_the_event_limits() {
+        let short = ExecInfo::new("e", &["sh".into(), "-c".into()]);
+        assert_eq!((short.command.len(), short.truncated), (2, false));
+        let many: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+        let cut = ExecInfo::new("e", &many);
+        assert_eq!(
+            (cut.command.len(), cut.truncated),
+            (EXEC_COMMAND_ENTRIES, true)
+        );
+        let long = ExecInfo::new("e", &["é".repeat(300)]);
+        assert!(long.truncated);
+        assert!(long.command[0].len() <= EXEC_COMMAND_ENTRY_BYTES);
+    }
 }

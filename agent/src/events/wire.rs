@@ -21,6 +21,12 @@ pub fn event_to_proto(ev: Event) -> pb::Event {
         signal: ev.signal,
         restart_attempt: ev.restart_attempt,
         restart_delay_ms: u64::try_from(ev.restart_delay.as_millis()).unwrap_or(u64::MAX),
+        exec: ev.exec.map(|x| pb::ExecEvent {
+            exec_id: x.exec_id,
+            command: x.command,
+            exit: x.exit.as_ref().map(exit_to_proto),
+            truncated: x.truncated,
+        }),
         ..Default::default()
     }
 }
@@ -49,6 +55,8 @@ pub(super) fn action_to_proto(a: Action) -> pb::EventAction {
         Action::Resumed => P::Resumed,
         Action::Restarting => P::Restarting,
         Action::Updated => P::Updated,
+        Action::ExecStarted => P::ExecStarted,
+        Action::ExecExited => P::ExecExited,
     }
 }
 
@@ -90,7 +98,13 @@ mod tests {
         ev.signal = 15;
         ev.restart_attempt = 2;
         ev.restart_delay = Duration::from_millis(400);
+        ev.exec = Some(super::super::domain::ExecInfo::new("e1", &["true".into()]));
         let p = event_to_proto(ev);
+        let x = p.exec.clone().unwrap();
+        assert_eq!(
+            (x.exec_id.as_str(), x.command, x.truncated),
+            ("e1", vec!["true".to_string()], false)
+        );
         assert_eq!(p.r#type, pb::ObjectType::Container as i32);
         assert_eq!(p.action, pb::EventAction::Restarting as i32);
         assert_eq!((p.id.as_str(), p.name.as_str()), ("c1", "web"));

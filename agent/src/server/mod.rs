@@ -6,12 +6,13 @@ mod authority;
 mod containers;
 pub mod convert;
 mod events;
+mod exec;
 mod image_status;
 pub mod images;
 mod listen;
 mod logs;
-mod networks;
 mod mounts;
+mod networks;
 pub mod oversize;
 pub mod stats;
 pub mod status;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use berth::v1::exec_server::ExecServer;
 use berth::v1::networks_server::NetworksServer;
 use berth::v1::stats_server::StatsServer;
 use berth::v1::volumes_server::VolumesServer;
@@ -144,6 +146,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     health
         .set_serving::<VolumesServer<volumes::VolumesService>>()
         .await;
+    health.set_serving::<ExecServer<exec::ExecService>>().await;
     // Reflection in both versions: grpcurl and grpc-go speak v1, Python's
     // grpcio-reflection, Postman and older tools only v1alpha.
     let reflection_builder = || {
@@ -208,6 +211,11 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         )
         .add_service(
             VolumesServer::new(volumes::VolumesService::new(mgr.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            ExecServer::new(exec::ExecService::new(mgr.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
         );

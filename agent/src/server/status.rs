@@ -14,6 +14,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::container::ContainerError;
 use crate::error::Error;
 use crate::events::Gap;
+use crate::exec::ExecError;
 use crate::image::ImageError;
 use crate::network::NetworkError;
 use crate::volume::VolumeError;
@@ -214,6 +215,21 @@ fn network(e: &NetworkError) -> Details {
     }
 }
 
+fn exec(e: &ExecError) -> Details {
+    match e {
+        ExecError::NotRunning { id, state } => {
+            Details::new(Code::FailedPrecondition, "CONTAINER_NOT_RUNNING")
+                .with("id", id.clone())
+                .with("state", *state)
+        }
+        ExecError::CannotExec { exit_code, .. } => {
+            Details::new(Code::FailedPrecondition, "CANNOT_EXECUTE")
+                .with("exit_code", exit_code.to_string())
+        }
+        ExecError::Helper(_) | ExecError::Io { .. } => Details::new(Code::Internal, "INTERNAL"),
+    }
+}
+
 fn image(e: &ImageError) -> Details {
     let kind = e.kind();
     Details::new(super::image_status::code(kind), kind.reason())
@@ -224,6 +240,7 @@ fn details(e: &Error) -> Details {
         Error::Container(e) => container(e),
         Error::Image(e) => image(e),
         Error::Volume(e) => volume(e),
+        Error::Exec(e) => exec(e),
         Error::InvalidSignal(_) => {
             Details::new(Code::InvalidArgument, "INVALID_SIGNAL").field("signal")
         }

@@ -153,3 +153,82 @@ pub fn preallocate(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()
     )
     .map_err(io::Error::from)
 }
+
+/// Sends `data` with `fds` attached (`SCM_RIGHTS`) on the unix socket
+/// `sock`, in one message.
+pub fn send_with_fds(
+    sock: &impl std::os::fd::AsFd,
+    data: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let sent = sendmsg::<UnixAddr>(
+        sock.as_fd().as_raw_fd(),
+        &[io::IoSlice::new(data)],
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    if sent != data.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short sendmsg"));
+    }
+    Ok(())
+}
+
+/// Receives one message of up to `buf.len()` bytes on the unix socket
+/// `sock` and the first descriptor that came with it (close-on-exec);
+/// `(0, None)` at end of file. Others that came with it are closed.
+pub fn recv_with_fd(
+    sock: &impl std::os::fd::AsFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<UnixAddr>(
+        sock.as_fd().as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let bytes = msg.bytes;
+    let mut owned: Vec<OwnedFd> = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel just installed these descriptors in
+                // this process for this message; nothing else owns them.
+                owned.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    let first = (!owned.is_empty()).then(|| owned.remove(0));
+    Ok((bytes, first))
+}
+
+/// Sets the window size of the terminal `fd` (`TIOCSWINSZ`): the process
+/// on the terminal gets SIGWINCH.
+pub fn set_window_size(fd: &impl std::os::fd::AsFd, rows: u16, cols: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize, which outlives the call, from
+    // the pointer; the descriptor is borrowed for the call.
+    let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Registers `fd` with tokio's reactor for readiness (a pipe end or a
+/// terminal's master side, already non-blocking).
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns `fd`, so the descriptor stays open and is
+    // not reused for as long as it is registered.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}

@@ -486,6 +486,40 @@ pub struct StatsArgs {
     pub ids: Vec<String>,
 }
 
+// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open and stream it to the process (end of file closes
+    /// the process's stdin).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the process a terminal (the local one goes into raw mode and
+    /// its size follows the window).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Environment variable KEY=value over the container's; a bare KEY
+    /// takes its value from here.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// User: name, uid, name:group or uid:gid (the container's if unset).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container (the container's if unset).
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Every capability the agent has (refused unless berthd runs with
+    /// --allow-privileged).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Container id, id prefix or name.
+    #[arg(value_name = "CONTAINER")]
+    pub id: String,
+    /// The command and its arguments (flags after the command belong to
+    /// it, as with `docker exec`).
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
 // `top`.
 #[derive(Debug, Args)]
 pub struct TopArgs {

@@ -290,6 +290,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// The processes of a container.
     Top(TopArgs),
+    /// Run a command in a running container; exits with its exit code.
+    Exec(ExecArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -6,9 +6,8 @@
 //! Docker user the wrong way. When clap refuses a name that Docker users
 //! type, berthctl says plainly that it is not supported yet. Only names clap
 //! refused are looked up here, so a command or option added later simply
-//! stops matching. The lists name only what nobody is building now
-//! (`exec` is on its way and must not be called unsupported once it
-//! lands).
+//! stops matching. The lists name only what is not built
+//! (a command or option that lands simply stops matching).
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 

@@ -6,6 +6,7 @@
 mod attach;
 mod create;
 mod events;
+mod exec;
 mod fan;
 mod image_import;
 mod image_inspect;
@@ -63,6 +64,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Stats(a) => stats::stats(f, a).await,
         Command::Top(a) => top::top(f, a).await,
         Command::Network(c) => network::network(f, c).await,
+        Command::Exec(a) => exec::exec(one_host(f, "exec")?, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
         Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,

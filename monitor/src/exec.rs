@@ -1,0 +1,416 @@
+//! `berth-monitor __exec`: starts one process in a running container and
+//! stays its parent until it ends (the protocol is
+//! `berth_runtime::exec`'s).
+//!
+//! The helper enters the container init's namespaces through its pidfd
+//! (mount, UTS, IPC, network and PID: its children are born in the
+//! container's PID namespace), with a terminal opens a new pty of the
+//! container's own devpts, and forks. The child is placed in the
+//! container's cgroup (directly, with `clone3(CLONE_INTO_CGROUP)` on cgroup
+//! v2; on v1 it moves itself), then enters the cgroup namespace, and the
+//! user namespace when the container has one, and becomes the process
+//! through the init's own [`crate::init::become_and_exec`]: the same user
+//! resolution, capabilities, `no_new_privs` and seccomp filter. The helper
+//! itself stays in berthd's cgroup, so stopping the container kills the
+//! process but never the helper, which reports how it ended.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+
+use berth_runtime::exec::{self as proto, ExecLaunch, ExecReport};
+use berth_runtime::launch::CgroupPlacement;
+use rustix::event::{PollFd, PollFlags};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::{Errno, IoSlice, IoSliceMut};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
+use rustix::thread::ThreadNameSpaceType as Ns;
+
+use crate::init::{Command, Failure, Outcome, Stdio};
+use crate::io::{self, Context, Error, Result};
+use crate::sys::{self, Forked};
+
+const SIGPIPE: i32 = linux_raw_sys::general::SIGPIPE as i32;
+const SIGCHLD: i32 = linux_raw_sys::general::SIGCHLD as i32;
+
+/// Runs the helper; never returns.
+pub fn main() -> ! {
+    let code = match run() {
+        Ok(()) => 0,
+        Err(Failure(exit_code, message)) => {
+            report(&ExecReport::Failed { message, exit_code });
+            1
+        }
+    };
+    sys::exit(code)
+}
+
+fn report(r: &ExecReport) {
+    if let Ok(mut line) = serde_json::to_vec(r) {
+        line.push(b'\n');
+        let _ = io::write_all(sys::stdout(), &line);
+    }
+}
+
+/// What berthd sent: the launch spec and the descriptors with it.
+struct Received {
+    launch: ExecLaunch,
+    init: OwnedFd,
+    /// stdin, stdout, stderr (none with a terminal).
+    stdio: Vec<OwnedFd>,
+}
+
+fn receive(sock: BorrowedFd<'_>) -> Result<Received> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut header = [0u8; proto::HEADER_LEN];
+    let got = rustix::net::recvmsg(
+        sock,
+        &mut [IoSliceMut::new(&mut header)],
+        &mut cmsg,
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::WAITALL,
+    )
+    .ctx("receiving the exec")?;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for msg in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = msg {
+            fds.extend(rights);
+        }
+    }
+    if got.bytes != proto::HEADER_LEN {
+        return Err(Error("short exec header".into()));
+    }
+    let len = proto::parse_header(header).ok_or_else(|| Error("exec spec too large".into()))?;
+    let mut json = Vec::with_capacity(len);
+    let mut chunk = [0u8; 8192];
+    while json.len() < len {
+        let want = (len - json.len()).min(chunk.len());
+        match rustix::io::read(sock, &mut chunk[..want]) {
+            Ok(0) => return Err(Error("exec spec cut short".into())),
+            Ok(n) => json.extend_from_slice(&chunk[..n]),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e).ctx("reading the exec spec"),
+        }
+    }
+    let launch: ExecLaunch =
+        serde_json::from_slice(&json).map_err(|e| Error(format!("bad exec spec: {e}")))?;
+    if fds.len() != proto::fds_expected(launch.tty) {
+        return Err(Error(format!(
+            "{} descriptors came with the exec, {} expected",
+            fds.len(),
+            proto::fds_expected(launch.tty)
+        )));
+    }
+    let init = fds.remove(0);
+    Ok(Received {
+        launch,
+        init,
+        stdio: fds,
+    })
+}
+
+fn run() -> Outcome {
+    sys::ignore_signal(SIGPIPE).ctx("ignoring SIGPIPE")?;
+    sys::default_signal(SIGCHLD).ctx("resetting SIGCHLD")?;
+    // The child is born in the container's PID namespace holding host
+    // descriptors (the cgroup's, berthd's socket) until it execs: not
+    // dumpable, the container's root cannot reach them through
+    // /proc/<pid>/fd or ptrace (runc's CVE-2016-9962). execve makes the
+    // process dumpable again.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .ctx("making the exec not dumpable")?;
+    let sock = sys::stdin();
+    let Received {
+        launch,
+        init,
+        stdio,
+    } = receive(sock)?;
+
+    // Host paths, opened before the container's mount namespace is entered.
+    let seccomp = launch
+        .seccomp
+        .as_deref()
+        .map(crate::confine::load)
+        .transpose()?;
+    let cgroup = open_cgroup(&launch.cgroup)?;
+
+    // Every namespace but the cgroup and user ones, which the child enters
+    // once it is in the container's cgroup (from the host's cgroup
+    // namespace: the kernel refuses a move from a cgroup outside the
+    // namespace's root) and as the last step of its setup.
+    rustix::thread::move_into_thread_name_spaces(
+        init.as_fd(),
+        Ns::MOUNT
+            | Ns::HOST_NAME_AND_NIS_DOMAIN_NAME
+            | Ns::INTER_PROCESS_COMMUNICATION
+            | Ns::NETWORK
+            | Ns::PROCESS_ID,
+    )
+    .ctx("entering the container's namespaces")?;
+
+    let terminal = if launch.tty {
+        Some(open_terminal(launch.terminal_size)?)
+    } else {
+        None
+    };
+    let (fail_r, fail_w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).ctx("pipe")?;
+
+    let forked = match &cgroup {
+        Cgroup::Unified(dir) => {
+            match sys::clone_into_cgroup(dir.as_fd(), sys::Namespaces::Inherited) {
+                Ok(f) => Some(f),
+                Err(Errno::NOSYS | Errno::TOOBIG | Errno::INVAL) => None,
+                Err(e) => return Err(e).ctx("clone3 into the cgroup").map_err(Failure::from),
+            }
+        }
+        Cgroup::Procs(_) => None,
+    };
+    let forked = match forked {
+        Some(f) => f,
+        None => sys::fork_into(sys::Namespaces::Inherited).ctx("fork")?,
+    };
+    let child = match forked {
+        Forked::Child => {
+            drop(fail_r);
+            crate::rt::report_panics_to(&fail_w);
+            let Err(Failure(code, message)) =
+                child_setup(&launch, &init, &cgroup, &stdio, terminal.as_ref(), seccomp);
+            let _ = io::write_all(&fail_w, format!("{code}:{message}").as_bytes());
+            sys::exit(code)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop((fail_w, stdio, init, cgroup));
+    let pidfd = rustix::process::pidfd_open(child, PidfdFlags::empty()).ctx("pidfd_open")?;
+    // The child's own side of the terminal is the child's; berthd gets the
+    // master.
+    if let Some((master, slave)) = terminal {
+        drop(slave);
+        send_fd(sock, &master).ctx("handing over the terminal")?;
+    }
+
+    let failure = io::read_to_end(&fail_r).ctx("reading the exec's result")?;
+    drop(fail_r);
+    if !failure.is_empty() {
+        let _ = rustix::process::waitpid(Some(child), WaitOptions::empty());
+        let failure = String::from_utf8_lossy(&failure);
+        let (code, message) = match failure.split_once(':') {
+            Some((code, msg)) => (code.parse().unwrap_or(125), msg.to_string()),
+            None => (125, failure.to_string()),
+        };
+        return Err(Failure(code, message));
+    }
+    report(&ExecReport::Started {
+        pid: child.as_raw_nonzero().get(),
+    });
+    let (exit_code, signal) = supervise(child, &pidfd, sock)?;
+    report(&ExecReport::Exited { exit_code, signal });
+    Ok(())
+}
+
+/// The container's cgroup, opened on the host's side.
+enum Cgroup {
+    /// cgroup v2: its directory, for `CLONE_INTO_CGROUP` (and its
+    /// `cgroup.procs`, where clone3 cannot).
+    Unified(OwnedFd),
+    /// The `cgroup.procs` of each v1 hierarchy.
+    Procs(Vec<OwnedFd>),
+}
+
+fn open_cgroup(placement: &CgroupPlacement) -> Result<Cgroup> {
+    let procs = |dir: &str| {
+        let path = format!("{dir}/cgroup.procs");
+        rustix::fs::open(
+            path.as_str(),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(format!("opening {path}"))
+    };
+    match placement {
+        CgroupPlacement::Unified(dir) => rustix::fs::open(
+            dir.as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(format!("opening cgroup {dir}"))
+        .map(Cgroup::Unified),
+        CgroupPlacement::Hierarchies(dirs) => dirs
+            .iter()
+            .map(|d| procs(d))
+            .collect::<Result<_>>()
+            .map(Cgroup::Procs),
+    }
+}
+
+/// A new pty of the container's devpts (opened inside its mount
+/// namespace, as runc does: the host's devpts is never used), unlocked and
+/// sized: (master, slave).
+fn open_terminal((rows, cols): (u16, u16)) -> Result<(OwnedFd, OwnedFd)> {
+    // The container's root may have put anything there: no symlink is
+    // followed at the end, and only devpts' own ptmx (5:2) is used.
+    let master = rustix::fs::open(
+        "/dev/pts/ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ctx("opening the container's /dev/pts/ptmx")?;
+    let st = rustix::fs::fstat(&master).ctx("the container's /dev/pts/ptmx")?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::CharacterDevice
+        || st.st_rdev != rustix::fs::makedev(5, 2)
+    {
+        return Err(Error(
+            "the container's /dev/pts/ptmx is not a pseudo-terminal multiplexer".into(),
+        ));
+    }
+    // Back to blocking: berthd sets its own end's mode.
+    rustix::fs::fcntl_setfl(&master, OFlags::RDWR).ctx("the terminal's flags")?;
+    rustix::pty::unlockpt(&master).ctx("unlockpt")?;
+    // By the master, never by a path the container could replace.
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
+    )
+    .ctx("opening the terminal")?;
+    let size = rustix::termios::Winsize {
+        ws_row: if rows == 0 { 24 } else { rows },
+        ws_col: if cols == 0 { 80 } else { cols },
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size).ctx("sizing the terminal")?;
+    Ok((master, slave))
+}
+
+fn send_fd(sock: BorrowedFd<'_>, fd: &OwnedFd) -> core::result::Result<(), Errno> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd.as_fd()];
+    cmsg.push(SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(sock, &[IoSlice::new(b"t")], &mut cmsg, SendFlags::empty()).map(drop)
+}
+
+/// In the child: into the cgroup, the remaining namespaces, then the
+/// process.
+fn child_setup(
+    launch: &ExecLaunch,
+    init: &OwnedFd,
+    cgroup: &Cgroup,
+    stdio: &[OwnedFd],
+    terminal: Option<&(OwnedFd, OwnedFd)>,
+    seccomp: Option<crate::confine::Seccomp>,
+) -> Outcome<crate::init::Never> {
+    crate::init::reset_process()?;
+    if let Cgroup::Procs(files) = cgroup {
+        for f in files {
+            // "0": the writing process.
+            io::write_all(f, b"0").ctx("joining the container's cgroup")?;
+        }
+    }
+    let mut last = Ns::CONTROL_GROUP;
+    if launch.userns {
+        last |= Ns::USER;
+    }
+    rustix::thread::move_into_thread_name_spaces(init.as_fd(), last)
+        .ctx("entering the container's cgroup and user namespaces")?;
+    if launch.userns {
+        // As the container's init did: root of the namespace first, then
+        // the user (host root is unmapped there).
+        let (uid, gid) = (
+            rustix::process::Uid::from_raw(0),
+            rustix::process::Gid::from_raw(0),
+        );
+        rustix::thread::set_thread_res_gid(gid, gid, gid).ctx("setresgid")?;
+        rustix::thread::set_thread_groups(&[]).ctx("setgroups")?;
+        rustix::thread::set_thread_res_uid(uid, uid, uid).ctx("setresuid")?;
+    }
+    let command = Command {
+        args: &launch.args,
+        env: &launch.env,
+        user: &launch.user,
+        cwd: &launch.cwd,
+        create_cwd: false,
+        capabilities: launch.capabilities,
+    };
+    let stdio = match (terminal, stdio) {
+        (Some((_, slave)), _) => Stdio {
+            stdin: slave.as_fd(),
+            stdout: slave.as_fd(),
+            stderr: slave.as_fd(),
+            terminal: true,
+        },
+        (None, [i, o, e]) => Stdio {
+            stdin: i.as_fd(),
+            stdout: o.as_fd(),
+            stderr: e.as_fd(),
+            terminal: false,
+        },
+        (None, _) => return Err(Failure(125, "no stdio for the exec".into())),
+    };
+    crate::init::become_and_exec(&command, stdio, seccomp.as_ref())
+}
+
+/// Waits for the child to end, passing on the signals berthd sends; end of
+/// file from berthd kills it. Returns (exit code, signal).
+fn supervise(child: Pid, pidfd: &OwnedFd, sock: BorrowedFd<'_>) -> Result<(i32, i32)> {
+    let mut berthd_open = true;
+    loop {
+        let mut fds = [
+            PollFd::new(pidfd, PollFlags::IN),
+            PollFd::new(&sock, PollFlags::IN),
+        ];
+        let polled = if berthd_open {
+            &mut fds[..]
+        } else {
+            &mut fds[..1]
+        };
+        match rustix::event::poll(polled, None) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e).ctx("poll"),
+        }
+        let (exited, control) = (
+            !fds[0].revents().is_empty(),
+            berthd_open && !fds[1].revents().is_empty(),
+        );
+        if control {
+            let mut bytes = [0u8; 64];
+            match rustix::io::read(sock, &mut bytes) {
+                Ok(0) | Err(Errno::CONNRESET) => {
+                    berthd_open = false;
+                    let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
+                }
+                Ok(n) => {
+                    for &b in &bytes[..n] {
+                        if let Some(sig) = proto::byte_signal(b) {
+                            // A signal this kernel lacks is refused here.
+                            let _ = sys::pidfd_signal(pidfd, sig);
+                        }
+                    }
+                }
+                Err(Errno::INTR | Errno::AGAIN) => {}
+                Err(e) => return Err(e).ctx("reading from berthd"),
+            }
+        }
+        if exited {
+            let Some((_, status)) =
+                rustix::process::waitpid(Some(child), WaitOptions::NOHANG).ctx("waitpid")?
+            else {
+                // Readable but not reapable: a tracer holds it; look again.
+                continue;
+            };
+            return match (status.exit_status(), status.terminating_signal()) {
+                (Some(code), _) => Ok((code, 0)),
+                (None, Some(sig)) => Ok((128 + sig, sig)),
+                _ => Err(Error(format!("unexpected wait status {status:?}"))),
+            };
+        }
+    }
+}
