@@ -7,9 +7,18 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 (cd monitor && cargo fmt --check)
 cargo clippy --workspace --all-targets -- -D warnings
-# The monitor's dependencies are in the package cache agent/build.rs keeps
-# for it (filled by the clippy run above, which builds berthd's build script).
+# The monitor's dependencies are in a package cache agent/build.rs keeps for
+# it when the default one lacked them at build time (a fresh machine), else in
+# the default one; nothing holds the default cache's lock here, so cargo may
+# also fetch what neither has.
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 home="$target/x86_64-unknown-linux-gnu/berth-monitor/cargo-home"
-(cd monitor && CARGO_HOME="$home" CARGO_TARGET_DIR="$target/monitor-clippy" \
-    cargo clippy --offline --locked --target x86_64-unknown-linux-gnu -- -D warnings)
+monitor_clippy() {
+    (cd monitor && CARGO_TARGET_DIR="$target/monitor-clippy" \
+        cargo clippy --locked --target x86_64-unknown-linux-gnu "$@" -- -D warnings)
+}
+if [ -d "$home/registry/cache" ]; then
+    CARGO_HOME="$home" monitor_clippy --offline
+else
+    monitor_clippy
+fi
