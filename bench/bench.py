@@ -739,11 +739,39 @@ def main_concurrency():
               f"  samples {' '.join(f'{x:.1f}' for x in v)}")
 
 
+def main_userns():
+    """BENCH_ONLY=userns: the lifecycle of `berthctl run --rm` with and without
+    `--userns auto` (a user namespace and idmapped layers per container)
+    beside crun, interleaved."""
+    os.makedirs(W, exist_ok=True)
+    d = Daemons()
+    bundle = os.path.join(IMG, "bundle")
+    run = [BERTHCTL, "-H", BERTH_SOCK, "run", "--rm"]
+    try:
+        d.start_berthd()
+        sh([BERTHCTL, "-H", BERTH_SOCK, "image", "import", os.path.join(IMG, "busybox.tar")])
+        res = measure_lifecycle({
+            "berthctl run --rm": lambda: timed(run + ["busybox", "/bin/true"]),
+            "berthctl run --rm --userns auto": lambda: timed(
+                run + ["--userns", "auto", "busybox", "/bin/true"]),
+            "crun run": lambda: timed(crun_args(bundle) + [Counter.next()]),
+        })
+    finally:
+        d.stop_all()
+    crun = statistics.median(res["crun run"])
+    print(f"lifecycle of a /bin/true container, {SAMPLES} samples after {WARMUP} warm-ups, ms")
+    for k, v in res.items():
+        print(f"{k:34} median {statistics.median(v):7.2f}  p90 {q(v, 0.9):7.2f}"
+              f"  {statistics.median(v) / crun:.2f}x crun")
+
+
 def main():
     if ONLY == "concurrency":
         return main_concurrency()
+    if ONLY == "userns":
+        return main_userns()
     if ONLY:
-        raise SystemExit(f"BENCH_ONLY={ONLY}: only 'concurrency' is known")
+        raise SystemExit(f"BENCH_ONLY={ONLY}: only 'concurrency' and 'userns' are known")
     os.makedirs(W, exist_ok=True)
     os.makedirs(OUT, exist_ok=True)
     d = Daemons()

@@ -33,7 +33,10 @@ if [[ "${BENCH_IN_NS:-}" != 1 ]]; then
         apt-get install -y -q --no-install-recommends runc crun containerd docker.io hyperfine \
             python3 python3-matplotlib busybox-static util-linux git e2fsprogs
     fi
-    cargo build --release -p berth-agent -p berth-ctl -p berth-bench
+    # BENCH_SKIP_BUILD=1 measures the release binaries already built.
+    if [[ "${BENCH_SKIP_BUILD:-}" != 1 ]]; then
+        cargo build --release -p berth-agent -p berth-ctl -p berth-bench
+    fi
     WORK=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
     /usr/bin/python3 bench/mkimage.py "$WORK/image" >/dev/null
     status=0
