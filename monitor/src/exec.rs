@@ -163,7 +163,7 @@ fn run() -> Outcome {
     let (fail_r, fail_w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).ctx("pipe")?;
 
     let forked = match &cgroup {
-        Cgroup::Unified(dir) => {
+        Cgroup::Unified { dir, .. } => {
             match sys::clone_into_cgroup(dir.as_fd(), sys::Namespaces::Inherited) {
                 Ok(f) => Some(f),
                 Err(Errno::NOSYS | Errno::TOOBIG | Errno::INVAL) => None,
@@ -172,6 +172,10 @@ fn run() -> Outcome {
         }
         Cgroup::Procs(_) => None,
     };
+    // Where clone3 could not place the child (a kernel before 5.7, or
+    // berthd under a seccomp profile that answers clone3 with ENOSYS), the
+    // child moves itself, on v2 as on v1.
+    let placed = forked.is_some();
     let forked = match forked {
         Some(f) => f,
         None => sys::fork_into(sys::Namespaces::Inherited).ctx("fork")?,
@@ -180,8 +184,16 @@ fn run() -> Outcome {
         Forked::Child => {
             drop(fail_r);
             crate::rt::report_panics_to(&fail_w);
-            let Err(Failure(code, message)) =
-                child_setup(&launch, &init, &cgroup, &stdio, terminal.as_ref(), seccomp);
+            let setup = ChildSetup {
+                launch: &launch,
+                init: &init,
+                cgroup: &cgroup,
+                placed,
+                stdio: &stdio,
+                terminal: terminal.as_ref(),
+                fail: fail_w.as_fd(),
+            };
+            let Err(Failure(code, message)) = child_setup(setup, seccomp);
             let _ = io::write_all(&fail_w, format!("{code}:{message}").as_bytes());
             sys::exit(code)
         }
@@ -217,9 +229,14 @@ fn run() -> Outcome {
 
 /// The container's cgroup, opened on the host's side.
 enum Cgroup {
-    /// cgroup v2: its directory, for `CLONE_INTO_CGROUP` (and its
-    /// `cgroup.procs`, where clone3 cannot).
-    Unified(OwnedFd),
+    /// cgroup v2: its directory, for `CLONE_INTO_CGROUP`, and its
+    /// `cgroup.procs`, where clone3 cannot.
+    Unified {
+        /// The cgroup's directory.
+        dir: OwnedFd,
+        /// Its `cgroup.procs`.
+        procs: OwnedFd,
+    },
     /// The `cgroup.procs` of each v1 hierarchy.
     Procs(Vec<OwnedFd>),
 }
@@ -235,13 +252,15 @@ fn open_cgroup(placement: &CgroupPlacement) -> Result<Cgroup> {
         .ctx(format!("opening {path}"))
     };
     match placement {
-        CgroupPlacement::Unified(dir) => rustix::fs::open(
-            dir.as_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(format!("opening cgroup {dir}"))
-        .map(Cgroup::Unified),
+        CgroupPlacement::Unified(dir) => Ok(Cgroup::Unified {
+            dir: rustix::fs::open(
+                dir.as_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(format!("opening cgroup {dir}"))?,
+            procs: procs(dir)?,
+        }),
         CgroupPlacement::Hierarchies(dirs) => dirs
             .iter()
             .map(|d| procs(d))
@@ -297,22 +316,45 @@ fn send_fd(sock: BorrowedFd<'_>, fd: &OwnedFd) -> core::result::Result<(), Errno
     rustix::net::sendmsg(sock, &[IoSlice::new(b"t")], &mut cmsg, SendFlags::empty()).map(drop)
 }
 
+/// What the forked child works with.
+struct ChildSetup<'a> {
+    launch: &'a ExecLaunch,
+    init: &'a OwnedFd,
+    cgroup: &'a Cgroup,
+    /// clone3 created it in the (v2) cgroup already.
+    placed: bool,
+    stdio: &'a [OwnedFd],
+    terminal: Option<&'a (OwnedFd, OwnedFd)>,
+    /// Where a failure is reported; the only descriptor kept besides stdio.
+    fail: BorrowedFd<'a>,
+}
+
 /// In the child: into the cgroup, the remaining namespaces, then the
 /// process.
 fn child_setup(
-    launch: &ExecLaunch,
-    init: &OwnedFd,
-    cgroup: &Cgroup,
-    stdio: &[OwnedFd],
-    terminal: Option<&(OwnedFd, OwnedFd)>,
+    setup: ChildSetup<'_>,
     seccomp: Option<crate::confine::Seccomp>,
 ) -> Outcome<crate::init::Never> {
+    let ChildSetup {
+        launch,
+        init,
+        cgroup,
+        placed,
+        stdio,
+        terminal,
+        fail,
+    } = setup;
     crate::init::reset_process()?;
-    if let Cgroup::Procs(files) = cgroup {
-        for f in files {
-            // "0": the writing process.
-            io::write_all(f, b"0").ctx("joining the container's cgroup")?;
+    // "0": the writing process.
+    let join = |f: &OwnedFd| io::write_all(f, b"0").ctx("joining the container's cgroup");
+    match cgroup {
+        Cgroup::Procs(files) => {
+            for f in files {
+                join(f)?;
+            }
         }
+        Cgroup::Unified { procs, .. } if !placed => join(procs)?,
+        Cgroup::Unified { .. } => {}
     }
     let mut last = Ns::CONTROL_GROUP;
     if launch.userns {
@@ -354,7 +396,7 @@ fn child_setup(
         },
         (None, _) => return Err(Failure(125, "no stdio for the exec".into())),
     };
-    crate::init::become_and_exec(&command, stdio, seccomp.as_ref())
+    crate::init::become_and_exec(&command, stdio, seccomp.as_ref(), fail)
 }
 
 /// Waits for the child to end, passing on the signals berthd sends; end of

@@ -18,7 +18,7 @@ use core::ffi::c_char;
 
 use berth_runtime::launch::LaunchSpec;
 use berth_runtime::{plan, user};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -55,7 +55,7 @@ pub fn run(
 ) -> ! {
     // A panic from here on is a failed start too, not a silent exit.
     crate::rt::report_panics_to(&fail);
-    let Err(Failure(code, message)) = setup_and_exec(spec, &out, &err, go, handoff);
+    let Err(Failure(code, message)) = setup_and_exec(spec, &out, &err, &fail, go, handoff);
     let _ = io::write_all(&fail, format!("{code}:{message}").as_bytes());
     sys::exit(code)
 }
@@ -67,6 +67,7 @@ fn setup_and_exec(
     spec: &LaunchSpec,
     out: &OwnedFd,
     err: &OwnedFd,
+    fail: &OwnedFd,
     go: OwnedFd,
     handoff: Option<OwnedFd>,
 ) -> Outcome<Never> {
@@ -98,7 +99,7 @@ fn setup_and_exec(
         stderr: err.as_fd(),
         terminal: false,
     };
-    become_and_exec(&command, stdio, seccomp.as_ref())
+    become_and_exec(&command, stdio, seccomp.as_ref(), fail.as_fd())
 }
 
 /// Leaves nothing of berthd's settings to the process: unblocks and resets
@@ -167,7 +168,20 @@ pub fn become_and_exec(
     command: &Command<'_>,
     stdio: Stdio<'_>,
     seccomp: Option<&crate::confine::Seccomp>,
+    fail: BorrowedFd<'_>,
 ) -> Outcome<Never> {
+    // Before any path of the container is resolved (its /etc/passwd, the
+    // working directory, PATH), the process holds its stdio and the fail
+    // pipe only: a host descriptor left open (a cgroup directory, a pidfd,
+    // berthd's socket) would let a working directory or PATH entry of
+    // /proc/self/fd/N/.. lead out of the root (runc's CVE-2024-21626).
+    rustix::stdio::dup2_stdin(stdio.stdin).ctx("stdin")?;
+    rustix::stdio::dup2_stdout(stdio.stdout).ctx("stdout")?;
+    rustix::stdio::dup2_stderr(stdio.stderr).ctx("stderr")?;
+    let fail_fd = u32::try_from(fail.as_raw_fd()).unwrap_or(0);
+    sys::close_from_except(3, fail_fd).ctx("closing inherited files")?;
+    let terminal = stdio.terminal.then(sys::stdin);
+
     let ids = user::resolve(
         command.user,
         &account_file("/etc/passwd")?,
@@ -184,17 +198,28 @@ pub fn become_and_exec(
         crate::setup::create_dir_all(cwd).ctx(format!("creating working directory {cwd}"))?;
     }
     rustix::process::chdir(cwd).ctx(format!("working directory {cwd}"))?;
+    // A second guard: the kernel names a directory outside the process's
+    // root "(unreachable)...", or refuses to name it.
+    match rustix::process::getcwd(Vec::new()) {
+        Ok(here) if here.to_bytes().starts_with(b"/") => {}
+        _ => {
+            return Err(Failure(
+                125,
+                format!("working directory {cwd} is outside the container"),
+            ))
+        }
+    }
 
     let program = find_program(command.args, &env)?;
 
-    if stdio.terminal {
+    if let Some(tty) = terminal {
         rustix::process::setsid().ctx("setsid")?;
-        rustix::process::ioctl_tiocsctty(stdio.stdin).ctx("making the terminal controlling")?;
+        rustix::process::ioctl_tiocsctty(tty).ctx("making the terminal controlling")?;
         // The user may then reopen its /dev/pts node, as on a login. In a
         // user namespace the node belongs to an unmapped id and cannot be
         // given away; the open terminal works regardless.
         match rustix::fs::fchown(
-            stdio.stdin,
+            tty,
             Some(rustix::process::Uid::from_raw(ids.uid)),
             Some(rustix::process::Gid::from_raw(ids.gid)),
         ) {
@@ -206,11 +231,6 @@ pub fn become_and_exec(
             }
         }
     }
-    rustix::stdio::dup2_stdin(stdio.stdin).ctx("stdin")?;
-    rustix::stdio::dup2_stdout(stdio.stdout).ctx("stdout")?;
-    rustix::stdio::dup2_stderr(stdio.stderr).ctx("stderr")?;
-    sys::cloexec_from(3).ctx("closing inherited files")?;
-
     let caps = crate::caps::limit_bounding(command.capabilities)?;
     let groups: Vec<rustix::process::Gid> = ids
         .groups

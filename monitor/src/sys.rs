@@ -269,20 +269,26 @@ pub fn unblock_all_signals() -> Result<(), Errno> {
     .map(drop)
 }
 
-/// Marks every fd >= `from` close-on-exec, so an exec'd container process
-/// inherits nothing of the monitor but its stdio.
-pub fn cloexec_from(from: u32) -> Result<(), Errno> {
-    // include/uapi/linux/close_range.h, which linux-raw-sys lacks; the same
-    // on every architecture.
-    const CLOSE_RANGE_CLOEXEC: usize = 1 << 2;
-    // SAFETY: integer arguments only.
-    unsafe {
-        syscall(
-            __NR_close_range,
-            [from as usize, u32::MAX as usize, CLOSE_RANGE_CLOEXEC, 0, 0],
-        )
+/// Closes every fd >= `from` but `keep` (`close_range(2)`), now, not at
+/// exec: a host descriptor still open while the process resolves paths in
+/// the container (its working directory, PATH) is a way out of the root
+/// through /proc/self/fd/N (runc's CVE-2024-21626).
+pub fn close_from_except(from: u32, keep: u32) -> Result<(), Errno> {
+    let close = |first: u32, last: u32| {
+        // SAFETY: integer arguments only; the caller owns no descriptor in
+        // the range that it uses afterwards (see the callers).
+        unsafe { syscall(__NR_close_range, [first as usize, last as usize, 0, 0, 0]) }.map(drop)
+    };
+    if keep < from {
+        return close(from, u32::MAX);
     }
-    .map(drop)
+    if keep > from {
+        close(from, keep - 1)?;
+    }
+    match keep.checked_add(1) {
+        Some(next) => close(next, u32::MAX),
+        None => Ok(()),
+    }
 }
 
 /// Sends signal number `signal` to the process behind `pidfd`

@@ -415,3 +415,54 @@ async fn exec_joins_the_user_namespace_of_a_userns_container() {
     agent.force_remove(&c.id).await;
     agent.assert_clean().await;
 }
+
+/// runc's CVE-2024-21626: while the exec helper's child resolves the
+/// working directory and PATH in the container it must hold no descriptor
+/// of the host (on cgroup v2 it had the container's cgroup directory open,
+/// and `/proc/self/fd/N/../../..` from there is the host's root). Every
+/// descriptor number is tried: none leads anywhere.
+#[tokio::test]
+async fn no_host_descriptor_is_reachable_through_proc_self_fd() {
+    let agent = agent_with(&[]).await;
+    let c = sleeper(&agent).await;
+    {
+        for n in 3..=16 {
+            let mut s = spec(&c.id, &["pwd"]);
+            s.working_dir = format!("/proc/self/fd/{n}");
+            let r = sync(
+                &agent,
+                pb::ExecSyncRequest {
+                    spec: Some(s),
+                    ..Default::default()
+                },
+            )
+            .await;
+            match r {
+                Err(e) => assert_eq!(e.code(), Code::FailedPrecondition, "fd {n}: {e:?}"),
+                Ok(r) => panic!(
+                    "working directory /proc/self/fd/{n}: the exec ran in {:?}",
+                    String::from_utf8_lossy(&r.stdout)
+                ),
+            }
+            let mut s = spec(&c.id, &["true"]);
+            s.env = vec![format!("PATH=/proc/self/fd/{n}/../../../../../../../bin")];
+            let r = sync(
+                &agent,
+                pb::ExecSyncRequest {
+                    spec: Some(s),
+                    ..Default::default()
+                },
+            )
+            .await;
+            match r {
+                Err(e) => assert_eq!(e.code(), Code::FailedPrecondition, "fd {n}: {e:?}"),
+                Ok(r) => panic!(
+                    "PATH through /proc/self/fd/{n} found a program: exit {:?}",
+                    r.exit
+                ),
+            }
+        }
+    }
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
