@@ -335,3 +335,100 @@ async fn start_cost_of_mounts() {
         with[with.len() / 2]
     );
 }
+
+/// Starts `id`, which must fail with FailedPrecondition; returns the message.
+async fn start_fails(agent: &Agent, id: &str) -> String {
+    let e = agent
+        .containers()
+        .start(pb::StartContainerRequest { id: id.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    e.message().to_string()
+}
+
+#[tokio::test]
+async fn an_image_symlink_into_proc_or_sys_fails_the_start_and_copies_nothing() {
+    let agent = Agent::start().await;
+    let image = busybox_with(
+        "docker.io/library/kernelish:latest",
+        vec![
+            Entry::Symlink("fw".into(), "/sys/firmware".into()),
+            Entry::Symlink("pr".into(), "/proc".into()),
+            Entry::Symlink("cg".into(), "../sys/fs/cgroup".into()),
+            Entry::Symlink("top".into(), "/".into()),
+        ],
+    );
+    agent.import(image, "").await.expect("import");
+    for (i, target) in ["/fw", "/pr", "/cg", "/top"].into_iter().enumerate() {
+        let name = format!("kern{i}");
+        let mut spec = with_mounts(
+            sh("ls /"),
+            vec![pb::Mount {
+                r#type: pb::mount::Type::Volume as i32,
+                source: name.clone(),
+                target: target.into(),
+                ..Default::default()
+            }],
+        );
+        spec.image = "kernelish".into();
+        let c = agent.create(spec).await;
+        let msg = start_fails(&agent, &c.id).await;
+        let want = if target == "/top" {
+            "resolves to the container's root"
+        } else {
+            "resolves into /proc or /sys"
+        };
+        assert!(msg.contains(want), "{target}: {msg}");
+        assert!(msg.contains(target), "{target}: {msg}");
+        let data = agent.state_dir.join(format!("volumes/{name}/_data"));
+        assert_eq!(
+            std::fs::read_dir(&data).unwrap().count(),
+            0,
+            "{target}: the volume got something"
+        );
+        agent.force_remove(&c.id).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bind_source_swapped_for_a_symlink_after_create_fails_the_start() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let base = host_dir(&agent, "swap");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("mine"), "x").unwrap();
+    let other = host_dir(&agent, "other");
+    std::fs::write(other.join("secret"), "s").unwrap();
+    let c = agent
+        .create(with_mounts(
+            sh("ls /data"),
+            vec![bind(data.to_str().unwrap(), "/data", false)],
+        ))
+        .await;
+    agent
+        .containers()
+        .start(pb::StartContainerRequest { id: c.id.clone() })
+        .await
+        .expect("first start");
+    agent.wait(&c.id).await;
+    let (out, _) = agent.logs(&c.id).await;
+    assert!(out.contains("mine"), "{out}");
+
+    std::fs::remove_dir_all(&data).unwrap();
+    std::os::unix::fs::symlink(&other, &data).unwrap();
+    let msg = start_fails(&agent, &c.id).await;
+    assert!(msg.contains("symlink"), "{msg}");
+    let (out, _) = agent.logs(&c.id).await;
+    assert!(!out.contains("secret"), "{out}");
+    // A symlink higher on the path counts as well.
+    std::fs::remove_file(&data).unwrap();
+    let moved = agent.dir.join("swap-real");
+    std::fs::rename(&base, &moved).unwrap();
+    std::fs::create_dir_all(moved.join("data")).unwrap();
+    std::os::unix::fs::symlink(&moved, &base).unwrap();
+    let msg = start_fails(&agent, &c.id).await;
+    assert!(msg.contains("symlink"), "{msg}");
+    agent.force_remove(&c.id).await;
+}

@@ -11,7 +11,7 @@
 use alloc::vec;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 /// The deepest directory tree copied (ELOOP past it).
@@ -23,6 +23,28 @@ fn open_dir(at: BorrowedFd<'_>, name: &core::ffi::CStr) -> Result<OwnedFd, Errno
         name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
+    )
+}
+
+/// How the image side is walked: one component at a time, no symlink
+/// followed, and never across a mount point (EXDEV), so the walk stays on
+/// the image's file system and can never read procfs, sysfs or any other
+/// mount found under the target.
+const SOURCE: ResolveFlags = ResolveFlags::NO_XDEV
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
+fn open_source(
+    at: BorrowedFd<'_>,
+    name: &core::ffi::CStr,
+    flags: OFlags,
+) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        at,
+        name,
+        flags | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        SOURCE,
     )
 }
 
@@ -42,7 +64,7 @@ pub fn is_empty(dir: &OwnedFd) -> Result<bool, Errno> {
 /// Copies the content of directory `from` into the (empty) directory
 /// `into`, and `from`'s mode and owner onto `into`, as Docker does.
 pub fn copy(from: &OwnedFd, into: &OwnedFd) -> Result<(), Errno> {
-    let src = open_dir(from.as_fd(), c".")?;
+    let src = open_source(from.as_fd(), c".", OFlags::DIRECTORY)?;
     let dst = open_dir(into.as_fd(), c".")?;
     let st = rustix::fs::fstat(&src)?;
     copy_dir(&src, &dst, 0)?;
@@ -73,19 +95,30 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd, depth: u32) -> Result<(), Errno> {
         let st = rustix::fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)?;
         match FileType::from_raw_mode(st.st_mode) {
             FileType::Directory => {
+                // A mount point (EXDEV) is not the image's: left out.
+                let from = match open_source(src.as_fd(), name, OFlags::DIRECTORY) {
+                    Ok(fd) => fd,
+                    Err(Errno::XDEV) => continue,
+                    Err(e) => return Err(e),
+                };
                 rustix::fs::mkdirat(dst, name, Mode::from_raw_mode(0o700))?;
-                let from = open_dir(src.as_fd(), name)?;
                 let into = open_dir(dst.as_fd(), name)?;
                 copy_dir(&from, &into, depth + 1)?;
                 own(&into, &st)?;
             }
             FileType::RegularFile => {
-                let from = rustix::fs::openat(
-                    src,
-                    name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
+                // Non-blocking: a fifo swapped in since the statat must not
+                // block the start; what is opened must be a regular file.
+                let from = match open_source(src.as_fd(), name, OFlags::NONBLOCK) {
+                    Ok(fd) => fd,
+                    Err(Errno::XDEV) => continue,
+                    Err(e) => return Err(e),
+                };
+                let st = rustix::fs::fstat(&from)?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                    continue;
+                }
+                rustix::fs::fcntl_setfl(&from, OFlags::RDONLY)?;
                 let into = rustix::fs::openat(
                     dst,
                     name,

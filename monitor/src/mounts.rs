@@ -27,12 +27,16 @@ use crate::sys;
 /// /proc's magic links (which point anywhere) are refused.
 const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
+/// A host path opened by name with no symlink followed at all.
+const NO_LINKS: ResolveFlags = ResolveFlags::NO_SYMLINKS.union(ResolveFlags::NO_MAGICLINKS);
+
 fn errno(what: &str, e: Errno) -> Failure {
     Failure(125, format!("{what}: {}", io::describe(e)))
 }
 
 /// Makes `mount` under `root` (a host path, before `pivot_root`).
 pub fn make(root: &str, mount: &UserMount) -> Outcome {
+    let root_path = root;
     let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID
         | MountAttrFlags::MOUNT_ATTR_NODEV
         | if mount.read_only {
@@ -48,7 +52,13 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
             if *recursive {
                 flags |= OpenTreeFlags::AT_RECURSIVE;
             }
-            let tree = rustix::mount::open_tree(rustix::fs::CWD, source.as_str(), flags)
+            // The source was canonicalized when the container was created;
+            // opened again by name with no symlink followed, so a component
+            // swapped for a symlink since (by whoever can write the host
+            // directories on the way) fails the start instead of binding
+            // what the link names.
+            let src = open_source(source)?;
+            let tree = rustix::mount::open_tree(&src, "", flags | OpenTreeFlags::AT_EMPTY_PATH)
                 .map_err(|e| errno("opening the source", e))?;
             // Recursive: a read-only bind must not leave a writable mount
             // under it.
@@ -67,6 +77,7 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
     )
     .map_err(|e| errno("opening the root", e))?;
     let target = open_target(&root, &mount.target, dir)?;
+    check_target_fs(root_path, &root, &target, &mount.target)?;
     if let UserMountKind::Bind {
         source,
         copy_up: true,
@@ -88,15 +99,104 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
 /// Copies the image's content at the target into the volume `source`
 /// while the volume is empty (Docker's copy-up).
 fn seed(source: &str, target: &OwnedFd) -> Outcome {
-    let volume = rustix::fs::open(
+    let volume = rustix::fs::openat2(
+        rustix::fs::CWD,
         source,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
+        NO_LINKS,
     )
     .map_err(|e| errno("opening the volume", e))?;
     if crate::copyup::is_empty(&volume).map_err(|e| errno("reading the volume", e))? {
         crate::copyup::copy(target, &volume)
             .map_err(|e| errno("copying the image's content into the volume", e))?;
+    }
+    Ok(())
+}
+
+/// Opens a bind source (an absolute host path) as an `O_PATH` file
+/// descriptor, following no symlink on the way.
+fn open_source(source: &str) -> Outcome<OwnedFd> {
+    rustix::fs::openat2(
+        rustix::fs::CWD,
+        source,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        NO_LINKS,
+    )
+    .map_err(|e| match e {
+        Errno::LOOP | Errno::XDEV => Failure(
+            125,
+            format!(
+                "bind source {source}: the path now holds a symlink \
+                 (it was resolved when the container was created); recreate the container"
+            ),
+        ),
+        e => errno(&format!("opening the source {source}"), e),
+    })
+}
+
+/// File systems a mount target must not resolve into: the kernel's
+/// interfaces (the container's /proc, /sys and cgroupfs are mounted
+/// before the user's mounts, and their masks only after them).
+const KERNEL_FS: [(i64, &str); 9] = [
+    (0x9fa0, "procfs"),
+    (0x6265_6572, "sysfs"),
+    (0x0027_e0eb, "cgroupfs"),
+    (0x6367_7270, "cgroup2"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0xcafe_4a11, "bpffs"),
+    (0x6e73_6673, "nsfs"),
+];
+
+/// Refuses a target that resolved into a kernel interface (through an
+/// image symlink such as `/data -> /sys/firmware`) or onto the root
+/// itself: the mount would cover it, and copy-up would copy host kernel
+/// files into the volume.
+fn check_target_fs(root_path: &str, root: &OwnedFd, target: &OwnedFd, path: &str) -> Outcome {
+    let fs = rustix::fs::fstatfs(target).map_err(|e| errno("the target", e))?;
+    #[allow(clippy::unnecessary_cast)]
+    let kind = fs.f_type as i64;
+    let kernel = KERNEL_FS.iter().find(|(m, _)| *m == kind).map(|(_, n)| *n);
+    // Where it landed, by the host path of the file descriptor: under the
+    // container's /proc or /sys whatever the file system there (cgroup v1
+    // has a tmpfs at /sys/fs/cgroup). Best effort: the file system type
+    // above is the check that cannot be missed.
+    let under = rustix::fs::readlinkat(
+        rustix::fs::CWD,
+        format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(target)).as_str(),
+        Vec::new(),
+    )
+    .ok()
+    .and_then(|link| {
+        let link = link.to_bytes();
+        let base = root_path.trim_end_matches('/').as_bytes();
+        let rest = link.strip_prefix(base)?;
+        ["/proc", "/sys"].into_iter().find(|d| {
+            rest.strip_prefix(d.as_bytes())
+                .is_some_and(|r| r.is_empty() || r[0] == b'/')
+        })
+    });
+    if let Some(name) = kernel.or(under) {
+        return Err(Failure(
+            125,
+            format!(
+                "mount target {path} resolves into /proc or /sys ({name}): \
+                 refused (a symlink in the image?)"
+            ),
+        ));
+    }
+    let (t, r) = (
+        rustix::fs::fstat(target).map_err(|e| errno("the target", e))?,
+        rustix::fs::fstat(root).map_err(|e| errno("the root", e))?,
+    );
+    if t.st_dev == r.st_dev && t.st_ino == r.st_ino {
+        return Err(Failure(
+            125,
+            format!("mount target {path} resolves to the container's root: refused"),
+        ));
     }
     Ok(())
 }

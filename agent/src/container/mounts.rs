@@ -84,6 +84,22 @@ pub struct ResolvedMount {
 }
 
 impl ResolvedMount {
+    /// The source the monitor opens, with no symlink followed on its path.
+    /// A bind's was canonicalized (and checked) at Create and is used as
+    /// is: a symlink swapped in since must fail the start, not be
+    /// followed. A volume's is berthd's own directory, canonicalized now
+    /// (the state directory may be reached through a symlink).
+    fn monitor_source(&self) -> String {
+        if self.kind == MountKind::Volume {
+            if let Ok(real) = std::fs::canonicalize(&self.source) {
+                if let Ok(s) = crate::fsutil::utf8_path(&real) {
+                    return s;
+                }
+            }
+        }
+        self.source.clone()
+    }
+
     /// What the monitor makes of it.
     pub fn launch(&self) -> UserMount {
         UserMount {
@@ -91,7 +107,7 @@ impl ResolvedMount {
             read_only: self.read_only,
             kind: match self.kind {
                 MountKind::Bind | MountKind::Volume => UserMountKind::Bind {
-                    source: self.source.clone(),
+                    source: self.monitor_source(),
                     recursive: self.recursive,
                     copy_up: self.copy_up,
                 },

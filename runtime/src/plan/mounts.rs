@@ -44,7 +44,9 @@ pub const MAX_TARGET: usize = 4096;
 
 /// Checks a mount target: absolute, at most [`MAX_TARGET`] bytes, no empty,
 /// `.` or `..` component (a trailing `/` is allowed), not `/`, not /proc
-/// or /sys or under them.
+/// or /sys or under them. This checks the text only: an image symlink on
+/// the way is resolved by the monitor, which refuses a target that lands
+/// in a kernel file system or under /proc or /sys (monitor/src/mounts.rs).
 pub fn check_target(target: &str) -> Result<(), TargetError> {
     if !target.starts_with('/') {
         return Err(TargetError::Relative);
