@@ -110,7 +110,13 @@ pub fn table(rules: &Rules, published: &[(Ipv4Addr, PortMapping)]) -> String {
         ..
     } = rules;
     // Rules only a network's containers' traffic can match: masquerade
-    // out of the bridge, isolation in the forward hook.
+    // out of the bridge, isolation in the forward hook. route_localnet
+    // (set on the bridge so the host's 127.0.0.1:<port> can be DNATed onto
+    // it) would also let a container send to the host's loopback services
+    // (a frame to the gateway's MAC for 127.0.0.1: CVE-2020-8558's class),
+    // so anything for 127.0.0.0/8 arriving on the bridge is dropped before
+    // routing; replies to the host's own localhost connections arrive
+    // addressed to the gateway and are un-NATed later.
     let masquerade = if rules.internal {
         String::new()
     } else {
@@ -151,6 +157,9 @@ pub fn table(rules: &Rules, published: &[(Ipv4Addr, PortMapping)]) -> String {
          \x20   dnat ip to ip daddr . udp dport map @udp_ip\n\
          \x20   dnat ip to tcp dport map @tcp_any\n\
          \x20   dnat ip to udp dport map @udp_any\n\
+         \x20 }}\n\
+         \x20 chain martians {{ type filter hook prerouting priority raw; policy accept;\n\
+         \x20   iifname \"{bridge}\" ip daddr 127.0.0.0/8 drop\n\
          \x20 }}\n\
          \x20 chain prerouting {{ type nat hook prerouting priority dstnat; policy accept;\n\
          \x20   fib daddr type local jump publish\n\
@@ -236,5 +245,15 @@ mod tests {
         // The default bridge filters nothing, as before.
         let t = table(&rules(false, false), &[]);
         assert!(!t.contains("chain forward"), "{t}");
+        // No network lets a container reach the host's loopback.
+        for t in [
+            table(&rules(false, false), &[]),
+            table(&rules(true, true), &[]),
+        ] {
+            assert!(
+                t.contains("iifname \"br-0123456789ab\" ip daddr 127.0.0.0/8 drop"),
+                "{t}"
+            );
+        }
     }
 }
