@@ -205,3 +205,39 @@ async fn a_stream_that_breaks_the_protocol_is_refused_and_its_exec_killed() {
     agent.force_remove(&c.id).await;
     agent.assert_clean().await;
 }
+
+/// The exit is the last message of an `Exec` stream, and the stream then
+/// ends with OK even though the client never half-closes its side (gRPC
+/// clients that read to the end of the stream waited for good).
+#[tokio::test]
+async fn the_stream_ends_after_the_exit_while_the_client_still_sends() {
+    let agent = agent_with(&[]).await;
+    let c = sleeper(&agent).await;
+    let (tx, mut resp) = open(&agent, spec(&c.id, &["sh", "-c", "exit 3"])).await;
+    let mut exit = None;
+    let ended = tokio::time::timeout(
+        Duration::from_secs(60 * common::slow_factor() as u64),
+        async {
+            loop {
+                match resp.message().await {
+                    Ok(Some(m)) => {
+                        if let Some(Out::Exit(x)) = m.response {
+                            exit = Some(x.exit_code);
+                        }
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+        },
+    )
+    .await;
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "the stream did not end: {ended:?}"
+    );
+    assert_eq!(exit, Some(3));
+    drop(tx);
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}

@@ -133,7 +133,7 @@ impl pb::exec_server::Exec for ExecService {
             Streams::Terminal(t) => (attach.then(|| t.clone()), t, None),
         };
         let is_tty = stderr.is_none();
-        tokio::spawn(forward_input(
+        let requests = tokio::spawn(forward_input(
             input,
             stdin,
             is_tty,
@@ -142,12 +142,19 @@ impl pb::exec_server::Exec for ExecService {
         ));
         let exit = exec.exit;
         tokio::spawn(async move {
-            let Some(done) = pump(&stdout, stderr.as_ref(), exit, &control, None, &tx).await else {
+            match pump(&stdout, stderr.as_ref(), exit, &control, None, &tx).await {
+                Some(done) => {
+                    let _ = tx.send(message(Out::Exit(exit_to_proto(&done.exit)))).await;
+                }
                 // The client is gone: the process goes with it.
-                let _ = control.signal(libc::SIGKILL).await;
-                return;
-            };
-            let _ = tx.send(message(Out::Exit(exit_to_proto(&done.exit)))).await;
+                None => {
+                    let _ = control.signal(libc::SIGKILL).await;
+                }
+            }
+            // The exit is the last message: the requests side ends too, so
+            // the response stream closes (it holds a sender) whether or not
+            // the client half-closed its side.
+            requests.abort();
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -199,13 +206,15 @@ impl pb::exec_server::Exec for ExecService {
         else {
             return Err(Error::internal("exec", "a terminal where pipes were asked for").into());
         };
-        if let Some(w) = stdin {
+        // Closed when written, or when the call ends: a process that never
+        // reads its stdin (or left a child holding it) must not keep the
+        // bytes and a task alive after its exit.
+        let writer = stdin.map(|w| {
             let input = req.stdin;
-            // Closed when written (or when the process stops reading).
             tokio::spawn(async move {
                 let _ = w.write_all(&input).await;
-            });
-        }
+            })
+        });
         let kill_at = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
         let (tx, mut rx) = mpsc::channel(16);
         let pumping = async {
@@ -236,6 +245,9 @@ impl pb::exec_server::Exec for ExecService {
             (out, err, truncated)
         };
         let (done, (out, err, truncated)) = tokio::join!(pumping, collecting);
+        if let Some(writer) = writer {
+            writer.abort();
+        }
         let Some(done) = done else {
             return Err(Error::internal("exec", "the output channel closed").into());
         };
