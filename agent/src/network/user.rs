@@ -159,6 +159,14 @@ impl Networks {
                     continue;
                 }
             };
+            // Names of links and tables are cut from the id: a record
+            // whose id is not the 64 hex digits of its file name is left
+            // alone, never sliced.
+            let named = path.file_stem().and_then(|s| s.to_str()) == Some(rec.id.as_str());
+            if !named || rec.id.len() != 64 || !rec.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                tracing::error!("network record {}: not a network id", path.display());
+                continue;
+            }
             match build(&rec, &default) {
                 Ok(bridge) => {
                     nets.insert(rec.id.clone(), Arc::new(UserNetwork { rec, bridge }));

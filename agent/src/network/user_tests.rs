@@ -56,6 +56,28 @@ fn records_survive_a_reopen_and_are_private() {
 }
 
 #[test]
+fn a_record_with_a_bad_id_is_skipped_not_sliced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path()).create(req("a", "")).unwrap();
+    let dir = tmp.path().join("networks");
+    let good = std::fs::read_to_string(dir.join(format!("{}.json", a.rec.id))).unwrap();
+    for (file, id) in [
+        ("short", "ab"),
+        (
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+        ),
+    ] {
+        let bad = good.replace(&a.rec.id, id).replace("\"a\"", "\"b\"");
+        std::fs::write(dir.join(format!("{file}.json")), bad).unwrap();
+    }
+    // Opening does not panic, and keeps the good one.
+    let again = open(tmp.path());
+    assert_eq!(again.get("a").unwrap().rec, a.rec);
+    assert!(again.get("b").is_err());
+}
+
+#[test]
 fn bad_input_is_refused_without_echoing_it_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let n = open(tmp.path());
