@@ -196,6 +196,7 @@ async fn a_read_only_root_refuses_writes_but_dev_shm_takes_them() {
 
 #[tokio::test]
 async fn a_passed_device_opens_as_its_permissions_say() {
+    let _tun = TunNode::ensure();
     let agent = Agent::start().await;
     agent.import_busybox().await;
     // /dev/net/tun: opening it does nothing until an ioctl, and it is not
@@ -310,4 +311,42 @@ async fn privileged_needs_the_operators_opt_in() {
     assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
     assert!(!out.contains("kmsg"), "{out}");
+}
+
+/// The host's /dev/net/tun for the device tests: a system without udev's
+/// static nodes (the cgroup v2 VM) has none until something loads the tun
+/// module, which opening the node does. Made (c 10:200, 0600, as udev
+/// makes it) when missing, and removed again.
+struct TunNode {
+    made: bool,
+}
+
+impl TunNode {
+    fn ensure() -> TunNode {
+        use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::path::Path::new("/dev/net/tun");
+        if path.exists() {
+            return TunNode { made: false };
+        }
+        std::fs::create_dir_all("/dev/net").expect("creating /dev/net");
+        mknod(
+            path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o600),
+            makedev(10, 200),
+        )
+        .expect("making /dev/net/tun");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod /dev/net/tun");
+        TunNode { made: true }
+    }
+}
+
+impl Drop for TunNode {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = std::fs::remove_file("/dev/net/tun");
+        }
+    }
 }

@@ -52,41 +52,55 @@ pub fn attach_cgroup_device_program(cgroup: &Path, insns: &[u8]) -> io::Result<(
     }
     let dir = std::fs::File::open(cgroup)?;
     let license = b"Apache-2.0\0";
-    let mut log = vec![0u8; 4096];
     let mut name = [0u8; 16];
     name[..11].copy_from_slice(b"berth_devcg");
-    let load = ProgLoad {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: (insns.len() / 8) as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        prog_name: name,
-        ..Default::default()
+    let load = |log: &mut [u8]| {
+        let attr = ProgLoad {
+            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt: (insns.len() / 8) as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: u32::from(!log.is_empty()),
+            log_size: log.len() as u32,
+            log_buf: if log.is_empty() {
+                0
+            } else {
+                log.as_mut_ptr() as u64
+            },
+            prog_name: name,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is a valid BPF_PROG_LOAD attr of the size passed;
+        // the instruction, license and log buffers it points to outlive
+        // the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &attr as *const ProgLoad,
+                std::mem::size_of::<ProgLoad>(),
+            )
+        }
     };
-    // SAFETY: `load` is a valid BPF_PROG_LOAD attr of the size passed; the
-    // instruction, license and log buffers it points to outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &load as *const ProgLoad,
-            std::mem::size_of::<ProgLoad>(),
-        )
-    };
+    // Without the verifier's log: with one, kernels before 6.4 fail a load
+    // whose log outgrows the buffer with ENOSPC (a device list of a few
+    // entries did, on 6.1). The log is asked for only to explain a refusal.
+    let mut fd = load(&mut []);
     if fd < 0 {
         let err = io::Error::last_os_error();
-        let verifier = String::from_utf8_lossy(&log);
-        let verifier = verifier.trim_end_matches('\0').trim();
-        if verifier.is_empty() {
-            return Err(err);
+        let mut log = vec![0u8; 64 << 10];
+        fd = load(&mut log);
+        if fd < 0 {
+            let verifier = String::from_utf8_lossy(&log);
+            let verifier = verifier.trim_end_matches('\0').trim();
+            if verifier.is_empty() {
+                return Err(err);
+            }
+            return Err(io::Error::new(
+                err.kind(),
+                format!("{err}; verifier: {verifier:.300}"),
+            ));
         }
-        return Err(io::Error::new(
-            err.kind(),
-            format!("{err}; verifier: {verifier:.300}"),
-        ));
     }
     // SAFETY: the kernel just returned this fd to us and nobody else owns it.
     let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
