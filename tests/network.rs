@@ -111,7 +111,9 @@ async fn host_is_berthds_network() {
     let after = host_links();
     let seen = links(&out);
     let stable: Vec<&String> = before.iter().filter(|l| after.contains(l)).collect();
-    assert!(stable.len() > 1, "the host has only lo? {before:?}");
+    // Where the host has only lo (the cgroup v2 VM), that is what is compared;
+    // the namespace itself was compared above.
+    assert!(!stable.is_empty(), "the host has no interface? {before:?}");
     for l in stable {
         assert!(seen.contains(l), "the container did not see {l}: {out}");
     }
