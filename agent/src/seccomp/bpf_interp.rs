@@ -20,7 +20,7 @@ pub struct Data {
 
 impl Data {
     fn word(&self, off: u32) -> u32 {
-        assert!(off % 4 == 0 && off < 64, "load at {off}");
+        assert!(off.is_multiple_of(4) && off < 64, "load at {off}");
         match off {
             0 => self.nr,
             4 => self.arch,
@@ -28,7 +28,7 @@ impl Data {
             8 | 12 => 0,
             _ => {
                 let a = self.args[(off as usize - 16) / 8];
-                if off % 8 == 0 {
+                if off.is_multiple_of(8) {
                     a as u32
                 } else {
                     (a >> 32) as u32

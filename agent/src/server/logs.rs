@@ -130,7 +130,7 @@ async fn send_records(
             }
         }
         n = n.wrapping_add(1);
-        if n % 256 == 0 {
+        if n.is_multiple_of(256) {
             tokio::task::yield_now().await;
         }
     }

@@ -47,7 +47,7 @@ struct ProgAttach {
 /// its own in its place. The attachment holds the program: it lives until
 /// the cgroup is removed, whatever happens to berthd.
 pub fn attach_cgroup_device_program(cgroup: &Path, insns: &[u8]) -> io::Result<()> {
-    if insns.is_empty() || insns.len() % 8 != 0 {
+    if insns.is_empty() || !insns.len().is_multiple_of(8) {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     let dir = std::fs::File::open(cgroup)?;
