@@ -82,7 +82,7 @@ fn docker_habits_that_are_not_there_say_not_supported_yet() {
         (&["image", "push", "app:1"], "pushing images"),
         (&["image", "save", "app:1"], "saving images"),
         (&["build", "."], "building images"),
-        (&["ps", "--format", "{{.Names}}"], "--format"),
+        (&["volume", "ls", "--format", "{{.Name}}"], "--format"),
     ];
     for (args, what) in cases {
         let o = ctl_alone(args);

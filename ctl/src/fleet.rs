@@ -373,6 +373,14 @@ pub fn host_table(headers: &[&str], mut rows: Vec<(String, Vec<String>)>) -> Str
     crate::output::table(&h, &rows)
 }
 
+/// A `--format` object with its `Host` (the PascalCase of [`with_host`]).
+pub fn with_host_field(host: &str, mut v: serde_json::Value) -> serde_json::Value {
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert("Host".into(), serde_json::Value::String(host.to_string()));
+    }
+    v
+}
+
 /// A JSON object with a `host` field added (keys print sorted).
 pub fn with_host(host: &str, v: serde_json::Value) -> serde_json::Value {
     match v {

@@ -299,6 +299,10 @@ pub struct PsArgs {
     /// Show full ids and commands.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Format the output: `table`, `table TEMPLATE`, `json` or a Go
+    /// TEMPLATE over each container ({{.ID}} {{.Names}} {{.Image}} {{.Command}} {{.Status}} {{.State}} {{.RunningFor}} {{.CreatedAt}} {{.Ports}} {{.Networks}} {{.Labels}}, and every field of `-o json` in PascalCase: {{.Spec.Memory}}).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 // `logs`.
@@ -354,7 +358,7 @@ pub enum ImageCommand {
     #[command(visible_alias = "remove")]
     Rm(ImageRmArgs),
     /// Show images in detail, as a JSON array.
-    Inspect(ImageIdsArgs),
+    Inspect(ImageInspectArgs),
     /// Give an image one more reference (a reference another image had
     /// moves to this one).
     Tag(ImageTagArgs),
@@ -380,6 +384,10 @@ pub struct ImageLsArgs {
     /// Show full image ids (sha256:...).
     #[arg(long)]
     pub no_trunc: bool,
+    /// Format the output: `table`, `table TEMPLATE`, `json` or a Go
+    /// TEMPLATE over each reference of an image ({{.Repository}} {{.Tag}} {{.ID}} {{.Digest}} {{.CreatedSince}} {{.CreatedAt}} {{.Size}}, and every field of `-o json` in PascalCase).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 // `image import`.
@@ -409,6 +417,30 @@ pub struct ImageIdsArgs {
     /// Image references, ids or id prefixes.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+}
+
+// `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+    /// Format the output: `table`, `table TEMPLATE`, `json` or a Go
+    /// TEMPLATE over each container (the fields of `-o json` in PascalCase: {{.Name}} {{.State}} {{.Spec.Image}} {{json .Labels}}).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+// `image inspect`.
+#[derive(Debug, Args)]
+pub struct ImageInspectArgs {
+    /// Image references, ids or id prefixes.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Format the output: `table`, `table TEMPLATE`, `json` or a Go
+    /// TEMPLATE over each image (the fields of `-o json` in PascalCase: {{.Id}} {{json .References}} {{.Config.Cmd}}).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 /// `certs ...`.

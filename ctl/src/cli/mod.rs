@@ -278,7 +278,7 @@ pub enum Command {
     /// Change the limits or restart policy of containers, live.
     Update(UpdateArgs),
     /// Show containers in detail, as a JSON array.
-    Inspect(IdsArgs),
+    Inspect(InspectArgs),
     /// List containers (running ones unless -a).
     Ps(PsArgs),
     /// Print a container's output.

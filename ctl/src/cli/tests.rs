@@ -253,7 +253,8 @@ fn other_commands() {
         parse(&["image", "ls", "-q", "--no-trunc"]).command.0,
         Command::Image(ImageCommand::Ls(ImageLsArgs {
             quiet: true,
-            no_trunc: true
+            no_trunc: true,
+            format: None
         }))
     ));
     assert!(matches!(

@@ -46,7 +46,10 @@ const RUN_OPTIONS: &[(&[&str], &str)] = &[
 ];
 
 /// Docker options of any command berthctl does not have.
-const OPTIONS: &[(&[&str], &str)] = &[(&["--format"], "--format templates (use `-o json`)")];
+const OPTIONS: &[(&[&str], &str)] = &[(
+    &["--format"],
+    "--format templates on this command (use `-o json`; ps, images, inspect and image inspect take --format)",
+)];
 
 /// The "not supported yet" message for a command line clap refused, when
 /// it refused something Docker has; `subcommand` is the one the line names.

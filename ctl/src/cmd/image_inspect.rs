@@ -4,15 +4,21 @@ use berth::v1::{images_client::ImagesClient, InspectImageRequest};
 
 use super::fan::fan_ids;
 use super::inspect::print_found;
-use crate::cli::ImageIdsArgs;
+use crate::cli::ImageInspectArgs;
 use crate::ctx::missing;
 use crate::error::Result;
 use crate::fleet::Fleet;
-use crate::output;
+use crate::output::{self, format};
 
 /// `image inspect`: a pretty JSON array (one object per line with `-o
 /// json`), each object with its `host` on many hosts.
-pub async fn inspect(f: &Fleet, args: ImageIdsArgs) -> Result<()> {
+pub async fn inspect(f: &Fleet, args: ImageInspectArgs) -> Result<()> {
+    let format = args
+        .format
+        .as_deref()
+        .map(format::parse)
+        .transpose()?
+        .flatten();
     let outcome = fan_ids(
         f,
         &args.images,
@@ -30,5 +36,5 @@ pub async fn inspect(f: &Fleet, args: ImageIdsArgs) -> Result<()> {
         |_| Ok(()),
     )
     .await?;
-    print_found(f, outcome, output::message_json)
+    print_found(f, outcome, format.as_ref(), output::message_json)
 }

@@ -2,13 +2,15 @@
 
 use std::time::SystemTime;
 
+use serde_json::Value;
+
 use berth::v1::{images_client::ImagesClient, Image, ListImagesRequest};
 
 use super::fan::per_host;
 use crate::cli::ImageLsArgs;
 use crate::error::Result;
-use crate::fleet::{host_table, with_host, Fleet};
-use crate::output::{self, print_json_line};
+use crate::fleet::{host_table, with_host, with_host_field, Fleet};
+use crate::output::{self, format, print_json_line};
 
 /// Headers of the `image ls` table.
 pub const IMAGE_HEADERS: [&str; 5] = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
@@ -39,6 +41,60 @@ pub fn image_rows(images: &[Image], now: SystemTime) -> Vec<Vec<String>> {
     rows
 }
 
+/// Column titles of `image ls --format "table ..."`, by field.
+pub const IMAGE_TITLES: &[(&str, &str)] = &[
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Host", "HOST"),
+];
+
+/// The objects of `image ls --format`: one per reference (one with
+/// `<none>` for an image without any), as the table's rows: the image's API
+/// message in PascalCase with Docker's fields over it.
+pub fn image_objects(images: &[Image], now: SystemTime, no_trunc: bool) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for i in images {
+        let base = format::pascal(output::message_json(i)?);
+        let object = |repo: String, tag: String| {
+            let mut v = base.clone();
+            let fields = [
+                ("Repository", repo),
+                ("Tag", tag),
+                ("ID", quiet_id(&i.id, no_trunc).to_string()),
+                ("Digest", i.manifest_digest.clone()),
+                ("CreatedSince", output::ago(&i.created_at, now)),
+                (
+                    "CreatedAt",
+                    i.created_at
+                        .as_ref()
+                        .map(output::rfc3339)
+                        .unwrap_or_default(),
+                ),
+                ("Size", output::human_size(i.size_bytes)),
+            ];
+            if let Value::Object(m) = &mut v {
+                for (k, text) in fields {
+                    m.insert(k.to_string(), Value::String(text));
+                }
+            }
+            v
+        };
+        if i.references.is_empty() {
+            out.push(object("<none>".into(), "<none>".into()));
+        }
+        for r in &i.references {
+            let (repo, tag) = output::repo_tag(r);
+            out.push(object(repo, tag));
+        }
+    }
+    Ok(out)
+}
+
 /// An image id as `images -q` prints it: the 12 hex digits of `image ls`,
 /// or the whole `sha256:...` id with `--no-trunc`, as `docker images -q`.
 pub fn quiet_id(id: &str, no_trunc: bool) -> &str {
@@ -52,6 +108,12 @@ pub fn quiet_id(id: &str, no_trunc: bool) -> &str {
 /// `image ls`: one table (with a HOST column on many hosts), the images as
 /// JSON lines, or (`-q`) their ids, one per image.
 pub async fn ls(f: &Fleet, args: ImageLsArgs) -> Result<()> {
+    let format = args
+        .format
+        .as_deref()
+        .map(format::parse)
+        .transpose()?
+        .flatten();
     let results = f
         .each(|_, ch| async move {
             Ok(ImagesClient::new(ch)
@@ -70,6 +132,18 @@ pub async fn ls(f: &Fleet, args: ImageLsArgs) -> Result<()> {
             for i in ok.iter().flat_map(|(_, images)| images.iter()) {
                 println!("{}", quiet_id(&i.id, args.no_trunc));
             }
+        } else if let Some(format) = &format {
+            let mut objects = Vec::new();
+            for (m, images) in ok {
+                for v in image_objects(images, now, args.no_trunc)? {
+                    objects.push(if single {
+                        v
+                    } else {
+                        with_host_field(&m.name, v)
+                    });
+                }
+            }
+            print!("{}", format.render(&objects, IMAGE_TITLES)?);
         } else if f.json() {
             for (m, images) in ok {
                 for i in images {

@@ -2,6 +2,8 @@
 
 use std::time::SystemTime;
 
+use serde_json::Value;
+
 use berth::v1::{
     containers_client::ContainersClient, Container, ContainerState, ListContainersRequest,
 };
@@ -9,8 +11,8 @@ use berth::v1::{
 use super::fan::per_host;
 use crate::cli::PsArgs;
 use crate::error::{Error, Result};
-use crate::fleet::{host_table, with_host, Fleet};
-use crate::output::{self, print_json_line};
+use crate::fleet::{host_table, with_host, with_host_field, Fleet};
+use crate::output::{self, format, print_json_line};
 use crate::parse;
 
 /// Builds the List request of `ps` from its flags and `--filter`s.
@@ -96,10 +98,68 @@ pub const PS_HEADERS: [&str; 6] = [
     "NAMES",
 ];
 
-/// `ps`: a table (with a HOST column on many hosts), ids with `-q`, or
-/// the containers as JSON lines.
+/// Column titles of `ps --format "table ..."`, by field.
+pub const PS_TITLES: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("State", "STATE"),
+    ("Names", "NAMES"),
+    ("Ports", "PORTS"),
+    ("Networks", "NETWORKS"),
+    ("Host", "HOST"),
+];
+
+/// A container as `ps --format` sees it: its API message in PascalCase,
+/// with the fields of Docker's `ps` (as the table shows them) over it.
+pub fn ps_object(c: &Container, now: SystemTime, no_trunc: bool) -> Result<Value> {
+    let mut v = format::pascal(output::message_json(c)?);
+    let id = if no_trunc {
+        c.id.clone()
+    } else {
+        output::short_id(&c.id).to_string()
+    };
+    let state = ContainerState::try_from(c.state)
+        .map(output::state_word)
+        .unwrap_or("unknown");
+    let fields = [
+        ("ID", id),
+        ("Names", c.name.clone()),
+        ("Command", output::command_column(c, no_trunc)),
+        (
+            "CreatedAt",
+            c.created_at
+                .as_ref()
+                .map(output::rfc3339)
+                .unwrap_or_default(),
+        ),
+        ("RunningFor", output::ago(&c.created_at, now)),
+        ("Status", output::status_text(c, now)),
+        ("State", state.to_string()),
+        ("Ports", output::ports_text(c)),
+        ("Networks", c.network.clone()),
+    ];
+    if let Value::Object(m) = &mut v {
+        for (k, text) in fields {
+            m.insert(k.to_string(), Value::String(text));
+        }
+    }
+    Ok(v)
+}
+
+/// `ps`: a table (with a HOST column on many hosts), ids with `-q`, the
+/// containers as JSON lines, or as `--format` says.
 pub async fn ps(f: &Fleet, args: PsArgs) -> Result<()> {
     let req = list_request(&args)?;
+    let format = args
+        .format
+        .as_deref()
+        .map(format::parse)
+        .transpose()?
+        .flatten();
     let results = f
         .each(|_, ch| {
             let req = req.clone();
@@ -126,6 +186,19 @@ pub async fn ps(f: &Fleet, args: PsArgs) -> Result<()> {
                 };
                 println!("{id}");
             }
+        } else if let Some(format) = &format {
+            let mut objects = Vec::new();
+            for (m, cs) in ok {
+                for c in cs {
+                    let v = ps_object(c, now, args.no_trunc)?;
+                    objects.push(if single {
+                        v
+                    } else {
+                        with_host_field(&m.name, v)
+                    });
+                }
+            }
+            print!("{}", format.render(&objects, PS_TITLES)?);
         } else if f.json() {
             for (m, cs) in ok {
                 for c in cs {

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use berth::v1::{Container, ContainerState, Event, EventAction, LogEntry, ObjectType};
 use serde_json::Value;
 
+pub mod format;
 mod time;
 pub use time::{ago, human_duration, rfc3339, rfc3339_fixed, since};
 
@@ -17,9 +18,21 @@ const COLUMN_GAP: usize = 3;
 /// widest cell plus a gap. The last column is not padded, so lines carry no
 /// trailing spaces. Returns one string with a newline after every line.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let header: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
+    let mut all = Vec::with_capacity(rows.len() + 1);
+    all.push(header);
+    all.extend(rows.iter().cloned());
+    align(&all)
+}
+
+/// Aligns lines of cells: each column as wide as its widest cell plus a
+/// gap, the last cell of a line unpadded (as Go's tabwriter, which Docker's
+/// `--format table` uses). A newline after every line.
+pub fn align(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
     for row in rows {
-        for (i, cell) in row.iter().enumerate() {
+        // The last cell of a line sets no column width: it is not padded.
+        for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
             let w = cell.chars().count();
             match widths.get_mut(i) {
                 Some(old) => *old = (*old).max(w),
@@ -28,8 +41,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let mut out = String::new();
-    let header: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
-    for row in std::iter::once(&header).chain(rows) {
+    for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             line.push_str(cell);
@@ -112,6 +124,44 @@ fn scaled(mut v: f64, base: f64, units: &[&str]) -> String {
         };
         return format!("{text}{}", units[unit]);
     }
+}
+
+/// A container state as Docker's `ps` names it: "running", "exited", ...
+pub fn state_word(s: ContainerState) -> &'static str {
+    match s {
+        ContainerState::Created => "created",
+        ContainerState::Running => "running",
+        ContainerState::Paused => "paused",
+        ContainerState::Restarting => "restarting",
+        ContainerState::Exited => "exited",
+        _ => "unknown",
+    }
+}
+
+/// A container's published ports as Docker's `ps` shows them:
+/// "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp".
+pub fn ports_text(c: &Container) -> String {
+    let Some(n) = &c.network_settings else {
+        return String::new();
+    };
+    let ports: Vec<String> = n
+        .ports
+        .iter()
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &p.host_ip
+            };
+            let proto = if p.protocol.is_empty() {
+                "tcp"
+            } else {
+                &p.protocol
+            };
+            format!("{ip}:{}->{}/{proto}", p.host_port, p.container_port)
+        })
+        .collect();
+    ports.join(", ")
 }
 
 /// The first 12 characters of a container id, as Docker shows ids.
@@ -291,7 +341,7 @@ pub fn event_line(e: &Event) -> String {
 fn delay_text(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{:.1}s", ms as f64 / 1000.0)
