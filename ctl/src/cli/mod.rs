@@ -330,4 +330,6 @@ pub enum Command {
 }
 
 #[cfg(test)]
+mod doc_commands;
+#[cfg(test)]
 mod tests;
