@@ -1,6 +1,8 @@
 //! `pull`: the agent pulls an image from a registry; berthctl shows the
 //! progress. Also the registry flags `login` shares.
 
+use std::os::fd::AsFd;
+
 use berth::v1::{
     images_client::ImagesClient, LayerState, PullImageProgress, PullImageRequest,
     RegistryCredentials,
@@ -87,6 +89,17 @@ fn state_word(state: i32) -> &'static str {
     }
 }
 
+/// The layout of a layer's progress bar for a terminal `columns` wide: the
+/// bar takes what the rest leaves (indicatif's `wide_bar`), and below 72
+/// columns the state word and byte counts give way to a percentage, so a
+/// line never wraps (a wrapped bar is redrawn as a new line each tick).
+fn bar_template(columns: Option<u16>) -> &'static str {
+    match columns {
+        Some(c) if c < 72 => "{prefix} [{wide_bar}] {percent:>3}%",
+        _ => "{prefix}: {msg:15} [{wide_bar}] {bytes}/{total_bytes}",
+    }
+}
+
 /// How `pull` shows progress.
 enum Display {
     /// Progress bars (standard error is a terminal).
@@ -107,9 +120,9 @@ impl Display {
         match self {
             Display::Bars { multi, bars } => {
                 while bars.len() < p.layers.len() {
-                    let style = indicatif::ProgressStyle::with_template(
-                        "{prefix}: {msg:15} [{bar:30}] {bytes}/{total_bytes}",
-                    )
+                    let style = indicatif::ProgressStyle::with_template(bar_template(
+                        crate::term::size(std::io::stderr().as_fd()).map(|(_, cols)| cols),
+                    ))
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                     .progress_chars("=> ");
                     let l = &p.layers[bars.len()];
@@ -244,4 +257,24 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
         println!("Pulled: {pulled} ({})", image.id);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar_template;
+
+    #[test]
+    fn bar_layouts_are_valid_and_narrow_terminals_get_the_short_one() {
+        for cols in [None, Some(40), Some(71), Some(72), Some(200)] {
+            let t = bar_template(cols);
+            assert!(indicatif::ProgressStyle::with_template(t).is_ok(), "{t}");
+        }
+        // What surrounds the bar on a 60-column terminal: a 12-digit layer
+        // id, brackets and a percentage leave the bar 40 columns.
+        assert_eq!(
+            bar_template(Some(60)),
+            "{prefix} [{wide_bar}] {percent:>3}%"
+        );
+        assert!(bar_template(Some(100)).contains("{bytes}/{total_bytes}"));
+    }
 }
