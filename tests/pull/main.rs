@@ -9,6 +9,7 @@ mod common;
 mod codes_and_auth;
 mod containers;
 mod crash;
+mod fleet;
 mod layouts;
 mod transfers;
 

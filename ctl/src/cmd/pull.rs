@@ -4,14 +4,16 @@
 use std::os::fd::AsFd;
 
 use berth::v1::{
-    images_client::ImagesClient, LayerState, PullImageProgress, PullImageRequest,
-    RegistryCredentials,
+    images_client::ImagesClient, Image, LayerProgress, LayerState, PullImageProgress,
+    PullImageRequest, RegistryCredentials,
 };
 use tokio::io::AsyncReadExt;
 use tokio_stream::StreamExt;
+use tonic::transport::Channel;
 
+use super::fan::{per_host, prefix_width};
 use crate::error::{Error, Result};
-use crate::fleet::Member;
+use crate::fleet::{with_host, Fleet, Member};
 use crate::output::{self, print_json_line};
 
 // `pull`.
@@ -107,16 +109,34 @@ enum Display {
         multi: indicatif::MultiProgress,
         bars: Vec<indicatif::ProgressBar>,
     },
-    /// One line per layer state change (standard output is not a terminal).
-    Lines { last: Vec<i32> },
-    /// One JSON object per layer state change (`-o json`).
-    Json { last: Vec<i32> },
+    /// One line per layer state change (standard output is not a terminal,
+    /// or many hosts: then each line starts with `prefix`, the host's).
+    Lines { last: Vec<i32>, prefix: String },
+    /// One JSON object per layer state change (`-o json`), with its `host`
+    /// on many hosts.
+    Json {
+        last: Vec<i32>,
+        host: Option<String>,
+    },
+}
+
+/// The layers whose state changed since `last` (which is brought up to
+/// date).
+fn changed<'a>(last: &mut Vec<i32>, p: &'a PullImageProgress) -> Vec<&'a LayerProgress> {
+    last.resize(p.layers.len(), LayerState::Unspecified as i32);
+    let mut out = Vec::new();
+    for (i, l) in p.layers.iter().enumerate() {
+        if last[i] != l.state {
+            last[i] = l.state;
+            out.push(l);
+        }
+    }
+    out
 }
 
 impl Display {
     fn update(&mut self, p: &PullImageProgress) -> Result<()> {
         let short = |d: &str| output::short_image_id(d).to_string();
-        let json = matches!(self, Display::Json { .. });
         match self {
             Display::Bars { multi, bars } => {
                 while bars.len() < p.layers.len() {
@@ -142,34 +162,45 @@ impl Display {
                     bar.set_message(state_word(l.state));
                 }
             }
-            Display::Lines { last } | Display::Json { last } => {
-                last.resize(p.layers.len(), LayerState::Unspecified as i32);
-                for (i, l) in p.layers.iter().enumerate() {
-                    if last[i] == l.state {
-                        continue;
+            Display::Lines { last, prefix } => {
+                for l in changed(last, p) {
+                    let mut line = format!(
+                        "{prefix}{}: {} ({})",
+                        short(&l.digest),
+                        state_word(l.state),
+                        output::human_size(l.total_bytes)
+                    );
+                    if l.resumed_from_bytes > 0 {
+                        line.push_str(&format!(
+                            ", resumed from {}",
+                            output::human_size(l.resumed_from_bytes)
+                        ));
                     }
-                    last[i] = l.state;
-                    if json {
-                        print_json_line(&output::message_json(l)?);
-                    } else {
-                        let mut line = format!(
-                            "{}: {} ({})",
-                            short(&l.digest),
-                            state_word(l.state),
-                            output::human_size(l.total_bytes)
-                        );
-                        if l.resumed_from_bytes > 0 {
-                            line.push_str(&format!(
-                                ", resumed from {}",
-                                output::human_size(l.resumed_from_bytes)
-                            ));
-                        }
-                        println!("{line}");
-                    }
+                    println!("{line}");
+                }
+            }
+            Display::Json { last, host } => {
+                for l in changed(last, p) {
+                    let v = output::message_json(l)?;
+                    print_json_line(&match host {
+                        Some(h) => with_host(h, v),
+                        None => v,
+                    });
                 }
             }
         }
         Ok(())
+    }
+
+    /// Prints a line above the bars, or as any other line.
+    fn say(&self, line: String) {
+        match self {
+            Display::Bars { multi, .. } => {
+                let _ = multi.println(line);
+            }
+            Display::Lines { prefix, .. } => println!("{prefix}{line}"),
+            Display::Json { .. } => {}
+        }
     }
 
     fn finish(&self) {
@@ -181,65 +212,54 @@ impl Display {
     }
 }
 
-/// `pull REF`: pulls through the agent, showing per-layer progress.
-pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
-    use std::io::IsTerminal;
-    let credentials = match args.username {
+/// The credentials of `pull -u USER --password-stdin`, read once.
+async fn credentials(args: &PullArgs) -> Result<Option<RegistryCredentials>> {
+    match &args.username {
         Some(username) => {
             if !args.password_stdin {
                 return Err(Error::Message(
                     "--username needs --password-stdin (the password is read from stdin)".into(),
                 ));
             }
-            Some(RegistryCredentials {
-                username,
+            Ok(Some(RegistryCredentials {
+                username: username.clone(),
                 password: read_password().await?,
-            })
+            }))
         }
-        None => None,
-    };
-    let mut client = ImagesClient::new(m.channel().await?)
+        None => Ok(None),
+    }
+}
+
+/// One host's pull, shown on `display`: the reference as the agent
+/// normalised it (what was pulled: the only one of the image's references
+/// to name, as it may have others) and the image.
+async fn pull_on(
+    channel: Channel,
+    request: PullImageRequest,
+    display: &mut Display,
+) -> Result<(String, Image)> {
+    let mut client = ImagesClient::new(channel)
         .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
         .max_encoding_message_size(crate::MAX_REQUEST_BYTES);
+    let mut pulled = request.reference.clone();
     let mut stream = client
-        .pull(PullImageRequest {
-            reference: args.reference.clone(),
-            credentials,
-        })
+        .pull(request)
         .await
         .map_err(registry_error)?
         .into_inner();
-    let mut display = if json {
-        Display::Json { last: Vec::new() }
-    } else if std::io::stderr().is_terminal() {
-        Display::Bars {
-            multi: indicatif::MultiProgress::with_draw_target(
-                indicatif::ProgressDrawTarget::stderr(),
-            ),
-            bars: Vec::new(),
-        }
-    } else {
-        Display::Lines { last: Vec::new() }
-    };
     let mut announced = false;
     let mut image = None;
-    // The reference as the agent normalised it: what was pulled, and the
-    // only one of the image's references to name (it may have others).
-    let mut pulled = args.reference.clone();
     while let Some(msg) = stream.next().await {
         let msg = msg.map_err(|e| {
             display.finish();
             registry_error(e)
         })?;
-        if !announced && !msg.manifest_digest.is_empty() && !json {
+        if !announced && !msg.manifest_digest.is_empty() {
             announced = true;
-            let line = format!("{}: resolved to {}", msg.reference, msg.manifest_digest);
-            match &display {
-                Display::Bars { multi, .. } => {
-                    let _ = multi.println(line);
-                }
-                _ => println!("{line}"),
-            }
+            display.say(format!(
+                "{}: resolved to {}",
+                msg.reference, msg.manifest_digest
+            ));
         }
         if !msg.reference.is_empty() {
             pulled.clone_from(&msg.reference);
@@ -251,12 +271,84 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
     }
     display.finish();
     let image = image.ok_or_else(|| Error::Message("the pull ended without an image".into()))?;
+    Ok((pulled, image))
+}
+
+/// `pull REF` on one agent: per-layer progress (bars on a terminal), then
+/// what was pulled.
+pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let request = PullImageRequest {
+        reference: args.reference.clone(),
+        credentials: credentials(&args).await?,
+    };
+    let mut display = if json {
+        Display::Json {
+            last: Vec::new(),
+            host: None,
+        }
+    } else if std::io::stderr().is_terminal() {
+        Display::Bars {
+            multi: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            bars: Vec::new(),
+        }
+    } else {
+        Display::Lines {
+            last: Vec::new(),
+            prefix: String::new(),
+        }
+    };
+    let (pulled, image) = pull_on(m.channel().await?, request, &mut display).await?;
     if json {
         print_json_line(&output::message_json(&image)?);
     } else {
         println!("Pulled: {pulled} ({})", image.id);
     }
     Ok(())
+}
+
+/// `pull REF` on many hosts: all pull at once (at most `--parallel`), each
+/// layer's changes as lines that start with the host, then one `Pulled`
+/// line per host; hosts that failed are reported after, as other fleet
+/// verbs do. No per-host timeout: a pull takes as long as the registry.
+pub async fn pull_fleet(f: &Fleet, args: PullArgs) -> Result<()> {
+    let credentials = credentials(&args).await?;
+    let width = prefix_width(f);
+    let json = f.json();
+    let results = f
+        .each_untimed(|m, ch| {
+            let request = PullImageRequest {
+                reference: args.reference.clone(),
+                credentials: credentials.clone(),
+            };
+            async move {
+                let mut display = if json {
+                    Display::Json {
+                        last: Vec::new(),
+                        host: Some(m.name.clone()),
+                    }
+                } else {
+                    Display::Lines {
+                        last: Vec::new(),
+                        prefix: format!("{:<width$} | ", m.name),
+                    }
+                };
+                pull_on(ch, request, &mut display).await
+            }
+        })
+        .await;
+    per_host(f, results, |ok| {
+        for (m, (pulled, image)) in ok {
+            if json {
+                print_json_line(&with_host(&m.name, output::message_json(image)?));
+            } else {
+                println!("{:<width$} | Pulled: {pulled} ({})", m.name, image.id);
+            }
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
