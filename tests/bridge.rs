@@ -434,6 +434,19 @@ async fn berthctl_publishes_ports() {
     assert!(out.status.success(), "{out:?}");
     let page = fetch_from_host(ns(&agent), "http://127.0.0.1:8080/").await;
     assert!(page.contains("via-ctl"), "{page}");
+    // `port` says where each published port listens, as `docker port`.
+    let text = |o: std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        text(agent.ctl(&["port", "web"])),
+        "80/tcp -> 127.0.0.1:8080\n"
+    );
+    assert_eq!(
+        text(agent.ctl(&["port", "web", "80"])),
+        "80/tcp -> 127.0.0.1:8080\n"
+    );
+    let out = agent.ctl(&["port", "web", "81"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no public port \"81\""));
     let out = agent.ctl(&["run", "--rm", "-p", "8080:80/sctp", "busybox", "true"]);
     assert!(!out.status.success());
     assert!(

@@ -560,6 +560,17 @@ pub struct TopArgs {
     pub id: String,
 }
 
+// `port`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Container id, id prefix or name.
+    #[arg(value_name = "CONTAINER")]
+    pub id: String,
+    /// Only this port of the container: PORT[/tcp|udp] (tcp by default).
+    #[arg(value_name = "PRIVATE_PORT")]
+    pub port: Option<String>,
+}
+
 // `completion`.
 #[derive(Debug, Args)]
 pub struct CompletionArgs {

@@ -290,6 +290,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// The processes of a container.
     Top(TopArgs),
+    /// A container's published ports ("80/tcp -> 0.0.0.0:8080").
+    Port(PortArgs),
     /// Run a command in a running container; exits with its exit code.
     Exec(ExecArgs),
     /// Manage images.

@@ -20,6 +20,7 @@ mod login;
 mod logs;
 mod network;
 mod pause;
+mod port;
 mod ps;
 mod pull;
 mod restart;
@@ -63,6 +64,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Events(a) => events::events(f, a).await,
         Command::Stats(a) => stats::stats(f, a).await,
         Command::Top(a) => top::top(f, a).await,
+        Command::Port(a) => port::port(f, a).await,
         Command::Network(c) => network::network(f, c).await,
         Command::Exec(a) => exec::exec(one_host(f, "exec")?, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
