@@ -80,7 +80,6 @@ fn docker_habits_that_are_not_there_say_not_supported_yet() {
         (&["attach", "web"], "attaching"),
         (&["push", "app:1"], "pushing images"),
         (&["image", "push", "app:1"], "pushing images"),
-        (&["image", "save", "app:1"], "saving images"),
         (&["build", "."], "building images"),
         (&["ps", "--format", "{{.Names}}"], "--format"),
     ];

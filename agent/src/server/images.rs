@@ -11,12 +11,13 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::image_to_proto;
+use super::image_save::{check_name, save, SaveStream};
 use super::image_status::image_status;
 use crate::container::Manager;
 use crate::error::Error;
 use crate::events::EventBus;
 use crate::image::pull::{Credentials, LayerState, PullProgress};
-use crate::image::{ImageRecord, ImageStore};
+use crate::image::{HistoryEntry, ImageRecord, ImageStore};
 
 /// Re-exported for the services that take it.
 pub use crate::image::service::Pulling;
@@ -57,6 +58,23 @@ fn progress_to_proto(p: &PullProgress) -> pb::PullImageProgress {
             })
             .collect(),
         image: None,
+    }
+}
+
+/// History step to API message.
+fn history_to_proto(e: HistoryEntry) -> pb::ImageHistoryEntry {
+    pb::ImageHistoryEntry {
+        created_at: e
+            .created
+            .as_deref()
+            .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+            .map(prost_types::Timestamp::from),
+        created_by: e.created_by,
+        comment: e.comment,
+        empty_layer: e.empty_layer,
+        layer: e.layer.unwrap_or_default(),
+        size_bytes: i64::try_from(e.size_bytes).unwrap_or(i64::MAX),
+        author: e.author,
     }
 }
 
@@ -329,6 +347,35 @@ impl Images for ImagesService {
             .map_err(image_status)?;
         tracing::info!(%registry, %username, "registry credentials stored");
         Ok(Response::new(pb::LoginResponse { registry, username }))
+    }
+
+    async fn history(
+        &self,
+        req: Request<pb::ImageHistoryRequest>,
+    ) -> Result<Response<pb::ImageHistoryResponse>, Status> {
+        let image = req.into_inner().image;
+        check_name(&image)?;
+        let store = self.store.clone();
+        // Reading the config and measuring layers touches the disk.
+        let (img, entries) = tokio::task::spawn_blocking(move || store.history(&image))
+            .await
+            .map_err(|e| Error::internal("history task", e))?
+            .map_err(image_status)?;
+        Ok(Response::new(pb::ImageHistoryResponse {
+            id: img.id,
+            entries: entries.into_iter().map(history_to_proto).collect(),
+        }))
+    }
+
+    type SaveStream = SaveStream;
+
+    async fn save(
+        &self,
+        req: Request<pb::SaveImagesRequest>,
+    ) -> Result<Response<Self::SaveStream>, Status> {
+        Ok(Response::new(
+            save(self.store.clone(), req.into_inner()).await?,
+        ))
     }
 
     async fn logout(

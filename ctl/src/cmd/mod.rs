@@ -8,10 +8,12 @@ mod create;
 mod events;
 mod exec;
 mod fan;
+mod image_history;
 mod image_import;
 mod image_inspect;
 mod image_ls;
 mod image_rm;
+mod image_save;
 mod image_tag;
 mod info;
 mod inspect;
@@ -70,6 +72,12 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,
         Command::Image(ImageCommand::Inspect(a)) => image_inspect::inspect(f, a).await,
         Command::Image(ImageCommand::Tag(a)) | Command::Tag(a) => image_tag::tag(f, a).await,
+        Command::Image(ImageCommand::History(a)) | Command::History(a) => {
+            image_history::history(f, a).await
+        }
+        Command::Image(ImageCommand::Save(a)) | Command::Save(a) => {
+            image_save::save(one_host(f, "save")?, a).await
+        }
         Command::Pull(a) => pull::pull(one_host(f, "pull")?, f.json(), a).await,
         Command::Login(a) => login::login(one_host(f, "login")?, f.json(), a).await,
         Command::Logout(a) => login::logout(one_host(f, "logout")?, f.json(), a).await,
