@@ -10,6 +10,7 @@ mod codes_and_auth;
 mod containers;
 mod crash;
 mod layouts;
+mod push;
 mod transfers;
 
 use std::path::Path;

@@ -11,6 +11,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::image_to_proto;
+use super::image_push::{push, PushStream};
 use super::image_save::{check_name, save, SaveStream};
 use super::image_status::image_status;
 use crate::container::Manager;
@@ -33,30 +34,11 @@ pub struct ImagesService {
 
 /// Progress snapshot to API message.
 fn progress_to_proto(p: &PullProgress) -> pb::PullImageProgress {
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     pb::PullImageProgress {
         reference: p.reference.clone(),
         manifest_digest: p.manifest_digest.clone(),
         index_digest: p.index_digest.clone(),
-        layers: p
-            .layers
-            .iter()
-            .map(|l| pb::LayerProgress {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-                state: match l.state {
-                    LayerState::Waiting => pb::LayerState::Waiting,
-                    LayerState::Downloading => pb::LayerState::Downloading,
-                    LayerState::Verifying => pb::LayerState::Verifying,
-                    LayerState::Extracting => pb::LayerState::Extracting,
-                    LayerState::Done => pb::LayerState::Done,
-                    LayerState::AlreadyPresent => pb::LayerState::AlreadyPresent,
-                } as i32,
-                done_bytes: to_i64(l.done),
-                total_bytes: to_i64(l.total),
-                resumed_from_bytes: to_i64(l.resumed_from),
-            })
-            .collect(),
+        layers: p.layers.iter().map(layer_to_proto).collect(),
         image: None,
     }
 }
@@ -78,8 +60,29 @@ fn history_to_proto(e: HistoryEntry) -> pb::ImageHistoryEntry {
     }
 }
 
+/// One layer's progress (of a pull or a push) to its API message.
+pub(super) fn layer_to_proto(l: &crate::image::pull::LayerProgress) -> pb::LayerProgress {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    pb::LayerProgress {
+        digest: l.digest.clone(),
+        media_type: l.media_type.clone(),
+        state: match l.state {
+            LayerState::Waiting => pb::LayerState::Waiting,
+            LayerState::Downloading => pb::LayerState::Downloading,
+            LayerState::Verifying => pb::LayerState::Verifying,
+            LayerState::Extracting => pb::LayerState::Extracting,
+            LayerState::Done => pb::LayerState::Done,
+            LayerState::AlreadyPresent => pb::LayerState::AlreadyPresent,
+            LayerState::Uploading => pb::LayerState::Uploading,
+        } as i32,
+        done_bytes: to_i64(l.done),
+        total_bytes: to_i64(l.total),
+        resumed_from_bytes: to_i64(l.resumed_from),
+    }
+}
+
 /// Credentials from the API; none when no user name is given.
-fn creds_from_proto(c: Option<pb::RegistryCredentials>) -> Option<Credentials> {
+pub(super) fn creds_from_proto(c: Option<pb::RegistryCredentials>) -> Option<Credentials> {
     c.filter(|c| !c.username.is_empty()).map(|c| Credentials {
         username: c.username,
         password: c.password,
@@ -365,6 +368,15 @@ impl Images for ImagesService {
             id: img.id,
             entries: entries.into_iter().map(history_to_proto).collect(),
         }))
+    }
+
+    type PushStream = PushStream;
+
+    async fn push(
+        &self,
+        req: Request<pb::PushImageRequest>,
+    ) -> Result<Response<Self::PushStream>, Status> {
+        Ok(Response::new(push(self.pulling.clone(), req.into_inner())?))
     }
 
     type SaveStream = SaveStream;

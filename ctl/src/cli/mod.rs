@@ -12,9 +12,11 @@ use clap::{ArgMatches, FromArgMatches, Parser, Subcommand, ValueEnum};
 use crate::parse;
 
 mod args;
+mod image;
 mod network;
 mod unsupported;
 pub use args::*;
+pub use image::*;
 pub use network::*;
 
 /// The help section of the options that choose the agents a command talks
@@ -341,6 +343,8 @@ pub enum Command {
     Save(ImageSaveArgs),
     /// Pull an image from a registry (the agent pulls it), showing progress.
     Pull(crate::cmd::PullArgs),
+    /// Push an image to a registry (the agent pushes it), showing progress.
+    Push(crate::cmd::PushArgs),
     /// Manage volumes (one host at a time).
     #[command(subcommand)]
     Volume(crate::cmd::VolumeCommand),

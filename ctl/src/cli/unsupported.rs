@@ -23,7 +23,6 @@ const COMMANDS: &[(&str, &str)] = &[
     ("export", "exporting a container's filesystem"),
     ("load", "loading images (use `berthctl image import FILE`)"),
     ("prune", "pruning unused containers or images"),
-    ("push", "pushing images to a registry"),
     ("rename", "renaming a container"),
     ("system", "`system` commands (see `berthctl info`)"),
 ];

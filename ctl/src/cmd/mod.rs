@@ -24,6 +24,7 @@ mod network;
 mod pause;
 mod ps;
 mod pull;
+mod push;
 mod restart;
 mod rm;
 mod run;
@@ -39,6 +40,7 @@ mod volume;
 mod wait;
 
 pub use pull::{LoginArgs, LogoutArgs, PullArgs};
+pub use push::PushArgs;
 pub use volume::VolumeCommand;
 
 use crate::cli::{Command, ImageCommand};
@@ -79,6 +81,9 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
             image_save::save(one_host(f, "save")?, a).await
         }
         Command::Pull(a) => pull::pull(one_host(f, "pull")?, f.json(), a).await,
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
+            push::push(one_host(f, "push")?, f.json(), a).await
+        }
         Command::Login(a) => login::login(one_host(f, "login")?, f.json(), a).await,
         Command::Logout(a) => login::logout(one_host(f, "logout")?, f.json(), a).await,
         Command::Volume(c) => volume::volume(one_host(f, "volume")?, f.json(), c).await,

@@ -2,8 +2,7 @@
 //! progress. Also the registry flags `login` shares.
 
 use berth::v1::{
-    images_client::ImagesClient, LayerState, PullImageProgress, PullImageRequest,
-    RegistryCredentials,
+    images_client::ImagesClient, LayerProgress, LayerState, PullImageRequest, RegistryCredentials,
 };
 use tokio::io::AsyncReadExt;
 use tokio_stream::StreamExt;
@@ -84,11 +83,12 @@ fn state_word(state: i32) -> &'static str {
         LayerState::Extracting => "extracting",
         LayerState::Done => "done",
         LayerState::AlreadyPresent => "already present",
+        LayerState::Uploading => "uploading",
     }
 }
 
-/// How `pull` shows progress.
-enum Display {
+/// How `pull` and `push` show progress.
+pub(super) enum Display {
     /// Progress bars (standard error is a terminal).
     Bars {
         multi: indicatif::MultiProgress,
@@ -101,24 +101,52 @@ enum Display {
 }
 
 impl Display {
-    fn update(&mut self, p: &PullImageProgress) -> Result<()> {
+    /// Progress bars on a terminal (standard error), lines otherwise, JSON
+    /// lines with `-o json`.
+    pub(super) fn new(json: bool) -> Self {
+        use std::io::IsTerminal;
+        if json {
+            Display::Json { last: Vec::new() }
+        } else if std::io::stderr().is_terminal() {
+            Display::Bars {
+                multi: indicatif::MultiProgress::with_draw_target(
+                    indicatif::ProgressDrawTarget::stderr(),
+                ),
+                bars: Vec::new(),
+            }
+        } else {
+            Display::Lines { last: Vec::new() }
+        }
+    }
+
+    /// Prints a line above the bars (or as it is).
+    pub(super) fn println(&self, line: String) {
+        match self {
+            Display::Bars { multi, .. } => {
+                let _ = multi.println(line);
+            }
+            _ => println!("{line}"),
+        }
+    }
+
+    pub(super) fn update(&mut self, layers: &[LayerProgress]) -> Result<()> {
         let short = |d: &str| output::short_image_id(d).to_string();
         let json = matches!(self, Display::Json { .. });
         match self {
             Display::Bars { multi, bars } => {
-                while bars.len() < p.layers.len() {
+                while bars.len() < layers.len() {
                     let style = indicatif::ProgressStyle::with_template(
                         "{prefix}: {msg:15} [{bar:30}] {bytes}/{total_bytes}",
                     )
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                     .progress_chars("=> ");
-                    let l = &p.layers[bars.len()];
+                    let l = &layers[bars.len()];
                     let bar = multi.add(indicatif::ProgressBar::new(l.total_bytes.max(0) as u64));
                     bar.set_style(style);
                     bar.set_prefix(short(&l.digest));
                     bars.push(bar);
                 }
-                for (bar, l) in bars.iter().zip(&p.layers) {
+                for (bar, l) in bars.iter().zip(layers) {
                     let state = LayerState::try_from(l.state).unwrap_or(LayerState::Unspecified);
                     let pos = if state == LayerState::AlreadyPresent {
                         l.total_bytes
@@ -130,8 +158,8 @@ impl Display {
                 }
             }
             Display::Lines { last } | Display::Json { last } => {
-                last.resize(p.layers.len(), LayerState::Unspecified as i32);
-                for (i, l) in p.layers.iter().enumerate() {
+                last.resize(layers.len(), LayerState::Unspecified as i32);
+                for (i, l) in layers.iter().enumerate() {
                     if last[i] == l.state {
                         continue;
                     }
@@ -159,7 +187,7 @@ impl Display {
         Ok(())
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Display::Bars { bars, .. } = self {
             for b in bars {
                 b.finish();
@@ -168,23 +196,28 @@ impl Display {
     }
 }
 
+/// The credentials of `-u USER --password-stdin`, if given.
+pub(super) async fn credentials(
+    username: Option<String>,
+    password_stdin: bool,
+) -> Result<Option<RegistryCredentials>> {
+    let Some(username) = username else {
+        return Ok(None);
+    };
+    if !password_stdin {
+        return Err(Error::Message(
+            "--username needs --password-stdin (the password is read from stdin)".into(),
+        ));
+    }
+    Ok(Some(RegistryCredentials {
+        username,
+        password: read_password().await?,
+    }))
+}
+
 /// `pull REF`: pulls through the agent, showing per-layer progress.
 pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
-    use std::io::IsTerminal;
-    let credentials = match args.username {
-        Some(username) => {
-            if !args.password_stdin {
-                return Err(Error::Message(
-                    "--username needs --password-stdin (the password is read from stdin)".into(),
-                ));
-            }
-            Some(RegistryCredentials {
-                username,
-                password: read_password().await?,
-            })
-        }
-        None => None,
-    };
+    let credentials = credentials(args.username, args.password_stdin).await?;
     let mut client = ImagesClient::new(m.channel().await?)
         .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
         .max_encoding_message_size(crate::MAX_REQUEST_BYTES);
@@ -196,18 +229,7 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
         .await
         .map_err(registry_error)?
         .into_inner();
-    let mut display = if json {
-        Display::Json { last: Vec::new() }
-    } else if std::io::stderr().is_terminal() {
-        Display::Bars {
-            multi: indicatif::MultiProgress::with_draw_target(
-                indicatif::ProgressDrawTarget::stderr(),
-            ),
-            bars: Vec::new(),
-        }
-    } else {
-        Display::Lines { last: Vec::new() }
-    };
+    let mut display = Display::new(json);
     let mut announced = false;
     let mut image = None;
     // The reference as the agent normalised it: what was pulled, and the
@@ -220,18 +242,15 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
         })?;
         if !announced && !msg.manifest_digest.is_empty() && !json {
             announced = true;
-            let line = format!("{}: resolved to {}", msg.reference, msg.manifest_digest);
-            match &display {
-                Display::Bars { multi, .. } => {
-                    let _ = multi.println(line);
-                }
-                _ => println!("{line}"),
-            }
+            display.println(format!(
+                "{}: resolved to {}",
+                msg.reference, msg.manifest_digest
+            ));
         }
         if !msg.reference.is_empty() {
             pulled.clone_from(&msg.reference);
         }
-        display.update(&msg)?;
+        display.update(&msg.layers)?;
         if msg.image.is_some() {
             image = msg.image;
         }

@@ -34,13 +34,13 @@ pub struct SaveImage {
     /// The references to record for it in the archive.
     pub references: Vec<String>,
     /// The stored manifest, byte for byte.
-    manifest: Vec<u8>,
+    pub(crate) manifest: Vec<u8>,
     /// Its media type (from the manifest; OCI when it names none).
-    manifest_media_type: String,
+    pub(crate) manifest_media_type: String,
     /// The config, byte for byte.
-    config: Vec<u8>,
+    pub(crate) config: Vec<u8>,
     /// Layer blobs, base first, as the manifest describes them.
-    layers: Vec<(Descriptor, File)>,
+    pub(crate) layers: Vec<(Descriptor, File)>,
 }
 
 /// Everything one Save writes.
@@ -81,12 +81,14 @@ impl ImageStore {
                 }
                 continue;
             }
-            images.push(self.open_for_save(record, refs)?);
+            images.push(self.open_content(record, refs)?);
         }
         Ok(SavePlan { format, images })
     }
 
-    fn open_for_save(
+    /// The stored content of `record` (manifest, config, open layer
+    /// blobs), for saving or pushing it under `references`.
+    pub(crate) fn open_content(
         &self,
         record: ImageRecord,
         references: Vec<String>,
