@@ -336,12 +336,19 @@ async fn history_pairs_the_configs_steps_with_the_layers() {
         ]
     );
     let layers: Vec<&str> = h.entries.iter().map(|e| e.layer.as_str()).collect();
-    assert_eq!(layers, [img.layers[0].as_str(), "", img.layers[1].as_str(), ""]);
+    assert_eq!(
+        layers,
+        [img.layers[0].as_str(), "", img.layers[1].as_str(), ""]
+    );
     let empty: Vec<bool> = h.entries.iter().map(|e| e.empty_layer).collect();
     assert_eq!(empty, [false, true, false, true]);
     // busybox is about a megabyte; the second layer holds one 8-byte file.
     assert!(h.entries[0].size_bytes > 500_000, "{:?}", h.entries[0]);
-    assert!((8..100_000).contains(&h.entries[2].size_bytes), "{:?}", h.entries[2]);
+    assert!(
+        (8..100_000).contains(&h.entries[2].size_bytes),
+        "{:?}",
+        h.entries[2]
+    );
     assert_eq!(h.entries[1].size_bytes, 0);
     assert_eq!(h.entries[3].comment, "made by CMD [\"sh\"]");
     assert_eq!(
@@ -357,9 +364,18 @@ async fn history_pairs_the_configs_steps_with_the_layers() {
         assert!(lines[0].contains(col), "{out}");
     }
     let short = &img.id["sha256:".len().."sha256:".len() + 12];
-    assert!(lines[1].starts_with(short) && lines[1].contains("CMD [\"sh\"]"), "{out}");
-    assert!(lines[2].starts_with("<missing>") && lines[2].contains("RUN echo layered"), "{out}");
-    assert!(lines[4].contains("ADD rootfs.tar /") && lines[4].contains("MB"), "{out}");
+    assert!(
+        lines[1].starts_with(short) && lines[1].contains("CMD [\"sh\"]"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("<missing>") && lines[2].contains("RUN echo layered"),
+        "{out}"
+    );
+    assert!(
+        lines[4].contains("ADD rootfs.tar /") && lines[4].contains("MB"),
+        "{out}"
+    );
     assert_eq!(
         ok(&agent, &["history", "-q", "layered:v1"]),
         format!("{short}\n<missing>\n<missing>\n<missing>\n")

@@ -72,20 +72,33 @@ async fn saved_archives_load_back_with_the_same_ids_and_run() {
         // The same images make the same bytes: to stdout too.
         let args = ["save", "--format", format, "layered:v1"];
         let o = agent.ctl(&args);
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let bytes = std::fs::read(&file).expect("reading the archive");
         assert!(o.stdout == bytes, "{format}: stdout differs from -o FILE");
 
         // A fresh agent imports it: same id, layers and (OCI) manifest.
         let fresh = Agent::start().await;
-        let back = fresh.import(bytes, "").await.expect("import").images.remove(0);
+        let back = fresh
+            .import(bytes, "")
+            .await
+            .expect("import")
+            .images
+            .remove(0);
         assert_eq!(back.id, original.id, "{format}");
         assert_eq!(back.layers, original.layers, "{format}");
         assert_eq!(back.references, [NAME.to_string()], "{format}");
         if format == "oci" {
             assert_eq!(back.manifest_digest, original.manifest_digest);
         }
-        let out = ok(&fresh, &["run", "--rm", "layered:v1", "cat", "/etc/layered"]);
+        let out = ok(
+            &fresh,
+            &["run", "--rm", "layered:v1", "cat", "/etc/layered"],
+        );
         assert_eq!(out, "layered\n", "{format}");
     }
 }
@@ -135,7 +148,9 @@ async fn saving_what_cannot_be_saved_writes_nothing() {
     )
     .expect("stored manifest");
     let manifest: Value = serde_json::from_slice(&manifest).expect("manifest JSON");
-    let layer = manifest["layers"][1]["digest"].as_str().expect("layer digest");
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .expect("layer digest");
     std::fs::remove_file(
         agent
             .state_dir
@@ -163,5 +178,8 @@ async fn saving_what_cannot_be_saved_writes_nothing() {
         .expect("running script");
     let shown = String::from_utf8_lossy(&o.stdout);
     assert_ne!(o.status.code(), Some(0), "{shown}");
-    assert!(shown.contains("refusing to write an archive to a terminal"), "{shown}");
+    assert!(
+        shown.contains("refusing to write an archive to a terminal"),
+        "{shown}"
+    );
 }

@@ -29,7 +29,10 @@ async fn push(
     while let Some(m) = s.next().await {
         msgs.push(m?);
     }
-    assert!(msgs.last().is_some_and(|m| m.done), "the last message is done");
+    assert!(
+        msgs.last().is_some_and(|m| m.done),
+        "the last message is done"
+    );
     Ok(msgs)
 }
 
@@ -80,17 +83,29 @@ async fn a_pushed_image_pulls_back_with_the_same_digests() {
     }
 
     // Again, to another tag: the registry has every blob, none is sent.
-    let msgs = push(&agent, "layered:v1", &format!("{}/team/layered:v2", reg.addr()), None)
-        .await
-        .expect("second push");
+    let msgs = push(
+        &agent,
+        "layered:v1",
+        &format!("{}/team/layered:v2", reg.addr()),
+        None,
+    )
+    .await
+    .expect("second push");
     assert_eq!(
         push_states(&msgs),
-        [pb::LayerState::AlreadyPresent, pb::LayerState::AlreadyPresent]
+        [
+            pb::LayerState::AlreadyPresent,
+            pb::LayerState::AlreadyPresent
+        ]
     );
 
     // skopeo sees the stored manifest's digest in the registry.
     let o = std::process::Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", &format!("docker://{target}")])
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{target}"),
+        ])
         .output()
         .expect("running skopeo");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -110,9 +125,14 @@ async fn a_pushed_image_pulls_back_with_the_same_digests() {
     assert_eq!(back.id, original.id);
     assert_eq!(back.manifest_digest, original.manifest_digest);
     assert_eq!(back.layers, original.layers);
-    assert_eq!(ok(&agent, &["run", "--rm", &target, "cat", "/etc/layered"]), "layered\n");
+    assert_eq!(
+        ok(&agent, &["run", "--rm", &target, "cat", "/etc/layered"]),
+        "layered\n"
+    );
     // What was pulled back can be pushed again.
-    push(&agent, &target, "", None).await.expect("push of the pulled image");
+    push(&agent, &target, "", None)
+        .await
+        .expect("push of the pulled image");
 }
 
 #[tokio::test]
@@ -136,7 +156,11 @@ async fn pushes_need_the_registrys_credentials_and_a_name() {
     ok(&agent, &["tag", "layered:v1", &target]);
     let args = ["push", &target];
     let o = agent.ctl(&args);
-    assert_ne!(o.status.code(), Some(0), "a push without credentials worked");
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "a push without credentials worked"
+    );
     let msgs = push(&agent, "layered:v1", &target, Some(("alice", "s3cret-pw")))
         .await
         .expect("push with credentials");
@@ -154,8 +178,14 @@ async fn pushes_need_the_registrys_credentials_and_a_name() {
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     let err = push(&agent, &original.id, "", None).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-    let digest_target = format!("{}/private/layered@{}", reg.addr(), original.manifest_digest);
-    let err = push(&agent, "layered:v1", &digest_target, None).await.unwrap_err();
+    let digest_target = format!(
+        "{}/private/layered@{}",
+        reg.addr(),
+        original.manifest_digest
+    );
+    let err = push(&agent, "layered:v1", &digest_target, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     let args = ["push", "nosuch:v1"];
     expect_failure(&agent.ctl(&args), &args, 1, &["nosuch"]);

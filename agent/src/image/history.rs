@@ -33,7 +33,10 @@ impl ImageStore {
     /// # Errors
     /// Those of [`resolve`](Self::resolve); `Internal` when the stored
     /// config is missing or unreadable.
-    pub fn history(&self, name_or_id: &str) -> Result<(ImageRecord, Vec<HistoryEntry>), ImageError> {
+    pub fn history(
+        &self,
+        name_or_id: &str,
+    ) -> Result<(ImageRecord, Vec<HistoryEntry>), ImageError> {
         let image = self.resolve(name_or_id)?;
         let config = self.read_blob(&image.id).ok_or_else(|| {
             ImageError::io(
@@ -47,7 +50,8 @@ impl ImageStore {
                 io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
             )
         })?;
-        let mut entries = pair_with_layers(config.history().as_deref().unwrap_or(&[]), &image.layers);
+        let mut entries =
+            pair_with_layers(config.history().as_deref().unwrap_or(&[]), &image.layers);
         for e in &mut entries {
             if let Some(layer) = &e.layer {
                 e.size_bytes = self.layer_size(layer);
@@ -73,7 +77,11 @@ fn pair_with_layers(history: &[History], layers: &[String]) -> Vec<HistoryEntry>
                 created_by: h.created_by().clone().unwrap_or_default(),
                 comment: h.comment().clone().unwrap_or_default(),
                 author: h.author().clone().unwrap_or_default(),
-                layer: if empty_layer { None } else { layers.next().cloned() },
+                layer: if empty_layer {
+                    None
+                } else {
+                    layers.next().cloned()
+                },
                 empty_layer,
                 size_bytes: 0,
             }
@@ -102,7 +110,11 @@ mod tests {
     #[test]
     fn steps_take_layers_in_order_and_empty_steps_take_none() {
         let layers = vec!["sha256:a".to_string(), "sha256:b".to_string()];
-        let h = [step("ADD rootfs", false), step("ENV X=1", true), step("RUN x", false)];
+        let h = [
+            step("ADD rootfs", false),
+            step("ENV X=1", true),
+            step("RUN x", false),
+        ];
         let out = pair_with_layers(&h, &layers);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].layer.as_deref(), Some("sha256:a"));

@@ -62,5 +62,7 @@ pub fn push(pulling: Arc<Pulling>, req: pb::PushImageRequest) -> Result<PushStre
         };
         let _ = out_tx.send(last).await;
     });
-    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx)))
+    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+        out_rx,
+    )))
 }

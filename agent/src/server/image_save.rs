@@ -34,7 +34,10 @@ pub fn check_name(name: &str) -> Result<(), Status> {
 }
 
 /// Plans the save (failing before any chunk) and streams the archive.
-pub async fn save(store: Arc<ImageStore>, req: pb::SaveImagesRequest) -> Result<SaveStream, Status> {
+pub async fn save(
+    store: Arc<ImageStore>,
+    req: pb::SaveImagesRequest,
+) -> Result<SaveStream, Status> {
     if req.images.is_empty() {
         return Err(Status::invalid_argument("name at least one image to save"));
     }
@@ -48,7 +51,9 @@ pub async fn save(store: Arc<ImageStore>, req: pb::SaveImagesRequest) -> Result<
         check_name(name)?;
     }
     let format = match pb::SaveFormat::try_from(req.format) {
-        Ok(pb::SaveFormat::Unspecified | pb::SaveFormat::DockerArchive) => SaveFormat::DockerArchive,
+        Ok(pb::SaveFormat::Unspecified | pb::SaveFormat::DockerArchive) => {
+            SaveFormat::DockerArchive
+        }
         Ok(pb::SaveFormat::OciArchive) => SaveFormat::OciArchive,
         Err(_) => {
             return Err(Status::invalid_argument(format!(

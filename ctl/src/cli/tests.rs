@@ -293,10 +293,16 @@ fn save_takes_dockers_dash_o_as_the_archive_file() {
         }
     }
     // Elsewhere -o is still the output format; after `--` nothing changes.
-    assert_eq!(parse(&["-o", "json", "save", "app"]).output, OutputFormat::Json);
+    assert_eq!(
+        parse(&["-o", "json", "save", "app"]).output,
+        OutputFormat::Json
+    );
     assert_eq!(parse(&["ps", "-o", "json"]).output, OutputFormat::Json);
     assert!(matches!(
         parse(&["save", "--format", "oci", "app"]).command.0,
-        Command::Save(ImageSaveArgs { format: SaveFormatArg::Oci, .. })
+        Command::Save(ImageSaveArgs {
+            format: SaveFormatArg::Oci,
+            ..
+        })
     ));
 }

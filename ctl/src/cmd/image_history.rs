@@ -26,7 +26,13 @@ fn step_ids(h: &ImageHistoryResponse, no_trunc: bool) -> Vec<String> {
         output::short_image_id(&h.id).to_string()
     };
     (0..h.entries.len())
-        .map(|i| if i == 0 { id.clone() } else { "<missing>".into() })
+        .map(|i| {
+            if i == 0 {
+                id.clone()
+            } else {
+                "<missing>".into()
+            }
+        })
         .collect()
 }
 

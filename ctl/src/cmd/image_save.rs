@@ -43,9 +43,9 @@ pub async fn save(m: &Member, args: ImageSaveArgs) -> Result<()> {
                     .await
                     .map_err(|e| Error::Message(format!("creating {}: {e}", partial.display())))?;
                 while let Some(msg) = stream.next().await {
-                    out.write_all(&msg?.chunk)
-                        .await
-                        .map_err(|e| Error::Message(format!("writing {}: {e}", partial.display())))?;
+                    out.write_all(&msg?.chunk).await.map_err(|e| {
+                        Error::Message(format!("writing {}: {e}", partial.display()))
+                    })?;
                 }
                 out.sync_all()
                     .await

@@ -156,26 +156,29 @@ fn upload_stream(
     i: usize,
     progress: Arc<watch::Sender<PushProgress>>,
 ) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
-    stream::unfold((file.take(size), progress), move |(mut file, progress)| async move {
-        let mut buf = vec![0u8; UPLOAD_CHUNK];
-        let mut filled = 0;
-        // Fill whole chunks: every chunk is a request.
-        while filled < buf.len() {
-            match file.read(&mut buf[filled..]).await {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) => return Some((Err(e.into()), (file, progress))),
+    stream::unfold(
+        (file.take(size), progress),
+        move |(mut file, progress)| async move {
+            let mut buf = vec![0u8; UPLOAD_CHUNK];
+            let mut filled = 0;
+            // Fill whole chunks: every chunk is a request.
+            while filled < buf.len() {
+                match file.read(&mut buf[filled..]).await {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => return Some((Err(e.into()), (file, progress))),
+                }
             }
-        }
-        if filled == 0 {
-            return None;
-        }
-        buf.truncate(filled);
-        progress.send_modify(|p| {
-            if let Some(l) = p.layers.get_mut(i) {
-                l.done += filled as u64;
+            if filled == 0 {
+                return None;
             }
-        });
-        Some((Ok(bytes::Bytes::from(buf)), (file, progress)))
-    })
+            buf.truncate(filled);
+            progress.send_modify(|p| {
+                if let Some(l) = p.layers.get_mut(i) {
+                    l.done += filled as u64;
+                }
+            });
+            Some((Ok(bytes::Bytes::from(buf)), (file, progress)))
+        },
+    )
 }

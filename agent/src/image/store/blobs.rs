@@ -103,9 +103,8 @@ pub(super) fn copy_layer_blob(
     let (r, _) = ar.reader(member)?;
     let mut r = HashingReader::new(r);
     let mut f = File::create(&dest).ctx(|| format!("creating {}", dest.display()))?;
-    io::copy(&mut r, &mut f).map_err(|e| {
-        ImageError::archive_caused(format!("copying layer {member}"), e)
-    })?;
+    io::copy(&mut r, &mut f)
+        .map_err(|e| ImageError::archive_caused(format!("copying layer {member}"), e))?;
     f.sync_all().ctx(|| format!("syncing {}", dest.display()))?;
     if r.digest() != want {
         let _ = fs::remove_file(&dest);

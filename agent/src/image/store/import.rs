@@ -7,10 +7,10 @@ use std::io::{self, Cursor, Read};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use super::blobs::{copy_layer_blob, manifest_layers};
 use super::fsops::{
     disk_usage, ensure_dir, now_nanos, read_up_to, rename_noreplace, sync_dir, StagingDir,
 };
-use super::blobs::{copy_layer_blob, manifest_layers};
 use super::{hex_of, remove_any, ImageStore, Pins, State};
 use crate::fsutil::{write_atomic, WriteOptions};
 use crate::image::archive::OuterArchive;
