@@ -89,9 +89,9 @@ impl Puller {
                 .collect();
         });
 
-        let r: Reference = target
-            .parse()
-            .map_err(|e| ImageError::InvalidReference(format!("{target:?}: {e}")))?;
+        let r: Reference = target.parse().map_err(|e| {
+            ImageError::InvalidReference(format!("{:?}: {e}", crate::error::capped(&target)))
+        })?;
         let registry = r.registry().to_string();
         let creds = creds.or_else(|| self.credentials.get(&registry));
         let auth = match &creds {
