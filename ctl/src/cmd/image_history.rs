@@ -150,7 +150,7 @@ mod tests {
             output::table(&HISTORY_HEADERS, &history_rows(&h, false, now)),
             "IMAGE          CREATED       CREATED BY                                      SIZE     COMMENT\n\
              abababababab   2 hours ago   CMD [\"sh\"]                                      0B       buildkit.dockerfile.v0\n\
-             <missing>      2 hours ago   /bin/sh -c #(nop) ADD file:0123456789abcdef…   4.26MB   \n"
+             <missing>      2 hours ago   /bin/sh -c #(nop) ADD file:0123456789abcdef0…   4.26MB\n"
         );
         let full = history_rows(&h, true, now);
         assert_eq!(full[0][0], h.id);

@@ -94,4 +94,65 @@ mod tests {
             }])
         );
     }
+
+    fn image(references: &[&str]) -> SaveImage {
+        SaveImage {
+            record: crate::image::ImageRecord {
+                id: "sha256:cc".into(),
+                references: Vec::new(),
+                manifest_digest: "sha256:mm".into(),
+                size_bytes: 0,
+                created: None,
+                imported_at_unix_nanos: 0,
+                os: "linux".into(),
+                architecture: "amd64".into(),
+                config: Default::default(),
+                layers: Vec::new(),
+            },
+            references: references.iter().map(|s| s.to_string()).collect(),
+            manifest: b"{}".to_vec(),
+            manifest_media_type: "application/vnd.docker.distribution.manifest.v2+json".into(),
+            config: Vec::new(),
+            layers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn oci_index_has_one_entry_per_reference_annotated_with_name_and_tag() {
+        let v: Value = serde_json::from_slice(&oci_index(&[
+            image(&["docker.io/library/app:v1", "localhost:5000/app:v2"]),
+            image(&[]),
+        ]))
+        .expect("json");
+        let desc = |notes: Option<Value>| {
+            let mut d = json!({
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "digest": "sha256:mm",
+                "size": 2,
+            });
+            if let Some(n) = notes {
+                d["annotations"] = n;
+            }
+            d
+        };
+        assert_eq!(
+            v,
+            json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    desc(Some(json!({
+                        "io.containerd.image.name": "docker.io/library/app:v1",
+                        "org.opencontainers.image.ref.name": "v1",
+                    }))),
+                    desc(Some(json!({
+                        "io.containerd.image.name": "localhost:5000/app:v2",
+                        "org.opencontainers.image.ref.name": "v2",
+                    }))),
+                    desc(None),
+                ],
+            })
+        );
+        assert_eq!(OCI_LAYOUT, br#"{"imageLayoutVersion":"1.0.0"}"#);
+    }
 }
