@@ -99,6 +99,22 @@ async fn a_pushed_image_pulls_back_with_the_same_digests() {
         ]
     );
 
+    // To another repository of the registry: the blobs are mounted from
+    // the one the image is known under there, not uploaded.
+    let other = format!("{}/other/layered:v1", reg.addr());
+    ok(&agent, &["tag", "layered:v1", &other]);
+    let msgs = push(&agent, &other, "", None)
+        .await
+        .expect("push to another repository");
+    assert_eq!(
+        push_states(&msgs),
+        [
+            pb::LayerState::AlreadyPresent,
+            pb::LayerState::AlreadyPresent
+        ]
+    );
+    assert!(reg.log().contains("from=team"), "no mount was asked for");
+
     // skopeo sees the stored manifest's digest in the registry.
     let o = std::process::Command::new("skopeo")
         .args([

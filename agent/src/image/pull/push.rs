@@ -1,6 +1,7 @@
 //! Pushing a stored image to a registry: the stored manifest, config and
 //! layer blobs, byte for byte, so the registry holds the image under the
-//! digests berth has. Blobs the registry already has (a HEAD answers) are
+//! digests berth has. Blobs the registry already has (a HEAD answers), or
+//! can mount from another repository the image is known under there, are
 //! not sent again. Layers go one at a time, each streamed from its file in
 //! [`UPLOAD_CHUNK`]s (bounded memory whatever the layer's size).
 
@@ -104,12 +105,22 @@ impl Puller {
             .await
             .map_err(|e| oci_err(&format!("authenticating to {registry} for a push"), e))?;
 
+        // Repositories of the same registry the image is known under: the
+        // registry may hold its blobs there, and can link them into the
+        // target without an upload (a cross-repository mount).
+        let sources: Vec<Reference> = content
+            .record
+            .references
+            .iter()
+            .filter_map(|x| x.parse::<Reference>().ok())
+            .filter(|x| x.registry() == r.registry() && x.repository() != r.repository())
+            .collect();
         for (i, (desc, file)) in content.layers.into_iter().enumerate() {
             let present = client
                 .blob_exists(&r, &desc.digest)
                 .await
                 .map_err(|e| oci_err(&format!("checking blob {}", desc.digest), e))?;
-            if present {
+            if present || mount(&client, &r, &sources, &desc.digest).await {
                 progress.send_modify(|p| p.layers[i].state = LayerState::AlreadyPresent);
                 continue;
             }
@@ -146,6 +157,24 @@ impl Puller {
         tracing::info!(reference = %target, digest = %content.record.manifest_digest, "image pushed");
         Ok(content.record.manifest_digest)
     }
+}
+
+/// Asks the registry to link blob `digest` into `target` from one of
+/// `sources`; true once one did. A registry that cannot (the blob is not
+/// there, or it does not mount) answers with an upload session instead,
+/// which is left to expire: the caller uploads in a session of its own.
+async fn mount(
+    client: &oci_client::Client,
+    target: &Reference,
+    sources: &[Reference],
+    digest: &str,
+) -> bool {
+    for source in sources {
+        if client.mount_blob(target, source, digest).await.is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 /// The bytes of a layer file as a stream of [`UPLOAD_CHUNK`]s, exactly
