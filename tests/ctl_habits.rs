@@ -78,9 +78,6 @@ fn docker_habits_that_are_not_there_say_not_supported_yet() {
         (&["run", "--tty", "busybox", "sh"], "terminals"),
         (&["create", "-t", "busybox"], "terminals"),
         (&["attach", "web"], "attaching"),
-        (&["push", "app:1"], "pushing images"),
-        (&["image", "push", "app:1"], "pushing images"),
-        (&["image", "save", "app:1"], "saving images"),
         (&["build", "."], "building images"),
         (&["volume", "ls", "--format", "{{.Name}}"], "--format"),
     ];

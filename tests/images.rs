@@ -306,3 +306,102 @@ async fn a_layer_larger_than_the_free_space_is_refused_before_the_disk_fills() {
     let (exit, out, _) = agent.run_to_exit(sh("echo fits")).await;
     assert_eq!((exit.exit_code, out.as_str()), (0, "fits\n"));
 }
+
+#[tokio::test]
+async fn history_pairs_the_configs_steps_with_the_layers() {
+    use common::cli::{expect_failure, json_lines, ok};
+    let agent = Agent::start().await;
+    let imported = agent
+        .import(image::two_layer("docker.io/library/layered:v1"), "")
+        .await
+        .expect("import");
+    let img = &imported.images[0];
+    let h = agent
+        .images()
+        .history(pb::ImageHistoryRequest {
+            image: "layered:v1".into(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    assert_eq!(h.id, img.id);
+    let by: Vec<&str> = h.entries.iter().map(|e| e.created_by.as_str()).collect();
+    assert_eq!(
+        by,
+        [
+            "ADD rootfs.tar /",
+            "ENV PATH=/bin",
+            "RUN echo layered > /etc/layered",
+            "CMD [\"sh\"]"
+        ]
+    );
+    let layers: Vec<&str> = h.entries.iter().map(|e| e.layer.as_str()).collect();
+    assert_eq!(
+        layers,
+        [img.layers[0].as_str(), "", img.layers[1].as_str(), ""]
+    );
+    let empty: Vec<bool> = h.entries.iter().map(|e| e.empty_layer).collect();
+    assert_eq!(empty, [false, true, false, true]);
+    // busybox is about a megabyte; the second layer holds one 8-byte file.
+    assert!(h.entries[0].size_bytes > 500_000, "{:?}", h.entries[0]);
+    assert!(
+        (8..100_000).contains(&h.entries[2].size_bytes),
+        "{:?}",
+        h.entries[2]
+    );
+    assert_eq!(h.entries[1].size_bytes, 0);
+    assert_eq!(h.entries[3].comment, "made by CMD [\"sh\"]");
+    assert_eq!(
+        h.entries[0].created_at.as_ref().map(|t| t.seconds),
+        Some(1_767_225_600)
+    );
+
+    // berthctl: Docker's columns, newest step first.
+    let out = ok(&agent, &["image", "history", "layered:v1"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for col in ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"] {
+        assert!(lines[0].contains(col), "{out}");
+    }
+    let short = &img.id["sha256:".len().."sha256:".len() + 12];
+    assert!(
+        lines[1].starts_with(short) && lines[1].contains("CMD [\"sh\"]"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("<missing>") && lines[2].contains("RUN echo layered"),
+        "{out}"
+    );
+    assert!(
+        lines[4].contains("ADD rootfs.tar /") && lines[4].contains("MB"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(&agent, &["history", "-q", "layered:v1"]),
+        format!("{short}\n<missing>\n<missing>\n<missing>\n")
+    );
+    let full = ok(&agent, &["history", "--no-trunc", "-q", "layered:v1"]);
+    assert_eq!(full.lines().next(), Some(img.id.as_str()));
+    let json = json_lines(&ok(&agent, &["history", "-o", "json", "layered:v1"]));
+    assert_eq!(json.len(), 4);
+    assert_eq!(json[2]["createdBy"], "RUN echo layered > /etc/layered");
+
+    // An unknown image: NOT_FOUND, and berthctl says which.
+    let err = agent
+        .images()
+        .history(pb::ImageHistoryRequest {
+            image: "nosuch:v1".into(),
+        })
+        .await
+        .expect_err("history of an unknown image");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let args = ["history", "nosuch:v1"];
+    expect_failure(&agent.ctl(&args), &args, 1, &["nosuch"]);
+    let long = "a".repeat(600);
+    let err = agent
+        .images()
+        .history(pb::ImageHistoryRequest { image: long })
+        .await
+        .expect_err("history of a name too long");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}

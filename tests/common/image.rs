@@ -32,6 +32,9 @@ pub struct Config {
     pub working_dir: String,
     pub user: String,
     pub stop_signal: String,
+    /// The config's "history" entries, as (created_by, empty_layer); none
+    /// writes no "history" at all.
+    pub history: Vec<(String, bool)>,
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
@@ -131,7 +134,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 fn config_json(cfg: &Config, diff_ids: &[String]) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
+    let mut v = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
         "created": "2026-01-01T00:00:00Z",
@@ -144,8 +147,25 @@ fn config_json(cfg: &Config, diff_ids: &[String]) -> Vec<u8> {
             "StopSignal": if cfg.stop_signal.is_empty() { serde_json::Value::Null } else { cfg.stop_signal.clone().into() },
         },
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))
-    .unwrap()
+    });
+    if !cfg.history.is_empty() {
+        v["history"] = cfg
+            .history
+            .iter()
+            .map(|(by, empty)| {
+                let mut h = serde_json::json!({
+                    "created": "2026-01-01T00:00:00Z",
+                    "created_by": by,
+                    "comment": format!("made by {by}"),
+                });
+                if *empty {
+                    h["empty_layer"] = true.into();
+                }
+                h
+            })
+            .collect();
+    }
+    serde_json::to_vec(&v).unwrap()
 }
 
 /// Knobs for building broken archives.
@@ -263,6 +283,39 @@ pub fn busybox_with(name: &str, extra: Vec<Entry>) -> Vec<u8> {
             entries,
             gzip: true,
         }],
+        &Tamper::default(),
+    )
+}
+
+/// A two-layer busybox image whose config records a history of four steps,
+/// two of them empty; returns the OCI archive.
+pub fn two_layer(name: &str) -> Vec<u8> {
+    oci_archive(
+        Some(name),
+        &Config {
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/bin".into()],
+            history: vec![
+                ("ADD rootfs.tar /".into(), false),
+                ("ENV PATH=/bin".into(), true),
+                ("RUN echo layered > /etc/layered".into(), false),
+                ("CMD [\"sh\"]".into(), true),
+            ],
+            ..Default::default()
+        },
+        &[
+            Layer {
+                entries: busybox_layer(),
+                gzip: true,
+            },
+            Layer {
+                entries: vec![
+                    Entry::Dir("etc", 0o755),
+                    Entry::File("etc/layered".into(), b"layered\n".to_vec(), 0o644),
+                ],
+                gzip: false,
+            },
+        ],
         &Tamper::default(),
     )
 }

@@ -208,7 +208,8 @@ pub fn check_runs(events: &[pb::Event], point: &str) {
 
 /// The image store keeps nothing no one uses: every unpacked layer belongs
 /// to a stored image or to a container (whose image may have been removed),
-/// every blob is a stored image's config or manifest. A crash between
+/// every blob is a stored image's config, manifest or one of the layer
+/// blobs its manifest lists. A crash between
 /// storing layers and tagging the image must not leave them behind forever.
 pub fn store_is_clean(state_dir: &Path, point: &str) {
     let json = |p: &Path| -> serde_json::Value {
@@ -226,7 +227,21 @@ pub fn store_is_clean(state_dir: &Path, point: &str) {
         for img in json(&index)["images"].as_array().into_iter().flatten() {
             layers.extend(img["layers"].as_array().into_iter().flatten().map(hex));
             blobs.insert(hex(&img["id"]));
-            blobs.insert(hex(&img["manifest_digest"]));
+            let manifest = hex(&img["manifest_digest"]);
+            // The layer blobs its manifest lists are kept too (for save
+            // and push).
+            let stored = images.join("blobs/sha256").join(&manifest);
+            if stored.exists() {
+                let m = json(&stored);
+                blobs.extend(
+                    m["layers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|l| hex(&l["digest"])),
+                );
+            }
+            blobs.insert(manifest);
         }
     }
     if let Ok(dirs) = std::fs::read_dir(state_dir.join("containers")) {

@@ -11,6 +11,7 @@ mod containers;
 mod crash;
 mod fleet;
 mod layouts;
+mod push;
 mod transfers;
 
 use std::path::Path;

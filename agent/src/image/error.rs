@@ -41,6 +41,10 @@ pub enum ErrorKind {
     Unsupported,
     /// Not enough disk space for unpacking.
     NoSpace,
+    /// The image's layer blobs were not kept (it was stored before berth
+    /// kept them): it cannot be saved or pushed until pulled or imported
+    /// again.
+    ContentNotKept,
     /// A local failure (I/O, a task that died), not the client's fault.
     Internal,
 }
@@ -61,6 +65,7 @@ impl ErrorKind {
             ErrorKind::Corrupt => "CONTENT_DIGEST_MISMATCH",
             ErrorKind::Unsupported => "IMAGE_FORMAT_UNSUPPORTED",
             ErrorKind::NoSpace => "NO_SPACE",
+            ErrorKind::ContentNotKept => "IMAGE_CONTENT_NOT_KEPT",
             ErrorKind::Internal => "INTERNAL",
         }
     }
@@ -122,6 +127,10 @@ pub enum ImageError {
     /// A valid image in a format berth does not support (yet).
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// A layer blob of the image is not stored (see
+    /// [`ErrorKind::ContentNotKept`]).
+    #[error("{0}: its layer blobs were not kept (the image was stored before berth kept them, or a pull found the layer already unpacked); pull or import it again")]
+    ContentNotKept(String),
     /// Unpacking would take more than the state file system has free
     /// beyond its reserve (see `archive::space_budget`); nothing is kept.
     #[error("not enough disk space: {0}")]
@@ -230,6 +239,7 @@ impl ImageError {
             ImageError::Corrupt(_) => ErrorKind::Corrupt,
             ImageError::Unsupported(_) => ErrorKind::Unsupported,
             ImageError::NoSpace(_) => ErrorKind::NoSpace,
+            ImageError::ContentNotKept(_) => ErrorKind::ContentNotKept,
             ImageError::Io { source, .. }
                 if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
             {

@@ -6,7 +6,8 @@
 //! On-disk layout under the store root:
 //!
 //! ```text
-//! blobs/sha256/<hex>   manifests and configs (compressed layers are not kept)
+//! blobs/sha256/<hex>   manifests, configs and layer blobs (as the manifest
+//!                      describes them, kept so images can be saved and pushed)
 //! layers/<diffid-hex>/ unpacked layers, shared by all images that have them
 //! images.json          the index, replaced atomically
 //! staging/             in-progress imports and garbage being deleted
@@ -20,13 +21,16 @@ mod extract;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod history;
 mod layout;
 pub mod pull;
 mod record;
 pub mod reference;
+pub mod save;
 pub mod service;
 mod store;
 
 pub use error::{Detail, ErrorKind, ImageError};
+pub use history::HistoryEntry;
 pub use record::{ImageConfig, ImageRecord};
 pub use store::ImageStore;

@@ -281,9 +281,25 @@ pub(crate) fn repository(normalized: &str) -> &str {
     }
 }
 
+/// The tag of a normalised reference, if it has one ("v1" of
+/// "docker.io/library/app:v1"; none for "quay.io/a/b@sha256:...").
+pub(crate) fn tag_of(normalized: &str) -> Option<&str> {
+    let no_digest = normalized.split('@').next().unwrap_or(normalized);
+    let repo = repository(normalized);
+    no_digest.get(repo.len()..)?.strip_prefix(':')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_part() {
+        assert_eq!(tag_of("localhost:5000/x:v1"), Some("v1"));
+        assert_eq!(tag_of("localhost:5000/x"), None);
+        assert_eq!(tag_of(&format!("quay.io/a/b@{D}")), None);
+        assert_eq!(tag_of(&format!("docker.io/a/b:t@{D}")), Some("t"));
+    }
 
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

@@ -23,6 +23,7 @@ pub fn code(kind: ErrorKind) -> Code {
         ErrorKind::Corrupt => Code::DataLoss,
         ErrorKind::Unsupported => Code::Unimplemented,
         ErrorKind::NoSpace => Code::ResourceExhausted,
+        ErrorKind::ContentNotKept => Code::FailedPrecondition,
         ErrorKind::Internal => Code::Internal,
     }
 }
@@ -73,6 +74,7 @@ mod tests {
             ErrorKind::Corrupt,
             ErrorKind::Unsupported,
             ErrorKind::NoSpace,
+            ErrorKind::ContentNotKept,
             ErrorKind::Internal,
         ];
         let reasons: std::collections::HashSet<_> = kinds.iter().map(|k| k.reason()).collect();

@@ -11,12 +11,14 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::image_to_proto;
+use super::image_push::{push, PushStream};
+use super::image_save::{check_name, save, SaveStream};
 use super::image_status::image_status;
 use crate::container::Manager;
 use crate::error::Error;
 use crate::events::EventBus;
 use crate::image::pull::{Credentials, LayerState, PullProgress};
-use crate::image::{ImageRecord, ImageStore};
+use crate::image::{HistoryEntry, ImageRecord, ImageStore};
 
 /// Re-exported for the services that take it.
 pub use crate::image::service::Pulling;
@@ -32,36 +34,55 @@ pub struct ImagesService {
 
 /// Progress snapshot to API message.
 fn progress_to_proto(p: &PullProgress) -> pb::PullImageProgress {
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     pb::PullImageProgress {
         reference: p.reference.clone(),
         manifest_digest: p.manifest_digest.clone(),
         index_digest: p.index_digest.clone(),
-        layers: p
-            .layers
-            .iter()
-            .map(|l| pb::LayerProgress {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-                state: match l.state {
-                    LayerState::Waiting => pb::LayerState::Waiting,
-                    LayerState::Downloading => pb::LayerState::Downloading,
-                    LayerState::Verifying => pb::LayerState::Verifying,
-                    LayerState::Extracting => pb::LayerState::Extracting,
-                    LayerState::Done => pb::LayerState::Done,
-                    LayerState::AlreadyPresent => pb::LayerState::AlreadyPresent,
-                } as i32,
-                done_bytes: to_i64(l.done),
-                total_bytes: to_i64(l.total),
-                resumed_from_bytes: to_i64(l.resumed_from),
-            })
-            .collect(),
+        layers: p.layers.iter().map(layer_to_proto).collect(),
         image: None,
     }
 }
 
+/// History step to API message.
+fn history_to_proto(e: HistoryEntry) -> pb::ImageHistoryEntry {
+    pb::ImageHistoryEntry {
+        created_at: e
+            .created
+            .as_deref()
+            .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+            .map(prost_types::Timestamp::from),
+        created_by: e.created_by,
+        comment: e.comment,
+        empty_layer: e.empty_layer,
+        layer: e.layer.unwrap_or_default(),
+        size_bytes: i64::try_from(e.size_bytes).unwrap_or(i64::MAX),
+        author: e.author,
+    }
+}
+
+/// One layer's progress (of a pull or a push) to its API message.
+pub(super) fn layer_to_proto(l: &crate::image::pull::LayerProgress) -> pb::LayerProgress {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    pb::LayerProgress {
+        digest: l.digest.clone(),
+        media_type: l.media_type.clone(),
+        state: match l.state {
+            LayerState::Waiting => pb::LayerState::Waiting,
+            LayerState::Downloading => pb::LayerState::Downloading,
+            LayerState::Verifying => pb::LayerState::Verifying,
+            LayerState::Extracting => pb::LayerState::Extracting,
+            LayerState::Done => pb::LayerState::Done,
+            LayerState::AlreadyPresent => pb::LayerState::AlreadyPresent,
+            LayerState::Uploading => pb::LayerState::Uploading,
+        } as i32,
+        done_bytes: to_i64(l.done),
+        total_bytes: to_i64(l.total),
+        resumed_from_bytes: to_i64(l.resumed_from),
+    }
+}
+
 /// Credentials from the API; none when no user name is given.
-fn creds_from_proto(c: Option<pb::RegistryCredentials>) -> Option<Credentials> {
+pub(super) fn creds_from_proto(c: Option<pb::RegistryCredentials>) -> Option<Credentials> {
     c.filter(|c| !c.username.is_empty()).map(|c| Credentials {
         username: c.username,
         password: c.password,
@@ -329,6 +350,44 @@ impl Images for ImagesService {
             .map_err(image_status)?;
         tracing::info!(%registry, %username, "registry credentials stored");
         Ok(Response::new(pb::LoginResponse { registry, username }))
+    }
+
+    async fn history(
+        &self,
+        req: Request<pb::ImageHistoryRequest>,
+    ) -> Result<Response<pb::ImageHistoryResponse>, Status> {
+        let image = req.into_inner().image;
+        check_name(&image)?;
+        let store = self.store.clone();
+        // Reading the config and measuring layers touches the disk.
+        let (img, entries) = tokio::task::spawn_blocking(move || store.history(&image))
+            .await
+            .map_err(|e| Error::internal("history task", e))?
+            .map_err(image_status)?;
+        Ok(Response::new(pb::ImageHistoryResponse {
+            id: img.id,
+            entries: entries.into_iter().map(history_to_proto).collect(),
+        }))
+    }
+
+    type PushStream = PushStream;
+
+    async fn push(
+        &self,
+        req: Request<pb::PushImageRequest>,
+    ) -> Result<Response<Self::PushStream>, Status> {
+        Ok(Response::new(push(self.pulling.clone(), req.into_inner())?))
+    }
+
+    type SaveStream = SaveStream;
+
+    async fn save(
+        &self,
+        req: Request<pb::SaveImagesRequest>,
+    ) -> Result<Response<Self::SaveStream>, Status> {
+        Ok(Response::new(
+            save(self.store.clone(), req.into_inner()).await?,
+        ))
     }
 
     async fn logout(

@@ -7,6 +7,8 @@ mod containers;
 pub mod convert;
 mod events;
 mod exec;
+mod image_push;
+mod image_save;
 mod image_status;
 pub mod images;
 mod listen;

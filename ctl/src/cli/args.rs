@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::{ImageHistoryArgs, ImageSaveArgs};
 use crate::parse;
 
 // What a container runs and with which limits; shared by `run` and `create`.
@@ -362,6 +363,13 @@ pub enum ImageCommand {
     /// Give an image one more reference (a reference another image had
     /// moves to this one).
     Tag(ImageTagArgs),
+    /// Show how an image was made (its config's history), newest step first.
+    History(ImageHistoryArgs),
+    /// Save images to a tar archive (Docker's format, or an OCI layout),
+    /// to standard output unless -o FILE.
+    Save(ImageSaveArgs),
+    /// Push an image to a registry (the agent pushes it), showing progress.
+    Push(crate::cmd::PushArgs),
 }
 
 // `image tag` and `tag`.

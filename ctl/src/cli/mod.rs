@@ -12,9 +12,11 @@ use clap::{ArgMatches, FromArgMatches, Parser, Subcommand, ValueEnum};
 use crate::parse;
 
 mod args;
+mod image;
 mod network;
 mod unsupported;
 pub use args::*;
+pub use image::*;
 pub use network::*;
 
 /// The help section of the options that choose the agents a command talks
@@ -111,13 +113,46 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let root = with_selection(Selection::Root, <Cli as clap::CommandFactory>::command);
-    let selection = match subcommand_name(&root, &args) {
+    let name = subcommand_name(&root, &args);
+    save_output_is_a_file(name.as_deref(), &mut args);
+    let selection = match name {
         Some(name) => Selection::Named(name),
         None => Selection::All,
     };
     with_selection(selection, || Cli::try_parse_from(args))
+}
+
+/// `save -o FILE` (Docker's spelling) names the archive file, where every
+/// other command's `-o` is the global output format: after `save` (or
+/// `image save`), `-o`/`--output` are rewritten to `--file`, up to `--`.
+fn save_output_is_a_file(subcommand: Option<&str>, args: &mut [OsString]) {
+    let start = match subcommand {
+        Some("save") => args.iter().position(|a| a == "save"),
+        Some("image") => args
+            .windows(2)
+            .position(|w| w[0] == "image" && w[1] == "save")
+            .map(|i| i + 1),
+        _ => None,
+    };
+    let Some(start) = start else { return };
+    for arg in args.iter_mut().skip(start + 1) {
+        let Some(s) = arg.to_str() else { continue };
+        if s == "--" {
+            break;
+        }
+        let rewritten = if s == "-o" || s == "--output" {
+            "--file".to_string()
+        } else if let Some(v) = s.strip_prefix("--output=") {
+            format!("--file={v}")
+        } else if let Some(v) = s.strip_prefix("-o").filter(|v| !v.is_empty()) {
+            format!("--file={}", v.strip_prefix('=').unwrap_or(v))
+        } else {
+            continue;
+        };
+        *arg = rewritten.into();
+    }
 }
 
 /// Which subcommands [`Chosen`] adds to the command being built.
@@ -304,8 +339,14 @@ pub enum Command {
     Tag(ImageTagArgs),
     /// List images (same as `image ls`).
     Images(ImageLsArgs),
+    /// Show how an image was made (same as `image history`).
+    History(ImageHistoryArgs),
+    /// Save images to a tar archive (same as `image save`).
+    Save(ImageSaveArgs),
     /// Pull an image from a registry (the agent pulls it), showing progress.
     Pull(crate::cmd::PullArgs),
+    /// Push an image to a registry (the agent pushes it), showing progress.
+    Push(crate::cmd::PushArgs),
     /// Manage volumes (one host at a time).
     #[command(subcommand)]
     Volume(crate::cmd::VolumeCommand),

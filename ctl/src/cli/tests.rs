@@ -273,3 +273,37 @@ fn other_commands() {
         ("-", Some("x:y"))
     );
 }
+
+#[test]
+fn save_takes_dockers_dash_o_as_the_archive_file() {
+    for line in [
+        &["save", "-o", "a.tar", "app"][..],
+        &["image", "save", "--output", "a.tar", "app"],
+        &["save", "--output=a.tar", "app"],
+        &["save", "-oa.tar", "app"],
+        &["-o", "json", "image", "save", "-o", "a.tar", "app"],
+    ] {
+        let cli = parse(line);
+        match cli.command.0 {
+            Command::Save(a) | Command::Image(ImageCommand::Save(a)) => {
+                assert_eq!(a.file, Some(PathBuf::from("a.tar")), "{line:?}");
+                assert_eq!(a.images, ["app"], "{line:?}");
+                assert_eq!(a.format, SaveFormatArg::Docker);
+            }
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
+    // Elsewhere -o is still the output format; after `--` nothing changes.
+    assert_eq!(
+        parse(&["-o", "json", "save", "app"]).output,
+        OutputFormat::Json
+    );
+    assert_eq!(parse(&["ps", "-o", "json"]).output, OutputFormat::Json);
+    assert!(matches!(
+        parse(&["save", "--format", "oci", "app"]).command.0,
+        Command::Save(ImageSaveArgs {
+            format: SaveFormatArg::Oci,
+            ..
+        })
+    ));
+}

@@ -21,12 +21,9 @@ const COMMANDS: &[(&str, &str)] = &[
     ("cp", "copying files to or from a container"),
     ("diff", "listing a container's changed files"),
     ("export", "exporting a container's filesystem"),
-    ("history", "an image's history"),
     ("load", "loading images (use `berthctl image import FILE`)"),
     ("prune", "pruning unused containers or images"),
-    ("push", "pushing images to a registry"),
     ("rename", "renaming a container"),
-    ("save", "saving images to an archive"),
     ("system", "`system` commands (see `berthctl info`)"),
 ];
 

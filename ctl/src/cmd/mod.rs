@@ -8,10 +8,12 @@ mod create;
 mod events;
 mod exec;
 mod fan;
+mod image_history;
 mod image_import;
 mod image_inspect;
 mod image_ls;
 mod image_rm;
+mod image_save;
 mod image_tag;
 mod info;
 mod inspect;
@@ -23,6 +25,7 @@ mod pause;
 mod port;
 mod ps;
 mod pull;
+mod push;
 mod restart;
 mod rm;
 mod run;
@@ -38,6 +41,7 @@ mod volume;
 mod wait;
 
 pub use pull::{LoginArgs, LogoutArgs, PullArgs};
+pub use push::PushArgs;
 pub use volume::VolumeCommand;
 
 use crate::cli::{Command, ImageCommand};
@@ -72,8 +76,17 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,
         Command::Image(ImageCommand::Inspect(a)) => image_inspect::inspect(f, a).await,
         Command::Image(ImageCommand::Tag(a)) | Command::Tag(a) => image_tag::tag(f, a).await,
+        Command::Image(ImageCommand::History(a)) | Command::History(a) => {
+            image_history::history(f, a).await
+        }
+        Command::Image(ImageCommand::Save(a)) | Command::Save(a) => {
+            image_save::save(one_host(f, "save")?, a).await
+        }
         Command::Pull(a) if f.is_single() => pull::pull(f.first()?, f.json(), a).await,
         Command::Pull(a) => pull::pull_fleet(f, a).await,
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
+            push::push(one_host(f, "push")?, f.json(), a).await
+        }
         Command::Login(a) => login::login(one_host(f, "login")?, f.json(), a).await,
         Command::Logout(a) => login::logout(one_host(f, "logout")?, f.json(), a).await,
         Command::Volume(c) => volume::volume(one_host(f, "volume")?, f.json(), c).await,

@@ -4,8 +4,8 @@
 use std::os::fd::AsFd;
 
 use berth::v1::{
-    images_client::ImagesClient, Image, LayerProgress, LayerState, PullImageProgress,
-    PullImageRequest, RegistryCredentials,
+    images_client::ImagesClient, Image, LayerProgress, LayerState, PullImageRequest,
+    RegistryCredentials,
 };
 use tokio::io::AsyncReadExt;
 use tokio_stream::StreamExt;
@@ -88,6 +88,7 @@ fn state_word(state: i32) -> &'static str {
         LayerState::Extracting => "extracting",
         LayerState::Done => "done",
         LayerState::AlreadyPresent => "already present",
+        LayerState::Uploading => "uploading",
     }
 }
 
@@ -102,8 +103,8 @@ fn bar_template(columns: Option<u16>) -> &'static str {
     }
 }
 
-/// How `pull` shows progress.
-enum Display {
+/// How `pull` and `push` show progress.
+pub(super) enum Display {
     /// Progress bars (standard error is a terminal).
     Bars {
         multi: indicatif::MultiProgress,
@@ -122,10 +123,10 @@ enum Display {
 
 /// The layers whose state changed since `last` (which is brought up to
 /// date).
-fn changed<'a>(last: &mut Vec<i32>, p: &'a PullImageProgress) -> Vec<&'a LayerProgress> {
-    last.resize(p.layers.len(), LayerState::Unspecified as i32);
+fn changed<'a>(last: &mut Vec<i32>, layers: &'a [LayerProgress]) -> Vec<&'a LayerProgress> {
+    last.resize(layers.len(), LayerState::Unspecified as i32);
     let mut out = Vec::new();
-    for (i, l) in p.layers.iter().enumerate() {
+    for (i, l) in layers.iter().enumerate() {
         if last[i] != l.state {
             last[i] = l.state;
             out.push(l);
@@ -135,23 +136,63 @@ fn changed<'a>(last: &mut Vec<i32>, p: &'a PullImageProgress) -> Vec<&'a LayerPr
 }
 
 impl Display {
-    fn update(&mut self, p: &PullImageProgress) -> Result<()> {
+    /// One host's display: progress bars on a terminal (standard error),
+    /// lines otherwise, JSON lines with `-o json`.
+    pub(super) fn new(json: bool) -> Self {
+        use std::io::IsTerminal;
+        if json {
+            Display::Json {
+                last: Vec::new(),
+                host: None,
+            }
+        } else if std::io::stderr().is_terminal() {
+            Display::Bars {
+                multi: indicatif::MultiProgress::with_draw_target(
+                    indicatif::ProgressDrawTarget::stderr(),
+                ),
+                bars: Vec::new(),
+            }
+        } else {
+            Display::Lines {
+                last: Vec::new(),
+                prefix: String::new(),
+            }
+        }
+    }
+
+    /// One host's display among many: lines that start with the host, or
+    /// JSON objects that name it.
+    fn for_host(json: bool, host: &str, width: usize) -> Self {
+        if json {
+            Display::Json {
+                last: Vec::new(),
+                host: Some(host.to_string()),
+            }
+        } else {
+            Display::Lines {
+                last: Vec::new(),
+                prefix: format!("{host:<width$} | "),
+            }
+        }
+    }
+
+    pub(super) fn update(&mut self, layers: &[LayerProgress]) -> Result<()> {
         let short = |d: &str| output::short_image_id(d).to_string();
         match self {
             Display::Bars { multi, bars } => {
-                while bars.len() < p.layers.len() {
+                while bars.len() < layers.len() {
                     let style = indicatif::ProgressStyle::with_template(bar_template(
                         crate::term::size(std::io::stderr().as_fd()).map(|(_, cols)| cols),
                     ))
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                     .progress_chars("=> ");
-                    let l = &p.layers[bars.len()];
+                    let l = &layers[bars.len()];
                     let bar = multi.add(indicatif::ProgressBar::new(l.total_bytes.max(0) as u64));
                     bar.set_style(style);
                     bar.set_prefix(short(&l.digest));
                     bars.push(bar);
                 }
-                for (bar, l) in bars.iter().zip(&p.layers) {
+                for (bar, l) in bars.iter().zip(layers) {
                     let state = LayerState::try_from(l.state).unwrap_or(LayerState::Unspecified);
                     let pos = if state == LayerState::AlreadyPresent {
                         l.total_bytes
@@ -163,7 +204,7 @@ impl Display {
                 }
             }
             Display::Lines { last, prefix } => {
-                for l in changed(last, p) {
+                for l in changed(last, layers) {
                     let mut line = format!(
                         "{prefix}{}: {} ({})",
                         short(&l.digest),
@@ -180,7 +221,7 @@ impl Display {
                 }
             }
             Display::Json { last, host } => {
-                for l in changed(last, p) {
+                for l in changed(last, layers) {
                     let v = output::message_json(l)?;
                     print_json_line(&match host {
                         Some(h) => with_host(h, v),
@@ -192,8 +233,9 @@ impl Display {
         Ok(())
     }
 
-    /// Prints a line above the bars, or as any other line.
-    fn say(&self, line: String) {
+    /// Prints a line above the bars, or as any other line (not among
+    /// JSON lines).
+    pub(super) fn println(&self, line: String) {
         match self {
             Display::Bars { multi, .. } => {
                 let _ = multi.println(line);
@@ -203,7 +245,7 @@ impl Display {
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Display::Bars { bars, .. } = self {
             for b in bars {
                 b.finish();
@@ -212,22 +254,23 @@ impl Display {
     }
 }
 
-/// The credentials of `pull -u USER --password-stdin`, read once.
-async fn credentials(args: &PullArgs) -> Result<Option<RegistryCredentials>> {
-    match &args.username {
-        Some(username) => {
-            if !args.password_stdin {
-                return Err(Error::Message(
-                    "--username needs --password-stdin (the password is read from stdin)".into(),
-                ));
-            }
-            Ok(Some(RegistryCredentials {
-                username: username.clone(),
-                password: read_password().await?,
-            }))
-        }
-        None => Ok(None),
+/// The credentials of `-u USER --password-stdin`, if given (read once).
+pub(super) async fn credentials(
+    username: Option<String>,
+    password_stdin: bool,
+) -> Result<Option<RegistryCredentials>> {
+    let Some(username) = username else {
+        return Ok(None);
+    };
+    if !password_stdin {
+        return Err(Error::Message(
+            "--username needs --password-stdin (the password is read from stdin)".into(),
+        ));
     }
+    Ok(Some(RegistryCredentials {
+        username,
+        password: read_password().await?,
+    }))
 }
 
 /// One host's pull, shown on `display`: the reference as the agent
@@ -256,7 +299,7 @@ async fn pull_on(
         })?;
         if !announced && !msg.manifest_digest.is_empty() {
             announced = true;
-            display.say(format!(
+            display.println(format!(
                 "{}: resolved to {}",
                 msg.reference, msg.manifest_digest
             ));
@@ -264,7 +307,7 @@ async fn pull_on(
         if !msg.reference.is_empty() {
             pulled.clone_from(&msg.reference);
         }
-        display.update(&msg)?;
+        display.update(&msg.layers)?;
         if msg.image.is_some() {
             image = msg.image;
         }
@@ -277,29 +320,11 @@ async fn pull_on(
 /// `pull REF` on one agent: per-layer progress (bars on a terminal), then
 /// what was pulled.
 pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
-    use std::io::IsTerminal;
     let request = PullImageRequest {
         reference: args.reference.clone(),
-        credentials: credentials(&args).await?,
+        credentials: credentials(args.username, args.password_stdin).await?,
     };
-    let mut display = if json {
-        Display::Json {
-            last: Vec::new(),
-            host: None,
-        }
-    } else if std::io::stderr().is_terminal() {
-        Display::Bars {
-            multi: indicatif::MultiProgress::with_draw_target(
-                indicatif::ProgressDrawTarget::stderr(),
-            ),
-            bars: Vec::new(),
-        }
-    } else {
-        Display::Lines {
-            last: Vec::new(),
-            prefix: String::new(),
-        }
-    };
+    let mut display = Display::new(json);
     let (pulled, image) = pull_on(m.channel().await?, request, &mut display).await?;
     if json {
         print_json_line(&output::message_json(&image)?);
@@ -314,7 +339,7 @@ pub async fn pull(m: &Member, json: bool, args: PullArgs) -> Result<()> {
 /// line per host; hosts that failed are reported after, as other fleet
 /// verbs do. No per-host timeout: a pull takes as long as the registry.
 pub async fn pull_fleet(f: &Fleet, args: PullArgs) -> Result<()> {
-    let credentials = credentials(&args).await?;
+    let credentials = credentials(args.username.clone(), args.password_stdin).await?;
     let width = prefix_width(f);
     let json = f.json();
     let results = f
@@ -324,17 +349,7 @@ pub async fn pull_fleet(f: &Fleet, args: PullArgs) -> Result<()> {
                 credentials: credentials.clone(),
             };
             async move {
-                let mut display = if json {
-                    Display::Json {
-                        last: Vec::new(),
-                        host: Some(m.name.clone()),
-                    }
-                } else {
-                    Display::Lines {
-                        last: Vec::new(),
-                        prefix: format!("{:<width$} | ", m.name),
-                    }
-                };
+                let mut display = Display::for_host(json, &m.name, width);
                 pull_on(ch, request, &mut display).await
             }
         })

@@ -49,9 +49,14 @@ fn classify(e: &OciDistributionError) -> ErrorKind {
             429 | 500..=599 => ErrorKind::Unavailable,
             _ => ErrorKind::BadResponse,
         },
-        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
-            ErrorKind::Unavailable
-        }
+        // A refusal some requests (a HEAD for a blob) report as a plain
+        // HTTP error rather than a registry error.
+        OciDistributionError::RequestError(e) => match e.status().map(|s| s.as_u16()) {
+            Some(401) => ErrorKind::Unauthenticated,
+            Some(403) => ErrorKind::PermissionDenied,
+            _ => ErrorKind::Unavailable,
+        },
+        OciDistributionError::IoError(_) => ErrorKind::Unavailable,
         OciDistributionError::DigestError(_) => ErrorKind::Corrupt,
         OciDistributionError::UnsupportedMediaTypeError(_)
         | OciDistributionError::IncompatibleLayerMediaTypeError(_)

@@ -190,10 +190,20 @@ impl Puller {
         let result = tokio::task::spawn_blocking(move || store.install_layer(&diff_id, &p))
             .await
             .map_err(|e| ImageError::io("unpack task", std::io::Error::other(e)))?;
-        // Installed or refused, the blob has served its purpose. On a local
-        // failure (disk full...) it is kept so a retry need not download it.
-        if !matches!(&result, Err(e) if e.kind() == ErrorKind::Internal) {
-            let _ = remove_any(&path);
+        // Installed, the verified blob is kept for save and push; refused, it
+        // has served its purpose. On a local failure (disk full...) it stays
+        // in downloads/ so a retry need not download it.
+        match &result {
+            Ok(_) => {
+                let store = self.store.clone();
+                let digest = layer.digest.clone();
+                let _ = tokio::task::spawn_blocking(move || store.keep_layer_blob(&digest, &path))
+                    .await;
+            }
+            Err(e) if e.kind() == ErrorKind::Internal => {}
+            Err(_) => {
+                let _ = remove_any(&path);
+            }
         }
         result.map(drop)
     }

@@ -23,6 +23,7 @@ mod errors;
 mod jobs;
 mod login;
 mod progress;
+mod push;
 mod resolve;
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ use super::{ErrorKind, ImageError, ImageStore};
 
 pub use self::credentials::Credentials;
 pub use self::progress::{LayerProgress, LayerState, PullProgress, Pulled};
+pub use self::push::PushProgress;
 
 /// Layer downloads running at once, across all pulls.
 const MAX_CONCURRENT_DOWNLOADS: usize = 4;

@@ -16,8 +16,11 @@ pub enum LayerState {
     Extracting,
     /// Stored by this pull.
     Done,
-    /// Was already stored; nothing downloaded.
+    /// Was already stored (or, pushing, the registry had it); nothing
+    /// transferred.
     AlreadyPresent,
+    /// Pushing: bytes are leaving for the registry.
+    Uploading,
 }
 
 /// Progress of one layer.

@@ -7,6 +7,7 @@ use std::io::{self, Cursor, Read};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use super::blobs::{copy_layer_blob, manifest_layers};
 use super::fsops::{
     disk_usage, ensure_dir, now_nanos, read_up_to, rename_noreplace, sync_dir, StagingDir,
 };
@@ -114,6 +115,17 @@ impl ImageStore {
                     write_atomic(&path, data, WriteOptions::synced())
                         .ctx(|| format!("writing {}", path.display()))?;
                     blobs.push(hex);
+                }
+            }
+            // Layer blobs too, as the manifest describes them, so the image
+            // can be saved and pushed with its own digests (blobs.rs).
+            let descs = manifest_layers(&p.manifest_bytes);
+            if descs.len() == p.layers.len() {
+                for (l, d) in p.layers.iter().zip(&descs) {
+                    let hex = copy_layer_blob(&ar, &l.member, &d.digest, &blob_stage)?;
+                    if !blobs.contains(&hex) {
+                        blobs.push(hex);
+                    }
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! collection and disk usage; imports and pulls add to it ([`import`],
 //! [`pulled`]).
 
+mod blobs;
 mod fsops;
 mod import;
 mod pins;
@@ -25,6 +26,7 @@ use super::reference::{self, is_lower_hex};
 use super::{ImageError, ImageRecord};
 use crate::fsutil::{temp_path, write_atomic, WriteOptions};
 
+pub(crate) use self::blobs::{manifest_layers, Descriptor};
 pub(crate) use self::fsops::{hex_of, remove_any};
 pub(crate) use self::pins::Pins;
 
@@ -281,6 +283,11 @@ impl ImageStore {
         let trash = StagingDir::create(&self.staging_dir(), "gc-")?;
         {
             let st = self.lock();
+            let layer_blobs: Vec<String> = st
+                .images
+                .iter()
+                .flat_map(|r| blobs::layer_blob_hexes(self, &r.manifest_digest))
+                .collect();
             let mut keep_layers: HashSet<&str> = in_use.iter().map(|d| hex_of(d)).collect();
             let mut keep_blobs: HashSet<&str> = HashSet::new();
             for r in &st.images {
@@ -288,6 +295,7 @@ impl ImageStore {
                 keep_blobs.insert(hex_of(&r.id));
                 keep_blobs.insert(hex_of(&r.manifest_digest));
             }
+            keep_blobs.extend(layer_blobs.iter().map(String::as_str));
             keep_layers.extend(st.pinned_layers.keys().map(String::as_str));
             keep_blobs.extend(st.pinned_blobs.keys().map(String::as_str));
 
@@ -331,6 +339,23 @@ impl ImageStore {
 }
 
 impl ImageStore {
+    /// Unpacked size of one layer (by diff id), measured once and cached; 0
+    /// when it cannot be measured (a report, not a reason to fail).
+    pub(crate) fn layer_size(&self, diff_id: &str) -> u64 {
+        let hex = hex_of(diff_id).to_string();
+        if let Some(size) = self.lock().layer_sizes.get(&hex) {
+            return *size;
+        }
+        // Measured without the lock: walking a layer can take a while.
+        match disk_usage(&self.layers_dir().join(&hex)) {
+            Ok(size) => {
+                self.lock().layer_sizes.insert(hex, size);
+                size
+            }
+            Err(_) => 0,
+        }
+    }
+
     /// Disk usage of an image's unpacked layers as (unique, shared) bytes:
     /// shared layers are also used by another image. Layer sizes are
     /// measured once and cached.

@@ -91,18 +91,36 @@ fn oci_import_unpacks_layers_with_overlay_whiteouts() {
         None
     );
 
-    // Blobs kept: manifest and config only.
+    // Blobs kept: manifest, config and the layer blobs the manifest lists
+    // (for save and push), each under the digest of its bytes.
     let mut blobs: Vec<String> = fs::read_dir(f.root.join("blobs/sha256"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     blobs.sort();
+    let manifest = fs::read(
+        f.root
+            .join("blobs/sha256")
+            .join(&built.manifest_digest[7..]),
+    )
+    .unwrap();
     let mut want = vec![
         built.config_digest[7..].to_string(),
         built.manifest_digest[7..].to_string(),
     ];
+    for d in crate::image::store::manifest_layers(&manifest) {
+        want.push(d.digest[7..].to_string());
+    }
+    assert_eq!(want.len(), 4);
     want.sort();
     assert_eq!(blobs, want);
+    for b in &blobs {
+        let data = fs::read(f.root.join("blobs/sha256").join(b)).unwrap();
+        assert_eq!(
+            crate::image::digest::sha256_of(&data),
+            format!("sha256:{b}")
+        );
+    }
     assert!(fs::read_dir(f.root.join("staging"))
         .unwrap()
         .next()

@@ -130,11 +130,22 @@ fn remove_by_reference_and_by_id_then_gc() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     let c_rec = f.store.resolve("c:1").unwrap();
-    let want: HashSet<String> = [
+    let mut want: HashSet<String> = [
         c_rec.id[7..].to_string(),
         c_rec.manifest_digest[7..].to_string(),
     ]
     .into();
+    // The live image's layer blobs stay (for save and push); those of the
+    // removed image went with it.
+    let manifest = fs::read(
+        f.root
+            .join("blobs/sha256")
+            .join(&c_rec.manifest_digest[7..]),
+    )
+    .unwrap();
+    let c_layers = crate::image::store::manifest_layers(&manifest);
+    assert!(!c_layers.is_empty());
+    want.extend(c_layers.iter().map(|d| d.digest[7..].to_string()));
     assert_eq!(blobs, want);
     assert!(fs::read_dir(f.root.join("staging"))
         .unwrap()

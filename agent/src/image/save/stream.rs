@@ -1,0 +1,203 @@
+//! Writing an archive as a stream of chunks: a blocking task builds the tar
+//! straight from the plan's open blob files into a bounded channel, so a
+//! save holds at most a few chunks in memory whatever the image's size, and
+//! a client that stops reading stops the task.
+
+use std::io::{self, Read, Write};
+
+use tokio::sync::mpsc;
+
+use super::documents::{docker_manifest, oci_index, DockerEntry, OCI_LAYOUT};
+use super::{blob_member, SaveFormat, SavePlan};
+use crate::image::ImageError;
+
+/// Size of the chunks an archive is streamed in (under gRPC's default 4 MiB
+/// message limit).
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Chunks queued ahead of the client: with [`CHUNK_BYTES`], what a save
+/// holds in memory at most (plus the one being filled).
+const CHUNKS_AHEAD: usize = 4;
+
+/// Streams the archive of `plan`: each item is the next chunk, or the error
+/// that ended the archive (after which nothing more comes). Dropping the
+/// receiver stops the writer at its next chunk.
+pub fn stream_archive(plan: SavePlan) -> mpsc::Receiver<Result<Vec<u8>, ImageError>> {
+    let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK_BYTES),
+        };
+        let result = write_archive(plan, &mut out).and_then(|()| out.flush_chunk());
+        if let Err(e) = result {
+            // A client that went away is not an error worth reporting.
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                let _ = tx.blocking_send(Err(ImageError::io("writing the archive", e)));
+            }
+        }
+    });
+    rx
+}
+
+/// A `Write` that sends full chunks down the channel, blocking while the
+/// client is behind.
+struct ChunkWriter {
+    tx: mpsc::Sender<Result<Vec<u8>, ImageError>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK_BYTES - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_BYTES {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the whole archive of `plan` to `out`.
+fn write_archive(plan: SavePlan, out: &mut dyn Write) -> io::Result<()> {
+    let mut tar = tar::Builder::new(out);
+    match plan.format {
+        SaveFormat::DockerArchive => {
+            let entries: Vec<DockerEntry<'_>> = plan
+                .images
+                .iter()
+                .map(|i| DockerEntry {
+                    config: &i.record.id,
+                    references: &i.references,
+                    layers: i.layers.iter().map(|(d, _)| d.digest.as_str()).collect(),
+                })
+                .collect();
+            append_bytes(&mut tar, "manifest.json", &docker_manifest(&entries))?;
+        }
+        SaveFormat::OciArchive => {
+            append_bytes(&mut tar, "oci-layout", OCI_LAYOUT)?;
+            append_bytes(&mut tar, "index.json", &oci_index(&plan.images))?;
+        }
+    }
+    append_dir(&mut tar, "blobs/")?;
+    append_dir(&mut tar, "blobs/sha256/")?;
+    let mut written: Vec<&str> = Vec::new();
+    for i in &plan.images {
+        let mut small = vec![(i.record.id.as_str(), i.config.as_slice())];
+        // A Docker archive has no manifest blobs (manifest.json stands in).
+        if plan.format == SaveFormat::OciArchive {
+            small.push((i.record.manifest_digest.as_str(), i.manifest.as_slice()));
+        }
+        for (digest, data) in small {
+            if !written.contains(&digest) {
+                append_bytes(&mut tar, &blob_member(digest), data)?;
+                written.push(digest);
+            }
+        }
+        for (d, file) in &i.layers {
+            if written.contains(&d.digest.as_str()) {
+                continue;
+            }
+            let mut h = header(tar::EntryType::Regular, d.size, 0o644);
+            // The size was checked against the file when it was opened; take
+            // exactly that many bytes so a header never lies.
+            let mut r = Read::take(file, d.size);
+            tar.append_data(&mut h, blob_member(&d.digest), &mut r)?;
+            written.push(&d.digest);
+        }
+    }
+    tar.into_inner()?.flush()
+}
+
+/// A header with fixed ownership, mode and time, so the same images always
+/// make the same archive.
+fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {
+    let mut h = header(tar::EntryType::Regular, data.len() as u64, 0o644);
+    tar.append_data(&mut h, name, data)
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
+    let mut h = header(tar::EntryType::Directory, 0, 0o755);
+    tar.append_data(&mut h, name, io::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_fixed_and_ustar() {
+        let mut b = tar::Builder::new(Vec::new());
+        append_bytes(&mut b, "blobs/sha256/ab", b"hello").expect("append");
+        append_dir(&mut b, "blobs/").expect("dir");
+        let data = b.into_inner().expect("tar");
+        let mut ar = tar::Archive::new(data.as_slice());
+        let entries: Vec<(String, u64, u32, u64, bool)> = ar
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let h = e.header();
+                (
+                    e.path().expect("path").display().to_string(),
+                    h.size().expect("size"),
+                    h.mode().expect("mode"),
+                    h.mtime().expect("mtime"),
+                    h.as_ustar().is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("blobs/sha256/ab".to_string(), 5, 0o644, 0, true),
+                ("blobs/".to_string(), 0, 0o755, 0, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_writer_cuts_full_chunks_and_stops_when_the_reader_goes() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut w = ChunkWriter {
+            tx,
+            buf: Vec::new(),
+        };
+        w.write_all(&vec![7u8; CHUNK_BYTES + 10]).expect("write");
+        w.flush_chunk().expect("flush");
+        let first = rx.try_recv().expect("chunk").expect("ok");
+        assert_eq!(first.len(), CHUNK_BYTES);
+        assert_eq!(rx.try_recv().expect("chunk").expect("ok").len(), 10);
+        drop(rx);
+        w.write_all(&[1]).expect("buffered");
+        let e = w.flush_chunk().expect_err("reader gone");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+}

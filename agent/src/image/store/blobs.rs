@@ -1,0 +1,151 @@
+//! Layer blobs, kept as the manifest describes them (compressed or not) so
+//! that an image can be saved to an archive or pushed to a registry with
+//! the very digests it was imported or pulled with: an unpacked layer
+//! cannot be turned back into the same bytes.
+//!
+//! Images imported or pulled before berth kept blobs have none; saving or
+//! pushing them fails with [`ImageError::ContentNotKept`] (pull or import
+//! them again). A pull that found a layer already unpacked keeps no blob
+//! for it unless another image brought the same blob.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{hex_of, ImageStore};
+use crate::image::archive::OuterArchive;
+use crate::image::digest::{sha256_hex, HashingReader};
+use crate::image::error::IoContext;
+use crate::image::ImageError;
+
+/// The part of a manifest (OCI or Docker schema 2) that lists layer blobs.
+#[derive(Deserialize)]
+struct LayerList {
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+/// A content descriptor, as manifests hold them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Descriptor {
+    /// Media type (tells the compression).
+    #[serde(default)]
+    pub media_type: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The layer descriptors of a manifest, base first; none when it cannot be
+/// parsed (the manifest was verified when stored, so that is an image
+/// without layers).
+pub(crate) fn manifest_layers(manifest: &[u8]) -> Vec<Descriptor> {
+    serde_json::from_slice::<LayerList>(manifest)
+        .map(|l| l.layers)
+        .unwrap_or_default()
+}
+
+impl ImageStore {
+    /// Path of a stored blob, if it is there.
+    pub(crate) fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        let hex = sha256_hex(digest, "blob").ok()?;
+        let path = self.blobs_dir().join(hex);
+        fs::symlink_metadata(&path).is_ok().then_some(path)
+    }
+
+    /// Keeps the verified layer blob at `path` (a finished download) as
+    /// blob `digest`, moving it; when the blob is already kept, `path` is
+    /// removed. Best effort: a blob not kept only makes saving and pushing
+    /// the image fail later, with an error that says so.
+    pub(crate) fn keep_layer_blob(&self, digest: &str, path: &Path) {
+        let Ok(hex) = sha256_hex(digest, "blob") else {
+            let _ = fs::remove_file(path);
+            return;
+        };
+        let to = self.blobs_dir().join(hex);
+        let _st = self.lock();
+        let kept = super::fsops::rename_noreplace(path, &to)
+            .and_then(|moved| super::fsops::sync_dir(&self.blobs_dir()).map(|()| moved));
+        match kept {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = fs::remove_file(path);
+            }
+            Err(e) => {
+                tracing::warn!("keeping layer blob {digest}: {e}");
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Copies the archive member `member` into `dir`, named by its sha256, and
+/// checks it is the blob `want` the manifest describes. Returns the hex.
+///
+/// # Errors
+/// `InvalidArchive` when the member does not hash to `want` (the archive's
+/// manifest describes other bytes than it holds); I/O errors.
+pub(super) fn copy_layer_blob(
+    ar: &OuterArchive,
+    member: &str,
+    want: &str,
+    dir: &Path,
+) -> Result<String, ImageError> {
+    let hex = sha256_hex(want, "layer blob")?.to_string();
+    let dest = dir.join(&hex);
+    if fs::symlink_metadata(&dest).is_ok() {
+        return Ok(hex);
+    }
+    let (r, _) = ar.reader(member)?;
+    let mut r = HashingReader::new(r);
+    let mut f = File::create(&dest).ctx(|| format!("creating {}", dest.display()))?;
+    io::copy(&mut r, &mut f)
+        .map_err(|e| ImageError::archive_caused(format!("copying layer {member}"), e))?;
+    f.sync_all().ctx(|| format!("syncing {}", dest.display()))?;
+    if r.digest() != want {
+        let _ = fs::remove_file(&dest);
+        return Err(ImageError::archive(format!(
+            "layer {member}: the manifest describes blob {want}, the archive holds {}",
+            r.digest()
+        )));
+    }
+    Ok(hex)
+}
+
+/// Hexes of the layer blobs the stored manifest `digest` lists, for gc.
+pub(super) fn layer_blob_hexes(store: &ImageStore, manifest_digest: &str) -> Vec<String> {
+    let Some(path) = store.blob_path(manifest_digest) else {
+        return Vec::new();
+    };
+    // Manifests are small (verified at import, under 4 MiB); one that
+    // cannot be read keeps nothing more.
+    fs::read(path)
+        .map(|m| {
+            manifest_layers(&m)
+                .iter()
+                .map(|d| hex_of(&d.digest).to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_of_oci_and_docker_manifests() {
+        let m = br#"{"schemaVersion":2,"config":{"digest":"sha256:c","size":1},
+            "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:a","size":3},
+                      {"mediaType":"application/vnd.docker.image.rootfs.diff.tar","digest":"sha256:b","size":4}]}"#;
+        let l = manifest_layers(m);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].digest, "sha256:a");
+        assert_eq!(l[1].size, 4);
+        assert!(manifest_layers(b"not json").is_empty());
+    }
+}
