@@ -32,6 +32,8 @@ mod privileged_tests;
 pub mod record;
 mod recover;
 mod remove;
+mod prune;
+mod rename;
 mod resave;
 pub mod restart;
 pub mod rootfs;
@@ -56,6 +58,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
 pub use exec::{Exec, ExecOptions};
+pub use prune::{PruneFilter, Pruned};
 pub use mounts::{MountKind, MountSpec, ResolvedMount, MOUNTS_MAX, TMPFS_SIZE_MAX};
 
 use crate::cgroup::Cgroups;

@@ -21,6 +21,7 @@ mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
 mod layout;
+pub mod prune;
 pub mod pull;
 mod record;
 pub mod reference;

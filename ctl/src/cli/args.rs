@@ -358,6 +358,8 @@ pub enum ImageCommand {
     /// Give an image one more reference (a reference another image had
     /// moves to this one).
     Tag(ImageTagArgs),
+    /// Remove dangling images no container uses (with -a, every unused one).
+    Prune(super::ImagePruneArgs),
 }
 
 // `image tag` and `tag`.

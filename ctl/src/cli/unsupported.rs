@@ -23,11 +23,8 @@ const COMMANDS: &[(&str, &str)] = &[
     ("export", "exporting a container's filesystem"),
     ("history", "an image's history"),
     ("load", "loading images (use `berthctl image import FILE`)"),
-    ("prune", "pruning unused containers or images"),
     ("push", "pushing images to a registry"),
-    ("rename", "renaming a container"),
     ("save", "saving images to an archive"),
-    ("system", "`system` commands (see `berthctl info`)"),
 ];
 
 /// Options of `docker run` and `docker create` berthctl does not have, and
