@@ -255,7 +255,8 @@ async fn berthctl_container_prune_asks_filters_and_prints_json() {
     assert!(names(&agent).await.is_empty());
 }
 
-/// An image of its own (busybox with one more file), tagged `reference`.
+/// An image of its own (busybox with one more file, named `file`: the
+/// image id depends on it, not on `reference`), tagged `reference`.
 async fn import_variant(agent: &Agent, reference: &str, file: &str) -> String {
     let archive = image::busybox_with(
         reference,
@@ -290,10 +291,10 @@ async fn image_prune_keeps_what_containers_use_and_all_takes_unused_tagged_ones(
     let agent = Agent::start().await;
     agent.import_busybox().await;
     // Dangling: its tag moved to a newer import.
-    let dangling = import_variant(&agent, "docker.io/library/app:1", "v1").await;
-    let app = import_variant(&agent, "docker.io/library/app:1", "v2").await;
+    let dangling = import_variant(&agent, "docker.io/library/app:1", "app1").await;
+    let app = import_variant(&agent, "docker.io/library/app:1", "app2").await;
     // Dangling too, but a stopped container uses it.
-    let old_db = import_variant(&agent, "docker.io/library/db:1", "v1").await;
+    let old_db = import_variant(&agent, "docker.io/library/db:1", "db1").await;
     let stopped = agent
         .run(pb::ContainerSpec {
             image: "db:1".into(),
@@ -302,7 +303,7 @@ async fn image_prune_keeps_what_containers_use_and_all_takes_unused_tagged_ones(
         })
         .await;
     agent.wait(&stopped.id).await;
-    let db = import_variant(&agent, "docker.io/library/db:1", "v2").await;
+    let db = import_variant(&agent, "docker.io/library/db:1", "db2").await;
     let before = image_ids(&agent).await;
     assert_eq!(before.len(), 5);
 
