@@ -46,11 +46,7 @@ async fn prune(
     agent: &Agent,
     req: pb::PruneContainersRequest,
 ) -> Result<pb::PruneContainersResponse, tonic::Status> {
-    agent
-        .containers()
-        .prune(req)
-        .await
-        .map(|r| r.into_inner())
+    agent.containers().prune(req).await.map(|r| r.into_inner())
 }
 
 async fn rename(agent: &Agent, id: &str, new_name: &str) -> Result<pb::Container, tonic::Status> {
@@ -93,7 +89,10 @@ async fn prune_removes_created_and_exited_containers_and_counts_their_bytes() {
             sh("dd if=/dev/zero of=/big bs=1024 count=1024 2>/dev/null; echo done"),
         ))
         .await;
-    assert_eq!(agent.wait(&exited.id).await.exit.expect("exit").exit_code, 0);
+    assert_eq!(
+        agent.wait(&exited.id).await.exit.expect("exit").exit_code,
+        0
+    );
     let running = agent.run(sleeper("running")).await;
     let paused = agent.run(sleeper("paused")).await;
     agent
@@ -235,20 +234,39 @@ async fn berthctl_container_prune_asks_filters_and_prints_json() {
     assert_eq!(code(&o), 0, "{o:?}");
     let out = stdout(&o);
     assert!(
-        out.contains(&format!("Deleted Containers:\n{}\n\nTotal reclaimed space: ", go.id)),
+        out.contains(&format!(
+            "Deleted Containers:\n{}\n\nTotal reclaimed space: ",
+            go.id
+        )),
         "{out}"
     );
     assert_eq!(names(&agent).await, ["keep"]);
 
     // A filter berthctl does not know is refused before anything is sent.
     let bad = ["container", "prune", "-f", "--filter", "dangling=true"];
-    expect_failure(&agent.ctl(&bad), &bad, 1, &["invalid filter", "dangling=true"]);
+    expect_failure(
+        &agent.ctl(&bad),
+        &bad,
+        1,
+        &["invalid filter", "dangling=true"],
+    );
     let bad = ["container", "prune", "-f", "--filter", "until=whenever"];
     expect_failure(&agent.ctl(&bad), &bad, 1, &["invalid filter"]);
     assert_eq!(names(&agent).await, ["keep"]);
 
     // -o json prints the API response.
-    let out = ok(&agent, &["-o", "json", "container", "prune", "-f", "--filter", "until=0s"]);
+    let out = ok(
+        &agent,
+        &[
+            "-o",
+            "json",
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            "until=0s",
+        ],
+    );
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 1, "{out}");
     assert_eq!(lines[0]["removed"][0], keep.id.as_str(), "{out}");
@@ -330,7 +348,10 @@ async fn image_prune_keeps_what_containers_use_and_all_takes_unused_tagged_ones(
     // -a: every image no container uses; the stopped container's stays.
     let out = ok(&agent, &["image", "prune", "-a", "-f"]);
     assert!(out.starts_with("Deleted Images:\n"), "{out}");
-    for gone in ["untagged: docker.io/library/app:1", "untagged: docker.io/library/busybox:latest"] {
+    for gone in [
+        "untagged: docker.io/library/app:1",
+        "untagged: docker.io/library/busybox:latest",
+    ] {
         assert!(out.contains(gone), "{out}");
     }
     assert!(out.contains(&format!("deleted: {app}")), "{out}");
@@ -345,7 +366,10 @@ async fn image_prune_keeps_what_containers_use_and_all_takes_unused_tagged_ones(
         })
         .await
         .expect("start");
-    assert_eq!(agent.wait(&stopped.id).await.exit.expect("exit").exit_code, 0);
+    assert_eq!(
+        agent.wait(&stopped.id).await.exit.expect("exit").exit_code,
+        0
+    );
 }
 
 #[tokio::test]
@@ -367,7 +391,13 @@ async fn rename_is_checked_saved_announced_and_survives_a_restart() {
     // Taken, bad or id-like names change nothing.
     let e = rename(&agent, "before", "taken").await.expect_err("taken");
     assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
-    for bad in ["-dash", "sp ace", &"n".repeat(129), &"a".repeat(64), &taken.id[..16]] {
+    for bad in [
+        "-dash",
+        "sp ace",
+        &"n".repeat(129),
+        &"a".repeat(64),
+        &taken.id[..16],
+    ] {
         let e = rename(&agent, "before", bad).await.expect_err("bad name");
         assert_eq!(e.code(), Code::InvalidArgument, "{bad}: {e:?}");
         assert!(e.message().len() < 300, "{e:?}");
@@ -390,8 +420,18 @@ async fn rename_is_checked_saved_announced_and_survives_a_restart() {
     assert_eq!(e.code(), Code::NotFound);
     let ev = next_event(&mut events).await;
     assert_eq!(
-        (ev.action, ev.id.as_str(), ev.name.as_str(), ev.old_name.as_str()),
-        (pb::EventAction::Renamed as i32, c.id.as_str(), "after", "before")
+        (
+            ev.action,
+            ev.id.as_str(),
+            ev.name.as_str(),
+            ev.old_name.as_str()
+        ),
+        (
+            pb::EventAction::Renamed as i32,
+            c.id.as_str(),
+            "after",
+            "before"
+        )
     );
     // Its own name again: nothing to do; the old name is free again.
     rename(&agent, "after", "after").await.expect("same name");
@@ -410,7 +450,10 @@ async fn rename_is_checked_saved_announced_and_survives_a_restart() {
     assert!(ps.contains("renamed-2") && !ps.contains("after"), "{ps}");
     let args = ["rename", "renamed-2", "taken"];
     expect_failure(&agent.ctl(&args), &args, 1, &["taken", "already in use"]);
-    let out = ok(&agent, &["-o", "json", "container", "rename", "renamed-2", "last"]);
+    let out = ok(
+        &agent,
+        &["-o", "json", "container", "rename", "renamed-2", "last"],
+    );
     assert_eq!(json_lines(&out)[0]["container"]["name"], "last", "{out}");
     agent.force_remove(&c.id).await;
 }
@@ -435,13 +478,17 @@ async fn a_renamed_container_resolves_by_its_new_name_on_its_network() {
     let watcher = agent
         .run(on_front(named(
             "watcher",
-            sh("until grep -qw old-name /etc/hosts; do sleep 0.1; done; echo seen; \
+            sh(
+                "until grep -qw old-name /etc/hosts; do sleep 0.1; done; echo seen; \
                 until grep -qw new-name /etc/hosts && ! grep -qw old-name /etc/hosts; \
-                do sleep 0.1; done; echo renamed; sleep 1000"),
+                do sleep 0.1; done; echo renamed; sleep 1000",
+            ),
         )))
         .await;
     agent.wait_for_output(&watcher.id, "seen").await;
-    rename(&agent, &target.id, "new-name").await.expect("rename");
+    rename(&agent, &target.id, "new-name")
+        .await
+        .expect("rename");
     agent.wait_for_output(&watcher.id, "renamed").await;
     agent.force_remove(&watcher.id).await;
     agent.force_remove(&target.id).await;
@@ -517,8 +564,15 @@ async fn system_prune_removes_containers_networks_images_and_volumes() {
     agent.create(named("again", sh("true"))).await;
     let out = ok(&agent, &["-o", "json", "system", "prune", "-f"]);
     let v = &json_lines(&out)[0];
-    assert_eq!(v["containers"]["removed"].as_array().map(Vec::len), Some(1), "{out}");
-    assert!(v.get("images").is_some() && v.get("networks").is_some(), "{out}");
+    assert_eq!(
+        v["containers"]["removed"].as_array().map(Vec::len),
+        Some(1),
+        "{out}"
+    );
+    assert!(
+        v.get("images").is_some() && v.get("networks").is_some(),
+        "{out}"
+    );
     assert!(eventually(5, async || names(&agent).await == ["held-by"]).await);
     agent.force_remove(&running.id).await;
 }

@@ -20,7 +20,12 @@ const SHORT_ID: usize = 12;
 /// Called under the table's lock, so checking and claiming are one step and
 /// two creates or renames cannot both get a name.
 pub(super) fn name_free(table: &super::Table, name: &str, own: Option<&str>) -> Result<()> {
-    let others = || table.by_id.iter().filter(|(id, _)| Some(id.as_str()) != own);
+    let others = || {
+        table
+            .by_id
+            .iter()
+            .filter(|(id, _)| Some(id.as_str()) != own)
+    };
     if others().any(|(_, e)| e.lock_record().name == name) {
         return Err(ContainerError::NameInUse {
             name: name.to_string(),
@@ -30,7 +35,9 @@ pub(super) fn name_free(table: &super::Table, name: &str, own: Option<&str>) -> 
     // a name that is another container's short id (12 hex digits, as `ps`
     // shows it) or a longer prefix of its id would hide that container from
     // it. Shorter names win over id prefixes, as in Docker.
-    if let Some((other, _)) = others().find(|(id, _)| name.len() >= SHORT_ID && id.starts_with(name)) {
+    if let Some((other, _)) =
+        others().find(|(id, _)| name.len() >= SHORT_ID && id.starts_with(name))
+    {
         return Err(ContainerError::invalid(
             "name",
             format!(

@@ -29,10 +29,10 @@ mod network;
 mod pause;
 #[cfg(test)]
 mod privileged_tests;
+mod prune;
 pub mod record;
 mod recover;
 mod remove;
-mod prune;
 mod rename;
 mod resave;
 pub mod restart;
@@ -58,8 +58,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
 pub use exec::{Exec, ExecOptions};
-pub use prune::{PruneFilter, Pruned};
 pub use mounts::{MountKind, MountSpec, ResolvedMount, MOUNTS_MAX, TMPFS_SIZE_MAX};
+pub use prune::{PruneFilter, Pruned};
 
 use crate::cgroup::Cgroups;
 use crate::events::domain::EventSink;

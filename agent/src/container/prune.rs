@@ -34,14 +34,18 @@ impl PruneFilter {
         self.takes_parts(rec.state, rec.created_at, &rec.spec.labels)
     }
 
-    fn takes_parts(&self, state: State, created_at: i64, labels: &BTreeMap<String, String>) -> bool {
+    fn takes_parts(
+        &self,
+        state: State,
+        created_at: i64,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
         matches!(state, State::Created | State::Exited)
             && self.until.is_none_or(|t| created_at < t)
-            && self.labels.iter().all(|(k, v)| {
-                labels
-                    .get(k)
-                    .is_some_and(|have| v.is_empty() || have == v)
-            })
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|have| v.is_empty() || have == v))
     }
 }
 
@@ -68,7 +72,8 @@ impl Manager {
                     out.removed.push(entry.id.clone());
                     out.reclaimed_bytes = out.reclaimed_bytes.saturating_add(bytes);
                 }
-                Err(ContainerError::NotFound { .. } | ContainerError::InvalidTransition { .. }) => {}
+                Err(ContainerError::NotFound { .. } | ContainerError::InvalidTransition { .. }) => {
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -124,7 +129,11 @@ mod tests {
     #[test]
     fn labels_and_until_must_all_match() {
         let f = PruneFilter {
-            labels: [("app".to_string(), String::new()), ("tier".into(), "db".into())].into(),
+            labels: [
+                ("app".to_string(), String::new()),
+                ("tier".into(), "db".into()),
+            ]
+            .into(),
             until: Some(100),
         };
         assert!(f.takes_rec(&rec(State::Exited, 99, &[("app", "x"), ("tier", "db")])));

@@ -127,8 +127,7 @@ pub struct Report {
 
 impl Report {
     fn containers(&mut self, r: &PruneContainersResponse) -> Result<()> {
-        self.sections
-            .push(("containers", output::message_json(r)?));
+        self.sections.push(("containers", output::message_json(r)?));
         self.lists.push(("Deleted Containers:", r.removed.clone()));
         self.bytes = self.bytes.saturating_add(r.reclaimed_bytes);
         Ok(())
@@ -201,7 +200,11 @@ fn print_reports(f: &Fleet, ok: &[(std::rc::Rc<crate::fleet::Member>, Report)]) 
     for (m, r) in ok {
         if f.json() {
             let v = r.json();
-            print_json_line(&if f.is_single() { v } else { with_host(&m.name, v) });
+            print_json_line(&if f.is_single() {
+                v
+            } else {
+                with_host(&m.name, v)
+            });
         } else if f.is_single() {
             print!("{}", r.text());
         } else {
@@ -372,7 +375,10 @@ mod tests {
         assert_eq!(labels.get("tier").map(String::as_str), Some("db"));
         assert_eq!(until.map(|t| t.seconds), Some(100_000 - 3600));
         let rfc = container_filters(&["until=2024-05-01T10:00:00Z".into()], now);
-        assert_eq!(rfc.ok().and_then(|(_, u)| u).map(|t| t.seconds), Some(1_714_557_600));
+        assert_eq!(
+            rfc.ok().and_then(|(_, u)| u).map(|t| t.seconds),
+            Some(1_714_557_600)
+        );
     }
 
     #[test]
@@ -406,7 +412,9 @@ mod tests {
         let empty = Report::default();
         assert_eq!(empty.text(), "Total reclaimed space: 0B\n");
         let mut sys = Report::default();
-        let Ok(()) = sys.containers(&PruneContainersResponse::default()) else { panic!() };
+        let Ok(()) = sys.containers(&PruneContainersResponse::default()) else {
+            panic!()
+        };
         sys.networks(vec!["net1".into()]);
         let i = PruneImagesResponse {
             deleted: vec!["sha256:ab".into()],
