@@ -176,11 +176,11 @@ async fn prune_filters_by_label_and_creation_time_and_refuses_bad_ones() {
     )
     .await
     .expect("prune");
-    assert_eq!(r.removed, [a.id.clone()]);
+    assert_eq!(r.removed, std::slice::from_ref(&a.id));
     assert_eq!(names(&agent).await, ["b", "c"]);
 
     // Only containers created before `until`.
-    let before_c = c.created_at.clone().expect("created_at");
+    let before_c = c.created_at.expect("created_at");
     let r = prune(
         &agent,
         pb::PruneContainersRequest {
@@ -339,7 +339,7 @@ async fn image_prune_keeps_what_containers_use_and_all_takes_unused_tagged_ones(
         .await
         .expect("prune")
         .into_inner();
-    assert_eq!(r.deleted, [dangling.clone()]);
+    assert_eq!(r.deleted, std::slice::from_ref(&dangling));
     // Its own layer (busybox and 4 KiB) is gone.
     assert!(r.reclaimed_bytes >= 4096, "{r:?}");
     assert!(!image_ids(&agent).await.contains(&dangling));
@@ -356,7 +356,7 @@ async fn image_prune_keeps_what_containers_use_and_all_takes_unused_tagged_ones(
     }
     assert!(out.contains(&format!("deleted: {app}")), "{out}");
     assert!(out.contains("Total reclaimed space: "), "{out}");
-    assert_eq!(image_ids(&agent).await, [old_db.clone()]);
+    assert_eq!(image_ids(&agent).await, std::slice::from_ref(&old_db));
     assert!(!image_ids(&agent).await.contains(&db));
     // The container still starts from its image.
     agent
