@@ -222,6 +222,28 @@ impl Flusher {
     }
 }
 
+/// Apparent size of the regular files under `dir` (symlinks not followed,
+/// unreadable entries skipped): what deleting it frees, as `du
+/// --apparent-size` counts.
+pub fn apparent_bytes(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

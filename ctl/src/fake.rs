@@ -264,6 +264,20 @@ impl Containers for Fake {
         Err(Status::unimplemented("the fake agent does not update"))
     }
 
+    async fn rename(
+        &self,
+        _: Request<RenameContainerRequest>,
+    ) -> Result<Response<RenameContainerResponse>, Status> {
+        Err(Status::unimplemented("the fake agent does not rename"))
+    }
+
+    async fn prune(
+        &self,
+        _: Request<PruneContainersRequest>,
+    ) -> Result<Response<PruneContainersResponse>, Status> {
+        Err(Status::unimplemented("the fake agent does not prune"))
+    }
+
     type RunAttachedStream = ReceiverStream<Result<berth::v1::RunAttachedResponse, Status>>;
 
     async fn run_attached(

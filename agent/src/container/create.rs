@@ -15,6 +15,41 @@ use crate::events::domain::Action;
 /// The length of a short id, as `berthctl ps` shows it.
 const SHORT_ID: usize = 12;
 
+/// Whether `name` may be given to a container (`own`, when it already has
+/// an id): no other container has it, and it hides no other container's id.
+/// Called under the table's lock, so checking and claiming are one step and
+/// two creates or renames cannot both get a name.
+pub(super) fn name_free(table: &super::Table, name: &str, own: Option<&str>) -> Result<()> {
+    let others = || {
+        table
+            .by_id
+            .iter()
+            .filter(|(id, _)| Some(id.as_str()) != own)
+    };
+    if others().any(|(_, e)| e.lock_record().name == name) {
+        return Err(ContainerError::NameInUse {
+            name: name.to_string(),
+        });
+    }
+    // Lookups try the full id, then names, then id prefixes (as Docker's):
+    // a name that is another container's short id (12 hex digits, as `ps`
+    // shows it) or a longer prefix of its id would hide that container from
+    // it. Shorter names win over id prefixes, as in Docker.
+    if let Some((other, _)) =
+        others().find(|(id, _)| name.len() >= SHORT_ID && id.starts_with(name))
+    {
+        return Err(ContainerError::invalid(
+            "name",
+            format!(
+                "the name {:?} is a prefix of the id of container {}, which it would hide",
+                capped(name),
+                other.get(..SHORT_ID).unwrap_or(other)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Manager {
     /// Creates a container (state Created). Nothing is left behind on error.
     pub fn create(&self, spec: SpecRecord) -> Result<Record> {
@@ -143,30 +178,10 @@ impl Manager {
             // Check and claim the name in one step, so two creates cannot
             // both get it.
             let mut table = self.table();
-            if table.by_id.values().any(|e| e.lock_record().name == name) {
+            if let Err(e) = name_free(&table, &name, None) {
                 drop(table);
                 unclaim(self);
-                return Err(ContainerError::NameInUse { name });
-            }
-            // Lookups try the full id, then names, then id prefixes (as
-            // Docker's): a name that is another container's short id (12
-            // hex digits, as `ps` shows it) or a longer prefix of its id
-            // would hide that container from it. Shorter names win over id
-            // prefixes, as in Docker.
-            if let Some(other) = table
-                .by_id
-                .keys()
-                .find(|id| name.len() >= SHORT_ID && id.starts_with(name.as_str()))
-                .map(|id| id[..12].to_string())
-            {
-                drop(table);
-                unclaim(self);
-                return Err(ContainerError::invalid(
-                    "name",
-                    format!(
-                        "the name {name:?} is a prefix of the id of container {other}, which it would hide"
-                    ),
-                ));
+                return Err(e);
             }
             if !rec.spec.userns.is_empty() {
                 // Under the table's lock: the ranges in use are the

@@ -66,6 +66,8 @@ pub(super) enum Announce {
     Nothing,
     /// Saved, then announced: every transition but an exit.
     After(Action, Detail),
+    /// A new name: saved, then announced with the name it replaces.
+    Renamed(String),
     /// An exit: announced to the durable event log first (unless the log
     /// already has it), then saved (unless the container is removed at
     /// exit). A crash in between makes the next berthd see the exit again,
@@ -209,6 +211,14 @@ impl Manager {
             Announce::After(action, detail) => {
                 let saved = save(&rec);
                 self.announce(&rec, action, detail);
+                point("announced");
+                saved
+            }
+            Announce::Renamed(old_name) => {
+                let saved = save(&rec);
+                let mut ev = event(&rec, Action::Renamed);
+                ev.old_name = old_name;
+                self.events.publish(ev);
                 point("announced");
                 saved
             }

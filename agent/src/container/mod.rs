@@ -29,9 +29,11 @@ mod network;
 mod pause;
 #[cfg(test)]
 mod privileged_tests;
+mod prune;
 pub mod record;
 mod recover;
 mod remove;
+mod rename;
 mod resave;
 pub mod restart;
 pub mod rootfs;
@@ -57,6 +59,7 @@ pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
 pub use exec::{Exec, ExecOptions};
 pub use mounts::{MountKind, MountSpec, ResolvedMount, MOUNTS_MAX, TMPFS_SIZE_MAX};
+pub use prune::{PruneFilter, Pruned};
 
 use crate::cgroup::Cgroups;
 use crate::events::domain::EventSink;

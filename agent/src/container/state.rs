@@ -37,6 +37,8 @@ pub enum Op {
     Stop,
     /// Its limits or restart policy change.
     Update,
+    /// It gets a new name.
+    Rename,
     /// The container's process could not be set up or executed: a start
     /// that ends as an exit before it ran.
     ExecFailed,
@@ -84,6 +86,7 @@ impl Op {
             Op::ScheduleRestart => "schedulerestart",
             Op::Stop => "stop",
             Op::Update => "update",
+            Op::Rename => "rename",
             Op::ExecFailed => "execfailed",
             Op::AbandonRestart => "abandonrestart",
             Op::Remove { .. } => "remove",
@@ -133,7 +136,7 @@ impl State {
             (_, Op::Resume) => invalid("resume it (it is not paused)"),
             (Exited, Op::ScheduleRestart) => Ok(To(Restarting)),
             (_, Op::ScheduleRestart) => invalid("schedule a restart (it has not exited)"),
-            (_, Op::Update) => Ok(Stay),
+            (_, Op::Update | Op::Rename) => Ok(Stay),
             (Created | Exited | Restarting, Op::ExecFailed) => Ok(To(Exited)),
             (Running | Paused, Op::ExecFailed) => invalid("fail to start it (it runs)"),
             (Restarting, Op::AbandonRestart) => Ok(To(Exited)),

@@ -55,6 +55,8 @@ pub enum Action {
     ExecStarted,
     /// An exec process ended ([`Event::exec`], with its exit).
     ExecExited,
+    /// A container got a new name ([`Event::old_name`] is the one it had).
+    Renamed,
 }
 
 /// Most command entries an exec event carries.
@@ -131,6 +133,8 @@ pub struct Event {
     /// The exec process, for [`Action::ExecStarted`] and
     /// [`Action::ExecExited`].
     pub exec: Option<ExecInfo>,
+    /// The name before, for [`Action::Renamed`].
+    pub old_name: String,
 }
 
 impl Event {
@@ -148,6 +152,7 @@ impl Event {
             restart_attempt: 0,
             restart_delay: Duration::ZERO,
             exec: None,
+            old_name: String::new(),
         }
     }
 }

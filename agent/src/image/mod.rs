@@ -23,6 +23,7 @@ mod extract;
 pub mod fuzzing;
 mod history;
 mod layout;
+pub mod prune;
 pub mod pull;
 mod record;
 pub mod reference;

@@ -79,6 +79,47 @@ impl ContainersService {
     }
 }
 
+/// Refuses label filters (List's, Prune's) over their documented limits.
+fn check_label_filters(labels: &std::collections::HashMap<String, String>) -> Result<(), Status> {
+    use crate::container::bounds::{LABELS_MAX, LABEL_KEY_MAX, LABEL_VALUE_MAX};
+    if labels.len() > LABELS_MAX
+        || labels
+            .iter()
+            .any(|(k, v)| k.len() > LABEL_KEY_MAX || v.len() > LABEL_VALUE_MAX)
+    {
+        return Err(Error::InvalidRequest {
+            field: "labels",
+            reason: "at most 1024 label filters, keys at most 256 bytes, values at most 4096",
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Prune's `until` as unix nanos; a timestamp out of the documented range
+/// is refused rather than wrapped.
+fn until_nanos(ts: Option<prost_types::Timestamp>) -> Result<Option<i64>, Status> {
+    let Some(ts) = ts else { return Ok(None) };
+    // 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, as protobuf defines.
+    const MIN: i64 = -62_135_596_800;
+    const MAX: i64 = 253_402_300_799;
+    if !(MIN..=MAX).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(Error::InvalidRequest {
+            field: "until",
+            reason: "a timestamp between 0001-01-01 and 9999-12-31, nanos in [0, 1e9)",
+        }
+        .into());
+    }
+    // Beyond i64 nanos (after 2262, before 1677), every container is
+    // before it, or none is.
+    Ok(Some(
+        ts.seconds
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(i64::from(ts.nanos)))
+            .unwrap_or(if ts.seconds > 0 { i64::MAX } else { i64::MIN }),
+    ))
+}
+
 /// Specs up to this size (env, args and labels) are created inline.
 const INLINE_SPEC_BYTES: usize = 64 * 1024;
 
@@ -190,23 +231,14 @@ impl Containers for ContainersService {
         req: Request<pb::ListContainersRequest>,
     ) -> Result<Response<pb::ListContainersResponse>, Status> {
         let f = req.into_inner();
-        {
-            use crate::container::bounds::{KEY_MAX, LABELS_MAX, LABEL_KEY_MAX, LABEL_VALUE_MAX};
-            let bad = |field, reason| Err(Error::InvalidRequest { field, reason });
-            if f.name.len() > KEY_MAX {
-                return bad("name", "a name filter is at most 128 bytes")?;
+        if f.name.len() > crate::container::bounds::KEY_MAX {
+            return Err(Error::InvalidRequest {
+                field: "name",
+                reason: "a name filter is at most 128 bytes",
             }
-            if f.labels.len() > LABELS_MAX
-                || f.labels
-                    .iter()
-                    .any(|(k, v)| k.len() > LABEL_KEY_MAX || v.len() > LABEL_VALUE_MAX)
-            {
-                return bad(
-                    "labels",
-                    "at most 1024 label filters, keys at most 256 bytes, values at most 4096",
-                )?;
-            }
+            .into());
         }
+        check_label_filters(&f.labels)?;
         let containers = self
             .mgr
             .list()
@@ -285,6 +317,35 @@ impl Containers for ContainersService {
             .await?;
         Ok(Response::new(pb::UpdateContainerResponse {
             container: Some(self.to_proto(&rec)),
+        }))
+    }
+
+    async fn rename(
+        &self,
+        req: Request<pb::RenameContainerRequest>,
+    ) -> Result<Response<pb::RenameContainerResponse>, Status> {
+        let req = req.into_inner();
+        let entry = self.mgr.get(&req.id)?;
+        let rec = self.mgr.rename(&entry, &req.new_name).await?;
+        Ok(Response::new(pb::RenameContainerResponse {
+            container: Some(self.to_proto(&rec)),
+        }))
+    }
+
+    async fn prune(
+        &self,
+        req: Request<pb::PruneContainersRequest>,
+    ) -> Result<Response<pb::PruneContainersResponse>, Status> {
+        let req = req.into_inner();
+        check_label_filters(&req.labels)?;
+        let filter = crate::container::PruneFilter {
+            labels: req.labels,
+            until: until_nanos(req.until)?,
+        };
+        let pruned = self.mgr.prune(&filter).await?;
+        Ok(Response::new(pb::PruneContainersResponse {
+            removed: pruned.removed,
+            reclaimed_bytes: pruned.reclaimed_bytes,
         }))
     }
 

@@ -288,6 +288,44 @@ impl Images for ImagesService {
         }))
     }
 
+    async fn prune(
+        &self,
+        req: Request<pb::PruneImagesRequest>,
+    ) -> Result<Response<pb::PruneImagesResponse>, Status> {
+        let req = req.into_inner();
+        super::volumes::check_filters(&req.labels)?;
+        // Every container, stopped ones too, keeps its image.
+        let used: std::collections::HashSet<String> =
+            self.mgr.list().into_iter().map(|c| c.image_id).collect();
+        let images = self.store.list();
+        let mut out = pb::PruneImagesResponse::default();
+        for img in crate::image::prune::prunable(&images, &used, req.all, &req.labels) {
+            match self.store.remove(&img.id) {
+                Ok((untagged, Some(id))) => {
+                    self.publish(
+                        pb::EventAction::Removed,
+                        &id,
+                        untagged.first().map(String::as_str).unwrap_or(""),
+                    );
+                    out.deleted.push(id);
+                    out.untagged.extend(untagged);
+                }
+                // Removed meanwhile by another call: not this prune's.
+                Ok((_, None)) => {}
+                Err(e) if e.kind() == crate::image::ErrorKind::NotFound => {}
+                Err(e) => return Err(image_status(e)),
+            }
+        }
+        // The layers are deleted once no image and no container needs them
+        // (a container keeps its image's layers even with the image gone).
+        let (store, mgr) = (self.store.clone(), self.mgr.clone());
+        out.reclaimed_bytes = tokio::task::spawn_blocking(move || store.gc(&mgr.layers_in_use()))
+            .await
+            .map_err(|e| Error::internal("image gc", e))?
+            .map_err(image_status)?;
+        Ok(Response::new(out))
+    }
+
     type PullStream = PullStream;
 
     async fn pull(

@@ -80,7 +80,7 @@ fn check_labels(labels: &std::collections::HashMap<String, String>) -> Result<()
     Ok(())
 }
 
-fn check_filters(filters: &[String]) -> Result<(), Status> {
+pub(super) fn check_filters(filters: &[String]) -> Result<(), Status> {
     if filters.len() > FILTERS_MAX || filters.iter().any(|f| f.len() > FILTER_MAX) {
         return Err(invalid(
             "labels",

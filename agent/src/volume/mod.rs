@@ -232,31 +232,11 @@ impl VolumeStore {
 /// Deletes a volume [`VolumeStore::take`] took; returns the bytes its
 /// files took.
 pub fn purge(gone: &Path) -> u64 {
-    let bytes = du(&gone.join(DATA));
+    let bytes = crate::fsutil::apparent_bytes(&gone.join(DATA));
     if let Err(e) = std::fs::remove_dir_all(gone) {
         tracing::warn!("removing {}: {e}", gone.display());
     }
     bytes
-}
-
-/// Apparent size of the regular files under `dir` (symlinks not followed).
-fn du(dir: &Path) -> u64 {
-    let mut total = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                total = total.saturating_add(meta.len());
-            }
-        }
-    }
-    total
 }
 
 /// Whether `labels` has every filter of `filters` ("key" or "key=value").

@@ -370,6 +370,8 @@ pub enum ImageCommand {
     Save(ImageSaveArgs),
     /// Push an image to a registry (the agent pushes it), showing progress.
     Push(crate::cmd::PushArgs),
+    /// Remove dangling images no container uses (with -a, every unused one).
+    Prune(super::ImagePruneArgs),
 }
 
 // `image tag` and `tag`.

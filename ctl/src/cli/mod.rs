@@ -14,10 +14,12 @@ use crate::parse;
 mod args;
 mod image;
 mod network;
+mod prune;
 mod unsupported;
 pub use args::*;
 pub use image::*;
 pub use network::*;
+pub use prune::*;
 
 /// The help section of the options that choose the agents a command talks
 /// to: every command has them, so they follow the command's own options.
@@ -312,6 +314,14 @@ pub enum Command {
     Unpause(IdsArgs),
     /// Change the limits or restart policy of containers, live.
     Update(UpdateArgs),
+    /// Give a container a new name.
+    Rename(RenameArgs),
+    /// Container commands: prune (remove stopped containers), rename.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// System commands: prune (remove what nothing uses).
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Show containers in detail, as a JSON array.
     Inspect(InspectArgs),
     /// List containers (running ones unless -a).

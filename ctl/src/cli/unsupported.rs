@@ -22,9 +22,6 @@ const COMMANDS: &[(&str, &str)] = &[
     ("diff", "listing a container's changed files"),
     ("export", "exporting a container's filesystem"),
     ("load", "loading images (use `berthctl image import FILE`)"),
-    ("prune", "pruning unused containers or images"),
-    ("rename", "renaming a container"),
-    ("system", "`system` commands (see `berthctl info`)"),
 ];
 
 /// Options of `docker run` and `docker create` berthctl does not have, and

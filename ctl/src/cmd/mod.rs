@@ -23,9 +23,11 @@ mod logs;
 mod network;
 mod pause;
 mod port;
+mod prune;
 mod ps;
 mod pull;
 mod push;
+mod rename;
 mod restart;
 mod rm;
 mod run;
@@ -44,7 +46,7 @@ pub use pull::{LoginArgs, LogoutArgs, PullArgs};
 pub use push::PushArgs;
 pub use volume::VolumeCommand;
 
-use crate::cli::{Command, ImageCommand};
+use crate::cli::{Command, ContainerCommand, ImageCommand, SystemCommand};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 
@@ -62,6 +64,12 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Pause(a) => pause::pause(f, a).await,
         Command::Unpause(a) => pause::unpause(f, a).await,
         Command::Update(a) => update::update(f, a).await,
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            rename::rename(f, a).await
+        }
+        Command::Container(ContainerCommand::Prune(a)) => prune::container_prune(f, a).await,
+        Command::Image(ImageCommand::Prune(a)) => prune::image_prune(f, a).await,
+        Command::System(SystemCommand::Prune(a)) => prune::system_prune(f, a).await,
         Command::Inspect(a) => inspect::inspect(f, a).await,
         Command::Ps(a) => ps::ps(f, a).await,
         Command::Logs(a) => logs::logs(f, a).await,

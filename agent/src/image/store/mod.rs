@@ -279,7 +279,10 @@ impl ImageStore {
     /// Deletes unpacked layers and blobs that no image references, except
     /// layers whose diff id (`sha256:<hex>` or bare hex) is in `in_use` and
     /// anything an import in progress relies on.
-    pub fn gc(&self, in_use: &HashSet<String>) -> Result<(), ImageError> {
+    ///
+    /// Returns the bytes of the layers deleted (apparent sizes of their
+    /// regular files, hard links once).
+    pub fn gc(&self, in_use: &HashSet<String>) -> Result<u64, ImageError> {
         let trash = StagingDir::create(&self.staging_dir(), "gc-")?;
         {
             let st = self.lock();
@@ -326,6 +329,13 @@ impl ImageStore {
                 }
             }
         }
+        // Measured in the trash, outside the lock: nothing uses them now.
+        let freed = fs::read_dir(&trash.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| disk_usage(&e.path()).ok())
+            .fold(0u64, u64::saturating_add);
         let path = trash.path.clone();
         drop(trash);
         if path.exists() {
@@ -334,7 +344,7 @@ impl ImageStore {
                 io::Error::other("could not delete garbage"),
             ));
         }
-        Ok(())
+        Ok(freed)
     }
 }
 

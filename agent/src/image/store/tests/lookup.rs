@@ -152,8 +152,16 @@ fn remove_by_reference_and_by_id_then_gc() {
         .next()
         .is_none());
 
-    // Nothing in use: only c's layer remains.
-    f.store.gc(&HashSet::new()).unwrap();
+    // Nothing in use: only c's layer remains; gc reports what it deleted
+    // (hard links once, so at most the apparent size).
+    let held = crate::fsutil::apparent_bytes(&f.layer(&a.diff_ids[1]));
+    let freed = f.store.gc(&HashSet::new()).unwrap();
+    assert!(freed > 0 && freed <= held, "freed {freed} of {held}");
+    assert_eq!(
+        f.store.gc(&HashSet::new()).unwrap(),
+        0,
+        "nothing left to free"
+    );
     assert_eq!(fs::read_dir(f.root.join("layers")).unwrap().count(), 1);
     // A gc'ed layer comes back on re-import.
     let rec = f.import(&a.archive, Some("a:3")).unwrap();
