@@ -55,6 +55,10 @@ pub enum Action {
     ExecStarted,
     /// An exec process ended ([`Event::exec`], with its exit).
     ExecExited,
+    /// A container joined a network ([`Event::container`]).
+    Connected,
+    /// A container left a network ([`Event::container`]).
+    Disconnected,
 }
 
 /// Most command entries an exec event carries.
@@ -131,6 +135,9 @@ pub struct Event {
     /// The exec process, for [`Action::ExecStarted`] and
     /// [`Action::ExecExited`].
     pub exec: Option<ExecInfo>,
+    /// The container's id, for [`Action::Connected`] and
+    /// [`Action::Disconnected`] (the event's own id is the network's).
+    pub container: String,
 }
 
 impl Event {
@@ -148,6 +155,7 @@ impl Event {
             restart_attempt: 0,
             restart_delay: Duration::ZERO,
             exec: None,
+            container: String::new(),
         }
     }
 }

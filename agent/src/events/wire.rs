@@ -27,6 +27,7 @@ pub fn event_to_proto(ev: Event) -> pb::Event {
             exit: x.exit.as_ref().map(exit_to_proto),
             truncated: x.truncated,
         }),
+        container_id: ev.container,
         ..Default::default()
     }
 }
@@ -57,6 +58,8 @@ pub(super) fn action_to_proto(a: Action) -> pb::EventAction {
         Action::Updated => P::Updated,
         Action::ExecStarted => P::ExecStarted,
         Action::ExecExited => P::ExecExited,
+        Action::Connected => P::Connected,
+        Action::Disconnected => P::Disconnected,
     }
 }
 
