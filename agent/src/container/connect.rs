@@ -217,12 +217,12 @@ impl Manager {
     /// networks it was connected to, in namespace `ns`.
     pub(super) async fn attach_connected(&self, rec: &Record, ns: &OwnedFd) -> Result<()> {
         for a in &rec.connected {
-            let bridge = self
-                .networks
-                .bridge(&a.network)
-                .ok_or_else(|| NetworkError::NotFound {
-                    key: a.network.clone(),
-                })?;
+            let bridge =
+                self.networks
+                    .bridge(&a.network)
+                    .ok_or_else(|| NetworkError::NotFound {
+                        key: a.network.clone(),
+                    })?;
             bridge.attach_more(&rec.id, a, ns).await?;
         }
         Ok(())

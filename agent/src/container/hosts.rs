@@ -53,11 +53,8 @@ impl Manager {
         }
         lines.extend(mine.iter().map(|(_, ip, aliases)| line(rec, *ip, aliases)));
         if !mine.is_empty() {
-            let mut peers: Vec<Record> = self
-                .list()
-                .into_iter()
-                .filter(|r| r.id != rec.id)
-                .collect();
+            let mut peers: Vec<Record> =
+                self.list().into_iter().filter(|r| r.id != rec.id).collect();
             peers.sort_by(|a, b| a.name.cmp(&b.name));
             for (net, _, _) in &mine {
                 for r in &peers {

@@ -86,7 +86,12 @@ impl Bridge {
     /// Puts attachment `a` of container `id` into namespace `ns`: its veth
     /// pair, its address, no route beyond its subnet. When this fails, the
     /// pair is deleted again.
-    pub async fn attach_more(&self, id: &str, a: &Attachment, ns: &OwnedFd) -> Result<(), NetworkError> {
+    pub async fn attach_more(
+        &self,
+        id: &str,
+        a: &Attachment,
+        ns: &OwnedFd,
+    ) -> Result<(), NetworkError> {
         let h = link::connect().map_err(|e| host("opening a netlink socket", e))?;
         let bridge = self.ensure(&h).await?;
         let outside = a.host_link(id);
@@ -173,7 +178,10 @@ mod tests {
         let bad = |ip: [u8; 4]| address(&b, Some(Ipv4Addr::from(ip))).is_err();
         assert!(bad([10, 77, 1, 5]), "outside");
         assert!(bad([10, 77, 0, 1]), "gateway");
-        assert!(bad([10, 77, 0, 0]) && bad([10, 77, 0, 255]), "network, broadcast");
+        assert!(
+            bad([10, 77, 0, 0]) && bad([10, 77, 0, 255]),
+            "network, broadcast"
+        );
         assert_eq!(
             address(&b, Some(Ipv4Addr::new(10, 77, 0, 9))).unwrap().ip,
             Ipv4Addr::new(10, 77, 0, 9)

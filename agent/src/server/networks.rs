@@ -165,8 +165,7 @@ impl Networks for NetworksService {
                 aliases: r.aliases,
                 ipv4_address: r.ipv4_address,
             })
-            .await
-            ?;
+            .await?;
         let id = rec.connected.last().map(|a| a.network.clone());
         Ok(Response::new(pb::ConnectContainerResponse {
             endpoint: id.and_then(|id| endpoint(&rec, &id)),
@@ -182,8 +181,7 @@ impl Networks for NetworksService {
         key("container", &r.container)?;
         self.mgr
             .disconnect(&r.network, &r.container, r.force)
-            .await
-            ?;
+            .await?;
         Ok(Response::new(pb::DisconnectContainerResponse {}))
     }
 }
