@@ -148,6 +148,7 @@ impl Manager {
             },
             network,
             net: net.clone(),
+            connected: Vec::new(),
             image_id: image.id.clone(),
             layers: image.layers.clone(),
             layer_dirs: self.images.layer_dirs(&image),

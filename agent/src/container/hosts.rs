@@ -1,33 +1,107 @@
-//! /etc/hosts of the containers of a user-defined network, kept current:
-//! when a container joins or leaves a network (Create, Start, Remove), the
-//! running containers on it get their file written again, so they find
-//! each other by name and alias without a restart.
+//! /etc/hosts of the containers of user-defined networks, kept current:
+//! when a container joins or leaves a network (Create, Start, Remove,
+//! ConnectContainer, DisconnectContainer), the running containers on it
+//! get their file written again, so they find each other by name and alias
+//! without a restart.
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
+use super::entry::Entry;
+use super::record::Record;
 use super::rootfs::Rootfs;
 use super::Manager;
 use crate::network::Mode;
 
+/// Where a container is on user-defined networks: (network id, address,
+/// aliases there), its first network first, then those connected later.
+fn memberships(r: &Record) -> Vec<(&str, Ipv4Addr, &[String])> {
+    let first = match (&r.network, &r.net) {
+        (Mode::Network(id), Some(n)) => Some((id.as_str(), n.ip, &r.spec.network_aliases[..])),
+        _ => None,
+    };
+    first
+        .into_iter()
+        .chain(
+            r.connected
+                .iter()
+                .map(|a| (a.network.as_str(), a.settings.ip, &a.aliases[..])),
+        )
+        .collect()
+}
+
+/// `ip<TAB>hostname name aliases...` for one container on one network.
+fn line(r: &Record, ip: Ipv4Addr, aliases: &[String]) -> String {
+    let mut names = vec![r.hostname.as_str(), r.name.as_str()];
+    names.extend(aliases.iter().map(String::as_str));
+    names.dedup();
+    format!("{ip}\t{}", names.join(" "))
+}
+
 impl Manager {
+    /// The lines `rec`'s /etc/hosts gets beyond localhost: its own
+    /// addresses (on the default bridge by hostname only; on a user-defined
+    /// network with its name and aliases there), every other container on
+    /// each of its user-defined networks by name and alias (as they are
+    /// now), then its extra hosts (checked at Create).
+    pub(super) fn hosts_lines(&self, rec: &Record) -> Vec<String> {
+        let mine = memberships(rec);
+        let mut lines = Vec::new();
+        if let (Mode::Bridge, Some(n)) = (&rec.network, &rec.net) {
+            lines.push(format!("{}\t{}", n.ip, rec.hostname));
+        }
+        lines.extend(mine.iter().map(|(_, ip, aliases)| line(rec, *ip, aliases)));
+        if !mine.is_empty() {
+            let mut peers: Vec<Record> =
+                self.list().into_iter().filter(|r| r.id != rec.id).collect();
+            peers.sort_by(|a, b| a.name.cmp(&b.name));
+            for (net, _, _) in &mine {
+                for r in &peers {
+                    for (theirs, ip, aliases) in memberships(r) {
+                        if theirs == *net {
+                            lines.push(line(r, ip, aliases));
+                        }
+                    }
+                }
+            }
+        }
+        lines.extend(
+            rec.spec
+                .extra_hosts
+                .iter()
+                .filter_map(|h| super::network::extra_host(h).ok()),
+        );
+        lines
+    }
+
     /// Writes /etc/hosts again in every running container on `network`
-    /// (a user-defined network; nothing for other modes). Failures are
-    /// logged: a container whose file cannot be written keeps the one it
-    /// has.
+    /// (a user-defined network, first or connected later; nothing for
+    /// other modes). Failures are logged: a container whose file cannot be
+    /// written keeps the one it has.
     pub(super) fn refresh_hosts(&self, network: &Mode) {
-        if !matches!(network, Mode::Network(_)) {
+        let Mode::Network(id) = network else {
+            return;
+        };
+        for entry in self.entries() {
+            let on_it = memberships(&entry.snapshot())
+                .iter()
+                .any(|(n, _, _)| n == id);
+            if on_it {
+                self.refresh_hosts_of(&entry);
+            }
+        }
+    }
+
+    /// Writes `entry`'s /etc/hosts again if it runs.
+    pub(super) fn refresh_hosts_of(&self, entry: &Entry) {
+        let rec = entry.snapshot();
+        if !rec.state.is_live() {
             return;
         }
-        for entry in self.entries() {
-            let rec = entry.snapshot();
-            if rec.network != *network || !rec.state.is_live() {
-                continue;
-            }
-            let text = berth_runtime::plan::hosts_file(&rec.hostname, &self.hosts_lines(&rec));
-            if let Err(e) = write_hosts(&Rootfs::under(&entry.dir), &text) {
-                tracing::warn!(id = %rec.id, "updating /etc/hosts: {e}");
-            }
+        let text = berth_runtime::plan::hosts_file(&rec.hostname, &self.hosts_lines(&rec));
+        if let Err(e) = write_hosts(&Rootfs::under(&entry.dir), &text) {
+            tracing::warn!(id = %rec.id, "updating /etc/hosts: {e}");
         }
     }
 }

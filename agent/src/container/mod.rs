@@ -16,6 +16,7 @@
 //! under the record's lock makes safe.
 
 pub mod bounds;
+mod connect;
 mod create;
 #[cfg(test)]
 mod diskfull_tests;
@@ -55,6 +56,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use connect::ConnectRequest;
 pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
 pub use exec::{Exec, ExecOptions};

@@ -176,7 +176,7 @@ fn check_names(spec: &SpecRecord, mode: &Requested) -> Result<()> {
 }
 
 /// `name:address` as an /etc/hosts line.
-fn extra_host(entry: &str) -> Result<String> {
+pub(super) fn extra_host(entry: &str) -> Result<String> {
     let bad = || {
         ContainerError::invalid(
             "extra_hosts",
@@ -195,59 +195,12 @@ fn extra_host(entry: &str) -> Result<String> {
 }
 
 /// A name /etc/hosts can hold.
-fn is_hostname(name: &str) -> bool {
+pub(super) fn is_hostname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-}
-
-impl Manager {
-    /// The lines `rec`'s /etc/hosts gets beyond localhost: its address on
-    /// its bridge (with its name and aliases on a user-defined network),
-    /// on a user-defined network every other container on it by name and
-    /// alias (as they are at this start), then its extra hosts (checked at
-    /// Create).
-    pub(super) fn hosts_lines(&self, rec: &Record) -> Vec<String> {
-        let user_net = matches!(rec.network, Mode::Network(_));
-        let names = |r: &Record| {
-            let mut names = vec![r.hostname.clone()];
-            if user_net {
-                names.push(r.name.clone());
-                names.extend(r.spec.network_aliases.iter().cloned());
-            }
-            names.dedup();
-            names.join(" ")
-        };
-        let own = rec
-            .net
-            .as_ref()
-            .map(|n| format!("{}\t{}", n.ip, names(rec)));
-        let peers = if user_net {
-            let mut peers: Vec<Record> = self
-                .list()
-                .into_iter()
-                .filter(|r| r.id != rec.id && r.network == rec.network)
-                .collect();
-            peers.sort_by(|a, b| a.name.cmp(&b.name));
-            peers
-                .iter()
-                .filter_map(|r| r.net.as_ref().map(|n| format!("{}\t{}", n.ip, names(r))))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        own.into_iter()
-            .chain(peers)
-            .chain(
-                rec.spec
-                    .extra_hosts
-                    .iter()
-                    .filter_map(|h| extra_host(h).ok()),
-            )
-            .collect()
-    }
 }
 
 impl Manager {
@@ -291,6 +244,7 @@ impl Manager {
             .into());
         };
         bridge.attach(&rec.id, net, spare.fd()).await?;
+        self.attach_connected(rec, spare.fd()).await?;
         let bound = bridge.publish(&rec.id, net.ip, &rec.spec.ports).await?;
         let guard = Unpublish {
             bridge,

@@ -54,6 +54,10 @@ pub struct Record {
     /// On the bridge: its address (Create to Remove) and bound ports.
     #[serde(default)]
     pub net: Option<crate::network::bridge::Settings>,
+    /// Networks joined after Create (ConnectContainer), each with its
+    /// address, from the connect to the disconnect or Remove.
+    #[serde(default)]
+    pub connected: Vec<crate::network::attach::Attachment>,
     /// Stop signal number.
     pub stop_signal: i32,
     /// Default stop timeout in seconds.

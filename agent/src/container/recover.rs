@@ -75,6 +75,7 @@ impl Manager {
                     );
                 }
             }
+            self.claim_connected(&rec);
             let life = match rec.exit {
                 Some(x) if !rec.state.is_live() && rec.state != State::Created => Life::Exited(x),
                 _ => Life::Pending,

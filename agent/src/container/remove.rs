@@ -87,6 +87,7 @@ impl Manager {
         if let (Some(net), Some(bridge)) = (&rec.net, self.bridge_of(&rec.network)) {
             bridge.release(&entry.id, net).await;
         }
+        self.release_connected(&rec).await;
         {
             let mut table = self.table();
             table.by_id.remove(&entry.id);
@@ -101,6 +102,9 @@ impl Manager {
         self.announce(&rec, Action::Removed, Detail::default());
         // Running containers on its network forget its name.
         self.refresh_hosts(&rec.network);
+        for a in &rec.connected {
+            self.refresh_hosts(&crate::network::Mode::Network(a.network.clone()));
+        }
         if volumes || rec.spec.auto_remove {
             self.remove_anonymous_volumes(&rec.mounts);
         }

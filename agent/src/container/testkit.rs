@@ -406,6 +406,7 @@ pub fn put_container(root: &Path, name: &str, policy: Policy) -> String {
         hostname: name.into(),
         network: Default::default(),
         net: None,
+        connected: Vec::new(),
         stop_signal: libc::SIGTERM,
         stop_timeout: 10,
         start_count: 0,

@@ -57,6 +57,10 @@ pub enum Action {
     ExecExited,
     /// A container got a new name ([`Event::old_name`] is the one it had).
     Renamed,
+    /// A container joined a network ([`Event::container`]).
+    Connected,
+    /// A container left a network ([`Event::container`]).
+    Disconnected,
 }
 
 /// Most command entries an exec event carries.
@@ -135,6 +139,9 @@ pub struct Event {
     pub exec: Option<ExecInfo>,
     /// The name before, for [`Action::Renamed`].
     pub old_name: String,
+    /// The container's id, for [`Action::Connected`] and
+    /// [`Action::Disconnected`] (the event's own id is the network's).
+    pub container: String,
 }
 
 impl Event {
@@ -153,6 +160,7 @@ impl Event {
             restart_delay: Duration::ZERO,
             exec: None,
             old_name: String::new(),
+            container: String::new(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub fn event_to_proto(ev: Event) -> pb::Event {
             truncated: x.truncated,
         }),
         old_name: ev.old_name,
+        container_id: ev.container,
         ..Default::default()
     }
 }
@@ -59,6 +60,8 @@ pub(super) fn action_to_proto(a: Action) -> pb::EventAction {
         Action::ExecStarted => P::ExecStarted,
         Action::ExecExited => P::ExecExited,
         Action::Renamed => P::Renamed,
+        Action::Connected => P::Connected,
+        Action::Disconnected => P::Disconnected,
     }
 }
 

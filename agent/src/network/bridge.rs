@@ -202,11 +202,17 @@ impl Bridge {
     /// Frees a removed container's address. When it was the last, berth's
     /// nftables table goes too (the bridge stays, as Docker's does).
     pub async fn release(&self, id: &str, s: &Settings) {
+        self.release_link(id, &link::veth_name(id), s).await
+    }
+
+    /// Frees container `id`'s address `s` whose host-side veth is `veth`
+    /// (its first network's, or one connected later).
+    pub async fn release_link(&self, id: &str, veth: &str, s: &Settings) {
         // Its veth goes now rather than whenever the kernel frees the
         // namespace (a `container:` joiner may even keep that alive).
         match link::connect() {
             Ok(h) => {
-                if let Err(e) = link::delete_if_present(&h, &link::veth_name(id)).await {
+                if let Err(e) = link::delete_if_present(&h, veth).await {
                     tracing::warn!(%id, "removing the container's veth: {e}");
                 }
             }
@@ -231,7 +237,7 @@ impl Bridge {
 
     /// Makes the bridge, its table and sysctls if this berthd has not yet;
     /// returns the bridge's index.
-    async fn ensure(&self, h: &rtnetlink::Handle) -> Result<u32, NetworkError> {
+    pub(super) async fn ensure(&self, h: &rtnetlink::Handle) -> Result<u32, NetworkError> {
         let mut up = self.up.lock().await;
         if let Some(index) = *up {
             return Ok(index);
@@ -454,11 +460,11 @@ async fn apply(script: String) -> Result<(), NetworkError> {
         .map_err(NetworkError::Nft)
 }
 
-fn netlink(e: link::Error) -> NetworkError {
+pub(super) fn netlink(e: link::Error) -> NetworkError {
     NetworkError::Netlink(e.to_string())
 }
 
-fn host(what: &str, source: std::io::Error) -> NetworkError {
+pub(super) fn host(what: &str, source: std::io::Error) -> NetworkError {
     NetworkError::Host {
         what: what.to_string(),
         source,

@@ -172,11 +172,23 @@ pub async fn overlapping_routes(
 /// other side, `eth0`, made directly in namespace `ns` (so it is never
 /// seen in the host's, and goes with the namespace).
 pub async fn add_veth(h: &Handle, id: &str, bridge: u32, ns: &OwnedFd) -> Result<(), Error> {
-    let peer = LinkUnspec::new_with_name(CONTAINER_IFNAME)
+    add_veth_named(h, &veth_name(id), CONTAINER_IFNAME, bridge, ns).await
+}
+
+/// Makes a veth pair: `host` on the bridge, up; `inside` made directly in
+/// namespace `ns`.
+pub async fn add_veth_named(
+    h: &Handle,
+    host: &str,
+    inside: &str,
+    bridge: u32,
+    ns: &OwnedFd,
+) -> Result<(), Error> {
+    let peer = LinkUnspec::new_with_name(inside)
         .setns_by_fd(ns.as_raw_fd())
         .build();
     let msg: LinkMessage = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
-        .name(veth_name(id))
+        .name(host.to_string())
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .controller(bridge)
         .up()
@@ -192,9 +204,23 @@ pub async fn configure_inside(
     subnet: &Subnet,
     gateway: Ipv4Addr,
 ) -> Result<(), Error> {
-    let index = index_of(h, CONTAINER_IFNAME)
+    configure_named(h, CONTAINER_IFNAME, ip, subnet, Some(gateway)).await
+}
+
+/// Inside the container's namespace: link `ifname` gets `ip` and comes
+/// up; with `gateway`, the default route goes through it (a network
+/// connected after the first gets none: the first keeps the default
+/// route, as with Docker).
+pub async fn configure_named(
+    h: &Handle,
+    ifname: &str,
+    ip: Ipv4Addr,
+    subnet: &Subnet,
+    gateway: Option<Ipv4Addr>,
+) -> Result<(), Error> {
+    let index = index_of(h, ifname)
         .await?
-        .ok_or_else(|| Error::Missing("eth0 in the container's namespace".into()))?;
+        .ok_or_else(|| Error::Missing(format!("{ifname} in the container's namespace")))?;
     h.address()
         .add(index, IpAddr::V4(ip), subnet.prefix)
         .execute()
@@ -203,15 +229,17 @@ pub async fn configure_inside(
         .set(LinkUnspec::new_with_index(index).up().build())
         .execute()
         .await?;
-    h.route()
-        .add(
-            RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gateway)
-                .output_interface(index)
-                .build(),
-        )
-        .execute()
-        .await?;
+    if let Some(gateway) = gateway {
+        h.route()
+            .add(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gateway)
+                    .output_interface(index)
+                    .build(),
+            )
+            .execute()
+            .await?;
+    }
     Ok(())
 }
 

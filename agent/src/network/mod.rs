@@ -9,6 +9,7 @@
 //! [`link`], published [`ports`] through [`nft`]); a user-defined network
 //! ([`user`]) is another such bridge, with a subnet and table of its own.
 
+pub mod attach;
 pub mod bridge;
 pub mod ipam;
 pub mod link;
@@ -134,6 +135,45 @@ pub enum NetworkError {
         field: &'static str,
         /// Why (input quoted capped).
         msg: String,
+    },
+    /// ConnectContainer: the container is on that network already.
+    #[error("container {container} is already connected to network {network}")]
+    AlreadyConnected {
+        /// The container's name.
+        container: String,
+        /// The network's name.
+        network: String,
+    },
+    /// DisconnectContainer: the container is not on that network.
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected {
+        /// The container's name.
+        container: String,
+        /// The network's name.
+        network: String,
+    },
+    /// ConnectContainer: the container's network mode has no networks to
+    /// join (host, none, container:<x>).
+    #[error("container {container} is in network mode {mode}: only containers on a bridge network can be connected to another")]
+    NotBridged {
+        /// The container's name.
+        container: String,
+        /// Its mode ("host", "none", "container").
+        mode: &'static str,
+    },
+    /// ConnectContainer: the container is on as many networks as it can be.
+    #[error("container {container} is on {max} networks beyond its first already")]
+    TooManyNetworks {
+        /// The container's name.
+        container: String,
+        /// The limit.
+        max: usize,
+    },
+    /// A static address that another container has.
+    #[error("address {ip} is in use on the network")]
+    AddressInUse {
+        /// The address.
+        ip: String,
     },
     /// Opening the other container's namespace failed.
     #[error("opening the network namespace of container {name}: {source}")]

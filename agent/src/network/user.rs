@@ -328,6 +328,16 @@ impl Networks {
         Ok(net.rec.clone())
     }
 
+    /// Announces that container `container` (its id) joined or left
+    /// network `rec` ([`Action::Connected`], [`Action::Disconnected`]).
+    pub fn announce_connection(&self, rec: &NetworkRecord, container: &str, action: Action) {
+        let mut ev = Event::new(Object::Network, action, rec.id.clone());
+        ev.name = rec.name.clone();
+        ev.labels = rec.labels.clone();
+        ev.container = container.to_string();
+        self.events.publish(ev);
+    }
+
     fn announce(&self, rec: &NetworkRecord, action: Action) {
         let mut ev = Event::new(Object::Network, action, rec.id.clone());
         ev.name = rec.name.clone();

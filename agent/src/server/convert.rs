@@ -253,6 +253,18 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
             ports: n.ports.iter().map(port_to_proto).collect(),
         }),
         mounts: super::mounts::points_to_proto(&r.mounts),
+        connected_networks: r
+            .connected
+            .iter()
+            .map(|a| pb::ConnectedNetwork {
+                network_id: a.network.clone(),
+                ip_address: a.settings.ip.to_string(),
+                prefix_length: a.settings.prefix.into(),
+                bridge: a.settings.bridge.clone(),
+                interface: a.ifname(),
+                aliases: a.aliases.clone(),
+            })
+            .collect(),
     }
 }
 

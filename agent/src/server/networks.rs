@@ -6,7 +6,8 @@ use berth::v1 as pb;
 use berth::v1::networks_server::Networks;
 use tonic::{Request, Response, Status};
 
-use crate::container::Manager;
+use crate::container::record::Record;
+use crate::container::{ConnectRequest, Manager};
 use crate::events::wire::nanos_to_ts;
 use crate::network::user::{CreateRequest, UserNetwork};
 use crate::network::{Mode, NetworkError};
@@ -54,6 +55,36 @@ fn to_proto(n: &UserNetwork) -> pb::Network {
     }
 }
 
+/// Container `c`'s place on network `id`: the one it was created on, or
+/// one connected later.
+fn endpoint(c: &Record, id: &str) -> Option<pb::NetworkEndpoint> {
+    let (ip, prefix, aliases, interface) = match (&c.network, &c.net) {
+        (Mode::Network(n), Some(s)) if n == id => (
+            s.ip,
+            s.prefix,
+            c.spec.network_aliases.clone(),
+            crate::network::link::CONTAINER_IFNAME.to_string(),
+        ),
+        _ => {
+            let a = c.connected.iter().find(|a| a.network == id)?;
+            (
+                a.settings.ip,
+                a.settings.prefix,
+                a.aliases.clone(),
+                a.ifname(),
+            )
+        }
+    };
+    Some(pb::NetworkEndpoint {
+        container_id: c.id.clone(),
+        container_name: c.name.clone(),
+        ip_address: ip.to_string(),
+        prefix_length: u32::from(prefix),
+        aliases,
+        interface,
+    })
+}
+
 #[tonic::async_trait]
 impl Networks for NetworksService {
     async fn create_network(
@@ -96,22 +127,11 @@ impl Networks for NetworksService {
         let r = req.into_inner();
         key("network", &r.network)?;
         let net = self.mgr.networks().get(&r.network)?;
-        let mode = Mode::Network(net.rec.id.clone());
         let mut endpoints: Vec<pb::NetworkEndpoint> = self
             .mgr
             .list()
-            .into_iter()
-            .filter(|c| c.network == mode)
-            .filter_map(|c| {
-                let n = c.net?;
-                Some(pb::NetworkEndpoint {
-                    container_id: c.id,
-                    container_name: c.name,
-                    ip_address: n.ip.to_string(),
-                    prefix_length: u32::from(n.prefix),
-                    aliases: c.spec.network_aliases,
-                })
-            })
+            .iter()
+            .filter_map(|c| endpoint(c, &net.rec.id))
             .collect();
         endpoints.sort_by(|a, b| a.container_name.cmp(&b.container_name));
         Ok(Response::new(pb::InspectNetworkResponse {
@@ -137,10 +157,19 @@ impl Networks for NetworksService {
         let r = req.into_inner();
         key("network", &r.network)?;
         key("container", &r.container)?;
-        Err(NetworkError::Unsupported(
-            "connecting a container to a network after Create (choose the network at Create)",
-        )
-        .into())
+        let rec = self
+            .mgr
+            .connect(ConnectRequest {
+                network: r.network,
+                container: r.container,
+                aliases: r.aliases,
+                ipv4_address: r.ipv4_address,
+            })
+            .await?;
+        let id = rec.connected.last().map(|a| a.network.clone());
+        Ok(Response::new(pb::ConnectContainerResponse {
+            endpoint: id.and_then(|id| endpoint(&rec, &id)),
+        }))
     }
 
     async fn disconnect_container(
@@ -150,6 +179,9 @@ impl Networks for NetworksService {
         let r = req.into_inner();
         key("network", &r.network)?;
         key("container", &r.container)?;
-        Err(NetworkError::Unsupported("disconnecting a container from a network").into())
+        self.mgr
+            .disconnect(&r.network, &r.container, r.force)
+            .await?;
+        Ok(Response::new(pb::DisconnectContainerResponse {}))
     }
 }

@@ -208,6 +208,24 @@ fn network(e: &NetworkError) -> Details {
         NetworkError::InvalidField { field, .. } => {
             Details::new(Code::InvalidArgument, "INVALID_REQUEST").field(field)
         }
+        NetworkError::AlreadyConnected { network, .. } => {
+            Details::new(Code::AlreadyExists, "NETWORK_ALREADY_CONNECTED")
+                .with("network", network.clone())
+        }
+        NetworkError::NotConnected { network, .. } => {
+            Details::new(Code::FailedPrecondition, "NETWORK_NOT_CONNECTED")
+                .with("network", network.clone())
+        }
+        NetworkError::NotBridged { mode, .. } => {
+            Details::new(Code::FailedPrecondition, "NETWORK_MODE_NOT_CONNECTABLE")
+                .with("mode", *mode)
+        }
+        NetworkError::TooManyNetworks { .. } => {
+            Details::new(Code::ResourceExhausted, "NETWORK_TOO_MANY")
+        }
+        NetworkError::AddressInUse { ip } => {
+            Details::new(Code::AlreadyExists, "NETWORK_ADDRESS_IN_USE").with("ip", ip.clone())
+        }
         NetworkError::Join { .. }
         | NetworkError::Netlink(_)
         | NetworkError::Nft(_)

@@ -18,10 +18,10 @@ pub enum NetworkCommand {
     /// Remove networks no container is on.
     #[command(visible_alias = "remove")]
     Rm(NetworkNamesArgs),
-    /// Connect a container to a network (not supported yet: choose the
-    /// network at create/run).
+    /// Connect a container to one more user-defined network (a running one
+    /// gets eth1, eth2, ... at once; others at their next start).
     Connect(NetworkConnectArgs),
-    /// Disconnect a container from a network (not supported yet).
+    /// Disconnect a container from a network it was connected to.
     Disconnect(NetworkDisconnectArgs),
 }
 
@@ -72,6 +72,9 @@ pub struct NetworkConnectArgs {
     /// An alias of the container on the network (repeatable).
     #[arg(long = "alias", value_name = "ALIAS")]
     pub aliases: Vec<String>,
+    /// A static IPv4 address in the network's subnet.
+    #[arg(long = "ip", value_name = "IP")]
+    pub ip: Option<String>,
     /// The network.
     pub network: String,
     /// The container.
@@ -81,6 +84,10 @@ pub struct NetworkConnectArgs {
 /// `network disconnect`.
 #[derive(Debug, Args)]
 pub struct NetworkDisconnectArgs {
+    /// Disconnect a running container even if its interface cannot be
+    /// deleted.
+    #[arg(short = 'f', long)]
+    pub force: bool,
     /// The network.
     pub network: String,
     /// The container.

@@ -17,7 +17,7 @@ use crate::parse;
 
 /// Every action an event filter can name (the snapshot markers are not
 /// events of their own).
-const ACTIONS: [EventAction; 12] = [
+const ACTIONS: [EventAction; 17] = [
     EventAction::Created,
     EventAction::Started,
     EventAction::Stopping,
@@ -30,6 +30,11 @@ const ACTIONS: [EventAction; 12] = [
     EventAction::Resumed,
     EventAction::Restarting,
     EventAction::Updated,
+    EventAction::ExecStarted,
+    EventAction::ExecExited,
+    EventAction::Renamed,
+    EventAction::Connected,
+    EventAction::Disconnected,
 ];
 
 /// Parses an action filter: the words the table prints (`restarting`), or
@@ -49,6 +54,11 @@ pub fn action(s: &str) -> Option<EventAction> {
         "unpause" | "resume" => "resumed",
         "restart" => "restarting",
         "update" => "updated",
+        "exec_start" => "exec-started",
+        "exec_die" => "exec-exited",
+        "rename" => "renamed",
+        "connect" => "connected",
+        "disconnect" => "disconnected",
         other => other,
     };
     ACTIONS
@@ -75,11 +85,11 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
                     "container" => ObjectType::Container,
                     "image" => ObjectType::Image,
                     "volume" => ObjectType::Volume,
-                    _ => {
-                        return Err(Error::Message(format!(
-                            "invalid type filter {value:?} (expected container, image or volume)"
-                        )))
-                    }
+                    "network" => ObjectType::Network,
+                    _ => return Err(Error::Message(format!(
+                        "invalid type filter {:?} (expected container, image, network or volume)",
+                        value.chars().take(64).collect::<String>()
+                    ))),
                 };
                 req.types.push(t as i32);
             }
@@ -566,7 +576,11 @@ mod tests {
             req(&["events", "-f", "type=volume"]).map(|r| r.types),
             Ok(vec![ObjectType::Volume as i32])
         );
-        assert!(req(&["events", "-f", "type=network"]).is_err());
+        assert_eq!(
+            req(&["events", "-f", "type=network"]).map(|r| r.types),
+            Ok(vec![ObjectType::Network as i32])
+        );
+        assert!(req(&["events", "-f", "type=plugin"]).is_err());
         assert!(req(&["events", "-f", "event=exploded"]).is_err());
         assert!(req(&["events", "-f", "colour=red"]).is_err());
         assert!(req(&["events", "-f", "container"]).is_err());

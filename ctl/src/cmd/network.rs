@@ -121,19 +121,35 @@ pub async fn network(f: &Fleet, cmd: NetworkCommand) -> Result<()> {
             }
         }
         NetworkCommand::Connect(a) => {
-            c.connect_container(ConnectContainerRequest {
-                network: a.network,
-                container: a.container,
-                aliases: a.aliases,
-            })
-            .await?;
+            let r = c
+                .connect_container(ConnectContainerRequest {
+                    network: a.network,
+                    container: a.container,
+                    aliases: a.aliases,
+                    ipv4_address: a.ip.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let ep = r.endpoint.unwrap_or_default();
+            if f.json() {
+                print_json_line(&output::message_json(&ep)?);
+            } else {
+                println!(
+                    "{} {}/{} {}",
+                    ep.interface, ep.ip_address, ep.prefix_length, ep.container_name
+                );
+            }
         }
         NetworkCommand::Disconnect(a) => {
             c.disconnect_container(DisconnectContainerRequest {
                 network: a.network,
-                container: a.container,
+                container: a.container.clone(),
+                force: a.force,
             })
             .await?;
+            if !f.json() {
+                println!("{}", a.container);
+            }
         }
     }
     Ok(())
