@@ -117,20 +117,30 @@ pub(super) fn copy_layer_blob(
 }
 
 /// Hexes of the layer blobs the stored manifest `digest` lists, for gc.
-pub(super) fn layer_blob_hexes(store: &ImageStore, manifest_digest: &str) -> Vec<String> {
+///
+/// A manifest blob that is absent lists nothing (an image stored before
+/// manifests were kept). One that is present but cannot be read or parsed
+/// is an error: gc must then keep every blob rather than guess that the
+/// image has no layer blobs and delete them.
+///
+/// # Errors
+/// A message saying why the manifest could not be read or parsed.
+pub(super) fn layer_blob_hexes(
+    store: &ImageStore,
+    manifest_digest: &str,
+) -> Result<Vec<String>, String> {
     let Some(path) = store.blob_path(manifest_digest) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    // Manifests are small (verified at import, under 4 MiB); one that
-    // cannot be read keeps nothing more.
-    fs::read(path)
-        .map(|m| {
-            manifest_layers(&m)
-                .iter()
-                .map(|d| hex_of(&d.digest).to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+    // Manifests are small (verified at import, under 4 MiB).
+    let m = fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let list: LayerList = serde_json::from_slice(&m)
+        .map_err(|e| format!("parsing manifest {manifest_digest}: {e}"))?;
+    Ok(list
+        .layers
+        .iter()
+        .map(|d| hex_of(&d.digest).to_string())
+        .collect())
 }
 
 #[cfg(test)]
