@@ -4,9 +4,10 @@
 //! cannot be turned back into the same bytes.
 //!
 //! Images imported or pulled before berth kept blobs have none; saving or
-//! pushing them fails with [`ImageError::ContentNotKept`] (pull or import
-//! them again). A pull that found a layer already unpacked keeps no blob
-//! for it unless another image brought the same blob.
+//! pushing them fails with [`ImageError::ContentNotKept`] (remove them,
+//! then pull or import them again). A pull that found a layer already
+//! unpacked keeps no blob for it unless another image brought the same
+//! blob.
 
 use std::fs::{self, File};
 use std::io;
