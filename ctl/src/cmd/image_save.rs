@@ -127,9 +127,9 @@ impl Output {
                     .map_err(|e| Error::Message(format!("writing {}: {e}", p.display())))?;
                 // On failure the error holds the temporary file, and
                 // dropping it removes it.
-                t.persist(&p)
-                    .map(drop)
-                    .map_err(|e| Error::Message(format!("renaming to {}: {}", p.display(), e.error)))
+                t.persist(&p).map(drop).map_err(|e| {
+                    Error::Message(format!("renaming to {}: {}", p.display(), e.error))
+                })
             }
         }
     }

@@ -260,7 +260,9 @@ mod tests {
         while let Some(item) = rx.recv().await {
             last = Some(item);
         }
-        let err = last.expect("items").expect_err("the stream ended in an error");
+        let err = last
+            .expect("items")
+            .expect_err("the stream ended in an error");
         assert!(err.to_string().contains("short"), "{err}");
     }
 

@@ -212,7 +212,11 @@ mod tests {
         fs::create_dir(&out).unwrap();
         let err = copy_layer_blob_within(&ar, "blob", &want, &out, 999).unwrap_err();
         assert!(matches!(err, ImageError::NoSpace(_)), "{err:?}");
-        assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "a partial blob was left");
+        assert_eq!(
+            fs::read_dir(&out).unwrap().count(),
+            0,
+            "a partial blob was left"
+        );
         let hex = copy_layer_blob_within(&ar, "blob", &want, &out, 1000).unwrap();
         assert_eq!(fs::read(out.join(hex)).unwrap(), data);
     }

@@ -254,7 +254,10 @@ fn gc_keeps_all_blobs_when_a_live_manifest_is_unreadable() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(after.is_superset(&before), "gc deleted a live image's blobs");
+    assert!(
+        after.is_superset(&before),
+        "gc deleted a live image's blobs"
+    );
     assert!(after.contains(&"f".repeat(64)));
     for d in f.store.layer_dirs(&rec[0]) {
         assert!(d.exists());
