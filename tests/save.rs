@@ -162,7 +162,11 @@ async fn saving_what_cannot_be_saved_writes_nothing() {
         .await
         .expect_err("saving without blobs");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("pull or import it again"), "{err:?}");
+    assert!(
+        err.message()
+            .contains("remove the image, then pull or import it again"),
+        "{err:?}"
+    );
 
     // To a terminal: refused, as `docker save` refuses (script(1) gives
     // berthctl a pseudo-terminal).

@@ -129,7 +129,7 @@ pub enum ImageError {
     Unsupported(String),
     /// A layer blob of the image is not stored (see
     /// [`ErrorKind::ContentNotKept`]).
-    #[error("{0}: its layer blobs were not kept (the image was stored before berth kept them, or a pull found the layer already unpacked); pull or import it again")]
+    #[error("{0}: its layer blobs were not kept (the image was stored before berth kept them, or a pull found the layer already unpacked); remove the image, then pull or import it again")]
     ContentNotKept(String),
     /// Unpacking would take more than the state file system has free
     /// beyond its reserve (see `archive::space_budget`); nothing is kept.

@@ -86,10 +86,12 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
                     "image" => ObjectType::Image,
                     "volume" => ObjectType::Volume,
                     "network" => ObjectType::Network,
-                    _ => return Err(Error::Message(format!(
+                    _ => {
+                        return Err(Error::Message(format!(
                         "invalid type filter {:?} (expected container, image, network or volume)",
                         value.chars().take(64).collect::<String>()
-                    ))),
+                    )))
+                    }
                 };
                 req.types.push(t as i32);
             }

@@ -45,7 +45,21 @@ impl Clients {
     /// client caches auth per registry, so clients are never shared across
     /// credentials).
     pub(super) fn client(&self, registry: &str) -> Result<Client, ImageError> {
-        let config = ClientConfig {
+        Self::build(self.config(registry, false))
+    }
+
+    /// A client for pushing to `registry`: as [`client`](Self::client), but
+    /// blobs are uploaded monolithically (one PUT with the blob's length).
+    /// Chunked uploads are not portable: ECR answers a PATCH with 201 and
+    /// wants chunks of at least 5 MiB, while oci-client sends 4 MiB chunks
+    /// and accepts only 202.
+    pub(super) fn push_client(&self, registry: &str) -> Result<Client, ImageError> {
+        Self::build(self.config(registry, true))
+    }
+
+    /// The client configuration for `registry`.
+    fn config(&self, registry: &str, monolithic_push: bool) -> ClientConfig {
+        ClientConfig {
             protocol: if self.plain_http(registry) {
                 ClientProtocol::Http
             } else {
@@ -54,8 +68,13 @@ impl Clients {
             connect_timeout: Some(Duration::from_secs(30)),
             // A stalled transfer fails (and can be resumed) instead of hanging.
             read_timeout: Some(Duration::from_secs(120)),
+            use_monolithic_push: monolithic_push,
             ..Default::default()
-        };
+        }
+    }
+
+    /// Builds a client from `config`.
+    fn build(config: ClientConfig) -> Result<Client, ImageError> {
         Client::try_from(config)
             .map_err(|e| ImageError::io("creating the registry client", std::io::Error::other(e)))
     }
@@ -64,6 +83,15 @@ impl Clients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pushes upload each blob in one PUT (ECR refuses oci-client's
+    /// chunked PATCH uploads); pulls keep the default.
+    #[test]
+    fn pushes_upload_monolithically() {
+        let c = Clients::new(Vec::new());
+        assert!(c.config("example.com", true).use_monolithic_push);
+        assert!(!c.config("example.com", false).use_monolithic_push);
+    }
 
     #[test]
     fn loopback_registries_are_plain_http() {

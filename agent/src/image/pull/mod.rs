@@ -135,7 +135,9 @@ impl Puller {
 
         let config = self.config(&session.client, &repo, &resolved).await?;
         let mut layers = plan_layers(&resolved, &config)?;
-        let pins = self.store.pin_layers(&config.diff_ids);
+        // The layer blobs too: jobs keep them before commit lists them.
+        let blob_digests: Vec<String> = layers.iter().map(|(l, _)| l.digest.clone()).collect();
+        let pins = self.store.pin(&config.diff_ids, &blob_digests);
         if let Err((e, installed)) = self
             .fetch_layers(&session.client, &repo, &mut layers, progress)
             .await

@@ -2,8 +2,10 @@
 //! layer blobs, byte for byte, so the registry holds the image under the
 //! digests berth has. Blobs the registry already has (a HEAD answers), or
 //! can mount from another repository the image is known under there, are
-//! not sent again. Layers go one at a time, each streamed from its file in
-//! [`UPLOAD_CHUNK`]s (bounded memory whatever the layer's size).
+//! not sent again. Layers go one at a time, each uploaded in one PUT of
+//! known length (monolithic: see `client::Clients::push_client`) whose body
+//! is streamed from its file in [`UPLOAD_CHUNK`]s (bounded memory whatever
+//! the layer's size).
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use super::errors::oci_err;
 use super::{Credentials, LayerProgress, LayerState, Puller};
 use crate::image::{reference, ImageError};
 
-/// Bytes read from a layer file and sent per request while uploading.
+/// Bytes read from a layer file at a time while uploading.
 const UPLOAD_CHUNK: usize = 4 << 20;
 
 /// A snapshot of a push.
@@ -99,7 +101,7 @@ impl Puller {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
         };
-        let client = self.clients.client(&registry)?;
+        let client = self.clients.push_client(&registry)?;
         client
             .auth(&r, &auth, RegistryOperation::Push)
             .await
@@ -190,7 +192,7 @@ fn upload_stream(
         move |(mut file, progress)| async move {
             let mut buf = vec![0u8; UPLOAD_CHUNK];
             let mut filled = 0;
-            // Fill whole chunks: every chunk is a request.
+            // Fill whole chunks: fewer, larger writes to the connection.
             while filled < buf.len() {
                 match file.read(&mut buf[filled..]).await {
                     Ok(0) => break,

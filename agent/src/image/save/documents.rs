@@ -32,12 +32,23 @@ pub(super) fn docker_manifest(entries: &[DockerEntry<'_>]) -> Vec<u8> {
         .map(|e| {
             json!({
                 "Config": blob_member(e.config),
-                "RepoTags": e.references,
+                "RepoTags": repo_tags(e.references),
                 "Layers": e.layers.iter().map(|l| blob_member(l)).collect::<Vec<_>>(),
             })
         })
         .collect();
     serde_json::to_vec(&list).unwrap_or_default()
+}
+
+/// The references `docker load` accepts as RepoTags: tagged ones only. It
+/// refuses a whole archive over a digest reference (`name@sha256:...`),
+/// which an image pulled by digest has; OCI's index.json keeps those.
+fn repo_tags(references: &[String]) -> Vec<&str> {
+    references
+        .iter()
+        .filter(|r| !r.contains('@'))
+        .map(String::as_str)
+        .collect()
 }
 
 /// `index.json` of an OCI layout: one descriptor per reference of each
@@ -93,6 +104,22 @@ mod tests {
                 "Layers": ["blobs/sha256/aa", "blobs/sha256/bb"],
             }])
         );
+    }
+
+    #[test]
+    fn docker_repo_tags_hold_no_digest_references() {
+        let refs = vec![
+            format!("docker.io/library/app@sha256:{}", "a".repeat(64)),
+            "docker.io/library/app:v1".to_string(),
+            format!("docker.io/library/app:v2@sha256:{}", "b".repeat(64)),
+        ];
+        let m = docker_manifest(&[DockerEntry {
+            config: "sha256:cc",
+            references: &refs,
+            layers: Vec::new(),
+        }]);
+        let v: Value = serde_json::from_slice(&m).expect("json");
+        assert_eq!(v[0]["RepoTags"], json!(["docker.io/library/app:v1"]));
     }
 
     fn image(references: &[&str]) -> SaveImage {

@@ -29,7 +29,12 @@ pub fn stream_archive(plan: SavePlan) -> mpsc::Receiver<Result<Vec<u8>, ImageErr
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK_BYTES),
         };
-        let result = write_archive(plan, &mut out).and_then(|()| out.flush_chunk());
+        // A panic must still end the stream with an error: the channel just
+        // closing would end the gRPC call with OK and a truncated archive.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_archive(plan, &mut out).and_then(|()| out.flush_chunk())
+        }))
+        .unwrap_or_else(|_| Err(io::Error::other("the archive writer panicked")));
         if let Err(e) = result {
             // A client that went away is not an error worth reporting.
             if e.kind() != io::ErrorKind::BrokenPipe {
@@ -38,6 +43,32 @@ pub fn stream_archive(plan: SavePlan) -> mpsc::Receiver<Result<Vec<u8>, ImageErr
         }
     });
     rx
+}
+
+/// Reads exactly `left` bytes of a blob: fewer (the file shrank since it
+/// was opened) is an error, as tar would otherwise pad the member with
+/// zeros and the archive would hold a blob that does not match its digest.
+struct Exact<'a> {
+    inner: io::Take<&'a std::fs::File>,
+    digest: &'a str,
+    left: u64,
+}
+
+impl Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "layer blob {} ended {} bytes short of its size",
+                    self.digest, self.left
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// A `Write` that sends full chunks down the channel, blocking while the
@@ -117,7 +148,11 @@ fn write_archive(plan: SavePlan, out: &mut dyn Write) -> io::Result<()> {
             let mut h = header(tar::EntryType::Regular, d.size, 0o644);
             // The size was checked against the file when it was opened; take
             // exactly that many bytes so a header never lies.
-            let mut r = Read::take(file, d.size);
+            let mut r = Exact {
+                inner: Read::take(file, d.size),
+                digest: &d.digest,
+                left: d.size,
+            };
             tar.append_data(&mut h, blob_member(&d.digest), &mut r)?;
             written.push(&d.digest);
         }
@@ -181,6 +216,54 @@ mod tests {
                 ("blobs/".to_string(), 0, 0o755, 0, true)
             ]
         );
+    }
+
+    /// A blob shorter than its descriptor ends the stream with an error,
+    /// not with a member padded out with zeros.
+    #[tokio::test]
+    async fn a_short_blob_ends_the_stream_with_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        std::fs::write(&path, b"short").expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        let image = super::super::SaveImage {
+            record: crate::image::ImageRecord {
+                id: "sha256:cc".into(),
+                references: Vec::new(),
+                manifest_digest: "sha256:mm".into(),
+                size_bytes: 0,
+                created: None,
+                imported_at_unix_nanos: 0,
+                os: "linux".into(),
+                architecture: "amd64".into(),
+                config: Default::default(),
+                layers: Vec::new(),
+            },
+            references: Vec::new(),
+            manifest: b"{}".to_vec(),
+            manifest_media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            config: b"{}".to_vec(),
+            layers: vec![(
+                crate::image::store::Descriptor {
+                    media_type: String::new(),
+                    digest: "sha256:aa".into(),
+                    size: 100,
+                },
+                file,
+            )],
+        };
+        let mut rx = stream_archive(SavePlan {
+            format: SaveFormat::OciArchive,
+            images: vec![image],
+        });
+        let mut last = None;
+        while let Some(item) = rx.recv().await {
+            last = Some(item);
+        }
+        let err = last
+            .expect("items")
+            .expect_err("the stream ended in an error");
+        assert!(err.to_string().contains("short"), "{err}");
     }
 
     #[test]

@@ -286,11 +286,21 @@ impl ImageStore {
         let trash = StagingDir::create(&self.staging_dir(), "gc-")?;
         {
             let st = self.lock();
-            let layer_blobs: Vec<String> = st
+            // Which layer blobs live images need is only known if every
+            // live manifest can be read: otherwise this run deletes no blob
+            // at all rather than an image's only copy of its layers.
+            let layer_blobs: Result<Vec<Vec<String>>, String> = st
                 .images
                 .iter()
-                .flat_map(|r| blobs::layer_blob_hexes(self, &r.manifest_digest))
+                .map(|r| blobs::layer_blob_hexes(self, &r.manifest_digest))
                 .collect();
+            let layer_blobs = match layer_blobs {
+                Ok(l) => Some(l.into_iter().flatten().collect::<Vec<String>>()),
+                Err(e) => {
+                    tracing::warn!("gc keeps all blobs this time: {e}");
+                    None
+                }
+            };
             let mut keep_layers: HashSet<&str> = in_use.iter().map(|d| hex_of(d)).collect();
             let mut keep_blobs: HashSet<&str> = HashSet::new();
             for r in &st.images {
@@ -298,7 +308,7 @@ impl ImageStore {
                 keep_blobs.insert(hex_of(&r.id));
                 keep_blobs.insert(hex_of(&r.manifest_digest));
             }
-            keep_blobs.extend(layer_blobs.iter().map(String::as_str));
+            keep_blobs.extend(layer_blobs.iter().flatten().map(String::as_str));
             keep_layers.extend(st.pinned_layers.keys().map(String::as_str));
             keep_blobs.extend(st.pinned_blobs.keys().map(String::as_str));
 
@@ -318,9 +328,15 @@ impl ImageStore {
                     .ctx(|| format!("moving {} to the trash", entry.path().display()))?;
             }
             let blobs_dir = self.blobs_dir();
-            for entry in
-                fs::read_dir(&blobs_dir).ctx(|| format!("reading {}", blobs_dir.display()))?
-            {
+            // Without every live manifest's layer list, keep all blobs
+            // (see above); layers are decided by the records alone.
+            let entries = match layer_blobs {
+                Some(_) => Some(
+                    fs::read_dir(&blobs_dir).ctx(|| format!("reading {}", blobs_dir.display()))?,
+                ),
+                None => None,
+            };
+            for entry in entries.into_iter().flatten() {
                 let entry = entry.ctx(|| format!("reading {}", blobs_dir.display()))?;
                 let name = entry.file_name();
                 if !keep_blobs.contains(name.to_string_lossy().as_ref()) {
@@ -329,23 +345,29 @@ impl ImageStore {
                 }
             }
         }
-        // Measured in the trash, outside the lock: nothing uses them now.
-        let freed = fs::read_dir(&trash.path)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| disk_usage(&e.path()).ok())
-            .fold(0u64, u64::saturating_add);
-        let path = trash.path.clone();
-        drop(trash);
-        if path.exists() {
-            return Err(ImageError::io(
-                format!("removing {}", path.display()),
-                io::Error::other("could not delete garbage"),
-            ));
-        }
-        Ok(freed)
+        finish_gc(trash)
     }
+}
+
+/// Deletes gc's trash (the layers it moved out), failing if any remains.
+/// Deletes what gc moved to the trash; returns the bytes freed, measured
+/// in the trash, outside the lock (nothing uses them now).
+fn finish_gc(trash: StagingDir) -> Result<u64, ImageError> {
+    let freed = fs::read_dir(&trash.path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| disk_usage(&e.path()).ok())
+        .fold(0u64, u64::saturating_add);
+    let path = trash.path.clone();
+    drop(trash);
+    if path.exists() {
+        return Err(ImageError::io(
+            format!("removing {}", path.display()),
+            io::Error::other("could not delete garbage"),
+        ));
+    }
+    Ok(freed)
 }
 
 impl ImageStore {

@@ -31,8 +31,11 @@ impl Drop for Pins<'_> {
 }
 
 impl ImageStore {
-    /// Pins layers (diff ids) so gc keeps them until the guard drops.
-    pub(crate) fn pin_layers(&self, diff_ids: &[String]) -> Pins<'_> {
+    /// Pins layers (diff ids) and blobs (`sha256:<hex>` digests) so gc
+    /// keeps them until the guard drops. A pull pins its manifest's layer
+    /// blobs: its jobs keep them in blobs/ before the image record that
+    /// lists them is written, and gc must not take them in between.
+    pub(crate) fn pin(&self, diff_ids: &[String], blob_digests: &[String]) -> Pins<'_> {
         let mut st = self.lock();
         let mut pins = Pins {
             store: self,
@@ -44,6 +47,37 @@ impl ImageStore {
             *st.pinned_layers.entry(hex.clone()).or_default() += 1;
             pins.layers.push(hex);
         }
+        for d in blob_digests {
+            let hex = hex_of(d).to_string();
+            *st.pinned_blobs.entry(hex.clone()).or_default() += 1;
+            pins.blobs.push(hex);
+        }
         pins
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// A layer blob a pull keeps before its image is recorded survives gc
+    /// while the pull runs, and goes once the pull lets go of it unrecorded.
+    #[test]
+    fn pinned_blobs_survive_gc_until_unpinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(&dir.path().join("store")).unwrap();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let pins = store.pin(&[], std::slice::from_ref(&digest));
+        let download = dir.path().join("download");
+        std::fs::write(&download, b"layer").unwrap();
+        store.keep_layer_blob(&digest, &download);
+        let kept = store.blob_path(&digest).expect("blob kept");
+        store.gc(&HashSet::new()).unwrap();
+        assert!(kept.exists(), "gc deleted a pinned blob");
+        drop(pins);
+        store.gc(&HashSet::new()).unwrap();
+        assert!(!kept.exists(), "an unpinned, unlisted blob was kept");
     }
 }

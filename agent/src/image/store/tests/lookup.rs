@@ -239,3 +239,35 @@ fn open_collects_abandoned_partial_downloads() {
     assert!(!old.exists(), "an abandoned partial download was kept");
     assert!(recent.exists(), "a recent partial download was removed");
 }
+
+/// A live image whose manifest cannot be parsed makes gc keep every blob:
+/// it cannot tell which layer blobs the image needs, and they are its only
+/// copy of the layers as it was imported.
+#[test]
+fn gc_keeps_all_blobs_when_a_live_manifest_is_unreadable() {
+    let f = fixture();
+    let a = build_oci(&Spec::new(vec![(base_layer(), true)]));
+    let rec = f.import(&a.archive, Some("a:1")).unwrap();
+    let blobs_dir = f.root.join("blobs/sha256");
+    let before: HashSet<String> = fs::read_dir(&blobs_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(before.len() > 2, "layer blobs were kept: {before:?}");
+    // A stray blob nobody lists would normally go too.
+    fs::write(blobs_dir.join("f".repeat(64)), b"stray").unwrap();
+    fs::write(blobs_dir.join(&rec[0].manifest_digest[7..]), b"not json").unwrap();
+    f.store.gc(&HashSet::new()).unwrap();
+    let after: HashSet<String> = fs::read_dir(&blobs_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        after.is_superset(&before),
+        "gc deleted a live image's blobs"
+    );
+    assert!(after.contains(&"f".repeat(64)));
+    for d in f.store.layer_dirs(&rec[0]) {
+        assert!(d.exists());
+    }
+}
