@@ -665,11 +665,32 @@ impl Drop for Agent {
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
-        for cg in self.cgroups() {
-            let _ = std::fs::remove_dir(&cg);
-        }
-        for r in cgroup_roots() {
-            let _ = std::fs::remove_dir(r.join(&self.cgroup_parent));
+        // A killed process leaves its cgroup only once the kernel has torn
+        // it down, which on a loaded machine takes longer than the kills
+        // above: remove until nothing is left (or a generous bound passes),
+        // so a failed test leaves no cgroup behind either.
+        let deadline =
+            std::time::Instant::now() + Duration::from_secs(10 * u64::from(slow_factor()));
+        loop {
+            for pid in self.processes() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            for cg in self.cgroups() {
+                let _ = std::fs::remove_dir(&cg);
+            }
+            let mut left = false;
+            for r in cgroup_roots() {
+                let parent = r.join(&self.cgroup_parent);
+                let _ = std::fs::remove_dir(&parent);
+                left |= parent.exists();
+            }
+            if !left || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
