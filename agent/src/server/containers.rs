@@ -350,6 +350,14 @@ impl Containers for ContainersService {
     }
 
     type RunAttachedStream = RunAttachedStream;
+    type AttachStream = super::attach::AttachStream;
+
+    async fn attach(
+        &self,
+        req: Request<tonic::Streaming<pb::AttachRequest>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        super::attach::attach(self, req.into_inner()).await
+    }
 
     async fn run_attached(
         &self,

@@ -205,6 +205,8 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         extra_hosts: s.extra_hosts.clone(),
         network_aliases: s.network_aliases.clone(),
         mounts: super::mounts::to_proto(&s.mounts),
+        open_stdin: false,
+        tty: false,
     }
 }
 

@@ -2,6 +2,7 @@
 //! socket, and optionally on TCP with mutual TLS (or, explicitly, plain TCP).
 
 mod agent;
+mod attach;
 mod authority;
 mod containers;
 pub mod convert;

@@ -60,6 +60,8 @@ pub fn spec_from_args(
         extra_hosts: a.add_host.clone(),
         network_aliases: a.network_aliases.clone(),
         mounts: mounts(a)?,
+        open_stdin: false,
+        tty: false,
     })
 }
 
