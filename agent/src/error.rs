@@ -34,6 +34,9 @@ pub enum Error {
     /// An exec could not be started.
     #[error(transparent)]
     Exec(#[from] crate::exec::ExecError),
+    /// An attach could not be made.
+    #[error(transparent)]
+    Attach(#[from] crate::server::attach::AttachError),
     /// A signal name or number that is not one.
     #[error(transparent)]
     InvalidSignal(#[from] crate::signal::SignalError),

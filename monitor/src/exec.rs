@@ -24,11 +24,8 @@ use berth_runtime::launch::CgroupPlacement;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
-use rustix::io::{Errno, IoSlice, IoSliceMut};
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
+use rustix::io::{Errno, IoSliceMut};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
 use rustix::thread::ThreadNameSpaceType as Ns;
@@ -156,7 +153,7 @@ fn run() -> Outcome {
     .ctx("entering the container's namespaces")?;
 
     let terminal = if launch.tty {
-        Some(open_terminal(launch.terminal_size)?)
+        Some(crate::pty::open(launch.terminal_size)?)
     } else {
         None
     };
@@ -205,7 +202,7 @@ fn run() -> Outcome {
     // master.
     if let Some((master, slave)) = terminal {
         drop(slave);
-        send_fd(sock, &master).ctx("handing over the terminal")?;
+        crate::pty::send_fd(sock, &master).ctx("handing over the terminal")?;
     }
 
     let failure = io::read_to_end(&fail_r).ctx("reading the exec's result")?;
@@ -267,53 +264,6 @@ fn open_cgroup(placement: &CgroupPlacement) -> Result<Cgroup> {
             .collect::<Result<_>>()
             .map(Cgroup::Procs),
     }
-}
-
-/// A new pty of the container's devpts (opened inside its mount
-/// namespace, as runc does: the host's devpts is never used), unlocked and
-/// sized: (master, slave).
-fn open_terminal((rows, cols): (u16, u16)) -> Result<(OwnedFd, OwnedFd)> {
-    // The container's root may have put anything there: no symlink is
-    // followed at the end, and only devpts' own ptmx (5:2) is used.
-    let master = rustix::fs::open(
-        "/dev/pts/ptmx",
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
-        Mode::empty(),
-    )
-    .ctx("opening the container's /dev/pts/ptmx")?;
-    let st = rustix::fs::fstat(&master).ctx("the container's /dev/pts/ptmx")?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::CharacterDevice
-        || st.st_rdev != rustix::fs::makedev(5, 2)
-    {
-        return Err(Error(
-            "the container's /dev/pts/ptmx is not a pseudo-terminal multiplexer".into(),
-        ));
-    }
-    // Back to blocking: berthd sets its own end's mode.
-    rustix::fs::fcntl_setfl(&master, OFlags::RDWR).ctx("the terminal's flags")?;
-    rustix::pty::unlockpt(&master).ctx("unlockpt")?;
-    // By the master, never by a path the container could replace.
-    let slave = rustix::pty::ioctl_tiocgptpeer(
-        &master,
-        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
-    )
-    .ctx("opening the terminal")?;
-    let size = rustix::termios::Winsize {
-        ws_row: if rows == 0 { 24 } else { rows },
-        ws_col: if cols == 0 { 80 } else { cols },
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    rustix::termios::tcsetwinsize(&master, size).ctx("sizing the terminal")?;
-    Ok((master, slave))
-}
-
-fn send_fd(sock: BorrowedFd<'_>, fd: &OwnedFd) -> core::result::Result<(), Errno> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut cmsg = SendAncillaryBuffer::new(&mut space);
-    let fds = [fd.as_fd()];
-    cmsg.push(SendAncillaryMessage::ScmRights(&fds));
-    rustix::net::sendmsg(sock, &[IoSlice::new(b"t")], &mut cmsg, SendFlags::empty()).map(drop)
 }
 
 /// What the forked child works with.

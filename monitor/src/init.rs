@@ -47,15 +47,14 @@ pub type Outcome<T = ()> = Result<T, Failure>;
 /// root once it has written the user namespace's maps.
 pub fn run(
     spec: &LaunchSpec,
-    out: OwnedFd,
-    err: OwnedFd,
+    stdio: InitStdio,
     fail: OwnedFd,
     go: OwnedFd,
     handoff: Option<OwnedFd>,
 ) -> ! {
     // A panic from here on is a failed start too, not a silent exit.
     crate::rt::report_panics_to(&fail);
-    let Err(Failure(code, message)) = setup_and_exec(spec, &out, &err, &fail, go, handoff);
+    let Err(Failure(code, message)) = setup_and_exec(spec, &stdio, &fail, go, handoff);
     let _ = io::write_all(&fail, format!("{code}:{message}").as_bytes());
     sys::exit(code)
 }
@@ -63,10 +62,23 @@ pub fn run(
 /// What never comes: [`become_and_exec`] returns only failures.
 pub enum Never {}
 
+/// The init's ends of what the monitor made for the container's stdio.
+pub struct InitStdio {
+    /// Write end of the stdout pipe.
+    pub out: OwnedFd,
+    /// Write end of the stderr pipe.
+    pub err: OwnedFd,
+    /// Read end of the stdin pipe (an open stdin without a terminal).
+    pub stdin: Option<OwnedFd>,
+    /// With a terminal: where the init sends the master of the pty it
+    /// opens in the container's devpts, once that is mounted; its slave
+    /// becomes stdin, stdout and stderr.
+    pub terminal: Option<OwnedFd>,
+}
+
 fn setup_and_exec(
     spec: &LaunchSpec,
-    out: &OwnedFd,
-    err: &OwnedFd,
+    io: &InitStdio,
     fail: &OwnedFd,
     go: OwnedFd,
     handoff: Option<OwnedFd>,
@@ -93,11 +105,29 @@ fn setup_and_exec(
         create_cwd: true,
         capabilities: spec.capabilities,
     };
-    let stdio = Stdio {
-        stdin: null.as_fd(),
-        stdout: out.as_fd(),
-        stderr: err.as_fd(),
-        terminal: false,
+    // Opened in the container's devpts (mounted by now), as for an exec;
+    // the monitor keeps the master, which outlives berthd.
+    let slave = match &io.terminal {
+        Some(sock) => {
+            let (master, slave) = crate::pty::open(spec.terminal_size)?;
+            crate::pty::send_fd(sock.as_fd(), &master).ctx("handing the terminal over")?;
+            Some(slave)
+        }
+        None => None,
+    };
+    let stdio = match (&slave, &io.stdin) {
+        (Some(tty), _) => Stdio {
+            stdin: tty.as_fd(),
+            stdout: tty.as_fd(),
+            stderr: tty.as_fd(),
+            terminal: true,
+        },
+        (None, stdin) => Stdio {
+            stdin: stdin.as_ref().map_or(null.as_fd(), |i| i.as_fd()),
+            stdout: io.out.as_fd(),
+            stderr: io.err.as_fd(),
+            terminal: false,
+        },
     };
     become_and_exec(&command, stdio, seccomp.as_ref(), fail.as_fd())
 }

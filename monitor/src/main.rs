@@ -20,6 +20,7 @@
 extern crate alloc;
 
 mod arch;
+mod attach;
 mod caps;
 mod confine;
 mod copyup;
@@ -29,6 +30,8 @@ mod io;
 mod log;
 mod monitor;
 mod mounts;
+mod pty;
+mod pump;
 mod rt;
 mod setup;
 mod sys;

@@ -10,17 +10,14 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use berth_runtime::cri_log::Stream;
 use berth_runtime::launch::{
     CgroupPlacement, ExitRecord, LaunchSpec, MonitorReport, RunningRecord, RUNNING_FILE,
 };
-use rustix::buffer::spare_capacity;
-use rustix::event::{PollFd, PollFlags};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::AsFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
-use rustix::process::{Pid, PidfdFlags, WaitOptions, WaitStatus};
+use rustix::process::{Pid, PidfdFlags, WaitOptions};
 
 use crate::io::{self, eprintln, Context, Error, Result};
 use crate::log::LogWriter;
@@ -97,6 +94,33 @@ fn run(spare: bool) -> Result<()> {
     let (err_r, err_w) = pipe()?;
     let (fail_r, fail_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
+    // What attached clients reach: the listener, bound before the start
+    // is reported; the stdin pipe; a channel for the terminal's master.
+    let mut attach = if spec.attachable() {
+        Some(crate::attach::Attach::listen(
+            spec.open_stdin,
+            spec.await_attach,
+        )?)
+    } else {
+        None
+    };
+    let (in_r, in_w) = if spec.open_stdin && !spec.tty {
+        pipe().map(|(r, w)| (Some(r), Some(w)))?
+    } else {
+        (None, None)
+    };
+    let (tty_sock, init_tty_sock) = if spec.tty {
+        rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map(|(a, b)| (Some(a), Some(b)))
+        .ctx("socketpair")?
+    } else {
+        (None, None)
+    };
     let (handoff, init_handoff) = match spec.userns {
         Some(_) => crate::userns::channel().map(|(m, i)| (Some(m), Some(i)))?,
         None => (None, None),
@@ -105,12 +129,26 @@ fn run(spare: bool) -> Result<()> {
     let (forked, placed) = create_init(&spec.cgroup, namespaces)?;
     let child = match forked {
         Forked::Child => {
-            drop((out_r, err_r, fail_r, go_w, handoff));
-            crate::init::run(&spec, out_w, err_w, fail_w, go_r, init_handoff)
+            drop((out_r, err_r, fail_r, go_w, handoff, attach, in_w, tty_sock));
+            let stdio = crate::init::InitStdio {
+                out: out_w,
+                err: err_w,
+                stdin: in_r,
+                terminal: init_tty_sock,
+            };
+            crate::init::run(&spec, stdio, fail_w, go_r, init_handoff)
         }
         Forked::Parent(pid) => pid,
     };
-    drop((out_w, err_w, fail_w, go_r, init_handoff));
+    drop((
+        out_w,
+        err_w,
+        fail_w,
+        go_r,
+        init_handoff,
+        in_r,
+        init_tty_sock,
+    ));
     // Readable once the child has exited: how the pump learns of the exit.
     let pidfd = rustix::process::pidfd_open(child, PidfdFlags::empty()).ctx("pidfd_open")?;
 
@@ -167,6 +205,19 @@ fn run(spare: bool) -> Result<()> {
         report(&MonitorReport::Failed { message, exit_code });
         return Ok(());
     }
+    if let Some(a) = attach.as_mut() {
+        if let Some(w) = in_w {
+            a.set_stdin(w)?;
+        }
+        // Sent before the init exec'd, which the empty fail pipe proved.
+        if let Some(sock) = &tty_sock {
+            match crate::pty::recv_fd(sock.as_fd()).ctx("receiving the terminal")? {
+                Some(master) => a.set_terminal(master)?,
+                None => return Err(Error("the init sent no terminal".into())),
+            }
+        }
+    }
+    drop(tty_sock);
     let running = RunningRecord {
         pid: child.as_raw_nonzero().get(),
         monitor_pid: rustix::process::getpid().as_raw_nonzero().get(),
@@ -188,8 +239,15 @@ fn run(spare: bool) -> Result<()> {
     }
 
     let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes);
-    let status = pump(child, &pidfd, &out_r, &err_r, &mut log)?;
+    let status = crate::pump::pump(child, &pidfd, &out_r, &err_r, &mut log, attach.as_mut())?;
     log.finish();
+    // Clients get the last of the output before the exit is reported.
+    if let Some(a) = attach {
+        a.finish(rustix::time::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        });
+    }
 
     let (exit_code, signal) = match (status.exit_status(), status.terminating_signal()) {
         (Some(code), _) => (code, 0),
@@ -275,108 +333,6 @@ fn join_cgroup(child: Pid, cgroup: &CgroupPlacement) -> Result<()> {
             .ctx(format!("joining cgroup {procs}"))?;
     }
     Ok(())
-}
-
-/// Copies output into the log until the container's init has exited and its
-/// pipes are drained; returns its wait status.
-fn pump(
-    child: Pid,
-    pidfd: &OwnedFd,
-    out: &OwnedFd,
-    err: &OwnedFd,
-    log: &mut LogWriter,
-) -> Result<WaitStatus> {
-    let streams = [(Stream::Stdout, out), (Stream::Stderr, err)];
-    let mut open = [true, true];
-    let mut status = None;
-    // The pidfd turns readable when the init is a zombie, but a tracer
-    // (strace from the host) gets to reap-wait first: then wait a little
-    // before looking again instead of spinning.
-    let mut held_by_tracer = false;
-    let retry_wait = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 100_000_000,
-    };
-    // Never initialised: the pages of a buffer that is only read into are
-    // touched, and so take memory, only as far as output fills them.
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    // Once init is gone every process of its PID namespace is gone, so the
-    // pipes close promptly; the timeout only guards against the impossible.
-    let after_exit = rustix::time::Timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
-    };
-    // What each entry of `fds` stands for: the init's exit, or a stream.
-    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
-    let mut sources: Vec<Option<usize>> = Vec::with_capacity(3);
-    loop {
-        if let Some(st) = status {
-            if open == [false, false] {
-                return Ok(st);
-            }
-        }
-        fds.clear();
-        sources.clear();
-        if status.is_none() && !held_by_tracer {
-            fds.push(PollFd::new(pidfd, PollFlags::IN));
-            sources.push(None);
-        }
-        for (i, (_, fd)) in streams.iter().enumerate() {
-            if open[i] {
-                fds.push(PollFd::new(*fd, PollFlags::IN));
-                sources.push(Some(i));
-            }
-        }
-        let timeout = if status.is_some() {
-            Some(&after_exit)
-        } else if held_by_tracer {
-            Some(&retry_wait)
-        } else {
-            None
-        };
-        let n = match rustix::event::poll(&mut fds, timeout) {
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e).ctx("poll"),
-        };
-        if n == 0 {
-            if let Some(st) = status {
-                return Ok(st);
-            }
-            if held_by_tracer {
-                status = reap(child)?;
-                held_by_tracer = status.is_none();
-            }
-            continue;
-        }
-        for (fd, source) in fds.iter().zip(&sources) {
-            if fd.revents().is_empty() {
-                continue;
-            }
-            match *source {
-                None => {
-                    status = reap(child)?;
-                    held_by_tracer = status.is_none();
-                }
-                Some(i) => match rustix::io::read(streams[i].1, spare_capacity(&mut buf)) {
-                    Ok(0) => open[i] = false,
-                    Ok(_) => {
-                        log.write(streams[i].0, &buf);
-                        buf.clear();
-                    }
-                    Err(Errno::INTR | Errno::AGAIN) => {}
-                    Err(e) => return Err(e).ctx("reading the container's output"),
-                },
-            }
-        }
-    }
-}
-
-/// Reaps `child` if it has exited.
-fn reap(child: Pid) -> Result<Option<WaitStatus>> {
-    Ok(rustix::process::waitpid(Some(child), WaitOptions::NOHANG)
-        .ctx("waitpid")?
-        .map(|(_, st)| st))
 }
 
 /// Unix time in nanoseconds.

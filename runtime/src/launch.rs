@@ -113,6 +113,32 @@ pub struct LaunchSpec {
     /// [`crate::plan::mounts`]).
     #[serde(default)]
     pub mounts: Vec<UserMount>,
+    /// The container's stdin is open (`-i`): a pipe the monitor writes
+    /// what attached clients send (see [`crate::attach`]), or, with
+    /// [`LaunchSpec::tty`], its terminal.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// The container runs on a terminal (`-t`): a pty of its own devpts,
+    /// whose master the monitor keeps; stdout and stderr are both the
+    /// terminal's output.
+    #[serde(default)]
+    pub tty: bool,
+    /// The terminal's first size, (rows, columns); (0, 0) for 24x80.
+    #[serde(default)]
+    pub terminal_size: (u16, u16),
+    /// A client will attach as soon as the start is reported: the monitor
+    /// holds the output until it does (within a bound), so the client sees
+    /// it from the first byte, and waits a little for it at the exit.
+    #[serde(default)]
+    pub await_attach: bool,
+}
+
+impl LaunchSpec {
+    /// Whether the monitor serves [`crate::attach::SOCKET`] for this
+    /// container: it has a stdin or a terminal to share.
+    pub fn attachable(&self) -> bool {
+        self.open_stdin || self.tty
+    }
 }
 
 /// A mount the container asked for, as the init makes it.

@@ -20,6 +20,7 @@
 
 extern crate alloc;
 
+pub mod attach;
 pub mod caps;
 pub mod civil;
 pub mod cri_log;

@@ -7,6 +7,7 @@
 mod common;
 
 mod api;
+mod attach_api;
 mod ctl;
 mod interactive;
 

@@ -62,6 +62,7 @@ pub use error::{ContainerError, Result};
 pub use exec::{Exec, ExecOptions};
 pub use mounts::{MountKind, MountSpec, ResolvedMount, MOUNTS_MAX, TMPFS_SIZE_MAX};
 pub use prune::{PruneFilter, Pruned};
+pub use start::Attach as StartAttach;
 
 use crate::cgroup::Cgroups;
 use crate::events::domain::EventSink;

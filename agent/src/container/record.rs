@@ -158,6 +158,12 @@ pub struct SpecRecord {
     /// Binds, volumes and tmpfs mounts as asked for.
     #[serde(default)]
     pub mounts: Vec<super::mounts::MountSpec>,
+    /// Stdin kept open for attached clients (`-i`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// A terminal of its own (`-t`).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

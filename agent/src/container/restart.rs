@@ -105,7 +105,7 @@ impl Manager {
             if gone || called_off || !matches!(state, State::Restarting | State::Exited) {
                 return;
             }
-            if let Err(e) = mgr.start_locked(&entry, false).await {
+            if let Err(e) = mgr.start_locked(&entry, false, None).await {
                 tracing::warn!(id = %entry.id, "restart failed: {e}");
                 // Nothing else would start it: it is exited, not restarting
                 // (a client's Start tries again). Not restarting (a start

@@ -18,7 +18,19 @@ impl Manager {
     /// once it runs. Resets the restart policy's counters.
     pub async fn start(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<Record> {
         let _ops = entry.ops.lock().await;
-        self.start_locked(entry, true).await
+        self.start_locked(entry, true, None).await
+    }
+
+    /// Starts the container for a client that attaches as soon as it runs
+    /// ([`Attach`]): its monitor holds the output until the client
+    /// connects, so the client sees all of it.
+    pub async fn start_attached(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        attach: Attach,
+    ) -> Result<Record> {
+        let _ops = entry.ops.lock().await;
+        self.start_locked(entry, true, Some(attach)).await
     }
 
     /// Starts the container; the caller holds its `ops` lock.
@@ -26,6 +38,7 @@ impl Manager {
         self: &Arc<Self>,
         entry: &Arc<Entry>,
         by_user: bool,
+        attach: Option<Attach>,
     ) -> Result<Record> {
         // A Remove that got the ops lock first has taken the container
         // away: a start now would run a process for a container that no
@@ -89,7 +102,7 @@ impl Manager {
         };
         // `netns` is held until the monitor has reported: the init opens it
         // by path.
-        let launch = match self.launch_spec(entry, &rec, &cg, &netns, devices) {
+        let launch = match self.launch_spec(entry, &rec, &cg, &netns, devices, attach) {
             Ok(spec) => spec,
             Err(e) => {
                 cleanup(self);
@@ -221,6 +234,7 @@ impl Manager {
         cg: &crate::cgroup::ContainerCgroup,
         netns: &crate::network::Netns,
         devices: Vec<berth_runtime::launch::DeviceNode>,
+        attach: Option<Attach>,
     ) -> std::io::Result<LaunchSpec> {
         let path = |p: &Path| crate::fsutil::utf8_path(p);
         let seccomp = self
@@ -263,8 +277,20 @@ impl Manager {
             seccomp: seccomp.map(|p| path(&p)).transpose()?,
             userns: rec.userns,
             mounts: rec.mounts.iter().map(|m| m.launch()).collect(),
+            open_stdin: rec.spec.open_stdin,
+            tty: rec.spec.tty,
+            terminal_size: attach.map_or((0, 0), |a| a.terminal_size),
+            // Only a monitor that serves the attach socket holds output.
+            await_attach: attach.is_some() && (rec.spec.open_stdin || rec.spec.tty),
         })
     }
+}
+
+/// A client that attaches to a start as soon as the container runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attach {
+    /// The terminal's first size (rows, columns); (0, 0) for 24x80.
+    pub terminal_size: (u16, u16),
 }
 
 /// Bytes kept for a run's exit record: its JSON takes about 110.

@@ -356,7 +356,7 @@ impl Containers for ContainersService {
         &self,
         req: Request<tonic::Streaming<pb::AttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        super::attach::attach(self, req.into_inner()).await
+        super::attach::attach(self.mgr.clone(), req.into_inner()).await
     }
 
     async fn run_attached(

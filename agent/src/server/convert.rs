@@ -60,6 +60,8 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         extra_hosts: s.extra_hosts,
         network_aliases: s.network_aliases,
         mounts: super::mounts::from_proto(s.mounts)?,
+        open_stdin: s.open_stdin,
+        tty: s.tty,
     })
 }
 
@@ -205,8 +207,8 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         extra_hosts: s.extra_hosts.clone(),
         network_aliases: s.network_aliases.clone(),
         mounts: super::mounts::to_proto(&s.mounts),
-        open_stdin: false,
-        tty: false,
+        open_stdin: s.open_stdin,
+        tty: s.tty,
     }
 }
 

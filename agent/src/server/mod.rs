@@ -2,7 +2,7 @@
 //! socket, and optionally on TCP with mutual TLS (or, explicitly, plain TCP).
 
 mod agent;
-mod attach;
+pub mod attach;
 mod authority;
 mod containers;
 pub mod convert;

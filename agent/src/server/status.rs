@@ -233,6 +233,21 @@ fn network(e: &NetworkError) -> Details {
     }
 }
 
+fn attach(e: &crate::server::attach::AttachError) -> Details {
+    use crate::server::attach::AttachError as A;
+    match e {
+        A::NotRunning { id, state } => {
+            Details::new(Code::FailedPrecondition, "CONTAINER_NOT_RUNNING")
+                .with("id", id.clone())
+                .with("state", *state)
+        }
+        A::NoStdin { id } => {
+            Details::new(Code::FailedPrecondition, "CONTAINER_STDIN_CLOSED").with("id", id.clone())
+        }
+        A::Socket(_) => Details::new(Code::Internal, "INTERNAL"),
+    }
+}
+
 fn exec(e: &ExecError) -> Details {
     match e {
         ExecError::NotRunning { id, state } => {
@@ -259,6 +274,7 @@ fn details(e: &Error) -> Details {
         Error::Image(e) => image(e),
         Error::Volume(e) => volume(e),
         Error::Exec(e) => exec(e),
+        Error::Attach(e) => attach(e),
         Error::InvalidSignal(_) => {
             Details::new(Code::InvalidArgument, "INVALID_SIGNAL").field("signal")
         }

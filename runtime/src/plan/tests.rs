@@ -36,6 +36,10 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         exit_path: "/state/containers/c1/exit.json".into(),
         userns: None,
         mounts: Vec::new(),
+        open_stdin: false,
+        tty: false,
+        terminal_size: (0, 0),
+        await_attach: false,
     }
 }
 

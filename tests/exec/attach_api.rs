@@ -1,0 +1,310 @@
+//! Containers.Attach through the API: a container's terminal and stdin,
+//! held by its monitor across berthd restarts.
+
+use std::time::Duration;
+
+use berth::v1 as pb;
+use berth::v1::attach_request::Request as In;
+use berth::v1::attach_response::Response as Out;
+use tokio::sync::mpsc;
+use tonic::Code;
+
+use super::{agent_with, reason};
+use crate::common::Agent;
+
+/// One Attach call: its request sender and responses.
+struct Call {
+    tx: mpsc::Sender<pb::AttachRequest>,
+    resp: tonic::Streaming<pb::AttachResponse>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// How far `read_until` has matched in `stdout`.
+    seen: usize,
+}
+
+fn open(id: &str, stdin: bool, start: bool, size: Option<(u32, u32)>) -> pb::AttachOpen {
+    pb::AttachOpen {
+        id: id.into(),
+        stdin,
+        start,
+        terminal_size: size.map(|(rows, cols)| pb::TerminalSize { rows, cols }),
+    }
+}
+
+async fn try_attach(agent: &Agent, first: In) -> Result<Call, tonic::Status> {
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(pb::AttachRequest {
+        request: Some(first),
+    })
+    .await
+    .expect("queue");
+    let resp = agent
+        .containers()
+        .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok(Call {
+        tx,
+        resp,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        seen: 0,
+    })
+}
+
+/// Attaches and checks the first response is `attached`.
+async fn attach(agent: &Agent, o: pb::AttachOpen) -> Call {
+    let mut call = match try_attach(agent, In::Open(o)).await {
+        Ok(c) => c,
+        Err(e) => panic!("attach: {e:?}"),
+    };
+    match call.next().await {
+        Some(Out::Attached(c)) => assert_eq!(c.state, pb::ContainerState::Running as i32),
+        other => panic!("first response {other:?}"),
+    }
+    call
+}
+
+impl Call {
+    async fn next(&mut self) -> Option<Out> {
+        let msg = tokio::time::timeout(Duration::from_secs(60), self.resp.message())
+            .await
+            .expect("a response within a minute");
+        msg.expect("stream")
+            .map(|m| m.response.expect("a response"))
+    }
+
+    async fn send(&self, r: In) {
+        self.tx
+            .send(pb::AttachRequest { request: Some(r) })
+            .await
+            .expect("send");
+    }
+
+    async fn type_line(&self, line: &str) {
+        self.send(In::Stdin(format!("{line}\n").into_bytes())).await;
+    }
+
+    /// Reads until stdout holds `needle` past the previous match.
+    async fn read_until(&mut self, needle: &str) {
+        loop {
+            let rest = &self.stdout[self.seen..];
+            let found = rest
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes());
+            if let Some(at) = found {
+                self.seen += at + needle.len();
+                return;
+            }
+            match self.next().await {
+                Some(Out::Stdout(b)) => self.stdout.extend_from_slice(&b),
+                Some(Out::Stderr(b)) => self.stderr.extend_from_slice(&b),
+                other => panic!(
+                    "{other:?} before {needle:?}; stdout: {}",
+                    String::from_utf8_lossy(&self.stdout)
+                ),
+            }
+        }
+    }
+
+    /// Reads the rest: the exit, after all output.
+    async fn exit(&mut self) -> pb::ExitStatus {
+        loop {
+            match self.next().await {
+                Some(Out::Stdout(b)) => self.stdout.extend_from_slice(&b),
+                Some(Out::Stderr(b)) => self.stderr.extend_from_slice(&b),
+                Some(Out::Exit(x)) => {
+                    assert!(self.next().await.is_none(), "the exit is the last message");
+                    return x;
+                }
+                other => panic!("{other:?} before the exit"),
+            }
+        }
+    }
+}
+
+fn interactive(command: &[&str], tty: bool) -> pb::ContainerSpec {
+    pb::ContainerSpec {
+        image: "busybox".into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        open_stdin: true,
+        tty,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_terminal_takes_input_resizes_and_ends_with_the_shells_code() {
+    let agent = agent_with(&[]).await;
+    let c = agent.create(interactive(&["sh"], true)).await;
+    let mut call = attach(&agent, open(&c.id, true, true, Some((30, 100)))).await;
+    call.read_until("# ").await;
+    call.type_line("stty size; tty").await;
+    call.read_until("30 100").await;
+    call.read_until("/dev/pts/").await;
+    call.send(In::Resize(pb::TerminalSize {
+        rows: 41,
+        cols: 123,
+    }))
+    .await;
+    call.type_line("stty size").await;
+    call.read_until("41 123").await;
+    // The terminal echoes, and converts newlines as a terminal does.
+    call.type_line("echo $((6*7))").await;
+    call.read_until("42\r\n").await;
+    call.type_line("exit 3").await;
+    let exit = call.exit().await;
+    assert_eq!(exit.exit_code, 3);
+    assert!(call.stderr.is_empty(), "a terminal has no stderr");
+    // All of it is in the log too, as stdout.
+    let (out, err) = agent.logs(&c.id).await;
+    assert!(out.contains("30 100") && out.contains("41 123"), "{out}");
+    assert!(err.is_empty(), "{err}");
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn stdin_is_a_binary_safe_pipe_until_closed() {
+    let agent = agent_with(&[]).await;
+    let c = agent.create(interactive(&["cat"], false)).await;
+    let mut call = attach(&agent, open(&c.id, true, true, None)).await;
+    // 4 MiB of every byte value, in messages of up to 1 MiB.
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sender = call.tx.clone();
+    let sent = data.clone();
+    let feeding = tokio::spawn(async move {
+        for chunk in sent.chunks(1 << 20) {
+            let r = In::Stdin(chunk.to_vec());
+            if sender
+                .send(pb::AttachRequest { request: Some(r) })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = sender
+            .send(pb::AttachRequest {
+                request: Some(In::CloseStdin(true)),
+            })
+            .await;
+    });
+    let exit = call.exit().await;
+    feeding.await.expect("feeder");
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(call.stdout.len(), data.len());
+    assert!(call.stdout == data, "cat returned other bytes");
+    agent.force_remove(&c.id).await;
+}
+
+#[tokio::test]
+async fn a_detached_terminal_survives_a_berthd_kill_and_takes_a_new_client() {
+    let mut agent = agent_with(&[]).await;
+    let c = agent.create(interactive(&["sh"], true)).await;
+    let mut call = attach(&agent, open(&c.id, true, true, None)).await;
+    call.read_until("# ").await;
+    call.type_line("echo first$((1+1))").await;
+    call.read_until("first2").await;
+    // Ending the call detaches.
+    drop(call);
+    agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    agent.spawn().await;
+    assert_eq!(
+        agent.inspect(&c.id).await.state,
+        pb::ContainerState::Running as i32
+    );
+    let mut call = attach(&agent, open(&c.id, true, false, None)).await;
+    // Default size: 24 rows, 80 columns.
+    call.type_line("stty size; echo back$((2+3))").await;
+    call.read_until("24 80").await;
+    call.read_until("back5").await;
+    // A second client sees the same output.
+    let mut watcher = attach(&agent, open(&c.id, false, false, None)).await;
+    call.type_line("echo both$((3+4))").await;
+    call.read_until("both7").await;
+    watcher.read_until("both7").await;
+    call.type_line("exit 5").await;
+    assert_eq!(call.exit().await.exit_code, 5);
+    assert_eq!(watcher.exit().await.exit_code, 5);
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_container_without_stdin_is_attached_to_its_output() {
+    let agent = agent_with(&[]).await;
+    let c = agent
+        .create(pb::ContainerSpec {
+            image: "busybox".into(),
+            command: ["sh", "-c", "echo one; echo two >&2; exit 4"]
+                .map(String::from)
+                .to_vec(),
+            ..Default::default()
+        })
+        .await;
+    let mut call = attach(&agent, open(&c.id, false, true, None)).await;
+    assert_eq!(call.exit().await.exit_code, 4);
+    assert_eq!(String::from_utf8_lossy(&call.stdout), "one\n");
+    assert_eq!(String::from_utf8_lossy(&call.stderr), "two\n");
+    agent.force_remove(&c.id).await;
+}
+
+#[tokio::test]
+async fn attach_refuses_what_it_cannot_do_and_changes_nothing() {
+    let agent = agent_with(&[]).await;
+    let plain = agent
+        .create(pb::ContainerSpec {
+            image: "busybox".into(),
+            command: vec!["true".into()],
+            ..Default::default()
+        })
+        .await;
+    let code_and_reason = |r: Result<Call, tonic::Status>| match r {
+        Ok(_) => panic!("attach was accepted"),
+        Err(s) => (s.code(), reason(&s)),
+    };
+    // Stdin on a container created without it.
+    let r = try_attach(&agent, In::Open(open(&plain.id, true, true, None))).await;
+    assert_eq!(
+        code_and_reason(r),
+        (Code::FailedPrecondition, "CONTAINER_STDIN_CLOSED".into())
+    );
+    // Not running, and no start asked for.
+    let r = try_attach(&agent, In::Open(open(&plain.id, false, false, None))).await;
+    assert_eq!(
+        code_and_reason(r),
+        (Code::FailedPrecondition, "CONTAINER_NOT_RUNNING".into())
+    );
+    // Nothing started: it is still created.
+    assert_eq!(
+        agent.inspect(&plain.id).await.state,
+        pb::ContainerState::Created as i32
+    );
+    let r = try_attach(&agent, In::Stdin(b"x".to_vec())).await;
+    assert_eq!(code_and_reason(r).0, Code::InvalidArgument);
+    let r = try_attach(
+        &agent,
+        In::Open(open("no-such-container", false, false, None)),
+    )
+    .await;
+    assert_eq!(code_and_reason(r).0, Code::NotFound);
+    let r = try_attach(&agent, In::Open(open(&"x".repeat(300), false, false, None))).await;
+    assert_eq!(code_and_reason(r).0, Code::InvalidArgument);
+    // Stdin without open.stdin ends the call.
+    let c = agent.create(interactive(&["cat"], false)).await;
+    let mut call = attach(&agent, open(&c.id, false, true, None)).await;
+    call.send(In::Stdin(b"x".to_vec())).await;
+    let err = loop {
+        match call.resp.message().await {
+            Err(s) => break s,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the call ended without an error"),
+        }
+    };
+    assert_eq!(err.code(), Code::InvalidArgument);
+    agent.force_remove(&c.id).await;
+    agent.force_remove(&plain.id).await;
+}
