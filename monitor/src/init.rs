@@ -111,6 +111,7 @@ fn setup_and_exec(
         Some(sock) => {
             let (master, slave) = crate::pty::open(spec.terminal_size)?;
             crate::pty::send_fd(sock.as_fd(), &master).ctx("handing the terminal over")?;
+            bind_console(&slave)?;
             Some(slave)
         }
         None => None,
@@ -130,6 +131,25 @@ fn setup_and_exec(
         },
     };
     become_and_exec(&command, stdio, seccomp.as_ref(), fail.as_fd())
+}
+
+/// Makes the terminal the container's /dev/console too, as runc does: a
+/// bind mount of it on an empty file in the container's own /dev (berth's
+/// tmpfs, so nothing of the image is covered).
+fn bind_console(slave: &OwnedFd) -> Outcome {
+    const CONSOLE: &str = "/dev/console";
+    match rustix::fs::open(
+        CONSOLE,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(_) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e).ctx(CONSOLE).map_err(Failure::from),
+    }
+    let source = format!("/proc/self/fd/{}", slave.as_raw_fd());
+    rustix::mount::mount_bind(source.as_str(), CONSOLE)
+        .ctx("mounting the terminal on /dev/console")
+        .map_err(Failure::from)
 }
 
 /// Leaves nothing of berthd's settings to the process: unblocks and resets

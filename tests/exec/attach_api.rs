@@ -96,7 +96,14 @@ impl Call {
                 self.seen += at + needle.len();
                 return;
             }
-            match self.next().await {
+            let next = tokio::time::timeout(Duration::from_secs(60), self.resp.message()).await;
+            let Ok(next) = next else {
+                panic!(
+                    "no {needle:?} within a minute; stdout: {}",
+                    String::from_utf8_lossy(&self.stdout)
+                )
+            };
+            match next.expect("stream").and_then(|m| m.response) {
                 Some(Out::Stdout(b)) => self.stdout.extend_from_slice(&b),
                 Some(Out::Stderr(b)) => self.stderr.extend_from_slice(&b),
                 other => panic!(
@@ -149,6 +156,11 @@ async fn a_terminal_takes_input_resizes_and_ends_with_the_shells_code() {
     .await;
     call.type_line("stty size").await;
     call.read_until("41 123").await;
+    // The terminal is /dev/console too.
+    call.type_line("ls -l /dev/console; echo via-$((40+2)) > /dev/console")
+        .await;
+    call.read_until("\ncrw").await;
+    call.read_until("via-42").await;
     // The terminal echoes, and converts newlines as a terminal does.
     call.type_line("echo $((6*7))").await;
     call.read_until("42\r\n").await;
