@@ -3,7 +3,6 @@
 //! agent's results; many hosts get a HOST column (a `host` field in JSON)
 //! and the fan-out rules of [`fan`].
 
-mod attach;
 mod create;
 mod events;
 mod exec;
@@ -31,11 +30,13 @@ mod rename;
 mod restart;
 mod rm;
 mod run;
+mod run_attached;
 mod run_placed;
 mod spec;
 mod start;
 mod stats;
 mod stop;
+mod stream_io;
 mod top;
 mod update;
 mod version;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use berth::v1::{containers_client::ContainersClient, RunContainerRequest};
 use tonic::{Code, Status};
 
-use super::attach::run_attached;
+use super::run_attached::run_attached;
 use super::create::print_containers;
 use super::fan::per_host;
 use super::logs::Sink;
