@@ -116,7 +116,15 @@ mod tests {
             parse("ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_,ctrl-z"),
             Ok(vec![27, 28, 29, 30, 31, 26])
         );
-        for bad in ["", "ctrl-", "ctrl-1", "ctrl-pq", "xy", "ctrl-p,,ctrl-q", "é"] {
+        for bad in [
+            "",
+            "ctrl-",
+            "ctrl-1",
+            "ctrl-pq",
+            "xy",
+            "ctrl-p,,ctrl-q",
+            "é",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

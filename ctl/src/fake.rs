@@ -335,7 +335,10 @@ impl Containers for Fake {
             .unwrap_or_default();
         self.record(
             "attach",
-            &format!("{} stdin={} start={}{size}", open.id, open.stdin, open.start),
+            &format!(
+                "{} stdin={} start={}{size}",
+                open.id, open.stdin, open.start
+            ),
         );
         let (error, exit_code, open_stdin, tty) = {
             let s = self.state();
@@ -360,7 +363,11 @@ impl Containers for Fake {
         if open.start {
             let _ = tx.send(Ok(resp(Out::Stdout(b"out\n".to_vec())))).await;
             let err = b"err\n".to_vec();
-            let err = if tty { Out::Stdout(err) } else { Out::Stderr(err) };
+            let err = if tty {
+                Out::Stdout(err)
+            } else {
+                Out::Stderr(err)
+            };
             let _ = tx.send(Ok(resp(err))).await;
         }
         let exit = move || {

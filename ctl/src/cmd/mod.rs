@@ -3,6 +3,7 @@
 //! agent's results; many hosts get a HOST column (a `host` field in JSON)
 //! and the fan-out rules of [`fan`].
 
+mod attach;
 mod create;
 mod events;
 mod exec;
@@ -80,6 +81,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Port(a) => port::port(f, a).await,
         Command::Network(c) => network::network(f, c).await,
         Command::Exec(a) => exec::exec(one_host(f, "exec")?, a).await,
+        Command::Attach(a) => attach::attach(one_host(f, "attach")?, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
         Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,

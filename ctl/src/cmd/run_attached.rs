@@ -1,9 +1,10 @@
 //! Attached `run` on one host: the container's output as it comes, then
-//! its exit code; Ctrl-C stops the container.
+//! its exit code; Ctrl-C stops the container. With `-i` or `-t`, Create
+//! then an attach session (stdin, a terminal), as `docker run -it`.
 
 use berth::v1::run_attached_response::Event;
 use berth::v1::{
-    containers_client::ContainersClient, ContainerSpec, CreateContainerRequest,
+    containers_client::ContainersClient, AttachOpen, ContainerSpec, CreateContainerRequest,
     InspectContainerRequest, KillContainerRequest, LogEntry, LogsRequest, RemoveContainerRequest,
     RunAttachedRequest, RunAttachedResponse, StartContainerRequest, StopContainerRequest,
     WaitCondition, WaitContainerRequest,
@@ -11,9 +12,12 @@ use berth::v1::{
 use tonic::transport::Channel;
 use tonic::Code;
 
+use super::attach::{session, Ended, Failure, Session};
 use super::logs::Sink;
 use super::run::{run_error, start_failure_code};
+use super::stream_io::{local_size, stdin_is_terminal};
 use crate::ctx::{missing, report};
+use crate::detach_keys::DetachKeys;
 use crate::error::{Error, Result, EXIT_BERTHCTL};
 
 /// Attached `run` in one call (RunAttached); an agent that predates it
@@ -135,6 +139,78 @@ async fn run_in_steps(
         .exit
         .ok_or_else(|| run_error(EXIT_BERTHCTL, missing("exit status")))?;
     Ok(exit.exit_code)
+}
+
+/// `run -i`/`-t` attached: Create, then Attach with `start` (so not a byte
+/// of output is missed) relaying stdin, the terminal and signals; the
+/// container's exit code, or 0 after the detach keys (it runs on). With
+/// `--rm`, returns once the container is gone.
+pub async fn run_interactive(
+    mut client: ContainersClient<Channel>,
+    spec: ContainerSpec,
+    detach_keys: DetachKeys,
+) -> Result<i32> {
+    let auto_remove = spec.auto_remove;
+    let tty = spec.tty;
+    let stdin = spec.open_stdin;
+    let id = client
+        .create(CreateContainerRequest { spec: Some(spec) })
+        .await
+        .map_err(|s| run_error(EXIT_BERTHCTL, s))?
+        .into_inner()
+        .container
+        .ok_or_else(|| run_error(EXIT_BERTHCTL, missing("container")))?
+        .id;
+    let s = Session {
+        open: AttachOpen {
+            id: id.clone(),
+            stdin,
+            start: true,
+            terminal_size: local_size().filter(|_| tty && stdin_is_terminal()),
+        },
+        detach_keys,
+        sig_proxy: true,
+    };
+    match session(client.clone(), s).await {
+        Ok(Ended::Exit(code)) => {
+            if auto_remove {
+                wait_removed(&mut client, &id).await?;
+            }
+            Ok(code)
+        }
+        Ok(Ended::Detached) => {
+            eprintln!("read escape sequence");
+            Ok(0)
+        }
+        Err(Failure::Open(s)) => {
+            let exit_code = client
+                .inspect(InspectContainerRequest { id: id.clone() })
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().container)
+                .and_then(|c| c.exit)
+                .map(|x| x.exit_code);
+            if auto_remove {
+                remove_quietly(&mut client, &id).await;
+            }
+            Err(run_error(start_failure_code(&s, exit_code), s))
+        }
+        Err(Failure::Later(e)) => Err(run_error(EXIT_BERTHCTL, e)),
+    }
+}
+
+/// Waits until the agent has removed an `--rm` container, so its name is
+/// free again when `run` returns (gone already is as good).
+async fn wait_removed(client: &mut ContainersClient<Channel>, id: &str) -> Result<()> {
+    let req = WaitContainerRequest {
+        id: id.to_string(),
+        condition: WaitCondition::Removed as i32,
+    };
+    match client.wait(req).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == Code::NotFound => Ok(()),
+        Err(s) => Err(run_error(EXIT_BERTHCTL, s)),
+    }
 }
 
 /// The Logs request `run` uses: everything, following.

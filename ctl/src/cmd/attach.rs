@@ -1,0 +1,328 @@
+//! `attach`: berthctl's stdin, stdout and stderr (or its terminal) joined
+//! to a running container's, as `docker attach`; and the attach session
+//! that `run -i/-t` and `start -a/-i` share (Containers.Attach).
+//!
+//! Ending the call detaches: the container runs on. So the request stream
+//! stays open until the container's exit, the detach keys, or berthctl's
+//! own end.
+
+use berth::v1::attach_request::Request as In;
+use berth::v1::attach_response::Response as Out;
+use berth::v1::{
+    containers_client::ContainersClient, AttachOpen, AttachRequest, Container, ContainerState,
+    InspectContainerRequest, KillContainerRequest,
+};
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::stream_io::{
+    forward_resizes, forward_stdin, local_size, raw_mode, stdin_is_terminal, Detached, Output, Wire,
+};
+use crate::cli::AttachArgs;
+use crate::ctx::{missing, report};
+use crate::detach_keys::{DetachKeys, Matcher};
+use crate::error::{Error, Result};
+use crate::fleet::Member;
+
+/// How an attach's requests carry stdin, its end and resizes.
+const WIRE: Wire<AttachRequest> = Wire {
+    stdin: |b| req(In::Stdin(b)),
+    close_stdin: || req(In::CloseStdin(true)),
+    resize: |s| req(In::Resize(s)),
+};
+
+fn req(r: In) -> AttachRequest {
+    AttachRequest { request: Some(r) }
+}
+
+/// What to attach to, and how.
+pub struct Session {
+    /// The first request.
+    pub open: AttachOpen,
+    /// Typed on a terminal (with a tty and stdin), they detach.
+    pub detach_keys: DetachKeys,
+    /// Without a tty: Ctrl-C and SIGTERM are sent to the container.
+    pub sig_proxy: bool,
+}
+
+/// How an attach session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The container exited with this code.
+    Exit(i32),
+    /// The detach keys were typed; the container runs on.
+    Detached,
+}
+
+/// Why an attach session failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The agent refused the attach (with `start`: the start failed).
+    Open(Status),
+    /// Anything after the attach.
+    Later(Error),
+}
+
+/// Attaches as `s` says and relays stdin, resizes, signals and output
+/// until the container exits or the detach keys are typed. The local
+/// terminal, in raw mode meanwhile with a tty, is restored on return.
+pub async fn session(
+    mut client: ContainersClient<Channel>,
+    s: Session,
+) -> std::result::Result<Ended, Failure> {
+    let start = s.open.start;
+    let stdin = s.open.stdin;
+    let (tx, rx) = mpsc::channel(16);
+    let _ = tx.try_send(req(In::Open(s.open)));
+    let mut resp = client
+        .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(Failure::Open)?
+        .into_inner();
+    let c = match resp.message().await {
+        Ok(Some(berth::v1::AttachResponse {
+            response: Some(Out::Attached(c)),
+        })) => c,
+        Ok(_) => return Err(Failure::Later(missing("attached container"))),
+        Err(s) => return Err(Failure::Open(s)),
+    };
+    let tty = c.spec.as_ref().is_some_and(|s| s.tty);
+    let _raw = raw_mode(tty).map_err(Failure::Later)?;
+    let mut detached = if stdin {
+        // Detach keys only on a terminal, as Docker has them.
+        let keys = (tty && stdin_is_terminal()).then(|| Matcher::new(s.detach_keys.0.clone()));
+        forward_stdin(tx.clone(), WIRE, keys)
+    } else {
+        Detached::never()
+    };
+    if tty {
+        forward_resizes(tx.clone(), WIRE);
+        // A running terminal takes this one's size (a start had it in open).
+        if let Some(size) = local_size().filter(|_| !start) {
+            let _ = tx.send(req(In::Resize(size))).await;
+        }
+    }
+    let mut signals = Signals::new(s.sig_proxy && !tty, client, &c);
+    let mut out = Output::new();
+    loop {
+        tokio::select! {
+            msg = resp.message() => match msg {
+                Ok(Some(m)) => match m.response {
+                    Some(Out::Stdout(b)) => out.stdout(&b).map_err(Failure::Later)?,
+                    Some(Out::Stderr(b)) => out.stderr(&b).map_err(Failure::Later)?,
+                    Some(Out::Exit(x)) => return Ok(Ended::Exit(x.exit_code)),
+                    Some(Out::Attached(_)) | None => {}
+                },
+                Ok(None) => {
+                    return Err(Failure::Later(Error::Message(
+                        "the attach ended without an exit status".into(),
+                    )))
+                }
+                Err(s) => return Err(Failure::Later(Error::Status(s))),
+            },
+            () = detached.wait() => return Ok(Ended::Detached),
+            Some(name) = signals.next() => signals.send(name),
+        }
+    }
+}
+
+/// `--sig-proxy`: Ctrl-C and SIGTERM sent on to the container as Kill,
+/// each said once on stderr.
+struct Signals {
+    sigint: Option<tokio::signal::unix::Signal>,
+    sigterm: Option<tokio::signal::unix::Signal>,
+    said: Vec<&'static str>,
+    client: ContainersClient<Channel>,
+    id: String,
+}
+
+impl Signals {
+    fn new(on: bool, client: ContainersClient<Channel>, c: &Container) -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind| if on { signal(kind).ok() } else { None };
+        Signals {
+            sigint: handler(SignalKind::interrupt()),
+            sigterm: handler(SignalKind::terminate()),
+            said: Vec::new(),
+            client,
+            id: c.id.clone(),
+        }
+    }
+
+    /// The next signal to send on; never without handlers.
+    async fn next(&mut self) -> Option<&'static str> {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+            match s.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            Some(()) = recv(&mut self.sigint) => Some("SIGINT"),
+            Some(()) = recv(&mut self.sigterm) => Some("SIGTERM"),
+        }
+    }
+
+    fn send(&mut self, name: &'static str) {
+        if !self.said.contains(&name) {
+            self.said.push(name);
+            let short = self.id.get(..12).unwrap_or(&self.id);
+            eprintln!("berthctl: sent {name} to {short}");
+        }
+        let mut client = self.client.clone();
+        let id = self.id.clone();
+        tokio::spawn(async move {
+            let r = client
+                .kill(KillContainerRequest {
+                    id,
+                    signal: name.into(),
+                })
+                .await;
+            // The container may have exited meanwhile: its exit comes next.
+            if let Err(s) = r {
+                if s.code() != Code::FailedPrecondition && s.code() != Code::NotFound {
+                    report(&Error::Status(s));
+                }
+            }
+        });
+    }
+}
+
+/// A client of `m` for attaching.
+pub async fn client(m: &Member) -> Result<ContainersClient<Channel>> {
+    Ok(ContainersClient::new(m.channel().await?)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES))
+}
+
+/// The container `id` names, from Inspect.
+pub async fn inspect(client: &mut ContainersClient<Channel>, id: &str) -> Result<Container> {
+    client
+        .inspect(InspectContainerRequest { id: id.to_string() })
+        .await?
+        .into_inner()
+        .container
+        .ok_or_else(|| missing("container"))
+}
+
+/// Whether to send stdin to `c`: when asked and it has `open_stdin` (as
+/// `docker attach`, which attaches no stdin to a container without it).
+pub fn stdin_for(c: &Container, wanted: bool) -> bool {
+    wanted && c.spec.as_ref().is_some_and(|s| s.open_stdin)
+}
+
+/// berthctl's exit for an ended session: the container's exit code, or 0
+/// after a detach (said as Docker says it).
+pub fn finish(ended: Ended) -> Result<()> {
+    match ended {
+        Ended::Exit(0) => Ok(()),
+        Ended::Exit(code) => Err(Error::Exit(code)),
+        Ended::Detached => {
+            eprintln!("read escape sequence");
+            Ok(())
+        }
+    }
+}
+
+/// `attach` on one host.
+pub async fn attach(m: &Member, args: AttachArgs) -> Result<()> {
+    let mut client = client(m).await?;
+    let c = inspect(&mut client, &args.id).await?;
+    let state = ContainerState::try_from(c.state).unwrap_or_default();
+    if !matches!(state, ContainerState::Running | ContainerState::Paused) {
+        return Err(Error::Message(format!(
+            "cannot attach to {}: it is not running (start it with `berthctl start -a`)",
+            args.id
+        )));
+    }
+    let s = Session {
+        open: AttachOpen {
+            id: c.id.clone(),
+            stdin: stdin_for(&c, !args.no_stdin),
+            start: false,
+            terminal_size: None,
+        },
+        detach_keys: args.detach_keys,
+        sig_proxy: args.sig_proxy,
+    };
+    match session(client, s).await {
+        Ok(ended) => finish(ended),
+        Err(Failure::Open(s)) => Err(Error::Status(s)),
+        Err(Failure::Later(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Command;
+    use crate::cmd::parse_command as command;
+    use crate::fake::Fake;
+
+    #[test]
+    fn attach_command_lines() {
+        let Command::Attach(a) = command(&["attach", "web"]) else {
+            panic!()
+        };
+        assert!(!a.no_stdin && a.sig_proxy);
+        assert_eq!(a.detach_keys.0, [0x10, 0x11]);
+        let Command::Attach(a) = command(&[
+            "attach",
+            "--no-stdin",
+            "--sig-proxy=false",
+            "--detach-keys=ctrl-a,x",
+            "web",
+        ]) else {
+            panic!()
+        };
+        assert!(a.no_stdin && !a.sig_proxy);
+        assert_eq!((a.detach_keys.0, a.id.as_str()), (vec![1, b'x'], "web"));
+    }
+
+    #[test]
+    fn stdin_only_to_a_container_that_keeps_it_open() {
+        let mut c = Container::default();
+        assert!(!stdin_for(&c, true));
+        c.spec = Some(berth::v1::ContainerSpec {
+            open_stdin: true,
+            ..Default::default()
+        });
+        assert!(stdin_for(&c, true) && !stdin_for(&c, false));
+    }
+
+    #[tokio::test]
+    async fn attach_without_stdin_relays_until_the_exit() {
+        let fake = Fake::default();
+        fake.0.lock().map(|mut s| s.exit_code = 4).ok();
+        let f = fake.serve().await;
+        let Command::Attach(a) = command(&["attach", "fake"]) else {
+            panic!()
+        };
+        // The fake's container is exited: refused before attaching.
+        let r = attach(f.first().unwrap_or_else(|e| panic!("{e}")), a).await;
+        assert!(
+            matches!(r, Err(Error::Message(ref m)) if m.contains("not running")),
+            "{r:?}"
+        );
+        // A session as `attach` opens it for a running container.
+        let m = f.first().unwrap_or_else(|e| panic!("{e}"));
+        let s = Session {
+            open: AttachOpen {
+                id: "fake".into(),
+                ..Default::default()
+            },
+            detach_keys: DetachKeys(vec![]),
+            sig_proxy: false,
+        };
+        let ended = session(client(m).await.unwrap_or_else(|e| panic!("{e}")), s).await;
+        assert!(matches!(ended, Ok(Ended::Exit(4))), "{ended:?}");
+        assert_eq!(
+            fake.calls(),
+            [
+                "inspect fake".to_string(),
+                "attach fake stdin=false start=false".to_string()
+            ]
+        );
+    }
+}
