@@ -10,7 +10,7 @@ use berth::v1::{
     WaitCondition, WaitContainerRequest,
 };
 use tonic::transport::Channel;
-use tonic::Code;
+use tonic::{Code, Status};
 
 use super::attach::{session, Ended, Failure, Session};
 use super::logs::Sink;
@@ -92,17 +92,7 @@ async fn run_in_steps(
         }
     };
     if let Err(s) = client.start(StartContainerRequest { id: id.clone() }).await {
-        let exit_code = client
-            .inspect(InspectContainerRequest { id: id.clone() })
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().container)
-            .and_then(|c| c.exit)
-            .map(|x| x.exit_code);
-        if auto_remove {
-            remove_quietly(&mut client, &id).await;
-        }
-        return Err(run_error(start_failure_code(&s, exit_code), s));
+        return Err(failed_start(&mut client, &id, auto_remove, s).await);
     }
 
     // With --rm, wait until the agent has removed the container (as
@@ -182,21 +172,31 @@ pub async fn run_interactive(
             eprintln!("read escape sequence");
             Ok(0)
         }
-        Err(Failure::Open(s)) => {
-            let exit_code = client
-                .inspect(InspectContainerRequest { id: id.clone() })
-                .await
-                .ok()
-                .and_then(|r| r.into_inner().container)
-                .and_then(|c| c.exit)
-                .map(|x| x.exit_code);
-            if auto_remove {
-                remove_quietly(&mut client, &id).await;
-            }
-            Err(run_error(start_failure_code(&s, exit_code), s))
-        }
+        Err(Failure::Open(s)) => Err(failed_start(&mut client, &id, auto_remove, s).await),
         Err(Failure::Later(e)) => Err(run_error(EXIT_BERTHCTL, e)),
     }
+}
+
+/// The error of a `run` whose start failed (`s`), with Docker's exit status
+/// (126/127 by the container's exit code after the failure); with `--rm`
+/// the container is removed.
+async fn failed_start(
+    client: &mut ContainersClient<Channel>,
+    id: &str,
+    auto_remove: bool,
+    s: Status,
+) -> Error {
+    let exit_code = client
+        .inspect(InspectContainerRequest { id: id.to_string() })
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().container)
+        .and_then(|c| c.exit)
+        .map(|x| x.exit_code);
+    if auto_remove {
+        remove_quietly(client, id).await;
+    }
+    run_error(start_failure_code(&s, exit_code), s)
 }
 
 /// Waits until the agent has removed an `--rm` container, so its name is
