@@ -96,8 +96,9 @@ pub async fn session(
     } else {
         Detached::never()
     };
+    let mut resizes = None;
     if tty {
-        forward_resizes(tx.clone(), WIRE);
+        resizes = forward_resizes(tx.clone(), WIRE);
         // A running terminal takes this one's size (a start had it in open).
         if let Some(size) = local_size().filter(|_| !start) {
             let _ = tx.send(req(In::Resize(size))).await;
@@ -121,10 +122,28 @@ pub async fn session(
                 }
                 Err(s) => return Err(Failure::Later(Error::Status(s))),
             },
-            () = detached.wait() => return Ok(Ended::Detached),
+            () = detached.wait() => {
+                if let Some(r) = resizes {
+                    r.abort();
+                }
+                drop(tx);
+                end_requests(resp).await;
+                return Ok(Ended::Detached);
+            }
             Some(name) = signals.next() => signals.send(name),
         }
     }
+}
+
+/// After the detach keys: with every sender of requests gone, the stream
+/// of requests ends once what was typed before the keys is sent, and the
+/// agent takes its end as the detach and ends the call. Output meanwhile
+/// is dropped; an agent that keeps the call open is left after a second.
+async fn end_requests(mut resp: tonic::Streaming<berth::v1::AttachResponse>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Ok(Some(_)) = resp.message().await {}
+    })
+    .await;
 }
 
 /// `--sig-proxy`: Ctrl-C and SIGTERM sent on to the container as Kill,

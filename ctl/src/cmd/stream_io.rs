@@ -127,13 +127,14 @@ pub fn forward_stdin<R: Send + 'static>(
     Detached(Some(detached_rx))
 }
 
-/// Sends the window's new size at each SIGWINCH.
-pub fn forward_resizes<R: Send + 'static>(tx: mpsc::Sender<R>, wire: Wire<R>) {
+/// Sends the window's new size at each SIGWINCH, until aborted.
+pub fn forward_resizes<R: Send + 'static>(
+    tx: mpsc::Sender<R>,
+    wire: Wire<R>,
+) -> Option<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut winch) = signal(SignalKind::window_change()) else {
-        return;
-    };
-    tokio::spawn(async move {
+    let mut winch = signal(SignalKind::window_change()).ok()?;
+    Some(tokio::spawn(async move {
         while winch.recv().await.is_some() {
             if let Some(size) = local_size() {
                 if tx.send((wire.resize)(size)).await.is_err() {
@@ -141,7 +142,7 @@ pub fn forward_resizes<R: Send + 'static>(tx: mpsc::Sender<R>, wire: Wire<R>) {
                 }
             }
         }
-    });
+    }))
 }
 
 /// berthctl's stdout and stderr, for a process's output as it comes.
