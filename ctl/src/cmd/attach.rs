@@ -104,7 +104,14 @@ pub async fn session(
             let _ = tx.send(req(In::Resize(size))).await;
         }
     }
-    let mut signals = Signals::new(s.sig_proxy && !tty, client, &c);
+    let mode = if s.sig_proxy && !tty {
+        Mode::Proxy
+    } else if _raw.is_some() {
+        Mode::Restore
+    } else {
+        Mode::Off
+    };
+    let mut signals = Signals::new(mode, client, &c);
     let mut out = Output::new();
     loop {
         tokio::select! {
@@ -130,7 +137,13 @@ pub async fn session(
                 end_requests(resp).await;
                 return Ok(Ended::Detached);
             }
-            Some(name) = signals.next() => signals.send(name),
+            Some((name, number)) = signals.next() => {
+                if signals.mode == Mode::Restore {
+                    // Ended as by the signal, with the terminal restored.
+                    return Err(Failure::Later(Error::Exit(128 + number)));
+                }
+                signals.send(name)
+            }
         }
     }
 }
@@ -146,41 +159,67 @@ async fn end_requests(mut resp: tonic::Streaming<berth::v1::AttachResponse>) {
     .await;
 }
 
-/// `--sig-proxy`: Ctrl-C and SIGTERM sent on to the container as Kill,
-/// each said once on stderr.
+/// What berthctl does with signals during a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `--sig-proxy` without a tty: Ctrl-C and SIGTERM sent on to the
+    /// container as Kill, each said once on stderr.
+    Proxy,
+    /// In raw mode: SIGTERM, SIGHUP and SIGINT (from elsewhere: typed,
+    /// Ctrl-C is a byte for the container) end berthctl as they would,
+    /// but with the terminal restored; the container runs on.
+    Restore,
+    /// The default actions.
+    Off,
+}
+
+/// The signals of a session, by [`Mode`].
 struct Signals {
-    sigint: Option<tokio::signal::unix::Signal>,
-    sigterm: Option<tokio::signal::unix::Signal>,
+    mode: Mode,
+    handlers: Vec<(tokio::signal::unix::Signal, &'static str, i32)>,
     said: Vec<&'static str>,
     client: ContainersClient<Channel>,
     id: String,
 }
 
 impl Signals {
-    fn new(on: bool, client: ContainersClient<Channel>, c: &Container) -> Signals {
+    fn new(mode: Mode, client: ContainersClient<Channel>, c: &Container) -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
-        let handler = |kind| if on { signal(kind).ok() } else { None };
+        let wanted: &[(SignalKind, &'static str, i32)] = match mode {
+            Mode::Proxy => &[
+                (SignalKind::interrupt(), "SIGINT", libc::SIGINT),
+                (SignalKind::terminate(), "SIGTERM", libc::SIGTERM),
+            ],
+            Mode::Restore => &[
+                (SignalKind::interrupt(), "SIGINT", libc::SIGINT),
+                (SignalKind::terminate(), "SIGTERM", libc::SIGTERM),
+                (SignalKind::hangup(), "SIGHUP", libc::SIGHUP),
+            ],
+            Mode::Off => &[],
+        };
         Signals {
-            sigint: handler(SignalKind::interrupt()),
-            sigterm: handler(SignalKind::terminate()),
+            mode,
+            // Without a handler a signal keeps its default action.
+            handlers: wanted
+                .iter()
+                .filter_map(|&(kind, name, number)| Some((signal(kind).ok()?, name, number)))
+                .collect(),
             said: Vec::new(),
             client,
             id: c.id.clone(),
         }
     }
 
-    /// The next signal to send on; never without handlers.
-    async fn next(&mut self) -> Option<&'static str> {
-        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-            match s.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
+    /// The next signal (name, number); never without handlers.
+    async fn next(&mut self) -> Option<(&'static str, i32)> {
+        if self.handlers.is_empty() {
+            return std::future::pending().await;
         }
-        tokio::select! {
-            Some(()) = recv(&mut self.sigint) => Some("SIGINT"),
-            Some(()) = recv(&mut self.sigterm) => Some("SIGTERM"),
-        }
+        let recvs = self.handlers.iter_mut().map(|(s, name, number)| {
+            let (name, number) = (*name, *number);
+            Box::pin(async move { s.recv().await.map(|()| (name, number)) })
+        });
+        futures_util::future::select_all(recvs).await.0
     }
 
     fn send(&mut self, name: &'static str) {
