@@ -426,7 +426,12 @@ async fn attach_without_stdin_gets_the_output_and_the_exit_code() {
         .expect("spawning berthctl");
     let mut out = Reader::new(child.stdout.take().expect("stdout"));
     let mut err = Reader::new(child.stderr.take().expect("stderr"));
-    out.expect("waiting\n");
+    assert!(
+        out.find("waiting\n", 30),
+        "no output: {}{}",
+        out.text(),
+        err.text()
+    );
     let o = agent.ctl(&["exec", "e1", "touch", "/tmp/go"]);
     assert_eq!(cli::code(&o), 0, "{}", cli::stderr(&o));
     out.expect("done-42\n");
