@@ -270,16 +270,18 @@ pub fn stdin_for(c: &Container, wanted: bool) -> bool {
     wanted && c.spec.as_ref().is_some_and(|s| s.open_stdin)
 }
 
-/// berthctl's exit for an ended session: the container's exit code, or 0
-/// after a detach (said as Docker says it).
-pub fn finish(ended: Ended) -> Result<()> {
-    match ended {
-        Ended::Exit(0) => Ok(()),
-        Ended::Exit(code) => Err(Error::Exit(code)),
-        Ended::Detached => {
+/// A session of `attach` or `start -a`, and berthctl's exit: the
+/// container's exit code, or 0 after a detach (said as Docker says it).
+pub async fn attached(client: ContainersClient<Channel>, s: Session) -> Result<()> {
+    match session(client, s).await {
+        Ok(Ended::Exit(0)) => Ok(()),
+        Ok(Ended::Exit(code)) => Err(Error::Exit(code)),
+        Ok(Ended::Detached) => {
             eprintln!("read escape sequence");
             Ok(())
         }
+        Err(Failure::Open(s)) => Err(Error::Status(s)),
+        Err(Failure::Later(e)) => Err(e),
     }
 }
 
@@ -304,11 +306,7 @@ pub async fn attach(m: &Member, args: AttachArgs) -> Result<()> {
         detach_keys: args.detach_keys,
         sig_proxy: args.sig_proxy,
     };
-    match session(client, s).await {
-        Ok(ended) => finish(ended),
-        Err(Failure::Open(s)) => Err(Error::Status(s)),
-        Err(Failure::Later(e)) => Err(e),
-    }
+    attached(client, s).await
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use berth::v1::{containers_client::ContainersClient, AttachOpen, StartContainerRequest};
 
-use super::attach::{self as attaching, Failure, Session};
+use super::attach::{self as attaching, Session};
 use super::fan::{ids_verb, Done, IdsOutput};
 use super::stream_io::local_size;
 use crate::cli::StartArgs;
@@ -59,11 +59,7 @@ async fn start_attached(f: &Fleet, args: StartArgs) -> Result<()> {
         detach_keys: args.detach_keys,
         sig_proxy: true,
     };
-    match attaching::session(client, s).await {
-        Ok(ended) => attaching::finish(ended),
-        Err(Failure::Open(s)) => Err(Error::Status(s)),
-        Err(Failure::Later(e)) => Err(e),
-    }
+    attaching::attached(client, s).await
 }
 
 /// Printing for verbs answered with the container (start, pause, unpause,
