@@ -88,7 +88,9 @@ pub async fn session(
         Err(s) => return Err(Failure::Open(s)),
     };
     let tty = c.spec.as_ref().is_some_and(|s| s.tty);
-    let _raw = raw_mode(tty).map_err(Failure::Later)?;
+    // Raw only when what is typed goes to the container (as Docker): else
+    // Ctrl-C is berthctl's, to detach.
+    let raw = raw_mode(tty && stdin).map_err(Failure::Later)?;
     let mut detached = if stdin {
         // Detach keys only on a terminal, as Docker has them.
         let keys = (tty && stdin_is_terminal()).then(|| Matcher::new(s.detach_keys.0.clone()));
@@ -106,7 +108,7 @@ pub async fn session(
     }
     let mode = if s.sig_proxy && !tty {
         Mode::Proxy
-    } else if _raw.is_some() {
+    } else if raw.is_some() {
         Mode::Restore
     } else {
         Mode::Off
