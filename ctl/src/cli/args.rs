@@ -241,7 +241,7 @@ pub struct AttachArgs {
     #[arg(long)]
     pub no_stdin: bool,
     /// Without a terminal: send Ctrl-C and SIGTERM on to the container.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub sig_proxy: bool,
     /// With a terminal: keys that detach, leaving the container running.
     #[arg(long, default_value = crate::detach_keys::DEFAULT, value_parser = crate::detach_keys::arg, value_name = "KEYS")]

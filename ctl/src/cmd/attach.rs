@@ -336,6 +336,11 @@ mod tests {
         };
         assert!(a.no_stdin && !a.sig_proxy);
         assert_eq!((a.detach_keys.0, a.id.as_str()), (vec![1, b'x'], "web"));
+        // A bare --sig-proxy is true, and does not take the container.
+        let Command::Attach(a) = command(&["attach", "--sig-proxy", "web"]) else {
+            panic!()
+        };
+        assert!(a.sig_proxy && a.id == "web");
     }
 
     #[test]
