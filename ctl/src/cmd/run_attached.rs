@@ -172,6 +172,11 @@ pub async fn run_interactive(
             eprintln!("read escape sequence");
             Ok(0)
         }
+        // An agent without Attach: the container never ran, so it goes.
+        Err(Failure::Open(s)) if s.code() == Code::Unimplemented => {
+            remove_quietly(&mut client, &id).await;
+            Err(run_error(EXIT_BERTHCTL, s))
+        }
         Err(Failure::Open(s)) => Err(failed_start(&mut client, &id, auto_remove, s).await),
         Err(Failure::Later(e)) => Err(run_error(EXIT_BERTHCTL, e)),
     }
