@@ -71,13 +71,20 @@ fn help_shows_a_commands_own_options_first_then_target_hosts_then_tls() {
 }
 
 #[test]
-fn docker_habits_that_are_not_there_say_not_supported_yet() {
+fn docker_habits_that_are_not_there_say_not_supported_yet_and_the_others_parse() {
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "-it", "busybox", "sh"], "interactive"),
-        (&["run", "-i", "busybox", "sh"], "interactive"),
-        (&["run", "--tty", "busybox", "sh"], "terminals"),
-        (&["create", "-t", "busybox"], "terminals"),
-        (&["attach", "web"], "attaching"),
+        (
+            &["run", "-a", "stdout", "busybox", "sh"],
+            "choosing the streams",
+        ),
+        (
+            &["run", "-it", "--sig-proxy=false", "busybox"],
+            "--sig-proxy",
+        ),
+        (
+            &["create", "--attach", "stderr", "busybox"],
+            "choosing the streams",
+        ),
         (&["build", "."], "building images"),
         (&["volume", "ls", "--format", "{{.Name}}"], "--format"),
     ];
@@ -87,6 +94,26 @@ fn docker_habits_that_are_not_there_say_not_supported_yet() {
         assert!(!err.contains("tip"), "{args:?}: {err}");
         assert_eq!(stdout(&o), "", "{args:?}");
     }
+    // Habits that work now (issue 20): -i, -t, attach, start -ai; only
+    // the agent is missing here.
+    for args in [
+        &["run", "-it", "busybox", "sh"][..],
+        &["run", "-i", "--rm", "busybox", "cat"],
+        &["run", "--tty", "--detach-keys", "ctrl-x,q", "busybox", "sh"],
+        &["create", "-t", "busybox"],
+        &["attach", "--no-stdin", "--sig-proxy=false", "web"],
+        &["start", "-ai", "web"],
+    ] {
+        let mut full = vec!["-H", "unix:///nonexistent/berthd.sock"];
+        full.extend_from_slice(args);
+        let o = ctl_alone(&full);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 125, "{args:?}: {err}");
+        assert!(!err.contains("not supported"), "{args:?}: {err}");
+    }
+    let o = ctl_alone(&["run", "--detach-keys", "ctrl-1", "busybox"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("ctrl-1"), "{}", stderr(&o));
     // A typo of a command berthctl has still gets clap's suggestion.
     let o = ctl_alone(&["pss"]);
     assert_eq!(code(&o), 2);

@@ -35,6 +35,10 @@ pub struct State {
     /// Whether the container is gone: an `auto_remove` container is
     /// removed once Wait has reported its exit (Inspect: NOT_FOUND).
     pub removed: bool,
+    /// The created container's `open_stdin` and `tty` (Inspect, Attach).
+    pub open_stdin: bool,
+    /// See `open_stdin`.
+    pub tty: bool,
     /// The open log stream, fed and closed by Start.
     logs: Option<mpsc::Sender<Result<LogEntry, Status>>>,
 }
@@ -91,6 +95,10 @@ fn container(state: ContainerState) -> Container {
     }
 }
 
+fn resp(r: attach_response::Response) -> AttachResponse {
+    AttachResponse { response: Some(r) }
+}
+
 fn not_found(id: &str) -> Status {
     Status::not_found(format!("no such container: {id}"))
 }
@@ -106,7 +114,12 @@ impl Containers for Fake {
         if let Some(e) = self.state().create_error.clone() {
             return Err(e);
         }
-        self.state().auto_remove = spec.auto_remove;
+        {
+            let mut s = self.state();
+            s.auto_remove = spec.auto_remove;
+            s.open_stdin = spec.open_stdin;
+            s.tty = spec.tty;
+        }
         Ok(Response::new(CreateContainerResponse {
             container: Some(container(ContainerState::Created)),
         }))
@@ -197,8 +210,16 @@ impl Containers for Fake {
         if self.state().removed {
             return Err(not_found(&id));
         }
-        let exit = self.state().start_exit;
+        let (exit, open_stdin, tty) = {
+            let s = self.state();
+            (s.start_exit, s.open_stdin, s.tty)
+        };
         let mut c = container(ContainerState::Exited);
+        c.spec = Some(ContainerSpec {
+            open_stdin,
+            tty,
+            ..Default::default()
+        });
         c.exit = exit.map(|exit_code| ExitStatus {
             exit_code,
             ..Default::default()
@@ -287,6 +308,105 @@ impl Containers for Fake {
         // As an agent from before RunAttached: berthctl falls back to
         // Create, Logs, Start and Wait, which these tests follow.
         Err(Status::unimplemented("the fake agent predates RunAttached"))
+    }
+
+    type AttachStream = ReceiverStream<Result<AttachResponse, Status>>;
+
+    /// An attach: the container (as created), then with `start` one line
+    /// on each stream (both on stdout with a tty), stdin echoed back on
+    /// stdout, and the exit (`exit_code`) at close_stdin, or at once
+    /// without `stdin`. Resizes and a detach are recorded as calls.
+    async fn attach(
+        &self,
+        r: Request<tonic::Streaming<AttachRequest>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        use attach_request::Request as In;
+        use attach_response::Response as Out;
+        let mut requests = r.into_inner();
+        let open = match requests.message().await? {
+            Some(AttachRequest {
+                request: Some(In::Open(open)),
+            }) => open,
+            _ => return Err(Status::invalid_argument("the first request must be open")),
+        };
+        let size = open
+            .terminal_size
+            .map(|t| format!(" size={}x{}", t.rows, t.cols))
+            .unwrap_or_default();
+        self.record(
+            "attach",
+            &format!(
+                "{} stdin={} start={}{size}",
+                open.id, open.stdin, open.start
+            ),
+        );
+        let (error, exit_code, open_stdin, tty) = {
+            let s = self.state();
+            (s.start_error.clone(), s.exit_code, s.open_stdin, s.tty)
+        };
+        if open.start {
+            if let Some(e) = error {
+                return Err(e);
+            }
+        }
+        if open.stdin && !open_stdin {
+            return Err(Status::failed_precondition("stdin is not open"));
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let mut c = container(ContainerState::Running);
+        c.spec = Some(ContainerSpec {
+            open_stdin,
+            tty,
+            ..Default::default()
+        });
+        let _ = tx.send(Ok(resp(Out::Attached(c)))).await;
+        if open.start {
+            let _ = tx.send(Ok(resp(Out::Stdout(b"out\n".to_vec())))).await;
+            let err = b"err\n".to_vec();
+            let err = if tty {
+                Out::Stdout(err)
+            } else {
+                Out::Stderr(err)
+            };
+            let _ = tx.send(Ok(resp(err))).await;
+        }
+        let exit = move || {
+            resp(Out::Exit(ExitStatus {
+                exit_code,
+                ..Default::default()
+            }))
+        };
+        let fake = self.clone();
+        tokio::spawn(async move {
+            if !open.stdin {
+                let _ = tx.send(Ok(exit())).await;
+                return;
+            }
+            loop {
+                match requests.message().await {
+                    Ok(Some(AttachRequest {
+                        request: Some(In::Stdin(b)),
+                    })) => {
+                        let _ = tx.send(Ok(resp(Out::Stdout(b)))).await;
+                    }
+                    Ok(Some(AttachRequest {
+                        request: Some(In::Resize(t)),
+                    })) => fake.record("resize", &format!("{}x{}", t.rows, t.cols)),
+                    Ok(Some(AttachRequest {
+                        request: Some(In::CloseStdin(_)),
+                    })) => {
+                        let _ = tx.send(Ok(exit())).await;
+                        return;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        fake.record("detach", "");
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     type LogsStream = ReceiverStream<Result<LogEntry, Status>>;

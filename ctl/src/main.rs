@@ -10,6 +10,7 @@ mod cli;
 mod cmd;
 mod completion;
 mod ctx;
+mod detach_keys;
 mod error;
 #[cfg(test)]
 mod fake;

@@ -17,6 +17,14 @@ pub struct SpecArgs {
     /// Name of the container (generated when not given).
     #[arg(long)]
     pub name: Option<String>,
+    /// Keep the container's stdin open; an attached `run` streams this
+    /// stdin to it (end of file closes it).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the container a terminal; an attached `run` puts the local one
+    /// in raw mode and its size follows the window.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Environment variable KEY=value; a bare KEY takes its value from here.
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
@@ -176,6 +184,10 @@ pub struct RunArgs {
     /// Start in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// With -i and -t: keys that detach from the container, leaving it
+    /// running ("ctrl-p,ctrl-q": letters and ctrl-<a-z@[\]^_>).
+    #[arg(long, default_value = crate::detach_keys::DEFAULT, value_parser = crate::detach_keys::arg, value_name = "KEYS")]
+    pub detach_keys: crate::detach_keys::DetachKeys,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -201,6 +213,42 @@ pub struct CreateArgs {
     /// What to run.
     #[command(flatten)]
     pub spec: SpecArgs,
+}
+
+// `start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to the container's output and exit with its exit code (one
+    /// container).
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Attach, and stream this stdin to the container (if it was created
+    /// with -i).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// With a terminal: keys that detach, leaving the container running.
+    #[arg(long, default_value = crate::detach_keys::DEFAULT, value_parser = crate::detach_keys::arg, value_name = "KEYS")]
+    pub detach_keys: crate::detach_keys::DetachKeys,
+    /// Container ids, id prefixes or names.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub ids: Vec<String>,
+}
+
+// `attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Do not stream this stdin to the container (output only).
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Without a terminal: send Ctrl-C and SIGTERM on to the container.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub sig_proxy: bool,
+    /// With a terminal: keys that detach, leaving the container running.
+    #[arg(long, default_value = crate::detach_keys::DEFAULT, value_parser = crate::detach_keys::arg, value_name = "KEYS")]
+    pub detach_keys: crate::detach_keys::DetachKeys,
+    /// Container id, id prefix or name.
+    #[arg(value_name = "CONTAINER")]
+    pub id: String,
 }
 
 // Commands that take one or more containers.

@@ -294,8 +294,9 @@ pub enum Command {
     /// Create a container without starting it; prints its id.
     #[command(override_usage = "berthctl create [OPTIONS] IMAGE [--] [COMMAND [ARG...]]")]
     Create(CreateArgs),
-    /// Start one or more created or exited containers.
-    Start(IdsArgs),
+    /// Start one or more created or exited containers (-a/-i: attached,
+    /// exiting with its exit code).
+    Start(StartArgs),
     /// Stop running containers: the stop signal, then SIGKILL after a timeout.
     Stop(StopArgs),
     /// Restart containers: stop them as `stop` does (if running), then
@@ -339,6 +340,9 @@ pub enum Command {
     Port(PortArgs),
     /// Run a command in a running container; exits with its exit code.
     Exec(ExecArgs),
+    /// Attach this terminal (or stdin and output) to a running container;
+    /// exits with its exit code.
+    Attach(AttachArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),

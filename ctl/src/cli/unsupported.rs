@@ -14,7 +14,6 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 /// Docker subcommands (of `docker`, `docker container` or `docker image`)
 /// berthctl does not have, and what they do.
 const COMMANDS: &[(&str, &str)] = &[
-    ("attach", "attaching to a running container"),
     ("build", "building images"),
     ("commit", "making an image from a container"),
     ("compose", "compose files"),
@@ -26,18 +25,12 @@ const COMMANDS: &[(&str, &str)] = &[
 
 /// Options of `docker run` and `docker create` berthctl does not have, and
 /// what they do.
-const RUN_OPTIONS: &[(&[&str], &str)] = &[
-    (
-        &["-i", "--interactive", "-t", "--tty"],
-        "interactive containers and terminals (-i, -t): an attached `run` streams the \
-         container's output, with no stdin and no terminal; use `run -d` and `logs -f`",
-    ),
-    (
-        &["-a", "--attach", "--sig-proxy", "--detach-keys"],
-        "choosing the streams of an attached run (-a, --sig-proxy, --detach-keys): an \
-         attached `run` streams stdout and stderr",
-    ),
-];
+const RUN_OPTIONS: &[(&[&str], &str)] = &[(
+    &["-a", "--attach", "--sig-proxy"],
+    "choosing the streams or the signals of an attached run (-a, --sig-proxy): an \
+         attached `run` streams stdout and stderr (with -i, stdin too), and Ctrl-C stops \
+         the container (with -i and no -t, it is sent on to the container)",
+)];
 
 /// Docker options of any command berthctl does not have.
 const OPTIONS: &[(&[&str], &str)] = &[(

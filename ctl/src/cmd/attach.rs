@@ -1,237 +1,246 @@
-//! Attached `run` on one host: the container's output as it comes, then
-//! its exit code; Ctrl-C stops the container.
+//! `attach`: berthctl's stdin, stdout and stderr (or its terminal) joined
+//! to a running container's, as `docker attach`; and the attach session
+//! that `run -i/-t` and `start -a/-i` share (Containers.Attach).
+//!
+//! Ending the call detaches: the container runs on. So the request stream
+//! stays open until the container's exit, the detach keys, or berthctl's
+//! own end.
 
-use berth::v1::run_attached_response::Event;
+use berth::v1::attach_request::Request as In;
+use berth::v1::attach_response::Response as Out;
 use berth::v1::{
-    containers_client::ContainersClient, ContainerSpec, CreateContainerRequest,
-    InspectContainerRequest, KillContainerRequest, LogEntry, LogsRequest, RemoveContainerRequest,
-    RunAttachedRequest, RunAttachedResponse, StartContainerRequest, StopContainerRequest,
-    WaitCondition, WaitContainerRequest,
+    containers_client::ContainersClient, AttachOpen, AttachRequest, Container, ContainerState,
+    InspectContainerRequest, KillContainerRequest,
 };
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
-use tonic::Code;
+use tonic::{Code, Status};
 
-use super::logs::Sink;
-use super::run::{run_error, start_failure_code};
+use super::stream_io::{
+    forward_resizes, forward_stdin, local_size, raw_mode, stdin_is_terminal, Detached, Output, Wire,
+};
+use crate::cli::AttachArgs;
 use crate::ctx::{missing, report};
-use crate::error::{Error, Result, EXIT_BERTHCTL};
+use crate::detach_keys::{DetachKeys, Matcher};
+use crate::error::{Error, Result};
+use crate::fleet::Member;
 
-/// Attached `run` in one call (RunAttached); an agent that predates it
-/// gets the same done in steps.
-pub async fn run_attached(
-    sink: &Sink,
-    mut client: ContainersClient<Channel>,
-    spec: ContainerSpec,
-) -> Result<i32> {
-    let request = RunAttachedRequest {
-        spec: Some(spec.clone()),
-    };
-    let mut stream = match client.run_attached(request).await {
-        Ok(r) => r.into_inner(),
-        Err(s) if s.code() == Code::Unimplemented => return run_in_steps(sink, client, spec).await,
-        // A container whose start failed is gone again: the message is
-        // all there is to go by.
-        Err(s) => return Err(run_error(start_failure_code(&s, None), s)),
-    };
-    let id = match stream.message().await {
-        Ok(Some(RunAttachedResponse {
-            event: Some(Event::Started(c)),
-        })) => c.id,
-        Ok(_) => return Err(run_error(EXIT_BERTHCTL, missing("started container"))),
-        Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
-    };
-    let mut interrupts = Interrupts::new();
-    loop {
-        tokio::select! {
-            msg = stream.message() => match msg {
-                Ok(Some(RunAttachedResponse { event: Some(Event::Output(entry)) })) => {
-                    sink.write(&entry)?
-                }
-                Ok(Some(RunAttachedResponse { event: Some(Event::Exit(exit)) })) => {
-                    return Ok(exit.exit_code)
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(run_error(EXIT_BERTHCTL, missing("exit status"))),
-                Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
-            },
-            Some(()) = interrupts.next() => interrupts.stop(&client, &id),
-        }
-    }
+/// How an attach's requests carry stdin, its end and resizes.
+const WIRE: Wire<AttachRequest> = Wire {
+    stdin: |b| req(In::Stdin(b)),
+    close_stdin: || req(In::CloseStdin(true)),
+    resize: |s| req(In::Resize(s)),
+};
+
+fn req(r: In) -> AttachRequest {
+    AttachRequest { request: Some(r) }
 }
 
-/// Attached `run` in steps: Create, Logs, Start, Wait.
-async fn run_in_steps(
-    sink: &Sink,
+/// What to attach to, and how.
+pub struct Session {
+    /// The first request.
+    pub open: AttachOpen,
+    /// Typed on a terminal (with a tty and stdin), they detach.
+    pub detach_keys: DetachKeys,
+    /// Without a tty: Ctrl-C and SIGTERM are sent to the container.
+    pub sig_proxy: bool,
+}
+
+/// How an attach session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The container exited with this code.
+    Exit(i32),
+    /// The detach keys were typed; the container runs on.
+    Detached,
+}
+
+/// Why an attach session failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The agent refused the attach (with `start`: the start failed).
+    Open(Status),
+    /// Anything after the attach.
+    Later(Error),
+}
+
+/// Attaches as `s` says and relays stdin, resizes, signals and output
+/// until the container exits or the detach keys are typed. The local
+/// terminal, in raw mode meanwhile with a tty, is restored on return.
+pub async fn session(
     mut client: ContainersClient<Channel>,
-    spec: ContainerSpec,
-) -> Result<i32> {
-    let auto_remove = spec.auto_remove;
-    let c = client
-        .create(CreateContainerRequest { spec: Some(spec) })
+    s: Session,
+) -> std::result::Result<Ended, Failure> {
+    let start = s.open.start;
+    let stdin = s.open.stdin;
+    let (tx, rx) = mpsc::channel(16);
+    let _ = tx.try_send(req(In::Open(s.open)));
+    let mut resp = client
+        .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-        .map_err(|s| run_error(EXIT_BERTHCTL, s))?
-        .into_inner()
-        .container
-        .ok_or_else(|| run_error(EXIT_BERTHCTL, missing("container")))?;
-    let id = c.id;
-
-    // Open the log stream before starting, and wait for the agent to answer
-    // (it opens the log first), so not a byte of output is missed, even of a
-    // container removed as soon as it exits.
-    let logs = match client.logs(follow_request(&id)).await {
-        Ok(r) => r.into_inner(),
-        Err(s) => {
-            if auto_remove {
-                remove_quietly(&mut client, &id).await;
-            }
-            return Err(run_error(EXIT_BERTHCTL, s));
-        }
+        .map_err(Failure::Open)?
+        .into_inner();
+    let c = match resp.message().await {
+        Ok(Some(berth::v1::AttachResponse {
+            response: Some(Out::Attached(c)),
+        })) => c,
+        Ok(_) => return Err(Failure::Later(missing("attached container"))),
+        Err(s) => return Err(Failure::Open(s)),
     };
-    if let Err(s) = client.start(StartContainerRequest { id: id.clone() }).await {
-        let exit_code = client
-            .inspect(InspectContainerRequest { id: id.clone() })
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().container)
-            .and_then(|c| c.exit)
-            .map(|x| x.exit_code);
-        if auto_remove {
-            remove_quietly(&mut client, &id).await;
-        }
-        return Err(run_error(start_failure_code(&s, exit_code), s));
-    }
-
-    // With --rm, wait until the agent has removed the container (as
-    // `docker run --rm` does), so its name is free again when run returns.
-    // The wait is asked for now, so its answer comes as soon as the agent
-    // knows, not one round trip after the output ends.
-    let condition = if auto_remove {
-        WaitCondition::Removed
+    let tty = c.spec.as_ref().is_some_and(|s| s.tty);
+    // Raw only when what is typed goes to the container (as Docker): else
+    // Ctrl-C is berthctl's, to detach.
+    let raw = raw_mode(tty && stdin).map_err(Failure::Later)?;
+    let mut detached = if stdin {
+        // Detach keys only on a terminal, as Docker has them.
+        let keys = (tty && stdin_is_terminal()).then(|| Matcher::new(s.detach_keys.0.clone()));
+        forward_stdin(tx.clone(), WIRE, keys)
     } else {
-        WaitCondition::NotRunning
+        Detached::never()
     };
-    let waiting = {
-        let mut client = client.clone();
-        let req = WaitContainerRequest {
-            id: id.clone(),
-            condition: condition as i32,
-        };
-        tokio::spawn(async move { client.wait(req).await })
+    let mut resizes = None;
+    if tty {
+        resizes = forward_resizes(tx.clone(), WIRE);
+        // A running terminal takes this one's size (a start had it in open).
+        if let Some(size) = local_size().filter(|_| !start) {
+            let _ = tx.send(req(In::Resize(size))).await;
+        }
+    }
+    let mode = if s.sig_proxy && !tty {
+        Mode::Proxy
+    } else if raw.is_some() {
+        Mode::Restore
+    } else {
+        Mode::Off
     };
-    if let Err(e) = copy_until_exit(sink, &client, &id, logs).await {
-        waiting.abort();
-        return Err(e);
-    }
-    let exit = waiting
-        .await
-        .map_err(|e| {
-            run_error(
-                EXIT_BERTHCTL,
-                Error::Message(format!("waiting for the container: {e}")),
-            )
-        })?
-        .map_err(|s| run_error(EXIT_BERTHCTL, s))?
-        .into_inner()
-        .exit
-        .ok_or_else(|| run_error(EXIT_BERTHCTL, missing("exit status")))?;
-    Ok(exit.exit_code)
-}
-
-/// The Logs request `run` uses: everything, following.
-pub fn follow_request(id: &str) -> LogsRequest {
-    LogsRequest {
-        id: id.to_string(),
-        follow: true,
-        ..Default::default()
-    }
-}
-
-/// Removes a container `run` created but could not start, so that `--rm`
-/// leaves nothing behind. Its failure is not worth a second error message.
-async fn remove_quietly(client: &mut ContainersClient<Channel>, id: &str) {
-    let _ = client
-        .remove(RemoveContainerRequest {
-            id: id.to_string(),
-            force: true,
-            ..Default::default()
-        })
-        .await;
-}
-
-/// Copies the followed output to stdout/stderr until the container exits.
-/// Ctrl-C stops the container (the agent's Stop: stop signal, then SIGKILL
-/// after the timeout) and a second Ctrl-C kills it, while output keeps
-/// flowing, so what the container prints on its way out is not lost.
-async fn copy_until_exit(
-    sink: &Sink,
-    client: &ContainersClient<Channel>,
-    id: &str,
-    mut logs: tonic::Streaming<LogEntry>,
-) -> Result<()> {
-    let mut interrupts = Interrupts::new();
+    let mut signals = Signals::new(mode, client, &c);
+    let mut out = Output::new();
     loop {
         tokio::select! {
-            entry = logs.message() => match entry {
-                Ok(Some(entry)) => sink.write(&entry)?,
-                Ok(None) => return Ok(()),
-                Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
+            msg = resp.message() => match msg {
+                Ok(Some(m)) => match m.response {
+                    Some(Out::Stdout(b)) => out.stdout(&b).map_err(Failure::Later)?,
+                    Some(Out::Stderr(b)) => out.stderr(&b).map_err(Failure::Later)?,
+                    Some(Out::Exit(x)) => return Ok(Ended::Exit(x.exit_code)),
+                    Some(Out::Attached(_)) | None => {}
+                },
+                Ok(None) => {
+                    return Err(Failure::Later(Error::Message(
+                        "the attach ended without an exit status".into(),
+                    )))
+                }
+                Err(s) => return Err(Failure::Later(Error::Status(s))),
             },
-            Some(()) = interrupts.next() => interrupts.stop(client, id),
+            () = detached.wait() => {
+                if let Some(r) = resizes {
+                    r.abort();
+                }
+                drop(tx);
+                end_requests(resp).await;
+                return Ok(Ended::Detached);
+            }
+            Some((name, number)) = signals.next() => {
+                if signals.mode == Mode::Restore {
+                    // Ended as by the signal, with the terminal restored.
+                    return Err(Failure::Later(Error::Exit(128 + number)));
+                }
+                signals.send(name)
+            }
         }
     }
 }
 
-/// Ctrl-C during an attached `run`: the first stops the container (its stop
-/// signal, then SIGKILL after its timeout), the next kills it. Without a
-/// handler Ctrl-C just ends berthctl and the container runs on; that is
-/// acceptable if the handler cannot be installed.
-struct Interrupts {
-    sigint: Option<tokio::signal::unix::Signal>,
-    seen: u32,
+/// After the detach keys: with every sender of requests gone, the stream
+/// of requests ends once what was typed before the keys is sent, and the
+/// agent takes its end as the detach and ends the call. Output meanwhile
+/// is dropped; an agent that keeps the call open is left after a second.
+async fn end_requests(mut resp: tonic::Streaming<berth::v1::AttachResponse>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Ok(Some(_)) = resp.message().await {}
+    })
+    .await;
 }
 
-impl Interrupts {
-    fn new() -> Self {
+/// What berthctl does with signals during a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `--sig-proxy` without a tty: Ctrl-C and SIGTERM sent on to the
+    /// container as Kill, each said once on stderr.
+    Proxy,
+    /// In raw mode: SIGTERM, SIGHUP and SIGINT (from elsewhere: typed,
+    /// Ctrl-C is a byte for the container) end berthctl as they would,
+    /// but with the terminal restored; the container runs on.
+    Restore,
+    /// The default actions.
+    Off,
+}
+
+/// The signals of a session, by [`Mode`].
+struct Signals {
+    mode: Mode,
+    handlers: Vec<(tokio::signal::unix::Signal, &'static str, i32)>,
+    said: Vec<&'static str>,
+    client: ContainersClient<Channel>,
+    id: String,
+}
+
+impl Signals {
+    fn new(mode: Mode, client: ContainersClient<Channel>, c: &Container) -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
-        Interrupts {
-            sigint: signal(SignalKind::interrupt()).ok(),
-            seen: 0,
+        let wanted: &[(SignalKind, &'static str, i32)] = match mode {
+            Mode::Proxy => &[
+                (SignalKind::interrupt(), "SIGINT", libc::SIGINT),
+                (SignalKind::terminate(), "SIGTERM", libc::SIGTERM),
+            ],
+            Mode::Restore => &[
+                (SignalKind::interrupt(), "SIGINT", libc::SIGINT),
+                (SignalKind::terminate(), "SIGTERM", libc::SIGTERM),
+                (SignalKind::hangup(), "SIGHUP", libc::SIGHUP),
+            ],
+            Mode::Off => &[],
+        };
+        Signals {
+            mode,
+            // Without a handler a signal keeps its default action.
+            handlers: wanted
+                .iter()
+                .filter_map(|&(kind, name, number)| Some((signal(kind).ok()?, name, number)))
+                .collect(),
+            said: Vec::new(),
+            client,
+            id: c.id.clone(),
         }
     }
 
-    /// The next Ctrl-C; never, without a handler.
-    async fn next(&mut self) -> Option<()> {
-        match self.sigint.as_mut() {
-            Some(s) => s.recv().await,
-            None => std::future::pending().await,
+    /// The next signal (name, number); never without handlers.
+    async fn next(&mut self) -> Option<(&'static str, i32)> {
+        if self.handlers.is_empty() {
+            return std::future::pending().await;
         }
+        let recvs = self.handlers.iter_mut().map(|(s, name, number)| {
+            let (name, number) = (*name, *number);
+            Box::pin(async move { s.recv().await.map(|()| (name, number)) })
+        });
+        futures_util::future::select_all(recvs).await.0
     }
 
-    fn stop(&mut self, client: &ContainersClient<Channel>, id: &str) {
-        self.seen += 1;
-        let mut client = client.clone();
-        let id = id.to_string();
-        let first = self.seen == 1;
+    fn send(&mut self, name: &'static str) {
+        if !self.said.contains(&name) {
+            self.said.push(name);
+            let short = self.id.get(..12).unwrap_or(&self.id);
+            eprintln!("berthctl: sent {name} to {short}");
+        }
+        let mut client = self.client.clone();
+        let id = self.id.clone();
         tokio::spawn(async move {
-            let result = if first {
-                client
-                    .stop(StopContainerRequest {
-                        id,
-                        timeout_seconds: None,
-                    })
-                    .await
-                    .map(|_| ())
-            } else {
-                client
-                    .kill(KillContainerRequest {
-                        id,
-                        signal: "SIGKILL".into(),
-                    })
-                    .await
-                    .map(|_| ())
-            };
-            // The container may have exited meanwhile; that is the goal anyway.
-            if let Err(s) = result {
+            let r = client
+                .kill(KillContainerRequest {
+                    id,
+                    signal: name.into(),
+                })
+                .await;
+            // The container may have exited meanwhile: its exit comes next.
+            if let Err(s) = r {
                 if s.code() != Code::FailedPrecondition && s.code() != Code::NotFound {
                     report(&Error::Status(s));
                 }
@@ -240,19 +249,143 @@ impl Interrupts {
     }
 }
 
+/// A client of `m` for attaching.
+pub async fn client(m: &Member) -> Result<ContainersClient<Channel>> {
+    Ok(ContainersClient::new(m.channel().await?)
+        .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(crate::MAX_REQUEST_BYTES))
+}
+
+/// The container `id` names, from Inspect.
+pub async fn inspect(client: &mut ContainersClient<Channel>, id: &str) -> Result<Container> {
+    client
+        .inspect(InspectContainerRequest { id: id.to_string() })
+        .await?
+        .into_inner()
+        .container
+        .ok_or_else(|| missing("container"))
+}
+
+/// Whether to send stdin to `c`: when asked and it has `open_stdin` (as
+/// `docker attach`, which attaches no stdin to a container without it).
+pub fn stdin_for(c: &Container, wanted: bool) -> bool {
+    wanted && c.spec.as_ref().is_some_and(|s| s.open_stdin)
+}
+
+/// A session of `attach` or `start -a`, and berthctl's exit: the
+/// container's exit code, or 0 after a detach (said as Docker says it).
+pub async fn attached(client: ContainersClient<Channel>, s: Session) -> Result<()> {
+    match session(client, s).await {
+        Ok(Ended::Exit(0)) => Ok(()),
+        Ok(Ended::Exit(code)) => Err(Error::Exit(code)),
+        Ok(Ended::Detached) => {
+            eprintln!("read escape sequence");
+            Ok(())
+        }
+        Err(Failure::Open(s)) => Err(Error::Status(s)),
+        Err(Failure::Later(e)) => Err(e),
+    }
+}
+
+/// `attach` on one host.
+pub async fn attach(m: &Member, args: AttachArgs) -> Result<()> {
+    let mut client = client(m).await?;
+    let c = inspect(&mut client, &args.id).await?;
+    let state = ContainerState::try_from(c.state).unwrap_or_default();
+    if !matches!(state, ContainerState::Running | ContainerState::Paused) {
+        return Err(Error::Message(format!(
+            "cannot attach to {}: it is not running (start it with `berthctl start -a`)",
+            args.id
+        )));
+    }
+    let s = Session {
+        open: AttachOpen {
+            id: c.id.clone(),
+            stdin: stdin_for(&c, !args.no_stdin),
+            start: false,
+            terminal_size: None,
+        },
+        detach_keys: args.detach_keys,
+        sig_proxy: args.sig_proxy,
+    };
+    attached(client, s).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Command;
+    use crate::cmd::parse_command as command;
+    use crate::fake::Fake;
 
     #[test]
-    fn follows_everything() {
-        assert_eq!(
-            follow_request("abc"),
-            LogsRequest {
-                id: "abc".into(),
-                follow: true,
+    fn attach_command_lines() {
+        let Command::Attach(a) = command(&["attach", "web"]) else {
+            panic!()
+        };
+        assert!(!a.no_stdin && a.sig_proxy);
+        assert_eq!(a.detach_keys.0, [0x10, 0x11]);
+        let Command::Attach(a) = command(&[
+            "attach",
+            "--no-stdin",
+            "--sig-proxy=false",
+            "--detach-keys=ctrl-a,x",
+            "web",
+        ]) else {
+            panic!()
+        };
+        assert!(a.no_stdin && !a.sig_proxy);
+        assert_eq!((a.detach_keys.0, a.id.as_str()), (vec![1, b'x'], "web"));
+        // A bare --sig-proxy is true, and does not take the container.
+        let Command::Attach(a) = command(&["attach", "--sig-proxy", "web"]) else {
+            panic!()
+        };
+        assert!(a.sig_proxy && a.id == "web");
+    }
+
+    #[test]
+    fn stdin_only_to_a_container_that_keeps_it_open() {
+        let mut c = Container::default();
+        assert!(!stdin_for(&c, true));
+        c.spec = Some(berth::v1::ContainerSpec {
+            open_stdin: true,
+            ..Default::default()
+        });
+        assert!(stdin_for(&c, true) && !stdin_for(&c, false));
+    }
+
+    #[tokio::test]
+    async fn attach_without_stdin_relays_until_the_exit() {
+        let fake = Fake::default();
+        fake.0.lock().map(|mut s| s.exit_code = 4).ok();
+        let f = fake.serve().await;
+        let Command::Attach(a) = command(&["attach", "fake"]) else {
+            panic!()
+        };
+        // The fake's container is exited: refused before attaching.
+        let r = attach(f.first().unwrap_or_else(|e| panic!("{e}")), a).await;
+        assert!(
+            matches!(r, Err(Error::Message(ref m)) if m.contains("not running")),
+            "{r:?}"
+        );
+        // A session as `attach` opens it for a running container.
+        let m = f.first().unwrap_or_else(|e| panic!("{e}"));
+        let s = Session {
+            open: AttachOpen {
+                id: "fake".into(),
                 ..Default::default()
-            }
+            },
+            detach_keys: DetachKeys(vec![]),
+            sig_proxy: false,
+        };
+        let ended = session(client(m).await.unwrap_or_else(|e| panic!("{e}")), s).await;
+        assert!(matches!(ended, Ok(Ended::Exit(4))), "{ended:?}");
+        assert_eq!(
+            fake.calls(),
+            [
+                "inspect fake".to_string(),
+                "attach fake stdin=false start=false".to_string()
+            ]
         );
     }
 }

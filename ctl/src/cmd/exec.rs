@@ -3,9 +3,6 @@
 //! berthctl's exit status (126 when it cannot be executed, 127 when it is
 //! not found).
 
-use std::io::Write;
-use std::os::fd::AsFd;
-
 use berth::v1::exec_client::ExecClient;
 use berth::v1::exec_request::Request as In;
 use berth::v1::exec_response::Response as Out;
@@ -14,19 +11,17 @@ use tokio::sync::mpsc;
 use tonic::Code;
 use tonic_types::StatusExt;
 
+use super::stream_io::{forward_resizes, forward_stdin, local_size, raw_mode, Output, Wire};
 use crate::cli::ExecArgs;
 use crate::error::{Error, Result, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use crate::fleet::Member;
-
-/// Bytes of stdin per message.
-const STDIN_CHUNK: usize = 32 * 1024;
 
 /// The spec `args` asks for; a bare `-e KEY` takes KEY's value from
 /// `lookup` (and is left out when unset, as Docker does).
 pub fn exec_spec(
     args: &ExecArgs,
     lookup: impl Fn(&str) -> Option<String>,
-    size: Option<(u16, u16)>,
+    size: Option<TerminalSize>,
 ) -> ExecSpec {
     ExecSpec {
         container: args.id.clone(),
@@ -46,10 +41,7 @@ pub fn exec_spec(
         working_dir: args.workdir.clone().unwrap_or_default(),
         tty: args.tty,
         stdin: args.interactive,
-        terminal_size: size.map(|(rows, cols)| TerminalSize {
-            rows: rows.into(),
-            cols: cols.into(),
-        }),
+        terminal_size: size,
         privileged: args.privileged,
     }
 }
@@ -76,15 +68,16 @@ fn req(r: In) -> ExecRequest {
     ExecRequest { request: Some(r) }
 }
 
+/// How an exec's requests carry stdin, its end and resizes.
+const WIRE: Wire<ExecRequest> = Wire {
+    stdin: |b| req(In::Stdin(b)),
+    close_stdin: || req(In::CloseStdin(true)),
+    resize: |s| req(In::Resize(s)),
+};
+
 /// `exec` on one host.
 pub async fn exec(m: &Member, args: ExecArgs) -> Result<()> {
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let size = if args.tty {
-        crate::term::size(stdout.as_fd())
-    } else {
-        None
-    };
+    let size = if args.tty { local_size() } else { None };
     let spec = exec_spec(&args, |k| std::env::var(k).ok(), size);
     let (tx, rx) = mpsc::channel(16);
     let _ = tx.try_send(req(In::Start(spec)));
@@ -101,26 +94,16 @@ pub async fn exec(m: &Member, args: ExecArgs) -> Result<()> {
         }) => {}
         _ => return Err(Error::Message("the agent did not start the exec".into())),
     }
-    // Raw only once it runs, so an error above prints on a sane terminal;
-    // restored when this returns, whichever way.
-    let _raw = if args.tty && crate::term::is_terminal(stdin.as_fd()) {
-        Some(
-            crate::term::RawMode::enter(stdin.as_fd())
-                .map_err(|e| Error::Message(format!("terminal raw mode: {e}")))?,
-        )
-    } else {
-        None
-    };
+    let _raw = raw_mode(args.tty)?;
     if args.interactive {
-        forward_stdin(tx.clone());
+        forward_stdin(tx.clone(), WIRE, None);
     }
     if args.tty {
-        forward_resizes(tx.clone());
+        forward_resizes(tx.clone(), WIRE);
     }
     // Without -i nothing more is sent; the request stream stays open until
     // the exit (closing it only closes stdin).
-    let mut out = stdout.lock();
-    let mut err = std::io::stderr().lock();
+    let mut out = Output::new();
     loop {
         let msg = match resp.message().await {
             Ok(Some(m)) => m,
@@ -131,9 +114,9 @@ pub async fn exec(m: &Member, args: ExecArgs) -> Result<()> {
             }
             Err(s) => return Err(Error::Status(s)),
         };
-        let written = match msg.response {
-            Some(Out::Stdout(b)) => out.write_all(&b).and_then(|()| out.flush()),
-            Some(Out::Stderr(b)) => err.write_all(&b).and_then(|()| err.flush()),
+        match msg.response {
+            Some(Out::Stdout(b)) => out.stdout(&b)?,
+            Some(Out::Stderr(b)) => out.stderr(&b)?,
             Some(Out::Exit(x)) => {
                 drop(tx);
                 return match x.exit_code {
@@ -141,55 +124,9 @@ pub async fn exec(m: &Member, args: ExecArgs) -> Result<()> {
                     code => Err(Error::Exit(code)),
                 };
             }
-            Some(Out::Started(_)) | None => Ok(()),
-        };
-        // A closed pipe (`| head`): stop, as the process's own output would.
-        if let Err(e) = written {
-            return Err(Error::Message(format!("writing the output: {e}")));
+            Some(Out::Started(_)) | None => {}
         }
     }
-}
-
-/// Sends berthctl's stdin as it comes, then close_stdin at end of file. A
-/// thread of its own: a read of an interactive stdin blocks, and must not
-/// hold up the exit (the runtime waits for its blocking tasks).
-fn forward_stdin(tx: mpsc::Sender<ExecRequest>) {
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; STDIN_CHUNK];
-        let mut stdin = std::io::stdin().lock();
-        loop {
-            match std::io::Read::read(&mut stdin, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.blocking_send(req(In::Stdin(buf[..n].to_vec()))).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = tx.blocking_send(req(In::CloseStdin(true)));
-    });
-}
-
-/// Sends the window's new size at each SIGWINCH.
-fn forward_resizes(tx: mpsc::Sender<ExecRequest>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut winch) = signal(SignalKind::window_change()) else {
-        return;
-    };
-    tokio::spawn(async move {
-        while winch.recv().await.is_some() {
-            if let Some((rows, cols)) = crate::term::size(std::io::stdout().as_fd()) {
-                let size = TerminalSize {
-                    rows: rows.into(),
-                    cols: cols.into(),
-                };
-                if tx.send(req(In::Resize(size))).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
 }
 
 #[cfg(test)]
@@ -221,7 +158,11 @@ mod tests {
             panic!()
         };
         let lookup = |k: &str| (k == "HOME").then(|| "/root".to_string());
-        let s = exec_spec(&a, lookup, Some((30, 100)));
+        let size = TerminalSize {
+            rows: 30,
+            cols: 100,
+        };
+        let s = exec_spec(&a, lookup, Some(size));
         assert_eq!(s.container, "web");
         assert_eq!(s.argv, ["sh", "-c", "echo -n hi"]);
         assert_eq!(s.env, ["A=1", "HOME=/root"]);

@@ -31,11 +31,13 @@ mod rename;
 mod restart;
 mod rm;
 mod run;
+mod run_attached;
 mod run_placed;
 mod spec;
 mod start;
 mod stats;
 mod stop;
+mod stream_io;
 mod top;
 mod update;
 mod version;
@@ -79,6 +81,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Port(a) => port::port(f, a).await,
         Command::Network(c) => network::network(f, c).await,
         Command::Exec(a) => exec::exec(one_host(f, "exec")?, a).await,
+        Command::Attach(a) => attach::attach(one_host(f, "attach")?, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
         Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,
         Command::Image(ImageCommand::Rm(a)) => image_rm::rm(f, a).await,

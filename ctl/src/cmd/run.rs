@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use berth::v1::{containers_client::ContainersClient, RunContainerRequest};
 use tonic::{Code, Status};
 
-use super::attach::run_attached;
 use super::create::print_containers;
 use super::fan::per_host;
 use super::logs::Sink;
+use super::run_attached::{run_attached, run_interactive};
 use super::spec::{env_lookup, spec_from_args};
 use crate::cli::RunArgs;
 use crate::ctx::missing;
@@ -71,6 +71,18 @@ pub async fn run(f: &Fleet, args: RunArgs) -> Result<()> {
         return super::run_placed::run_placed(f, args, strategy).await;
     }
     let spec = spec_from_args(&args.spec, args.rm, env_lookup)?;
+    if !args.detach && (spec.open_stdin || spec.tty) {
+        if !f.is_single() {
+            return Err(Error::Message(
+                "run -i/-t works on one host at a time: use -H HOST (or -d)".into(),
+            ));
+        }
+        let client = super::attach::client(f.first()?).await?;
+        return match run_interactive(client, spec, args.detach_keys).await? {
+            0 => Ok(()),
+            code => Err(Error::Exit(code)),
+        };
+    }
     if args.detach {
         let results = f
             .each(|_, ch| {
@@ -278,6 +290,45 @@ mod agent_tests {
             (125, "no such image: nope".to_string())
         );
         assert_eq!(fake.calls(), ["create nope"]);
+    }
+
+    #[tokio::test]
+    async fn run_with_a_tty_creates_then_attaches_with_start() {
+        let fake = Fake::default();
+        fake.0.lock().map(|mut s| s.exit_code = 5).ok();
+        let r = run_with(&fake, &["run", "-t", "--detach-keys=ctrl-x,q", "busybox"]).await;
+        assert!(matches!(r, Err(Error::Exit(5))), "{r:?}");
+        assert_eq!(
+            fake.calls(),
+            [
+                "create busybox".to_string(),
+                format!("attach {ID} stdin=false start=true"),
+            ]
+        );
+        // A failed start is run's 127, and --rm removes what was created.
+        let fake = Fake::default();
+        fake.0
+            .lock()
+            .map(|mut s| {
+                s.start_error = Some(Status::failed_precondition("exec failed"));
+                s.start_exit = Some(127);
+            })
+            .ok();
+        let r = run_with(&fake, &["run", "-t", "--rm", "busybox", "nope"]).await;
+        assert_eq!(r.as_ref().map_err(Error::exit_code), Err(127), "{r:?}");
+        assert_eq!(
+            fake.calls()[2..],
+            [format!("inspect {ID}"), format!("remove {ID} force=true")]
+        );
+    }
+
+    #[tokio::test]
+    async fn detached_run_with_a_tty_does_not_attach() {
+        let fake = Fake::default();
+        assert!(run_with(&fake, &["run", "-d", "-it", "busybox"])
+            .await
+            .is_ok());
+        assert_eq!(fake.calls(), ["run busybox"]);
     }
 
     #[tokio::test]

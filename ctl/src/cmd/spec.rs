@@ -60,8 +60,8 @@ pub fn spec_from_args(
         extra_hosts: a.add_host.clone(),
         network_aliases: a.network_aliases.clone(),
         mounts: mounts(a)?,
-        open_stdin: false,
-        tty: false,
+        open_stdin: a.interactive,
+        tty: a.tty,
     })
 }
 
@@ -129,6 +129,21 @@ mod tests {
                 ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn interactive_and_tty() {
+        for args in [
+            &["run", "-it", "busybox", "sh"][..],
+            &["run", "-d", "--interactive", "--tty", "busybox"],
+            &["create", "-t", "-i", "busybox"],
+        ] {
+            let s = run_spec(args);
+            assert!(s.open_stdin && s.tty, "{args:?}");
+        }
+        let s = run_spec(&["run", "-i", "busybox", "cat", "-t"]);
+        assert!(s.open_stdin && !s.tty);
+        assert_eq!(s.command, ["cat", "-t"]);
     }
 
     #[test]
