@@ -29,6 +29,8 @@ const CONGESTED: usize = 1 << 20;
 /// Output held for the client a start awaits, until it connects; more is
 /// logged but not held.
 const MAX_HELD: usize = 1 << 20;
+/// Buffer capacity kept between bursts.
+const KEEP: usize = 64 * 1024;
 /// Bytes read from a client at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -44,6 +46,13 @@ pub struct Attach {
     stdin: Option<OwnedFd>,
     /// The terminal's master (with a terminal).
     terminal: Option<OwnedFd>,
+    /// A slave of the terminal held while the init lives, so the master
+    /// never reads as hung up (EIO) when the container's processes happen
+    /// to have closed theirs, to open /dev/console again later.
+    held_slave: Option<OwnedFd>,
+    /// The output held for the first client outgrew [`MAX_HELD`]: no more
+    /// is held, so what the client gets has no gap in the middle.
+    held_overflowed: bool,
     /// Stdin bytes the container has not read yet.
     pending: Vec<u8>,
     /// Close the stdin pipe once `pending` is written.
@@ -57,6 +66,8 @@ struct Client {
     /// Frames not yet sent, from `sent` on.
     output: Vec<u8>,
     sent: usize,
+    /// It shut down its writing side: no more input, output still goes.
+    input_done: bool,
     gone: bool,
 }
 
@@ -102,6 +113,8 @@ impl Attach {
             open_stdin,
             stdin: None,
             terminal: None,
+            held_slave: None,
+            held_overflowed: false,
             pending: Vec::new(),
             close_stdin: false,
         })
@@ -117,8 +130,22 @@ impl Attach {
     /// The terminal's master, received from the init.
     pub fn set_terminal(&mut self, fd: OwnedFd) -> Result<()> {
         set_nonblocking(&fd)?;
+        let slave = rustix::pty::ioctl_tiocgptpeer(
+            &fd,
+            rustix::pty::OpenptFlags::RDWR
+                | rustix::pty::OpenptFlags::NOCTTY
+                | rustix::pty::OpenptFlags::CLOEXEC,
+        )
+        .ctx("holding the terminal open")?;
+        self.held_slave = Some(slave);
         self.terminal = Some(fd);
         Ok(())
+    }
+
+    /// The init has exited (and with it every process of the container):
+    /// the terminal may hang up once its output is read.
+    pub fn init_exited(&mut self) {
+        self.held_slave = None;
     }
 
     /// The terminal's master, for the pump to read the output from.
@@ -151,13 +178,12 @@ impl Attach {
         out: &mut Vec<(BorrowedFd<'a>, rustix::event::PollFlags, Source)>,
     ) {
         use rustix::event::PollFlags;
-        if self.clients.len() < MAX_CLIENTS {
-            out.push((self.listener.as_fd(), PollFlags::IN, Source::Listener));
-        }
+        // Polled even when full: one more is told so and let go.
+        out.push((self.listener.as_fd(), PollFlags::IN, Source::Listener));
         let stdin_waits = !self.pending.is_empty();
         for (i, c) in self.clients.iter().enumerate() {
             let mut flags = PollFlags::empty();
-            if !stdin_waits {
+            if !stdin_waits && !c.input_done {
                 flags |= PollFlags::IN;
             }
             if c.queued() > 0 {
@@ -179,10 +205,17 @@ impl Attach {
         match source {
             Source::Listener => self.accept(),
             Source::Client(i) => {
+                // Closed (not only shut down for writing): detached.
+                if events.intersects(PollFlags::HUP | PollFlags::ERR) {
+                    if let Some(c) = self.clients.get_mut(i) {
+                        c.gone = true;
+                    }
+                    return;
+                }
                 if events.contains(PollFlags::OUT) {
                     self.flush(i);
                 }
-                if events.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+                if events.contains(PollFlags::IN) {
                     self.read_client(i);
                 }
             }
@@ -200,8 +233,10 @@ impl Attach {
     /// client, or holds it for the client a start awaits.
     pub fn output(&mut self, kind: u8, bytes: &[u8]) {
         if let Some(held) = &mut self.held {
-            if held.len() + bytes.len() <= MAX_HELD {
+            if !self.held_overflowed && held.len() + bytes.len() <= MAX_HELD {
                 proto::encode(held, kind, bytes);
+            } else {
+                self.held_overflowed = true;
             }
             return;
         }
@@ -219,6 +254,10 @@ impl Attach {
             Err(_) => return,
         };
         if self.clients.len() >= MAX_CLIENTS {
+            let mut busy = Vec::new();
+            proto::encode(&mut busy, proto::OUT_BUSY, &[]);
+            // A new socket has room for five bytes; it closes on return.
+            let _ = rustix::io::write(&fd, &busy);
             return;
         }
         // Connected is not yet attached: the client waits for this, so it
@@ -233,6 +272,7 @@ impl Attach {
             input: Vec::new(),
             output,
             sent: 0,
+            input_done: false,
             gone: false,
         });
     }
@@ -245,35 +285,45 @@ impl Attach {
             match rustix::io::write(&c.fd, &c.output[c.sent..]) {
                 Ok(n) => c.sent += n,
                 Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => return,
+                Err(Errno::AGAIN) => break,
                 Err(_) => {
                     c.gone = true;
                     return;
                 }
             }
         }
-        c.output.clear();
-        c.sent = 0;
+        // What was sent is dropped as it goes, not when the queue first
+        // empties (a client that never quite catches up would keep all of
+        // it), and a burst's memory is given back.
+        if c.queued() == 0 {
+            c.output.clear();
+            c.sent = 0;
+            c.output.shrink_to(KEEP);
+        } else if c.sent >= KEEP {
+            c.output.drain(..c.sent);
+            c.sent = 0;
+        }
     }
 
     fn read_client(&mut self, i: usize) {
         let Some(c) = self.clients.get_mut(i) else {
             return;
         };
-        let start = c.input.len();
-        c.input.resize(start + READ_CHUNK, 0);
-        let got = rustix::io::read(&c.fd, &mut c.input[start..]);
-        let n = match got {
-            Ok(n) if n > 0 => n,
-            Err(Errno::AGAIN | Errno::INTR) => 0,
-            // End of file, or a broken connection: the client detached.
-            Ok(_) | Err(_) => {
-                c.input.truncate(start);
+        c.input.reserve(READ_CHUNK);
+        let got = rustix::io::read(&c.fd, rustix::buffer::spare_capacity(&mut c.input));
+        match got {
+            Ok(n) if n > 0 => {}
+            Err(Errno::AGAIN | Errno::INTR) => return,
+            // End of its input; the output still goes to it.
+            Ok(_) => {
+                c.input_done = true;
+                return;
+            }
+            Err(_) => {
                 c.gone = true;
                 return;
             }
-        };
-        c.input.truncate(start + n);
+        }
         let mut input = core::mem::take(&mut c.input);
         let mut used = 0;
         loop {
@@ -290,6 +340,9 @@ impl Attach {
             }
         }
         input.drain(..used);
+        if input.is_empty() {
+            input.shrink_to(READ_CHUNK);
+        }
         self.clients[i].input = input;
         if !self.pending.is_empty() {
             self.write_stdin();
@@ -336,6 +389,9 @@ impl Attach {
             match rustix::io::write(target, &self.pending) {
                 Ok(n) => {
                     self.pending.drain(..n);
+                    if self.pending.is_empty() {
+                        self.pending.shrink_to(KEEP);
+                    }
                 }
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => return,

@@ -75,7 +75,9 @@ pub fn pump(
         if status.is_some() && open.iter().all(|o| !o) {
             break;
         }
-        let congested = attach.as_ref().is_some_and(|a| a.congested());
+        // Once the init is gone the rest of the output is read whatever
+        // the clients: the log must have all of it.
+        let congested = status.is_none() && attach.as_ref().is_some_and(|a| a.congested());
         let timeout = if status.is_some() {
             Some(&after_exit)
         } else if held_by_tracer {
@@ -124,6 +126,11 @@ pub fn pump(
         if ready.is_empty() && held_by_tracer {
             status = reap(child)?;
             held_by_tracer = status.is_none();
+            if status.is_some() {
+                if let Some(a) = attach.as_deref_mut() {
+                    a.init_exited();
+                }
+            }
             continue;
         }
         for &(polled, events) in &ready {
@@ -131,6 +138,11 @@ pub fn pump(
                 Polled::Exit => {
                     status = reap(child)?;
                     held_by_tracer = status.is_none();
+                    if status.is_some() {
+                        if let Some(a) = attach.as_deref_mut() {
+                            a.init_exited();
+                        }
+                    }
                 }
                 Polled::Output(i) => {
                     match rustix::io::read(streams[i].1, spare_capacity(&mut buf)) {

@@ -14,10 +14,12 @@
 //!   container's output has ended (it exited).
 //! - client to monitor: [`IN_STDIN`] (bytes for the container's stdin,
 //!   ignored without an open stdin), [`IN_CLOSE_STDIN`] (end of file on
-//!   it; for a terminal, an end-of-file character), [`IN_RESIZE`] (four
+//!   it; ignored for a terminal, whose user types its own), [`IN_RESIZE`] (four
 //!   bytes: rows then columns, `u16` each).
 //!
-//! A client that closes its end detaches; the container goes on.
+//! A client that only shuts down its writing side has ended its input and
+//! still gets the output; one that closes the socket detaches. Either way
+//! the container goes on.
 
 use alloc::vec::Vec;
 
@@ -25,6 +27,9 @@ use alloc::vec::Vec;
 pub const SOCKET: &str = "attach.sock";
 /// Output frame: the client is attached; output from here on reaches it.
 pub const OUT_ATTACHED: u8 = 0;
+/// Output frame, instead of [`OUT_ATTACHED`]: the container has as many
+/// clients as it takes; the socket closes.
+pub const OUT_BUSY: u8 = 3;
 /// Output frame: the container's stdout (or terminal).
 pub const OUT_STDOUT: u8 = 1;
 /// Output frame: the container's stderr.

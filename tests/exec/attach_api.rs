@@ -14,7 +14,8 @@ use crate::common::Agent;
 
 /// One Attach call: its request sender and responses.
 struct Call {
-    tx: mpsc::Sender<pb::AttachRequest>,
+    /// `None` once the requests have ended.
+    tx: Option<mpsc::Sender<pb::AttachRequest>>,
     resp: tonic::Streaming<pb::AttachResponse>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -44,7 +45,7 @@ async fn try_attach(agent: &Agent, first: In) -> Result<Call, tonic::Status> {
         .await?
         .into_inner();
     Ok(Call {
-        tx,
+        tx: Some(tx),
         resp,
         stdout: Vec::new(),
         stderr: Vec::new(),
@@ -76,9 +77,16 @@ impl Call {
 
     async fn send(&self, r: In) {
         self.tx
+            .as_ref()
+            .expect("requests not ended")
             .send(pb::AttachRequest { request: Some(r) })
             .await
             .expect("send");
+    }
+
+    /// Ends the request stream (a half-close): the call goes on.
+    fn end_requests(&mut self) {
+        self.tx = None;
     }
 
     async fn type_line(&self, line: &str) {
@@ -185,7 +193,10 @@ async fn stdin_is_a_binary_safe_pipe_until_closed() {
     let data: Vec<u8> = (0..4u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let sender = call.tx.clone();
+    let sender = call.tx.clone().expect("requests");
+    // The requests end with the feeder's: a client that has sent all its
+    // input still gets the output.
+    call.end_requests();
     let sent = data.clone();
     let feeding = tokio::spawn(async move {
         for chunk in sent.chunks(1 << 20) {
@@ -243,6 +254,60 @@ async fn a_detached_terminal_survives_a_berthd_kill_and_takes_a_new_client() {
     assert_eq!(watcher.exit().await.exit_code, 5);
     agent.force_remove(&c.id).await;
     agent.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_terminal_all_of_whose_ends_were_closed_still_carries_later_output() {
+    let agent = agent_with(&[]).await;
+    // Every process of the container closes the terminal for a while
+    // (as a daemon does), then opens /dev/console again.
+    let script = "echo first; exec 0<&- 1>&- 2>&-; sleep 1; exec >/dev/console; echo second";
+    let c = agent
+        .create(pb::ContainerSpec {
+            image: "busybox".into(),
+            command: ["sh", "-c", script].map(String::from).to_vec(),
+            tty: true,
+            ..Default::default()
+        })
+        .await;
+    let mut watcher = attach(&agent, open(&c.id, false, true, None)).await;
+    watcher.end_requests();
+    assert_eq!(watcher.exit().await.exit_code, 0);
+    let out = String::from_utf8_lossy(&watcher.stdout).into_owned();
+    assert!(out.contains("first") && out.contains("second"), "{out:?}");
+    let (log, _) = agent.logs(&c.id).await;
+    assert!(log.contains("second"), "{log:?}");
+    agent.force_remove(&c.id).await;
+}
+
+#[tokio::test]
+async fn sixteen_clients_at_most() {
+    let agent = agent_with(&[]).await;
+    let c = agent.run(interactive(&["sh"], true)).await;
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(attach(&agent, open(&c.id, false, false, None)).await);
+    }
+    let s = match try_attach(&agent, In::Open(open(&c.id, false, false, None))).await {
+        Ok(_) => panic!("a 17th client was taken"),
+        Err(s) => s,
+    };
+    assert_eq!(
+        (s.code(), reason(&s)),
+        (Code::ResourceExhausted, "ATTACH_CLIENTS_EXHAUSTED".into())
+    );
+    // One leaves: another comes.
+    clients.pop();
+    assert!(
+        crate::common::eventually(30, async || {
+            try_attach(&agent, In::Open(open(&c.id, false, false, None)))
+                .await
+                .is_ok()
+        })
+        .await,
+        "a place freed by a detached client is taken again"
+    );
+    agent.force_remove(&c.id).await;
 }
 
 #[tokio::test]
@@ -319,4 +384,75 @@ async fn attach_refuses_what_it_cannot_do_and_changes_nothing() {
     assert_eq!(err.code(), Code::InvalidArgument);
     agent.force_remove(&c.id).await;
     agent.force_remove(&plain.id).await;
+}
+
+/// Output throughput of 100 MB (median of 3, printed) through a terminal
+/// (Attach, `-t`), through the stdout pipe (Attach, `-i`) and through the
+/// log (RunAttached, neither): not a test, a measurement;
+/// `cargo test -p berth --test exec -- --ignored --nocapture throughput`.
+#[tokio::test]
+#[ignore]
+async fn throughput() {
+    const BYTES: usize = 100_000_000;
+    let agent = agent_with(&[]).await;
+    let script = format!("head -c {BYTES} /dev/zero");
+    let mut report = Vec::new();
+    for (name, tty) in [
+        ("terminal (Attach, -t)", true),
+        ("pipe (Attach, -i)", false),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let c = agent.create(interactive(&["sh", "-c", &script], tty)).await;
+            let began = std::time::Instant::now();
+            let mut call = attach(&agent, open(&c.id, true, true, None)).await;
+            let mut got = 0;
+            loop {
+                match call.next().await {
+                    Some(Out::Stdout(b)) | Some(Out::Stderr(b)) => got += b.len(),
+                    Some(Out::Exit(_)) => break,
+                    other => panic!("{other:?}"),
+                }
+            }
+            times.push(began.elapsed());
+            assert_eq!(got, BYTES);
+            agent.force_remove(&c.id).await;
+        }
+        times.sort();
+        report.push((name, times[1]));
+    }
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let began = std::time::Instant::now();
+        let mut s = agent
+            .containers()
+            .run_attached(pb::RunAttachedRequest {
+                spec: Some(pb::ContainerSpec {
+                    image: "busybox".into(),
+                    command: ["sh", "-c", &script].map(String::from).to_vec(),
+                    auto_remove: true,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("run attached")
+            .into_inner();
+        let mut got = 0;
+        while let Some(m) = s.message().await.expect("stream") {
+            if let Some(pb::run_attached_response::Event::Output(e)) = m.event {
+                got += e.data.len();
+            }
+        }
+        times.push(began.elapsed());
+        assert_eq!(got, BYTES);
+    }
+    times.sort();
+    report.push(("log (RunAttached)", times[1]));
+    for (name, t) in report {
+        println!(
+            "{name}: {:.2} s, {:.0} MB/s",
+            t.as_secs_f64(),
+            BYTES as f64 / 1e6 / t.as_secs_f64()
+        );
+    }
 }

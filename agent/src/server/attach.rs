@@ -62,6 +62,9 @@ pub enum AttachError {
         /// The container.
         id: String,
     },
+    /// The container has as many attached clients as it takes.
+    #[error("the container has 16 attached clients, the most it takes")]
+    Busy,
     /// The monitor's socket could not be reached.
     #[error("reaching the container's monitor: {0}")]
     Socket(#[source] std::io::Error),
@@ -168,21 +171,28 @@ async fn through_monitor(
     let mut ack = [0u8; proto::HEADER_LEN];
     match tokio::time::timeout(ACK_TIMEOUT, from_monitor.read_exact(&mut ack)).await {
         Ok(Ok(_)) if ack[0] == proto::OUT_ATTACHED => {}
+        Ok(Ok(_)) if ack[0] == proto::OUT_BUSY => return Err(refused(AttachError::Busy)),
         Ok(Ok(_)) => {
             return Err(refused(AttachError::Socket(std::io::Error::other(
                 "the monitor did not acknowledge the client",
             ))))
         }
-        // The container ended meanwhile (the monitor closed the socket
-        // without taking the client), or the monitor is stuck.
-        Ok(Err(_)) | Err(_) => {
+        // Closed without taking the client: the container has exited and
+        // its monitor is finishing (its exit is on the way).
+        Ok(Err(_)) => {
             let now = entry.snapshot();
-            return Err(match now.state {
-                State::Running => refused(AttachError::Socket(std::io::Error::other(
-                    "the monitor did not take the client on",
-                ))),
-                _ => not_running(&now),
-            });
+            return Err(refused(AttachError::NotRunning {
+                id: now.id.clone(),
+                state: match now.state {
+                    State::Running => "exiting",
+                    other => other.as_str(),
+                },
+            }));
+        }
+        Err(_) => {
+            return Err(refused(AttachError::Socket(std::io::Error::other(
+                "the monitor did not take the client on",
+            ))))
         }
     }
     // Room for it: the channel is new.
@@ -277,6 +287,11 @@ async fn forward_input(
             return;
         }
     }
+    // The client has sent all it will, yet still wants the output: the
+    // socket stays whole (dropping this half would shut it down for
+    // writing) until the output side ends the call and this task.
+    std::future::pending::<()>().await;
+    drop(to_monitor);
 }
 
 /// Output frames from the monitor to the client, until the monitor ends

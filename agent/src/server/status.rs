@@ -244,6 +244,7 @@ fn attach(e: &crate::server::attach::AttachError) -> Details {
         A::NoStdin { id } => {
             Details::new(Code::FailedPrecondition, "CONTAINER_STDIN_CLOSED").with("id", id.clone())
         }
+        A::Busy => Details::new(Code::ResourceExhausted, "ATTACH_CLIENTS_EXHAUSTED"),
         A::Socket(_) => Details::new(Code::Internal, "INTERNAL"),
     }
 }
