@@ -62,6 +62,28 @@ async fn templates_select_what_ps_images_and_inspect_print() {
         ["idle    created   busybox", "web     running   busybox"],
         "{out}"
     );
+    // As Docker: no space is needed after `table`.
+    let out = ok(&agent, &["ps", "--format", "table{{.Names}}\\t{{.State}}"]);
+    assert_eq!(out, "NAMES   STATE\nweb     running\n", "{out}");
+    // Labels as Docker's ps prints them, one with Label; json an object.
+    ok(
+        &agent,
+        &[
+            "run", "-d", "--name", "lab", "-l", "z=1", "-l", "a=2", "busybox", "sleep", "300",
+        ],
+    );
+    let out = ok(
+        &agent,
+        &[
+            "ps",
+            "--filter",
+            "name=lab",
+            "--format",
+            "{{.Labels}}|{{.Label \"z\"}}|{{json .Labels}}",
+        ],
+    );
+    assert_eq!(out, "a=2,z=1|1|{\"a\":\"2\",\"z\":\"1\"}\n", "{out}");
+    ok(&agent, &["rm", "-f", "lab"]);
     // `table` alone is the usual table; `json` one object per line.
     let table = ok(&agent, &["ps", "--format", "table"]);
     assert!(table.starts_with("CONTAINER ID   IMAGE"), "{table}");

@@ -136,3 +136,91 @@ fn pascal_keys_leave_user_maps_alone() {
         })
     );
 }
+
+#[test]
+fn table_is_any_format_that_starts_with_the_word() {
+    // Docker: `table` then anything; no space is needed after it.
+    let expected = "CONTAINER ID   NAMES\n\
+                    0123456789ab   web\n\
+                    ba9876543210   database-1\n";
+    assert_eq!(render("table{{.ID}}\\t{{.Names}}"), expected);
+    assert_eq!(render("table {{.ID}}\\t{{.Names}}"), expected);
+    assert_eq!(render("table\\t{{.ID}}\\t{{.Names}}"), expected);
+    assert_eq!(render("table\t{{.ID}}\t{{.Names}}"), expected);
+    assert_eq!(render("  table{{.ID}}\\t{{.Names}}  "), expected);
+    // `table` and blanks alone: the command's usual table.
+    assert_eq!(render("table\\t"), "default table");
+    // Not at the start: a plain template, `table` printed as it is.
+    assert_eq!(
+        render("x table{{.Names}}"),
+        "x tableweb\nx tabledatabase-1\n"
+    );
+}
+
+#[test]
+fn labels_print_as_docker_and_stay_a_map() {
+    // Docker's ps: `k1=v1,k2=v2`, sorted by key; nothing for no labels.
+    assert_eq!(render("{{.Labels}}"), "app=shop,tier=front\n\n");
+    assert_eq!(render("[{{ .Labels }}]"), "[app=shop,tier=front]\n[]\n");
+    assert_eq!(
+        render("{{range .}}{{end}}{{$c := .}}{{$c.Labels}}"),
+        "app=shop,tier=front\n\n"
+    );
+    assert_eq!(
+        render("{{if .Labels}}{{.Labels}}{{else}}none{{end}}"),
+        "app=shop,tier=front\nnone\n"
+    );
+    assert_eq!(
+        render("table {{.Names}}\\t{{.Labels}}"),
+        "NAMES        LABELS\n\
+         web          app=shop,tier=front\n\
+         database-1\n"
+    );
+    // Still a map for json, index, range and len.
+    assert_eq!(
+        render("{{json .Labels}}"),
+        "{\"app\":\"shop\",\"tier\":\"front\"}\n{}\n"
+    );
+    assert_eq!(render("{{index .Labels \"tier\"}}"), "front\n<no value>\n");
+    assert_eq!(render("{{len .Labels}}"), "2\n0\n");
+    // Docker's `Label` method: one value, nothing when it is missing.
+    assert_eq!(render("{{.Label \"tier\"}}"), "front\n\n");
+    assert_eq!(render("{{.Label \"nope\"}}|"), "|\n|\n");
+    assert_eq!(render("{{upper (.Label \"app\")}}"), "SHOP\n\n");
+    assert_eq!(
+        render("{{with $c := .}}{{$c.Label \"app\"}}{{end}}"),
+        "shop\n\n"
+    );
+    assert_eq!(
+        render("{{if eq (.Label \"app\") \"shop\"}}yes{{end}}"),
+        "yes\n\n"
+    );
+    // Other maps print as Go prints them.
+    assert_eq!(
+        render("{{.Spec}}"),
+        "map[Args:[httpd -f] Image:busybox]\nmap[Args:[] Image:postgres]\n"
+    );
+    // Named templates are rewritten too.
+    assert_eq!(
+        render("{{define \"l\"}}{{.Labels}}{{end}}{{template \"l\" .}}"),
+        "app=shop,tier=front\n\n"
+    );
+}
+
+#[test]
+fn label_columns_are_titled_as_docker_titles_them() {
+    assert_eq!(
+        render(
+            "table {{.Names}}\\t{{.Label \"com.example.app-name\"}}\\t{{index .Labels \"app\"}}"
+        ),
+        "NAMES        app name   APP\n\
+         web                     shop\n\
+         database-1              <no value>\n"
+    );
+    assert_eq!(
+        render("table {{json .Labels}}"),
+        "{\"app\":\"APP\",\"tier\":\"TIER\"}\n\
+         {\"app\":\"shop\",\"tier\":\"front\"}\n\
+         {}\n"
+    );
+}
