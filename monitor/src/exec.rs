@@ -202,7 +202,7 @@ fn run() -> Outcome {
     // master.
     if let Some((master, slave)) = terminal {
         drop(slave);
-        crate::pty::send_fd(sock, &master).ctx("handing over the terminal")?;
+        crate::fdpass::send_fd(sock, &master).ctx("handing over the terminal")?;
     }
 
     let failure = io::read_to_end(&fail_r).ctx("reading the exec's result")?;

@@ -110,7 +110,7 @@ fn setup_and_exec(
     let slave = match &io.terminal {
         Some(sock) => {
             let (master, slave) = crate::pty::open(spec.terminal_size)?;
-            crate::pty::send_fd(sock.as_fd(), &master).ctx("handing the terminal over")?;
+            crate::fdpass::send_fd(sock.as_fd(), &master).ctx("handing the terminal over")?;
             bind_console(&slave)?;
             Some(slave)
         }

@@ -25,6 +25,7 @@ mod caps;
 mod confine;
 mod copyup;
 mod exec;
+mod fdpass;
 mod init;
 mod io;
 mod log;

@@ -211,7 +211,7 @@ fn run(spare: bool) -> Result<()> {
         }
         // Sent before the init exec'd, which the empty fail pipe proved.
         if let Some(sock) = &tty_sock {
-            match crate::pty::recv_fd(sock.as_fd()).ctx("receiving the terminal")? {
+            match crate::fdpass::recv_fd(sock.as_fd()).ctx("receiving the terminal")? {
                 Some(master) => a.set_terminal(master)?,
                 None => return Err(Error("the init sent no terminal".into())),
             }

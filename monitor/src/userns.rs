@@ -18,17 +18,12 @@
 //! which becomes the container root's.
 
 use alloc::format;
-use core::mem::MaybeUninit;
 
 use berth_runtime::launch::{IdMapping, Rootfs};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags, CWD};
-use rustix::io::{IoSlice, IoSliceMut};
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags};
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
-};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use rustix::process::Pid;
 
 use crate::io::{self, Context, Error, Result};
@@ -61,7 +56,7 @@ pub fn prepare(init: Pid, map: &IdMapping, rootfs: &Rootfs, sock: &OwnedFd) -> R
     )
     .ctx(format!("chown {}", rootfs.upper))?;
     let root = overlay(rootfs, &userns)?;
-    send_fd(sock, &root).ctx("handing the root to the init")
+    crate::fdpass::send_fd(sock.as_fd(), &root).ctx("handing the root to the init")
 }
 
 fn write_map(pid: i32, file: &str, host: u32, size: u32) -> Result<()> {
@@ -160,32 +155,8 @@ fn fs_error(fs: &OwnedFd, e: rustix::io::Errno, what: &str) -> Error {
     Error(format!("overlay {what}: {}{said}", io::describe(e)))
 }
 
-fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> core::result::Result<(), rustix::io::Errno> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut cmsg = SendAncillaryBuffer::new(&mut space);
-    let fds = [fd.as_fd()];
-    cmsg.push(SendAncillaryMessage::ScmRights(&fds));
-    rustix::net::sendmsg(sock, &[IoSlice::new(b"r")], &mut cmsg, SendFlags::empty()).map(drop)
-}
-
 /// In the init: waits for the root the monitor sends. Nothing (the monitor
 /// failed, and closed its end) is an error.
 pub fn receive_root(sock: &OwnedFd) -> core::result::Result<OwnedFd, rustix::io::Errno> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-    let mut byte = [0u8; 1];
-    rustix::net::recvmsg(
-        sock,
-        &mut [IoSliceMut::new(&mut byte)],
-        &mut cmsg,
-        RecvFlags::CMSG_CLOEXEC,
-    )?;
-    for msg in cmsg.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
-            if let Some(fd) = fds.next() {
-                return Ok(fd);
-            }
-        }
-    }
-    Err(rustix::io::Errno::PIPE)
+    crate::fdpass::recv_fd(sock.as_fd())?.ok_or(rustix::io::Errno::PIPE)
 }

@@ -24,6 +24,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Response, Status, Streaming};
 
 use super::convert::container_to_proto;
+use super::exec::{invalid, size};
 use crate::container::record::Record;
 use crate::container::state::State;
 use crate::container::{Entry, Manager, StartAttach};
@@ -70,27 +71,12 @@ pub enum AttachError {
     Socket(#[source] std::io::Error),
 }
 
-fn invalid(field: &'static str, reason: &'static str) -> Status {
-    Error::InvalidRequest { field, reason }.into()
-}
-
 fn refused(e: AttachError) -> Status {
     Error::Attach(e).into()
 }
 
 fn message(r: Out) -> Result<pb::AttachResponse, Status> {
     Ok(pb::AttachResponse { response: Some(r) })
-}
-
-fn size(s: Option<&pb::TerminalSize>) -> Result<(u16, u16), Status> {
-    let Some(s) = s else { return Ok((0, 0)) };
-    match (u16::try_from(s.rows), u16::try_from(s.cols)) {
-        (Ok(r), Ok(c)) => Ok((r, c)),
-        _ => Err(invalid(
-            "terminal_size",
-            "terminal rows and columns are at most 65535",
-        )),
-    }
 }
 
 fn not_running(rec: &Record) -> Status {

@@ -54,11 +54,13 @@ impl ExecService {
 type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
 type Tx = mpsc::Sender<Result<pb::ExecResponse, Status>>;
 
-fn invalid(field: &'static str, reason: &'static str) -> Status {
+/// INVALID_ARGUMENT for `field`.
+pub(super) fn invalid(field: &'static str, reason: &'static str) -> Status {
     Error::InvalidRequest { field, reason }.into()
 }
 
-fn size(s: Option<&pb::TerminalSize>) -> Result<(u16, u16), Status> {
+/// A terminal size from the wire; (0, 0) when absent (the default size).
+pub(super) fn size(s: Option<&pb::TerminalSize>) -> Result<(u16, u16), Status> {
     let Some(s) = s else { return Ok((0, 0)) };
     match (u16::try_from(s.rows), u16::try_from(s.cols)) {
         (Ok(r), Ok(c)) => Ok((r, c)),

@@ -12,11 +12,13 @@ use clap::{ArgMatches, FromArgMatches, Parser, Subcommand, ValueEnum};
 use crate::parse;
 
 mod args;
+mod certs;
 mod image;
 mod network;
 mod prune;
 mod unsupported;
 pub use args::*;
+pub use certs::*;
 pub use image::*;
 pub use network::*;
 pub use prune::*;
