@@ -50,7 +50,11 @@ def main():
             procs[n] = subprocess.Popen([f"{d}/berthd", "--socket", sock,
                                          "--state-dir", os.path.join(fs, n),
                                          "--cgroup-parent", f"berth-ab-{n}-{os.getpid()}",
-                                         "--log", "warn", "--auto-pull=false"])
+                                         "--log", "warn", "--auto-pull=false"],
+                                        # Only lo, as before the bridge was
+                                        # the default; by the environment,
+                                        # which older builds ignore.
+                                        env={**os.environ, "BERTHD_DEFAULT_NETWORK": "none"})
         for n, d in dirs.items():
             sock = os.path.join(fs, f"{n}.sock")
             for _ in range(100):

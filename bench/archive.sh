@@ -26,7 +26,7 @@ printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdire
 docker-registry serve "$D/reg/config.yml" > "$D/reg/log" 2>&1 &
 PIDS+=($!)
 "$B/berthd" --socket "$D/s.sock" --state-dir "$D/state" --cgroup-parent berth-archive-bench \
-    --spare-netns 0 --spare-monitors 0 --auto-pull=false --log warn > "$D/berthd.log" 2>&1 &
+    --spare-netns 0 --spare-monitors 0 --auto-pull=false --default-network none --log warn > "$D/berthd.log" 2>&1 &
 PID=$!
 PIDS+=($PID)
 for _ in $(seq 100); do

@@ -168,7 +168,11 @@ class Daemons:
     def start_berthd(self):
         self._start("berthd", [BERTHD, "--socket", BERTH_SOCK, "--state-dir",
                                os.path.join(W, "berth"), "--cgroup-parent", CG_PARENT,
-                               "--log", "warn", "--auto-pull=false"], "berthd.log")
+                               "--log", "warn", "--auto-pull=false",
+                               # crun, runc and ctr give a container only lo;
+                               # so does berth here (bench/networks.sh times
+                               # the bridge).
+                               "--default-network", "none"], "berthd.log")
         wait_for(lambda: sh([BERTHCTL, "-H", BERTH_SOCK, "info"], check=False).returncode == 0,
                  "berthd")
 

@@ -22,7 +22,7 @@ SOCK=$WORK/berthd.sock
 CG=berth-logsmem-$$
 /usr/bin/python3 bench/mkimage.py "$WORK/image" >/dev/null
 "$BERTHD" --socket "$SOCK" --state-dir "$WORK/state" --cgroup-parent "$CG" \
-    --log warn --auto-pull=false --log-max-bytes $((16 << 20)) &
+    --log warn --auto-pull=false --default-network none --log-max-bytes $((16 << 20)) &
 PID=$!
 cleanup() {
     kill $PID 2>/dev/null || true

@@ -23,7 +23,7 @@ WORK=$(mktemp -d /var/tmp/berth-mem.XXXXXX)
 SOCK=$WORK/berthd.sock
 /usr/bin/python3 bench/mkimage.py "$WORK/image" >/dev/null
 "$REL/berthd" --socket "$SOCK" --state-dir "$WORK/state" --cgroup-parent "berth-mem-$$" \
-    --log warn --auto-pull=false &
+    --log warn --auto-pull=false --default-network none &
 PID=$!
 CG=berth-mem-$$
 cleanup() {

@@ -270,6 +270,7 @@ async fn bad_bridge_requests_are_refused() {
         (
             pb::ContainerSpec {
                 ports: vec![publish("", 8080, 80)],
+                network: "none".into(),
                 ..sh("true")
             },
             "bridge",
@@ -421,8 +422,7 @@ async fn berthctl_publishes_ports() {
         "-d",
         "--name",
         "web",
-        "--network",
-        "bridge",
+        // No --network: the bridge is the default, as with Docker.
         "-p",
         "127.0.0.1:8080:80",
         "busybox",
@@ -455,5 +455,144 @@ async fn berthctl_publishes_ports() {
     );
     let out = agent.ctl(&["rm", "-f", "web"]);
     assert!(out.status.success(), "{out:?}");
+    assert_no_leftovers(&agent).await;
+}
+
+/// A container whose spec names no network is on the bridge, as with
+/// Docker; `berthd --default-network none` gives it only `lo`, and then
+/// `-p` needs a network named.
+#[tokio::test]
+async fn the_bridge_is_the_default_network_unless_berthd_says_none() {
+    let (agent, bridge, _) = bridge_agent().await;
+    let c = agent.run(sh("exec sleep 100")).await;
+    assert_eq!(c.network, "bridge");
+    assert_eq!(settings(&c).bridge, bridge);
+    let (exit, out, err) = agent.run_to_exit(sh("ip -o -4 addr show eth0")).await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert!(out.contains("inet 10."), "{out}");
+    let all = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    for c in all.containers {
+        agent.force_remove(&c.id).await;
+    }
+    assert_no_leftovers(&agent).await;
+    drop(agent);
+
+    let (name, subnet) = bridge_args();
+    let agent = Agent::start_in_netns(&[
+        "--bridge-name",
+        &name,
+        "--bridge-subnet",
+        &subnet,
+        "--default-network",
+        "none",
+    ])
+    .await;
+    agent.import_busybox().await;
+    let (exit, out, err) = agent.run_to_exit(sh("ip -o link")).await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "only lo: {out}");
+    let e = agent
+        .containers()
+        .create(pb::CreateContainerRequest {
+            spec: Some(pb::ContainerSpec {
+                ports: vec![publish("", 0, 80)],
+                ..sh("true")
+            }),
+        })
+        .await
+        .expect_err("-p with the default network none");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(veths(ns(&agent)).is_empty());
+    assert!(nft_table(ns(&agent)).is_empty(), "no bridge work at all");
+}
+
+/// `-P` publishes every port the image exposes, on ports the kernel picks,
+/// and not again one `-p` already publishes.
+#[tokio::test]
+async fn publish_all_publishes_the_images_exposed_ports() {
+    let (agent, _, _) = bridge_agent().await;
+    let cfg = common::image::Config {
+        exposed_ports: vec!["80/tcp".into(), "53/udp".into(), "7/sctp".into()],
+        ..Default::default()
+    };
+    agent
+        .import(
+            common::image::busybox_config("docker.io/library/exposing:1", Vec::new(), cfg),
+            "",
+        )
+        .await
+        .expect("import");
+    let image = agent
+        .images()
+        .inspect(pb::InspectImageRequest {
+            image: "exposing:1".into(),
+        })
+        .await
+        .expect("inspect image")
+        .into_inner()
+        .image
+        .and_then(|i| i.config)
+        .expect("config");
+    assert_eq!(image.exposed_ports, ["53/udp", "7/sctp", "80/tcp"]);
+
+    let c = agent
+        .run(pb::ContainerSpec {
+            image: "exposing:1".into(),
+            publish_all: true,
+            ports: vec![pb::PortMapping {
+                protocol: "udp".into(),
+                ..publish("", 0, 53)
+            }],
+            ..httpd("published-all")
+        })
+        .await;
+    let mut ports: Vec<(u32, String, bool)> = settings(&c)
+        .ports
+        .iter()
+        .map(|p| (p.container_port, p.protocol.clone(), p.host_port > 0))
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [(53, "udp".into(), true), (80, "tcp".into(), true)],
+        "53/udp once, sctp not at all"
+    );
+    let web = settings(&c)
+        .ports
+        .iter()
+        .find(|p| p.container_port == 80)
+        .map(|p| p.host_port)
+        .expect("80 published");
+    let page = fetch_from_host(ns(&agent), &format!("http://127.0.0.1:{web}/")).await;
+    assert!(page.contains("published-all"), "{page}");
+
+    // berthctl's -P, and `port` tells where.
+    let out = agent.ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "p",
+        "-P",
+        "exposing:1",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = agent.ctl(&["port", "p", "80"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("80/tcp -> 0.0.0.0:"),
+        "{out:?}"
+    );
+    for id in [c.id.as_str(), "p"] {
+        let out = agent.ctl(&["rm", "-f", id]);
+        assert!(out.status.success(), "{out:?}");
+    }
     assert_no_leftovers(&agent).await;
 }

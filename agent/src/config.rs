@@ -79,6 +79,18 @@ pub struct Config {
     /// not overlap a route of the host.
     #[arg(long, value_name = "CIDR", default_value = crate::network::bridge::DEFAULT_SUBNET)]
     pub bridge_subnet: String,
+    /// The network of containers whose spec names none: `bridge` (berth's
+    /// bridge, as Docker's default) or `none` (only `lo`; no bridge, veth
+    /// or nftables work at all). A container with `--userns auto` gets
+    /// `none` either way (the bridge does not support it yet).
+    #[arg(
+        long,
+        env = "BERTHD_DEFAULT_NETWORK",
+        value_enum,
+        default_value = "bridge",
+        value_name = "MODE"
+    )]
+    pub default_network: crate::network::DefaultNetwork,
     /// Accept privileged containers (`berthctl run --privileged`): every
     /// capability, no seccomp, every host device, nothing masked; root on
     /// the host in all but name. Off by default: a request for one is then

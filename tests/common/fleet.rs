@@ -242,6 +242,8 @@ impl Member {
             "--log".into(),
             "berthd=debug,info".into(),
             "--auto-pull=false".into(),
+            // Fleet tests are not about container networks: no bridge.
+            "--default-network=none".into(),
             "--listen".into(),
             listen.to_string(),
             "--tls-cert".into(),

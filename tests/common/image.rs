@@ -35,6 +35,10 @@ pub struct Config {
     /// The config's "history" entries, as (created_by, empty_layer); none
     /// writes no "history" at all.
     pub history: Vec<(String, bool)>,
+    /// "ExposedPorts" keys ("80/tcp"); none writes no "ExposedPorts".
+    pub exposed_ports: Vec<String>,
+    /// "Volumes" keys (paths); none writes no "Volumes".
+    pub volumes: Vec<String>,
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
@@ -148,6 +152,19 @@ fn config_json(cfg: &Config, diff_ids: &[String]) -> Vec<u8> {
         },
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
+    let as_set = |keys: &[String]| {
+        serde_json::Value::Object(
+            keys.iter()
+                .map(|k| (k.clone(), serde_json::json!({})))
+                .collect(),
+        )
+    };
+    if !cfg.exposed_ports.is_empty() {
+        v["config"]["ExposedPorts"] = as_set(&cfg.exposed_ports);
+    }
+    if !cfg.volumes.is_empty() {
+        v["config"]["Volumes"] = as_set(&cfg.volumes);
+    }
     if !cfg.history.is_empty() {
         v["history"] = cfg
             .history
@@ -270,6 +287,12 @@ pub fn busybox(name: &str) -> Vec<u8> {
 /// The standard test image with `extra` entries added to (or replacing
 /// some of) its one layer.
 pub fn busybox_with(name: &str, extra: Vec<Entry>) -> Vec<u8> {
+    busybox_config(name, extra, Config::default())
+}
+
+/// The standard test image with `extra` entries and `cfg`'s exposed ports
+/// and volumes.
+pub fn busybox_config(name: &str, extra: Vec<Entry>, cfg: Config) -> Vec<u8> {
     let mut entries = busybox_layer();
     entries.extend(extra);
     oci_archive(
@@ -277,7 +300,7 @@ pub fn busybox_with(name: &str, extra: Vec<Entry>) -> Vec<u8> {
         &Config {
             cmd: vec!["sh".into()],
             env: vec!["PATH=/bin".into(), "IMAGE_VAR=from-image".into()],
-            ..Default::default()
+            ..cfg
         },
         &[Layer {
             entries,

@@ -224,8 +224,20 @@ impl Agent {
             .arg("berthd=debug,info")
             // Tests use made-up image names; those must never turn into
             // requests to a registry on the internet.
-            .arg("--auto-pull=false")
-            .args(&self.extra_args)
+            .arg("--auto-pull=false");
+        // berthd's default network is the bridge; an agent in the host's
+        // network namespace must not make one there (nor race the other
+        // tests' agents for its name and subnet), so it defaults to
+        // `none`. Agents in a namespace of their own keep the real default.
+        if self.netns.is_none()
+            && !self
+                .extra_args
+                .iter()
+                .any(|a| a.starts_with("--default-network"))
+        {
+            cmd.arg("--default-network=none");
+        }
+        cmd.args(&self.extra_args)
             .envs(std::mem::take(&mut self.next_env))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

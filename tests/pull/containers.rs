@@ -86,6 +86,7 @@ async fn restart_with(agent: &mut Agent, extra: &[&str]) -> KillOnDrop {
         .arg(&agent.state_dir)
         .arg("--cgroup-parent")
         .arg(&agent.cgroup_parent)
+        .arg("--default-network=none")
         .args(extra)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())

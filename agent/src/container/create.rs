@@ -94,6 +94,13 @@ impl Manager {
             other => ContainerError::Image(other),
         })?;
         let eff = spec::merge(&spec, &image.config)?;
+        if spec.publish_all {
+            // Kept in `ports` from now on: later starts, inspect and a
+            // restarted berthd see one list.
+            let more = crate::network::ports::publish_all(&spec.ports, &image.config.exposed_ports);
+            spec.ports.extend(more);
+            crate::network::ports::check_requests(&spec.ports).map_err(ContainerError::from)?;
+        }
         // Compiled now, so a bad profile fails Create, not every Start.
         if spec.privileged {
             spec.seccomp = crate::seccomp::Choice::Unconfined;

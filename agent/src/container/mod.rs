@@ -100,6 +100,7 @@ pub struct Manager {
     seccomp: Arc<Seccomp>,
     allow_privileged: bool,
     volumes: Arc<crate::volume::VolumeStore>,
+    default_network: crate::network::DefaultNetwork,
     /// The id ranges of `--userns auto` containers.
     id_ranges: userns::IdRanges,
     /// Whether this kernel runs them (read once, at start).
@@ -137,6 +138,8 @@ pub struct Deps {
     pub allow_privileged: bool,
     /// The volumes containers mount.
     pub volumes: Arc<crate::volume::VolumeStore>,
+    /// The network of a spec that names none (berthd's `--default-network`).
+    pub default_network: crate::network::DefaultNetwork,
 }
 
 fn now_nanos() -> i64 {
@@ -173,6 +176,7 @@ impl Manager {
             seccomp,
             allow_privileged,
             volumes,
+            default_network,
         } = deps;
         let mgr = Arc::new_cyclic(|me| Manager {
             dir,
@@ -187,6 +191,7 @@ impl Manager {
             seccomp,
             allow_privileged,
             volumes,
+            default_network,
             id_ranges: userns::IdRanges::from_host(),
             userns_support: userns::host_kernel_support(),
             log_max_bytes,

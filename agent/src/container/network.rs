@@ -20,7 +20,8 @@ impl Manager {
     /// the other container's for `container:<x>` (which, as with Docker,
     /// cannot be combined with a hostname of its own).
     pub(super) fn resolve_network(&self, spec: &SpecRecord) -> Result<(Mode, Option<String>)> {
-        let requested = Requested::parse(&spec.network)?;
+        let requested =
+            Requested::parse_or(&spec.network, self.default_network, !spec.userns.is_empty())?;
         check_names(spec, &requested)?;
         match requested {
             Requested::None => Ok((Mode::None, None)),

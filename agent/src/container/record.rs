@@ -164,6 +164,10 @@ pub struct SpecRecord {
     /// A terminal of its own (`-t`).
     #[serde(default)]
     pub tty: bool,
+    /// Publish the image's exposed ports (`-P`), as `ports` were added at
+    /// Create (then kept in `ports`).
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

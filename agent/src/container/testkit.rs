@@ -347,6 +347,8 @@ impl Harness {
                 crate::seccomp::Seccomp::open(&root.join("seccomp")).expect("seccomp"),
             ),
             allow_privileged: false,
+            // No bridge in unit tests: the fakes launch nothing.
+            default_network: crate::network::DefaultNetwork::None,
             volumes: Arc::new(
                 crate::volume::VolumeStore::open(&root.join("volumes")).expect("volumes"),
             ),

@@ -49,6 +49,34 @@ pub struct ImageConfig {
     pub stop_signal: String,
     /// `Labels`.
     pub labels: BTreeMap<String, String>,
+    /// `ExposedPorts` keys ("80/tcp"), sorted, at most [`EXPOSED_MAX`].
+    /// Images imported before berth kept them have none.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    /// `Volumes` keys (container paths), sorted, at most [`VOLUMES_MAX`].
+    #[serde(default)]
+    pub volumes: Vec<String>,
+}
+
+/// The most exposed ports kept of an image's config.
+pub const EXPOSED_MAX: usize = 4096;
+/// The most volumes kept of an image's config (a container has at most 64
+/// mounts in all).
+pub const VOLUMES_MAX: usize = 64;
+
+/// At most `max` of `items`, sorted and without repeats; an image's config
+/// is the image author's, so what berth keeps of it is bounded.
+fn bounded(items: Option<&Vec<String>>, max: usize) -> Vec<String> {
+    let mut v: Vec<String> = items
+        .into_iter()
+        .flatten()
+        .filter(|s| s.len() <= 4096)
+        .cloned()
+        .collect();
+    v.sort();
+    v.dedup();
+    v.truncate(max);
+    v
 }
 
 impl ImageConfig {
@@ -65,6 +93,8 @@ impl ImageConfig {
             user: c.user().clone().unwrap_or_default(),
             stop_signal: c.stop_signal().clone().unwrap_or_default(),
             labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
+            exposed_ports: bounded(c.exposed_ports().as_ref(), EXPOSED_MAX),
+            volumes: bounded(c.volumes().as_ref(), VOLUMES_MAX),
         }
     }
 }

@@ -20,7 +20,7 @@ pub mod ports;
 pub mod resolv;
 pub mod user;
 
-pub use mode::{Mode, Requested};
+pub use mode::{DefaultNetwork, Mode, Requested};
 pub use namespace::Netns;
 
 /// What choosing or joining a network can fail with.

@@ -8,6 +8,18 @@ use crate::error::capped;
 /// Longest `network` value accepted.
 pub const MAX_LEN: usize = 256;
 
+/// The network of a container whose spec names none (berthd's
+/// `--default-network`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefaultNetwork {
+    /// berth's bridge, as Docker's default: an address, a route out,
+    /// published ports.
+    #[default]
+    Bridge,
+    /// A namespace with only `lo`: nothing to set up, the fastest start.
+    None,
+}
+
 /// What a client asked for, before `container:<x>` is resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requested {
@@ -42,7 +54,23 @@ pub enum Mode {
 }
 
 impl Requested {
-    /// Parses a client's `network` value ("" is the default, `none`).
+    /// Parses a client's `network` value; "" is `default`, except that a
+    /// container in a user namespace of its own (`userns`) gets `none`
+    /// there: its network namespace must be its user namespace's, which
+    /// the bridge does not support yet.
+    pub fn parse_or(
+        s: &str,
+        default: DefaultNetwork,
+        userns: bool,
+    ) -> Result<Requested, NetworkError> {
+        match (s, default) {
+            ("", DefaultNetwork::Bridge) if !userns => Ok(Requested::Bridge),
+            ("", _) => Ok(Requested::None),
+            _ => Requested::parse(s),
+        }
+    }
+
+    /// Parses a client's `network` value ("" is `none`; see [`Requested::parse_or`]).
     pub fn parse(s: &str) -> Result<Requested, NetworkError> {
         if s.len() > MAX_LEN {
             return Err(NetworkError::Invalid(format!(
@@ -134,6 +162,20 @@ mod tests {
 
     fn parse(s: &str) -> Result<Requested, String> {
         Requested::parse(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_empty_network_is_the_default_but_never_a_bridge_in_a_user_namespace() {
+        use DefaultNetwork as D;
+        let p = |s, d, userns| Requested::parse_or(s, d, userns).map_err(|e| e.to_string());
+        assert_eq!(p("", D::Bridge, false), Ok(Requested::Bridge));
+        assert_eq!(p("", D::None, false), Ok(Requested::None));
+        assert_eq!(p("", D::Bridge, true), Ok(Requested::None));
+        // A network named is that network, whatever the default.
+        assert_eq!(p("none", D::Bridge, false), Ok(Requested::None));
+        assert_eq!(p("bridge", D::None, false), Ok(Requested::Bridge));
+        assert_eq!(p("bridge", D::None, true), Ok(Requested::Bridge));
+        assert_eq!(p("host", D::Bridge, false), Ok(Requested::Host));
     }
 
     #[test]

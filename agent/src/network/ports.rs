@@ -126,6 +126,47 @@ pub fn check_requests(ports: &[PortMapping]) -> Result<(), NetworkError> {
     Ok(())
 }
 
+/// What `-P` adds to `asked`: each of the image's `exposed` ports
+/// ("80/tcp", "53/udp", "8000-8009/tcp", "80" for tcp) that `asked` does
+/// not already publish, on a host port chosen at each start. Entries that
+/// are not tcp or udp ports (sctp, or malformed: the image author's text)
+/// are left out; at most `MAX_PORTS` are returned, so a hostile image
+/// cannot make a huge list (`check_requests` then refuses too many).
+pub fn publish_all(asked: &[PortMapping], exposed: &[String]) -> Vec<PortMapping> {
+    let mut out: Vec<PortMapping> = Vec::new();
+    for e in exposed {
+        let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let proto = match proto {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            _ => continue,
+        };
+        let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
+        let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) else {
+            continue;
+        };
+        if lo == 0 || hi < lo {
+            continue;
+        }
+        for port in lo..=hi {
+            if out.len() > MAX_PORTS {
+                return out;
+            }
+            let taken = |p: &PortMapping| p.container_port == port && p.proto == proto;
+            if asked.iter().chain(&out).any(taken) {
+                continue;
+            }
+            out.push(PortMapping {
+                host_ip: None,
+                host_port: 0,
+                container_port: port,
+                proto,
+            });
+        }
+    }
+    out
+}
+
 /// Binds the host port `p` asks for on this host, to learn whether a
 /// process holds it (and, for port 0, which one the kernel gives); the
 /// socket is closed at once. Returns the port.
@@ -139,6 +180,46 @@ pub fn probe(p: &PortMapping) -> std::io::Result<u16> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn publish_all_adds_what_the_image_exposes_once_and_bounded() {
+        let asked = [PortMapping::parse("", 8080, 80, "tcp").unwrap()];
+        let exposed: Vec<String> = [
+            "80/tcp",
+            "53/udp",
+            "443",
+            "8000-8002/tcp",
+            "9/sctp",
+            "x/tcp",
+            "0/tcp",
+            "5-4/tcp",
+            "53/udp",
+        ]
+        .map(String::from)
+        .to_vec();
+        let got: Vec<(u16, Proto, u16)> = publish_all(&asked, &exposed)
+            .iter()
+            .map(|p| (p.container_port, p.proto, p.host_port))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (53, Proto::Udp, 0),
+                (443, Proto::Tcp, 0),
+                (8000, Proto::Tcp, 0),
+                (8001, Proto::Tcp, 0),
+                (8002, Proto::Tcp, 0),
+            ]
+        );
+        let hostile = vec!["1-65535/tcp".to_string()];
+        let many = publish_all(&[], &hostile);
+        assert!(many.len() <= MAX_PORTS + 1, "{}", many.len());
+        assert!(
+            check_requests(&many).is_err(),
+            "more than MAX_PORTS is refused"
+        );
+    }
+
     use super::*;
 
     #[test]

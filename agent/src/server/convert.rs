@@ -62,6 +62,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         mounts: super::mounts::from_proto(s.mounts)?,
         open_stdin: s.open_stdin,
         tty: s.tty,
+        publish_all: s.publish_all,
     })
 }
 
@@ -209,6 +210,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         mounts: super::mounts::to_proto(&s.mounts),
         open_stdin: s.open_stdin,
         tty: s.tty,
+        publish_all: s.publish_all,
     }
 }
 
@@ -304,6 +306,8 @@ pub fn image_to_proto(i: &ImageRecord) -> pb::Image {
             user: i.config.user.clone(),
             stop_signal: i.config.stop_signal.clone(),
             labels: i.config.labels.clone().into_iter().collect(),
+            exposed_ports: i.config.exposed_ports.clone(),
+            volumes: i.config.volumes.clone(),
         }),
         layers: i.layers.clone(),
         // Disk usage needs the whole store: filled in by the Images service.

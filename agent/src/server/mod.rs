@@ -105,6 +105,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             ),
             seccomp: Arc::new(Seccomp::open(&cfg.state_dir.join("seccomp"))?),
             allow_privileged: cfg.allow_privileged,
+            default_network: cfg.default_network,
             volumes: Arc::new(crate::volume::VolumeStore::open(
                 &cfg.state_dir.join("volumes"),
             )?),

@@ -36,8 +36,9 @@ pub struct SpecArgs {
     /// Hostname inside the container.
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Network: none (the default: only lo), host (the host's network),
-    /// bridge (berth's bridge, with an address of its own),
+    /// Network: bridge (berth's bridge, with an address of its own; the
+    /// agent's default unless berthd runs with --default-network none),
+    /// none (only lo), host (the host's network),
     /// container:NAME|ID (another running container's network), or the
     /// name of a user-defined network (`network create`).
     #[arg(long, alias = "net", value_name = "NETWORK")]
@@ -46,11 +47,15 @@ pub struct SpecArgs {
     /// (repeatable).
     #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
     pub network_aliases: Vec<String>,
-    /// Publish a container port on the host (with --network bridge):
+    /// Publish a container port on the host (on the bridge or a network):
     /// [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]; no host port (or
     /// IP::PORT) takes a free one; ranges as 8000-8009:80-89 (repeatable).
     #[arg(short = 'p', long = "publish", value_name = "[IP:][HOST:]PORT[/PROTO]")]
     pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port (`port`
+    /// shows which).
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// DNS server for the container's resolv.conf (repeatable).
     #[arg(long, value_name = "IP")]
     pub dns: Vec<String>,

@@ -62,6 +62,7 @@ pub fn spec_from_args(
         mounts: mounts(a)?,
         open_stdin: a.interactive,
         tty: a.tty,
+        publish_all: a.publish_all,
     })
 }
 
