@@ -470,3 +470,100 @@ async fn a_container_adopted_after_kill_9_of_berthd_keeps_its_volume_and_its_cla
         .await
         .expect("free once its container is gone");
 }
+
+/// An image's `Volumes` become anonymous volumes (seeded from the image,
+/// removed by `rm -v`), except where the spec mounts something itself; a
+/// mount under one comes after it.
+#[tokio::test]
+async fn the_images_volumes_are_anonymous_volumes_seeded_from_it() {
+    use common::image::{busybox_config, Config, Entry};
+    let agent = Agent::start().await;
+    let cfg = Config {
+        volumes: vec!["/data".into(), "/cache/".into()],
+        ..Default::default()
+    };
+    let seed = vec![
+        Entry::Dir("data", 0o755),
+        Entry::File("data/seed".into(), b"from the image\n".to_vec(), 0o644),
+    ];
+    agent
+        .import(busybox_config("docker.io/library/vols:1", seed, cfg), "")
+        .await
+        .expect("import");
+    let image = agent
+        .images()
+        .inspect(pb::InspectImageRequest {
+            image: "vols:1".into(),
+        })
+        .await
+        .expect("inspect image")
+        .into_inner();
+    let config = image.image.and_then(|i| i.config).expect("config");
+    assert_eq!(config.volumes, ["/cache/", "/data"]);
+
+    let spec = pb::ContainerSpec {
+        image: "vols:1".into(),
+        ..sh("cat /data/seed && echo written > /data/new && ls /data/sub")
+    };
+    // A named volume mounted inside /data: after /data's, given first.
+    let (exit, out, err) = agent
+        .run_to_exit(with_mounts(spec, vec![volume("inner", "/data/sub")]))
+        .await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert_eq!(out, "from the image\n");
+    let all = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    let c = &all[0];
+    let mut targets: Vec<(&str, bool)> = c
+        .mounts
+        .iter()
+        .map(|m| (m.target.as_str(), m.anonymous))
+        .collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        [("/cache", true), ("/data", true), ("/data/sub", false)]
+    );
+    let data = c
+        .mounts
+        .iter()
+        .find(|m| m.target == "/data")
+        .expect("/data");
+    let on_disk = agent
+        .state_dir
+        .join("volumes")
+        .join(&data.volume_name)
+        .join("_data");
+    assert_eq!(
+        std::fs::read_to_string(on_disk.join("new")).expect("the write is in the volume"),
+        "written\n"
+    );
+    remove(&agent, &c.id, true).await;
+    assert_eq!(
+        names(&agent, pb::ListVolumesRequest::default()).await,
+        ["inner"],
+        "rm -v removed the image's volumes, not the named one"
+    );
+
+    // A mount of the spec's at an image volume's path replaces it.
+    let spec = pb::ContainerSpec {
+        image: "vols:1".into(),
+        ..sh("true")
+    };
+    let c = agent
+        .create(with_mounts(spec, vec![volume("inner", "/data")]))
+        .await;
+    let mut targets: Vec<&str> = c.mounts.iter().map(|m| m.target.as_str()).collect();
+    targets.sort();
+    assert_eq!(targets, ["/cache", "/data"]);
+    assert!(c.mounts.iter().any(|m| m.target == "/data" && !m.anonymous));
+    remove(&agent, &c.id, true).await;
+    let out = agent.ctl(&["volume", "rm", "inner"]);
+    assert!(out.status.success(), "{out:?}");
+    agent.assert_clean().await;
+}

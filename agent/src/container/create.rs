@@ -94,6 +94,7 @@ impl Manager {
             other => ContainerError::Image(other),
         })?;
         let eff = spec::merge(&spec, &image.config)?;
+        let mounts = super::mounts::with_image_volumes(&spec, &image.config.volumes)?;
         if spec.publish_all {
             // Kept in `ports` from now on: later starts, inspect and a
             // restarted berthd see one list.
@@ -208,7 +209,7 @@ impl Manager {
             }
             // Under the table's lock: a volume removal checks its users
             // under it too, so it cannot take a volume this Create mounts.
-            let (mounts, created) = match self.resolve_mounts(&rec.spec.mounts) {
+            let (mounts, created) = match self.resolve_mounts(&mounts) {
                 Ok(m) => m,
                 Err(e) => {
                     drop(table);

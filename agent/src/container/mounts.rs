@@ -194,6 +194,50 @@ pub fn check(spec: &mut SpecRecord, state_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The mounts a container gets: the spec's (checked), plus an anonymous
+/// volume at each of the image's `Volumes` that no mount of the spec has
+/// as its target (Docker's behaviour; the image's content there is copied
+/// in on first use). A container in a user namespace of its own gets none
+/// of the image's (its mounts are not supported yet): those paths stay in
+/// its writable layer. Sorted by depth, so a mount inside another's target
+/// comes after it whatever the order given.
+pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result<Vec<MountSpec>> {
+    let mut all = spec.mounts.clone();
+    if spec.userns.is_empty() || spec.userns == "host" {
+        for path in image_volumes {
+            berth_runtime::plan::mounts::check_target(path).map_err(|e| {
+                ContainerError::invalid(
+                    "image",
+                    format!("the image's volume {:?} {}", capped(path), e.reason()),
+                )
+            })?;
+            let target = path.trim_end_matches('/').to_string();
+            if all.iter().any(|m| m.target == target) {
+                continue;
+            }
+            all.push(MountSpec {
+                kind: MountKind::Volume,
+                source: String::new(),
+                target,
+                read_only: false,
+                propagation: String::new(),
+                recursive: None,
+                tmpfs_size: 0,
+                tmpfs_mode: 0,
+                no_copy: false,
+            });
+        }
+    }
+    if all.len() > MOUNTS_MAX {
+        return Err(invalid(format!(
+            "{} mounts with the image's volumes: at most {MOUNTS_MAX} are accepted",
+            all.len()
+        )));
+    }
+    all.sort_by_key(|m| m.target.matches('/').count());
+    Ok(all)
+}
+
 fn only_for_binds(m: &MountSpec) -> Result<()> {
     if !m.propagation.is_empty() || m.recursive.is_some() {
         return Err(invalid(
@@ -427,5 +471,41 @@ impl Manager {
                 Err(e) => tracing::warn!("removing volume {}: {e}", m.volume),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_images_volumes_are_checked_bounded_and_skipped_in_a_user_namespace() {
+        let spec = SpecRecord::default();
+        let got = with_image_volumes(&spec, &paths(&["/a/b", "/a/", "/c"])).unwrap();
+        let targets: Vec<&str> = got.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(targets, ["/a", "/c", "/a/b"], "by depth");
+        assert!(got
+            .iter()
+            .all(|m| m.kind == MountKind::Volume && m.source.is_empty()));
+        for hostile in ["relative", "/a/../../etc", "/proc/x", "/"] {
+            let e = with_image_volumes(&spec, &paths(&[hostile])).unwrap_err();
+            assert!(
+                e.to_string().contains("the image's volume"),
+                "{hostile}: {e}"
+            );
+        }
+        let many: Vec<String> = (0..65).map(|i| format!("/v{i}")).collect();
+        assert!(with_image_volumes(&spec, &many).is_err());
+        let userns = SpecRecord {
+            userns: "auto".into(),
+            ..Default::default()
+        };
+        assert!(with_image_volumes(&userns, &paths(&["/data"]))
+            .unwrap()
+            .is_empty());
     }
 }
