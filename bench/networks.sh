@@ -1,6 +1,6 @@
 #!/bin/sh
 # Start latency of `berthctl run --rm busybox /bin/true` with --network none,
-# bridge and a user-defined network, interleaved, N samples each (default
+# bridge, a user-defined network and no --network (the default), interleaved, N samples each (default
 # 30); prints the median and p90 in milliseconds. berthd runs in a network
 # namespace made here and deleted at the end, so the host's networking is
 # untouched. Needs root, the built binaries (BIN, default the debug build)
@@ -39,14 +39,16 @@ ctl network create nbench >/dev/null
 python3 - "$N" "$BIN/berthctl" "$work/s.sock" <<'PY'
 import statistics, subprocess, sys, time
 n, ctl, sock = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-modes = ["none", "bridge", "nbench"]
+# "default": no --network, berthd's default (the bridge).
+modes = ["none", "bridge", "nbench", "default"]
 t = {m: [] for m in modes}
+net = lambda m: [] if m == "default" else ["--network", m]
 for m in modes:  # warm-up: the first bridge start makes the bridge
-    subprocess.run([ctl, "-H", sock, "run", "--rm", "--network", m, "busybox", "/bin/true"], check=True)
+    subprocess.run([ctl, "-H", sock, "run", "--rm", *net(m), "busybox", "/bin/true"], check=True)
 for _ in range(n):
     for m in modes:
         s = time.perf_counter()
-        subprocess.run([ctl, "-H", sock, "run", "--rm", "--network", m, "busybox", "/bin/true"], check=True)
+        subprocess.run([ctl, "-H", sock, "run", "--rm", *net(m), "busybox", "/bin/true"], check=True)
         t[m].append((time.perf_counter() - s) * 1000)
 for m in modes:
     v = sorted(t[m])

@@ -112,14 +112,20 @@ pub struct Published {
 #[derive(Debug)]
 pub struct Bridge {
     cfg: Config,
-    ipam: Mutex<Ipam>,
+    ipam: Arc<Mutex<Ipam>>,
     /// Published ports of running containers (of every bridge); also
     /// serialises port checks with the nft updates that follow them.
     published: PublishedPorts,
     /// Set once the bridge and table are made (and cleared when the table
-    /// goes with the last container).
-    up: tokio::sync::Mutex<Option<u32>>,
+    /// goes, [`IDLE_TABLE_GRACE`] after the last container).
+    up: Arc<tokio::sync::Mutex<Option<u32>>>,
 }
+
+/// How long berth's nftables table outlives the last container of a
+/// bridge. Making it again costs a start about 25 ms (two `nft` runs), so
+/// back-to-back `run --rm` on the default bridge would pay it every time;
+/// a host that stops using the bridge is still left clean soon after.
+pub const IDLE_TABLE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -135,10 +141,10 @@ impl Bridge {
     /// `published` (shared with the other bridges).
     pub fn sharing(cfg: Config, published: PublishedPorts) -> Bridge {
         Bridge {
-            ipam: Mutex::new(Ipam::with_gateway(cfg.subnet, cfg.gateway)),
+            ipam: Arc::new(Mutex::new(Ipam::with_gateway(cfg.subnet, cfg.gateway))),
             cfg,
             published,
-            up: tokio::sync::Mutex::new(None),
+            up: Arc::default(),
         }
     }
 
@@ -200,7 +206,8 @@ impl Bridge {
     }
 
     /// Frees a removed container's address. When it was the last, berth's
-    /// nftables table goes too (the bridge stays, as Docker's does).
+    /// nftables table goes too, [`IDLE_TABLE_GRACE`] later unless another
+    /// container came meanwhile (the bridge stays, as Docker's does).
     pub async fn release(&self, id: &str, s: &Settings) {
         self.release_link(id, &link::veth_name(id), s).await
     }
@@ -224,14 +231,21 @@ impl Bridge {
             ipam.is_empty()
         };
         if empty {
-            let mut up = self.up.lock().await;
-            // Checked again under the lock: a create may have come between.
-            if lock(&self.ipam).is_empty() && up.is_some() {
-                match apply(nft::drop_table(&self.cfg.table)).await {
-                    Ok(()) => *up = None,
-                    Err(e) => tracing::warn!("removing berth's nftables table: {e}"),
+            let (up, ipam) = (self.up.clone(), self.ipam.clone());
+            let table = self.cfg.table.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(IDLE_TABLE_GRACE).await;
+                let mut up = up.lock().await;
+                // Checked again under the lock: a create may have come
+                // since (and gone again, whose own timer then finds the
+                // table gone).
+                if lock(&ipam).is_empty() && up.is_some() {
+                    match apply(nft::drop_table(&table)).await {
+                        Ok(()) => *up = None,
+                        Err(e) => tracing::warn!("removing berth's nftables table: {e}"),
+                    }
                 }
-            }
+            });
         }
     }
 
