@@ -596,3 +596,56 @@ async fn publish_all_publishes_the_images_exposed_ports() {
     }
     assert_no_leftovers(&agent).await;
 }
+
+/// `stats` counts a bridge container's traffic on `eth0`; a host-network
+/// container has no counters of its own.
+#[tokio::test]
+async fn stats_count_the_bridge_containers_traffic() {
+    let (agent, _, _) = bridge_agent().await;
+    let c = agent.run(httpd("counted")).await;
+    let ip = settings(&c).ip_address;
+    let page = fetch_from_host(ns(&agent), &format!("http://{ip}/")).await;
+    assert!(page.contains("counted"), "{page}");
+    let host = agent
+        .run(pb::ContainerSpec {
+            network: "host".into(),
+            ..sh("exec sleep 1000")
+        })
+        .await;
+    let sample = berth::v1::stats_client::StatsClient::new(agent.channel.clone())
+        .stats(pb::StatsRequest {
+            containers: vec![c.id.clone(), host.id.clone()],
+            stream: false,
+            ..Default::default()
+        })
+        .await
+        .expect("stats")
+        .into_inner()
+        .message()
+        .await
+        .expect("sample")
+        .expect("one sample");
+    let of = |id: &str| {
+        sample
+            .containers
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .expect("the container's stats")
+    };
+    let net = of(&c.id).network.expect("bridge counters");
+    let names: Vec<&str> = net.interfaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["eth0"]);
+    let eth0 = &net.interfaces[0];
+    // The page went out, the request came in.
+    assert!(eth0.tx_bytes > 100 && eth0.rx_bytes > 50, "{eth0:?}");
+    assert!(eth0.tx_packets > 0 && eth0.rx_packets > 0, "{eth0:?}");
+    assert_eq!((net.rx_bytes, net.tx_bytes), (eth0.rx_bytes, eth0.tx_bytes));
+    assert!(
+        of(&host.id).network.is_none(),
+        "the host's counters are not a container's"
+    );
+    agent.force_remove(&host.id).await;
+    agent.force_remove(&c.id).await;
+    assert_no_leftovers(&agent).await;
+}

@@ -275,3 +275,31 @@ impl Drop for Unpublish {
         }
     }
 }
+
+impl Manager {
+    /// The network counters of a running container's namespace; None for
+    /// one in the host's network (those are the host's counters, which
+    /// Docker does not show as a container's either) or not running.
+    pub fn network_counters(
+        &self,
+        entry: &super::entry::Entry,
+    ) -> Option<Vec<network::counters::InterfaceCounters>> {
+        let (pid, host) = {
+            let r = entry.lock_record();
+            (r.pid, r.network.is_host())
+        };
+        if host || pid <= 0 {
+            return None;
+        }
+        let process = entry
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let counters = network::counters::of_process(pid)?;
+        // The pidfd names the container's init: if it still takes
+        // signals, the pid was not reused by another process meanwhile.
+        process.signal(0).ok()?;
+        Some(counters)
+    }
+}

@@ -11,6 +11,7 @@
 
 pub mod attach;
 pub mod bridge;
+pub mod counters;
 pub mod ipam;
 pub mod link;
 pub mod mode;

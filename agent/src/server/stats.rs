@@ -17,6 +17,7 @@ use crate::cgroup::stats::{self as cs, CgroupStats};
 use crate::container::state::State;
 use crate::container::{Entry, Manager};
 use crate::error::Error;
+use crate::network::counters::InterfaceCounters;
 
 /// Most containers one Stats call may name.
 pub const MAX_CONTAINERS: usize = 1000;
@@ -108,25 +109,29 @@ struct Sample {
     host_nanos: u64,
     cpus: u32,
     rows: Vec<(String, String, State, Option<CgroupStats>)>,
+    /// Network counters, by the rows' order.
+    nets: Vec<Option<Vec<InterfaceCounters>>>,
 }
 
 fn sample(mgr: &Manager, entries: &[Arc<Entry>]) -> Sample {
     let proc_stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let rows = entries
+    let (rows, nets) = entries
         .iter()
         .map(|e| {
             let (name, state) = e.name_and_state();
             let stats = has_cgroup(state)
                 .then(|| mgr.cgroups().stats(&e.id))
                 .flatten();
-            (e.id.clone(), name, state, stats)
+            let net = has_cgroup(state).then(|| mgr.network_counters(e)).flatten();
+            ((e.id.clone(), name, state, stats), net)
         })
-        .collect();
+        .unzip();
     Sample {
         at: SystemTime::now(),
         host_nanos: cs::host_cpu_nanos(&proc_stat, cs::TICK_NANOS),
         cpus: cs::online_cpus(&proc_stat),
         rows,
+        nets,
     }
 }
 
@@ -149,13 +154,15 @@ fn to_proto(now: &Sample, before: &Sample, host_memory: u64) -> pb::StatsRespons
     let containers = now
         .rows
         .iter()
-        .map(|(id, name, state, s)| {
+        .zip(&now.nets)
+        .map(|((id, name, state, s), net)| {
             let mut c = pb::ContainerStats {
                 id: id.clone(),
                 name: name.clone(),
                 state: state_to_proto(*state) as i32,
                 ..Default::default()
             };
+            c.network = net.as_deref().map(network_to_proto);
             let Some(s) = s else { return c };
             let percent = prev.get(id.as_str()).map_or(0.0, |&u| {
                 cs::cpu_percent(
@@ -202,6 +209,27 @@ fn to_proto(now: &Sample, before: &Sample, host_memory: u64) -> pb::StatsRespons
     pb::StatsResponse {
         read_at: Some(now.at.into()),
         containers,
+    }
+}
+
+fn network_to_proto(ifs: &[InterfaceCounters]) -> pb::NetworkStats {
+    pb::NetworkStats {
+        rx_bytes: ifs.iter().map(|i| i.rx_bytes).sum(),
+        tx_bytes: ifs.iter().map(|i| i.tx_bytes).sum(),
+        interfaces: ifs
+            .iter()
+            .map(|i| pb::InterfaceStats {
+                name: i.name.clone(),
+                rx_bytes: i.rx_bytes,
+                rx_packets: i.rx_packets,
+                rx_errors: i.rx_errors,
+                rx_dropped: i.rx_dropped,
+                tx_bytes: i.tx_bytes,
+                tx_packets: i.tx_packets,
+                tx_errors: i.tx_errors,
+                tx_dropped: i.tx_dropped,
+            })
+            .collect(),
     }
 }
 
@@ -396,6 +424,7 @@ mod tests {
             host_nanos: 1_000,
             cpus: 2,
             rows: vec![("a".into(), "x".into(), State::Running, row(100))],
+            nets: vec![None],
         };
         let now = Sample {
             at,
@@ -406,6 +435,24 @@ mod tests {
                 ("b".into(), "y".into(), State::Running, row(50)),
                 ("c".into(), "z".into(), State::Exited, None),
             ],
+            nets: vec![
+                Some(vec![
+                    InterfaceCounters {
+                        name: "eth0".into(),
+                        rx_bytes: 10,
+                        tx_bytes: 1,
+                        ..Default::default()
+                    },
+                    InterfaceCounters {
+                        name: "eth1".into(),
+                        rx_bytes: 5,
+                        tx_bytes: 2,
+                        ..Default::default()
+                    },
+                ]),
+                None,
+                None,
+            ],
         };
         let r = to_proto(&now, &before, 8 << 30);
         let cpu = r.containers[0].cpu.as_ref().unwrap();
@@ -413,6 +460,12 @@ mod tests {
         let mem = r.containers[0].memory.as_ref().unwrap();
         assert_eq!((mem.limit_bytes, mem.limited), (8 << 30, false));
         assert_eq!(mem.working_set_bytes, 6);
+        let net = r.containers[0].network.as_ref().unwrap();
+        assert_eq!(
+            (net.rx_bytes, net.tx_bytes, net.interfaces.len()),
+            (15, 3, 2)
+        );
+        assert!(r.containers[1].network.is_none(), "host network: none");
         assert_eq!(r.containers[1].cpu.as_ref().unwrap().percent, 0.0);
         let stopped = &r.containers[2];
         assert!(stopped.cpu.is_none() && stopped.memory.is_none() && stopped.network.is_none());

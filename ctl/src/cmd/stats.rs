@@ -19,12 +19,13 @@ use crate::fleet::{host_table, with_host, Failures, Fleet};
 use crate::output::{self, print_json_line};
 
 /// Headers of the stats table.
-pub const STATS_HEADERS: [&str; 7] = [
+pub const STATS_HEADERS: [&str; 8] = [
     "CONTAINER ID",
     "NAME",
     "CPU %",
     "MEM USAGE / LIMIT",
     "MEM %",
+    "NET I/O",
     "BLOCK I/O",
     "PIDS",
 ];
@@ -41,8 +42,14 @@ pub fn stats_request(args: &StatsArgs) -> StatsRequest {
 
 /// One row of the table: docker's columns. MEM USAGE is the working set
 /// (usage minus inactive file cache), as docker shows it; a container with
-/// no cgroup (not running) shows zeros, as `docker stats -a` does.
+/// no cgroup (not running) shows zeros, as `docker stats -a` does. NET I/O
+/// is received / sent, "--" for a host-network container (as Docker).
 pub fn stats_row(c: &ContainerStats) -> Vec<String> {
+    let net = match (&c.network, &c.cpu) {
+        (Some(n), _) => format!("{} / {}", size(n.rx_bytes), size(n.tx_bytes)),
+        (None, Some(_)) => "--".into(),
+        (None, None) => "0B / 0B".into(),
+    };
     let (cpu, mem, mem_pct, io, pids) = match (&c.cpu, &c.memory) {
         (Some(cpu), Some(m)) => {
             let pct = if m.limit_bytes > 0 {
@@ -77,6 +84,7 @@ pub fn stats_row(c: &ContainerStats) -> Vec<String> {
         cpu,
         mem,
         mem_pct,
+        net,
         io,
         pids,
     ]
@@ -297,7 +305,11 @@ mod tests {
                 read_bytes: 1_500_000,
                 write_bytes: 0,
             }),
-            network: None,
+            network: Some(berth::v1::NetworkStats {
+                rx_bytes: 2_000,
+                tx_bytes: 1_000_000,
+                interfaces: Vec::new(),
+            }),
         };
         assert_eq!(
             stats_row(&c),
@@ -307,19 +319,26 @@ mod tests {
                 "12.35%",
                 "32MiB / 128MiB",
                 "25.00%",
+                "2kB / 1MB",
                 "1.5MB / 0B",
                 "3"
             ]
         );
+        let host = ContainerStats {
+            network: None,
+            ..c.clone()
+        };
+        assert_eq!(stats_row(&host)[5], "--");
         let stopped = ContainerStats {
             state: ContainerState::Exited as i32,
             cpu: None,
             memory: None,
+            network: None,
             ..c
         };
         assert_eq!(
             stats_row(&stopped)[2..],
-            ["0.00%", "0B / 0B", "0.00%", "0B / 0B", "0"]
+            ["0.00%", "0B / 0B", "0.00%", "0B / 0B", "0B / 0B", "0"]
         );
     }
 }
