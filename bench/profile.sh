@@ -45,7 +45,7 @@ SOCK=$WORK/berthd.sock
 OUT=${BENCH_OUT:-$REPO/bench/results}/profile.txt
 mkdir -p "$(dirname "$OUT")"
 CG=berth-prof-$$
-"$REL/berthd" --socket "$SOCK" --state-dir "$WORK/berth" --cgroup-parent "$CG" --log warn \
+"$REL/berthd" --socket "$SOCK" --state-dir "$WORK/berth" --cgroup-parent "$CG" --log warn --default-network none \
     >"$WORK/berthd.log" 2>&1 &
 BPID=$!
 cleanup() {

@@ -29,7 +29,7 @@ mount -t tmpfs -o size=3g tmpfs "$W/tmpfs"
 /usr/bin/python3 bench/mkimage.py "$W/image" >/dev/null
 names=(root journal tmpfs)
 for n in "${names[@]}"; do
-    "$REL/berthd" --socket "$W/$n.sock" --state-dir "$W/$n/state" --log warn >"$W/$n.log" 2>&1 &
+    "$REL/berthd" --socket "$W/$n.sock" --state-dir "$W/$n/state" --log warn --default-network none >"$W/$n.log" 2>&1 &
     pids+=($!)
 done
 for n in "${names[@]}"; do

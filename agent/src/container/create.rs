@@ -11,6 +11,7 @@ use super::{bounds, now_nanos, restart, secopts, spec, Manager, LOG_FILE};
 use crate::cgroup::{CgroupError, Limits};
 use crate::error::capped;
 use crate::events::domain::Action;
+use crate::network::Mode;
 
 /// The length of a short id, as `berthctl ps` shows it.
 const SHORT_ID: usize = 12;
@@ -95,13 +96,6 @@ impl Manager {
         })?;
         let eff = spec::merge(&spec, &image.config)?;
         let mounts = super::mounts::with_image_volumes(&spec, &image.config.volumes)?;
-        if spec.publish_all {
-            // Kept in `ports` from now on: later starts, inspect and a
-            // restarted berthd see one list.
-            let more = crate::network::ports::publish_all(&spec.ports, &image.config.exposed_ports);
-            spec.ports.extend(more);
-            crate::network::ports::check_requests(&spec.ports).map_err(ContainerError::from)?;
-        }
         // Compiled now, so a bad profile fails Create, not every Start.
         if spec.privileged {
             spec.seccomp = crate::seccomp::Choice::Unconfined;
@@ -115,6 +109,14 @@ impl Manager {
             .map_err(seccomp_error)?;
         self.check_unconfined(&spec)?;
         let (network, network_hostname) = self.resolve_network(&spec)?;
+        if spec.publish_all && matches!(network, Mode::Bridge | Mode::Network(_)) {
+            // Kept in `ports` from now on: later starts, inspect and a
+            // restarted berthd see one list. Elsewhere there is nothing to
+            // publish on, and Docker ignores -P there too.
+            let more = crate::network::ports::publish_all(&spec.ports, &image.config.exposed_ports);
+            spec.ports.extend(more);
+            crate::network::ports::check_requests(&spec.ports).map_err(ContainerError::from)?;
+        }
         if !spec.userns.is_empty() {
             self.userns_support
                 .clone()

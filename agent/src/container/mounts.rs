@@ -204,7 +204,15 @@ pub fn check(spec: &mut SpecRecord, state_dir: &Path) -> Result<()> {
 pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result<Vec<MountSpec>> {
     let mut all = spec.mounts.clone();
     if spec.userns.is_empty() || spec.userns == "host" {
-        for path in image_volumes {
+        for raw in image_volumes {
+            // Cleaned as Docker cleans them ("//data", "/data/./x"); ".."
+            // stays, and is refused.
+            let parts: Vec<&str> = raw.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+            let path = &if raw.starts_with('/') {
+                format!("/{}", parts.join("/"))
+            } else {
+                raw.clone()
+            };
             berth_runtime::plan::mounts::check_target(path).map_err(|e| {
                 ContainerError::invalid(
                     "image",
@@ -485,7 +493,7 @@ mod tests {
     #[test]
     fn an_images_volumes_are_checked_bounded_and_skipped_in_a_user_namespace() {
         let spec = SpecRecord::default();
-        let got = with_image_volumes(&spec, &paths(&["/a/b", "/a/", "/c"])).unwrap();
+        let got = with_image_volumes(&spec, &paths(&["/a/b", "/a/", "//c/."])).unwrap();
         let targets: Vec<&str> = got.iter().map(|m| m.target.as_str()).collect();
         assert_eq!(targets, ["/a", "/c", "/a/b"], "by depth");
         assert!(got

@@ -4,6 +4,7 @@
 use super::error::{ContainerError, Result};
 use super::record::{Record, SpecRecord};
 use super::Manager;
+use std::sync::Arc;
 use crate::network::ports::{self, PortMapping};
 use crate::network::{self, Mode, Netns, NetworkError, Requested};
 
@@ -284,6 +285,16 @@ impl Manager {
         &self,
         entry: &super::entry::Entry,
     ) -> Option<Vec<network::counters::InterfaceCounters>> {
+        let current = || {
+            entry
+                .process
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        // The process first, then the pid: both of one run, checked again
+        // after the read (a restart between would pair them wrongly).
+        let process = current()?;
         let (pid, host) = {
             let r = entry.lock_record();
             (r.pid, r.network.is_host())
@@ -291,15 +302,12 @@ impl Manager {
         if host || pid <= 0 {
             return None;
         }
-        let process = entry
-            .process
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
         let counters = network::counters::of_process(pid)?;
         // The pidfd names the container's init: if it still takes
         // signals, the pid was not reused by another process meanwhile.
         process.signal(0).ok()?;
-        Some(counters)
+        let same_run = current().is_some_and(|p| Arc::ptr_eq(&p, &process))
+            && entry.lock_record().pid == pid;
+        same_run.then_some(counters)
     }
 }

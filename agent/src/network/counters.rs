@@ -68,12 +68,19 @@ pub fn parse(text: &str) -> Vec<InterfaceCounters> {
     out
 }
 
+/// The most of `/proc/<pid>/net/dev` read: a container with NET_ADMIN can
+/// make thousands of interfaces, of which [`MAX_INTERFACES`] are kept.
+const READ_MAX: u64 = 256 * 1024;
+
 /// The counters of the network namespace process `pid` is in; None when it
 /// cannot be read (the process is gone).
 pub fn of_process(pid: i32) -> Option<Vec<InterfaceCounters>> {
-    std::fs::read_to_string(format!("/proc/{pid}/net/dev"))
-        .ok()
-        .map(|t| parse(&t))
+    use std::io::Read;
+    let file = std::fs::File::open(format!("/proc/{pid}/net/dev")).ok()?;
+    let mut text = String::new();
+    file.take(READ_MAX).read_to_string(&mut text).ok()?;
+    // A cut last line fails to parse and is skipped.
+    Some(parse(&text))
 }
 
 #[cfg(test)]

@@ -48,7 +48,8 @@ pub enum NetworkError {
     /// The bridge's subnet overlaps a route of the host.
     #[error(
         "the bridge subnet {subnet} overlaps the host's route(s) {routes}: \
-         choose another with berthd's --bridge-subnet"
+         choose another with berthd's --bridge-subnet (or run containers with \
+         --network none, or berthd with --default-network none)"
     )]
     SubnetInUse {
         /// The bridge's subnet.

@@ -54,7 +54,8 @@ pub enum Mode {
 }
 
 impl Requested {
-    /// Parses a client's `network` value; "" is `default`, except that a
+    /// Parses a client's `network` value; "" (or "default", as Docker's
+    /// daemon default) is `default`, except that a
     /// container in a user namespace of its own (`userns`) gets `none`
     /// there: its network namespace must be its user namespace's, which
     /// the bridge does not support yet.
@@ -64,8 +65,8 @@ impl Requested {
         userns: bool,
     ) -> Result<Requested, NetworkError> {
         match (s, default) {
-            ("", DefaultNetwork::Bridge) if !userns => Ok(Requested::Bridge),
-            ("", _) => Ok(Requested::None),
+            ("" | "default", DefaultNetwork::Bridge) if !userns => Ok(Requested::Bridge),
+            ("" | "default", _) => Ok(Requested::None),
             _ => Requested::parse(s),
         }
     }
@@ -176,6 +177,8 @@ mod tests {
         assert_eq!(p("bridge", D::None, false), Ok(Requested::Bridge));
         assert_eq!(p("bridge", D::None, true), Ok(Requested::Bridge));
         assert_eq!(p("host", D::Bridge, false), Ok(Requested::Host));
+        assert_eq!(p("default", D::None, false), Ok(Requested::None));
+        assert_eq!(p("default", D::Bridge, false), Ok(Requested::Bridge));
     }
 
     #[test]

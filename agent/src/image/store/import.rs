@@ -227,6 +227,10 @@ impl ImageStore {
                         }
                     }
                     r.imported_at_unix_nanos = now;
+                    // The same digest is the same config; re-read, so what
+                    // an older berth did not record (ExposedPorts,
+                    // Volumes) is there after a pull or import again.
+                    r.config = ImageConfig::from_oci(&p.config);
                 }
                 None => images.push(ImageRecord {
                     id: p.config_digest.clone(),
