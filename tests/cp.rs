@@ -310,7 +310,7 @@ async fn symlinks_in_the_container_never_lead_out_of_its_root() {
     for path in [
         format!("/a/b/root/{host}/secret"),
         format!("/a/b/up/{host}/secret"),
-        format!("/absdir/secret"),
+        "/absdir/secret".to_string(),
     ] {
         let e = copy_from(&agent, &c.id, &path).await.unwrap_err();
         assert_eq!(
@@ -566,7 +566,6 @@ async fn missing_containers_and_paths_are_not_found_and_stopped_ones_not_support
         .stop(pb::StopContainerRequest {
             id: c.id.clone(),
             timeout_seconds: Some(0),
-            ..Default::default()
         })
         .await
         .unwrap();
@@ -599,7 +598,7 @@ async fn files_copied_into_a_userns_container_belong_to_its_ids() {
         ..Default::default()
     });
     let c = agent.run(spec).await;
-    let m = c.userns.clone().expect("a mapping");
+    let m = c.userns.expect("a mapping");
     let mut b = tar::Builder::new(Vec::new());
     for (name, uid) in [("root-owned", 0u64), ("user-owned", 1000)] {
         let mut h = tar::Header::new_gnu();

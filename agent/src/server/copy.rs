@@ -147,7 +147,9 @@ pub async fn copy_to(
                 break;
             }
             Some(In::Data(d)) => {
-                if tx.send(Ok(d.into())).await.is_err() {
+                // The extraction stopped reading: its result is the call's.
+                let stopped = tx.send(Ok(d.into())).await.is_err();
+                if stopped {
                     break;
                 }
             }

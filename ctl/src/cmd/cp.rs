@@ -139,10 +139,13 @@ async fn copy_out(
     while let Some(msg) = stream.next().await {
         match msg {
             Ok(m) => {
-                if let Some(copy_from_response::Response::Data(d)) = m.response {
-                    if tx.send(d).await.is_err() {
-                        break;
-                    }
+                let Some(copy_from_response::Response::Data(d)) = m.response else {
+                    continue;
+                };
+                // The extraction stopped reading: its result says why.
+                let stopped = tx.send(d).await.is_err();
+                if stopped {
+                    break;
                 }
             }
             Err(s) => {
@@ -158,11 +161,7 @@ async fn copy_out(
     if let Some(s) = failed {
         return Err(s.into());
     }
-    unpacked.map_err(|e| local("extracting into", &plan_dir(dst), e))
-}
-
-fn plan_dir(dst: &str) -> String {
-    dst.to_string()
+    unpacked.map_err(|e| local("extracting into", dst, e))
 }
 
 /// A local path or stdin to CONTAINER:PATH.
