@@ -34,6 +34,9 @@ pub enum Error {
     /// An exec could not be started.
     #[error(transparent)]
     Exec(#[from] crate::exec::ExecError),
+    /// A copy into or out of a container failed.
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
     /// An attach could not be made.
     #[error(transparent)]
     Attach(#[from] crate::server::attach::AttachError),

@@ -33,6 +33,7 @@
 pub mod cgroup;
 pub mod config;
 pub mod container;
+pub mod copy;
 pub mod crash;
 pub mod error;
 pub mod events;

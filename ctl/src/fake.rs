@@ -311,6 +311,28 @@ impl Containers for Fake {
     }
 
     type AttachStream = ReceiverStream<Result<AttachResponse, Status>>;
+    type CopyFromStream = ReceiverStream<Result<CopyFromResponse, Status>>;
+
+    async fn stat_path(
+        &self,
+        _: Request<StatPathRequest>,
+    ) -> Result<Response<StatPathResponse>, Status> {
+        Err(Status::unimplemented("the fake agent has no cp"))
+    }
+
+    async fn copy_from(
+        &self,
+        _: Request<CopyFromRequest>,
+    ) -> Result<Response<Self::CopyFromStream>, Status> {
+        Err(Status::unimplemented("the fake agent has no cp"))
+    }
+
+    async fn copy_to(
+        &self,
+        _: Request<tonic::Streaming<CopyToRequest>>,
+    ) -> Result<Response<CopyToResponse>, Status> {
+        Err(Status::unimplemented("the fake agent has no cp"))
+    }
 
     /// An attach: the container (as created), then with `start` one line
     /// on each stream (both on stdout with a tty), stdin echoed back on

@@ -105,7 +105,7 @@ pub fn check(o: &ExecOptions) -> Result<()> {
 /// opened by pid after a restart of berthd could otherwise name a process
 /// that reused the pid of an init that ended meanwhile, whose namespaces an
 /// exec must never join.
-fn is_init(pidfd: &std::os::fd::OwnedFd, pid: i32, monitor_pid: i32) -> bool {
+pub(super) fn is_init(pidfd: &std::os::fd::OwnedFd, pid: i32, monitor_pid: i32) -> bool {
     let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| crate::procinfo::parse_stat(&s))

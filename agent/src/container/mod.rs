@@ -17,6 +17,7 @@
 
 pub mod bounds;
 mod connect;
+mod copy;
 mod create;
 #[cfg(test)]
 mod diskfull_tests;

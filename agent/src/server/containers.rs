@@ -351,6 +351,34 @@ impl Containers for ContainersService {
 
     type RunAttachedStream = RunAttachedStream;
     type AttachStream = super::attach::AttachStream;
+    type CopyFromStream = super::copy::CopyFromStream;
+
+    async fn stat_path(
+        &self,
+        req: Request<pb::StatPathRequest>,
+    ) -> Result<Response<pb::StatPathResponse>, Status> {
+        super::copy::stat_path(&self.mgr, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn copy_from(
+        &self,
+        req: Request<pb::CopyFromRequest>,
+    ) -> Result<Response<Self::CopyFromStream>, Status> {
+        super::copy::copy_from(&self.mgr, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn copy_to(
+        &self,
+        req: Request<tonic::Streaming<pb::CopyToRequest>>,
+    ) -> Result<Response<pb::CopyToResponse>, Status> {
+        super::copy::copy_to(self.mgr.clone(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
 
     async fn attach(
         &self,

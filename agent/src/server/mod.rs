@@ -6,6 +6,7 @@ pub mod attach;
 mod authority;
 mod containers;
 pub mod convert;
+mod copy;
 mod events;
 mod exec;
 mod image_push;

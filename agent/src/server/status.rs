@@ -12,6 +12,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::container::ContainerError;
+use crate::copy::CopyError;
 use crate::error::Error;
 use crate::events::Gap;
 use crate::exec::ExecError;
@@ -264,6 +265,25 @@ fn exec(e: &ExecError) -> Details {
     }
 }
 
+fn copy(e: &CopyError) -> Details {
+    use CopyError as C;
+    match e {
+        C::InvalidPath(_) => Details::new(Code::InvalidArgument, "INVALID_PATH").field("path"),
+        C::PathNotFound { .. } => Details::new(Code::NotFound, "PATH_NOT_FOUND"),
+        C::NotADirectory { .. } => Details::new(Code::FailedPrecondition, "NOT_A_DIRECTORY"),
+        C::NotRunning { id, state } => Details::new(Code::FailedPrecondition, "CP_UNSUPPORTED")
+            .with("id", id.clone())
+            .with("state", *state),
+        C::InvalidArchive { .. } => {
+            Details::new(Code::InvalidArgument, "INVALID_ARCHIVE").field("data")
+        }
+        C::Conflict { .. } => Details::new(Code::FailedPrecondition, "CP_CONFLICT"),
+        C::ReadOnly { .. } => Details::new(Code::FailedPrecondition, "READ_ONLY"),
+        C::Aborted(_) => Details::new(Code::Cancelled, "CANCELLED"),
+        C::Io { .. } => Details::new(Code::Internal, "INTERNAL"),
+    }
+}
+
 fn image(e: &ImageError) -> Details {
     let kind = e.kind();
     Details::new(super::image_status::code(kind), kind.reason())
@@ -276,6 +296,7 @@ fn details(e: &Error) -> Details {
         Error::Volume(e) => volume(e),
         Error::Exec(e) => exec(e),
         Error::Attach(e) => attach(e),
+        Error::Copy(e) => copy(e),
         Error::InvalidSignal(_) => {
             Details::new(Code::InvalidArgument, "INVALID_SIGNAL").field("signal")
         }
@@ -328,6 +349,12 @@ impl From<NetworkError> for Status {
 
 impl From<VolumeError> for Status {
     fn from(e: VolumeError) -> Status {
+        Error::from(e).into()
+    }
+}
+
+impl From<CopyError> for Status {
+    fn from(e: CopyError) -> Status {
         Error::from(e).into()
     }
 }

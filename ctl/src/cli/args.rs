@@ -413,6 +413,23 @@ pub struct StatsArgs {
     pub ids: Vec<String>,
 }
 
+// `cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Archive mode: copy the owners (uid and gid) of the source too.
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+    /// Follow a symlink given as SRC (copy what it points to).
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// CONTAINER:PATH, a local path, or - (a tar archive on stdin).
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// CONTAINER:PATH, a local path, or - (a tar archive to stdout).
+    #[arg(value_name = "DST")]
+    pub dst: String,
+}
+
 // `exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {

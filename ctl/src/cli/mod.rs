@@ -342,6 +342,10 @@ pub enum Command {
     Port(PortArgs),
     /// Run a command in a running container; exits with its exit code.
     Exec(ExecArgs),
+    /// Copy files and directories between a container and here, as tar
+    /// streams (`CONTAINER:PATH` on one side; `-` is a tar on stdin or
+    /// stdout).
+    Cp(CpArgs),
     /// Attach this terminal (or stdin and output) to a running container;
     /// exits with its exit code.
     Attach(AttachArgs),

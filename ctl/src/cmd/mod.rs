@@ -4,6 +4,9 @@
 //! and the fan-out rules of [`fan`].
 
 mod attach;
+mod cp;
+mod cp_local;
+mod cp_rules;
 mod create;
 mod events;
 mod exec;
@@ -81,6 +84,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Port(a) => port::port(f, a).await,
         Command::Network(c) => network::network(f, c).await,
         Command::Exec(a) => exec::exec(one_host(f, "exec")?, a).await,
+        Command::Cp(a) => cp::cp(one_host(f, "cp")?, a).await,
         Command::Attach(a) => attach::attach(one_host(f, "attach")?, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
         Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,
