@@ -60,6 +60,11 @@ struct Inner {
     /// announced then. Removal drops the entry, so this holds one entry per
     /// existing container, not one per event in the retained log.
     runs: HashMap<String, Announced>,
+    /// Container id -> exec id -> which of EXEC_STARTED and EXEC_EXITED
+    /// were published, for containers not yet removed: an exec's exit read
+    /// again after a restart of berthd is announced once. Removal drops the
+    /// container's entry.
+    execs: HashMap<String, HashMap<String, ExecSeen>>,
     /// When the oldest retained event was published, if older ones were
     /// retired (unix nanos; 0: the log is whole). A start older than that
     /// may have had its STARTED retired: it counts as announced.
@@ -106,6 +111,39 @@ struct Announced {
     exited: i64,
 }
 
+/// Which events of an exec were published.
+#[derive(Debug, Default, Clone, Copy)]
+struct ExecSeen {
+    started: bool,
+    exited: bool,
+}
+
+/// Keeps `execs` up to date with one more event.
+fn track_exec(execs: &mut HashMap<String, HashMap<String, ExecSeen>>, ev: &Event) {
+    if ev.r#type != ObjectType::Container as i32 {
+        return;
+    }
+    if ev.action == EventAction::Removed as i32 {
+        execs.remove(&ev.id);
+        return;
+    }
+    let started = ev.action == EventAction::ExecStarted as i32;
+    if !started && ev.action != EventAction::ExecExited as i32 {
+        return;
+    }
+    let Some(x) = &ev.exec else { return };
+    let seen = execs
+        .entry(ev.id.clone())
+        .or_default()
+        .entry(x.exec_id.clone())
+        .or_default();
+    if started {
+        seen.started = true;
+    } else {
+        seen.exited = true;
+    }
+}
+
 /// When `ev` was published (unix nanos; 0: unknown).
 fn event_time(ev: &Event) -> i64 {
     ev.time
@@ -134,8 +172,10 @@ impl EventBus {
     pub fn open(dir: &Path, retain: u64, instance_id: String) -> std::io::Result<Self> {
         let opened = EventLog::open(dir, retain)?;
         let mut runs = HashMap::new();
+        let mut execs = HashMap::new();
         for ev in &opened.events {
             track_run(&mut runs, ev);
+            track_exec(&mut execs, ev);
         }
         let mut chunks = Chunks::default();
         let skip = opened.events.len().saturating_sub(RECENT);
@@ -154,6 +194,7 @@ impl EventBus {
                 recent,
                 chunks,
                 runs,
+                execs,
                 horizon,
             }),
             published: watch::Sender::new(last),
@@ -188,6 +229,7 @@ impl EventBus {
             crate::crash::event_point(action.trim_start_matches("EVENT_ACTION_"))
         });
         track_run(&mut inner.runs, &ev);
+        track_exec(&mut inner.execs, &ev);
         inner.recent.push_back(stored);
         if inner.recent.len() > RECENT {
             inner.recent.pop_front();
@@ -217,6 +259,20 @@ impl EventBus {
             _ => return false,
         };
         at != 0 && at >= since
+    }
+
+    /// Whether EXEC_STARTED or EXEC_EXITED (`action`) of exec `exec_id` of
+    /// container `id` is in the retained log. Every other action: false.
+    pub fn exec_announced(&self, id: &str, exec_id: &str, action: EventAction) -> bool {
+        let inner = self.lock();
+        let Some(seen) = inner.execs.get(id).and_then(|m| m.get(exec_id)) else {
+            return false;
+        };
+        match action {
+            EventAction::ExecStarted => seen.started,
+            EventAction::ExecExited => seen.exited,
+            _ => false,
+        }
     }
 
     /// The sequence number the next event will get.
@@ -304,6 +360,10 @@ impl EventSink for EventBus {
 
     fn announced_since(&self, id: &str, action: domain::Action, since: i64) -> bool {
         EventBus::announced_since(self, id, wire::action_to_proto(action), since)
+    }
+
+    fn exec_announced(&self, id: &str, exec_id: &str, action: domain::Action) -> bool {
+        EventBus::exec_announced(self, id, exec_id, wire::action_to_proto(action))
     }
 }
 
