@@ -64,7 +64,7 @@ struct Inner {
     /// were published, for containers not yet removed: an exec's exit read
     /// again after a restart of berthd is announced once. Removal drops the
     /// container's entry.
-    execs: HashMap<String, HashMap<String, ExecSeen>>,
+    execs: HashMap<String, ContainerExecs>,
     /// When the oldest retained event was published, if older ones were
     /// retired (unix nanos; 0: the log is whole). A start older than that
     /// may have had its STARTED retired: it counts as announced.
@@ -118,8 +118,22 @@ struct ExecSeen {
     exited: bool,
 }
 
+/// Ended execs remembered per container. An ended exec's own record says
+/// it was announced a moment after its EXEC_EXITED; this only covers a
+/// crash in between, so the oldest ended ones can be forgotten, which
+/// bounds the memory of a container that runs execs for months (a probe).
+const ENDED_EXECS_KEPT: usize = 1024;
+
+/// The exec events of one container.
+#[derive(Debug, Default)]
+struct ContainerExecs {
+    seen: HashMap<String, ExecSeen>,
+    /// Ended execs, oldest first (at most [`ENDED_EXECS_KEPT`]).
+    ended: VecDeque<String>,
+}
+
 /// Keeps `execs` up to date with one more event.
-fn track_exec(execs: &mut HashMap<String, HashMap<String, ExecSeen>>, ev: &Event) {
+fn track_exec(execs: &mut HashMap<String, ContainerExecs>, ev: &Event) {
     if ev.r#type != ObjectType::Container as i32 {
         return;
     }
@@ -132,15 +146,18 @@ fn track_exec(execs: &mut HashMap<String, HashMap<String, ExecSeen>>, ev: &Event
         return;
     }
     let Some(x) = &ev.exec else { return };
-    let seen = execs
-        .entry(ev.id.clone())
-        .or_default()
-        .entry(x.exec_id.clone())
-        .or_default();
+    let c = execs.entry(ev.id.clone()).or_default();
+    let seen = c.seen.entry(x.exec_id.clone()).or_default();
     if started {
         seen.started = true;
-    } else {
+    } else if !seen.exited {
         seen.exited = true;
+        c.ended.push_back(x.exec_id.clone());
+        if c.ended.len() > ENDED_EXECS_KEPT {
+            if let Some(old) = c.ended.pop_front() {
+                c.seen.remove(&old);
+            }
+        }
     }
 }
 
@@ -265,7 +282,7 @@ impl EventBus {
     /// container `id` is in the retained log. Every other action: false.
     pub fn exec_announced(&self, id: &str, exec_id: &str, action: EventAction) -> bool {
         let inner = self.lock();
-        let Some(seen) = inner.execs.get(id).and_then(|m| m.get(exec_id)) else {
+        let Some(seen) = inner.execs.get(id).and_then(|c| c.seen.get(exec_id)) else {
             return false;
         };
         match action {
@@ -439,6 +456,44 @@ mod tests {
             bus.publish(ev(&format!("g{n}")));
         }
         check(&bus);
+    }
+
+    #[test]
+    fn exec_exits_are_remembered_across_a_reopen_until_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = EventBus::open(dir.path(), 100_000, "a".into()).unwrap();
+        let exec = |action: EventAction, exec_id: &str| Event {
+            r#type: ObjectType::Container as i32,
+            action: action as i32,
+            id: "c1".into(),
+            exec: Some(berth::v1::ExecEvent {
+                exec_id: exec_id.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        bus.publish(exec(EventAction::ExecStarted, "e1"));
+        bus.publish(exec(EventAction::ExecExited, "e1"));
+        bus.publish(exec(EventAction::ExecStarted, "e2"));
+        drop(bus);
+        let bus = EventBus::open(dir.path(), 100_000, "b".into()).unwrap();
+        assert!(bus.exec_announced("c1", "e1", EventAction::ExecExited));
+        assert!(bus.exec_announced("c1", "e2", EventAction::ExecStarted));
+        assert!(!bus.exec_announced("c1", "e2", EventAction::ExecExited));
+        assert!(!bus.exec_announced("c2", "e1", EventAction::ExecExited));
+        // The oldest ended execs are forgotten past the bound.
+        for n in 0..ENDED_EXECS_KEPT {
+            bus.publish(exec(EventAction::ExecExited, &format!("x{n}")));
+        }
+        assert!(!bus.exec_announced("c1", "e1", EventAction::ExecExited));
+        assert!(bus.exec_announced("c1", "e2", EventAction::ExecStarted));
+        bus.publish(Event {
+            r#type: ObjectType::Container as i32,
+            action: EventAction::Removed as i32,
+            id: "c1".into(),
+            ..Default::default()
+        });
+        assert!(!bus.exec_announced("c1", "e2", EventAction::ExecStarted));
     }
 
     #[test]
