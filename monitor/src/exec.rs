@@ -19,15 +19,14 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
-use berth_runtime::exec::{self as proto, ExecLaunch, ExecReport};
+use berth_runtime::exec::{self as proto, ExecExit, ExecLaunch, ExecReport};
 use berth_runtime::launch::CgroupPlacement;
-use rustix::event::{PollFd, PollFlags};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::{Errno, IoSliceMut};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::pipe::PipeFlags;
-use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
+use rustix::process::{PidfdFlags, WaitOptions};
 use rustix::thread::ThreadNameSpaceType as Ns;
 
 use crate::init::{Command, Failure, Outcome, Stdio};
@@ -62,10 +61,13 @@ struct Received {
     init: OwnedFd,
     /// stdin, stdout, stderr (none with a terminal).
     stdio: Vec<OwnedFd>,
+    /// The read ends of stdout and stderr (none with a terminal), read
+    /// only once berthd is gone.
+    outputs: Vec<OwnedFd>,
 }
 
 fn receive(sock: BorrowedFd<'_>) -> Result<Received> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(6))];
     let mut cmsg = RecvAncillaryBuffer::new(&mut space);
     let mut header = [0u8; proto::HEADER_LEN];
     let got = rustix::net::recvmsg(
@@ -106,16 +108,22 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Received> {
         )));
     }
     let init = fds.remove(0);
+    let outputs = fds.split_off(fds.len().min(3));
     Ok(Received {
         launch,
         init,
         stdio: fds,
+        outputs,
     })
 }
 
 fn run() -> Outcome {
     sys::ignore_signal(SIGPIPE).ctx("ignoring SIGPIPE")?;
     sys::default_signal(SIGCHLD).ctx("resetting SIGCHLD")?;
+    // Out of berthd's session and process group: a signal to berthd's
+    // group (Ctrl-C where it runs in a terminal) must not end the exec,
+    // which outlives berthd as a container does.
+    let _ = rustix::process::setsid();
     // The child is born in the container's PID namespace holding host
     // descriptors (the cgroup's, berthd's socket) until it execs: not
     // dumpable, the container's root cannot reach them through
@@ -128,7 +136,16 @@ fn run() -> Outcome {
         launch,
         init,
         stdio,
+        mut outputs,
     } = receive(sock)?;
+    // Where the exit is recorded: a host path, opened before the
+    // container's mount namespace is entered. Without it an exit could be
+    // lost, so nothing runs.
+    let record_dir = launch
+        .record_dir
+        .as_deref()
+        .map(crate::exec_wait::open_record_dir)
+        .transpose()?;
 
     // Host paths, opened before the container's mount namespace is entered.
     let seccomp = launch
@@ -199,10 +216,12 @@ fn run() -> Outcome {
     drop((fail_w, stdio, init, cgroup));
     let pidfd = rustix::process::pidfd_open(child, PidfdFlags::empty()).ctx("pidfd_open")?;
     // The child's own side of the terminal is the child's; berthd gets the
-    // master.
+    // master, and the helper keeps it too, to read it once berthd is gone
+    // (a closed master would hang up the process's terminal).
     if let Some((master, slave)) = terminal {
         drop(slave);
         crate::fdpass::send_fd(sock, &master).ctx("handing over the terminal")?;
+        outputs.push(master);
     }
 
     let failure = io::read_to_end(&fail_r).ctx("reading the exec's result")?;
@@ -219,7 +238,18 @@ fn run() -> Outcome {
     report(&ExecReport::Started {
         pid: child.as_raw_nonzero().get(),
     });
-    let (exit_code, signal) = supervise(child, &pidfd, sock)?;
+    let (exit_code, signal) = crate::exec_wait::supervise(child, &pidfd, sock, outputs)?;
+    if let Some(dir) = &record_dir {
+        let exit = ExecExit {
+            exit_code,
+            signal,
+            finished_at_unix_nanos: crate::monitor::now_nanos(),
+        };
+        // Recorded before it is reported: once berthd has heard of the
+        // exit, the file is there for InspectExec and a later berthd.
+        // Failing (a full disk), berthd still hears of it if it is there.
+        let _ = crate::exec_wait::record_exit(dir.as_fd(), &launch.exec_id, &exit);
+    }
     report(&ExecReport::Exited { exit_code, signal });
     Ok(())
 }
@@ -347,62 +377,4 @@ fn child_setup(
         (None, _) => return Err(Failure(125, "no stdio for the exec".into())),
     };
     crate::init::become_and_exec(&command, stdio, seccomp.as_ref(), fail)
-}
-
-/// Waits for the child to end, passing on the signals berthd sends; end of
-/// file from berthd kills it. Returns (exit code, signal).
-fn supervise(child: Pid, pidfd: &OwnedFd, sock: BorrowedFd<'_>) -> Result<(i32, i32)> {
-    let mut berthd_open = true;
-    loop {
-        let mut fds = [
-            PollFd::new(pidfd, PollFlags::IN),
-            PollFd::new(&sock, PollFlags::IN),
-        ];
-        let polled = if berthd_open {
-            &mut fds[..]
-        } else {
-            &mut fds[..1]
-        };
-        match rustix::event::poll(polled, None) {
-            Ok(_) => {}
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e).ctx("poll"),
-        }
-        let (exited, control) = (
-            !fds[0].revents().is_empty(),
-            berthd_open && !fds[1].revents().is_empty(),
-        );
-        if control {
-            let mut bytes = [0u8; 64];
-            match rustix::io::read(sock, &mut bytes) {
-                Ok(0) | Err(Errno::CONNRESET) => {
-                    berthd_open = false;
-                    let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
-                }
-                Ok(n) => {
-                    for &b in &bytes[..n] {
-                        if let Some(sig) = proto::byte_signal(b) {
-                            // A signal this kernel lacks is refused here.
-                            let _ = sys::pidfd_signal(pidfd, sig);
-                        }
-                    }
-                }
-                Err(Errno::INTR | Errno::AGAIN) => {}
-                Err(e) => return Err(e).ctx("reading from berthd"),
-            }
-        }
-        if exited {
-            let Some((_, status)) =
-                rustix::process::waitpid(Some(child), WaitOptions::NOHANG).ctx("waitpid")?
-            else {
-                // Readable but not reapable: a tracer holds it; look again.
-                continue;
-            };
-            return match (status.exit_status(), status.terminating_signal()) {
-                (Some(code), _) => Ok((code, 0)),
-                (None, Some(sig)) => Ok((128 + sig, sig)),
-                _ => Err(Error(format!("unexpected wait status {status:?}"))),
-            };
-        }
-    }
 }

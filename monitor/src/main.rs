@@ -25,6 +25,7 @@ mod caps;
 mod confine;
 mod copyup;
 mod exec;
+mod exec_wait;
 mod fdpass;
 mod init;
 mod io;

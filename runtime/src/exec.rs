@@ -8,18 +8,27 @@
 //!    [`ExecLaunch`] JSON that follows (little-endian `u32`, at most
 //!    [`MAX_LAUNCH_BYTES`]), carrying as `SCM_RIGHTS` the container init's
 //!    pidfd and, without a terminal, the process's stdin, stdout and stderr
-//!    (in that order; see [`fds_expected`]). Then the JSON.
+//!    and the read ends of its stdout and stderr pipes (in that order; see
+//!    [`fds_expected`]). Then the JSON.
 //! 2. With a terminal the helper sends back one byte with the terminal's
 //!    master side as `SCM_RIGHTS` (a pty of the container's own devpts).
 //! 3. The helper answers on its stdout with [`ExecReport`] lines: `Started`
 //!    (or `Failed`), later `Exited`.
 //! 4. Meanwhile each byte berthd sends on the socket is a signal number for
-//!    the process ([`signal_byte`]); end of file (berthd is gone, or dropped
-//!    the exec) kills the process, so an exec never outlives its caller.
+//!    the process ([`signal_byte`]). End of file means berthd is gone (a
+//!    restart, a crash): the process runs on, as a container does. berthd
+//!    ends an exec whose client went away by sending SIGKILL.
+//! 5. When the process has ended the helper writes its exit to
+//!    `<record_dir>/<exec id>`[`EXIT_SUFFIX`] ([`ExecExit`], atomically,
+//!    mode 0600) before it reports `Exited`, so a berthd that was down
+//!    meanwhile finds it.
 //!
 //! The helper holds the process as its child until it has reported the
 //! exit, so a signal sent through it never reaches a process that reused
-//! the pid.
+//! the pid. It holds the read ends of the process's output too (a
+//! terminal's master side with a terminal): once berthd is gone, it reads
+//! and drops the output, so the process neither dies of SIGPIPE nor blocks
+//! on a full pipe.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -66,15 +75,35 @@ pub struct ExecLaunch {
     /// The container has a user namespace of its own: the process joins it
     /// (last) and becomes its root before it takes the user.
     pub userns: bool,
+    /// Where the helper writes the exit (a host directory, opened before
+    /// the container's namespaces are entered); `None`: nowhere.
+    #[serde(default)]
+    pub record_dir: Option<String>,
+}
+
+/// What the file name of an exec's exit ends with, after its id.
+pub const EXIT_SUFFIX: &str = ".exit.json";
+
+/// How an exec ended, as its helper writes it to
+/// `<record_dir>/<exec id>`[`EXIT_SUFFIX`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecExit {
+    /// Shell-style exit code (128 + signal when a signal killed it).
+    pub exit_code: i32,
+    /// The signal that killed it, 0 when it exited.
+    pub signal: i32,
+    /// Unix time of the exit, in nanoseconds.
+    pub finished_at_unix_nanos: i64,
 }
 
 /// How many file descriptors come with the header: the init's pidfd, and
-/// the process's stdin, stdout and stderr unless it gets a terminal.
+/// unless the process gets a terminal its stdin, stdout and stderr and the
+/// read ends of the last two.
 pub fn fds_expected(tty: bool) -> usize {
     if tty {
         1
     } else {
-        4
+        6
     }
 }
 
@@ -186,7 +215,7 @@ mod tests {
         assert_eq!(byte_signal(0), None);
         assert_eq!(byte_signal(200), None);
         assert_eq!(fds_expected(true), 1);
-        assert_eq!(fds_expected(false), 4);
+        assert_eq!(fds_expected(false), 6);
     }
 
     #[test]
@@ -211,6 +240,7 @@ mod tests {
             seccomp: None,
             cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c".into()),
             userns: false,
+            record_dir: Some("/var/lib/berth/containers/c/execs".into()),
         };
         let back: ExecLaunch = serde_json::from_slice(&serde_json::to_vec(&l).unwrap()).unwrap();
         assert_eq!(back, l);

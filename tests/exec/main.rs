@@ -9,6 +9,7 @@ mod common;
 mod api;
 mod attach_api;
 mod ctl;
+mod durable;
 mod interactive;
 
 use std::time::Duration;

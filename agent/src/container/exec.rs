@@ -9,10 +9,12 @@ use tokio::sync::oneshot;
 
 use super::bounds::{self, ARGS_MAX, ENV_MAX, USER_MAX, WORKING_DIR_MAX};
 use super::error::ContainerError;
+use super::exec_durable::exec_event;
 use super::state::State;
 use super::{secopts, Entry, Manager};
 use crate::error::{Error, Result};
-use crate::events::domain::{Action, Event, ExecInfo, Object};
+use crate::events::domain::{Action, ExecInfo};
+use crate::exec::record::{self, ExecRecord};
 use crate::exec::{self as plumbing, ExecError, Streams};
 use crate::monitor::ExitRecord;
 
@@ -181,6 +183,12 @@ impl Manager {
         if opts.privileged {
             tracing::warn!(id = %rec.id, exec = %id, "starting a privileged exec");
         }
+        // Where the helper records the exit, so that none is lost when
+        // berthd is not there to hear it.
+        let records = record::dir(&entry.dir);
+        let record_dir = record::ensure_dir(&records)
+            .and_then(|()| crate::fsutil::utf8_path(&records))
+            .map_err(|e| Error::internal("the exec records' directory", e))?;
         let launch = berth_runtime::exec::ExecLaunch {
             exec_id: id.clone(),
             container_id: rec.id.clone(),
@@ -206,6 +214,7 @@ impl Manager {
             seccomp,
             cgroup,
             userns: rec.userns.is_some(),
+            record_dir: Some(record_dir),
         };
         bounds::check_exec_total("env", &launch.args, &launch.env)?;
         let running = plumbing::start(plumbing::Start {
@@ -217,28 +226,34 @@ impl Manager {
         .await?;
 
         let info = ExecInfo::new(&id, &opts.argv);
-        let event = |action: Action, info: ExecInfo| {
-            let mut ev = Event::new(Object::Container, action, &rec.id);
-            ev.name = rec.name.clone();
-            ev.labels = rec.spec.labels.clone();
-            ev.image = rec.spec.image.clone();
-            ev.exec = Some(info);
-            ev
+        let exec_rec = ExecRecord {
+            exec_id: id.clone(),
+            container_id: rec.id.clone(),
+            command: info.command.clone(),
+            truncated: info.truncated,
+            tty: opts.tty,
+            pid: running.pid,
+            helper_pid: running.helper.0,
+            helper_start: running.helper.1,
+            started_at_unix_nanos: super::now_nanos(),
+            exit: None,
+            announced: false,
         };
+        // Before EXEC_STARTED: a berthd that dies after announcing the
+        // start finds the record and announces the exit.
+        if let Err(e) = record::write(&records, &exec_rec) {
+            tracing::warn!(id = %rec.id, exec = %id, "recording the exec: {e}; its exit is lost if berthd restarts before it ends");
+        }
         self.events
-            .publish(event(Action::ExecStarted, info.clone()));
+            .publish(exec_event(&rec, Action::ExecStarted, info));
         let (tx, rx) = oneshot::channel();
-        let events = self.events.clone();
-        let exited = event(Action::ExecExited, info);
         let waiting = running.exit;
+        let mgr = self.me.upgrade();
         tokio::spawn(async move {
             let exit = waiting.await;
-            let mut ev = exited;
-            if let Some(x) = ev.exec.as_mut() {
-                x.exit = Some(exit);
+            if let Some(mgr) = mgr {
+                mgr.exec_exited(&rec, records, exec_rec, exit, Some(tx));
             }
-            events.publish(ev);
-            let _ = tx.send(exit);
         });
         Ok(Exec {
             id,

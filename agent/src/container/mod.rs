@@ -24,6 +24,7 @@ mod diskfull_tests;
 mod entry;
 pub mod error;
 mod exec;
+mod exec_durable;
 mod exit;
 mod hosts;
 mod mounts;

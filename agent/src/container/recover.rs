@@ -88,6 +88,7 @@ impl Manager {
                 self.flusher.clone(),
             ));
             self.table().by_id.insert(rec.id.clone(), entry.clone());
+            self.recover_execs(&entry);
             self.adopt_cut_short_start(&entry);
             if entry.snapshot().state.is_live() {
                 self.announce_adopted_start(&entry);

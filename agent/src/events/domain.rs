@@ -177,6 +177,14 @@ pub trait EventSink: Send + Sync {
     /// a run, it says whether that run's start or exit was announced: the
     /// key is the run, not a finish time a lost exit would make up anew.
     fn announced_since(&self, id: &str, action: Action, since: i64) -> bool;
+
+    /// Whether `action` (`ExecStarted` or `ExecExited`) of exec `exec_id`
+    /// of container `id` was published, by this agent or the one before a
+    /// restart (as far as the retained log goes). A sink that keeps no
+    /// history says false.
+    fn exec_announced(&self, _id: &str, _exec_id: &str, _action: Action) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

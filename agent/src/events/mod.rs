@@ -60,6 +60,11 @@ struct Inner {
     /// announced then. Removal drops the entry, so this holds one entry per
     /// existing container, not one per event in the retained log.
     runs: HashMap<String, Announced>,
+    /// Container id -> exec id -> which of EXEC_STARTED and EXEC_EXITED
+    /// were published, for containers not yet removed: an exec's exit read
+    /// again after a restart of berthd is announced once. Removal drops the
+    /// container's entry.
+    execs: HashMap<String, ContainerExecs>,
     /// When the oldest retained event was published, if older ones were
     /// retired (unix nanos; 0: the log is whole). A start older than that
     /// may have had its STARTED retired: it counts as announced.
@@ -106,6 +111,56 @@ struct Announced {
     exited: i64,
 }
 
+/// Which events of an exec were published.
+#[derive(Debug, Default, Clone, Copy)]
+struct ExecSeen {
+    started: bool,
+    exited: bool,
+}
+
+/// Ended execs remembered per container. An ended exec's own record says
+/// it was announced a moment after its EXEC_EXITED; this only covers a
+/// crash in between, so the oldest ended ones can be forgotten, which
+/// bounds the memory of a container that runs execs for months (a probe).
+const ENDED_EXECS_KEPT: usize = 1024;
+
+/// The exec events of one container.
+#[derive(Debug, Default)]
+struct ContainerExecs {
+    seen: HashMap<String, ExecSeen>,
+    /// Ended execs, oldest first (at most [`ENDED_EXECS_KEPT`]).
+    ended: VecDeque<String>,
+}
+
+/// Keeps `execs` up to date with one more event.
+fn track_exec(execs: &mut HashMap<String, ContainerExecs>, ev: &Event) {
+    if ev.r#type != ObjectType::Container as i32 {
+        return;
+    }
+    if ev.action == EventAction::Removed as i32 {
+        execs.remove(&ev.id);
+        return;
+    }
+    let started = ev.action == EventAction::ExecStarted as i32;
+    if !started && ev.action != EventAction::ExecExited as i32 {
+        return;
+    }
+    let Some(x) = &ev.exec else { return };
+    let c = execs.entry(ev.id.clone()).or_default();
+    let seen = c.seen.entry(x.exec_id.clone()).or_default();
+    if started {
+        seen.started = true;
+    } else if !seen.exited {
+        seen.exited = true;
+        c.ended.push_back(x.exec_id.clone());
+        if c.ended.len() > ENDED_EXECS_KEPT {
+            if let Some(old) = c.ended.pop_front() {
+                c.seen.remove(&old);
+            }
+        }
+    }
+}
+
 /// When `ev` was published (unix nanos; 0: unknown).
 fn event_time(ev: &Event) -> i64 {
     ev.time
@@ -134,8 +189,10 @@ impl EventBus {
     pub fn open(dir: &Path, retain: u64, instance_id: String) -> std::io::Result<Self> {
         let opened = EventLog::open(dir, retain)?;
         let mut runs = HashMap::new();
+        let mut execs = HashMap::new();
         for ev in &opened.events {
             track_run(&mut runs, ev);
+            track_exec(&mut execs, ev);
         }
         let mut chunks = Chunks::default();
         let skip = opened.events.len().saturating_sub(RECENT);
@@ -154,6 +211,7 @@ impl EventBus {
                 recent,
                 chunks,
                 runs,
+                execs,
                 horizon,
             }),
             published: watch::Sender::new(last),
@@ -188,6 +246,7 @@ impl EventBus {
             crate::crash::event_point(action.trim_start_matches("EVENT_ACTION_"))
         });
         track_run(&mut inner.runs, &ev);
+        track_exec(&mut inner.execs, &ev);
         inner.recent.push_back(stored);
         if inner.recent.len() > RECENT {
             inner.recent.pop_front();
@@ -217,6 +276,20 @@ impl EventBus {
             _ => return false,
         };
         at != 0 && at >= since
+    }
+
+    /// Whether EXEC_STARTED or EXEC_EXITED (`action`) of exec `exec_id` of
+    /// container `id` is in the retained log. Every other action: false.
+    pub fn exec_announced(&self, id: &str, exec_id: &str, action: EventAction) -> bool {
+        let inner = self.lock();
+        let Some(seen) = inner.execs.get(id).and_then(|c| c.seen.get(exec_id)) else {
+            return false;
+        };
+        match action {
+            EventAction::ExecStarted => seen.started,
+            EventAction::ExecExited => seen.exited,
+            _ => false,
+        }
     }
 
     /// The sequence number the next event will get.
@@ -305,6 +378,10 @@ impl EventSink for EventBus {
     fn announced_since(&self, id: &str, action: domain::Action, since: i64) -> bool {
         EventBus::announced_since(self, id, wire::action_to_proto(action), since)
     }
+
+    fn exec_announced(&self, id: &str, exec_id: &str, action: domain::Action) -> bool {
+        EventBus::exec_announced(self, id, exec_id, wire::action_to_proto(action))
+    }
 }
 
 #[cfg(test)]
@@ -379,6 +456,44 @@ mod tests {
             bus.publish(ev(&format!("g{n}")));
         }
         check(&bus);
+    }
+
+    #[test]
+    fn exec_exits_are_remembered_across_a_reopen_until_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = EventBus::open(dir.path(), 100_000, "a".into()).unwrap();
+        let exec = |action: EventAction, exec_id: &str| Event {
+            r#type: ObjectType::Container as i32,
+            action: action as i32,
+            id: "c1".into(),
+            exec: Some(berth::v1::ExecEvent {
+                exec_id: exec_id.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        bus.publish(exec(EventAction::ExecStarted, "e1"));
+        bus.publish(exec(EventAction::ExecExited, "e1"));
+        bus.publish(exec(EventAction::ExecStarted, "e2"));
+        drop(bus);
+        let bus = EventBus::open(dir.path(), 100_000, "b".into()).unwrap();
+        assert!(bus.exec_announced("c1", "e1", EventAction::ExecExited));
+        assert!(bus.exec_announced("c1", "e2", EventAction::ExecStarted));
+        assert!(!bus.exec_announced("c1", "e2", EventAction::ExecExited));
+        assert!(!bus.exec_announced("c2", "e1", EventAction::ExecExited));
+        // The oldest ended execs are forgotten past the bound.
+        for n in 0..ENDED_EXECS_KEPT {
+            bus.publish(exec(EventAction::ExecExited, &format!("x{n}")));
+        }
+        assert!(!bus.exec_announced("c1", "e1", EventAction::ExecExited));
+        assert!(bus.exec_announced("c1", "e2", EventAction::ExecStarted));
+        bus.publish(Event {
+            r#type: ObjectType::Container as i32,
+            action: EventAction::Removed as i32,
+            id: "c1".into(),
+            ..Default::default()
+        });
+        assert!(!bus.exec_announced("c1", "e2", EventAction::ExecStarted));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! this module only knows processes.
 
 pub mod fdio;
+pub mod record;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -41,6 +42,14 @@ pub enum ExecError {
         /// Shell-style exit code.
         exit_code: i32,
     },
+    /// No exec of a container that exists has this id (never one, or its
+    /// record was dropped: its container was removed, or newer execs
+    /// ended).
+    #[error("no such exec: {}", capped(exec_id))]
+    NotFound {
+        /// The id asked for.
+        exec_id: String,
+    },
     /// The helper could not be started or talked nonsense.
     #[error("exec helper: {0}")]
     Helper(String),
@@ -74,8 +83,8 @@ pub enum Streams {
     Terminal(Arc<FdIo>),
 }
 
-/// Signals and resizes for a running exec. Dropped, it makes the helper
-/// kill the process (end of file on the control socket).
+/// Signals and resizes for a running exec. Dropping it leaves the process
+/// running (as berthd's death does); [`Control::kill_now`] ends it.
 pub struct Control {
     sock: tokio::sync::Mutex<tokio::net::UnixStream>,
     terminal: Option<Arc<FdIo>>,
@@ -96,6 +105,24 @@ impl Control {
         Ok(())
     }
 
+    /// Sends SIGKILL without waiting, for a client that is gone (also from
+    /// a `Drop`). A helper that is busy with another signal at this very
+    /// moment is rare; it is tried once more as a task then.
+    pub fn kill_now(self: &Arc<Self>) {
+        let sent = self
+            .sock
+            .try_lock()
+            .is_ok_and(|s| s.try_write(&[libc::SIGKILL as u8]).is_ok_and(|n| n == 1));
+        if !sent {
+            let me = self.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = me.signal(libc::SIGKILL).await;
+                });
+            }
+        }
+    }
+
     /// Resizes the terminal (nothing without one).
     pub fn resize(&self, rows: u16, cols: u16) -> Result<(), ExecError> {
         match &self.terminal {
@@ -110,6 +137,9 @@ impl Control {
 pub struct Running {
     /// Its host pid.
     pub pid: i32,
+    /// The helper's host pid and start time (see
+    /// [`record::ExecRecord::helper_start`]).
+    pub helper: (i32, u64),
     /// Its standard files.
     pub streams: Streams,
     /// Its signals.
@@ -153,7 +183,17 @@ pub async fn start(s: Start<'_>) -> Result<Running, ExecError> {
         };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        (vec![in_r, out_w, err_w], Some((in_w, out_r, err_r)))
+        // The helper holds the read ends too, to drain them once berthd
+        // is gone (see the protocol).
+        let dup = |f: &OwnedFd| {
+            f.try_clone()
+                .map_err(io_err("duplicating the exec's pipes"))
+        };
+        let (out_r2, err_r2) = (dup(&out_r)?, dup(&err_r)?);
+        (
+            vec![in_r, out_w, err_w, out_r2, err_r2],
+            Some((in_w, out_r, err_r)),
+        )
     };
     let json = serde_json::to_vec(&s.launch)
         .map_err(|e| ExecError::Helper(format!("encoding the exec spec: {e}")))?;
@@ -171,6 +211,7 @@ pub async fn start(s: Start<'_>) -> Result<Running, ExecError> {
     let Some(stdout) = child.stdout.take() else {
         return Err(ExecError::Helper("the exec helper has no stdout".into()));
     };
+    let helper = helper_identity(&child);
     let mut reports = BufReader::new(stdout).lines();
 
     // Blocking socket calls, off the async threads: the spec may be large.
@@ -273,6 +314,7 @@ pub async fn start(s: Start<'_>) -> Result<Running, ExecError> {
     });
     Ok(Running {
         pid,
+        helper,
         streams,
         control,
         exit,
@@ -294,6 +336,22 @@ async fn first_report(
             capped(&line)
         ))),
     })
+}
+
+/// The helper's pid and start time, read while it is berthd's unreaped
+/// child (its pid cannot have been reused); (0, 0) when unknown, which a
+/// later berthd takes for a helper that is gone.
+fn helper_identity(child: &tokio::process::Child) -> (i32, u64) {
+    let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
+        return (0, 0);
+    };
+    (pid, start_time(pid).unwrap_or(0))
+}
+
+/// The start time of process `pid` (clock ticks after boot).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    crate::procinfo::parse_stat(&stat).map(|(_, _, _, _, start)| start)
 }
 
 /// Reaps a helper that is done or failing, in the background.

@@ -10,14 +10,14 @@ use std::time::Duration;
 use berth::v1 as pb;
 use berth::v1::exec_request::Request as In;
 use berth::v1::exec_response::Response as Out;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::container::{Entry, ExecOptions, Manager};
 use crate::error::Error;
-use crate::events::wire::exit_to_proto;
+use crate::events::wire::{exit_to_proto, nanos_to_ts};
 use crate::exec::{Control, FdIo, Streams};
 use crate::monitor::ExitRecord;
 
@@ -42,12 +42,55 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 /// Serves `berth.v1.Exec`.
 pub struct ExecService {
     mgr: Arc<Manager>,
+    /// Set when berthd shuts down: the streams it closes then are not
+    /// clients that went away, and their execs run on.
+    stopping: watch::Receiver<bool>,
 }
 
 impl ExecService {
-    /// Wraps the manager.
-    pub fn new(mgr: Arc<Manager>) -> Self {
-        ExecService { mgr }
+    /// Wraps the manager; `stopping` turns true when berthd shuts down.
+    pub fn new(mgr: Arc<Manager>, stopping: watch::Receiver<bool>) -> Self {
+        ExecService { mgr, stopping }
+    }
+}
+
+/// Kills an exec whose client is gone, unless berthd is shutting down
+/// (then the exec runs on, as when berthd is killed, and the next berthd
+/// announces its exit).
+fn client_gone(control: &Arc<Control>, stopping: &watch::Receiver<bool>) {
+    if !*stopping.borrow() {
+        control.kill_now();
+    }
+}
+
+/// Kills the exec of an ExecSync call that ends before the exec did (its
+/// client cancelled it): a unary call has no stream to notice that by.
+struct KillUnlessDone {
+    control: Arc<Control>,
+    stopping: watch::Receiver<bool>,
+    done: bool,
+}
+
+impl Drop for KillUnlessDone {
+    fn drop(&mut self) {
+        if !self.done {
+            client_gone(&self.control, &self.stopping);
+        }
+    }
+}
+
+/// The wire form of an exec's record.
+fn exec_info(x: crate::exec::record::ExecRecord) -> pb::ExecInfo {
+    pb::ExecInfo {
+        running: x.exit.is_none(),
+        exit: x.exit.as_ref().map(exit_to_proto),
+        started_at: Some(nanos_to_ts(x.started_at_unix_nanos)),
+        exec_id: x.exec_id,
+        container_id: x.container_id,
+        command: x.command,
+        truncated: x.truncated,
+        tty: x.tty,
+        pid: x.pid,
     }
 }
 
@@ -141,17 +184,17 @@ impl pb::exec_server::Exec for ExecService {
             is_tty,
             control.clone(),
             tx.clone(),
+            self.stopping.clone(),
         ));
         let exit = exec.exit;
+        let stopping = self.stopping.clone();
         tokio::spawn(async move {
             match pump(&stdout, stderr.as_ref(), exit, &control, None, &tx).await {
                 Some(done) => {
                     let _ = tx.send(message(Out::Exit(exit_to_proto(&done.exit)))).await;
                 }
                 // The client is gone: the process goes with it.
-                None => {
-                    let _ = control.signal(libc::SIGKILL).await;
-                }
+                None => client_gone(&control, &stopping),
             }
             // The exit is the last message: the requests side ends too, so
             // the response stream closes (it holds a sender) whether or not
@@ -200,6 +243,11 @@ impl pb::exec_server::Exec for ExecService {
         let (entry, mut opts) = options(&self.mgr, spec)?;
         opts.attach_stdin = !req.stdin.is_empty();
         let exec = self.mgr.exec(&entry, opts).await?;
+        let mut guard = KillUnlessDone {
+            control: Arc::new(exec.control),
+            stopping: self.stopping.clone(),
+            done: false,
+        };
         let Streams::Pipes {
             stdin,
             stdout,
@@ -224,7 +272,7 @@ impl pb::exec_server::Exec for ExecService {
                 &stdout,
                 Some(&stderr),
                 exec.exit,
-                &exec.control,
+                &guard.control,
                 Some(kill_at),
                 &tx,
             )
@@ -247,6 +295,7 @@ impl pb::exec_server::Exec for ExecService {
             (out, err, truncated)
         };
         let (done, (out, err, truncated)) = tokio::join!(pumping, collecting);
+        guard.done = true;
         if let Some(writer) = writer {
             writer.abort();
         }
@@ -262,6 +311,21 @@ impl pb::exec_server::Exec for ExecService {
             timed_out: done.timed_out,
         }))
     }
+
+    async fn inspect_exec(
+        &self,
+        req: Request<pb::InspectExecRequest>,
+    ) -> Result<Response<pb::InspectExecResponse>, Status> {
+        let id = req.into_inner().exec_id;
+        let mgr = self.mgr.clone();
+        // A few small file reads per container: off the async threads.
+        let rec = tokio::task::spawn_blocking(move || mgr.inspect_exec(&id))
+            .await
+            .map_err(|e| Error::internal("inspecting the exec", e))??;
+        Ok(Response::new(pb::InspectExecResponse {
+            exec: Some(exec_info(rec)),
+        }))
+    }
 }
 
 /// Client requests of an `Exec` call, until the client ends them: stdin
@@ -273,6 +337,7 @@ async fn forward_input(
     tty: bool,
     control: Arc<Control>,
     tx: Tx,
+    stopping: watch::Receiver<bool>,
 ) {
     let attached = stdin.is_some();
     let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(4);
@@ -307,7 +372,7 @@ async fn forward_input(
             Ok(None) => return,
             // The client is gone (the output side notices too).
             Err(_) => {
-                let _ = control.signal(libc::SIGKILL).await;
+                client_gone(&control, &stopping);
                 return;
             }
         };

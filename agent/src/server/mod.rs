@@ -163,6 +163,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
 
     use oversize::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let router = Server::builder()
         .layer(tower::util::MapResponseLayer::new(
             oversize::fix_status::<tonic::body::Body>,
@@ -220,14 +221,13 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
         )
         .add_service(
-            ExecServer::new(exec::ExecService::new(mgr.clone()))
+            ExecServer::new(exec::ExecService::new(mgr.clone(), stopping.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
         );
 
     let listener = bind_unix(&cfg.socket)?;
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "berthd ready");
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

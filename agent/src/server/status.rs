@@ -261,6 +261,8 @@ fn exec(e: &ExecError) -> Details {
             Details::new(Code::FailedPrecondition, "CANNOT_EXECUTE")
                 .with("exit_code", exit_code.to_string())
         }
+        ExecError::NotFound { exec_id } => Details::new(Code::NotFound, "EXEC_NOT_FOUND")
+            .with("exec_id", crate::error::capped(exec_id).into_owned()),
         ExecError::Helper(_) | ExecError::Io { .. } => Details::new(Code::Internal, "INTERNAL"),
     }
 }
