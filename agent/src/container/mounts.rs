@@ -207,7 +207,10 @@ pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result
         for raw in image_volumes {
             // Cleaned as Docker cleans them ("//data", "/data/./x"); ".."
             // stays, and is refused.
-            let parts: Vec<&str> = raw.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+            let parts: Vec<&str> = raw
+                .split('/')
+                .filter(|p| !p.is_empty() && *p != ".")
+                .collect();
             let path = &if raw.starts_with('/') {
                 format!("/{}", parts.join("/"))
             } else {

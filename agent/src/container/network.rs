@@ -4,9 +4,9 @@
 use super::error::{ContainerError, Result};
 use super::record::{Record, SpecRecord};
 use super::Manager;
-use std::sync::Arc;
 use crate::network::ports::{self, PortMapping};
 use crate::network::{self, Mode, Netns, NetworkError, Requested};
+use std::sync::Arc;
 
 /// Most `dns` servers.
 const MAX_DNS: usize = 8;
@@ -306,8 +306,8 @@ impl Manager {
         // The pidfd names the container's init: if it still takes
         // signals, the pid was not reused by another process meanwhile.
         process.signal(0).ok()?;
-        let same_run = current().is_some_and(|p| Arc::ptr_eq(&p, &process))
-            && entry.lock_record().pid == pid;
+        let same_run =
+            current().is_some_and(|p| Arc::ptr_eq(&p, &process)) && entry.lock_record().pid == pid;
         same_run.then_some(counters)
     }
 }
