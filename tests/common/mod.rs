@@ -254,8 +254,17 @@ impl Agent {
         for _ in 0..(200 * slow_factor()) {
             if self.socket.exists() {
                 if let Ok(ch) = berth::client::connect(&addr).await {
-                    self.channel = ch;
-                    return;
+                    // Served by the new berthd, not merely connected: a
+                    // child the old one was forking when it died holds
+                    // its listening socket until that child's exec, so a
+                    // connect can land there and be reset a moment later.
+                    let info = AgentClient::new(ch.clone())
+                        .info(pb::InfoRequest::default())
+                        .await;
+                    if info.is_ok() {
+                        self.channel = ch;
+                        return;
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
