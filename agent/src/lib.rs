@@ -31,6 +31,7 @@
 //! once in `server/status.rs`.
 
 pub mod cgroup;
+pub mod chunk_writer;
 pub mod config;
 pub mod container;
 pub mod copy;

@@ -19,7 +19,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat};
 use tokio::sync::mpsc;
 
-use super::chunks::{ChunkWriter, CHUNKS_AHEAD};
+use super::chunks::{writer, ChunkWriter, CHUNKS_AHEAD};
 use super::stat::{Resolved, Source};
 use super::{CopyError, IdMap};
 use crate::sys::resolve::open_child;
@@ -37,7 +37,7 @@ pub fn stream_archive(
 ) -> mpsc::Receiver<Result<Vec<u8>, CopyError>> {
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
     tokio::task::spawn_blocking(move || {
-        let mut out = ChunkWriter::new(tx.clone());
+        let mut out = writer(tx.clone());
         // A panic must end the stream with an error too: the channel just
         // closing would end the call with OK and a truncated archive.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -2,7 +2,7 @@
 //! streams: at most [`CHUNKS_AHEAD`] chunks wait either way, so a copy of
 //! any size holds a few hundred KiB to a few MiB of berthd's memory.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use tokio::sync::mpsc;
 
@@ -13,48 +13,13 @@ pub const CHUNKS_AHEAD: usize = 4;
 /// Size of the chunks an archive is sent in.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-/// A `Write` that sends [`CHUNK_BYTES`] chunks down the channel, blocking
-/// while the client is behind. A receiver that is gone (the client left)
-/// is `BrokenPipe`.
-pub struct ChunkWriter {
-    tx: mpsc::Sender<Result<Vec<u8>, CopyError>>,
-    buf: Vec<u8>,
-}
+/// The writer of an archive being sent: [`CHUNK_BYTES`] chunks (see
+/// [`crate::chunk_writer`]).
+pub type ChunkWriter = crate::chunk_writer::ChunkWriter<CopyError>;
 
-impl ChunkWriter {
-    /// Writes to `tx`.
-    pub fn new(tx: mpsc::Sender<Result<Vec<u8>, CopyError>>) -> Self {
-        ChunkWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK_BYTES),
-        }
-    }
-
-    /// Sends what is buffered.
-    pub fn flush_chunk(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
-    }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK_BYTES - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK_BYTES {
-            self.flush_chunk()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+/// A writer of `tx` in [`CHUNK_BYTES`] chunks.
+pub fn writer(tx: mpsc::Sender<Result<Vec<u8>, CopyError>>) -> ChunkWriter {
+    ChunkWriter::new(tx, CHUNK_BYTES)
 }
 
 /// A `Read` over the chunks an upload sends. `Err` in the channel (the
@@ -93,11 +58,12 @@ impl Read for ChunkReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn the_writer_sends_full_chunks_and_the_rest_on_flush() {
         let (tx, mut rx) = mpsc::channel(16);
-        let mut w = ChunkWriter::new(tx);
+        let mut w = writer(tx);
         w.write_all(&vec![7u8; CHUNK_BYTES + 10]).unwrap();
         w.flush_chunk().unwrap();
         drop(w);
@@ -112,7 +78,7 @@ mod tests {
     fn a_gone_receiver_is_a_broken_pipe() {
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
-        let mut w = ChunkWriter::new(tx);
+        let mut w = writer(tx);
         let e = w.write_all(&vec![0u8; CHUNK_BYTES]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::documents::{docker_manifest, oci_index, DockerEntry, OCI_LAYOUT};
 use super::{blob_member, SaveFormat, SavePlan};
+use crate::chunk_writer::ChunkWriter;
 use crate::image::ImageError;
 
 /// Size of the chunks an archive is streamed in (under gRPC's default 4 MiB
@@ -25,10 +26,7 @@ const CHUNKS_AHEAD: usize = 4;
 pub fn stream_archive(plan: SavePlan) -> mpsc::Receiver<Result<Vec<u8>, ImageError>> {
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
     tokio::task::spawn_blocking(move || {
-        let mut out = ChunkWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK_BYTES),
-        };
+        let mut out = ChunkWriter::new(tx.clone(), CHUNK_BYTES);
         // A panic must still end the stream with an error: the channel just
         // closing would end the gRPC call with OK and a truncated archive.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -68,40 +66,6 @@ impl Read for Exact<'_> {
         }
         self.left -= n as u64;
         Ok(n)
-    }
-}
-
-/// A `Write` that sends full chunks down the channel, blocking while the
-/// client is behind.
-struct ChunkWriter {
-    tx: mpsc::Sender<Result<Vec<u8>, ImageError>>,
-    buf: Vec<u8>,
-}
-
-impl ChunkWriter {
-    fn flush_chunk(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
-    }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK_BYTES - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK_BYTES {
-            self.flush_chunk()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -264,23 +228,5 @@ mod tests {
             .expect("items")
             .expect_err("the stream ended in an error");
         assert!(err.to_string().contains("short"), "{err}");
-    }
-
-    #[test]
-    fn the_writer_cuts_full_chunks_and_stops_when_the_reader_goes() {
-        let (tx, mut rx) = mpsc::channel(8);
-        let mut w = ChunkWriter {
-            tx,
-            buf: Vec::new(),
-        };
-        w.write_all(&vec![7u8; CHUNK_BYTES + 10]).expect("write");
-        w.flush_chunk().expect("flush");
-        let first = rx.try_recv().expect("chunk").expect("ok");
-        assert_eq!(first.len(), CHUNK_BYTES);
-        assert_eq!(rx.try_recv().expect("chunk").expect("ok").len(), 10);
-        drop(rx);
-        w.write_all(&[1]).expect("buffered");
-        let e = w.flush_chunk().expect_err("reader gone");
-        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 }
