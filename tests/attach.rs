@@ -464,3 +464,120 @@ async fn run_i_sends_ctrl_c_on_to_the_container() {
     agent.force_remove("f1").await;
     agent.assert_clean().await;
 }
+
+/// Opens an Attach call to `id` through the API; the sender carries the
+/// requests after `open`.
+async fn attach_call(
+    agent: &Agent,
+    open: pb::AttachOpen,
+) -> (
+    tokio::sync::mpsc::Sender<pb::AttachRequest>,
+    tonic::Streaming<pb::AttachResponse>,
+) {
+    use pb::attach_request::Request as In;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(pb::AttachRequest {
+        request: Some(In::Open(open)),
+    })
+    .await
+    .expect("queueing open");
+    let mut resp = agent
+        .containers()
+        .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("attach")
+        .into_inner();
+    let first = resp.message().await.expect("first message");
+    assert!(
+        matches!(
+            first,
+            Some(pb::AttachResponse {
+                response: Some(pb::attach_response::Response::Attached(_))
+            })
+        ),
+        "{first:?}"
+    );
+    (tx, resp)
+}
+
+/// The rest of a call after a detach: it must end with OK and no exit.
+async fn ends_detached(mut resp: tonic::Streaming<pb::AttachResponse>) {
+    let ended = tokio::time::timeout(patience(30), async {
+        loop {
+            match resp.message().await {
+                Ok(Some(pb::AttachResponse {
+                    response: Some(pb::attach_response::Response::Exit(x)),
+                })) => panic!("an exit after the detach: {x:?}"),
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(s) => panic!("the detached call failed: {s:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the call did not end after the detach");
+}
+
+/// (g) `AttachRequest.detach` through the API: the stdin sent before it
+/// reaches the container, the call ends with OK and no exit, and the
+/// container runs on; the same for a container attached through its log.
+#[tokio::test]
+async fn the_detach_request_ends_the_call_after_the_stdin_before_it() {
+    use pb::attach_request::Request as In;
+    let agent = agent().await;
+    let spec = pb::ContainerSpec {
+        name: "g1".into(),
+        open_stdin: true,
+        ..common::sh("while read l; do eval \"$l\"; done")
+    };
+    let c = agent.run(spec).await;
+    let (tx, resp) = attach_call(
+        &agent,
+        pb::AttachOpen {
+            id: c.id.clone(),
+            stdin: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    for r in [In::Stdin(b"touch /tmp/typed\n".to_vec()), In::Detach(true)] {
+        tx.send(pb::AttachRequest { request: Some(r) })
+            .await
+            .expect("sending");
+    }
+    // The request stream stays open: only the detach can end the call.
+    ends_detached(resp).await;
+    assert_eq!(state_of(&agent, "g1").await, pb::ContainerState::Running);
+    let typed = common::eventually(30, async || {
+        let o = agent.ctl(&["exec", "g1", "test", "-e", "/tmp/typed"]);
+        cli::code(&o) == 0
+    })
+    .await;
+    assert!(typed, "the stdin sent before the detach never arrived");
+    drop(tx);
+
+    // Without stdin or a terminal (through the log).
+    let c2 = agent.run(common::sh("sleep 600")).await;
+    let (tx2, resp2) = attach_call(
+        &agent,
+        pb::AttachOpen {
+            id: c2.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    tx2.send(pb::AttachRequest {
+        request: Some(In::Detach(true)),
+    })
+    .await
+    .expect("sending");
+    ends_detached(resp2).await;
+    assert_eq!(
+        agent.inspect(&c2.id).await.state,
+        pb::ContainerState::Running as i32
+    );
+    drop(tx2);
+    agent.force_remove("g1").await;
+    agent.force_remove(&c2.id).await;
+    agent.assert_clean().await;
+}

@@ -205,8 +205,14 @@ impl Attach {
         match source {
             Source::Listener => self.accept(),
             Source::Client(i) => {
-                // Closed (not only shut down for writing): detached.
+                // Closed (not only shut down for writing): detached. What
+                // it sent before closing is still the container's (a
+                // client that sends stdin, then detaches at once).
                 if events.intersects(PollFlags::HUP | PollFlags::ERR) {
+                    if events.contains(PollFlags::IN) {
+                        // A closed peer cannot add more: this ends.
+                        while self.read_client(i) {}
+                    }
                     if let Some(c) = self.clients.get_mut(i) {
                         c.gone = true;
                     }
@@ -305,23 +311,25 @@ impl Attach {
         }
     }
 
-    fn read_client(&mut self, i: usize) {
+    /// Reads and obeys what client `i` sent; true when it read something
+    /// (there may be more).
+    fn read_client(&mut self, i: usize) -> bool {
         let Some(c) = self.clients.get_mut(i) else {
-            return;
+            return false;
         };
         c.input.reserve(READ_CHUNK);
         let got = rustix::io::read(&c.fd, rustix::buffer::spare_capacity(&mut c.input));
         match got {
             Ok(n) if n > 0 => {}
-            Err(Errno::AGAIN | Errno::INTR) => return,
+            Err(Errno::AGAIN | Errno::INTR) => return false,
             // End of its input; the output still goes to it.
             Ok(_) => {
                 c.input_done = true;
-                return;
+                return false;
             }
             Err(_) => {
                 c.gone = true;
-                return;
+                return false;
             }
         }
         let mut input = core::mem::take(&mut c.input);
@@ -335,7 +343,7 @@ impl Attach {
                 Parsed::Incomplete => break,
                 Parsed::TooLarge => {
                     self.clients[i].gone = true;
-                    return;
+                    return false;
                 }
             }
         }
@@ -347,6 +355,7 @@ impl Attach {
         if !self.pending.is_empty() {
             self.write_stdin();
         }
+        true
     }
 
     /// One frame from a client.

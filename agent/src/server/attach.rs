@@ -186,10 +186,16 @@ async fn through_monitor(
         &rec,
         mgr.cgroups().parent(),
     ))));
-    let input = tokio::spawn(forward_input(requests, to_monitor, open.stdin, tx.clone()));
+    let mut input = tokio::spawn(forward_input(requests, to_monitor, open.stdin, tx.clone()));
     let removed = rec.spec.auto_remove;
     tokio::spawn(async move {
-        let relayed = relay_output(from_monitor, &tx).await;
+        let relayed = tokio::select! {
+            relayed = relay_output(from_monitor, &tx) => relayed,
+            // Asked to detach: what came before is with the monitor, and
+            // closing the socket (its halves dropped) detaches the client;
+            // dropping `tx` ends the call with OK.
+            Ok(Input::Detach) = &mut input => false,
+        };
         input.abort();
         // The client is gone: dropping the socket detached it.
         if relayed {
@@ -215,18 +221,31 @@ async fn connect(dir: &Path) -> std::io::Result<UnixStream> {
     UnixStream::connect(via).await
 }
 
-/// Client requests to frames for the monitor, until the client stops
-/// sending. A request the call cannot take ends it with an error.
+/// How the client's side of a call ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Input {
+    /// It asked to detach.
+    Detach,
+    /// A request the call cannot take (its error sent), or the monitor's
+    /// socket closed (the container exited).
+    Ended,
+}
+
+/// Client requests to frames for the monitor, until the client detaches
+/// or stops sending. A request the call cannot take ends it with an
+/// error.
 async fn forward_input(
     mut requests: Streaming<pb::AttachRequest>,
     mut to_monitor: OwnedWriteHalf,
     stdin_allowed: bool,
     tx: Tx,
-) {
+) -> Input {
     let mut frame = Vec::new();
     while let Some(Ok(req)) = requests.next().await {
         frame.clear();
         match req.request {
+            Some(In::Detach(true)) => return Input::Detach,
+            Some(In::Detach(false)) => continue,
             Some(In::Stdin(bytes)) => {
                 if !stdin_allowed {
                     let _ = tx
@@ -235,13 +254,13 @@ async fn forward_input(
                             "stdin needs open.stdin in the first message",
                         )))
                         .await;
-                    return;
+                    return Input::Ended;
                 }
                 if bytes.len() > MAX_STDIN {
                     let _ = tx
                         .send(Err(invalid("stdin", "stdin is at most 1 MiB per message")))
                         .await;
-                    return;
+                    return Input::Ended;
                 }
                 proto::encode(&mut frame, proto::IN_STDIN, &bytes);
             }
@@ -253,7 +272,7 @@ async fn forward_input(
                 ),
                 Err(status) => {
                     let _ = tx.send(Err(status)).await;
-                    return;
+                    return Input::Ended;
                 }
             },
             Some(In::CloseStdin(true)) if stdin_allowed => {
@@ -264,13 +283,13 @@ async fn forward_input(
                 let _ = tx
                     .send(Err(invalid("open", "only the first message carries open")))
                     .await;
-                return;
+                return Input::Ended;
             }
         }
         // The monitor closes the socket when the container has exited;
         // the output side then ends the call.
         if to_monitor.write_all(&frame).await.is_err() {
-            return;
+            return Input::Ended;
         }
     }
     // The client has sent all it will, yet still wants the output: the
@@ -278,6 +297,7 @@ async fn forward_input(
     // writing) until the output side ends the call and this task.
     std::future::pending::<()>().await;
     drop(to_monitor);
+    Input::Ended
 }
 
 /// Output frames from the monitor to the client, until the monitor ends
@@ -350,9 +370,25 @@ async fn through_log(
     tokio::spawn(async move {
         // Nothing to forward; a resize or close_stdin means nothing here.
         // Reading keeps the call's flow control going until the client
-        // stops sending.
-        let drain = tokio::spawn(async move { while let Some(Ok(_)) = requests.next().await {} });
-        while let Some(item) = output.next().await {
+        // stops sending, or detaches: then the call ends (OK, no exit).
+        let (detach_tx, mut detach_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain = tokio::spawn(async move {
+            while let Some(Ok(req)) = requests.next().await {
+                if matches!(req.request, Some(In::Detach(true))) {
+                    let _ = detach_tx.send(());
+                    return;
+                }
+            }
+            // The sender stays, so an ended request stream is no detach.
+            std::future::pending::<()>().await;
+            drop(detach_tx);
+        });
+        loop {
+            let item = tokio::select! {
+                item = output.next() => item,
+                Ok(()) = &mut detach_rx => return,
+            };
+            let Some(item) = item else { break };
             let sent = match item {
                 Ok(line) => {
                     let out = if line.stream == pb::LogStream::Stderr as i32 {

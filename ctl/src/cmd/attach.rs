@@ -135,6 +135,8 @@ pub async fn session(
                 if let Some(r) = resizes {
                     r.abort();
                 }
+                // After what was typed before the keys (the same queue).
+                let _ = tx.send(req(In::Detach(true))).await;
                 drop(tx);
                 end_requests(resp).await;
                 return Ok(Ended::Detached);
@@ -150,10 +152,11 @@ pub async fn session(
     }
 }
 
-/// After the detach keys: with every sender of requests gone, the stream
-/// of requests ends once what was typed before the keys is sent, and the
-/// agent takes its end as the detach and ends the call. Output meanwhile
-/// is dropped; an agent that keeps the call open is left after a second.
+/// After the detach keys: the agent ends the call once what was typed
+/// before them (sent first, in order) is with the container. Output
+/// meanwhile is dropped. An agent older than `AttachRequest.detach` keeps
+/// the call open: it is left after a second (ending the call detaches
+/// there too).
 async fn end_requests(mut resp: tonic::Streaming<berth::v1::AttachResponse>) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
         while let Ok(Some(_)) = resp.message().await {}
