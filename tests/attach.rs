@@ -581,3 +581,112 @@ async fn the_detach_request_ends_the_call_after_the_stdin_before_it() {
     agent.force_remove(&c2.id).await;
     agent.assert_clean().await;
 }
+
+/// (h) A plain attached `run` (no -i, no -t): the first Ctrl-C is sent on
+/// to the container (which traps it) and said; with a container that
+/// ignores it (a PID 1 without a handler), the second stops it.
+#[tokio::test]
+async fn ctrl_c_on_a_plain_run_is_sent_on_then_stops() {
+    let agent = agent().await;
+    let script = "trap 'echo got-INT; exit 4' INT; echo ready; while true; do sleep 0.1; done";
+    let mut t = Pty::spawn(
+        &agent,
+        &["run", "--name", "h1", "busybox", "sh", "-c", script],
+        24,
+        80,
+    );
+    t.out.expect("ready");
+    t.type_(&[0x03]);
+    t.out.expect("berthctl: sent SIGINT to ");
+    t.out.expect("(Ctrl-C again stops it)");
+    t.out.expect("got-INT");
+    assert_eq!(t.exit_code(), 4, "{}", t.out.text());
+    agent.force_remove("h1").await;
+
+    // `sleep` as PID 1 has no handler: SIGINT and SIGTERM do nothing.
+    let mut t = Pty::spawn(
+        &agent,
+        &[
+            "run",
+            "--name",
+            "h2",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 600",
+        ],
+        24,
+        80,
+    );
+    t.out.expect("ready");
+    t.type_(&[0x03]);
+    t.out.expect("berthctl: sent SIGINT to ");
+    assert_eq!(state_of(&agent, "h2").await, pb::ContainerState::Running);
+    t.type_(&[0x03]);
+    t.out.expect("berthctl: stopping ");
+    assert_eq!(t.exit_code(), 137, "{}", t.out.text());
+    assert_eq!(state_of(&agent, "h2").await, pb::ContainerState::Exited);
+    agent.force_remove("h2").await;
+    agent.assert_clean().await;
+}
+
+/// (i) `run -a stdout` shows only the container's stdout; `-a stdin`
+/// without -i and `-a` with -d are refused before anything is made.
+#[tokio::test]
+async fn run_dash_a_shows_only_the_named_streams() {
+    let agent = agent().await;
+    let o = agent.ctl(&[
+        "run",
+        "--rm",
+        "-a",
+        "stdout",
+        "busybox",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; exit 3",
+    ]);
+    assert_eq!(cli::code(&o), 3, "{}", cli::stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "to-out\n");
+    assert!(!cli::stderr(&o).contains("to-err"), "{}", cli::stderr(&o));
+
+    let o = agent.ctl(&[
+        "run",
+        "--rm",
+        "-a",
+        "stderr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2",
+    ]);
+    assert_eq!(cli::code(&o), 0, "{}", cli::stderr(&o));
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(cli::stderr(&o).contains("to-err"), "{}", cli::stderr(&o));
+
+    let o = agent.ctl(&["run", "--name", "i1", "-a", "stdin", "busybox", "true"]);
+    assert_ne!(cli::code(&o), 0);
+    assert!(
+        cli::stderr(&o).contains("-a stdin needs -i"),
+        "{}",
+        cli::stderr(&o)
+    );
+    let o = agent.ctl(&[
+        "run", "-d", "--name", "i2", "-a", "stdout", "busybox", "true",
+    ]);
+    assert_ne!(cli::code(&o), 0);
+    let listed = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    agent.assert_clean().await;
+}

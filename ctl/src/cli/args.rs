@@ -182,6 +182,17 @@ pub enum Placement {
     Spread,
 }
 
+/// A stream of a container, for `run -a`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StreamName {
+    /// Its stdin (with -i).
+    Stdin,
+    /// Its stdout.
+    Stdout,
+    /// Its stderr.
+    Stderr,
+}
+
 // `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -192,6 +203,23 @@ pub struct RunArgs {
     /// running ("ctrl-p,ctrl-q": letters and ctrl-<a-z@[\]^_>).
     #[arg(long, default_value = crate::detach_keys::DEFAULT, value_parser = crate::detach_keys::arg, value_name = "KEYS")]
     pub detach_keys: crate::detach_keys::DetachKeys,
+    /// Attached: show only these streams (stdin, stdout, stderr;
+    /// repeatable; stdin needs -i). Without it: stdout and stderr, and stdin
+    /// with -i.
+    #[arg(
+        short = 'a',
+        long = "attach",
+        value_enum,
+        ignore_case = true,
+        value_name = "STREAM",
+        conflicts_with = "detach"
+    )]
+    pub attach: Vec<StreamName>,
+    /// Without a terminal: send Ctrl-C and SIGTERM on to the container (a
+    /// second Ctrl-C stops it, a third kills it); false: they end berthctl
+    /// only, the container runs on.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub sig_proxy: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,

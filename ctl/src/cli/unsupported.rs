@@ -17,7 +17,6 @@ const COMMANDS: &[(&str, &str)] = &[
     ("build", "building images"),
     ("commit", "making an image from a container"),
     ("compose", "compose files"),
-    ("cp", "copying files to or from a container"),
     ("diff", "listing a container's changed files"),
     ("export", "exporting a container's filesystem"),
     ("load", "loading images (use `berthctl image import FILE`)"),
@@ -25,12 +24,7 @@ const COMMANDS: &[(&str, &str)] = &[
 
 /// Options of `docker run` and `docker create` berthctl does not have, and
 /// what they do.
-const RUN_OPTIONS: &[(&[&str], &str)] = &[(
-    &["-a", "--attach", "--sig-proxy"],
-    "choosing the streams or the signals of an attached run (-a, --sig-proxy): an \
-         attached `run` streams stdout and stderr (with -i, stdin too), and Ctrl-C stops \
-         the container (with -i and no -t, it is sent on to the container)",
-)];
+const RUN_OPTIONS: &[(&[&str], &str)] = &[];
 
 /// Docker options of any command berthctl does not have.
 const OPTIONS: &[(&[&str], &str)] = &[(

@@ -10,17 +10,19 @@ use berth::v1::attach_request::Request as In;
 use berth::v1::attach_response::Response as Out;
 use berth::v1::{
     containers_client::ContainersClient, AttachOpen, AttachRequest, Container, ContainerState,
-    InspectContainerRequest, KillContainerRequest,
+    InspectContainerRequest,
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Status;
 
+use super::signals::{Mode, Signals};
 use super::stream_io::{
-    forward_resizes, forward_stdin, local_size, raw_mode, stdin_is_terminal, Detached, Output, Wire,
+    forward_resizes, forward_stdin, local_size, raw_mode, stdin_is_terminal, Detached, Output,
+    Shown, Wire,
 };
 use crate::cli::AttachArgs;
-use crate::ctx::{missing, report};
+use crate::ctx::missing;
 use crate::detach_keys::{DetachKeys, Matcher};
 use crate::error::{Error, Result};
 use crate::fleet::Member;
@@ -44,6 +46,11 @@ pub struct Session {
     pub detach_keys: DetachKeys,
     /// Without a tty: Ctrl-C and SIGTERM are sent to the container.
     pub sig_proxy: bool,
+    /// With `sig_proxy`: a second Ctrl-C stops the container, a third kills
+    /// it (a `run`, which started it).
+    pub escalate: bool,
+    /// The output streams shown.
+    pub shown: Shown,
 }
 
 /// How an attach session ended.
@@ -113,14 +120,16 @@ pub async fn session(
     } else {
         Mode::Off
     };
-    let mut signals = Signals::new(mode, client, &c);
+    let mut signals = Signals::new(mode, s.escalate, client, &c.id);
+    let shown = s.shown;
     let mut out = Output::new();
     loop {
         tokio::select! {
             msg = resp.message() => match msg {
                 Ok(Some(m)) => match m.response {
-                    Some(Out::Stdout(b)) => out.stdout(&b).map_err(Failure::Later)?,
-                    Some(Out::Stderr(b)) => out.stderr(&b).map_err(Failure::Later)?,
+                    Some(Out::Stdout(b)) if shown.stdout => out.stdout(&b).map_err(Failure::Later)?,
+                    Some(Out::Stderr(b)) if shown.stderr => out.stderr(&b).map_err(Failure::Later)?,
+                    Some(Out::Stdout(_) | Out::Stderr(_)) => {}
                     Some(Out::Exit(x)) => return Ok(Ended::Exit(x.exit_code)),
                     Some(Out::Attached(_)) | None => {}
                 },
@@ -142,7 +151,7 @@ pub async fn session(
                 return Ok(Ended::Detached);
             }
             Some((name, number)) = signals.next() => {
-                if signals.mode == Mode::Restore {
+                if signals.mode() == Mode::Restore {
                     // Ended as by the signal, with the terminal restored.
                     return Err(Failure::Later(Error::Exit(128 + number)));
                 }
@@ -162,94 +171,6 @@ async fn end_requests(mut resp: tonic::Streaming<berth::v1::AttachResponse>) {
         while let Ok(Some(_)) = resp.message().await {}
     })
     .await;
-}
-
-/// What berthctl does with signals during a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `--sig-proxy` without a tty: Ctrl-C and SIGTERM sent on to the
-    /// container as Kill, each said once on stderr.
-    Proxy,
-    /// In raw mode: SIGTERM, SIGHUP and SIGINT (from elsewhere: typed,
-    /// Ctrl-C is a byte for the container) end berthctl as they would,
-    /// but with the terminal restored; the container runs on.
-    Restore,
-    /// The default actions.
-    Off,
-}
-
-/// The signals of a session, by [`Mode`].
-struct Signals {
-    mode: Mode,
-    handlers: Vec<(tokio::signal::unix::Signal, &'static str, i32)>,
-    said: Vec<&'static str>,
-    client: ContainersClient<Channel>,
-    id: String,
-}
-
-impl Signals {
-    fn new(mode: Mode, client: ContainersClient<Channel>, c: &Container) -> Signals {
-        use tokio::signal::unix::{signal, SignalKind};
-        let wanted: &[(SignalKind, &'static str, i32)] = match mode {
-            Mode::Proxy => &[
-                (SignalKind::interrupt(), "SIGINT", libc::SIGINT),
-                (SignalKind::terminate(), "SIGTERM", libc::SIGTERM),
-            ],
-            Mode::Restore => &[
-                (SignalKind::interrupt(), "SIGINT", libc::SIGINT),
-                (SignalKind::terminate(), "SIGTERM", libc::SIGTERM),
-                (SignalKind::hangup(), "SIGHUP", libc::SIGHUP),
-            ],
-            Mode::Off => &[],
-        };
-        Signals {
-            mode,
-            // Without a handler a signal keeps its default action.
-            handlers: wanted
-                .iter()
-                .filter_map(|&(kind, name, number)| Some((signal(kind).ok()?, name, number)))
-                .collect(),
-            said: Vec::new(),
-            client,
-            id: c.id.clone(),
-        }
-    }
-
-    /// The next signal (name, number); never without handlers.
-    async fn next(&mut self) -> Option<(&'static str, i32)> {
-        if self.handlers.is_empty() {
-            return std::future::pending().await;
-        }
-        let recvs = self.handlers.iter_mut().map(|(s, name, number)| {
-            let (name, number) = (*name, *number);
-            Box::pin(async move { s.recv().await.map(|()| (name, number)) })
-        });
-        futures_util::future::select_all(recvs).await.0
-    }
-
-    fn send(&mut self, name: &'static str) {
-        if !self.said.contains(&name) {
-            self.said.push(name);
-            let short = self.id.get(..12).unwrap_or(&self.id);
-            eprintln!("berthctl: sent {name} to {short}");
-        }
-        let mut client = self.client.clone();
-        let id = self.id.clone();
-        tokio::spawn(async move {
-            let r = client
-                .kill(KillContainerRequest {
-                    id,
-                    signal: name.into(),
-                })
-                .await;
-            // The container may have exited meanwhile: its exit comes next.
-            if let Err(s) = r {
-                if s.code() != Code::FailedPrecondition && s.code() != Code::NotFound {
-                    report(&Error::Status(s));
-                }
-            }
-        });
-    }
 }
 
 /// A client of `m` for attaching.
@@ -310,6 +231,8 @@ pub async fn attach(m: &Member, args: AttachArgs) -> Result<()> {
         },
         detach_keys: args.detach_keys,
         sig_proxy: args.sig_proxy,
+        escalate: false,
+        shown: Shown::ALL,
     };
     attached(client, s).await
 }
@@ -380,6 +303,8 @@ mod tests {
             },
             detach_keys: DetachKeys(vec![]),
             sig_proxy: false,
+            escalate: false,
+            shown: Shown::ALL,
         };
         let ended = session(client(m).await.unwrap_or_else(|e| panic!("{e}")), s).await;
         assert!(matches!(ended, Ok(Ended::Exit(4))), "{ended:?}");

@@ -36,6 +36,7 @@ mod rm;
 mod run;
 mod run_attached;
 mod run_placed;
+mod signals;
 mod spec;
 mod start;
 mod stats;

@@ -9,9 +9,10 @@ use tonic::{Code, Status};
 use super::create::print_containers;
 use super::fan::per_host;
 use super::logs::Sink;
-use super::run_attached::{run_attached, run_interactive};
+use super::run_attached::{run_attached, run_interactive, Relay};
 use super::spec::{env_lookup, spec_from_args};
-use crate::cli::RunArgs;
+use super::stream_io::Shown;
+use crate::cli::{RunArgs, StreamName};
 use crate::ctx::missing;
 use crate::error::{Error, Result, EXIT_BERTHCTL, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use crate::fleet::{split, Fleet};
@@ -61,6 +62,25 @@ fn plain(e: Error) -> Error {
     }
 }
 
+/// How an attached run relays, from `-a` (`attach`), `--sig-proxy` and
+/// `-i` (`open_stdin`): `-a stdin` needs `-i`, as stdin is open only then.
+fn relay(attach: &[StreamName], sig_proxy: bool, open_stdin: bool) -> Result<Relay> {
+    if attach.contains(&StreamName::Stdin) && !open_stdin {
+        return Err(Error::Message(
+            "-a stdin needs -i: the container's stdin is open only with -i".into(),
+        ));
+    }
+    let all = attach.is_empty();
+    Ok(Relay {
+        sig_proxy,
+        shown: Shown {
+            stdout: all || attach.contains(&StreamName::Stdout),
+            stderr: all || attach.contains(&StreamName::Stderr),
+        },
+        stdin: all || attach.contains(&StreamName::Stdin),
+    })
+}
+
 /// `run`. Detached: prints where each container runs (its id on one
 /// agent). Attached: the output of every host (prefixed on many), then
 /// the exit status: the container's exit code on one agent; on many, their
@@ -71,6 +91,7 @@ pub async fn run(f: &Fleet, args: RunArgs) -> Result<()> {
         return super::run_placed::run_placed(f, args, strategy).await;
     }
     let spec = spec_from_args(&args.spec, args.rm, env_lookup)?;
+    let relay = relay(&args.attach, args.sig_proxy, spec.open_stdin)?;
     if !args.detach && (spec.open_stdin || spec.tty) {
         if !f.is_single() {
             return Err(Error::Message(
@@ -78,7 +99,7 @@ pub async fn run(f: &Fleet, args: RunArgs) -> Result<()> {
             ));
         }
         let client = super::attach::client(f.first()?).await?;
-        return match run_interactive(client, spec, args.detach_keys).await? {
+        return match run_interactive(client, spec, args.detach_keys, relay).await? {
             0 => Ok(()),
             code => Err(Error::Exit(code)),
         };
@@ -123,6 +144,7 @@ pub async fn run(f: &Fleet, args: RunArgs) -> Result<()> {
                         .max_decoding_message_size(crate::MAX_RESPONSE_BYTES)
                         .max_encoding_message_size(crate::MAX_REQUEST_BYTES),
                     spec,
+                    relay,
                 )
                 .await
             }
@@ -243,6 +265,44 @@ mod agent_tests {
                 // --rm: run returns once the container is gone.
                 format!("wait {ID} until=removed"),
             ]
+        );
+    }
+
+    #[test]
+    fn dash_a_chooses_the_streams_and_stdin_needs_dash_i() {
+        let relay_of = |args: &[&str]| {
+            let Command::Run(a) = command(args) else {
+                panic!("not run")
+            };
+            let spec = spec_from_args(&a.spec, a.rm, env_lookup).unwrap_or_else(|e| panic!("{e}"));
+            relay(&a.attach, a.sig_proxy, spec.open_stdin)
+        };
+        let all = relay_of(&["run", "busybox"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (all.shown, all.stdin, all.sig_proxy),
+            (Shown::ALL, true, true)
+        );
+        let out = relay_of(&["run", "-a", "stdout", "--sig-proxy=false", "busybox"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (out.shown.stdout, out.shown.stderr, out.stdin, out.sig_proxy),
+            (true, false, false, false)
+        );
+        let both = relay_of(&["run", "-i", "-a", "STDIN", "--attach=stderr", "busybox"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (both.shown.stdout, both.shown.stderr, both.stdin),
+            (false, true, true)
+        );
+        let r = relay_of(&["run", "-a", "stdin", "busybox"]);
+        assert!(
+            matches!(r, Err(Error::Message(ref m)) if m.contains("needs -i")),
+            "{r:?}"
+        );
+        // -a and -d contradict each other, as in Docker.
+        assert!(
+            crate::cli::try_parse_from(["berthctl", "run", "-d", "-a", "stdout", "busybox"])
+                .is_err()
         );
     }
 

@@ -1,13 +1,15 @@
-//! Attached `run` on one host: the container's output as it comes, then
-//! its exit code; Ctrl-C stops the container. With `-i` or `-t`, Create
-//! then an attach session (stdin, a terminal), as `docker run -it`.
+//! Attached `run` on one host: the container's output as it comes (the
+//! streams `-a` names), then its exit code; Ctrl-C is sent on to the
+//! container, a second stops it, a third kills it (`signals`). With `-i`
+//! or `-t`, Create then an attach session (stdin, a terminal), as
+//! `docker run -it`.
 
 use berth::v1::run_attached_response::Event;
 use berth::v1::{
     containers_client::ContainersClient, AttachOpen, ContainerSpec, CreateContainerRequest,
-    InspectContainerRequest, KillContainerRequest, LogEntry, LogsRequest, RemoveContainerRequest,
-    RunAttachedRequest, RunAttachedResponse, StartContainerRequest, StopContainerRequest,
-    WaitCondition, WaitContainerRequest,
+    InspectContainerRequest, LogEntry, LogStream, LogsRequest, RemoveContainerRequest,
+    RunAttachedRequest, RunAttachedResponse, StartContainerRequest, WaitCondition,
+    WaitContainerRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -15,10 +17,47 @@ use tonic::{Code, Status};
 use super::attach::{session, Ended, Failure, Session};
 use super::logs::Sink;
 use super::run::{run_error, start_failure_code};
-use super::stream_io::{local_size, stdin_is_terminal};
-use crate::ctx::{missing, report};
+use super::signals::{Mode, Signals};
+use super::stream_io::{local_size, stdin_is_terminal, Shown};
+use crate::ctx::missing;
 use crate::detach_keys::DetachKeys;
 use crate::error::{Error, Result, EXIT_BERTHCTL};
+
+/// How an attached `run` relays: `--sig-proxy` and `-a`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relay {
+    /// Signals sent on to the container (else they end berthctl only).
+    pub sig_proxy: bool,
+    /// The output streams shown.
+    pub shown: Shown,
+    /// With `-i`: stdin sent to the container.
+    pub stdin: bool,
+}
+
+impl Relay {
+    /// The signals of the run of `id`.
+    fn signals(&self, client: &ContainersClient<Channel>, id: &str) -> Signals {
+        let mode = if self.sig_proxy {
+            Mode::Proxy
+        } else {
+            Mode::Off
+        };
+        Signals::new(mode, true, client.clone(), id)
+    }
+
+    /// Writes `entry` if its stream is shown.
+    fn write(&self, sink: &Sink, entry: &LogEntry) -> Result<()> {
+        let shown = if entry.stream == LogStream::Stderr as i32 {
+            self.shown.stderr
+        } else {
+            self.shown.stdout
+        };
+        if shown {
+            sink.write(entry)?;
+        }
+        Ok(())
+    }
+}
 
 /// Attached `run` in one call (RunAttached); an agent that predates it
 /// gets the same done in steps.
@@ -26,13 +65,16 @@ pub async fn run_attached(
     sink: &Sink,
     mut client: ContainersClient<Channel>,
     spec: ContainerSpec,
+    relay: Relay,
 ) -> Result<i32> {
     let request = RunAttachedRequest {
         spec: Some(spec.clone()),
     };
     let mut stream = match client.run_attached(request).await {
         Ok(r) => r.into_inner(),
-        Err(s) if s.code() == Code::Unimplemented => return run_in_steps(sink, client, spec).await,
+        Err(s) if s.code() == Code::Unimplemented => {
+            return run_in_steps(sink, client, spec, relay).await
+        }
         // A container whose start failed is gone again: the message is
         // all there is to go by.
         Err(s) => return Err(run_error(start_failure_code(&s, None), s)),
@@ -44,12 +86,12 @@ pub async fn run_attached(
         Ok(_) => return Err(run_error(EXIT_BERTHCTL, missing("started container"))),
         Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
     };
-    let mut interrupts = Interrupts::new();
+    let mut signals = relay.signals(&client, &id);
     loop {
         tokio::select! {
             msg = stream.message() => match msg {
                 Ok(Some(RunAttachedResponse { event: Some(Event::Output(entry)) })) => {
-                    sink.write(&entry)?
+                    relay.write(sink, &entry)?
                 }
                 Ok(Some(RunAttachedResponse { event: Some(Event::Exit(exit)) })) => {
                     return Ok(exit.exit_code)
@@ -58,7 +100,7 @@ pub async fn run_attached(
                 Ok(None) => return Err(run_error(EXIT_BERTHCTL, missing("exit status"))),
                 Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
             },
-            Some(()) = interrupts.next() => interrupts.stop(&client, &id),
+            Some((name, _)) = signals.next() => signals.send(name),
         }
     }
 }
@@ -68,6 +110,7 @@ async fn run_in_steps(
     sink: &Sink,
     mut client: ContainersClient<Channel>,
     spec: ContainerSpec,
+    relay: Relay,
 ) -> Result<i32> {
     let auto_remove = spec.auto_remove;
     let c = client
@@ -112,7 +155,7 @@ async fn run_in_steps(
         };
         tokio::spawn(async move { client.wait(req).await })
     };
-    if let Err(e) = copy_until_exit(sink, &client, &id, logs).await {
+    if let Err(e) = copy_until_exit(sink, &client, &id, logs, relay).await {
         waiting.abort();
         return Err(e);
     }
@@ -139,10 +182,11 @@ pub async fn run_interactive(
     mut client: ContainersClient<Channel>,
     spec: ContainerSpec,
     detach_keys: DetachKeys,
+    relay: Relay,
 ) -> Result<i32> {
     let auto_remove = spec.auto_remove;
     let tty = spec.tty;
-    let stdin = spec.open_stdin;
+    let stdin = spec.open_stdin && relay.stdin;
     let id = client
         .create(CreateContainerRequest { spec: Some(spec) })
         .await
@@ -159,7 +203,9 @@ pub async fn run_interactive(
             terminal_size: local_size().filter(|_| tty && stdin_is_terminal()),
         },
         detach_keys,
-        sig_proxy: true,
+        sig_proxy: relay.sig_proxy,
+        escalate: true,
+        shown: relay.shown,
     };
     match session(client.clone(), s).await {
         Ok(Ended::Exit(code)) => {
@@ -239,85 +285,26 @@ async fn remove_quietly(client: &mut ContainersClient<Channel>, id: &str) {
         .await;
 }
 
-/// Copies the followed output to stdout/stderr until the container exits.
-/// Ctrl-C stops the container (the agent's Stop: stop signal, then SIGKILL
-/// after the timeout) and a second Ctrl-C kills it, while output keeps
-/// flowing, so what the container prints on its way out is not lost.
+/// Copies the followed output to stdout/stderr until the container exits,
+/// relaying signals meanwhile; output keeps flowing after a Ctrl-C, so what
+/// the container prints on its way out is not lost.
 async fn copy_until_exit(
     sink: &Sink,
     client: &ContainersClient<Channel>,
     id: &str,
     mut logs: tonic::Streaming<LogEntry>,
+    relay: Relay,
 ) -> Result<()> {
-    let mut interrupts = Interrupts::new();
+    let mut signals = relay.signals(client, id);
     loop {
         tokio::select! {
             entry = logs.message() => match entry {
-                Ok(Some(entry)) => sink.write(&entry)?,
+                Ok(Some(entry)) => relay.write(sink, &entry)?,
                 Ok(None) => return Ok(()),
                 Err(s) => return Err(run_error(EXIT_BERTHCTL, s)),
             },
-            Some(()) = interrupts.next() => interrupts.stop(client, id),
+            Some((name, _)) = signals.next() => signals.send(name),
         }
-    }
-}
-
-/// Ctrl-C during an attached `run`: the first stops the container (its stop
-/// signal, then SIGKILL after its timeout), the next kills it. Without a
-/// handler Ctrl-C just ends berthctl and the container runs on; that is
-/// acceptable if the handler cannot be installed.
-struct Interrupts {
-    sigint: Option<tokio::signal::unix::Signal>,
-    seen: u32,
-}
-
-impl Interrupts {
-    fn new() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        Interrupts {
-            sigint: signal(SignalKind::interrupt()).ok(),
-            seen: 0,
-        }
-    }
-
-    /// The next Ctrl-C; never, without a handler.
-    async fn next(&mut self) -> Option<()> {
-        match self.sigint.as_mut() {
-            Some(s) => s.recv().await,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn stop(&mut self, client: &ContainersClient<Channel>, id: &str) {
-        self.seen += 1;
-        let mut client = client.clone();
-        let id = id.to_string();
-        let first = self.seen == 1;
-        tokio::spawn(async move {
-            let result = if first {
-                client
-                    .stop(StopContainerRequest {
-                        id,
-                        timeout_seconds: None,
-                    })
-                    .await
-                    .map(|_| ())
-            } else {
-                client
-                    .kill(KillContainerRequest {
-                        id,
-                        signal: "SIGKILL".into(),
-                    })
-                    .await
-                    .map(|_| ())
-            };
-            // The container may have exited meanwhile; that is the goal anyway.
-            if let Err(s) = result {
-                if s.code() != Code::FailedPrecondition && s.code() != Code::NotFound {
-                    report(&Error::Status(s));
-                }
-            }
-        });
     }
 }
 

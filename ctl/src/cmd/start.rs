@@ -58,6 +58,8 @@ async fn start_attached(f: &Fleet, args: StartArgs) -> Result<()> {
         },
         detach_keys: args.detach_keys,
         sig_proxy: true,
+        escalate: false,
+        shown: super::stream_io::Shown::ALL,
     };
     attaching::attached(client, s).await
 }

@@ -145,6 +145,23 @@ pub fn forward_resizes<R: Send + 'static>(
     }))
 }
 
+/// Which of a container's output streams berthctl shows (`run -a`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown {
+    /// Its stdout (or terminal).
+    pub stdout: bool,
+    /// Its stderr.
+    pub stderr: bool,
+}
+
+impl Shown {
+    /// Both, as without `-a`.
+    pub const ALL: Shown = Shown {
+        stdout: true,
+        stderr: true,
+    };
+}
+
 /// berthctl's stdout and stderr, for a process's output as it comes.
 pub struct Output {
     out: std::io::StdoutLock<'static>,
