@@ -74,16 +74,8 @@ fn help_shows_a_commands_own_options_first_then_target_hosts_then_tls() {
 fn docker_habits_that_are_not_there_say_not_supported_yet_and_the_others_parse() {
     let cases: &[(&[&str], &str)] = &[
         (
-            &["run", "-a", "stdout", "busybox", "sh"],
-            "choosing the streams",
-        ),
-        (
-            &["run", "-it", "--sig-proxy=false", "busybox"],
-            "--sig-proxy",
-        ),
-        (
             &["create", "--attach", "stderr", "busybox"],
-            "choosing the streams",
+            "choosing the streams of a created container",
         ),
         (&["build", "."], "building images"),
         (&["volume", "ls", "--format", "{{.Name}}"], "--format"),
@@ -103,6 +95,8 @@ fn docker_habits_that_are_not_there_say_not_supported_yet_and_the_others_parse()
         &["create", "-t", "busybox"],
         &["attach", "--no-stdin", "--sig-proxy=false", "web"],
         &["start", "-ai", "web"],
+        &["run", "-a", "stdout", "busybox", "sh"],
+        &["run", "-it", "--sig-proxy=false", "busybox"],
     ] {
         let mut full = vec!["-H", "unix:///nonexistent/berthd.sock"];
         full.extend_from_slice(args);

@@ -23,8 +23,12 @@ const COMMANDS: &[(&str, &str)] = &[
 ];
 
 /// Options of `docker run` and `docker create` berthctl does not have, and
-/// what they do.
-const RUN_OPTIONS: &[(&[&str], &str)] = &[];
+/// what they do (`run` has -a; `create` refuses it).
+const RUN_OPTIONS: &[(&[&str], &str)] = &[(
+    &["-a", "--attach"],
+    "choosing the streams of a created container (create -a): `start -a` shows stdout and \
+     stderr, `start -ai` stdin too; `run -a` chooses",
+)];
 
 /// Docker options of any command berthctl does not have.
 const OPTIONS: &[(&[&str], &str)] = &[(
