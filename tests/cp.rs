@@ -502,7 +502,7 @@ async fn a_copy_into_a_running_container_sees_its_mounts() {
 }
 
 #[tokio::test]
-async fn missing_containers_and_paths_are_not_found_and_stopped_ones_not_supported_yet() {
+async fn missing_containers_and_paths_are_not_found() {
     let agent = Agent::start().await;
     agent.import_busybox().await;
     let c = sleeper(&agent, vec![]).await;
@@ -560,23 +560,126 @@ async fn missing_containers_and_paths_are_not_found_and_stopped_ones_not_support
     let out = agent.ctl(&["cp", "a", "b"]);
     assert_ne!(out.status.code(), Some(0));
 
-    // A stopped container: not supported yet, and said so.
+    agent.force_remove(&c.id).await;
+    agent.assert_clean().await;
+}
+
+/// A created or exited container is copied from and to through its own
+/// layer on the image's (a detached overlay, gone after the copy): what is
+/// copied in before the start is there when it runs, what it wrote and
+/// deleted shows after its exit, its mounts and a read-only root are
+/// refused, and `berthctl cp` works the same.
+#[tokio::test]
+async fn a_stopped_container_is_copied_through_its_writable_layer() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let script = "cat /tmp/in/hello; cat /tmp/by-ctl; echo made > /tmp/made; rm /bin/ls";
+    let mut spec = sh(script);
+    spec.mounts = vec![pb::Mount {
+        r#type: pb::mount::Type::Volume as i32,
+        source: "cp-stopped-vol".into(),
+        target: "/data".into(),
+        ..Default::default()
+    }];
+    let c = agent.create(spec).await;
+
+    // Created: the image's files, and a copy in.
+    let (stat, data) = copy_from(&agent, &c.id, "/bin/ls")
+        .await
+        .expect("copy from");
+    assert_eq!(stat.name, "ls");
+    assert_eq!(names(&data), ["ls"]);
+    let archive = tar_of(&[
+        ("in", tar::EntryType::Directory, "", b""),
+        ("in/hello", tar::EntryType::Regular, "", b"hello-from-cp\n"),
+    ]);
+    copy_to(&agent, &c.id, "/tmp", archive)
+        .await
+        .expect("copy to");
+    let local = agent.dir.join("by-ctl");
+    std::fs::write(&local, "by-berthctl\n").unwrap();
+    ctl_ok(
+        &agent,
+        &[
+            "cp",
+            local.to_str().unwrap(),
+            &format!("{}:/tmp/by-ctl", c.id),
+        ],
+    );
+    // Its mounts exist only while it runs.
+    for path in ["/data", "/data/x", "/tmp/../data/."] {
+        let e = copy_from(&agent, &c.id, path).await.unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::FailedPrecondition, "CP_UNSUPPORTED"),
+            "{path}"
+        );
+        assert!(e.message().contains("mount /data"), "{e:?}");
+    }
+    let e = copy_to(&agent, &c.id, "/data", tar_of(&[]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+
+    // It runs with what was copied in.
     agent
         .containers()
-        .stop(pb::StopContainerRequest {
-            id: c.id.clone(),
-            timeout_seconds: Some(0),
-        })
+        .start(pb::StartContainerRequest { id: c.id.clone() })
         .await
-        .unwrap();
-    let e = copy_from(&agent, &c.id, "/etc/hosts").await.unwrap_err();
+        .expect("start");
+    let exit = agent.wait(&c.id).await.exit.expect("exit");
+    let (out, err) = agent.logs(&c.id).await;
+    assert_eq!(exit.exit_code, 0, "{out}{err}");
+    assert_eq!(out, "hello-from-cp\nby-berthctl\n", "{err}");
+
+    // Exited: what it wrote, and not what it deleted (its whiteout).
+    let made = ctl_ok(&agent, &["cp", &format!("{}:/tmp/made", c.id), "-"]);
+    assert_eq!(
+        tar::Archive::new(&made[..])
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+                s
+            })
+            .collect::<Vec<_>>(),
+        ["made\n"]
+    );
+    let e = copy_from(&agent, &c.id, "/bin/ls").await.unwrap_err();
     assert_eq!(
         (e.code(), reason(&e).as_str()),
-        (Code::FailedPrecondition, "CP_UNSUPPORTED")
+        (Code::NotFound, "PATH_NOT_FOUND")
     );
-    assert!(e.message().contains("not supported yet"), "{e:?}");
-
     agent.force_remove(&c.id).await;
+
+    // A read-only root stays read-only.
+    let mut spec = sh("true");
+    spec.security = Some(pb::SecurityOptions {
+        read_only_rootfs: true,
+        ..Default::default()
+    });
+    let ro = agent.create(spec).await;
+    let e = copy_to(
+        &agent,
+        &ro.id,
+        "/tmp",
+        tar_of(&[("f", tar::EntryType::Regular, "", b"x")]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::FailedPrecondition, "READ_ONLY")
+    );
+    agent.force_remove(&ro.id).await;
+    let _ = agent
+        .volumes()
+        .remove(pb::RemoveVolumeRequest {
+            name: "cp-stopped-vol".into(),
+        })
+        .await;
     agent.assert_clean().await;
 }
 

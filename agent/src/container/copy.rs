@@ -11,27 +11,157 @@
 //! directory (a process that ended meanwhile has none: ESRCH/ENOENT).
 //!
 //! A created or exited container has no mount namespace: its root is an
-//! overlay that exists only while it runs (berth never mounts it on the
-//! host). Mounting it for a copy, concurrently with a start that mounts it
-//! too (one upper and work dir cannot serve two overlays), is not done
-//! yet: such a copy is FAILED_PRECONDITION "not supported yet".
+//! overlay that exists only while it runs. For a copy, the same overlay is
+//! made as a detached mount (`sys::overlay`), attached nowhere, gone with
+//! the copy. Reading (StatPath, CopyFrom) stacks the upper dir on the
+//! image's layers, all read-only, so it needs no lock; writing (CopyTo)
+//! mounts the upper and work dirs as a start would, so it holds the
+//! container's lifecycle lock until the copy ends: a start waits for it. Its
+//! mounts are not there: a path at or under one is refused
+//! (`CopyError::UnderMount`), as is a `--userns auto` container.
 
+use std::path::{Component, Path};
 use std::sync::Arc;
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use super::record::Record;
+use super::rootfs::Rootfs;
 use super::state::State;
 use super::{Entry, Manager};
 use crate::copy::{ContainerRoot, CopyError, IdMap};
 use crate::error::Result;
+use crate::sys::overlay::{detached_overlay, Layers};
+
+/// What a copy does with the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// StatPath, CopyFrom.
+    Read,
+    /// CopyTo.
+    Write,
+}
 
 impl Manager {
-    /// The root of the container `key` (id, prefix or name) for a copy.
-    pub fn copy_root(&self, key: &str) -> Result<ContainerRoot> {
+    /// The root of the container `key` (id, prefix or name) for a copy of
+    /// `path` (absolute, as checked by `copy::path::check`).
+    pub async fn copy_root(&self, key: &str, path: &str, access: Access) -> Result<ContainerRoot> {
         let entry = self.get(key)?;
+        let state = entry.lock_record().state;
+        if matches!(state, State::Created | State::Exited) {
+            return self.stopped_root(&entry, path, access).await;
+        }
         Ok(root_of(&entry)?)
     }
+
+    /// The root of a created or exited container, as a detached overlay.
+    async fn stopped_root(
+        &self,
+        entry: &Arc<Entry>,
+        path: &str,
+        access: Access,
+    ) -> Result<ContainerRoot> {
+        let hold = match access {
+            Access::Read => None,
+            Access::Write => {
+                let ops = entry.ops.clone().lock_owned().await;
+                // Its last run's mounts are gone (the upper and work dirs
+                // are free) once its teardown is.
+                drop(entry.teardown.lock().await);
+                if !self.exists(entry) {
+                    return Err(super::error::ContainerError::NotFound {
+                        key: entry.id.clone(),
+                    }
+                    .into());
+                }
+                Some(ops)
+            }
+        };
+        let rec = entry.snapshot();
+        if !matches!(rec.state, State::Created | State::Exited) {
+            // Started while this waited for the lock.
+            drop(hold);
+            return Ok(root_of(entry)?);
+        }
+        Ok(stopped(entry, &rec, path, access, hold)?)
+    }
+}
+
+fn stopped(
+    entry: &Entry,
+    rec: &Record,
+    path: &str,
+    access: Access,
+    hold: Option<tokio::sync::OwnedMutexGuard<()>>,
+) -> Result<ContainerRoot, CopyError> {
+    let refused = |why| CopyError::NotRunning {
+        id: rec.id.clone(),
+        state: rec.state.as_str(),
+        why,
+    };
+    if rec.userns.is_some() {
+        return Err(refused("with --userns auto"));
+    }
+    let targets = rec.mounts.iter().map(|m| m.target.as_str());
+    if let Some(target) = mount_over(path, targets) {
+        return Err(CopyError::UnderMount {
+            target: target.to_string(),
+        });
+    }
+    let fs = Rootfs::under(&entry.dir);
+    // Top first, as overlay stacks them.
+    let layers: Vec<&Path> = rec.layer_dirs.iter().rev().map(|p| p.as_path()).collect();
+    let layers = match access {
+        Access::Read => Layers::ReadOnly {
+            upper: &fs.upper,
+            layers: &layers,
+        },
+        Access::Write => Layers::Writable {
+            upper: &fs.upper,
+            work: &fs.work,
+            layers: &layers,
+            read_only: rec.spec.read_only_rootfs,
+        },
+    };
+    let root = detached_overlay(layers).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::Unsupported {
+            refused("on this kernel (overlay without lowerdir+, Linux 6.8)")
+        } else {
+            CopyError::io("mounting the root of", &rec.id, e)
+        }
+    })?;
+    Ok(ContainerRoot {
+        id: rec.id.clone(),
+        root,
+        ids: IdMap::new(None),
+        hold: hold.map(|h| Box::new(h) as Box<dyn std::any::Any + Send + Sync>),
+    })
+}
+
+/// The first of `targets` that `path` is at or under (compared by
+/// components, `.` and `..` taken lexically as the root's resolution
+/// takes them: `..` stops at `/`).
+fn mount_over<'a>(path: &str, targets: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let path = clean(path);
+    targets.into_iter().find(|t| {
+        let t = clean(t);
+        path.len() >= t.len() && path[..t.len()] == t[..]
+    })
+}
+
+fn clean(path: &str) -> Vec<&std::ffi::OsStr> {
+    let mut parts = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    parts
 }
 
 fn root_of(entry: &Arc<Entry>) -> Result<ContainerRoot, CopyError> {
@@ -42,6 +172,7 @@ fn root_of(entry: &Arc<Entry>) -> Result<ContainerRoot, CopyError> {
     let not_running = |state: State| CopyError::NotRunning {
         id: entry.id.clone(),
         state: state.as_str(),
+        why: "in this state",
     };
     if !matches!(state, State::Running | State::Paused) || pid <= 0 {
         return Err(not_running(state));
@@ -77,5 +208,28 @@ fn root_of(entry: &Arc<Entry>) -> Result<ContainerRoot, CopyError> {
         id: entry.id.clone(),
         root,
         ids: IdMap::new(userns),
+        hold: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mount_over;
+
+    #[test]
+    fn a_path_at_or_under_a_mount_is_found_by_components() {
+        let targets = ["/data", "/var/lib/db/"];
+        let over = |p: &str| mount_over(p, targets.iter().copied());
+        assert_eq!(over("/data"), Some("/data"));
+        assert_eq!(over("/data/x/y"), Some("/data"));
+        assert_eq!(over("/data/"), Some("/data"));
+        assert_eq!(over("/./data/."), Some("/data"));
+        assert_eq!(over("/var/lib/db"), Some("/var/lib/db/"));
+        assert_eq!(over("/x/../data/f"), Some("/data"));
+        assert_eq!(over("/../../data"), Some("/data"));
+        assert_eq!(over("/database"), None);
+        assert_eq!(over("/"), None);
+        assert_eq!(over("/var/lib"), None);
+        assert_eq!(over("/etc/passwd"), None);
+    }
 }

@@ -47,7 +47,7 @@ pub struct Entry {
     pub(super) life: watch::Sender<Life>,
     /// Serialises the lifecycle operations of clients (and of the restart
     /// policy) on this container. Exits are recorded without it.
-    pub(super) ops: tokio::sync::Mutex<()>,
+    pub(super) ops: Arc<tokio::sync::Mutex<()>>,
     /// Held while the cgroup of a run that ended is released. The exit is
     /// announced first (Wait returns at once); whatever reuses the cgroup or
     /// the directory (the next start, removal) waits for this.
@@ -100,7 +100,7 @@ impl Entry {
             record: Mutex::new(rec),
             transition: Mutex::new(()),
             life: watch::Sender::new(life),
-            ops: tokio::sync::Mutex::new(()),
+            ops: Arc::new(tokio::sync::Mutex::new(())),
             teardown: tokio::sync::Mutex::new(()),
             process: Mutex::new(None),
             flusher,

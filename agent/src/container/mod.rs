@@ -59,6 +59,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use connect::ConnectRequest;
+pub use copy::Access as CopyAccess;
 pub use entry::{Entry, Life};
 pub use error::{ContainerError, Result};
 pub use exec::{Exec, ExecOptions};

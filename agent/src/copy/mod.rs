@@ -46,6 +46,9 @@ pub struct ContainerRoot {
     pub root: OwnedFd,
     /// How its ids map to the host's.
     pub ids: IdMap,
+    /// What must live as long as the copy into a stopped container: its
+    /// lifecycle lock, so it cannot start on the same upper dir meanwhile.
+    pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Why a copy failed.
@@ -66,13 +69,26 @@ pub enum CopyError {
         /// As the client sent it.
         path: String,
     },
-    /// The container is not running or paused.
-    #[error("not supported yet: cp of a stopped container ({id} is {state})")]
+    /// The container is not running or paused, and cannot be copied to or
+    /// from while stopped (`why`).
+    #[error("not supported yet: cp of a stopped container {why} ({id} is {state})")]
     NotRunning {
         /// The container.
         id: String,
         /// Its state.
         state: &'static str,
+        /// What is not supported.
+        why: &'static str,
+    },
+    /// A stopped container's path at or under one of its mounts: what is
+    /// mounted there exists only while it runs.
+    #[error(
+        "not supported yet: cp of a stopped container at or under its mount {}: start it, or copy elsewhere",
+        capped(target)
+    )]
+    UnderMount {
+        /// The mount's target.
+        target: String,
     },
     /// An archive entry berth does not extract, or not a tar at all.
     #[error("invalid archive: entry {}: {reason}", capped(entry))]

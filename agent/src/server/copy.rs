@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 
-use crate::container::Manager;
+use crate::container::{CopyAccess as Access, Manager};
 use crate::copy::{self, ContainerRoot, CopyError, ExtractOptions, PathStat, CHUNK_MAX};
 use crate::error::Error;
 
@@ -24,14 +24,22 @@ fn invalid(field: &'static str, reason: &'static str) -> Status {
     Error::InvalidRequest { field, reason }.into()
 }
 
-fn root(mgr: &Manager, id: &str) -> Result<ContainerRoot, Status> {
+/// The root of container `id` for a copy of `path` (checked already). A
+/// stopped container's root for writing holds its lifecycle lock
+/// (`ContainerRoot::hold`): keep it until the copy is done.
+async fn root(
+    mgr: &Manager,
+    id: &str,
+    path: &str,
+    access: Access,
+) -> Result<ContainerRoot, Status> {
     if id.is_empty() {
         return Err(invalid("id", "a container id or name is required"));
     }
     if id.len() > MAX_KEY {
         return Err(invalid("id", "a container key is at most 256 bytes"));
     }
-    Ok(mgr.copy_root(id)?)
+    Ok(mgr.copy_root(id, path, access).await?)
 }
 
 fn stat_to_proto(s: PathStat) -> pb::PathStat {
@@ -63,7 +71,7 @@ pub async fn stat_path(
     req: pb::StatPathRequest,
 ) -> Result<pb::StatPathResponse, Status> {
     copy::path::check(&req.path)?;
-    let root = root(mgr, &req.id)?;
+    let root = root(mgr, &req.id, &req.path, Access::Read).await?;
     let resolved = blocking("describing the path", move || {
         copy::resolve_source(&root.root, &req.path)
     })
@@ -77,7 +85,7 @@ pub async fn stat_path(
 pub async fn copy_from(mgr: &Manager, req: pb::CopyFromRequest) -> Result<CopyFromStream, Status> {
     use pb::copy_from_response::Response as Out;
     copy::path::check(&req.path)?;
-    let root = root(mgr, &req.id)?;
+    let root = root(mgr, &req.id, &req.path, Access::Read).await?;
     let ids = root.ids;
     let resolved = blocking("resolving the path", move || {
         copy::resolve_source(&root.root, &req.path)
@@ -109,7 +117,9 @@ pub async fn copy_to(
         _ => return Err(invalid("open", "the first message must be open")),
     };
     copy::path::check(&open.path)?;
-    let root = root(&mgr, &open.id)?;
+    let root = root(&mgr, &open.id, &open.path, Access::Write).await?;
+    // A stopped container cannot start until the extraction is done.
+    let _hold = root.hold;
     let opts = ExtractOptions {
         copy_uid_gid: open.copy_uid_gid,
         no_overwrite_dir_non_dir: open.no_overwrite_dir_non_dir,

@@ -273,9 +273,11 @@ fn copy(e: &CopyError) -> Details {
         C::InvalidPath(_) => Details::new(Code::InvalidArgument, "INVALID_PATH").field("path"),
         C::PathNotFound { .. } => Details::new(Code::NotFound, "PATH_NOT_FOUND"),
         C::NotADirectory { .. } => Details::new(Code::FailedPrecondition, "NOT_A_DIRECTORY"),
-        C::NotRunning { id, state } => Details::new(Code::FailedPrecondition, "CP_UNSUPPORTED")
+        C::NotRunning { id, state, .. } => Details::new(Code::FailedPrecondition, "CP_UNSUPPORTED")
             .with("id", id.clone())
             .with("state", *state),
+        C::UnderMount { target } => Details::new(Code::FailedPrecondition, "CP_UNSUPPORTED")
+            .with("mount", crate::error::capped(target).into_owned()),
         C::InvalidArchive { .. } => {
             Details::new(Code::InvalidArgument, "INVALID_ARCHIVE").field("data")
         }
