@@ -12,15 +12,14 @@
 //!
 //! A created or exited container has no mount namespace: its root is an
 //! overlay that exists only while it runs. For a copy, the same overlay is
-//! made as a detached mount (`sys::overlay`), attached nowhere, gone with
-//! the copy. Reading (StatPath, CopyFrom) stacks the upper dir on the
+//! made attached nowhere (`sys::overlay`), gone with the copy. Reading (StatPath, CopyFrom) stacks the upper dir on the
 //! image's layers, all read-only, so it needs no lock; writing (CopyTo)
 //! mounts the upper and work dirs as a start would, so it holds the
 //! container's lifecycle lock until the copy ends: a start waits for it. Its
 //! mounts are not there: a path at or under one is refused
 //! (`CopyError::UnderMount`), as is a `--userns auto` container.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use nix::fcntl::OFlag;
@@ -84,7 +83,12 @@ impl Manager {
             drop(hold);
             return Ok(root_of(entry)?);
         }
-        Ok(stopped(entry, &rec, path, access, hold)?)
+        let (entry, path) = (entry.clone(), path.to_string());
+        // The mount blocks: off the async workers.
+        let root = tokio::task::spawn_blocking(move || stopped(&entry, &rec, &path, access, hold))
+            .await
+            .map_err(|e| crate::error::Error::internal("mounting a stopped root", e))?;
+        Ok(root?)
     }
 }
 
@@ -101,6 +105,7 @@ fn stopped(
         why,
     };
     if rec.userns.is_some() {
+        // Its layers are idmapped only inside its monitor's namespaces.
         return Err(refused("with --userns auto"));
     }
     let targets = rec.mounts.iter().map(|m| m.target.as_str());
@@ -111,26 +116,21 @@ fn stopped(
     }
     let fs = Rootfs::under(&entry.dir);
     // Top first, as overlay stacks them.
-    let layers: Vec<&Path> = rec.layer_dirs.iter().rev().map(|p| p.as_path()).collect();
+    let layers: Vec<PathBuf> = rec.layer_dirs.iter().rev().cloned().collect();
     let layers = match access {
         Access::Read => Layers::ReadOnly {
-            upper: &fs.upper,
-            layers: &layers,
+            upper: fs.upper.clone(),
+            layers,
         },
         Access::Write => Layers::Writable {
-            upper: &fs.upper,
-            work: &fs.work,
-            layers: &layers,
+            upper: fs.upper.clone(),
+            work: fs.work.clone(),
+            layers,
             read_only: rec.spec.read_only_rootfs,
         },
     };
-    let root = detached_overlay(layers).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::Unsupported {
-            refused("on this kernel (overlay without lowerdir+, Linux 6.8)")
-        } else {
-            CopyError::io("mounting the root of", &rec.id, e)
-        }
-    })?;
+    let root = detached_overlay(layers, &fs.merged)
+        .map_err(|e| CopyError::io("mounting the root of", &rec.id, e))?;
     Ok(ContainerRoot {
         id: rec.id.clone(),
         root,

@@ -1,85 +1,157 @@
-//! A stopped container's root as a *detached* overlay mount (the new
-//! mount API: `fsopen`, `fsconfig`, `fsmount`): a mount that is attached
-//! nowhere, in no mount namespace, reachable only through the descriptor
-//! this returns, and gone once that descriptor and every file opened
-//! beneath it are closed. `cp` of a created or exited container works on
-//! it as on a running one's `/proc/<pid>/root`.
+//! A stopped container's root as an overlay mount that is attached
+//! nowhere: `cp` of a created or exited container works on it as on a
+//! running one's `/proc/<pid>/root`.
+//!
+//! The overlay is mounted by a thread of its own in a mount namespace of
+//! its own (`unshare(CLONE_NEWNS)` unshares only the calling thread's
+//! filesystem context), at the container's own mount point there, and a
+//! descriptor of its root is opened. When the thread ends its namespace
+//! goes, detaching the mount: it stays reachable only through that
+//! descriptor and what is opened beneath it, and is gone once they are
+//! closed. The host's mount table never sees it. (The new mount API would
+//! make such a mount directly, but overlay takes more than one layer
+//! through it only from Linux 6.8, `lowerdir+`.)
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rustix::mount::{
-    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, FsMountFlags,
-    FsOpenFlags, MountAttrFlags,
-};
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::stat::Mode;
 
 /// What the overlay is made of.
-pub enum Layers<'a> {
+pub enum Layers {
     /// Read-only: the container's upper dir on top of the image's layers,
     /// all as lower layers. No work dir is taken, so a start of the
     /// container meanwhile is not in its way.
     ReadOnly {
         /// The upper dir.
-        upper: &'a Path,
+        upper: PathBuf,
         /// The image's layers, top first.
-        layers: &'a [&'a Path],
+        layers: Vec<PathBuf>,
     },
     /// Writable: the image's layers under the container's upper and work
     /// dirs, as its own root while it runs (the caller keeps it from
     /// starting meanwhile).
     Writable {
         /// The upper dir.
-        upper: &'a Path,
+        upper: PathBuf,
         /// The work dir.
-        work: &'a Path,
+        work: PathBuf,
         /// The image's layers, top first.
-        layers: &'a [&'a Path],
+        layers: Vec<PathBuf>,
         /// Mounted read-only even so (a `--read-only` container).
         read_only: bool,
     },
 }
 
-/// Mounts `layers` as a detached overlay (`nodev`, `nosuid`) and returns
-/// its root. Needs Linux 6.8 (`lowerdir+`): older kernels get
-/// `Unsupported`.
-pub fn detached_overlay(layers: Layers<'_>) -> io::Result<OwnedFd> {
-    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
-    let mut attrs = MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID;
-    let lower_plus = |dir: &Path| {
-        fsconfig_set_string(&fs, "lowerdir+", dir).map_err(|e| match e {
-            rustix::io::Errno::INVAL => io::Error::new(
-                io::ErrorKind::Unsupported,
-                "this kernel's overlay has no lowerdir+ (Linux 6.8)",
-            ),
-            e => io::Error::from(e),
-        })
+/// Overlay's mount options for `layers`; `:` in a path escaped, as the
+/// container's own start does.
+fn options(layers: &Layers) -> io::Result<(String, bool)> {
+    let path = |p: &Path| {
+        p.to_str()
+            .map(|s| s.replace(':', "\\:"))
+            .ok_or_else(|| io::Error::other(format!("not UTF-8: {}", p.display())))
     };
-    match layers {
-        Layers::ReadOnly { upper, layers } => {
-            lower_plus(upper)?;
-            for l in layers {
-                lower_plus(l)?;
-            }
-            attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
-        }
+    let lower = |dirs: &mut dyn Iterator<Item = &PathBuf>| -> io::Result<String> {
+        Ok(dirs.map(|d| path(d)).collect::<io::Result<Vec<_>>>()?.join(":"))
+    };
+    Ok(match layers {
+        Layers::ReadOnly { upper, layers } => (
+            format!(
+                "lowerdir={}",
+                lower(&mut std::iter::once(upper).chain(layers))?
+            ),
+            true,
+        ),
         Layers::Writable {
             upper,
             work,
             layers,
             read_only,
-        } => {
-            for l in layers {
-                lower_plus(l)?;
-            }
-            fsconfig_set_string(&fs, "upperdir", upper)?;
-            fsconfig_set_string(&fs, "workdir", work)?;
+        } => (
+            format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower(&mut layers.iter())?,
+                path(upper)?,
+                path(work)?
+            ),
+            *read_only,
+        ),
+    })
+}
+
+/// Mounts `layers` as an overlay attached nowhere (`nodev`, `nosuid`;
+/// read-only for [`Layers::ReadOnly`]) and returns its root (`O_PATH`).
+/// `at` is a directory the overlay is briefly mounted on, in a mount
+/// namespace of its own. Blocks for the mount: call it off the async
+/// workers.
+pub fn detached_overlay(layers: Layers, at: &Path) -> io::Result<OwnedFd> {
+    let (data, read_only) = options(&layers)?;
+    let at = at.to_path_buf();
+    // A thread of its own: it leaves the host's mount namespace for good,
+    // so it must not be a pooled thread that runs other work later.
+    std::thread::Builder::new()
+        .name("cp-overlay".into())
+        .spawn(move || -> io::Result<OwnedFd> {
+            unshare(CloneFlags::CLONE_NEWNS)?;
+            // Nothing done here propagates back to the host.
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )?;
+            let mut flags = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
             if read_only {
-                fsconfig_set_flag(&fs, "ro")?;
-                attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+                flags |= MsFlags::MS_RDONLY;
             }
-        }
+            mount(
+                Some("overlay"),
+                &at,
+                Some("overlay"),
+                flags,
+                Some(data.as_str()),
+            )?;
+            Ok(open(
+                &at,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?)
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the overlay thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_stack_the_upper_dir_for_reading_and_escape_colons() {
+        let ro = Layers::ReadOnly {
+            upper: "/s/c/upper".into(),
+            layers: vec!["/s/l/b:x".into(), "/s/l/a".into()],
+        };
+        assert_eq!(
+            options(&ro).unwrap(),
+            ("lowerdir=/s/c/upper:/s/l/b\\:x:/s/l/a".to_string(), true)
+        );
+        let rw = Layers::Writable {
+            upper: "/s/c/upper".into(),
+            work: "/s/c/work".into(),
+            layers: vec!["/s/l/b".into(), "/s/l/a".into()],
+            read_only: false,
+        };
+        assert_eq!(
+            options(&rw).unwrap(),
+            (
+                "lowerdir=/s/l/b:/s/l/a,upperdir=/s/c/upper,workdir=/s/c/work".to_string(),
+                false
+            )
+        );
     }
-    fsconfig_create(&fs)?;
-    Ok(fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?)
 }
