@@ -51,7 +51,15 @@ impl Manager {
         if matches!(state, State::Created | State::Exited) {
             return self.stopped_root(&entry, path, access).await;
         }
-        Ok(root_of(&entry)?)
+        match root_of(&entry) {
+            // It exited meanwhile.
+            Err(CopyError::NotRunning { .. })
+                if matches!(entry.lock_record().state, State::Created | State::Exited) =>
+            {
+                self.stopped_root(&entry, path, access).await
+            }
+            r => Ok(r?),
+        }
     }
 
     /// The root of a created or exited container, as a detached overlay.
@@ -83,12 +91,21 @@ impl Manager {
             drop(hold);
             return Ok(root_of(entry)?);
         }
-        let (entry, path) = (entry.clone(), path.to_string());
+        let (owned, path) = (entry.clone(), path.to_string());
         // The mount blocks: off the async workers.
-        let root = tokio::task::spawn_blocking(move || stopped(&entry, &rec, &path, access, hold))
+        let root = tokio::task::spawn_blocking(move || stopped(&owned, &rec, &path, access, hold))
             .await
             .map_err(|e| crate::error::Error::internal("mounting a stopped root", e))?;
-        Ok(root?)
+        match root {
+            // Removed meanwhile (a read takes no lock): its directory went.
+            Err(CopyError::Io { .. }) if !self.exists(entry) => {
+                Err(super::error::ContainerError::NotFound {
+                    key: entry.id.clone(),
+                }
+                .into())
+            }
+            r => Ok(r?),
+        }
     }
 }
 

@@ -16,6 +16,8 @@ use crate::error::Error;
 
 /// Most bytes of a container key (id, prefix or name) in a request.
 pub const MAX_KEY: usize = 256;
+/// Longest a CopyTo may go without a message before it is ended.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The stream CopyFrom answers with.
 pub type CopyFromStream = Pin<Box<dyn Stream<Item = Result<pb::CopyFromResponse, Status>> + Send>>;
@@ -118,35 +120,49 @@ pub async fn copy_to(
     };
     copy::path::check(&open.path)?;
     let root = root(&mgr, &open.id, &open.path, Access::Write).await?;
-    // A stopped container cannot start until the extraction is done.
-    let _hold = root.hold;
     let opts = ExtractOptions {
         copy_uid_gid: open.copy_uid_gid,
         no_overwrite_dir_non_dir: open.no_overwrite_dir_non_dir,
         ids: root.ids,
     };
     let path = open.path;
-    let dir = blocking("resolving the path", move || {
-        copy::resolve_dir(&root.root, &path)
+    // A stopped container's hold (its lifecycle lock) goes with the work
+    // on its root, and is let go only once nothing is open beneath that
+    // root: not when this call is dropped (a client gone) while the
+    // blocking work still runs.
+    let hold = root.hold;
+    let (dir, hold) = blocking("resolving the path", move || {
+        Ok((copy::resolve_dir(&root.root, &path)?, hold))
     })
     .await?;
     let (tx, rx) = mpsc::channel(copy::CHUNKS_AHEAD);
     let work = tokio::task::spawn_blocking(move || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             copy::extract(dir, copy::ChunkReader::new(rx), opts)
         }))
-        .unwrap_or_else(|_| Err(CopyError::Aborted("the extraction panicked".into())))
+        .unwrap_or_else(|_| Err(CopyError::Aborted("the extraction panicked".into())));
+        drop(hold);
+        done
     });
     // Feeds the extraction until the client's stream ends, it fails, or
     // the extraction stops reading (done, or failed: its error is the
     // call's).
     let mut refused = None;
     loop {
-        let msg = match requests.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => break,
-            Err(s) => {
+        let msg = match tokio::time::timeout(IDLE, requests.message()).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => break,
+            Ok(Err(s)) => {
                 let _ = tx.send(Err(s.message().chars().take(64).collect())).await;
+                break;
+            }
+            // A stalled client must not hold the container (a stopped one
+            // cannot start meanwhile) or the extraction for good.
+            Err(_) => {
+                refused = Some(Status::deadline_exceeded(
+                    "the archive stalled: nothing came for 60 s",
+                ));
+                let _ = tx.send(Err("nothing came for 60 s".into())).await;
                 break;
             }
         };

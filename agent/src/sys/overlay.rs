@@ -17,7 +17,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::stat::Mode;
 
@@ -116,11 +116,15 @@ pub fn detached_overlay(layers: Layers, at: &Path) -> io::Result<OwnedFd> {
                 flags,
                 Some(data.as_str()),
             )?;
-            Ok(open(
+            let root = open(
                 &at,
                 OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
                 Mode::empty(),
-            )?)
+            )?;
+            // Detached now, not only when this namespace goes (which may
+            // be a moment after the join below).
+            umount2(&at, MntFlags::MNT_DETACH)?;
+            Ok(root)
         })?
         .join()
         .map_err(|_| io::Error::other("the overlay thread panicked"))?

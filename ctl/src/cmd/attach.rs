@@ -145,7 +145,13 @@ pub async fn session(
                     r.abort();
                 }
                 // After what was typed before the keys (the same queue).
-                let _ = tx.send(req(In::Detach(true))).await;
+                // A container that reads no stdin can leave the queue full:
+                // then the call is just left, as before `detach` existed.
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    tx.send(req(In::Detach(true))),
+                )
+                .await;
                 drop(tx);
                 end_requests(resp).await;
                 return Ok(Ended::Detached);
