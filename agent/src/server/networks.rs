@@ -184,7 +184,18 @@ impl Networks for NetworksService {
     ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
         let r = req.into_inner();
         key("network", &r.network)?;
-        let rec = self.mgr.networks().remove(&r.network).await?;
+        // A CNI network holds no address for a container that is not
+        // running: its containers (in any state) are counted here, as a
+        // bridge network's addresses are.
+        let net = self.mgr.networks().get(&r.network)?;
+        let on_it = Mode::Network(net.rec.id.clone());
+        if net.rec.cni.is_some() && self.mgr.list().iter().any(|c| c.network == on_it) {
+            return Err(NetworkError::InUse {
+                name: net.rec.name.clone(),
+            }
+            .into());
+        }
+        let rec = self.mgr.networks().remove(&net.rec.id).await?;
         Ok(Response::new(pb::RemoveNetworkResponse { id: rec.id }))
     }
 
