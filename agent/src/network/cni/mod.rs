@@ -152,14 +152,18 @@ impl Cni {
     }
 
     /// Runs CHECK for attachment `a` of a running container whose init is
-    /// `pid`.
+    /// `pid`. The namespace is named by a path of this run of berthd
+    /// (ADD named it by a descriptor of the start), so the result's
+    /// `sandbox` is that path in the CHECK's `prevResult`: plugins compare
+    /// the two.
     pub async fn check(&self, list: &Conflist, a: &Attachment, pid: i32) -> Result<(), CniError> {
         let target = invoke::Target {
             container_id: a.container.clone(),
             netns: format!("/proc/{pid}/ns/net"),
             ifname: a.ifname.clone(),
         };
-        chain::check(&self.dirs, list, &target, &a.result, &a.runtime).await
+        let result = result::with_sandbox(&a.result, &target.netns);
+        chain::check(&self.dirs, list, &target, &result, &a.runtime).await
     }
 
     /// What berthd reads from container `container`'s stored result.

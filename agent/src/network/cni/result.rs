@@ -75,6 +75,22 @@ pub fn summarize(result: &Value) -> Result<Summary, CniError> {
     Ok(s)
 }
 
+/// `result` with every container-side interface's `sandbox` set to
+/// `netns` (the same namespace, named by another path).
+pub fn with_sandbox(result: &Value, netns: &str) -> Value {
+    let mut r = result.clone();
+    if let Some(Value::Array(ifaces)) = r.get_mut("interfaces") {
+        for i in ifaces.iter_mut() {
+            if let Some(s) = i.get_mut("sandbox") {
+                if s.as_str().is_some_and(|s| !s.is_empty()) {
+                    *s = Value::String(netns.to_string());
+                }
+            }
+        }
+    }
+    r
+}
+
 fn parse_cidr(s: &str) -> Option<Address> {
     let (ip, prefix) = s.split_once('/')?;
     let ip: IpAddr = ip.parse().ok()?;
@@ -105,6 +121,15 @@ mod tests {
         assert_eq!(v4.ip.to_string(), "10.22.0.5");
         assert_eq!(v4.prefix, 24);
         assert_eq!(s.nameservers, vec!["10.22.0.1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn only_container_side_sandboxes_are_renamed() {
+        let r =
+            json!({"interfaces": [{"name": "br"}, {"name": "eth0", "sandbox": "/proc/1/fd/9"}]});
+        let r = with_sandbox(&r, "/proc/7/ns/net");
+        assert!(r["interfaces"][0].get("sandbox").is_none());
+        assert_eq!(r["interfaces"][1]["sandbox"], "/proc/7/ns/net");
     }
 
     #[test]
