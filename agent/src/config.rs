@@ -91,6 +91,15 @@ pub struct Config {
         value_name = "MODE"
     )]
     pub default_network: crate::network::DefaultNetwork,
+    /// Where the plugins of `cni` networks are looked up, colon-separated
+    /// (a conflist names plugins by file name only).
+    #[arg(
+        long,
+        env = "BERTHD_CNI_BIN_DIR",
+        value_name = "DIRS",
+        default_value = crate::network::cni::DEFAULT_BIN_DIRS
+    )]
+    pub cni_bin_dir: String,
     /// Accept privileged containers (`berthctl run --privileged`): every
     /// capability, no seccomp, every host device, nothing masked; root on
     /// the host in all but name. Off by default: a request for one is then

@@ -49,8 +49,15 @@ impl Manager {
         let wanted = parse_address(&req.ipv4_address)?;
         let entry = self.get(&req.container)?;
         let net = self.networks.get(&req.network)?;
+        let bridge = net.bridge()?.clone();
         let _ops = entry.ops.lock().await;
         let rec = entry.snapshot();
+        if matches!(&rec.network, Mode::Network(id) if self.networks.cni_list(id).is_some()) {
+            return Err(NetworkError::Unsupported(
+                "connecting a container on a CNI network to another network",
+            )
+            .into());
+        }
         let mode = match &rec.network {
             Mode::Host => Some("host"),
             Mode::None => Some("none"),
@@ -77,7 +84,7 @@ impl Manager {
             container: rec.name.clone(),
             max: MAX_ATTACHED,
         })?;
-        let settings = attach::address(&net.bridge, wanted)?;
+        let settings = attach::address(&bridge, wanted)?;
         let att = Attachment {
             network: net.rec.id.clone(),
             settings,
@@ -87,8 +94,8 @@ impl Manager {
         // A running container gets its interface before the record says
         // so: a failure leaves neither.
         if let Some(ns) = self.live_namespace(&entry, &rec) {
-            if let Err(e) = net.bridge.attach_more(&rec.id, &att, &ns).await {
-                net.bridge.unclaim(att.settings.ip);
+            if let Err(e) = bridge.attach_more(&rec.id, &att, &ns).await {
+                bridge.unclaim(att.settings.ip);
                 return Err(e.into());
             }
         }
@@ -101,8 +108,8 @@ impl Manager {
         let saved = match saved {
             Ok(r) => r,
             Err(e) => {
-                let _ = net.bridge.detach(&rec.id, &att).await;
-                net.bridge.unclaim(att.settings.ip);
+                let _ = bridge.detach(&rec.id, &att).await;
+                bridge.unclaim(att.settings.ip);
                 return Err(e);
             }
         };
@@ -143,7 +150,7 @@ impl Manager {
             .into());
         };
         if rec.state.is_live() {
-            if let Err(e) = net.bridge.detach(&rec.id, &att).await {
+            if let Err(e) = net.bridge()?.detach(&rec.id, &att).await {
                 if !force {
                     return Err(e.into());
                 }
@@ -158,7 +165,7 @@ impl Manager {
         )?;
         // The pair is gone already; this frees the address (and the
         // network's table when nothing else is on it).
-        net.bridge
+        net.bridge()?
             .release_link(&rec.id, &att.host_link(&rec.id), &att.settings)
             .await;
         self.networks

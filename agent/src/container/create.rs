@@ -109,6 +109,7 @@ impl Manager {
             .map_err(seccomp_error)?;
         self.check_unconfined(&spec)?;
         let (network, network_hostname) = self.resolve_network(&spec)?;
+        self.check_cni_create(&network, &spec)?;
         if spec.publish_all && matches!(network, Mode::Bridge | Mode::Network(_)) {
             // Kept in `ports` from now on: later starts, inspect and a
             // restarted berthd see one list. Elsewhere there is nothing to
@@ -133,7 +134,7 @@ impl Manager {
         // every way out of this function that does not store the record.
         let net = match &network {
             crate::network::Mode::Bridge => Some(self.networks.default_bridge().allocate()?),
-            crate::network::Mode::Network(id) => Some(self.networks.allocate(id)?.1),
+            crate::network::Mode::Network(id) => self.networks.allocate(id)?.1,
             _ => None,
         };
         let on_bridge = self.bridge_of(&network);

@@ -60,6 +60,9 @@ impl Manager {
             }
         })
         .await;
+        // Its CNI attachment goes with its namespace (and before a restart
+        // makes the next one).
+        self.disconnect_cni(&entry.id).await;
         drop(teardown);
         if rec.spec.auto_remove {
             self.spawn_auto_remove(entry.clone());

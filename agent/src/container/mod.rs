@@ -16,6 +16,7 @@
 //! under the record's lock makes safe.
 
 pub mod bounds;
+mod cni;
 mod connect;
 mod copy;
 mod create;

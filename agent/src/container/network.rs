@@ -221,11 +221,15 @@ impl Manager {
             tracing::warn!("reconciling the bridge network: {e}");
         }
         for net in self.networks.list() {
-            if let Err(e) = net.bridge.reconcile(&live, true).await {
+            let Some(bridge) = &net.bridge else {
+                continue;
+            };
+            if let Err(e) = bridge.reconcile(&live, true).await {
                 tracing::warn!(network = %net.rec.name, "reconciling the network: {e}");
             }
         }
         self.networks.remove_unknown().await;
+        self.reconcile_cni().await;
     }
 
     /// For a bridge container: its veth and address in `netns`, and its

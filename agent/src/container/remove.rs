@@ -88,6 +88,7 @@ impl Manager {
             bridge.release(&entry.id, net).await;
         }
         self.release_connected(&rec).await;
+        self.disconnect_cni(&entry.id).await;
         {
             let mut table = self.table();
             table.by_id.remove(&entry.id);

@@ -76,6 +76,10 @@ impl Manager {
         let (bound, unpublish) = self.connect_bridge(&rec, &netns).await?.unzip();
         // The previous run's cgroup must be gone before this run makes it anew.
         drop(entry.teardown.lock().await);
+        // On a CNI network: the list's ADD, after the previous run's DEL
+        // (in its teardown); DEL'd again unless this start succeeds.
+        let cni = self.connect_cni(entry, &rec, &netns).await?;
+        let launch_rec = cni.as_ref().map(|c| c.for_launch(&rec));
         // The monitor execs and initialises while the cgroup is made; it
         // waits for the launch spec (and is killed if none comes).
         let starting = self
@@ -102,7 +106,8 @@ impl Manager {
         };
         // `netns` is held until the monitor has reported: the init opens it
         // by path.
-        let launch = match self.launch_spec(entry, &rec, &cg, &netns, devices, attach) {
+        let launch_rec = launch_rec.as_ref().unwrap_or(&rec);
+        let launch = match self.launch_spec(entry, launch_rec, &cg, &netns, devices, attach) {
             Ok(spec) => spec,
             Err(e) => {
                 cleanup(self);
@@ -138,6 +143,9 @@ impl Manager {
         match spawned {
             Ok(running) => {
                 if let Some(guard) = unpublish {
+                    guard.disarm();
+                }
+                if let Some(guard) = cni {
                     guard.disarm();
                 }
                 entry.set_process(running.process);

@@ -7,10 +7,12 @@
 //! open until the init has entered it. `bridge` puts the container on
 //! berth's bridge ([`bridge`]: addresses from [`ipam`], links through
 //! [`link`], published [`ports`] through [`nft`]); a user-defined network
-//! ([`user`]) is another such bridge, with a subnet and table of its own.
+//! ([`user`]) is another such bridge, with a subnet and table of its own,
+//! or (driver `cni`) a CNI conflist run by [`cni`].
 
 pub mod attach;
 pub mod bridge;
+pub mod cni;
 pub mod counters;
 pub mod ipam;
 pub mod link;
@@ -177,6 +179,9 @@ pub enum NetworkError {
         /// The address.
         ip: String,
     },
+    /// A CNI network's list or plugins failed.
+    #[error("{0}")]
+    Cni(#[from] cni::CniError),
     /// Opening the other container's namespace failed.
     #[error("opening the network namespace of container {name}: {source}")]
     Join {

@@ -56,6 +56,10 @@ pub struct NetworkRecord {
     pub labels: BTreeMap<String, String>,
     /// Unix nanos.
     pub created_at: i64,
+    /// A `cni` network's list (then `subnet` is "" and `gateway`
+    /// 0.0.0.0: the plugins choose addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<super::cni::Conflist>,
 }
 
 impl NetworkRecord {
@@ -83,8 +87,11 @@ pub struct CreateRequest {
     pub internal: bool,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Driver: "" or "bridge".
+    /// Driver: "", "bridge" or "cni".
     pub driver: String,
+    /// The CNI conflist of a `cni` network (JSON, at most
+    /// [`super::cni::conflist::MAX_BYTES`]).
+    pub cni_conflist: Vec<u8>,
     /// IPv6 wanted (not supported yet).
     pub ipv6: bool,
 }
@@ -94,8 +101,19 @@ pub struct CreateRequest {
 pub struct UserNetwork {
     /// What is stored.
     pub rec: NetworkRecord,
-    /// Its bridge (addresses, link, rules).
-    pub bridge: Arc<Bridge>,
+    /// Its bridge (addresses, link, rules); none for a `cni` network,
+    /// whose plugins do that.
+    pub bridge: Option<Arc<Bridge>>,
+}
+
+impl UserNetwork {
+    /// Its bridge, or what a `cni` network answers to a request that needs
+    /// one (ConnectContainer).
+    pub fn bridge(&self) -> Result<&Arc<Bridge>, NetworkError> {
+        self.bridge.as_ref().ok_or(NetworkError::Unsupported(
+            "connecting a container to a CNI network after Create",
+        ))
+    }
 }
 
 /// All networks of this berthd: the default bridge and the user-defined
@@ -108,6 +126,11 @@ pub struct Networks {
     /// this lock, so a Remove that finds a network unused cannot race a
     /// Create onto it.
     nets: Mutex<BTreeMap<String, Arc<UserNetwork>>>,
+    /// Plugin directories and stored attachments of `cni` networks.
+    cni: super::cni::Cni,
+    /// Containers attached (or being attached) to a `cni` network, and
+    /// which: changed under `nets`'s lock, as allocations are.
+    cni_users: Mutex<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -174,12 +197,62 @@ impl Networks {
                 Err(e) => tracing::error!("network record {}: {e}", path.display()),
             }
         }
+        let cni = super::cni::Cni {
+            dirs: super::cni::PluginDirs::parse(super::cni::DEFAULT_BIN_DIRS),
+            store: super::cni::Store::open(dir.join("cni")).map_err(NetworkError::from)?,
+        };
+        let cni_users = cni
+            .store
+            .all()
+            .into_iter()
+            .map(|a| (a.container, a.network))
+            .collect();
         Ok(Networks {
             dir,
             default,
             events,
             nets: Mutex::new(nets),
+            cni,
+            cni_users: Mutex::new(cni_users),
         })
+    }
+
+    /// Looks CNI plugins up in `dirs` (berthd's `--cni-bin-dir`).
+    pub fn with_cni_plugin_dirs(mut self, dirs: super::cni::PluginDirs) -> Self {
+        self.cni.dirs = dirs;
+        self
+    }
+
+    /// Plugin directories and stored attachments of `cni` networks.
+    pub fn cni(&self) -> &super::cni::Cni {
+        &self.cni
+    }
+
+    /// Marks `container` as attaching to `cni` network `id` (under the lock
+    /// a Remove takes, so a network in use is never removed); its list.
+    pub fn cni_claim(
+        &self,
+        id: &str,
+        container: &str,
+    ) -> Result<super::cni::Conflist, NetworkError> {
+        let nets = lock(&self.nets);
+        let net = find(&nets, id)?;
+        let list = net.rec.cni.clone().ok_or(NetworkError::Invalid(format!(
+            "network {} is not a CNI network",
+            net.rec.name
+        )))?;
+        lock(&self.cni_users).insert(container.to_string(), id.to_string());
+        Ok(list)
+    }
+
+    /// `container` is no longer attached to a `cni` network.
+    pub fn cni_unclaim(&self, container: &str) {
+        lock(&self.cni_users).remove(container);
+    }
+
+    /// The list of `cni` network `id`, if it exists and is one.
+    pub fn cni_list(&self, id: &str) -> Option<super::cni::Conflist> {
+        lock(&self.nets).get(id).and_then(|n| n.rec.cni.clone())
     }
 
     /// The default bridge.
@@ -189,7 +262,7 @@ impl Networks {
 
     /// The bridge of user network `id`, if it exists.
     pub fn bridge(&self, id: &str) -> Option<Arc<Bridge>> {
-        lock(&self.nets).get(id).map(|n| n.bridge.clone())
+        lock(&self.nets).get(id).and_then(|n| n.bridge.clone())
     }
 
     /// All user networks, by name.
@@ -205,16 +278,19 @@ impl Networks {
     }
 
     /// An address on network `key` for a new container: the network's id
-    /// and the container's settings.
-    pub fn allocate(&self, key: &str) -> Result<(String, bridge::Settings), NetworkError> {
+    /// and the container's settings (none on a `cni` network: its
+    /// plugins give one at each start).
+    pub fn allocate(&self, key: &str) -> Result<(String, Option<bridge::Settings>), NetworkError> {
         let nets = lock(&self.nets);
         let net = find(&nets, key)?;
-        Ok((net.rec.id.clone(), net.bridge.allocate()?))
+        let settings = net.bridge.as_ref().map(|b| b.allocate()).transpose()?;
+        Ok((net.rec.id.clone(), settings))
     }
 
     /// Creates a network.
     pub fn create(&self, req: CreateRequest) -> Result<Arc<UserNetwork>, NetworkError> {
         check(&req)?;
+        let cni = super::cni::check_create(&req, &self.cni.dirs)?;
         let mut nets = lock(&self.nets);
         if nets.values().any(|n| n.rec.name == req.name) {
             return Err(NetworkError::NameInUse {
@@ -231,7 +307,13 @@ impl Networks {
                 .map(|s| (s, format!("network {}", n.rec.name)))
         }))
         .collect();
-        let subnet = if req.subnet.is_empty() {
+        let subnet = if cni.is_some() {
+            // Unused: the plugins choose addresses.
+            Subnet {
+                addr: Ipv4Addr::UNSPECIFIED,
+                prefix: 0,
+            }
+        } else if req.subnet.is_empty() {
             pick(&taken)?
         } else {
             let s = Subnet::parse(&req.subnet).map_err(|e| invalid("subnet", e))?;
@@ -243,7 +325,9 @@ impl Networks {
             }
             s
         };
-        let gateway = if req.gateway.is_empty() {
+        let gateway = if cni.is_some() {
+            Ipv4Addr::UNSPECIFIED
+        } else if req.gateway.is_empty() {
             subnet.gateway()
         } else {
             let g: Ipv4Addr = req.gateway.parse().map_err(|_| {
@@ -271,11 +355,16 @@ impl Networks {
         let rec = NetworkRecord {
             id: id.clone(),
             name: req.name,
-            subnet: subnet.to_string(),
+            subnet: if cni.is_some() {
+                String::new()
+            } else {
+                subnet.to_string()
+            },
             gateway,
             internal: req.internal,
             labels: req.labels,
             created_at: now_nanos(),
+            cni,
         };
         let bridge = build(&rec, &self.default)?;
         let json = serde_json::to_vec_pretty(&rec)
@@ -298,7 +387,8 @@ impl Networks {
         let net = {
             let mut nets = lock(&self.nets);
             let net = find(&nets, key)?;
-            if !net.bridge.is_unused() {
+            let cni_used = lock(&self.cni_users).values().any(|n| *n == net.rec.id);
+            if cni_used || !net.bridge.as_ref().is_none_or(|b| b.is_unused()) {
                 return Err(NetworkError::InUse {
                     name: net.rec.name.clone(),
                 });
@@ -309,7 +399,11 @@ impl Networks {
         // The bridge and table before the record: a failure (or a crash)
         // in between leaves a network that is still stored, whose bridge
         // is made again at its next use.
-        let gone = match net.bridge.destroy().await {
+        let destroyed = match &net.bridge {
+            Some(b) => b.destroy().await,
+            None => Ok(()),
+        };
+        let gone = match destroyed {
             Ok(()) => {
                 let path = self.dir.join(format!("{}.json", net.rec.id));
                 match std::fs::remove_file(&path) {
@@ -350,6 +444,7 @@ impl Networks {
     pub async fn remove_unknown(&self) {
         let known: Vec<String> = lock(&self.nets)
             .values()
+            .filter(|n| n.bridge.is_some())
             .map(|n| n.rec.bridge_name())
             .collect();
         let Ok(h) = super::link::connect() else {
@@ -410,8 +505,11 @@ fn find(
     }
 }
 
-/// The bridge of a network record.
-fn build(rec: &NetworkRecord, default: &Bridge) -> Result<Arc<Bridge>, NetworkError> {
+/// The bridge of a network record (none for a `cni` network).
+fn build(rec: &NetworkRecord, default: &Bridge) -> Result<Option<Arc<Bridge>>, NetworkError> {
+    if rec.cni.is_some() {
+        return Ok(None);
+    }
     let subnet = Subnet::parse(&rec.subnet).map_err(NetworkError::Invalid)?;
     let cfg = bridge::Config {
         name: rec.bridge_name(),
@@ -421,7 +519,7 @@ fn build(rec: &NetworkRecord, default: &Bridge) -> Result<Arc<Bridge>, NetworkEr
         internal: rec.internal,
         isolate_from: Some(default.config().name.clone()),
     };
-    Ok(Arc::new(Bridge::sharing(cfg, default.published())))
+    Ok(Some(Arc::new(Bridge::sharing(cfg, default.published()))))
 }
 
 /// The first /24 of [`POOL`] that overlaps nothing taken.
@@ -477,11 +575,11 @@ fn check(req: &CreateRequest) -> Result<(), NetworkError> {
     if req.ipv6 {
         return Err(NetworkError::Unsupported("IPv6 on user-defined networks"));
     }
-    if !matches!(req.driver.as_str(), "" | "bridge") {
+    if !matches!(req.driver.as_str(), "" | "bridge" | "cni") {
         return Err(invalid(
             "driver",
             format!(
-                "network driver {:?}: only \"bridge\" is supported",
+                "network driver {:?}: \"bridge\" or \"cni\"",
                 capped(&req.driver)
             ),
         ));

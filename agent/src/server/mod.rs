@@ -84,13 +84,16 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     monitors.refill();
     let images = Arc::new(ImageStore::open(&cfg.state_dir.join("images"))?);
     let trash = cfg.state_dir.join("trash");
-    let networks = Arc::new(crate::network::user::Networks::open(
-        cfg.state_dir.join("networks"),
-        Arc::new(crate::network::bridge::Bridge::new(
-            crate::network::bridge::Config::new(&cfg.bridge_name, &cfg.bridge_subnet)?,
-        )),
-        bus.clone(),
-    )?);
+    let networks = Arc::new(
+        crate::network::user::Networks::open(
+            cfg.state_dir.join("networks"),
+            Arc::new(crate::network::bridge::Bridge::new(
+                crate::network::bridge::Config::new(&cfg.bridge_name, &cfg.bridge_subnet)?,
+            )),
+            bus.clone(),
+        )?
+        .with_cni_plugin_dirs(crate::network::cni::PluginDirs::parse(&cfg.cni_bin_dir)),
+    );
     let mgr = Manager::open(
         cfg.state_dir.join("containers"),
         Deps {

@@ -46,12 +46,26 @@ fn to_proto(n: &UserNetwork) -> pb::Network {
         id: n.rec.id.clone(),
         name: n.rec.name.clone(),
         subnet: n.rec.subnet.clone(),
-        gateway: n.rec.gateway.to_string(),
+        gateway: if n.rec.cni.is_some() {
+            String::new()
+        } else {
+            n.rec.gateway.to_string()
+        },
         internal: n.rec.internal,
         labels: n.rec.labels.clone().into_iter().collect(),
-        bridge: n.rec.bridge_name(),
+        bridge: if n.bridge.is_some() {
+            n.rec.bridge_name()
+        } else {
+            String::new()
+        },
         created_at: Some(nanos_to_ts(n.rec.created_at)),
-        driver: "bridge".into(),
+        driver: if n.rec.cni.is_some() { "cni" } else { "bridge" }.into(),
+        cni_plugins: n
+            .rec
+            .cni
+            .as_ref()
+            .map(|l| l.types().into_iter().map(String::from).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -85,6 +99,23 @@ fn endpoint(c: &Record, id: &str) -> Option<pb::NetworkEndpoint> {
     })
 }
 
+/// Container `c` on `cni` network `id`: its address from the plugins'
+/// stored result while it is attached.
+fn cni_endpoint(mgr: &Manager, c: &Record, id: &str) -> Option<pb::NetworkEndpoint> {
+    if c.network != Mode::Network(id.to_string()) {
+        return None;
+    }
+    let addr = mgr.cni_summary(&c.id).and_then(|s| s.ipv4());
+    Some(pb::NetworkEndpoint {
+        container_id: c.id.clone(),
+        container_name: c.name.clone(),
+        ip_address: addr.map(|a| a.ip.to_string()).unwrap_or_default(),
+        prefix_length: addr.map_or(0, |a| u32::from(a.prefix)),
+        aliases: Vec::new(),
+        interface: crate::network::cni::IFNAME.to_string(),
+    })
+}
+
 #[tonic::async_trait]
 impl Networks for NetworksService {
     async fn create_network(
@@ -99,6 +130,7 @@ impl Networks for NetworksService {
             internal: r.internal,
             labels: r.labels.into_iter().collect(),
             driver: r.driver,
+            cni_conflist: r.cni_conflist,
             ipv6: r.enable_ipv6,
         })?;
         Ok(Response::new(pb::CreateNetworkResponse {
@@ -131,7 +163,13 @@ impl Networks for NetworksService {
             .mgr
             .list()
             .iter()
-            .filter_map(|c| endpoint(c, &net.rec.id))
+            .filter_map(|c| {
+                if net.rec.cni.is_some() {
+                    cni_endpoint(&self.mgr, c, &net.rec.id)
+                } else {
+                    endpoint(c, &net.rec.id)
+                }
+            })
             .collect();
         endpoints.sort_by(|a, b| a.container_name.cmp(&b.container_name));
         Ok(Response::new(pb::InspectNetworkResponse {
@@ -146,7 +184,18 @@ impl Networks for NetworksService {
     ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
         let r = req.into_inner();
         key("network", &r.network)?;
-        let rec = self.mgr.networks().remove(&r.network).await?;
+        // A CNI network holds no address for a container that is not
+        // running: its containers (in any state) are counted here, as a
+        // bridge network's addresses are.
+        let net = self.mgr.networks().get(&r.network)?;
+        let on_it = Mode::Network(net.rec.id.clone());
+        if net.rec.cni.is_some() && self.mgr.list().iter().any(|c| c.network == on_it) {
+            return Err(NetworkError::InUse {
+                name: net.rec.name.clone(),
+            }
+            .into());
+        }
+        let rec = self.mgr.networks().remove(&net.rec.id).await?;
         Ok(Response::new(pb::RemoveNetworkResponse { id: rec.id }))
     }
 

@@ -158,6 +158,24 @@ fn volume(e: &VolumeError) -> Details {
     }
 }
 
+fn cni(e: &crate::network::cni::CniError) -> Details {
+    use crate::network::cni::CniError as E;
+    match e {
+        E::Invalid(_) => Details::new(Code::InvalidArgument, "INVALID_SPEC")
+            .with("field", "cni_conflist")
+            .field("cni_conflist"),
+        E::NoPlugin { plugin, .. } => Details::new(Code::FailedPrecondition, "CNI_PLUGIN_MISSING")
+            .with("plugin", plugin.clone()),
+        E::Plugin { plugin, .. } | E::Timeout { plugin, .. } => {
+            Details::new(Code::FailedPrecondition, "CNI_PLUGIN_FAILED")
+                .with("plugin", plugin.clone())
+        }
+        E::Exec { .. } | E::BadResult(_) | E::Store { .. } => {
+            Details::new(Code::Internal, "INTERNAL")
+        }
+    }
+}
+
 fn network(e: &NetworkError) -> Details {
     match e {
         NetworkError::Invalid(_) => Details::new(Code::InvalidArgument, "INVALID_SPEC")
@@ -227,6 +245,7 @@ fn network(e: &NetworkError) -> Details {
         NetworkError::AddressInUse { ip } => {
             Details::new(Code::AlreadyExists, "NETWORK_ADDRESS_IN_USE").with("ip", ip.clone())
         }
+        NetworkError::Cni(e) => cni(e),
         NetworkError::Join { .. }
         | NetworkError::Netlink(_)
         | NetworkError::Nft(_)

@@ -37,9 +37,14 @@ pub struct NetworkCreateArgs {
     /// No outbound access: no masquerade, nothing forwarded in or out.
     #[arg(long)]
     pub internal: bool,
-    /// Driver: only "bridge".
+    /// Driver: "bridge" (the default) or "cni" (with --cni-conflist).
     #[arg(short = 'd', long, value_name = "DRIVER")]
     pub driver: Option<String>,
+    /// With --driver cni: the CNI network configuration list (JSON, at most
+    /// 64 KiB) the network runs; its plugins are looked up in berthd's
+    /// --cni-bin-dir.
+    #[arg(long, value_name = "FILE")]
+    pub cni_conflist: Option<std::path::PathBuf>,
     /// IPv6 (not supported yet).
     #[arg(long)]
     pub ipv6: bool,

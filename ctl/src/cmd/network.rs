@@ -37,11 +37,29 @@ async fn client(f: &Fleet) -> Result<NetworksClient<Channel>> {
         .max_encoding_message_size(crate::MAX_REQUEST_BYTES))
 }
 
+/// Largest conflist file read (berthd refuses more than 64 KiB; one byte
+/// beyond is read so that it can say so).
+const MAX_CONFLIST: u64 = 64 * 1024 + 1;
+
+/// The bytes of a conflist file, bounded.
+fn read_conflist(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFLIST).read_to_end(&mut buf))
+        .map_err(|e| Error::Message(format!("reading {}: {e}", path.display())))?;
+    Ok(buf)
+}
+
 /// Runs one `network` subcommand.
 pub async fn network(f: &Fleet, cmd: NetworkCommand) -> Result<()> {
     let mut c = client(f).await?;
     match cmd {
         NetworkCommand::Create(a) => {
+            let cni_conflist = match &a.cni_conflist {
+                Some(path) => read_conflist(path)?,
+                None => Vec::new(),
+            };
             let net = c
                 .create_network(CreateNetworkRequest {
                     name: a.name,
@@ -51,6 +69,7 @@ pub async fn network(f: &Fleet, cmd: NetworkCommand) -> Result<()> {
                     labels: a.labels.into_iter().collect(),
                     driver: a.driver.unwrap_or_default(),
                     enable_ipv6: a.ipv6,
+                    cni_conflist,
                 })
                 .await?
                 .into_inner()
