@@ -27,6 +27,7 @@ mod exec;
 mod exec_durable;
 mod exit;
 mod hosts;
+mod layer_quota;
 mod mounts;
 mod network;
 mod pause;
