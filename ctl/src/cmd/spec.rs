@@ -146,6 +146,21 @@ mod tests {
     }
 
     #[test]
+    fn storage_opt_size_in_dockers_syntax() {
+        let s = run_spec(&["run", "--storage-opt", "size=8m", "busybox"]);
+        assert_eq!(s.storage_size_bytes, 8 << 20);
+        let s = run_spec(&["create", "--storage-opt", "Size=1G", "busybox"]);
+        assert_eq!(s.storage_size_bytes, 1 << 30);
+        for bad in ["driver=x", "size", "size=lots"] {
+            let (spec, rm) = match cli(&["run", "--storage-opt", bad, "busybox"]) {
+                Command::Run(r) => (r.spec, r.rm),
+                other => panic!("{other:?}"),
+            };
+            assert!(spec_from_args(&spec, rm, |_| None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn interactive_and_tty() {
         for args in [
             &["run", "-it", "busybox", "sh"][..],
