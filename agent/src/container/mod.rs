@@ -33,6 +33,7 @@ mod network;
 mod pause;
 #[cfg(test)]
 mod privileged_tests;
+mod propagation;
 mod prune;
 pub mod record;
 mod recover;
