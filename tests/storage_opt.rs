@@ -30,7 +30,12 @@ impl QuotaFs {
         run(&["truncate", "-s", "64M", path(image)]);
         run(&["mkfs.ext4", "-q", "-F", "-O", "quota,project", path(image)]);
         if !Path::new("/dev/loop-control").exists() {
-            let _ = Command::new("modprobe").arg("loop").status();
+            // The kernel's own module helper: `modprobe` may not be on
+            // PATH (the VM's busybox one is not).
+            let helper = std::fs::read_to_string("/proc/sys/kernel/modprobe")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "modprobe".into());
+            let _ = Command::new(helper).arg("loop").status();
         }
         let fs = QuotaFs {
             image: image.to_path_buf(),
