@@ -46,7 +46,10 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
         };
     let (tree, dir) = match &mount.kind {
         UserMountKind::Bind {
-            source, recursive, ..
+            source,
+            recursive,
+            slave,
+            ..
         } => {
             let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
             if *recursive {
@@ -62,7 +65,7 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
                 .map_err(|e| errno("opening the source", e))?;
             // Recursive: a read-only bind must not leave a writable mount
             // under it.
-            sys::set_mount_attr(tree.as_fd(), attrs.bits(), *recursive)
+            sys::set_mount_attr(tree.as_fd(), attrs.bits(), *recursive, *slave)
                 .map_err(|e| errno("setting the mount's flags", e))?;
             let st = rustix::fs::fstat(&tree).map_err(|e| errno("the source", e))?;
             let dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;

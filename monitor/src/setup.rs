@@ -68,6 +68,7 @@ fn describe(step: &Step, root: &str) -> String {
         Step::EnterNetns { .. } => "entering the network namespace".into(),
         Step::Unshare(_) => "creating namespaces".into(),
         Step::MakeMountsPrivate => "making mounts private".into(),
+        Step::MakeMountsSlave => "making mounts slaves".into(),
         Step::Mount(m) if m.fstype == "overlay" => {
             format!("mounting the overlay root at {}", m.target)
         }
@@ -130,6 +131,11 @@ fn run(step: &Step, held: &mut Held) -> Outcome {
         Step::MakeMountsPrivate => rustix::mount::mount_change(
             "/",
             MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )
+        .map_err(errno),
+        Step::MakeMountsSlave => rustix::mount::mount_change(
+            "/",
+            MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
         )
         .map_err(errno),
         Step::Mount(m) => {

@@ -121,14 +121,23 @@ pub fn idmap_mount(mount: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> Result<(), 
 /// Sets the attributes `set` (`MOUNT_ATTR_*`: read-only, nosuid, ...) on
 /// the detached mount `mount`, and on every mount under it when
 /// `recursive` (`mount_setattr(2)` with `AT_RECURSIVE`), and makes it
-/// private: a read-only bind is then read-only all the way down.
-pub fn set_mount_attr(mount: BorrowedFd<'_>, set: u32, recursive: bool) -> Result<(), Errno> {
+/// private, or a slave of its source with `slave` (it then receives what
+/// is mounted under the source later): a read-only bind is then read-only
+/// all the way down.
+pub fn set_mount_attr(
+    mount: BorrowedFd<'_>,
+    set: u32,
+    recursive: bool,
+    slave: bool,
+) -> Result<(), Errno> {
     /// `MS_PRIVATE`.
     const MS_PRIVATE: u64 = 1 << 18;
+    /// `MS_SLAVE`.
+    const MS_SLAVE: u64 = 1 << 19;
     let attr = mount_attr {
         attr_set: set.into(),
         attr_clr: 0,
-        propagation: MS_PRIVATE,
+        propagation: if slave { MS_SLAVE } else { MS_PRIVATE },
         userns_fd: 0,
     };
     let flags = AT_EMPTY_PATH | if recursive { AT_RECURSIVE } else { 0 };

@@ -166,6 +166,11 @@ pub enum UserMountKind {
         /// copy-up).
         #[serde(default)]
         copy_up: bool,
+        /// A slave of its source: what the host mounts under `source` later
+        /// appears in the container (bind propagation `slave`/`rslave`);
+        /// else private.
+        #[serde(default)]
+        slave: bool,
     },
     /// A fresh tmpfs.
     Tmpfs {

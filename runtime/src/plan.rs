@@ -71,6 +71,10 @@ pub enum Step {
     /// Makes every mount private (recursively), so nothing mounted from here
     /// on propagates back to the host.
     MakeMountsPrivate,
+    /// Makes every mount a slave (recursively): nothing mounted from here
+    /// on propagates back to the host, but the host's later mounts reach
+    /// the copies, so a slave bind made from one receives them.
+    MakeMountsSlave,
     /// Mounts a filesystem.
     Mount(Mount),
     /// Bind-mounts `source` on `target` (a host device node on an empty file).
@@ -214,6 +218,7 @@ impl Step {
             Step::EnterNetns { .. }
             | Step::Unshare(_)
             | Step::MakeMountsPrivate
+            | Step::MakeMountsSlave
             | Step::AwaitCgroup
             | Step::SetHostname(_)
             | Step::LoopbackUp => None,
@@ -519,7 +524,17 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         (None, false) => namespaces.push(Namespace::Net),
     }
     steps.push(Step::Unshare(namespaces));
-    steps.push(Step::MakeMountsPrivate);
+    let slave_binds = spec.mounts.iter().any(|m| {
+        matches!(
+            m.kind,
+            crate::launch::UserMountKind::Bind { slave: true, .. }
+        )
+    });
+    steps.push(if slave_binds {
+        Step::MakeMountsSlave
+    } else {
+        Step::MakeMountsPrivate
+    });
     let root = if spec.userns.is_some() {
         if spec.rootfs.layers.is_empty() {
             return Err(PlanError::NoLayers);

@@ -79,6 +79,9 @@ impl Manager {
         self.cgroups
             .check(&Limits::from(&spec.limits))
             .map_err(ContainerError::LimitUnsupported)?;
+        if spec.storage_size_bytes > 0 {
+            super::layer_quota::check(&self.dir, spec.storage_size_bytes)?;
+        }
         if spec.image.is_empty() {
             return Err(ContainerError::invalid("image", "no image given"));
         }
@@ -234,7 +237,11 @@ impl Manager {
         };
         let made = (|| -> std::io::Result<()> {
             crate::state_dir::create_private_dir(&dir)?;
-            Rootfs::under(&dir).create_dirs()?;
+            let rootfs = Rootfs::under(&dir);
+            rootfs.create_dirs()?;
+            if rec.spec.storage_size_bytes > 0 {
+                super::layer_quota::apply(&self.dir, &rootfs, rec.spec.storage_size_bytes)?;
+            }
             crate::fsutil::create_private_file(&dir.join(LOG_FILE))?;
             Ok(())
         })()

@@ -158,6 +158,9 @@ pub enum ContainerError {
         /// Where they come from.
         origin: &'static str,
     },
+    /// `--storage-opt size=` on a state file system without project quotas.
+    #[error("not supported on this state file system: {0}")]
+    StorageUnsupported(String),
     /// A mount this version cannot make yet.
     #[error("not supported yet: {0}")]
     MountUnsupported(String),

@@ -28,11 +28,13 @@ mod exec;
 mod exec_durable;
 mod exit;
 mod hosts;
+mod layer_quota;
 mod mounts;
 mod network;
 mod pause;
 #[cfg(test)]
 mod privileged_tests;
+mod propagation;
 mod prune;
 pub mod record;
 mod recover;

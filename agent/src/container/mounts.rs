@@ -81,6 +81,9 @@ pub struct ResolvedMount {
     /// Volume: copy the image's content in while it is empty.
     #[serde(default)]
     pub copy_up: bool,
+    /// Bind: its propagation as asked ("" private).
+    #[serde(default)]
+    pub propagation: String,
 }
 
 impl ResolvedMount {
@@ -110,6 +113,7 @@ impl ResolvedMount {
                     source: self.monitor_source(),
                     recursive: self.recursive,
                     copy_up: self.copy_up,
+                    slave: super::propagation::is_slave(&self.propagation),
                 },
                 MountKind::Tmpfs => UserMountKind::Tmpfs {
                     size: self.tmpfs_size,
@@ -264,10 +268,10 @@ const SENSITIVE: [&str; 4] = ["/", "/proc", "/sys", "/dev"];
 
 fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
     match m.propagation.as_str() {
-        "" | "private" | "rprivate" => {}
-        "slave" | "rslave" | "shared" | "rshared" => {
+        "" | "private" | "rprivate" | "slave" | "rslave" => {}
+        "shared" | "rshared" => {
             return Err(ContainerError::MountUnsupported(format!(
-                "bind propagation {:?} (only private)",
+                "bind propagation {:?} (private, rprivate, slave and rslave are)",
                 m.propagation
             )))
         }
@@ -313,6 +317,20 @@ fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
             capped(src)
         )));
     }
+    if super::propagation::is_slave(&m.propagation) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| ContainerError::io("reading /proc/self/mountinfo", e))?;
+        if let Some((point, false)) = super::propagation::source_propagates(&info, &real) {
+            return Err(invalid(format!(
+                "bind source {:?} is on mount {:?}, which is neither shared nor a slave: \
+                 nothing mounted there later could reach the container (make it shared: \
+                 mount --make-shared {:?}), or use private propagation",
+                capped(src),
+                capped(&point),
+                capped(&point)
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -349,6 +367,7 @@ impl Manager {
                     m.tmpfs_mode
                 },
                 copy_up: m.kind == MountKind::Volume && !m.no_copy,
+                propagation: m.propagation.clone(),
             };
             match m.kind {
                 MountKind::Bind => {

@@ -168,6 +168,10 @@ pub struct SpecRecord {
     /// Create (then kept in `ports`).
     #[serde(default)]
     pub publish_all: bool,
+    /// Size limit of the writable layer in bytes (`--storage-opt size=`);
+    /// 0: none.
+    #[serde(default)]
+    pub storage_size_bytes: u64,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

@@ -69,8 +69,14 @@ impl Manager {
         let dir = entry.dir.clone();
         let id = entry.id.clone();
         let (cg, janitor) = (self.cgroups.clone(), self.janitor.clone());
+        let bounded = rec.spec.storage_size_bytes > 0;
         tokio::task::spawn_blocking(move || {
             let _ = Rootfs::under(&dir).unmount();
+            if bounded {
+                if let Err(e) = super::layer_quota::release(&Rootfs::under(&dir)) {
+                    tracing::warn!(%id, "clearing the writable layer's quota: {e}");
+                }
+            }
             let _ = cg.remove(&id);
             // Gone by name at once; its files are deleted in the background.
             janitor.discard(&dir, &id)

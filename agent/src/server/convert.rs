@@ -63,6 +63,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         open_stdin: s.open_stdin,
         tty: s.tty,
         publish_all: s.publish_all,
+        storage_size_bytes: s.storage_size_bytes,
     })
 }
 
@@ -211,6 +212,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         open_stdin: s.open_stdin,
         tty: s.tty,
         publish_all: s.publish_all,
+        storage_size_bytes: s.storage_size_bytes,
     }
 }
 

@@ -75,7 +75,11 @@ pub fn points_to_proto(mounts: &[ResolvedMount]) -> Vec<pb::MountPoint> {
             read_only: m.read_only,
             anonymous: m.anonymous,
             propagation: if m.kind == MountKind::Bind {
-                "private".into()
+                if m.propagation.is_empty() {
+                    "private".into()
+                } else {
+                    m.propagation.clone()
+                }
             } else {
                 String::new()
             },

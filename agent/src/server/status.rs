@@ -124,6 +124,9 @@ fn container(e: &ContainerError) -> Details {
                 .with("ranges", slots.to_string())
         }
         E::MountUnsupported(_) => Details::new(Code::Unimplemented, "MOUNT_UNSUPPORTED"),
+        E::StorageUnsupported(_) => {
+            Details::new(Code::FailedPrecondition, "STORAGE_OPT_UNSUPPORTED")
+        }
         E::Volume(e) => volume(e),
         E::Vanished { .. } | E::Cgroup { .. } | E::Launch(_) | E::Io { .. } | E::Task { .. } => {
             Details::new(Code::Internal, "INTERNAL")

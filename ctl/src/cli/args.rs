@@ -126,8 +126,9 @@ pub struct SpecArgs {
     /// A tmpfs mount: DST[:size=64m,mode=1777,ro]. Repeatable.
     #[arg(long = "tmpfs", value_name = "DST[:OPTS]", value_parser = parse::mounts::tmpfs)]
     pub tmpfs: Vec<berth::v1::Mount>,
-    /// Storage driver options (size=...): not supported yet, refused.
-    #[arg(long = "storage-opt", value_name = "OPT", hide = true)]
+    /// Storage option: size=SIZE bounds the container's writable layer
+    /// (e.g. size=1g; needs project quotas on the agent's state file system).
+    #[arg(long = "storage-opt", value_name = "OPT")]
     pub storage_opt: Vec<String>,
     /// Every capability, no seccomp, every host device, nothing masked:
     /// root on the host. The agent must run with --allow-privileged.

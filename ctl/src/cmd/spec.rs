@@ -63,17 +63,30 @@ pub fn spec_from_args(
         open_stdin: a.interactive,
         tty: a.tty,
         publish_all: a.publish_all,
+        storage_size_bytes: storage_size(&a.storage_opt)?,
     })
 }
 
-/// `-v`, `--mount` and `--tmpfs`, in that order; `--storage-opt` is refused.
-fn mounts(a: &SpecArgs) -> Result<Vec<berth::v1::Mount>> {
-    if !a.storage_opt.is_empty() {
-        return Err(crate::error::Error::Message(
-            "not supported yet: --storage-opt (a size limit of the container's writable layer)"
-                .into(),
-        ));
+/// `--storage-opt size=SIZE` (Docker's syntax; the last one given counts);
+/// any other option is refused.
+fn storage_size(opts: &[String]) -> Result<u64> {
+    let mut size = 0;
+    for o in opts {
+        let bad = |why: String| crate::error::Error::Message(format!("--storage-opt: {why}"));
+        let (key, value) = o
+            .split_once('=')
+            .ok_or_else(|| bad("expected size=SIZE".into()))?;
+        if !key.trim().eq_ignore_ascii_case("size") {
+            let key: String = key.chars().take(32).collect();
+            return Err(bad(format!("unknown option {key:?} (only size=SIZE)")));
+        }
+        size = crate::parse::size(value).map_err(bad)? as u64;
     }
+    Ok(size)
+}
+
+/// `-v`, `--mount` and `--tmpfs`, in that order.
+fn mounts(a: &SpecArgs) -> Result<Vec<berth::v1::Mount>> {
     Ok(a.volumes
         .iter()
         .chain(&a.mounts)
@@ -130,6 +143,21 @@ mod tests {
                 ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn storage_opt_size_in_dockers_syntax() {
+        let s = run_spec(&["run", "--storage-opt", "size=8m", "busybox"]);
+        assert_eq!(s.storage_size_bytes, 8 << 20);
+        let s = run_spec(&["create", "--storage-opt", "Size=1G", "busybox"]);
+        assert_eq!(s.storage_size_bytes, 1 << 30);
+        for bad in ["driver=x", "size", "size=lots"] {
+            let (spec, rm) = match cli(&["run", "--storage-opt", bad, "busybox"]) {
+                Command::Run(r) => (r.spec, r.rm),
+                other => panic!("{other:?}"),
+            };
+            assert!(spec_from_args(&spec, rm, |_| None).is_err(), "{bad}");
+        }
     }
 
     #[test]

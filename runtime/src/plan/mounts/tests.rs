@@ -14,6 +14,7 @@ fn bind(target: &str) -> UserMount {
             source: "/srv/x".into(),
             recursive: true,
             copy_up: false,
+            slave: false,
         },
         read_only: false,
     }
