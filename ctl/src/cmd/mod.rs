@@ -33,6 +33,8 @@ mod push;
 mod rename;
 mod restart;
 mod rm;
+mod rollout;
+mod rollout_host;
 mod run;
 mod run_attached;
 mod run_placed;
@@ -97,6 +99,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Image(ImageCommand::Save(a)) | Command::Save(a) => {
             image_save::save(one_host(f, "save")?, a).await
         }
+        Command::Rollout(a) => rollout::rollout(f, a).await,
         Command::Pull(a) if f.is_single() => pull::pull(f.first()?, f.json(), a).await,
         Command::Pull(a) => pull::pull_fleet(f, a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
