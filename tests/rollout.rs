@@ -236,10 +236,10 @@ async fn rollout_stops_at_the_first_failing_host() {
 }
 
 /// A new container that exits fails the rollout even without a health
-/// command, and `rollout` without --name is refused before any host is
-/// touched.
+/// command; `rollout` without --name is refused before any host is
+/// touched; several replicas per host are replaced under their names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollout_refuses_a_container_that_exits() {
+async fn rollout_of_replicas_and_of_a_container_that_exits() {
     let f = Fleet::start(2).await;
     let v1 = app_image(&f, "1");
     ok(&f, &["--all", "image", "import", &v1]);
@@ -265,4 +265,69 @@ async fn rollout_refuses_a_container_that_exits() {
     assert_ne!(code(&o), 0);
     assert!(text(&o.stderr).contains("rollout needs --name NAME"));
     assert_eq!(containers(&f), before);
+
+    // Several replicas per host: a first rollout creates them (no old
+    // ones), a second replaces them all under the same names, a third
+    // changes nothing.
+    let svc = |cmd: &'static str| {
+        [
+            "--all",
+            "rollout",
+            "--name",
+            "svc",
+            "--replicas-per-host",
+            "2",
+            "--settle",
+            "0s",
+            "app:1",
+            "sleep",
+            cmd,
+        ]
+    };
+    let replicas = |f: &Fleet| -> BTreeMap<String, Vec<(String, String)>> {
+        containers(f)
+            .into_iter()
+            .map(|(h, cs)| {
+                let v = cs
+                    .into_iter()
+                    .filter(|c| c.0.starts_with("svc"))
+                    .map(|c| {
+                        assert_eq!(c.2, RUNNING, "{h}: {c:?}");
+                        (c.0, c.3)
+                    })
+                    .collect();
+                (h, v)
+            })
+            .collect()
+    };
+    ok(&f, &svc("1000"));
+    let first = replicas(&f);
+    for (h, cs) in &first {
+        let names: Vec<&str> = cs.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(names, ["svc-1", "svc-2"], "{h}");
+    }
+    ok(&f, &svc("2000"));
+    let second = replicas(&f);
+    for (h, cs) in &second {
+        let names: Vec<&str> = cs.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(names, ["svc-1", "svc-2"], "{h}");
+        for (c, old) in cs.iter().zip(&first[h]) {
+            assert_ne!(c.1, old.1, "{h}: {} was not replaced", c.0);
+        }
+    }
+    let out = ok(&f, &svc("2000"));
+    assert!(out.contains("n1 | already runs this revision"), "{out}");
+    assert_eq!(replicas(&f), second);
+    // The web containers were never touched.
+    let web = |m: BTreeMap<String, Vec<(String, String, String, String)>>| {
+        m.into_iter()
+            .map(|(h, cs)| {
+                (
+                    h,
+                    cs.into_iter().filter(|c| c.0 == "web").collect::<Vec<_>>(),
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(web(containers(&f)), web(before));
 }
