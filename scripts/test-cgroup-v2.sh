@@ -7,7 +7,7 @@
 #   e.g. scripts/test-cgroup-v2.sh limits lifecycle
 # Without names it runs every test binary except those in SKIP_IN_VM, which
 # run on the host only:
-# - fleet (five TLS agents in network namespaces), pull (a registry), clients
+# - fleet and rollout (TLS agents in network namespaces), pull (a registry), clients
 #   (Python, Node and Go), ctl, ctl_habits and ctl_format (berthctl's output),
 #   images, save and prune,
 #   logs, errors and contract exercise the API, the CLI and the image and log
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-SKIP_IN_VM=${SKIP_IN_VM-fleet pull clients ctl ctl_habits ctl_format images save prune logs errors contract log_failures}
+SKIP_IN_VM=${SKIP_IN_VM-fleet rollout pull clients ctl ctl_habits ctl_format images save prune logs errors contract log_failures}
 vm=${BERTH_VM:-$root/../shared/tools/vm/run-in-vm.sh}
 [ -x "$vm" ] || { echo "test-cgroup-v2: VM harness not found at $vm" >&2; exit 1; }
 

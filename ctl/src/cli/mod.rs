@@ -16,12 +16,14 @@ mod certs;
 mod image;
 mod network;
 mod prune;
+mod rollout;
 mod unsupported;
 pub use args::*;
 pub use certs::*;
 pub use image::*;
 pub use network::*;
 pub use prune::*;
+pub use rollout::*;
 
 /// The help section of the options that choose the agents a command talks
 /// to: every command has them, so they follow the command's own options.
@@ -363,6 +365,13 @@ pub enum Command {
     History(ImageHistoryArgs),
     /// Save images to a tar archive (same as `image save`).
     Save(ImageSaveArgs),
+    /// Replace a service's containers host by host: start the new ones next
+    /// to the old, wait until they settle (or pass --health-cmd), then
+    /// remove the old; stop at the first host that fails.
+    #[command(
+        override_usage = "berthctl rollout [OPTIONS] --name NAME IMAGE [--] [COMMAND [ARG...]]"
+    )]
+    Rollout(RolloutArgs),
     /// Pull an image from a registry (the agent pulls it), showing progress.
     Pull(crate::cmd::PullArgs),
     /// Push an image to a registry (the agent pushes it), showing progress.

@@ -33,6 +33,8 @@ mod push;
 mod rename;
 mod restart;
 mod rm;
+mod rollout;
+mod rollout_host;
 mod run;
 mod run_attached;
 mod run_placed;
@@ -98,11 +100,13 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Image(ImageCommand::Save(a)) | Command::Save(a) => {
             image_save::save(one_host(f, "save")?, a).await
         }
+        Command::Rollout(a) => rollout::rollout(f, a).await,
         Command::Pull(a) if f.is_single() => pull::pull(f.first()?, f.json(), a).await,
         Command::Pull(a) => pull::pull_fleet(f, a).await,
-        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
-            push::push(one_host(f, "push")?, f.json(), a).await
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) if f.is_single() => {
+            push::push(f.first()?, f.json(), a).await
         }
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::push_fleet(f, a).await,
         Command::Login(a) => login::login(one_host(f, "login")?, f.json(), a).await,
         Command::Logout(a) => login::logout(one_host(f, "logout")?, f.json(), a).await,
         Command::Volume(c) => volume::volume(one_host(f, "volume")?, f.json(), c).await,

@@ -162,7 +162,7 @@ impl Display {
 
     /// One host's display among many: lines that start with the host, or
     /// JSON objects that name it.
-    fn for_host(json: bool, host: &str, width: usize) -> Self {
+    pub(super) fn for_host(json: bool, host: &str, width: usize) -> Self {
         if json {
             Display::Json {
                 last: Vec::new(),
