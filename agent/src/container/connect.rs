@@ -88,7 +88,7 @@ impl Manager {
         // so: a failure leaves neither.
         if let Some(ns) = self.live_namespace(&entry, &rec) {
             if let Err(e) = net.bridge.attach_more(&rec.id, &att, &ns).await {
-                net.bridge.unclaim(att.settings.ip);
+                net.bridge.unclaim(&att.settings);
                 return Err(e.into());
             }
         }
@@ -102,7 +102,7 @@ impl Manager {
             Ok(r) => r,
             Err(e) => {
                 let _ = net.bridge.detach(&rec.id, &att).await;
-                net.bridge.unclaim(att.settings.ip);
+                net.bridge.unclaim(&att.settings);
                 return Err(e);
             }
         };

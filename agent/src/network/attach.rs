@@ -69,15 +69,24 @@ pub fn address(bridge: &Bridge, wanted: Option<Ipv4Addr>) -> Result<Settings, Ne
             ),
         });
     }
-    let s = Settings {
+    let mut s = Settings {
         ip,
         prefix: cfg.subnet.prefix,
         gateway: cfg.gateway,
         bridge: cfg.name.clone(),
         ports: Vec::new(),
+        ip6: None,
     };
     if !bridge.claim(&s) {
         return Err(NetworkError::AddressInUse { ip: ip.to_string() });
+    }
+    // On a dual-stack network the IPv6 address is the lowest free one.
+    match bridge.allocate6() {
+        Ok(a) => s.ip6 = a,
+        Err(e) => {
+            bridge.unclaim(&s);
+            return Err(e);
+        }
     }
     Ok(s)
 }
@@ -117,6 +126,15 @@ impl Bridge {
                 e,
             )),
         };
+        let configured = match (configured, &a.settings.ip6) {
+            (Ok(()), Some(a6)) => match link::connect_in(ns).await {
+                Ok(inside) => super::dual::configure(&inside, &a.ifname(), a6, false)
+                    .await
+                    .map_err(netlink),
+                Err(e) => Err(host("opening a netlink socket in the namespace", e)),
+            },
+            (c, _) => c,
+        };
         if configured.is_err() {
             let _ = link::delete_if_present(&h, &outside).await;
         }
@@ -146,6 +164,7 @@ mod tests {
                 gateway: Ipv4Addr::new(10, 0, 0, 1),
                 bridge: "br-x".into(),
                 ports: Vec::new(),
+                ip6: None,
             },
             aliases: Vec::new(),
             slot,

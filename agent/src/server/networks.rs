@@ -52,36 +52,35 @@ fn to_proto(n: &UserNetwork) -> pb::Network {
         bridge: n.rec.bridge_name(),
         created_at: Some(nanos_to_ts(n.rec.created_at)),
         driver: "bridge".into(),
+        enable_ipv6: n.rec.subnet6.is_some(),
+        ipv6_subnet: n.rec.subnet6.clone().unwrap_or_default(),
+        ipv6_gateway: n.rec.gateway6.map(|g| g.to_string()).unwrap_or_default(),
     }
 }
 
 /// Container `c`'s place on network `id`: the one it was created on, or
 /// one connected later.
 fn endpoint(c: &Record, id: &str) -> Option<pb::NetworkEndpoint> {
-    let (ip, prefix, aliases, interface) = match (&c.network, &c.net) {
+    let (s, aliases, interface) = match (&c.network, &c.net) {
         (Mode::Network(n), Some(s)) if n == id => (
-            s.ip,
-            s.prefix,
+            s,
             c.spec.network_aliases.clone(),
             crate::network::link::CONTAINER_IFNAME.to_string(),
         ),
         _ => {
             let a = c.connected.iter().find(|a| a.network == id)?;
-            (
-                a.settings.ip,
-                a.settings.prefix,
-                a.aliases.clone(),
-                a.ifname(),
-            )
+            (&a.settings, a.aliases.clone(), a.ifname())
         }
     };
     Some(pb::NetworkEndpoint {
         container_id: c.id.clone(),
         container_name: c.name.clone(),
-        ip_address: ip.to_string(),
-        prefix_length: u32::from(prefix),
+        ip_address: s.ip.to_string(),
+        prefix_length: u32::from(s.prefix),
         aliases,
         interface,
+        ipv6_address: s.ip6.map(|a| a.ip.to_string()).unwrap_or_default(),
+        ipv6_prefix_length: s.ip6.map(|a| u32::from(a.prefix)).unwrap_or_default(),
     })
 }
 
@@ -100,6 +99,8 @@ impl Networks for NetworksService {
             labels: r.labels.into_iter().collect(),
             driver: r.driver,
             ipv6: r.enable_ipv6,
+            subnet6: r.ipv6_subnet,
+            gateway6: r.ipv6_gateway,
         })?;
         Ok(Response::new(pb::CreateNetworkResponse {
             network: Some(to_proto(&net)),
