@@ -225,7 +225,7 @@ mod tests {
         }
         let wide = Subnet6 {
             addr: ip("fd00::"),
-            prefix: 48,
+            prefix: 16,
         };
         assert!(wide.overlaps(&s) && s.overlaps(&wide));
         assert!(!s.overlaps(&Subnet6::parse("fd00:2::/64").unwrap()));
