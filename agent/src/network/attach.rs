@@ -91,6 +91,25 @@ pub fn address(bridge: &Bridge, wanted: Option<Ipv4Addr>) -> Result<Settings, Ne
     Ok(s)
 }
 
+/// Inside the container's namespace: attachment `a`'s interface gets its
+/// address (and its IPv6 address on a dual-stack network), no default route.
+async fn configure(
+    inside: &rtnetlink::Handle,
+    a: &Attachment,
+    subnet: &super::ipam::Subnet,
+) -> Result<(), NetworkError> {
+    let ifname = a.ifname();
+    link::configure_named(inside, &ifname, a.settings.ip, subnet, None)
+        .await
+        .map_err(netlink)?;
+    if let Some(a6) = &a.settings.ip6 {
+        super::dual::configure(inside, &ifname, a6, false)
+            .await
+            .map_err(netlink)?;
+    }
+    Ok(())
+}
+
 impl Bridge {
     /// Puts attachment `a` of container `id` into namespace `ns`: its veth
     /// pair, its address, no route beyond its subnet. When this fails, the
@@ -112,28 +131,11 @@ impl Bridge {
             .await
             .map_err(netlink)?;
         let configured = match link::connect_in(ns).await {
-            Ok(inside) => link::configure_named(
-                &inside,
-                &a.ifname(),
-                a.settings.ip,
-                &self.config().subnet,
-                None,
-            )
-            .await
-            .map_err(netlink),
+            Ok(inside) => configure(&inside, a, &self.config().subnet).await,
             Err(e) => Err(host(
                 "opening a netlink socket in the container's namespace",
                 e,
             )),
-        };
-        let configured = match (configured, &a.settings.ip6) {
-            (Ok(()), Some(a6)) => match link::connect_in(ns).await {
-                Ok(inside) => super::dual::configure(&inside, &a.ifname(), a6, false)
-                    .await
-                    .map_err(netlink),
-                Err(e) => Err(host("opening a netlink socket in the namespace", e)),
-            },
-            (c, _) => c,
         };
         if configured.is_err() {
             let _ = link::delete_if_present(&h, &outside).await;

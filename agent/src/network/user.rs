@@ -544,7 +544,8 @@ fn check(req: &CreateRequest) -> Result<(), NetworkError> {
             "a gateway needs a subnet to be in".into(),
         ));
     }
-    if !req.ipv6 && !(req.subnet6.is_empty() && req.gateway6.is_empty()) {
+    let asks_v6 = !req.subnet6.is_empty() || !req.gateway6.is_empty();
+    if asks_v6 && !req.ipv6 {
         return Err(invalid(
             "ipv6_subnet",
             "an IPv6 subnet or gateway needs IPv6 enabled (--ipv6)".into(),
