@@ -128,6 +128,10 @@ pub struct Ipam6 {
     subnet: Subnet6,
     gateway: u128,
     used: BTreeSet<u128>,
+    /// No address below this is free: the scan of [`Ipam6::allocate`]
+    /// starts here, so filling a prefix from the bottom costs each
+    /// allocation a lookup, not a walk over every address taken.
+    low: u128,
 }
 
 impl Ipam6 {
@@ -137,15 +141,19 @@ impl Ipam6 {
             subnet,
             gateway: u128::from(gateway),
             used: BTreeSet::new(),
+            low: u128::from(subnet.addr) + 1,
         }
     }
 
     /// The lowest free address (the all-zeros address and the gateway
     /// excluded), now taken; `None` when the prefix is full.
     pub fn allocate(&mut self) -> Option<Ipv6Addr> {
-        let first = u128::from(self.subnet.addr) + 1;
+        let first = self.low;
         let last = self.subnet.last();
-        // One pass over what is taken, as for IPv4: the first gap wins.
+        if first > last {
+            return None;
+        }
+        // One pass over what is taken from `low` on: the first gap wins.
         let mut candidate = first;
         let mut used = self.used.range(first..=last).peekable();
         loop {
@@ -164,8 +172,10 @@ impl Ipam6 {
                 _ => break,
             }
         }
+        self.low = candidate;
         (candidate <= last).then(|| {
             self.used.insert(candidate);
+            self.low = candidate + 1;
             Ipv6Addr::from(candidate)
         })
     }
@@ -180,7 +190,10 @@ impl Ipam6 {
 
     /// Frees `ip`.
     pub fn release(&mut self, ip: Ipv6Addr) {
-        self.used.remove(&u128::from(ip));
+        let ip = u128::from(ip);
+        if self.used.remove(&ip) {
+            self.low = self.low.min(ip);
+        }
     }
 }
 
