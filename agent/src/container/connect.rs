@@ -95,7 +95,7 @@ impl Manager {
         // so: a failure leaves neither.
         if let Some(ns) = self.live_namespace(&entry, &rec) {
             if let Err(e) = bridge.attach_more(&rec.id, &att, &ns).await {
-                bridge.unclaim(att.settings.ip);
+                bridge.unclaim(&att.settings);
                 return Err(e.into());
             }
         }
@@ -109,7 +109,7 @@ impl Manager {
             Ok(r) => r,
             Err(e) => {
                 let _ = bridge.detach(&rec.id, &att).await;
-                bridge.unclaim(att.settings.ip);
+                bridge.unclaim(&att.settings);
                 return Err(e);
             }
         };

@@ -143,7 +143,7 @@ impl Manager {
         let on_bridge = self.bridge_of(&network);
         let unclaim = |_: &Manager| {
             if let (Some(n), Some(b)) = (&net, &on_bridge) {
-                b.unclaim(n.ip);
+                b.unclaim(n);
             }
         };
         let id = spec::new_id();

@@ -5,20 +5,20 @@
 //! without a restart.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
 use super::entry::Entry;
 use super::record::Record;
 use super::rootfs::Rootfs;
 use super::Manager;
+use crate::network::bridge::Settings;
 use crate::network::Mode;
 
-/// Where a container is on user-defined networks: (network id, address,
+/// Where a container is on user-defined networks: (network id, addresses,
 /// aliases there), its first network first, then those connected later.
-fn memberships(r: &Record) -> Vec<(&str, Ipv4Addr, &[String])> {
+fn memberships(r: &Record) -> Vec<(&str, &Settings, &[String])> {
     let first = match (&r.network, &r.net) {
-        (Mode::Network(id), Some(n)) => Some((id.as_str(), n.ip, &r.spec.network_aliases[..])),
+        (Mode::Network(id), Some(n)) => Some((id.as_str(), n, &r.spec.network_aliases[..])),
         _ => None,
     };
     first
@@ -26,17 +26,22 @@ fn memberships(r: &Record) -> Vec<(&str, Ipv4Addr, &[String])> {
         .chain(
             r.connected
                 .iter()
-                .map(|a| (a.network.as_str(), a.settings.ip, &a.aliases[..])),
+                .map(|a| (a.network.as_str(), &a.settings, &a.aliases[..])),
         )
         .collect()
 }
 
-/// `ip<TAB>hostname name aliases...` for one container on one network.
-fn line(r: &Record, ip: Ipv4Addr, aliases: &[String]) -> String {
+/// `ip<TAB>hostname name aliases...` for one container on one network:
+/// one line for its IPv4 address and, on a dual-stack network, one for
+/// its IPv6 address.
+fn lines(r: &Record, s: &Settings, aliases: &[String]) -> Vec<String> {
     let mut names = vec![r.hostname.as_str(), r.name.as_str()];
     names.extend(aliases.iter().map(String::as_str));
     names.dedup();
-    format!("{ip}\t{}", names.join(" "))
+    let names = names.join(" ");
+    let mut out = vec![format!("{}\t{names}", s.ip)];
+    out.extend(s.ip6.map(|a| format!("{}\t{names}", a.ip)));
+    out
 }
 
 impl Manager {
@@ -51,16 +56,19 @@ impl Manager {
         if let (Mode::Bridge, Some(n)) = (&rec.network, &rec.net) {
             lines.push(format!("{}\t{}", n.ip, rec.hostname));
         }
-        lines.extend(mine.iter().map(|(_, ip, aliases)| line(rec, *ip, aliases)));
+        lines.extend(
+            mine.iter()
+                .flat_map(|(_, s, aliases)| self::lines(rec, s, aliases)),
+        );
         if !mine.is_empty() {
             let mut peers: Vec<Record> =
                 self.list().into_iter().filter(|r| r.id != rec.id).collect();
             peers.sort_by(|a, b| a.name.cmp(&b.name));
             for (net, _, _) in &mine {
                 for r in &peers {
-                    for (theirs, ip, aliases) in memberships(r) {
+                    for (theirs, s, aliases) in memberships(r) {
                         if theirs == *net {
-                            lines.push(line(r, ip, aliases));
+                            lines.extend(self::lines(r, s, aliases));
                         }
                     }
                 }

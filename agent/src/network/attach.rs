@@ -69,17 +69,45 @@ pub fn address(bridge: &Bridge, wanted: Option<Ipv4Addr>) -> Result<Settings, Ne
             ),
         });
     }
-    let s = Settings {
+    let mut s = Settings {
         ip,
         prefix: cfg.subnet.prefix,
         gateway: cfg.gateway,
         bridge: cfg.name.clone(),
         ports: Vec::new(),
+        ip6: None,
     };
     if !bridge.claim(&s) {
         return Err(NetworkError::AddressInUse { ip: ip.to_string() });
     }
+    // On a dual-stack network the IPv6 address is the lowest free one.
+    match bridge.allocate6() {
+        Ok(a) => s.ip6 = a,
+        Err(e) => {
+            bridge.unclaim(&s);
+            return Err(e);
+        }
+    }
     Ok(s)
+}
+
+/// Inside the container's namespace: attachment `a`'s interface gets its
+/// address (and its IPv6 address on a dual-stack network), no default route.
+async fn configure(
+    inside: &rtnetlink::Handle,
+    a: &Attachment,
+    subnet: &super::ipam::Subnet,
+) -> Result<(), NetworkError> {
+    let ifname = a.ifname();
+    link::configure_named(inside, &ifname, a.settings.ip, subnet, None)
+        .await
+        .map_err(netlink)?;
+    if let Some(a6) = &a.settings.ip6 {
+        super::dual::configure(inside, &ifname, a6, false)
+            .await
+            .map_err(netlink)?;
+    }
+    Ok(())
 }
 
 impl Bridge {
@@ -103,15 +131,7 @@ impl Bridge {
             .await
             .map_err(netlink)?;
         let configured = match link::connect_in(ns).await {
-            Ok(inside) => link::configure_named(
-                &inside,
-                &a.ifname(),
-                a.settings.ip,
-                &self.config().subnet,
-                None,
-            )
-            .await
-            .map_err(netlink),
+            Ok(inside) => configure(&inside, a, &self.config().subnet).await,
             Err(e) => Err(host(
                 "opening a netlink socket in the container's namespace",
                 e,
@@ -146,6 +166,7 @@ mod tests {
                 gateway: Ipv4Addr::new(10, 0, 0, 1),
                 bridge: "br-x".into(),
                 ports: Vec::new(),
+                ip6: None,
             },
             aliases: Vec::new(),
             slot,

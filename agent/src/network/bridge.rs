@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::ipam::{Ipam, Subnet};
+use super::ipam6::{Address6, Ipam6, Net6};
 use super::ports::{self, PortMapping};
 use super::{link, nft, NetworkError};
 
@@ -41,6 +42,9 @@ pub struct Settings {
     /// (and as last bound, after).
     #[serde(default)]
     pub ports: Vec<PortMapping>,
+    /// Its IPv6 address, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Address6>,
 }
 
 /// What berthd's flags (or a user-defined network) say about a bridge.
@@ -59,6 +63,8 @@ pub struct Config {
     /// For a user-defined network, the default bridge's name: forwarding
     /// between networks is dropped.
     pub isolate_from: Option<String>,
+    /// A dual-stack network's IPv6 prefix and gateway.
+    pub v6: Option<Net6>,
 }
 
 impl Config {
@@ -82,6 +88,7 @@ impl Config {
             table: nft::TABLE.to_string(),
             internal: false,
             isolate_from: None,
+            v6: None,
         })
     }
 
@@ -92,6 +99,7 @@ impl Config {
             subnet: self.subnet,
             internal: self.internal,
             isolate_from: self.isolate_from.clone(),
+            subnet6: self.v6.map(|v| v.subnet),
         }
     }
 }
@@ -113,6 +121,9 @@ pub struct Published {
 pub struct Bridge {
     cfg: Config,
     ipam: Arc<Mutex<Ipam>>,
+    /// IPv6 addresses, on a dual-stack network (taken and freed with the
+    /// IPv4 ones, under that lock too).
+    ipam6: Option<Arc<Mutex<Ipam6>>>,
     /// Published ports of running containers (of every bridge); also
     /// serialises port checks with the nft updates that follow them.
     published: PublishedPorts,
@@ -142,6 +153,9 @@ impl Bridge {
     pub fn sharing(cfg: Config, published: PublishedPorts) -> Bridge {
         Bridge {
             ipam: Arc::new(Mutex::new(Ipam::with_gateway(cfg.subnet, cfg.gateway))),
+            ipam6: cfg
+                .v6
+                .map(|v| Arc::new(Mutex::new(Ipam6::new(v.subnet, v.gateway)))),
             cfg,
             published,
             up: Arc::default(),
@@ -180,29 +194,76 @@ impl Bridge {
         &self.cfg
     }
 
-    /// A new container's settings: the lowest free address.
+    /// A new container's settings: the lowest free address (and, on a
+    /// dual-stack network, the lowest free IPv6 address).
     pub fn allocate(&self) -> Result<Settings, NetworkError> {
-        let ip = lock(&self.ipam)
+        let mut ipam = lock(&self.ipam);
+        let ip = ipam
             .allocate()
             .ok_or_else(|| NetworkError::Exhausted(self.cfg.subnet.to_string()))?;
+        let ip6 = match self.allocate6() {
+            Ok(a) => a,
+            Err(e) => {
+                ipam.release(ip);
+                return Err(e);
+            }
+        };
         Ok(Settings {
             ip,
             prefix: self.cfg.subnet.prefix,
             gateway: self.cfg.gateway,
             bridge: self.cfg.name.clone(),
             ports: Vec::new(),
+            ip6,
         })
     }
 
-    /// Takes a loaded record's address again. False (logged by the
-    /// caller) when it is outside the subnet or already someone's.
-    pub fn claim(&self, s: &Settings) -> bool {
-        lock(&self.ipam).claim(s.ip)
+    /// The lowest free IPv6 address, now taken; `None` on an IPv4-only
+    /// network.
+    pub fn allocate6(&self) -> Result<Option<Address6>, NetworkError> {
+        let (Some(ipam6), Some(v6)) = (&self.ipam6, self.cfg.v6) else {
+            return Ok(None);
+        };
+        let ip = lock(ipam6)
+            .allocate()
+            .ok_or_else(|| NetworkError::Exhausted(v6.subnet.to_string()))?;
+        Ok(Some(Address6 {
+            ip,
+            prefix: v6.subnet.prefix,
+            gateway: v6.gateway,
+        }))
     }
 
-    /// Frees an address a failed Create took.
-    pub fn unclaim(&self, ip: Ipv4Addr) {
-        lock(&self.ipam).release(ip);
+    /// Takes a loaded record's addresses again. False (logged by the
+    /// caller) when one is outside the subnet or already someone's; then
+    /// neither is taken.
+    pub fn claim(&self, s: &Settings) -> bool {
+        let mut ipam = lock(&self.ipam);
+        if !ipam.claim(s.ip) {
+            return false;
+        }
+        let v6 = match (&s.ip6, &self.ipam6) {
+            (None, _) => true,
+            (Some(a), Some(ipam6)) => lock(ipam6).claim(a.ip),
+            // A record with an IPv6 address on a network without IPv6.
+            (Some(_), None) => false,
+        };
+        if !v6 {
+            ipam.release(s.ip);
+        }
+        v6
+    }
+
+    /// Frees the addresses a failed Create (or connect) took.
+    pub fn unclaim(&self, s: &Settings) {
+        lock(&self.ipam).release(s.ip);
+        self.release6(s);
+    }
+
+    fn release6(&self, s: &Settings) {
+        if let (Some(a), Some(ipam6)) = (&s.ip6, &self.ipam6) {
+            lock(ipam6).release(a.ip);
+        }
     }
 
     /// Frees a removed container's address. When it was the last, berth's
@@ -228,6 +289,7 @@ impl Bridge {
         let empty = {
             let mut ipam = lock(&self.ipam);
             ipam.release(s.ip);
+            self.release6(s);
             ipam.is_empty()
         };
         if empty {
@@ -268,9 +330,17 @@ impl Bridge {
                 routes: clash.join(", "),
             });
         }
+        if self.cfg.v6.is_some() {
+            // Checked before anything is made: a host without IPv6 gets a
+            // clear error, not a half-made bridge.
+            super::ipam6::host_supports_ipv6().map_err(NetworkError::NoIpv6)?;
+        }
         let index = link::ensure_bridge(h, name, subnet, self.cfg.gateway)
             .await
             .map_err(netlink)?;
+        if let Some(v6) = self.cfg.v6 {
+            super::dual::bridge_up(h, name, index, &v6).await?;
+        }
         // Forwarding, so containers reach beyond the host (as Docker sets
         // it); route_localnet, so the host's 127.0.0.1:<port> can be
         // DNATed onto the bridge.
@@ -315,8 +385,11 @@ impl Bridge {
         let inside = link::connect_in(ns)
             .await
             .map_err(|e| host("opening a netlink socket in the container's namespace", e))?;
-        let configured =
+        let mut configured =
             link::configure_inside(&inside, s.ip, &self.cfg.subnet, self.cfg.gateway).await;
+        if let (Ok(()), Some(a)) = (&configured, &s.ip6) {
+            configured = super::dual::configure(&inside, link::CONTAINER_IFNAME, a, true).await;
+        }
         if let Err(e) = configured {
             // The namespace may outlive this start (a spare's fd is held a
             // little longer): delete the pair now.

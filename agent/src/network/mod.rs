@@ -14,7 +14,9 @@ pub mod attach;
 pub mod bridge;
 pub mod cni;
 pub mod counters;
+pub mod dual;
 pub mod ipam;
+pub mod ipam6;
 pub mod link;
 pub mod mode;
 pub mod namespace;
@@ -22,6 +24,7 @@ pub mod nft;
 pub mod ports;
 pub mod resolv;
 pub mod user;
+pub mod user6;
 
 pub use mode::{DefaultNetwork, Mode, Requested};
 pub use namespace::Netns;
@@ -182,6 +185,9 @@ pub enum NetworkError {
     /// A CNI network's list or plugins failed.
     #[error("{0}")]
     Cni(#[from] cni::CniError),
+    /// An IPv6 network on a host without IPv6 (or with it disabled).
+    #[error("{0}: IPv6 networks need it")]
+    NoIpv6(String),
     /// Opening the other container's namespace failed.
     #[error("opening the network namespace of container {name}: {source}")]
     Join {

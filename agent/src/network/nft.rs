@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use super::ipam::Subnet;
+use super::ipam6::Subnet6;
 use super::ports::PortMapping;
 
 /// The default bridge's table: family and name.
@@ -37,6 +38,10 @@ pub struct Rules {
     /// between this bridge and that one or another network's bridge is
     /// dropped, as Docker isolates its networks.
     pub isolate_from: Option<String>,
+    /// A dual-stack network's IPv6 prefix: masqueraded like the IPv4
+    /// subnet. (Isolation and internal drops match interfaces, in the
+    /// `inet` family: they hold for IPv6 as they are.)
+    pub subnet6: Option<Subnet6>,
 }
 /// Longest stderr of nft kept in an error.
 const MAX_ERR: usize = 1024;
@@ -120,7 +125,13 @@ pub fn table(rules: &Rules, published: &[(Ipv4Addr, PortMapping)]) -> String {
     let masquerade = if rules.internal {
         String::new()
     } else {
-        format!("\x20   ip saddr {subnet} oifname != \"{bridge}\" masquerade\n")
+        let mut m = format!("\x20   ip saddr {subnet} oifname != \"{bridge}\" masquerade\n");
+        if let Some(s6) = &rules.subnet6 {
+            m.push_str(&format!(
+                "\x20   ip6 saddr {s6} oifname != \"{bridge}\" masquerade\n"
+            ));
+        }
+        m
     };
     let mut forward = String::new();
     if rules.internal {
@@ -228,6 +239,7 @@ mod tests {
             subnet: Subnet::parse("10.89.3.0/24").unwrap(),
             internal,
             isolate_from: isolate.then(|| "berth0".into()),
+            subnet6: None,
         }
     }
 
@@ -242,6 +254,14 @@ mod tests {
         let t = table(&rules(true, true), &[]);
         assert!(!t.contains("ip saddr 10.89.3.0/24 oifname"), "{t}");
         assert!(t.contains("iifname \"br-0123456789ab\" oifname != \"br-0123456789ab\" drop"));
+        // A dual-stack network masquerades its IPv6 prefix too, unless
+        // it is internal.
+        let mut dual = rules(false, true);
+        dual.subnet6 = Some(Subnet6::parse("fd00:7::/64").unwrap());
+        let t = table(&dual, &[]);
+        assert!(t.contains("ip6 saddr fd00:7::/64 oifname != \"br-0123456789ab\" masquerade"));
+        dual.internal = true;
+        assert!(!table(&dual, &[]).contains("ip6 saddr"));
         // The default bridge filters nothing, as before.
         let t = table(&rules(false, false), &[]);
         assert!(!t.contains("chain forward"), "{t}");

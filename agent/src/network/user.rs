@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bridge::{self, Bridge};
 use super::ipam::Subnet;
+use super::ipam6::{Net6, Subnet6};
 use super::{nft, NetworkError};
 use crate::error::capped;
 use crate::events::domain::{Action, Event, EventSink, Object};
@@ -26,6 +27,9 @@ use crate::fsutil::{write_atomic, WriteOptions};
 
 /// Where subnets of networks created without one come from, a /24 each.
 pub const POOL: &str = "10.89.0.0/16";
+/// Where IPv6 prefixes of dual-stack networks created without one come
+/// from, a /64 each (a ULA prefix: "berth" in its global id).
+pub const POOL6: &str = "fd62:6572:7468::/48";
 /// Longest network name.
 pub const MAX_NAME: usize = 64;
 /// Most labels of a network.
@@ -52,6 +56,12 @@ pub struct NetworkRecord {
     pub gateway: Ipv4Addr,
     /// No outbound NAT and nothing forwarded in or out.
     pub internal: bool,
+    /// A dual-stack network's IPv6 prefix, `x::/n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
+    /// Its bridge's IPv6 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
     /// Labels as given.
     pub labels: BTreeMap<String, String>,
     /// Unix nanos.
@@ -92,8 +102,12 @@ pub struct CreateRequest {
     /// The CNI conflist of a `cni` network (JSON, at most
     /// [`super::cni::conflist::MAX_BYTES`]).
     pub cni_conflist: Vec<u8>,
-    /// IPv6 wanted (not supported yet).
+    /// IPv6 too (a dual-stack network).
     pub ipv6: bool,
+    /// IPv6 prefix, or "" for a /64 from [`POOL6`] (with `ipv6`).
+    pub subnet6: String,
+    /// IPv6 gateway, or "" for the prefix's `::1` (needs `subnet6`).
+    pub gateway6: String,
 }
 
 /// A network and its bridge.
@@ -344,6 +358,12 @@ impl Networks {
             }
             g
         };
+        let v6 = if req.ipv6 {
+            super::ipam6::host_supports_ipv6().map_err(NetworkError::NoIpv6)?;
+            Some(super::user6::net6(&nets, &req)?)
+        } else {
+            None
+        };
         let id = loop {
             let id = crate::container::spec::new_id();
             // The bridge and table names use 12 digits: they must be unique
@@ -362,6 +382,8 @@ impl Networks {
             },
             gateway,
             internal: req.internal,
+            subnet6: v6.map(|v| v.subnet.to_string()),
+            gateway6: v6.map(|v| v.gateway),
             labels: req.labels,
             created_at: now_nanos(),
             cni,
@@ -511,6 +533,13 @@ fn build(rec: &NetworkRecord, default: &Bridge) -> Result<Option<Arc<Bridge>>, N
         return Ok(None);
     }
     let subnet = Subnet::parse(&rec.subnet).map_err(NetworkError::Invalid)?;
+    let v6 = match (&rec.subnet6, rec.gateway6) {
+        (Some(s), Some(gateway)) => Some(Net6 {
+            subnet: Subnet6::parse(s).map_err(NetworkError::Invalid)?,
+            gateway,
+        }),
+        _ => None,
+    };
     let cfg = bridge::Config {
         name: rec.bridge_name(),
         subnet,
@@ -518,6 +547,7 @@ fn build(rec: &NetworkRecord, default: &Bridge) -> Result<Option<Arc<Bridge>>, N
         table: rec.table(),
         internal: rec.internal,
         isolate_from: Some(default.config().name.clone()),
+        v6,
     };
     Ok(Some(Arc::new(Bridge::sharing(cfg, default.published()))))
 }
@@ -536,7 +566,7 @@ fn pick(taken: &[(Subnet, String)]) -> Result<Subnet, NetworkError> {
         .ok_or(NetworkError::PoolExhausted)
 }
 
-fn invalid(field: &'static str, msg: String) -> NetworkError {
+pub(super) fn invalid(field: &'static str, msg: String) -> NetworkError {
     NetworkError::InvalidField { field, msg }
 }
 
@@ -572,9 +602,6 @@ pub fn check_name(name: &str) -> Result<(), NetworkError> {
 
 fn check(req: &CreateRequest) -> Result<(), NetworkError> {
     check_name(&req.name)?;
-    if req.ipv6 {
-        return Err(NetworkError::Unsupported("IPv6 on user-defined networks"));
-    }
     if !matches!(req.driver.as_str(), "" | "bridge" | "cni") {
         return Err(invalid(
             "driver",
@@ -584,21 +611,48 @@ fn check(req: &CreateRequest) -> Result<(), NetworkError> {
             ),
         ));
     }
-    for (field, v) in [("subnet", &req.subnet), ("gateway", &req.gateway)] {
+    for (field, v) in [
+        ("subnet", &req.subnet),
+        ("gateway", &req.gateway),
+        ("ipv6_subnet", &req.subnet6),
+        ("ipv6_gateway", &req.gateway6),
+    ] {
         if v.len() > MAX_ADDR {
             return Err(invalid(
                 field,
                 format!("{field} {:?} is longer than {MAX_ADDR} bytes", capped(v)),
             ));
         }
+    }
+    for (field, v) in [("subnet", &req.subnet), ("gateway", &req.gateway)] {
         if v.contains(':') {
-            return Err(NetworkError::Unsupported("IPv6 on user-defined networks"));
+            return Err(invalid(
+                field,
+                format!(
+                    "{field} {:?} is IPv6: give it as the IPv6 subnet or gateway, \
+                     with IPv6 enabled",
+                    capped(v)
+                ),
+            ));
         }
     }
     if !req.gateway.is_empty() && req.subnet.is_empty() {
         return Err(invalid(
             "gateway",
             "a gateway needs a subnet to be in".into(),
+        ));
+    }
+    let asks_v6 = !req.subnet6.is_empty() || !req.gateway6.is_empty();
+    if asks_v6 && !req.ipv6 {
+        return Err(invalid(
+            "ipv6_subnet",
+            "an IPv6 subnet or gateway needs IPv6 enabled (--ipv6)".into(),
+        ));
+    }
+    if !req.gateway6.is_empty() && req.subnet6.is_empty() {
+        return Err(invalid(
+            "ipv6_gateway",
+            "an IPv6 gateway needs an IPv6 subnet to be in".into(),
         ));
     }
     if req.labels.len() > MAX_LABELS {

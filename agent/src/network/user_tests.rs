@@ -102,16 +102,78 @@ fn bad_input_is_refused_without_echoing_it_whole() {
         assert!(matches!(e, NetworkError::InvalidField { .. }), "{e}");
         assert!(e.to_string().len() < 300, "{e}");
     }
-    let e = n
-        .create(CreateRequest {
-            ipv6: true,
+    for bad in [
+        CreateRequest {
+            subnet6: "fd00::/64".into(),
             ..req("x", "")
-        })
-        .unwrap_err();
-    assert!(matches!(e, NetworkError::Unsupported(_)));
+        },
+        CreateRequest {
+            ipv6: true,
+            gateway6: "fd00::1".into(),
+            ..req("x", "")
+        },
+        CreateRequest {
+            ipv6: true,
+            subnet6: "fd00::/56".into(),
+            ..req("x", "")
+        },
+        CreateRequest {
+            ipv6: true,
+            subnet6: "fd00::/64".into(),
+            gateway6: "fd01::1".into(),
+            ..req("x", "")
+        },
+        req("x", "fd00::/64"),
+    ] {
+        if bad.ipv6 && super::super::ipam6::host_supports_ipv6().is_err() {
+            continue;
+        }
+        let e = n.create(bad).unwrap_err();
+        assert!(matches!(e, NetworkError::InvalidField { .. }), "{e}");
+    }
     assert!(n.list().is_empty(), "a refused create changed nothing");
     assert!(matches!(
         n.get("bridge").unwrap_err(),
         NetworkError::Predefined { .. }
     ));
+}
+
+#[test]
+fn ipv6_prefixes_come_from_their_pool_survive_a_reopen_and_overlaps_are_refused() {
+    if let Err(e) = super::super::ipam6::host_supports_ipv6() {
+        panic!("this test needs IPv6 on the host: {e}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let n = open(tmp.path());
+    let six = |name: &str, subnet6: &str| CreateRequest {
+        ipv6: true,
+        subnet6: subnet6.into(),
+        ..req(name, "")
+    };
+    let a = n.create(six("a", "")).unwrap();
+    assert_eq!(a.rec.subnet6.as_deref(), Some("fd62:6572:7468::/64"));
+    assert_eq!(a.rec.gateway6, Some("fd62:6572:7468::1".parse().unwrap()));
+    let b = n.create(six("b", "")).unwrap();
+    assert_eq!(b.rec.subnet6.as_deref(), Some("fd62:6572:7468:1::/64"));
+    let e = n
+        .create(six("c", "fd62:6572:7468:1::8000/113"))
+        .unwrap_err();
+    assert!(matches!(e, NetworkError::Overlap { .. }), "{e}");
+    // An IPv4-only network has no IPv6 side.
+    let v4 = n.create(req("v4", "")).unwrap();
+    assert!(v4.rec.subnet6.is_none() && v4.rec.gateway6.is_none());
+    // Addresses: both families, taken and freed together.
+    let s = a.bridge().unwrap().allocate().unwrap();
+    assert_eq!(
+        s.ip6.map(|a| a.ip),
+        Some("fd62:6572:7468::2".parse().unwrap())
+    );
+    a.bridge().unwrap().unclaim(&s);
+    assert!(a.bridge().unwrap().is_unused());
+    assert_eq!(a.bridge().unwrap().allocate().unwrap(), s);
+    drop(n);
+    let n = open(tmp.path());
+    let again = n.get("b").unwrap();
+    assert_eq!(again.rec, b.rec);
+    assert!(n.create(six("d", "fd62:6572:7468::/64")).is_err());
 }

@@ -259,6 +259,9 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
             gateway: n.gateway.to_string(),
             bridge: n.bridge.clone(),
             ports: n.ports.iter().map(port_to_proto).collect(),
+            ipv6_address: n.ip6.map(|a| a.ip.to_string()).unwrap_or_default(),
+            ipv6_prefix_length: n.ip6.map(|a| u32::from(a.prefix)).unwrap_or_default(),
+            ipv6_gateway: n.ip6.map(|a| a.gateway.to_string()).unwrap_or_default(),
         }),
         mounts: super::mounts::points_to_proto(&r.mounts),
         connected_networks: r
@@ -271,6 +274,12 @@ pub fn container_to_proto(r: &Record, cgroup_parent: &str) -> pb::Container {
                 bridge: a.settings.bridge.clone(),
                 interface: a.ifname(),
                 aliases: a.aliases.clone(),
+                ipv6_address: a.settings.ip6.map(|a| a.ip.to_string()).unwrap_or_default(),
+                ipv6_prefix_length: a
+                    .settings
+                    .ip6
+                    .map(|a| u32::from(a.prefix))
+                    .unwrap_or_default(),
             })
             .collect(),
     }

@@ -66,36 +66,35 @@ fn to_proto(n: &UserNetwork) -> pb::Network {
             .as_ref()
             .map(|l| l.types().into_iter().map(String::from).collect())
             .unwrap_or_default(),
+        enable_ipv6: n.rec.subnet6.is_some(),
+        ipv6_subnet: n.rec.subnet6.clone().unwrap_or_default(),
+        ipv6_gateway: n.rec.gateway6.map(|g| g.to_string()).unwrap_or_default(),
     }
 }
 
 /// Container `c`'s place on network `id`: the one it was created on, or
 /// one connected later.
 fn endpoint(c: &Record, id: &str) -> Option<pb::NetworkEndpoint> {
-    let (ip, prefix, aliases, interface) = match (&c.network, &c.net) {
+    let (s, aliases, interface) = match (&c.network, &c.net) {
         (Mode::Network(n), Some(s)) if n == id => (
-            s.ip,
-            s.prefix,
+            s,
             c.spec.network_aliases.clone(),
             crate::network::link::CONTAINER_IFNAME.to_string(),
         ),
         _ => {
             let a = c.connected.iter().find(|a| a.network == id)?;
-            (
-                a.settings.ip,
-                a.settings.prefix,
-                a.aliases.clone(),
-                a.ifname(),
-            )
+            (&a.settings, a.aliases.clone(), a.ifname())
         }
     };
     Some(pb::NetworkEndpoint {
         container_id: c.id.clone(),
         container_name: c.name.clone(),
-        ip_address: ip.to_string(),
-        prefix_length: u32::from(prefix),
+        ip_address: s.ip.to_string(),
+        prefix_length: u32::from(s.prefix),
         aliases,
         interface,
+        ipv6_address: s.ip6.map(|a| a.ip.to_string()).unwrap_or_default(),
+        ipv6_prefix_length: s.ip6.map(|a| u32::from(a.prefix)).unwrap_or_default(),
     })
 }
 
@@ -105,7 +104,9 @@ fn cni_endpoint(mgr: &Manager, c: &Record, id: &str) -> Option<pb::NetworkEndpoi
     if c.network != Mode::Network(id.to_string()) {
         return None;
     }
-    let addr = mgr.cni_summary(&c.id).and_then(|s| s.ipv4());
+    let summary = mgr.cni_summary(&c.id);
+    let addr = summary.as_ref().and_then(|s| s.ipv4());
+    let addr6 = summary.as_ref().and_then(|s| s.ipv6());
     Some(pb::NetworkEndpoint {
         container_id: c.id.clone(),
         container_name: c.name.clone(),
@@ -113,6 +114,8 @@ fn cni_endpoint(mgr: &Manager, c: &Record, id: &str) -> Option<pb::NetworkEndpoi
         prefix_length: addr.map_or(0, |a| u32::from(a.prefix)),
         aliases: Vec::new(),
         interface: crate::network::cni::IFNAME.to_string(),
+        ipv6_address: addr6.map(|a| a.ip.to_string()).unwrap_or_default(),
+        ipv6_prefix_length: addr6.map_or(0, |a| u32::from(a.prefix)),
     })
 }
 
@@ -132,6 +135,8 @@ impl Networks for NetworksService {
             driver: r.driver,
             cni_conflist: r.cni_conflist,
             ipv6: r.enable_ipv6,
+            subnet6: r.ipv6_subnet,
+            gateway6: r.ipv6_gateway,
         })?;
         Ok(Response::new(pb::CreateNetworkResponse {
             network: Some(to_proto(&net)),

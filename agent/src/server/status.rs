@@ -249,6 +249,7 @@ fn network(e: &NetworkError) -> Details {
             Details::new(Code::AlreadyExists, "NETWORK_ADDRESS_IN_USE").with("ip", ip.clone())
         }
         NetworkError::Cni(e) => cni(e),
+        NetworkError::NoIpv6(_) => Details::new(Code::FailedPrecondition, "NETWORK_NO_IPV6"),
         NetworkError::Join { .. }
         | NetworkError::Netlink(_)
         | NetworkError::Nft(_)

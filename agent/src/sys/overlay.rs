@@ -56,7 +56,10 @@ fn options(layers: &Layers) -> io::Result<(String, bool)> {
             .ok_or_else(|| io::Error::other(format!("not UTF-8: {}", p.display())))
     };
     let lower = |dirs: &mut dyn Iterator<Item = &PathBuf>| -> io::Result<String> {
-        Ok(dirs.map(|d| path(d)).collect::<io::Result<Vec<_>>>()?.join(":"))
+        Ok(dirs
+            .map(|d| path(d))
+            .collect::<io::Result<Vec<_>>>()?
+            .join(":"))
     };
     Ok(match layers {
         Layers::ReadOnly { upper, layers } => (

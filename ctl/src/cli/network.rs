@@ -28,12 +28,15 @@ pub enum NetworkCommand {
 /// `network create`.
 #[derive(Debug, Args)]
 pub struct NetworkCreateArgs {
-    /// IPv4 subnet, e.g. 10.90.0.0/24 (default: a free /24 of 10.89.0.0/16).
-    #[arg(long, value_name = "CIDR")]
-    pub subnet: Option<String>,
-    /// The bridge's address in the subnet (default: its first address).
-    #[arg(long, value_name = "IP")]
-    pub gateway: Option<String>,
+    /// Subnet, e.g. 10.90.0.0/24 (default: a free /24 of 10.89.0.0/16);
+    /// give it twice, once IPv4 and once IPv6 (e.g. fd00:90::/64, with
+    /// --ipv6), for a dual-stack network.
+    #[arg(long = "subnet", value_name = "CIDR")]
+    pub subnets: Vec<String>,
+    /// The bridge's address in the subnet of its family (default: the
+    /// subnet's first address); at most one IPv4 and one IPv6.
+    #[arg(long = "gateway", value_name = "IP")]
+    pub gateways: Vec<String>,
     /// No outbound access: no masquerade, nothing forwarded in or out.
     #[arg(long)]
     pub internal: bool,
@@ -45,7 +48,8 @@ pub struct NetworkCreateArgs {
     /// --cni-bin-dir.
     #[arg(long, value_name = "FILE")]
     pub cni_conflist: Option<std::path::PathBuf>,
-    /// IPv6 (not supported yet).
+    /// Dual-stack: containers get an IPv6 address too (from the IPv6
+    /// --subnet, or a free /64 of fd62:6572:7468::/48).
     #[arg(long)]
     pub ipv6: bool,
     /// Label key=value (repeatable).

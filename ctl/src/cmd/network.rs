@@ -51,6 +51,23 @@ fn read_conflist(path: &std::path::Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Repeated `--subnet`s or `--gateway`s sorted by family: [IPv4, IPv6]
+/// (an IPv6 address has a colon, an IPv4 one none), at most one of each.
+fn by_family(flag: &str, values: Vec<String>) -> Result<[String; 2]> {
+    let mut out = [String::new(), String::new()];
+    for v in values {
+        let slot = usize::from(v.contains(':'));
+        if !out[slot].is_empty() {
+            let family = ["IPv4", "IPv6"][slot];
+            return Err(Error::Message(format!(
+                "{flag}: at most one {family} value"
+            )));
+        }
+        out[slot] = v;
+    }
+    Ok(out)
+}
+
 /// Runs one `network` subcommand.
 pub async fn network(f: &Fleet, cmd: NetworkCommand) -> Result<()> {
     let mut c = client(f).await?;
@@ -60,16 +77,20 @@ pub async fn network(f: &Fleet, cmd: NetworkCommand) -> Result<()> {
                 Some(path) => read_conflist(path)?,
                 None => Vec::new(),
             };
+            let [subnet, subnet6] = by_family("--subnet", a.subnets)?;
+            let [gateway, gateway6] = by_family("--gateway", a.gateways)?;
             let net = c
                 .create_network(CreateNetworkRequest {
                     name: a.name,
-                    subnet: a.subnet.unwrap_or_default(),
-                    gateway: a.gateway.unwrap_or_default(),
+                    subnet,
+                    gateway,
                     internal: a.internal,
                     labels: a.labels.into_iter().collect(),
                     driver: a.driver.unwrap_or_default(),
                     enable_ipv6: a.ipv6,
                     cni_conflist,
+                    ipv6_subnet: subnet6,
+                    ipv6_gateway: gateway6,
                 })
                 .await?
                 .into_inner()
@@ -104,7 +125,12 @@ pub async fn network(f: &Fleet, cmd: NetworkCommand) -> Result<()> {
                             output::short_id(&n.id).to_string(),
                             n.name.clone(),
                             n.driver.clone(),
-                            n.subnet.clone(),
+                            [n.subnet.as_str(), n.ipv6_subnet.as_str()]
+                                .iter()
+                                .filter(|s| !s.is_empty())
+                                .copied()
+                                .collect::<Vec<_>>()
+                                .join(","),
                             n.internal.to_string(),
                             output::ago(&n.created_at, now),
                         ]

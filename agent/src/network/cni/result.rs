@@ -35,6 +35,11 @@ impl Summary {
     pub fn ipv4(&self) -> Option<Address> {
         self.ips.iter().copied().find(|a| a.ip.is_ipv4())
     }
+
+    /// Its first IPv6 address, if the plugins gave one.
+    pub fn ipv6(&self) -> Option<Address> {
+        self.ips.iter().copied().find(|a| a.ip.is_ipv6())
+    }
 }
 
 /// Reads a result (CNI 0.3.0 and later: `ips[].address` as "ip/prefix",
