@@ -220,7 +220,9 @@ async fn networks_are_created_listed_inspected_and_removed_and_bad_requests_chan
         .create_network(req("gamma", "fd00::/64"))
         .await
         .unwrap_err();
-    refused(e, Code::Unimplemented, "NETWORK_UNSUPPORTED");
+    // An IPv6 prefix goes in ipv6_subnet, with enable_ipv6 (tests/ipv6.rs).
+    assert!(e.message().contains("is IPv6"), "{e:?}");
+    refused(e, Code::InvalidArgument, "INVALID_REQUEST");
     let e = c
         .remove_network(pb::RemoveNetworkRequest {
             network: "bridge".into(),
