@@ -24,7 +24,11 @@ cleanup() {
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
-    rmdir "/sys/fs/cgroup/berth-nbench-$$" 2>/dev/null || true
+    # berthd's cgroup parent in every hierarchy (cgroup v1 has one per
+    # controller), its leftover children first.
+    for d in "/sys/fs/cgroup/berth-nbench-$$" /sys/fs/cgroup/*/"berth-nbench-$$"; do
+        if [ -d "$d" ]; then find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
