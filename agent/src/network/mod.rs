@@ -25,6 +25,7 @@ pub mod ports;
 pub mod resolv;
 pub mod user;
 pub mod user6;
+mod user_request;
 
 pub use mode::{DefaultNetwork, Mode, Requested};
 pub use namespace::Netns;
