@@ -128,17 +128,20 @@ async fn a_full_disk_never_keeps_containers_from_stopping_and_exits_keep_their_c
     // Space returns (the operator truncates the log): the records catch up
     // without anything else happening.
     std::fs::write(containers.join(&filler.id).join("container.log"), b"").unwrap();
+    // The records are saved again one by one, in no set order: wait for both.
     let caught_up = eventually(30, async || {
         let rec = saved(&containers, &trapper.id);
-        rec["state"] == "exited" && rec["exit"]["exit_code"] == 7
+        rec["state"] == "exited"
+            && rec["exit"]["exit_code"] == 7
+            && saved(&containers, &killed.id)["state"] == "exited"
     })
     .await;
     assert!(
         caught_up,
-        "the record was not saved again: {}",
-        saved(&containers, &trapper.id)
+        "the records were not saved again: {} / {}",
+        saved(&containers, &trapper.id),
+        saved(&containers, &killed.id)
     );
-    assert_eq!(saved(&containers, &killed.id)["state"], "exited");
 
     // A restart of berthd keeps the true codes and announces no exit again.
     agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
