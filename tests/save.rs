@@ -187,3 +187,108 @@ async fn saving_what_cannot_be_saved_writes_nothing() {
         "{shown}"
     );
 }
+
+/// An image with a 48 MiB layer: more than berthd queues ahead of a client
+/// (4 chunks) plus what HTTP/2 windows and socket buffers hold.
+async fn big_image(agent: &Agent) {
+    // Bytes that do not compress (berthd stores layers compressed).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..(48 << 20) / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    let extra = vec![image::Entry::File("big".into(), noise, 0o644)];
+    agent
+        .import(image::busybox_with("big:v1", extra), "")
+        .await
+        .expect("import");
+}
+
+/// An Images client on a connection of its own: HTTP/2 flow control is per
+/// connection too, so saves whose client does not read would stop every
+/// other call on a shared one.
+async fn own_connection(
+    agent: &Agent,
+) -> pb::images_client::ImagesClient<tonic::transport::Channel> {
+    let addr = berth::client::Address::Unix(agent.socket.clone());
+    let ch = berth::client::connect(&addr).await.expect("connect");
+    pb::images_client::ImagesClient::new(ch)
+}
+
+#[tokio::test]
+async fn at_most_sixteen_saves_stream_at_once() {
+    let agent = Agent::start().await;
+    big_image(&agent).await;
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let mut s = own_connection(&agent)
+            .await
+            .save(pb::SaveImagesRequest {
+                images: vec!["big:v1".into()],
+                format: pb::SaveFormat::OciArchive as i32,
+            })
+            .await
+            .expect("save")
+            .into_inner();
+        s.next().await.expect("a first chunk").expect("chunk");
+        open.push(s);
+    }
+    let Err(err) = save_api(&agent, &["big:v1"], pb::SaveFormat::OciArchive).await else {
+        panic!("a 17th save streamed");
+    };
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("16 image saves"), "{err:?}");
+    // One client goes: its place frees up once berthd sees it gone.
+    open.pop();
+    let freed = common::eventually(30, async || {
+        save_api(&agent, &["big:v1"], pb::SaveFormat::OciArchive)
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(freed, "no save was let in after one client left");
+}
+
+#[tokio::test]
+async fn a_save_whose_client_stops_reading_ends_in_an_error_not_a_short_archive() {
+    let agent = Agent::start().await;
+    big_image(&agent).await;
+    let mut s = own_connection(&agent)
+        .await
+        .save(pb::SaveImagesRequest {
+            images: vec!["big:v1".into()],
+            format: pb::SaveFormat::OciArchive as i32,
+        })
+        .await
+        .expect("save")
+        .into_inner();
+    let mut got = s
+        .next()
+        .await
+        .expect("a first chunk")
+        .expect("chunk")
+        .chunk
+        .len();
+    // Longer than berthd waits for a chunk to be taken (60 s): the writer
+    // gives up. The wait is the condition under test, not a guess.
+    tokio::time::sleep(std::time::Duration::from_secs(65)).await;
+    let end = loop {
+        match s.next().await {
+            Some(Ok(m)) => got += m.chunk.len(),
+            Some(Err(e)) => break Some(e),
+            None => break None,
+        }
+    };
+    let err = end.expect("the stream ended OK on a cut archive");
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(got < 48 << 20, "{got} bytes: the whole archive came");
+    // berthd serves the next save whole.
+    let whole = save_api(&agent, &["big:v1"], pb::SaveFormat::OciArchive)
+        .await
+        .expect("a later save");
+    assert!(whole.len() > 48 << 20);
+}

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use super::chunks::{writer, ChunkWriter, CHUNKS_AHEAD};
 use super::stat::{Resolved, Source};
 use super::{CopyError, IdMap};
+use crate::chunk_writer::Completion;
 use crate::sys::resolve::open_child;
 
 /// Deepest directory nesting archived (deeper is an error: a path of
@@ -30,14 +31,17 @@ const DEPTH_MAX: usize = 2048;
 
 /// Starts writing the archive of `resolved` and returns its chunks, at
 /// most [`CHUNKS_AHEAD`] ahead of the reader. An error ends the channel
-/// with it; a reader that goes away stops the walk.
+/// with it; a reader that goes away stops the walk. The [`Completion`] is
+/// set once the stream is whole (see [`crate::chunk_writer`]).
 pub fn stream_archive(
     resolved: Resolved,
     ids: IdMap,
-) -> mpsc::Receiver<Result<Vec<u8>, CopyError>> {
+) -> (mpsc::Receiver<Result<Vec<u8>, CopyError>>, Completion) {
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+    let done = Completion::new();
+    let whole = done.clone();
     tokio::task::spawn_blocking(move || {
-        let mut out = writer(tx.clone());
+        let mut out = writer(tx);
         // A panic must end the stream with an error too: the channel just
         // closing would end the call with OK and a truncated archive.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -45,14 +49,23 @@ pub fn stream_archive(
         }))
         .unwrap_or_else(|_| Err(CopyError::Aborted("the archive writer panicked".into())));
         match result {
-            Err(CopyError::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {}
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
+            Ok(()) => whole.set(),
+            Err(CopyError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::TimedOut
+                ) =>
+            {
+                tracing::debug!("cp archive ended early: {source}");
             }
-            Ok(()) => {}
+            Err(e) => {
+                if out.send_error(e) {
+                    whole.set();
+                }
+            }
         }
     });
-    rx
+    (rx, done)
 }
 
 fn write_archive(resolved: Resolved, ids: IdMap, out: &mut ChunkWriter) -> Result<(), CopyError> {

@@ -96,13 +96,15 @@ pub async fn copy_from(mgr: &Manager, req: pb::CopyFromRequest) -> Result<CopyFr
     let first = pb::CopyFromResponse {
         response: Some(Out::Stat(stat_to_proto(resolved.stat.clone()))),
     };
-    let chunks = tokio_stream::wrappers::ReceiverStream::new(copy::stream_archive(resolved, ids));
+    let (chunks, done) = copy::stream_archive(resolved, ids);
+    let chunks = tokio_stream::wrappers::ReceiverStream::new(chunks);
     let rest = chunks.map(|c| match c {
         Ok(data) => Ok(pb::CopyFromResponse {
             response: Some(Out::Data(data)),
         }),
         Err(e) => Err(Status::from(e)),
     });
+    let rest = super::cut_short::or_cut_short(rest, done);
     Ok(Box::pin(tokio_stream::once(Ok(first)).chain(rest)))
 }
 

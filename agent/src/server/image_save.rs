@@ -5,9 +5,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use berth::v1 as pb;
+use tokio::sync::Semaphore;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
+use super::cut_short::or_cut_short;
 use super::image_status::image_status;
 use crate::error::Error;
 use crate::image::save::{stream_archive, SaveFormat};
@@ -33,9 +35,16 @@ pub fn check_name(name: &str) -> Result<(), Status> {
     Ok(())
 }
 
-/// Plans the save (failing before any chunk) and streams the archive.
+/// Saves that may stream at once: each holds a blocking-pool thread and
+/// its images' open blobs until its client has read the archive (or took
+/// nothing for the stall timeout).
+pub const MAX_SAVES: usize = 16;
+
+/// Plans the save (failing before any chunk) and streams the archive;
+/// RESOURCE_EXHAUSTED while [`MAX_SAVES`] saves are streaming.
 pub async fn save(
     store: Arc<ImageStore>,
+    saves: Arc<Semaphore>,
     req: pb::SaveImagesRequest,
 ) -> Result<SaveStream, Status> {
     if req.images.is_empty() {
@@ -62,15 +71,24 @@ pub async fn save(
             )))
         }
     };
+    let permit = saves.try_acquire_owned().map_err(|_| {
+        Status::resource_exhausted(format!(
+            "{MAX_SAVES} image saves are streaming: try again once one ends"
+        ))
+    })?;
     let images = req.images;
     // Resolving and opening blobs touches the disk.
     let plan = tokio::task::spawn_blocking(move || store.plan_save(&images, format))
         .await
         .map_err(|e| Error::internal("save task", e))?
         .map_err(image_status)?;
-    let chunks = tokio_stream::wrappers::ReceiverStream::new(stream_archive(plan));
-    Ok(Box::pin(chunks.map(|c| {
+    let (chunks, done) = stream_archive(plan);
+    let chunks = tokio_stream::wrappers::ReceiverStream::new(chunks).map(move |c| {
+        // The permit goes with the stream: a save counts until its client
+        // has the whole archive or goes.
+        let _running = &permit;
         c.map(|chunk| pb::SaveImagesResponse { chunk })
             .map_err(image_status)
-    })))
+    });
+    Ok(Box::pin(or_cut_short(chunks, done)))
 }

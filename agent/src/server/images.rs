@@ -30,6 +30,8 @@ pub struct ImagesService {
     bus: Arc<EventBus>,
     tmp: std::path::PathBuf,
     pulling: Arc<Pulling>,
+    /// Saves streaming now (see [`super::image_save::MAX_SAVES`]).
+    saves: Arc<tokio::sync::Semaphore>,
 }
 
 /// Progress snapshot to API message.
@@ -107,6 +109,7 @@ impl ImagesService {
             Err(e) => tracing::warn!("removing old uploads in {}: {e}", tmp.display()),
         }
         ImagesService {
+            saves: Arc::new(tokio::sync::Semaphore::new(super::image_save::MAX_SAVES)),
             store,
             mgr,
             bus,
@@ -424,7 +427,7 @@ impl Images for ImagesService {
         req: Request<pb::SaveImagesRequest>,
     ) -> Result<Response<Self::SaveStream>, Status> {
         Ok(Response::new(
-            save(self.store.clone(), req.into_inner()).await?,
+            save(self.store.clone(), self.saves.clone(), req.into_inner()).await?,
         ))
     }
 

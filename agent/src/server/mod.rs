@@ -7,6 +7,7 @@ mod authority;
 mod containers;
 pub mod convert;
 mod copy;
+mod cut_short;
 mod events;
 mod exec;
 mod image_push;

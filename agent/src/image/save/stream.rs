@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::documents::{docker_manifest, oci_index, DockerEntry, OCI_LAYOUT};
 use super::{blob_member, SaveFormat, SavePlan};
-use crate::chunk_writer::ChunkWriter;
+use crate::chunk_writer::{ChunkWriter, Completion};
 use crate::image::ImageError;
 
 /// Size of the chunks an archive is streamed in (under gRPC's default 4 MiB
@@ -22,25 +22,41 @@ const CHUNKS_AHEAD: usize = 4;
 
 /// Streams the archive of `plan`: each item is the next chunk, or the error
 /// that ended the archive (after which nothing more comes). Dropping the
-/// receiver stops the writer at its next chunk.
-pub fn stream_archive(plan: SavePlan) -> mpsc::Receiver<Result<Vec<u8>, ImageError>> {
+/// receiver stops the writer at its next chunk. The [`Completion`] is set
+/// once the stream is whole; a channel that closes without it was cut
+/// short (a client that took nothing for the stall timeout).
+pub fn stream_archive(plan: SavePlan) -> (mpsc::Receiver<Result<Vec<u8>, ImageError>>, Completion) {
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+    let done = Completion::new();
+    let whole = done.clone();
     tokio::task::spawn_blocking(move || {
-        let mut out = ChunkWriter::new(tx.clone(), CHUNK_BYTES);
+        let mut out = ChunkWriter::new(tx, CHUNK_BYTES);
         // A panic must still end the stream with an error: the channel just
         // closing would end the gRPC call with OK and a truncated archive.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             write_archive(plan, &mut out).and_then(|()| out.flush_chunk())
         }))
         .unwrap_or_else(|_| Err(io::Error::other("the archive writer panicked")));
-        if let Err(e) = result {
-            // A client that went away is not an error worth reporting.
-            if e.kind() != io::ErrorKind::BrokenPipe {
-                let _ = tx.blocking_send(Err(ImageError::io("writing the archive", e)));
+        match result {
+            Ok(()) => whole.set(),
+            // A client that went away is not an error worth reporting, and
+            // one that stalled has no room left for it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::TimedOut
+                ) =>
+            {
+                tracing::debug!("image save ended early: {e}");
+            }
+            Err(e) => {
+                if out.send_error(ImageError::io("writing the archive", e)) {
+                    whole.set();
+                }
             }
         }
     });
-    rx
+    (rx, done)
 }
 
 /// Reads exactly `left` bytes of a blob: fewer (the file shrank since it
@@ -216,7 +232,7 @@ mod tests {
                 file,
             )],
         };
-        let mut rx = stream_archive(SavePlan {
+        let (mut rx, done) = stream_archive(SavePlan {
             format: SaveFormat::OciArchive,
             images: vec![image],
         });
@@ -228,5 +244,9 @@ mod tests {
             .expect("items")
             .expect_err("the stream ended in an error");
         assert!(err.to_string().contains("short"), "{err}");
+        assert!(
+            done.is_set(),
+            "the error reached the client: the stream is whole"
+        );
     }
 }
