@@ -247,9 +247,9 @@ async fn bad_mounts_are_invalid_argument_and_create_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    // Propagation other than private: not supported yet.
+    // A propagation that does not exist (the others: tests/propagation.rs).
     let mut m = bind(s, "/d", false);
-    m.propagation = "rshared".into();
+    m.propagation = "rsharedx".into();
     let e = agent
         .containers()
         .create(pb::CreateContainerRequest {
@@ -257,7 +257,8 @@ async fn bad_mounts_are_invalid_argument_and_create_nothing() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("unknown bind propagation"), "{e:?}");
     // Nothing was created: no container, no volume.
     let list = agent
         .containers()

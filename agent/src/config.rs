@@ -106,10 +106,47 @@ pub struct Config {
     /// refused (FAILED_PRECONDITION). Each one is logged at WARN.
     #[arg(long)]
     pub allow_privileged: bool,
+    /// Limit the writable layer of every container created without
+    /// `--storage-opt size=` to SIZE (bytes, or with a k, m, g, t or p suffix,
+    /// 1024-based; 1m to 1024p): a project quota, as `--storage-opt size=`,
+    /// so one container cannot fill the state file system. berthd refuses
+    /// to start when that file system does not enforce project quotas.
+    /// Containers created before keep what they had.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub default_storage_size: Option<u64>,
     /// Log filter: a level, and per-target levels, comma-separated, e.g.
     /// "info", "berthd=debug,info" or "warn,h2=off".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     pub log: tracing_subscriber::filter::Targets,
+}
+
+/// Parses a size: a whole number of bytes, or with a `k`, `m`, `g`, `t` or
+/// `p` suffix (1024-based, `kb`/`kib` too, any case), as Docker's sizes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        "p" | "pb" | "pib" => 50,
+        _ => return Err("expected a number with an optional k, m, g, t or p suffix".into()),
+    };
+    let size = num
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or("expected a number with an optional k, m, g, t or p suffix")?;
+    use crate::container::layer_quota::{MAX_SIZE, MIN_SIZE};
+    if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
+        return Err("out of range (1m to 1024p)".into());
+    }
+    Ok(size)
 }
 
 /// The TLS files of `--listen`, all present.
@@ -160,6 +197,29 @@ mod tests {
         match Config::try_parse_from(std::iter::once("berthd").chain(args.iter().copied())) {
             Ok(c) => c,
             Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn default_storage_size_takes_dockers_sizes_in_range() {
+        assert_eq!(cfg(&[]).default_storage_size, None);
+        let got = |s: &str| cfg(&["--default-storage-size", s]).default_storage_size;
+        assert_eq!(got("10G"), Some(10 << 30));
+        assert_eq!(got("8m"), Some(8 << 20));
+        assert_eq!(got("2097152"), Some(2 << 20));
+        assert_eq!(got("1024p"), Some(1 << 60));
+        for bad in [
+            "0",
+            "1k",
+            "1025p",
+            "8x",
+            "",
+            "-1m",
+            "1.5g",
+            "99999999999999999999",
+        ] {
+            let r = Config::try_parse_from(["berthd", "--default-storage-size", bad]);
+            assert!(r.is_err(), "{bad:?} accepted");
         }
     }
 

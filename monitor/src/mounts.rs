@@ -34,9 +34,22 @@ fn errno(what: &str, e: Errno) -> Failure {
     Failure(125, format!("{what}: {}", io::describe(e)))
 }
 
-/// Makes `mount` under `root` (a host path, before `pivot_root`).
-pub fn make(root: &str, mount: &UserMount) -> Outcome {
-    let root_path = root;
+/// A mount's source made a detached mount with its flags set, and whether
+/// it is a directory: what [`Step::OpenSharedBind`] holds until the
+/// mount's [`make`].
+///
+/// [`Step::OpenSharedBind`]: berth_runtime::plan::Step::OpenSharedBind
+pub struct Detached {
+    tree: OwnedFd,
+    dir: bool,
+}
+
+/// Makes the detached mount of `mount`'s source. A bind's clone
+/// (`open_tree(OPEN_TREE_CLONE)`) keeps the propagation of what it clones:
+/// a peer of the source's group when the source is shared at that moment
+/// (a shared bind, opened before the namespace's mounts become slaves), a
+/// slave of its master when it is a slave (a slave bind).
+pub fn detach(mount: &UserMount) -> Outcome<Detached> {
     let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID
         | MountAttrFlags::MOUNT_ATTR_NODEV
         | if mount.read_only {
@@ -44,11 +57,12 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
         } else {
             MountAttrFlags::empty()
         };
-    let (tree, dir) = match &mount.kind {
+    match &mount.kind {
         UserMountKind::Bind {
             source,
             recursive,
             slave,
+            shared,
             ..
         } => {
             let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
@@ -63,15 +77,35 @@ pub fn make(root: &str, mount: &UserMount) -> Outcome {
             let src = open_source(source)?;
             let tree = rustix::mount::open_tree(&src, "", flags | OpenTreeFlags::AT_EMPTY_PATH)
                 .map_err(|e| errno("opening the source", e))?;
+            let propagation = if *shared {
+                sys::Propagation::Shared
+            } else if *slave {
+                sys::Propagation::Slave
+            } else {
+                sys::Propagation::Private
+            };
             // Recursive: a read-only bind must not leave a writable mount
             // under it.
-            sys::set_mount_attr(tree.as_fd(), attrs.bits(), *recursive, *slave)
+            sys::set_mount_attr(tree.as_fd(), attrs.bits(), *recursive, propagation)
                 .map_err(|e| errno("setting the mount's flags", e))?;
             let st = rustix::fs::fstat(&tree).map_err(|e| errno("the source", e))?;
             let dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-            (tree, dir)
+            Ok(Detached { tree, dir })
         }
-        UserMountKind::Tmpfs { size, mode } => (tmpfs(*size, *mode, attrs)?, true),
+        UserMountKind::Tmpfs { size, mode } => Ok(Detached {
+            tree: tmpfs(*size, *mode, attrs)?,
+            dir: true,
+        }),
+    }
+}
+
+/// Makes `mount` under `root` (a host path, before `pivot_root`), from
+/// `detached` when its source was opened earlier (a shared bind).
+pub fn make(root: &str, mount: &UserMount, detached: Option<Detached>) -> Outcome {
+    let root_path = root;
+    let Detached { tree, dir } = match detached {
+        Some(d) => d,
+        None => detach(mount)?,
     };
     let root = rustix::fs::open(
         root,

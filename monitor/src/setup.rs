@@ -8,6 +8,7 @@
 use alloc::ffi::CString;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::ffi::CStr;
 
 use berth_runtime::plan::{self, Namespace, Step};
@@ -31,6 +32,7 @@ pub fn execute(steps: &[Step], root: &str, go: OwnedFd, handoff: Option<OwnedFd>
         go: Some(go),
         handoff,
         root: None,
+        shared: Vec::new(),
     };
     for step in steps {
         run(step, &mut held).map_err(|Failure(code, message)| {
@@ -46,6 +48,8 @@ struct Held {
     handoff: Option<OwnedFd>,
     /// The root the monitor mounted, until it is attached.
     root: Option<OwnedFd>,
+    /// Shared binds' sources opened early, by target, until mounted.
+    shared: Vec<(String, crate::mounts::Detached)>,
 }
 
 /// The step, for a message: paths shown as the container will see them.
@@ -95,6 +99,7 @@ fn describe(step: &Step, root: &str) -> String {
         Step::AttachRoot { .. } => "attaching the idmapped root".into(),
         Step::BecomeRoot => "becoming the user namespace's root".into(),
         Step::UserMount { mount, .. } => format!("mount on {}", mount.target),
+        Step::OpenSharedBind { mount } => format!("opening the shared bind for {}", mount.target),
     }
 }
 
@@ -232,7 +237,19 @@ fn run(step: &Step, held: &mut Held) -> Outcome {
             // (unmapped here): the state directory is root's alone.
             rustix::process::chdir(target.as_str()).map_err(errno)
         }
-        Step::UserMount { root, mount } => crate::mounts::make(root, mount),
+        Step::OpenSharedBind { mount } => {
+            let detached = crate::mounts::detach(mount)?;
+            held.shared.push((mount.target.clone(), detached));
+            Ok(())
+        }
+        Step::UserMount { root, mount } => {
+            let early = held
+                .shared
+                .iter()
+                .position(|(t, _)| *t == mount.target)
+                .map(|i| held.shared.swap_remove(i).1);
+            crate::mounts::make(root, mount, early)
+        }
         Step::BecomeRoot => {
             let (uid, gid) = (
                 rustix::process::Uid::from_raw(0),

@@ -118,26 +118,43 @@ pub fn idmap_mount(mount: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> Result<(), 
     .map(drop)
 }
 
+/// The propagation [`set_mount_attr`] gives a detached mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    /// Receives nothing, gives nothing.
+    Private,
+    /// Stays a slave of its source's master: receives what is mounted
+    /// under the source later.
+    Slave,
+    /// Stays in its source's peer group (a clone of a shared mount is a
+    /// peer): mounts go both ways.
+    Shared,
+}
+
 /// Sets the attributes `set` (`MOUNT_ATTR_*`: read-only, nosuid, ...) on
 /// the detached mount `mount`, and on every mount under it when
-/// `recursive` (`mount_setattr(2)` with `AT_RECURSIVE`), and makes it
-/// private, or a slave of its source with `slave` (it then receives what
-/// is mounted under the source later): a read-only bind is then read-only
-/// all the way down.
+/// `recursive` (`mount_setattr(2)` with `AT_RECURSIVE`), and its
+/// `propagation`: a read-only bind is then read-only all the way down.
 pub fn set_mount_attr(
     mount: BorrowedFd<'_>,
     set: u32,
     recursive: bool,
-    slave: bool,
+    propagation: Propagation,
 ) -> Result<(), Errno> {
     /// `MS_PRIVATE`.
     const MS_PRIVATE: u64 = 1 << 18;
     /// `MS_SLAVE`.
     const MS_SLAVE: u64 = 1 << 19;
+    /// `MS_SHARED`.
+    const MS_SHARED: u64 = 1 << 20;
     let attr = mount_attr {
         attr_set: set.into(),
         attr_clr: 0,
-        propagation: if slave { MS_SLAVE } else { MS_PRIVATE },
+        propagation: match propagation {
+            Propagation::Private => MS_PRIVATE,
+            Propagation::Slave => MS_SLAVE,
+            Propagation::Shared => MS_SHARED,
+        },
         userns_fd: 0,
     };
     let flags = AT_EMPTY_PATH | if recursive { AT_RECURSIVE } else { 0 };

@@ -171,6 +171,12 @@ pub enum UserMountKind {
         /// else private.
         #[serde(default)]
         slave: bool,
+        /// A peer of its source (bind propagation `shared`/`rshared`):
+        /// what the host mounts under `source` later appears in the
+        /// container, and what the container mounts under the target
+        /// appears on the host under `source`. Wins over `slave`.
+        #[serde(default)]
+        shared: bool,
     },
     /// A fresh tmpfs.
     Tmpfs {

@@ -75,6 +75,15 @@ pub enum Step {
     /// on propagates back to the host, but the host's later mounts reach
     /// the copies, so a slave bind made from one receives them.
     MakeMountsSlave,
+    /// Opens the source of a shared bind (`mount` is one with `shared`) as
+    /// a detached mount while the new mount namespace's copies are still
+    /// peers of the host's, so the clone joins the source's peer group;
+    /// right after [`Step::Unshare`], before [`Step::MakeMountsSlave`].
+    /// Its [`Step::UserMount`] later moves that clone onto the target.
+    OpenSharedBind {
+        /// The mount.
+        mount: UserMount,
+    },
     /// Mounts a filesystem.
     Mount(Mount),
     /// Bind-mounts `source` on `target` (a host device node on an empty file).
@@ -213,7 +222,7 @@ impl Step {
             Step::WriteFiles { dir, .. } => Some(dir),
             Step::PivotRoot { root } => Some(root),
             Step::AttachRoot { target } => Some(target),
-            Step::UserMount { mount, .. } => Some(&mount.target),
+            Step::UserMount { mount, .. } | Step::OpenSharedBind { mount } => Some(&mount.target),
             Step::AwaitUserns | Step::BecomeRoot => None,
             Step::EnterNetns { .. }
             | Step::Unshare(_)
@@ -524,17 +533,7 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         (None, false) => namespaces.push(Namespace::Net),
     }
     steps.push(Step::Unshare(namespaces));
-    let slave_binds = spec.mounts.iter().any(|m| {
-        matches!(
-            m.kind,
-            crate::launch::UserMountKind::Bind { slave: true, .. }
-        )
-    });
-    steps.push(if slave_binds {
-        Step::MakeMountsSlave
-    } else {
-        Step::MakeMountsPrivate
-    });
+    mounts::propagation(spec, &mut steps);
     let root = if spec.userns.is_some() {
         if spec.rootfs.layers.is_empty() {
             return Err(PlanError::NoLayers);

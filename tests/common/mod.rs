@@ -281,6 +281,12 @@ impl Agent {
         self.spawn().await;
     }
 
+    /// Adds flags to every later start of this berthd (after the harness's
+    /// own and those it was started with).
+    pub fn add_args(&mut self, args: &[&str]) {
+        self.extra_args.extend(args.iter().map(|a| a.to_string()));
+    }
+
     /// True once the berthd process has ended (reaped).
     pub fn agent_died(&mut self) -> bool {
         match self.child.as_mut().map(|c| c.try_wait()) {

@@ -79,8 +79,13 @@ impl Manager {
         self.cgroups
             .check(&Limits::from(&spec.limits))
             .map_err(ContainerError::LimitUnsupported)?;
+        if spec.storage_size_bytes == 0 {
+            // berthd's --default-storage-size (checked at its start); kept
+            // in the record, so the limit is cleared at Remove like any.
+            spec.storage_size_bytes = self.default_storage_size;
+        }
         if spec.storage_size_bytes > 0 {
-            super::layer_quota::check(&self.dir, spec.storage_size_bytes)?;
+            super::layer_quota::check(&self.dir, spec.storage_size_bytes, "--storage-opt size")?;
         }
         if spec.image.is_empty() {
             return Err(ContainerError::invalid("image", "no image given"));

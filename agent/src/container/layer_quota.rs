@@ -33,8 +33,9 @@ const COUNTER_FILE: &str = ".project-ids";
 static ALLOCATING: Mutex<()> = Mutex::new(());
 
 /// Checks `size` and that the file system of `containers_dir` enforces
-/// project quotas; nothing is changed.
-pub fn check(containers_dir: &Path, size: u64) -> Result<()> {
+/// project quotas; nothing is changed. `flag` names what asked for the
+/// size, for the message (`--storage-opt size`, `--default-storage-size`).
+pub fn check(containers_dir: &Path, size: u64, flag: &str) -> Result<()> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
         return Err(ContainerError::invalid(
             "storage_size_bytes",
@@ -46,7 +47,7 @@ pub fn check(containers_dir: &Path, size: u64) -> Result<()> {
     quota::check_project_quotas(&dir).map_err(|e| {
         ContainerError::StorageUnsupported(format!(
             "project quotas are not enforced on the file system of {} ({e}); \
-             --storage-opt size needs ext4 (-O quota,project) or xfs mounted with prjquota",
+             {flag} needs ext4 (-O quota,project) or xfs mounted with prjquota",
             containers_dir.display()
         ))
     })
@@ -118,7 +119,7 @@ mod tests {
     fn sizes_out_of_range_are_invalid() {
         let d = tempfile::tempdir().unwrap();
         for size in [1, MIN_SIZE - 1, MAX_SIZE + 1] {
-            let e = check(d.path(), size).unwrap_err();
+            let e = check(d.path(), size, "--storage-opt size").unwrap_err();
             assert!(matches!(e, ContainerError::InvalidSpec { .. }), "{e:?}");
         }
     }

@@ -28,7 +28,7 @@ mod exec;
 mod exec_durable;
 mod exit;
 mod hosts;
-mod layer_quota;
+pub(crate) mod layer_quota;
 mod mounts;
 mod network;
 mod pause;
@@ -105,6 +105,9 @@ pub struct Manager {
     janitor: Arc<Janitor>,
     seccomp: Arc<Seccomp>,
     allow_privileged: bool,
+    /// The writable-layer limit of a container created without one (0:
+    /// none).
+    default_storage_size: u64,
     volumes: Arc<crate::volume::VolumeStore>,
     default_network: crate::network::DefaultNetwork,
     /// The id ranges of `--userns auto` containers.
@@ -146,6 +149,10 @@ pub struct Deps {
     pub volumes: Arc<crate::volume::VolumeStore>,
     /// The network of a spec that names none (berthd's `--default-network`).
     pub default_network: crate::network::DefaultNetwork,
+    /// The writable-layer limit in bytes of a container created without
+    /// one (berthd's `--default-storage-size`, checked at its start), 0 for
+    /// none.
+    pub default_storage_size: u64,
 }
 
 fn now_nanos() -> i64 {
@@ -183,6 +190,7 @@ impl Manager {
             allow_privileged,
             volumes,
             default_network,
+            default_storage_size,
         } = deps;
         let mgr = Arc::new_cyclic(|me| Manager {
             dir,
@@ -196,6 +204,7 @@ impl Manager {
             janitor,
             seccomp,
             allow_privileged,
+            default_storage_size,
             volumes,
             default_network,
             id_ranges: userns::IdRanges::from_host(),

@@ -114,6 +114,7 @@ impl ResolvedMount {
                     recursive: self.recursive,
                     copy_up: self.copy_up,
                     slave: super::propagation::is_slave(&self.propagation),
+                    shared: super::propagation::is_shared(&self.propagation),
                 },
                 MountKind::Tmpfs => UserMountKind::Tmpfs {
                     size: self.tmpfs_size,
@@ -268,13 +269,7 @@ const SENSITIVE: [&str; 4] = ["/", "/proc", "/sys", "/dev"];
 
 fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
     match m.propagation.as_str() {
-        "" | "private" | "rprivate" | "slave" | "rslave" => {}
-        "shared" | "rshared" => {
-            return Err(ContainerError::MountUnsupported(format!(
-                "bind propagation {:?} (private, rprivate, slave and rslave are)",
-                m.propagation
-            )))
-        }
+        "" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {}
         other => {
             return Err(invalid(format!(
                 "unknown bind propagation {:?}",
@@ -317,21 +312,39 @@ fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
             capped(src)
         )));
     }
-    if super::propagation::is_slave(&m.propagation) {
-        let info = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| ContainerError::io("reading /proc/self/mountinfo", e))?;
-        if let Some((point, false)) = super::propagation::source_propagates(&info, &real) {
-            return Err(invalid(format!(
-                "bind source {:?} is on mount {:?}, which is neither shared nor a slave: \
-                 nothing mounted there later could reach the container (make it shared: \
-                 mount --make-shared {:?}), or use private propagation",
-                capped(src),
-                capped(&point),
-                capped(&point)
-            )));
-        }
+    check_source_propagation(m, src, &real)
+}
+
+/// A slave bind needs a source on a shared or slave mount, a shared bind
+/// one on a shared mount (as Docker checks): else the propagation asked
+/// for could never happen.
+fn check_source_propagation(m: &MountSpec, src: &str, real: &Path) -> Result<()> {
+    use super::propagation::{is_shared, is_slave, SourcePropagation};
+    let (slave, shared) = (is_slave(&m.propagation), is_shared(&m.propagation));
+    if !slave && !shared {
+        return Ok(());
     }
-    Ok(())
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| ContainerError::io("reading /proc/self/mountinfo", e))?;
+    match super::propagation::source_propagation(&info, real) {
+        Some((point, SourcePropagation::Private)) => Err(invalid(format!(
+            "bind source {:?} is on mount {:?}, which is neither shared nor a slave: \
+             nothing mounted there later could reach the container (make it shared: \
+             mount --make-shared {:?}), or use private propagation",
+            capped(src),
+            capped(&point),
+            capped(&point)
+        ))),
+        Some((point, SourcePropagation::Slave)) if shared => Err(invalid(format!(
+            "bind source {:?} is on mount {:?}, which is not shared (only a slave): \
+             nothing mounted in the container could reach the host (make it shared: \
+             mount --make-shared {:?}), or use rslave or private propagation",
+            capped(src),
+            capped(&point),
+            capped(&point)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl Manager {

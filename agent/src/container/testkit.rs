@@ -349,6 +349,7 @@ impl Harness {
             allow_privileged: false,
             // No bridge in unit tests: the fakes launch nothing.
             default_network: crate::network::DefaultNetwork::None,
+            default_storage_size: 0,
             volumes: Arc::new(
                 crate::volume::VolumeStore::open(&root.join("volumes")).expect("volumes"),
             ),

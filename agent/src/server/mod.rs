@@ -59,6 +59,13 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let instance_id = crate::container::spec::new_id()[..16].to_string();
     crate::state_dir::make_private(&cfg.state_dir)
         .map_err(|e| format!("making the state directory private: {e}"))?;
+    if let Some(size) = cfg.default_storage_size {
+        // Before anything is made: a default limit that cannot be enforced
+        // would leave every container unbounded without a word.
+        let dir = cfg.state_dir.join("containers");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        crate::container::layer_quota::check(&dir, size, "--default-storage-size")?;
+    }
     let cgroups = CgroupHost::detect(&cfg.cgroup_parent);
     tracing::info!(
         version = cgroups.version(),
@@ -111,6 +118,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             seccomp: Arc::new(Seccomp::open(&cfg.state_dir.join("seccomp"))?),
             allow_privileged: cfg.allow_privileged,
             default_network: cfg.default_network,
+            default_storage_size: cfg.default_storage_size.unwrap_or(0),
             volumes: Arc::new(crate::volume::VolumeStore::open(
                 &cfg.state_dir.join("volumes"),
             )?),

@@ -9,7 +9,7 @@
 use alloc::vec::Vec;
 
 use super::Step;
-use crate::launch::LaunchSpec;
+use crate::launch::{LaunchSpec, UserMountKind};
 
 /// Why a mount target is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,29 @@ pub fn check_target(target: &str) -> Result<(), TargetError> {
 /// The depth of a target: how many components it has.
 fn depth(target: &str) -> usize {
     target.split('/').filter(|c| !c.is_empty()).count()
+}
+
+/// What follows [`Step::Unshare`]: the sources of shared binds opened
+/// while the namespace's mounts are still the host's peers, then every
+/// mount made a slave when a bind receives the host's mounts (slave or
+/// shared), else private. Either way nothing mounted in the container
+/// propagates to the host, except under a shared bind (runc makes the
+/// root `rslave` for the same reason).
+pub(super) fn propagation(spec: &LaunchSpec, steps: &mut Vec<Step>) {
+    let mut receives = false;
+    for m in &spec.mounts {
+        if let UserMountKind::Bind { slave, shared, .. } = m.kind {
+            receives |= slave || shared;
+            if shared {
+                steps.push(Step::OpenSharedBind { mount: m.clone() });
+            }
+        }
+    }
+    steps.push(if receives {
+        Step::MakeMountsSlave
+    } else {
+        Step::MakeMountsPrivate
+    });
 }
 
 /// One [`Step::UserMount`] per mount of `spec`, shallowest target first

@@ -15,6 +15,7 @@ fn bind(target: &str) -> UserMount {
             recursive: true,
             copy_up: false,
             slave: false,
+            shared: false,
         },
         read_only: false,
     }
@@ -89,4 +90,61 @@ fn mounts_with_a_user_namespace_are_refused_not_made_wrong() {
     let mut s = userns_spec();
     s.mounts = vec![bind("/data")];
     assert!(matches!(container_setup(&s), Err(PlanError::Userns(_))));
+}
+
+fn with_propagation(target: &str, slave: bool, shared: bool) -> UserMount {
+    let mut m = bind(target);
+    if let UserMountKind::Bind {
+        slave: s,
+        shared: h,
+        ..
+    } = &mut m.kind
+    {
+        (*s, *h) = (slave, shared);
+    }
+    m
+}
+
+#[test]
+fn the_namespace_is_private_unless_a_bind_receives_and_shared_sources_open_first() {
+    let propagation = |mounts: Vec<UserMount>| -> Vec<Step> {
+        let mut s = spec(None, 2);
+        s.mounts = mounts;
+        let steps = container_setup(&s).unwrap();
+        let unshare = steps
+            .iter()
+            .position(
+                |s| matches!(s, Step::Unshare(ns) if ns.contains(&crate::plan::Namespace::Mount)),
+            )
+            .unwrap();
+        // What follows the unshare, up to the first mount.
+        steps[unshare + 1..]
+            .iter()
+            .take_while(|s| !matches!(s, Step::Mount(_)))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(propagation(vec![bind("/a")]), [Step::MakeMountsPrivate]);
+    assert_eq!(
+        propagation(vec![bind("/a"), with_propagation("/b", true, false)]),
+        [Step::MakeMountsSlave]
+    );
+    let shared = with_propagation("/c", false, true);
+    assert_eq!(
+        propagation(vec![bind("/a"), shared.clone()]),
+        [
+            Step::OpenSharedBind {
+                mount: shared.clone()
+            },
+            Step::MakeMountsSlave
+        ]
+    );
+    // Its UserMount step still comes, in target order.
+    let mut s = spec(None, 2);
+    s.mounts = vec![shared.clone()];
+    let steps = container_setup(&s).unwrap();
+    assert!(steps.contains(&Step::UserMount {
+        root: "/state/containers/c1/rootfs".into(),
+        mount: shared
+    }));
 }
