@@ -128,12 +128,22 @@ pub async fn endpoints(agent: &Agent, net: &str) -> Vec<pb::NetworkEndpoint> {
 
 /// Creates a bridge network `name` with `subnet` ("" for one of the pool).
 pub async fn create_network(agent: &Agent, name: &str, subnet: &str) -> pb::Network {
-    nets(agent)
-        .create_network(pb::CreateNetworkRequest {
+    create_with(
+        agent,
+        pb::CreateNetworkRequest {
             name: name.into(),
             subnet: subnet.into(),
             ..Default::default()
-        })
+        },
+    )
+    .await
+}
+
+/// Creates the network `req` asks for, which must succeed.
+pub async fn create_with(agent: &Agent, req: pb::CreateNetworkRequest) -> pb::Network {
+    let name = req.name.clone();
+    nets(agent)
+        .create_network(req)
         .await
         .unwrap_or_else(|e| panic!("creating {name}: {e}"))
         .into_inner()
@@ -159,5 +169,45 @@ pub fn httpd(net: &str, name: &str) -> pb::ContainerSpec {
         ..super::sh(&format!(
             "mkdir -p /www && echo from-{name} > /www/index.html && exec httpd -f -p 80 -h /www"
         ))
+    }
+}
+
+/// A busybox httpd serving `page` on port 80 (its network still to set,
+/// see [`on`]).
+pub fn serve(page: &str) -> pb::ContainerSpec {
+    super::sh(&format!(
+        "mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www"
+    ))
+}
+
+/// `spec` on network `net`.
+pub fn on(net: &str, mut spec: pb::ContainerSpec) -> pb::ContainerSpec {
+    spec.network = net.into();
+    spec
+}
+
+/// Every container and network of `agent` removed.
+pub async fn remove_all(agent: &Agent) {
+    let listed = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    for c in listed {
+        agent.force_remove(&c.id).await;
+    }
+    for n in nets(agent)
+        .list_networks(pb::ListNetworksRequest {})
+        .await
+        .expect("list networks")
+        .into_inner()
+        .networks
+    {
+        nets(agent)
+            .remove_network(pb::RemoveNetworkRequest { network: n.id })
+            .await
+            .expect("remove network");
     }
 }
