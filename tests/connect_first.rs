@@ -170,7 +170,10 @@ async fn a_container_leaves_its_first_network_joins_the_bridge_and_gets_a_first_
     );
     let inspected = agent.inspect(&a.id).await;
     assert!(inspected.network_settings.is_none(), "{inspected:?}");
-    assert_eq!(inspected.connected_networks, [on_bridge.clone()]);
+    assert_eq!(
+        inspected.connected_networks,
+        std::slice::from_ref(&on_bridge)
+    );
     let names: Vec<_> = endpoints(&agent, "front")
         .await
         .into_iter()
@@ -207,7 +210,7 @@ async fn a_container_leaves_its_first_network_joins_the_bridge_and_gets_a_first_
         .into_inner();
     let after = agent.inspect(&a.id).await;
     assert!(after.network_settings.is_none(), "{after:?}");
-    assert_eq!(after.connected_networks, [on_bridge.clone()]);
+    assert_eq!(after.connected_networks, std::slice::from_ref(&on_bridge));
     ok(&agent, &["stop", "-t", "1", "a"]);
     ok(&agent, &["start", "a"]);
     assert_eq!(interfaces(&agent, "a"), ["eth1", "lo"]);
