@@ -2,7 +2,8 @@
 //! 19): a running container joins a second network (a new interface, an
 //! address in its subnet, names both ways), keeps it across a kill -9 of
 //! berthd and its own restart, and leaves it cleanly; bad requests change
-//! nothing; events and berthctl.
+//! nothing; events and berthctl. Leaving the first network, and the
+//! default bridge: tests/connect_first.rs.
 //!
 //! berthd runs in a network namespace the test makes and deletes (see
 //! tests/bridge.rs): all bridges, veths and tables live and die there.
@@ -10,101 +11,16 @@
 mod common;
 
 use berth::v1 as pb;
-use berth::v1::networks_client::NetworksClient;
 use common::cli::{expect_failure, ok};
-use common::{eventually, next_event, sh, Agent};
-use tonic::transport::Channel;
+use common::net::{connect, disconnect, endpoints, exec, httpd, nets, reaches, refused};
+use common::{next_event, sh, Agent};
 use tonic::Code;
-use tonic_types::StatusExt;
 
 async fn agent() -> Agent {
     let agent =
         Agent::start_in_netns(&["--bridge-name", "bct0", "--bridge-subnet", "10.76.0.0/24"]).await;
     agent.import_busybox().await;
     agent
-}
-
-fn nets(agent: &Agent) -> NetworksClient<Channel> {
-    NetworksClient::new(agent.channel.clone())
-}
-
-fn refused(e: tonic::Status, code: Code, reason: &str) {
-    assert_eq!(e.code(), code, "{e:?}");
-    let got = e
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default();
-    assert_eq!(got, reason, "{e:?}");
-    assert!(e.message().len() < 400, "{e:?}");
-}
-
-fn httpd(net: &str, name: &str) -> pb::ContainerSpec {
-    pb::ContainerSpec {
-        name: name.into(),
-        network: net.into(),
-        ..sh(&format!(
-            "mkdir -p /www && echo from-{name} > /www/index.html && exec httpd -f -p 80 -h /www"
-        ))
-    }
-}
-
-/// Runs `script` in container `c` (berthctl exec); its exit code and output.
-fn exec(agent: &Agent, c: &str, script: &str) -> (i32, String) {
-    let o = agent.ctl(&["exec", c, "sh", "-c", script]);
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code().unwrap_or(-1), out)
-}
-
-async fn reaches(agent: &Agent, from: &str, url: &str, page: &str) -> bool {
-    eventually(20, async || {
-        let (code, out) = exec(agent, from, &format!("wget -q -O - {url}"));
-        code == 0 && out.contains(page)
-    })
-    .await
-}
-
-async fn connect(
-    agent: &Agent,
-    net: &str,
-    c: &str,
-    aliases: &[&str],
-    ip: &str,
-) -> Result<pb::NetworkEndpoint, tonic::Status> {
-    nets(agent)
-        .connect_container(pb::ConnectContainerRequest {
-            network: net.into(),
-            container: c.into(),
-            aliases: aliases.iter().map(|a| a.to_string()).collect(),
-            ipv4_address: ip.into(),
-        })
-        .await
-        .map(|r| r.into_inner().endpoint.unwrap_or_default())
-}
-
-async fn disconnect(agent: &Agent, net: &str, c: &str) -> Result<(), tonic::Status> {
-    nets(agent)
-        .disconnect_container(pb::DisconnectContainerRequest {
-            network: net.into(),
-            container: c.into(),
-            force: false,
-        })
-        .await
-        .map(|_| ())
-}
-
-async fn endpoints(agent: &Agent, net: &str) -> Vec<pb::NetworkEndpoint> {
-    nets(agent)
-        .inspect_network(pb::InspectNetworkRequest {
-            network: net.into(),
-        })
-        .await
-        .expect("inspect network")
-        .into_inner()
-        .endpoints
 }
 
 #[tokio::test]
@@ -167,9 +83,14 @@ async fn a_running_container_joins_and_leaves_a_second_network() {
         "NETWORK_ALREADY_CONNECTED",
     );
     refused(
-        connect(&agent, "bridge", "a", &[], "").await.unwrap_err(),
+        connect(&agent, "host", "a", &[], "").await.unwrap_err(),
         Code::FailedPrecondition,
         "NETWORK_PREDEFINED",
+    );
+    refused(
+        connect(&agent, "bridge", "h", &[], "").await.unwrap_err(),
+        Code::FailedPrecondition,
+        "NETWORK_MODE_NOT_CONNECTABLE",
     );
     refused(
         connect(&agent, "net2", "h", &[], "").await.unwrap_err(),
@@ -203,9 +124,14 @@ async fn a_running_container_joins_and_leaves_a_second_network() {
         "NETWORK_NOT_CONNECTED",
     );
     refused(
-        disconnect(&agent, "net1", "a").await.unwrap_err(),
-        Code::Unimplemented,
-        "NETWORK_UNSUPPORTED",
+        disconnect(&agent, "bridge", "a").await.unwrap_err(),
+        Code::FailedPrecondition,
+        "NETWORK_NOT_CONNECTED",
+    );
+    refused(
+        disconnect(&agent, "host", "a").await.unwrap_err(),
+        Code::FailedPrecondition,
+        "NETWORK_PREDEFINED",
     );
     assert_eq!(
         agent.inspect(&a.id).await.connected_networks,

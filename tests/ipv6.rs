@@ -10,25 +10,15 @@
 mod common;
 
 use berth::v1 as pb;
-use berth::v1::networks_client::NetworksClient;
+use common::net::{links, nets, ns, on, refused, remove_all, serve as httpd};
 use common::{eventually, sh, Agent, TestNetns};
-use tonic::transport::Channel;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 async fn agent() -> Agent {
     let agent =
         Agent::start_in_netns(&["--bridge-name", "bst0", "--bridge-subnet", "10.76.0.0/24"]).await;
     agent.import_busybox().await;
     agent
-}
-
-fn ns(agent: &Agent) -> &TestNetns {
-    agent.netns.as_ref().expect("the agent's network namespace")
-}
-
-fn nets(agent: &Agent) -> NetworksClient<Channel> {
-    NetworksClient::new(agent.channel.clone())
 }
 
 async fn create6(agent: &Agent, name: &str, subnet6: &str) -> pb::Network {
@@ -46,37 +36,10 @@ async fn create6(agent: &Agent, name: &str, subnet6: &str) -> pb::Network {
         .expect("the network")
 }
 
-fn on(net: &str, mut spec: pb::ContainerSpec) -> pb::ContainerSpec {
-    spec.network = net.into();
-    spec
-}
-
-fn refused(e: tonic::Status, code: Code, reason: &str) {
-    assert_eq!(e.code(), code, "{e:?}");
-    let got = e
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default();
-    assert_eq!(got, reason, "{e:?}");
-    assert!(e.message().len() < 400, "{e:?}");
-}
-
 fn out(ns: &TestNetns, args: &[&str]) -> String {
     String::from_utf8_lossy(&ns.exec(args).stdout).into()
 }
 
-/// Names of links in the agent's namespace starting with `prefix`.
-fn links(ns: &TestNetns, prefix: &str) -> Vec<String> {
-    out(ns, &["ip", "-o", "link"])
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
-
-/// No bridge of a user network, no veth, no table and no IPv6 address of
-/// berth's is left.
 async fn assert_no_leftovers(agent: &Agent, prefixes: &[&str]) {
     let ns = ns(agent);
     let clean = async || {
@@ -95,37 +58,6 @@ async fn assert_no_leftovers(agent: &Agent, prefixes: &[&str]) {
         out(ns, &["ip", "-o", "-6", "addr"]),
         out(ns, &["nft", "list", "ruleset"])
     );
-}
-
-async fn remove_all(agent: &Agent) {
-    let listed = agent
-        .containers()
-        .list(pb::ListContainersRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .containers;
-    for c in listed {
-        agent.force_remove(&c.id).await;
-    }
-    for n in nets(agent)
-        .list_networks(pb::ListNetworksRequest {})
-        .await
-        .expect("list networks")
-        .into_inner()
-        .networks
-    {
-        nets(agent)
-            .remove_network(pb::RemoveNetworkRequest { network: n.id })
-            .await
-            .expect("remove network");
-    }
-}
-
-fn httpd(page: &str) -> pb::ContainerSpec {
-    sh(&format!(
-        "mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www"
-    ))
 }
 
 #[tokio::test]

@@ -11,11 +11,9 @@
 mod common;
 
 use berth::v1 as pb;
-use berth::v1::networks_client::NetworksClient;
+use common::net::{links, nets, ns, on, refused, remove_all, ruleset, serve as httpd};
 use common::{eventually, next_event, sh, Agent, TestNetns};
-use tonic::transport::Channel;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 async fn agent() -> Agent {
     // A default bridge subnet of this test's own, outside the pool.
@@ -25,57 +23,15 @@ async fn agent() -> Agent {
     agent
 }
 
-fn ns(agent: &Agent) -> &TestNetns {
-    agent.netns.as_ref().expect("the agent's network namespace")
-}
-
-fn nets(agent: &Agent) -> NetworksClient<Channel> {
-    NetworksClient::new(agent.channel.clone())
-}
-
 async fn create(agent: &Agent, name: &str, subnet: &str, internal: bool) -> pb::Network {
-    nets(agent)
-        .create_network(pb::CreateNetworkRequest {
-            name: name.into(),
-            subnet: subnet.into(),
-            internal,
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("creating {name}: {e}"))
-        .into_inner()
-        .network
-        .expect("the network")
-}
-
-fn refused(e: tonic::Status, code: Code, reason: &str) {
-    assert_eq!(e.code(), code, "{e:?}");
-    let got = e
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default();
-    assert_eq!(got, reason, "{e:?}");
-    assert!(e.message().len() < 400, "{e:?}");
-}
-
-fn on(net: &str, mut spec: pb::ContainerSpec) -> pb::ContainerSpec {
-    spec.network = net.into();
-    spec
-}
-
-/// Names of links in the agent's namespace starting with `prefix`.
-fn links(ns: &TestNetns, prefix: &str) -> Vec<String> {
-    let out = ns.exec(&["ip", "-o", "link"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
-
-fn ruleset(ns: &TestNetns) -> String {
-    String::from_utf8_lossy(&ns.exec(&["nft", "list", "ruleset"]).stdout).into()
+    let (name, subnet) = (name.into(), subnet.into());
+    let req = pb::CreateNetworkRequest {
+        name,
+        subnet,
+        internal,
+        ..Default::default()
+    };
+    common::net::create_with(agent, req).await
 }
 
 /// Nothing of berth's networks is left: no bridge of a user network, no
@@ -95,37 +51,6 @@ async fn assert_no_leftovers(agent: &Agent) {
         links(ns, "bth"),
         ruleset(ns)
     );
-}
-
-async fn remove_all(agent: &Agent) {
-    let listed = agent
-        .containers()
-        .list(pb::ListContainersRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .containers;
-    for c in listed {
-        agent.force_remove(&c.id).await;
-    }
-    for n in nets(agent)
-        .list_networks(pb::ListNetworksRequest {})
-        .await
-        .expect("list networks")
-        .into_inner()
-        .networks
-    {
-        nets(agent)
-            .remove_network(pb::RemoveNetworkRequest { network: n.id })
-            .await
-            .expect("remove network");
-    }
-}
-
-fn httpd(page: &str) -> pb::ContainerSpec {
-    sh(&format!(
-        "mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www"
-    ))
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod fleet;
 pub mod image;
 pub mod invariants;
+pub mod net;
 pub mod probe;
 pub mod registry;
 

@@ -1,5 +1,7 @@
 //! Networks.ConnectContainer and DisconnectContainer: a container joins or
-//! leaves a user-defined network after Create.
+//! leaves a network after Create: a user-defined one or the default bridge,
+//! the one it was created on included (its first network: see
+//! `connect_first`).
 //!
 //! A running (or paused) container gets or loses its interface at once; a
 //! created or exited one only has its record changed, and its next start
@@ -9,6 +11,7 @@
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
+use super::connect_first::first_is_empty;
 use super::entry::{Announce, Entry};
 use super::error::{ContainerError, Result};
 use super::record::Record;
@@ -39,17 +42,18 @@ pub struct ConnectRequest {
 }
 
 impl Manager {
-    /// Connects a container to one more user-defined network. The network
-    /// it was created on, or one it was connected to, is ALREADY_EXISTS
-    /// (Docker refuses it too); a container in mode host, none or
-    /// container:<x> is FAILED_PRECONDITION. A failed connect changes
-    /// nothing.
-    pub async fn connect(&self, req: ConnectRequest) -> Result<Record> {
+    /// Connects a container to one more network: a user-defined one or
+    /// the default "bridge". One it is on already is ALREADY_EXISTS (Docker
+    /// refuses it too); a container in mode host, none or container:<x> is
+    /// FAILED_PRECONDITION. A container that has left its first network
+    /// gets this one as its first ([`Manager::join_first`]). A failed
+    /// connect changes nothing. Returns the record and the network's id
+    /// ("bridge" for the default bridge).
+    pub async fn connect(&self, req: ConnectRequest) -> Result<(Record, String)> {
         check_aliases(&req.aliases)?;
         let wanted = parse_address(&req.ipv4_address)?;
         let entry = self.get(&req.container)?;
-        let net = self.networks.get(&req.network)?;
-        let bridge = net.bridge()?.clone();
+        let target = self.target(&req.network)?;
         let _ops = entry.ops.lock().await;
         let rec = entry.snapshot();
         if matches!(&rec.network, Mode::Network(id) if self.networks.cni_list(id).is_some()) {
@@ -71,22 +75,34 @@ impl Manager {
             }
             .into());
         }
-        let on_it = rec.network == Mode::Network(net.rec.id.clone())
-            || rec.connected.iter().any(|a| a.network == net.rec.id);
-        if on_it {
+        if target.has(&rec) {
             return Err(NetworkError::AlreadyConnected {
                 container: rec.name.clone(),
-                network: net.rec.name.clone(),
+                network: target.rec.name.clone(),
             }
             .into());
         }
+        let id = target.id().to_string();
+        if first_is_empty(&rec) {
+            let saved = self
+                .join_first(&entry, &rec, &target, req.aliases, wanted)
+                .await?;
+            return Ok((saved, id));
+        }
+        if !req.aliases.is_empty() && target.mode == Mode::Bridge {
+            return Err(ContainerError::invalid(
+                "aliases",
+                "network aliases need a user-defined network, not \"bridge\"",
+            ));
+        }
+        let bridge = target.bridge.clone();
         let slot = attach::free_slot(&rec.connected).ok_or(NetworkError::TooManyNetworks {
             container: rec.name.clone(),
             max: MAX_ATTACHED,
         })?;
         let settings = attach::address(&bridge, wanted)?;
         let att = Attachment {
-            network: net.rec.id.clone(),
+            network: id.clone(),
             settings,
             aliases: req.aliases,
             slot,
@@ -114,43 +130,40 @@ impl Manager {
             }
         };
         self.networks
-            .announce_connection(&net.rec, &rec.id, Action::Connected);
+            .announce_connection(&target.rec, &rec.id, Action::Connected);
         // Its peers on the network learn its name, and it theirs.
-        self.refresh_hosts(&Mode::Network(net.rec.id.clone()));
-        Ok(saved)
+        self.refresh_hosts(&target.mode);
+        Ok((saved, id))
     }
 
-    /// Disconnects a container from a network it was connected to. The
-    /// network it was created on cannot be left (not supported yet); one it
-    /// is not on is FAILED_PRECONDITION. `force`: a running container's
-    /// interface that cannot be deleted is logged, not an error, and the
-    /// connection goes from the record all the same.
+    /// Disconnects a container from a network it is on: the one it was
+    /// created on (or first connected to, after leaving that) or one it was
+    /// connected to later; the others stay. One it is not on is
+    /// FAILED_PRECONDITION. `force`: a running container's interface that
+    /// cannot be deleted is logged, not an error, and the connection goes
+    /// from the record all the same.
     pub async fn disconnect(&self, network: &str, container: &str, force: bool) -> Result<Record> {
         let entry = self.get(container)?;
-        let net = self.networks.get(network)?;
+        let target = self.target(network)?;
         let _ops = entry.ops.lock().await;
         let rec = entry.snapshot();
-        if rec.network == Mode::Network(net.rec.id.clone()) {
-            return Err(NetworkError::Unsupported(
-                "disconnecting a container from the network it was created on \
-                 (create it again on another network)",
-            )
-            .into());
+        if let (true, Some(first)) = (target.is_first_of(&rec), &rec.net) {
+            return self.leave_first(&entry, &rec, &target, first, force).await;
         }
         let Some(att) = rec
             .connected
             .iter()
-            .find(|a| a.network == net.rec.id)
+            .find(|a| a.network == target.id())
             .cloned()
         else {
             return Err(NetworkError::NotConnected {
                 container: rec.name.clone(),
-                network: net.rec.name.clone(),
+                network: target.rec.name.clone(),
             }
             .into());
         };
         if rec.state.is_live() {
-            if let Err(e) = net.bridge()?.detach(&rec.id, &att).await {
+            if let Err(e) = target.bridge.detach(&rec.id, &att).await {
                 if !force {
                     return Err(e.into());
                 }
@@ -165,19 +178,20 @@ impl Manager {
         )?;
         // The pair is gone already; this frees the address (and the
         // network's table when nothing else is on it).
-        net.bridge()?
+        target
+            .bridge
             .release_link(&rec.id, &att.host_link(&rec.id), &att.settings)
             .await;
         self.networks
-            .announce_connection(&net.rec, &rec.id, Action::Disconnected);
-        self.refresh_hosts(&Mode::Network(net.rec.id.clone()));
+            .announce_connection(&target.rec, &rec.id, Action::Disconnected);
+        self.refresh_hosts(&target.mode);
         self.refresh_hosts_of(&entry);
         Ok(saved)
     }
 
     /// The network namespace of `rec`'s init when it runs now, checked to
     /// be that very process's (by its pidfd, after the open).
-    fn live_namespace(&self, entry: &Entry, rec: &Record) -> Option<OwnedFd> {
+    pub(super) fn live_namespace(&self, entry: &Entry, rec: &Record) -> Option<OwnedFd> {
         if !rec.state.is_live() || rec.pid <= 0 {
             return None;
         }
@@ -196,8 +210,7 @@ impl Manager {
     pub(super) fn claim_connected(&self, rec: &Record) {
         for a in &rec.connected {
             let claimed = self
-                .networks
-                .bridge(&a.network)
+                .attached_bridge(&a.network)
                 .is_some_and(|b| b.claim(&a.settings));
             if !claimed {
                 tracing::warn!(
@@ -213,7 +226,7 @@ impl Manager {
     /// A removed container's connections: their veths and addresses go.
     pub(super) async fn release_connected(&self, rec: &Record) {
         for a in &rec.connected {
-            if let Some(b) = self.networks.bridge(&a.network) {
+            if let Some(b) = self.attached_bridge(&a.network) {
                 b.release_link(&rec.id, &a.host_link(&rec.id), &a.settings)
                     .await;
             }
@@ -225,8 +238,7 @@ impl Manager {
     pub(super) async fn attach_connected(&self, rec: &Record, ns: &OwnedFd) -> Result<()> {
         for a in &rec.connected {
             let bridge =
-                self.networks
-                    .bridge(&a.network)
+                self.attached_bridge(&a.network)
                     .ok_or_else(|| NetworkError::NotFound {
                         key: a.network.clone(),
                     })?;

@@ -11,6 +11,7 @@ use super::entry::Entry;
 use super::record::Record;
 use super::rootfs::Rootfs;
 use super::Manager;
+use crate::network::attach::DEFAULT_BRIDGE;
 use crate::network::bridge::Settings;
 use crate::network::Mode;
 
@@ -26,6 +27,8 @@ fn memberships(r: &Record) -> Vec<(&str, &Settings, &[String])> {
         .chain(
             r.connected
                 .iter()
+                // The default bridge resolves no names (as Docker's).
+                .filter(|a| a.network != DEFAULT_BRIDGE)
                 .map(|a| (a.network.as_str(), &a.settings, &a.aliases[..])),
         )
         .collect()

@@ -18,6 +18,7 @@
 pub mod bounds;
 mod cni;
 mod connect;
+mod connect_first;
 mod copy;
 mod create;
 #[cfg(test)]

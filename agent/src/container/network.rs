@@ -240,7 +240,12 @@ impl Manager {
         rec: &Record,
         netns: &Netns,
     ) -> Result<Option<(Vec<PortMapping>, Unpublish)>> {
-        let (Some(net), Netns::Own(Some(spare))) = (&rec.net, netns) else {
+        let Netns::Own(Some(spare)) = netns else {
+            return Ok(None);
+        };
+        let Some(net) = &rec.net else {
+            // It left its first network: only those connected later.
+            self.attach_connected(rec, spare.fd()).await?;
             return Ok(None);
         };
         let Some(bridge) = self.bridge_of(&rec.network) else {

@@ -20,6 +20,10 @@ use super::{link, NetworkError};
 /// only with one digit).
 pub const MAX_ATTACHED: usize = 9;
 
+/// The network id a connection to the default bridge is recorded under
+/// (a user-defined network's id is 64 hex digits: never this).
+pub const DEFAULT_BRIDGE: &str = "bridge";
+
 /// A network joined after Create, as the container's record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
@@ -146,10 +150,14 @@ impl Bridge {
     /// Deletes attachment `a`'s veth pair of container `id` (a running
     /// container's interface goes with it). One that is not there is fine.
     pub async fn detach(&self, id: &str, a: &Attachment) -> Result<(), NetworkError> {
+        self.unlink(&a.host_link(id)).await
+    }
+
+    /// Deletes the veth pair whose host side is `veth` (the container's
+    /// interface goes with it). One that is not there is fine.
+    pub async fn unlink(&self, veth: &str) -> Result<(), NetworkError> {
         let h = link::connect().map_err(|e| host("opening a netlink socket", e))?;
-        link::delete_if_present(&h, &a.host_link(id))
-            .await
-            .map_err(netlink)
+        link::delete_if_present(&h, veth).await.map_err(netlink)
     }
 }
 

@@ -83,6 +83,11 @@ pub struct Ipam {
     subnet: Subnet,
     gateway: u32,
     used: BTreeSet<u32>,
+    /// No address below this is free: the scan of [`Ipam::allocate`]
+    /// starts here, so filling a subnet from the bottom costs each
+    /// allocation a lookup, not a walk over every address taken (as in
+    /// `ipam6`).
+    low: u32,
 }
 
 impl Ipam {
@@ -97,17 +102,21 @@ impl Ipam {
             subnet,
             gateway: u32::from(gateway),
             used: BTreeSet::new(),
+            low: u32::from(subnet.addr) + 1,
         }
     }
 
     /// The lowest free address (gateway, network and broadcast excluded),
     /// now taken; `None` when the subnet is full.
     pub fn allocate(&mut self) -> Option<Ipv4Addr> {
-        let first = u32::from(self.subnet.addr) + 1;
+        let first = self.low;
         let last = self.subnet.broadcast() - 1;
-        // The used set is sorted: the first gap after `first` is the answer,
-        // found in one pass over what is taken rather than a probe per
-        // address (the gateway counts as taken).
+        if first > last {
+            return None;
+        }
+        // The used set is sorted: the first gap from `low` on is the
+        // answer, found in one pass over what is taken rather than a probe
+        // per address (the gateway counts as taken).
         let mut candidate = first;
         let mut used = self.used.range(first..=last).peekable();
         loop {
@@ -126,8 +135,12 @@ impl Ipam {
                 _ => break,
             }
         }
+        // Everything below `candidate` is taken (or the gateway), even
+        // when the subnet is full.
+        self.low = candidate;
         (candidate <= last).then(|| {
             self.used.insert(candidate);
+            self.low = candidate + 1;
             Ipv4Addr::from(candidate)
         })
     }
@@ -140,7 +153,10 @@ impl Ipam {
 
     /// Frees `ip`.
     pub fn release(&mut self, ip: Ipv4Addr) {
-        self.used.remove(&u32::from(ip));
+        let ip = u32::from(ip);
+        if self.used.remove(&ip) {
+            self.low = self.low.min(ip);
+        }
     }
 
     /// Whether no address is taken.
@@ -218,5 +234,82 @@ mod tests {
         assert!(ipam.claim(Ipv4Addr::new(10, 1, 0, 2)));
         assert!(ipam.claim(Ipv4Addr::new(10, 1, 0, 3)));
         assert_eq!(ipam.allocate(), Some(Ipv4Addr::new(10, 1, 0, 4)));
+    }
+
+    #[test]
+    fn the_lowest_free_hint_follows_releases_claims_and_a_full_subnet() {
+        let ip = |i| Ipv4Addr::new(10, 1, 0, i);
+        let mut ipam = Ipam::new(Subnet::parse("10.1.0.0/28").unwrap());
+        for i in 2..=6 {
+            assert_eq!(ipam.allocate(), Some(ip(i)));
+        }
+        // A release below the hint is found again, lowest first.
+        ipam.release(ip(5));
+        ipam.release(ip(3));
+        assert_eq!(ipam.allocate(), Some(ip(3)));
+        assert_eq!(ipam.allocate(), Some(ip(5)));
+        // Releasing what is free, or outside, moves nothing.
+        ipam.release(ip(12));
+        ipam.release(Ipv4Addr::new(10, 9, 0, 2));
+        assert_eq!(ipam.allocate(), Some(ip(7)));
+        // Claims above the hint are skipped.
+        assert!(ipam.claim(ip(8)) && ipam.claim(ip(10)));
+        assert_eq!(ipam.allocate(), Some(ip(9)));
+        assert_eq!(ipam.allocate(), Some(ip(11)));
+        // Full (.15 is the broadcast), then a release makes room again.
+        for i in 12..=14 {
+            assert_eq!(ipam.allocate(), Some(ip(i)));
+        }
+        assert_eq!(ipam.allocate(), None);
+        assert_eq!(ipam.allocate(), None);
+        ipam.release(ip(2));
+        assert_eq!(ipam.allocate(), Some(ip(2)));
+        assert_eq!(ipam.allocate(), None);
+        ipam.release(ip(14));
+        assert_eq!(ipam.allocate(), Some(ip(14)));
+    }
+
+    #[test]
+    fn the_hint_skips_a_gateway_of_choice_in_the_middle() {
+        let ip = |i| Ipv4Addr::new(10, 1, 0, i);
+        let sub = Subnet::parse("10.1.0.0/29").unwrap();
+        let mut ipam = Ipam::with_gateway(sub, ip(4));
+        for i in [1, 2, 3, 5] {
+            assert_eq!(ipam.allocate(), Some(ip(i)));
+        }
+        ipam.release(ip(3));
+        assert_eq!(ipam.allocate(), Some(ip(3)));
+        assert_eq!(ipam.allocate(), Some(ip(6)));
+        assert_eq!(ipam.allocate(), None);
+        assert!(!ipam.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod measure {
+    use super::*;
+
+    /// `cargo test -p berth-agent --lib ipam::measure -- --ignored --nocapture`:
+    /// the cost of one allocation (and release) on an empty /16 and with
+    /// 10,000 and 60,000 addresses taken.
+    #[test]
+    #[ignore]
+    fn allocation_cost_as_the_subnet_fills() {
+        let mut ipam = Ipam::new(Subnet::parse("10.1.0.0/16").unwrap());
+        for target in [0usize, 10_000, 60_000] {
+            while ipam.used.len() < target {
+                ipam.allocate().unwrap();
+            }
+            let rounds = 1_000u32;
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                let ip = ipam.allocate().unwrap();
+                ipam.release(ip);
+            }
+            println!(
+                "{target} taken: {:?} per allocate+release",
+                start.elapsed() / rounds
+            );
+        }
     }
 }

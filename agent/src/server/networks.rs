@@ -81,6 +81,11 @@ fn endpoint(c: &Record, id: &str) -> Option<pb::NetworkEndpoint> {
             c.spec.network_aliases.clone(),
             crate::network::link::CONTAINER_IFNAME.to_string(),
         ),
+        (Mode::Bridge, Some(s)) if id == crate::network::attach::DEFAULT_BRIDGE => (
+            s,
+            c.spec.network_aliases.clone(),
+            crate::network::link::CONTAINER_IFNAME.to_string(),
+        ),
         _ => {
             let a = c.connected.iter().find(|a| a.network == id)?;
             (&a.settings, a.aliases.clone(), a.ifname())
@@ -211,7 +216,7 @@ impl Networks for NetworksService {
         let r = req.into_inner();
         key("network", &r.network)?;
         key("container", &r.container)?;
-        let rec = self
+        let (rec, id) = self
             .mgr
             .connect(ConnectRequest {
                 network: r.network,
@@ -220,9 +225,8 @@ impl Networks for NetworksService {
                 ipv4_address: r.ipv4_address,
             })
             .await?;
-        let id = rec.connected.last().map(|a| a.network.clone());
         Ok(Response::new(pb::ConnectContainerResponse {
-            endpoint: id.and_then(|id| endpoint(&rec, &id)),
+            endpoint: endpoint(&rec, &id),
         }))
     }
 

@@ -18,10 +18,12 @@ pub enum NetworkCommand {
     /// Remove networks no container is on.
     #[command(visible_alias = "remove")]
     Rm(NetworkNamesArgs),
-    /// Connect a container to one more user-defined network (a running one
-    /// gets eth1, eth2, ... at once; others at their next start).
+    /// Connect a container to one more network, a user-defined one or
+    /// "bridge" (a running one gets eth1, eth2, ... at once, or eth0 when it
+    /// has no first network left; others at their next start).
     Connect(NetworkConnectArgs),
-    /// Disconnect a container from a network it was connected to.
+    /// Disconnect a container from a network it is on, the one it was
+    /// created on too (its other networks stay; with none left, only lo).
     Disconnect(NetworkDisconnectArgs),
 }
 
