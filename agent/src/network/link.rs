@@ -98,9 +98,7 @@ pub async fn ensure_bridge(
     let index = match index_of(h, name).await? {
         Some(i) => i,
         None => {
-            h.link()
-                .add(LinkBridge::new(name).build())
-                .execute()
+            add_link(h, LinkBridge::new(name).build())
                 .await
                 .or_else(exists_ok)?;
             index_of(h, name)
@@ -193,7 +191,24 @@ pub async fn add_veth_named(
         .controller(bridge)
         .up()
         .build();
-    Ok(h.link().add(msg).execute().await?)
+    Ok(add_link(h, msg).await?)
+}
+
+/// Adds a link, trying again while the kernel says its kind is not
+/// supported: a link kind's module (veth, bridge) is loaded on first use,
+/// and while one request loads it a concurrent one can get EOPNOTSUPP
+/// (seen on a freshly booted VM, two containers' first veths at once).
+async fn add_link(h: &Handle, msg: LinkMessage) -> Result<(), rtnetlink::Error> {
+    let mut attempt = 0u64;
+    loop {
+        match h.link().add(msg.clone()).execute().await {
+            Err(e) if attempt < 10 && is_errno(&e, libc::EOPNOTSUPP) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Inside the container's namespace (`h` connected there): `eth0` gets
