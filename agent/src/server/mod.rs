@@ -11,9 +11,9 @@ mod events;
 mod exec;
 mod image_push;
 mod image_save;
-mod image_status;
+pub(crate) mod image_status;
 pub mod images;
-mod listen;
+pub(crate) mod listen;
 mod logs;
 mod mounts;
 mod networks;
@@ -23,7 +23,6 @@ pub mod status;
 mod volumes;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -132,6 +131,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
     let pulling = images::Pulling::new(puller, images.clone(), bus.clone(), cfg.auto_pull);
 
+    let cri_pulling = pulling.clone();
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
         .set_serving::<ContainersServer<containers::ContainersService>>()
@@ -230,6 +230,25 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         );
 
     let listener = bind_unix(&cfg.socket)?;
+    // The CRI front end (`--cri-socket`), on the same state; it stops with
+    // berth's own server.
+    let cri = match &cfg.cri_socket {
+        Some(path) => Some(
+            crate::cri::serve(
+                path,
+                crate::cri::Deps {
+                    images: images.clone(),
+                    image_dir: cfg.state_dir.join("images"),
+                    mgr: mgr.clone(),
+                    pulling: cri_pulling,
+                    bus: bus.clone(),
+                },
+                stopping.clone(),
+            )
+            .map_err(|e| format!("CRI socket {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "berthd ready");
     tokio::spawn(async move {
         let mut term =
@@ -292,6 +311,13 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     tokio::select! {
         r = serve => r?,
         _ = deadline => tracing::info!("closing the streams still open"),
+    }
+    if let Some(cri) = cri {
+        // Calls still in flight (a pull) get the same grace as berth's own.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, cri).await;
+    }
+    if let Some(path) = &cfg.cri_socket {
+        let _ = std::fs::remove_file(path);
     }
     let _ = flush(&bus, &flusher);
     let _ = std::fs::remove_file(&cfg.socket);
@@ -367,7 +393,7 @@ fn flush(bus: &EventBus, flusher: &Flusher) -> bool {
     log_synced
 }
 
-fn bind_unix(path: &PathBuf) -> std::io::Result<UnixListener> {
+pub(crate) fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
