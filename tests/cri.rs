@@ -198,7 +198,10 @@ async fn images_are_listed_inspected_measured_and_removed() {
         .unwrap_or_else(|| panic!("busybox not listed:\n{table}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cols[1], "latest", "{row}");
-    assert!(id.starts_with(&format!("sha256:{}", cols[2])), "{row} vs {id}");
+    assert!(
+        id.starts_with(&format!("sha256:{}", cols[2])),
+        "{row} vs {id}"
+    );
 
     let list = cri.json(&["images", "-o", "json"]);
     let images = list["images"].as_array().unwrap();
@@ -210,9 +213,19 @@ async fn images_are_listed_inspected_measured_and_removed() {
     );
     assert_eq!(
         strs(&images[0]["repoDigests"]),
-        [format!("docker.io/library/busybox@{}", berth[0].manifest_digest)]
+        [format!(
+            "docker.io/library/busybox@{}",
+            berth[0].manifest_digest
+        )]
     );
-    assert!(images[0]["size"].as_str().unwrap_or("0").parse::<u64>().unwrap() > 0);
+    assert!(
+        images[0]["size"]
+            .as_str()
+            .unwrap_or("0")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
     // A filter that names another repository lists nothing.
     let none = cri.json(&["images", "-o", "json", "alpine"]);
     assert!(
@@ -261,7 +274,10 @@ async fn images_are_listed_inspected_measured_and_removed() {
     );
     // Its layers are gone from the store as well.
     let fs = cri.json(&["imagefsinfo", "-o", "json"]);
-    assert!(num(&fs["status"]["imageFilesystems"][0]["usedBytes"]) < 1 << 20, "{fs}");
+    assert!(
+        num(&fs["status"]["imageFilesystems"][0]["usedBytes"]) < 1 << 20,
+        "{fs}"
+    );
 }
 
 /// Pushes a busybox image to `reg` as `repo:1`; returns its reference.
@@ -293,7 +309,7 @@ async fn pull_from_a_registry_lands_in_berths_store() {
         "crictl pull printed {out:?}; berth has {}",
         berth[0].id
     );
-    assert_eq!(berth[0].references, [r.clone()]);
+    assert_eq!(berth[0].references, std::slice::from_ref(&r));
     let status = cri.json(&["inspecti", &r]);
     assert_eq!(status["status"]["id"], berth[0].id.as_str());
     // The pull is on berth's event log like any other.
@@ -302,13 +318,9 @@ async fn pull_from_a_registry_lands_in_berths_store() {
         .unwrap()
         .as_secs()
         + 1;
-    let ctl = cri.agent.ctl(&[
-        "events",
-        "-f",
-        "type=image",
-        "--until",
-        &until.to_string(),
-    ]);
+    let ctl = cri
+        .agent
+        .ctl(&["events", "-f", "type=image", "--until", &until.to_string()]);
     let events = String::from_utf8_lossy(&ctl.stdout);
     assert!(
         events.contains("pulled") && events.contains(&berth[0].id[7..19]),

@@ -54,7 +54,9 @@ fn add(usage: &mut Usage, seen: &mut HashSet<(u64, u64)>, m: &std::fs::Metadata)
     if !seen.insert((m.dev(), m.ino())) {
         return false;
     }
-    usage.used_bytes = usage.used_bytes.saturating_add(m.blocks().saturating_mul(512));
+    usage.used_bytes = usage
+        .used_bytes
+        .saturating_add(m.blocks().saturating_mul(512));
     usage.inodes_used += 1;
     true
 }
@@ -75,7 +77,10 @@ mod tests {
         // root, sub, a (= b), l
         assert_eq!(u.inodes_used, 4);
         assert!(u.used_bytes >= 64 * 1024, "{u:?}");
-        assert!(u.used_bytes < 1 << 20, "the symlink to / must not be followed: {u:?}");
+        assert!(
+            u.used_bytes < 1 << 20,
+            "the symlink to / must not be followed: {u:?}"
+        );
         assert!(measure(&root.join("missing")).is_err());
     }
 }

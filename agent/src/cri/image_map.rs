@@ -355,19 +355,28 @@ mod tests {
         let c = credentials(Some(&auth(|a| a.auth = "YWxpY2U6czM6Y3JldA==".into())))
             .unwrap()
             .unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3:cret"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3:cret")
+        );
     }
 
     #[test]
     fn bad_credentials_are_refused_without_repeating_them() {
         let e = credentials(Some(&auth(|a| a.auth = "not base64 secret!".into()))).unwrap_err();
-        assert!(matches!(&e, AuthError::Invalid(m) if !m.contains("secret")), "{e:?}");
+        assert!(
+            matches!(&e, AuthError::Invalid(m) if !m.contains("secret")),
+            "{e:?}"
+        );
         // base64("nocolon")
         let e = credentials(Some(&auth(|a| a.auth = "bm9jb2xvbg==".into()))).unwrap_err();
         assert!(matches!(e, AuthError::Invalid(_)));
-        let e = credentials(Some(&auth(|a| a.password = "x".repeat(AUTH_FIELD_MAX + 1))))
-            .unwrap_err();
-        assert!(matches!(&e, AuthError::Invalid(m) if m.len() < 100), "{e:?}");
+        let e =
+            credentials(Some(&auth(|a| a.password = "x".repeat(AUTH_FIELD_MAX + 1)))).unwrap_err();
+        assert!(
+            matches!(&e, AuthError::Invalid(m) if m.len() < 100),
+            "{e:?}"
+        );
         assert_eq!(
             credentials(Some(&auth(|a| a.registry_token = "t".into()))).unwrap_err(),
             AuthError::Unsupported("auth.registry_token")

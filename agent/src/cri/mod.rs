@@ -81,7 +81,10 @@ pub fn serve(
             let _ = stopping.wait_for(|s| *s).await;
         };
         let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, shutdown).await {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
             tracing::error!(socket = %socket.display(), "CRI server: {e}");
         }
         let _ = std::fs::remove_file(&socket);
