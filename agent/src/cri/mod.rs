@@ -30,6 +30,7 @@ use crate::image::ImageStore;
 use crate::server::listen;
 use crate::server::oversize::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 
+use unsupported::NamedUnimplemented;
 pub use unsupported::NOT_SUPPORTED;
 
 /// What the CRI services share with the rest of berthd.
@@ -60,16 +61,16 @@ pub fn serve(
     let runtime = runtime::CriRuntime::new(deps.image_dir.display().to_string());
     let images = images::CriImages::new(&deps);
     let router = Server::builder()
-        .add_service(
+        .add_service(NamedUnimplemented::new(
             RuntimeServiceServer::new(runtime)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
-        )
-        .add_service(
+        ))
+        .add_service(NamedUnimplemented::new(
             ImageServiceServer::new(images)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
-        );
+        ));
     // The same accept loop as berth's socket: it lets any client's
     // `:authority` through (grpc-go's crictl and kubelet send "localhost").
     let (tx, rx): (_, listen::Incoming) = tokio::sync::mpsc::channel(64);
