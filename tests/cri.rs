@@ -105,6 +105,26 @@ impl Cri {
     }
 }
 
+impl Cri {
+    /// The image events on berth's event log so far (`berthctl events`).
+    fn image_events(&self) -> String {
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1;
+        let out = self
+            .agent
+            .ctl(&["events", "-f", "type=image", "--until", &until.to_string()]);
+        assert!(
+            out.status.success(),
+            "berthctl events: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 impl Drop for Cri {
     fn drop(&mut self) {
         if let Some(dir) = self.socket.parent() {
@@ -268,6 +288,13 @@ async fn images_are_listed_inspected_measured_and_removed() {
 
     cri.ok(&["rmi", "busybox"]);
     assert!(cri.berth_images().await.is_empty());
+    let events = cri.image_events();
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("removed") && l.contains(&id[7..19])),
+        "no removed event: {events}"
+    );
     assert!(
         !cri.ok(&["images"]).contains("busybox"),
         "busybox still listed"
@@ -313,19 +340,10 @@ async fn pull_from_a_registry_lands_in_berths_store() {
     let status = cri.json(&["inspecti", &r]);
     assert_eq!(status["status"]["id"], berth[0].id.as_str());
     // The pull is on berth's event log like any other.
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
-    let ctl = cri
-        .agent
-        .ctl(&["events", "-f", "type=image", "--until", &until.to_string()]);
-    let events = String::from_utf8_lossy(&ctl.stdout);
+    let events = cri.image_events();
     assert!(
         events.contains("pulled") && events.contains(&berth[0].id[7..19]),
-        "no pulled event: {events}{}",
-        String::from_utf8_lossy(&ctl.stderr)
+        "no pulled event: {events}"
     );
 
     // Bad input: a clear error, nothing stored.
@@ -373,4 +391,25 @@ async fn the_socket_is_root_only_and_goes_with_berthd() {
     // A new berthd on the same state serves CRI again.
     cri.agent.spawn().await;
     cri.ok(&["version"]);
+}
+
+#[test]
+fn the_cri_socket_must_be_a_socket_of_its_own() {
+    crictl_path();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("berthd.sock");
+    let out = Command::new(common::bin("berthd"))
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--cri-socket")
+        .arg(&sock)
+        .output()
+        .expect("running berthd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "berthd started: {err}");
+    assert!(err.contains("--cri-socket"), "{err}");
+    assert!(!sock.exists(), "a socket was made");
+    assert!(!dir.path().join("state").exists(), "state was made");
 }

@@ -53,6 +53,13 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
+    if cfg.cri_socket.as_ref() == Some(&cfg.socket) {
+        return Err(format!(
+            "--cri-socket {} is berth's own --socket: the CRI needs a socket of its own",
+            cfg.socket.display()
+        )
+        .into());
+    }
     let started_at = SystemTime::now();
     let instance_id = crate::container::spec::new_id()[..16].to_string();
     crate::state_dir::make_private(&cfg.state_dir)
