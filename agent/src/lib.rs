@@ -100,7 +100,7 @@ mod boundary {
         "state_dir.rs",
         "seccomp",
     ];
-    const WIRE: &[&str] = &["berth::v1", "k8s_cri", "tonic", "prost"];
+    const WIRE: &[&str] = &["berth::v1", "cri::api_file", "tonic", "prost"];
 
     fn files(p: &Path, out: &mut Vec<PathBuf>) {
         if p.is_dir() {

@@ -2,8 +2,8 @@
 //! the CRI `Image` of a record, whether a record matches a `ListImages`
 //! filter, and the registry credentials of a `PullImage` request.
 
+use super::api_file::v1 as cri;
 use base64::Engine;
-use k8s_cri::v1 as cri;
 
 use crate::image::pull::Credentials;
 use crate::image::reference;

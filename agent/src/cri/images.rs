@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::api_file::v1 as cri;
+use super::api_file::v1::image_service_server::ImageService;
 use berth::v1 as pb;
-use k8s_cri::v1 as cri;
-use k8s_cri::v1::image_service_server::ImageService;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -74,6 +74,16 @@ fn in_use_message(image: &str, users: &[String]) -> String {
 
 #[tonic::async_trait]
 impl ImageService for CriImages {
+    type StreamImagesStream = super::runtime::Listing<cri::StreamImagesResponse>;
+
+    /// Not served yet: kubelet and crictl fall back to ListImages.
+    async fn stream_images(
+        &self,
+        _req: Request<cri::StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        Err(super::unsupported::not_supported("StreamImages"))
+    }
+
     async fn list_images(
         &self,
         req: Request<cri::ListImagesRequest>,

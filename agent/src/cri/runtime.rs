@@ -4,8 +4,8 @@
 
 use std::pin::Pin;
 
-use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_server::RuntimeService;
+use super::api_file::v1 as cri;
+use super::api_file::v1::runtime_service_server::RuntimeService;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -24,6 +24,10 @@ impl CriRuntime {
         CriRuntime { image_store }
     }
 }
+
+/// The stream type of the cri-api v1.37 Stream* listings (none is served
+/// yet; kubelet falls back to the unary List* calls on UNIMPLEMENTED).
+pub(super) type Listing<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
 
@@ -235,5 +239,71 @@ impl RuntimeService for CriRuntime {
         _req: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
         Err(not_supported("ListPodSandboxMetrics"))
+    }
+
+    type StreamPodSandboxesStream = Listing<cri::StreamPodSandboxesResponse>;
+
+    async fn stream_pod_sandboxes(
+        &self,
+        _req: Request<cri::StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        Err(not_supported("StreamPodSandboxes"))
+    }
+
+    type StreamContainersStream = Listing<cri::StreamContainersResponse>;
+
+    async fn stream_containers(
+        &self,
+        _req: Request<cri::StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        Err(not_supported("StreamContainers"))
+    }
+
+    type StreamContainerStatsStream = Listing<cri::StreamContainerStatsResponse>;
+
+    async fn stream_container_stats(
+        &self,
+        _req: Request<cri::StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        Err(not_supported("StreamContainerStats"))
+    }
+
+    type StreamPodSandboxStatsStream = Listing<cri::StreamPodSandboxStatsResponse>;
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _req: Request<cri::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        Err(not_supported("StreamPodSandboxStats"))
+    }
+
+    type StreamPodSandboxMetricsStream = Listing<cri::StreamPodSandboxMetricsResponse>;
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _req: Request<cri::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        Err(not_supported("StreamPodSandboxMetrics"))
+    }
+
+    async fn checkpoint_pod(
+        &self,
+        _req: Request<cri::CheckpointPodRequest>,
+    ) -> Result<Response<cri::CheckpointPodResponse>, Status> {
+        Err(not_supported("CheckpointPod"))
+    }
+
+    async fn restore_pod(
+        &self,
+        _req: Request<cri::RestorePodRequest>,
+    ) -> Result<Response<cri::RestorePodResponse>, Status> {
+        Err(not_supported("RestorePod"))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        _req: Request<cri::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<cri::UpdatePodSandboxResourcesResponse>, Status> {
+        Err(not_supported("UpdatePodSandboxResources"))
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1 as cri;
+use super::api_file::v1 as cri;
 
 /// The runtime's name, as `crictl version` shows it.
 pub const RUNTIME_NAME: &str = "berth";

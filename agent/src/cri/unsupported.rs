@@ -26,8 +26,7 @@ pub fn not_supported(what: &str) -> Status {
 const METHOD_MAX: usize = 64;
 
 /// Wraps a generated CRI server so that a call it does not know at all (one
-/// of a cri-api newer than the `k8s-cri` crate's api.proto, such as v1.37's
-/// StreamImages, StreamPodSandboxes or UpdatePodSandboxResources) answers
+/// of a cri-api newer than the api.proto berthd is built from) answers
 /// UNIMPLEMENTED with the same named message, not tonic's empty one.
 /// Clients go by the code: cri-client falls back from the Stream* calls to
 /// the unary List* ones on UNIMPLEMENTED.
