@@ -1,6 +1,6 @@
-//! Builds `berth-monitor` (the `monitor/` package) for berthd to embed, and
+//! Builds `berth-monitor` (the `monitor/` package) for berthd to embed,
 //! generates berthd's own server of `berth.v1.Events` (see
-//! [`generate_events_server`]).
+//! [`generate_events_server`]) and the CRI v1 servers (see [`generate_cri`]).
 //!
 //! berthd runs one monitor per container, so the monitor must start fast and
 //! stay small: it is a static executable without std or libc. It must be
@@ -18,6 +18,10 @@ use sha2::Digest;
 fn main() {
     if let Err(e) = generate_events_server() {
         eprintln!("generating the Events server: {e}");
+        std::process::exit(1);
+    }
+    if let Err(e) = generate_cri() {
+        eprintln!("generating the CRI v1 servers: {e}");
         std::process::exit(1);
     }
     if let Err(e) = build_monitor() {
@@ -52,6 +56,25 @@ fn generate_events_server() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .extern_path(".berth.v1", "::berth::v1")
         .extern_path(".berth.v1.Event", "crate::events::EncodedEvent")
+        .out_dir(&out)
+        .compile_fds(fds)?;
+    Ok(())
+}
+
+/// Generates the CRI v1 types and servers (`runtime.v1`) from
+/// `agent/proto/cri/runtime/v1/api.proto`, cri-api's own file, unchanged
+/// (see its README.md). Compiled by `protox` like berth's API, so building
+/// berthd needs no `protoc`, and the API is the current cri-api's.
+fn generate_cri() -> Result<(), Box<dyn std::error::Error>> {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let dir = manifest_dir.join("proto/cri");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let fds = protox::compile([dir.join("runtime/v1/api.proto")], [&dir])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("cri");
+    std::fs::create_dir_all(&out)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
         .out_dir(&out)
         .compile_fds(fds)?;
     Ok(())

@@ -114,6 +114,13 @@ pub struct Config {
     /// Containers created before keep what they had.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub default_storage_size: Option<u64>,
+    /// Also serve the Kubernetes CRI v1 (`runtime.v1`) on this unix socket
+    /// (root-only permissions), for crictl and kubelet. Off by default. This
+    /// landing serves the ImageService and the runtime's Version, Status and
+    /// RuntimeConfig; every other RuntimeService call answers UNIMPLEMENTED
+    /// (docs/cri.md).
+    #[arg(long, env = "BERTHD_CRI_SOCKET", value_name = "PATH")]
+    pub cri_socket: Option<PathBuf>,
     /// Log filter: a level, and per-target levels, comma-separated, e.g.
     /// "info", "berthd=debug,info" or "warn,h2=off".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]

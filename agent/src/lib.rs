@@ -36,6 +36,7 @@ pub mod config;
 pub mod container;
 pub mod copy;
 pub mod crash;
+pub mod cri;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -75,8 +76,8 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 #[cfg(test)]
 mod boundary {
-    //! The runtime core must not speak the wire: only `server/` (and the
-    //! event bus's storage adapter) know `berth.v1`, tonic and prost.
+    //! The runtime core must not speak the wire: only `server/`, `cri/` (and
+    //! the event bus's storage adapter) know `berth.v1`, CRI, tonic and prost.
 
     use std::path::{Path, PathBuf};
 
@@ -99,7 +100,7 @@ mod boundary {
         "state_dir.rs",
         "seccomp",
     ];
-    const WIRE: &[&str] = &["berth::v1", "tonic", "prost"];
+    const WIRE: &[&str] = &["berth::v1", "cri::api_file", "tonic", "prost"];
 
     fn files(p: &Path, out: &mut Vec<PathBuf>) {
         if p.is_dir() {

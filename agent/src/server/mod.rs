@@ -12,9 +12,9 @@ mod events;
 mod exec;
 mod image_push;
 mod image_save;
-mod image_status;
+pub(crate) mod image_status;
 pub mod images;
-mod listen;
+pub(crate) mod listen;
 mod logs;
 mod mounts;
 mod networks;
@@ -24,7 +24,6 @@ pub mod status;
 mod volumes;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -55,6 +54,13 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
+    if cfg.cri_socket.as_ref() == Some(&cfg.socket) {
+        return Err(format!(
+            "--cri-socket {} is berth's own --socket: the CRI needs a socket of its own",
+            cfg.socket.display()
+        )
+        .into());
+    }
     let started_at = SystemTime::now();
     let instance_id = crate::container::spec::new_id()[..16].to_string();
     crate::state_dir::make_private(&cfg.state_dir)
@@ -141,6 +147,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
     let pulling = images::Pulling::new(puller, images.clone(), bus.clone(), cfg.auto_pull);
 
+    let cri_pulling = pulling.clone();
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
         .set_serving::<ContainersServer<containers::ContainersService>>()
@@ -239,6 +246,25 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         );
 
     let listener = bind_unix(&cfg.socket)?;
+    // The CRI front end (`--cri-socket`), on the same state; it stops with
+    // berth's own server.
+    let cri = match &cfg.cri_socket {
+        Some(path) => Some(
+            crate::cri::serve(
+                path,
+                crate::cri::Deps {
+                    images: images.clone(),
+                    image_dir: cfg.state_dir.join("images"),
+                    mgr: mgr.clone(),
+                    pulling: cri_pulling,
+                    bus: bus.clone(),
+                },
+                stopping.clone(),
+            )
+            .map_err(|e| format!("CRI socket {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "berthd ready");
     tokio::spawn(async move {
         let mut term =
@@ -301,6 +327,13 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     tokio::select! {
         r = serve => r?,
         _ = deadline => tracing::info!("closing the streams still open"),
+    }
+    if let Some(cri) = cri {
+        // Calls still in flight (a pull) get the same grace as berth's own.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, cri).await;
+    }
+    if let Some(path) = &cfg.cri_socket {
+        let _ = std::fs::remove_file(path);
     }
     let _ = flush(&bus, &flusher);
     let _ = std::fs::remove_file(&cfg.socket);
@@ -376,7 +409,7 @@ fn flush(bus: &EventBus, flusher: &Flusher) -> bool {
     log_synced
 }
 
-fn bind_unix(path: &PathBuf) -> std::io::Result<UnixListener> {
+pub(crate) fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
