@@ -398,15 +398,30 @@ fn the_cri_socket_must_be_a_socket_of_its_own() {
     crictl_path();
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("berthd.sock");
-    let out = Command::new(common::bin("berthd"))
+    let mut child = Command::new(common::bin("berthd"))
         .arg("--socket")
         .arg(&sock)
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .arg("--cri-socket")
         .arg(&sock)
-        .output()
+        .args(["--default-network=none", "--auto-pull=false"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("running berthd");
+    // A berthd that does not refuse must not hang the test or stay behind.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("berthd started with --cri-socket equal to --socket");
+    }
+    let out = child.wait_with_output().expect("berthd's output");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "berthd started: {err}");
     assert!(err.contains("--cri-socket"), "{err}");

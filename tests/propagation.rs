@@ -252,4 +252,20 @@ async fn propagation_needs_a_fitting_source_and_is_for_binds_only() {
         shared.display()
     );
     common::cli::ok(&agent, &["run", "--rm", "--mount", &m, "busybox", "true"]);
+    // Nothing berth mounts may go under a shared bind: it would reach the
+    // host and stay there.
+    let before = host_mountinfo();
+    let v = format!("{}:/data:rshared", shared.display());
+    let args = [
+        "run",
+        "--rm",
+        "-v",
+        &v,
+        "--tmpfs",
+        "/data/run",
+        "busybox",
+        "true",
+    ];
+    common::cli::expect_failure(&agent.ctl(&args), &args, 125, &["under the shared bind"]);
+    assert_eq!(host_mountinfo().lines().count(), before.lines().count());
 }

@@ -228,7 +228,10 @@ pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result
                 )
             })?;
             let target = path.trim_end_matches('/').to_string();
-            if all.iter().any(|m| m.target == target) {
+            // Under a shared bind it would reach the host (see below): the
+            // path is the bind's, on the host, as the user chose.
+            if all.iter().any(|m| m.target == target) || under_shared_bind(&all, &target).is_some()
+            {
                 continue;
             }
             all.push(MountSpec {
@@ -244,6 +247,18 @@ pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result
             });
         }
     }
+    // A mount berth makes under a shared bind's target would propagate to
+    // the bind's source on the host and stay there after the container.
+    for m in &all {
+        if let Some(bind) = under_shared_bind(&all, &m.target) {
+            return Err(invalid(format!(
+                "mount target {:?} is under the shared bind at {:?}: it would be mounted on \
+                 the host too, and stay there; choose another target, or rslave propagation",
+                capped(&m.target),
+                capped(bind)
+            )));
+        }
+    }
     if all.len() > MOUNTS_MAX {
         return Err(invalid(format!(
             "{} mounts with the image's volumes: at most {MOUNTS_MAX} are accepted",
@@ -252,6 +267,19 @@ pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result
     }
     all.sort_by_key(|m| m.target.matches('/').count());
     Ok(all)
+}
+
+/// The target of a shared (or rshared) bind that `target` is strictly
+/// under, if any.
+fn under_shared_bind<'a>(all: &'a [MountSpec], target: &str) -> Option<&'a str> {
+    all.iter()
+        .filter(|b| b.kind == MountKind::Bind && super::propagation::is_shared(&b.propagation))
+        .map(|b| b.target.as_str())
+        .find(|t| {
+            target
+                .strip_prefix(t.trim_end_matches('/'))
+                .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+        })
 }
 
 fn only_for_binds(m: &MountSpec) -> Result<()> {
@@ -518,37 +546,5 @@ impl Manager {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn paths(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn an_images_volumes_are_checked_bounded_and_skipped_in_a_user_namespace() {
-        let spec = SpecRecord::default();
-        let got = with_image_volumes(&spec, &paths(&["/a/b", "/a/", "//c/."])).unwrap();
-        let targets: Vec<&str> = got.iter().map(|m| m.target.as_str()).collect();
-        assert_eq!(targets, ["/a", "/c", "/a/b"], "by depth");
-        assert!(got
-            .iter()
-            .all(|m| m.kind == MountKind::Volume && m.source.is_empty()));
-        for hostile in ["relative", "/a/../../etc", "/proc/x", "/"] {
-            let e = with_image_volumes(&spec, &paths(&[hostile])).unwrap_err();
-            assert!(
-                e.to_string().contains("the image's volume"),
-                "{hostile}: {e}"
-            );
-        }
-        let many: Vec<String> = (0..65).map(|i| format!("/v{i}")).collect();
-        assert!(with_image_volumes(&spec, &many).is_err());
-        let userns = SpecRecord {
-            userns: "auto".into(),
-            ..Default::default()
-        };
-        assert!(with_image_volumes(&userns, &paths(&["/data"]))
-            .unwrap()
-            .is_empty());
-    }
-}
+#[path = "mounts_tests.rs"]
+mod tests;

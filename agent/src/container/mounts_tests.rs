@@ -1,0 +1,71 @@
+//! Unit tests of `mounts.rs`.
+
+use super::*;
+
+fn paths(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn an_images_volumes_are_checked_bounded_and_skipped_in_a_user_namespace() {
+    let spec = SpecRecord::default();
+    let got = with_image_volumes(&spec, &paths(&["/a/b", "/a/", "//c/."])).unwrap();
+    let targets: Vec<&str> = got.iter().map(|m| m.target.as_str()).collect();
+    assert_eq!(targets, ["/a", "/c", "/a/b"], "by depth");
+    assert!(got
+        .iter()
+        .all(|m| m.kind == MountKind::Volume && m.source.is_empty()));
+    for hostile in ["relative", "/a/../../etc", "/proc/x", "/"] {
+        let e = with_image_volumes(&spec, &paths(&[hostile])).unwrap_err();
+        assert!(
+            e.to_string().contains("the image's volume"),
+            "{hostile}: {e}"
+        );
+    }
+    let many: Vec<String> = (0..65).map(|i| format!("/v{i}")).collect();
+    assert!(with_image_volumes(&spec, &many).is_err());
+    let userns = SpecRecord {
+        userns: "auto".into(),
+        ..Default::default()
+    };
+    assert!(with_image_volumes(&userns, &paths(&["/data"]))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn nothing_is_mounted_under_a_shared_bind_and_the_images_volumes_there_are_skipped() {
+    let bind = |target: &str, propagation: &str| MountSpec {
+        kind: MountKind::Bind,
+        source: "/srv/x".into(),
+        target: target.into(),
+        read_only: false,
+        propagation: propagation.into(),
+        recursive: None,
+        tmpfs_size: 0,
+        tmpfs_mode: 0,
+        no_copy: false,
+    };
+    let spec = SpecRecord {
+        mounts: vec![bind("/data", "rshared")],
+        ..Default::default()
+    };
+    let got = with_image_volumes(&spec, &paths(&["/data/db", "/data", "/other"])).unwrap();
+    let targets: Vec<&str> = got.iter().map(|m| m.target.as_str()).collect();
+    assert_eq!(targets, ["/data", "/other"], "/data/db stays the bind's");
+    let mut nested = spec.clone();
+    nested.mounts.push(MountSpec {
+        kind: MountKind::Tmpfs,
+        source: String::new(),
+        ..bind("/data/run", "")
+    });
+    let e = with_image_volumes(&nested, &[]).unwrap_err();
+    assert!(e.to_string().contains("under the shared bind"), "{e}");
+    // Beside it, or under an rslave bind: fine.
+    let mut beside = SpecRecord {
+        mounts: vec![bind("/data", "rslave"), bind("/data/sub", "")],
+        ..Default::default()
+    };
+    beside.mounts.push(bind("/database", "rshared"));
+    with_image_volumes(&beside, &paths(&["/data/db"])).unwrap();
+}
