@@ -37,11 +37,13 @@ fn interfaces(agent: &Agent, c: &str) -> Vec<String> {
 /// retry: the caller has already seen the interface go).
 fn cannot_reach(agent: &Agent, from: &str, url: &str) -> bool {
     // busybox's own timeout: its wget crashes with -T (Debian 1.35).
+    // The marker proves the shell ran: a failed exec is not "unreachable".
     let (code, out) = exec(
         agent,
         from,
-        &format!("busybox timeout 5 wget -q -O - {url}"),
+        &format!("echo wget-ran; busybox timeout 5 wget -q -O - {url}"),
     );
+    assert!(out.contains("wget-ran"), "the exec did not run: {out}");
     assert!(!out.contains("not found"), "{out}");
     code != 0 && !out.contains("from-")
 }

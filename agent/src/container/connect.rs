@@ -53,8 +53,10 @@ impl Manager {
         check_aliases(&req.aliases)?;
         let wanted = parse_address(&req.ipv4_address)?;
         let entry = self.get(&req.container)?;
-        let target = self.target(&req.network)?;
         let _ops = entry.ops.lock().await;
+        // Looked up once the lock is held: a network removed while this
+        // waited (behind a stop, say) must not be joined.
+        let target = self.target(&req.network)?;
         let rec = entry.snapshot();
         if matches!(&rec.network, Mode::Network(id) if self.networks.cni_list(id).is_some()) {
             return Err(NetworkError::Unsupported(
@@ -85,7 +87,7 @@ impl Manager {
         let id = target.id().to_string();
         if first_is_empty(&rec) {
             let saved = self
-                .join_first(&entry, &rec, &target, req.aliases, wanted)
+                .join_first(&entry, &target, req.aliases, wanted)
                 .await?;
             return Ok((saved, id));
         }
@@ -144,8 +146,8 @@ impl Manager {
     /// from the record all the same.
     pub async fn disconnect(&self, network: &str, container: &str, force: bool) -> Result<Record> {
         let entry = self.get(container)?;
-        let target = self.target(network)?;
         let _ops = entry.ops.lock().await;
+        let target = self.target(network)?;
         let rec = entry.snapshot();
         if let (true, Some(first)) = (target.is_first_of(&rec), &rec.net) {
             return self.leave_first(&entry, &rec, &target, first, force).await;

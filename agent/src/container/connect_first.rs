@@ -104,14 +104,13 @@ impl Manager {
         self.networks.bridge(network)
     }
 
-    /// Connects `rec`, which has no first network, to `target` as its
+    /// Connects `entry`, which has no first network, to `target` as its
     /// first: a running container gets `eth0` with the default route, and
     /// its published ports on the new address, before the record says so;
     /// any failure leaves neither.
     pub(super) async fn join_first(
         &self,
         entry: &Entry,
-        rec: &Record,
         target: &Target,
         aliases: Vec<String>,
         wanted: Option<std::net::Ipv4Addr>,
@@ -122,6 +121,11 @@ impl Manager {
                 "network aliases need a user-defined network, not \"bridge\"",
             ));
         }
+        // Serialized with the exit's teardown: an exit either comes after
+        // the commit below (and unpublishes the ports it records) or before
+        // this looks (and nothing is attached or published).
+        let _teardown = entry.teardown.lock().await;
+        let rec = &entry.snapshot();
         let mut settings = attach::address(&target.bridge, wanted)?;
         let ns = self.live_namespace(entry, rec);
         let live = ns.is_some();
