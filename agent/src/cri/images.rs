@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::api_file::v1 as cri;
 use super::api_file::v1::image_service_server::ImageService;
-use berth::v1 as pb;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -24,6 +23,7 @@ use crate::image::pull::PullProgress;
 use crate::image::service::Pulling;
 use crate::image::{ErrorKind, ImageStore};
 use crate::server::image_status::image_status;
+use crate::server::images::{collect_removed, image_users};
 
 /// Serves `runtime.v1.ImageService`.
 pub struct CriImages {
@@ -188,13 +188,7 @@ impl ImageService for CriImages {
             }
             Err(e) => return Err(image_status(e)),
         };
-        let users: Vec<String> = self
-            .mgr
-            .list()
-            .into_iter()
-            .filter(|c| c.image_id == img.id)
-            .map(|c| c.name)
-            .collect();
+        let users = image_users(&self.mgr, &img.id);
         if !users.is_empty() {
             return Err(Status::failed_precondition(in_use_message(&name, &users)));
         }
@@ -205,19 +199,14 @@ impl ImageService for CriImages {
             Err(e) => return Err(image_status(e)),
         };
         if let Some(id) = deleted {
-            let (store, mgr) = (self.store.clone(), self.mgr.clone());
-            match tokio::task::spawn_blocking(move || store.gc(&mgr.layers_in_use())).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!("image gc: {e}"),
-                Err(e) => tracing::warn!("image gc task: {e}"),
-            }
-            self.bus.publish(pb::Event {
-                r#type: pb::ObjectType::Image as i32,
-                action: pb::EventAction::Removed as i32,
-                id,
-                name: untagged.first().cloned().unwrap_or_default(),
-                ..Default::default()
-            });
+            collect_removed(
+                self.store.clone(),
+                self.mgr.clone(),
+                &self.bus,
+                &id,
+                &untagged,
+            )
+            .await;
         }
         Ok(Response::new(cri::RemoveImageResponse {}))
     }

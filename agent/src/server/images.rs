@@ -34,6 +34,39 @@ pub struct ImagesService {
     saves: Arc<tokio::sync::Semaphore>,
 }
 
+/// The names of the containers, running or not, that use image `id`.
+pub(crate) fn image_users(mgr: &Manager, id: &str) -> Vec<String> {
+    mgr.list()
+        .into_iter()
+        .filter(|c| c.image_id == id)
+        .map(|c| c.name)
+        .collect()
+}
+
+/// After the store removed image `id` (`untagged`: the names it had): the
+/// layers nothing uses any more go, on the blocking pool, and REMOVED is
+/// announced under its first name. Images.Remove and CRI's RemoveImage.
+pub(crate) async fn collect_removed(
+    store: Arc<ImageStore>,
+    mgr: Arc<Manager>,
+    bus: &EventBus,
+    id: &str,
+    untagged: &[String],
+) {
+    match tokio::task::spawn_blocking(move || store.gc(&mgr.layers_in_use())).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("image gc: {e}"),
+        Err(e) => tracing::warn!("image gc task: {e}"),
+    }
+    bus.publish(pb::Event {
+        r#type: pb::ObjectType::Image as i32,
+        action: pb::EventAction::Removed as i32,
+        id: id.to_string(),
+        name: untagged.first().cloned().unwrap_or_default(),
+        ..Default::default()
+    });
+}
+
 /// Progress snapshot to API message.
 fn progress_to_proto(p: &PullProgress) -> pb::PullImageProgress {
     pb::PullImageProgress {
@@ -256,13 +289,7 @@ impl Images for ImagesService {
     ) -> Result<Response<pb::RemoveImageResponse>, Status> {
         let req = req.into_inner();
         let img = self.store.resolve(&req.image).map_err(image_status)?;
-        let users: Vec<String> = self
-            .mgr
-            .list()
-            .into_iter()
-            .filter(|c| c.image_id == img.id)
-            .map(|c| c.name)
-            .collect();
+        let users = image_users(&self.mgr, &img.id);
         // Removing one of several names never affects containers.
         let by_reference = crate::image::reference::normalize(&req.image)
             .is_ok_and(|r| img.references.contains(&r));
@@ -276,14 +303,14 @@ impl Images for ImagesService {
         }
         let (untagged, deleted) = self.store.remove(&req.image).map_err(image_status)?;
         if let Some(id) = &deleted {
-            if let Err(e) = self.store.gc(&self.mgr.layers_in_use()) {
-                tracing::warn!("image gc: {e}");
-            }
-            self.publish(
-                pb::EventAction::Removed,
+            collect_removed(
+                self.store.clone(),
+                self.mgr.clone(),
+                &self.bus,
                 id,
-                untagged.first().map(String::as_str).unwrap_or(""),
-            );
+                &untagged,
+            )
+            .await;
         }
         Ok(Response::new(pb::RemoveImageResponse {
             untagged,
