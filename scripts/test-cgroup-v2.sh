@@ -74,7 +74,8 @@ guest_path="$py_dir:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 # The guest CPU is emulated (10-20x slower): tests scale their waits.
 # Its kernel (Debian's) has project quotas, which tests/storage_opt.rs then
 # must use rather than skip (this host's kernel has no CONFIG_QFMT_V2).
+# Its loop driver is a module: loaded before the tests mount images.
 # --share: the checkout may live where the guest shows something else (its
 # /tmp is a fresh tmpfs), so mount it at the same path.
-exec "$vm" --mem 4G --cpus 2 --timeout 3000 --env BERTH_TEST_SLOW=10 --env BERTH_TEST_REQUIRE_PRJQUOTA=1 --share "$root" \
+exec "$vm" --mem 4G --cpus 2 --timeout 3000 --modprobe loop --env BERTH_TEST_SLOW=10 --env BERTH_TEST_REQUIRE_PRJQUOTA=1 --share "$root" \
     --env BERTH_BIN_DIR="$bindir" --env PATH="$guest_path" --cwd / -- sh -c "$script"

@@ -31,14 +31,7 @@ impl QuotaFs {
     fn mount(image: &Path, mount: &Path) -> Result<QuotaFs, String> {
         run(&["truncate", "-s", "64M", path(image)]);
         run(&["mkfs.ext4", "-q", "-F", "-O", "quota,project", path(image)]);
-        if !Path::new("/dev/loop-control").exists() {
-            // The kernel's own module helper: `modprobe` may not be on
-            // PATH (the VM's busybox one is not).
-            let helper = std::fs::read_to_string("/proc/sys/kernel/modprobe")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "modprobe".into());
-            let _ = Command::new(helper).arg("loop").status();
-        }
+        load_loop();
         let fs = QuotaFs {
             image: image.to_path_buf(),
             mount: mount.to_path_buf(),
@@ -60,6 +53,7 @@ impl QuotaFs {
     fn plain(image: &Path, mount: &Path) -> QuotaFs {
         run(&["truncate", "-s", "64M", path(image)]);
         run(&["mkfs.ext4", "-q", "-F", path(image)]);
+        load_loop();
         let fs = QuotaFs {
             image: image.to_path_buf(),
             mount: mount.to_path_buf(),
@@ -88,6 +82,28 @@ impl Drop for QuotaFs {
                 }
             }
         }
+    }
+}
+
+/// Loads the loop driver where it is a module not loaded yet (the VM):
+/// without it `mount -o loop` fails with EPERM. Every mount here needs it,
+/// whichever test runs first.
+fn load_loop() {
+    if Path::new("/dev/loop-control").exists() {
+        return;
+    }
+    // The kernel's own module helper: `modprobe` may not be on PATH (the
+    // VM's busybox one is not).
+    let helper = std::fs::read_to_string("/proc/sys/kernel/modprobe")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "modprobe".into());
+    let _ = Command::new(helper).arg("loop").status();
+    // The device node appears once udev or devtmpfs has made it.
+    for _ in 0..100 {
+        if Path::new("/dev/loop-control").exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
