@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/berth/v1/networks.proto",
         "proto/berth/v1/volumes.proto",
         "proto/berth/v1/exec.proto",
+        "proto/berth/v1/builds.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(protos, ["proto"])?;

@@ -77,7 +77,7 @@ fn docker_habits_that_are_not_there_say_not_supported_yet_and_the_others_parse()
             &["create", "--attach", "stderr", "busybox"],
             "choosing the streams of a created container",
         ),
-        (&["build", "."], "building images"),
+        (&["commit", "c1"], "making an image from a container"),
         (&["volume", "ls", "--format", "{{.Name}}"], "--format"),
     ];
     for (args, what) in cases {

@@ -30,6 +30,7 @@
 //! that boundary; a new error is a variant of its module's error, mapped
 //! once in `server/status.rs`.
 
+pub mod build;
 pub mod cgroup;
 pub mod chunk_writer;
 pub mod config;
@@ -99,6 +100,7 @@ mod boundary {
         "fsutil.rs",
         "state_dir.rs",
         "seccomp",
+        "build",
     ];
     const WIRE: &[&str] = &["berth::v1", "cri::api_file", "tonic", "prost"];
 

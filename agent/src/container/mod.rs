@@ -156,7 +156,8 @@ pub struct Deps {
     pub default_storage_size: u64,
 }
 
-fn now_nanos() -> i64 {
+/// Now, in nanoseconds since the Unix epoch.
+pub fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

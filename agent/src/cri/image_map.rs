@@ -235,6 +235,7 @@ mod tests {
                 ..Default::default()
             },
             layers: vec![],
+            build_cache: false,
         }
     }
 

@@ -99,7 +99,7 @@ impl ImageService for CriImages {
             .store
             .list()
             .iter()
-            .filter(|i| filter.matches(i))
+            .filter(|i| i.listed() && filter.matches(i))
             .map(to_cri_image)
             .collect();
         Ok(Response::new(cri::ListImagesResponse { images }))

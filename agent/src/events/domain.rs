@@ -61,6 +61,8 @@ pub enum Action {
     Connected,
     /// A container left a network ([`Event::container`]).
     Disconnected,
+    /// An image was built.
+    Built,
 }
 
 /// Most command entries an exec event carries.

@@ -62,6 +62,7 @@ pub(super) fn action_to_proto(a: Action) -> pb::EventAction {
         Action::Renamed => P::Renamed,
         Action::Connected => P::Connected,
         Action::Disconnected => P::Disconnected,
+        Action::Built => P::Built,
     }
 }
 

@@ -51,6 +51,8 @@ pub(crate) struct PlannedImage {
     pub config: ImageConfiguration,
     /// Layers, base first.
     pub layers: Vec<PlannedLayer>,
+    /// A build step's result, kept as build cache while it has no name.
+    pub build_cache: bool,
 }
 
 /// Where to find one layer and what it must hash to.
@@ -144,6 +146,7 @@ fn plan_oci(ar: &OuterArchive) -> Result<Vec<PlannedImage>, ImageError> {
             config_bytes,
             config,
             layers,
+            build_cache: false,
         });
     }
     if out.is_empty() && !skipped.is_empty() {
@@ -397,6 +400,7 @@ fn plan_docker(ar: &OuterArchive) -> Result<Vec<PlannedImage>, ImageError> {
             config_bytes,
             config,
             layers,
+            build_cache: false,
         });
     }
     Ok(out)

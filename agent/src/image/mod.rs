@@ -15,21 +15,21 @@
 //!                      at start when untouched for a day)
 //! ```
 mod archive;
-mod digest;
+pub(crate) mod digest;
 mod error;
-mod extract;
+pub(crate) mod extract;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod history;
-mod layout;
+pub(crate) mod layout;
 pub mod prune;
 pub mod pull;
 mod record;
 pub mod reference;
 pub mod save;
 pub mod service;
-mod store;
+pub(crate) mod store;
 
 pub use error::{Detail, ErrorKind, ImageError};
 pub use history::HistoryEntry;

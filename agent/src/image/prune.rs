@@ -45,6 +45,7 @@ mod tests {
             architecture: "amd64".into(),
             config,
             layers: Vec::new(),
+            build_cache: false,
         }
     }
 

@@ -30,6 +30,19 @@ pub struct ImageRecord {
     pub config: ImageConfig,
     /// Diff ids (`sha256:<hex>`) of the layers, base first.
     pub layers: Vec<String>,
+    /// Made by a build step: while it has no name it is build cache,
+    /// hidden from listings (see [`ImageRecord::listed`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build_cache: bool,
+}
+
+impl ImageRecord {
+    /// Whether listings show the image: not while it is an unnamed build
+    /// step's result (build cache). A built image whose tag moved to a
+    /// rebuild goes back to being cache rather than a dangling `<none>`.
+    pub fn listed(&self) -> bool {
+        !(self.build_cache && self.references.is_empty())
+    }
 }
 
 /// Runtime defaults from the image config; empty when the image sets none.

@@ -122,7 +122,7 @@ impl Agent for AgentService {
             containers_running: count(State::Running),
             containers_created: count(State::Created),
             containers_exited: count(State::Exited),
-            images: self.images.list().len() as u32,
+            images: self.images.list().iter().filter(|i| i.listed()).count() as u32,
             state_dir: self.state_dir.clone(),
             started_at: Some(prost_types::Timestamp::from(self.started_at)),
             instance_id: self.instance_id.clone(),

@@ -252,7 +252,14 @@ impl Images for ImagesService {
         _req: Request<pb::ListImagesRequest>,
     ) -> Result<Response<pb::ListImagesResponse>, Status> {
         Ok(Response::new(pb::ListImagesResponse {
-            images: self.store.list().iter().map(|i| self.to_proto(i)).collect(),
+            // Build steps' results are cache, not images a user made.
+            images: self
+                .store
+                .list()
+                .iter()
+                .filter(|i| i.listed())
+                .map(|i| self.to_proto(i))
+                .collect(),
         }))
     }
 

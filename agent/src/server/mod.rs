@@ -4,6 +4,7 @@
 mod agent;
 pub mod attach;
 mod authority;
+mod build;
 mod containers;
 pub mod convert;
 mod copy;
@@ -27,6 +28,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use berth::v1::builds_server::BuildsServer;
 use berth::v1::exec_server::ExecServer;
 use berth::v1::networks_server::NetworksServer;
 use berth::v1::stats_server::StatsServer;
@@ -148,6 +150,13 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let pulling = images::Pulling::new(puller, images.clone(), bus.clone(), cfg.auto_pull);
 
     let cri_pulling = pulling.clone();
+    remove_build_leftovers(&mgr).await;
+    let builder = crate::build::Builder::new(
+        images.clone(),
+        mgr.clone(),
+        pulling.clone(),
+        &cfg.state_dir.join("build"),
+    )?;
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
         .set_serving::<ContainersServer<containers::ContainersService>>()
@@ -171,6 +180,9 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         .set_serving::<VolumesServer<volumes::VolumesService>>()
         .await;
     health.set_serving::<ExecServer<exec::ExecService>>().await;
+    health
+        .set_serving::<BuildsServer<build::BuildsService>>()
+        .await;
     // Reflection in both versions: grpcurl and grpc-go speak v1, Python's
     // grpcio-reflection, Postman and older tools only v1alpha.
     let reflection_builder = || {
@@ -241,6 +253,11 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         )
         .add_service(
             ExecServer::new(exec::ExecService::new(mgr.clone(), stopping.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            BuildsServer::new(build::BuildsService::new(builder, bus.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
         );
@@ -424,4 +441,21 @@ pub(crate) fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener>
     // The API controls the host as root: only root may connect.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Removes the RUN-step containers of builds a crash (of berthd or its
+/// machine) cut short: no build survives a restart, so none is in use.
+async fn remove_build_leftovers(mgr: &Arc<Manager>) {
+    for rec in mgr.list() {
+        if !rec.spec.labels.contains_key(crate::build::BUILD_LABEL) {
+            continue;
+        }
+        let removed = match mgr.get(&rec.id) {
+            Ok(entry) => mgr.remove(&entry, true).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            tracing::warn!("removing build container {}: {e}", rec.id);
+        }
+    }
 }

@@ -376,6 +376,10 @@ pub enum Command {
     Pull(crate::cmd::PullArgs),
     /// Push an image to a registry (the agent pushes it), showing progress.
     Push(crate::cmd::PushArgs),
+    /// Build an image from a Dockerfile: the agent runs each step in its
+    /// own containers, with a layer cache (the context directory is sent,
+    /// less what its .dockerignore excludes).
+    Build(crate::cmd::BuildArgs),
     /// Manage volumes (one host at a time).
     #[command(subcommand)]
     Volume(crate::cmd::VolumeCommand),

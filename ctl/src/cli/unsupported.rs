@@ -14,7 +14,6 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 /// Docker subcommands (of `docker`, `docker container` or `docker image`)
 /// berthctl does not have, and what they do.
 const COMMANDS: &[(&str, &str)] = &[
-    ("build", "building images"),
     ("commit", "making an image from a container"),
     ("compose", "compose files"),
     ("diff", "listing a container's changed files"),

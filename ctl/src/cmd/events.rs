@@ -17,7 +17,7 @@ use crate::parse;
 
 /// Every action an event filter can name (the snapshot markers are not
 /// events of their own).
-const ACTIONS: [EventAction; 17] = [
+const ACTIONS: [EventAction; 18] = [
     EventAction::Created,
     EventAction::Started,
     EventAction::Stopping,
@@ -35,6 +35,7 @@ const ACTIONS: [EventAction; 17] = [
     EventAction::Renamed,
     EventAction::Connected,
     EventAction::Disconnected,
+    EventAction::Built,
 ];
 
 /// Parses an action filter: the words the table prints (`restarting`), or
@@ -59,6 +60,7 @@ pub fn action(s: &str) -> Option<EventAction> {
         "rename" => "renamed",
         "connect" => "connected",
         "disconnect" => "disconnected",
+        "build" => "built",
         other => other,
     };
     ACTIONS

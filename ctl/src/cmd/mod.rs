@@ -4,6 +4,8 @@
 //! and the fan-out rules of [`fan`].
 
 mod attach;
+mod build;
+mod build_context;
 mod cp;
 mod cp_local;
 mod cp_rules;
@@ -50,6 +52,7 @@ mod version;
 mod volume;
 mod wait;
 
+pub use build::BuildArgs;
 pub use pull::{LoginArgs, LogoutArgs, PullArgs};
 pub use push::PushArgs;
 pub use volume::VolumeCommand;
@@ -88,6 +91,7 @@ pub async fn dispatch(f: &Fleet, command: Command) -> Result<()> {
         Command::Network(c) => network::network(f, c).await,
         Command::Exec(a) => exec::exec(one_host(f, "exec")?, a).await,
         Command::Cp(a) => cp::cp(one_host(f, "cp")?, a).await,
+        Command::Build(a) => build::build(one_host(f, "build")?, f.json(), a).await,
         Command::Attach(a) => attach::attach(one_host(f, "attach")?, a).await,
         Command::Image(ImageCommand::Import(a)) => image_import::import(f, a).await,
         Command::Image(ImageCommand::Ls(a)) | Command::Images(a) => image_ls::ls(f, a).await,

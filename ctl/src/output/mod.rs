@@ -215,6 +215,7 @@ pub fn action_word(a: i32) -> &'static str {
         Ok(EventAction::Renamed) => "renamed",
         Ok(EventAction::Connected) => "connected",
         Ok(EventAction::Disconnected) => "disconnected",
+        Ok(EventAction::Built) => "built",
         Ok(EventAction::Snapshot) => "snapshot",
         Ok(EventAction::SnapshotDone) => "snapshot-done",
         _ => "unknown",

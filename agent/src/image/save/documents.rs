@@ -135,6 +135,7 @@ mod tests {
                 architecture: "amd64".into(),
                 config: Default::default(),
                 layers: Vec::new(),
+                build_cache: false,
             },
             references: references.iter().map(|s| s.to_string()).collect(),
             manifest: b"{}".to_vec(),

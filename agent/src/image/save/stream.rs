@@ -218,6 +218,7 @@ mod tests {
                 architecture: "amd64".into(),
                 config: Default::default(),
                 layers: Vec::new(),
+                build_cache: false,
             },
             references: Vec::new(),
             manifest: b"{}".to_vec(),

@@ -243,6 +243,7 @@ impl ImageStore {
                     architecture: p.config.architecture().to_string(),
                     config: ImageConfig::from_oci(&p.config),
                     layers,
+                    build_cache: p.build_cache,
                 }),
             }
             out_ids.push(p.config_digest.clone());

@@ -29,6 +29,7 @@ use crate::fsutil::{temp_path, write_atomic, WriteOptions};
 pub(crate) use self::blobs::{manifest_layers, Descriptor};
 pub(crate) use self::fsops::{hex_of, remove_any};
 pub(crate) use self::pins::Pins;
+pub(crate) use self::pulled::Parts;
 
 /// Name of the index file under the root.
 const INDEX_FILE: &str = "images.json";

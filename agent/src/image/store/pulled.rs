@@ -109,6 +109,32 @@ impl ImageStore {
         config_bytes: Vec<u8>,
         layers: Vec<PlannedLayer>,
     ) -> Result<ImageRecord, ImageError> {
+        let parts = Parts {
+            manifest_digest,
+            manifest_bytes,
+            config_digest,
+            config_bytes,
+            layers,
+        };
+        self.commit_parts(&[reference.to_string()], false, parts)
+    }
+
+    /// Records an image made of `parts` (blocking) under `names` (none for
+    /// a build step's result, then kept as build cache when `build_cache`).
+    /// Every layer must already be installed and pinned by the caller.
+    pub(crate) fn commit_parts(
+        &self,
+        names: &[String],
+        build_cache: bool,
+        parts: Parts<'_>,
+    ) -> Result<ImageRecord, ImageError> {
+        let Parts {
+            manifest_digest,
+            manifest_bytes,
+            config_digest,
+            config_bytes,
+            layers,
+        } = parts;
         let config = layout::parse_config(&config_bytes, config_digest)?;
         let mut sizes = HashMap::new();
         for l in &layers {
@@ -129,6 +155,7 @@ impl ImageStore {
             config_bytes,
             config,
             layers,
+            build_cache,
         };
         let staging = StagingDir::create(&self.staging_dir(), "pull-")?;
         let blob_stage = staging.path.join("blobs");
@@ -152,7 +179,7 @@ impl ImageStore {
         let result = self.commit(
             &mut st,
             &plans,
-            &[vec![reference.to_string()]],
+            &[names.to_vec()],
             &sizes,
             &[],
             &blobs,
@@ -168,8 +195,23 @@ impl ImageStore {
         result?
             .into_iter()
             .next()
-            .ok_or_else(|| ImageError::io("committing the pulled image", io::Error::other("lost")))
+            .ok_or_else(|| ImageError::io("committing the image", io::Error::other("lost")))
     }
+}
+
+/// What an image is made of: its manifest and config documents and its
+/// layers (every one already installed in the store).
+pub(crate) struct Parts<'a> {
+    /// `sha256:<hex>` of `manifest_bytes`.
+    pub manifest_digest: &'a str,
+    /// The manifest as it is to be stored.
+    pub manifest_bytes: Vec<u8>,
+    /// `sha256:<hex>` of `config_bytes`: the image id.
+    pub config_digest: &'a str,
+    /// The config as it is to be stored.
+    pub config_bytes: Vec<u8>,
+    /// The layers, base first.
+    pub layers: Vec<PlannedLayer>,
 }
 
 /// Deletes `*.partial` files in `downloads` last written more than `age`

@@ -1,0 +1,233 @@
+//! COPY: what goes where (Docker's rules for files, directories and a
+//! destination that is a directory), with whose ownership, and the view of
+//! another stage or image that `--from` copies out of.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::context::Context;
+use super::error::{BuildError, Result};
+use super::layer::{CopyItem, CopyOpts};
+use super::lower;
+use crate::error::capped;
+
+/// What a COPY step will write, and a digest of it for the cache key.
+pub struct CopyPlan {
+    /// The files, directories and links, and where each goes.
+    pub items: Vec<CopyItem>,
+    /// Ownership, mode, time clamp and the parent directories to make.
+    pub opts: CopyOpts,
+}
+
+/// The options of one COPY, expanded.
+pub struct CopyArgs<'a> {
+    /// Sources, relative to the source root.
+    pub sources: &'a [String],
+    /// Destination (relative ones are relative to the working directory).
+    pub dest: &'a str,
+    /// `--chown` (user[:group], names looked up in the image).
+    pub chown: Option<&'a str>,
+    /// `--chmod` (octal).
+    pub chmod: Option<&'a str>,
+}
+
+/// Plans a COPY from `root` into the image made of `layers` whose working
+/// directory is `workdir`.
+pub fn plan(
+    root: &Context,
+    args: &CopyArgs<'_>,
+    workdir: &str,
+    layers: &[PathBuf],
+    clamp_secs: u64,
+) -> Result<CopyPlan> {
+    let dest_text = if args.dest.starts_with('/') {
+        args.dest.to_string()
+    } else {
+        format!("{}/{}", workdir.trim_end_matches('/'), args.dest)
+    };
+    let dest = clean_abs(&dest_text);
+    let mut sources = Vec::new();
+    for s in args.sources {
+        sources.extend(root.sources(s)?);
+    }
+    // Into a directory: several sources, a destination ending in '/', or a
+    // destination that is a directory in the image already.
+    let into_dir = sources.len() > 1
+        || args.dest.ends_with('/')
+        || lower::stat(layers, &dest).is_some_and(|(_, m)| m.is_dir());
+    let mut items = Vec::new();
+    for src in sources {
+        let meta = std::fs::symlink_metadata(&src)
+            .map_err(|e| BuildError::io(format!("reading {}", src.display()), e))?;
+        let to = if meta.is_dir() {
+            // A directory's contents go to the destination.
+            dest.clone()
+        } else if into_dir {
+            let name = src
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{}/{name}", dest.trim_end_matches('/'))
+        } else {
+            dest.clone()
+        };
+        items.push(CopyItem { src, dest: to });
+    }
+    let (uid, gid) = match args.chown {
+        Some(spec) => owner(spec, layers)?,
+        None => (0, 0),
+    };
+    let chmod = args
+        .chmod
+        .map(|m| {
+            u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| {
+                    BuildError::invalid(format!("--chmod {:?} is not an octal mode", capped(m)))
+                })
+        })
+        .transpose()?;
+    // The destination's missing ancestors, made as Docker does (0755,
+    // root-owned); a directory item's own top is made by the copy itself.
+    let mut parents: Vec<(String, u32, u32, u32)> = Vec::new();
+    for item in &items {
+        let mut missing = Vec::new();
+        let mut at = Path::new(&item.dest).parent();
+        while let Some(p) = at {
+            let text = p.to_string_lossy();
+            if text == "/" || lower::has(layers, &text) {
+                break;
+            }
+            missing.push(text.into_owned());
+            at = p.parent();
+        }
+        for p in missing.into_iter().rev() {
+            if !parents.iter().any(|(q, ..)| q == &p) {
+                parents.push((p, 0o755, 0, 0));
+            }
+        }
+    }
+    Ok(CopyPlan {
+        items,
+        opts: CopyOpts {
+            uid,
+            gid,
+            chmod,
+            clamp_secs,
+            parents,
+        },
+    })
+}
+
+/// `--chown`'s user and group as ids: numbers as they are, names from the
+/// image's /etc/passwd and /etc/group.
+fn owner(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32)> {
+    const MAX: u64 = 4 << 20;
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = lower::read_small(layers, "etc/passwd", MAX);
+    let groups = lower::read_small(layers, "etc/group", MAX);
+    let ids = berth_runtime::user::resolve(spec, &passwd, &groups)
+        .map_err(|e| BuildError::invalid(format!("--chown {:?}: {e}", capped(spec))))?;
+    // Docker: a user alone gives its uid and, as the group, the same id
+    // when the user is numeric, else the user's primary group.
+    let gid = match group {
+        None if user.parse::<u32>().is_ok() => ids.uid,
+        _ => ids.gid,
+    };
+    Ok((ids.uid, gid))
+}
+
+/// `path` made absolute and clean (`.` dropped, `..` stops at `/`).
+pub fn clean_abs(path: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// A read-only view of another stage's or image's file system, for
+/// `COPY --from`: its layers stacked with overlayfs on a private directory
+/// (unmounted when dropped), or the one layer itself.
+pub struct FromView {
+    /// The view's root, used like a context.
+    pub context: Context,
+    mounted: Option<PathBuf>,
+}
+
+impl FromView {
+    /// Stacks `layers` (base first) at `at` (an empty directory made here).
+    pub fn open(layers: &[PathBuf], at: &Path) -> Result<FromView> {
+        use nix::mount::{mount, MsFlags};
+        crate::state_dir::create_private_dir(at)
+            .map_err(|e| BuildError::io("making the COPY --from view", e))?;
+        match layers {
+            [] => Ok(FromView {
+                context: Context {
+                    root: at.to_path_buf(),
+                },
+                mounted: None,
+            }),
+            [one] => Ok(FromView {
+                context: Context { root: one.clone() },
+                mounted: None,
+            }),
+            _ => {
+                // overlayfs wants the top layer first; no upper: read-only.
+                let lower: Vec<String> = layers
+                    .iter()
+                    .rev()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .collect();
+                let data = format!("lowerdir={}", lower.join(":"));
+                mount(
+                    Some("overlay"),
+                    at,
+                    Some("overlay"),
+                    MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+                    Some(data.as_str()),
+                )
+                .map_err(|e| {
+                    BuildError::io("mounting the COPY --from view", std::io::Error::from(e))
+                })?;
+                Ok(FromView {
+                    context: Context {
+                        root: at.to_path_buf(),
+                    },
+                    mounted: Some(at.to_path_buf()),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for FromView {
+    fn drop(&mut self) {
+        if let Some(at) = self.mounted.take() {
+            if let Err(e) = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!("unmounting the COPY --from view {}: {e}", at.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_are_absolute_and_cannot_climb_above_the_root() {
+        assert_eq!(clean_abs("/app/./x/../y"), "/app/y");
+        assert_eq!(clean_abs("/../../etc"), "/etc");
+        assert_eq!(clean_abs("/"), "/");
+    }
+}

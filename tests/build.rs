@@ -1,0 +1,544 @@
+//! End to end: `berthctl build` (Builds.Build) with the real agent, real
+//! containers for RUN, and the built images run afterwards.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use berth::v1 as pb;
+use common::{sh, Agent};
+
+/// A context directory with `files` (path, content).
+fn context(agent: &Agent, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = agent.dir.join(name);
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    dir
+}
+
+fn build(agent: &Agent, dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["build"];
+    args.extend_from_slice(extra);
+    let d = dir.to_string_lossy().to_string();
+    args.push(&d);
+    agent.ctl(&args)
+}
+
+fn ok(o: &Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "build failed: {}\n{out}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// The build's progress messages (`-o json`): the last is the result.
+fn json_build(agent: &Agent, dir: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["-o", "json"];
+    args.extend_from_slice(extra);
+    let o = build(agent, dir, &args);
+    ok(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn result(msgs: &[serde_json::Value]) -> &serde_json::Value {
+    &msgs.last().expect("messages")["result"]
+}
+
+async fn image(agent: &Agent, name: &str) -> pb::Image {
+    agent
+        .images()
+        .inspect(pb::InspectImageRequest {
+            image: name.to_string(),
+        })
+        .await
+        .expect("inspect image")
+        .into_inner()
+        .image
+        .expect("an image")
+}
+
+/// Runs `spec` (image `img`) and returns its stdout, asserting exit 0.
+async fn run_out(agent: &Agent, img: &str, script: &str) -> String {
+    let mut spec = sh(script);
+    spec.image = img.to_string();
+    // Past the image's own entrypoint, if it has one.
+    spec.entrypoint = Some(pb::StringList { values: Vec::new() });
+    let (exit, out, err) = agent.run_to_exit(spec).await;
+    assert_eq!(exit.exit_code, 0, "{out}\n{err}");
+    out
+}
+
+const EVERY_INSTRUCTION: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM ${BASE} AS base
+ARG GREETING=hello
+ENV APP_HOME=/srv/app \
+    MODE="two words"
+LABEL org.example.name="berth test" version=1
+WORKDIR $APP_HOME
+COPY --chown=1000:1000 --chmod=640 greeting.txt ./
+COPY conf/ /etc/app/
+RUN echo "$GREETING from run" > made.txt && rm /etc/image-file && mkdir -p /data && chown 1000 /data
+USER 1000:1000
+EXPOSE 8080 53/udp
+VOLUME ["/data"]
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=5s --retries=2 CMD true
+ONBUILD RUN echo child
+SHELL ["/bin/sh", "-c"]
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat greeting.txt made.txt /etc/app/a.conf; id -u; pwd; cat /etc/image-file || echo no-file"]
+"#;
+
+#[tokio::test]
+async fn every_instruction_ends_up_in_an_image_that_runs() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "every",
+        &[
+            ("Dockerfile", EVERY_INSTRUCTION),
+            ("greeting.txt", "from the context\n"),
+            ("conf/a.conf", "conf a\n"),
+        ],
+    );
+    let out = ok(&build(
+        &agent,
+        &dir,
+        &["-t", "every:1", "--build-arg", "GREETING=hi"],
+    ));
+    assert!(out.contains("Step 1/"), "{out}");
+    assert!(
+        out.contains("Successfully tagged docker.io/library/every:1"),
+        "{out}"
+    );
+
+    let img = image(&agent, "every:1").await;
+    let c = img.config.clone().expect("a config");
+    assert!(
+        c.env.contains(&"APP_HOME=/srv/app".to_string()),
+        "{:?}",
+        c.env
+    );
+    assert!(c.env.contains(&"MODE=two words".to_string()), "{:?}", c.env);
+    assert!(
+        !c.env.iter().any(|e| e.starts_with("GREETING=")),
+        "ARGs are not kept"
+    );
+    assert_eq!(c.working_dir, "/srv/app");
+    assert_eq!(c.user, "1000:1000");
+    assert_eq!(c.entrypoint, ["/bin/sh", "-c"]);
+    assert_eq!(c.stop_signal, "SIGUSR1");
+    assert_eq!(
+        c.labels.get("org.example.name").map(String::as_str),
+        Some("berth test")
+    );
+    assert_eq!(c.labels.get("version").map(String::as_str), Some("1"));
+
+    let mut spec = pb::ContainerSpec {
+        image: "every:1".into(),
+        ..Default::default()
+    };
+    spec.command.clear();
+    let (exit, out, err) = agent.run_to_exit(spec).await;
+    assert_eq!(exit.exit_code, 0, "{out}\n{err}");
+    assert!(out.contains("from the context"), "{out}");
+    assert!(
+        out.contains("hi from run"),
+        "the build arg reached RUN: {out}"
+    );
+    assert!(out.contains("conf a"), "{out}");
+    assert!(out.contains("\n1000\n"), "USER applies: {out}");
+    assert!(out.contains("/srv/app"), "WORKDIR applies: {out}");
+    assert!(out.contains("no-file"), "a file RUN deleted is gone: {out}");
+
+    // Ownership and mode from COPY --chown/--chmod, seen as root.
+    let out = run_out(
+        &agent,
+        "every:1",
+        "stat -c '%u:%g %a' /srv/app/greeting.txt",
+    )
+    .await;
+    assert_eq!(out.trim(), "1000:1000 640");
+
+    // The raw config has what the API's Image does not show.
+    let history = agent
+        .images()
+        .history(pb::ImageHistoryRequest {
+            image: "every:1".into(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    assert!(
+        history
+            .entries
+            .iter()
+            .any(|h| h.created_by.contains("RUN echo")),
+        "{history:?}"
+    );
+}
+
+/// Steps by number: (cached, image) of each step's `done`.
+fn steps(msgs: &[serde_json::Value]) -> Vec<(bool, String)> {
+    msgs.iter()
+        .filter_map(|m| m.get("done"))
+        .map(|d| {
+            (
+                d["cached"].as_bool().unwrap_or(false),
+                d["imageId"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+const CACHED: &str = "FROM busybox
+RUN echo one > /one
+COPY a.txt /a.txt
+RUN cat /a.txt > /copy
+COPY b.txt /b.txt
+CMD [\"cat\", \"/copy\", \"/b.txt\"]
+";
+
+#[tokio::test]
+async fn an_unchanged_rebuild_runs_nothing_and_a_changed_file_rebuilds_from_its_copy() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "cached",
+        &[("Dockerfile", CACHED), ("a.txt", "a1\n"), ("b.txt", "b1\n")],
+    );
+    let first = json_build(&agent, &dir, &["-t", "cached"]);
+    assert_eq!(result(&first)["runSteps"], 5, "{first:?}");
+    let again = json_build(&agent, &dir, &["-t", "cached"]);
+    assert_eq!(result(&again)["runSteps"], 0, "{again:?}");
+    assert_eq!(result(&again)["cachedSteps"], 5);
+    assert_eq!(
+        result(&again)["image"]["id"],
+        result(&first)["image"]["id"],
+        "the same image"
+    );
+    // Step 1 is FROM; a.txt changes: FROM, RUN one come from the cache,
+    // the COPY of a.txt and every step after it run again.
+    std::fs::write(dir.join("a.txt"), "a2\n").unwrap();
+    let changed = json_build(&agent, &dir, &["-t", "cached"]);
+    let cached: Vec<bool> = steps(&changed).iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        cached,
+        [false, true, false, false, false, false],
+        "{changed:?}"
+    );
+    let out = run_out(&agent, "cached", "cat /copy /b.txt /one").await;
+    assert_eq!(out, "a2\nb1\none\n");
+    // Only the tagged image is listed: step results are cache.
+    let list = agent
+        .images()
+        .list(pb::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert_eq!(list.len(), 2, "busybox and cached: {list:?}");
+    // --no-cache runs everything again.
+    let fresh = json_build(&agent, &dir, &["--no-cache", "-t", "cached"]);
+    assert_eq!(result(&fresh)["runSteps"], 5);
+}
+
+const MULTI: &str = "FROM busybox AS builder
+RUN mkdir /out && printf '#!/bin/sh\\necho built by the builder\\n' > /out/hello && chmod 755 /out/hello
+FROM busybox AS unused
+RUN exit 7
+FROM busybox
+COPY --from=builder /out/hello /usr/local/bin/hello
+CMD [\"/usr/local/bin/hello\"]
+";
+
+#[tokio::test]
+async fn a_multi_stage_build_copies_from_its_builder_and_builds_only_the_stages_needed() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(&agent, "multi", &[("Dockerfile", MULTI)]);
+    // The stage that fails is not needed, so never run.
+    let out = ok(&build(&agent, &dir, &["-t", "multi"]));
+    assert!(!out.contains("exit 7"), "{out}");
+    let mut spec = pb::ContainerSpec {
+        image: "multi".into(),
+        ..Default::default()
+    };
+    spec.command.clear();
+    let (exit, out, _) = agent.run_to_exit(spec).await;
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(out, "built by the builder\n");
+    // --target builds that stage and what it needs.
+    let msgs = json_build(&agent, &dir, &["--target", "builder", "-t", "builder"]);
+    assert_eq!(
+        steps(&msgs).len(),
+        2,
+        "FROM and RUN of the builder: {msgs:?}"
+    );
+    let out = run_out(&agent, "builder", "cat /out/hello").await;
+    assert!(out.contains("built by the builder"));
+}
+
+#[tokio::test]
+async fn dockerignore_keeps_files_out_of_the_context() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "ignore",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            (".dockerignore", "secret.txt\nlogs\n*.tmp\n!keep.tmp\n"),
+            ("secret.txt", "password"),
+            ("logs/a.log", "log"),
+            ("x.tmp", "tmp"),
+            ("keep.tmp", "kept"),
+            ("src/main.txt", "main"),
+        ],
+    );
+    ok(&build(&agent, &dir, &["-t", "ignore"]));
+    let out = run_out(&agent, "ignore", "cd /ctx && find . | sort").await;
+    let files: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        files,
+        [
+            ".",
+            "./.dockerignore",
+            "./Dockerfile",
+            "./keep.tmp",
+            "./src",
+            "./src/main.txt"
+        ],
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_run_shows_its_output_and_code_and_leaves_nothing() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "fails",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo before\nRUN echo boom >&2; exit 3\nRUN echo never\n",
+        )],
+    );
+    let o = build(&agent, &dir, &["-t", "fails"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("boom"), "the step's output is shown: {out}");
+    assert!(!out.contains("never"), "{out}");
+    assert!(
+        err.contains("step 3/4") && err.contains("exited with code 3"),
+        "{err}"
+    );
+    let missing = agent
+        .images()
+        .inspect(pb::InspectImageRequest {
+            image: "fails".into(),
+        })
+        .await
+        .expect_err("nothing tagged");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    // No step container is left, and the build's work directory is gone.
+    let clean = common::eventually(30, async || {
+        agent.processes().is_empty() && agent.cgroups().is_empty()
+    })
+    .await;
+    assert!(clean, "leftover processes or cgroups");
+    let ps = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(ps.is_empty(), "{ps:?}");
+    let work = agent.state_dir.join("build/work");
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn layers_are_reproducible_and_so_is_the_image_with_source_date_epoch() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "repro",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY f.txt /f.txt\nRUN date > /now && echo x > /x\n",
+            ),
+            ("f.txt", "f"),
+        ],
+    );
+    let layers = |msgs: &[serde_json::Value]| result(msgs)["image"]["layers"].clone();
+    let a = json_build(&agent, &dir, &["--no-cache"]);
+    // Touch the context: times are not part of the layers.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(dir.join("f.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+        .unwrap();
+    let b = json_build(&agent, &dir, &["--no-cache"]);
+    // `date` writes different text: the RUN layer may differ; the COPY
+    // layer may not.
+    assert_eq!(layers(&a)[1], layers(&b)[1], "{a:?}\n{b:?}");
+    let dir2 = context(
+        &agent,
+        "repro2",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY f.txt /f.txt\nRUN echo x > /x\nENV A=1\n",
+            ),
+            ("f.txt", "f"),
+        ],
+    );
+    let epoch = ["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
+    let c = json_build(&agent, &dir2, &epoch);
+    let d = json_build(&agent, &dir2, &epoch);
+    assert_eq!(
+        result(&c)["image"]["layers"],
+        result(&d)["image"]["layers"],
+        "{c:?}\n{d:?}"
+    );
+    assert_eq!(result(&c)["image"]["id"], result(&d)["image"]["id"]);
+    assert_eq!(
+        result(&c)["image"]["createdAt"].as_str(),
+        Some("2023-11-14T22:13:20Z")
+    );
+}
+
+#[tokio::test]
+async fn bad_dockerfiles_and_contexts_are_refused_with_their_place() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    type Files<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(&str, Files, &str)] = &[
+        (
+            "syntax",
+            &[("Dockerfile", "FROM busybox\nRUN --bogus=1 true\n")],
+            "Dockerfile:2:",
+        ),
+        ("nofrom", &[("Dockerfile", "RUN true\n")], "Dockerfile:1:"),
+        (
+            "add",
+            &[("Dockerfile", "FROM busybox\nADD x /x\n"), ("x", "x")],
+            "not supported yet: ADD",
+        ),
+        (
+            "escape",
+            &[("Dockerfile", "FROM busybox\nCOPY ../../etc/passwd /p\n")],
+            "leaves the build context",
+        ),
+        (
+            "missing",
+            &[("Dockerfile", "FROM busybox\nCOPY nothere /p\n")],
+            "is not in the build context",
+        ),
+        (
+            "platform",
+            &[("Dockerfile", "FROM --platform=linux/s390x busybox\n")],
+            "not supported yet: building for platform",
+        ),
+    ];
+    for (name, files, want) in cases {
+        let dir = context(&agent, name, files);
+        let o = build(&agent, &dir, &["-t", "bad"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}");
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    // A link in the context to a host file: copied as the link it is.
+    let dir = context(
+        &agent,
+        "link",
+        &[("Dockerfile", "FROM busybox\nCOPY . /ctx/\nCOPY passwd /p\n")],
+    );
+    std::os::unix::fs::symlink("/etc/shadow", dir.join("passwd")).unwrap();
+    ok(&build(&agent, &dir, &["-t", "link"]));
+    let out = run_out(
+        &agent,
+        "link",
+        "readlink /p; cat /p 2>&1 || echo unreadable",
+    )
+    .await;
+    assert!(out.starts_with("/etc/shadow\n"), "{out}");
+    assert!(
+        !out.contains("root:"),
+        "the host's file never came in: {out}"
+    );
+    // Nothing was tagged by the refused builds.
+    assert!(agent
+        .images()
+        .inspect(pb::InspectImageRequest {
+            image: "bad".into()
+        })
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_built_image_is_pushed_to_a_registry_and_pulled_by_another_agent() {
+    let reg = common::registry::Registry::start();
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "push",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY msg /msg\nRUN cat /msg > /copied\nCMD [\"cat\", \"/copied\"]\n",
+            ),
+            ("msg", "pushed and pulled\n"),
+        ],
+    );
+    let target = format!("{}/team/built:v1", reg.addr());
+    ok(&build(&agent, &dir, &["-t", &target]));
+    let pushed = agent.ctl(&["push", &target]);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+
+    let other = Agent::start().await;
+    let pulled = other.ctl(&["pull", &target]);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let mut spec = pb::ContainerSpec {
+        image: target.clone(),
+        ..Default::default()
+    };
+    spec.command.clear();
+    let (exit, out, err) = other.run_to_exit(spec).await;
+    assert_eq!(exit.exit_code, 0, "{err}");
+    assert_eq!(out, "pushed and pulled\n");
+    assert_eq!(
+        image(&other, &target).await.id,
+        image(&agent, &target).await.id,
+        "the same image id on both agents"
+    );
+}
