@@ -27,29 +27,32 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::HashSet;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::dir::Dir;
-use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
-use nix::sys::stat::{fstat, fstatat, major, minor, FileStat, Mode, SFlag};
+use nix::sys::stat::{major, minor, FileStat};
 use sha2::{Digest, Sha256};
 use tar::{Builder, EntryType, Header};
+
+use super::walk::{
+    is_opaque, is_placeholder, keep_xattr, open_dir_path, open_parent, overlay_name, split_last,
+    Kind, Marks, Node, Sink, Walker,
+};
 
 /// Most entries one layer (or one digest) may walk.
 pub const MAX_ENTRIES: u64 = 1_000_000;
 /// Longest path, in bytes, inside a layer.
 pub const MAX_PATH: usize = 4096;
 /// Deepest directory nesting: one descriptor stays open per level.
-const MAX_DEPTH: usize = 512;
+pub(super) const MAX_DEPTH: usize = 512;
 /// The kernel's limit for an xattr value and for the list of names.
-const MAX_XATTR: usize = 65536;
+pub(super) const MAX_XATTR: usize = 65536;
 
 /// A layer tar written to the file the caller named, with its digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,14 +161,14 @@ impl std::error::Error for LayerError {
     }
 }
 
-type Result<T> = std::result::Result<T, LayerError>;
+pub(super) type Result<T> = std::result::Result<T, LayerError>;
 
-fn fail<T>(path: &[u8], cause: LayerCause) -> Result<T> {
+pub(super) fn fail<T>(path: &[u8], cause: LayerCause) -> Result<T> {
     Err(LayerError::new(path, cause))
 }
 
 /// Names the path an I/O failure was about.
-trait At<T> {
+pub(super) trait At<T> {
     fn at(self, path: &[u8]) -> Result<T>;
 }
 
@@ -250,139 +253,6 @@ pub fn copy_layer(items: &[CopyItem], opts: &CopyOpts, dest: &Path) -> Result<La
         walker.child(parent.as_fd(), &name, &mut rel, 0)?;
     }
     walker.sink.finish()
-}
-
-/// `sha256:<hex>` over the names, modes, symlink targets and file bytes
-/// of `paths` and their trees (not mtimes, owners or xattrs): the build
-/// cache key of a COPY's sources.
-pub fn content_digest(paths: &[PathBuf]) -> Result<String> {
-    let mut walker = Walker::new(DigestSink(Sha256::new()));
-    for (i, path) in paths.iter().enumerate() {
-        walker.sink.0.update(b"root");
-        walker.sink.0.update((i as u64).to_le_bytes());
-        let (parent, name) = open_parent(path)?;
-        let mut rel = name.to_bytes().to_vec();
-        walker.child(parent.as_fd(), &name, &mut rel, 0)?;
-    }
-    Ok(format!("sha256:{}", hex::encode(walker.sink.0.finalize())))
-}
-
-/// The kinds of file a walk meets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Dir,
-    File,
-    Symlink,
-    Char,
-    Block,
-    Fifo,
-    Socket,
-}
-
-impl Kind {
-    fn of(st: &FileStat) -> Kind {
-        match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFDIR => Kind::Dir,
-            SFlag::S_IFLNK => Kind::Symlink,
-            SFlag::S_IFCHR => Kind::Char,
-            SFlag::S_IFBLK => Kind::Block,
-            SFlag::S_IFIFO => Kind::Fifo,
-            SFlag::S_IFSOCK => Kind::Socket,
-            _ => Kind::File,
-        }
-    }
-}
-
-/// One entry as the walk hands it over: the descriptor is there for
-/// directories and regular files, the target for symlinks.
-struct Node<'a> {
-    rel: &'a [u8],
-    st: &'a FileStat,
-    kind: Kind,
-    fd: Option<&'a OwnedFd>,
-    target: Option<&'a OsStr>,
-}
-
-/// What a walk feeds; `entry` says whether to go into a directory.
-trait Sink {
-    fn entry(&mut self, node: &Node<'_>) -> Result<bool>;
-}
-
-/// Walks trees by descriptor, counting entries against [`MAX_ENTRIES`].
-struct Walker<S> {
-    sink: S,
-    seen: u64,
-}
-
-impl<S: Sink> Walker<S> {
-    fn new(sink: S) -> Self {
-        Walker { sink, seen: 0 }
-    }
-
-    /// Hands the entry `name` of `parent`, at `rel`, and its tree to the sink.
-    fn child(
-        &mut self,
-        parent: BorrowedFd,
-        name: &CStr,
-        rel: &mut Vec<u8>,
-        depth: usize,
-    ) -> Result<()> {
-        self.seen += 1;
-        let limit = if self.seen > MAX_ENTRIES {
-            "entries"
-        } else if rel.len() > MAX_PATH {
-            "path length"
-        } else if depth >= MAX_DEPTH {
-            "directory depth"
-        } else {
-            ""
-        };
-        if !limit.is_empty() {
-            return fail(rel, LayerCause::Limit(limit));
-        }
-        let st = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).at(rel)?;
-        let kind = Kind::of(&st);
-        let (fd, target) = match kind {
-            Kind::Dir => (
-                Some(open_checked(parent, name, &st, OFlag::O_DIRECTORY, rel)?),
-                None,
-            ),
-            // O_NONBLOCK: a fifo swapped in before the open must not hang us.
-            Kind::File => (
-                Some(open_checked(parent, name, &st, OFlag::O_NONBLOCK, rel)?),
-                None,
-            ),
-            Kind::Symlink => (None, Some(readlinkat(parent, name).at(rel)?)),
-            _ => (None, None),
-        };
-        let fd = fd.as_ref();
-        let target = target.as_deref();
-        let node = Node {
-            rel,
-            st: &st,
-            kind,
-            fd,
-            target,
-        };
-        match (self.sink.entry(&node)?, fd) {
-            (true, Some(dir)) if kind == Kind::Dir => self.children(dir, rel, depth + 1),
-            _ => Ok(()),
-        }
-    }
-
-    /// Hands every entry of `dir` (at `rel`) to the sink, in name order.
-    fn children(&mut self, dir: &OwnedFd, rel: &mut Vec<u8>, depth: usize) -> Result<()> {
-        for name in list_names(dir, rel)? {
-            let len = rel.len();
-            if !rel.is_empty() {
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(name.to_bytes());
-            self.child(dir.as_fd(), &name, rel, depth)?;
-            rel.truncate(len);
-        }
-        Ok(())
-    }
 }
 
 /// Where a tar's entries come from, which decides owners, modes and
@@ -559,7 +429,7 @@ impl Sink for TarSink<'_> {
             );
         }
         let xattrs = match node.fd {
-            Some(fd) => read_xattrs(fd.as_fd()).at(rel)?,
+            Some(fd) => crate::sys::xattr::read_all(fd.as_fd(), MAX_XATTR).at(rel)?,
             None => Vec::new(),
         };
         if kind == Kind::Socket || self.upper_special(node, &xattrs)? {
@@ -629,107 +499,6 @@ impl Sink for TarSink<'_> {
     }
 }
 
-/// Hashes what a COPY's cache key depends on, each field length-framed.
-struct DigestSink(Sha256);
-
-impl DigestSink {
-    fn framed(&mut self, bytes: &[u8]) {
-        self.0.update((bytes.len() as u64).to_le_bytes());
-        self.0.update(bytes);
-    }
-}
-
-impl Sink for DigestSink {
-    fn entry(&mut self, node: &Node) -> Result<bool> {
-        self.0.update([node.kind as u8]);
-        self.framed(node.rel);
-        self.0.update((node.st.st_mode & 0o7777).to_le_bytes());
-        match (node.kind, node.fd, node.target) {
-            (Kind::File, Some(fd), _) => {
-                let Ok(size) = u64::try_from(node.st.st_size) else {
-                    return fail(node.rel, LayerCause::Changed);
-                };
-                self.0.update(size.to_le_bytes());
-                let mut data = ExactReader {
-                    fd: fd.as_fd(),
-                    left: size,
-                };
-                io::copy(&mut data, &mut self.0).at(node.rel)?;
-            }
-            (Kind::Symlink, _, Some(target)) => self.framed(target.as_bytes()),
-            (Kind::Char | Kind::Block, _, _) => {
-                self.0.update(major(node.st.st_rdev).to_le_bytes());
-                self.0.update(minor(node.st.st_rdev).to_le_bytes());
-            }
-            _ => {}
-        }
-        Ok(node.kind == Kind::Dir)
-    }
-}
-
-/// What marks runtime placeholders (see [`diff_upper`]).
-struct Marks<'a> {
-    skip: &'a [&'a str],
-    written: &'a [&'a str],
-    lower_has: &'a dyn Fn(&str) -> bool,
-}
-
-/// Whether `rel` is a runtime placeholder (see [`diff_upper`]).
-fn is_placeholder(
-    marks: &Marks<'_>,
-    rel: &[u8],
-    st: &FileStat,
-    fd: Option<&OwnedFd>,
-) -> Result<bool> {
-    let Ok(path) = std::str::from_utf8(rel) else {
-        return Ok(false);
-    };
-    let written = marks.written.contains(&path);
-    if written && Kind::of(st) == Kind::File {
-        return Ok(true);
-    }
-    let named = marks.skip.contains(&path);
-    let leads = |s: &&str| {
-        s.strip_prefix(path)
-            .is_some_and(|rest| rest.starts_with('/'))
-    };
-    let leads = !named && marks.skip.iter().chain(marks.written).any(leads);
-    if !(named || leads) || (named && (marks.lower_has)(path)) {
-        return Ok(false);
-    }
-    match (Kind::of(st), fd) {
-        (Kind::File, _) => Ok(named && st.st_size == 0),
-        (Kind::Dir, Some(dir)) => {
-            if is_opaque(&read_xattrs(dir.as_fd()).at(rel)?) {
-                return Ok(false);
-            }
-            for name in list_names(dir, rel)? {
-                let Ok(name_str) = name.to_str() else {
-                    return Ok(false);
-                };
-                let child = format!("{path}/{name_str}");
-                let child = child.as_bytes();
-                let cst = fstatat(dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW).at(child)?;
-                let cfd = match Kind::of(&cst) {
-                    Kind::Dir => Some(open_checked(
-                        dir.as_fd(),
-                        &name,
-                        &cst,
-                        OFlag::O_DIRECTORY,
-                        child,
-                    )?),
-                    _ => None,
-                };
-                if !is_placeholder(marks, child, &cst, cfd.as_ref())? {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
-}
-
 fn header(ty: EntryType, mode: u32, uid: u32, gid: u32, mtime: u64, size: u64) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(ty);
@@ -764,136 +533,11 @@ fn image_rel(dest: &str) -> Result<Vec<u8>> {
     Ok(rel.as_bytes().to_vec())
 }
 
-/// The directory holding `path` (trusted: the caller's own tree) and the
-/// last component, which is then taken without following it.
-fn open_parent(path: &Path) -> Result<(OwnedFd, CString)> {
-    let raw = path.as_os_str().as_bytes();
-    let Some(name) = path.file_name() else {
-        return fail(raw, LayerCause::Invalid("source has no final name"));
-    };
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let Ok(name) = CString::new(name.as_bytes()) else {
-        return fail(raw, LayerCause::Invalid("NUL in path"));
-    };
-    Ok((open_dir_path(parent)?, name))
-}
-
-fn open_dir_path(path: &Path) -> Result<OwnedFd> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    nix::fcntl::open(path, flags, Mode::empty()).at(path.as_os_str().as_bytes())
-}
-
-/// Opens `name` in `dir` without following it, and checks it is still the
-/// inode `st` described.
-fn open_checked(
-    dir: BorrowedFd,
-    name: &CStr,
-    st: &FileStat,
-    flags: OFlag,
-    rel: &[u8],
-) -> Result<OwnedFd> {
-    let flags = flags | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(dir, name, flags, Mode::empty()).at(rel)?;
-    let now = fstat(&fd).at(rel)?;
-    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) || Kind::of(&now) != Kind::of(st) {
-        return fail(rel, LayerCause::Changed);
-    }
-    Ok(fd)
-}
-
-/// The names in `dir` (without `.` and `..`), in byte order.
-fn list_names(dir: &OwnedFd, rel: &[u8]) -> Result<Vec<CString>> {
-    // A fresh open of "." has its own offset: listing a directory twice works.
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let mut d = Dir::openat(dir.as_fd(), ".", flags, Mode::empty()).at(rel)?;
-    let mut names = Vec::new();
-    for entry in d.iter() {
-        let name = entry.at(rel)?.file_name().to_owned();
-        if name.as_bytes() != b"." && name.as_bytes() != b".." {
-            if names.len() as u64 >= MAX_ENTRIES {
-                return fail(rel, LayerCause::Limit("entries"));
-            }
-            names.push(name);
-        }
-    }
-    names.sort_unstable();
-    Ok(names)
-}
-
-fn split_last(rel: &[u8]) -> (&[u8], &[u8]) {
-    match rel.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => (&[], rel),
-    }
-}
-
-/// `x` for `trusted.overlay.x` or `user.overlay.x`.
-fn overlay_name(name: &[u8]) -> Option<&str> {
-    let rest = name.strip_prefix(b"trusted.overlay.");
-    std::str::from_utf8(rest.or_else(|| name.strip_prefix(b"user.overlay."))?).ok()
-}
-
-/// Whether a directory's xattrs make it opaque (`x` only means it may
-/// hold xattr whiteouts).
-fn is_opaque(xattrs: &[(Vec<u8>, Vec<u8>)]) -> bool {
-    xattrs
-        .iter()
-        .any(|(k, v)| overlay_name(k) == Some("opaque") && v == b"y")
-}
-
-/// The xattrs an unpacker applies (as `image::extract` does); overlayfs's
-/// own (`trusted.overlay.*`, `user.overlay.*`) and host labels stay behind.
-fn keep_xattr(name: &[u8]) -> bool {
-    (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
-        || name == b"security.capability"
-        || name == b"system.posix_acl_access"
-        || name == b"system.posix_acl_default"
-}
-
-/// All xattrs of an open file or directory, sorted by name. std and nix
-/// have no xattr API, hence libc.
-fn read_xattrs(fd: BorrowedFd) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: a null buffer of length 0 only asks for the size needed.
-    let len = unsafe { libc::flistxattr(raw, std::ptr::null_mut(), 0) };
-    let mut list = match usize::try_from(len) {
-        Ok(0) => return Ok(Vec::new()),
-        Ok(n) => vec![0u8; n.min(MAX_XATTR)],
-        Err(_) => match io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            e => return Err(e),
-        },
-    };
-    // SAFETY: `list` is a live, writable buffer of `list.len()` bytes.
-    let got = unsafe { libc::flistxattr(raw, list.as_mut_ptr().cast(), list.len()) };
-    list.truncate(usize::try_from(got).map_err(|_| io::Error::last_os_error())?);
-    let mut out = Vec::new();
-    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let cname = CString::new(name).map_err(io::Error::other)?;
-        // SAFETY: `cname` is NUL-terminated; a null buffer of length 0
-        // only asks for the value's size.
-        let len = unsafe { libc::fgetxattr(raw, cname.as_ptr(), std::ptr::null_mut(), 0) };
-        let len = usize::try_from(len).map_err(|_| io::Error::last_os_error())?;
-        let mut value = vec![0u8; len.min(MAX_XATTR)];
-        let buf = value.as_mut_ptr().cast();
-        // SAFETY: `cname` is NUL-terminated; `buf` is `value`'s live,
-        // writable storage of `value.len()` bytes.
-        let n = unsafe { libc::fgetxattr(raw, cname.as_ptr(), buf, value.len()) };
-        value.truncate(usize::try_from(n).map_err(|_| io::Error::last_os_error())?);
-        out.push((name.to_vec(), value));
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Exactly `left` bytes of a file: one that shrank fails the entry
 /// (a short entry would corrupt the rest of the tar).
-struct ExactReader<'a> {
-    fd: BorrowedFd<'a>,
-    left: u64,
+pub(super) struct ExactReader<'a> {
+    pub(super) fd: BorrowedFd<'a>,
+    pub(super) left: u64,
 }
 
 impl Read for ExactReader<'_> {

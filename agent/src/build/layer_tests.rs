@@ -7,7 +7,13 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 
 use nix::mount::{mount, umount, MsFlags};
-use nix::sys::stat::{mknod, SFlag};
+use nix::sys::stat::{mknod, Mode, SFlag};
+
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{fstat, fstatat};
+
+use crate::build::content::content_digest;
+use crate::build::walk::open_checked;
 use tar::Archive;
 
 /// One entry read back from a layer.

@@ -10,6 +10,7 @@
 
 mod cache;
 mod config;
+pub(crate) mod content;
 mod context;
 mod copy;
 pub mod dockerfile;
@@ -21,6 +22,8 @@ mod run;
 mod snapshot;
 mod stages;
 mod steps;
+mod support;
+pub(crate) mod walk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

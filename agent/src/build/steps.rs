@@ -15,6 +15,7 @@ use super::dockerfile::{self, BuildFile, Command, Op, Stage, Step};
 use super::error::{BuildError, Result};
 use super::expand::expand;
 use super::snapshot::Snapshot;
+use super::support::{check_platform, check_supported};
 use super::{cache, config, layer, run, stages, Builder, Event, Options, Outcome};
 use crate::error::capped;
 use crate::image::{ImageError, ImageRecord};
@@ -229,7 +230,7 @@ impl Build {
                     .copy_source(c.from.as_deref(), step, snap, args)
                     .await?;
                 let srcs = self.copy_sources(&from, &c.sources, step, snap, args)?;
-                let digest = layer::content_digest(&srcs)?;
+                let digest = super::content::content_digest(&srcs)?;
                 (digest, Some(from))
             }
             Op::Run { .. } => (format!("network={}", self.opts.network), None),
@@ -564,62 +565,4 @@ impl Source {
             Source::View(v) => &v.context,
         }
     }
-}
-
-/// Only the agent's own platform is built.
-fn check_platform(platform: &str) -> Result<()> {
-    let own = format!("linux/{}", crate::image::layout::host_arch());
-    if platform.is_empty() || platform == own {
-        return Ok(());
-    }
-    Err(BuildError::Unsupported(format!(
-        "building for platform {:?} (this agent builds for {own})",
-        capped(platform)
-    )))
-}
-
-/// Refuses, before anything runs, what berth does not build yet.
-fn check_supported(file: &BuildFile) -> Result<()> {
-    let at = |line: usize, what: &str| {
-        Err(BuildError::Unsupported(format!(
-            "{what} (Dockerfile line {line})"
-        )))
-    };
-    for stage in &file.stages {
-        if let Some(p) = &stage.platform {
-            if !p.contains('$') {
-                check_platform(p)?;
-            }
-        }
-        for step in &stage.steps {
-            match &step.op {
-                Op::Add(_) => return at(step.line, "ADD; use COPY"),
-                Op::Run {
-                    heredocs,
-                    mounts,
-                    security,
-                    network,
-                    ..
-                } => {
-                    if !heredocs.is_empty() {
-                        return at(step.line, "RUN with a here-document");
-                    }
-                    if !mounts.is_empty() {
-                        return at(step.line, "RUN --mount");
-                    }
-                    if security.is_some() {
-                        return at(step.line, "RUN --security");
-                    }
-                    if network.is_some() {
-                        return at(step.line, "RUN --network; use the build's network option");
-                    }
-                }
-                Op::Copy(c) if !c.heredocs.is_empty() => {
-                    return at(step.line, "COPY with a here-document")
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
 }

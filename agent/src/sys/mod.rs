@@ -141,6 +141,7 @@ pub use bpf::attach_cgroup_device_program;
 pub mod overlay;
 pub mod quota;
 pub mod resolve;
+pub mod xattr;
 
 /// Allocates `len` bytes of `file` from `offset` without changing its size
 /// (`fallocate` with `FALLOC_FL_KEEP_SIZE`): later writes there need no new

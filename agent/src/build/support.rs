@@ -1,0 +1,64 @@
+//! What berth builds, checked before any step runs: the platform, and the
+//! Dockerfile features that are not built yet (each refused with its line).
+
+use super::dockerfile::{BuildFile, Op};
+use super::error::{BuildError, Result};
+use crate::error::capped;
+
+/// Only the agent's own platform is built.
+pub fn check_platform(platform: &str) -> Result<()> {
+    let own = format!("linux/{}", crate::image::layout::host_arch());
+    if platform.is_empty() || platform == own {
+        return Ok(());
+    }
+    Err(BuildError::Unsupported(format!(
+        "building for platform {:?} (this agent builds for {own})",
+        capped(platform)
+    )))
+}
+
+/// Refuses, before anything runs, what berth does not build yet.
+pub fn check_supported(file: &BuildFile) -> Result<()> {
+    let at = |line: usize, what: &str| {
+        Err(BuildError::Unsupported(format!(
+            "{what} (Dockerfile line {line})"
+        )))
+    };
+    for stage in &file.stages {
+        if let Some(p) = &stage.platform {
+            if !p.contains('$') {
+                check_platform(p)?;
+            }
+        }
+        for step in &stage.steps {
+            match &step.op {
+                Op::Add(_) => return at(step.line, "ADD; use COPY"),
+                Op::Run {
+                    heredocs,
+                    mounts,
+                    security,
+                    network,
+                    ..
+                } => {
+                    if !heredocs.is_empty() {
+                        return at(step.line, "RUN with a here-document");
+                    }
+                    if !mounts.is_empty() {
+                        return at(step.line, "RUN --mount");
+                    }
+                    if security.is_some() {
+                        return at(step.line, "RUN --security");
+                    }
+                    if network.is_some() {
+                        return at(step.line, "RUN --network; use the build's network option");
+                    }
+                }
+                Op::Copy(c) if !c.heredocs.is_empty() => {
+                    return at(step.line, "COPY with a here-document")
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
