@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod build;
 mod codes_and_auth;
 mod containers;
 mod crash;
