@@ -495,3 +495,29 @@ async fn bad_dockerfiles_and_contexts_are_refused_with_their_place() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn here_documents_run_as_scripts_and_copy_as_files() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dockerfile = "FROM busybox
+ARG WHO=berth
+RUN <<EOF
+echo one > /one
+echo \"$WHO\" > /who
+EOF
+RUN <<A cat > /ab
+a
+A
+COPY <<conf /etc/app.conf
+name=$WHO
+conf
+COPY <<'raw' /raw
+$WHO
+raw
+";
+    let dir = context(&agent, "heredoc", &[("Dockerfile", dockerfile)]);
+    ok(&build(&agent, &dir, &["-t", "heredoc"]));
+    let out = run_out(&agent, "heredoc", "cat /one /who /ab /etc/app.conf /raw").await;
+    assert_eq!(out, "one\nberth\na\nname=berth\n$WHO\n", "{out}");
+}

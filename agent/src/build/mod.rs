@@ -16,6 +16,7 @@ mod copy;
 pub mod dockerfile;
 mod error;
 pub mod expand;
+mod heredoc;
 pub mod layer;
 mod lower;
 mod run;

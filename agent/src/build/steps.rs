@@ -226,12 +226,25 @@ impl Build {
         // COPY's key covers the content it copies.
         let (extra, copy_from) = match &step.op {
             Op::Copy(c) => {
-                let from = self
-                    .copy_source(c.from.as_deref(), step, snap, args)
-                    .await?;
-                let srcs = self.copy_sources(&from, &c.sources, step, snap, args)?;
+                let (from, sources) = if c.heredocs.is_empty() {
+                    let from = self
+                        .copy_source(c.from.as_deref(), step, snap, args)
+                        .await?;
+                    let sources = c
+                        .sources
+                        .iter()
+                        .map(|s| self.expand_vars(s, step.line, snap, args))
+                        .collect::<Result<Vec<_>>>()?;
+                    (from, sources)
+                } else {
+                    let dir = self.dir.join(format!("heredoc-{}", self.number + 1));
+                    let ex = |s: &str| self.expand_vars(s, step.line, snap, args);
+                    let names = super::heredoc::write_files(&dir, &c.heredocs, &ex)?;
+                    (Source::Dir(Context { root: dir }), names)
+                };
+                let srcs = self.copy_sources(&from, &sources)?;
                 let digest = super::content::content_digest(&srcs)?;
-                (digest, Some(from))
+                (digest, Some((from, sources)))
             }
             Op::Run { .. } => (format!("network={}", self.opts.network), None),
             _ => (String::new(), None),
@@ -252,10 +265,13 @@ impl Build {
         }
         let t0 = self.begin(label, &step.text, step.line, false).await?;
         let rec = match &step.op {
-            Op::Run { command, .. } => self.run_step(step, command, snap, args).await?,
+            Op::Run {
+                command, heredocs, ..
+            } => self.run_step(step, command, heredocs, snap, args).await?,
             Op::Copy(c) => {
-                let from = copy_from.ok_or_else(|| BuildError::invalid("COPY without a source"))?;
-                self.copy_step(step, c, &from, snap, args).await?
+                let (from, sources) =
+                    copy_from.ok_or_else(|| BuildError::invalid("COPY without a source"))?;
+                self.copy_step(step, c, &from, &sources, snap, args).await?
             }
             Op::Workdir(w) => self.workdir_step(step, w, snap, args).await?,
             _ => {
@@ -275,11 +291,15 @@ impl Build {
         &mut self,
         step: &Step,
         command: &Command,
+        heredocs: &[dockerfile::HereDoc],
         snap: &mut Snapshot,
         args: &BTreeMap<String, String>,
     ) -> Result<ImageRecord> {
         let argv = match command {
             Command::Exec(v) => v.clone(),
+            Command::Shell(s) if !heredocs.is_empty() => {
+                super::heredoc::run_argv(config::shell_of(snap), s, heredocs)?
+            }
             Command::Shell(s) => {
                 let mut v = config::shell_of(snap);
                 v.push(s.clone());
@@ -364,19 +384,11 @@ impl Build {
         Ok(Source::View(FromView::open(&layers, &at)?))
     }
 
-    fn copy_sources(
-        &self,
-        from: &Source,
-        sources: &[String],
-        step: &Step,
-        snap: &Snapshot,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Vec<PathBuf>> {
+    fn copy_sources(&self, from: &Source, sources: &[String]) -> Result<Vec<PathBuf>> {
         let root = from.context(&self.ctx);
         let mut out = Vec::new();
         for s in sources {
-            let s = self.expand_vars(s, step.line, snap, args)?;
-            out.extend(root.sources(&s)?);
+            out.extend(root.sources(s)?);
         }
         Ok(out)
     }
@@ -386,15 +398,11 @@ impl Build {
         step: &Step,
         c: &dockerfile::CopySpec,
         from: &Source,
+        sources: &[String],
         snap: &mut Snapshot,
         args: &BTreeMap<String, String>,
     ) -> Result<ImageRecord> {
         let ex = |s: &str| self.expand_vars(s, step.line, snap, args);
-        let sources = c
-            .sources
-            .iter()
-            .map(|s| ex(s))
-            .collect::<Result<Vec<_>>>()?;
         let dest = ex(&c.dest)?;
         let chown = c.chown.as_deref().map(ex).transpose()?;
         let chmod = c.chmod.as_deref().map(ex).transpose()?;
@@ -403,7 +411,7 @@ impl Build {
         let plan = copy::plan(
             from.context(&self.ctx),
             &CopyArgs {
-                sources: &sources,
+                sources,
                 dest: &dest,
                 chown: chown.as_deref(),
                 chmod: chmod.as_deref(),
@@ -556,6 +564,8 @@ impl Build {
 enum Source {
     Context,
     View(FromView),
+    /// A private directory (a COPY's here-documents).
+    Dir(Context),
 }
 
 impl Source {
@@ -563,6 +573,7 @@ impl Source {
         match self {
             Source::Context => ctx,
             Source::View(v) => &v.context,
+            Source::Dir(c) => c,
         }
     }
 }

@@ -34,15 +34,11 @@ pub fn check_supported(file: &BuildFile) -> Result<()> {
             match &step.op {
                 Op::Add(_) => return at(step.line, "ADD; use COPY"),
                 Op::Run {
-                    heredocs,
                     mounts,
                     security,
                     network,
                     ..
                 } => {
-                    if !heredocs.is_empty() {
-                        return at(step.line, "RUN with a here-document");
-                    }
                     if !mounts.is_empty() {
                         return at(step.line, "RUN --mount");
                     }
@@ -53,8 +49,13 @@ pub fn check_supported(file: &BuildFile) -> Result<()> {
                         return at(step.line, "RUN --network; use the build's network option");
                     }
                 }
-                Op::Copy(c) if !c.heredocs.is_empty() => {
-                    return at(step.line, "COPY with a here-document")
+                Op::Copy(c)
+                    if !c.heredocs.is_empty() && (c.from.is_some() || !c.sources.is_empty()) =>
+                {
+                    return at(
+                        step.line,
+                        "COPY mixing here-documents with other sources or --from",
+                    )
                 }
                 _ => {}
             }
