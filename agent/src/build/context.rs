@@ -44,14 +44,13 @@ impl Context {
             Box::new(BufReader::new(file))
         };
         let mut limited = reader.take(MAX_CONTEXT_BYTES + 1);
-        let size = crate::image::extract::unpack(&mut limited, root, "the build context").map_err(
-            |e| match e.kind() {
+        let size = crate::image::extract::unpack_plain(&mut limited, root, "the build context")
+            .map_err(|e| match e.kind() {
                 crate::image::ErrorKind::InvalidArchive => {
                     BuildError::invalid(format!("the build context: {e}"))
                 }
                 _ => BuildError::Image(e),
-            },
-        )?;
+            })?;
         if size > MAX_CONTEXT_BYTES {
             return Err(BuildError::invalid(format!(
                 "the build context is larger than {} GiB unpacked",
@@ -66,18 +65,24 @@ impl Context {
     /// Reads the Dockerfile at `rel` (at most `max` bytes).
     pub fn read_dockerfile(&self, rel: &str, max: u64) -> Result<String> {
         let path = self.find(rel)?;
-        // Never through a link: a Dockerfile linked to a host file would
-        // show that file's lines in its syntax errors.
+        let missing = || {
+            BuildError::invalid(format!(
+                "the context has no Dockerfile at {:?} (a regular file, not a link)",
+                capped(rel)
+            ))
+        };
+        // Never through a link (a Dockerfile linked to a host file would
+        // show its lines in syntax errors), and only a regular file: the
+        // unpacker makes no fifo or device, and this open would not wait
+        // on one anyway.
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
-            .map_err(|_| {
-                BuildError::invalid(format!(
-                    "the context has no Dockerfile at {:?}",
-                    capped(rel)
-                ))
-            })?;
+            .map_err(|_| missing())?;
+        if !file.metadata().map_err(|_| missing())?.is_file() {
+            return Err(missing());
+        }
         let mut text = String::new();
         file.take(max + 1)
             .read_to_string(&mut text)
@@ -106,16 +111,22 @@ impl Context {
     /// The real path of the context directory `dir` (relative, clean),
     /// resolved with the context as `/`.
     fn resolve_dir(&self, dir: &Path, rel: &str) -> Result<PathBuf> {
-        if dir.as_os_str().is_empty() {
+        self.resolve_as(dir, rel, OFlag::O_PATH | OFlag::O_DIRECTORY)
+    }
+
+    /// The real path of `path` (relative, clean), resolved with the context
+    /// as `/`, a link at its end followed there too.
+    fn resolve(&self, path: &Path, rel: &str) -> Result<PathBuf> {
+        self.resolve_as(path, rel, OFlag::O_PATH)
+    }
+
+    fn resolve_as(&self, path: &Path, rel: &str, flags: OFlag) -> Result<PathBuf> {
+        if path.as_os_str().is_empty() {
             return Ok(self.root.clone());
         }
         let root = File::open(&self.root).map_err(|e| BuildError::io("opening the context", e))?;
-        let fd = crate::sys::resolve::open_in_root(
-            root.as_fd(),
-            dir,
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-        )
-        .map_err(|e| not_in_context(rel, e))?;
+        let fd = crate::sys::resolve::open_in_root(root.as_fd(), path, flags)
+            .map_err(|e| not_in_context(rel, e))?;
         let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
         let real =
             std::fs::read_link(link).map_err(|e| BuildError::io("resolving a COPY source", e))?;
@@ -146,14 +157,9 @@ impl Context {
             )));
         }
         if !name.contains(['*', '?', '[']) {
-            let path = self.find(rel)?;
-            if std::fs::symlink_metadata(&path).is_err() {
-                return Err(BuildError::invalid(format!(
-                    "COPY source {:?} is not in the build context",
-                    capped(rel)
-                )));
-            }
-            return Ok(vec![path]);
+            // A source naming a link is what the link names, inside the
+            // context (as Docker); links inside a copied tree stay links.
+            return Ok(vec![self.resolve(&clean, rel)?]);
         }
         let pattern = glob::Pattern::new(&name)
             .map_err(|e| BuildError::invalid(format!("COPY source {:?}: {e}", capped(rel))))?;
@@ -163,7 +169,12 @@ impl Context {
         for entry in entries {
             let entry = entry.map_err(|e| BuildError::io("listing the context", e))?;
             if pattern.matches(&entry.file_name().to_string_lossy()) {
-                out.push(entry.path());
+                let inside = entry
+                    .path()
+                    .strip_prefix(&self.root)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                out.push(self.resolve(&inside, rel)?);
                 if out.len() > MAX_MATCHES {
                     return Err(BuildError::invalid(format!(
                         "COPY source {:?} matches more than {MAX_MATCHES} files",
@@ -235,12 +246,42 @@ mod tests {
             ctx.sources("/sub/c.md").unwrap(),
             vec![root.join("sub/c.md")]
         );
-        // The last component stays a link (copied as one).
-        assert_eq!(ctx.sources("etc").unwrap(), vec![root.join("etc")]);
+        // A named link is followed, inside the context: /etc is its own.
+        assert!(ctx.sources("etc").is_err());
+        std::os::unix::fs::symlink("sub/a.txt", root.join("alias")).unwrap();
+        assert_eq!(ctx.sources("alias").unwrap(), vec![root.join("sub/a.txt")]);
         assert!(matches!(
             ctx.sources("*/a.txt"),
             Err(BuildError::Unsupported(_))
         ));
         assert!(ctx.sources("sub/*.rs").is_err());
+    }
+
+    #[test]
+    fn a_context_holding_a_fifo_a_device_or_a_whiteout_is_refused() {
+        for (name, kind) in [
+            ("Dockerfile", tar::EntryType::Fifo),
+            ("dev", tar::EntryType::Char),
+            (".wh.x", tar::EntryType::Regular),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            b.append_data(&mut h, name, std::io::empty()).unwrap();
+            let archive = dir.path().join("ctx.tar");
+            std::fs::write(&archive, b.into_inner().unwrap()).unwrap();
+            let got = Context::unpack(&archive, &dir.path().join("ctx"));
+            assert!(
+                matches!(&got, Err(BuildError::Invalid(m)) if m.contains("cannot hold")),
+                "{name}: {:?}",
+                got.err()
+            );
+        }
     }
 }

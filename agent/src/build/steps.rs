@@ -58,15 +58,18 @@ impl Build {
         check_platform(&opts.platform)?;
         let root = dir.join("context");
         let archive = archive.to_path_buf();
-        let ctx = tokio::task::spawn_blocking(move || Context::unpack(&archive, &root))
-            .await
-            .map_err(|e| BuildError::io("unpacking the context", std::io::Error::other(e)))??;
         let name = if opts.dockerfile.is_empty() {
-            "Dockerfile"
+            "Dockerfile".to_string()
         } else {
-            &opts.dockerfile
+            opts.dockerfile.clone()
         };
-        let text = ctx.read_dockerfile(name, MAX_DOCKERFILE)?;
+        let (ctx, text) = tokio::task::spawn_blocking(move || {
+            let ctx = Context::unpack(&archive, &root)?;
+            let text = ctx.read_dockerfile(&name, MAX_DOCKERFILE)?;
+            Ok::<_, BuildError>((ctx, text))
+        })
+        .await
+        .map_err(|e| BuildError::io("unpacking the context", std::io::Error::other(e)))??;
         let file = dockerfile::parse(&text).map_err(|e| BuildError::Syntax(e.to_string()))?;
         check_supported(&file)?;
         // SOURCE_DATE_EPOCH makes `created` reproducible; without it the

@@ -49,7 +49,28 @@ struct Meta {
 /// [`ImageError::InvalidArchive`]; errors writing are [`ImageError::Io`]. On
 /// error `dest` is left half-filled: the caller discards the staging dir.
 pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<u64, ImageError> {
-    unpack_entries(reader, dest, layer).map_err(|e| match e {
+    unpack_checked(reader, dest, layer, false)
+}
+
+/// [`unpack`] for a tar of plain files (a build context): only
+/// directories, regular files and links; a device, a fifo or a whiteout
+/// (`.wh.*`) is refused rather than made, since the agent reads what it
+/// unpacks (opening a fifo blocks, a device reaches the host's hardware).
+pub(crate) fn unpack_plain(
+    reader: &mut dyn Read,
+    dest: &Path,
+    what: &str,
+) -> Result<u64, ImageError> {
+    unpack_checked(reader, dest, what, true)
+}
+
+fn unpack_checked(
+    reader: &mut dyn Read,
+    dest: &Path,
+    layer: &str,
+    plain: bool,
+) -> Result<u64, ImageError> {
+    unpack_entries(reader, dest, layer, plain).map_err(|e| match e {
         // A path longer than the kernel takes (PATH_MAX) is the archive's
         // fault; names too long are refused before anything is created.
         ImageError::Io { context, source } if source.raw_os_error() == Some(libc::ENAMETOOLONG) => {
@@ -60,7 +81,12 @@ pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<
 }
 
 /// [`unpack`], with errors as they come.
-fn unpack_entries(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<u64, ImageError> {
+fn unpack_entries(
+    reader: &mut dyn Read,
+    dest: &Path,
+    layer: &str,
+    plain: bool,
+) -> Result<u64, ImageError> {
     let bad =
         |e: io::Error| ImageError::archive_caused(format!("layer {layer}: bad tar stream"), e);
     let mut ar = tar::Archive::new(reader);
@@ -101,6 +127,16 @@ fn unpack_entries(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<u64
         let name = name.as_os_str();
         let name_bytes = name.as_bytes();
 
+        if plain
+            && (name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes())
+                || kind.is_character_special()
+                || kind.is_block_special()
+                || kind.is_fifo())
+        {
+            return Err(reject(
+                "is a device, a fifo or a whiteout, which a build context cannot hold",
+            ));
+        }
         if name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
                 set_xattr(&parent, OVERLAY_OPAQUE_XATTR, b"y")

@@ -128,10 +128,16 @@ fn walk(
         let path = e.path();
         let kept = keep.contains(&child) || child == ".dockerignore";
         let excluded = !kept && ignore.excluded(&child);
-        let is_dir = e
+        let ty = e
             .file_type()
-            .map_err(|err| Error::Message(format!("cannot stat {}: {err}", path.display())))?
-            .is_dir();
+            .map_err(|err| Error::Message(format!("cannot stat {}: {err}", path.display())))?;
+        let is_dir = ty.is_dir();
+        if !excluded && !(is_dir || ty.is_file() || ty.is_symlink()) {
+            return Err(Error::Message(format!(
+                "the build context holds {child}, a fifo, socket or device: only files, \
+                 directories and links are sent (exclude it in .dockerignore)"
+            )));
+        }
         if !excluded {
             out.push((child.clone(), path.clone()));
         }
