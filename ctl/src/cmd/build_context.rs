@@ -132,7 +132,8 @@ fn walk(
             .file_type()
             .map_err(|err| Error::Message(format!("cannot stat {}: {err}", path.display())))?;
         let is_dir = ty.is_dir();
-        if !excluded && !(is_dir || ty.is_file() || ty.is_symlink()) {
+        let plain = is_dir || ty.is_file() || ty.is_symlink();
+        if !excluded && !plain {
             return Err(Error::Message(format!(
                 "the build context holds {child}, a fifo, socket or device: only files, \
                  directories and links are sent (exclude it in .dockerignore)"
