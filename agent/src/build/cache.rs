@@ -68,12 +68,11 @@ impl Cache {
         self.lock().get(key).map(|(_, id)| id.clone())
     }
 
-    /// Records that `key` made `image_id`, dropping entries whose image
-    /// `exists` says is gone. Best effort: a cache not written is only
-    /// slower next time.
-    pub fn put(&self, key: &str, image_id: &str, exists: &dyn Fn(&str) -> bool) {
+    /// Records that `key` made `image_id` (an entry whose image is gone is
+    /// only a miss: [`Cache::get`]'s caller checks). Best effort: a cache
+    /// not written is only slower next time. Blocks (writes the index).
+    pub fn put(&self, key: &str, image_id: &str) {
         let mut entries = self.lock();
-        entries.retain(|_, (_, id)| exists(id));
         let seq = entries.values().map(|(s, _)| *s).max().unwrap_or(0) + 1;
         entries.insert(key.to_string(), (seq, image_id.to_string()));
         while entries.len() > MAX_ENTRIES {
@@ -120,17 +119,17 @@ mod tests {
     }
 
     #[test]
-    fn entries_survive_reopening_and_gone_images_are_dropped() {
+    fn entries_survive_reopening_and_a_key_gets_its_latest_image() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
         let c = Cache::open(path.clone());
-        c.put("k1", "sha256:a", &|_| true);
-        c.put("k2", "sha256:b", &|_| true);
+        c.put("k1", "sha256:a");
+        c.put("k2", "sha256:b");
         let c = Cache::open(path.clone());
         assert_eq!(c.get("k1").as_deref(), Some("sha256:a"));
-        c.put("k3", "sha256:c", &|id| id != "sha256:a");
+        c.put("k1", "sha256:c");
         let c = Cache::open(path);
-        assert_eq!(c.get("k1"), None);
+        assert_eq!(c.get("k1").as_deref(), Some("sha256:c"));
         assert_eq!(c.get("k2").as_deref(), Some("sha256:b"));
     }
 }

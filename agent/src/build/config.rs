@@ -12,18 +12,24 @@ use crate::error::capped;
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// Applies a step that only changes the config; `ex` expands a word with
-/// the stage's env and ARGs as they are before the step.
+/// the stage's env and ARGs as they are before the step; `cmd_set`: an
+/// earlier step of this stage set CMD.
 pub fn apply(
     step: &Step,
     snap: &mut Snapshot,
     ex: &dyn Fn(&str, &Snapshot) -> Result<String>,
+    cmd_set: bool,
 ) -> Result<()> {
     let line = step.line;
     match &step.op {
         Op::Env(pairs) => {
+            // Every pair sees the env as it was before the instruction
+            // (`ENV a=new b=$a` gives b the old a), as Docker.
+            let mut set = Vec::new();
             for (k, v) in pairs {
-                let k = ex(k, snap)?;
-                let v = ex(v, snap)?;
+                set.push((ex(k, snap)?, ex(v, snap)?));
+            }
+            for (k, v) in set {
                 snap.set_env(&k, &v);
             }
         }
@@ -87,9 +93,11 @@ pub fn apply(
             let v = command_vec(c, snap);
             let rt = snap.runtime();
             rt.insert("Entrypoint".into(), json!(v));
-            // A new ENTRYPOINT drops the CMD before it, as Docker drops
-            // an inherited one: a CMD for it goes after it.
-            rt.insert("Cmd".into(), Value::Null);
+            // A new ENTRYPOINT drops the CMD inherited from the base
+            // image (as Docker); one this stage set stays.
+            if !cmd_set {
+                rt.insert("Cmd".into(), Value::Null);
+            }
         }
         Op::Shell(v) => {
             snap.runtime().insert("Shell".into(), json!(v));

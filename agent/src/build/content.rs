@@ -1,6 +1,7 @@
 //! The content digest of a COPY's sources, for its build-cache key: names,
 //! modes, link targets and bytes, never times or owners.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -9,14 +10,17 @@ use std::path::PathBuf;
 use nix::sys::stat::{major, minor};
 use sha2::{Digest, Sha256};
 
+use super::layer::MAX_XATTR;
 use super::layer::{fail, At, ExactReader, LayerCause, Result};
-use super::walk::{open_parent, Kind, Node, Sink, Walker};
+use super::walk::{keep_xattr, open_parent, Kind, Node, Sink, Walker};
 
-/// `sha256:<hex>` over the names, modes, symlink targets and file bytes
-/// of `paths` and their trees (not mtimes, owners or xattrs): the build
-/// cache key of a COPY's sources.
+/// `sha256:<hex>` over the names, modes, symlink targets, file bytes, the
+/// xattrs a layer keeps and which files are hard links of which, of `paths`
+/// and their trees (not mtimes or owners): the build cache key of a COPY's
+/// sources. Everything the COPY's layer holds that the context decides is
+/// in it, so a change to any of it is a cache miss.
 pub fn content_digest(paths: &[PathBuf]) -> Result<String> {
-    let mut walker = Walker::new(DigestSink(Sha256::new()));
+    let mut walker = Walker::new(DigestSink(Sha256::new(), HashMap::new()));
     for (i, path) in paths.iter().enumerate() {
         walker.sink.0.update(b"root");
         walker.sink.0.update((i as u64).to_le_bytes());
@@ -27,8 +31,9 @@ pub fn content_digest(paths: &[PathBuf]) -> Result<String> {
     Ok(format!("sha256:{}", hex::encode(walker.sink.0.finalize())))
 }
 
-/// Hashes what a COPY's cache key depends on, each field length-framed.
-struct DigestSink(Sha256);
+/// Hashes what a COPY's cache key depends on, each field length-framed;
+/// remembers files seen by (dev, inode), to hash hard links as links.
+struct DigestSink(Sha256, HashMap<(u64, u64), u64>);
 
 impl DigestSink {
     fn framed(&mut self, bytes: &[u8]) {
@@ -42,6 +47,20 @@ impl Sink for DigestSink {
         self.0.update([node.kind as u8]);
         self.framed(node.rel);
         self.0.update((node.st.st_mode & 0o7777).to_le_bytes());
+        if let Some(fd) = node.fd {
+            let xattrs = crate::sys::xattr::read_all(fd.as_fd(), MAX_XATTR).at(node.rel)?;
+            for (k, v) in xattrs.iter().filter(|(k, _)| keep_xattr(k)) {
+                self.framed(k);
+                self.framed(v);
+            }
+        }
+        if node.kind == Kind::File && node.st.st_nlink > 1 {
+            let id = (node.st.st_dev, node.st.st_ino);
+            let next = self.1.len() as u64;
+            let first = *self.1.entry(id).or_insert(next);
+            self.0.update(b"link");
+            self.0.update(first.to_le_bytes());
+        }
         match (node.kind, node.fd, node.target) {
             (Kind::File, Some(fd), _) => {
                 let Ok(size) = u64::try_from(node.st.st_size) else {

@@ -2,6 +2,7 @@
 //! destination that is a directory), with whose ownership, and the view of
 //! another stage or image that `--from` copies out of.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::context::Context;
@@ -44,7 +45,9 @@ pub fn plan(
     } else {
         format!("{}/{}", workdir.trim_end_matches('/'), args.dest)
     };
-    let dest = clean_abs(&dest_text);
+    // The image's own links are followed, with the image as `/`: `COPY x
+    // /bin/` into a merged-/usr image writes /usr/bin/x.
+    let dest = lower::resolve(layers, &clean_abs(&dest_text))?;
     let mut sources = Vec::new();
     for s in args.sources {
         sources.extend(root.sources(s)?);
@@ -53,13 +56,23 @@ pub fn plan(
     // destination that is a directory in the image already.
     let into_dir = sources.len() > 1
         || args.dest.ends_with('/')
-        || lower::stat(layers, &dest).is_some_and(|(_, m)| m.is_dir());
+        || lower::stat(layers, &dest).is_some_and(|m| m.is_dir());
     let mut items = Vec::new();
+    // Directories the layer writes first: every ancestor of what it copies
+    // and every directory it copies into that the image has, with the
+    // image's own mode and owner (a layer unpacker makes a directory the
+    // layer does not list 0755, which would turn /tmp's 1777 into 0755);
+    // the missing ones 0755, root's, as Docker makes them.
+    let mut parents: Vec<(String, u32, u32, u32)> = Vec::new();
     for src in sources {
         let meta = std::fs::symlink_metadata(&src)
             .map_err(|e| BuildError::io(format!("reading {}", src.display()), e))?;
         let to = if meta.is_dir() {
-            // A directory's contents go to the destination.
+            // A directory's contents go to the destination; one the image
+            // has keeps its own mode and owner.
+            if lower::stat(layers, &dest).is_some_and(|m| m.is_dir()) {
+                add_dirs(&mut parents, layers, &dest, true);
+            }
             dest.clone()
         } else if into_dir {
             let name = src
@@ -89,23 +102,8 @@ pub fn plan(
         .transpose()?;
     // The destination's missing ancestors, made as Docker does (0755,
     // root-owned); a directory item's own top is made by the copy itself.
-    let mut parents: Vec<(String, u32, u32, u32)> = Vec::new();
     for item in &items {
-        let mut missing = Vec::new();
-        let mut at = Path::new(&item.dest).parent();
-        while let Some(p) = at {
-            let text = p.to_string_lossy();
-            if text == "/" || lower::has(layers, &text) {
-                break;
-            }
-            missing.push(text.into_owned());
-            at = p.parent();
-        }
-        for p in missing.into_iter().rev() {
-            if !parents.iter().any(|(q, ..)| q == &p) {
-                parents.push((p, 0o755, 0, 0));
-            }
-        }
+        add_dirs(&mut parents, layers, &item.dest, false);
     }
     Ok(CopyPlan {
         items,
@@ -117,6 +115,41 @@ pub fn plan(
             parents,
         },
     })
+}
+
+/// Adds to `dirs` the ancestors of `path` (resolved: no links in it), and
+/// `path` itself with `with_self`: the image's metadata for those it has,
+/// 0755 root for the rest.
+pub fn add_dirs(
+    dirs: &mut Vec<(String, u32, u32, u32)>,
+    layers: &[PathBuf],
+    path: &str,
+    with_self: bool,
+) {
+    let mut chain = Vec::new();
+    let mut at = if with_self {
+        Some(Path::new(path))
+    } else {
+        Path::new(path).parent()
+    };
+    while let Some(p) = at {
+        let text = p.to_string_lossy().into_owned();
+        if text == "/" {
+            break;
+        }
+        chain.push(text);
+        at = p.parent();
+    }
+    for p in chain.into_iter().rev() {
+        if dirs.iter().any(|(q, ..)| q == &p) {
+            continue;
+        }
+        let entry = match lower::stat(layers, &p) {
+            Some(m) if m.is_dir() => (p, m.mode() & 0o7777, m.uid(), m.gid()),
+            _ => (p, 0o755, 0, 0),
+        };
+        dirs.push(entry);
+    }
 }
 
 /// `--chown`'s user and group as ids: numbers as they are, names from the
@@ -167,7 +200,6 @@ pub struct FromView {
 impl FromView {
     /// Stacks `layers` (base first) at `at` (an empty directory made here).
     pub fn open(layers: &[PathBuf], at: &Path) -> Result<FromView> {
-        use nix::mount::{mount, MsFlags};
         crate::state_dir::create_private_dir(at)
             .map_err(|e| BuildError::io("making the COPY --from view", e))?;
         match layers {
@@ -183,22 +215,9 @@ impl FromView {
             }),
             _ => {
                 // overlayfs wants the top layer first; no upper: read-only.
-                let lower: Vec<String> = layers
-                    .iter()
-                    .rev()
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .collect();
-                let data = format!("lowerdir={}", lower.join(":"));
-                mount(
-                    Some("overlay"),
-                    at,
-                    Some("overlay"),
-                    MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
-                    Some(data.as_str()),
-                )
-                .map_err(|e| {
-                    BuildError::io("mounting the COPY --from view", std::io::Error::from(e))
-                })?;
+                let top_first: Vec<PathBuf> = layers.iter().rev().cloned().collect();
+                crate::sys::overlay::mount_read_only(&top_first, at)
+                    .map_err(|e| BuildError::io("mounting the COPY --from view", e))?;
                 Ok(FromView {
                     context: Context {
                         root: at.to_path_buf(),

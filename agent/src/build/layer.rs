@@ -88,8 +88,9 @@ pub struct CopyOpts {
     pub chmod: Option<u32>,
     /// Latest mtime written (SOURCE_DATE_EPOCH-like), in seconds.
     pub clamp_secs: u64,
-    /// Directories written first, as `(path, mode, uid, gid)`: the missing
-    /// parents of the destinations.
+    /// Directories written first, as `(path, mode, uid, gid)`: the parents
+    /// of the destinations (and directories copied into); an item's
+    /// directory listed here keeps this header, its contents are copied.
     pub parents: Vec<(String, u32, u32, u32)>,
 }
 

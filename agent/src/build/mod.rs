@@ -145,7 +145,19 @@ impl Builder {
         crate::state_dir::create_private_dir(dir)?;
         let work = dir.join("work");
         if work.exists() {
-            std::fs::remove_dir_all(&work)?;
+            // A crash mid-COPY --from left its view mounted: detached
+            // first, or removing would meet a read-only file system.
+            let detached = crate::sys::overlay::unmount_under(&work);
+            if detached > 0 {
+                tracing::info!("detached {detached} mounts a cut-short build left");
+            }
+            if let Err(e) = std::fs::remove_dir_all(&work) {
+                // Not fatal: builds use fresh directories under it.
+                tracing::warn!(
+                    "removing what cut-short builds left in {}: {e}",
+                    work.display()
+                );
+            }
         }
         crate::state_dir::create_private_dir(&work)?;
         Ok(Arc::new(Builder {
@@ -189,15 +201,24 @@ impl Builder {
     }
 }
 
-/// Removes a build's work directory however the build ends.
+/// Removes a build's work directory however the build ends (also when it
+/// is dropped, its client gone), on the blocking pool: a context may be
+/// gigabytes.
 struct RemoveDir(PathBuf);
 
 impl Drop for RemoveDir {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("removing build directory {}: {e}", self.0.display());
+        let dir = std::mem::take(&mut self.0);
+        let remove = move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("removing build directory {}: {e}", dir.display());
+                }
             }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }

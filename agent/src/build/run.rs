@@ -112,6 +112,11 @@ pub async fn run(
     };
     log.relay(spec.number, events).await?;
     if exit.exit_code != 0 {
+        // Removed before the failure is told, so nothing of the build is
+        // left when its client hears it failed.
+        if let Some(entry) = cleanup.entry.take() {
+            mgr.remove(&entry, true).await?;
+        }
         return Ok((exit.exit_code, None));
     }
     let upper = Rootfs::under(&entry.dir).upper;

@@ -40,6 +40,10 @@ pub struct Build {
     ran: u32,
     /// Results of finished stages, by index.
     results: HashMap<usize, Snapshot>,
+    /// The stage being built.
+    stage: usize,
+    /// A step of the stage being built set CMD (a later ENTRYPOINT keeps it).
+    cmd_set: bool,
     started: Instant,
 }
 
@@ -97,6 +101,8 @@ impl Build {
             cached: 0,
             ran: 0,
             results: HashMap::new(),
+            stage: 0,
+            cmd_set: false,
             started,
         })
     }
@@ -131,12 +137,13 @@ impl Build {
             for (k, v) in labels {
                 map[k] = json!(v);
             }
-            self.commit(&mut last, "LABEL (build options)", None)?;
+            self.commit(&mut last, "LABEL (build options)", None)
+                .await?;
         }
         let id = match &last.image_id {
             Some(id) => id.clone(),
             // `FROM scratch` and nothing else: an image with no layers.
-            None => self.commit(&mut last, "FROM scratch", None)?.id,
+            None => self.commit(&mut last, "FROM scratch", None).await?.id,
         };
         let mut image = self.b.store.resolve(&id)?;
         for tag in &self.opts.tags {
@@ -153,6 +160,8 @@ impl Build {
     /// Builds stage `i`.
     async fn stage(&mut self, i: usize) -> Result<Snapshot> {
         let stage: Stage = self.file.stages[i].clone();
+        self.stage = i;
+        self.cmd_set = false;
         let label = stage.name.clone().unwrap_or_else(|| i.to_string());
         let globals = stages::global_args(&self.file, &self.opts.build_args);
         let base = self.expand_with(&stage.base, stage.line, &|k| globals.get(k).cloned())?;
@@ -167,7 +176,14 @@ impl Build {
                 .ok_or_else(|| BuildError::invalid(format!("stage {j} was not built")))?
         } else {
             let image = self.base_image(&base).await?;
-            Snapshot::of_image(&self.b.store, &image)?
+            let snap = Snapshot::of_image(&self.b.store, &image)?;
+            let triggers = snap.list("OnBuild").len();
+            if triggers > 0 {
+                return Err(BuildError::Unsupported(format!(
+                    "a base image with ONBUILD triggers ({base:?} has {triggers}); berth does not run them"
+                )));
+            }
+            snap
         };
         self.end(t0, false, snap.image_id.clone().unwrap_or_default())
             .await?;
@@ -203,6 +219,11 @@ impl Build {
         args: &mut BTreeMap<String, String>,
         globals: &BTreeMap<String, String>,
     ) -> Result<()> {
+        if matches!(step.op, Op::Cmd(_)) {
+            // Also when the step comes from the cache: a later ENTRYPOINT
+            // that does not must keep this CMD.
+            self.cmd_set = true;
+        }
         if let Op::Arg(decls) = &step.op {
             // Changes only what later steps see: nothing to store.
             let t0 = self.begin(label, &step.text, step.line, false).await?;
@@ -245,13 +266,26 @@ impl Build {
                     let names = super::heredoc::write_files(&dir, &c.heredocs, &ex)?;
                     (Source::Dir(Context { root: dir }), names)
                 };
-                let srcs = self.copy_sources(&from, &sources)?;
-                let digest = super::content::content_digest(&srcs)?;
+                let root = from.context(&self.ctx).root.clone();
+                let names = sources.clone();
+                // The whole tree is read: off the async workers.
+                let digest = blocking("hashing the COPY sources", move || {
+                    let ctx = Context { root };
+                    let mut paths = Vec::new();
+                    for s in &names {
+                        paths.extend(ctx.sources(s)?);
+                    }
+                    Ok(super::content::content_digest(&paths)?)
+                })
+                .await?;
                 (digest, Some((from, sources)))
             }
             Op::Run { .. } => (format!("network={}", self.opts.network), None),
             _ => (String::new(), None),
         };
+        // SOURCE_DATE_EPOCH decides file times and `created`: part of
+        // every step's result.
+        let extra = format!("{extra}\nsource_date_epoch={}", self.opts.source_date_epoch);
         let key = cache::key(&parent, &step.canonical(), args, &extra);
         if !self.opts.no_cache {
             if let Some(img) = self
@@ -279,13 +313,16 @@ impl Build {
             Op::Workdir(w) => self.workdir_step(step, w, snap, args).await?,
             _ => {
                 let ex = |w: &str, snap: &Snapshot| self.expand_vars(w, step.line, snap, args);
-                config::apply(step, snap, &ex)?;
-                self.commit(snap, &step.text, None)?
+                config::apply(step, snap, &ex, self.cmd_set)?;
+                self.commit(snap, &step.text, None).await?
             }
         };
-        self.b
-            .cache
-            .put(&key, &rec.id, &|id| self.b.store.resolve(id).is_ok());
+        let (b, id) = (self.b.clone(), rec.id.clone());
+        blocking("recording the step in the build cache", move || {
+            b.cache.put(&key, &id);
+            Ok(())
+        })
+        .await?;
         self.ran += 1;
         self.end(t0, false, rec.id).await
     }
@@ -318,7 +355,7 @@ impl Build {
         // The image a RUN starts from must be in the store: `FROM scratch`
         // has none until a first step.
         if snap.image_id.is_none() {
-            self.commit(snap, "FROM scratch", None)?;
+            self.commit(snap, "FROM scratch", None).await?;
         }
         let image = snap.image_id.clone().unwrap_or_default();
         let rec = self.b.store.resolve(&image)?;
@@ -326,7 +363,7 @@ impl Build {
         let spec = run::RunSpec {
             image,
             args: argv,
-            build_env: args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            build_env: self.run_env(snap, args),
             network: if self.opts.network.is_empty() {
                 "none".into()
             } else {
@@ -334,7 +371,7 @@ impl Build {
             },
             build_id: self.id.clone(),
             number: self.number,
-            clamp_secs: self.opts.source_date_epoch,
+            clamp_secs: self.clamp(),
         };
         let dest = self.dir.join(format!("layer-{}.tar", self.number));
         let (code, blob) = run::run(&self.b.mgr, spec, layer_dirs, &self.events, &dest).await?;
@@ -347,6 +384,7 @@ impl Build {
             });
         }
         self.commit(snap, &format!("RUN {}", config::run_text(command)), blob)
+            .await
     }
 
     /// The root a COPY reads from: the context, or a view of another
@@ -362,13 +400,7 @@ impl Build {
             return Ok(Source::Context);
         };
         let from = self.expand_vars(from, step.line, snap, args)?;
-        let stage = self
-            .file
-            .stages
-            .iter()
-            .position(|s| s.steps.iter().any(|x| std::ptr::eq(x, step)))
-            .unwrap_or(self.file.stages.len());
-        let image = match stages::stage_named(&self.file, &from, stage, true) {
+        let image = match stages::stage_named(&self.file, &from, self.stage, true) {
             Some(j) => {
                 let s = self.results.get(&j).ok_or_else(|| {
                     BuildError::invalid(format!("stage {:?} was not built", capped(&from)))
@@ -387,15 +419,6 @@ impl Build {
         Ok(Source::View(FromView::open(&layers, &at)?))
     }
 
-    fn copy_sources(&self, from: &Source, sources: &[String]) -> Result<Vec<PathBuf>> {
-        let root = from.context(&self.ctx);
-        let mut out = Vec::new();
-        for s in sources {
-            out.extend(root.sources(s)?);
-        }
-        Ok(out)
-    }
-
     async fn copy_step(
         &mut self,
         step: &Step,
@@ -411,27 +434,33 @@ impl Build {
         let chmod = c.chmod.as_deref().map(ex).transpose()?;
         let layers = self.layer_dirs(snap)?;
         let workdir = snap.field("WorkingDir");
-        let plan = copy::plan(
-            from.context(&self.ctx),
-            &CopyArgs {
-                sources,
-                dest: &dest,
-                chown: chown.as_deref(),
-                chmod: chmod.as_deref(),
-            },
-            if workdir.is_empty() { "/" } else { &workdir },
-            &layers,
-            self.opts.source_date_epoch,
-        )?;
+        let workdir = if workdir.is_empty() {
+            "/".to_string()
+        } else {
+            workdir
+        };
+        let root = from.context(&self.ctx).root.clone();
         let path = self.dir.join(format!("layer-{}.tar", self.number));
-        let blob =
-            tokio::task::spawn_blocking(move || layer::copy_layer(&plan.items, &plan.opts, &path))
-                .await
-                .map_err(|e| {
-                    BuildError::io("writing the COPY layer", std::io::Error::other(e))
-                })??;
+        let clamp = self.clamp();
+        let (srcs, to) = (sources.to_vec(), dest.clone());
+        let blob = blocking("writing the COPY layer", move || {
+            let plan = copy::plan(
+                &Context { root },
+                &CopyArgs {
+                    sources: &srcs,
+                    dest: &to,
+                    chown: chown.as_deref(),
+                    chmod: chmod.as_deref(),
+                },
+                &workdir,
+                &layers,
+                clamp,
+            )?;
+            Ok(layer::copy_layer(&plan.items, &plan.opts, &path)?)
+        })
+        .await?;
         let by = format!("COPY {} {}", sources.join(" "), dest);
-        self.commit(snap, &by, Some(blob))
+        self.commit(snap, &by, Some(blob)).await
     }
 
     /// WORKDIR: sets the working directory and makes it (a layer holding
@@ -452,41 +481,84 @@ impl Build {
         };
         snap.runtime().insert("WorkingDir".into(), json!(abs));
         let layers = self.layer_dirs(snap)?;
-        let mut missing = Vec::new();
-        let mut at = Some(Path::new(&abs));
-        while let Some(p) = at {
-            let text = p.to_string_lossy();
-            if text == "/" || super::lower::has(&layers, &text) {
-                break;
-            }
-            missing.push((text.into_owned(), 0o755, 0, 0));
-            at = p.parent();
+        // Made where the image's links lead (a WORKDIR under /var/run
+        // in an image whose /var/run links to /run is made in /run).
+        let real = super::lower::resolve(&layers, &abs)?;
+        if super::lower::has(&layers, &real) {
+            return self.commit(snap, &format!("WORKDIR {abs}"), None).await;
         }
-        if missing.is_empty() {
-            return self.commit(snap, &format!("WORKDIR {abs}"), None);
-        }
-        missing.reverse();
+        // The directories up to it, those the image has as they are there.
+        let mut dirs = Vec::new();
+        copy::add_dirs(&mut dirs, &layers, &real, true);
         let opts = layer::CopyOpts {
             uid: 0,
             gid: 0,
             chmod: None,
-            clamp_secs: self.opts.source_date_epoch,
-            parents: missing,
+            clamp_secs: self.clamp(),
+            parents: dirs,
         };
         let path = self.dir.join(format!("layer-{}.tar", self.number));
-        let blob = tokio::task::spawn_blocking(move || layer::copy_layer(&[], &opts, &path))
-            .await
-            .map_err(|e| BuildError::io("writing the WORKDIR layer", std::io::Error::other(e)))??;
+        let blob = blocking("writing the WORKDIR layer", move || {
+            Ok(layer::copy_layer(&[], &opts, &path)?)
+        })
+        .await?;
         self.commit(snap, &format!("WORKDIR {abs}"), Some(blob))
+            .await
     }
 
-    fn commit(
+    /// The env a RUN gets on top of the image's: the ARGs in scope that no
+    /// ENV of the image sets (ENV wins, as in Docker), and Docker's
+    /// predefined proxy arguments given to the build, declared or not.
+    fn run_env(&self, snap: &Snapshot, args: &BTreeMap<String, String>) -> Vec<String> {
+        let env = snap.env();
+        let in_env = |k: &str| {
+            env.iter()
+                .any(|e| e.split_once('=').is_some_and(|(n, _)| n == k))
+        };
+        let mut out: Vec<String> = args
+            .iter()
+            .filter(|(k, _)| !in_env(k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for p in stages::PREDEFINED {
+            if let Some(v) = self.opts.build_args.get(*p) {
+                if !args.contains_key(*p) && !in_env(p) {
+                    out.push(format!("{p}={v}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Commits the step's result (unpacking its layer into the store, off
+    /// the async workers).
+    async fn commit(
         &self,
         snap: &mut Snapshot,
         created_by: &str,
         blob: Option<layer::LayerBlob>,
     ) -> Result<ImageRecord> {
-        snap.commit(&self.b.store, &self.created, created_by, blob)
+        let store = self.b.store.clone();
+        let created = self.created.clone();
+        let by = created_by.to_string();
+        let mut next = snap.clone();
+        let (next, rec) = blocking("committing the step", move || {
+            let rec = next.commit(&store, &created, &by, blob)?;
+            Ok((next, rec))
+        })
+        .await?;
+        *snap = next;
+        Ok(rec)
+    }
+
+    /// The time new layers' file times are clamped to: SOURCE_DATE_EPOCH
+    /// when given; otherwise none (times are kept, as Docker keeps them:
+    /// tools that compare them, make and cargo, rely on that).
+    fn clamp(&self) -> u64 {
+        match self.opts.source_date_epoch {
+            0 => u64::MAX,
+            s => s,
+        }
     }
 
     fn layer_dirs(&self, snap: &Snapshot) -> Result<Vec<PathBuf>> {
@@ -579,4 +651,15 @@ impl Source {
             Source::Dir(c) => c,
         }
     }
+}
+
+/// Runs `f` on the blocking pool: file system work that may take long
+/// (a whole tree hashed, a layer unpacked) must not hold an async worker.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BuildError::io(what.to_string(), std::io::Error::other(e)))?
 }

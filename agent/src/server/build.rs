@@ -125,7 +125,12 @@ impl Builds for BuildsService {
                     }
                 }
             });
-            let result = builder.build(&id, opts, &upload, etx).await;
+            // A client that goes away stops the build (its RUN container
+            // is removed), even while a step prints nothing.
+            let result = tokio::select! {
+                r = builder.build(&id, opts, &upload, etx) => r,
+                () = tx.closed() => Err(BuildError::Cancelled),
+            };
             // Every progress message goes out before the result.
             let _ = relay.await;
             let last = match result {
@@ -267,9 +272,13 @@ fn progress(ev: Event) -> pb::BuildProgress {
 /// The status a build error ends the stream with.
 fn build_status(e: BuildError) -> Status {
     match e {
+        // The parser says what it does not take yet in its own words.
+        BuildError::Syntax(m) if m.contains("not supported yet") => Status::unimplemented(m),
         BuildError::Invalid(m) | BuildError::Syntax(m) => Status::invalid_argument(m),
         BuildError::Unsupported(_) => Status::new(Code::Unimplemented, e.to_string()),
-        BuildError::RunFailed { .. } => Status::aborted(e.to_string()),
+        // The user's command failed: not the agent's error, nothing to
+        // retry (ABORTED would say so), no better code.
+        BuildError::RunFailed { .. } => Status::unknown(e.to_string()),
         BuildError::Image(e) => image_status(e),
         BuildError::Container(e) => Status::from(e),
         BuildError::Cancelled => Status::cancelled(e.to_string()),

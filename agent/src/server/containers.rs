@@ -62,6 +62,14 @@ impl ContainersService {
         let spec = spec_from_proto(spec)?;
         // Bounded before anything (a pull included) looks at it.
         crate::container::bounds::check_spec(&spec)?;
+        if spec.labels.contains_key(crate::build::BUILD_LABEL) {
+            // berthd removes containers so labelled when it starts: they
+            // are its own builds' steps.
+            return Err(Status::invalid_argument(format!(
+                "the label {} is berthd's own (it marks a build's step containers)",
+                crate::build::BUILD_LABEL
+            )));
+        }
         if let Some(p) = &self.pulling {
             p.ensure(&spec.image).await?;
         }

@@ -86,6 +86,73 @@ fn options(layers: &Layers) -> io::Result<(String, bool)> {
     })
 }
 
+/// Mounts `layers` (at least two, top first) read-only on `at`, in the
+/// caller's mount namespace (`nodev`, `nosuid`): a build's view of a stage
+/// for `COPY --from`, unmounted by the caller (and at berthd's start, after
+/// a crash: see [`unmount_under`]).
+pub fn mount_read_only(layers: &[PathBuf], at: &Path) -> io::Result<()> {
+    let Some((top, rest)) = layers.split_first() else {
+        return Err(io::Error::other("no layers to mount"));
+    };
+    let (data, _) = options(&Layers::ReadOnly {
+        upper: top.clone(),
+        layers: rest.to_vec(),
+    })?;
+    mount(
+        Some("overlay"),
+        at,
+        Some("overlay"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+        Some(data.as_str()),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Detaches every mount at or under `dir` (deepest first), as
+/// /proc/self/mountinfo lists them. Best effort; says how many it
+/// detached.
+pub fn unmount_under(dir: &Path) -> usize {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return 0;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points
+        .iter()
+        .filter(|p| umount2(p.as_path(), MntFlags::MNT_DETACH).is_ok())
+        .count()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (b[i], octal) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Mounts `layers` as an overlay attached nowhere (`nodev`, `nosuid`;
 /// read-only for [`Layers::ReadOnly`]) and returns its root (`O_PATH`).
 /// `at` is a directory the overlay is briefly mounted on, in a mount

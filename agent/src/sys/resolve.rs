@@ -69,3 +69,17 @@ pub fn open_child(
         ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
     )
 }
+
+/// Opens the relative `path` beneath `dir` only if no component of it is
+/// a symlink (`ELOOP`); with `O_PATH | O_NOFOLLOW` a symlink as the last
+/// component is opened itself. For looking into an image's unpacked layers,
+/// whose links are the image's and mean nothing on the host.
+pub fn open_exact(dir: BorrowedFd<'_>, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    open(
+        dir,
+        path,
+        flags,
+        0,
+        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
+    )
+}
