@@ -45,6 +45,7 @@ CONC_ROUNDS = int(os.environ.get("BENCH_CONC_ROUNDS", "5"))
 SKIP_DOCKER = os.environ.get("BENCH_SKIP_DOCKER") == "1"
 # BENCH_ONLY=concurrency: only berthctl, the API and crun at 10 in flight, for a
 # quick A/B of one change (a printed table, nothing written to BENCH_OUT).
+# BENCH_ONLY=build: `berthctl build` next to `docker build` (bench/build.py).
 ONLY = os.environ.get("BENCH_ONLY", "")
 CONC_TOTAL = int(os.environ.get("BENCH_CONC_TOTAL", "50"))
 REPLAY_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "50000"))
@@ -774,8 +775,11 @@ def main():
         return main_concurrency()
     if ONLY == "userns":
         return main_userns()
+    if ONLY == "build":
+        import build
+        return build.main()
     if ONLY:
-        raise SystemExit(f"BENCH_ONLY={ONLY}: only 'concurrency' and 'userns' are known")
+        raise SystemExit(f"BENCH_ONLY={ONLY}: only 'concurrency', 'userns' and 'build' are known")
     os.makedirs(W, exist_ok=True)
     os.makedirs(OUT, exist_ok=True)
     d = Daemons()

@@ -593,3 +593,53 @@ async fn copies_follow_the_images_links_and_keep_its_directories_as_docker_does(
     );
     assert_eq!(c.entrypoint, ["/bin/env", "-i"]);
 }
+
+#[tokio::test]
+async fn an_image_prune_during_a_build_keeps_the_images_the_build_stands_on() {
+    use std::io::BufRead;
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "prune",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo a > /a\nRUN sleep 2\nRUN cat /a > /b\n",
+        )],
+    );
+    let mut child = std::process::Command::new(common::bin("berthctl"))
+        .args(["--host"])
+        .arg(&agent.socket)
+        .args(["build", "-t", "pruned"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the third step runs, the step images before it are untagged
+    // build cache: a prune then must leave them to the build.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.starts_with("Step 3/4") {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.starts_with("Step 3/4")), "{seen:?}");
+    let pruned = agent
+        .images()
+        .prune(pb::PruneImagesRequest::default())
+        .await
+        .expect("prune")
+        .into_inner();
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}\n{rest:?}\npruned {pruned:?}");
+    let out = run_out(&agent, "pruned", "cat /b").await;
+    assert_eq!(out, "a\n");
+}
+

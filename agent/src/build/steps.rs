@@ -44,6 +44,8 @@ pub struct Build {
     stage: usize,
     /// A step of the stage being built set CMD (a later ENTRYPOINT keeps it).
     cmd_set: bool,
+    /// Every image the build stands on, kept from `image prune`.
+    pins: std::sync::Mutex<Vec<crate::image::store::ImagePin>>,
     started: Instant,
 }
 
@@ -103,6 +105,7 @@ impl Build {
             results: HashMap::new(),
             stage: 0,
             cmd_set: false,
+            pins: std::sync::Mutex::new(Vec::new()),
             started,
         })
     }
@@ -176,6 +179,7 @@ impl Build {
                 .ok_or_else(|| BuildError::invalid(format!("stage {j} was not built")))?
         } else {
             let image = self.base_image(&base).await?;
+            self.hold(&image.id);
             let snap = Snapshot::of_image(&self.b.store, &image)?;
             let triggers = snap.list("OnBuild").len();
             if triggers > 0 {
@@ -288,12 +292,13 @@ impl Build {
         let extra = format!("{extra}\nsource_date_epoch={}", self.opts.source_date_epoch);
         let key = cache::key(&parent, &step.canonical(), args, &extra);
         if !self.opts.no_cache {
-            if let Some(img) = self
-                .b
-                .cache
-                .get(&key)
-                .and_then(|id| self.b.store.resolve(&id).ok())
-            {
+            // Pinned before it is looked up: a prune between the two
+            // cannot take it.
+            let hit = self.b.cache.get(&key).and_then(|id| {
+                self.hold(&id);
+                self.b.store.resolve(&id).ok()
+            });
+            if let Some(img) = hit {
                 let t0 = self.begin(label, &step.text, step.line, true).await?;
                 *snap = Snapshot::of_image(&self.b.store, &img)?;
                 self.cached += 1;
@@ -547,8 +552,18 @@ impl Build {
             Ok((next, rec))
         })
         .await?;
+        self.hold(&rec.id);
         *snap = next;
         Ok(rec)
+    }
+
+    /// Keeps image `id` from `image prune` until the build ends.
+    fn hold(&self, id: &str) {
+        let pin = self.b.store.pin_image(id);
+        self.pins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pin);
     }
 
     /// The time new layers' file times are clamped to: SOURCE_DATE_EPOCH

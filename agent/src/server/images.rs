@@ -337,7 +337,8 @@ impl Images for ImagesService {
         let images = self.store.list();
         let mut out = pb::PruneImagesResponse::default();
         for img in crate::image::prune::prunable(&images, &used, req.all, &req.labels) {
-            match self.store.remove(&img.id) {
+            // An image a running build stands on is kept.
+            match self.store.remove_unpinned(&img.id).map(|r| r.unwrap_or_default()) {
                 Ok((untagged, Some(id))) => {
                     self.publish(
                         pb::EventAction::Removed,

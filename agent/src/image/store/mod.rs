@@ -28,6 +28,7 @@ use crate::fsutil::{temp_path, write_atomic, WriteOptions};
 
 pub(crate) use self::blobs::{manifest_layers, Descriptor};
 pub(crate) use self::fsops::{hex_of, remove_any};
+pub use self::pins::ImagePin;
 pub(crate) use self::pins::Pins;
 pub(crate) use self::pulled::Parts;
 
@@ -55,6 +56,8 @@ struct State {
     pinned_layers: HashMap<String, usize>,
     /// Blob hexes that in-flight imports will commit: gc must keep them.
     pinned_blobs: HashMap<String, usize>,
+    /// Image ids a running build stands on: prune must keep them.
+    pinned_images: HashMap<String, usize>,
     /// Unpacked size of layers (by hex), filled as layers are unpacked or
     /// first measured, so List/Inspect can report disk usage cheaply.
     layer_sizes: HashMap<String, u64>,
@@ -207,6 +210,20 @@ impl ImageStore {
         Ok(st.images[idx].clone())
     }
 
+    /// Removes the image `id` for a prune, unless a running build stands on
+    /// it ([`ImagePin`]): checked under the lock, so a build's pin and a
+    /// prune's removal cannot interleave. None when pinned.
+    pub fn remove_unpinned(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Vec<String>, Option<String>)>, ImageError> {
+        let mut st = self.lock();
+        if st.pinned_images.contains_key(id) {
+            return Ok(None);
+        }
+        self.remove_locked(&mut st, id).map(Some)
+    }
+
     /// Removes a reference, or an image. A reference removes only itself (the
     /// image record goes when its last reference does); an id removes the
     /// image and all its references. Layers and blobs stay until [`gc`](Self::gc).
@@ -214,6 +231,14 @@ impl ImageStore {
     /// Returns the references removed and, if the record was deleted, its id.
     pub fn remove(&self, name_or_id: &str) -> Result<(Vec<String>, Option<String>), ImageError> {
         let mut st = self.lock();
+        self.remove_locked(&mut st, name_or_id)
+    }
+
+    fn remove_locked(
+        &self,
+        st: &mut State,
+        name_or_id: &str,
+    ) -> Result<(Vec<String>, Option<String>), ImageError> {
         let mut images = st.images.clone();
         let result = match lookup(&images, name_or_id)? {
             Found::Reference(i, r) => {

@@ -1,5 +1,7 @@
 //! Pins: what in-flight imports and pulls rely on, kept by gc.
 
+use std::sync::Arc;
+
 use super::{hex_of, ImageStore};
 
 /// Unpins an import's (or pull's) layers and blobs when it ends, however it ends.
@@ -53,6 +55,37 @@ impl ImageStore {
             pins.blobs.push(hex);
         }
         pins
+    }
+}
+
+/// Keeps an image from being pruned while it lives: a build holds one for
+/// each step image it stands on or will copy from, so an `image prune`
+/// meanwhile cannot take them (they are untagged build cache).
+pub struct ImagePin {
+    store: Arc<ImageStore>,
+    id: String,
+}
+
+impl ImageStore {
+    /// Pins image `id` until the guard drops.
+    pub fn pin_image(self: &Arc<Self>, id: &str) -> ImagePin {
+        *self.lock().pinned_images.entry(id.to_string()).or_default() += 1;
+        ImagePin {
+            store: self.clone(),
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for ImagePin {
+    fn drop(&mut self) {
+        let st = &mut *self.store.lock();
+        if let Some(n) = st.pinned_images.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                st.pinned_images.remove(&self.id);
+            }
+        }
     }
 }
 
