@@ -144,6 +144,10 @@ async fn every_instruction_ends_up_in_an_image_that_runs() {
         Some("berth test")
     );
     assert_eq!(c.labels.get("version").map(String::as_str), Some("1"));
+    assert_eq!(c.exposed_ports, ["53/udp", "8080/tcp"]);
+    assert_eq!(c.volumes, ["/data"]);
+    assert_eq!(c.cmd.len(), 1, "{:?}", c.cmd);
+    assert!(c.cmd[0].starts_with("cat greeting.txt"), "{:?}", c.cmd);
 
     let mut spec = pb::ContainerSpec {
         image: "every:1".into(),
@@ -643,3 +647,62 @@ async fn an_image_prune_during_a_build_keeps_the_images_the_build_stands_on() {
     assert_eq!(out, "a\n");
 }
 
+#[tokio::test]
+async fn a_build_cut_short_by_a_crash_leaves_nothing_and_its_cache_survives() {
+    use std::io::BufRead;
+    let mut agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "crash",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo a > /a\nRUN sleep 600\n",
+        )],
+    );
+    let mut child = std::process::Command::new(common::bin("berthctl"))
+        .args(["--host"])
+        .arg(&agent.socket)
+        .args(["build", "-t", "crash"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let reached = lines
+        .map_while(|l| l.ok())
+        .any(|l| l.starts_with("Step 3/3"));
+    assert!(reached);
+    // The RUN container exists once its step has begun.
+    let running = common::eventually(30, async || !agent.processes().is_empty()).await;
+    assert!(running, "the step's container runs");
+    agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    agent.spawn().await;
+    // berthd removed the cut-short build's container and work directory.
+    let clean = common::eventually(30, async || {
+        agent.processes().is_empty() && agent.cgroups().is_empty()
+    })
+    .await;
+    assert!(clean, "leftover processes or cgroups");
+    let ps = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(ps.is_empty(), "{ps:?}");
+    let work = agent.state_dir.join("build/work");
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    // The steps that finished are still cached.
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox\nRUN echo a > /a\nRUN cat /a\n",
+    )
+    .unwrap();
+    let msgs = json_build(&agent, &dir, &[]);
+    let cached: Vec<bool> = steps(&msgs).iter().map(|(c, _)| *c).collect();
+    assert_eq!(cached, [false, true, false], "{msgs:?}");
+}

@@ -23,7 +23,7 @@ pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
 
 /// The top-level entries of the state directory (README, "State directory").
-const SUBDIRS: [&str; 8] = [
+const SUBDIRS: [&str; 9] = [
     "networks",
     "containers",
     "images",
@@ -32,6 +32,7 @@ const SUBDIRS: [&str; 8] = [
     "trash",
     "bin",
     "seccomp",
+    "build",
 ];
 
 /// Files of a container's directory that berthd, an older berthd or its

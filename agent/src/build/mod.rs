@@ -135,14 +135,14 @@ pub struct Builder {
 
 impl Builder {
     /// A builder keeping its cache index and work directories under
-    /// `dir` (`<state>/build`). Work directories a crash left are removed.
+    /// `dir` (`<state>/build`, made private by `state_dir`). Work
+    /// directories a crash left are removed.
     pub fn new(
         store: Arc<ImageStore>,
         mgr: Arc<Manager>,
         pulling: Arc<Pulling>,
         dir: &Path,
     ) -> std::io::Result<Arc<Builder>> {
-        crate::state_dir::create_private_dir(dir)?;
         let work = dir.join("work");
         if work.exists() {
             // A crash mid-COPY --from left its view mounted: detached

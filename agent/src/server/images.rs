@@ -338,7 +338,11 @@ impl Images for ImagesService {
         let mut out = pb::PruneImagesResponse::default();
         for img in crate::image::prune::prunable(&images, &used, req.all, &req.labels) {
             // An image a running build stands on is kept.
-            match self.store.remove_unpinned(&img.id).map(|r| r.unwrap_or_default()) {
+            match self
+                .store
+                .remove_unpinned(&img.id)
+                .map(|r| r.unwrap_or_default())
+            {
                 Ok((untagged, Some(id))) => {
                     self.publish(
                         pb::EventAction::Removed,

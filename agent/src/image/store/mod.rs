@@ -80,6 +80,9 @@ enum Found {
     Id(usize),
 }
 
+/// What a removal removed: the references and, when the record went, its id.
+pub type Removed = (Vec<String>, Option<String>);
+
 impl ImageStore {
     /// Opens (creating if needed) the store at `root`, loads the index and
     /// removes leftovers of imports interrupted by a crash.
@@ -213,10 +216,7 @@ impl ImageStore {
     /// Removes the image `id` for a prune, unless a running build stands on
     /// it ([`ImagePin`]): checked under the lock, so a build's pin and a
     /// prune's removal cannot interleave. None when pinned.
-    pub fn remove_unpinned(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Vec<String>, Option<String>)>, ImageError> {
+    pub fn remove_unpinned(&self, id: &str) -> Result<Option<Removed>, ImageError> {
         let mut st = self.lock();
         if st.pinned_images.contains_key(id) {
             return Ok(None);
