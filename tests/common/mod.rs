@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod build;
 pub mod cli;
 pub mod fleet;
 pub mod image;

@@ -10,13 +10,15 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::context::Context;
-use super::copy::{self, CopyArgs, FromView};
-use super::dockerfile::{self, BuildFile, Command, Op, Stage, Step};
+use super::copy::FromView;
+use super::dockerfile::{self, BuildFile, Op, Stage, Step};
 use super::error::{BuildError, Result};
 use super::expand::expand;
 use super::snapshot::Snapshot;
+mod layers;
+
 use super::support::{check_platform, check_supported};
-use super::{cache, config, layer, run, stages, Builder, Event, Options, Outcome};
+use super::{cache, config, layer, stages, Builder, Event, Options, Outcome};
 use crate::error::capped;
 use crate::image::{ImageError, ImageRecord};
 
@@ -330,185 +332,6 @@ impl Build {
         .await?;
         self.ran += 1;
         self.end(t0, false, rec.id).await
-    }
-
-    async fn run_step(
-        &mut self,
-        step: &Step,
-        command: &Command,
-        heredocs: &[dockerfile::HereDoc],
-        snap: &mut Snapshot,
-        args: &BTreeMap<String, String>,
-    ) -> Result<ImageRecord> {
-        let argv = match command {
-            Command::Exec(v) => v.clone(),
-            Command::Shell(s) if !heredocs.is_empty() => {
-                super::heredoc::run_argv(config::shell_of(snap), s, heredocs)?
-            }
-            Command::Shell(s) => {
-                let mut v = config::shell_of(snap);
-                v.push(s.clone());
-                v
-            }
-        };
-        if argv.is_empty() {
-            return Err(BuildError::invalid(format!(
-                "line {}: RUN has no command",
-                step.line
-            )));
-        }
-        // The image a RUN starts from must be in the store: `FROM scratch`
-        // has none until a first step.
-        if snap.image_id.is_none() {
-            self.commit(snap, "FROM scratch", None).await?;
-        }
-        let image = snap.image_id.clone().unwrap_or_default();
-        let rec = self.b.store.resolve(&image)?;
-        let layer_dirs = self.b.store.layer_dirs(&rec);
-        let spec = run::RunSpec {
-            image,
-            args: argv,
-            build_env: self.run_env(snap, args),
-            network: if self.opts.network.is_empty() {
-                "none".into()
-            } else {
-                self.opts.network.clone()
-            },
-            build_id: self.id.clone(),
-            number: self.number,
-            clamp_secs: self.clamp(),
-        };
-        let dest = self.dir.join(format!("layer-{}.tar", self.number));
-        let (code, blob) = run::run(&self.b.mgr, spec, layer_dirs, &self.events, &dest).await?;
-        if code != 0 {
-            return Err(BuildError::RunFailed {
-                number: self.number,
-                total: self.total,
-                instruction: capped(&step.text).to_string(),
-                code,
-            });
-        }
-        self.commit(snap, &format!("RUN {}", config::run_text(command)), blob)
-            .await
-    }
-
-    /// The root a COPY reads from: the context, or a view of another
-    /// stage's or image's files.
-    async fn copy_source(
-        &mut self,
-        from: Option<&str>,
-        step: &Step,
-        snap: &Snapshot,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Source> {
-        let Some(from) = from else {
-            return Ok(Source::Context);
-        };
-        let from = self.expand_vars(from, step.line, snap, args)?;
-        let image = match stages::stage_named(&self.file, &from, self.stage, true) {
-            Some(j) => {
-                let s = self.results.get(&j).ok_or_else(|| {
-                    BuildError::invalid(format!("stage {:?} was not built", capped(&from)))
-                })?;
-                match &s.image_id {
-                    Some(id) => Some(self.b.store.resolve(id)?),
-                    None => None,
-                }
-            }
-            None => Some(self.base_image(&from).await?),
-        };
-        let layers = image
-            .map(|i| self.b.store.layer_dirs(&i))
-            .unwrap_or_default();
-        let at = self.dir.join(format!("from-{}", self.number + 1));
-        Ok(Source::View(FromView::open(&layers, &at)?))
-    }
-
-    async fn copy_step(
-        &mut self,
-        step: &Step,
-        c: &dockerfile::CopySpec,
-        from: &Source,
-        sources: &[String],
-        snap: &mut Snapshot,
-        args: &BTreeMap<String, String>,
-    ) -> Result<ImageRecord> {
-        let ex = |s: &str| self.expand_vars(s, step.line, snap, args);
-        let dest = ex(&c.dest)?;
-        let chown = c.chown.as_deref().map(ex).transpose()?;
-        let chmod = c.chmod.as_deref().map(ex).transpose()?;
-        let layers = self.layer_dirs(snap)?;
-        let workdir = snap.field("WorkingDir");
-        let workdir = if workdir.is_empty() {
-            "/".to_string()
-        } else {
-            workdir
-        };
-        let root = from.context(&self.ctx).root.clone();
-        let path = self.dir.join(format!("layer-{}.tar", self.number));
-        let clamp = self.clamp();
-        let (srcs, to) = (sources.to_vec(), dest.clone());
-        let blob = blocking("writing the COPY layer", move || {
-            let plan = copy::plan(
-                &Context { root },
-                &CopyArgs {
-                    sources: &srcs,
-                    dest: &to,
-                    chown: chown.as_deref(),
-                    chmod: chmod.as_deref(),
-                },
-                &workdir,
-                &layers,
-                clamp,
-            )?;
-            Ok(layer::copy_layer(&plan.items, &plan.opts, &path)?)
-        })
-        .await?;
-        let by = format!("COPY {} {}", sources.join(" "), dest);
-        self.commit(snap, &by, Some(blob)).await
-    }
-
-    /// WORKDIR: sets the working directory and makes it (a layer holding
-    /// it) when the image does not have it, as Docker does.
-    async fn workdir_step(
-        &mut self,
-        step: &Step,
-        w: &str,
-        snap: &mut Snapshot,
-        args: &BTreeMap<String, String>,
-    ) -> Result<ImageRecord> {
-        let w = self.expand_vars(w, step.line, snap, args)?;
-        let cur = snap.field("WorkingDir");
-        let abs = if w.starts_with('/') {
-            copy::clean_abs(&w)
-        } else {
-            copy::clean_abs(&format!("{}/{w}", if cur.is_empty() { "/" } else { &cur }))
-        };
-        snap.runtime().insert("WorkingDir".into(), json!(abs));
-        let layers = self.layer_dirs(snap)?;
-        // Made where the image's links lead (a WORKDIR under /var/run
-        // in an image whose /var/run links to /run is made in /run).
-        let real = super::lower::resolve(&layers, &abs)?;
-        if super::lower::has(&layers, &real) {
-            return self.commit(snap, &format!("WORKDIR {abs}"), None).await;
-        }
-        // The directories up to it, those the image has as they are there.
-        let mut dirs = Vec::new();
-        copy::add_dirs(&mut dirs, &layers, &real, true);
-        let opts = layer::CopyOpts {
-            uid: 0,
-            gid: 0,
-            chmod: None,
-            clamp_secs: self.clamp(),
-            parents: dirs,
-        };
-        let path = self.dir.join(format!("layer-{}.tar", self.number));
-        let blob = blocking("writing the WORKDIR layer", move || {
-            Ok(layer::copy_layer(&[], &opts, &path)?)
-        })
-        .await?;
-        self.commit(snap, &format!("WORKDIR {abs}"), Some(blob))
-            .await
     }
 
     /// The env a RUN gets on top of the image's: the ARGs in scope that no
