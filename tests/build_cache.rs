@@ -16,6 +16,30 @@ COPY b.txt /b.txt
 CMD [\"cat\", \"/copy\", \"/b.txt\"]
 ";
 
+/// Waits until no container, process, cgroup or build work directory of
+/// a build is left.
+async fn nothing_left(agent: &Agent) {
+    let clean = common::eventually(30, async || {
+        agent.processes().is_empty() && agent.cgroups().is_empty()
+    })
+    .await;
+    assert!(clean, "leftover processes or cgroups");
+    let ps = agent
+        .containers()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(ps.is_empty(), "{ps:?}");
+    let work = agent.state_dir.join("build/work");
+    let emptied = common::eventually(30, async || {
+        std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(1) == 0
+    })
+    .await;
+    assert!(emptied, "the build's work directory is removed");
+}
+
 #[tokio::test]
 async fn an_unchanged_rebuild_runs_nothing_and_a_changed_file_rebuilds_from_its_copy() {
     let agent = Agent::start().await;
@@ -92,25 +116,7 @@ async fn a_failing_run_shows_its_output_and_code_and_leaves_nothing() {
         .expect_err("nothing tagged");
     assert_eq!(missing.code(), tonic::Code::NotFound);
     // No step container is left, and the build's work directory is gone.
-    let clean = common::eventually(30, async || {
-        agent.processes().is_empty() && agent.cgroups().is_empty()
-    })
-    .await;
-    assert!(clean, "leftover processes or cgroups");
-    let ps = agent
-        .containers()
-        .list(pb::ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
-    assert!(ps.is_empty(), "{ps:?}");
-    let work = agent.state_dir.join("build/work");
-    let emptied = common::eventually(30, async || {
-        std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(1) == 0
-    })
-    .await;
-    assert!(emptied, "the build's work directory is removed");
+    nothing_left(&agent).await;
 }
 
 #[tokio::test]
@@ -247,21 +253,7 @@ async fn a_build_cut_short_by_a_crash_leaves_nothing_and_its_cache_survives() {
     let _ = child.wait();
     agent.spawn().await;
     // berthd removed the cut-short build's container and work directory.
-    let clean = common::eventually(30, async || {
-        agent.processes().is_empty() && agent.cgroups().is_empty()
-    })
-    .await;
-    assert!(clean, "leftover processes or cgroups");
-    let ps = agent
-        .containers()
-        .list(pb::ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
-    assert!(ps.is_empty(), "{ps:?}");
-    let work = agent.state_dir.join("build/work");
-    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    nothing_left(&agent).await;
     // The steps that finished are still cached.
     std::fs::write(
         dir.join("Dockerfile"),

@@ -4,19 +4,6 @@
 use super::*;
 use common::cli::ok;
 
-async fn inspect_image(agent: &Agent, name: &str) -> pb::Image {
-    agent
-        .images()
-        .inspect(pb::InspectImageRequest {
-            image: name.to_string(),
-        })
-        .await
-        .expect("inspect image")
-        .into_inner()
-        .image
-        .expect("an image")
-}
-
 #[tokio::test]
 async fn a_built_image_is_pushed_to_a_registry_and_pulled_by_another_agent() {
     let reg = Registry::start();
@@ -46,8 +33,8 @@ async fn a_built_image_is_pushed_to_a_registry_and_pulled_by_another_agent() {
     assert_eq!(exit.exit_code, 0, "{err}");
     assert_eq!(out, "pushed and pulled\n");
     assert_eq!(
-        inspect_image(&other, &target).await.id,
-        inspect_image(&agent, &target).await.id,
+        common::build::image(&other, &target).await.id,
+        common::build::image(&agent, &target).await.id,
         "the same image id on both agents"
     );
 }
