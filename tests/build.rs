@@ -96,6 +96,25 @@ async fn every_instruction_ends_up_in_an_image_that_runs() {
     assert!(out.contains("/srv/app"), "WORKDIR applies: {out}");
     assert!(out.contains("no-file"), "a file RUN deleted is gone: {out}");
 
+    // Every layer berth made reads in GNU tar too (other runtimes unpack
+    // what berth pushes): no header field out of range.
+    for layer in &img.layers[1..] {
+        let blob = agent
+            .state_dir
+            .join("images/blobs/sha256")
+            .join(layer.trim_start_matches("sha256:"));
+        let o = std::process::Command::new("tar")
+            .arg("-tvf")
+            .arg(&blob)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "{layer}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     // Ownership and mode from COPY --chown/--chmod, seen as root.
     let out = run_out(
         &agent,
@@ -315,6 +334,7 @@ const SEMANTICS: &str = "FROM busybox
 RUN mkdir -p /usr/lib/app && ln -s usr/lib /lib2 && chmod 1777 /tmp
 COPY f.txt /lib2/app/
 COPY conf/ /tmp/
+COPY alias /named/
 ARG MODE=dev
 ENV MODE=prod
 RUN echo $MODE > /mode
@@ -337,6 +357,8 @@ async fn copies_follow_the_images_links_and_keep_its_directories_as_docker_does(
             ("conf/c.conf", "c\n"),
         ],
     );
+    // A source naming a link: its target's content, under its own name.
+    std::os::unix::fs::symlink("f.txt", dir.join("alias")).unwrap();
     std::fs::set_permissions(
         dir.join("conf"),
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
@@ -346,10 +368,10 @@ async fn copies_follow_the_images_links_and_keep_its_directories_as_docker_does(
     let out = run_out(
         &agent,
         "semantics",
-        "readlink /lib2; cat /usr/lib/app/f.txt; stat -c %a /tmp; cat /tmp/c.conf /mode; echo $A $B",
+        "readlink /lib2; cat /usr/lib/app/f.txt; stat -c %a /tmp; cat /tmp/c.conf /mode; echo $A $B; cat /named/alias",
     )
     .await;
-    assert_eq!(out, "usr/lib\nf\n1777\nc\nprod\nnew old\n", "{out}");
+    assert_eq!(out, "usr/lib\nf\n1777\nc\nprod\nnew old\nf\n", "{out}");
     let c = image(&agent, "semantics").await.config.unwrap();
     assert_eq!(
         c.cmd,

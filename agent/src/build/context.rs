@@ -24,6 +24,15 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context (or view) rooted at `root`, by its canonical path: paths
+    /// resolved in it are compared with it, and the kernel names them
+    /// canonically (a state directory reached through a link).
+    pub fn at(root: &Path) -> Result<Context> {
+        let root = std::fs::canonicalize(root)
+            .map_err(|e| BuildError::io(format!("resolving {}", root.display()), e))?;
+        Ok(Context { root })
+    }
+
     /// Unpacks the context tar at `archive` (uncompressed or gzip) into
     /// `root`, refusing entries that leave it (the image layer extractor's
     /// rules: no absolute paths, no `..`, nothing written through a link).
@@ -57,9 +66,7 @@ impl Context {
                 MAX_CONTEXT_BYTES >> 30
             )));
         }
-        Ok(Context {
-            root: root.to_path_buf(),
-        })
+        Context::at(root)
     }
 
     /// Reads the Dockerfile at `rel` (at most `max` bytes).
@@ -144,6 +151,17 @@ impl Context {
     /// component's glob (`*`, `?`, `[..]`) matches, sorted. None matching is
     /// an error, as in Docker.
     pub fn sources(&self, rel: &str) -> Result<Vec<PathBuf>> {
+        Ok(self
+            .named_sources(rel)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
+    }
+
+    /// [`Context::sources`], each with the name it has where it was named
+    /// (a link's own name, not its target's): what a COPY into a directory
+    /// names the copy, as Docker.
+    pub fn named_sources(&self, rel: &str) -> Result<Vec<(String, PathBuf)>> {
         let clean = clean(rel)?;
         let name = clean
             .file_name()
@@ -159,7 +177,7 @@ impl Context {
         if !name.contains(['*', '?', '[']) {
             // A source naming a link is what the link names, inside the
             // context (as Docker); links inside a copied tree stay links.
-            return Ok(vec![self.resolve(&clean, rel)?]);
+            return Ok(vec![(name, self.resolve(&clean, rel)?)]);
         }
         let pattern = glob::Pattern::new(&name)
             .map_err(|e| BuildError::invalid(format!("COPY source {:?}: {e}", capped(rel))))?;
@@ -168,13 +186,16 @@ impl Context {
         let entries = std::fs::read_dir(&dir).map_err(|e| not_in_context(rel, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| BuildError::io("listing the context", e))?;
-            if pattern.matches(&entry.file_name().to_string_lossy()) {
-                let inside = entry
-                    .path()
-                    .strip_prefix(&self.root)
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
-                out.push(self.resolve(&inside, rel)?);
+            let entry_name = entry.file_name().to_string_lossy().into_owned();
+            if pattern.matches(&entry_name) {
+                let Ok(inside) = entry.path().strip_prefix(&self.root).map(Path::to_path_buf)
+                else {
+                    return Err(BuildError::invalid(format!(
+                        "COPY source {:?} is outside the build context",
+                        capped(rel)
+                    )));
+                };
+                out.push((entry_name, self.resolve(&inside, rel)?));
                 if out.len() > MAX_MATCHES {
                     return Err(BuildError::invalid(format!(
                         "COPY source {:?} matches more than {MAX_MATCHES} files",
@@ -234,7 +255,7 @@ mod tests {
         std::fs::write(root.join("sub/b.txt"), "b").unwrap();
         std::fs::write(root.join("sub/c.md"), "c").unwrap();
         std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
-        let ctx = Context { root: root.clone() };
+        let ctx = Context::at(&root).unwrap();
         // A link to /etc resolves to the context's own (missing) /etc.
         assert!(ctx.sources("etc/passwd").is_err());
         assert!(ctx.sources("../x").is_err());

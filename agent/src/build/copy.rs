@@ -50,7 +50,7 @@ pub fn plan(
     let dest = lower::resolve(layers, &clean_abs(&dest_text))?;
     let mut sources = Vec::new();
     for s in args.sources {
-        sources.extend(root.sources(s)?);
+        sources.extend(root.named_sources(s)?);
     }
     // Into a directory: several sources, a destination ending in '/', or a
     // destination that is a directory in the image already.
@@ -64,7 +64,7 @@ pub fn plan(
     // layer does not list 0755, which would turn /tmp's 1777 into 0755);
     // the missing ones 0755, root's, as Docker makes them.
     let mut parents: Vec<(String, u32, u32, u32)> = Vec::new();
-    for src in sources {
+    for (name, src) in sources {
         let meta = std::fs::symlink_metadata(&src)
             .map_err(|e| BuildError::io(format!("reading {}", src.display()), e))?;
         let to = if meta.is_dir() {
@@ -75,10 +75,7 @@ pub fn plan(
             }
             dest.clone()
         } else if into_dir {
-            let name = src
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            // The name it was given (a link's own, not its target's).
             format!("{}/{name}", dest.trim_end_matches('/'))
         } else {
             dest.clone()
@@ -204,13 +201,11 @@ impl FromView {
             .map_err(|e| BuildError::io("making the COPY --from view", e))?;
         match layers {
             [] => Ok(FromView {
-                context: Context {
-                    root: at.to_path_buf(),
-                },
+                context: Context::at(at)?,
                 mounted: None,
             }),
             [one] => Ok(FromView {
-                context: Context { root: one.clone() },
+                context: Context::at(one)?,
                 mounted: None,
             }),
             _ => {
@@ -219,9 +214,7 @@ impl FromView {
                 crate::sys::overlay::mount_read_only(&top_first, at)
                     .map_err(|e| BuildError::io("mounting the COPY --from view", e))?;
                 Ok(FromView {
-                    context: Context {
-                        root: at.to_path_buf(),
-                    },
+                    context: Context::at(at)?,
                     mounted: Some(at.to_path_buf()),
                 })
             }

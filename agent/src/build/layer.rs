@@ -228,17 +228,18 @@ pub fn copy_layer(items: &[CopyItem], opts: &CopyOpts, dest: &Path) -> Result<La
     let mut sink = TarSink::create(dest, Source::Context(opts), opts.clamp_secs)?;
     let mut parents: Vec<_> = opts.parents.iter().collect();
     parents.sort_by(|a, b| a.0.cmp(&b.0));
+    // The directories this layer makes have no time of their own: now, or
+    // the clamp when it is earlier. Never the clamp's "none" (u64::MAX),
+    // which tar readers other than berth's refuse.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dir_time = now.min(sink.clamp);
     for (path, mode, uid, gid) in parents {
         let rel = image_rel(path)?;
         if !rel.is_empty() && sink.dirs.insert(rel.clone()) {
-            let mut h = header(
-                EntryType::Directory,
-                mode & 0o7777,
-                *uid,
-                *gid,
-                sink.clamp,
-                0,
-            );
+            let mut h = header(EntryType::Directory, mode & 0o7777, *uid, *gid, dir_time, 0);
             sink.count(&rel)?;
             let name = [rel.as_slice(), b"/"].concat();
             let name = OsStr::from_bytes(&name);

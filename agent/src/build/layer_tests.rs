@@ -444,6 +444,18 @@ fn copy_layer_owns_modes_and_parents() {
     let again = copy_layer(&items, &opts, &t.path().join("c2.tar")).unwrap();
     assert_eq!(again.digest, blob.digest);
 
+    // No clamp (no SOURCE_DATE_EPOCH): the directories the layer makes get
+    // a real time, which every tar reader takes (not u64::MAX).
+    let unclamped = CopyOpts {
+        clamp_secs: u64::MAX,
+        ..opts.clone()
+    };
+    let got = read_tar(&copy_layer(&items, &unclamped, &t.path().join("c3.tar")).unwrap());
+    for g in &got {
+        assert!(g.mtime < 1 << 33, "{} has mtime {}", g.path, g.mtime);
+    }
+    assert!(find(&got, "app/").mtime > 1_700_000_000);
+
     // A dir's contents to "/" and a bad destination.
     let root = [CopyItem {
         src: ctx.join("src/sub"),

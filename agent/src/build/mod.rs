@@ -143,6 +143,8 @@ impl Builder {
         pulling: Arc<Pulling>,
         dir: &Path,
     ) -> std::io::Result<Arc<Builder>> {
+        // Canonical: the kernel names mounts and resolved paths so.
+        let dir = std::fs::canonicalize(dir)?;
         let work = dir.join("work");
         if work.exists() {
             // A crash mid-COPY --from left its view mounted: detached
@@ -159,7 +161,11 @@ impl Builder {
                 );
             }
         }
-        crate::state_dir::create_private_dir(&work)?;
+        // It may still be there: what could not be removed is left.
+        match crate::state_dir::create_private_dir(&work) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
         Ok(Arc::new(Builder {
             store,
             mgr,

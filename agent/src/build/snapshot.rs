@@ -14,7 +14,7 @@ use super::error::{BuildError, Result};
 use super::layer::LayerBlob;
 use crate::image::digest::sha256_of;
 use crate::image::layout::PlannedLayer;
-use crate::image::store::Parts;
+use crate::image::store::{ImagePin, Parts};
 use crate::image::{ImageError, ImageRecord, ImageStore};
 
 /// OCI media types berth writes.
@@ -155,14 +155,15 @@ impl Snapshot {
 
     /// Makes the step's result an image in the store (untagged build
     /// cache): a config with `history` appended and, with `layer`, the new
-    /// layer installed. Sets `image_id`.
+    /// layer installed. Sets `image_id`. The image is pinned from before it
+    /// is listed, so no `image prune` can take it (see [`ImagePin`]).
     pub fn commit(
         &mut self,
         store: &Arc<ImageStore>,
         created: &str,
         created_by: &str,
         layer: Option<LayerBlob>,
-    ) -> Result<ImageRecord> {
+    ) -> Result<(ImageRecord, ImagePin)> {
         let new = match &layer {
             Some(blob) if !blob.empty => Some(Layer {
                 media_type: LAYER_TYPE.into(),
@@ -208,6 +209,7 @@ impl Snapshot {
         let manifest_bytes = serde_json::to_vec(&manifest)
             .map_err(|e| BuildError::io("encoding the manifest", std::io::Error::other(e)))?;
         let manifest_digest = sha256_of(&manifest_bytes);
+        let pin = store.pin_image(&config_digest);
 
         let diff_ids: Vec<String> = next.layers.iter().map(|l| l.diff_id.clone()).collect();
         let blobs: Vec<String> = new.iter().map(|l| l.digest.clone()).collect();
@@ -239,7 +241,7 @@ impl Snapshot {
         )?;
         next.image_id = Some(rec.id.clone());
         *self = next;
-        Ok(rec)
+        Ok((rec, pin))
     }
 }
 

@@ -100,7 +100,11 @@ impl Build {
                     None => None,
                 }
             }
-            None => Some(self.base_image(&from).await?),
+            None => {
+                let img = self.base_image(&from).await?;
+                self.hold(&img.id);
+                Some(img)
+            }
         };
         let layers = image
             .map(|i| self.b.store.layer_dirs(&i))

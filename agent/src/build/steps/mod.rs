@@ -270,7 +270,7 @@ impl Build {
                     let dir = self.dir.join(format!("heredoc-{}", self.number + 1));
                     let ex = |s: &str| self.expand_vars(s, step.line, snap, args);
                     let names = super::heredoc::write_files(&dir, &c.heredocs, &ex)?;
-                    (Source::Dir(Context { root: dir }), names)
+                    (Source::Dir(Context::at(&dir)?), names)
                 };
                 let root = from.context(&self.ctx).root.clone();
                 let names = sources.clone();
@@ -370,12 +370,15 @@ impl Build {
         let created = self.created.clone();
         let by = created_by.to_string();
         let mut next = snap.clone();
-        let (next, rec) = blocking("committing the step", move || {
-            let rec = next.commit(&store, &created, &by, blob)?;
-            Ok((next, rec))
+        let (next, rec, pin) = blocking("committing the step", move || {
+            let (rec, pin) = next.commit(&store, &created, &by, blob)?;
+            Ok((next, rec, pin))
         })
         .await?;
-        self.hold(&rec.id);
+        self.pins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pin);
         *snap = next;
         Ok(rec)
     }
