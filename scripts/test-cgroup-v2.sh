@@ -61,7 +61,15 @@ for entry in "${bins[@]}"; do
     else
         case " $SKIP_IN_VM " in *" $name "*) continue ;; esac
     fi
-    script+="; echo \"=== cgroup v2: $name\"; ran=\$((ran+1)); $exe --test-threads 2 || fail=1"
+    skip=
+    if [ "$name" = berthd ]; then
+        # The layer writer's xattr tests set user.* xattrs in /tmp, which
+        # the guest's tmpfs (Linux 6.1) does not take (tmpfs has them from
+        # 6.6). They run, and must pass, on the host; here they are
+        # filtered out (libtest counts them as filtered, never as passed).
+        skip="--skip build::layer::tests::modes_links_devices_and_xattrs --skip build::layer::tests::user_overlay_opaque_and_xattr_whiteouts"
+    fi
+    script+="; echo \"=== cgroup v2: $name\"; ran=\$((ran+1)); $exe --test-threads 2 $skip || fail=1"
 done
 script+='; echo "cgroup v2: $ran test binaries run"; exit $fail'
 
