@@ -69,7 +69,8 @@ for entry in "${bins[@]}"; do
         # filtered out (libtest counts them as filtered, never as passed).
         skip="--skip build::layer::tests::modes_links_devices_and_xattrs --skip build::layer::tests::user_overlay_opaque_and_xattr_whiteouts"
     fi
-    script+="; echo \"=== cgroup v2: $name\"; ran=\$((ran+1)); $exe --test-threads 2 $skip || fail=1"
+    script+="; echo \"=== cgroup v2: $name\"; t0=\$(date +%s); ran=\$((ran+1)); $exe --test-threads 2 $skip || fail=1"
+    script+="; echo \"=== cgroup v2: $name took \$((\$(date +%s) - t0)) s\""
 done
 script+='; echo "cgroup v2: $ran test binaries run"; exit $fail'
 

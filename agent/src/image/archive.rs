@@ -324,19 +324,28 @@ pub(crate) fn copy_classified(
     }
 }
 
+/// The most [`space_budget`] keeps back: 5% of a 250 GiB disk (12.5 GiB)
+/// is far more than the event log, logs and records need, and refused
+/// every import on a large disk with 10 GiB free.
+const RESERVE_CAP: u64 = 1 << 30;
+
 /// How many bytes may be written under `dir`: what its file system has
-/// free, less a reserve of 5% of its size, so that an image too large for
-/// the disk (or a small layer that expands hugely: sparse files, a
-/// compression bomb) fails alone instead of filling the disk that the event
-/// log, container logs and records need too.
+/// free, less a reserve of 5% of its size (at most [`RESERVE_CAP`]), so that
+/// an image too large for the disk (or a small layer that expands hugely:
+/// sparse files, a compression bomb) fails alone instead of filling the disk
+/// that the event log, container logs and records need too.
 pub(crate) fn space_budget(dir: &Path) -> Result<u64, ImageError> {
     let st = nix::sys::statvfs::statvfs(dir)
         .map_err(io::Error::from)
         .ctx(|| format!("reading the free space of {}", dir.display()))?;
     let block = st.fragment_size();
     let free = st.blocks_available().saturating_mul(block);
-    let reserve = st.blocks().saturating_mul(block) / 20;
-    Ok(free.saturating_sub(reserve))
+    Ok(free.saturating_sub(reserve(st.blocks().saturating_mul(block))))
+}
+
+/// What [`space_budget`] keeps free on a file system of `size` bytes.
+fn reserve(size: u64) -> u64 {
+    (size / 20).min(RESERVE_CAP)
 }
 
 /// A bounded positional reader over one member of the archive file.
@@ -369,6 +378,13 @@ impl Read for MemberReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reserve_is_a_twentieth_up_to_a_gib() {
+        assert_eq!(reserve(64 << 20), (64 << 20) / 20);
+        assert_eq!(reserve(20 << 30), 1 << 30);
+        assert_eq!(reserve(252 << 30), 1 << 30);
+    }
 
     #[test]
     fn cleans_paths() {

@@ -22,7 +22,17 @@ fn has_layer_does_not_see_a_failing_import_s_layer() {
     let done = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
         let import = s.spawn(|| f.store.import(&archive, Some("victim:1")));
-        moved_rx.recv().expect("the import reaches its commit");
+        // An import that fails before its commit (a full disk, say) never
+        // reaches the seam: say so instead of waiting for ever.
+        while moved_rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err()
+        {
+            if import.is_finished() {
+                let early = import.join().map(|r| r.map(|_| ()));
+                panic!("the import ended before its commit: {early:?}");
+            }
+        }
         let lockers = *seam.lockers.lock().unwrap();
         let probe = s.spawn(|| {
             let seen = f.store.has_layer(&diff_id);
