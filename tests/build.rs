@@ -225,9 +225,17 @@ async fn bad_dockerfiles_and_contexts_are_refused_with_their_place() {
         ),
         ("nofrom", &[("Dockerfile", "RUN true\n")], "Dockerfile:1:"),
         (
-            "add",
-            &[("Dockerfile", "FROM busybox\nADD x /x\n"), ("x", "x")],
-            "not supported yet: ADD",
+            "addurl",
+            &[(
+                "Dockerfile",
+                "FROM busybox\nADD https://example.invalid/x /x\n",
+            )],
+            "not supported yet: ADD from a URL",
+        ),
+        (
+            "addfrom",
+            &[("Dockerfile", "FROM busybox\nADD --from=busybox /bin /b\n")],
+            "Dockerfile:2:",
         ),
         (
             "escape",
@@ -379,4 +387,59 @@ async fn copies_follow_the_images_links_and_keep_its_directories_as_docker_does(
         "a CMD before ENTRYPOINT stays"
     );
     assert_eq!(c.entrypoint, ["/bin/env", "-i"]);
+}
+
+#[tokio::test]
+async fn add_unpacks_local_archives_with_their_owners_and_copies_other_files() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dockerfile = "FROM busybox
+ADD tree.tar.xz /opt/
+ADD tree.tgz plain.txt /srv/
+ADD --chown=7:8 tree.tar.bz2 /chowned
+ADD fake.tar.gz /fake/
+";
+    let dir = context(
+        &agent,
+        "add",
+        &[
+            ("Dockerfile", dockerfile),
+            ("plain.txt", "plain\n"),
+            // A name that says archive, content that is not: copied as is.
+            ("fake.tar.gz", "not a tar\n"),
+            ("src/app/run.sh", "#!/bin/sh\necho run\n"),
+        ],
+    );
+    std::fs::set_permissions(
+        dir.join("src/app/run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    // Archives made by GNU tar, as a user makes them, owned by 1234:5678.
+    for (name, flag) in [
+        ("tree.tar.xz", "-J"),
+        ("tree.tgz", "-z"),
+        ("tree.tar.bz2", "-j"),
+    ] {
+        let st = std::process::Command::new("tar")
+            .args(["-c", flag, "--owner=1234", "--group=5678", "-f"])
+            .arg(dir.join(name))
+            .args(["-C", dir.join("src").to_str().unwrap(), "app"])
+            .status()
+            .expect("tar");
+        assert!(st.success(), "tar {name}");
+    }
+    std::fs::remove_dir_all(dir.join("src")).unwrap();
+    ok(&build(&agent, &dir, &["-t", "added"]));
+    let out = run_out(
+        &agent,
+        "added",
+        "for f in /opt/app/run.sh /srv/app/run.sh /chowned/app/run.sh; do stat -c '%u:%g %a' $f; done; \
+         /opt/app/run.sh; cat /srv/plain.txt /fake/fake.tar.gz; stat -c %a /opt /chowned",
+    )
+    .await;
+    assert_eq!(
+        out, "1234:5678 750\n1234:5678 750\n7:8 750\nrun\nplain\nnot a tar\n755\n755\n",
+        "{out}"
+    );
 }

@@ -5,6 +5,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
+use super::archive;
 use super::context::Context;
 use super::error::{BuildError, Result};
 use super::layer::{CopyItem, CopyOpts};
@@ -29,6 +30,9 @@ pub struct CopyArgs<'a> {
     pub chown: Option<&'a str>,
     /// `--chmod` (octal).
     pub chmod: Option<&'a str>,
+    /// ADD: where to unpack the sources that are tar archives (each into
+    /// a directory of its own there); None for COPY.
+    pub unpack_into: Option<&'a Path>,
 }
 
 /// Plans a COPY from `root` into the image made of `layers` whose working
@@ -64,9 +68,25 @@ pub fn plan(
     // layer does not list 0755, which would turn /tmp's 1777 into 0755);
     // the missing ones 0755, root's, as Docker makes them.
     let mut parents: Vec<(String, u32, u32, u32)> = Vec::new();
-    for (name, src) in sources {
+    for (i, (name, src)) in sources.into_iter().enumerate() {
         let meta = std::fs::symlink_metadata(&src)
             .map_err(|e| BuildError::io(format!("reading {}", src.display()), e))?;
+        if let Some(dir) = args.unpack_into.filter(|_| meta.is_file()) {
+            if let Some(c) = archive::sniff(&src)? {
+                // An archive's contents go into the destination, a
+                // directory (the image's own metadata, else 0755 root;
+                // never the private unpack directory's).
+                let out = dir.join(i.to_string());
+                archive::unpack(&src, c, &out, &name)?;
+                add_dirs(&mut parents, layers, &dest, true);
+                items.push(CopyItem {
+                    src: out,
+                    dest: dest.clone(),
+                    keep_owners: args.chown.is_none(),
+                });
+                continue;
+            }
+        }
         let to = if meta.is_dir() {
             // A directory's contents go to the destination; one the image
             // has keeps its own mode and owner.
@@ -80,7 +100,11 @@ pub fn plan(
         } else {
             dest.clone()
         };
-        items.push(CopyItem { src, dest: to });
+        items.push(CopyItem {
+            src,
+            dest: to,
+            keep_owners: false,
+        });
     }
     let (uid, gid) = match args.chown {
         Some(spec) => owner(spec, layers)?,

@@ -75,6 +75,9 @@ pub struct CopyItem {
     pub src: PathBuf,
     /// Absolute, normalised path in the image (no `.`, `..` or `//`).
     pub dest: String,
+    /// Keep the tree's own owners and modes (an archive ADD unpacked
+    /// without `--chown`) instead of [`CopyOpts`]'.
+    pub keep_owners: bool,
 }
 
 /// Ownership, mode and time of everything a COPY layer writes.
@@ -250,6 +253,11 @@ pub fn copy_layer(items: &[CopyItem], opts: &CopyOpts, dest: &Path) -> Result<La
     ordered.sort_by(|a, b| a.dest.cmp(&b.dest));
     let mut walker = Walker::new(sink);
     for item in ordered {
+        walker.sink.from = if item.keep_owners {
+            Source::Unpacked
+        } else {
+            Source::Context(opts)
+        };
         let mut rel = image_rel(&item.dest)?;
         let (parent, name) = open_parent(&item.src)?;
         walker.child(parent.as_fd(), &name, &mut rel, 0)?;
@@ -266,6 +274,8 @@ enum Source<'a> {
         lower_has: &'a dyn Fn(&str) -> bool,
     },
     Context(&'a CopyOpts),
+    /// An archive ADD unpacked: owners and modes as the archive has them.
+    Unpacked,
 }
 
 /// Writes walked entries as a layer tar.

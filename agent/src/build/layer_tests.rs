@@ -400,10 +400,12 @@ fn copy_layer_owns_modes_and_parents() {
         CopyItem {
             src: ctx.join("src"),
             dest: "/app/src".into(),
+            keep_owners: false,
         },
         CopyItem {
             src: ctx.join("one.txt"),
             dest: "/app/one.txt".into(),
+            keep_owners: false,
         },
     ];
     let opts = CopyOpts {
@@ -460,12 +462,14 @@ fn copy_layer_owns_modes_and_parents() {
     let root = [CopyItem {
         src: ctx.join("src/sub"),
         dest: "/".into(),
+        keep_owners: false,
     }];
     let got = read_tar(&copy_layer(&root, &CopyOpts::default(), &t.path().join("r.tar")).unwrap());
     assert_eq!(paths(&got), ["g", "up"]);
     let bad = [CopyItem {
         src: ctx.join("one.txt"),
         dest: "/a/../b".into(),
+        keep_owners: false,
     }];
     assert!(copy_layer(&bad, &CopyOpts::default(), &t.path().join("b.tar")).is_err());
 }
@@ -499,6 +503,7 @@ fn errors_name_a_capped_path() {
         &[CopyItem {
             src: t.path().into(),
             dest: long,
+            keep_owners: false,
         }],
         &CopyOpts::default(),
         &t.path().join("e.tar"),
@@ -565,6 +570,7 @@ fn copy_refuses_what_would_be_whiteouts() {
         [CopyItem {
             src: ctx.join(name),
             dest: dest.into(),
+            keep_owners: false,
         }]
     };
     let err = copy_layer(&item("wh", "/wh"), &CopyOpts::default(), &out).unwrap_err();

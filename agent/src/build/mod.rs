@@ -8,6 +8,7 @@
 //! the context ([`copy`]), everything else in the config. Each step's result
 //! is a store image kept as build cache ([`snapshot`], [`cache`]).
 
+mod archive;
 mod cache;
 mod config;
 pub(crate) mod content;

@@ -32,7 +32,13 @@ pub fn check_supported(file: &BuildFile) -> Result<()> {
         }
         for step in &stage.steps {
             match &step.op {
-                Op::Add(_) => return at(step.line, "ADD; use COPY"),
+                Op::Add(c) if c.sources.iter().any(|s| is_remote(s)) => {
+                    return at(
+                        step.line,
+                        "ADD from a URL or a git repository (the build has no network to fetch \
+                         from; ADD a file of the context)",
+                    )
+                }
                 Op::Run {
                     mounts,
                     security,
@@ -49,12 +55,12 @@ pub fn check_supported(file: &BuildFile) -> Result<()> {
                         return at(step.line, "RUN --network; use the build's network option");
                     }
                 }
-                Op::Copy(c)
+                Op::Copy(c) | Op::Add(c)
                     if !c.heredocs.is_empty() && (c.from.is_some() || !c.sources.is_empty()) =>
                 {
                     return at(
                         step.line,
-                        "COPY mixing here-documents with other sources or --from",
+                        "COPY or ADD mixing here-documents with other sources or --from",
                     )
                 }
                 _ => {}
@@ -62,4 +68,9 @@ pub fn check_supported(file: &BuildFile) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An ADD source Docker would fetch: a URL, or a git address.
+fn is_remote(source: &str) -> bool {
+    source.contains("://") || source.starts_with("git@")
 }

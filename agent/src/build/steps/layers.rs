@@ -137,7 +137,16 @@ impl Build {
         let path = self.dir.join(format!("layer-{}.tar", self.number));
         let clamp = self.clamp();
         let (srcs, to) = (sources.to_vec(), dest.clone());
+        // ADD unpacks its archives here (the build's work directory, gone
+        // with the build).
+        let add = matches!(step.op, dockerfile::Op::Add(_));
+        let unpack = add.then(|| self.dir.join(format!("add-{}", self.number)));
+        let keyword = if add { "ADD" } else { "COPY" };
         let blob = blocking("writing the COPY layer", move || {
+            if let Some(dir) = &unpack {
+                crate::state_dir::create_private_dir(dir)
+                    .map_err(|e| BuildError::io("creating the ADD directory", e))?;
+            }
             let plan = copy::plan(
                 &Context { root },
                 &CopyArgs {
@@ -145,6 +154,7 @@ impl Build {
                     dest: &to,
                     chown: chown.as_deref(),
                     chmod: chmod.as_deref(),
+                    unpack_into: unpack.as_deref(),
                 },
                 &workdir,
                 &layers,
@@ -153,7 +163,7 @@ impl Build {
             Ok(layer::copy_layer(&plan.items, &plan.opts, &path)?)
         })
         .await?;
-        let by = format!("COPY {} {}", sources.join(" "), dest);
+        let by = format!("{keyword} {} {}", sources.join(" "), dest);
         self.commit(snap, &by, Some(blob)).await
     }
 

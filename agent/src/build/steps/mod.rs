@@ -255,7 +255,7 @@ impl Build {
         let parent = snap.image_id.clone().unwrap_or_else(|| "scratch".into());
         // COPY's key covers the content it copies.
         let (extra, copy_from) = match &step.op {
-            Op::Copy(c) => {
+            Op::Copy(c) | Op::Add(c) => {
                 let (from, sources) = if c.heredocs.is_empty() {
                     let from = self
                         .copy_source(c.from.as_deref(), step, snap, args)
@@ -312,7 +312,7 @@ impl Build {
             Op::Run {
                 command, heredocs, ..
             } => self.run_step(step, command, heredocs, snap, args).await?,
-            Op::Copy(c) => {
+            Op::Copy(c) | Op::Add(c) => {
                 let (from, sources) =
                     copy_from.ok_or_else(|| BuildError::invalid("COPY without a source"))?;
                 self.copy_step(step, c, &from, &sources, snap, args).await?
