@@ -233,6 +233,14 @@ async fn bad_dockerfiles_and_contexts_are_refused_with_their_place() {
             "not supported yet: ADD from a URL",
         ),
         (
+            "secret",
+            &[(
+                "Dockerfile",
+                "FROM busybox\nRUN --mount=type=secret,id=t true\n",
+            )],
+            "not supported yet: RUN --mount type=secret",
+        ),
+        (
             "addfrom",
             &[("Dockerfile", "FROM busybox\nADD --from=busybox /bin /b\n")],
             "Dockerfile:2:",

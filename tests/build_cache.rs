@@ -1,5 +1,6 @@
 //! End to end: the build cache (hits, the exact rebuild point, no-cache),
-//! reproducible builds, and builds cut short (a failing RUN, a prune
+//! reproducible builds, RUN --mount (caches kept across builds, tmpfs and
+//! context binds left out of the layers), and builds cut short (a failing RUN, a prune
 //! meanwhile, a crash of berthd): nothing left behind, the cache kept.
 
 mod common;
@@ -263,4 +264,30 @@ async fn a_build_cut_short_by_a_crash_leaves_nothing_and_its_cache_survives() {
     let msgs = json_build(&agent, &dir, &[]);
     let cached: Vec<bool> = steps(&msgs).iter().map(|(c, _)| *c).collect();
     assert_eq!(cached, [false, true, false], "{msgs:?}");
+}
+
+const MOUNTS: &str = "FROM busybox
+RUN --mount=type=cache,target=/cachedir,id=app sh -c 'echo \"$(cat /cachedir/n 2>/dev/null)x\" > /cachedir/n; cp /cachedir/n /seen'
+RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && cat /scratch/t > /tmpfs_seen
+RUN --mount=type=bind,source=data,target=/data cat /data/d > /bound && ! touch /data/new
+";
+
+#[tokio::test]
+async fn run_mounts_keep_caches_across_builds_and_stay_out_of_the_layers() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let dir = context(
+        &agent,
+        "mounts",
+        &[("Dockerfile", MOUNTS), ("data/d", "from the context\n")],
+    );
+    ok(&build(&agent, &dir, &["-t", "m1"]));
+    nothing_left(&agent).await;
+    let check = "cat /seen /tmpfs_seen /bound; for p in /cachedir /scratch /data; do test -e $p && echo $p is in the image; done; true";
+    let out = run_out(&agent, "m1", check).await;
+    assert_eq!(out, "x\nt\nfrom the context\n", "{out}");
+    // Run again: the cache directory kept what the first build wrote.
+    ok(&build(&agent, &dir, &["-t", "m2", "--no-cache"]));
+    let out = run_out(&agent, "m2", check).await;
+    assert_eq!(out, "xx\nt\nfrom the context\n", "{out}");
 }

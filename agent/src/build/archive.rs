@@ -16,6 +16,9 @@ use crate::error::capped;
 /// Most bytes one ADD archive may unpack to (as a build context).
 pub const MAX_UNPACKED: u64 = super::context::MAX_CONTEXT_BYTES;
 
+/// Most memory the xz decoder may take (xz -9 needs 65 MiB).
+const XZ_MEMORY: u64 = 256 << 20;
+
 /// How an archive is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -55,7 +58,15 @@ fn reader(file: File, c: Compression) -> std::io::Result<Box<dyn Read>> {
         Compression::Plain => Box::new(buf),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buf)),
         Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(buf)),
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(buf)),
+        Compression::Xz => {
+            // Bounded: an xz header may ask for a dictionary of gigabytes.
+            let stream = liblzma::stream::Stream::new_stream_decoder(
+                XZ_MEMORY,
+                liblzma::stream::CONCATENATED,
+            )
+            .map_err(std::io::Error::other)?;
+            Box::new(liblzma::read::XzDecoder::new_stream(buf, stream))
+        }
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
     })
 }
@@ -123,30 +134,30 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Unpacks the archive `path` (compressed as `c`) into the new private
-/// directory `dest`, with the image extractor's rules for plain files
-/// (nothing outside `dest`, nothing through a link, no device, fifo or
-/// whiteout) and owners and modes as the archive records them. `name` is
+/// directory `dest`, with the image extractor's rules (nothing outside
+/// `dest`, nothing through a link; devices and fifos left out, whiteout
+/// names refused; at most [`MAX_UNPACKED`] bytes) and owners and modes as
+/// the archive records them. `name` is
 /// the source as the Dockerfile gave it, for errors.
 pub fn unpack(path: &Path, c: Compression, dest: &Path, name: &str) -> Result<()> {
     crate::state_dir::create_private_dir(dest)
         .map_err(|e| BuildError::io("creating the ADD directory", e))?;
     let file = File::open(path).map_err(|e| BuildError::io(format!("reading {name}"), e))?;
-    let r = reader(file, c).map_err(|e| BuildError::io(format!("reading {name}"), e))?;
-    let mut limited = r.take(MAX_UNPACKED + 1);
+    let mut r = reader(file, c).map_err(|e| BuildError::io(format!("reading {name}"), e))?;
     let what = format!("ADD {:?}", capped(name));
-    let size =
-        crate::image::extract::unpack_plain(&mut limited, dest, &what).map_err(|e| {
-            match e.kind() {
-                crate::image::ErrorKind::InvalidArchive => BuildError::invalid(e.to_string()),
-                _ => BuildError::Image(e),
-            }
-        })?;
-    if size > MAX_UNPACKED {
-        return Err(BuildError::invalid(format!(
-            "{what}: the archive is larger than {} GiB unpacked",
-            MAX_UNPACKED >> 30
-        )));
-    }
+    crate::image::extract::unpack_files(&mut r, dest, &what, MAX_UNPACKED).map_err(|e| match e
+        .kind()
+    {
+        crate::image::ErrorKind::InvalidArchive => BuildError::invalid(e.to_string()),
+        crate::image::ErrorKind::NoSpace => {
+            BuildError::Image(crate::image::ImageError::NoSpace(format!(
+                "{what} unpacks to more than {} GiB, or more than the state file system \
+                     has free: {e}",
+                MAX_UNPACKED >> 30
+            )))
+        }
+        _ => BuildError::Image(e),
+    })?;
     Ok(())
 }
 
@@ -232,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn an_archive_leaving_its_directory_or_holding_a_device_is_refused() {
+    fn an_archive_leaving_its_directory_or_naming_a_whiteout_is_refused_and_devices_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
@@ -253,10 +264,28 @@ mod tests {
         h.set_device_major(1).unwrap();
         h.set_device_minor(3).unwrap();
         h.set_size(0);
+        h.set_mode(0o666);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_cksum();
         b.append_data(&mut h, "null", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, "kept", &b"k"[..]).unwrap();
         let p = write(dir.path(), "dev.tar", &b.into_inner().unwrap());
-        let err = unpack(&p, Compression::Plain, &dir.path().join("dev"), "dev.tar").unwrap_err();
-        assert!(matches!(err, BuildError::Invalid(_)), "{err}");
+        // A device is left out, as BuildKit does; the rest is unpacked.
+        unpack(&p, Compression::Plain, &dir.path().join("dev"), "dev.tar").unwrap();
+        assert!(!dir.path().join("dev/null").exists());
+        assert!(dir.path().join("dev/kept").exists());
+
+        let p = write(dir.path(), "wh.tar", &tar_of("a/.wh.b", b""));
+        let err = unpack(&p, Compression::Plain, &dir.path().join("wh"), "wh.tar").unwrap_err();
+        assert!(err.to_string().contains("whiteout"), "{err}");
     }
 }

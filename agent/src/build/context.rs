@@ -115,6 +115,12 @@ impl Context {
         Ok(self.resolve_dir(parent, rel)?.join(name))
     }
 
+    /// The real path, inside the context, of the context-relative `rel`,
+    /// resolved with the context as `/` (a link at its end followed there).
+    pub fn source_path(&self, rel: &str) -> Result<PathBuf> {
+        self.resolve(&clean(rel)?, rel)
+    }
+
     /// The real path of the context directory `dir` (relative, clean),
     /// resolved with the context as `/`.
     fn resolve_dir(&self, dir: &Path, rel: &str) -> Result<PathBuf> {

@@ -73,6 +73,13 @@ pub fn plan(
             .map_err(|e| BuildError::io(format!("reading {}", src.display()), e))?;
         if let Some(dir) = args.unpack_into.filter(|_| meta.is_file()) {
             if let Some(c) = archive::sniff(&src)? {
+                if lower::stat(layers, &dest).is_some_and(|m| !m.is_dir()) {
+                    return Err(BuildError::invalid(format!(
+                        "ADD {:?}: the destination {:?} is a file in the image, not a directory",
+                        capped(&name),
+                        capped(&dest)
+                    )));
+                }
                 // An archive's contents go into the destination, a
                 // directory (the image's own metadata, else 0755 root;
                 // never the private unpack directory's).
@@ -82,7 +89,7 @@ pub fn plan(
                 items.push(CopyItem {
                     src: out,
                     dest: dest.clone(),
-                    keep_owners: args.chown.is_none(),
+                    unpacked: true,
                 });
                 continue;
             }
@@ -103,7 +110,7 @@ pub fn plan(
         items.push(CopyItem {
             src,
             dest: to,
-            keep_owners: false,
+            unpacked: false,
         });
     }
     let (uid, gid) = match args.chown {
@@ -132,6 +139,7 @@ pub fn plan(
             uid,
             gid,
             chmod,
+            chowned: args.chown.is_some(),
             clamp_secs,
             parents,
         },

@@ -75,9 +75,9 @@ pub struct CopyItem {
     pub src: PathBuf,
     /// Absolute, normalised path in the image (no `.`, `..` or `//`).
     pub dest: String,
-    /// Keep the tree's own owners and modes (an archive ADD unpacked
-    /// without `--chown`) instead of [`CopyOpts`]'.
-    pub keep_owners: bool,
+    /// An archive ADD unpacked: the tree keeps its own modes, and its own
+    /// owners unless [`CopyOpts::chowned`].
+    pub unpacked: bool,
 }
 
 /// Ownership, mode and time of everything a COPY layer writes.
@@ -91,6 +91,8 @@ pub struct CopyOpts {
     pub chmod: Option<u32>,
     /// Latest mtime written (SOURCE_DATE_EPOCH-like), in seconds.
     pub clamp_secs: u64,
+    /// `--chown` was given (unpacked archives keep their owners otherwise).
+    pub chowned: bool,
     /// Directories written first, as `(path, mode, uid, gid)`: the parents
     /// of the destinations (and directories copied into); an item's
     /// directory listed here keeps this header, its contents are copied.
@@ -253,8 +255,8 @@ pub fn copy_layer(items: &[CopyItem], opts: &CopyOpts, dest: &Path) -> Result<La
     ordered.sort_by(|a, b| a.dest.cmp(&b.dest));
     let mut walker = Walker::new(sink);
     for item in ordered {
-        walker.sink.from = if item.keep_owners {
-            Source::Unpacked
+        walker.sink.from = if item.unpacked {
+            Source::Unpacked(opts.chowned.then_some((opts.uid, opts.gid)))
         } else {
             Source::Context(opts)
         };
@@ -274,8 +276,9 @@ enum Source<'a> {
         lower_has: &'a dyn Fn(&str) -> bool,
     },
     Context(&'a CopyOpts),
-    /// An archive ADD unpacked: owners and modes as the archive has them.
-    Unpacked,
+    /// An archive ADD unpacked: modes as the archive has them, owners too
+    /// unless `--chown` gives them (BuildKit never applies `--chmod` there).
+    Unpacked(Option<(u32, u32)>),
 }
 
 /// Writes walked entries as a layer tar.
@@ -387,6 +390,9 @@ impl<'a> TarSink<'a> {
     /// Owner and permission bits of an entry.
     fn owner(&self, node: &Node) -> Result<(u32, u32, u32)> {
         let own_mode = node.st.st_mode & 0o7777;
+        if let Source::Unpacked(Some((uid, gid))) = self.from {
+            return Ok((uid, gid, own_mode));
+        }
         let Source::Context(opts) = self.from else {
             return Ok((node.st.st_uid, node.st.st_gid, own_mode));
         };

@@ -400,18 +400,19 @@ fn copy_layer_owns_modes_and_parents() {
         CopyItem {
             src: ctx.join("src"),
             dest: "/app/src".into(),
-            keep_owners: false,
+            unpacked: false,
         },
         CopyItem {
             src: ctx.join("one.txt"),
             dest: "/app/one.txt".into(),
-            keep_owners: false,
+            unpacked: false,
         },
     ];
     let opts = CopyOpts {
         uid: 1000,
         gid: 1001,
         chmod: Some(0o640),
+        chowned: true,
         clamp_secs: 7,
         parents: vec![("/app".into(), 0o755, 0, 0)],
     };
@@ -462,14 +463,14 @@ fn copy_layer_owns_modes_and_parents() {
     let root = [CopyItem {
         src: ctx.join("src/sub"),
         dest: "/".into(),
-        keep_owners: false,
+        unpacked: false,
     }];
     let got = read_tar(&copy_layer(&root, &CopyOpts::default(), &t.path().join("r.tar")).unwrap());
     assert_eq!(paths(&got), ["g", "up"]);
     let bad = [CopyItem {
         src: ctx.join("one.txt"),
         dest: "/a/../b".into(),
-        keep_owners: false,
+        unpacked: false,
     }];
     assert!(copy_layer(&bad, &CopyOpts::default(), &t.path().join("b.tar")).is_err());
 }
@@ -503,7 +504,7 @@ fn errors_name_a_capped_path() {
         &[CopyItem {
             src: t.path().into(),
             dest: long,
-            keep_owners: false,
+            unpacked: false,
         }],
         &CopyOpts::default(),
         &t.path().join("e.tar"),
@@ -570,7 +571,7 @@ fn copy_refuses_what_would_be_whiteouts() {
         [CopyItem {
             src: ctx.join(name),
             dest: dest.into(),
-            keep_owners: false,
+            unpacked: false,
         }]
     };
     let err = copy_layer(&item("wh", "/wh"), &CopyOpts::default(), &out).unwrap_err();

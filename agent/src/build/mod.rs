@@ -21,6 +21,7 @@ mod heredoc;
 pub mod layer;
 mod lower;
 mod run;
+mod run_mounts;
 mod snapshot;
 mod stages;
 mod steps;
@@ -131,6 +132,8 @@ pub struct Builder {
     cache: cache::Cache,
     /// Where builds keep their context and layers while they run.
     work: PathBuf,
+    /// `RUN --mount=type=cache` directories (`<state>/build/caches`).
+    caches: run_mounts::Caches,
     slots: Arc<Semaphore>,
 }
 
@@ -172,6 +175,7 @@ impl Builder {
             mgr,
             pulling,
             cache: cache::Cache::open(dir.join("cache.json")),
+            caches: run_mounts::Caches::new(dir.join("caches")),
             work,
             slots: Arc::new(Semaphore::new(MAX_BUILDS)),
         }))

@@ -50,6 +50,11 @@ pub struct RunSpec {
     pub number: u32,
     /// File times in the layer are clamped to this (seconds).
     pub clamp_secs: u64,
+    /// `RUN --mount`s, as container mounts.
+    pub mounts: Vec<crate::container::MountSpec>,
+    /// Their targets in the image (relative, links resolved): left out of
+    /// the layer while they are the empty mount points the runtime made.
+    pub mount_points: Vec<String>,
 }
 
 /// Removes the step's container however the step ends.
@@ -89,6 +94,7 @@ pub async fn run(
         entrypoint: Some(Vec::new()),
         env: spec.build_env.clone(),
         network: spec.network.clone(),
+        mounts: spec.mounts.clone(),
         labels,
         ..Default::default()
     })?;
@@ -122,9 +128,12 @@ pub async fn run(
     let upper = Rootfs::under(&entry.dir).upper;
     let dest = layer_dest.to_path_buf();
     let clamp = spec.clamp_secs;
+    let points = spec.mount_points;
     let blob = tokio::task::spawn_blocking(move || {
         let lower_has = |rel: &str| super::lower::has(&layer_dirs, rel);
-        layer::diff_upper(&upper, PLACEHOLDERS, WRITTEN, &lower_has, clamp, &dest)
+        let mut skip: Vec<&str> = PLACEHOLDERS.to_vec();
+        skip.extend(points.iter().map(String::as_str));
+        layer::diff_upper(&upper, &skip, WRITTEN, &lower_has, clamp, &dest)
     })
     .await
     .map_err(|e| BuildError::io("diffing the step's layer", std::io::Error::other(e)))??;

@@ -45,8 +45,15 @@ pub fn check_supported(file: &BuildFile) -> Result<()> {
                     network,
                     ..
                 } => {
-                    if !mounts.is_empty() {
-                        return at(step.line, "RUN --mount");
+                    // What is not built yet is refused before any step
+                    // runs; other mistakes when the step's variables are
+                    // known.
+                    for raw in mounts {
+                        if let Err(BuildError::Unsupported(what)) =
+                            super::run_mounts::parse(raw, "/")
+                        {
+                            return at(step.line, &what);
+                        }
                     }
                     if security.is_some() {
                         return at(step.line, "RUN --security");
@@ -71,6 +78,6 @@ pub fn check_supported(file: &BuildFile) -> Result<()> {
 }
 
 /// An ADD source Docker would fetch: a URL, or a git address.
-fn is_remote(source: &str) -> bool {
+pub(super) fn is_remote(source: &str) -> bool {
     source.contains("://") || source.starts_with("git@")
 }

@@ -55,6 +55,11 @@ pub struct MountSpec {
     /// Volume: no copy-up of the image's content.
     #[serde(default)]
     pub no_copy: bool,
+    /// Bind made by berthd itself for a build's RUN (a cache mount, the
+    /// context): its source may be under `<state>/build`, and only there.
+    /// Never set from the API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build: bool,
 }
 
 /// A mount as resolved at Create, kept in the container's record.
@@ -244,6 +249,7 @@ pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result
                 tmpfs_size: 0,
                 tmpfs_mode: 0,
                 no_copy: false,
+                build: false,
             });
         }
     }
@@ -333,6 +339,9 @@ fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
         real == s || (s != Path::new("/") && real.starts_with(s))
     });
     let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    if m.build && real.starts_with(state.join("build")) && real != state.join("build") {
+        return check_source_propagation(m, src, &real);
+    }
     if sensitive || real.starts_with(&state) || state.starts_with(&real) {
         return Err(invalid(format!(
             "bind source {:?} is a host path no container may have (/, /proc, /sys, /dev, \

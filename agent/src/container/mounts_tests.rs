@@ -45,6 +45,7 @@ fn nothing_is_mounted_under_a_shared_bind_and_the_images_volumes_there_are_skipp
         tmpfs_size: 0,
         tmpfs_mode: 0,
         no_copy: false,
+        build: false,
     };
     let spec = SpecRecord {
         mounts: vec![bind("/data", "rshared")],

@@ -49,7 +49,7 @@ struct Meta {
 /// [`ImageError::InvalidArchive`]; errors writing are [`ImageError::Io`]. On
 /// error `dest` is left half-filled: the caller discards the staging dir.
 pub(crate) fn unpack(reader: &mut dyn Read, dest: &Path, layer: &str) -> Result<u64, ImageError> {
-    unpack_checked(reader, dest, layer, false)
+    unpack_checked(reader, dest, layer, Takes::Layer)
 }
 
 /// [`unpack`] for a tar of plain files (a build context): only
@@ -61,16 +61,40 @@ pub(crate) fn unpack_plain(
     dest: &Path,
     what: &str,
 ) -> Result<u64, ImageError> {
-    unpack_checked(reader, dest, what, true)
+    unpack_checked(reader, dest, what, Takes::Context)
+}
+
+/// [`unpack`] for an archive a build's ADD unpacks: devices and fifos are
+/// left out (as BuildKit does: a root file system tarball has
+/// `dev/console`), a whiteout is refused, and at most `max` bytes of
+/// files are written (else NoSpace).
+pub(crate) fn unpack_files(
+    reader: &mut dyn Read,
+    dest: &Path,
+    what: &str,
+    max: u64,
+) -> Result<u64, ImageError> {
+    unpack_checked(reader, dest, what, Takes::Files { max })
+}
+
+/// What an unpack takes.
+#[derive(Clone, Copy)]
+enum Takes {
+    /// An image layer: everything, whiteouts made overlay whiteouts.
+    Layer,
+    /// A build context: plain files only, anything else refused.
+    Context,
+    /// An ADD archive: devices and fifos skipped, whiteouts refused.
+    Files { max: u64 },
 }
 
 fn unpack_checked(
     reader: &mut dyn Read,
     dest: &Path,
     layer: &str,
-    plain: bool,
+    takes: Takes,
 ) -> Result<u64, ImageError> {
-    unpack_entries(reader, dest, layer, plain).map_err(|e| match e {
+    unpack_entries(reader, dest, layer, takes).map_err(|e| match e {
         // A path longer than the kernel takes (PATH_MAX) is the archive's
         // fault; names too long are refused before anything is created.
         ImageError::Io { context, source } if source.raw_os_error() == Some(libc::ENAMETOOLONG) => {
@@ -85,7 +109,7 @@ fn unpack_entries(
     reader: &mut dyn Read,
     dest: &Path,
     layer: &str,
-    plain: bool,
+    takes: Takes,
 ) -> Result<u64, ImageError> {
     let bad =
         |e: io::Error| ImageError::archive_caused(format!("layer {layer}: bad tar stream"), e);
@@ -93,7 +117,10 @@ fn unpack_entries(
     // Directory mtimes are set last: creating children would bump them.
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
     let mut size = 0u64;
-    let budget = super::archive::space_budget(dest)?;
+    let mut budget = super::archive::space_budget(dest)?;
+    if let Takes::Files { max } = takes {
+        budget = budget.min(max);
+    }
     for entry in ar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let kind = entry.header().entry_type();
@@ -127,15 +154,21 @@ fn unpack_entries(
         let name = name.as_os_str();
         let name_bytes = name.as_bytes();
 
-        if plain
-            && (name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes())
-                || kind.is_character_special()
-                || kind.is_block_special()
-                || kind.is_fifo())
-        {
-            return Err(reject(
-                "is a device, a fifo or a whiteout, which a build context cannot hold",
-            ));
+        let special = kind.is_character_special() || kind.is_block_special() || kind.is_fifo();
+        let whiteout = name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes());
+        match takes {
+            Takes::Context if special || whiteout => {
+                return Err(reject(
+                    "is a device, a fifo or a whiteout, which a build context cannot hold",
+                ))
+            }
+            Takes::Files { .. } if whiteout => {
+                return Err(reject(
+                    "is a whiteout name, which a layer would read as a deletion",
+                ))
+            }
+            Takes::Files { .. } if special => continue,
+            _ => {}
         }
         if name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             if name_bytes == WHITEOUT_OPAQUE.as_bytes() {

@@ -32,6 +32,8 @@ pub fn from_proto(mounts: Vec<pb::Mount>) -> Result<Vec<MountSpec>, Error> {
                 tmpfs_size: m.tmpfs_size_bytes,
                 tmpfs_mode: m.tmpfs_mode,
                 no_copy: m.no_copy,
+                // Only berthd's own builds bind what is under its state.
+                build: false,
             })
         })
         .collect()

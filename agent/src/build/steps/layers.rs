@@ -12,7 +12,7 @@ use crate::build::copy::{self, CopyArgs, FromView};
 use crate::build::dockerfile::{self, Command, Step};
 use crate::build::error::{BuildError, Result};
 use crate::build::snapshot::Snapshot;
-use crate::build::{config, layer, run, stages};
+use crate::build::{config, layer, run, run_mounts, stages};
 use crate::error::capped;
 use crate::image::ImageRecord;
 
@@ -22,6 +22,7 @@ impl Build {
         step: &Step,
         command: &Command,
         heredocs: &[dockerfile::HereDoc],
+        mounts: &[String],
         snap: &mut Snapshot,
         args: &BTreeMap<String, String>,
     ) -> Result<ImageRecord> {
@@ -50,6 +51,29 @@ impl Build {
         let image = snap.image_id.clone().unwrap_or_default();
         let rec = self.b.store.resolve(&image)?;
         let layer_dirs = self.b.store.layer_dirs(&rec);
+        let workdir = snap.field("WorkingDir");
+        let mut parsed = Vec::new();
+        for raw in mounts {
+            let flag = self.expand_vars(raw, step.line, snap, args)?;
+            parsed.push(run_mounts::parse(
+                &flag,
+                if workdir.is_empty() { "/" } else { &workdir },
+            )?);
+        }
+        if parsed.len() > run_mounts::MAX_MOUNTS {
+            return Err(BuildError::invalid(format!(
+                "line {}: at most {} RUN --mount flags",
+                step.line,
+                run_mounts::MAX_MOUNTS
+            )));
+        }
+        let mut mount_points = Vec::new();
+        for m in &parsed {
+            let real = crate::build::lower::resolve(&layer_dirs, m.target())?;
+            mount_points.push(real.trim_start_matches('/').to_string());
+        }
+        // Locked caches stay held until the step's container is gone.
+        let (mounts, _held) = self.b.caches.prepare(&parsed, &self.ctx).await?;
         let spec = run::RunSpec {
             image,
             args: argv,
@@ -62,6 +86,8 @@ impl Build {
             build_id: self.id.clone(),
             number: self.number,
             clamp_secs: self.clamp(),
+            mounts,
+            mount_points,
         };
         let dest = self.dir.join(format!("layer-{}.tar", self.number));
         let (code, blob) = run::run(&self.b.mgr, spec, layer_dirs, &self.events, &dest).await?;
@@ -123,6 +149,16 @@ impl Build {
         args: &BTreeMap<String, String>,
     ) -> Result<ImageRecord> {
         let ex = |s: &str| self.expand_vars(s, step.line, snap, args);
+        let add = matches!(step.op, dockerfile::Op::Add(_));
+        if add {
+            if let Some(url) = sources.iter().find(|s| crate::build::support::is_remote(s)) {
+                return Err(BuildError::Unsupported(format!(
+                    "ADD from a URL or a git repository ({:?}, line {})",
+                    capped(url),
+                    step.line
+                )));
+            }
+        }
         let dest = ex(&c.dest)?;
         let chown = c.chown.as_deref().map(ex).transpose()?;
         let chmod = c.chmod.as_deref().map(ex).transpose()?;
@@ -139,7 +175,6 @@ impl Build {
         let (srcs, to) = (sources.to_vec(), dest.clone());
         // ADD unpacks its archives here (the build's work directory, gone
         // with the build).
-        let add = matches!(step.op, dockerfile::Op::Add(_));
         let unpack = add.then(|| self.dir.join(format!("add-{}", self.number)));
         let keyword = if add { "ADD" } else { "COPY" };
         let blob = blocking("writing the COPY layer", move || {
@@ -147,20 +182,30 @@ impl Build {
                 crate::state_dir::create_private_dir(dir)
                     .map_err(|e| BuildError::io("creating the ADD directory", e))?;
             }
-            let plan = copy::plan(
-                &Context { root },
-                &CopyArgs {
-                    sources: &srcs,
-                    dest: &to,
-                    chown: chown.as_deref(),
-                    chmod: chmod.as_deref(),
-                    unpack_into: unpack.as_deref(),
-                },
-                &workdir,
-                &layers,
-                clamp,
-            )?;
-            Ok(layer::copy_layer(&plan.items, &plan.opts, &path)?)
+            let made = (|| {
+                let plan = copy::plan(
+                    &Context { root },
+                    &CopyArgs {
+                        sources: &srcs,
+                        dest: &to,
+                        chown: chown.as_deref(),
+                        chmod: chmod.as_deref(),
+                        unpack_into: unpack.as_deref(),
+                    },
+                    &workdir,
+                    &layers,
+                    clamp,
+                )?;
+                Ok::<_, BuildError>(layer::copy_layer(&plan.items, &plan.opts, &path)?)
+            })();
+            // The unpacked archives are in the layer now (or the step
+            // failed): not kept until the build ends.
+            if let Some(dir) = &unpack {
+                if let Err(e) = std::fs::remove_dir_all(dir) {
+                    tracing::warn!("removing {}: {e}", dir.display());
+                }
+            }
+            made
         })
         .await?;
         let by = format!("{keyword} {} {}", sources.join(" "), dest);
@@ -198,6 +243,7 @@ impl Build {
             uid: 0,
             gid: 0,
             chmod: None,
+            chowned: false,
             clamp_secs: self.clamp(),
             parents: dirs,
         };

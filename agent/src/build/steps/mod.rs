@@ -310,8 +310,14 @@ impl Build {
         let t0 = self.begin(label, &step.text, step.line, false).await?;
         let rec = match &step.op {
             Op::Run {
-                command, heredocs, ..
-            } => self.run_step(step, command, heredocs, snap, args).await?,
+                command,
+                heredocs,
+                mounts,
+                ..
+            } => {
+                self.run_step(step, command, heredocs, mounts, snap, args)
+                    .await?
+            }
             Op::Copy(c) | Op::Add(c) => {
                 let (from, sources) =
                     copy_from.ok_or_else(|| BuildError::invalid("COPY without a source"))?;
