@@ -39,6 +39,10 @@ impl BuildsService {
     }
 }
 
+/// Longest the context upload may go without a message before the build
+/// is refused (its slot freed).
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 type BuildStream = Pin<Box<dyn Stream<Item = Result<pb::BuildProgress, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -74,7 +78,18 @@ impl Builds for BuildsService {
             .await
             .map_err(|e| Status::internal(format!("creating the context upload: {e}")))?;
         let mut bytes = 0u64;
-        while let Some(msg) = stream.next().await {
+        loop {
+            // A stalled client must not hold one of the few build slots.
+            let msg = match tokio::time::timeout(UPLOAD_IDLE, stream.next()).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "the build context stalled: nothing came for {} s",
+                        UPLOAD_IDLE.as_secs()
+                    )))
+                }
+            };
             match msg?.payload {
                 Some(pb::build_request::Payload::Context(c)) => {
                     bytes += c.len() as u64;
