@@ -290,4 +290,10 @@ async fn run_mounts_keep_caches_across_builds_and_stay_out_of_the_layers() {
     ok(&build(&agent, &dir, &["-t", "m2", "--no-cache"]));
     let out = run_out(&agent, "m2", check).await;
     assert_eq!(out, "xx\nt\nfrom the context\n", "{out}");
+    // A bound file is an input of its step: changed, the step runs again
+    // (the steps before it come from the cache).
+    std::fs::write(dir.join("data/d"), "changed\n").unwrap();
+    ok(&build(&agent, &dir, &["-t", "m3"]));
+    let out = run_out(&agent, "m3", check).await;
+    assert_eq!(out, "xx\nt\nchanged\n", "{out}");
 }

@@ -217,7 +217,30 @@ impl Caches {
         ctx: &Context,
     ) -> Result<(Vec<MountSpec>, Held)> {
         let mut specs = Vec::new();
+        // Locked caches are taken in one order (by key), each once: two
+        // mounts of one id in a RUN, or two builds naming ids in opposite
+        // orders, cannot deadlock.
+        let mut keys: Vec<String> = mounts
+            .iter()
+            .filter_map(|m| match m {
+                RunMount::Cache {
+                    id,
+                    sharing: Sharing::Locked,
+                    ..
+                } => Some(cache_key(id)),
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
         let mut held = Vec::new();
+        for key in keys {
+            let lock = {
+                let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+                locks.entry(key).or_default().clone()
+            };
+            held.push(lock.lock_owned().await);
+        }
         for m in mounts {
             let spec = |kind, source: String, read_only| MountSpec {
                 kind,
@@ -234,22 +257,13 @@ impl Caches {
             match m {
                 RunMount::Cache {
                     id,
-                    sharing,
                     mode,
                     uid,
                     gid,
                     read_only,
                     ..
                 } => {
-                    let key = hex::encode(Sha256::digest(id.as_bytes()));
-                    if *sharing == Sharing::Locked {
-                        let lock = {
-                            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-                            locks.entry(key.clone()).or_default().clone()
-                        };
-                        held.push(lock.lock_owned().await);
-                    }
-                    let dir = self.dir.join(&key);
+                    let dir = self.dir.join(cache_key(id));
                     make_cache(&self.dir, &dir, *mode, *uid, *gid)?;
                     specs.push(spec(
                         MountKind::Bind,
@@ -278,19 +292,55 @@ impl Caches {
     }
 }
 
-/// Makes the cache directory `dir` in `root` on its first use.
+/// The directory name of cache `id`.
+fn cache_key(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// Makes the cache directory `dir` in `root` on its first use: made
+/// aside, owned and moded, then renamed in, so no step ever sees it half
+/// made (and a failed chown leaves nothing behind to be reused).
 fn make_cache(root: &Path, dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<()> {
     let io = |e| BuildError::io("making the RUN --mount cache", e);
     match crate::state_dir::create_private_dir(root) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         other => other.map_err(io)?,
     }
-    match std::fs::create_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        other => other.map_err(io)?,
+    if dir.is_dir() {
+        return Ok(());
     }
-    chown(dir, Some(uid), Some(gid)).map_err(io)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(io)
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = root.join(format!(".new-{name}-{}", crate::container::spec::new_id()));
+    std::fs::create_dir(&aside).map_err(io)?;
+    let made = chown(&aside, Some(uid), Some(gid))
+        .and_then(|()| std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| {
+            // Never over a directory another step made meanwhile.
+            use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+            renameat2(
+                AT_FDCWD,
+                &aside,
+                AT_FDCWD,
+                dir,
+                RenameFlags::RENAME_NOREPLACE,
+            )
+            .map_err(std::io::Error::from)
+        });
+    match made {
+        Ok(()) => Ok(()),
+        // Another step made it meanwhile: theirs is used.
+        Err(_) if dir.is_dir() => {
+            let _ = std::fs::remove_dir(&aside);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir(&aside);
+            Err(io(e))
+        }
+    }
 }
 
 #[cfg(test)]

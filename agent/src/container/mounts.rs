@@ -339,7 +339,13 @@ fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
         real == s || (s != Path::new("/") && real.starts_with(s))
     });
     let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
-    if m.build && real.starts_with(state.join("build")) && real != state.join("build") {
+    // Only where builds keep what their steps mount: the caches, and a
+    // build's own context.
+    let build_owned = |under: &str| {
+        real.strip_prefix(state.join("build").join(under))
+            .is_ok_and(|rest| rest.components().next().is_some())
+    };
+    if m.build && (build_owned("caches") || build_owned("work")) {
         return check_source_propagation(m, src, &real);
     }
     if sensitive || real.starts_with(&state) || state.starts_with(&real) {

@@ -70,3 +70,47 @@ fn nothing_is_mounted_under_a_shared_bind_and_the_images_volumes_there_are_skipp
     beside.mounts.push(bind("/database", "rshared"));
     with_image_volumes(&beside, &paths(&["/data/db"])).unwrap();
 }
+
+#[test]
+fn only_a_builds_own_binds_reach_under_the_state_dir() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    for d in ["build/caches/abc", "build/work/b1/context", "containers/c1"] {
+        std::fs::create_dir_all(s.join(d)).unwrap();
+    }
+    std::fs::write(s.join("build/cache.json"), "{}").unwrap();
+    let bind = |source: &Path, build: bool| MountSpec {
+        kind: MountKind::Bind,
+        source: source.to_string_lossy().into_owned(),
+        target: "/m".into(),
+        read_only: true,
+        propagation: String::new(),
+        recursive: Some(false),
+        tmpfs_size: 0,
+        tmpfs_mode: 0,
+        no_copy: false,
+        build,
+    };
+    let check_one = |m: MountSpec| {
+        let mut spec = SpecRecord {
+            mounts: vec![m],
+            ..Default::default()
+        };
+        check(&mut spec, s)
+    };
+    for ok in ["build/caches/abc", "build/work/b1/context"] {
+        assert!(check_one(bind(&s.join(ok), true)).is_ok(), "{ok}");
+        let e = check_one(bind(&s.join(ok), false)).unwrap_err();
+        assert!(e.to_string().contains("state directory"), "{ok}: {e}");
+    }
+    for refused in [
+        "build",
+        "build/caches",
+        "build/cache.json",
+        "containers/c1",
+        "",
+    ] {
+        let e = check_one(bind(&s.join(refused), true)).unwrap_err();
+        assert!(e.to_string().contains("state directory"), "{refused}: {e}");
+    }
+}

@@ -72,7 +72,8 @@ impl Build {
             let real = crate::build::lower::resolve(&layer_dirs, m.target())?;
             mount_points.push(real.trim_start_matches('/').to_string());
         }
-        // Locked caches stay held until the step's container is gone.
+        // Locked caches stay held while the step runs (on an error, its
+        // container's removal may still be under way when they are let go).
         let (mounts, _held) = self.b.caches.prepare(&parsed, &self.ctx).await?;
         let spec = run::RunSpec {
             image,

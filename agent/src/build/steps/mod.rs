@@ -18,7 +18,7 @@ use super::snapshot::Snapshot;
 mod layers;
 
 use super::support::{check_platform, check_supported};
-use super::{cache, config, layer, stages, Builder, Event, Options, Outcome};
+use super::{cache, config, layer, run_mounts, stages, Builder, Event, Options, Outcome};
 use crate::error::capped;
 use crate::image::{ImageError, ImageRecord};
 
@@ -286,7 +286,28 @@ impl Build {
                 .await?;
                 (digest, Some((from, sources)))
             }
-            Op::Run { .. } => (format!("network={}", self.opts.network), None),
+            Op::Run { mounts, .. } => {
+                // A bind of the context is an input like a COPY's: its
+                // content is part of the key (as in BuildKit).
+                let mut sources = Vec::new();
+                for raw in mounts {
+                    let flag = self.expand_vars(raw, step.line, snap, args)?;
+                    if let run_mounts::RunMount::Bind { source, .. } =
+                        run_mounts::parse(&flag, "/")?
+                    {
+                        sources.push(self.ctx.source_path(&source)?);
+                    }
+                }
+                let mut extra = format!("network={}", self.opts.network);
+                if !sources.is_empty() {
+                    let digest = blocking("hashing the RUN --mount binds", move || {
+                        Ok(super::content::content_digest(&sources)?)
+                    })
+                    .await?;
+                    extra.push_str(&format!("\nbinds={digest}"));
+                }
+                (extra, None)
+            }
             _ => (String::new(), None),
         };
         // SOURCE_DATE_EPOCH decides file times and `created`: part of
