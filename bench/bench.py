@@ -778,8 +778,12 @@ def main():
     if ONLY == "build":
         import build
         return build.main()
+    if ONLY == "exec":
+        import exec as exec_bench
+        return exec_bench.main()
     if ONLY:
-        raise SystemExit(f"BENCH_ONLY={ONLY}: only 'concurrency', 'userns' and 'build' are known")
+        raise SystemExit(
+            f"BENCH_ONLY={ONLY}: only 'concurrency', 'userns', 'build' and 'exec' are known")
     os.makedirs(W, exist_ok=True)
     os.makedirs(OUT, exist_ok=True)
     d = Daemons()

@@ -20,6 +20,8 @@
 # BENCH_SKIP_DOCKER=1, BENCH_OUT (bench/results), BENCH_KEEP_WORK=1;
 # BENCH_ONLY=concurrency (berthctl, API and crun at 10 in flight only),
 # BENCH_ONLY=build (berthctl build next to docker build; bench/build.py),
+# BENCH_ONLY=exec (exec latency, TTY throughput and stats cost next to crun,
+# runc and Docker; bench/exec.py),
 # BENCH_CONC_TOTAL (50 containers per concurrency sample),
 # BENCH_STATE_FS=root (state on the root file system, not a journaled ext4).
 set -euo pipefail
