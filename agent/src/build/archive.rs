@@ -104,33 +104,22 @@ pub fn is_tar_header(block: &[u8; 512]) -> bool {
 /// read as an archive).
 pub fn sniff(path: &Path) -> Result<Option<Compression>> {
     let io = |e| BuildError::io(format!("reading {}", path.display()), e);
-    let mut file = File::open(path).map_err(io)?;
-    let mut head = [0u8; 6];
-    let n = read_full(&mut file, &mut head).map_err(io)?;
-    let c = Compression::of(&head[..n]);
+    let mut head = Vec::with_capacity(6);
+    File::open(path)
+        .and_then(|f| f.take(6).read_to_end(&mut head))
+        .map_err(io)?;
+    let c = Compression::of(&head);
     let file = File::open(path).map_err(io)?;
-    let Ok(mut r) = reader(file, c) else {
+    let Ok(r) = reader(file, c) else {
         return Ok(None);
     };
-    let mut block = [0u8; 512];
+    let mut block = Vec::with_capacity(512);
     // A corrupt stream is not an archive: copied as it is.
-    match read_full(&mut r, &mut block) {
-        Ok(512) if is_tar_header(&block) => Ok(Some(c)),
-        _ => Ok(None),
-    }
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+    let _ = r.take(512).read_to_end(&mut block);
+    Ok(<&[u8; 512]>::try_from(block.as_slice())
+        .ok()
+        .filter(|b| is_tar_header(b))
+        .map(|_| c))
 }
 
 /// Unpacks the archive `path` (compressed as `c`) into the new private

@@ -22,7 +22,7 @@ impl Build {
         step: &Step,
         command: &Command,
         heredocs: &[dockerfile::HereDoc],
-        mounts: &[String],
+        mounts: &[run_mounts::RunMount],
         snap: &mut Snapshot,
         args: &BTreeMap<String, String>,
     ) -> Result<ImageRecord> {
@@ -51,30 +51,14 @@ impl Build {
         let image = snap.image_id.clone().unwrap_or_default();
         let rec = self.b.store.resolve(&image)?;
         let layer_dirs = self.b.store.layer_dirs(&rec);
-        let workdir = snap.field("WorkingDir");
-        let mut parsed = Vec::new();
-        for raw in mounts {
-            let flag = self.expand_vars(raw, step.line, snap, args)?;
-            parsed.push(run_mounts::parse(
-                &flag,
-                if workdir.is_empty() { "/" } else { &workdir },
-            )?);
-        }
-        if parsed.len() > run_mounts::MAX_MOUNTS {
-            return Err(BuildError::invalid(format!(
-                "line {}: at most {} RUN --mount flags",
-                step.line,
-                run_mounts::MAX_MOUNTS
-            )));
-        }
         let mut mount_points = Vec::new();
-        for m in &parsed {
+        for m in mounts {
             let real = crate::build::lower::resolve(&layer_dirs, m.target())?;
             mount_points.push(real.trim_start_matches('/').to_string());
         }
         // Locked caches stay held while the step runs (on an error, its
         // container's removal may still be under way when they are let go).
-        let (mounts, _held) = self.b.caches.prepare(&parsed, &self.ctx).await?;
+        let (mounts, _held) = self.b.caches.prepare(mounts, &self.ctx).await?;
         let spec = run::RunSpec {
             image,
             args: argv,
@@ -102,6 +86,29 @@ impl Build {
         }
         self.commit(snap, &format!("RUN {}", config::run_text(command)), blob)
             .await
+    }
+
+    /// A RUN's `--mount` flags, expanded and parsed (relative targets
+    /// against the working directory).
+    pub(super) fn run_mounts(
+        &self,
+        raw: &[String],
+        step: &Step,
+        snap: &Snapshot,
+        args: &BTreeMap<String, String>,
+    ) -> Result<Vec<run_mounts::RunMount>> {
+        if raw.len() > run_mounts::MAX_MOUNTS {
+            return Err(BuildError::invalid(format!(
+                "line {}: at most {} RUN --mount flags",
+                step.line,
+                run_mounts::MAX_MOUNTS
+            )));
+        }
+        let workdir = snap.field("WorkingDir");
+        let workdir = if workdir.is_empty() { "/" } else { &workdir };
+        raw.iter()
+            .map(|r| run_mounts::parse(&self.expand_vars(r, step.line, snap, args)?, workdir))
+            .collect()
     }
 
     /// The root a COPY reads from: the context, or a view of another

@@ -254,7 +254,7 @@ impl Build {
         }
         let parent = snap.image_id.clone().unwrap_or_else(|| "scratch".into());
         // COPY's key covers the content it copies.
-        let (extra, copy_from) = match &step.op {
+        let (extra, copy_from, mounts) = match &step.op {
             Op::Copy(c) | Op::Add(c) => {
                 let (from, sources) = if c.heredocs.is_empty() {
                     let from = self
@@ -284,18 +284,16 @@ impl Build {
                     Ok(super::content::content_digest(&paths)?)
                 })
                 .await?;
-                (digest, Some((from, sources)))
+                (digest, Some((from, sources)), Vec::new())
             }
             Op::Run { mounts, .. } => {
+                let parsed = self.run_mounts(mounts, step, snap, args)?;
                 // A bind of the context is an input like a COPY's: its
                 // content is part of the key (as in BuildKit).
                 let mut sources = Vec::new();
-                for raw in mounts {
-                    let flag = self.expand_vars(raw, step.line, snap, args)?;
-                    if let run_mounts::RunMount::Bind { source, .. } =
-                        run_mounts::parse(&flag, "/")?
-                    {
-                        sources.push(self.ctx.source_path(&source)?);
+                for m in &parsed {
+                    if let run_mounts::RunMount::Bind { source, .. } = m {
+                        sources.push(self.ctx.source_path(source)?);
                     }
                 }
                 let mut extra = format!("network={}", self.opts.network);
@@ -306,9 +304,9 @@ impl Build {
                     .await?;
                     extra.push_str(&format!("\nbinds={digest}"));
                 }
-                (extra, None)
+                (extra, None, parsed)
             }
-            _ => (String::new(), None),
+            _ => (String::new(), None, Vec::new()),
         };
         // SOURCE_DATE_EPOCH decides file times and `created`: part of
         // every step's result.
@@ -331,12 +329,9 @@ impl Build {
         let t0 = self.begin(label, &step.text, step.line, false).await?;
         let rec = match &step.op {
             Op::Run {
-                command,
-                heredocs,
-                mounts,
-                ..
+                command, heredocs, ..
             } => {
-                self.run_step(step, command, heredocs, mounts, snap, args)
+                self.run_step(step, command, heredocs, &mounts, snap, args)
                     .await?
             }
             Op::Copy(c) | Op::Add(c) => {
