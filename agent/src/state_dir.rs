@@ -23,7 +23,7 @@ pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
 
 /// The top-level entries of the state directory (README, "State directory").
-const SUBDIRS: [&str; 9] = [
+const SUBDIRS: [&str; 10] = [
     "networks",
     "containers",
     "images",
@@ -33,6 +33,7 @@ const SUBDIRS: [&str; 9] = [
     "bin",
     "seccomp",
     "build",
+    "cri",
 ];
 
 /// Files of a container's directory that berthd, an older berthd or its

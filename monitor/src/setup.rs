@@ -69,7 +69,9 @@ fn describe(step: &Step, root: &str) -> String {
         }
     };
     match step {
-        Step::EnterNetns { .. } => "entering the network namespace".into(),
+        Step::EnterNamespace { kind, path } => {
+            format!("entering the {} namespace {path}", namespace_name(*kind))
+        }
         Step::Unshare(_) => "creating namespaces".into(),
         Step::MakeMountsPrivate => "making mounts private".into(),
         Step::MakeMountsSlave => "making mounts slaves".into(),
@@ -117,7 +119,7 @@ fn errno(e: Errno) -> Failure {
 
 fn run(step: &Step, held: &mut Held) -> Outcome {
     match step {
-        Step::EnterNetns { path } => enter_netns(path).map_err(errno),
+        Step::EnterNamespace { kind, path } => enter_namespace(*kind, path).map_err(errno),
         Step::Unshare(namespaces) => {
             let flags = namespaces.iter().fold(UnshareFlags::empty(), |f, ns| {
                 f | match ns {
@@ -330,14 +332,33 @@ fn device_node(node: &berth_runtime::launch::DeviceNode) -> Result<(), Errno> {
     )
 }
 
-/// Moves this process into the network namespace at `path` (one of
-/// berthd's spares, reached through `/proc/<pid>/fd/<n>` of berthd).
-fn enter_netns(path: &str) -> Result<(), Errno> {
+/// Moves this process into the namespace at `path` (a spare network
+/// namespace reached through `/proc/<pid>/fd/<n>` of berthd, or a pod's
+/// pinned nsfs file). Naming the kind makes setns(2) refuse a file of
+/// another, so a wrong path fails the start instead of joining something
+/// else.
+fn enter_namespace(kind: Namespace, path: &str) -> Result<(), Errno> {
+    use rustix::thread::LinkNameSpaceType as Type;
     let ns = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    rustix::thread::move_into_link_name_space(
-        ns.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::Network),
-    )
+    let kind = match kind {
+        Namespace::Mount => Type::Mount,
+        Namespace::Uts => Type::HostNameAndNISDomainName,
+        Namespace::Ipc => Type::InterProcessCommunication,
+        Namespace::Net => Type::Network,
+        Namespace::Cgroup => Type::ControlGroup,
+    };
+    rustix::thread::move_into_link_name_space(ns.as_fd(), Some(kind))
+}
+
+/// The namespace's name, for a message.
+fn namespace_name(kind: Namespace) -> &'static str {
+    match kind {
+        Namespace::Mount => "mount",
+        Namespace::Uts => "UTS",
+        Namespace::Ipc => "IPC",
+        Namespace::Net => "network",
+        Namespace::Cgroup => "cgroup",
+    }
 }
 
 /// Makes `root` the root; the old root, stacked under the new one, is

@@ -52,6 +52,18 @@ pub struct LaunchSpec {
     /// container's `--network host`. Excludes [`LaunchSpec::netns`].
     #[serde(default)]
     pub host_network: bool,
+    /// The IPC namespace to join (a pinned nsfs file, such as a pod's),
+    /// instead of a new one. Excludes [`LaunchSpec::userns`]: a namespace
+    /// owned by the host's user namespace cannot be joined from another.
+    #[serde(default)]
+    pub ipcns: Option<String>,
+    /// The UTS namespace to join (a pinned nsfs file, such as a pod's),
+    /// instead of a new one. Its hostname is left as it is, since every
+    /// process in it shares it; [`LaunchSpec::hostname`] still goes into
+    /// the container's /etc/hostname and /etc/hosts. Excludes
+    /// [`LaunchSpec::userns`], as [`LaunchSpec::ipcns`] does.
+    #[serde(default)]
+    pub utsns: Option<String>,
     /// The container's `/etc/resolv.conf`, written into its layer with
     /// `/etc/hostname` and `/etc/hosts` (`None`: the image's is left).
     #[serde(default)]

@@ -27,7 +27,7 @@ const NOSUID_NOEXEC_NODEV: MountFlags = MountFlags(2 | 4 | 8);
 /// Read-only and inert: /sys and the cgroup filesystems.
 const INERT_RO: MountFlags = MountFlags(1 | 2 | 4 | 8);
 
-/// A namespace the init creates with unshare(2).
+/// A namespace the init creates with unshare(2) or enters with setns(2).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Namespace {
     /// `CLONE_NEWNS`.
@@ -60,10 +60,16 @@ pub struct Mount {
 /// One step of the container's setup.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Step {
-    /// Enters the network namespace at `path` (a spare of berthd's, named
-    /// through berthd's /proc, so first of all).
-    EnterNetns {
-        /// `/proc/<pid>/fd/<n>` of berthd.
+    /// Enters the namespace at `path` instead of creating one: a network
+    /// namespace (a spare of berthd's), or a pod's IPC or UTS namespace.
+    /// First of all, before any [`Step::Unshare`]: the paths are the
+    /// host's (berthd's /proc, its state directory), and the entered
+    /// namespace is then left out of the new ones rather than made in vain.
+    EnterNamespace {
+        /// What namespace `path` is (`Net`, `Ipc` or `Uts`); setns(2)
+        /// refuses a file of another kind.
+        kind: Namespace,
+        /// `/proc/<pid>/fd/<n>` of berthd, or a pinned nsfs file.
         path: String,
     },
     /// Creates these namespaces.
@@ -224,7 +230,7 @@ impl Step {
             Step::AttachRoot { target } => Some(target),
             Step::UserMount { mount, .. } | Step::OpenSharedBind { mount } => Some(&mount.target),
             Step::AwaitUserns | Step::BecomeRoot => None,
-            Step::EnterNetns { .. }
+            Step::EnterNamespace { .. }
             | Step::Unshare(_)
             | Step::MakeMountsPrivate
             | Step::MakeMountsSlave
@@ -509,12 +515,13 @@ fn masks(steps: &mut Vec<Step>) {
     steps.extend(READONLY_PATHS.map(|p| Step::ReadonlyPath { path: owned(p) }));
 }
 
-/// Every step of the container's setup, in order: namespaces, the overlay
-/// root, /etc/hostname and /etc/hosts, /proc, /dev (with the container's
-/// device nodes) and /sys, then (once in its cgroup) a cgroup namespace and
-/// the cgroup filesystem, `pivot_root`, the read-only remount of the root
-/// (`--read-only`), the masks (none when privileged), the hostname and
-/// loopback.
+/// Every step of the container's setup, in order: namespaces (those given
+/// by path entered, the others created), the overlay root, /etc/hostname
+/// and /etc/hosts, /proc, /dev (with the container's device nodes) and
+/// /sys, then (once in its cgroup) a cgroup namespace and the cgroup
+/// filesystem, `pivot_root`, the read-only remount of the root
+/// (`--read-only`), the masks (none when privileged), the hostname (unless
+/// the UTS namespace is joined) and loopback.
 pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     let root = spec.rootfs.target.trim_end_matches('/');
     if !root.starts_with('/') {
@@ -528,9 +535,21 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     let mut namespaces = vec![Namespace::Mount, Namespace::Uts, Namespace::Ipc];
     match (&spec.netns, spec.host_network) {
         (Some(_), true) => return Err(PlanError::TwoNetworks),
-        (Some(path), false) => steps.push(Step::EnterNetns { path: path.clone() }),
+        (Some(path), false) => steps.push(Step::EnterNamespace {
+            kind: Namespace::Net,
+            path: path.clone(),
+        }),
         (None, true) => {}
         (None, false) => namespaces.push(Namespace::Net),
+    }
+    for (kind, joined) in [(Namespace::Ipc, &spec.ipcns), (Namespace::Uts, &spec.utsns)] {
+        if let Some(path) = joined {
+            namespaces.retain(|n| *n != kind);
+            steps.push(Step::EnterNamespace {
+                kind,
+                path: path.clone(),
+            });
+        }
     }
     steps.push(Step::Unshare(namespaces));
     mounts::propagation(spec, &mut steps);
@@ -580,7 +599,11 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     if !spec.privileged {
         masks(&mut steps);
     }
-    steps.push(Step::SetHostname(spec.hostname.clone()));
+    // A joined UTS namespace is shared (a pod's, by all its containers) and
+    // already has its hostname: setting it would change it for all of them.
+    if spec.utsns.is_none() {
+        steps.push(Step::SetHostname(spec.hostname.clone()));
+    }
     if spec.netns.is_none() && !spec.host_network {
         steps.push(Step::LoopbackUp);
     }
@@ -589,11 +612,19 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
 
 /// What a container in a user namespace of its own cannot have: every
 /// namespace it has must be owned by its user namespace (a network
-/// namespace of the host's or made ahead of time by berthd is not), and
-/// only host root makes device nodes.
+/// namespace of the host's or made ahead of time by berthd is not, nor a
+/// pod's IPC or UTS namespace: setns(2) needs CAP_SYS_ADMIN in the owner of
+/// the namespace joined, the host's user namespace), and only host root
+/// makes device nodes.
 fn check_userns(spec: &LaunchSpec) -> Result<(), PlanError> {
     if spec.netns.is_some() {
         return Err(PlanError::Userns("a network namespace made ahead of time"));
+    }
+    if spec.ipcns.is_some() {
+        return Err(PlanError::Userns("an IPC namespace to join"));
+    }
+    if spec.utsns.is_some() {
+        return Err(PlanError::Userns("a UTS namespace to join"));
     }
     if spec.host_network {
         return Err(PlanError::Userns("the host's network"));

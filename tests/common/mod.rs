@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod cri;
 pub mod fleet;
 pub mod image;
 pub mod invariants;

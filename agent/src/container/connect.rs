@@ -68,6 +68,7 @@ impl Manager {
             Mode::Host => Some("host"),
             Mode::None => Some("none"),
             Mode::Container(_) => Some("container"),
+            Mode::Pod(_) => Some("pod"),
             Mode::Bridge | Mode::Network(_) => None,
         };
         if let Some(mode) = mode {

@@ -125,7 +125,7 @@ impl Entry {
         (r.name.clone(), r.state)
     }
 
-    pub(super) fn lock_record(&self) -> MutexGuard<'_, Record> {
+    pub(crate) fn lock_record(&self) -> MutexGuard<'_, Record> {
         self.record.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -52,6 +52,29 @@ pub enum ContainerError {
          --allow-privileged to allow them"
     )]
     PrivilegedNotAllowed,
+    /// The namespaces of the container's CRI pod are gone (the pod was
+    /// removed, or the host rebooted since it was made).
+    #[error(
+        "the namespaces of pod {} are gone: the pod was removed or the host restarted",
+        capped(pod)
+    )]
+    PodGone {
+        /// The pod sandbox's id.
+        pod: String,
+    },
+    /// The container belongs to a CRI pod: only the CRI front end (kubelet,
+    /// crictl) removes it.
+    #[error(
+        "container {} belongs to Kubernetes pod {}: remove it through the CRI (crictl rm)",
+        capped(name),
+        capped(pod)
+    )]
+    OwnedByPod {
+        /// The container's name.
+        name: String,
+        /// The pod sandbox's id.
+        pod: String,
+    },
     /// The image the spec names is not stored.
     #[error("no such image: {}", capped(image))]
     ImageNotFound {

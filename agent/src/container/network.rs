@@ -21,6 +21,15 @@ impl Manager {
     /// the other container's for `container:<x>` (which, as with Docker,
     /// cannot be combined with a hostname of its own).
     pub(super) fn resolve_network(&self, spec: &SpecRecord) -> Result<(Mode, Option<String>)> {
+        if let Some(pod) = &spec.pod {
+            // The CRI front end builds these specs: the pod decides.
+            let mode = if pod.host_network {
+                Mode::Host
+            } else {
+                Mode::Pod(pod.id.clone())
+            };
+            return Ok((mode, Some(pod.hostname.clone())));
+        }
         let requested =
             Requested::parse_or(&spec.network, self.default_network, !spec.userns.is_empty())?;
         check_names(spec, &requested)?;
@@ -68,6 +77,7 @@ impl Manager {
                 return Ok(Netns::Own(Some(spare)));
             }
             Mode::Host => return Ok(Netns::Host),
+            Mode::Pod(_) => return pod_namespace(rec),
             Mode::Container(id) => id,
         };
         let peer = self.get(peer_id).map_err(|e| match e {
@@ -101,6 +111,26 @@ impl Manager {
         process.signal(0).map_err(|_| not_running())?;
         Ok(Netns::Joined(ns))
     }
+}
+
+/// The network namespace pinned for `rec`'s pod, opened now (and held by
+/// the caller until the init has entered it).
+fn pod_namespace(rec: &Record) -> Result<Netns> {
+    let Some(pod) = &rec.spec.pod else {
+        return Err(ContainerError::invalid(
+            "network",
+            "a pod network without a pod",
+        ));
+    };
+    let path = pod.ns_dir.join("net");
+    if !crate::sys::pin::is_pinned(&path) {
+        return Err(ContainerError::PodGone {
+            pod: pod.id.clone(),
+        });
+    }
+    let ns = std::fs::File::open(&path)
+        .map_err(|e| ContainerError::io("opening the pod's network namespace", e))?;
+    Ok(Netns::Joined(ns.into()))
 }
 
 /// Published ports, DNS servers and extra hosts, checked against the mode.

@@ -29,9 +29,10 @@ pub struct Pruned {
 
 impl PruneFilter {
     /// Whether a prune takes `rec`: created or exited (running, paused and
-    /// restarting ones are kept), and matching every filter.
+    /// restarting ones are kept), matching every filter, and none of a CRI
+    /// pod's (kubelet garbage-collects those itself).
     pub fn takes(&self, rec: &Record) -> bool {
-        self.takes_parts(rec.state, rec.created_at, &rec.spec.labels)
+        rec.spec.pod.is_none() && self.takes_parts(rec.state, rec.created_at, &rec.spec.labels)
     }
 
     fn takes_parts(

@@ -172,6 +172,40 @@ pub struct SpecRecord {
     /// 0: none.
     #[serde(default)]
     pub storage_size_bytes: u64,
+    /// The CRI pod it belongs to: set only by the CRI front end, which
+    /// alone may remove it (berth's API and prune leave it alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodJoin>,
+}
+
+/// A container of a CRI pod: it enters the pod's pinned namespaces (see
+/// `sys::pin`) at each start instead of making its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodJoin {
+    /// The pod sandbox's id (64 hex digits).
+    pub id: String,
+    /// The directory of the pod's pinned `net`, `ipc` and `uts` files.
+    pub ns_dir: std::path::PathBuf,
+    /// The pod's hostname (its UTS namespace has it already).
+    pub hostname: String,
+    /// The pod is on the host's network (Kubernetes' hostNetwork): its
+    /// containers stay in berthd's network namespace.
+    pub host_network: bool,
+    /// The pod's resolv.conf from kubelet's DNS config, if it gave one.
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
+    /// The container's name in the pod (CRI metadata).
+    #[serde(default)]
+    pub container_name: String,
+    /// Which attempt at this container it is (CRI metadata).
+    #[serde(default)]
+    pub attempt: u32,
+    /// The container's annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Where kubelet reads its log: a symlink to berth's log file.
+    #[serde(default)]
+    pub log_path: String,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

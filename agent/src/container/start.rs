@@ -260,10 +260,15 @@ impl Manager {
             hostname: rec.hostname.clone(),
             netns: netns.path(),
             host_network: netns.is_host(),
-            resolv_conf: Some(crate::network::resolv::for_container(
-                &rec.network,
-                &rec.spec.dns,
-            )),
+            // A pod's container enters the pod's pinned namespaces.
+            ipcns: pod_ns(rec, "ipc")?,
+            utsns: pod_ns(rec, "uts")?,
+            resolv_conf: Some(
+                match rec.spec.pod.as_ref().and_then(|p| p.resolv_conf.clone()) {
+                    Some(pods) => pods,
+                    None => crate::network::resolv::for_container(&rec.network, &rec.spec.dns),
+                },
+            ),
             hosts_extra: self.hosts_lines(rec),
             capabilities: secopts::capabilities(&rec.spec),
             read_only_rootfs: rec.spec.read_only_rootfs,
@@ -292,6 +297,23 @@ impl Manager {
             await_attach: attach.is_some() && (rec.spec.open_stdin || rec.spec.tty),
         })
     }
+}
+
+/// The path of `rec`'s pod's pinned namespace `kind`, for a pod's
+/// container; checked pinned now, so a pod removed meanwhile fails the
+/// start clearly instead of joining an empty file.
+fn pod_ns(rec: &Record, kind: &str) -> std::io::Result<Option<String>> {
+    let Some(pod) = &rec.spec.pod else {
+        return Ok(None);
+    };
+    let path = pod.ns_dir.join(kind);
+    if !crate::sys::pin::is_pinned(&path) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the {kind} namespace of pod {} is gone", pod.id),
+        ));
+    }
+    crate::fsutil::utf8_path(&path).map(Some)
 }
 
 /// A client that attaches to a start as soon as the container runs.

@@ -9,9 +9,11 @@
 //! own api.proto ([`api_file`]), on the same tonic and prost as berth.
 
 mod api_file;
+mod containers;
 mod fs_usage;
 mod image_map;
 mod images;
+mod pods;
 mod runtime;
 mod runtime_info;
 mod unsupported;
@@ -46,6 +48,8 @@ pub struct Deps {
     pub pulling: Arc<Pulling>,
     /// The event log (image removals).
     pub bus: Arc<EventBus>,
+    /// Where pod sandboxes are kept (`<state>/cri/pods`).
+    pub pod_dir: PathBuf,
 }
 
 /// Binds `socket` (root only, as berth's own) and serves CRI on it until
@@ -59,7 +63,8 @@ pub fn serve(
     mut stopping: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = crate::server::bind_unix(socket)?;
-    let runtime = runtime::CriRuntime::new(deps.image_dir.display().to_string());
+    let pods = pods::Pods::open(deps.pod_dir.clone(), deps.mgr.clone())?;
+    let runtime = runtime::CriRuntime::new(deps.image_dir.display().to_string(), Arc::new(pods));
     let images = images::CriImages::new(&deps);
     let router = Server::builder()
         .add_service(NamedUnimplemented::new(

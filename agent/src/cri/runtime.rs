@@ -1,27 +1,33 @@
-//! The CRI RuntimeService: Version, Status and RuntimeConfig are served
-//! (`runtime_info.rs`); every other call answers UNIMPLEMENTED naming
-//! itself (`unsupported.rs`) until pod sandboxes land.
+//! The CRI RuntimeService: Version, Status and RuntimeConfig
+//! (`runtime_info.rs`), pod sandboxes (`pods/`) and their containers
+//! (`containers/`), ExecSync; every other call answers UNIMPLEMENTED naming
+//! itself (`unsupported.rs`).
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use super::api_file::v1 as cri;
 use super::api_file::v1::runtime_service_server::RuntimeService;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::runtime_info;
+use super::pods::{sandbox, Pods};
 use super::unsupported::not_supported;
+use super::{containers, runtime_info};
 
 /// Serves `runtime.v1.RuntimeService`.
 pub struct CriRuntime {
     /// The image store's directory, for Status's verbose info.
     image_store: String,
+    /// The pods and their containers.
+    pods: Arc<Pods>,
 }
 
 impl CriRuntime {
-    /// A runtime service reporting `image_store` in verbose Status.
-    pub fn new(image_store: String) -> Self {
-        CriRuntime { image_store }
+    /// A runtime service on `pods`, reporting `image_store` in verbose
+    /// Status.
+    pub fn new(image_store: String, pods: Arc<Pods>) -> Self {
+        CriRuntime { image_store, pods }
     }
 }
 
@@ -68,79 +74,139 @@ impl RuntimeService for CriRuntime {
 
     async fn run_pod_sandbox(
         &self,
-        _req: Request<cri::RunPodSandboxRequest>,
+        req: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-        Err(not_supported("RunPodSandbox"))
+        let req = req.into_inner();
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("config is required"))?;
+        let rec = sandbox::record_of(config, req.runtime_handler)?;
+        let pod_sandbox_id = self.pods.run(rec).await?;
+        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _req: Request<cri::StopPodSandboxRequest>,
+        req: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        Err(not_supported("StopPodSandbox"))
+        self.pods.stop(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _req: Request<cri::RemovePodSandboxRequest>,
+        req: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        Err(not_supported("RemovePodSandbox"))
+        self.pods.remove(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _req: Request<cri::PodSandboxStatusRequest>,
+        req: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
-        Err(not_supported("PodSandboxStatus"))
+        let req = req.into_inner();
+        let pod = self.pods.get(&req.pod_sandbox_id)?;
+        let containers_statuses = if req.verbose {
+            self.pods
+                .containers_of(&pod.id)
+                .iter()
+                .filter_map(|e| containers::view::to_cri_status(&e.snapshot()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(cri::PodSandboxStatusResponse {
+            status: Some(sandbox::to_cri_status(&pod)),
+            info: Default::default(),
+            containers_statuses,
+            timestamp: crate::container::now_nanos(),
+        }))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _req: Request<cri::ListPodSandboxRequest>,
+        req: Request<cri::ListPodSandboxRequest>,
     ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
-        Err(not_supported("ListPodSandbox"))
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let items = self
+            .pods
+            .list()
+            .iter()
+            .filter(|p| sandbox::matches(p, &filter))
+            .map(sandbox::to_cri_pod)
+            .collect();
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
     }
 
     async fn create_container(
         &self,
-        _req: Request<cri::CreateContainerRequest>,
+        req: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        Err(not_supported("CreateContainer"))
+        let req = req.into_inner();
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("config is required"))?;
+        let container_id = self.pods.create_container(&req.pod_sandbox_id, config)?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
 
     async fn start_container(
         &self,
-        _req: Request<cri::StartContainerRequest>,
+        req: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        Err(not_supported("StartContainer"))
+        self.pods
+            .start_container(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _req: Request<cri::StopContainerRequest>,
+        req: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        Err(not_supported("StopContainer"))
+        let req = req.into_inner();
+        self.pods
+            .stop_container(&req.container_id, req.timeout)
+            .await?;
+        Ok(Response::new(cri::StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _req: Request<cri::RemoveContainerRequest>,
+        req: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        Err(not_supported("RemoveContainer"))
+        self.pods
+            .remove_container(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _req: Request<cri::ListContainersRequest>,
+        req: Request<cri::ListContainersRequest>,
     ) -> Result<Response<cri::ListContainersResponse>, Status> {
-        Err(not_supported("ListContainers"))
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let containers = self
+            .pods
+            .mgr
+            .list()
+            .iter()
+            .filter(|r| containers::view::matches(r, &filter))
+            .filter_map(containers::view::to_cri_container)
+            .collect();
+        Ok(Response::new(cri::ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
-        _req: Request<cri::ContainerStatusRequest>,
+        req: Request<cri::ContainerStatusRequest>,
     ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
-        Err(not_supported("ContainerStatus"))
+        let entry = containers::get(&self.pods.mgr, &req.into_inner().container_id)?;
+        Ok(Response::new(cri::ContainerStatusResponse {
+            status: containers::view::to_cri_status(&entry.snapshot()),
+            info: Default::default(),
+        }))
     }
 
     async fn update_container_resources(
@@ -152,16 +218,17 @@ impl RuntimeService for CriRuntime {
 
     async fn reopen_container_log(
         &self,
-        _req: Request<cri::ReopenContainerLogRequest>,
+        req: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        Err(not_supported("ReopenContainerLog"))
+        self.pods.reopen_log(&req.into_inner().container_id)?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(
         &self,
-        _req: Request<cri::ExecSyncRequest>,
+        req: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
-        Err(not_supported("ExecSync"))
+        Ok(Response::new(self.pods.exec_sync(req.into_inner()).await?))
     }
 
     async fn exec(

@@ -14,7 +14,7 @@ pub const RUNTIME_API_VERSION: &str = "v1";
 /// runtimes all answer "0.1.0" (containerd, CRI-O).
 pub const KUBELET_API_VERSION: &str = "0.1.0";
 
-/// The reason of the NetworkReady condition while pods are not served.
+/// The reason of the NetworkReady condition while pods get no CNI network.
 pub const NETWORK_NOT_READY_REASON: &str = "PodNetworkNotSupported";
 
 /// Version: berth's own version (the agent crate's, semver).
@@ -27,9 +27,9 @@ pub fn version() -> cri::VersionResponse {
     }
 }
 
-/// Status: RuntimeReady (berthd is serving; images work), and NetworkReady
-/// false with its reason: pod sandboxes, and so pod networking, are not
-/// served yet. `verbose` adds `info["berth"]`, a JSON object saying what
+/// Status: RuntimeReady (berthd is serving; images and pods work), and
+/// NetworkReady false with its reason: a pod gets a network namespace
+/// with loopback only (or the host's), no CNI network yet. `verbose` adds `info["berth"]`, a JSON object saying what
 /// this CRI server serves and where the image store is.
 pub fn status(verbose: bool, image_store: &str) -> cri::StatusResponse {
     let conditions = vec![
@@ -43,7 +43,8 @@ pub fn status(verbose: bool, image_store: &str) -> cri::StatusResponse {
             r#type: "NetworkReady".into(),
             status: false,
             reason: NETWORK_NOT_READY_REASON.into(),
-            message: "berth CRI: pod sandboxes, and so pod networking, are not supported yet"
+            message: "berth CRI: not supported yet: CNI pod networks (pods get loopback only, \
+                      or the host's network)"
                 .into(),
         },
     ];
@@ -55,7 +56,8 @@ pub fn status(verbose: bool, image_store: &str) -> cri::StatusResponse {
                 "runtimeVersion": env!("CARGO_PKG_VERSION"),
                 "imageStore": image_store,
                 "imageService": "served",
-                "runtimeService": "Version, Status and RuntimeConfig only",
+                "runtimeService": "pods and containers without streaming (exec, attach, \
+                                   port-forward) or stats",
             })
             .to_string(),
         );

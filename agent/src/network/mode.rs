@@ -51,6 +51,9 @@ pub enum Mode {
     Container(String),
     /// A namespace of its own, on the user-defined network with this id.
     Network(String),
+    /// The network namespace pinned for the CRI pod with this id (the
+    /// container's record says where).
+    Pod(String),
 }
 
 impl Requested {
@@ -126,6 +129,7 @@ impl std::fmt::Display for Mode {
             Mode::Bridge => f.write_str("bridge"),
             Mode::Container(id) => write!(f, "container:{id}"),
             Mode::Network(id) => write!(f, "network:{id}"),
+            Mode::Pod(id) => write!(f, "pod:{id}"),
         }
     }
 }
@@ -150,6 +154,9 @@ impl TryFrom<String> for Mode {
                 match (s.strip_prefix("container:"), s.strip_prefix("network:")) {
                     (Some(id), _) if is_id(id) => Ok(Mode::Container(id.to_string())),
                     (_, Some(id)) if is_id(id) => Ok(Mode::Network(id.to_string())),
+                    _ if s.strip_prefix("pod:").is_some_and(is_id) => {
+                        Ok(Mode::Pod(s["pod:".len()..].to_string()))
+                    }
                     _ => Err(format!("unknown stored network mode {:?}", capped(&s))),
                 }
             }
@@ -222,7 +229,8 @@ mod tests {
             Mode::Host,
             Mode::Bridge,
             Mode::Container(id.clone()),
-            Mode::Network(id),
+            Mode::Network(id.clone()),
+            Mode::Pod(id),
         ] {
             let json = serde_json::to_string(&m).unwrap();
             assert_eq!(serde_json::from_str::<Mode>(&json).unwrap(), m);

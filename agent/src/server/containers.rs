@@ -216,6 +216,14 @@ impl Containers for ContainersService {
     ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
         let req = req.into_inner();
         let entry = self.mgr.get(&req.id)?;
+        let rec = entry.snapshot();
+        if let Some(pod) = rec.spec.pod {
+            return Err(crate::container::ContainerError::OwnedByPod {
+                name: rec.name,
+                pod: pod.id,
+            }
+            .into());
+        }
         self.mgr
             .remove_with_volumes(&entry, req.force, req.remove_volumes)
             .await?;

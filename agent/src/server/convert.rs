@@ -64,6 +64,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         tty: s.tty,
         publish_all: s.publish_all,
         storage_size_bytes: s.storage_size_bytes,
+        pod: None,
     })
 }
 

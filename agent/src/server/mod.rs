@@ -275,6 +275,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                     mgr: mgr.clone(),
                     pulling: cri_pulling,
                     bus: bus.clone(),
+                    pod_dir: cfg.state_dir.join("cri").join("pods"),
                 },
                 stopping.clone(),
             )

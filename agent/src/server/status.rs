@@ -90,6 +90,8 @@ fn container(e: &ContainerError) -> Details {
         E::Image(e) => image(e),
         E::LimitUnsupported(_) => Details::new(Code::FailedPrecondition, "LIMIT_UNSUPPORTED"),
         E::PrivilegedNotAllowed => Details::new(Code::FailedPrecondition, "PRIVILEGED_NOT_ALLOWED"),
+        E::PodGone { .. } => Details::new(Code::FailedPrecondition, "POD_GONE"),
+        E::OwnedByPod { .. } => Details::new(Code::FailedPrecondition, "OWNED_BY_POD"),
         E::LimitRejected(_) => {
             Details::new(Code::InvalidArgument, "LIMIT_REJECTED").field("resources")
         }

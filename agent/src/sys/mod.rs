@@ -139,6 +139,7 @@ pub fn loopback_up() -> io::Result<()> {
 mod bpf;
 pub use bpf::attach_cgroup_device_program;
 pub mod overlay;
+pub mod pin;
 pub mod quota;
 pub mod resolve;
 pub mod xattr;

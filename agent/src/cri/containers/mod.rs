@@ -1,0 +1,247 @@
+//! A pod's containers through the CRI: berth containers that join the
+//! pod's namespaces, created, started, stopped and removed by berth's one
+//! container manager, so they share its records, event log, restarts of
+//! berthd and `berthctl ps`.
+
+pub mod config;
+pub mod view;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::Status;
+
+use crate::container::{Entry, ExecOptions, Manager};
+use crate::cri::api_file::v1 as cri;
+use crate::cri::pods::Pods;
+use crate::error::capped;
+use crate::exec::Streams;
+
+/// The most output of each stream an ExecSync returns (containerd's cap).
+pub const EXEC_SYNC_OUTPUT_MAX: usize = 16 * 1024 * 1024;
+
+fn status(e: impl Into<crate::error::Error>) -> Status {
+    e.into().into()
+}
+
+/// A pod container of this berthd, by id or unique id prefix. Containers
+/// of berth's own API are not found here, so neither front end touches the
+/// other's.
+pub fn get(mgr: &Manager, id: &str) -> Result<Arc<Entry>, Status> {
+    if id.is_empty() {
+        return Err(Status::invalid_argument("container_id is required"));
+    }
+    let entry = mgr.get(id).map_err(status)?;
+    if entry.lock_record().spec.pod.is_none() {
+        return Err(Status::not_found(format!(
+            "no such CRI container: {} (it is one of berth's own API)",
+            capped(id)
+        )));
+    }
+    Ok(entry)
+}
+
+/// The log symlink kubelet reads: `log_path` -> berth's log file.
+fn link_log(entry: &Entry, log_path: &str) -> std::io::Result<()> {
+    if log_path.is_empty() {
+        return Ok(());
+    }
+    let target = entry.dir.join(crate::container::LOG_FILE);
+    let link = Path::new(log_path);
+    if let Some(dir) = link.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::symlink_metadata(link) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(link)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not berth's log link", link.display()),
+            ))
+        }
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// Removes the log symlink if it is still berth's (kubelet may have
+/// rotated it away, or made another file there since).
+fn unlink_log(entry: &Entry, log_path: &str) {
+    if log_path.is_empty() {
+        return;
+    }
+    let ours = entry.dir.join(crate::container::LOG_FILE);
+    if std::fs::read_link(log_path).is_ok_and(|t| t == ours) {
+        let _ = std::fs::remove_file(log_path);
+    }
+}
+
+/// Force-removes a pod's container and its log link.
+pub async fn remove_entry(mgr: &Manager, entry: &Arc<Entry>) -> Result<(), Status> {
+    let rec = entry.snapshot();
+    match mgr.remove(entry, true).await {
+        Ok(()) | Err(crate::container::ContainerError::NotFound { .. }) => {}
+        Err(e) => return Err(status(e)),
+    }
+    if let Some(p) = rec.spec.pod {
+        unlink_log(entry, &p.log_path);
+    }
+    Ok(())
+}
+
+impl Pods {
+    /// CreateContainer: in a ready pod.
+    pub fn create_container(
+        &self,
+        pod_id: &str,
+        config: cri::ContainerConfig,
+    ) -> Result<String, Status> {
+        let pod = self.get(pod_id)?;
+        if !pod.ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        let spec = config::spec_of(config, &pod, &self.ns_dir(&pod.id))?;
+        let log_path = spec
+            .pod
+            .as_ref()
+            .map(|p| p.log_path.clone())
+            .unwrap_or_default();
+        let rec = self.mgr.create(spec).map_err(|e| match e {
+            crate::container::ContainerError::NameInUse { name } => Status::already_exists(
+                format!("container {:?} exists already in this pod", capped(&name)),
+            ),
+            e => status(e),
+        })?;
+        let entry = self.mgr.get(&rec.id).map_err(status)?;
+        if let Err(e) = link_log(&entry, &log_path) {
+            let mgr = self.mgr.clone();
+            let entry = entry.clone();
+            tokio::spawn(async move { mgr.remove(&entry, true).await });
+            return Err(Status::internal(format!(
+                "linking the log at {:?}: {e}",
+                capped(&log_path)
+            )));
+        }
+        Ok(rec.id)
+    }
+
+    /// StartContainer.
+    pub async fn start_container(&self, id: &str) -> Result<(), Status> {
+        let entry = get(&self.mgr, id)?;
+        self.mgr.start(&entry).await.map_err(status)?;
+        Ok(())
+    }
+
+    /// StopContainer: the stop signal, `timeout` seconds of grace, then
+    /// SIGKILL. Stopping a container that is not running is no error.
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), Status> {
+        let entry = get(&self.mgr, id)?;
+        if !entry.snapshot().state.is_live() {
+            return Ok(());
+        }
+        let grace = u32::try_from(timeout.max(0)).unwrap_or(u32::MAX);
+        match self.mgr.stop(entry, Some(grace)).await {
+            Ok(_) | Err(crate::container::ContainerError::InvalidTransition { .. }) => Ok(()),
+            Err(e) => Err(status(e)),
+        }
+    }
+
+    /// RemoveContainer; one already gone is no error.
+    pub async fn remove_container(&self, id: &str) -> Result<(), Status> {
+        match get(&self.mgr, id) {
+            Ok(entry) => remove_entry(&self.mgr, &entry).await,
+            Err(e) if e.code() == tonic::Code::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// ReopenContainerLog: kubelet renamed the log away to rotate it; the
+    /// link is made again, to the file berth's monitor writes.
+    pub fn reopen_log(&self, id: &str) -> Result<(), Status> {
+        let entry = get(&self.mgr, id)?;
+        let rec = entry.snapshot();
+        if !rec.state.is_live() {
+            return Err(Status::failed_precondition("the container is not running"));
+        }
+        let log_path = rec.spec.pod.map(|p| p.log_path).unwrap_or_default();
+        link_log(&entry, &log_path).map_err(|e| Status::internal(format!("relinking the log: {e}")))
+    }
+
+    /// ExecSync: runs `cmd` in the container, and returns its output (each
+    /// stream capped) and exit code; past `timeout` seconds (0: none) the
+    /// process is killed and DEADLINE_EXCEEDED returned.
+    pub async fn exec_sync(
+        &self,
+        req: cri::ExecSyncRequest,
+    ) -> Result<cri::ExecSyncResponse, Status> {
+        let entry = get(&self.mgr, &req.container_id)?;
+        let exec = self
+            .mgr
+            .exec(
+                &entry,
+                ExecOptions {
+                    argv: req.cmd,
+                    ..ExecOptions::default()
+                },
+            )
+            .await
+            .map_err(Status::from)?;
+        let Streams::Pipes { stdout, stderr, .. } = exec.streams else {
+            return Err(Status::internal("an exec without a terminal got one"));
+        };
+        let control = Arc::new(exec.control);
+        let run = async {
+            let (out, err) = tokio::join!(read_capped(&stdout), read_capped(&stderr));
+            let exit = exec
+                .exit
+                .await
+                .map_err(|_| Status::internal("the exec's exit was lost"))?;
+            Ok::<_, Status>((out?, err?, exit))
+        };
+        let (stdout, stderr, exit) = if req.timeout > 0 {
+            match tokio::time::timeout(Duration::from_secs(req.timeout.unsigned_abs()), run).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    control.kill_now();
+                    return Err(Status::deadline_exceeded(format!(
+                        "the command did not end within {} s",
+                        req.timeout
+                    )));
+                }
+            }
+        } else {
+            run.await?
+        };
+        Ok(cri::ExecSyncResponse {
+            stdout,
+            stderr,
+            exit_code: if exit.signal != 0 {
+                128 + exit.signal
+            } else {
+                exit.exit_code
+            },
+        })
+    }
+}
+
+/// Reads `io` to its end, keeping the first [`EXEC_SYNC_OUTPUT_MAX`] bytes
+/// (the rest is read and dropped, so the process is never blocked).
+async fn read_capped(io: &crate::exec::fdio::FdIo) -> Result<Vec<u8>, Status> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = io
+            .read(&mut buf)
+            .await
+            .map_err(|e| Status::internal(format!("reading the exec's output: {e}")))?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let room = EXEC_SYNC_OUTPUT_MAX.saturating_sub(out.len());
+        out.extend_from_slice(&buf[..n.min(room)]);
+    }
+}

@@ -1,0 +1,438 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and
+//! ListPodSandbox on berth's runtime.
+//!
+//! A pod is its pinned network, IPC and UTS namespaces (`sys::pin`) and a
+//! record: no pause process or image. Its containers are berth containers
+//! that enter those namespaces at each start (`SpecRecord::pod`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tonic::Status;
+
+use super::store::{PodRecord, PodStore};
+use crate::container::Manager;
+use crate::cri::api_file::v1 as cri;
+use crate::cri::unsupported::not_supported;
+use crate::error::capped;
+
+/// The longest name, uid or namespace of a pod's metadata (Kubernetes'
+/// object names are DNS subdomains of at most 253 bytes).
+pub const META_MAX: usize = 253;
+/// The longest hostname (Linux's own limit).
+pub const HOSTNAME_MAX: usize = 64;
+/// The longest log directory or log path.
+pub const PATH_MAX: usize = 4096;
+/// The most labels plus annotations of one pod or container.
+pub const TAGS_MAX: usize = 256;
+/// The most bytes of all labels and annotations of one pod or container.
+pub const TAG_BYTES_MAX: usize = 256 * 1024;
+/// The most DNS servers, searches or options.
+pub const DNS_ITEMS_MAX: usize = 32;
+
+/// `NamespaceMode` values of cri-api.
+pub mod ns_mode {
+    /// Shared by the pod's containers.
+    pub const POD: i32 = 0;
+    /// The container's own.
+    pub const CONTAINER: i32 = 1;
+    /// The host's.
+    pub const NODE: i32 = 2;
+}
+
+/// The pod RPCs' state: the pods and the containers they hold.
+pub struct Pods {
+    pub(in crate::cri) store: PodStore,
+    pub(in crate::cri) mgr: Arc<Manager>,
+}
+
+fn invalid(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg.into())
+}
+
+/// Checks labels and annotations against their limits.
+pub fn check_tags(
+    what: &str,
+    labels: &std::collections::HashMap<String, String>,
+    annotations: &std::collections::HashMap<String, String>,
+) -> Result<(), Status> {
+    let count = labels.len() + annotations.len();
+    let bytes: usize = labels
+        .iter()
+        .chain(annotations)
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if count > TAGS_MAX || bytes > TAG_BYTES_MAX {
+        return Err(invalid(format!(
+            "{what}: {count} labels and annotations of {bytes} bytes; at most \
+             {TAGS_MAX} of {TAG_BYTES_MAX} bytes are accepted"
+        )));
+    }
+    if labels
+        .keys()
+        .chain(annotations.keys())
+        .any(String::is_empty)
+    {
+        return Err(invalid(format!("{what}: a label or annotation has no key")));
+    }
+    Ok(())
+}
+
+fn sorted(m: std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
+    m.into_iter().collect()
+}
+
+/// The namespace modes a pod's containers may have: network and IPC shared
+/// by the pod (or the host's network), PID of their own.
+pub fn check_namespaces(opts: Option<&cri::NamespaceOption>) -> Result<bool, Status> {
+    let Some(o) = opts else {
+        // No options: every namespace of the pod, PID too (cri-api's
+        // defaults), which berth does not share yet.
+        return Err(not_supported(
+            "a PID namespace shared by the pod (no namespace_options; give pid = CONTAINER)",
+        ));
+    };
+    match o.pid {
+        ns_mode::CONTAINER => {}
+        ns_mode::POD => {
+            return Err(not_supported(
+                "a PID namespace shared by the pod's containers (namespace_options.pid = POD)",
+            ))
+        }
+        _ => return Err(not_supported("namespace_options.pid other than CONTAINER")),
+    }
+    if o.ipc != ns_mode::POD {
+        return Err(not_supported("namespace_options.ipc other than POD"));
+    }
+    if o.userns_options
+        .as_ref()
+        .is_some_and(|u| u.mode != ns_mode::NODE)
+    {
+        return Err(not_supported("pods in a user namespace of their own"));
+    }
+    match o.network {
+        ns_mode::POD => Ok(false),
+        ns_mode::NODE => Ok(true),
+        _ => Err(invalid(
+            "namespace_options.network must be POD or NODE for a pod",
+        )),
+    }
+}
+
+/// resolv.conf as kubelet's DNS config asks (servers, searches, options),
+/// or `None` to derive it from the host's as for any berth container.
+fn resolv_conf(dns: Option<&cri::DnsConfig>) -> Result<Option<String>, Status> {
+    let Some(dns) = dns else { return Ok(None) };
+    if dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty() {
+        return Ok(None);
+    }
+    let mut out = String::new();
+    for (key, items) in [
+        ("nameserver", &dns.servers),
+        ("search", &dns.searches),
+        ("options", &dns.options),
+    ] {
+        if items.len() > DNS_ITEMS_MAX {
+            return Err(invalid(format!(
+                "dns_config: {} {key} entries; at most {DNS_ITEMS_MAX}",
+                items.len()
+            )));
+        }
+        for item in items {
+            if item.is_empty() || item.len() > 256 || item.chars().any(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "dns_config: bad {key} entry {:?}",
+                    capped(item)
+                )));
+            }
+        }
+        if items.is_empty() {
+            continue;
+        }
+        if key == "nameserver" {
+            for s in items {
+                if s.parse::<std::net::IpAddr>().is_err() {
+                    return Err(invalid(format!(
+                        "dns_config: server {:?} is not an IP address",
+                        capped(s)
+                    )));
+                }
+                out.push_str(&format!("nameserver {s}\n"));
+            }
+        } else {
+            out.push_str(&format!("{key} {}\n", items.join(" ")));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The record of a new pod from kubelet's config, checked.
+pub fn record_of(
+    config: cri::PodSandboxConfig,
+    runtime_handler: String,
+) -> Result<PodRecord, Status> {
+    let meta = config
+        .metadata
+        .ok_or_else(|| invalid("config.metadata is required"))?;
+    for (field, v) in [
+        ("name", &meta.name),
+        ("uid", &meta.uid),
+        ("namespace", &meta.namespace),
+    ] {
+        if v.is_empty() || v.len() > META_MAX || v.chars().any(|c| c.is_control()) {
+            return Err(invalid(format!(
+                "config.metadata.{field} must be 1 to {META_MAX} printable bytes"
+            )));
+        }
+    }
+    if !runtime_handler.is_empty() && runtime_handler != "berth" {
+        return Err(not_supported("runtime handlers other than the default"));
+    }
+    if !config.port_mappings.is_empty() {
+        return Err(not_supported("port mappings of a pod (hostPort)"));
+    }
+    check_tags("config", &config.labels, &config.annotations)?;
+    let linux = config.linux.unwrap_or_default();
+    if !linux.sysctls.is_empty() {
+        return Err(not_supported("pod sysctls"));
+    }
+    let security = linux.security_context.unwrap_or_default();
+    let host_network = check_namespaces(security.namespace_options.as_ref())?;
+    let hostname = if !config.hostname.is_empty() {
+        config.hostname
+    } else if host_network {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        meta.name.chars().take(HOSTNAME_MAX).collect()
+    };
+    if hostname.is_empty()
+        || hostname.len() > HOSTNAME_MAX
+        || !hostname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(invalid(format!(
+            "config.hostname {:?} is not a hostname",
+            capped(&hostname)
+        )));
+    }
+    if config.log_directory.len() > PATH_MAX
+        || (!config.log_directory.is_empty() && !config.log_directory.starts_with('/'))
+    {
+        return Err(invalid(
+            "config.log_directory must be an absolute path of at most 4096 bytes",
+        ));
+    }
+    Ok(PodRecord {
+        id: crate::container::spec::new_id(),
+        name: meta.name,
+        uid: meta.uid,
+        namespace: meta.namespace,
+        attempt: meta.attempt,
+        labels: sorted(config.labels),
+        annotations: sorted(config.annotations),
+        hostname,
+        log_directory: config.log_directory,
+        runtime_handler,
+        created_at: crate::container::now_nanos(),
+        ready: true,
+        host_network,
+        resolv_conf: resolv_conf(config.dns_config.as_ref())?,
+    })
+}
+
+/// The CRI metadata of a pod.
+pub fn metadata(p: &PodRecord) -> cri::PodSandboxMetadata {
+    cri::PodSandboxMetadata {
+        name: p.name.clone(),
+        uid: p.uid.clone(),
+        namespace: p.namespace.clone(),
+        attempt: p.attempt,
+    }
+}
+
+fn state(p: &PodRecord) -> i32 {
+    if p.ready {
+        cri::PodSandboxState::SandboxReady as i32
+    } else {
+        cri::PodSandboxState::SandboxNotready as i32
+    }
+}
+
+fn hash(m: &BTreeMap<String, String>) -> std::collections::HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A pod as ListPodSandbox shows it.
+pub fn to_cri_pod(p: &PodRecord) -> cri::PodSandbox {
+    cri::PodSandbox {
+        id: p.id.clone(),
+        metadata: Some(metadata(p)),
+        state: state(p),
+        created_at: p.created_at,
+        labels: hash(&p.labels),
+        annotations: hash(&p.annotations),
+        runtime_handler: p.runtime_handler.clone(),
+    }
+}
+
+/// A pod as PodSandboxStatus shows it. The pod has no IP: pods get a
+/// network namespace with loopback only until CNI pod networking lands.
+pub fn to_cri_status(p: &PodRecord) -> cri::PodSandboxStatus {
+    let network = if p.host_network {
+        ns_mode::NODE
+    } else {
+        ns_mode::POD
+    };
+    cri::PodSandboxStatus {
+        id: p.id.clone(),
+        metadata: Some(metadata(p)),
+        state: state(p),
+        created_at: p.created_at,
+        network: Some(cri::PodSandboxNetworkStatus::default()),
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace {
+                options: Some(cri::NamespaceOption {
+                    network,
+                    pid: ns_mode::CONTAINER,
+                    ipc: ns_mode::POD,
+                    ..Default::default()
+                }),
+            }),
+        }),
+        labels: hash(&p.labels),
+        annotations: hash(&p.annotations),
+        runtime_handler: p.runtime_handler.clone(),
+    }
+}
+
+/// Whether `p` passes ListPodSandbox's filter.
+pub fn matches(p: &PodRecord, f: &cri::PodSandboxFilter) -> bool {
+    (f.id.is_empty() || p.id.starts_with(&f.id))
+        && f.state.as_ref().is_none_or(|s| s.state == state(p))
+        && f.label_selector
+            .iter()
+            .all(|(k, v)| p.labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u-1".into(),
+                namespace: "default".into(),
+                attempt: 1,
+            }),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: ns_mode::CONTAINER,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pod_config_becomes_a_record_named_after_the_pod() {
+        let r = record_of(config(), String::new()).unwrap();
+        assert_eq!((r.name.as_str(), r.attempt), ("web", 1));
+        assert_eq!(r.hostname, "web");
+        assert!(r.ready && !r.host_network);
+        assert_eq!(r.id.len(), 64);
+    }
+
+    #[test]
+    fn what_berth_does_not_do_yet_is_refused_by_name() {
+        let mut shared_pid = config();
+        shared_pid
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+            .unwrap()
+            .pid = ns_mode::POD;
+        let e = record_of(shared_pid, String::new()).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+        assert!(e.message().contains("PID namespace"), "{}", e.message());
+
+        let mut ports = config();
+        ports.port_mappings.push(cri::PortMapping::default());
+        let e = record_of(ports, String::new()).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+    }
+
+    #[test]
+    fn bad_metadata_and_hostnames_are_invalid() {
+        let mut c = config();
+        c.metadata.as_mut().unwrap().name = String::new();
+        assert_eq!(
+            record_of(c, String::new()).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let mut c = config();
+        c.hostname = "a b".into();
+        assert_eq!(
+            record_of(c, String::new()).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let mut c = config();
+        c.metadata = None;
+        assert_eq!(
+            record_of(c, String::new()).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn dns_config_writes_resolv_conf_as_kubelet_asks() {
+        let dns = cri::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec![
+                "default.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+            ],
+            options: vec!["ndots:5".into()],
+        };
+        assert_eq!(
+            resolv_conf(Some(&dns)).unwrap().unwrap(),
+            "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local\noptions ndots:5\n"
+        );
+        let bad = cri::DnsConfig {
+            servers: vec!["not-an-ip".into()],
+            ..Default::default()
+        };
+        assert!(resolv_conf(Some(&bad)).is_err());
+        assert_eq!(resolv_conf(None).unwrap(), None);
+    }
+
+    #[test]
+    fn filters_select_by_id_prefix_state_and_labels() {
+        let r = record_of(config(), String::new()).unwrap();
+        let mut r = r;
+        r.labels.insert("app".into(), "web".into());
+        let f = |id: &str, state: Option<i32>, label: Option<(&str, &str)>| cri::PodSandboxFilter {
+            id: id.into(),
+            state: state.map(|state| cri::PodSandboxStateValue { state }),
+            label_selector: label
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert!(matches(&r, &f("", None, None)));
+        assert!(matches(&r, &f(&r.id[..6], Some(0), Some(("app", "web")))));
+        assert!(!matches(&r, &f("zz", None, None)));
+        assert!(!matches(&r, &f("", Some(1), None)));
+        assert!(!matches(&r, &f("", None, Some(("app", "db")))));
+    }
+}
