@@ -76,7 +76,13 @@ async fn version_and_info_describe_berth() {
     assert_eq!(cond("RuntimeReady")["status"], true, "{info}");
     let net = cond("NetworkReady");
     assert_eq!(net["status"], false, "{info}");
-    assert_eq!(net["reason"], "PodNetworkNotSupported", "{info}");
+    assert_eq!(net["reason"], "NetworkPluginNotReady", "{info}");
+    assert!(
+        net["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no CNI configuration")),
+        "{info}"
+    );
     // Verbose info says where the images are.
     let berth = embedded(&info["berth"]);
     assert_eq!(

@@ -342,3 +342,148 @@ async fn bad_pods_and_containers_are_refused_clearly() {
     );
     cri.ok(&["rmp", "-f", &pod]);
 }
+
+/// The pod network of the CNI test: a bridge of its own and host-local
+/// addresses recorded under `ipam`, in berthd's own network namespace.
+fn pod_conflist(ipam: &Path) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"pods","plugins":[
+            {{"type":"bridge","bridge":"cripods0","isGateway":true,
+              "ipam":{{"type":"host-local","dataDir":"{}",
+                       "ranges":[[{{"subnet":"10.67.0.0/24","gateway":"10.67.0.1"}}]]}}}},
+            {{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#,
+        ipam.display()
+    )
+}
+
+/// The addresses host-local has handed out.
+fn allocated(ipam: &Path) -> Vec<String> {
+    std::fs::read_dir(ipam.join("pods"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// CreateContainer and StartContainer in `pod`; the container's id.
+fn start_in(cri: &Cri, pod: &str, config: &str, pod_config: &str) -> String {
+    let id = cri
+        .ok(&["create", pod, config, pod_config])
+        .trim()
+        .to_string();
+    cri.ok(&["start", &id]);
+    id
+}
+
+fn pod_ip(cri: &Cri, pod: &str) -> String {
+    cri.json(&["inspectp", "-o", "json", pod])["status"]["network"]["ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn pods_get_addresses_from_the_cni_network_and_reach_each_other() {
+    let scratch = Scratch::new();
+    let ipam = scratch.0.join("ipam");
+    let mut cri = Cri::start_with_cni(&pod_conflist(&ipam)).await;
+    cri.agent.import_busybox().await;
+    let logs = scratch.0.join("logs");
+
+    // A usable configuration: the network is ready.
+    let info = cri.json(&["info"]);
+    let ready = info["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "NetworkReady"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["status"], true, "{info}");
+
+    // Two pods, two addresses of the subnet.
+    let a_json = scratch.write("a.json", &pod_config("a", &logs));
+    let mut b = pod_config("b", &logs);
+    b["port_mappings"] = json!([{"protocol": 0, "container_port": 80, "host_port": 18088}]);
+    let b_json = scratch.write("b.json", &b);
+    let pod_a = cri.ok(&["runp", &a_json]).trim().to_string();
+    let pod_b = cri.ok(&["runp", &b_json]).trim().to_string();
+    let (ip_a, ip_b) = (pod_ip(&cri, &pod_a), pod_ip(&cri, &pod_b));
+    assert!(
+        ip_a.starts_with("10.67.0.") && ip_b.starts_with("10.67.0."),
+        "{ip_a} {ip_b}"
+    );
+    assert_ne!(ip_a, ip_b);
+    let mut held = allocated(&ipam);
+    held.sort();
+    let mut want = vec![ip_a.clone(), ip_b.clone()];
+    want.sort();
+    assert_eq!(held, want);
+
+    // An httpd in b, reached from a container of a by b's address, and
+    // from the host through b's hostPort (portmap).
+    let web = scratch.write(
+        "web.json",
+        &container_config(
+            "web",
+            "mkdir -p /www && echo hello-from-b > /www/index.html && exec httpd -f -p 80 -h /www",
+        ),
+    );
+    start_in(&cri, &pod_b, &web, &b_json);
+    let client = scratch.write(
+        "client.json",
+        &container_config("client", "exec sleep 1000"),
+    );
+    let client = start_in(&cri, &pod_a, &client, &a_json);
+    let url = format!("http://{ip_b}/");
+    let mut last = String::new();
+    wait_for("b's page from a", || {
+        let out = cri.crictl(&["exec", "-s", &client, "wget", "-q", "-O", "-", &url]);
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        last.contains("hello-from-b")
+    });
+    let netns = cri
+        .agent
+        .netns
+        .as_ref()
+        .expect("berthd's network namespace");
+    wait_for("b's page through its hostPort", || {
+        let out = netns.exec(&[
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://10.67.0.1:18088/",
+        ]);
+        String::from_utf8_lossy(&out.stdout).contains("hello-from-b")
+    });
+
+    // A kill -9 of berthd keeps the pods' addresses and their traffic.
+    cri.agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+    cri.agent.spawn().await;
+    assert_eq!(pod_ip(&cri, &pod_b), ip_b);
+    assert_eq!(
+        allocated(&ipam).len(),
+        2,
+        "an address was released by the restart"
+    );
+    let out = cri.ok(&["exec", "-s", &client, "wget", "-q", "-O", "-", &url]);
+    assert!(out.contains("hello-from-b"), "{out}");
+    let netns = cri
+        .agent
+        .netns
+        .as_ref()
+        .expect("berthd's network namespace");
+
+    // Stopping a pod releases its address; removing both leaves nothing.
+    cri.ok(&["stopp", &pod_a]);
+    assert_eq!(allocated(&ipam), vec![ip_b.clone()]);
+    assert_eq!(pod_ip(&cri, &pod_a), "");
+    cri.ok(&["rmp", &pod_a]);
+    cri.ok(&["rmp", "-f", &pod_b]);
+    assert_eq!(allocated(&ipam), Vec::<String>::new());
+    let veths = netns.exec(&["ip", "-o", "link", "show", "type", "veth"]);
+    assert_eq!(String::from_utf8_lossy(&veths.stdout), "", "veths left");
+}

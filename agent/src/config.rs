@@ -115,12 +115,23 @@ pub struct Config {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub default_storage_size: Option<u64>,
     /// Also serve the Kubernetes CRI v1 (`runtime.v1`) on this unix socket
-    /// (root-only permissions), for crictl and kubelet. Off by default. This
-    /// landing serves the ImageService and the runtime's Version, Status and
-    /// RuntimeConfig; every other RuntimeService call answers UNIMPLEMENTED
+    /// (root-only permissions), for crictl and kubelet. Off by default.
+    /// Images, pods and their containers are served; streaming (exec,
+    /// attach, port-forward) and a few more calls answer UNIMPLEMENTED
     /// (docs/cri.md).
     #[arg(long, env = "BERTHD_CRI_SOCKET", value_name = "PATH")]
     pub cri_socket: Option<PathBuf>,
+    /// Where the CRI's pod network is configured: the first CNI
+    /// configuration (.conflist, .conf or .json) in file name order, read
+    /// at each pod's start, as kubelet's network plugins expect. Without
+    /// one, pods get loopback only and NetworkReady is false.
+    #[arg(
+        long,
+        env = "BERTHD_CRI_CNI_CONF_DIR",
+        value_name = "DIR",
+        default_value = crate::cri::DEFAULT_CNI_CONF_DIR
+    )]
+    pub cri_cni_conf_dir: PathBuf,
     /// Log filter: a level, and per-target levels, comma-separated, e.g.
     /// "info", "berthd=debug,info" or "warn,h2=off".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]

@@ -34,7 +34,20 @@ pub struct Cri {
 }
 
 impl Cri {
+    /// A berthd serving CRI, with an empty CNI configuration directory of
+    /// its own (never the host's /etc/cni/net.d): pods get loopback only.
     pub async fn start() -> Cri {
+        Cri::start_full(None).await
+    }
+
+    /// A berthd serving CRI in a network namespace of the test's own, its
+    /// pod network the CNI conflist `conflist` (plugins from Debian's
+    /// containernetworking-plugins in /usr/lib/cni).
+    pub async fn start_with_cni(conflist: &str) -> Cri {
+        Cri::start_full(Some(conflist)).await
+    }
+
+    async fn start_full(conflist: Option<&str>) -> Cri {
         crictl_path();
         let dir = tempfile::Builder::new()
             .prefix("berth-cri-")
@@ -42,9 +55,33 @@ impl Cri {
             .expect("tempdir")
             .keep();
         let socket = dir.join("cri.sock");
-        let agent = Agent::start_with(&["--cri-socket", socket.to_str().unwrap()]).await;
+        let conf = dir.join("cni-conf");
+        std::fs::create_dir_all(&conf).expect("the CNI configuration directory");
+        let mut args = vec![
+            "--cri-socket".to_string(),
+            socket.display().to_string(),
+            "--cri-cni-conf-dir".to_string(),
+            conf.display().to_string(),
+        ];
+        let agent = match conflist {
+            Some(list) => {
+                std::fs::write(conf.join("10-pods.conflist"), list).expect("writing the conflist");
+                args.extend(["--cni-bin-dir".to_string(), "/usr/lib/cni".to_string()]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Agent::start_in_netns(&args).await
+            }
+            None => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Agent::start_with(&args).await
+            }
+        };
         assert!(socket.exists(), "no CRI socket; log:\n{}", agent.log());
         Cri { agent, socket }
+    }
+
+    /// The directory of this berthd's CRI files (socket, CNI configuration).
+    pub fn dir(&self) -> &std::path::Path {
+        self.socket.parent().expect("the socket's directory")
     }
 
     /// Runs crictl against this berthd's CRI socket (runtime and image

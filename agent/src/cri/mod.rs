@@ -33,6 +33,7 @@ use crate::image::ImageStore;
 use crate::server::listen;
 use crate::server::oversize::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 
+pub use pods::network::DEFAULT_CONF_DIR as DEFAULT_CNI_CONF_DIR;
 use unsupported::NamedUnimplemented;
 pub use unsupported::NOT_SUPPORTED;
 
@@ -50,6 +51,8 @@ pub struct Deps {
     pub bus: Arc<EventBus>,
     /// Where pod sandboxes are kept (`<state>/cri/pods`).
     pub pod_dir: PathBuf,
+    /// Where the pod network's CNI configuration is (`--cri-cni-conf-dir`).
+    pub cni_conf_dir: PathBuf,
 }
 
 /// Binds `socket` (root only, as berth's own) and serves CRI on it until
@@ -63,7 +66,11 @@ pub fn serve(
     mut stopping: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = crate::server::bind_unix(socket)?;
-    let pods = pods::Pods::open(deps.pod_dir.clone(), deps.mgr.clone())?;
+    let pods = pods::Pods::open(
+        deps.pod_dir.clone(),
+        deps.mgr.clone(),
+        deps.cni_conf_dir.clone(),
+    )?;
     let runtime = runtime::CriRuntime::new(deps.image_dir.display().to_string(), Arc::new(pods));
     let images = images::CriImages::new(&deps);
     let router = Server::builder()

@@ -50,9 +50,11 @@ impl RuntimeService for CriRuntime {
         &self,
         req: Request<cri::StatusRequest>,
     ) -> Result<Response<cri::StatusResponse>, Status> {
+        let network = self.pods.network_config().map(|(_, list)| list.name);
         Ok(Response::new(runtime_info::status(
             req.into_inner().verbose,
             &self.image_store,
+            network,
         )))
     }
 
@@ -80,8 +82,8 @@ impl RuntimeService for CriRuntime {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("config is required"))?;
-        let rec = sandbox::record_of(config, req.runtime_handler)?;
-        let pod_sandbox_id = self.pods.run(rec).await?;
+        let (rec, ports) = sandbox::record_of(config, req.runtime_handler)?;
+        let pod_sandbox_id = self.pods.run(rec, ports).await?;
         Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 

@@ -14,8 +14,9 @@ pub const RUNTIME_API_VERSION: &str = "v1";
 /// runtimes all answer "0.1.0" (containerd, CRI-O).
 pub const KUBELET_API_VERSION: &str = "0.1.0";
 
-/// The reason of the NetworkReady condition while pods get no CNI network.
-pub const NETWORK_NOT_READY_REASON: &str = "PodNetworkNotSupported";
+/// The reason of the NetworkReady condition without a CNI configuration
+/// (containerd's).
+pub const NETWORK_NOT_READY_REASON: &str = "NetworkPluginNotReady";
 
 /// Version: berth's own version (the agent crate's, semver).
 pub fn version() -> cri::VersionResponse {
@@ -27,11 +28,24 @@ pub fn version() -> cri::VersionResponse {
     }
 }
 
-/// Status: RuntimeReady (berthd is serving; images and pods work), and
-/// NetworkReady false with its reason: a pod gets a network namespace
-/// with loopback only (or the host's), no CNI network yet. `verbose` adds `info["berth"]`, a JSON object saying what
-/// this CRI server serves and where the image store is.
-pub fn status(verbose: bool, image_store: &str) -> cri::StatusResponse {
+/// Status: RuntimeReady (berthd is serving), and NetworkReady: true when
+/// the CNI configuration directory has a usable pod network (`network` is
+/// its name), else false with the reason. `verbose` adds `info["berth"]`,
+/// a JSON object saying what this CRI server serves and where the image
+/// store is.
+pub fn status(
+    verbose: bool,
+    image_store: &str,
+    network: Result<String, String>,
+) -> cri::StatusResponse {
+    let (ready, reason, message) = match &network {
+        Ok(_) => (true, String::new(), String::new()),
+        Err(why) => (
+            false,
+            NETWORK_NOT_READY_REASON.to_string(),
+            format!("berth CRI: pods get loopback only: {why}"),
+        ),
+    };
     let conditions = vec![
         cri::RuntimeCondition {
             r#type: "RuntimeReady".into(),
@@ -41,11 +55,9 @@ pub fn status(verbose: bool, image_store: &str) -> cri::StatusResponse {
         },
         cri::RuntimeCondition {
             r#type: "NetworkReady".into(),
-            status: false,
-            reason: NETWORK_NOT_READY_REASON.into(),
-            message: "berth CRI: not supported yet: CNI pod networks (pods get loopback only, \
-                      or the host's network)"
-                .into(),
+            status: ready,
+            reason,
+            message,
         },
     ];
     let mut info = HashMap::new();
@@ -55,6 +67,7 @@ pub fn status(verbose: bool, image_store: &str) -> cri::StatusResponse {
             serde_json::json!({
                 "runtimeVersion": env!("CARGO_PKG_VERSION"),
                 "imageStore": image_store,
+                "podNetwork": network.as_ref().ok(),
                 "imageService": "served",
                 "runtimeService": "pods and containers without streaming (exec, attach, \
                                    port-forward) or stats",
@@ -98,14 +111,21 @@ mod tests {
 
     #[test]
     fn status_is_runtime_ready_and_honest_about_the_network() {
-        let s = status(false, "/x");
+        let s = status(
+            false,
+            "/x",
+            Err("no CNI configuration in /etc/cni/net.d".into()),
+        );
         let c = s.status.unwrap().conditions;
         assert_eq!(c.len(), 2);
         assert_eq!((c[0].r#type.as_str(), c[0].status), ("RuntimeReady", true));
         assert_eq!((c[1].r#type.as_str(), c[1].status), ("NetworkReady", false));
         assert_eq!(c[1].reason, NETWORK_NOT_READY_REASON);
         assert!(s.info.is_empty());
-        let info = status(true, "/var/lib/berth/images").info;
+        let ready = status(false, "/x", Ok("podnet".into()));
+        let c = ready.status.unwrap().conditions;
+        assert_eq!((c[1].status, c[1].reason.as_str()), (true, ""));
+        let info = status(true, "/var/lib/berth/images", Ok("podnet".into())).info;
         let v: serde_json::Value = serde_json::from_str(&info["berth"]).unwrap();
         assert_eq!(v["imageStore"], "/var/lib/berth/images");
     }

@@ -276,6 +276,7 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                     pulling: cri_pulling,
                     bus: bus.clone(),
                     pod_dir: cfg.state_dir.join("cri").join("pods"),
+                    cni_conf_dir: cfg.cri_cni_conf_dir.clone(),
                 },
                 stopping.clone(),
             )

@@ -335,6 +335,8 @@ mod tests {
             ready: true,
             host_network: false,
             resolv_conf: None,
+            cni: None,
+            ips: Vec::new(),
         }
     }
 

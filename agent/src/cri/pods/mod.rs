@@ -1,6 +1,7 @@
 //! CRI pod sandboxes: records (`store`), the mapping of kubelet's configs
 //! (`sandbox`), and the operations that make, stop and remove them here.
 
+pub mod network;
 pub mod sandbox;
 pub mod store;
 
@@ -10,6 +11,8 @@ use std::sync::Arc;
 use tonic::Status;
 
 use crate::container::{Entry, Manager};
+use crate::cri::api_file::v1 as cri;
+use crate::cri::unsupported::not_supported;
 use crate::sys::pin;
 pub use sandbox::Pods;
 use store::{PodRecord, PodStore};
@@ -22,8 +25,15 @@ impl Pods {
     /// The pods under `dir` (`<state>/cri/pods`), with what a crash left
     /// half made cleaned up, and pods whose namespaces are gone (the host
     /// restarted) marked not ready.
-    pub fn open(dir: PathBuf, mgr: Arc<Manager>) -> std::io::Result<Pods> {
+    pub fn open(dir: PathBuf, mgr: Arc<Manager>, cni_conf_dir: PathBuf) -> std::io::Result<Pods> {
+        let cni_dir = dir
+            .parent()
+            .map_or_else(|| dir.join("cni"), |p| p.join("cni"));
         let store = PodStore::open(dir)?;
+        let cni = crate::network::cni::Cni {
+            dirs: mgr.networks().cni().dirs.clone(),
+            store: crate::network::cni::Store::open(cni_dir).map_err(std::io::Error::other)?,
+        };
         for entry in std::fs::read_dir(store.dir())?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !store.lock().contains_key(&name) {
@@ -49,7 +59,12 @@ impl Pods {
                 tracing::warn!(pod = %p.id, "saving the pod: {e}");
             }
         }
-        Ok(Pods { store, mgr })
+        Ok(Pods {
+            store,
+            mgr,
+            cni_conf_dir,
+            cni,
+        })
     }
 
     /// The pod `id` (its full id, or a unique prefix as crictl passes).
@@ -102,10 +117,35 @@ impl Pods {
         self.store.ns_dir(id)
     }
 
-    /// Makes the pod: its namespaces pinned, its record durable. Its name
-    /// (metadata) is reserved first, so two runs of one pod cannot both
-    /// succeed.
-    pub async fn run(&self, rec: PodRecord) -> Result<String, Status> {
+    /// The pod network's configuration now, or why there is none.
+    pub fn network_config(&self) -> Result<(PathBuf, crate::network::cni::Conflist), String> {
+        network::load(&self.cni_conf_dir)
+    }
+
+    /// Makes the pod: its namespaces pinned, attached to the CNI network
+    /// (unless it is on the host's, or there is no CNI configuration: then
+    /// it has loopback only), its record durable. Its name (metadata) is
+    /// reserved first, so two runs of one pod cannot both succeed.
+    pub async fn run(
+        &self,
+        mut rec: PodRecord,
+        ports: Vec<cri::PortMapping>,
+    ) -> Result<String, Status> {
+        // What the network needs is checked before anything is made.
+        let network = match (rec.host_network, self.network_config()) {
+            (true, _) => None,
+            (false, Ok((_, list))) => {
+                let runtime = network::port_mappings(&list, &ports)?;
+                Some((list, runtime))
+            }
+            (false, Err(why)) if !ports.is_empty() => {
+                return Err(not_supported(&format!(
+                    "port mappings (hostPort) without a pod network ({why})"
+                )))
+            }
+            (false, Err(_)) => None,
+        };
+        rec.cni = network.as_ref().map(|(list, _)| list.clone());
         {
             let mut pods = self.store.lock();
             if let Some(other) = pods.values().find(|p| p.full_name() == rec.full_name()) {
@@ -118,35 +158,58 @@ impl Pods {
             pods.insert(rec.id.clone(), rec.clone());
         }
         let ns = self.store.ns_dir(&rec.id);
-        let made = {
-            let ns = ns.clone();
-            let hostname = rec.hostname.clone();
-            let store_rec = rec.clone();
-            let store = &self.store;
-            let pinned = tokio::task::spawn_blocking(move || {
-                if let Some(pod_dir) = ns.parent() {
-                    crate::state_dir::create_private_dir(pod_dir)?;
-                }
-                crate::state_dir::create_private_dir(&ns)?;
-                pin::pin_new(&ns, &hostname)
-            })
-            .await
-            .map_err(|e| internal("pinning the pod's namespaces", e))
-            .and_then(|r| r.map_err(|e| internal("pinning the pod's namespaces", e)));
-            pinned.and_then(|()| {
-                store
-                    .save(&store_rec)
-                    .map_err(|e| internal("saving the pod", e))
-            })
-        };
+        let made = self.make(&mut rec, &ns, network).await;
         if let Err(e) = made {
+            if let Some(list) = &rec.cni {
+                if let Err(e) = network::detach(&self.cni, list, &rec.id).await {
+                    tracing::warn!(pod = %rec.id, "undoing a pod's network: {e}");
+                }
+            }
             let _ = pin::unpin(&ns);
             let _ = self.store.delete_dir(&rec.id);
             self.store.lock().remove(&rec.id);
             return Err(e);
         }
-        tracing::info!(pod = %rec.id, name = %rec.full_name(), "pod sandbox ready");
+        self.store.lock().insert(rec.id.clone(), rec.clone());
+        tracing::info!(pod = %rec.id, name = %rec.full_name(), ips = ?rec.ips, "pod sandbox ready");
         Ok(rec.id)
+    }
+
+    /// The steps of [`Pods::run`] that may fail once the name is reserved.
+    /// The record is saved not ready before the ADD, so a crash in between
+    /// leaves a pod kubelet sees and removes (its DEL run then).
+    async fn make(
+        &self,
+        rec: &mut PodRecord,
+        ns: &std::path::Path,
+        network: Option<(
+            crate::network::cni::Conflist,
+            crate::network::cni::RuntimeConfig,
+        )>,
+    ) -> Result<(), Status> {
+        let pin_dir = ns.to_path_buf();
+        let hostname = rec.hostname.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(pod_dir) = pin_dir.parent() {
+                crate::state_dir::create_private_dir(pod_dir)?;
+            }
+            crate::state_dir::create_private_dir(&pin_dir)?;
+            pin::pin_new(&pin_dir, &hostname)
+        })
+        .await
+        .map_err(|e| internal("pinning the pod's namespaces", e))?
+        .map_err(|e| internal("pinning the pod's namespaces", e))?;
+        if let Some((list, runtime)) = network {
+            rec.ready = false;
+            self.store
+                .save(rec)
+                .map_err(|e| internal("saving the pod", e))?;
+            rec.ips = network::attach(&self.cni, &list, &rec.id, &ns.join("net"), runtime).await?;
+            rec.ready = true;
+        }
+        self.store
+            .save(rec)
+            .map_err(|e| internal("saving the pod", e))
     }
 
     /// Stops every container of the pod (killed: kubelet has given them
@@ -161,10 +224,16 @@ impl Pods {
                 }
             }
         }
+        // The network goes at the stop, as containerd's: the addresses are
+        // free for other pods while kubelet keeps this one around.
+        if let Some(list) = &pod.cni {
+            network::detach(&self.cni, list, &pod.id).await?;
+        }
         let mut pods = self.store.lock();
         if let Some(p) = pods.get_mut(&pod.id) {
-            if p.ready {
+            if p.ready || !p.ips.is_empty() {
                 p.ready = false;
+                p.ips.clear();
                 self.store
                     .save(p)
                     .map_err(|e| internal("saving the pod", e))?;
@@ -183,6 +252,9 @@ impl Pods {
         };
         for entry in self.containers_of(&pod.id) {
             super::containers::remove_entry(&self.mgr, &entry).await?;
+        }
+        if let Some(list) = &pod.cni {
+            network::detach(&self.cni, list, &pod.id).await?;
         }
         let ns = self.store.ns_dir(&pod.id);
         tokio::task::spawn_blocking(move || pin::unpin(&ns))

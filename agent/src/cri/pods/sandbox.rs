@@ -44,6 +44,12 @@ pub mod ns_mode {
 pub struct Pods {
     pub(in crate::cri) store: PodStore,
     pub(in crate::cri) mgr: Arc<Manager>,
+    /// Where the pod network's CNI configuration is looked up.
+    pub(in crate::cri) cni_conf_dir: std::path::PathBuf,
+    /// The plugins (berth's `--cni-bin-dir`) and the pods' own attachment
+    /// store (`<state>/cri/cni`: berth's reconciliation of its containers'
+    /// attachments never sees a pod's).
+    pub(in crate::cri) cni: crate::network::cni::Cni,
 }
 
 fn invalid(msg: impl Into<String>) -> Status {
@@ -166,11 +172,12 @@ fn resolv_conf(dns: Option<&cri::DnsConfig>) -> Result<Option<String>, Status> {
     Ok(Some(out))
 }
 
-/// The record of a new pod from kubelet's config, checked.
+/// The record of a new pod from kubelet's config, checked, and its port
+/// mappings (for the CNI network, at the run).
 pub fn record_of(
     config: cri::PodSandboxConfig,
     runtime_handler: String,
-) -> Result<PodRecord, Status> {
+) -> Result<(PodRecord, Vec<cri::PortMapping>), Status> {
     let meta = config
         .metadata
         .ok_or_else(|| invalid("config.metadata is required"))?;
@@ -187,9 +194,6 @@ pub fn record_of(
     }
     if !runtime_handler.is_empty() && runtime_handler != "berth" {
         return Err(not_supported("runtime handlers other than the default"));
-    }
-    if !config.port_mappings.is_empty() {
-        return Err(not_supported("port mappings of a pod (hostPort)"));
     }
     check_tags("config", &config.labels, &config.annotations)?;
     let linux = config.linux.unwrap_or_default();
@@ -225,7 +229,7 @@ pub fn record_of(
             "config.log_directory must be an absolute path of at most 4096 bytes",
         ));
     }
-    Ok(PodRecord {
+    let rec = PodRecord {
         id: crate::container::spec::new_id(),
         name: meta.name,
         uid: meta.uid,
@@ -240,7 +244,10 @@ pub fn record_of(
         ready: true,
         host_network,
         resolv_conf: resolv_conf(config.dns_config.as_ref())?,
-    })
+        cni: None,
+        ips: Vec::new(),
+    };
+    Ok((rec, config.port_mappings))
 }
 
 /// The CRI metadata of a pod.
@@ -278,8 +285,8 @@ pub fn to_cri_pod(p: &PodRecord) -> cri::PodSandbox {
     }
 }
 
-/// A pod as PodSandboxStatus shows it. The pod has no IP: pods get a
-/// network namespace with loopback only until CNI pod networking lands.
+/// A pod as PodSandboxStatus shows it: its IP is its CNI network's (none
+/// on the host's network, or without a CNI configuration).
 pub fn to_cri_status(p: &PodRecord) -> cri::PodSandboxStatus {
     let network = if p.host_network {
         ns_mode::NODE
@@ -291,7 +298,15 @@ pub fn to_cri_status(p: &PodRecord) -> cri::PodSandboxStatus {
         metadata: Some(metadata(p)),
         state: state(p),
         created_at: p.created_at,
-        network: Some(cri::PodSandboxNetworkStatus::default()),
+        network: Some(cri::PodSandboxNetworkStatus {
+            ip: p.ips.first().cloned().unwrap_or_default(),
+            additional_ips: p
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| cri::PodIp { ip: ip.clone() })
+                .collect(),
+        }),
         linux: Some(cri::LinuxPodSandboxStatus {
             namespaces: Some(cri::Namespace {
                 options: Some(cri::NamespaceOption {
@@ -345,7 +360,8 @@ mod tests {
 
     #[test]
     fn a_pod_config_becomes_a_record_named_after_the_pod() {
-        let r = record_of(config(), String::new()).unwrap();
+        let (r, ports) = record_of(config(), String::new()).unwrap();
+        assert!(ports.is_empty());
         assert_eq!((r.name.as_str(), r.attempt), ("web", 1));
         assert_eq!(r.hostname, "web");
         assert!(r.ready && !r.host_network);
@@ -365,11 +381,6 @@ mod tests {
         let e = record_of(shared_pid, String::new()).unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unimplemented);
         assert!(e.message().contains("PID namespace"), "{}", e.message());
-
-        let mut ports = config();
-        ports.port_mappings.push(cri::PortMapping::default());
-        let e = record_of(ports, String::new()).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::Unimplemented);
     }
 
     #[test]
@@ -418,8 +429,7 @@ mod tests {
 
     #[test]
     fn filters_select_by_id_prefix_state_and_labels() {
-        let r = record_of(config(), String::new()).unwrap();
-        let mut r = r;
+        let (mut r, _) = record_of(config(), String::new()).unwrap();
         r.labels.insert("app".into(), "web".into());
         let f = |id: &str, state: Option<i32>, label: Option<(&str, &str)>| cri::PodSandboxFilter {
             id: id.into(),

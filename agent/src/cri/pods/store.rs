@@ -49,6 +49,13 @@ pub struct PodRecord {
     pub host_network: bool,
     /// The resolv.conf its containers get, when kubelet gave a DNS config.
     pub resolv_conf: Option<String>,
+    /// The CNI network it was attached to (kept, so its DEL runs with the
+    /// list its ADD ran, whatever the configuration directory says by then).
+    #[serde(default)]
+    pub cni: Option<crate::network::cni::Conflist>,
+    /// Its addresses from the CNI result, IPv4 first ([] without one).
+    #[serde(default)]
+    pub ips: Vec<String>,
 }
 
 impl PodRecord {
@@ -162,6 +169,8 @@ mod tests {
             ready: true,
             host_network: false,
             resolv_conf: None,
+            cni: None,
+            ips: Vec::new(),
         }
     }
 
