@@ -208,6 +208,32 @@ async fn a_pod_lifecycle_through_crictl() {
     let err = cri.fails(&["exec", "-s", "--timeout", "1", &app, "sleep", "60"]);
     assert!(err.contains("DeadlineExceeded"), "{err}");
 
+    // UpdateContainerResources: live, and berth's record says so.
+    cri.ok(&[
+        "update",
+        "--memory",
+        "134217728",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "50000",
+        &app,
+    ]);
+    let limits = cri
+        .agent
+        .inspect(&app)
+        .await
+        .spec
+        .and_then(|s| s.resources)
+        .unwrap_or_default();
+    assert_eq!(limits.memory_bytes, 134_217_728, "{limits:?}");
+    assert_eq!(limits.nano_cpus, 500_000_000, "{limits:?}");
+    let err = cri.fails(&["update", "--memory", "4096", &app]);
+    assert!(
+        err.contains("InvalidArgument") || err.contains("memory"),
+        "{err}"
+    );
+
     // berth's own API sees the pod's containers, labelled, but does not
     // remove them: only the CRI does.
     let ps = cri.agent.ctl(&["ps", "-a", "--format", "{{.Names}}"]);

@@ -213,9 +213,16 @@ impl RuntimeService for CriRuntime {
 
     async fn update_container_resources(
         &self,
-        _req: Request<cri::UpdateContainerResourcesRequest>,
+        req: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        Err(not_supported("UpdateContainerResources"))
+        let req = req.into_inner();
+        if req.windows.is_some() {
+            return Err(not_supported("Windows resources"));
+        }
+        self.pods
+            .update_resources(&req.container_id, req.linux)
+            .await?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(

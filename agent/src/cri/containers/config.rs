@@ -185,7 +185,7 @@ fn mount(m: cri::Mount) -> Result<MountSpec, Status> {
 /// The container's cgroup limits. kubelet's OOM score is not applied
 /// (berth does not set oom_score_adj yet); huge pages and unified
 /// (cgroup v2 key=value) settings are refused when they ask for anything.
-fn limits(r: cri::LinuxContainerResources) -> Result<LimitsRecord, Status> {
+pub fn limits(r: cri::LinuxContainerResources) -> Result<LimitsRecord, Status> {
     if r.hugepage_limits.iter().any(|h| h.limit != 0) {
         return Err(not_supported("huge page limits"));
     }

@@ -150,6 +150,26 @@ impl Pods {
         }
     }
 
+    /// UpdateContainerResources: the new limits, live when it runs. As
+    /// berth's own update, a zero field keeps its value (a limit is not
+    /// lifted to "none" by this call).
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        linux: Option<cri::LinuxContainerResources>,
+    ) -> Result<(), Status> {
+        let entry = get(&self.mgr, id)?;
+        let Some(linux) = linux else {
+            return Ok(());
+        };
+        let limits = config::limits(linux)?;
+        self.mgr
+            .update(&entry, Some(limits), None)
+            .await
+            .map_err(status)?;
+        Ok(())
+    }
+
     /// RemoveContainer; one already gone is no error.
     pub async fn remove_container(&self, id: &str) -> Result<(), Status> {
         match get(&self.mgr, id) {
