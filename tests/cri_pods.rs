@@ -513,3 +513,90 @@ async fn pods_get_addresses_from_the_cni_network_and_reach_each_other() {
     let veths = netns.exec(&["ip", "-o", "link", "show", "type", "veth"]);
     assert_eq!(String::from_utf8_lossy(&veths.stdout), "", "veths left");
 }
+
+#[tokio::test]
+async fn container_events_stream_to_crictl_and_pods_are_on_berths_event_log() {
+    use std::io::Read;
+    let cri = Cri::start().await;
+    cri.agent.import_busybox().await;
+    let scratch = Scratch::new();
+    let pod_json = scratch.write("pod.json", &pod_config("ev", &scratch.0.join("logs")));
+
+    // `crictl events` (GetContainerEvents) from before anything happens.
+    let endpoint = format!("unix://{}", cri.socket.display());
+    let mut events = std::process::Command::new(common::cri::crictl_path())
+        .args(["--config", "/dev/null", "--runtime-endpoint", &endpoint])
+        .args(["events", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("crictl events");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut out = events.stdout.take().expect("its stdout");
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    // Subscribed once a first event arrives: a container made until then.
+    let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+    let c_json = scratch.write("c.json", &container_config("c", "exit 0"));
+    let mut id = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.lock().unwrap().contains("CONTAINER_CREATED_EVENT") {
+        assert!(Instant::now() < deadline, "no event reached crictl events");
+        if !id.is_empty() {
+            cri.ok(&["rm", &id]);
+        }
+        id = cri
+            .ok(&["create", &pod, &c_json, &pod_json])
+            .trim()
+            .to_string();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cri.ok(&["start", &id]);
+    wait_for("c exited", || state(&cri, &id) == "CONTAINER_EXITED");
+    cri.ok(&["rm", &id]);
+    wait_for("all four events of c", || {
+        let text = seen.lock().unwrap().clone();
+        text.contains(&id)
+            && [
+                "CONTAINER_CREATED_EVENT",
+                "CONTAINER_STARTED_EVENT",
+                "CONTAINER_STOPPED_EVENT",
+                "CONTAINER_DELETED_EVENT",
+            ]
+            .iter()
+            .all(|t| text.contains(t))
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    let text = seen.lock().unwrap().clone();
+    assert!(text.contains(&pod), "events name no pod: {text}");
+
+    // The pod's own life is on berth's event log.
+    cri.ok(&["rmp", "-f", &pod]);
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let log = cri
+        .agent
+        .ctl(&["events", "-f", "type=pod", "--until", &until.to_string()]);
+    let log = String::from_utf8_lossy(&log.stdout).into_owned();
+    for action in ["created", "stopping", "removed"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("pod {action} {}", &pod[..12]))),
+            "no pod {action} event: {log}"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 
 mod api_file;
 mod containers;
+mod events;
 mod fs_usage;
 mod image_map;
 mod images;
@@ -66,12 +67,19 @@ pub fn serve(
     mut stopping: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = crate::server::bind_unix(socket)?;
-    let pods = pods::Pods::open(
+    let pods = Arc::new(pods::Pods::open(
         deps.pod_dir.clone(),
         deps.mgr.clone(),
         deps.cni_conf_dir.clone(),
-    )?;
-    let runtime = runtime::CriRuntime::new(deps.image_dir.display().to_string(), Arc::new(pods));
+        deps.bus.clone(),
+    )?);
+    let events = {
+        let store = pods.clone();
+        events::ContainerEvents::new(deps.bus.clone(), deps.mgr.clone(), move |id: &str| {
+            store.get(id).ok().map(|p| pods::sandbox::to_cri_status(&p))
+        })
+    };
+    let runtime = runtime::CriRuntime::new(deps.image_dir.display().to_string(), pods, events);
     let images = images::CriImages::new(&deps);
     let router = Server::builder()
         .add_service(NamedUnimplemented::new(

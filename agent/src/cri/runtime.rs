@@ -11,6 +11,7 @@ use super::api_file::v1::runtime_service_server::RuntimeService;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::events::ContainerEvents;
 use super::pods::{sandbox, Pods};
 use super::unsupported::not_supported;
 use super::{containers, runtime_info};
@@ -21,13 +22,19 @@ pub struct CriRuntime {
     image_store: String,
     /// The pods and their containers.
     pods: Arc<Pods>,
+    /// GetContainerEvents' subscriptions.
+    events: ContainerEvents,
 }
 
 impl CriRuntime {
     /// A runtime service on `pods`, reporting `image_store` in verbose
-    /// Status.
-    pub fn new(image_store: String, pods: Arc<Pods>) -> Self {
-        CriRuntime { image_store, pods }
+    /// Status; `events` serves GetContainerEvents.
+    pub fn new(image_store: String, pods: Arc<Pods>, events: ContainerEvents) -> Self {
+        CriRuntime {
+            image_store,
+            pods,
+            events,
+        }
     }
 }
 
@@ -71,7 +78,7 @@ impl RuntimeService for CriRuntime {
         &self,
         _req: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(not_supported("GetContainerEvents"))
+        Ok(Response::new(self.events.subscribe()))
     }
 
     async fn run_pod_sandbox(

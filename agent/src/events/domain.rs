@@ -21,6 +21,8 @@ pub enum Object {
     Network,
     /// A volume.
     Volume,
+    /// A CRI pod sandbox.
+    Pod,
 }
 
 /// What happened.

@@ -39,6 +39,7 @@ fn object_to_proto(o: Object) -> pb::ObjectType {
         Object::Image => pb::ObjectType::Image,
         Object::Network => pb::ObjectType::Network,
         Object::Volume => pb::ObjectType::Volume,
+        Object::Pod => pb::ObjectType::Pod,
     }
 }
 

@@ -88,9 +88,10 @@ pub fn subscribe_request(args: &EventsArgs) -> Result<SubscribeRequest> {
                     "image" => ObjectType::Image,
                     "volume" => ObjectType::Volume,
                     "network" => ObjectType::Network,
+                    "pod" => ObjectType::Pod,
                     _ => {
                         return Err(Error::Message(format!(
-                        "invalid type filter {:?} (expected container, image, network or volume)",
+                        "invalid type filter {:?} (expected container, image, network, pod or volume)",
                         value.chars().take(64).collect::<String>()
                     )))
                     }

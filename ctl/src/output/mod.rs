@@ -191,6 +191,7 @@ pub fn object_type_word(t: i32) -> &'static str {
         Ok(ObjectType::Image) => "image",
         Ok(ObjectType::Network) => "network",
         Ok(ObjectType::Volume) => "volume",
+        Ok(ObjectType::Pod) => "pod",
         _ => "unknown",
     }
 }

@@ -13,6 +13,7 @@ use tonic::Status;
 use crate::container::{Entry, Manager};
 use crate::cri::api_file::v1 as cri;
 use crate::cri::unsupported::not_supported;
+use crate::events::domain::{Action, Event, EventSink, Object};
 use crate::sys::pin;
 pub use sandbox::Pods;
 use store::{PodRecord, PodStore};
@@ -25,7 +26,12 @@ impl Pods {
     /// The pods under `dir` (`<state>/cri/pods`), with what a crash left
     /// half made cleaned up, and pods whose namespaces are gone (the host
     /// restarted) marked not ready.
-    pub fn open(dir: PathBuf, mgr: Arc<Manager>, cni_conf_dir: PathBuf) -> std::io::Result<Pods> {
+    pub fn open(
+        dir: PathBuf,
+        mgr: Arc<Manager>,
+        cni_conf_dir: PathBuf,
+        events: Arc<dyn EventSink>,
+    ) -> std::io::Result<Pods> {
         let cni_dir = dir
             .parent()
             .map_or_else(|| dir.join("cni"), |p| p.join("cni"));
@@ -64,7 +70,16 @@ impl Pods {
             mgr,
             cni_conf_dir,
             cni,
+            events,
         })
+    }
+
+    /// Announces `action` of pod `p` on berth's event log.
+    fn announce(&self, p: &PodRecord, action: Action) {
+        let mut ev = Event::new(Object::Pod, action, p.id.clone());
+        ev.name = p.full_name();
+        ev.labels = p.labels.clone();
+        self.events.publish(ev);
     }
 
     /// The pod `id` (its full id, or a unique prefix as crictl passes).
@@ -171,6 +186,7 @@ impl Pods {
             return Err(e);
         }
         self.store.lock().insert(rec.id.clone(), rec.clone());
+        self.announce(&rec, Action::Created);
         tracing::info!(pod = %rec.id, name = %rec.full_name(), ips = ?rec.ips, "pod sandbox ready");
         Ok(rec.id)
     }
@@ -217,10 +233,19 @@ impl Pods {
     /// until the pod is removed.
     pub async fn stop(&self, id: &str) -> Result<(), Status> {
         let pod = self.get(id)?;
+        if pod.ready {
+            self.announce(&pod, Action::Stopping);
+        }
         for entry in self.containers_of(&pod.id) {
             if entry.snapshot().state.is_live() {
-                if let Err(e) = self.mgr.stop(entry.clone(), Some(0)).await {
-                    return Err(crate::error::Error::from(e).into());
+                match self.mgr.stop(entry.clone(), Some(0)).await {
+                    // Ended or removed meanwhile: stopped all the same.
+                    Ok(_)
+                    | Err(
+                        crate::container::ContainerError::InvalidTransition { .. }
+                        | crate::container::ContainerError::NotFound { .. },
+                    ) => {}
+                    Err(e) => return Err(crate::error::Error::from(e).into()),
                 }
             }
         }
@@ -265,6 +290,7 @@ impl Pods {
             .delete_dir(&pod.id)
             .map_err(|e| internal("removing the pod's directory", e))?;
         self.store.lock().remove(&pod.id);
+        self.announce(&pod, Action::Removed);
         tracing::info!(pod = %pod.id, "pod sandbox removed");
         Ok(())
     }

@@ -50,6 +50,8 @@ pub struct Pods {
     /// store (`<state>/cri/cni`: berth's reconciliation of its containers'
     /// attachments never sees a pod's).
     pub(in crate::cri) cni: crate::network::cni::Cni,
+    /// Where pod events go (berth's event log).
+    pub(in crate::cri) events: Arc<dyn crate::events::domain::EventSink>,
 }
 
 fn invalid(msg: impl Into<String>) -> Status {
