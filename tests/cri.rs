@@ -96,8 +96,8 @@ async fn version_and_info_describe_berth() {
 async fn calls_not_served_yet_say_so() {
     let cri = Cri::start().await;
     for (args, rpc) in [
-        (&["stats"][..], "ListContainerStats"),
-        (&["statsp"][..], "ListPodSandboxStats"),
+        (&["metricdescs"][..], "ListMetricDescriptors"),
+        (&["metricsp"][..], "ListPodSandboxMetrics"),
     ] {
         let err = cri.fails(args);
         assert!(

@@ -208,6 +208,35 @@ async fn a_pod_lifecycle_through_crictl() {
     let err = cri.fails(&["exec", "-s", "--timeout", "1", &app, "sleep", "60"]);
     assert!(err.contains("DeadlineExceeded"), "{err}");
 
+    // Stats: the running app's CPU and memory from its cgroup, its
+    // writable layer; the pod's sums.
+    let stats = cri.json(&["stats", "-o", "json", "--id", &app]);
+    let st = &stats["stats"][0];
+    assert_eq!(st["attributes"]["id"], app.as_str(), "{stats}");
+    assert_eq!(st["attributes"]["metadata"]["name"], "app", "{stats}");
+    let num = |v: &Value| {
+        v["value"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .or(v["value"].as_u64())
+    };
+    assert!(
+        num(&st["memory"]["workingSetBytes"]).is_some_and(|b| b > 0),
+        "{stats}"
+    );
+    assert!(
+        num(&st["cpu"]["usageCoreNanoSeconds"]).is_some_and(|n| n > 0),
+        "{stats}"
+    );
+    assert!(st["writableLayer"]["usedBytes"].is_object(), "{stats}");
+    let podstats = cri.json(&["statsp", "-o", "json", "--id", &pod]);
+    let ps0 = &podstats["stats"][0];
+    assert_eq!(ps0["attributes"]["id"], pod.as_str(), "{podstats}");
+    assert!(
+        num(&ps0["linux"]["memory"]["workingSetBytes"]).is_some_and(|b| b > 0),
+        "{podstats}"
+    );
+
     // UpdateContainerResources: live, and berth's record says so.
     cri.ok(&[
         "update",

@@ -17,6 +17,7 @@ mod images;
 mod pods;
 mod runtime;
 mod runtime_info;
+mod stats;
 mod unsupported;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::events::ContainerEvents;
 use super::pods::{sandbox, Pods};
+use super::stats;
 use super::unsupported::not_supported;
 use super::{containers, runtime_info};
 
@@ -24,6 +25,8 @@ pub struct CriRuntime {
     pods: Arc<Pods>,
     /// GetContainerEvents' subscriptions.
     events: ContainerEvents,
+    /// The stats calls' last CPU readings (for usage_nano_cores).
+    stats: stats::CriStats,
 }
 
 impl CriRuntime {
@@ -34,6 +37,7 @@ impl CriRuntime {
             image_store,
             pods,
             events,
+            stats: stats::CriStats::default(),
         }
     }
 }
@@ -270,30 +274,64 @@ impl RuntimeService for CriRuntime {
 
     async fn container_stats(
         &self,
-        _req: Request<cri::ContainerStatsRequest>,
+        req: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(not_supported("ContainerStats"))
+        let entry = containers::get(&self.pods.mgr, &req.into_inner().container_id)?;
+        let stats = self
+            .stats
+            .of_containers(&self.pods.mgr, vec![entry])
+            .await?
+            .pop();
+        Ok(Response::new(cri::ContainerStatsResponse { stats }))
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<cri::ListContainerStatsRequest>,
+        req: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        Err(not_supported("ListContainerStats"))
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let entries = self
+            .pods
+            .mgr
+            .entries()
+            .into_iter()
+            .filter(|e| stats::container_listed(&e.lock_record(), &filter))
+            .collect();
+        let stats = self.stats.of_containers(&self.pods.mgr, entries).await?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<cri::PodSandboxStatsRequest>,
+        req: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        Err(not_supported("PodSandboxStats"))
+        let pod = self.pods.get(&req.into_inner().pod_sandbox_id)?;
+        let entries = self.pods.containers_of(&pod.id);
+        let stats = self
+            .stats
+            .of_pods(&self.pods.mgr, vec![(pod, entries)])
+            .await?
+            .pop();
+        Ok(Response::new(cri::PodSandboxStatsResponse { stats }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<cri::ListPodSandboxStatsRequest>,
+        req: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-        Err(not_supported("ListPodSandboxStats"))
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let pods = self
+            .pods
+            .list()
+            .into_iter()
+            .filter(|p| stats::pod_listed(p, &filter))
+            .map(|p| {
+                let entries = self.pods.containers_of(&p.id);
+                (p, entries)
+            })
+            .collect();
+        let stats = self.stats.of_pods(&self.pods.mgr, pods).await?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn update_runtime_config(
