@@ -66,7 +66,10 @@ fn container_config(name: &str, script: &str) -> Value {
         "labels": {"role": name},
         "annotations": {"kind": "test"},
         "log_path": format!("{name}/0.log"),
-        "linux": {"security_context": {"namespace_options": pod_namespaces()}}
+        "linux": {
+            "security_context": {"namespace_options": pod_namespaces()},
+            "resources": {"oom_score_adj": 700}
+        }
     })
 }
 
@@ -236,6 +239,17 @@ async fn a_pod_lifecycle_through_crictl() {
         num(&ps0["linux"]["memory"]["workingSetBytes"]).is_some_and(|b| b > 0),
         "{podstats}"
     );
+
+    // kubelet's OOM score holds for the container and its execs.
+    let oom = cri.ok(&[
+        "exec",
+        "-s",
+        &app,
+        "sh",
+        "-c",
+        "cat /proc/1/oom_score_adj /proc/self/oom_score_adj",
+    ]);
+    assert_eq!(oom.trim_end(), "700\n700");
 
     // UpdateContainerResources: live, and berth's record says so.
     cri.ok(&[

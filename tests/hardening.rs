@@ -283,6 +283,48 @@ async fn oom_score_and_limits_are_not_berthds() {
     agent.assert_clean().await;
 }
 
+/// `--oom-score-adj`: the container's init and its execs get it (a
+/// raise, which needs no privilege); out of range is refused at Create.
+#[tokio::test]
+async fn a_containers_own_oom_score_adj_holds_for_it_and_its_execs() {
+    let agent = Agent::start().await;
+    agent.import_busybox().await;
+    let run = agent.ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "scored",
+        "--network",
+        "none",
+        "--oom-score-adj",
+        "300",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/self/oom_score_adj; exec sleep 1000",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let exec = agent.ctl(&["exec", "scored", "cat", "/proc/self/oom_score_adj"]);
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "300\n", "{exec:?}");
+    let logs = agent.ctl(&["logs", "scored"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "300\n");
+    let inspect = agent.inspect("scored").await;
+    assert_eq!(inspect.spec.and_then(|s| s.oom_score_adj), Some(300));
+    let bad = agent.ctl(&["run", "--rm", "--oom-score-adj", "1001", "busybox", "true"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("between -1000 and 1000"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    agent.force_remove("scored").await;
+    agent.assert_clean().await;
+}
+
 /// This process's soft and hard limit of `resource`.
 fn current_limit(resource: libc::__rlimit_resource_t) -> (u64, u64) {
     let mut limit = libc::rlimit64 {

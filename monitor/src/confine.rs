@@ -24,13 +24,14 @@ use rustix::process::{Resource, Rlimit};
 use crate::init::{Failure, Outcome};
 use crate::io;
 
-/// Sets this process's `oom_score_adj` to the container default, in place
-/// of berthd's (which protects itself, as dockerd does at -500). Raising
-/// it needs no privilege; with `CAP_SYS_RESOURCE`, which the init still
-/// has, it is also the floor the container cannot go below. `/proc` is the
-/// host's here (before `pivot_root`).
-pub fn oom_score_adj() -> Outcome {
-    let value = format!("{}", process::OOM_SCORE_ADJ);
+/// Sets this process's `oom_score_adj` to the container's (`adj`, or the
+/// container default), in place of berthd's (which protects itself, as
+/// dockerd does at -500). Raising it needs no privilege; with
+/// `CAP_SYS_RESOURCE`, which the init still has, it is also the floor the
+/// container cannot go below. `/proc` is the host's here (before
+/// `pivot_root`).
+pub fn oom_score_adj(adj: Option<i32>) -> Outcome {
+    let value = format!("{}", adj.unwrap_or(process::OOM_SCORE_ADJ));
     match io::write_file_existing("/proc/self/oom_score_adj", value.as_bytes()) {
         // Lowering a score needs CAP_SYS_RESOURCE, which berthd lacks when
         // it is itself confined: the container then stays easier to kill

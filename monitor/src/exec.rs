@@ -324,7 +324,7 @@ fn child_setup(
         terminal,
         fail,
     } = setup;
-    crate::init::reset_process()?;
+    crate::init::reset_process(launch.oom_score_adj)?;
     // "0": the writing process.
     let join = |f: &OwnedFd| io::write_all(f, b"0").ctx("joining the container's cgroup");
     match cgroup {

@@ -83,7 +83,7 @@ fn setup_and_exec(
     go: OwnedFd,
     handoff: Option<OwnedFd>,
 ) -> Outcome<Never> {
-    reset_process()?;
+    reset_process(spec.oom_score_adj)?;
 
     // A host path: read before pivot_root, installed last before exec.
     let seccomp = spec
@@ -155,7 +155,7 @@ fn bind_console(slave: &OwnedFd) -> Outcome {
 /// Leaves nothing of berthd's settings to the process: unblocks and resets
 /// every signal, sets its OOM score, resource limits and session keyring
 /// to a container's. Shared by the init and exec processes.
-pub fn reset_process() -> Outcome {
+pub fn reset_process(oom_score_adj: Option<i32>) -> Outcome {
     sys::unblock_all_signals().ctx("unblocking signals")?;
     // Ignored signals stay ignored across exec: berthd run under nohup
     // (SIGHUP) or as a background job of a script (SIGINT, SIGQUIT) must not
@@ -174,7 +174,7 @@ pub fn reset_process() -> Outcome {
 
     // Nothing of berthd's passes on: its OOM protection, its limits, its
     // session keyring.
-    crate::confine::oom_score_adj()?;
+    crate::confine::oom_score_adj(oom_score_adj)?;
     crate::confine::default_rlimits()?;
     crate::confine::fresh_session_keyring()
 }

@@ -79,6 +79,10 @@ pub struct ExecLaunch {
     /// the container's namespaces are entered); `None`: nowhere.
     #[serde(default)]
     pub record_dir: Option<String>,
+    /// The process's `oom_score_adj`, the container's; `None`: the
+    /// container default.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
 }
 
 /// What the file name of an exec's exit ends with, after its id.
@@ -241,6 +245,7 @@ mod tests {
             cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c".into()),
             userns: false,
             record_dir: Some("/var/lib/berth/containers/c/execs".into()),
+            oom_score_adj: Some(-500),
         };
         let back: ExecLaunch = serde_json::from_slice(&serde_json::to_vec(&l).unwrap()).unwrap();
         assert_eq!(back, l);

@@ -143,6 +143,11 @@ pub struct LaunchSpec {
     /// it from the first byte, and waits a little for it at the exit.
     #[serde(default)]
     pub await_attach: bool,
+    /// The process's `oom_score_adj` (-1000 to 1000); `None`: the
+    /// container default ([`crate::process::OOM_SCORE_ADJ`]). Its execs
+    /// get the same.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
 }
 
 impl LaunchSpec {

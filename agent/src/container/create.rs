@@ -62,6 +62,15 @@ impl Manager {
         if spec.privileged && !self.allow_privileged {
             return Err(ContainerError::PrivilegedNotAllowed);
         }
+        if spec
+            .oom_score_adj
+            .is_some_and(|a| !(-1000..=1000).contains(&a))
+        {
+            return Err(ContainerError::invalid(
+                "oom_score_adj",
+                "oom_score_adj must be between -1000 and 1000",
+            ));
+        }
         if !spec.name.is_empty() {
             spec::validate_name(&spec.name)?;
         }

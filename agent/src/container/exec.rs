@@ -215,6 +215,7 @@ impl Manager {
             cgroup,
             userns: rec.userns.is_some(),
             record_dir: Some(record_dir),
+            oom_score_adj: rec.spec.oom_score_adj,
         };
         bounds::check_exec_total("env", &launch.args, &launch.env)?;
         let running = plumbing::start(plumbing::Start {

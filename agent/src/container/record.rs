@@ -172,6 +172,10 @@ pub struct SpecRecord {
     /// 0: none.
     #[serde(default)]
     pub storage_size_bytes: u64,
+    /// The process's `oom_score_adj` (-1000 to 1000, checked at Create);
+    /// `None`: the container default, 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
     /// The CRI pod it belongs to: set only by the CRI front end, which
     /// alone may remove it (berth's API and prune leave it alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -295,6 +295,7 @@ impl Manager {
             terminal_size: attach.map_or((0, 0), |a| a.terminal_size),
             // Only a monitor that serves the attach socket holds output.
             await_attach: attach.is_some() && (rec.spec.open_stdin || rec.spec.tty),
+            oom_score_adj: rec.spec.oom_score_adj,
         })
     }
 }

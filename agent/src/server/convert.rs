@@ -64,6 +64,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         tty: s.tty,
         publish_all: s.publish_all,
         storage_size_bytes: s.storage_size_bytes,
+        oom_score_adj: s.oom_score_adj,
         pod: None,
     })
 }
@@ -214,6 +215,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         tty: s.tty,
         publish_all: s.publish_all,
         storage_size_bytes: s.storage_size_bytes,
+        oom_score_adj: s.oom_score_adj,
     }
 }
 

@@ -130,6 +130,14 @@ pub struct SpecArgs {
     /// (e.g. size=1g; needs project quotas on the agent's state file system).
     #[arg(long = "storage-opt", value_name = "OPT")]
     pub storage_opt: Vec<String>,
+    /// The container's OOM score adjustment, -1000 (never killed first) to
+    /// 1000 (killed first); 0 by default.
+    #[arg(
+        long = "oom-score-adj",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub oom_score_adj: Option<i32>,
     /// Every capability, no seccomp, every host device, nothing masked:
     /// root on the host. The agent must run with --allow-privileged.
     #[arg(long)]

@@ -114,6 +114,11 @@ pub fn spec_of(
                 permissions: d.permissions,
             })
             .collect(),
+        oom_score_adj: linux
+            .resources
+            .as_ref()
+            // Out of range, it fails Create's check (INVALID_ARGUMENT).
+            .map(|r| i32::try_from(r.oom_score_adj).unwrap_or(i32::MAX)),
         limits: limits(linux.resources.unwrap_or_default())?,
         ..SpecRecord::default()
     };
@@ -182,9 +187,9 @@ fn mount(m: cri::Mount) -> Result<MountSpec, Status> {
     })
 }
 
-/// The container's cgroup limits. kubelet's OOM score is not applied
-/// (berth does not set oom_score_adj yet); huge pages and unified
-/// (cgroup v2 key=value) settings are refused when they ask for anything.
+/// The container's cgroup limits (its OOM score is `SpecRecord`'s own);
+/// huge pages and unified (cgroup v2 key=value) settings are refused when
+/// they ask for anything.
 pub fn limits(r: cri::LinuxContainerResources) -> Result<LimitsRecord, Status> {
     if r.hugepage_limits.iter().any(|h| h.limit != 0) {
         return Err(not_supported("huge page limits"));
