@@ -462,6 +462,9 @@ async fn pods_get_addresses_from_the_cni_network_and_reach_each_other() {
     cri.agent.import_busybox().await;
     let logs = scratch.0.join("logs");
 
+    // kubelet's pod CIDR is taken (the conflist's IPAM decides addresses).
+    cri.ok(&["update-runtime-config", "--pod-cidr", "10.244.0.0/24"]);
+
     // A usable configuration: the network is ready.
     let info = cri.json(&["info"]);
     let ready = info["status"]["conditions"]

@@ -336,9 +336,24 @@ impl RuntimeService for CriRuntime {
 
     async fn update_runtime_config(
         &self,
-        _req: Request<cri::UpdateRuntimeConfigRequest>,
+        req: Request<cri::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
-        Err(not_supported("UpdateRuntimeConfig"))
+        // kubelet hands over the node's pod CIDR. As containerd without a
+        // CNI template, berth has nothing to apply it to: the CNI
+        // configuration (its IPAM) decides the pods' addresses.
+        let cidr = req
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        if cidr.len() > 256 {
+            return Err(Status::invalid_argument(
+                "pod_cidr is longer than 256 bytes",
+            ));
+        }
+        tracing::info!(pod_cidr = %cidr, "kubelet's pod CIDR (the CNI configuration's IPAM decides addresses)");
+        Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 
     async fn checkpoint_container(
