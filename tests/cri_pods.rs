@@ -361,9 +361,9 @@ async fn bad_pods_and_containers_are_refused_clearly() {
     let scratch = Scratch::new();
     let logs = scratch.0.join("logs");
 
-    // A PID namespace shared by the pod is not done yet: said by name.
+    // The host's PID namespace is not done yet: said by name.
     let mut shared = pod_config("shared", &logs);
-    shared["linux"]["security_context"]["namespace_options"]["pid"] = json!(0);
+    shared["linux"]["security_context"]["namespace_options"]["pid"] = json!(2);
     let err = cri.fails(&["runp", &scratch.write("shared.json", &shared)]);
     assert!(
         err.contains("not supported yet") && err.contains("PID namespace"),
@@ -645,4 +645,89 @@ async fn container_events_stream_to_crictl_and_pods_are_on_berths_event_log() {
             "no pod {action} event: {log}"
         );
     }
+}
+
+/// The host pids of the PID holders (`berthd __pod-pause`) of this berthd.
+fn holders(cri: &Cri) -> Vec<i32> {
+    let needle = cri.agent.state_dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let cmd = String::from_utf8_lossy(&cmd);
+                    cmd.contains("\0__pod-pause\0") && cmd.contains(&needle)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_pod_without_namespace_options_shares_one_pid_namespace() {
+    let cri = Cri::start().await;
+    cri.agent.import_busybox().await;
+    let scratch = Scratch::new();
+    // cri-api's defaults, as critest sends them: every namespace the pod's.
+    let mut pod = pod_config("pidpod", &scratch.0.join("logs"));
+    pod["linux"] = json!({});
+    let pod_json = scratch.write("pod.json", &pod);
+    let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+    let inspect = cri.json(&["inspectp", "-o", "json", &pod]);
+    assert_eq!(
+        inspect["status"]["linux"]["namespaces"]["options"]["pid"], "POD",
+        "{inspect}"
+    );
+    assert_eq!(holders(&cri).len(), 1, "one holder for the pod");
+
+    let mut a = container_config("a", "exec sleep 1001");
+    a["linux"]["security_context"] = json!({});
+    let mut b = container_config("b", "exec sleep 1002");
+    b["linux"]["security_context"] = json!({});
+    let a = start_in(&cri, &pod, &scratch.write("a.json", &a), &pod_json);
+    let b = start_in(&cri, &pod, &scratch.write("b.json", &b), &pod_json);
+    wait_for("both running", || {
+        state(&cri, &a) == "CONTAINER_RUNNING" && state(&cri, &b) == "CONTAINER_RUNNING"
+    });
+    // Each sees the other's process; neither is PID 1 (the holder is).
+    let ps = cri.ok(&["exec", "-s", &a, "ps", "-o", "pid,args"]);
+    assert!(
+        ps.contains("sleep 1002") && ps.contains("sleep 1001"),
+        "{ps}"
+    );
+    let own_pid_ns = |id: &str| cri.ok(&["exec", "-s", id, "readlink", "/proc/self/ns/pid"]);
+    assert_eq!(own_pid_ns(&a), own_pid_ns(&b));
+    // Not even its namespaces can be read (it is not dumpable).
+    let err = cri.fails(&["exec", "-s", &a, "readlink", "/proc/1/ns/pid"]);
+    assert!(err.contains("exited with 1"), "{err}");
+    // PID 1 shows the pod nothing of the host: not its root, not its files.
+    let out = cri.crictl(&["exec", "-s", &a, "ls", "/proc/1/root/"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !listing.contains("etc") && !listing.contains("usr"),
+        "{listing}"
+    );
+
+    // Even a container that may ptrace finds an empty root there.
+    let mut tracer = container_config("tracer", "exec sleep 1003");
+    tracer["linux"]["security_context"] =
+        json!({"capabilities": {"add_capabilities": ["SYS_PTRACE"]}});
+    let tracer = start_in(
+        &cri,
+        &pod,
+        &scratch.write("tracer.json", &tracer),
+        &pod_json,
+    );
+    wait_for("tracer running", || {
+        state(&cri, &tracer) == "CONTAINER_RUNNING"
+    });
+    let root = cri.ok(&["exec", "-s", &tracer, "ls", "-A", "/proc/1/root/"]);
+    assert_eq!(root.trim(), "", "the holder's root shows: {root}");
+
+    // The holder ends with the pod's stop; nothing is left after rmp.
+    cri.ok(&["stopp", &pod]);
+    wait_for("the holder's end", || holders(&cri).is_empty());
+    cri.ok(&["rmp", &pod]);
+    assert!(!cri.agent.state_dir.join("cri/pods").join(&pod).exists());
 }

@@ -11,6 +11,11 @@ use clap::Parser;
 const OOM_SCORE_ADJ: i32 = -500;
 
 fn main() -> std::process::ExitCode {
+    // A pod's PID holder (the CRI): before anything starts a thread.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(sys::pin::POD_PAUSE_ARG))
+    {
+        return sys::pin::pod_pause_main();
+    }
     // Two worker threads do berthd's work; more arenas only hold memory.
     sys::limit_malloc_arenas(2);
     let mut cfg = config::Config::parse();

@@ -81,6 +81,21 @@ fn run(spare: bool) -> Result<()> {
     // /proc).
     let namespaces = if spec.userns.is_some() {
         sys::Namespaces::NewUserAndPid
+    } else if let Some(path) = &spec.pidns {
+        // A CRI pod's PID namespace, held by its first process: setns
+        // changes, as unshare would, only where children are created.
+        let ns = rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ctx("opening the pod's PID namespace")?;
+        rustix::thread::move_into_link_name_space(
+            rustix::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::ProcessID),
+        )
+        .ctx("entering the pod's PID namespace")?;
+        sys::Namespaces::Inherited
     } else {
         // SAFETY: CLONE_NEWPID changes nothing for this process, only where
         // its children are created.

@@ -64,6 +64,11 @@ pub struct LaunchSpec {
     /// [`LaunchSpec::userns`], as [`LaunchSpec::ipcns`] does.
     #[serde(default)]
     pub utsns: Option<String>,
+    /// The PID namespace to create the container's processes in (a CRI
+    /// pod's, pinned, whose first process holds it), instead of a new one:
+    /// the init is then not PID 1 there.
+    #[serde(default)]
+    pub pidns: Option<String>,
     /// The container's `/etc/resolv.conf`, written into its layer with
     /// `/etc/hostname` and `/etc/hosts` (`None`: the image's is left).
     #[serde(default)]

@@ -626,6 +626,9 @@ fn check_userns(spec: &LaunchSpec) -> Result<(), PlanError> {
     if spec.utsns.is_some() {
         return Err(PlanError::Userns("a UTS namespace to join"));
     }
+    if spec.pidns.is_some() {
+        return Err(PlanError::Userns("a PID namespace to join"));
+    }
     if spec.host_network {
         return Err(PlanError::Userns("the host's network"));
     }

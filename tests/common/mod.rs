@@ -612,7 +612,11 @@ impl Agent {
                 cmd.split('\0').filter(|a| !a.is_empty()).count() > 2 || cwd.starts_with(&self.dir);
             // Exec helpers (`berth-monitor __exec`) serve a container too.
             let exec_helper = cmd.ends_with("\0__exec\0");
-            if cmd.contains(&needle) && (cmd.contains("\0__monitor\0") && serving || exec_helper) {
+            // A CRI pod's PID holder (`berthd __pod-pause <pod dir>`).
+            let pod_holder = cmd.contains("\0__pod-pause\0");
+            if cmd.contains(&needle)
+                && (cmd.contains("\0__monitor\0") && serving || exec_helper || pod_holder)
+            {
                 pids.push(pid);
             }
         }

@@ -210,6 +210,10 @@ pub struct PodJoin {
     /// Where kubelet reads its log: a symlink to berth's log file.
     #[serde(default)]
     pub log_path: String,
+    /// The pod's containers share its PID namespace (pinned as `pid`,
+    /// held by the pod's holder process).
+    #[serde(default)]
+    pub share_pid: bool,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

@@ -263,6 +263,10 @@ impl Manager {
             // A pod's container enters the pod's pinned namespaces.
             ipcns: pod_ns(rec, "ipc")?,
             utsns: pod_ns(rec, "uts")?,
+            pidns: match &rec.spec.pod {
+                Some(p) if p.share_pid => pod_ns(rec, "pid")?,
+                _ => None,
+            },
             resolv_conf: Some(
                 match rec.spec.pod.as_ref().and_then(|p| p.resolv_conf.clone()) {
                     Some(pods) => pods,

@@ -78,7 +78,7 @@ fn pin_in_new_namespaces(dir: &Path, hostname: &str) -> io::Result<()> {
 /// A pin that cannot be unmounted (its file is then kept, to try again).
 pub fn unpin(dir: &Path) -> io::Result<()> {
     let mut first_error = None;
-    for kind in PINNED {
+    for kind in PINNED.into_iter().chain(["pid"]) {
         if let Err(e) = unpin_one(&dir.join(kind)) {
             first_error.get_or_insert(e);
         }
@@ -96,6 +96,209 @@ fn unpin_one(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// The first argument that makes berthd a pod's PID holder
+/// ([`pod_pause_main`]).
+pub const POD_PAUSE_ARG: &str = "__pod-pause";
+
+/// `berthd __pod-pause <pod dir>`: creates a PID namespace and, in it, its
+/// first process (PID 1 there), whose host pid it prints before it exits.
+/// That process holds the namespace for the pod's containers and reaps
+/// what is orphaned in it, doing nothing else, until it is killed: the
+/// pause container of other runtimes, without an image. Run first thing in
+/// `main`, while berthd is single-threaded.
+pub fn pod_pause_main() -> std::process::ExitCode {
+    use nix::unistd::ForkResult;
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
+        eprintln!("berthd {POD_PAUSE_ARG}: creating the PID namespace: {e}");
+        return std::process::ExitCode::from(1);
+    }
+    // SAFETY: only the main thread exists (this runs before berthd starts
+    // any), so the child may run ordinary code after the fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { child }) => {
+            println!("{child}");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(ForkResult::Child) => hold(std::env::args_os().nth(2).map(std::path::PathBuf::from)),
+        Err(e) => {
+            eprintln!("berthd {POD_PAUSE_ARG}: fork: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// The holder's life: no descriptor of berthd's (its stdout would keep
+/// berthd waiting for the answer's end), a session of its own, no
+/// privilege, and reaping until killed.
+///
+/// It is PID 1 of the pod's containers, so what `/proc/1/root` shows them
+/// must be nothing of the host's: it moves into a mount namespace of its
+/// own, chrooted into an empty read-only tmpfs (mounted over `dir` there
+/// only), before it drops every capability. Not dumpable either, so even a
+/// container given CAP_SYS_PTRACE finds nothing through it; signals from
+/// the pod do nothing (PID 1 ignores what it has no handler for).
+fn hold(dir: Option<std::path::PathBuf>) -> ! {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors of this process,
+            // which nothing else uses.
+            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+        }
+    }
+    let _ = nix::unistd::setsid();
+    if dir.as_deref().is_none_or(|d| empty_root(d).is_err()) {
+        // A holder that could show the pod the host's root must not stay.
+        std::process::exit(1);
+    }
+    drop_privileges();
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let _ = chld.thread_block();
+    loop {
+        let _ = chld.wait();
+        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
+        }
+    }
+}
+
+/// Chroots into an empty, read-only tmpfs mounted over `dir` in a mount
+/// namespace of this process's own.
+fn empty_root(dir: &Path) -> nix::Result<()> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=4k,mode=0555"),
+    )?;
+    nix::unistd::chroot(dir)?;
+    nix::unistd::chdir("/")
+}
+
+/// Makes the holder useless to take over: not dumpable, no new
+/// privileges, and an empty capability set (permitted, effective,
+/// inheritable; the bounding set only matters across an exec, which it
+/// never does). Exits if the capabilities cannot be dropped: a holder with
+/// root's capabilities must not stay in a pod.
+fn drop_privileges() {
+    // SAFETY: prctl with integer arguments; results checked below where
+    // they matter.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset(2) with a v3 header and its two data words, both
+    // living across the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if r != 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Pins the PID namespace of holder `pid` at `dir/pid`.
+pub fn pin_pid(dir: &Path, pid: i32) -> io::Result<()> {
+    let target = dir.join("pid");
+    let source = format!("/proc/{pid}/ns/pid");
+    let ours = std::fs::read_link("/proc/self/ns/pid")?;
+    if std::fs::read_link(&source)? == ours {
+        return Err(io::Error::other(
+            "the pod's holder is in berthd's PID namespace",
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)?;
+    mount(
+        Some(source.as_str()),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        let _ = std::fs::remove_file(&target);
+        io::Error::from(e)
+    })
+}
+
+/// Kills holder `pid` if it still is the holder of the namespace pinned at
+/// `dir/pid` (a pid reused since is left alone); gone already is fine.
+pub fn kill_holder(dir: &Path, pid: i32) -> io::Result<()> {
+    if pid <= 0 {
+        return Ok(());
+    }
+    let pidfd = match super::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // Checked after the pidfd was opened: the pidfd names this very
+    // process.
+    if holds(dir, pid) {
+        super::pidfd_send_signal(&pidfd, libc::SIGKILL)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether process `pid` is in the PID namespace pinned at `dir/pid`.
+fn holds(dir: &Path, pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(pinned), Ok(its)) = (
+        std::fs::metadata(dir.join("pid")),
+        std::fs::metadata(format!("/proc/{pid}/ns/pid")),
+    ) else {
+        return false;
+    };
+    its.ino() == pinned.ino() && its.dev() == pinned.dev()
+}
+
+/// Whether the holder `pid` of the PID namespace pinned in `dir` still
+/// runs (a namespace whose first process ended takes no new process).
+pub fn holder_alive(dir: &Path, pid: i32) -> bool {
+    pid > 0 && holds(dir, pid)
 }
 
 /// Whether `path` is a pinned namespace (an nsfs mount), not the empty file

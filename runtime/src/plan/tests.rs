@@ -43,6 +43,7 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         terminal_size: (0, 0),
         await_attach: false,
         oom_score_adj: None,
+        pidns: None,
     }
 }
 

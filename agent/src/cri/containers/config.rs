@@ -89,6 +89,10 @@ pub fn spec_of(
     }
     let linux = c.linux.unwrap_or_default();
     let security = linux.security_context.unwrap_or_default();
+    let pid_mode = security
+        .namespace_options
+        .as_ref()
+        .map_or(ns_mode::POD, |o| o.pid);
     let mut spec = SpecRecord {
         image,
         name: berth_name(pod, &meta.name, meta.attempt),
@@ -141,6 +145,9 @@ pub fn spec_of(
         attempt: meta.attempt,
         annotations: c.annotations.into_iter().collect::<BTreeMap<_, _>>(),
         log_path,
+        // The pod's PID namespace when it has one and the container asks
+        // for it (POD, also cri-api's default), else its own.
+        share_pid: pod.share_pid && pid_mode == ns_mode::POD,
     });
     Ok(spec)
 }
@@ -232,9 +239,9 @@ fn security_context(
     s: cri::LinuxContainerSecurityContext,
 ) -> Result<(), Status> {
     if let Some(o) = &s.namespace_options {
-        if o.pid != ns_mode::CONTAINER {
+        if o.pid == ns_mode::NODE || o.pid == ns_mode::TARGET {
             return Err(not_supported(
-                "a PID namespace other than the container's own",
+                "the host's PID namespace or another container's",
             ));
         }
         if o.ipc != ns_mode::POD || !matches!(o.network, ns_mode::POD | ns_mode::NODE) {
@@ -342,6 +349,8 @@ mod tests {
             resolv_conf: None,
             cni: None,
             ips: Vec::new(),
+            share_pid: false,
+            pid_holder: 0,
         }
     }
 

@@ -53,7 +53,12 @@ impl Pods {
         let lost: Vec<PodRecord> = store
             .lock()
             .values_mut()
-            .filter(|p| p.ready && !pin::is_pinned(&store.ns_dir(&p.id).join("uts")))
+            .filter(|p| {
+                let ns = store.ns_dir(&p.id);
+                p.ready
+                    && (!pin::is_pinned(&ns.join("uts"))
+                        || p.share_pid && !pin::holder_alive(&ns, p.pid_holder))
+            })
             .map(|p| {
                 p.ready = false;
                 p.clone()
@@ -180,6 +185,7 @@ impl Pods {
                     tracing::warn!(pod = %rec.id, "undoing a pod's network: {e}");
                 }
             }
+            let _ = pin::kill_holder(&ns, rec.pid_holder);
             let _ = pin::unpin(&ns);
             let _ = self.store.delete_dir(&rec.id);
             self.store.lock().remove(&rec.id);
@@ -205,12 +211,18 @@ impl Pods {
     ) -> Result<(), Status> {
         let pin_dir = ns.to_path_buf();
         let hostname = rec.hostname.clone();
-        tokio::task::spawn_blocking(move || {
+        let share_pid = rec.share_pid;
+        rec.pid_holder = tokio::task::spawn_blocking(move || {
             if let Some(pod_dir) = pin_dir.parent() {
                 crate::state_dir::create_private_dir(pod_dir)?;
             }
             crate::state_dir::create_private_dir(&pin_dir)?;
-            pin::pin_new(&pin_dir, &hostname)
+            pin::pin_new(&pin_dir, &hostname)?;
+            if share_pid {
+                start_pid_holder(&pin_dir)
+            } else {
+                Ok(0)
+            }
         })
         .await
         .map_err(|e| internal("pinning the pod's namespaces", e))?
@@ -249,6 +261,12 @@ impl Pods {
                 }
             }
         }
+        // The pod's PID namespace ends with its holder, as a pause
+        // container's does at the stop.
+        if pod.share_pid {
+            pin::kill_holder(&self.store.ns_dir(&pod.id), pod.pid_holder)
+                .map_err(|e| internal("stopping the pod's PID holder", e))?;
+        }
         // The network goes at the stop, as containerd's: the addresses are
         // free for other pods while kubelet keeps this one around.
         if let Some(list) = &pod.cni {
@@ -282,10 +300,14 @@ impl Pods {
             network::detach(&self.cni, list, &pod.id).await?;
         }
         let ns = self.store.ns_dir(&pod.id);
-        tokio::task::spawn_blocking(move || pin::unpin(&ns))
-            .await
-            .map_err(|e| internal("releasing the pod's namespaces", e))?
-            .map_err(|e| internal("releasing the pod's namespaces", e))?;
+        let holder = pod.pid_holder;
+        tokio::task::spawn_blocking(move || {
+            pin::kill_holder(&ns, holder)?;
+            pin::unpin(&ns)
+        })
+        .await
+        .map_err(|e| internal("releasing the pod's namespaces", e))?
+        .map_err(|e| internal("releasing the pod's namespaces", e))?;
         self.store
             .delete_dir(&pod.id)
             .map_err(|e| internal("removing the pod's directory", e))?;
@@ -294,4 +316,31 @@ impl Pods {
         tracing::info!(pod = %pod.id, "pod sandbox removed");
         Ok(())
     }
+}
+
+/// Starts the holder of a pod's PID namespace (`berthd __pod-pause`, the
+/// running binary, so no image or other program is needed) and pins its
+/// namespace in `ns`; the holder's host pid.
+fn start_pid_holder(ns: &std::path::Path) -> std::io::Result<i32> {
+    let pod_dir = ns.parent().unwrap_or(ns);
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg(pin::POD_PAUSE_ARG)
+        .arg(pod_dir)
+        .current_dir(pod_dir)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let pid: i32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| {
+            std::io::Error::other(format!(
+                "the PID holder did not start: {}",
+                crate::error::capped(String::from_utf8_lossy(&out.stderr).trim())
+            ))
+        })?;
+    if let Err(e) = pin::pin_pid(ns, pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        return Err(e);
+    }
+    Ok(pid)
 }

@@ -38,6 +38,8 @@ pub mod ns_mode {
     pub const CONTAINER: i32 = 1;
     /// The host's.
     pub const NODE: i32 = 2;
+    /// Another container's.
+    pub const TARGET: i32 = 3;
 }
 
 /// The pod RPCs' state: the pods and the containers they hold.
@@ -90,25 +92,18 @@ fn sorted(m: std::collections::HashMap<String, String>) -> BTreeMap<String, Stri
     m.into_iter().collect()
 }
 
-/// The namespace modes a pod's containers may have: network and IPC shared
-/// by the pod (or the host's network), PID of their own.
-pub fn check_namespaces(opts: Option<&cri::NamespaceOption>) -> Result<bool, Status> {
-    let Some(o) = opts else {
-        // No options: every namespace of the pod, PID too (cri-api's
-        // defaults), which berth does not share yet.
-        return Err(not_supported(
-            "a PID namespace shared by the pod (no namespace_options; give pid = CONTAINER)",
-        ));
+/// The namespace modes of a pod: network shared by the pod or the host's;
+/// IPC the pod's; PID the pod's (cri-api's default, also without
+/// `namespace_options`) or each container's own. Returns (host network,
+/// shared PID namespace).
+pub fn check_namespaces(opts: Option<&cri::NamespaceOption>) -> Result<(bool, bool), Status> {
+    let default = cri::NamespaceOption::default();
+    let o = opts.unwrap_or(&default);
+    let share_pid = match o.pid {
+        ns_mode::POD => true,
+        ns_mode::CONTAINER => false,
+        _ => return Err(not_supported("the host's PID namespace for a pod")),
     };
-    match o.pid {
-        ns_mode::CONTAINER => {}
-        ns_mode::POD => {
-            return Err(not_supported(
-                "a PID namespace shared by the pod's containers (namespace_options.pid = POD)",
-            ))
-        }
-        _ => return Err(not_supported("namespace_options.pid other than CONTAINER")),
-    }
     if o.ipc != ns_mode::POD {
         return Err(not_supported("namespace_options.ipc other than POD"));
     }
@@ -119,8 +114,8 @@ pub fn check_namespaces(opts: Option<&cri::NamespaceOption>) -> Result<bool, Sta
         return Err(not_supported("pods in a user namespace of their own"));
     }
     match o.network {
-        ns_mode::POD => Ok(false),
-        ns_mode::NODE => Ok(true),
+        ns_mode::POD => Ok((false, share_pid)),
+        ns_mode::NODE => Ok((true, share_pid)),
         _ => Err(invalid(
             "namespace_options.network must be POD or NODE for a pod",
         )),
@@ -203,7 +198,7 @@ pub fn record_of(
         return Err(not_supported("pod sysctls"));
     }
     let security = linux.security_context.unwrap_or_default();
-    let host_network = check_namespaces(security.namespace_options.as_ref())?;
+    let (host_network, share_pid) = check_namespaces(security.namespace_options.as_ref())?;
     let hostname = if !config.hostname.is_empty() {
         config.hostname
     } else if host_network {
@@ -248,6 +243,8 @@ pub fn record_of(
         resolv_conf: resolv_conf(config.dns_config.as_ref())?,
         cni: None,
         ips: Vec::new(),
+        share_pid,
+        pid_holder: 0,
     };
     Ok((rec, config.port_mappings))
 }
@@ -313,7 +310,11 @@ pub fn to_cri_status(p: &PodRecord) -> cri::PodSandboxStatus {
             namespaces: Some(cri::Namespace {
                 options: Some(cri::NamespaceOption {
                     network,
-                    pid: ns_mode::CONTAINER,
+                    pid: if p.share_pid {
+                        ns_mode::POD
+                    } else {
+                        ns_mode::CONTAINER
+                    },
                     ipc: ns_mode::POD,
                     ..Default::default()
                 }),
@@ -372,17 +373,27 @@ mod tests {
 
     #[test]
     fn what_berth_does_not_do_yet_is_refused_by_name() {
-        let mut shared_pid = config();
-        shared_pid
+        let mut host_pid = config();
+        host_pid
             .linux
             .as_mut()
             .and_then(|l| l.security_context.as_mut())
             .and_then(|s| s.namespace_options.as_mut())
             .unwrap()
-            .pid = ns_mode::POD;
-        let e = record_of(shared_pid, String::new()).unwrap_err();
+            .pid = ns_mode::NODE;
+        let e = record_of(host_pid, String::new()).unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unimplemented);
         assert!(e.message().contains("PID namespace"), "{}", e.message());
+    }
+
+    #[test]
+    fn without_namespace_options_a_pod_shares_its_pid_namespace() {
+        let mut c = config();
+        c.linux = None;
+        let (r, _) = record_of(c, String::new()).unwrap();
+        assert!(r.share_pid && !r.host_network);
+        let (r, _) = record_of(config(), String::new()).unwrap();
+        assert!(!r.share_pid);
     }
 
     #[test]

@@ -56,6 +56,13 @@ pub struct PodRecord {
     /// Its addresses from the CNI result, IPv4 first ([] without one).
     #[serde(default)]
     pub ips: Vec<String>,
+    /// Its containers share one PID namespace (`namespace_options.pid =
+    /// POD`), pinned as `ns/pid` and held by `pid_holder`.
+    #[serde(default)]
+    pub share_pid: bool,
+    /// The host pid of the process holding that namespace (0: none).
+    #[serde(default)]
+    pub pid_holder: i32,
 }
 
 impl PodRecord {
@@ -171,6 +178,8 @@ mod tests {
             resolv_conf: None,
             cni: None,
             ips: Vec::new(),
+            share_pid: false,
+            pid_holder: 0,
         }
     }
 
