@@ -324,6 +324,12 @@ async fn a_pod_lifecycle_through_crictl() {
     let inspect = cri.json(&["inspect", "-o", "json", &app]);
     assert_eq!(inspect["status"]["reason"], "Error", "{inspect}");
     assert_eq!(inspect["status"]["exitCode"], 137, "{inspect}");
+    // A CRI container starts once.
+    let err = cri.fails(&["start", &app]);
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("starts once"),
+        "{err}"
+    );
 
     // stopp stops the rest and makes it not ready; rmp removes it all.
     cri.ok(&["stopp", &pod]);

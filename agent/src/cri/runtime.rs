@@ -94,7 +94,12 @@ impl RuntimeService for CriRuntime {
             .config
             .ok_or_else(|| Status::invalid_argument("config is required"))?;
         let (rec, ports) = sandbox::record_of(config, req.runtime_handler)?;
-        let pod_sandbox_id = self.pods.run(rec, ports).await?;
+        // In a task of its own: a client that gives up (its deadline, a
+        // cancel) drops this future, which must not stop a run half way.
+        let pods = self.pods.clone();
+        let pod_sandbox_id = tokio::spawn(async move { pods.run(rec, ports).await })
+            .await
+            .map_err(|e| Status::internal(format!("RunPodSandbox: {e}")))??;
         Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
@@ -102,7 +107,10 @@ impl RuntimeService for CriRuntime {
         &self,
         req: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        self.pods.stop(&req.into_inner().pod_sandbox_id).await?;
+        let (pods, id) = (self.pods.clone(), req.into_inner().pod_sandbox_id);
+        tokio::spawn(async move { pods.stop(&id).await })
+            .await
+            .map_err(|e| Status::internal(format!("StopPodSandbox: {e}")))??;
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -110,7 +118,10 @@ impl RuntimeService for CriRuntime {
         &self,
         req: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        self.pods.remove(&req.into_inner().pod_sandbox_id).await?;
+        let (pods, id) = (self.pods.clone(), req.into_inner().pod_sandbox_id);
+        tokio::spawn(async move { pods.remove(&id).await })
+            .await
+            .map_err(|e| Status::internal(format!("RemovePodSandbox: {e}")))??;
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -120,15 +131,14 @@ impl RuntimeService for CriRuntime {
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
         let req = req.into_inner();
         let pod = self.pods.get(&req.pod_sandbox_id)?;
-        let containers_statuses = if req.verbose {
-            self.pods
-                .containers_of(&pod.id)
-                .iter()
-                .filter_map(|e| containers::view::to_cri_status(&e.snapshot()))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // Always, not only when verbose: kubelet's evented PLEG takes the
+        // pod's containers from here.
+        let containers_statuses = self
+            .pods
+            .containers_of(&pod.id)
+            .iter()
+            .filter_map(|e| containers::view::to_cri_status(&e.snapshot()))
+            .collect();
         Ok(Response::new(cri::PodSandboxStatusResponse {
             status: Some(sandbox::to_cri_status(&pod)),
             info: Default::default(),
@@ -160,7 +170,10 @@ impl RuntimeService for CriRuntime {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("config is required"))?;
-        let container_id = self.pods.create_container(&req.pod_sandbox_id, config)?;
+        let container_id = self
+            .pods
+            .create_container(&req.pod_sandbox_id, config)
+            .await?;
         Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
 

@@ -283,6 +283,34 @@ pub fn kill_holder(dir: &Path, pid: i32) -> io::Result<()> {
     }
 }
 
+/// Kills every process in the PID namespace pinned at `dir/pid` (its
+/// holder first of all, which ends the namespace): for a pod whose holder's
+/// pid was never recorded (a crash during RunPodSandbox). Nothing pinned
+/// is fine.
+pub fn kill_pid_namespace(dir: &Path) -> io::Result<()> {
+    if !is_pinned(&dir.join("pid")) {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if holds(dir, pid) {
+            if let Ok(fd) = super::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+                // Checked again through the pidfd's process.
+                if holds(dir, pid) {
+                    let _ = super::pidfd_send_signal(&fd, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether process `pid` is in the PID namespace pinned at `dir/pid`.
 fn holds(dir: &Path, pid: i32) -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -3,6 +3,7 @@
 //! name (UNIMPLEMENTED), never dropped.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use tonic::Status;
@@ -30,16 +31,24 @@ fn invalid(msg: impl Into<String>) -> Status {
 /// when it would make the name too long).
 pub fn berth_name(pod: &PodRecord, name: &str, attempt: u32) -> String {
     let short = &pod.id[..12.min(pod.id.len())];
+    let fits = |n: &str| {
+        n.len() <= NAME_MAX
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
     let full = format!("k8s_{name}_{}_{short}_{attempt}", pod.name);
-    if full.len() <= NAME_MAX
-        && full
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
-        full
-    } else {
-        format!("k8s_{name}_{short}_{attempt}")
+    if fits(&full) {
+        return full;
     }
+    let without_pod = format!("k8s_{name}_{short}_{attempt}");
+    if fits(&without_pod) {
+        return without_pod;
+    }
+    // A very long container name: its head and a digest of the whole,
+    // still unique in the pod.
+    let digest = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(name.as_bytes())[..6]);
+    let head: String = name.chars().take(64).collect();
+    format!("k8s_{head}-{digest}_{short}_{attempt}")
 }
 
 /// The spec of kubelet's container `c` in `pod`, whose namespaces are
@@ -53,14 +62,14 @@ pub fn spec_of(
         .metadata
         .ok_or_else(|| invalid("config.metadata is required"))?;
     if meta.name.is_empty()
-        || meta.name.len() > 63
+        || meta.name.len() > META_MAX
         || !meta
             .name
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.')
     {
         return Err(invalid(
-            "config.metadata.name must be 1 to 63 letters, digits, '-', '_' or '.'",
+            "config.metadata.name must be 1 to 253 letters, digits, '-', '_' or '.'",
         ));
     }
     let image = c.image.map(|i| i.image).unwrap_or_default();
@@ -280,6 +289,13 @@ fn security_context(
     }
     spec.privileged = s.privileged;
     spec.read_only_rootfs = s.readonly_rootfs;
+    if s.privileged {
+        // Every capability and no filter, whatever else was said, as
+        // containerd and CRI-O do for a privileged container.
+        spec.cap_add.clear();
+        spec.cap_drop.clear();
+        return Ok(());
+    }
     spec.seccomp = seccomp(s.seccomp.as_ref(), &s.seccomp_profile_path)?;
     Ok(())
 }
@@ -308,13 +324,22 @@ fn seccomp(
                     "a Localhost seccomp profile needs an absolute path",
                 ));
             }
+            // Never blocks (a fifo, a device) and never follows a link at
+            // the end; only a regular file is read.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(|e| invalid(format!("seccomp profile {:?}: {e}", capped(path))))?;
+            if !file.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(invalid(format!(
+                    "seccomp profile {:?} is not a regular file",
+                    capped(path)
+                )));
+            }
             let mut json = String::new();
             std::io::Read::read_to_string(
-                &mut std::io::Read::take(
-                    std::fs::File::open(path)
-                        .map_err(|e| invalid(format!("seccomp profile {:?}: {e}", capped(path))))?,
-                    SECCOMP_PROFILE_MAX,
-                ),
+                &mut std::io::Read::take(file, SECCOMP_PROFILE_MAX),
                 &mut json,
             )
             .map_err(|e| invalid(format!("seccomp profile {:?}: {e}", capped(path))))?;
@@ -440,5 +465,10 @@ mod tests {
         let n = berth_name(&p, "app", 0);
         assert_eq!(n, "k8s_app_ffffffffffff_0");
         assert!(crate::container::spec::validate_name(&n).is_ok());
+        // critest's names (a word and a UUID) and longer ones fit too.
+        let long = "c".repeat(200);
+        let n = berth_name(&p, &long, 3);
+        assert!(crate::container::spec::validate_name(&n).is_ok(), "{n}");
+        assert_ne!(n, berth_name(&p, &"c".repeat(199), 3));
     }
 }

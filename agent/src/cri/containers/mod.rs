@@ -92,12 +92,14 @@ pub async fn remove_entry(mgr: &Manager, entry: &Arc<Entry>) -> Result<(), Statu
 
 impl Pods {
     /// CreateContainer: in a ready pod.
-    pub fn create_container(
+    pub async fn create_container(
         &self,
         pod_id: &str,
         config: cri::ContainerConfig,
     ) -> Result<String, Status> {
         let pod = self.get(pod_id)?;
+        let _lock = self.lock_pod(&pod.id).await;
+        let pod = self.get(&pod.id)?;
         if !pod.ready {
             return Err(Status::failed_precondition(format!(
                 "pod sandbox {} is not ready",
@@ -129,9 +131,31 @@ impl Pods {
         Ok(rec.id)
     }
 
-    /// StartContainer.
+    /// StartContainer: a created container of a ready pod (CRI
+    /// containers run once: created, running, exited).
     pub async fn start_container(&self, id: &str) -> Result<(), Status> {
         let entry = get(&self.mgr, id)?;
+        let pod_id = entry
+            .lock_record()
+            .spec
+            .pod
+            .as_ref()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        let _lock = self.lock_pod(&pod_id).await;
+        if !self.get(&pod_id)?.ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {pod_id} is not ready"
+            )));
+        }
+        let state = entry.snapshot().state;
+        if state != crate::container::state::State::Created {
+            return Err(Status::failed_precondition(format!(
+                "container {} is {}, not created: a CRI container starts once",
+                entry.id,
+                state.as_str()
+            )));
+        }
         self.mgr.start(&entry).await.map_err(status)?;
         Ok(())
     }
@@ -139,7 +163,11 @@ impl Pods {
     /// StopContainer: the stop signal, `timeout` seconds of grace, then
     /// SIGKILL. Stopping a container that is not running is no error.
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), Status> {
-        let entry = get(&self.mgr, id)?;
+        let entry = match get(&self.mgr, id) {
+            Ok(e) => e,
+            Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if !entry.snapshot().state.is_live() {
             return Ok(());
         }
@@ -214,6 +242,9 @@ impl Pods {
             return Err(Status::internal("an exec without a terminal got one"));
         };
         let control = Arc::new(exec.control);
+        // A client that goes away (a cancel, its own deadline) takes the
+        // command with it, as a timeout does.
+        let mut guard = KillOnDrop(Some(control.clone()));
         let run = async {
             let (out, err) = tokio::join!(read_capped(&stdout), read_capped(&stderr));
             let exit = exec
@@ -236,6 +267,7 @@ impl Pods {
         } else {
             run.await?
         };
+        guard.0 = None;
         Ok(cri::ExecSyncResponse {
             stdout,
             stderr,
@@ -245,6 +277,17 @@ impl Pods {
                 exit.exit_code
             },
         })
+    }
+}
+
+/// Kills an ExecSync's process when dropped armed.
+struct KillOnDrop(Option<Arc<crate::exec::Control>>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.kill_now();
+        }
     }
 }
 

@@ -42,10 +42,15 @@ impl Pods {
         };
         for entry in std::fs::read_dir(store.dir())?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !store.lock().contains_key(&name) {
-                // Pinned but never recorded: RunPodSandbox did not answer.
+            // Pinned but never recorded: RunPodSandbox did not answer. A
+            // record that exists but did not load is kept (and logged by
+            // the store): its containers and network are still there.
+            if !store.lock().contains_key(&name) && !store.has_record(&name) {
                 let ns = store.ns_dir(&name);
-                if let Err(e) = pin::unpin(&ns).and_then(|()| store.delete_dir(&name)) {
+                let cleaned = pin::kill_pid_namespace(&ns)
+                    .and_then(|()| pin::unpin(&ns))
+                    .and_then(|()| store.delete_dir(&name));
+                if let Err(e) = cleaned {
                     tracing::warn!(pod = %name, "removing a half-made pod: {e}");
                 }
             }
@@ -76,6 +81,8 @@ impl Pods {
             cni_conf_dir,
             cni,
             events,
+            locks: Default::default(),
+            creating: Default::default(),
         })
     }
 
@@ -145,7 +152,9 @@ impl Pods {
     /// Makes the pod: its namespaces pinned, attached to the CNI network
     /// (unless it is on the host's, or there is no CNI configuration: then
     /// it has loopback only), its record durable. Its name (metadata) is
-    /// reserved first, so two runs of one pod cannot both succeed.
+    /// reserved first, so two runs of one pod cannot both succeed. The
+    /// caller runs it in a task of its own: a client that gives up must
+    /// not leave it half done (see `runtime.rs`).
     pub async fn run(
         &self,
         mut rec: PodRecord,
@@ -158,7 +167,7 @@ impl Pods {
                 let runtime = network::port_mappings(&list, &ports)?;
                 Some((list, runtime))
             }
-            (false, Err(why)) if !ports.is_empty() => {
+            (false, Err(why)) if ports.iter().any(|p| p.host_port > 0) => {
                 return Err(not_supported(&format!(
                     "port mappings (hostPort) without a pod network ({why})"
                 )))
@@ -166,16 +175,25 @@ impl Pods {
             (false, Err(_)) => None,
         };
         rec.cni = network.as_ref().map(|(list, _)| list.clone());
+        let name = rec.full_name();
         {
-            let mut pods = self.store.lock();
-            if let Some(other) = pods.values().find(|p| p.full_name() == rec.full_name()) {
+            // The name is reserved, the pod not yet listed: nothing sees a
+            // pod that is half made.
+            let pods = self.store.lock();
+            let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(other) = pods.values().find(|p| p.full_name() == name) {
                 return Err(Status::already_exists(format!(
                     "pod {:?} exists already as sandbox {}",
-                    crate::error::capped(&rec.full_name()),
+                    crate::error::capped(&name),
                     other.id
                 )));
             }
-            pods.insert(rec.id.clone(), rec.clone());
+            if !creating.insert(name.clone()) {
+                return Err(Status::already_exists(format!(
+                    "pod {:?} is being made already",
+                    crate::error::capped(&name)
+                )));
+            }
         }
         let ns = self.store.ns_dir(&rec.id);
         let made = self.make(&mut rec, &ns, network).await;
@@ -186,12 +204,20 @@ impl Pods {
                 }
             }
             let _ = pin::kill_holder(&ns, rec.pid_holder);
+            let _ = pin::kill_pid_namespace(&ns);
             let _ = pin::unpin(&ns);
             let _ = self.store.delete_dir(&rec.id);
-            self.store.lock().remove(&rec.id);
+            self.creating
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
             return Err(e);
         }
         self.store.lock().insert(rec.id.clone(), rec.clone());
+        self.creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
         self.announce(&rec, Action::Created);
         tracing::info!(pod = %rec.id, name = %rec.full_name(), ips = ?rec.ips, "pod sandbox ready");
         Ok(rec.id)
@@ -244,9 +270,19 @@ impl Pods {
     /// their grace already) and marks it not ready. The namespaces stay
     /// until the pod is removed.
     pub async fn stop(&self, id: &str) -> Result<(), Status> {
-        let pod = self.get(id)?;
+        let pod = match self.get(id) {
+            Ok(p) => p,
+            // Already removed: stopped (kubelet retries, as critest checks).
+            Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _lock = self.lock_pod(&pod.id).await;
+        let pod = self.get(&pod.id)?;
         if pod.ready {
             self.announce(&pod, Action::Stopping);
+            // Not ready first: a crash from here on restarts it not ready,
+            // and no container is created or started in it meanwhile.
+            self.update(&pod.id, |p| p.ready = false)?;
         }
         for entry in self.containers_of(&pod.id) {
             if entry.snapshot().state.is_live() {
@@ -268,27 +304,53 @@ impl Pods {
                 .map_err(|e| internal("stopping the pod's PID holder", e))?;
         }
         // The network goes at the stop, as containerd's: the addresses are
-        // free for other pods while kubelet keeps this one around.
+        // free for other pods while kubelet keeps this one around. Once
+        // DELed, the record says so, and the removal runs no second DEL.
         if let Some(list) = &pod.cni {
             network::detach(&self.cni, list, &pod.id).await?;
-        }
-        let mut pods = self.store.lock();
-        if let Some(p) = pods.get_mut(&pod.id) {
-            if p.ready || !p.ips.is_empty() {
-                p.ready = false;
+            self.update(&pod.id, |p| {
+                p.cni = None;
                 p.ips.clear();
-                self.store
-                    .save(p)
-                    .map_err(|e| internal("saving the pod", e))?;
-            }
+            })?;
         }
         Ok(())
+    }
+
+    /// Changes pod `id`'s record with `f` and saves it durably.
+    fn update(&self, id: &str, f: impl FnOnce(&mut PodRecord)) -> Result<(), Status> {
+        let mut pods = self.store.lock();
+        if let Some(p) = pods.get_mut(id) {
+            f(p);
+            self.store
+                .save(p)
+                .map_err(|e| internal("saving the pod", e))?;
+        }
+        Ok(())
+    }
+
+    /// Serialises the calls that change pod `id` or its containers (stop,
+    /// remove, create, start): a container is never created or started in
+    /// a pod that is being stopped or removed.
+    pub async fn lock_pod(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            // Locks of removed pods go once nobody holds them.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(id.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// Removes the pod and every container of it; a pod already gone is
     /// not an error (kubelet retries removals).
     pub async fn remove(&self, id: &str) -> Result<(), Status> {
         let pod = match self.get(id) {
+            Ok(p) => p,
+            Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _lock = self.lock_pod(&pod.id).await;
+        let pod = match self.get(&pod.id) {
             Ok(p) => p,
             Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -323,7 +385,8 @@ impl Pods {
 /// namespace in `ns`; the holder's host pid.
 fn start_pid_holder(ns: &std::path::Path) -> std::io::Result<i32> {
     let pod_dir = ns.parent().unwrap_or(ns);
-    let out = std::process::Command::new(std::env::current_exe()?)
+    // The running binary, also once a newer one replaced its file.
+    let out = std::process::Command::new("/proc/self/exe")
         .arg(pin::POD_PAUSE_ARG)
         .arg(pod_dir)
         .current_dir(pod_dir)

@@ -33,9 +33,9 @@ pub fn load(dir: &Path) -> Result<(PathBuf, Conflist), String> {
                 Some("conflist" | "conf" | "json")
             )
         })
-        .take(FILES_MAX)
         .collect();
     files.sort();
+    files.truncate(FILES_MAX);
     let mut skipped = Vec::new();
     for path in files {
         match read(&path) {
@@ -82,6 +82,9 @@ fn read(path: &Path) -> Result<Conflist, String> {
 /// kubelet's port mappings (hostPort) as the `portMappings` capability
 /// hands them to plugins; refused when the list has no plugin for them.
 pub fn port_mappings(list: &Conflist, ports: &[cri::PortMapping]) -> Result<RuntimeConfig, Status> {
+    // kubelet sends one for each declared container port; only those with
+    // a host port publish anything (as containerd reads them).
+    let ports: Vec<&cri::PortMapping> = ports.iter().filter(|p| p.host_port > 0).collect();
     if ports.is_empty() {
         return Ok(RuntimeConfig::default());
     }
@@ -97,7 +100,7 @@ pub fn port_mappings(list: &Conflist, ports: &[cri::PortMapping]) -> Result<Runt
             .ok_or_else(|| Status::invalid_argument(format!("port_mappings: bad {what} {p}")))
     };
     let port_mappings = ports
-        .iter()
+        .into_iter()
         .map(|m| {
             let protocol = match cri::Protocol::try_from(m.protocol) {
                 Ok(cri::Protocol::Tcp) => "tcp",
@@ -140,19 +143,31 @@ pub async fn attach(
         .collect())
 }
 
-/// DEL for pod `id`, if it is attached (its addresses and the plugins'
-/// rules are released; the namespace may be gone).
+/// DEL for pod `id` (its addresses and the plugins' rules are released;
+/// the namespace may be gone). With its stored ADD result when there is
+/// one; without, the list's DEL still runs: an ADD that never finished
+/// (berthd killed, the call abandoned) may have allocated what only a DEL
+/// frees, and CNI requires DEL to accept a missing or partial ADD.
 pub async fn detach(cni: &Cni, list: &Conflist, id: &str) -> Result<(), Status> {
+    let unavailable =
+        |e: cni::CniError| Status::unavailable(format!("pod network {:?}: {e}", list.name));
     let stored = cni
         .store
         .load(id)
         .map_err(|e| Status::internal(format!("reading the pod's CNI attachment: {e}")))?;
-    if let Some(a) = stored {
-        cni.detach(list, &a)
-            .await
-            .map_err(|e| Status::unavailable(format!("pod network {:?}: {e}", list.name)))?;
+    match stored {
+        Some(a) => cni.detach(list, &a).await.map_err(unavailable),
+        None => {
+            let target = cni::invoke::Target {
+                container_id: id.to_string(),
+                netns: String::new(),
+                ifname: cni::IFNAME.to_string(),
+            };
+            cni::chain::del(&cni.dirs, list, &target, None, &RuntimeConfig::default())
+                .await
+                .map_err(unavailable)
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -222,6 +237,15 @@ mod tests {
             host_port: 70000,
             ..ports[0].clone()
         }];
+        // Container ports without a host port publish nothing.
+        let unpublished = [cri::PortMapping {
+            host_port: 0,
+            ..ports[0].clone()
+        }];
+        assert!(port_mappings(&without, &unpublished)
+            .unwrap()
+            .port_mappings
+            .is_empty());
         assert_eq!(
             port_mappings(&with, &bad).unwrap_err().code(),
             tonic::Code::InvalidArgument

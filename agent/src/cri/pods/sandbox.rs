@@ -54,6 +54,11 @@ pub struct Pods {
     pub(in crate::cri) cni: crate::network::cni::Cni,
     /// Where pod events go (berth's event log).
     pub(in crate::cri) events: Arc<dyn crate::events::domain::EventSink>,
+    /// Per-pod locks of the calls that change a pod or its containers.
+    pub(in crate::cri) locks:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Full names of pods being made: reserved, not yet visible.
+    pub(in crate::cri) creating: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn invalid(msg: impl Into<String>) -> Status {

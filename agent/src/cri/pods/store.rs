@@ -123,6 +123,11 @@ impl PodStore {
         self.dir.join(id)
     }
 
+    /// Whether pod `id`'s directory has a record file (loadable or not).
+    pub fn has_record(&self, id: &str) -> bool {
+        std::fs::symlink_metadata(self.pod_dir(id).join(RECORD_FILE)).is_ok()
+    }
+
     /// The directory of pod `id`'s pinned namespaces.
     pub fn ns_dir(&self, id: &str) -> PathBuf {
         self.pod_dir(id).join("ns")
