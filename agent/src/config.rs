@@ -132,6 +132,17 @@ pub struct Config {
         default_value = crate::cri::DEFAULT_CNI_CONF_DIR
     )]
     pub cri_cni_conf_dir: PathBuf,
+    /// Where the CRI streaming server listens (the URLs Exec, Attach and
+    /// PortForward return): ADDR:PORT, port 0 for one the system picks.
+    /// Its only credential is the single-use token in each URL, as
+    /// kubelet's: keep it on loopback.
+    #[arg(
+        long,
+        env = "BERTHD_CRI_STREAMING_ADDR",
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:0"
+    )]
+    pub cri_streaming_addr: std::net::SocketAddr,
     /// Log filter: a level, and per-target levels, comma-separated, e.g.
     /// "info", "berthd=debug,info" or "warn,h2=off".
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]

@@ -1,12 +1,13 @@
 //! The CRI front end under test: a berthd serving `--cri-socket`, driven by
 //! the real `crictl` of cri-tools v1.37.0.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use super::Agent;
 use berth::v1 as pb;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Where `.ci/run` installs crictl (`GOBIN=/usr/local/bin go install
 /// sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0`); `BERTH_CRICTL` overrides it.
@@ -144,4 +145,98 @@ impl Drop for Cri {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A scratch directory for configs and kubelet's log directory.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch(
+            tempfile::Builder::new()
+                .prefix("berth-cri-pods-")
+                .tempdir()
+                .expect("tempdir")
+                .keep(),
+        )
+    }
+
+    pub fn write(&self, name: &str, v: &Value) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, v.to_string()).expect("writing a config");
+        p.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// kubelet's usual namespace options: network and IPC of the pod, PID of
+/// the container's own.
+pub fn pod_namespaces() -> Value {
+    json!({"network": 0, "pid": 1, "ipc": 0})
+}
+
+pub fn pod_config(name: &str, log_dir: &Path) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "attempt": 0},
+        "hostname": format!("{name}-host"),
+        "log_directory": log_dir.display().to_string(),
+        "dns_config": {"servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local"], "options": ["ndots:5"]},
+        "labels": {"app": name},
+        "annotations": {"note": "made by a test"},
+        "linux": {"security_context": {"namespace_options": pod_namespaces()}}
+    })
+}
+
+pub fn container_config(name: &str, script: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "attempt": 0},
+        "image": {"image": "busybox"},
+        "command": ["sh", "-c", script],
+        "envs": [{"key": "GREETING", "value": "hello"}],
+        "labels": {"role": name},
+        "annotations": {"kind": "test"},
+        "log_path": format!("{name}/0.log"),
+        "linux": {
+            "security_context": {"namespace_options": pod_namespaces()},
+            "resources": {"oom_score_adj": 700}
+        }
+    })
+}
+
+/// Waits until `check` holds (polling; never a fixed sleep).
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The namespace `kind` of container `id`'s init, read through ExecSync.
+pub fn ns(cri: &Cri, id: &str, kind: &str) -> String {
+    cri.ok(&["exec", "-s", id, "readlink", &format!("/proc/1/ns/{kind}")])
+        .trim()
+        .to_string()
+}
+
+pub fn state(cri: &Cri, id: &str) -> String {
+    cri.json(&["inspect", "-o", "json", id])["status"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// CreateContainer and StartContainer in `pod`; the container's id.
+pub fn start_in(cri: &Cri, pod: &str, config: &str, pod_config: &str) -> String {
+    let id = cri
+        .ok(&["create", pod, config, pod_config])
+        .trim()
+        .to_string();
+    cri.ok(&["start", &id]);
+    id
 }

@@ -18,6 +18,7 @@ mod pods;
 mod runtime;
 mod runtime_info;
 mod stats;
+mod streaming; // the allow goes once runtime.rs serves Exec/Attach/PortForward
 mod unsupported;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct Deps {
     pub pod_dir: PathBuf,
     /// Where the pod network's CNI configuration is (`--cri-cni-conf-dir`).
     pub cni_conf_dir: PathBuf,
+    /// Where the streaming server listens (`--cri-streaming-addr`).
+    pub streaming_addr: std::net::SocketAddr,
 }
 
 /// Binds `socket` (root only, as berth's own) and serves CRI on it until
@@ -62,11 +65,21 @@ pub struct Deps {
 ///
 /// # Errors
 /// The socket cannot be bound (another berthd serves it, a bad path).
-pub fn serve(
+pub async fn serve(
     socket: &Path,
     deps: Deps,
     mut stopping: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    // First, so a busy address fails before the socket file is made.
+    let streaming =
+        streaming::Streaming::start(deps.mgr.clone(), deps.streaming_addr, stopping.clone())
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("the CRI streaming server on {}: {e}", deps.streaming_addr),
+                )
+            })?;
     let listener = crate::server::bind_unix(socket)?;
     let pods = Arc::new(pods::Pods::open(
         deps.pod_dir.clone(),
@@ -80,7 +93,12 @@ pub fn serve(
             store.get(id).ok().map(|p| pods::sandbox::to_cri_status(&p))
         })
     };
-    let runtime = runtime::CriRuntime::new(deps.image_dir.display().to_string(), pods, events);
+    let runtime = runtime::CriRuntime::new(
+        deps.image_dir.display().to_string(),
+        pods,
+        events,
+        streaming,
+    );
     let images = images::CriImages::new(&deps);
     let router = Server::builder()
         .add_service(NamedUnimplemented::new(

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::events::ContainerEvents;
 use super::pods::{sandbox, Pods};
 use super::stats;
+use super::streaming::Streaming;
 use super::unsupported::not_supported;
 use super::{containers, runtime_info};
 
@@ -27,17 +28,25 @@ pub struct CriRuntime {
     events: ContainerEvents,
     /// The stats calls' last CPU readings (for usage_nano_cores).
     stats: stats::CriStats,
+    /// The streaming server of Exec, Attach and PortForward.
+    streaming: Arc<Streaming>,
 }
 
 impl CriRuntime {
     /// A runtime service on `pods`, reporting `image_store` in verbose
     /// Status; `events` serves GetContainerEvents.
-    pub fn new(image_store: String, pods: Arc<Pods>, events: ContainerEvents) -> Self {
+    pub fn new(
+        image_store: String,
+        pods: Arc<Pods>,
+        events: ContainerEvents,
+        streaming: Arc<Streaming>,
+    ) -> Self {
         CriRuntime {
             image_store,
             pods,
             events,
             stats: stats::CriStats::default(),
+            streaming,
         }
     }
 }
@@ -266,23 +275,34 @@ impl RuntimeService for CriRuntime {
 
     async fn exec(
         &self,
-        _req: Request<cri::ExecRequest>,
+        req: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        Err(not_supported("Exec"))
+        Ok(Response::new(self.streaming.exec(req.into_inner())?))
     }
 
     async fn attach(
         &self,
-        _req: Request<cri::AttachRequest>,
+        req: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        Err(not_supported("Attach"))
+        Ok(Response::new(self.streaming.attach(req.into_inner())?))
     }
 
     async fn port_forward(
         &self,
-        _req: Request<cri::PortForwardRequest>,
+        req: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        Err(not_supported("PortForward"))
+        let mut req = req.into_inner();
+        let pod = self.pods.get(&req.pod_sandbox_id)?;
+        if !pod.ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        // The pod's own network namespace; none for a pod on the host's.
+        let netns = (!pod.host_network).then(|| self.pods.ns_dir(&pod.id).join("net"));
+        req.pod_sandbox_id = pod.id;
+        Ok(Response::new(self.streaming.port_forward(req, netns)?))
     }
 
     async fn container_stats(

@@ -277,9 +277,11 @@ pub async fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                     bus: bus.clone(),
                     pod_dir: cfg.state_dir.join("cri").join("pods"),
                     cni_conf_dir: cfg.cri_cni_conf_dir.clone(),
+                    streaming_addr: cfg.cri_streaming_addr,
                 },
                 stopping.clone(),
             )
+            .await
             .map_err(|e| format!("CRI socket {}: {e}", path.display()))?,
         ),
         None => None,
