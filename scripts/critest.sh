@@ -96,7 +96,7 @@ known_reasons=(
     'berth applies its default seccomp profile when none is given (containerd: unconfined)'
     'berth'"'"'s own read-only paths apply, not the request'"'"'s'
     'supplemental groups: not supported yet'
-    'Exec, Attach and PortForward (the streaming server): not supported yet'
+    'critest streams over SPDY; berth'"'"'s streaming server speaks WebSocket only (and attach: stdin_once is not supported yet)'
 )
 
 # The registry's address inside the namespace. Port 80 because a plain-HTTP
