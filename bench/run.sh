@@ -22,6 +22,8 @@
 # BENCH_ONLY=build (berthctl build next to docker build; bench/build.py),
 # BENCH_ONLY=exec (exec latency, TTY throughput and stats cost next to crun,
 # runc and Docker; bench/exec.py),
+# BENCH_ONLY=cri (CRI pod and container lifecycle, crictl and critest, next
+# to containerd's CRI plugin; bench/cri.py),
 # BENCH_CONC_TOTAL (50 containers per concurrency sample),
 # BENCH_STATE_FS=root (state on the root file system, not a journaled ext4).
 set -euo pipefail
@@ -77,4 +79,5 @@ if [[ "${BENCH_STATE_FS:-journal}" != root ]]; then
     mkdir -p "$BENCH_WORK"
     mount -o loop "$img" "$BENCH_WORK"
 fi
+[[ "${BENCH_ONLY:-}" == cri ]] && exec /usr/bin/python3 "$REPO/bench/cri.py"
 exec /usr/bin/python3 "$REPO/bench/bench.py"
