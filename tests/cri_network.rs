@@ -143,6 +143,8 @@ async fn pods_get_addresses_from_the_cni_network_and_reach_each_other() {
     cri.ok(&["rmp", &pod_a]);
     cri.ok(&["rmp", "-f", &pod_b]);
     assert_eq!(allocated(&ipam), Vec::<String>::new());
+    // DEL ran in the pods' namespaces while they were pinned: no veth is
+    // left for the kernel to tear down later.
     let veths = netns.exec(&["ip", "-o", "link", "show", "type", "veth"]);
     assert_eq!(String::from_utf8_lossy(&veths.stdout), "", "veths left");
 }

@@ -199,7 +199,7 @@ impl Pods {
         let made = self.make(&mut rec, &ns, network).await;
         if let Err(e) = made {
             if let Some(list) = &rec.cni {
-                if let Err(e) = network::detach(&self.cni, list, &rec.id).await {
+                if let Err(e) = network::detach(&self.cni, list, &rec.id, &ns.join("net")).await {
                     tracing::warn!(pod = %rec.id, "undoing a pod's network: {e}");
                 }
             }
@@ -307,7 +307,13 @@ impl Pods {
         // free for other pods while kubelet keeps this one around. Once
         // DELed, the record says so, and the removal runs no second DEL.
         if let Some(list) = &pod.cni {
-            network::detach(&self.cni, list, &pod.id).await?;
+            network::detach(
+                &self.cni,
+                list,
+                &pod.id,
+                &self.store.ns_dir(&pod.id).join("net"),
+            )
+            .await?;
             self.update(&pod.id, |p| {
                 p.cni = None;
                 p.ips.clear();
@@ -359,7 +365,13 @@ impl Pods {
             super::containers::remove_entry(&self.mgr, &entry).await?;
         }
         if let Some(list) = &pod.cni {
-            network::detach(&self.cni, list, &pod.id).await?;
+            network::detach(
+                &self.cni,
+                list,
+                &pod.id,
+                &self.store.ns_dir(&pod.id).join("net"),
+            )
+            .await?;
         }
         let ns = self.store.ns_dir(&pod.id);
         let holder = pod.pid_holder;

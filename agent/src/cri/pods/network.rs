@@ -148,25 +148,36 @@ pub async fn attach(
 /// one; without, the list's DEL still runs: an ADD that never finished
 /// (berthd killed, the call abandoned) may have allocated what only a DEL
 /// frees, and CNI requires DEL to accept a missing or partial ADD.
-pub async fn detach(cni: &Cni, list: &Conflist, id: &str) -> Result<(), Status> {
+///
+/// The namespace at `netns` is named while it is still pinned, so the
+/// plugins remove the pod's interface there and then (its veth would
+/// otherwise go only when the kernel gets to tearing the namespace down).
+pub async fn detach(cni: &Cni, list: &Conflist, id: &str, netns: &Path) -> Result<(), Status> {
     let unavailable =
         |e: cni::CniError| Status::unavailable(format!("pod network {:?}: {e}", list.name));
     let stored = cni
         .store
         .load(id)
         .map_err(|e| Status::internal(format!("reading the pod's CNI attachment: {e}")))?;
+    let target = cni::invoke::Target {
+        container_id: id.to_string(),
+        netns: if crate::sys::pin::is_pinned(netns) {
+            netns.to_string_lossy().into_owned()
+        } else {
+            String::new()
+        },
+        ifname: cni::IFNAME.to_string(),
+    };
     match stored {
-        Some(a) => cni.detach(list, &a).await.map_err(unavailable),
-        None => {
-            let target = cni::invoke::Target {
-                container_id: id.to_string(),
-                netns: String::new(),
-                ifname: cni::IFNAME.to_string(),
-            };
-            cni::chain::del(&cni.dirs, list, &target, None, &RuntimeConfig::default())
+        Some(a) => {
+            cni::chain::del(&cni.dirs, list, &target, Some(&a.result), &a.runtime)
                 .await
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+            cni.store.remove(&a.container).map_err(unavailable)
         }
+        None => cni::chain::del(&cni.dirs, list, &target, None, &RuntimeConfig::default())
+            .await
+            .map_err(unavailable),
     }
 }
 

@@ -138,7 +138,10 @@ impl Forward {
             }
         };
         let (mut from_pod, mut to_pod) = stream.into_split();
-        let writer = tokio::spawn(async move {
+        // Aborted when this forward ends or is cancelled (its client gone):
+        // a copier blocked writing to a pod that does not read would else
+        // hold the pod's connection for ever.
+        let _writer = AbortOnDrop(tokio::spawn(async move {
             while let Some(chunk) = from_client.recv().await {
                 if to_pod.write_all(&chunk).await.is_err() {
                     break;
@@ -147,7 +150,7 @@ impl Forward {
             let _ = to_pod.shutdown().await;
             // Keep taking what the client sends, so it is never blocked.
             while from_client.recv().await.is_some() {}
-        });
+        }));
         let mut buf = vec![0u8; CHUNK];
         loop {
             match from_pod.read(&mut buf).await {
@@ -164,7 +167,15 @@ impl Forward {
                 }
             }
         }
-        writer.abort();
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

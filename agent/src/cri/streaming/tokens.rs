@@ -48,11 +48,11 @@ impl<T> Tokens<T> {
 
     fn insert_at(&self, grant: T, now: Instant) -> Result<String, Full> {
         let mut map = self.lock();
+        // Expired grants go at every insert (at most MAX entries to look
+        // at): an Exec grant holds its command, up to a MiB.
+        map.retain(|_, (at, _)| !expired(*at, now));
         if map.len() >= MAX {
-            map.retain(|_, (at, _)| !expired(*at, now));
-            if map.len() >= MAX {
-                return Err(Full);
-            }
+            return Err(Full);
         }
         let token = loop {
             let t = hex::encode(rand::random::<[u8; LEN / 2]>());
