@@ -94,6 +94,16 @@ impl Pods {
         self.events.publish(ev);
     }
 
+    /// Like [`Pods::get`], but a pod that is gone is `None`: stopping or
+    /// removing it again succeeds (kubelet retries, as critest checks).
+    fn find(&self, id: &str) -> Result<Option<PodRecord>, Status> {
+        match self.get(id) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e.code() == tonic::Code::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The pod `id` (its full id, or a unique prefix as crictl passes).
     pub fn get(&self, id: &str) -> Result<PodRecord, Status> {
         if id.is_empty() {
@@ -270,11 +280,8 @@ impl Pods {
     /// their grace already) and marks it not ready. The namespaces stay
     /// until the pod is removed.
     pub async fn stop(&self, id: &str) -> Result<(), Status> {
-        let pod = match self.get(id) {
-            Ok(p) => p,
-            // Already removed: stopped (kubelet retries, as critest checks).
-            Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(pod) = self.find(id)? else {
+            return Ok(());
         };
         let _lock = self.lock_pod(&pod.id).await;
         let pod = self.get(&pod.id)?;
@@ -350,16 +357,12 @@ impl Pods {
     /// Removes the pod and every container of it; a pod already gone is
     /// not an error (kubelet retries removals).
     pub async fn remove(&self, id: &str) -> Result<(), Status> {
-        let pod = match self.get(id) {
-            Ok(p) => p,
-            Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(pod) = self.find(id)? else {
+            return Ok(());
         };
         let _lock = self.lock_pod(&pod.id).await;
-        let pod = match self.get(&pod.id) {
-            Ok(p) => p,
-            Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(pod) = self.find(&pod.id)? else {
+            return Ok(());
         };
         for entry in self.containers_of(&pod.id) {
             super::containers::remove_entry(&self.mgr, &entry).await?;
