@@ -74,7 +74,6 @@ skip_reasons=(
 # is reported, to be taken off the list.
 known_failures=(
     'should support non-recursive readonly mounts'
-    'should support reopening container log'
     'should support safe sysctls'
     'should support unsafe sysctls'
     'should support HostIpc is true'
@@ -88,7 +87,6 @@ known_failures=(
 )
 known_reasons=(
     'a read-only bind is read-only recursively (no non-recursive read-only bind yet)'
-    'the log at kubelet'"'"'s path is a link to berth'"'"'s own log, which a rename does not reopen'
     'pod sysctls: not supported yet'
     'pod sysctls: not supported yet'
     'the host'"'"'s IPC namespace: not supported yet'

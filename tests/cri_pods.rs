@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use berth::v1 as pb;
-use common::cri::{container_config, ns, pod_config, state, wait_for, Cri, Scratch};
+use common::cri::{container_config, ns, pod_config, start_in, state, wait_for, Cri, Scratch};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -259,10 +259,10 @@ async fn a_pod_lifecycle_through_crictl() {
     cri.ok(&["rmp", &pod]);
     let all = cri.json(&["ps", "-a", "-o", "json", "--pod", &pod]);
     assert_eq!(all["containers"], json!([]), "{all}");
-    assert!(
-        !logs.join("app/0.log").exists(),
-        "the log link outlived the container"
-    );
+    // The log file is kubelet's: it stays for kubelet to remove with the
+    // pod's log directory, as with containerd.
+    let kept = std::fs::symlink_metadata(logs.join("app/0.log")).expect("the log file stays");
+    assert!(kept.file_type().is_file(), "{kept:?}");
     assert!(
         !cri.agent.state_dir.join("cri/pods").join(&pod).exists(),
         "the pod's state outlived it"
@@ -274,6 +274,59 @@ async fn a_pod_lifecycle_through_crictl() {
     // The other pod (crictl run's) is untouched.
     let pods = cri.json(&["pods", "-o", "json"]);
     assert_eq!(pods["items"].as_array().map(Vec::len), Some(1), "{pods}");
+}
+
+/// kubelet rotates a container's log itself: it renames the file at its
+/// path and asks for a new one (ReopenContainerLog, which critest checks).
+/// The log is a file of its own there, so the rename keeps what was written
+/// and the output goes on in a new file at the path.
+#[tokio::test]
+async fn kubelets_log_rotation_keeps_the_old_file_and_goes_on_in_a_new_one() {
+    let cri = Cri::start().await;
+    cri.agent.import_busybox().await;
+    let scratch = Scratch::new();
+    let logs = scratch.0.join("logs");
+    let pod_json = scratch.write("pod.json", &pod_config("rot", &logs));
+    let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+    let ticker = scratch.write(
+        "ticker.json",
+        &container_config(
+            "ticker",
+            "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.05; done",
+        ),
+    );
+    let id = start_in(&cri, &pod, &ticker, &pod_json);
+    let path = logs.join("ticker/0.log");
+    let meta = std::fs::symlink_metadata(&path).expect("the log file");
+    assert!(
+        meta.file_type().is_file(),
+        "not a file of its own: {meta:?}"
+    );
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    wait_for("ticks in the log", || read(&path).contains("tick 3\n"));
+
+    let rotated = logs.join("ticker/0.log.20261207-000000");
+    std::fs::rename(&path, &rotated).expect("rotating");
+    // The monitor notices the path naming no file (or another one) at its
+    // next output, at most a second on, and writes at the path again.
+    wait_for("a new log at the path", || {
+        read(&path).contains(" stdout F tick ")
+    });
+    let old = read(&rotated);
+    let new = read(&path);
+    let last_old = old.lines().last().expect("old lines").to_string();
+    let first_new = new.lines().next().expect("new lines").to_string();
+    let tick = |l: &str| -> u64 { l.rsplit(' ').next().and_then(|n| n.parse().ok()).expect(l) };
+    // No line lost or repeated across the two files.
+    assert_eq!(
+        tick(&first_new),
+        tick(&last_old) + 1,
+        "{last_old} / {first_new}"
+    );
+    assert!(cri.ok(&["logs", &id]).contains("tick "));
+
+    cri.ok(&["stopp", &pod]);
+    cri.ok(&["rmp", &pod]);
 }
 
 #[tokio::test]

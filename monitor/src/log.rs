@@ -4,6 +4,12 @@
 //! not end the monitor: the container would lose the reader of its pipes,
 //! and its exit would go unrecorded. Output is then dropped, the monitor
 //! log says so once, and writing resumes when the file can be written again.
+//!
+//! Someone else may rotate the log: kubelet renames a CRI container's log
+//! and asks for a new one (ReopenContainerLog), and logrotate does the same
+//! to any file. At most once a second of output the writer checks that the
+//! path still names the file it holds, and opens the path again when not,
+//! so no signal or channel is needed and a berthd restart changes nothing.
 
 use alloc::format;
 use alloc::string::String;
@@ -12,14 +18,22 @@ use core::convert::Infallible;
 
 use berth_runtime::cri_log::{encode_record, Lines, Stream, Tag, ROTATED_SUFFIX};
 use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, CWD};
 
 use crate::io::{self, eprintln, Context, Result};
+
+/// How often, at most, the writer checks whether its path was rotated away.
+const RECHECK_NANOS: i64 = 1_000_000_000;
 
 /// Appends output to a log file, rotating it to `<path>.1` when it grows
 /// past a limit, so a chatty container cannot fill the disk.
 pub struct LogWriter {
     path: String,
     file: Option<OwnedFd>,
+    /// The held file's (device, inode), to see a rename of the path.
+    identity: (u64, u64),
+    /// When the path was last checked against `identity` (ns).
+    checked_at: i64,
     size: u64,
     max_bytes: u64,
     lines: Lines,
@@ -35,6 +49,8 @@ impl LogWriter {
         let mut w = LogWriter {
             path: String::from(path),
             file: None,
+            identity: (0, 0),
+            checked_at: 0,
             size: 0,
             max_bytes,
             lines: Lines::default(),
@@ -77,17 +93,17 @@ impl LogWriter {
     }
 
     fn try_append(&mut self, stream: Stream, tag: Tag, content: &[u8]) -> Result<()> {
+        let now = crate::monitor::now_nanos();
         if self.file.is_none() || self.size >= self.max_bytes {
             self.rotate_or_reopen()?;
+        } else if !(0..RECHECK_NANOS).contains(&(now - self.checked_at)) {
+            self.checked_at = now;
+            if !self.path_is_held() {
+                self.reopen()?;
+            }
         }
         self.record.clear();
-        encode_record(
-            &mut self.record,
-            crate::monitor::now_nanos(),
-            stream,
-            tag,
-            content,
-        );
+        encode_record(&mut self.record, now, stream, tag, content);
         let file = self
             .file
             .as_ref()
@@ -129,9 +145,19 @@ impl LogWriter {
     }
 
     fn reopen(&mut self) -> Result<()> {
+        self.file = None;
         let file = io::open_append(&self.path).ctx(&self.path)?;
-        self.size = rustix::fs::fstat(&file).ctx(&self.path)?.st_size as u64;
+        let st = rustix::fs::fstat(&file).ctx(&self.path)?;
+        self.size = st.st_size as u64;
+        self.identity = (st.st_dev, st.st_ino);
         self.file = Some(file);
         Ok(())
+    }
+
+    /// Whether the path still names the file held (not renamed or removed
+    /// away by a rotation).
+    fn path_is_held(&self) -> bool {
+        rustix::fs::statat(CWD, self.path.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == self.identity)
     }
 }

@@ -182,6 +182,18 @@ pub struct SpecRecord {
     pub pod: Option<PodJoin>,
 }
 
+impl SpecRecord {
+    /// The file its monitor writes its log to: kubelet's path for a CRI
+    /// container that names one, else [`super::LOG_FILE`] in `dir`, its
+    /// directory.
+    pub fn log_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        match &self.pod {
+            Some(p) if !p.log_path.is_empty() => p.log_path.clone().into(),
+            _ => dir.join(super::LOG_FILE),
+        }
+    }
+}
+
 /// A container of a CRI pod: it enters the pod's pinned namespaces (see
 /// `sys::pin`) at each start instead of making its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,7 +219,9 @@ pub struct PodJoin {
     /// The container's annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// Where kubelet reads its log: a symlink to berth's log file.
+    /// Where kubelet reads its log (absolute; empty: none asked for). The
+    /// monitor writes the log there, not in berth's state directory, so
+    /// that kubelet's rotation works (see [`SpecRecord::log_file`]).
     #[serde(default)]
     pub log_path: String,
     /// The pod's containers share its PID namespace (pinned as `pid`,

@@ -8,7 +8,7 @@ use super::error::{ContainerError, Result};
 use super::record::Record;
 use super::rootfs::Rootfs;
 use super::state::Op;
-use super::{lost_exit, now_nanos, read_exit, secopts, Manager, LOG_FILE};
+use super::{lost_exit, now_nanos, read_exit, secopts, Manager};
 use crate::cgroup::Limits;
 use crate::events::domain::Action;
 use crate::monitor::{self, ExitRecord, LaunchSpec, SpawnError};
@@ -288,7 +288,7 @@ impl Manager {
                 .filter(|c| c.as_str() != "cpuacct")
                 .cloned()
                 .collect(),
-            log_path: path(&entry.dir.join(LOG_FILE))?,
+            log_path: path(&rec.spec.log_file(&entry.dir))?,
             log_max_bytes: self.log_max_bytes,
             exit_path: path(&entry.dir.join(monitor::EXIT_FILE))?,
             seccomp: seccomp.map(|p| path(&p)).transpose()?,

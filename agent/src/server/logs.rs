@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::Status;
 
-use crate::container::{Entry, LOG_FILE};
+use crate::container::Entry;
 use berth_runtime::cri_log::{parse_header, Stream as LogStream, Tag, ROTATED_SUFFIX};
 
 mod read;
@@ -62,7 +62,7 @@ fn to_entry(unix_nanos: i64, stream: LogStream, tag: Tag, content: &[u8]) -> pb:
 /// Opens the container's log files now (so a later removal cannot take them
 /// away) and streams them as the request asks.
 pub async fn open(entry: &Entry, req: pb::LogsRequest) -> Result<Out, Status> {
-    let path: PathBuf = entry.dir.join(LOG_FILE);
+    let path: PathBuf = entry.lock_record().spec.log_file(&entry.dir);
     // Opening a local file does not block for long: done here, not on the
     // blocking pool, it costs the request no thread hand-offs.
     let mut rotated = path.clone().into_os_string();

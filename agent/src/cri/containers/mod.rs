@@ -42,35 +42,33 @@ pub fn get(mgr: &Manager, id: &str) -> Result<Arc<Entry>, Status> {
     Ok(entry)
 }
 
-/// The log symlink kubelet reads: `log_path` -> berth's log file.
-fn link_log(entry: &Entry, log_path: &str) -> std::io::Result<()> {
+/// Makes the log file kubelet reads at `log_path` (mode 0640, as
+/// containerd's) if it is not there, with its directory, so that it exists
+/// when CreateContainer and ReopenContainerLog answer; the monitor appends
+/// to it. A symlink there is replaced only if it is the link to berth's own
+/// log file that an earlier berthd made; any other is refused (ELOOP).
+fn make_log(entry: &Entry, log_path: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     if log_path.is_empty() {
         return Ok(());
     }
-    let target = entry.dir.join(crate::container::LOG_FILE);
-    let link = Path::new(log_path);
-    if let Some(dir) = link.parent() {
+    let path = Path::new(log_path);
+    if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    match std::fs::symlink_metadata(link) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(link)?,
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not berth's log link", link.display()),
-            ))
-        }
-        Err(_) => {}
-    }
-    std::os::unix::fs::symlink(target, link)
+    unlink_legacy_link(entry, log_path);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map(drop)
 }
 
-/// Removes the log symlink if it is still berth's (kubelet may have
-/// rotated it away, or made another file there since).
-fn unlink_log(entry: &Entry, log_path: &str) {
-    if log_path.is_empty() {
-        return;
-    }
+/// Removes the log symlink an earlier berthd made at `log_path`, if it is
+/// still there and still points at this container's own log file.
+fn unlink_legacy_link(entry: &Entry, log_path: &str) {
     let ours = entry.dir.join(crate::container::LOG_FILE);
     if std::fs::read_link(log_path).is_ok_and(|t| t == ours) {
         let _ = std::fs::remove_file(log_path);
@@ -84,8 +82,12 @@ pub async fn remove_entry(mgr: &Manager, entry: &Arc<Entry>) -> Result<(), Statu
         Ok(()) | Err(crate::container::ContainerError::NotFound { .. }) => {}
         Err(e) => return Err(status(e)),
     }
+    // The log file itself stays: it is kubelet's to rotate and remove
+    // with the pod's log directory, as with containerd.
     if let Some(p) = rec.spec.pod {
-        unlink_log(entry, &p.log_path);
+        if !p.log_path.is_empty() {
+            unlink_legacy_link(entry, &p.log_path);
+        }
     }
     Ok(())
 }
@@ -119,12 +121,12 @@ impl Pods {
             e => status(e),
         })?;
         let entry = self.mgr.get(&rec.id).map_err(status)?;
-        if let Err(e) = link_log(&entry, &log_path) {
+        if let Err(e) = make_log(&entry, &log_path) {
             let mgr = self.mgr.clone();
             let entry = entry.clone();
             tokio::spawn(async move { mgr.remove(&entry, true).await });
             return Err(Status::internal(format!(
-                "linking the log at {:?}: {e}",
+                "making the log file {:?}: {e}",
                 capped(&log_path)
             )));
         }
@@ -156,6 +158,14 @@ impl Pods {
                 state.as_str()
             )));
         }
+        let log_path = entry
+            .lock_record()
+            .spec
+            .pod
+            .as_ref()
+            .map(|p| p.log_path.clone());
+        make_log(&entry, &log_path.unwrap_or_default())
+            .map_err(|e| Status::internal(format!("making the log file: {e}")))?;
         self.mgr.start(&entry).await.map_err(status)?;
         Ok(())
     }
@@ -215,8 +225,10 @@ impl Pods {
         if !rec.state.is_live() {
             return Err(Status::failed_precondition("the container is not running"));
         }
+        // The monitor sees the path name another file within a second of
+        // output, and writes there from then on (see monitor/src/log.rs).
         let log_path = rec.spec.pod.map(|p| p.log_path).unwrap_or_default();
-        link_log(&entry, &log_path).map_err(|e| Status::internal(format!("relinking the log: {e}")))
+        make_log(&entry, &log_path).map_err(|e| Status::internal(format!("reopening the log: {e}")))
     }
 
     /// ExecSync: runs `cmd` in the container, and returns its output (each
