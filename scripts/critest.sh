@@ -74,8 +74,6 @@ skip_reasons=(
 # is reported, to be taken off the list.
 known_failures=(
     'should support non-recursive readonly mounts'
-    'should support safe sysctls'
-    'should support unsafe sysctls'
     'should support HostIpc is true'
     'should support HostPID'
     'should allow privilege escalation when false'
@@ -87,8 +85,6 @@ known_failures=(
 )
 known_reasons=(
     'a read-only bind is read-only recursively (no non-recursive read-only bind yet)'
-    'pod sysctls: not supported yet'
-    'pod sysctls: not supported yet'
     'the host'"'"'s IPC namespace: not supported yet'
     'the host'"'"'s PID namespace: not supported yet'
     'berth always sets no_new_privs'

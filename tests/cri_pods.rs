@@ -276,6 +276,41 @@ async fn a_pod_lifecycle_through_crictl() {
     assert_eq!(pods["items"].as_array().map(Vec::len), Some(1), "{pods}");
 }
 
+/// Pod sysctls (`linux.sysctls`) are set in the pod's own network and IPC
+/// namespaces, which its containers share; the host's stay as they were.
+#[tokio::test]
+async fn pod_sysctls_hold_in_its_containers_and_not_on_the_host() {
+    let cri = Cri::start().await;
+    cri.agent.import_busybox().await;
+    let scratch = Scratch::new();
+    let port_file = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
+    let shm_file = "/proc/sys/kernel/shm_rmid_forced";
+    let host_port = std::fs::read_to_string(port_file).expect("host");
+    let host_shm = std::fs::read_to_string(shm_file).expect("host");
+    let port = if host_port.trim() == "42" { "43" } else { "42" };
+    let shm = if host_shm.trim() == "1" { "0" } else { "1" };
+    let mut pod = pod_config("tuned", &scratch.0.join("logs"));
+    pod["linux"]["sysctls"] = json!({
+        "net.ipv4.ip_unprivileged_port_start": port,
+        "kernel.shm_rmid_forced": shm,
+    });
+    let pod_json = scratch.write("pod.json", &pod);
+    let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+    let c = scratch.write("c.json", &container_config("c", "exec sleep 1000"));
+    let id = start_in(&cri, &pod, &c, &pod_json);
+    wait_for("c running", || state(&cri, &id) == "CONTAINER_RUNNING");
+    let got = cri.ok(&["exec", "-s", &id, "cat", port_file, shm_file]);
+    assert_eq!(
+        got.split_whitespace().collect::<Vec<_>>(),
+        [port, shm],
+        "{got:?}"
+    );
+    assert_eq!(std::fs::read_to_string(port_file).expect("host"), host_port);
+    assert_eq!(std::fs::read_to_string(shm_file).expect("host"), host_shm);
+    cri.ok(&["stopp", &pod]);
+    cri.ok(&["rmp", &pod]);
+}
+
 /// kubelet rotates a container's log itself: it renames the file at its
 /// path and asks for a new one (ReopenContainerLog, which critest checks).
 /// The log is a file of its own there, so the rename keeps what was written
@@ -349,8 +384,30 @@ async fn bad_pods_and_containers_are_refused_clearly() {
     bad["hostname"] = json!("no spaces allowed");
     let err = cri.fails(&["runp", &scratch.write("bad.json", &bad)]);
     assert!(err.contains("InvalidArgument"), "{err}");
+    // Sysctls of the host, or of its network for a pod on it.
+    let mut host_sysctl = pod_config("vm", &logs);
+    host_sysctl["linux"]["sysctls"] = json!({"vm.swappiness": "1"});
+    let err = cri.fails(&["runp", &scratch.write("vm.json", &host_sysctl)]);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("vm.swappiness"),
+        "{err}"
+    );
+    let mut host_net = pod_config("hostnet", &logs);
+    host_net["linux"]["sysctls"] = json!({"net.ipv4.ip_forward": "1"});
+    host_net["linux"]["security_context"]["namespace_options"]["network"] = json!(2);
+    let err = cri.fails(&["runp", &scratch.write("hostnet.json", &host_net)]);
+    assert!(err.contains("host's network"), "{err}");
+    // One the kernel does not have: refused, and the half-made pod goes.
+    let mut unknown = pod_config("unknown", &logs);
+    unknown["linux"]["sysctls"] = json!({"net.ipv4.no_such_sysctl": "1"});
+    let err = cri.fails(&["runp", &scratch.write("unknown.json", &unknown)]);
+    assert!(err.contains("no_such_sysctl"), "{err}");
     let pods = cri.json(&["pods", "-o", "json"]);
     assert_eq!(pods["items"], json!([]), "a refused pod was made: {pods}");
+    let pinned = std::fs::read_dir(cri.agent.state_dir.join("cri/pods"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(pinned, 0, "a refused pod left state");
 
     let pod_json = scratch.write("pod.json", &pod_config("ok", &logs));
     let pod = cri.ok(&["runp", &pod_json]).trim().to_string();

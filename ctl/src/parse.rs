@@ -106,6 +106,18 @@ pub fn label(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// Parses a `--sysctl KEY=VALUE` (Docker's syntax; the value is required,
+/// and may be empty or hold '=').
+pub fn sysctl(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "invalid sysctl {:?}: expected KEY=VALUE",
+            s.chars().take(64).collect::<String>()
+        )),
+    }
+}
+
 /// Collects labels into a map; a later value for the same key wins.
 pub fn labels(items: &[(String, String)]) -> HashMap<String, String> {
     items.iter().cloned().collect()

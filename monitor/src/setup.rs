@@ -97,6 +97,7 @@ fn describe(step: &Step, root: &str) -> String {
         Step::DeviceNode(node) => format!("device {}", shown(&node.path)),
         Step::SetHostname(_) => "setting the hostname".into(),
         Step::LoopbackUp => "bringing up lo".into(),
+        Step::Sysctl { path, .. } => format!("setting {path}"),
         Step::AwaitUserns => "setting up the user namespace".into(),
         Step::AttachRoot { .. } => "attaching the idmapped root".into(),
         Step::BecomeRoot => "becoming the user namespace's root".into(),
@@ -206,6 +207,9 @@ fn run(step: &Step, held: &mut Held) -> Outcome {
         Step::DeviceNode(node) => device_node(node).map_err(errno),
         Step::SetHostname(name) => rustix::system::sethostname(name.as_bytes()).map_err(errno),
         Step::LoopbackUp => sys::loopback_up().map_err(errno),
+        Step::Sysctl { path, value } => {
+            io::write_file_existing(path, value.as_bytes()).map_err(errno)
+        }
         Step::AwaitUserns => {
             let received = held
                 .handoff

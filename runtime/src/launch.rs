@@ -153,6 +153,11 @@ pub struct LaunchSpec {
     /// get the same.
     #[serde(default)]
     pub oom_score_adj: Option<i32>,
+    /// Kernel parameters of the container's own namespaces to set (`key`
+    /// as [`crate::sysctl::check`] accepts it, value), in order, once its
+    /// namespaces and /proc are made.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
 }
 
 impl LaunchSpec {

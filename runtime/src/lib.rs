@@ -30,4 +30,5 @@ pub mod plan;
 pub mod process;
 pub mod rfc3339;
 pub mod seccomp;
+pub mod sysctl;
 pub mod user;

@@ -18,6 +18,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::launch::{DeviceNode, LaunchSpec, UserMount};
+use crate::sysctl;
 
 mod flags;
 pub use flags::MountFlags;
@@ -178,6 +179,15 @@ pub enum Step {
     SetHostname(String),
     /// Brings up `lo` of a network namespace the init created itself.
     LoopbackUp,
+    /// Writes `value` to `path`, a file under the container's `/proc/sys`
+    /// (a sysctl of one of its namespaces: see [`crate::sysctl`]). After
+    /// `pivot_root` and before the masks make /proc/sys read-only.
+    Sysctl {
+        /// `/proc/sys/...`.
+        path: String,
+        /// What is written.
+        value: String,
+    },
     /// `--userns auto`, first step: waits until the monitor has written the
     /// maps of the init's user namespace (created with the init) and
     /// handed over the container's root, an overlay it mounted from the
@@ -236,6 +246,7 @@ impl Step {
             | Step::MakeMountsSlave
             | Step::AwaitCgroup
             | Step::SetHostname(_)
+            | Step::Sysctl { .. }
             | Step::LoopbackUp => None,
         }
     }
@@ -267,6 +278,8 @@ pub enum PlanError {
     TwoNetworks,
     /// A user namespace of its own cannot be combined with this.
     Userns(&'static str),
+    /// A sysctl that is refused (see [`crate::sysctl`]).
+    Sysctl(String),
 }
 
 impl fmt::Display for PlanError {
@@ -284,6 +297,7 @@ impl fmt::Display for PlanError {
                     "a user namespace of its own cannot be combined with {what}"
                 )
             }
+            PlanError::Sysctl(why) => write!(f, "sysctls: {why}"),
         }
     }
 }
@@ -596,6 +610,7 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
             flags: MountFlags::BIND | MountFlags::RDONLY | root_flags(spec),
         });
     }
+    sysctls(spec, &mut steps)?;
     if !spec.privileged {
         masks(&mut steps);
     }
@@ -608,6 +623,31 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         steps.push(Step::LoopbackUp);
     }
     Ok(steps)
+}
+
+/// The container's sysctls, each of a namespace of its own (the network's
+/// only if it has one; its IPC and UTS namespaces are always its own or its
+/// pod's).
+fn sysctls(spec: &LaunchSpec, steps: &mut Vec<Step>) -> Result<(), PlanError> {
+    if spec.sysctls.len() > sysctl::MAX_COUNT {
+        return Err(PlanError::Sysctl(format!(
+            "more than {} sysctls",
+            sysctl::MAX_COUNT
+        )));
+    }
+    for (key, value) in &spec.sysctls {
+        let owner = sysctl::check(key, value).map_err(|e| PlanError::Sysctl(e.to_string()))?;
+        if owner == sysctl::Owner::Net && spec.host_network {
+            return Err(PlanError::Sysctl(
+                "a net.* sysctl with the host's network would change the host's".into(),
+            ));
+        }
+        steps.push(Step::Sysctl {
+            path: sysctl::proc_path(key),
+            value: value.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// What a container in a user namespace of its own cannot have: every

@@ -126,6 +126,7 @@ impl Manager {
             .map_err(seccomp_error)?;
         self.check_unconfined(&spec)?;
         let (network, network_hostname) = self.resolve_network(&spec)?;
+        check_sysctls(&spec, &network)?;
         self.check_cni_create(&network, &spec)?;
         if spec.publish_all && matches!(network, Mode::Bridge | Mode::Network(_)) {
             // Kept in `ports` from now on: later starts, inspect and a
@@ -333,4 +334,35 @@ fn seccomp_error(e: crate::seccomp::SeccompError) -> ContainerError {
         },
         other => ContainerError::invalid("security.seccomp", other.to_string()),
     }
+}
+
+/// `--sysctl`: each of a namespace of the container's own (see
+/// `berth_runtime::sysctl`); no `net.*` with the host's network.
+fn check_sysctls(spec: &SpecRecord, network: &Mode) -> Result<()> {
+    use berth_runtime::sysctl;
+    if spec.sysctls.len() > sysctl::MAX_COUNT {
+        return Err(ContainerError::invalid(
+            "sysctls",
+            format!(
+                "{} sysctls: at most {}",
+                spec.sysctls.len(),
+                sysctl::MAX_COUNT
+            ),
+        ));
+    }
+    for (key, value) in &spec.sysctls {
+        let owner = sysctl::check(key, value).map_err(|e| {
+            ContainerError::invalid("sysctls", format!("sysctl {:?}: {e}", capped(key)))
+        })?;
+        if owner == sysctl::Owner::Net && *network == Mode::Host {
+            return Err(ContainerError::invalid(
+                "sysctls",
+                format!(
+                    "sysctl {:?}: the container is on the host's network, whose sysctls are the host's",
+                    capped(key)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -176,6 +176,10 @@ pub struct SpecRecord {
     /// `None`: the container default, 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<i32>,
+    /// Kernel parameters of its own namespaces (`--sysctl`), checked at
+    /// Create (see `berth_runtime::sysctl`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
     /// The CRI pod it belongs to: set only by the CRI front end, which
     /// alone may remove it (berth's API and prune leave it alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

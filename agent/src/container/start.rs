@@ -300,6 +300,12 @@ impl Manager {
             // Only a monitor that serves the attach socket holds output.
             await_attach: attach.is_some() && (rec.spec.open_stdin || rec.spec.tty),
             oom_score_adj: rec.spec.oom_score_adj,
+            sysctls: rec
+                .spec
+                .sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
     }
 }

@@ -65,6 +65,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         publish_all: s.publish_all,
         storage_size_bytes: s.storage_size_bytes,
         oom_score_adj: s.oom_score_adj,
+        sysctls: s.sysctls.into_iter().collect(),
         pod: None,
     })
 }
@@ -216,6 +217,11 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
         publish_all: s.publish_all,
         storage_size_bytes: s.storage_size_bytes,
         oom_score_adj: s.oom_score_adj,
+        sysctls: s
+            .sysctls
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 

@@ -70,6 +70,43 @@ fn pin_in_new_namespaces(dir: &Path, hostname: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets `sysctls` (checked by `berth_runtime::sysctl`: each of a network,
+/// IPC or UTS namespace) in the namespaces pinned in `dir`. A thread of its
+/// own enters them and writes `/proc/sys`, whose files act on the
+/// namespaces of the thread that opens them, and then ends.
+pub fn write_sysctls(dir: &Path, sysctls: &[(String, String)]) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    let sysctls = sysctls.to_vec();
+    std::thread::Builder::new()
+        .name("pod-sysctls".into())
+        .spawn(move || -> io::Result<()> {
+            for (kind, flag) in [
+                ("net", CloneFlags::CLONE_NEWNET),
+                ("ipc", CloneFlags::CLONE_NEWIPC),
+                ("uts", CloneFlags::CLONE_NEWUTS),
+            ] {
+                let ns = std::fs::File::open(dir.join(kind))?;
+                nix::sched::setns(ns, flag).map_err(|e| {
+                    io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!("entering the {kind} namespace: {e}"),
+                    )
+                })?;
+            }
+            for (key, value) in &sysctls {
+                let path = berth_runtime::sysctl::proc_path(key);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
+                    .map_err(|e| io::Error::new(e.kind(), format!("setting {path}: {e}")))?;
+            }
+            Ok(())
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the sysctl thread panicked"))?
+}
+
 /// Releases what [`pin_new`] pinned in `dir` (the namespaces end with their
 /// last process); files already gone are fine, so a half-made or
 /// half-removed pod can be removed again.

@@ -138,6 +138,12 @@ pub struct SpecArgs {
         allow_negative_numbers = true
     )]
     pub oom_score_adj: Option<i32>,
+    /// A kernel parameter of the container's own namespaces: net.*,
+    /// kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* or
+    /// kernel.domainname (e.g. net.ipv4.ip_unprivileged_port_start=0).
+    /// Repeatable.
+    #[arg(long = "sysctl", value_name = "KEY=VALUE", value_parser = parse::sysctl)]
+    pub sysctls: Vec<(String, String)>,
     /// Every capability, no seccomp, every host device, nothing masked:
     /// root on the host. The agent must run with --allow-privileged.
     #[arg(long)]

@@ -65,6 +65,7 @@ pub fn spec_from_args(
         publish_all: a.publish_all,
         storage_size_bytes: storage_size(&a.storage_opt)?,
         oom_score_adj: a.oom_score_adj,
+        sysctls: a.sysctls.iter().cloned().collect(),
     })
 }
 

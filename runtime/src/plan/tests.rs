@@ -2,6 +2,7 @@ use super::*;
 use crate::launch::{CgroupPlacement, Rootfs};
 
 mod joined;
+mod sysctls;
 
 const ROOT: &str = "/state/containers/c1/rootfs";
 
@@ -45,6 +46,7 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         terminal_size: (0, 0),
         await_attach: false,
         oom_score_adj: None,
+        sysctls: Vec::new(),
         pidns: None,
     }
 }

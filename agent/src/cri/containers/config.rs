@@ -376,6 +376,7 @@ mod tests {
             ips: Vec::new(),
             share_pid: false,
             pid_holder: 0,
+            sysctls: BTreeMap::new(),
         }
     }
 

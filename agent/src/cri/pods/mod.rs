@@ -271,6 +271,27 @@ impl Pods {
             rec.ips = network::attach(&self.cni, &list, &rec.id, &ns.join("net"), runtime).await?;
             rec.ready = true;
         }
+        // After the network, as containerd (its pause container's start)
+        // does: a sysctl may name an interface the CNI plugins made.
+        if !rec.sysctls.is_empty() {
+            let dir = ns.to_path_buf();
+            let sysctls: Vec<(String, String)> = rec
+                .sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            tokio::task::spawn_blocking(move || pin::write_sysctls(&dir, &sysctls))
+                .await
+                .map_err(|e| internal("setting the pod's sysctls", e))?
+                .map_err(|e| {
+                    let why = format!("setting the pod's sysctls: {e}");
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Status::invalid_argument(why)
+                    } else {
+                        Status::internal(why)
+                    }
+                })?;
+        }
         self.store
             .save(rec)
             .map_err(|e| internal("saving the pod", e))

@@ -199,11 +199,9 @@ pub fn record_of(
     }
     check_tags("config", &config.labels, &config.annotations)?;
     let linux = config.linux.unwrap_or_default();
-    if !linux.sysctls.is_empty() {
-        return Err(not_supported("pod sysctls"));
-    }
     let security = linux.security_context.unwrap_or_default();
     let (host_network, share_pid) = check_namespaces(security.namespace_options.as_ref())?;
+    check_sysctls(&linux.sysctls, host_network)?;
     let hostname = if !config.hostname.is_empty() {
         config.hostname
     } else if host_network {
@@ -250,8 +248,43 @@ pub fn record_of(
         ips: Vec::new(),
         share_pid,
         pid_holder: 0,
+        sysctls: sorted(linux.sysctls),
     };
     Ok((rec, config.port_mappings))
+}
+
+/// Pod sysctls: each of the pod's own namespaces (see
+/// `berth_runtime::sysctl`, the list kubelet's own check allows); none of
+/// the network's for a pod on the host's network.
+fn check_sysctls(
+    sysctls: &std::collections::HashMap<String, String>,
+    host_network: bool,
+) -> Result<(), Status> {
+    use berth_runtime::sysctl;
+    if sysctls.len() > sysctl::MAX_COUNT {
+        return Err(invalid(format!(
+            "config.linux.sysctls: at most {} entries",
+            sysctl::MAX_COUNT
+        )));
+    }
+    for (key, value) in sysctls {
+        match sysctl::check(key, value) {
+            Err(e) => {
+                return Err(invalid(format!(
+                    "config.linux.sysctls {:?}: {e}",
+                    capped(key)
+                )))
+            }
+            Ok(sysctl::Owner::Net) if host_network => {
+                return Err(invalid(format!(
+                    "config.linux.sysctls {:?}: the pod is on the host's network, whose sysctls are the host's",
+                    capped(key)
+                )))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The CRI metadata of a pod.

@@ -63,6 +63,10 @@ pub struct PodRecord {
     /// The host pid of the process holding that namespace (0: none).
     #[serde(default)]
     pub pid_holder: i32,
+    /// kubelet's pod sysctls (`linux.sysctls`), checked, set in the pinned
+    /// namespaces once the network is attached.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 impl PodRecord {
@@ -185,6 +189,7 @@ mod tests {
             ips: Vec::new(),
             share_pid: false,
             pid_holder: 0,
+            sysctls: BTreeMap::new(),
         }
     }
 

@@ -1,0 +1,55 @@
+//! Plans with sysctls: written once /proc is the container's and before
+//! the masks make /proc/sys read-only; the host's never.
+
+use super::*;
+
+fn with(sysctls: &[(&str, &str)], host_network: bool) -> LaunchSpec {
+    let mut s = spec(None, 2);
+    s.host_network = host_network;
+    s.sysctls = sysctls
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    s
+}
+
+#[test]
+fn sysctls_are_written_after_pivot_root_and_before_the_masks() {
+    let steps = container_setup(&with(
+        &[("net.ipv4.ip_forward", "1"), ("kernel/shmmax", "4096")],
+        false,
+    ))
+    .unwrap();
+    let at = |path: &str| {
+        position(
+            &steps,
+            |s| matches!(s, Step::Sysctl { path: p, .. } if p == path),
+        )
+    };
+    let forward = at("/proc/sys/net/ipv4/ip_forward");
+    let shmmax = at("/proc/sys/kernel/shmmax");
+    assert!(pivot(&steps) < forward && forward < shmmax);
+    let first_mask = position(&steps, Step::is_mask);
+    assert!(shmmax < first_mask, "{steps:#?}");
+    assert_eq!(
+        steps[forward],
+        Step::Sysctl {
+            path: "/proc/sys/net/ipv4/ip_forward".into(),
+            value: "1".into()
+        }
+    );
+}
+
+#[test]
+fn the_hosts_sysctls_have_no_plan() {
+    for (sysctls, host_network) in [
+        (&[("vm.swappiness", "1")][..], false),
+        (&[("net.ipv4.ip_forward", "1")][..], true),
+        (&[("net/../kernel/core_pattern", "x")][..], false),
+    ] {
+        let err = container_setup(&with(sysctls, host_network)).unwrap_err();
+        assert!(matches!(err, PlanError::Sysctl(_)), "{sysctls:?}: {err:?}");
+    }
+    // IPC sysctls are the container's own, whatever its network.
+    assert!(container_setup(&with(&[("kernel.msgmax", "1")], true)).is_ok());
+}
