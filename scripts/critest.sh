@@ -79,7 +79,6 @@ known_failures=(
     'should allow privilege escalation when false'
     'should support nil profile, which is unconfined'
     'should support ReadonlyPaths'
-    'should support SupplementalGroups$'
     'Streaming runtime should support streaming interfaces'
     'public image should timeout if requested'
 )
@@ -90,7 +89,6 @@ known_reasons=(
     'berth always sets no_new_privs'
     'berth applies its default seccomp profile when none is given (containerd: unconfined)'
     'berth'"'"'s own read-only paths apply, not the request'"'"'s'
-    'supplemental groups: not supported yet'
     'critest streams over SPDY; berth'"'"'s streaming server speaks WebSocket only (and attach: stdin_once is not supported yet)'
     'tonic may answer an expired client deadline CANCELLED rather than DEADLINE_EXCEEDED (a race; passes most runs)'
 )

@@ -360,6 +360,7 @@ fn child_setup(
         cwd: &launch.cwd,
         create_cwd: false,
         capabilities: launch.capabilities,
+        groups: &launch.groups,
     };
     let stdio = match (terminal, stdio) {
         (Some((_, slave)), _) => Stdio {

@@ -104,6 +104,7 @@ fn setup_and_exec(
         cwd: &spec.cwd,
         create_cwd: true,
         capabilities: spec.capabilities,
+        groups: &spec.groups,
     };
     // Opened in the container's devpts (mounted by now), as for an exec;
     // the monitor keeps the master, which outlives berthd.
@@ -194,6 +195,8 @@ pub struct Command<'a> {
     pub create_cwd: bool,
     /// Capabilities the process keeps (bit N: capability N).
     pub capabilities: u64,
+    /// Supplementary groups added to the user's (gids or group names).
+    pub groups: &'a [String],
 }
 
 /// The process's standard files.
@@ -232,12 +235,11 @@ pub fn become_and_exec(
     sys::close_from_except(3, fail_fd).ctx("closing inherited files")?;
     let terminal = stdio.terminal.then(sys::stdin);
 
-    let ids = user::resolve(
-        command.user,
-        &account_file("/etc/passwd")?,
-        &account_file("/etc/group")?,
-    )
-    .map_err(|e| Failure(125, format!("user {:?}: {e}", command.user)))?;
+    let groups = account_file("/etc/group")?;
+    let mut ids = user::resolve(command.user, &account_file("/etc/passwd")?, &groups)
+        .map_err(|e| Failure(125, format!("user {:?}: {e}", command.user)))?;
+    user::add_groups(&mut ids, command.groups, &groups)
+        .map_err(|e| Failure(125, format!("added groups: {e}")))?;
     let env = user::complete_env(command.env, &ids);
     let cwd = if command.cwd.is_empty() {
         "/"

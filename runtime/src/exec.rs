@@ -83,6 +83,10 @@ pub struct ExecLaunch {
     /// container default.
     #[serde(default)]
     pub oom_score_adj: Option<i32>,
+    /// Supplementary groups added to the user's own, the container's (see
+    /// [`crate::launch::LaunchSpec::groups`]).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// What the file name of an exec's exit ends with, after its id.
@@ -246,6 +250,7 @@ mod tests {
             userns: false,
             record_dir: Some("/var/lib/berth/containers/c/execs".into()),
             oom_score_adj: Some(-500),
+            groups: vec!["video".into()],
         };
         let back: ExecLaunch = serde_json::from_slice(&serde_json::to_vec(&l).unwrap()).unwrap();
         assert_eq!(back, l);

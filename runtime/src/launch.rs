@@ -158,6 +158,11 @@ pub struct LaunchSpec {
     /// namespaces and /proc are made.
     #[serde(default)]
     pub sysctls: Vec<(String, String)>,
+    /// Supplementary groups added to the user's own (`--group-add`: gids
+    /// in digits or group names of the container's /etc/group, see
+    /// [`crate::user::add_groups`]). Its execs get the same.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 impl LaunchSpec {

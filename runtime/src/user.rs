@@ -167,6 +167,31 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Ids, UserError> 
     })
 }
 
+/// The most groups [`add_groups`] takes (`--group-add`, kubelet's
+/// `supplemental_groups`).
+pub const MAX_ADDED_GROUPS: usize = 32;
+
+/// Adds `extra` (`docker run --group-add`: each a gid in digits, or a group
+/// name of the container's /etc/group, given as `group`'s text) to the
+/// supplementary groups of `ids`, after its own and without repeats.
+pub fn add_groups(ids: &mut Ids, extra: &[String], group: &str) -> Result<(), UserError> {
+    for g in extra {
+        let gid = match parse(g)? {
+            Named::Id(n) => n,
+            Named::Name(name) => {
+                let f = records(group, 4)
+                    .find(|f| f[0] == name)
+                    .ok_or_else(|| UserError::NoSuchGroup(name.to_string()))?;
+                id_field("/etc/group", &f, 2)?
+            }
+        };
+        if !ids.groups.contains(&gid) {
+            ids.groups.push(gid);
+        }
+    }
+    Ok(())
+}
+
 /// Adds PATH and HOME when the environment lacks them, as Docker does.
 pub fn complete_env(env: &[String], ids: &Ids) -> Vec<String> {
     let mut out = env.to_vec();
@@ -185,6 +210,30 @@ mod tests {
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n";
     const GROUP: &str = "root:x:0:\nwww:x:33:\nstaff:x:50:www,other\n";
+
+    #[test]
+    fn added_groups_are_ids_or_names_of_the_containers_group_file() {
+        let mut ids = resolve("www", PASSWD, GROUP).unwrap();
+        assert_eq!(ids.groups, [33, 50]);
+        let extra = ["1234", "staff", "root", "1234"].map(String::from);
+        add_groups(&mut ids, &extra, GROUP).unwrap();
+        assert_eq!(ids.groups, [33, 50, 1234, 0]);
+        assert_eq!((ids.uid, ids.gid), (33, 33), "the primary ids stay");
+        assert_eq!(
+            add_groups(&mut ids, &["wheel".into()], GROUP),
+            Err(UserError::NoSuchGroup("wheel".into()))
+        );
+        assert_eq!(
+            add_groups(&mut ids, &["4294967295".into()], GROUP),
+            Err(UserError::IdOutOfRange("4294967295".into()))
+        );
+        // A group entry whose gid is -1 to setgroups(2) is refused.
+        let bad = "evil:x:4294967295:\n";
+        assert!(matches!(
+            add_groups(&mut ids, &["evil".into()], bad),
+            Err(UserError::BadEntry { .. })
+        ));
+    }
 
     #[test]
     fn resolves_names_and_numbers() {

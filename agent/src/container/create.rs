@@ -127,6 +127,7 @@ impl Manager {
         self.check_unconfined(&spec)?;
         let (network, network_hostname) = self.resolve_network(&spec)?;
         check_sysctls(&spec, &network)?;
+        check_group_add(&spec.group_add)?;
         self.check_cni_create(&network, &spec)?;
         if spec.publish_all && matches!(network, Mode::Bridge | Mode::Network(_)) {
             // Kept in `ports` from now on: later starts, inspect and a
@@ -360,6 +361,36 @@ fn check_sysctls(spec: &SpecRecord, network: &Mode) -> Result<()> {
                 format!(
                     "sysctl {:?}: the container is on the host's network, whose sysctls are the host's",
                     capped(key)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--group-add`: gids in digits (at most `MAX_ID`) or group names, which
+/// the image's /etc/group must have at each start.
+fn check_group_add(groups: &[String]) -> Result<()> {
+    use berth_runtime::user::{MAX_ADDED_GROUPS, MAX_ID};
+    if groups.len() > MAX_ADDED_GROUPS {
+        return Err(ContainerError::invalid(
+            "group_add",
+            format!("{} groups: at most {MAX_ADDED_GROUPS}", groups.len()),
+        ));
+    }
+    for g in groups {
+        let name_ok = !g.is_empty()
+            && g.len() <= 64
+            && g.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        let id_ok =
+            !g.bytes().all(|b| b.is_ascii_digit()) || g.parse::<u32>().is_ok_and(|n| n <= MAX_ID);
+        if !name_ok || !id_ok {
+            return Err(ContainerError::invalid(
+                "group_add",
+                format!(
+                    "group {:?}: a gid from 0 to {MAX_ID}, or a group name of at most 64 letters, digits, '_', '-' and '.'",
+                    capped(g)
                 ),
             ));
         }

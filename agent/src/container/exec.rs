@@ -216,6 +216,7 @@ impl Manager {
             userns: rec.userns.is_some(),
             record_dir: Some(record_dir),
             oom_score_adj: rec.spec.oom_score_adj,
+            groups: rec.spec.group_add.clone(),
         };
         bounds::check_exec_total("env", &launch.args, &launch.env)?;
         let running = plumbing::start(plumbing::Start {

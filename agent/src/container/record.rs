@@ -180,6 +180,10 @@ pub struct SpecRecord {
     /// Create (see `berth_runtime::sysctl`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, String>,
+    /// Supplementary groups added to the user's own (`--group-add`: gids
+    /// in digits or group names of the image's /etc/group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
     /// The CRI pod it belongs to: set only by the CRI front end, which
     /// alone may remove it (berth's API and prune leave it alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

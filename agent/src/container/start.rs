@@ -306,6 +306,7 @@ impl Manager {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            groups: rec.spec.group_add.clone(),
         })
     }
 }

@@ -66,6 +66,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         storage_size_bytes: s.storage_size_bytes,
         oom_score_adj: s.oom_score_adj,
         sysctls: s.sysctls.into_iter().collect(),
+        group_add: s.group_add,
         pod: None,
     })
 }
@@ -222,6 +223,7 @@ fn spec_to_proto(s: &SpecRecord) -> pb::ContainerSpec {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        group_add: s.group_add.clone(),
     }
 }
 

@@ -144,6 +144,10 @@ pub struct SpecArgs {
     /// Repeatable.
     #[arg(long = "sysctl", value_name = "KEY=VALUE", value_parser = parse::sysctl)]
     pub sysctls: Vec<(String, String)>,
+    /// A supplementary group for the container's process (and its execs):
+    /// a gid, or a group name of the image's /etc/group. Repeatable.
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// Every capability, no seccomp, every host device, nothing masked:
     /// root on the host. The agent must run with --allow-privileged.
     #[arg(long)]

@@ -66,6 +66,7 @@ pub fn spec_from_args(
         storage_size_bytes: storage_size(&a.storage_opt)?,
         oom_score_adj: a.oom_score_adj,
         sysctls: a.sysctls.iter().cloned().collect(),
+        group_add: a.group_add.clone(),
     })
 }
 

@@ -47,6 +47,7 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         await_attach: false,
         oom_score_adj: None,
         sysctls: Vec::new(),
+        groups: Vec::new(),
         pidns: None,
     }
 }

@@ -259,9 +259,23 @@ fn security_context(
             ));
         }
     }
-    if !s.supplemental_groups.is_empty() {
-        return Err(not_supported("supplemental groups"));
+    if s.supplemental_groups_policy != cri::SupplementalGroupsPolicy::Merge as i32 {
+        return Err(not_supported(
+            "supplemental_groups_policy other than Merge (Strict)",
+        ));
     }
+    // Merge: added to those the user has in the image's /etc/group.
+    spec.group_add = s
+        .supplemental_groups
+        .iter()
+        .map(|g| match u32::try_from(*g) {
+            Ok(g) if g <= berth_runtime::user::MAX_ID => Ok(g.to_string()),
+            _ => Err(invalid(format!(
+                "supplemental group {g} is not a gid (0 to {})",
+                berth_runtime::user::MAX_ID
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
     if s.selinux_options
         .as_ref()
         .is_some_and(|o| *o != cri::SeLinuxOption::default())
@@ -429,6 +443,30 @@ mod tests {
         let p = s.pod.unwrap();
         assert_eq!(p.log_path, "/var/log/pods/web/app/2.log");
         assert_eq!((p.container_name.as_str(), p.attempt), ("app", 2));
+    }
+
+    #[test]
+    fn supplemental_groups_are_added_groups_merged_only() {
+        let mut c = config();
+        if let Some(s) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+            s.supplemental_groups = vec![1234, 0];
+        }
+        let s = spec_of(c, &pod(), Path::new("/ns")).unwrap();
+        assert_eq!(s.group_add, ["1234", "0"]);
+        for bad in [-1, i64::from(u32::MAX)] {
+            let mut c = config();
+            if let Some(s) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+                s.supplemental_groups = vec![bad];
+            }
+            let e = spec_of(c, &pod(), Path::new("/ns")).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad}");
+        }
+        let mut c = config();
+        if let Some(s) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+            s.supplemental_groups_policy = cri::SupplementalGroupsPolicy::Strict as i32;
+        }
+        let e = spec_of(c, &pod(), Path::new("/ns")).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
     }
 
     #[test]
