@@ -78,7 +78,6 @@ known_failures=(
     'should support HostPID'
     'should allow privilege escalation when false'
     'should support nil profile, which is unconfined'
-    'should support ReadonlyPaths'
     'Streaming runtime should support streaming interfaces'
     'public image should timeout if requested'
 )
@@ -88,7 +87,6 @@ known_reasons=(
     'the host'"'"'s PID namespace: not supported yet'
     'berth always sets no_new_privs'
     'berth applies its default seccomp profile when none is given (containerd: unconfined)'
-    'berth'"'"'s own read-only paths apply, not the request'"'"'s'
     'critest streams over SPDY; berth'"'"'s streaming server speaks WebSocket only (and attach: stdin_once is not supported yet)'
     'tonic may answer an expired client deadline CANCELLED rather than DEADLINE_EXCEEDED (a race; passes most runs)'
 )

@@ -15,7 +15,7 @@
 #   software emulation (10-20x slower) they would double the VM's time and CI
 #   would pass 90 minutes;
 # - log_failures needs ext4 under the state directory (the VM's /tmp is tmpfs).
-# - cri, cri_pods, cri_network and cri_streaming drive the CRI front end
+# - cri, cri_pods, cri_network, cri_streaming and cri_security drive the CRI front end
 #   with crictl: images, streaming, and pods
 #   whose containers are ordinary berth containers (made, limited and
 #   re-adopted by the same code the rest covers on cgroup v2); what is the
@@ -30,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-SKIP_IN_VM=${SKIP_IN_VM-fleet rollout pull clients ctl ctl_habits ctl_format images save prune logs errors contract log_failures cri cri_pods cri_network cri_streaming network networks connect connect_first cni ipv6 cp build build_cache}
+SKIP_IN_VM=${SKIP_IN_VM-fleet rollout pull clients ctl ctl_habits ctl_format images save prune logs errors contract log_failures cri cri_pods cri_network cri_streaming cri_security network networks connect connect_first cni ipv6 cp build build_cache}
 vm=${BERTH_VM:-$root/../shared/tools/vm/run-in-vm.sh}
 [ -x "$vm" ] || { echo "test-cgroup-v2: VM harness not found at $vm" >&2; exit 1; }
 

@@ -163,6 +163,16 @@ pub struct LaunchSpec {
     /// [`crate::user::add_groups`]). Its execs get the same.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Container paths masked besides berth's own (kubelet's
+    /// `masked_paths`; absolute, no `..`): a file is covered with
+    /// /dev/null, a directory with an empty read-only tmpfs. None when
+    /// privileged, as berth's own.
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    /// Container paths made read-only besides berth's own (kubelet's
+    /// `readonly_paths`).
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
 }
 
 impl LaunchSpec {

@@ -280,6 +280,9 @@ pub enum PlanError {
     Userns(&'static str),
     /// A sysctl that is refused (see [`crate::sysctl`]).
     Sysctl(String),
+    /// A masked or read-only path that is not absolute, is `/`, or has
+    /// `.` or `..` components.
+    BadPath(String),
 }
 
 impl fmt::Display for PlanError {
@@ -298,6 +301,10 @@ impl fmt::Display for PlanError {
                 )
             }
             PlanError::Sysctl(why) => write!(f, "sysctls: {why}"),
+            PlanError::BadPath(p) => write!(
+                f,
+                "{p:?}: a masked or read-only path must be absolute, not /, without . or .."
+            ),
         }
     }
 }
@@ -522,11 +529,33 @@ fn cgroupfs(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) -> Result<(), 
 
 /// Kernel interfaces a container has no business with, hidden as Docker
 /// does. Container paths: these run after [`Step::PivotRoot`].
-fn masks(steps: &mut Vec<Step>) {
+/// Whether `path` is absolute, not `/`, and has no empty, `.` or `..`
+/// components (what a masked or read-only path of the spec must be).
+pub fn is_plain_absolute(path: &str) -> bool {
+    path.strip_prefix('/').is_some_and(|rest| {
+        !rest.is_empty()
+            && !path.contains('\0')
+            && rest.split('/').all(|c| !matches!(c, "" | "." | ".."))
+    })
+}
+
+/// Then those the spec adds (a CRI container's), never fewer.
+fn masks(spec: &LaunchSpec, steps: &mut Vec<Step>) {
     let owned = |p: &str| p.to_string();
     steps.extend(MASKED_FILES.map(|p| Step::MaskFile { path: owned(p) }));
     steps.extend(MASKED_DIRS.map(|p| Step::MaskDir { path: owned(p) }));
+    // A file or a directory: Step::MaskFile covers either as it finds it.
+    steps.extend(
+        spec.masked_paths
+            .iter()
+            .map(|p| Step::MaskFile { path: p.clone() }),
+    );
     steps.extend(READONLY_PATHS.map(|p| Step::ReadonlyPath { path: owned(p) }));
+    steps.extend(
+        spec.readonly_paths
+            .iter()
+            .map(|p| Step::ReadonlyPath { path: p.clone() }),
+    );
 }
 
 /// Every step of the container's setup, in order: namespaces (those given
@@ -612,7 +641,15 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
     }
     sysctls(spec, &mut steps)?;
     if !spec.privileged {
-        masks(&mut steps);
+        if let Some(bad) = spec
+            .masked_paths
+            .iter()
+            .chain(&spec.readonly_paths)
+            .find(|p| !is_plain_absolute(p))
+        {
+            return Err(PlanError::BadPath(bad.clone()));
+        }
+        masks(spec, &mut steps);
     }
     // A joined UTS namespace is shared (a pod's, by all its containers) and
     // already has its hostname: setting it would change it for all of them.

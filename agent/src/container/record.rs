@@ -184,6 +184,14 @@ pub struct SpecRecord {
     /// in digits or group names of the image's /etc/group).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_add: Vec<String>,
+    /// Paths masked besides berth's own (a CRI container's `masked_paths`;
+    /// checked absolute and plain at Create).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only besides berth's own (a CRI container's
+    /// `readonly_paths`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readonly_paths: Vec<String>,
     /// The CRI pod it belongs to: set only by the CRI front end, which
     /// alone may remove it (berth's API and prune leave it alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

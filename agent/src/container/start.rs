@@ -307,6 +307,8 @@ impl Manager {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             groups: rec.spec.group_add.clone(),
+            masked_paths: rec.spec.masked_paths.clone(),
+            readonly_paths: rec.spec.readonly_paths.clone(),
         })
     }
 }

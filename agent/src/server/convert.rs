@@ -67,6 +67,9 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         oom_score_adj: s.oom_score_adj,
         sysctls: s.sysctls.into_iter().collect(),
         group_add: s.group_add,
+        // The CRI front end's alone (kubelet's security context).
+        masked_paths: Vec::new(),
+        readonly_paths: Vec::new(),
         pod: None,
     })
 }

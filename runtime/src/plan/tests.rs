@@ -1,8 +1,8 @@
 use super::*;
 use crate::launch::{CgroupPlacement, Rootfs};
 
+mod extras;
 mod joined;
-mod sysctls;
 
 const ROOT: &str = "/state/containers/c1/rootfs";
 
@@ -48,6 +48,8 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         oom_score_adj: None,
         sysctls: Vec::new(),
         groups: Vec::new(),
+        masked_paths: Vec::new(),
+        readonly_paths: Vec::new(),
         pidns: None,
     }
 }

@@ -21,6 +21,8 @@ use crate::error::capped;
 const SECCOMP_PROFILE_MAX: u64 = 1024 * 1024;
 /// The longest berth name (`spec::validate_name`).
 const NAME_MAX: usize = 128;
+/// The most `masked_paths`, and the most `readonly_paths`, a container adds.
+const MAX_EXTRA_PATHS: usize = 64;
 
 fn invalid(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg.into())
@@ -264,6 +266,29 @@ fn security_context(
             "supplemental_groups_policy other than Merge (Strict)",
         ));
     }
+    // Added to berth's own, never in their place: a request cannot unmask
+    // (kubelet's `procMount: Unmasked` is not honoured).
+    for (field, paths) in [
+        ("masked_paths", &s.masked_paths),
+        ("readonly_paths", &s.readonly_paths),
+    ] {
+        if paths.len() > MAX_EXTRA_PATHS {
+            return Err(invalid(format!(
+                "security_context.{field}: at most {MAX_EXTRA_PATHS} paths"
+            )));
+        }
+        if let Some(bad) = paths
+            .iter()
+            .find(|p| p.len() > PATH_MAX || !berth_runtime::plan::is_plain_absolute(p))
+        {
+            return Err(invalid(format!(
+                "security_context.{field}: {:?} is not an absolute path without . or .. (at most {PATH_MAX} bytes)",
+                capped(bad)
+            )));
+        }
+    }
+    spec.masked_paths = s.masked_paths.clone();
+    spec.readonly_paths = s.readonly_paths.clone();
     // Merge: added to those the user has in the image's /etc/group.
     spec.group_add = s
         .supplemental_groups

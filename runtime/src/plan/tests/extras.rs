@@ -1,5 +1,6 @@
-//! Plans with sysctls: written once /proc is the container's and before
-//! the masks make /proc/sys read-only; the host's never.
+//! What a spec adds to berth's defaults: sysctls (written once /proc is the
+//! container's and before the masks; the host's never), masked and read-only
+//! paths (added, never in place of berth's own).
 
 use super::*;
 
@@ -52,4 +53,34 @@ fn the_hosts_sysctls_have_no_plan() {
     }
     // IPC sysctls are the container's own, whatever its network.
     assert!(container_setup(&with(&[("kernel.msgmax", "1")], true)).is_ok());
+}
+
+#[test]
+fn masked_and_read_only_paths_are_added_to_berths_own() {
+    let mut s = spec(None, 2);
+    s.masked_paths = vec!["/etc/secret".into()];
+    s.readonly_paths = vec!["/tmp".into()];
+    let steps = container_setup(&s).unwrap();
+    let defaults = container_setup(&spec(None, 2)).unwrap();
+    let masks = |steps: &[Step]| steps.iter().filter(|s| s.is_mask()).count();
+    assert_eq!(
+        masks(&steps),
+        masks(&defaults) + 2,
+        "never fewer than berth's"
+    );
+    assert!(steps.contains(&Step::MaskFile {
+        path: "/etc/secret".into()
+    }));
+    assert!(steps.contains(&Step::ReadonlyPath {
+        path: "/tmp".into()
+    }));
+    for bad in ["tmp", "/", "/a/../b", "/a//b", "/a/./b", "/a/"] {
+        let mut s = spec(None, 2);
+        s.readonly_paths = vec![bad.into()];
+        assert_eq!(
+            container_setup(&s),
+            Err(PlanError::BadPath(bad.into())),
+            "{bad}"
+        );
+    }
 }
