@@ -74,8 +74,6 @@ skip_reasons=(
 # is reported, to be taken off the list.
 known_failures=(
     'should support non-recursive readonly mounts'
-    'should support HostIpc is true'
-    'should support HostPID'
     'should allow privilege escalation when false'
     'should support nil profile, which is unconfined'
     'Streaming runtime should support streaming interfaces'
@@ -83,8 +81,6 @@ known_failures=(
 )
 known_reasons=(
     'a read-only bind is read-only recursively (no non-recursive read-only bind yet)'
-    'the host'"'"'s IPC namespace: not supported yet'
-    'the host'"'"'s PID namespace: not supported yet'
     'berth always sets no_new_privs'
     'berth applies its default seccomp profile when none is given (containerd: unconfined)'
     'critest streams over SPDY; berth'"'"'s streaming server speaks WebSocket only (and attach: stdin_once is not supported yet)'

@@ -78,3 +78,61 @@ async fn groups_and_added_masked_and_read_only_paths_hold() {
     cri.ok(&["stopp", &pod]);
     cri.ok(&["rmp", &pod]);
 }
+
+/// A SysV shared memory segment of this test's (and berthd's) IPC
+/// namespace, the host's; removed when dropped, even if the test fails.
+struct Segment(i32);
+
+impl Segment {
+    fn new() -> Segment {
+        // SAFETY: plain system call; no memory is attached.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+        assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+        Segment(id)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: removes the segment this test made; no buffer is passed.
+        unsafe { libc::shmctl(self.0, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+}
+
+/// hostPID and hostIPC: the pod's containers see the host's processes and
+/// SysV IPC objects; a pod without them sees neither.
+#[tokio::test]
+async fn host_pid_and_ipc_pods_see_the_hosts_and_others_do_not() {
+    let cri = Cri::start().await;
+    cri.agent.import_busybox().await;
+    let scratch = Scratch::new();
+    let segment = Segment::new();
+    let me = std::process::id().to_string();
+    let sees = |name: &str, mode: i32| -> (bool, bool) {
+        let mut pod = pod_config(name, &scratch.0.join("logs"));
+        let options = json!({"network": 0, "pid": mode, "ipc": mode});
+        pod["linux"]["security_context"]["namespace_options"] = options.clone();
+        let pod_json = scratch.write(&format!("{name}.json"), &pod);
+        let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+        let mut c = container_config(name, "exec sleep 1000");
+        c["linux"]["security_context"]["namespace_options"] = options;
+        let id = start_in(
+            &cri,
+            &pod,
+            &scratch.write(&format!("{name}-c.json"), &c),
+            &pod_json,
+        );
+        wait_for("running", || state(&cri, &id) == "CONTAINER_RUNNING");
+        let shm = cri.ok(&["exec", "-s", &id, "cat", "/proc/sysvipc/shm"]);
+        let shm_seen = shm
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(&segment.0.to_string()));
+        let proc_seen = cri.crictl(&["exec", "-s", &id, "test", "-d", &format!("/proc/{me}")]);
+        cri.ok(&["stopp", &pod]);
+        cri.ok(&["rmp", &pod]);
+        (proc_seen.status.success(), shm_seen)
+    };
+    // NODE is 2, POD 0 in cri-api's NamespaceMode.
+    assert_eq!(sees("host", 2), (true, true), "hostPID and hostIPC");
+    assert_eq!(sees("own", 0), (false, false), "the pod's own");
+}

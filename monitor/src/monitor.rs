@@ -81,6 +81,9 @@ fn run(spare: bool) -> Result<()> {
     // /proc).
     let namespaces = if spec.userns.is_some() {
         sys::Namespaces::NewUserAndPid
+    } else if spec.host_pid {
+        // A CRI pod's hostPID: berthd's own, which is the host's.
+        sys::Namespaces::Inherited
     } else if let Some(path) = &spec.pidns {
         // A CRI pod's PID namespace, held by its first process: setns
         // changes, as unshare would, only where children are created.

@@ -173,6 +173,15 @@ pub struct LaunchSpec {
     /// `readonly_paths`).
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// Stay in berthd's (the host's) IPC namespace instead of creating one
+    /// (a CRI pod's `hostIPC`).
+    #[serde(default)]
+    pub host_ipc: bool,
+    /// Stay in berthd's (the host's) PID namespace instead of creating one
+    /// (a CRI pod's `hostPID`): the init is not PID 1 and /proc shows every
+    /// process of the host.
+    #[serde(default)]
+    pub host_pid: bool,
 }
 
 impl LaunchSpec {

@@ -280,6 +280,8 @@ pub enum PlanError {
     Userns(&'static str),
     /// A sysctl that is refused (see [`crate::sysctl`]).
     Sysctl(String),
+    /// Both an IPC namespace to enter and the host's were asked for.
+    TwoIpc,
     /// A masked or read-only path that is not absolute, is `/`, or has
     /// `.` or `..` components.
     BadPath(String),
@@ -301,6 +303,9 @@ impl fmt::Display for PlanError {
                 )
             }
             PlanError::Sysctl(why) => write!(f, "sysctls: {why}"),
+            PlanError::TwoIpc => {
+                f.write_str("both an IPC namespace to join and the host's were asked for")
+            }
             PlanError::BadPath(p) => write!(
                 f,
                 "{p:?}: a masked or read-only path must be absolute, not /, without . or .."
@@ -585,6 +590,12 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         (None, true) => {}
         (None, false) => namespaces.push(Namespace::Net),
     }
+    if spec.host_ipc {
+        if spec.ipcns.is_some() {
+            return Err(PlanError::TwoIpc);
+        }
+        namespaces.retain(|n| *n != Namespace::Ipc);
+    }
     for (kind, joined) in [(Namespace::Ipc, &spec.ipcns), (Namespace::Uts, &spec.utsns)] {
         if let Some(path) = joined {
             namespaces.retain(|n| *n != kind);
@@ -679,6 +690,11 @@ fn sysctls(spec: &LaunchSpec, steps: &mut Vec<Step>) -> Result<(), PlanError> {
                 "a net.* sysctl with the host's network would change the host's".into(),
             ));
         }
+        if owner == sysctl::Owner::Ipc && spec.host_ipc {
+            return Err(PlanError::Sysctl(
+                "an IPC sysctl with the host's IPC namespace would change the host's".into(),
+            ));
+        }
         steps.push(Step::Sysctl {
             path: sysctl::proc_path(key),
             value: value.clone(),
@@ -708,6 +724,9 @@ fn check_userns(spec: &LaunchSpec) -> Result<(), PlanError> {
     }
     if spec.host_network {
         return Err(PlanError::Userns("the host's network"));
+    }
+    if spec.host_ipc || spec.host_pid {
+        return Err(PlanError::Userns("the host's IPC or PID namespace"));
     }
     if spec.privileged {
         return Err(PlanError::Userns("a privileged container"));

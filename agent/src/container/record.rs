@@ -244,6 +244,12 @@ pub struct PodJoin {
     /// held by the pod's holder process).
     #[serde(default)]
     pub share_pid: bool,
+    /// The pod is in the host's PID namespace (`hostPID`).
+    #[serde(default)]
+    pub host_pid: bool,
+    /// The pod is in the host's IPC namespace (`hostIPC`).
+    #[serde(default)]
+    pub host_ipc: bool,
 }
 
 /// Limits as stored (serde mirror of [`Limits`]).

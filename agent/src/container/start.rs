@@ -261,7 +261,10 @@ impl Manager {
             netns: netns.path(),
             host_network: netns.is_host(),
             // A pod's container enters the pod's pinned namespaces.
-            ipcns: pod_ns(rec, "ipc")?,
+            ipcns: match &rec.spec.pod {
+                Some(p) if p.host_ipc => None,
+                _ => pod_ns(rec, "ipc")?,
+            },
             utsns: pod_ns(rec, "uts")?,
             pidns: match &rec.spec.pod {
                 Some(p) if p.share_pid => pod_ns(rec, "pid")?,
@@ -309,6 +312,8 @@ impl Manager {
             groups: rec.spec.group_add.clone(),
             masked_paths: rec.spec.masked_paths.clone(),
             readonly_paths: rec.spec.readonly_paths.clone(),
+            host_ipc: rec.spec.pod.as_ref().is_some_and(|p| p.host_ipc),
+            host_pid: rec.spec.pod.as_ref().is_some_and(|p| p.host_pid),
         })
     }
 }

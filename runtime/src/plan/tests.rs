@@ -50,6 +50,8 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         groups: Vec::new(),
         masked_paths: Vec::new(),
         readonly_paths: Vec::new(),
+        host_ipc: false,
+        host_pid: false,
         pidns: None,
     }
 }

@@ -100,10 +100,10 @@ pub fn spec_of(
     }
     let linux = c.linux.unwrap_or_default();
     let security = linux.security_context.unwrap_or_default();
-    let pid_mode = security
+    let (pid_mode, ipc_mode) = security
         .namespace_options
         .as_ref()
-        .map_or(ns_mode::POD, |o| o.pid);
+        .map_or((ns_mode::POD, ns_mode::POD), |o| (o.pid, o.ipc));
     let mut spec = SpecRecord {
         image,
         name: berth_name(pod, &meta.name, meta.attempt),
@@ -158,7 +158,11 @@ pub fn spec_of(
         log_path,
         // The pod's PID namespace when it has one and the container asks
         // for it (POD, also cri-api's default), else its own.
-        share_pid: pod.share_pid && pid_mode == ns_mode::POD,
+        share_pid: pod.share_pid && pid_mode == ns_mode::POD && !pod.host_pid,
+        // kubelet repeats the pod's choice in each container's options; a
+        // container may also ask for the host's alone, as with containerd.
+        host_pid: pod.host_pid || pid_mode == ns_mode::NODE,
+        host_ipc: pod.host_ipc || ipc_mode == ns_mode::NODE,
     });
     Ok(spec)
 }
@@ -250,14 +254,14 @@ fn security_context(
     s: cri::LinuxContainerSecurityContext,
 ) -> Result<(), Status> {
     if let Some(o) = &s.namespace_options {
-        if o.pid == ns_mode::NODE || o.pid == ns_mode::TARGET {
-            return Err(not_supported(
-                "the host's PID namespace or another container's",
-            ));
+        if o.pid == ns_mode::TARGET {
+            return Err(not_supported("another container's PID namespace"));
         }
-        if o.ipc != ns_mode::POD || !matches!(o.network, ns_mode::POD | ns_mode::NODE) {
+        if !matches!(o.ipc, ns_mode::POD | ns_mode::NODE)
+            || !matches!(o.network, ns_mode::POD | ns_mode::NODE)
+        {
             return Err(not_supported(
-                "IPC or network namespaces other than the pod's",
+                "IPC or network namespaces other than the pod's or the host's",
             ));
         }
     }
@@ -416,6 +420,8 @@ mod tests {
             share_pid: false,
             pid_holder: 0,
             sysctls: BTreeMap::new(),
+            host_pid: false,
+            host_ipc: false,
         }
     }
 

@@ -101,30 +101,62 @@ fn sorted(m: std::collections::HashMap<String, String>) -> BTreeMap<String, Stri
 /// IPC the pod's; PID the pod's (cri-api's default, also without
 /// `namespace_options`) or each container's own. Returns (host network,
 /// shared PID namespace).
-pub fn check_namespaces(opts: Option<&cri::NamespaceOption>) -> Result<(bool, bool), Status> {
+pub fn check_namespaces(opts: Option<&cri::NamespaceOption>) -> Result<PodNamespaces, Status> {
     let default = cri::NamespaceOption::default();
     let o = opts.unwrap_or(&default);
-    let share_pid = match o.pid {
-        ns_mode::POD => true,
-        ns_mode::CONTAINER => false,
-        _ => return Err(not_supported("the host's PID namespace for a pod")),
+    let (share_pid, host_pid) = match o.pid {
+        ns_mode::POD => (true, false),
+        ns_mode::CONTAINER => (false, false),
+        ns_mode::NODE => (false, true),
+        _ => {
+            return Err(invalid(
+                "namespace_options.pid must be POD, CONTAINER or NODE for a pod",
+            ))
+        }
     };
-    if o.ipc != ns_mode::POD {
-        return Err(not_supported("namespace_options.ipc other than POD"));
-    }
+    let host_ipc = match o.ipc {
+        ns_mode::POD => false,
+        ns_mode::NODE => true,
+        _ => {
+            return Err(invalid(
+                "namespace_options.ipc must be POD or NODE for a pod",
+            ))
+        }
+    };
     if o.userns_options
         .as_ref()
         .is_some_and(|u| u.mode != ns_mode::NODE)
     {
         return Err(not_supported("pods in a user namespace of their own"));
     }
-    match o.network {
-        ns_mode::POD => Ok((false, share_pid)),
-        ns_mode::NODE => Ok((true, share_pid)),
-        _ => Err(invalid(
-            "namespace_options.network must be POD or NODE for a pod",
-        )),
-    }
+    let host_network = match o.network {
+        ns_mode::POD => false,
+        ns_mode::NODE => true,
+        _ => {
+            return Err(invalid(
+                "namespace_options.network must be POD or NODE for a pod",
+            ))
+        }
+    };
+    Ok(PodNamespaces {
+        host_network,
+        share_pid,
+        host_pid,
+        host_ipc,
+    })
+}
+
+/// A pod's namespace modes, as kubelet asks for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodNamespaces {
+    /// The host's network (`NODE`).
+    pub host_network: bool,
+    /// One PID namespace for the pod's containers (`POD`).
+    pub share_pid: bool,
+    /// The host's PID namespace (`NODE`).
+    pub host_pid: bool,
+    /// The host's IPC namespace (`NODE`).
+    pub host_ipc: bool,
 }
 
 /// resolv.conf as kubelet's DNS config asks (servers, searches, options),
@@ -200,8 +232,13 @@ pub fn record_of(
     check_tags("config", &config.labels, &config.annotations)?;
     let linux = config.linux.unwrap_or_default();
     let security = linux.security_context.unwrap_or_default();
-    let (host_network, share_pid) = check_namespaces(security.namespace_options.as_ref())?;
-    check_sysctls(&linux.sysctls, host_network)?;
+    let PodNamespaces {
+        host_network,
+        share_pid,
+        host_pid,
+        host_ipc,
+    } = check_namespaces(security.namespace_options.as_ref())?;
+    check_sysctls(&linux.sysctls, host_network, host_ipc)?;
     let hostname = if !config.hostname.is_empty() {
         config.hostname
     } else if host_network {
@@ -249,6 +286,8 @@ pub fn record_of(
         share_pid,
         pid_holder: 0,
         sysctls: sorted(linux.sysctls),
+        host_pid,
+        host_ipc,
     };
     Ok((rec, config.port_mappings))
 }
@@ -259,6 +298,7 @@ pub fn record_of(
 fn check_sysctls(
     sysctls: &std::collections::HashMap<String, String>,
     host_network: bool,
+    host_ipc: bool,
 ) -> Result<(), Status> {
     use berth_runtime::sysctl;
     if sysctls.len() > sysctl::MAX_COUNT {
@@ -278,6 +318,12 @@ fn check_sysctls(
             Ok(sysctl::Owner::Net) if host_network => {
                 return Err(invalid(format!(
                     "config.linux.sysctls {:?}: the pod is on the host's network, whose sysctls are the host's",
+                    capped(key)
+                )))
+            }
+            Ok(sysctl::Owner::Ipc) if host_ipc => {
+                return Err(invalid(format!(
+                    "config.linux.sysctls {:?}: the pod is in the host's IPC namespace, whose sysctls are the host's",
                     capped(key)
                 )))
             }
@@ -348,12 +394,18 @@ pub fn to_cri_status(p: &PodRecord) -> cri::PodSandboxStatus {
             namespaces: Some(cri::Namespace {
                 options: Some(cri::NamespaceOption {
                     network,
-                    pid: if p.share_pid {
+                    pid: if p.host_pid {
+                        ns_mode::NODE
+                    } else if p.share_pid {
                         ns_mode::POD
                     } else {
                         ns_mode::CONTAINER
                     },
-                    ipc: ns_mode::POD,
+                    ipc: if p.host_ipc {
+                        ns_mode::NODE
+                    } else {
+                        ns_mode::POD
+                    },
                     ..Default::default()
                 }),
             }),
@@ -409,19 +461,36 @@ mod tests {
         assert_eq!(r.id.len(), 64);
     }
 
-    #[test]
-    fn what_berth_does_not_do_yet_is_refused_by_name() {
-        let mut host_pid = config();
-        host_pid
+    fn with_options(pid: i32, ipc: i32) -> cri::PodSandboxConfig {
+        let mut c = config();
+        if let Some(o) = c
             .linux
             .as_mut()
             .and_then(|l| l.security_context.as_mut())
             .and_then(|s| s.namespace_options.as_mut())
-            .unwrap()
-            .pid = ns_mode::NODE;
-        let e = record_of(host_pid, String::new()).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::Unimplemented);
-        assert!(e.message().contains("PID namespace"), "{}", e.message());
+        {
+            o.pid = pid;
+            o.ipc = ipc;
+        }
+        c
+    }
+
+    #[test]
+    fn the_hosts_pid_and_ipc_namespaces_are_the_pods_when_asked() {
+        let (r, _) = record_of(with_options(ns_mode::NODE, ns_mode::NODE), String::new()).unwrap();
+        assert!(r.host_pid && r.host_ipc && !r.share_pid);
+        let (r, _) = record_of(with_options(ns_mode::POD, ns_mode::POD), String::new()).unwrap();
+        assert!(!r.host_pid && !r.host_ipc && r.share_pid);
+        // TARGET is a container's, never a pod's.
+        let e = record_of(with_options(ns_mode::TARGET, ns_mode::POD), String::new()).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        // IPC sysctls would be the host's.
+        let mut c = with_options(ns_mode::POD, ns_mode::NODE);
+        if let Some(l) = c.linux.as_mut() {
+            l.sysctls = [("kernel.shmmax".to_string(), "1".to_string())].into();
+        }
+        let e = record_of(c, String::new()).unwrap_err();
+        assert!(e.message().contains("host's IPC"), "{}", e.message());
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub struct PodRecord {
     /// namespaces once the network is attached.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, String>,
+    /// Its containers are in the host's PID namespace (`hostPID`).
+    #[serde(default)]
+    pub host_pid: bool,
+    /// Its containers are in the host's IPC namespace (`hostIPC`).
+    #[serde(default)]
+    pub host_ipc: bool,
 }
 
 impl PodRecord {
@@ -190,6 +196,8 @@ mod tests {
             share_pid: false,
             pid_holder: 0,
             sysctls: BTreeMap::new(),
+            host_pid: false,
+            host_ipc: false,
         }
     }
 

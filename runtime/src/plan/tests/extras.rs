@@ -84,3 +84,22 @@ fn masked_and_read_only_paths_are_added_to_berths_own() {
         );
     }
 }
+
+#[test]
+fn the_hosts_ipc_namespace_is_kept_not_created() {
+    let mut s = spec(None, 2);
+    s.host_ipc = true;
+    let steps = container_setup(&s).unwrap();
+    let Some(Step::Unshare(created)) = steps.iter().find(|s| matches!(s, Step::Unshare(_))) else {
+        panic!("no unshare: {steps:#?}");
+    };
+    assert!(!created.contains(&Namespace::Ipc), "{created:?}");
+    assert!(created.contains(&Namespace::Mount));
+    s.ipcns = Some("/pods/p/ns/ipc".into());
+    assert_eq!(container_setup(&s), Err(PlanError::TwoIpc));
+    // Its sysctls would be the host's.
+    let mut s = spec(None, 2);
+    s.host_ipc = true;
+    s.sysctls = vec![("kernel.shmmax".into(), "1".into())];
+    assert!(matches!(container_setup(&s), Err(PlanError::Sysctl(_))));
+}
