@@ -136,3 +136,76 @@ async fn host_pid_and_ipc_pods_see_the_hosts_and_others_do_not() {
     assert_eq!(sees("host", 2), (true, true), "hostPID and hostIPC");
     assert_eq!(sees("own", 0), (false, false), "the pod's own");
 }
+
+/// A tmpfs mounted on `path` for the test; unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn on(path: std::path::PathBuf) -> Tmpfs {
+        std::fs::create_dir_all(&path).expect("mount point");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mounting a tmpfs");
+        Tmpfs(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// kubelet's read-only mounts are read-only at their top only, as with
+/// containerd, unless `recursive_read_only` asks for all of it; either way
+/// nothing under them can write to the host's top directory.
+#[tokio::test]
+async fn read_only_mounts_are_top_only_unless_recursive_is_asked() {
+    let cri = Cri::start().await;
+    cri.agent.import_busybox().await;
+    let scratch = Scratch::new();
+    let host = scratch.0.join("data");
+    let _sub = Tmpfs::on(host.join("sub"));
+    let pod_json = scratch.write("pod.json", &pod_config("ro", &scratch.0.join("logs")));
+    let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+    let writes = |name: &str, recursive: bool| -> (bool, bool) {
+        let mut c = container_config(name, "exec sleep 1000");
+        c["mounts"] = json!([{
+            "container_path": "/data",
+            "host_path": host.display().to_string(),
+            "readonly": true,
+            "recursive_read_only": recursive,
+        }]);
+        let id = start_in(
+            &cri,
+            &pod,
+            &scratch.write(&format!("{name}.json"), &c),
+            &pod_json,
+        );
+        wait_for("running", || state(&cri, &id) == "CONTAINER_RUNNING");
+        let touch = |p: &str| {
+            cri.crictl(&["exec", "-s", &id, "touch", p])
+                .status
+                .success()
+        };
+        (touch("/data/top"), touch(&format!("/data/sub/{name}")))
+    };
+    assert_eq!(
+        writes("top", false),
+        (false, true),
+        "read-only at the top only"
+    );
+    assert!(
+        host.join("sub/top").exists(),
+        "the write reached the host's tmpfs"
+    );
+    assert_eq!(writes("all", true), (false, false), "recursively read-only");
+    assert!(!host.join("top").exists() && !host.join("sub/all").exists());
+    cri.ok(&["stopp", &pod]);
+    cri.ok(&["rmp", &pod]);
+}

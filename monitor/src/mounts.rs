@@ -84,10 +84,19 @@ pub fn detach(mount: &UserMount) -> Outcome<Detached> {
             } else {
                 sys::Propagation::Private
             };
-            // Recursive: a read-only bind must not leave a writable mount
-            // under it.
-            sys::set_mount_attr(tree.as_fd(), attrs.bits(), *recursive, propagation)
-                .map_err(|e| errno("setting the mount's flags", e))?;
+            if mount.read_only && mount.read_only_top_only && *recursive {
+                // nosuid and nodev for the whole tree, read-only for its top.
+                let rest = attrs.difference(MountAttrFlags::MOUNT_ATTR_RDONLY);
+                sys::set_mount_attr(tree.as_fd(), rest.bits(), true, propagation)
+                    .map_err(|e| errno("setting the mount's flags", e))?;
+                sys::set_mount_attr(tree.as_fd(), attrs.bits(), false, propagation)
+                    .map_err(|e| errno("making the mount read-only", e))?;
+            } else {
+                // Recursive: a read-only bind must not leave a writable
+                // mount under it.
+                sys::set_mount_attr(tree.as_fd(), attrs.bits(), *recursive, propagation)
+                    .map_err(|e| errno("setting the mount's flags", e))?;
+            }
             let st = rustix::fs::fstat(&tree).map_err(|e| errno("the source", e))?;
             let dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
             Ok(Detached { tree, dir })

@@ -199,8 +199,15 @@ pub struct UserMount {
     pub target: String,
     /// What is mounted there.
     pub kind: UserMountKind,
-    /// Read-only (recursively, for a bind).
+    /// Read-only (recursively, for a bind, unless
+    /// `read_only_top_only`).
     pub read_only: bool,
+    /// A read-only recursive bind leaves the mounts under its source
+    /// writable (as they are): only the top mount is made read-only (a CRI
+    /// mount without `recursive_read_only`, containerd's default).
+    /// `nosuid` and `nodev` still hold for all of them.
+    #[serde(default)]
+    pub read_only_top_only: bool,
 }
 
 /// What a [`UserMount`] mounts.

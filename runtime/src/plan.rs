@@ -209,7 +209,8 @@ pub enum Step {
     BecomeRoot,
     /// Makes one of the container's own mounts (see [`mounts`]): the
     /// source as a detached mount (`open_tree` of a bind, `fsmount` of a
-    /// tmpfs) with nosuid, nodev and (recursively) read-only set on it, then
+    /// tmpfs) with nosuid, nodev and read-only (recursively, unless
+    /// [`UserMount::read_only_top_only`]) set on it, then
     /// moved onto the target, which is opened (and its missing components
     /// created) with `openat2(RESOLVE_IN_ROOT)` from `root`: nothing in the
     /// image can lead it outside.

@@ -253,6 +253,7 @@ impl Caches {
                 tmpfs_mode: 0,
                 no_copy: false,
                 build: true,
+                read_only_top_only: false,
             };
             match m {
                 RunMount::Cache {

@@ -60,6 +60,10 @@ pub struct MountSpec {
     /// Never set from the API.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub build: bool,
+    /// Bind, read-only and recursive: only the top mount is read-only (a
+    /// CRI mount without `recursive_read_only`). Never set from berth's API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_top_only: bool,
 }
 
 /// A mount as resolved at Create, kept in the container's record.
@@ -89,6 +93,9 @@ pub struct ResolvedMount {
     /// Bind: its propagation as asked ("" private).
     #[serde(default)]
     pub propagation: String,
+    /// Bind: read-only at its top only (see [`MountSpec`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_top_only: bool,
 }
 
 impl ResolvedMount {
@@ -113,6 +120,7 @@ impl ResolvedMount {
         UserMount {
             target: self.target.clone(),
             read_only: self.read_only,
+            read_only_top_only: self.read_only_top_only,
             kind: match self.kind {
                 MountKind::Bind | MountKind::Volume => UserMountKind::Bind {
                     source: self.monitor_source(),
@@ -250,6 +258,7 @@ pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result
                 tmpfs_mode: 0,
                 no_copy: false,
                 build: false,
+                read_only_top_only: false,
             });
         }
     }
@@ -424,6 +433,7 @@ impl Manager {
                 },
                 copy_up: m.kind == MountKind::Volume && !m.no_copy,
                 propagation: m.propagation.clone(),
+                read_only_top_only: m.kind == MountKind::Bind && m.read_only_top_only,
             };
             match m.kind {
                 MountKind::Bind => {

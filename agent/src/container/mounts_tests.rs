@@ -46,6 +46,7 @@ fn nothing_is_mounted_under_a_shared_bind_and_the_images_volumes_there_are_skipp
         tmpfs_mode: 0,
         no_copy: false,
         build: false,
+        read_only_top_only: false,
     };
     let spec = SpecRecord {
         mounts: vec![bind("/data", "rshared")],
@@ -90,6 +91,7 @@ fn only_a_builds_own_binds_reach_under_the_state_dir() {
         tmpfs_mode: 0,
         no_copy: false,
         build,
+        read_only_top_only: false,
     };
     let check_one = |m: MountSpec| {
         let mut spec = SpecRecord {

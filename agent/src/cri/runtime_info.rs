@@ -69,8 +69,8 @@ pub fn status(
                 "imageStore": image_store,
                 "podNetwork": network.as_ref().ok(),
                 "imageService": "served",
-                "runtimeService": "pods and containers without streaming (exec, attach, \
-                                   port-forward) or stats",
+                "runtimeService": "pods and containers; streaming (exec, attach, \
+                                   port-forward) over WebSocket only, not SPDY",
             })
             .to_string(),
         );
@@ -78,10 +78,15 @@ pub fn status(
     cri::StatusResponse {
         status: Some(cri::RuntimeStatus { conditions }),
         info,
-        // The default handler only, claiming no optional feature.
+        // The default handler only. Recursive read-only mounts: berth's
+        // mounts are made with mount_setattr(2) (Linux 5.12), which berth
+        // needs anyway. No user namespaces for pods yet.
         runtime_handlers: vec![cri::RuntimeHandler {
             name: String::new(),
-            features: Some(cri::RuntimeHandlerFeatures::default()),
+            features: Some(cri::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: true,
+                user_namespaces: false,
+            }),
         }],
         features: Some(cri::RuntimeFeatures::default()),
     }

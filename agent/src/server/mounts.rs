@@ -34,6 +34,7 @@ pub fn from_proto(mounts: Vec<pb::Mount>) -> Result<Vec<MountSpec>, Error> {
                 no_copy: m.no_copy,
                 // Only berthd's own builds bind what is under its state.
                 build: false,
+                read_only_top_only: false,
             })
         })
         .collect()

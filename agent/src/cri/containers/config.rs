@@ -183,8 +183,13 @@ fn mount(m: cri::Mount) -> Result<MountSpec, Status> {
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
         return Err(not_supported("id-mapped mounts"));
     }
-    if m.recursive_read_only {
-        return Err(not_supported("recursive read-only mounts"));
+    // kubelet's rules for recursive read-only, which containerd enforces.
+    if m.recursive_read_only
+        && (!m.readonly || m.propagation != cri::MountPropagation::PropagationPrivate as i32)
+    {
+        return Err(invalid(
+            "mounts: recursive_read_only needs readonly and private propagation",
+        ));
     }
     if !m.mount_options.is_empty() {
         return Err(not_supported("mount options"));
@@ -206,6 +211,9 @@ fn mount(m: cri::Mount) -> Result<MountSpec, Status> {
         tmpfs_mode: 0,
         no_copy: false,
         build: false,
+        // As containerd: a read-only mount is read-only at its top only
+        // unless recursive_read_only asks for all of it.
+        read_only_top_only: m.readonly && !m.recursive_read_only,
     })
 }
 

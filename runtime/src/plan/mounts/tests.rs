@@ -18,6 +18,7 @@ fn bind(target: &str) -> UserMount {
             shared: false,
         },
         read_only: false,
+        read_only_top_only: false,
     }
 }
 
