@@ -347,6 +347,10 @@ async fn kubelets_log_rotation_keeps_the_old_file_and_goes_on_in_a_new_one() {
     wait_for("a new log at the path", || {
         read(&path).contains(" stdout F tick ")
     });
+    // Made by the monitor, with kubelet's mode (as containerd's).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).expect("new log").permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
     let old = read(&rotated);
     let new = read(&path);
     let last_old = old.lines().last().expect("old lines").to_string();
@@ -371,12 +375,12 @@ async fn bad_pods_and_containers_are_refused_clearly() {
     let scratch = Scratch::new();
     let logs = scratch.0.join("logs");
 
-    // The host's PID namespace is not done yet: said by name.
+    // TARGET (another container's) is never a pod's PID namespace.
     let mut shared = pod_config("shared", &logs);
-    shared["linux"]["security_context"]["namespace_options"]["pid"] = json!(2);
+    shared["linux"]["security_context"]["namespace_options"]["pid"] = json!(3);
     let err = cri.fails(&["runp", &scratch.write("shared.json", &shared)]);
     assert!(
-        err.contains("not supported yet") && err.contains("PID namespace"),
+        err.contains("InvalidArgument") && err.contains("namespace_options.pid"),
         "{err}"
     );
     // A bad hostname.

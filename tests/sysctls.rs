@@ -133,6 +133,44 @@ async fn sysctls_of_the_host_are_refused_and_nothing_is_made() {
     let ps = agent.ctl(&["ps", "-a", "-q"]);
     assert_eq!(text(&ps.stdout), "", "a refused container was made");
 
+    // `container:x` where x is on the host's network is the host's network
+    // too: refused at the start. (The value is the host's own, so even a
+    // regression here changes nothing on this machine.)
+    let forward = host("/proc/sys/net/ipv4/ip_forward");
+    let hostc = agent.ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "hostc",
+        "--network",
+        "host",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(hostc.status.success(), "{}", text(&hostc.stderr));
+    let setting = format!("net.ipv4.ip_forward={}", forward.trim());
+    let out = agent.ctl(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:hostc",
+        "--sysctl",
+        &setting,
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a net sysctl reached the host's namespace"
+    );
+    assert!(
+        text(&out.stderr).contains("is the host's"),
+        "{}",
+        text(&out.stderr)
+    );
+    agent.force_remove("hostc").await;
+
     // A sysctl of its namespaces that this kernel does not have fails the
     // start, naming it.
     let out = agent.ctl(&[

@@ -191,14 +191,14 @@ pub fn read_file(path: &str) -> core::result::Result<Vec<u8>, Errno> {
     )?)
 }
 
-/// Opens `path` for appending, creating it (mode 0600) if needed. A
+/// Opens `path` for appending, creating it with `mode` if needed. A
 /// symlink there is refused (ELOOP): the monitor runs as root, and a log
 /// path is never meant to lead elsewhere.
-pub fn open_append(path: &str) -> core::result::Result<OwnedFd, Errno> {
+pub fn open_append(path: &str, mode: u32) -> core::result::Result<OwnedFd, Errno> {
     rustix::fs::open(
         path,
         OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
+        Mode::from_raw_mode(mode),
     )
 }
 

@@ -29,6 +29,8 @@ const RECHECK_NANOS: i64 = 1_000_000_000;
 /// past a limit, so a chatty container cannot fill the disk.
 pub struct LogWriter {
     path: String,
+    /// The mode of a log file the writer creates.
+    mode: u32,
     file: Option<OwnedFd>,
     /// The held file's (device, inode), to see a rename of the path.
     identity: (u64, u64),
@@ -45,9 +47,10 @@ pub struct LogWriter {
 impl LogWriter {
     /// Opens (appending to) the log at `path`; if that fails, the writer
     /// tries again at every record.
-    pub fn open(path: &str, max_bytes: u64) -> Self {
+    pub fn open(path: &str, max_bytes: u64, group_readable: bool) -> Self {
         let mut w = LogWriter {
             path: String::from(path),
+            mode: if group_readable { 0o640 } else { 0o600 },
             file: None,
             identity: (0, 0),
             checked_at: 0,
@@ -135,18 +138,25 @@ impl LogWriter {
         self.dropped += 1;
     }
 
+    /// Past the size limit: renames the log to `<path>.1` and opens a new
+    /// one. If someone else has rotated it meanwhile (the path names no
+    /// file, or another one), only opens the path again: renaming what is
+    /// there would put kubelet's new, empty log over the last generation.
     fn rotate_or_reopen(&mut self) -> Result<()> {
-        if self.file.is_some() {
+        if self.file.is_some() && self.path_is_held() {
             let old = format!("{}{ROTATED_SUFFIX}", self.path);
-            rustix::fs::rename(&self.path, &old).ctx(&old)?;
-            self.file = None;
+            match rustix::fs::rename(&self.path, &old) {
+                // Renamed away between the check and here: as above.
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(e).ctx(&old),
+            }
         }
         self.reopen()
     }
 
     fn reopen(&mut self) -> Result<()> {
         self.file = None;
-        let file = io::open_append(&self.path).ctx(&self.path)?;
+        let file = io::open_append(&self.path, self.mode).ctx(&self.path)?;
         let st = rustix::fs::fstat(&file).ctx(&self.path)?;
         self.size = st.st_size as u64;
         self.identity = (st.st_dev, st.st_ino);

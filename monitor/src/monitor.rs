@@ -256,7 +256,7 @@ fn run(spare: bool) -> Result<()> {
         eprintln!("container {}: writing {RUNNING_FILE}: {e}", spec.id);
     }
 
-    let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes);
+    let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_group_readable);
     let status = crate::pump::pump(child, &pidfd, &out_r, &err_r, &mut log, attach.as_mut())?;
     log.finish();
     // Clients get the last of the output before the exit is reported.

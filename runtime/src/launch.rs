@@ -117,6 +117,10 @@ pub struct LaunchSpec {
     pub log_path: String,
     /// Rotate the log at this size.
     pub log_max_bytes: u64,
+    /// A log file the monitor creates is mode 0640 (kubelet's, for node log
+    /// agents in root's group), else 0600.
+    #[serde(default)]
+    pub log_group_readable: bool,
     /// Durable exit record.
     pub exit_path: String,
     /// Run the container in a user namespace of its own with this mapping

@@ -497,11 +497,11 @@ impl CgroupHost {
         Some(self.root.join(c).join(path))
     }
 
-    /// Removes the cgroup of a container whose init has been reaped. Every
-    /// process of the container was in the init's PID namespace, and the
-    /// kernel ends them all before the init, so there is nothing to kill
-    /// first unless someone put a process there; [`CgroupHost::remove`]
-    /// does the same and copes with that.
+    /// Removes the cgroup of a container whose init has been reaped. When
+    /// the init was PID 1 of its own PID namespace the kernel ended every
+    /// other process of it first; a CRI pod's container shares a PID
+    /// namespace (the pod's, or the host's with hostPID) and may leave
+    /// processes behind, which [`CgroupHost::remove`] kills.
     pub fn release(&self, id: &str) -> Result<(), CgroupError> {
         self.remove(id)
     }

@@ -368,6 +368,30 @@ fn check_sysctls(spec: &SpecRecord, network: &Mode) -> Result<()> {
     Ok(())
 }
 
+/// At each start: `net.*` sysctls never in the host's network namespace,
+/// which `--network container:x` reaches when x is on the host's network
+/// (at Create x may not even be running).
+pub(super) fn check_net_sysctls_off_host(
+    spec: &SpecRecord,
+    netns: &crate::network::namespace::Netns,
+) -> Result<()> {
+    use berth_runtime::sysctl;
+    let net = spec
+        .sysctls
+        .iter()
+        .find(|(k, v)| sysctl::check(k, v) == Ok(sysctl::Owner::Net));
+    match net {
+        Some((key, _)) if netns.is_the_hosts() => Err(ContainerError::invalid(
+            "sysctls",
+            format!(
+                "sysctl {:?}: the network namespace the container joins is the host's, whose sysctls are the host's",
+                capped(key)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `--group-add`: gids in digits (at most `MAX_ID`) or group names, which
 /// the image's /etc/group must have at each start.
 fn check_group_add(groups: &[String]) -> Result<()> {

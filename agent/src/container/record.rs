@@ -204,7 +204,7 @@ impl SpecRecord {
     /// directory.
     pub fn log_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
         match &self.pod {
-            Some(p) if !p.log_path.is_empty() => p.log_path.clone().into(),
+            Some(p) if p.log_in_place && !p.log_path.is_empty() => p.log_path.clone().into(),
             _ => dir.join(super::LOG_FILE),
         }
     }
@@ -240,6 +240,11 @@ pub struct PodJoin {
     /// that kubelet's rotation works (see [`SpecRecord::log_file`]).
     #[serde(default)]
     pub log_path: String,
+    /// The log is written at `log_path` itself. False for containers made
+    /// by a berthd before that, whose monitors write berth's own log file
+    /// with a symlink to it at `log_path`, and keep doing so.
+    #[serde(default)]
+    pub log_in_place: bool,
     /// The pod's containers share its PID namespace (pinned as `pid`,
     /// held by the pod's holder process).
     #[serde(default)]

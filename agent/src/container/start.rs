@@ -70,6 +70,7 @@ impl Manager {
         // Before anything is made: joining a container that is not
         // running fails here, and changes nothing.
         let netns = self.network_namespace(&rec)?;
+        super::create::check_net_sysctls_off_host(&rec.spec, &netns)?;
         // On the bridge: veth, address and published ports, before the
         // init runs; taken down again (the ports by the guard, the veth
         // with the namespace) if this start fails.
@@ -293,6 +294,7 @@ impl Manager {
                 .collect(),
             log_path: path(&rec.spec.log_file(&entry.dir))?,
             log_max_bytes: self.log_max_bytes,
+            log_group_readable: rec.spec.log_file(&entry.dir) != entry.dir.join(super::LOG_FILE),
             exit_path: path(&entry.dir.join(monitor::EXIT_FILE))?,
             seccomp: seccomp.map(|p| path(&p)).transpose()?,
             userns: rec.userns,

@@ -35,6 +35,29 @@ impl Netns {
     pub fn is_host(&self) -> bool {
         matches!(self, Netns::Host)
     }
+
+    /// Whether the namespace is berthd's own (the host's), also when it is
+    /// another container's that is on the host's network (`container:x`
+    /// where x, or whatever x joined, runs with `--network host`).
+    pub fn is_the_hosts(&self) -> bool {
+        match self {
+            Netns::Host => true,
+            Netns::Own(_) => false,
+            Netns::Joined(fd) => {
+                let id = |m: std::fs::Metadata| {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.dev(), m.ino())
+                };
+                // The fd's magic link leads to the namespace's own inode.
+                let theirs = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).map(id);
+                // Unknown counts as the host's: a caller refuses then.
+                match (theirs, std::fs::metadata("/proc/self/ns/net").map(id)) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => true,
+                }
+            }
+        }
+    }
 }
 
 /// Opens the network namespace of process `pid`. The caller checks

@@ -85,13 +85,11 @@ pub fn write_sysctls(dir: &Path, sysctls: &[(String, String)]) -> io::Result<()>
                 ("ipc", CloneFlags::CLONE_NEWIPC),
                 ("uts", CloneFlags::CLONE_NEWUTS),
             ] {
-                let ns = std::fs::File::open(dir.join(kind))?;
-                nix::sched::setns(ns, flag).map_err(|e| {
-                    io::Error::new(
-                        io::Error::from(e).kind(),
-                        format!("entering the {kind} namespace: {e}"),
-                    )
-                })?;
+                // Berthd's own pins: failing here is never the request's.
+                let ns = std::fs::File::open(dir.join(kind))
+                    .map_err(|e| io::Error::other(format!("opening the {kind} namespace: {e}")))?;
+                nix::sched::setns(ns, flag)
+                    .map_err(|e| io::Error::other(format!("entering the {kind} namespace: {e}")))?;
             }
             for (key, value) in &sysctls {
                 let path = berth_runtime::sysctl::proc_path(key);
@@ -99,7 +97,18 @@ pub fn write_sysctls(dir: &Path, sysctls: &[(String, String)]) -> io::Result<()>
                     .write(true)
                     .open(&path)
                     .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
-                    .map_err(|e| io::Error::new(e.kind(), format!("setting {path}: {e}")))?;
+                    .map_err(|e| {
+                        // What the request asked for is wrong (no such
+                        // sysctl, a bad value, a read-only one): the
+                        // caller's error, not berthd's.
+                        let kind = match e.raw_os_error() {
+                            Some(libc::ENOENT | libc::EINVAL | libc::EACCES | libc::EPERM) => {
+                                io::ErrorKind::InvalidInput
+                            }
+                            _ => e.kind(),
+                        };
+                        io::Error::new(kind, format!("setting {path}: {e}"))
+                    })?;
             }
             Ok(())
         })?

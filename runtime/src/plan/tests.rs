@@ -38,6 +38,7 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         cgroup_v1_controllers: vec!["cpu".into(), "memory".into()],
         log_path: "/state/containers/c1/log".into(),
         log_max_bytes: 1 << 20,
+        log_group_readable: false,
         exit_path: "/state/containers/c1/exit.json".into(),
         userns: None,
         mounts: Vec::new(),

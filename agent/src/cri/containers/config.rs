@@ -156,6 +156,7 @@ pub fn spec_of(
         attempt: meta.attempt,
         annotations: c.annotations.into_iter().collect::<BTreeMap<_, _>>(),
         log_path,
+        log_in_place: true,
         // The pod's PID namespace when it has one and the container asks
         // for it (POD, also cri-api's default), else its own.
         share_pid: pod.share_pid && pid_mode == ns_mode::POD && !pod.host_pid,

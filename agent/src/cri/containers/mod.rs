@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tonic::Status;
 
+use crate::container::record::PodJoin;
 use crate::container::{Entry, ExecOptions, Manager};
 use crate::cri::api_file::v1 as cri;
 use crate::cri::pods::Pods;
@@ -42,21 +43,31 @@ pub fn get(mgr: &Manager, id: &str) -> Result<Arc<Entry>, Status> {
     Ok(entry)
 }
 
-/// Makes the log file kubelet reads at `log_path` (mode 0640, as
-/// containerd's) if it is not there, with its directory, so that it exists
-/// when CreateContainer and ReopenContainerLog answer; the monitor appends
-/// to it. A symlink there is replaced only if it is the link to berth's own
-/// log file that an earlier berthd made; any other is refused (ELOOP).
-fn make_log(entry: &Entry, log_path: &str) -> std::io::Result<()> {
+/// Makes the log file kubelet reads at the pod container's `log_path`
+/// (mode 0640, as containerd's) if it is not there, with its directory,
+/// so that it exists when CreateContainer and ReopenContainerLog answer;
+/// the monitor appends to it. A symlink there is refused (ELOOP).
+///
+/// A container made by a berthd from before logs were written in place
+/// (`log_in_place` false) has its monitor write berth's own log file: for
+/// it the symlink to that file is made again instead, as that berthd did.
+fn make_log(entry: &Entry, pod: Option<&PodJoin>) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    if log_path.is_empty() {
+    let Some(pod) = pod.filter(|p| !p.log_path.is_empty()) else {
         return Ok(());
-    }
-    let path = Path::new(log_path);
+    };
+    let path = Path::new(&pod.log_path);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    unlink_legacy_link(entry, log_path);
+    if !pod.log_in_place {
+        let target = entry.dir.join(crate::container::LOG_FILE);
+        unlink_legacy_link(entry, &pod.log_path);
+        return match std::os::unix::fs::symlink(target, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            r => r,
+        };
+    }
     std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -75,7 +86,8 @@ fn unlink_legacy_link(entry: &Entry, log_path: &str) {
     }
 }
 
-/// Force-removes a pod's container and its log link.
+/// Force-removes a pod's container (and the log link of one made by an
+/// earlier berthd).
 pub async fn remove_entry(mgr: &Manager, entry: &Arc<Entry>) -> Result<(), Status> {
     let rec = entry.snapshot();
     match mgr.remove(entry, true).await {
@@ -109,11 +121,7 @@ impl Pods {
             )));
         }
         let spec = config::spec_of(config, &pod, &self.ns_dir(&pod.id))?;
-        let log_path = spec
-            .pod
-            .as_ref()
-            .map(|p| p.log_path.clone())
-            .unwrap_or_default();
+        let join = spec.pod.clone();
         let rec = self.mgr.create(spec).map_err(|e| match e {
             crate::container::ContainerError::NameInUse { name } => Status::already_exists(
                 format!("container {:?} exists already in this pod", capped(&name)),
@@ -121,13 +129,13 @@ impl Pods {
             e => status(e),
         })?;
         let entry = self.mgr.get(&rec.id).map_err(status)?;
-        if let Err(e) = make_log(&entry, &log_path) {
+        if let Err(e) = make_log(&entry, join.as_ref()) {
             let mgr = self.mgr.clone();
             let entry = entry.clone();
             tokio::spawn(async move { mgr.remove(&entry, true).await });
             return Err(Status::internal(format!(
                 "making the log file {:?}: {e}",
-                capped(&log_path)
+                capped(join.as_ref().map_or("", |p| p.log_path.as_str()))
             )));
         }
         Ok(rec.id)
@@ -158,13 +166,8 @@ impl Pods {
                 state.as_str()
             )));
         }
-        let log_path = entry
-            .lock_record()
-            .spec
-            .pod
-            .as_ref()
-            .map(|p| p.log_path.clone());
-        make_log(&entry, &log_path.unwrap_or_default())
+        let join = entry.lock_record().spec.pod.clone();
+        make_log(&entry, join.as_ref())
             .map_err(|e| Status::internal(format!("making the log file: {e}")))?;
         self.mgr.start(&entry).await.map_err(status)?;
         Ok(())
@@ -217,18 +220,21 @@ impl Pods {
         }
     }
 
-    /// ReopenContainerLog: kubelet renamed the log away to rotate it; the
-    /// link is made again, to the file berth's monitor writes.
+    /// ReopenContainerLog: kubelet renamed the log away to rotate it; a new
+    /// file is made at its path, which the monitor takes over (see
+    /// [`make_log`]).
     pub fn reopen_log(&self, id: &str) -> Result<(), Status> {
         let entry = get(&self.mgr, id)?;
         let rec = entry.snapshot();
         if !rec.state.is_live() {
             return Err(Status::failed_precondition("the container is not running"));
         }
-        // The monitor sees the path name another file within a second of
-        // output, and writes there from then on (see monitor/src/log.rs).
-        let log_path = rec.spec.pod.map(|p| p.log_path).unwrap_or_default();
-        make_log(&entry, &log_path).map_err(|e| Status::internal(format!("reopening the log: {e}")))
+        // The monitor sees the path name another file at its first output
+        // a second or more after its last look, and writes there from then
+        // on (see monitor/src/log.rs); what it wrote until then is in the
+        // renamed file.
+        make_log(&entry, rec.spec.pod.as_ref())
+            .map_err(|e| Status::internal(format!("reopening the log: {e}")))
     }
 
     /// ExecSync: runs `cmd` in the container, and returns its output (each

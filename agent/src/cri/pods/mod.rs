@@ -285,7 +285,7 @@ impl Pods {
                 .map_err(|e| internal("setting the pod's sysctls", e))?
                 .map_err(|e| {
                     let why = format!("setting the pod's sysctls: {e}");
-                    if e.kind() == std::io::ErrorKind::NotFound {
+                    if e.kind() == std::io::ErrorKind::InvalidInput {
                         Status::invalid_argument(why)
                     } else {
                         Status::internal(why)
