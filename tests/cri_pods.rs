@@ -349,7 +349,10 @@ async fn kubelets_log_rotation_keeps_the_old_file_and_goes_on_in_a_new_one() {
     });
     // Made by the monitor, with kubelet's mode (as containerd's).
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&path).expect("new log").permissions().mode();
+    let mode = std::fs::metadata(&path)
+        .expect("new log")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o640);
     let old = read(&rotated);
     let new = read(&path);

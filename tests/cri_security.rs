@@ -108,7 +108,9 @@ async fn host_pid_and_ipc_pods_see_the_hosts_and_others_do_not() {
     let scratch = Scratch::new();
     let segment = Segment::new();
     let me = std::process::id().to_string();
-    let sees = |name: &str, mode: i32| -> (bool, bool) {
+    // A file in the host's /dev/shm (removed even if the test fails).
+    let marker = HostShmFile::new(&format!("berth-test-{me}"));
+    let sees = |name: &str, mode: i32| -> (bool, bool, bool) {
         let mut pod = pod_config(name, &scratch.0.join("logs"));
         let options = json!({"network": 0, "pid": mode, "ipc": mode});
         pod["linux"]["security_context"]["namespace_options"] = options.clone();
@@ -128,13 +130,91 @@ async fn host_pid_and_ipc_pods_see_the_hosts_and_others_do_not() {
             .lines()
             .any(|l| l.split_whitespace().nth(1) == Some(&segment.0.to_string()));
         let proc_seen = cri.crictl(&["exec", "-s", &id, "test", "-d", &format!("/proc/{me}")]);
+        let dev_shm_seen = cri.crictl(&["exec", "-s", &id, "test", "-f", &marker.in_container()]);
         cri.ok(&["stopp", &pod]);
         cri.ok(&["rmp", &pod]);
-        (proc_seen.status.success(), shm_seen)
+        (
+            proc_seen.status.success(),
+            shm_seen,
+            dev_shm_seen.status.success(),
+        )
     };
     // NODE is 2, POD 0 in cri-api's NamespaceMode.
-    assert_eq!(sees("host", 2), (true, true), "hostPID and hostIPC");
-    assert_eq!(sees("own", 0), (false, false), "the pod's own");
+    assert_eq!(sees("host", 2), (true, true, true), "hostPID and hostIPC");
+    assert_eq!(sees("own", 0), (false, false, false), "the pod's own");
+}
+
+/// A file in the host's /dev/shm, removed when dropped.
+struct HostShmFile(std::path::PathBuf);
+
+impl HostShmFile {
+    fn new(name: &str) -> HostShmFile {
+        let path = std::path::Path::new("/dev/shm").join(name);
+        std::fs::write(&path, b"host").expect("a file in the host's /dev/shm");
+        HostShmFile(path)
+    }
+
+    fn in_container(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for HostShmFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A pod's containers share one /dev/shm (POSIX shared memory, as they
+/// share SysV IPC), which another pod does not see; it goes with the pod.
+#[tokio::test]
+async fn a_pods_containers_share_its_dev_shm_and_no_other_pod_does() {
+    let cri = Cri::start().await;
+    cri.agent.import_busybox().await;
+    let scratch = Scratch::new();
+    let run = |name: &str| -> (String, String, String) {
+        let pod_json = scratch.write(
+            &format!("{name}.json"),
+            &pod_config(name, &scratch.0.join("logs")),
+        );
+        let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+        let mut ids = Vec::new();
+        for c in ["a", "b"] {
+            let config = container_config(c, "exec sleep 1000");
+            let path = scratch.write(&format!("{name}-{c}.json"), &config);
+            let id = start_in(&cri, &pod, &path, &pod_json);
+            wait_for("running", || state(&cri, &id) == "CONTAINER_RUNNING");
+            ids.push(id);
+        }
+        (pod, ids.remove(0), ids.remove(0))
+    };
+    let (pod, a, b) = run("one");
+    cri.ok(&["exec", "-s", &a, "sh", "-c", "echo shared > /dev/shm/seg"]);
+    let got = cri.ok(&["exec", "-s", &b, "cat", "/dev/shm/seg"]);
+    assert_eq!(got.trim(), "shared");
+    let (other, c, _) = run("two");
+    let seen = cri.crictl(&["exec", "-s", &c, "test", "-e", "/dev/shm/seg"]);
+    assert!(
+        !seen.status.success(),
+        "another pod sees the first one's /dev/shm"
+    );
+    // Still a tmpfs of 64 MiB, nosuid, nodev and noexec, as a container's.
+    let mounts = cri.ok(&["exec", "-s", &a, "grep", " /dev/shm ", "/proc/self/mounts"]);
+    assert!(
+        mounts.contains("tmpfs") && mounts.contains("size=65536k"),
+        "{mounts}"
+    );
+    for flag in ["nosuid", "nodev", "noexec"] {
+        assert!(mounts.contains(flag), "{flag}: {mounts}");
+    }
+    for p in [&pod, &other] {
+        cri.ok(&["stopp", p]);
+        cri.ok(&["rmp", p]);
+    }
+    let left = std::fs::read_dir(cri.agent.state_dir.join("cri/pods"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "a pod's directory (and its /dev/shm) outlived it");
 }
 
 /// A tmpfs mounted on `path` for the test; unmounted when dropped.

@@ -254,6 +254,7 @@ impl Caches {
                 no_copy: false,
                 build: true,
                 read_only_top_only: false,
+                pod_shm: false,
             };
             match m {
                 RunMount::Cache {

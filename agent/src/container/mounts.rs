@@ -64,6 +64,11 @@ pub struct MountSpec {
     /// CRI mount without `recursive_read_only`). Never set from berth's API.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only_top_only: bool,
+    /// Bind made by the CRI front end of a pod's `/dev/shm` (its own
+    /// tmpfs under the state directory, or the host's `/dev/shm` with
+    /// hostIPC), and only those. Never set from berth's API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pod_shm: bool,
 }
 
 /// A mount as resolved at Create, kept in the container's record.
@@ -259,6 +264,7 @@ pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result
                 no_copy: false,
                 build: false,
                 read_only_top_only: false,
+                pod_shm: false,
             });
         }
     }
@@ -355,6 +361,20 @@ fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
             .is_ok_and(|rest| rest.components().next().is_some())
     };
     if m.build && (build_owned("caches") || build_owned("work")) {
+        return check_source_propagation(m, src, &real);
+    }
+    // A CRI pod's /dev/shm: its own (`cri/pods/<id>/ns/shm`), or the
+    // host's for a pod in the host's IPC namespace.
+    let pod_shm = real == Path::new("/dev/shm")
+        || real
+            .strip_prefix(state.join("cri").join("pods"))
+            .is_ok_and(|rest| {
+                let parts: Vec<_> = rest.components().collect();
+                parts.len() == 3
+                    && parts[1] == Component::Normal("ns".as_ref())
+                    && parts[2] == Component::Normal("shm".as_ref())
+            });
+    if m.pod_shm && pod_shm {
         return check_source_propagation(m, src, &real);
     }
     if sensitive || real.starts_with(&state) || state.starts_with(&real) {

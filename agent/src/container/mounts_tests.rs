@@ -47,6 +47,7 @@ fn nothing_is_mounted_under_a_shared_bind_and_the_images_volumes_there_are_skipp
         no_copy: false,
         build: false,
         read_only_top_only: false,
+        pod_shm: false,
     };
     let spec = SpecRecord {
         mounts: vec![bind("/data", "rshared")],
@@ -92,6 +93,7 @@ fn only_a_builds_own_binds_reach_under_the_state_dir() {
         no_copy: false,
         build,
         read_only_top_only: false,
+        pod_shm: false,
     };
     let check_one = |m: MountSpec| {
         let mut spec = SpecRecord {
@@ -114,5 +116,31 @@ fn only_a_builds_own_binds_reach_under_the_state_dir() {
     ] {
         let e = check_one(bind(&s.join(refused), true)).unwrap_err();
         assert!(e.to_string().contains("state directory"), "{refused}: {e}");
+    }
+    // A CRI pod's /dev/shm: its own under cri/pods, or the host's, and only
+    // with the flag the CRI front end alone sets.
+    std::fs::create_dir_all(s.join("cri/pods/p1/ns/shm")).unwrap();
+    std::fs::create_dir_all(s.join("cri/pods/p1/ns/other")).unwrap();
+    let shm = |source: &Path, flagged: bool| MountSpec {
+        pod_shm: flagged,
+        read_only: false,
+        ..bind(source, false)
+    };
+    for ok in [s.join("cri/pods/p1/ns/shm"), "/dev/shm".into()] {
+        assert!(check_one(shm(&ok, true)).is_ok(), "{}", ok.display());
+        let e = check_one(shm(&ok, false)).unwrap_err();
+        assert!(e.to_string().contains("no container may have"), "{e}");
+    }
+    for refused in [
+        s.join("cri/pods/p1/ns/other"),
+        s.join("cri/pods/p1/ns"),
+        "/dev".into(),
+    ] {
+        let e = check_one(shm(&refused, true)).unwrap_err();
+        assert!(
+            e.to_string().contains("no container may have"),
+            "{}: {e}",
+            refused.display()
+        );
     }
 }

@@ -35,6 +35,7 @@ pub fn from_proto(mounts: Vec<pb::Mount>) -> Result<Vec<MountSpec>, Error> {
                 // Only berthd's own builds bind what is under its state.
                 build: false,
                 read_only_top_only: false,
+                pod_shm: false,
             })
         })
         .collect()

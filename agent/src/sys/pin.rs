@@ -116,15 +116,42 @@ pub fn write_sysctls(dir: &Path, sysctls: &[(String, String)]) -> io::Result<()>
         .map_err(|_| io::Error::other("the sysctl thread panicked"))?
 }
 
+/// The pod's `/dev/shm` in its `ns` directory (see [`mount_shm`]).
+pub const SHM: &str = "shm";
+
+/// Mounts the pod's `/dev/shm` at `dir/shm`: a tmpfs as a container's own
+/// (mode 1777, 64 MiB, nosuid, nodev, noexec), which each of the pod's
+/// containers binds at its `/dev/shm`, so that POSIX shared memory is
+/// shared across the pod as its SysV IPC is (containerd's sandbox shm).
+/// [`unpin`] unmounts it.
+pub fn mount_shm(dir: &Path) -> io::Result<()> {
+    let target = dir.join(SHM);
+    std::fs::create_dir(&target)?;
+    mount(
+        Some("shm"),
+        &target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| {
+        let _ = std::fs::remove_dir(&target);
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("mounting the pod's /dev/shm: {e}"),
+        )
+    })
+}
+
 /// Releases what [`pin_new`] pinned in `dir` (the namespaces end with their
-/// last process); files already gone are fine, so a half-made or
-/// half-removed pod can be removed again.
+/// last process), and the pod's `/dev/shm` ([`mount_shm`]); files already
+/// gone are fine, so a half-made or half-removed pod can be removed again.
 ///
 /// # Errors
 /// A pin that cannot be unmounted (its file is then kept, to try again).
 pub fn unpin(dir: &Path) -> io::Result<()> {
     let mut first_error = None;
-    for kind in PINNED.into_iter().chain(["pid"]) {
+    for kind in PINNED.into_iter().chain(["pid", SHM]) {
         if let Err(e) = unpin_one(&dir.join(kind)) {
             first_error.get_or_insert(e);
         }
@@ -138,7 +165,12 @@ fn unpin_one(path: &Path) -> io::Result<()> {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(io::Error::from(e)),
     }
-    match std::fs::remove_file(path) {
+    let removed = match std::fs::remove_file(path) {
+        // The shm mount point.
+        Err(e) if e.kind() == io::ErrorKind::IsADirectory => std::fs::remove_dir(path),
+        r => r,
+    };
+    match removed {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

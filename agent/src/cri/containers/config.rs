@@ -165,7 +165,52 @@ pub fn spec_of(
         host_pid: pod.host_pid || pid_mode == ns_mode::NODE,
         host_ipc: pod.host_ipc || ipc_mode == ns_mode::NODE,
     });
+    let host_ipc = pod.host_ipc || ipc_mode == ns_mode::NODE;
+    if let Some(shm) = shm_mount(pod, ns_dir, host_ipc, &spec.mounts) {
+        spec.mounts.push(shm);
+    }
     Ok(spec)
+}
+
+/// The pod's `/dev/shm` bound at the container's, unless kubelet mounts
+/// something there itself: the host's with hostIPC, else the pod's own
+/// (none for a pod made before berth had one: the container's own then).
+fn shm_mount(
+    pod: &PodRecord,
+    ns_dir: &Path,
+    host_ipc: bool,
+    mounts: &[MountSpec],
+) -> Option<MountSpec> {
+    if mounts
+        .iter()
+        .any(|m| m.target.trim_end_matches('/') == "/dev/shm")
+    {
+        return None;
+    }
+    let source = if host_ipc {
+        "/dev/shm".to_string()
+    } else if pod.shm {
+        ns_dir
+            .join(crate::sys::pin::SHM)
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        return None;
+    };
+    Some(MountSpec {
+        kind: MountKind::Bind,
+        source,
+        target: "/dev/shm".into(),
+        read_only: false,
+        propagation: String::new(),
+        recursive: Some(false),
+        tmpfs_size: 0,
+        tmpfs_mode: 0,
+        no_copy: false,
+        build: false,
+        read_only_top_only: false,
+        pod_shm: true,
+    })
 }
 
 /// CRI's `Signal` enum as a signal name ("" for the image's or SIGTERM).
@@ -215,6 +260,7 @@ fn mount(m: cri::Mount) -> Result<MountSpec, Status> {
         // As containerd: a read-only mount is read-only at its top only
         // unless recursive_read_only asks for all of it.
         read_only_top_only: m.readonly && !m.recursive_read_only,
+        pod_shm: false,
     })
 }
 
@@ -431,6 +477,7 @@ mod tests {
             sysctls: BTreeMap::new(),
             host_pid: false,
             host_ipc: false,
+            shm: false,
         }
     }
 

@@ -248,12 +248,19 @@ impl Pods {
         let pin_dir = ns.to_path_buf();
         let hostname = rec.hostname.clone();
         let share_pid = rec.share_pid;
+        // With the host's IPC namespace, its containers bind the host's
+        // /dev/shm instead.
+        let shm = !rec.host_ipc;
+        rec.shm = shm;
         rec.pid_holder = tokio::task::spawn_blocking(move || {
             if let Some(pod_dir) = pin_dir.parent() {
                 crate::state_dir::create_private_dir(pod_dir)?;
             }
             crate::state_dir::create_private_dir(&pin_dir)?;
             pin::pin_new(&pin_dir, &hostname)?;
+            if shm {
+                pin::mount_shm(&pin_dir)?;
+            }
             if share_pid {
                 start_pid_holder(&pin_dir)
             } else {

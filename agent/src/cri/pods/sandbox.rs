@@ -288,6 +288,7 @@ pub fn record_of(
         sysctls: sorted(linux.sysctls),
         host_pid,
         host_ipc,
+        shm: false,
     };
     Ok((rec, config.port_mappings))
 }

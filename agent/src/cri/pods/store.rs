@@ -73,6 +73,11 @@ pub struct PodRecord {
     /// Its containers are in the host's IPC namespace (`hostIPC`).
     #[serde(default)]
     pub host_ipc: bool,
+    /// It has a `/dev/shm` of its own (`ns/shm`, see `sys::pin::mount_shm`)
+    /// for its containers; false for pods made before berth had one, whose
+    /// containers keep theirs.
+    #[serde(default)]
+    pub shm: bool,
 }
 
 impl PodRecord {
@@ -198,6 +203,7 @@ mod tests {
             sysctls: BTreeMap::new(),
             host_pid: false,
             host_ipc: false,
+            shm: false,
         }
     }
 
