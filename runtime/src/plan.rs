@@ -15,10 +15,8 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt;
 
 use crate::launch::{DeviceNode, LaunchSpec, UserMount};
-use crate::sysctl;
 
 mod flags;
 pub use flags::MountFlags;
@@ -262,58 +260,14 @@ impl Step {
     }
 }
 
+mod confine;
+mod error;
 pub mod mounts;
 mod paths;
+pub use confine::is_plain_absolute;
+use confine::{check_userns, masks, sysctls};
+pub use error::PlanError;
 pub use paths::{DEVICES, DEV_SYMLINKS, MASKED_DIRS, MASKED_FILES, READONLY_PATHS};
-
-/// Why a launch spec has no plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlanError {
-    /// An image without layers has no root filesystem.
-    NoLayers,
-    /// The root is not an absolute path.
-    RelativeRoot(String),
-    /// A cgroup v1 controller name that is not one path component.
-    BadController(String),
-    /// Both a namespace to enter and the host's network were asked for.
-    TwoNetworks,
-    /// A user namespace of its own cannot be combined with this.
-    Userns(&'static str),
-    /// A sysctl that is refused (see [`crate::sysctl`]).
-    Sysctl(String),
-    /// Both an IPC namespace to enter and the host's were asked for.
-    TwoIpc,
-    /// A masked or read-only path that is not absolute, is `/`, or has
-    /// `.` or `..` components.
-    BadPath(String),
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlanError::NoLayers => f.write_str("the image has no layers"),
-            PlanError::RelativeRoot(r) => write!(f, "the root {r:?} is not an absolute path"),
-            PlanError::BadController(c) => write!(f, "bad cgroup controller name {c:?}"),
-            PlanError::TwoNetworks => {
-                f.write_str("both a network namespace and the host's network were asked for")
-            }
-            PlanError::Userns(what) => {
-                write!(
-                    f,
-                    "a user namespace of its own cannot be combined with {what}"
-                )
-            }
-            PlanError::Sysctl(why) => write!(f, "sysctls: {why}"),
-            PlanError::TwoIpc => {
-                f.write_str("both an IPC namespace to join and the host's were asked for")
-            }
-            PlanError::BadPath(p) => write!(
-                f,
-                "{p:?}: a masked or read-only path must be absolute, not /, without . or .."
-            ),
-        }
-    }
-}
 
 fn mount(
     source: &str,
@@ -533,37 +487,6 @@ fn cgroupfs(spec: &LaunchSpec, root: &str, steps: &mut Vec<Step>) -> Result<(), 
     Ok(())
 }
 
-/// Kernel interfaces a container has no business with, hidden as Docker
-/// does. Container paths: these run after [`Step::PivotRoot`].
-/// Whether `path` is absolute, not `/`, and has no empty, `.` or `..`
-/// components (what a masked or read-only path of the spec must be).
-pub fn is_plain_absolute(path: &str) -> bool {
-    path.strip_prefix('/').is_some_and(|rest| {
-        !rest.is_empty()
-            && !path.contains('\0')
-            && rest.split('/').all(|c| !matches!(c, "" | "." | ".."))
-    })
-}
-
-/// Then those the spec adds (a CRI container's), never fewer.
-fn masks(spec: &LaunchSpec, steps: &mut Vec<Step>) {
-    let owned = |p: &str| p.to_string();
-    steps.extend(MASKED_FILES.map(|p| Step::MaskFile { path: owned(p) }));
-    steps.extend(MASKED_DIRS.map(|p| Step::MaskDir { path: owned(p) }));
-    // A file or a directory: Step::MaskFile covers either as it finds it.
-    steps.extend(
-        spec.masked_paths
-            .iter()
-            .map(|p| Step::MaskFile { path: p.clone() }),
-    );
-    steps.extend(READONLY_PATHS.map(|p| Step::ReadonlyPath { path: owned(p) }));
-    steps.extend(
-        spec.readonly_paths
-            .iter()
-            .map(|p| Step::ReadonlyPath { path: p.clone() }),
-    );
-}
-
 /// Every step of the container's setup, in order: namespaces (those given
 /// by path entered, the others created), the overlay root, /etc/hostname
 /// and /etc/hosts, /proc, /dev (with the container's device nodes) and
@@ -672,73 +595,6 @@ pub fn container_setup(spec: &LaunchSpec) -> Result<Vec<Step>, PlanError> {
         steps.push(Step::LoopbackUp);
     }
     Ok(steps)
-}
-
-/// The container's sysctls, each of a namespace of its own (the network's
-/// only if it has one; its IPC and UTS namespaces are always its own or its
-/// pod's).
-fn sysctls(spec: &LaunchSpec, steps: &mut Vec<Step>) -> Result<(), PlanError> {
-    if spec.sysctls.len() > sysctl::MAX_COUNT {
-        return Err(PlanError::Sysctl(format!(
-            "more than {} sysctls",
-            sysctl::MAX_COUNT
-        )));
-    }
-    for (key, value) in &spec.sysctls {
-        let owner = sysctl::check(key, value).map_err(|e| PlanError::Sysctl(e.to_string()))?;
-        if owner == sysctl::Owner::Net && spec.host_network {
-            return Err(PlanError::Sysctl(
-                "a net.* sysctl with the host's network would change the host's".into(),
-            ));
-        }
-        if owner == sysctl::Owner::Ipc && spec.host_ipc {
-            return Err(PlanError::Sysctl(
-                "an IPC sysctl with the host's IPC namespace would change the host's".into(),
-            ));
-        }
-        steps.push(Step::Sysctl {
-            path: sysctl::proc_path(key),
-            value: value.clone(),
-        });
-    }
-    Ok(())
-}
-
-/// What a container in a user namespace of its own cannot have: every
-/// namespace it has must be owned by its user namespace (a network
-/// namespace of the host's or made ahead of time by berthd is not, nor a
-/// pod's IPC or UTS namespace: setns(2) needs CAP_SYS_ADMIN in the owner of
-/// the namespace joined, the host's user namespace), and only host root
-/// makes device nodes.
-fn check_userns(spec: &LaunchSpec) -> Result<(), PlanError> {
-    if spec.netns.is_some() {
-        return Err(PlanError::Userns("a network namespace made ahead of time"));
-    }
-    if spec.ipcns.is_some() {
-        return Err(PlanError::Userns("an IPC namespace to join"));
-    }
-    if spec.utsns.is_some() {
-        return Err(PlanError::Userns("a UTS namespace to join"));
-    }
-    if spec.pidns.is_some() {
-        return Err(PlanError::Userns("a PID namespace to join"));
-    }
-    if spec.host_network {
-        return Err(PlanError::Userns("the host's network"));
-    }
-    if spec.host_ipc || spec.host_pid {
-        return Err(PlanError::Userns("the host's IPC or PID namespace"));
-    }
-    if spec.privileged {
-        return Err(PlanError::Userns("a privileged container"));
-    }
-    if !spec.devices.is_empty() {
-        return Err(PlanError::Userns("host devices"));
-    }
-    if !spec.mounts.is_empty() {
-        return Err(PlanError::Userns("mounts (not supported yet)"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
