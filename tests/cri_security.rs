@@ -192,6 +192,9 @@ async fn a_pods_containers_share_its_dev_shm_and_no_other_pod_does() {
     cri.ok(&["exec", "-s", &a, "sh", "-c", "echo shared > /dev/shm/seg"]);
     let got = cri.ok(&["exec", "-s", &b, "cat", "/dev/shm/seg"]);
     assert_eq!(got.trim(), "shared");
+    // It is berth's, not a mount kubelet asked for: the status lists none.
+    let status = cri.json(&["inspect", "-o", "json", &a]);
+    assert_eq!(status["status"]["mounts"], json!([]), "{status}");
     let (other, c, _) = run("two");
     let seen = cri.crictl(&["exec", "-s", &c, "test", "-e", "/dev/shm/seg"]);
     assert!(

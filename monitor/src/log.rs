@@ -158,6 +158,11 @@ impl LogWriter {
         self.file = None;
         let file = io::open_append(&self.path, self.mode).ctx(&self.path)?;
         let st = rustix::fs::fstat(&file).ctx(&self.path)?;
+        if st.st_size == 0 && st.st_mode & 0o7777 != self.mode {
+            // Created here (or empty): its mode whatever berthd's umask.
+            rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(self.mode))
+                .ctx(&self.path)?;
+        }
         self.size = st.st_size as u64;
         self.identity = (st.st_dev, st.st_ino);
         self.file = Some(file);

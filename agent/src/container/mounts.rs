@@ -155,12 +155,22 @@ pub fn check(spec: &mut SpecRecord, state_dir: &Path) -> Result<()> {
     if spec.mounts.is_empty() {
         return Ok(());
     }
-    if spec.mounts.len() > MOUNTS_MAX {
+    // The pod's /dev/shm is berth's own, not one of the mounts asked for.
+    let asked = spec.mounts.iter().filter(|m| !m.pod_shm).count();
+    if asked > MOUNTS_MAX {
         return Err(invalid(format!(
-            "{} mounts: at most {MOUNTS_MAX} are accepted",
-            spec.mounts.len()
+            "{asked} mounts: at most {MOUNTS_MAX} are accepted"
         )));
     }
+    // The one /dev/shm a CRI container may bind: its pod's, or the host's
+    // in the host's IPC namespace.
+    let pod_shm = spec.pod.as_ref().map(|p| {
+        if p.host_ipc {
+            PathBuf::from("/dev/shm")
+        } else {
+            p.ns_dir.join(crate::sys::pin::SHM)
+        }
+    });
     if !spec.userns.is_empty() && spec.userns != "host" {
         return Err(ContainerError::UsernsUnsupported(
             "mounts with --userns auto".into(),
@@ -187,7 +197,7 @@ pub fn check(spec: &mut SpecRecord, state_dir: &Path) -> Result<()> {
             return Err(invalid("propagation is longer than 16 bytes".into()));
         }
         match m.kind {
-            MountKind::Bind => check_bind(m, state_dir)?,
+            MountKind::Bind => check_bind(m, state_dir, pod_shm.as_deref())?,
             MountKind::Volume => {
                 if !m.source.is_empty() {
                     crate::volume::validate_name(&m.source).map_err(ContainerError::from)?;
@@ -280,7 +290,7 @@ pub fn with_image_volumes(spec: &SpecRecord, image_volumes: &[String]) -> Result
             )));
         }
     }
-    if all.len() > MOUNTS_MAX {
+    if all.iter().filter(|m| !m.pod_shm).count() > MOUNTS_MAX {
         return Err(invalid(format!(
             "{} mounts with the image's volumes: at most {MOUNTS_MAX} are accepted",
             all.len()
@@ -316,7 +326,7 @@ fn only_for_binds(m: &MountSpec) -> Result<()> {
 /// interfaces (as Docker refuses `/`), its devices.
 const SENSITIVE: [&str; 4] = ["/", "/proc", "/sys", "/dev"];
 
-fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
+fn check_bind(m: &MountSpec, state_dir: &Path, pod_shm: Option<&Path>) -> Result<()> {
     match m.propagation.as_str() {
         "" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {}
         other => {
@@ -363,18 +373,13 @@ fn check_bind(m: &MountSpec, state_dir: &Path) -> Result<()> {
     if m.build && (build_owned("caches") || build_owned("work")) {
         return check_source_propagation(m, src, &real);
     }
-    // A CRI pod's /dev/shm: its own (`cri/pods/<id>/ns/shm`), or the
-    // host's for a pod in the host's IPC namespace.
-    let pod_shm = real == Path::new("/dev/shm")
-        || real
-            .strip_prefix(state.join("cri").join("pods"))
-            .is_ok_and(|rest| {
-                let parts: Vec<_> = rest.components().collect();
-                parts.len() == 3
-                    && parts[1] == Component::Normal("ns".as_ref())
-                    && parts[2] == Component::Normal("shm".as_ref())
-            });
-    if m.pod_shm && pod_shm {
+    // A CRI pod's /dev/shm: its own (`cri/pods/<id>/ns/shm`, of this
+    // container's pod only), or the host's for a pod in the host's IPC
+    // namespace.
+    let is_pod_shm = pod_shm
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .is_some_and(|p| p == real);
+    if m.pod_shm && is_pod_shm {
         return check_source_propagation(m, src, &real);
     }
     if sensitive || real.starts_with(&state) || state.starts_with(&real) {

@@ -117,30 +117,50 @@ fn only_a_builds_own_binds_reach_under_the_state_dir() {
         let e = check_one(bind(&s.join(refused), true)).unwrap_err();
         assert!(e.to_string().contains("state directory"), "{refused}: {e}");
     }
-    // A CRI pod's /dev/shm: its own under cri/pods, or the host's, and only
-    // with the flag the CRI front end alone sets.
-    std::fs::create_dir_all(s.join("cri/pods/p1/ns/shm")).unwrap();
-    std::fs::create_dir_all(s.join("cri/pods/p1/ns/other")).unwrap();
+    // A CRI pod's /dev/shm: its own pod's, or the host's with hostIPC, and
+    // only with the flag the CRI front end alone sets.
+    for d in [
+        "cri/pods/p1/ns/shm",
+        "cri/pods/p2/ns/shm",
+        "cri/pods/p1/ns/other",
+    ] {
+        std::fs::create_dir_all(s.join(d)).unwrap();
+    }
     let shm = |source: &Path, flagged: bool| MountSpec {
         pod_shm: flagged,
         read_only: false,
         ..bind(source, false)
     };
-    for ok in [s.join("cri/pods/p1/ns/shm"), "/dev/shm".into()] {
-        assert!(check_one(shm(&ok, true)).is_ok(), "{}", ok.display());
-        let e = check_one(shm(&ok, false)).unwrap_err();
-        assert!(e.to_string().contains("no container may have"), "{e}");
-    }
-    for refused in [
-        s.join("cri/pods/p1/ns/other"),
-        s.join("cri/pods/p1/ns"),
-        "/dev".into(),
+    let in_pod = |m: MountSpec, host_ipc: bool| {
+        let mut spec = SpecRecord {
+            mounts: vec![m],
+            pod: Some(crate::container::record::PodJoin {
+                id: "p1".into(),
+                ns_dir: s.join("cri/pods/p1/ns"),
+                host_ipc,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        check(&mut spec, s)
+    };
+    let own = s.join("cri/pods/p1/ns/shm");
+    assert!(in_pod(shm(&own, true), false).is_ok());
+    assert!(in_pod(shm(Path::new("/dev/shm"), true), true).is_ok());
+    for (source, flagged, host_ipc) in [
+        (own.clone(), false, false),
+        (own.clone(), true, true),
+        ("/dev/shm".into(), true, false),
+        ("/dev/shm".into(), false, true),
+        (s.join("cri/pods/p2/ns/shm"), true, false),
+        (s.join("cri/pods/p1/ns/other"), true, false),
+        ("/dev".into(), true, true),
     ] {
-        let e = check_one(shm(&refused, true)).unwrap_err();
+        let e = in_pod(shm(&source, flagged), host_ipc).unwrap_err();
         assert!(
             e.to_string().contains("no container may have"),
-            "{}: {e}",
-            refused.display()
+            "{} {flagged} {host_ipc}: {e}",
+            source.display()
         );
     }
 }

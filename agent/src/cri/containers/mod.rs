@@ -68,13 +68,18 @@ fn make_log(entry: &Entry, pod: Option<&PodJoin>) -> std::io::Result<()> {
             r => r,
         };
     }
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map(drop)
+        .open(path)?;
+    // 0640 whatever berthd's umask, when it is new (empty).
+    if file.metadata()?.len() == 0 {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+    }
+    Ok(())
 }
 
 /// Removes the log symlink an earlier berthd made at `log_path`, if it is

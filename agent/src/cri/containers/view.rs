@@ -104,10 +104,13 @@ pub fn to_cri_status(r: &Record) -> Option<cri::ContainerStatus> {
             .spec
             .mounts
             .iter()
+            // The pod's /dev/shm is berth's, not one kubelet asked for.
+            .filter(|m| !m.pod_shm)
             .map(|m| cri::Mount {
                 container_path: m.target.clone(),
                 host_path: m.source.clone(),
                 readonly: m.read_only,
+                recursive_read_only: m.read_only && !m.read_only_top_only,
                 propagation: match m.propagation.as_str() {
                     "rslave" => cri::MountPropagation::PropagationHostToContainer as i32,
                     "rshared" => cri::MountPropagation::PropagationBidirectional as i32,

@@ -215,8 +215,11 @@ impl Pods {
             }
             let _ = pin::kill_holder(&ns, rec.pid_holder);
             let _ = pin::kill_pid_namespace(&ns);
-            let _ = pin::unpin(&ns);
-            let _ = self.store.delete_dir(&rec.id);
+            // Never remove_dir_all into what is still mounted (the pins,
+            // the pod's /dev/shm): a leftover is cleaned at the next start.
+            if pin::unpin(&ns).is_ok() {
+                let _ = self.store.delete_dir(&rec.id);
+            }
             self.creating
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
