@@ -5,18 +5,13 @@ mod common;
 use common::image::{busybox_with, Entry};
 use common::{sh, Agent};
 
-/// A numeric user is a uid (runc's semantics), never a name: an image whose
-/// /etc/passwd has an entry *named* 1000 with uid 0 must not turn
-/// `--user 1000` into root. Likewise a numeric group is a gid.
-#[tokio::test]
-async fn a_numeric_user_is_a_uid_not_a_name() {
-    let agent = Agent::start().await;
-    let passwd = "root:x:0:0:root:/root:/bin/sh\n1000:x:0:0::/:/bin/sh\n";
-    let group = "root:x:0:\n1000:x:0:\n";
+/// Imports busybox as `docker.io/library/<name>:latest`, with this
+/// /etc/passwd and /etc/group.
+async fn import_with_accounts(agent: &Agent, name: &str, passwd: &str, group: &str) {
     agent
         .import(
             busybox_with(
-                "docker.io/library/numeric-names:latest",
+                &format!("docker.io/library/{name}:latest"),
                 vec![
                     Entry::File("etc/passwd".into(), passwd.as_bytes().to_vec(), 0o644),
                     Entry::File("etc/group".into(), group.as_bytes().to_vec(), 0o644),
@@ -26,6 +21,17 @@ async fn a_numeric_user_is_a_uid_not_a_name() {
         )
         .await
         .expect("importing the image");
+}
+
+/// A numeric user is a uid (runc's semantics), never a name: an image whose
+/// /etc/passwd has an entry *named* 1000 with uid 0 must not turn
+/// `--user 1000` into root. Likewise a numeric group is a gid.
+#[tokio::test]
+async fn a_numeric_user_is_a_uid_not_a_name() {
+    let agent = Agent::start().await;
+    let passwd = "root:x:0:0:root:/root:/bin/sh\n1000:x:0:0::/:/bin/sh\n";
+    let group = "root:x:0:\n1000:x:0:\n";
+    import_with_accounts(&agent, "numeric-names", passwd, group).await;
 
     // Not only `id`: the kernel's view, every uid and gid of the process.
     let script = "id -u; id -g; grep -E '^(Uid|Gid)' /proc/self/status";
@@ -58,19 +64,7 @@ async fn added_groups_are_the_processes_and_its_execs() {
     let agent = Agent::start().await;
     let passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n";
     let group = "root:x:0:\napp:x:1000:\naudio:x:29:app\nvideo:x:44:\n";
-    agent
-        .import(
-            busybox_with(
-                "docker.io/library/with-groups:latest",
-                vec![
-                    Entry::File("etc/passwd".into(), passwd.as_bytes().to_vec(), 0o644),
-                    Entry::File("etc/group".into(), group.as_bytes().to_vec(), 0o644),
-                ],
-            ),
-            "",
-        )
-        .await
-        .expect("importing the image");
+    import_with_accounts(&agent, "with-groups", passwd, group).await;
     let run = agent.ctl(&[
         "run",
         "-d",

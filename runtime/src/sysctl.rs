@@ -12,6 +12,8 @@
 
 use alloc::format;
 use alloc::string::String;
+#[cfg(test)]
+use alloc::vec::Vec;
 use core::fmt;
 
 /// The most sysctls one container or pod may set.
@@ -44,6 +46,10 @@ pub enum SysctlError {
     NotNamespaced,
     /// `kernel.hostname`: the hostname has a field of its own.
     Hostname,
+    /// A `net.*` sysctl for a container on the host's network.
+    HostsNetwork,
+    /// An IPC sysctl for a container in the host's IPC namespace.
+    HostsIpc,
 }
 
 impl fmt::Display for SysctlError {
@@ -62,8 +68,73 @@ impl fmt::Display for SysctlError {
                 "not a sysctl of the container's own namespaces (only net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* and kernel.domainname are): setting it would change the host"
             ),
             SysctlError::Hostname => write!(f, "set the hostname with its own field, not kernel.hostname"),
+            SysctlError::HostsNetwork => {
+                write!(f, "it is on the host's network, whose sysctls are the host's")
+            }
+            SysctlError::HostsIpc => {
+                write!(f, "it is in the host's IPC namespace, whose sysctls are the host's")
+            }
         }
     }
+}
+
+/// The host namespaces a container or pod is in: their sysctls are the
+/// host's, so none may be set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostNamespaces {
+    /// The host's network namespace.
+    pub network: bool,
+    /// The host's IPC namespace.
+    pub ipc: bool,
+}
+
+/// Why a set of sysctls is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetError {
+    /// More than [`MAX_COUNT`].
+    TooMany(usize),
+    /// One entry, by its key (cut to 64 characters).
+    Entry {
+        /// The key, as shown.
+        key: String,
+        /// What is wrong with it.
+        error: SysctlError,
+    },
+}
+
+impl fmt::Display for SetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetError::TooMany(n) => write!(f, "{n} sysctls: at most {MAX_COUNT}"),
+            SetError::Entry { key, error } => write!(f, "sysctl {key:?}: {error}"),
+        }
+    }
+}
+
+/// Checks a whole set (what Create, RunPodSandbox and the plan each
+/// accept): its size, each entry ([`check`]), and none of a host namespace
+/// the container is in.
+pub fn check_all<'a>(
+    sysctls: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    on_host: HostNamespaces,
+) -> Result<(), SetError> {
+    if sysctls.len() > MAX_COUNT {
+        return Err(SetError::TooMany(sysctls.len()));
+    }
+    for (key, value) in sysctls {
+        let refused = match check(key, value) {
+            Ok(Owner::Net) if on_host.network => Err(SysctlError::HostsNetwork),
+            Ok(Owner::Ipc) if on_host.ipc => Err(SysctlError::HostsIpc),
+            r => r,
+        };
+        if let Err(error) = refused {
+            return Err(SetError::Entry {
+                key: key.chars().take(64).collect(),
+                error,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The IPC namespace's sysctls besides `fs.mqueue.*`.
@@ -161,6 +232,46 @@ mod tests {
             assert_eq!(check(key, "1"), Err(SysctlError::NotNamespaced), "{key}");
         }
         assert_eq!(check("kernel.hostname", "x"), Err(SysctlError::Hostname));
+    }
+
+    #[test]
+    fn a_set_is_refused_by_its_first_bad_entry_or_its_size() {
+        let set = |entries: &[(&'static str, &'static str)], on_host| {
+            check_all(entries.iter().copied(), on_host)
+        };
+        let none = HostNamespaces::default();
+        assert_eq!(
+            set(&[("net.ipv4.ip_forward", "1"), ("kernel.sem", "1")], none),
+            Ok(())
+        );
+        let net = HostNamespaces {
+            network: true,
+            ipc: false,
+        };
+        assert_eq!(
+            set(&[("kernel.sem", "1"), ("net.ipv4.ip_forward", "1")], net),
+            Err(SetError::Entry {
+                key: "net.ipv4.ip_forward".into(),
+                error: SysctlError::HostsNetwork
+            })
+        );
+        let ipc = HostNamespaces {
+            network: false,
+            ipc: true,
+        };
+        assert!(set(&[("net.ipv4.ip_forward", "1")], ipc).is_ok());
+        assert!(matches!(
+            set(&[("fs.mqueue.msg_max", "1")], ipc),
+            Err(SetError::Entry {
+                error: SysctlError::HostsIpc,
+                ..
+            })
+        ));
+        let many: Vec<(String, String)> = (0..=MAX_COUNT)
+            .map(|i| (format!("net.ipv4.conf.lo{i}.forwarding"), "1".into()))
+            .collect();
+        let many = check_all(many.iter().map(|(k, v)| (k.as_str(), v.as_str())), none);
+        assert_eq!(many, Err(SetError::TooMany(MAX_COUNT + 1)));
     }
 
     #[test]

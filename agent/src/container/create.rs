@@ -341,31 +341,15 @@ fn seccomp_error(e: crate::seccomp::SeccompError) -> ContainerError {
 /// `berth_runtime::sysctl`); no `net.*` with the host's network.
 fn check_sysctls(spec: &SpecRecord, network: &Mode) -> Result<()> {
     use berth_runtime::sysctl;
-    if spec.sysctls.len() > sysctl::MAX_COUNT {
-        return Err(ContainerError::invalid(
-            "sysctls",
-            format!(
-                "{} sysctls: at most {}",
-                spec.sysctls.len(),
-                sysctl::MAX_COUNT
-            ),
-        ));
-    }
-    for (key, value) in &spec.sysctls {
-        let owner = sysctl::check(key, value).map_err(|e| {
-            ContainerError::invalid("sysctls", format!("sysctl {:?}: {e}", capped(key)))
-        })?;
-        if owner == sysctl::Owner::Net && *network == Mode::Host {
-            return Err(ContainerError::invalid(
-                "sysctls",
-                format!(
-                    "sysctl {:?}: the container is on the host's network, whose sysctls are the host's",
-                    capped(key)
-                ),
-            ));
-        }
-    }
-    Ok(())
+    let on_host = sysctl::HostNamespaces {
+        network: *network == Mode::Host,
+        ipc: false,
+    };
+    sysctl::check_all(
+        spec.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        on_host,
+    )
+    .map_err(|e| ContainerError::invalid("sysctls", e.to_string()))
 }
 
 /// At each start: `net.*` sysctls never in the host's network namespace,
@@ -376,20 +360,27 @@ pub(super) fn check_net_sysctls_off_host(
     netns: &crate::network::namespace::Netns,
 ) -> Result<()> {
     use berth_runtime::sysctl;
-    let net = spec
+    let has_net = spec
         .sysctls
         .iter()
-        .find(|(k, v)| sysctl::check(k, v) == Ok(sysctl::Owner::Net));
-    match net {
-        Some((key, _)) if netns.is_the_hosts() => Err(ContainerError::invalid(
-            "sysctls",
-            format!(
-                "sysctl {:?}: the network namespace the container joins is the host's, whose sysctls are the host's",
-                capped(key)
-            ),
-        )),
-        _ => Ok(()),
+        .any(|(k, v)| sysctl::check(k, v) == Ok(sysctl::Owner::Net));
+    if !has_net || !netns.is_the_hosts() {
+        return Ok(());
     }
+    let on_host = sysctl::HostNamespaces {
+        network: true,
+        ipc: false,
+    };
+    sysctl::check_all(
+        spec.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        on_host,
+    )
+    .map_err(|e| {
+        ContainerError::invalid(
+            "sysctls",
+            format!("the network namespace the container joins is the host's: {e}"),
+        )
+    })
 }
 
 /// `--group-add`: gids in digits (at most `MAX_ID`) or group names, which

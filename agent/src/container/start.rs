@@ -250,6 +250,7 @@ impl Manager {
             .seccomp
             .program_file(&rec.spec.seccomp, &secopts::capability_names(&rec.spec))
             .map_err(std::io::Error::other)?;
+        let log_file = rec.spec.log_file(&entry.dir);
         Ok(LaunchSpec {
             id: rec.id.clone(),
             dir: path(&entry.dir)?,
@@ -292,9 +293,10 @@ impl Manager {
                 .filter(|c| c.as_str() != "cpuacct")
                 .cloned()
                 .collect(),
-            log_path: path(&rec.spec.log_file(&entry.dir))?,
+            log_path: path(&log_file)?,
             log_max_bytes: self.log_max_bytes,
-            log_group_readable: rec.spec.log_file(&entry.dir) != entry.dir.join(super::LOG_FILE),
+            // kubelet's log (a CRI container's), not berth's own.
+            log_group_readable: log_file != entry.dir.join(super::LOG_FILE),
             exit_path: path(&entry.dir.join(monitor::EXIT_FILE))?,
             seccomp: seccomp.map(|p| path(&p)).transpose()?,
             userns: rec.userns,

@@ -2,7 +2,6 @@
 //! checks: the masked and read-only kernel interfaces, its sysctls, and
 //! what a user namespace of its own rules out.
 
-use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
 
@@ -10,14 +9,12 @@ use super::{PlanError, Step, MASKED_DIRS, MASKED_FILES, READONLY_PATHS};
 use crate::launch::LaunchSpec;
 use crate::sysctl;
 
-/// Whether `path` is absolute, not `/`, and has no empty, `.` or `..`
-/// components (what a masked or read-only path of the spec must be).
+/// Whether `path` is absolute, not `/`, at most 4096 bytes, without a
+/// trailing `/` and without empty, `.` or `..`
+/// components (what a masked or read-only path of the spec must be; see
+/// [`super::mounts::check_plain`]).
 pub fn is_plain_absolute(path: &str) -> bool {
-    path.strip_prefix('/').is_some_and(|rest| {
-        !rest.is_empty()
-            && !path.contains('\0')
-            && rest.split('/').all(|c| !matches!(c, "" | "." | ".."))
-    })
+    !path.ends_with('/') && super::mounts::check_plain(path).is_ok()
 }
 
 /// Kernel interfaces a container has no business with, hidden as Docker
@@ -45,29 +42,19 @@ pub(super) fn masks(spec: &LaunchSpec, steps: &mut Vec<Step>) {
 /// only if it has one; its IPC and UTS namespaces are always its own or its
 /// pod's).
 pub(super) fn sysctls(spec: &LaunchSpec, steps: &mut Vec<Step>) -> Result<(), PlanError> {
-    if spec.sysctls.len() > sysctl::MAX_COUNT {
-        return Err(PlanError::Sysctl(format!(
-            "more than {} sysctls",
-            sysctl::MAX_COUNT
-        )));
-    }
-    for (key, value) in &spec.sysctls {
-        let owner = sysctl::check(key, value).map_err(|e| PlanError::Sysctl(e.to_string()))?;
-        if owner == sysctl::Owner::Net && spec.host_network {
-            return Err(PlanError::Sysctl(
-                "a net.* sysctl with the host's network would change the host's".into(),
-            ));
-        }
-        if owner == sysctl::Owner::Ipc && spec.host_ipc {
-            return Err(PlanError::Sysctl(
-                "an IPC sysctl with the host's IPC namespace would change the host's".into(),
-            ));
-        }
-        steps.push(Step::Sysctl {
-            path: sysctl::proc_path(key),
-            value: value.clone(),
-        });
-    }
+    let on_host = sysctl::HostNamespaces {
+        network: spec.host_network,
+        ipc: spec.host_ipc,
+    };
+    sysctl::check_all(
+        spec.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        on_host,
+    )
+    .map_err(|e| PlanError::Sysctl(e.to_string()))?;
+    steps.extend(spec.sysctls.iter().map(|(key, value)| Step::Sysctl {
+        path: sysctl::proc_path(key),
+        value: value.clone(),
+    }));
     Ok(())
 }
 

@@ -48,6 +48,17 @@ pub const MAX_TARGET: usize = 4096;
 /// the way is resolved by the monitor, which refuses a target that lands
 /// in a kernel file system or under /proc or /sys (monitor/src/mounts.rs).
 pub fn check_target(target: &str) -> Result<(), TargetError> {
+    let parts = check_plain(target)?;
+    if matches!(parts.first(), Some(&"proc") | Some(&"sys")) {
+        return Err(TargetError::KernelInterface);
+    }
+    Ok(())
+}
+
+/// What every container path of a spec must be (a mount target, a masked
+/// or read-only path): [`check_target`] without its /proc and /sys rule.
+/// Its components, for the caller's further rules.
+pub fn check_plain(target: &str) -> Result<Vec<&str>, TargetError> {
     if !target.starts_with('/') {
         return Err(TargetError::Relative);
     }
@@ -68,10 +79,7 @@ pub fn check_target(target: &str) -> Result<(), TargetError> {
     {
         return Err(TargetError::BadComponent);
     }
-    if matches!(parts.first(), Some(&"proc") | Some(&"sys")) {
-        return Err(TargetError::KernelInterface);
-    }
-    Ok(())
+    Ok(parts)
 }
 
 /// The depth of a target: how many components it has.

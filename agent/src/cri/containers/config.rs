@@ -146,6 +146,10 @@ pub fn spec_of(
             .to_string_lossy()
             .into_owned()
     };
+    // kubelet repeats the pod's choice in each container's options; a
+    // container may also ask for the host's alone, as with containerd.
+    let host_pid = pod.host_pid || pid_mode == ns_mode::NODE;
+    let host_ipc = pod.host_ipc || ipc_mode == ns_mode::NODE;
     spec.pod = Some(PodJoin {
         id: pod.id.clone(),
         ns_dir: ns_dir.to_path_buf(),
@@ -160,12 +164,9 @@ pub fn spec_of(
         // The pod's PID namespace when it has one and the container asks
         // for it (POD, also cri-api's default), else its own.
         share_pid: pod.share_pid && pid_mode == ns_mode::POD && !pod.host_pid,
-        // kubelet repeats the pod's choice in each container's options; a
-        // container may also ask for the host's alone, as with containerd.
-        host_pid: pod.host_pid || pid_mode == ns_mode::NODE,
-        host_ipc: pod.host_ipc || ipc_mode == ns_mode::NODE,
+        host_pid,
+        host_ipc,
     });
-    let host_ipc = pod.host_ipc || ipc_mode == ns_mode::NODE;
     if let Some(shm) = shm_mount(pod, ns_dir, host_ipc, &spec.mounts) {
         spec.mounts.push(shm);
     }

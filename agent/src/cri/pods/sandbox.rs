@@ -295,43 +295,22 @@ pub fn record_of(
 
 /// Pod sysctls: each of the pod's own namespaces (see
 /// `berth_runtime::sysctl`, the list kubelet's own check allows); none of
-/// the network's for a pod on the host's network.
+/// the host's namespaces the pod is in.
 fn check_sysctls(
     sysctls: &std::collections::HashMap<String, String>,
     host_network: bool,
     host_ipc: bool,
 ) -> Result<(), Status> {
     use berth_runtime::sysctl;
-    if sysctls.len() > sysctl::MAX_COUNT {
-        return Err(invalid(format!(
-            "config.linux.sysctls: at most {} entries",
-            sysctl::MAX_COUNT
-        )));
-    }
-    for (key, value) in sysctls {
-        match sysctl::check(key, value) {
-            Err(e) => {
-                return Err(invalid(format!(
-                    "config.linux.sysctls {:?}: {e}",
-                    capped(key)
-                )))
-            }
-            Ok(sysctl::Owner::Net) if host_network => {
-                return Err(invalid(format!(
-                    "config.linux.sysctls {:?}: the pod is on the host's network, whose sysctls are the host's",
-                    capped(key)
-                )))
-            }
-            Ok(sysctl::Owner::Ipc) if host_ipc => {
-                return Err(invalid(format!(
-                    "config.linux.sysctls {:?}: the pod is in the host's IPC namespace, whose sysctls are the host's",
-                    capped(key)
-                )))
-            }
-            Ok(_) => {}
-        }
-    }
-    Ok(())
+    let on_host = sysctl::HostNamespaces {
+        network: host_network,
+        ipc: host_ipc,
+    };
+    sysctl::check_all(
+        sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        on_host,
+    )
+    .map_err(|e| invalid(format!("config.linux.sysctls: {e}")))
 }
 
 /// The CRI metadata of a pod.
