@@ -39,5 +39,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_fds_with_config(fds, config)?;
+    cri_client(&out)
+}
+
+/// A client of the CRI v1 API (the agent's copy of cri-api's file), for
+/// the end-to-end tests that call the CRI directly (`tests/cri_*.rs`
+/// include it from `OUT_DIR/cri`); no library code uses it.
+fn cri_client(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = PathBuf::from("agent/proto/cri");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let fds = protox::compile([dir.join("runtime/v1/api.proto")], [&dir])?;
+    let out = out.join("cri");
+    std::fs::create_dir_all(&out)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .out_dir(&out)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -73,15 +73,9 @@ skip_reasons=(
 # regression while these stay visible. A known failure that starts to pass
 # is reported, to be taken off the list.
 known_failures=(
-    'should allow privilege escalation when false'
-    'should support nil profile, which is unconfined'
-    'Streaming runtime should support streaming interfaces'
     'public image should timeout if requested'
 )
 known_reasons=(
-    'berth always sets no_new_privs'
-    'berth applies its default seccomp profile when none is given (containerd: unconfined)'
-    'critest streams over SPDY; berth'"'"'s streaming server speaks WebSocket only (and attach: stdin_once is not supported yet)'
     'tonic may answer an expired client deadline CANCELLED rather than DEADLINE_EXCEEDED (a race; passes most runs)'
 )
 

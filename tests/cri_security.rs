@@ -79,6 +79,57 @@ async fn groups_and_added_masked_and_read_only_paths_hold() {
     cri.ok(&["rmp", &pod]);
 }
 
+/// `no_new_privs: false` (kubelet's default, `allowPrivilegeEscalation`)
+/// leaves the flag unset while the seccomp filter still holds (installed
+/// before the privileges are dropped), for the init and its execs; `true`
+/// sets it. No profile at all is unconfined, as the CRI defines it.
+#[tokio::test]
+async fn no_new_privs_and_seccomp_follow_the_security_context() {
+    let cri = Cri::start().await;
+    cri.agent.import_busybox().await;
+    let scratch = Scratch::new();
+    let pod_json = scratch.write("pod.json", &pod_config("nnp", &scratch.0.join("logs")));
+    let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+    let status = "grep -E '^(Uid|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t' ' '";
+    for (name, nnp, seccomp, want) in [
+        (
+            "escalates",
+            false,
+            json!({"profile_type": 0}),
+            "Uid: 1000 1000 1000 1000\nNoNewPrivs: 0\nSeccomp: 2\n",
+        ),
+        (
+            "confined",
+            true,
+            json!({"profile_type": 0}),
+            "Uid: 1000 1000 1000 1000\nNoNewPrivs: 1\nSeccomp: 2\n",
+        ),
+        (
+            "unconfined",
+            false,
+            serde_json::Value::Null,
+            "Uid: 1000 1000 1000 1000\nNoNewPrivs: 0\nSeccomp: 0\n",
+        ),
+    ] {
+        let mut c = container_config(name, &format!("{status}; exec sleep 1000"));
+        let sc = &mut c["linux"]["security_context"];
+        sc["run_as_user"] = json!({"value": 1000});
+        sc["no_new_privs"] = json!(nnp);
+        if !seccomp.is_null() {
+            sc["seccomp"] = seccomp;
+        }
+        let id = start_in(&cri, &pod, &scratch.write("c.json", &c), &pod_json);
+        wait_for("the container's status lines", || {
+            cri.ok(&["logs", &id]).contains("Seccomp")
+        });
+        assert_eq!(cri.ok(&["logs", &id]), want, "{name}: the init");
+        let exec = cri.ok(&["exec", "-s", &id, "sh", "-c", status]);
+        assert_eq!(exec.trim_end(), want.trim_end(), "{name}: an exec");
+    }
+    cri.ok(&["stopp", &pod]);
+    cri.ok(&["rmp", &pod]);
+}
+
 /// A SysV shared memory segment of this test's (and berthd's) IPC
 /// namespace, the host's; removed when dropped, even if the test fails.
 struct Segment(i32);

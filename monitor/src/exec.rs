@@ -361,6 +361,7 @@ fn child_setup(
         create_cwd: false,
         capabilities: launch.capabilities,
         groups: &launch.groups,
+        no_new_privs: !launch.allow_privilege_escalation,
     };
     let stdio = match (terminal, stdio) {
         (Some((_, slave)), _) => Stdio {

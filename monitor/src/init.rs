@@ -105,6 +105,7 @@ fn setup_and_exec(
         create_cwd: true,
         capabilities: spec.capabilities,
         groups: &spec.groups,
+        no_new_privs: !spec.allow_privilege_escalation,
     };
     // Opened in the container's devpts (mounted by now), as for an exec;
     // the monitor keeps the master, which outlives berthd.
@@ -197,6 +198,8 @@ pub struct Command<'a> {
     pub capabilities: u64,
     /// Supplementary groups added to the user's (gids or group names).
     pub groups: &'a [String],
+    /// Set `no_new_privs` (a setuid program then raises nothing).
+    pub no_new_privs: bool,
 }
 
 /// The process's standard files.
@@ -215,7 +218,9 @@ pub struct Stdio<'a> {
 /// Inside the container's root (its mount namespace entered): resolves the
 /// user, enters the working directory, sets up stdio, drops privileges to
 /// the user's and the container's capabilities, sets `no_new_privs`,
-/// installs the seccomp filters last, and execs. Shared by the container's
+/// installs the seccomp filters last (without `no_new_privs`: before the
+/// privileges are dropped, as a filter then needs `CAP_SYS_ADMIN`), and
+/// execs. Shared by the container's
 /// init and exec processes, so both confine their process the same way.
 pub fn become_and_exec(
     command: &Command<'_>,
@@ -283,6 +288,13 @@ pub fn become_and_exec(
             }
         }
     }
+    // Without no_new_privs a filter needs CAP_SYS_ADMIN, held only until
+    // the capabilities are dropped: it goes in now (runc's order), and
+    // what follows must pass it (Docker's profile and berth's allow it).
+    let early = !command.no_new_privs;
+    if let (true, Some(filters)) = (early, seccomp) {
+        crate::confine::install(filters)?;
+    }
     let caps = crate::caps::limit_bounding(command.capabilities)?;
     let groups: Vec<rustix::process::Gid> = ids
         .groups
@@ -293,7 +305,9 @@ pub fn become_and_exec(
     rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(ids.gid)).ctx("setgid")?;
     rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(ids.uid)).ctx("setuid")?;
     crate::caps::apply(caps, ids.uid == 0)?;
-    rustix::thread::set_no_new_privs(true).ctx("no_new_privs")?;
+    if command.no_new_privs {
+        rustix::thread::set_no_new_privs(true).ctx("no_new_privs")?;
+    }
 
     let c_strings = |items: &[String], what: &str| -> Outcome<Vec<CString>> {
         items
@@ -313,7 +327,7 @@ pub fn become_and_exec(
     let (argv, envp) = (pointers(&args), pointers(&envs));
     // Last: nothing of this setup is filtered, only the exec and what the
     // container does (a profile must allow execve, as Docker's does).
-    if let Some(filters) = seccomp {
+    if let (false, Some(filters)) = (early, seccomp) {
         crate::confine::install(filters)?;
     }
     let errno = sys::execve(&program, &argv, &envp);

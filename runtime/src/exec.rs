@@ -70,6 +70,9 @@ pub struct ExecLaunch {
     /// The container's compiled seccomp programs (a host path), installed
     /// last before exec; `None`: unconfined.
     pub seccomp: Option<String>,
+    /// As the container's [`crate::launch::LaunchSpec::allow_privilege_escalation`].
+    #[serde(default)]
+    pub allow_privilege_escalation: bool,
     /// The container's cgroup, joined before exec.
     pub cgroup: CgroupPlacement,
     /// The container has a user namespace of its own: the process joins it
@@ -246,6 +249,7 @@ mod tests {
             terminal_size: (24, 80),
             capabilities: 5,
             seccomp: None,
+            allow_privilege_escalation: true,
             cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c".into()),
             userns: false,
             record_dir: Some("/var/lib/berth/containers/c/execs".into()),

@@ -86,6 +86,15 @@ pub struct LaunchSpec {
     /// filter (unconfined).
     #[serde(default)]
     pub seccomp: Option<String>,
+    /// Leave `no_new_privs` unset, so a setuid program or file
+    /// capabilities may raise the process's privileges (within its
+    /// bounding set): the CRI's `no_new_privs: false`, Kubernetes'
+    /// `allowPrivilegeEscalation`. The seccomp programs are then installed
+    /// before the capabilities are dropped (as runc does: without
+    /// `no_new_privs` a filter needs `CAP_SYS_ADMIN`), so the setup that
+    /// follows (setgroups, setuid, capset, execve) must pass them.
+    #[serde(default)]
+    pub allow_privilege_escalation: bool,
     /// The capabilities the container's root keeps in its bounding,
     /// permitted and effective sets (bit N: capability N), within those
     /// this kernel has; Docker's default set when absent.

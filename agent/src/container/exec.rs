@@ -212,6 +212,7 @@ impl Manager {
                 secopts::capabilities(&rec.spec)
             },
             seccomp,
+            allow_privilege_escalation: rec.spec.allow_privilege_escalation,
             cgroup,
             userns: rec.userns.is_some(),
             record_dir: Some(record_dir),

@@ -161,6 +161,16 @@ pub struct SpecRecord {
     /// Stdin kept open for attached clients (`-i`).
     #[serde(default)]
     pub open_stdin: bool,
+    /// The container's stdin is closed once an attached client's stdin
+    /// ends or the client detaches (the CRI's `stdin_once`, Docker's
+    /// `StdinOnce`); without a terminal only (a terminal's user ends its
+    /// own input).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Leave `no_new_privs` unset for the container and its execs (the
+    /// CRI's `no_new_privs: false`): berth's own containers always set it.
+    #[serde(default)]
+    pub allow_privilege_escalation: bool,
     /// A terminal of its own (`-t`).
     #[serde(default)]
     pub tty: bool,

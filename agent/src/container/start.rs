@@ -281,6 +281,7 @@ impl Manager {
             hosts_extra: self.hosts_lines(rec),
             capabilities: secopts::capabilities(&rec.spec),
             read_only_rootfs: rec.spec.read_only_rootfs,
+            allow_privilege_escalation: rec.spec.allow_privilege_escalation,
             privileged: rec.spec.privileged,
             devices,
             cgroup: cg.placement.clone(),

@@ -70,7 +70,7 @@ pub fn status(
                 "podNetwork": network.as_ref().ok(),
                 "imageService": "served",
                 "runtimeService": "pods and containers; streaming (exec, attach, \
-                                   port-forward) over WebSocket only, not SPDY",
+                                   port-forward) over SPDY/3.1 and WebSocket",
             })
             .to_string(),
         );

@@ -68,6 +68,8 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         sysctls: s.sysctls.into_iter().collect(),
         group_add: s.group_add,
         // The CRI front end's alone (kubelet's security context).
+        stdin_once: false,
+        allow_privilege_escalation: false,
         masked_paths: Vec::new(),
         readonly_paths: Vec::new(),
         pod: None,

@@ -28,6 +28,7 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         resolv_conf: None,
         hosts_extra: vec![],
         seccomp: None,
+        allow_privilege_escalation: false,
         capabilities: crate::caps::DEFAULT.0,
         read_only_rootfs: false,
         privileged: false,

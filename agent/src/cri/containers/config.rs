@@ -95,9 +95,6 @@ pub fn spec_of(
     if !c.cdi_devices.is_empty() {
         return Err(not_supported("CDI devices"));
     }
-    if c.stdin_once {
-        return Err(not_supported("stdin_once"));
-    }
     let linux = c.linux.unwrap_or_default();
     let security = linux.security_context.unwrap_or_default();
     let (pid_mode, ipc_mode) = security
@@ -117,6 +114,8 @@ pub fn spec_of(
         working_dir: c.working_dir,
         labels: c.labels.into_iter().collect(),
         open_stdin: c.stdin,
+        // As containerd: meaningless without stdin.
+        stdin_once: c.stdin && c.stdin_once,
         tty: c.tty,
         stop_signal: stop_signal(c.stop_signal)?,
         mounts: c.mounts.into_iter().map(mount).collect::<Result<_, _>>()?,
@@ -388,6 +387,9 @@ fn security_context(
     }
     spec.privileged = s.privileged;
     spec.read_only_rootfs = s.readonly_rootfs;
+    // kubelet's `allowPrivilegeEscalation` (true unless said otherwise):
+    // setuid programs work, as with containerd and Docker.
+    spec.allow_privilege_escalation = !s.no_new_privs;
     if s.privileged {
         // Every capability and no filter, whatever else was said, as
         // containerd and CRI-O do for a privileged container.
@@ -400,7 +402,12 @@ fn security_context(
 }
 
 /// RuntimeDefault is berth's default profile (Docker's, tightened);
-/// Localhost reads the profile (Docker's JSON format) from the host.
+/// Localhost reads the profile (Docker's JSON format) from the host. No
+/// profile at all is Unconfined, as the CRI defines it (and containerd and
+/// CRI-O run it): kubelet always names one (RuntimeDefault with
+/// `seccompDefault`, else Unconfined), so only other clients send none.
+/// berth's own API keeps its default filter for a container that names
+/// none.
 fn seccomp(
     profile: Option<&cri::SecurityProfile>,
     legacy_path: &str,
@@ -409,8 +416,8 @@ fn seccomp(
     let (kind, path) = match profile {
         Some(p) => (p.profile_type, p.localhost_ref.as_str()),
         None => match legacy_path {
-            "" | "runtime/default" | "docker/default" => (0, ""),
-            "unconfined" => (1, ""),
+            "runtime/default" | "docker/default" => (0, ""),
+            "" | "unconfined" => (1, ""),
             p => (2, p.strip_prefix("localhost/").unwrap_or(p)),
         },
     };
@@ -454,6 +461,32 @@ fn seccomp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seccomp_follows_the_cri() {
+        use crate::seccomp::Choice;
+        let kind = |t| cri::SecurityProfile {
+            profile_type: t,
+            localhost_ref: String::new(),
+        };
+        assert!(matches!(seccomp(None, ""), Ok(Choice::Unconfined)));
+        assert!(matches!(
+            seccomp(None, "unconfined"),
+            Ok(Choice::Unconfined)
+        ));
+        assert!(matches!(
+            seccomp(None, "runtime/default"),
+            Ok(Choice::Default)
+        ));
+        assert!(matches!(seccomp(Some(&kind(0)), ""), Ok(Choice::Default)));
+        assert!(matches!(
+            seccomp(Some(&kind(1)), ""),
+            Ok(Choice::Unconfined)
+        ));
+        assert!(seccomp(Some(&kind(2)), "").is_err());
+        assert!(seccomp(Some(&kind(7)), "").is_err());
+        assert!(seccomp(None, "localhost/relative").is_err());
+    }
 
     fn pod() -> PodRecord {
         PodRecord {

@@ -8,9 +8,10 @@
 //! connection closes; a client that goes away detaches, and the container
 //! runs on.
 //!
-//! CRI containers have no stdin_once (berth refuses it), so the client
-//! closing its stdin never closes the container's: the next client may
-//! still write to it, as with containerd.
+//! The client closing its stdin closes the container's only for a
+//! container made with `stdin_once` (and no terminal), as with containerd:
+//! then its stdin also closes when the client detaches. Otherwise the
+//! next client may still write to it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 
-use super::conn::{self, In, Out, Ws, CHUNK};
-use super::protocol::{self, Inbound, Outcome, Proto};
+use super::conn::{self, In, Out, Session, CHUNK};
+use super::protocol::{self, Inbound, Outcome};
 use super::resize::ResizeStream;
 use crate::container::state::State;
 use crate::container::Manager;
@@ -39,6 +40,9 @@ pub struct AttachGrant {
     pub container_id: String,
     /// The client sends stdin.
     pub stdin: bool,
+    /// The client's end of stdin (or its detaching) closes the
+    /// container's.
+    pub stdin_once: bool,
     /// The container has a terminal.
     pub tty: bool,
     /// The client wants stdout.
@@ -47,9 +51,9 @@ pub struct AttachGrant {
     pub stderr: bool,
 }
 
-/// Serves one attach session on `ws`.
-pub async fn serve(ws: Ws, proto: Proto, grant: AttachGrant, mgr: Arc<Manager>) {
-    let (out, input, writer) = conn::split(ws, proto);
+/// Serves one attach session.
+pub async fn serve(session: Session, grant: AttachGrant, mgr: Arc<Manager>) {
+    let Session { out, input, writer } = session;
     let first = if grant.stdout {
         protocol::STDOUT
     } else if grant.stderr {
@@ -176,7 +180,12 @@ async fn read_input(
             },
             Inbound::Close {
                 channel: protocol::STDIN,
-            } => stdin_open = false,
+            } if stdin_open => {
+                stdin_open = false;
+                if grant.stdin_once {
+                    proto::encode(&mut frame, proto::IN_CLOSE_STDIN, &[]);
+                }
+            }
             Inbound::Data { .. } | Inbound::Close { .. } | Inbound::Empty => {}
         }
         // A closed socket: the container exited, and the output side ends
@@ -184,6 +193,12 @@ async fn read_input(
         if monitor_open && !frame.is_empty() && to_monitor.write_all(&frame).await.is_err() {
             monitor_open = false;
         }
+    }
+    // Detached with its stdin open: a stdin_once container's closes too.
+    if stdin_open && grant.stdin_once && monitor_open {
+        frame.clear();
+        proto::encode(&mut frame, proto::IN_CLOSE_STDIN, &[]);
+        let _ = to_monitor.write_all(&frame).await;
     }
     let _ = gone.send(());
 }

@@ -1,9 +1,15 @@
-//! One upgraded WebSocket connection, split for a session: [`Out`] sends
-//! framed channel data (cloneable: port-forward writes from one task per
-//! port), [`In`] yields the client's unframed messages. A writer task owns
-//! the sending half; once every `Out` is gone it sends the close (1000,
-//! normal), which client-go's readers take as the end of every stream.
+//! One upgraded connection, split for a session whatever its transport:
+//! [`Out`] sends channel data (cloneable: port-forward writes from one
+//! task per port), [`In`] yields the client's messages as channels. A
+//! writer task owns the sending half; once every `Out` is gone it ends the
+//! session as the transport does (a WebSocket close, 1000; SPDY: FIN on
+//! every stream, then GOAWAY), which client-go's readers take as the end
+//! of every stream.
+//!
+//! Over SPDY the channels are the streams the client opened, each named
+//! by its `streamType` ([`spdy_session`] waits for them as kubelet does).
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -18,6 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::protocol::{self, Inbound, Outbound, Outcome, Proto};
+use super::spdy::{self, StreamProto};
 
 /// The upgraded connection.
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -32,7 +39,7 @@ pub const CHUNK: usize = 32 * 1024;
 pub const IDLE: Duration = Duration::from_secs(4 * 3600);
 /// How long the client has to answer the close before the socket is
 /// dropped anyway.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The client is gone (or the connection failed).
 #[derive(Debug)]
@@ -49,18 +56,43 @@ pub async fn accept(io: TokioIo<Upgraded>) -> Ws {
 /// The sending side of a session.
 #[derive(Clone)]
 pub struct Out {
-    tx: mpsc::Sender<Message>,
+    tx: Tx,
     proto: Proto,
 }
 
+#[derive(Clone)]
+enum Tx {
+    WebSocket(mpsc::Sender<Message>),
+    /// The stream of each channel the client opened.
+    Spdy {
+        writer: spdy::Writer,
+        streams: [Option<u32>; CHANNELS],
+    },
+}
+
+/// Exec and attach channels (stdin to resize).
+const CHANNELS: usize = 5;
+
 impl Out {
     /// Sends `data` on `channel`; waits while the client is slow to read.
+    /// Over SPDY, nothing is sent on a channel whose stream the client did
+    /// not open, and empty data is no frame.
     pub async fn send(&self, channel: u8, data: &[u8]) -> Result<(), Gone> {
-        let msg = match protocol::encode(self.proto, channel, data) {
-            Outbound::Binary(v) => Message::Binary(v.into()),
-            Outbound::Text(s) => Message::Text(s.into()),
-        };
-        self.tx.send(msg).await.map_err(|_| Gone)
+        match &self.tx {
+            Tx::WebSocket(tx) => {
+                let msg = match protocol::encode(self.proto, channel, data) {
+                    Outbound::Binary(v) => Message::Binary(v.into()),
+                    Outbound::Text(s) => Message::Text(s.into()),
+                };
+                tx.send(msg).await.map_err(|_| Gone)
+            }
+            Tx::Spdy { writer, streams } => {
+                match streams.get(usize::from(channel)).copied().flatten() {
+                    Some(id) if !data.is_empty() => writer.send(id, data).await,
+                    _ => Ok(()),
+                }
+            }
+        }
     }
 
     /// Writes the status of `outcome` on the error channel (if the
@@ -75,16 +107,62 @@ impl Out {
 
 /// The receiving side of a session.
 pub struct In {
-    stream: SplitStream<Ws>,
+    rx: Rx,
     proto: Proto,
+}
+
+enum Rx {
+    WebSocket(SplitStream<Ws>),
+    Spdy {
+        /// What came before every stream was up (client-go sends nothing
+        /// then; another client might).
+        early: VecDeque<spdy::Event>,
+        events: mpsc::Receiver<spdy::Event>,
+        /// The channel of each stream.
+        channels: HashMap<u32, u8>,
+        /// Refuses streams opened late.
+        refuse: spdy::WeakWriter,
+        /// The connection's reader, which ends with this.
+        _reading: spdy::AbortOnDrop,
+    },
 }
 
 impl In {
     /// The client's next message; `None` once it has closed the
-    /// connection, broken the protocol, or been idle for [`IDLE`].
+    /// connection, broken the protocol, or been idle for [`IDLE`]. Over
+    /// SPDY the end of a stream is the close of its channel (v5's
+    /// message).
     pub async fn next(&mut self) -> Option<Inbound> {
+        let stream = match &mut self.rx {
+            Rx::WebSocket(stream) => stream,
+            Rx::Spdy {
+                early,
+                events,
+                channels,
+                refuse,
+                ..
+            } => loop {
+                let event = match early.pop_front() {
+                    Some(e) => e,
+                    None => events.recv().await?,
+                };
+                match event {
+                    spdy::Event::Data { id, data } => {
+                        if let Some(&channel) = channels.get(&id) {
+                            return Some(Inbound::Data { channel, data });
+                        }
+                    }
+                    spdy::Event::Fin { id } | spdy::Event::Reset { id } => {
+                        if let Some(channel) = channels.remove(&id) {
+                            return Some(Inbound::Close { channel });
+                        }
+                    }
+                    spdy::Event::Open { id, .. } => refuse.try_refuse(id),
+                }
+            },
+        };
         loop {
-            let msg = match tokio::time::timeout(IDLE, self.stream.next()).await {
+            let msg = match tokio::time::timeout(IDLE, stream.next()).await {
                 Ok(Some(Ok(m))) => m,
                 Ok(Some(Err(e))) => {
                     tracing::debug!("CRI streaming: reading the WebSocket: {e}");
@@ -113,13 +191,136 @@ impl In {
     }
 }
 
-/// Splits `ws` for a session speaking `proto`; the handle is the writer
-/// task's, for [`finish`].
-pub fn split(ws: Ws, proto: Proto) -> (Out, In, JoinHandle<()>) {
+/// A connection split for a session.
+pub struct Session {
+    /// Sends.
+    pub out: Out,
+    /// Receives.
+    pub input: In,
+    /// The writer task, for [`finish`].
+    pub writer: JoinHandle<()>,
+}
+
+/// Splits `ws` for a session speaking `proto`.
+pub fn websocket(ws: Ws, proto: Proto) -> Session {
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(16);
     let writer = tokio::spawn(write(sink, rx));
-    (Out { tx, proto }, In { stream, proto }, writer)
+    Session {
+        out: Out {
+            tx: Tx::WebSocket(tx),
+            proto,
+        },
+        input: In {
+            rx: Rx::WebSocket(stream),
+            proto,
+        },
+        writer,
+    }
+}
+
+/// The streams an exec or attach waits for (the error stream always).
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    /// stdin.
+    pub stdin: bool,
+    /// stdout.
+    pub stdout: bool,
+    /// stderr.
+    pub stderr: bool,
+    /// A terminal (a resize stream, when the protocol has one).
+    pub tty: bool,
+}
+
+/// How long the client has to open its streams (kubelet's default).
+const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The session of an exec or attach over SPDY speaking `version`, once
+/// the client has opened every stream `expected` (each accepted as it
+/// comes, as kubelet does); `None` if it has not within
+/// [`STREAMS_TIMEOUT`] or went away. Streams of an unknown or repeated
+/// type are refused.
+pub async fn spdy_session(
+    conn: spdy::Conn,
+    version: StreamProto,
+    expected: Expected,
+) -> Option<Session> {
+    let spdy::Conn {
+        writer,
+        mut events,
+        writing,
+        reading,
+    } = conn;
+    let want = [
+        expected.stdin,
+        expected.stdout,
+        expected.stderr,
+        true,
+        expected.tty && version.resize(),
+    ];
+    let count = want.iter().filter(|w| **w).count();
+    let mut streams = [None; CHANNELS];
+    let mut channels = HashMap::new();
+    let deadline = tokio::time::Instant::now() + STREAMS_TIMEOUT;
+    let mut early = Vec::new();
+    while channels.len() < count {
+        let event = match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return None,
+            Err(_) => {
+                tracing::debug!("CRI streaming: the client did not open its streams in time");
+                return None;
+            }
+        };
+        let (id, headers) = match event {
+            spdy::Event::Open { id, headers } => (id, headers),
+            // Data before every stream is up (client-go sends none): kept.
+            other => {
+                early.push(other);
+                continue;
+            }
+        };
+        let channel = headers.get("streamtype").and_then(channel_of);
+        match channel {
+            Some(c) if want[usize::from(c)] && streams[usize::from(c)].is_none() => {
+                streams[usize::from(c)] = Some(id);
+                channels.insert(id, c);
+                writer.reply(id).await.ok()?;
+            }
+            _ => writer.reset(id, spdy::REFUSED_STREAM).await.ok()?,
+        }
+    }
+    let refuse = writer.downgrade();
+    let proto = version.status();
+    Some(Session {
+        out: Out {
+            tx: Tx::Spdy { writer, streams },
+            proto,
+        },
+        input: In {
+            rx: Rx::Spdy {
+                early: early.into(),
+                events,
+                channels,
+                refuse,
+                _reading: reading,
+            },
+            proto,
+        },
+        writer: writing,
+    })
+}
+
+/// The channel of a `streamType`.
+fn channel_of(kind: &str) -> Option<u8> {
+    match kind {
+        "stdin" => Some(protocol::STDIN),
+        "stdout" => Some(protocol::STDOUT),
+        "stderr" => Some(protocol::STDERR),
+        "error" => Some(protocol::ERROR),
+        "resize" => Some(protocol::RESIZE),
+        _ => None,
+    }
 }
 
 async fn write(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::Receiver<Message>) {

@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::conn::{self, In, Out, Ws, CHUNK};
-use super::protocol::{self, Inbound, Outcome, Proto};
+use super::conn::{self, In, Out, Session, CHUNK};
+use super::protocol::{self, Inbound, Outcome};
 use super::resize::ResizeStream;
 use crate::container::{ExecOptions, Manager};
 use crate::cri::containers;
@@ -41,15 +41,14 @@ pub struct ExecGrant {
     pub stderr: bool,
 }
 
-/// Serves one exec session on `ws`.
+/// Serves one exec session.
 pub async fn serve(
-    ws: Ws,
-    proto: Proto,
+    session: Session,
     grant: ExecGrant,
     mgr: Arc<Manager>,
     stopping: watch::Receiver<bool>,
 ) {
-    let (out, input, writer) = conn::split(ws, proto);
+    let Session { out, input, writer } = session;
     // As kubelet: an empty message on the first channel the client reads
     // tells it the streams are up.
     let first = if grant.stdout {

@@ -6,15 +6,16 @@
 //! ([`tokens`]: single use, a minute to live, at most 1000 outstanding);
 //! the work starts when the client connects there
 //! (`http://127.0.0.1:PORT/{exec,attach,portforward}/<token>`) and
-//! upgrades to a WebSocket ([`server`]): client-go's remotecommand
-//! subprotocols v5/v4 (and the older ones kubelet still serves) for exec
-//! ([`exec`]) and attach ([`attach`]), kubelet's channel variant for
-//! port-forward ([`portforward`]); the framing is [`protocol`]'s. SPDY is
-//! not served: such requests get 501 and a message saying so. That covers
-//! crictl's default transport, crictl's `port-forward --transport
-//! websocket` (SPDY tunnelled in a WebSocket), and what kubelet forwards
-//! for `kubectl exec/attach/port-forward` (the API server speaks SPDY to
-//! kubelet, which passes the upgrade on as it is).
+//! upgrades ([`server`]) either to SPDY/3.1 ([`spdy`]: crictl's and
+//! client-go's default, and what kubelet passes on for `kubectl
+//! exec/attach/port-forward`), one stream per channel, or to a WebSocket
+//! speaking client-go's remotecommand subprotocols v5/v4 (and the older
+//! ones kubelet still serves), the framing [`protocol`]'s. [`conn`] makes
+//! either a session of channels for exec ([`exec`]) and attach
+//! ([`attach`]); port-forward ([`portforward`]) pairs SPDY streams per
+//! connection (SPDY also tunnelled in a WebSocket, as crictl's
+//! `port-forward --transport websocket` sends it), or takes kubelet's
+//! WebSocket channels per port.
 //!
 //! The server has no authentication of its own, as kubelet's and
 //! containerd's: the token is the credential, so the listener belongs on
@@ -27,6 +28,7 @@ mod portforward;
 mod protocol;
 mod resize;
 mod server;
+mod spdy;
 mod tokens;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -174,6 +176,7 @@ impl Streaming {
         check_streams(req.stdin, req.stdout, req.stderr, req.tty)?;
         let grant = AttachGrant {
             container_id: id,
+            stdin_once: rec.spec.stdin_once && !rec.spec.tty,
             stdin: req.stdin,
             tty: req.tty,
             stdout: req.stdout,

@@ -122,11 +122,15 @@ pub fn negotiate<'a>(values: impl IntoIterator<Item = &'a str>) -> Negotiated {
             answer: true,
         };
     }
-    if asked.iter().any(|p| p.starts_with("SPDY/3.1+")) {
+    if asked.contains(&SPDY_TUNNEL) {
         return Negotiated::SpdyTunnel;
     }
     Negotiated::Unsupported
 }
+
+/// The subprotocol of SPDY tunnelled in a WebSocket (client-go's
+/// port-forward over WebSocket).
+pub const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
 /// A message to send, as the protocol frames it.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,9 +1,10 @@
 //! The HTTP side: HTTP/1.1 on the streaming listener, each request one of
 //! `/exec/<token>`, `/attach/<token>` or `/portforward/<token>`, upgraded
-//! to a WebSocket speaking a subprotocol of [`protocol::Proto`]. SPDY (the
-//! default of crictl and of client-go's executors, and what client-go
-//! tunnels over WebSocket for port-forward) is answered 501 with a message
-//! that says so.
+//! either to SPDY/3.1 (crictl's and client-go's default, what kubelet
+//! forwards for kubectl) speaking a [`spdy::StreamProto`], or to a
+//! WebSocket speaking a subprotocol of [`protocol::Proto`], or (for
+//! port-forward) SPDY tunnelled in a WebSocket, as client-go's WebSocket
+//! port-forward sends it.
 //!
 //! A refused request does not use its token up: a client may try again
 //! with another transport, as client-go's fallback executor does.
@@ -25,7 +26,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use super::conn::{self, Expected, Session};
 use super::protocol::{self, Negotiated, Proto};
+use super::spdy::{self, StreamProto};
 use super::{tokens, Grant, Streaming};
 
 /// Connections still in their HTTP request (before an upgrade).
@@ -35,14 +38,10 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes of a request head buffered.
 const HEAD_MAX: usize = 64 * 1024;
 
-/// The message of every SPDY refusal.
-pub const SPDY_REFUSED: &str = "berth CRI: not supported yet: SPDY streaming; \
-     use a WebSocket client (crictl --transport websocket)";
-/// The message for SPDY tunnelled over WebSocket (crictl port-forward
-/// `--transport websocket`, client-go's port-forward).
-pub const SPDY_TUNNEL_REFUSED: &str = "berth CRI: not supported yet: SPDY streaming \
-     (SPDY/3.1+portforward.k8s.io tunnelled over WebSocket, as client-go's port-forward sends it); \
-     berth serves port-forward over WebSocket channels (v4.channel.k8s.io, ?port=N)";
+/// The header naming the stream protocol of a SPDY upgrade.
+const STREAM_PROTOCOL: &str = "x-stream-protocol-version";
+/// The header listing the protocols served, on a refused negotiation.
+const ACCEPTED_PROTOCOLS: &str = "x-accepted-stream-protocol-versions";
 
 type Body = Full<Bytes>;
 
@@ -142,15 +141,116 @@ fn header_has(headers: &HeaderMap, name: http::header::HeaderName, word: &str) -
     })
 }
 
-/// Answers one request; a good one is upgraded, its session spawned.
-fn handle(streaming: &Arc<Streaming>, mut req: Request<Incoming>) -> Response<Body> {
-    let Some((kind, token)) = route(req.uri().path()) else {
-        return reply(StatusCode::NOT_FOUND, "not found");
-    };
-    let headers = req.headers();
-    if header_has(headers, UPGRADE, "spdy/") {
-        return reply(StatusCode::NOT_IMPLEMENTED, SPDY_REFUSED);
+/// The transport a request upgrades to.
+enum Transport {
+    WebSocket {
+        proto: Proto,
+        /// Name the subprotocol in the 101.
+        answer: bool,
+        accept: HeaderValue,
+    },
+    Spdy(StreamProto),
+    /// SPDY in a WebSocket's binary messages (port-forward only).
+    SpdyTunnel {
+        accept: HeaderValue,
+    },
+}
+
+impl Transport {
+    /// The 101 that completes the upgrade.
+    fn switching(&self) -> Response<Body> {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        match self {
+            Transport::WebSocket {
+                proto,
+                answer,
+                accept,
+            } => {
+                h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(SEC_WEBSOCKET_ACCEPT, accept.clone());
+                if *answer {
+                    h.insert(
+                        SEC_WEBSOCKET_PROTOCOL,
+                        HeaderValue::from_static(proto.name()),
+                    );
+                }
+            }
+            Transport::Spdy(version) => {
+                h.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+                h.insert(STREAM_PROTOCOL, HeaderValue::from_static(version.name()));
+            }
+            Transport::SpdyTunnel { accept } => {
+                h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(SEC_WEBSOCKET_ACCEPT, accept.clone());
+                h.insert(
+                    SEC_WEBSOCKET_PROTOCOL,
+                    HeaderValue::from_static(protocol::SPDY_TUNNEL),
+                );
+            }
+        }
+        r
     }
+}
+
+/// The SPDY upgrade `headers` ask for, with the stream protocol of `kind`
+/// (kubelet's handshake: the header is required, the client's order
+/// picks).
+/// A refused upgrade's answer (boxed: it is large).
+type Refusal = Box<Response<Body>>;
+
+fn refuse(status: StatusCode, text: &str) -> Refusal {
+    Box::new(reply(status, text))
+}
+
+fn spdy_transport(headers: &HeaderMap, kind: Kind) -> Result<Transport, Refusal> {
+    if !header_has(headers, CONNECTION, "upgrade") {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "berth CRI streaming: a SPDY upgrade needs Connection: Upgrade",
+        ));
+    }
+    let served: &[StreamProto] = match kind {
+        Kind::Exec | Kind::Attach => &spdy::EXEC,
+        Kind::PortForward => &spdy::PORT_FORWARD,
+    };
+    let asked: Vec<&str> = headers
+        .get_all(STREAM_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if asked.is_empty() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "berth CRI streaming: unable to upgrade: the X-Stream-Protocol-Version header is required",
+        ));
+    }
+    spdy::negotiate(asked, served)
+        .map(Transport::Spdy)
+        .ok_or_else(|| {
+            let names: Vec<&str> = served.iter().map(|p| p.name()).collect();
+            let mut r = refuse(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "berth CRI streaming: unable to upgrade: none of the requested stream \
+                     protocols is served; served: {}",
+                    names.join(", ")
+                ),
+            );
+            for n in names {
+                r.headers_mut()
+                    .append(ACCEPTED_PROTOCOLS, HeaderValue::from_static(n));
+            }
+            r
+        })
+}
+
+/// The WebSocket upgrade `req` asks for (for `kind`: only port-forward
+/// tunnels SPDY).
+fn websocket_transport(req: &Request<Incoming>, kind: Kind) -> Result<Transport, Refusal> {
+    let headers = req.headers();
     let websocket = req.method() == Method::GET
         && header_has(headers, UPGRADE, "websocket")
         && header_has(headers, CONNECTION, "upgrade")
@@ -159,43 +259,71 @@ fn handle(streaming: &Arc<Streaming>, mut req: Request<Incoming>) -> Response<Bo
             .is_some_and(|v| v.as_bytes() == b"13");
     let key = headers.get(SEC_WEBSOCKET_KEY).map(|k| k.as_bytes());
     let (true, Some(key)) = (websocket, key) else {
-        return reply(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
-            "berth CRI streaming: a WebSocket upgrade is required \
-             (GET, Upgrade: websocket, Sec-WebSocket-Version: 13)",
-        );
+            "berth CRI streaming: a SPDY/3.1 or WebSocket upgrade is required \
+             (WebSocket: GET, Upgrade: websocket, Sec-WebSocket-Version: 13)",
+        ));
     };
     let asked = headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok());
+    let accept = HeaderValue::from_str(&derive_accept_key(key))
+        .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "deriving the accept key"))?;
     let (proto, answer) = match protocol::negotiate(asked) {
         Negotiated::Proto { proto, answer } => (proto, answer),
+        Negotiated::SpdyTunnel if kind == Kind::PortForward => {
+            return Ok(Transport::SpdyTunnel { accept });
+        }
         Negotiated::SpdyTunnel => {
-            return reply(StatusCode::NOT_IMPLEMENTED, SPDY_TUNNEL_REFUSED);
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "berth CRI streaming: SPDY is tunnelled over WebSocket for port-forward only",
+            ));
         }
         Negotiated::Unsupported => {
             let names: Vec<&str> = Proto::ALL.iter().map(|p| p.name()).collect();
-            return reply(
+            return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 &format!(
                     "berth CRI streaming: none of the requested subprotocols is supported; \
                      supported: {}",
                     names.join(", ")
                 ),
-            );
+            ));
         }
     };
-    let ports = match kind {
-        Kind::PortForward => match protocol::ports(req.uri().query()) {
-            Ok(p) => p,
-            Err(why) => return reply(StatusCode::BAD_REQUEST, &why),
-        },
-        Kind::Exec | Kind::Attach => Vec::new(),
+    Ok(Transport::WebSocket {
+        proto,
+        answer,
+        accept,
+    })
+}
+
+/// Answers one request; a good one is upgraded, its session spawned.
+fn handle(streaming: &Arc<Streaming>, mut req: Request<Incoming>) -> Response<Body> {
+    let Some((kind, token)) = route(req.uri().path()) else {
+        return reply(StatusCode::NOT_FOUND, "not found");
     };
-    let accept = derive_accept_key(key);
-    let Ok(accept) = HeaderValue::from_str(&accept) else {
-        return reply(StatusCode::INTERNAL_SERVER_ERROR, "deriving the accept key");
+    let transport = if header_has(req.headers(), UPGRADE, "spdy/3.1") {
+        spdy_transport(req.headers(), kind)
+    } else {
+        websocket_transport(&req, kind)
+    };
+    let transport = match transport {
+        Ok(t) => t,
+        Err(refusal) => return *refusal,
+    };
+    // Over SPDY each stream names its port.
+    let ports = match (kind, &transport) {
+        (Kind::PortForward, Transport::WebSocket { .. }) => {
+            match protocol::ports(req.uri().query()) {
+                Ok(p) => p,
+                Err(why) => return reply(StatusCode::BAD_REQUEST, &why),
+            }
+        }
+        _ => Vec::new(),
     };
     let Ok(session) = streaming.sessions.clone().try_acquire_owned() else {
         return reply(
@@ -231,6 +359,7 @@ fn handle(streaming: &Arc<Streaming>, mut req: Request<Incoming>) -> Response<Bo
             )
         }
     };
+    let response = transport.switching();
     let upgrade = hyper::upgrade::on(&mut req);
     let streaming = streaming.clone();
     tokio::spawn(async move {
@@ -241,46 +370,85 @@ fn handle(streaming: &Arc<Streaming>, mut req: Request<Incoming>) -> Response<Bo
                 return;
             }
         };
-        let ws = super::conn::accept(io).await;
-        run_session(&streaming, ws, proto, grant, ports, session).await;
+        run_session(&streaming, io, transport, grant, ports, session).await;
     });
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(SEC_WEBSOCKET_ACCEPT, accept);
-    if answer {
-        h.insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(proto.name()),
-        );
+    response
+}
+
+/// An upgraded connection, before its session.
+enum Upgraded {
+    Spdy(StreamProto, spdy::Conn),
+    WebSocket(Session),
+}
+
+impl Upgraded {
+    /// The session of an exec or attach (over SPDY: once the client has
+    /// opened the streams it is expected to).
+    async fn session(self, expected: Expected) -> Option<Session> {
+        match self {
+            Upgraded::Spdy(version, conn) => conn::spdy_session(conn, version, expected).await,
+            Upgraded::WebSocket(s) => Some(s),
+        }
     }
-    r
 }
 
 /// Runs the session a grant is for; the permit counts it while it runs.
 async fn run_session(
     streaming: &Streaming,
-    ws: super::conn::Ws,
-    proto: Proto,
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    transport: Transport,
     grant: Grant,
     ports: Vec<u16>,
     _session: OwnedSemaphorePermit,
 ) {
     let mgr = streaming.mgr.clone();
+    let (name, upgraded) = match transport {
+        Transport::Spdy(version) => (version.name(), Upgraded::Spdy(version, spdy::start(io))),
+        Transport::SpdyTunnel { .. } => {
+            let ws = conn::accept(io).await;
+            let version = StreamProto::PortForward;
+            let conn = spdy::start(spdy::tunnel(ws));
+            (protocol::SPDY_TUNNEL, Upgraded::Spdy(version, conn))
+        }
+        Transport::WebSocket { proto, .. } => {
+            let ws = conn::accept(io).await;
+            (
+                proto.name(),
+                Upgraded::WebSocket(conn::websocket(ws, proto)),
+            )
+        }
+    };
     match grant {
         Grant::Exec(g) => {
-            tracing::debug!(container = %g.container_id, proto = proto.name(), "CRI exec session");
-            super::exec::serve(ws, proto, g, mgr, streaming.stopping.clone()).await;
+            tracing::debug!(container = %g.container_id, proto = name, "CRI exec session");
+            let expected = Expected {
+                stdin: g.stdin,
+                stdout: g.stdout,
+                stderr: g.stderr,
+                tty: g.tty,
+            };
+            if let Some(s) = upgraded.session(expected).await {
+                super::exec::serve(s, g, mgr, streaming.stopping.clone()).await;
+            }
         }
         Grant::Attach(g) => {
-            tracing::debug!(container = %g.container_id, proto = proto.name(), "CRI attach session");
-            super::attach::serve(ws, proto, g, mgr).await;
+            tracing::debug!(container = %g.container_id, proto = name, "CRI attach session");
+            let expected = Expected {
+                stdin: g.stdin,
+                stdout: g.stdout,
+                stderr: g.stderr,
+                tty: g.tty,
+            };
+            if let Some(s) = upgraded.session(expected).await {
+                super::attach::serve(s, g, mgr).await;
+            }
         }
         Grant::PortForward(g) => {
-            tracing::debug!(pod = %g.pod_id, ?ports, proto = proto.name(), "CRI port-forward session");
-            super::portforward::serve(ws, proto, g, ports).await;
+            tracing::debug!(pod = %g.pod_id, ?ports, proto = name, "CRI port-forward session");
+            match upgraded {
+                Upgraded::Spdy(_, c) => super::portforward::serve_spdy(c, g).await,
+                Upgraded::WebSocket(s) => super::portforward::serve(s, g, ports).await,
+            }
         }
     }
 }
@@ -309,6 +477,7 @@ mod tests {
         h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         h.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
         assert!(header_has(&h, CONNECTION, "upgrade"));
+        assert!(header_has(&h, UPGRADE, "spdy/3.1"));
         assert!(header_has(&h, UPGRADE, "spdy/"));
         assert!(!header_has(&h, UPGRADE, "websocket"));
     }
