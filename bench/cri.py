@@ -39,6 +39,11 @@ the process, against each runtime's socket):
    afterwards, untimed);
 4. `crictl version`, the floor every crictl call pays (its start and the
    connection);
+4b. streaming, through each runtime's streaming server over SPDY (crictl's
+   default transport, as kubelet's is for kubectl): `crictl exec` of `true`
+   in a running sleep container (Exec, the upgrade, the streams, the
+   process, its status), and of `head -c 64M /dev/zero` with crictl's
+   stdout on /dev/null (throughput; the MB/s are 64 MiB over the median);
 5. memory per pod with 10 pods each running one sleep container: RSS, PSS and
    USS of containerd's shims and pause processes vs berth's monitors (a
    berth pod is pinned namespaces: no process), and of each daemon before and
@@ -412,6 +417,29 @@ def crictl_run(rt, cf):
     return {"total": ms}
 
 
+def timed_quiet(args):
+    """ms of one process whose stdout goes to /dev/null; it must succeed."""
+    t0 = time.perf_counter_ns()
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    t1 = time.perf_counter_ns()
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {r.returncode}: {r.stderr[-800:]}")
+    return (t1 - t0) / 1e6
+
+
+BULK_BYTES = 64 << 20
+
+
+def exec_true(rt, cid):
+    return {"total": timed_quiet(crictl_args(rt, "exec", cid, "true"))}
+
+
+def exec_bulk(rt, cid):
+    return {"total": timed_quiet(crictl_args(rt, "exec", cid, "head", "-c", str(BULK_BYTES),
+                                             "/dev/zero"))}
+
+
 def crictl_floor(rt, _cf):
     ms, _ = timed_out(crictl_args(rt, "version"))
     return {"total": ms}
@@ -608,7 +636,9 @@ def report(res):
               "pod": "pod lifecycle: runp + stopp + rmp",
               "true": "`/bin/true` in a pod: create + start + stop + rm",
               "sleep": "`sleep` in a pod: create + start + stop + rm",
-              "run": "`crictl run` (new pod + create + start, sleep)"}
+              "run": "`crictl run` (new pod + create + start, sleep)",
+              "exec": "`crictl exec` of `true` (SPDY streaming)",
+              "exec_bulk": "`crictl exec` of `head -c 64M /dev/zero` (SPDY streaming)"}
     steps = {"pod": ("runp", "stopp", "rmp"), "true": ("create", "start", "stop", "rm"),
              "sleep": ("create", "start", "stop", "rm")}
     for k, label in labels.items():
@@ -617,6 +647,10 @@ def report(res):
         for st in steps.get(k, ()):
             lines.append(row(f"&nbsp;&nbsp;{k}: `{st}`", [s[st] for s in c],
                              [s[st] for s in bt]))
+    bulk = {rt: statistics.median(s["total"] for s in lat["exec_bulk"][rt]) for rt in RUNTIMES}
+    lines += ["", "Streaming throughput (64 MiB through `crictl exec` over SPDY, median): " +
+              ", ".join(f"{rt} {BULK_BYTES / (1 << 20) / (bulk[rt] / 1000):.0f} MiB/s"
+                        for rt in RUNTIMES) + "."]
     ct = res.get("critest")
     if ct:
         lines += ["", f"critest {CRITEST_VERSION} -benchmark (its own per-RPC timings, in "
@@ -683,6 +717,13 @@ def main():
         for rt in RUNTIMES:
             _, pj = cf.pod(rt)
             home[rt] = (crictl(rt, "runp", pj).stdout.strip(), pj)
+        # And a running sleep container in it, for the execs.
+        shell = {}
+        for rt in RUNTIMES:
+            pod, pj = home[rt]
+            cid = crictl(rt, "create", "--no-pull", pod, cf.container(SLEEP), pj).stdout.strip()
+            crictl(rt, "start", cid)
+            shell[rt] = cid
         measures = {
             "floor": crictl_floor,
             "pod": pod_lifecycle,
@@ -690,6 +731,8 @@ def main():
                                                        exits=True),
             "sleep": lambda rt, cf: container_lifecycle(rt, cf, *home[rt], SLEEP),
             "run": crictl_run,
+            "exec": lambda rt, cf: exec_true(rt, shell[rt]),
+            "exec_bulk": lambda rt, cf: exec_bulk(rt, shell[rt]),
         }
         lat = {k: {rt: [] for rt in RUNTIMES} for k in measures}
         for r in range(b.WARMUP + b.SAMPLES):
@@ -703,6 +746,8 @@ def main():
                 log(f"round {r + 1}/{b.WARMUP + b.SAMPLES}")
         res["crictl"] = lat
         for rt in RUNTIMES:
+            crictl(rt, "stop", "--timeout", "10", shell[rt])
+            crictl(rt, "rm", shell[rt])
             crictl(rt, "stopp", home[rt][0])
             crictl(rt, "rmp", home[rt][0])
         res["memory"] = measure_memory(d, cf)

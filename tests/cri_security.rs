@@ -5,6 +5,7 @@
 mod common;
 
 use common::cri::{container_config, pod_config, start_in, state, wait_for, Cri, Scratch};
+use common::image::{busybox_with, Entry};
 use serde_json::json;
 
 #[tokio::test]
@@ -75,6 +76,75 @@ async fn groups_and_added_masked_and_read_only_paths_hold() {
         let err = cri.fails(&["create", &pod, &scratch.write("bad.json", &bad), &pod_json]);
         assert!(err.contains("InvalidArgument"), "{field} {value}: {err}");
     }
+    cri.ok(&["stopp", &pod]);
+    cri.ok(&["rmp", &pod]);
+}
+
+/// supplemental_groups_policy: Merge adds kubelet's groups to those the
+/// image's /etc/group gives the user, Strict to its primary group only; the
+/// kernel's view of the init and of an exec, and ContainerStatus's user,
+/// say so.
+#[tokio::test]
+async fn supplemental_groups_merge_or_strict_and_status_reports_the_user() {
+    let cri = Cri::start().await;
+    cri.agent
+        .import(
+            busybox_with(
+                "docker.io/library/grouped:latest",
+                vec![
+                    Entry::File(
+                        "etc/passwd".into(),
+                        b"root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n".to_vec(),
+                        0o644,
+                    ),
+                    Entry::File(
+                        "etc/group".into(),
+                        b"root:x:0:\napp:x:1000:\nimage-group:x:50000:app\n".to_vec(),
+                        0o644,
+                    ),
+                ],
+            ),
+            "",
+        )
+        .await
+        .expect("importing the image");
+    let scratch = Scratch::new();
+    let pod_json = scratch.write("pod.json", &pod_config("grp", &scratch.0.join("logs")));
+    let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
+    for (policy, groups) in [(0, vec![1000, 1234, 50000]), (1, vec![1000, 1234])] {
+        let mut c = container_config(&format!("p{policy}"), "exec sleep 1000");
+        c["image"] = json!({"image": "grouped"});
+        let sc = &mut c["linux"]["security_context"];
+        sc["run_as_user"] = json!({"value": 1000});
+        sc["supplemental_groups"] = json!([1234]);
+        sc["supplemental_groups_policy"] = json!(policy);
+        let id = start_in(&cri, &pod, &scratch.write("c.json", &c), &pod_json);
+        wait_for("running", || state(&cri, &id) == "CONTAINER_RUNNING");
+        let want: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let init = cri.ok(&["exec", "-s", &id, "grep", "^Groups", "/proc/1/status"]);
+        assert_eq!(
+            init.split_whitespace().skip(1).collect::<Vec<_>>(),
+            want,
+            "policy {policy}: init"
+        );
+        let exec = cri.ok(&["exec", "-s", &id, "id", "-G"]);
+        assert_eq!(
+            exec.split_whitespace().collect::<Vec<_>>(),
+            want,
+            "policy {policy}: exec"
+        );
+        let user = &cri.json(&["inspect", "-o", "json", &id])["status"]["user"]["linux"];
+        assert_eq!(user["uid"], json!("1000"), "{user}");
+        assert_eq!(user["gid"], json!("1000"), "{user}");
+        assert_eq!(user["supplementalGroups"], json!(want), "{user}");
+    }
+    // The runtime says it takes the policy.
+    let info = cri.json(&["info"]);
+    assert_eq!(
+        info["features"]["supplemental_groups_policy"],
+        json!(true),
+        "{info}"
+    );
     cri.ok(&["stopp", &pod]);
     cri.ok(&["rmp", &pod]);
 }

@@ -362,6 +362,7 @@ fn child_setup(
         capabilities: launch.capabilities,
         groups: &launch.groups,
         no_new_privs: !launch.allow_privilege_escalation,
+        strict_groups: launch.strict_groups,
     };
     let stdio = match (terminal, stdio) {
         (Some((_, slave)), _) => Stdio {

@@ -106,6 +106,7 @@ fn setup_and_exec(
         capabilities: spec.capabilities,
         groups: &spec.groups,
         no_new_privs: !spec.allow_privilege_escalation,
+        strict_groups: spec.strict_groups,
     };
     // Opened in the container's devpts (mounted by now), as for an exec;
     // the monitor keeps the master, which outlives berthd.
@@ -200,6 +201,8 @@ pub struct Command<'a> {
     pub groups: &'a [String],
     /// Set `no_new_privs` (a setuid program then raises nothing).
     pub no_new_privs: bool,
+    /// Only the primary group and `groups`, not the user's memberships.
+    pub strict_groups: bool,
 }
 
 /// The process's standard files.
@@ -243,6 +246,9 @@ pub fn become_and_exec(
     let groups = account_file("/etc/group")?;
     let mut ids = user::resolve(command.user, &account_file("/etc/passwd")?, &groups)
         .map_err(|e| Failure(125, format!("user {:?}: {e}", command.user)))?;
+    if command.strict_groups {
+        user::only_primary_group(&mut ids);
+    }
     user::add_groups(&mut ids, command.groups, &groups)
         .map_err(|e| Failure(125, format!("added groups: {e}")))?;
     let env = user::complete_env(command.env, &ids);

@@ -73,6 +73,9 @@ pub struct ExecLaunch {
     /// As the container's [`crate::launch::LaunchSpec::allow_privilege_escalation`].
     #[serde(default)]
     pub allow_privilege_escalation: bool,
+    /// As the container's [`crate::launch::LaunchSpec::strict_groups`].
+    #[serde(default)]
+    pub strict_groups: bool,
     /// The container's cgroup, joined before exec.
     pub cgroup: CgroupPlacement,
     /// The container has a user namespace of its own: the process joins it
@@ -250,6 +253,7 @@ mod tests {
             capabilities: 5,
             seccomp: None,
             allow_privilege_escalation: true,
+            strict_groups: true,
             cgroup: CgroupPlacement::Unified("/sys/fs/cgroup/berth/c".into()),
             userns: false,
             record_dir: Some("/var/lib/berth/containers/c/execs".into()),

@@ -95,6 +95,11 @@ pub struct LaunchSpec {
     /// follows (setgroups, setuid, capset, execve) must pass them.
     #[serde(default)]
     pub allow_privilege_escalation: bool,
+    /// The user's groups are its primary group and [`Self::groups`] only,
+    /// not those /etc/group makes it a member of (the CRI's
+    /// `supplemental_groups_policy: Strict`).
+    #[serde(default)]
+    pub strict_groups: bool,
     /// The capabilities the container's root keeps in its bounding,
     /// permitted and effective sets (bit N: capability N), within those
     /// this kernel has; Docker's default set when absent.

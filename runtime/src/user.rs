@@ -167,6 +167,12 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Ids, UserError> 
     })
 }
 
+/// Drops the groups /etc/group made `ids`'s user a member of, keeping its
+/// primary group (the CRI's `supplemental_groups_policy: Strict`).
+pub fn only_primary_group(ids: &mut Ids) {
+    ids.groups = vec![ids.gid];
+}
+
 /// The most groups [`add_groups`] takes (`--group-add`, kubelet's
 /// `supplemental_groups`).
 pub const MAX_ADDED_GROUPS: usize = 32;

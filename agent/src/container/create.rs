@@ -187,6 +187,7 @@ impl Manager {
             monitor_pid: 0,
             created_at: now_nanos(),
             started_at: 0,
+            started_ids: None,
             exit: None,
             args: eff.args,
             env: eff.env,

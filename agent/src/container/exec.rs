@@ -213,6 +213,7 @@ impl Manager {
             },
             seccomp,
             allow_privilege_escalation: rec.spec.allow_privilege_escalation,
+            strict_groups: rec.spec.strict_groups,
             cgroup,
             userns: rec.userns.is_some(),
             record_dir: Some(record_dir),

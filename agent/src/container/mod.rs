@@ -29,6 +29,7 @@ mod exec;
 mod exec_durable;
 mod exit;
 mod hosts;
+pub mod ids;
 pub(crate) mod layer_quota;
 mod mounts;
 mod network;

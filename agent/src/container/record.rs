@@ -35,6 +35,11 @@ pub struct Record {
     pub created_at: i64,
     /// Unix nanos of the last start, 0 if never.
     pub started_at: i64,
+    /// The identity its first process ran with at the last start, as the
+    /// kernel had it once the process had exec'd (`None`: never started,
+    /// or not readable then).
+    #[serde(default)]
+    pub started_ids: Option<super::ids::ProcessIds>,
     /// How it last ended.
     pub exit: Option<ExitRecord>,
     /// Effective argv.
@@ -171,6 +176,10 @@ pub struct SpecRecord {
     /// CRI's `no_new_privs: false`): berth's own containers always set it.
     #[serde(default)]
     pub allow_privilege_escalation: bool,
+    /// The user's groups are its primary group and `group_add` only (the
+    /// CRI's `supplemental_groups_policy: Strict`).
+    #[serde(default)]
+    pub strict_groups: bool,
     /// A terminal of its own (`-t`).
     #[serde(default)]
     pub tty: bool,

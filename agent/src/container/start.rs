@@ -151,6 +151,8 @@ impl Manager {
                 }
                 entry.set_process(running.process);
                 entry.life.send_replace(Life::Pending);
+                // The init has exec'd: its identity is the user spec's.
+                let ids = super::ids::of_process(running.pid);
                 let saved = self.commit(
                     entry,
                     Op::Start,
@@ -158,6 +160,7 @@ impl Manager {
                         r.pid = running.pid;
                         r.monitor_pid = running.monitor_pid;
                         r.started_at = running.started_at_unix_nanos;
+                        r.started_ids = ids;
                         r.start_count += 1;
                         r.stop_deadline = 0;
                         if let (Some(net), Some(ports)) = (r.net.as_mut(), bound) {
@@ -282,6 +285,7 @@ impl Manager {
             capabilities: secopts::capabilities(&rec.spec),
             read_only_rootfs: rec.spec.read_only_rootfs,
             allow_privilege_escalation: rec.spec.allow_privilege_escalation,
+            strict_groups: rec.spec.strict_groups,
             privileged: rec.spec.privileged,
             devices,
             cgroup: cg.placement.clone(),

@@ -401,6 +401,7 @@ pub fn put_container(root: &Path, name: &str, policy: Policy) -> String {
         monitor_pid: 0,
         created_at: now_nanos(),
         started_at: 0,
+        started_ids: None,
         exit: None,
         args: vec!["sh".into()],
         env: Vec::new(),

@@ -88,7 +88,10 @@ pub fn status(
                 user_namespaces: false,
             }),
         }],
-        features: Some(cri::RuntimeFeatures::default()),
+        features: Some(cri::RuntimeFeatures {
+            supplemental_groups_policy: true,
+            ..Default::default()
+        }),
     }
 }
 

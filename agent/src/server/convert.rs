@@ -70,6 +70,7 @@ pub fn spec_from_proto(s: pb::ContainerSpec) -> Result<SpecRecord, Error> {
         // The CRI front end's alone (kubelet's security context).
         stdin_once: false,
         allow_privilege_escalation: false,
+        strict_groups: false,
         masked_paths: Vec::new(),
         readonly_paths: Vec::new(),
         pod: None,

@@ -29,6 +29,7 @@ pub(super) fn spec(netns: Option<&str>, cgroup_version: u32) -> LaunchSpec {
         hosts_extra: vec![],
         seccomp: None,
         allow_privilege_escalation: false,
+        strict_groups: false,
         capabilities: crate::caps::DEFAULT.0,
         read_only_rootfs: false,
         privileged: false,

@@ -320,11 +320,12 @@ fn security_context(
             ));
         }
     }
-    if s.supplemental_groups_policy != cri::SupplementalGroupsPolicy::Merge as i32 {
-        return Err(not_supported(
-            "supplemental_groups_policy other than Merge (Strict)",
-        ));
-    }
+    spec.strict_groups = match cri::SupplementalGroupsPolicy::try_from(s.supplemental_groups_policy)
+    {
+        Ok(cri::SupplementalGroupsPolicy::Merge) => false,
+        Ok(cri::SupplementalGroupsPolicy::Strict) => true,
+        Err(_) => return Err(invalid("unknown supplemental_groups_policy")),
+    };
     // Added to berth's own, never in their place: a request cannot unmask
     // (kubelet's `procMount: Unmasked` is not honoured).
     for (field, paths) in [
@@ -348,7 +349,8 @@ fn security_context(
     }
     spec.masked_paths = s.masked_paths.clone();
     spec.readonly_paths = s.readonly_paths.clone();
-    // Merge: added to those the user has in the image's /etc/group.
+    // Merge: added to those the user has in the image's /etc/group;
+    // Strict: to its primary group only.
     spec.group_add = s
         .supplemental_groups
         .iter()
@@ -567,7 +569,7 @@ mod tests {
     }
 
     #[test]
-    fn supplemental_groups_are_added_groups_merged_only() {
+    fn supplemental_groups_are_added_groups_merged_or_strict() {
         let mut c = config();
         if let Some(s) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
             s.supplemental_groups = vec![1234, 0];
@@ -586,8 +588,13 @@ mod tests {
         if let Some(s) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
             s.supplemental_groups_policy = cri::SupplementalGroupsPolicy::Strict as i32;
         }
+        assert!(spec_of(c, &pod(), Path::new("/ns")).unwrap().strict_groups);
+        let mut c = config();
+        if let Some(s) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+            s.supplemental_groups_policy = 9;
+        }
         let e = spec_of(c, &pod(), Path::new("/ns")).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::Unimplemented);
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
     }
 
     #[test]

@@ -122,7 +122,13 @@ pub fn to_cri_status(r: &Record) -> Option<cri::ContainerStatus> {
         log_path: p.log_path.clone(),
         resources: None,
         image_id: r.image_id.clone(),
-        user: None,
+        user: r.started_ids.as_ref().map(|i| cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: i64::from(i.uid),
+                gid: i64::from(i.gid),
+                supplemental_groups: i.groups.iter().map(|&g| i64::from(g)).collect(),
+            }),
+        }),
         stop_signal: cri::Signal::from_str_name(&r.spec.stop_signal).map_or(0, |s| s as i32),
     })
 }
