@@ -68,9 +68,18 @@ pub async fn serve(session: Session, grant: AttachGrant, mgr: Arc<Manager>) {
             let reader = tokio::spawn(read_input(input, to_monitor, grant.clone(), gone_tx));
             match relay(from_monitor, &out, &grant, gone).await {
                 Some(outcome) => (Some(outcome), Some(reader)),
-                // Gone: dropping the socket detached it.
+                // Gone: dropping the socket detached it. The reader ends
+                // on its own once the client's side has (then closing a
+                // stdin_once container's stdin); a client that went away
+                // without a word gets a grace, as a close does.
                 None => {
-                    reader.abort();
+                    let mut reader = reader;
+                    if tokio::time::timeout(conn::CLOSE_GRACE, &mut reader)
+                        .await
+                        .is_err()
+                    {
+                        reader.abort();
+                    }
                     (None, None)
                 }
             }

@@ -234,6 +234,9 @@ pub struct Expected {
 
 /// How long the client has to open its streams (kubelet's default).
 const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most bytes kept from streams already open while the others are
+/// awaited (client-go sends none then); more ends the connection.
+const EARLY_MAX: usize = 64 * 1024;
 
 /// The session of an exec or attach over SPDY speaking `version`, once
 /// the client has opened every stream `expected` (each accepted as it
@@ -263,6 +266,7 @@ pub async fn spdy_session(
     let mut channels = HashMap::new();
     let deadline = tokio::time::Instant::now() + STREAMS_TIMEOUT;
     let mut early = Vec::new();
+    let mut early_bytes = 0usize;
     while channels.len() < count {
         let event = match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(e)) => e,
@@ -274,11 +278,29 @@ pub async fn spdy_session(
         };
         let (id, headers) = match event {
             spdy::Event::Open { id, headers } => (id, headers),
-            // Data before every stream is up (client-go sends none): kept.
-            other => {
-                early.push(other);
+            // Before every stream is up (client-go sends nothing then):
+            // kept for the streams already open, within EARLY_MAX.
+            spdy::Event::Data { id, data } if channels.contains_key(&id) => {
+                early_bytes += data.len();
+                if early_bytes > EARLY_MAX {
+                    tracing::debug!("CRI streaming: too much data before the streams were up");
+                    return None;
+                }
+                early.push(spdy::Event::Data { id, data });
                 continue;
             }
+            e @ (spdy::Event::Fin { id } | spdy::Event::Reset { id })
+                if channels.contains_key(&id) =>
+            {
+                // One end per stream is all there is to keep.
+                if early.len() >= EARLY_MAX / 1024 {
+                    return None;
+                }
+                early.push(e);
+                continue;
+            }
+            // On a stream never opened: nothing to deliver it to.
+            _ => continue,
         };
         let channel = headers.get("streamtype").and_then(channel_of);
         match channel {

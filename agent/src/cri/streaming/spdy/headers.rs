@@ -19,6 +19,17 @@ const HEADERS_MAX: usize = 64;
 pub struct Headers(Vec<(String, String)>);
 
 impl Headers {
+    /// Headers from pairs (tests).
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Headers {
+        Headers(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+        )
+    }
+
     /// The value of `name` (any case); the first of several.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -19,6 +19,9 @@ mod tunnel;
 mod version;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -69,7 +72,35 @@ enum Cmd {
     Data(u32, Vec<u8>),
     Fin(u32),
     Reset(u32, u32),
-    Pong(u32),
+}
+
+/// When the connection last read or wrote a frame: it is idle only when
+/// neither direction has moved for [`IDLE`] (an exec whose client sends
+/// nothing still has its output going out).
+struct Activity {
+    since: Instant,
+    /// Milliseconds after `since`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            since: Instant::now(),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago the last frame moved.
+    fn quiet_for(&self) -> Duration {
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
 }
 
 /// Sends on the connection; cloneable.
@@ -156,9 +187,13 @@ where
 {
     let (rd, wr) = tokio::io::split(io);
     let (tx, rx) = mpsc::channel(16);
+    // Pongs go apart from the data, so a backlog of output never drops
+    // one: client-go waits for each pong before its next ping.
+    let (pong_tx, pongs) = mpsc::channel(4);
     let (events_tx, events) = mpsc::channel(16);
-    let reading = tokio::spawn(read(rd, events_tx, tx.downgrade()));
-    let writing = tokio::spawn(write(wr, rx));
+    let activity = Activity::new();
+    let reading = tokio::spawn(read(rd, events_tx, pong_tx, activity.clone()));
+    let writing = tokio::spawn(write(wr, rx, pongs, activity));
     Conn {
         writer: Writer { tx },
         events,
@@ -170,7 +205,8 @@ where
 async fn read(
     mut rd: impl AsyncRead + Unpin,
     events: mpsc::Sender<Event>,
-    pong: mpsc::WeakSender<Cmd>,
+    pongs: mpsc::Sender<u32>,
+    activity: Arc<Activity>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut inflater = Inflater::default();
@@ -236,9 +272,8 @@ async fn read(
                     // The client's pings are odd; even ones would be
                     // answers to this server's, which sends none.
                     if id % 2 == 1 {
-                        if let Some(tx) = pong.upgrade() {
-                            let _ = tx.try_send(Cmd::Pong(id));
-                        }
+                        // Full: the client has four unanswered already.
+                        let _ = pongs.try_send(id);
                     }
                 }
                 Frame::GoAway => return,
@@ -251,8 +286,11 @@ async fn read(
             }
         }
         match tokio::time::timeout(IDLE, rd.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(Ok(_)) | Err(_) => return,
+            Ok(Ok(n)) if n > 0 => activity.touch(),
+            Ok(Ok(_)) => return,
+            // Nothing read for IDLE: idle only if nothing was written either.
+            Err(_) if activity.quiet_for() < IDLE => continue,
+            Err(_) => return,
             Ok(Err(e)) => {
                 tracing::debug!("CRI streaming: reading the connection: {e}");
                 return;
@@ -261,12 +299,30 @@ async fn read(
     }
 }
 
-async fn write(mut wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Cmd>) {
+async fn write(
+    mut wr: impl AsyncWrite + Unpin,
+    mut rx: mpsc::Receiver<Cmd>,
+    mut pongs: mpsc::Receiver<u32>,
+    activity: Arc<Activity>,
+) {
     let mut deflater = Deflater::default();
     // The client streams accepted and not yet ended on this side.
     let mut open = BTreeSet::new();
     let mut last = 0u32;
-    while let Some(cmd) = rx.recv().await {
+    loop {
+        let cmd = tokio::select! {
+            biased;
+            Some(id) = pongs.recv() => {
+                if !write_frame(&mut wr, &frame::ping(id), &activity).await {
+                    return;
+                }
+                continue;
+            }
+            cmd = rx.recv() => match cmd {
+                Some(c) => c,
+                None => break,
+            },
+        };
         let bytes = match cmd {
             Cmd::Reply(id) => {
                 open.insert(id);
@@ -284,15 +340,9 @@ async fn write(mut wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Cmd>) {
                 open.remove(&id);
                 frame::rst_stream(id, status)
             }
-            Cmd::Pong(id) => frame::ping(id),
         };
-        match tokio::time::timeout(IDLE, wr.write_all(&bytes)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!("CRI streaming: writing the connection: {e}");
-                return;
-            }
-            Err(_) => return,
+        if !write_frame(&mut wr, &bytes, &activity).await {
+            return;
         }
     }
     let mut tail: Vec<u8> = open
@@ -305,4 +355,24 @@ async fn write(mut wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Cmd>) {
         wr.shutdown().await
     })
     .await;
+}
+
+/// Writes one frame; false when the connection failed or the client has
+/// taken nothing for [`IDLE`].
+async fn write_frame(
+    wr: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+    activity: &Activity,
+) -> bool {
+    match tokio::time::timeout(IDLE, wr.write_all(bytes)).await {
+        Ok(Ok(())) => {
+            activity.touch();
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("CRI streaming: writing the connection: {e}");
+            false
+        }
+        Err(_) => false,
+    }
 }

@@ -68,6 +68,14 @@ async fn pump(ws: Ws, pipe: DuplexStream) {
         }));
         let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
     };
-    // Each direction ends on its own; the tunnel lives until both have.
-    tokio::join!(inbound, outbound);
+    // The client's end ends both; the SPDY side's end leaves the client
+    // CLOSE_GRACE to answer the close (a client that pings on instead
+    // does not keep the tunnel).
+    tokio::pin!(inbound);
+    tokio::select! {
+        () = &mut inbound => {}
+        () = outbound => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, inbound).await;
+        }
+    }
 }

@@ -16,7 +16,6 @@
 //! network namespace (a socket keeps the namespace it was made in), so no
 //! thread of berthd's runtime ever changes namespace.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -26,21 +25,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use super::conn::{self, Gone, In, Out, Session, CHUNK};
 use super::protocol::{self, Inbound};
 use super::spdy;
 use crate::error::capped;
 
+mod spdy_pairs;
+pub use spdy_pairs::serve_spdy;
+
 /// How long a connection to the pod's port may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the second stream of a SPDY pair may take (kubelet's stream
-/// creation timeout).
-const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
-/// The most SPDY connections forwarded (or waiting for their second
-/// stream) at once on one session.
-const PAIRS_MAX: usize = 256;
 
 /// A port-forward granted by the PortForward call.
 #[derive(Debug, Clone)]
@@ -128,197 +123,8 @@ async fn read_input(
     let _ = gone.send(());
 }
 
-/// Serves one SPDY port-forward session: every complete pair of streams
-/// the client opens is a connection to its port (one the grant names,
-/// when it names any), until the client closes the connection.
-pub async fn serve_spdy(conn: spdy::Conn, grant: PortForwardGrant) {
-    let spdy::Conn {
-        writer,
-        mut events,
-        writing,
-        reading,
-    } = conn;
-    let mut pairs: HashMap<String, Pair> = HashMap::new();
-    let mut to_pod: HashMap<u32, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    let mut forwards = JoinSet::new();
-    let mut sweep = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                None => break,
-                Some(spdy::Event::Open { id, headers }) => {
-                    let busy = pairs.len() + forwards.len() >= PAIRS_MAX;
-                    let paired = match open_stream(id, &headers, &grant, busy) {
-                        Some(opened) => pair_up(&mut pairs, opened),
-                        None => Paired::Refused,
-                    };
-                    let answer = match paired {
-                        Paired::Refused => writer.reset(id, spdy::REFUSED_STREAM).await,
-                        _ => writer.reply(id).await,
-                    };
-                    if answer.is_err() {
-                        break;
-                    }
-                    let Paired::Complete { data, error, port } = paired else {
-                        continue;
-                    };
-                    let (tx, rx) = mpsc::channel(8);
-                    to_pod.insert(data, tx);
-                    let forward = Forward {
-                        pod_id: grant.pod_id.clone(),
-                        netns: grant.netns.clone(),
-                        port,
-                    };
-                    let sink = Sink::Streams { writer: writer.clone(), data, error };
-                    forwards.spawn(forward.run(sink, rx));
-                }
-                Some(spdy::Event::Data { id, data }) => {
-                    if let Some(tx) = to_pod.get(&id) {
-                        // Waits while the pod's side is slow to take it.
-                        if tx.send(data).await.is_err() {
-                            to_pod.remove(&id);
-                        }
-                    }
-                }
-                // The client's end of a data stream: the pod's connection
-                // is shut down for writing (its answer still comes back).
-                Some(spdy::Event::Fin { id } | spdy::Event::Reset { id }) => {
-                    to_pod.remove(&id);
-                }
-            },
-            Some(_) = forwards.join_next(), if !forwards.is_empty() => {}
-            _ = sweep.tick() => {
-                for (error, data) in stale_pairs(&mut pairs) {
-                    if let Some(id) = error {
-                        let _ = writer.send(id, b"timed out waiting for the data and error streams").await;
-                        let _ = writer.fin(id).await;
-                    }
-                    if let Some(id) = data {
-                        let _ = writer.reset(id, spdy::CANCEL).await;
-                    }
-                }
-            }
-        }
-    }
-    // The client is gone: every connection goes with it.
-    forwards.shutdown().await;
-    drop((writer, reading));
-    conn::finish(writing, None).await;
-}
-
-/// A stream of a SPDY port-forward pair.
-struct Opened {
-    id: u32,
-    request: String,
-    port: u16,
-    data: bool,
-}
-
-/// The stream's place in a pair, from its headers (kubelet's rules); `None`
-/// refuses it: a bad or missing port or type, a port the grant does not
-/// name, or too many pairs already.
-fn open_stream(
-    id: u32,
-    headers: &spdy::Headers,
-    grant: &PortForwardGrant,
-    busy: bool,
-) -> Option<Opened> {
-    let port = headers
-        .get("port")
-        .and_then(|p| p.parse::<u16>().ok())
-        .filter(|&p| p > 0);
-    let data = match headers.get("streamtype") {
-        Some("data") => true,
-        Some("error") => false,
-        _ => {
-            tracing::debug!("CRI port-forward: a stream of no known type: refused");
-            return None;
-        }
-    };
-    let Some(port) = port else {
-        tracing::debug!("CRI port-forward: a stream without a good port header: refused");
-        return None;
-    };
-    if busy || (!grant.ports.is_empty() && !grant.ports.contains(&port)) {
-        tracing::debug!(port, busy, "CRI port-forward: a stream refused");
-        return None;
-    }
-    // Without a request id the pair is the error stream and the data
-    // stream after it, as kubelet pairs them.
-    let request = match headers.get("requestid") {
-        Some(r) => crate::error::capped(r).into_owned(),
-        None if data => id.saturating_sub(2).to_string(),
-        None => id.to_string(),
-    };
-    Some(Opened {
-        id,
-        request,
-        port,
-        data,
-    })
-}
-
-/// Half of a SPDY port-forward pair, waiting for the other.
-struct Pair {
-    port: u16,
-    data: Option<u32>,
-    error: Option<u32>,
-    since: Instant,
-}
-
-/// What came of a stream filed with its pair.
-#[derive(Debug, PartialEq, Eq)]
-enum Paired {
-    /// A repeated stream, or one naming another port than its pair's.
-    Refused,
-    /// Half a pair.
-    Waiting,
-    /// The pair is complete.
-    Complete { data: u32, error: u32, port: u16 },
-}
-
-/// Files `s` with its pair.
-fn pair_up(pairs: &mut HashMap<String, Pair>, s: Opened) -> Paired {
-    let pair = pairs.entry(s.request.clone()).or_insert(Pair {
-        port: s.port,
-        data: None,
-        error: None,
-        since: Instant::now(),
-    });
-    let slot = if s.data {
-        &mut pair.data
-    } else {
-        &mut pair.error
-    };
-    if slot.is_some() || pair.port != s.port {
-        return Paired::Refused;
-    }
-    *slot = Some(s.id);
-    let (Some(data), Some(error)) = (pair.data, pair.error) else {
-        return Paired::Waiting;
-    };
-    let port = pair.port;
-    pairs.remove(&s.request);
-    Paired::Complete { data, error, port }
-}
-
-/// The pairs whose second stream has not come in [`PAIR_TIMEOUT`], taken
-/// out: (error stream, data stream).
-fn stale_pairs(pairs: &mut HashMap<String, Pair>) -> Vec<(Option<u32>, Option<u32>)> {
-    let now = Instant::now();
-    let mut stale = Vec::new();
-    pairs.retain(|_, p| {
-        let keep = now.duration_since(p.since) < PAIR_TIMEOUT;
-        if !keep {
-            stale.push((p.error, p.data));
-        }
-        keep
-    });
-    stale
-}
-
 /// Where a forward's data and errors go.
-enum Sink {
+pub(super) enum Sink {
     /// Its channels on a WebSocket session.
     Channels { out: Out, data: u8, error: u8 },
     /// Its pair of SPDY streams.
@@ -364,17 +170,17 @@ impl Sink {
 }
 
 /// One forwarded connection.
-struct Forward {
-    pod_id: String,
-    netns: Option<PathBuf>,
-    port: u16,
+pub(super) struct Forward {
+    pub(super) pod_id: String,
+    pub(super) netns: Option<PathBuf>,
+    pub(super) port: u16,
 }
 
 impl Forward {
     /// Connects, then copies both ways until the pod's side has ended (the
     /// client's end only shuts the connection down for writing, so a
     /// response still comes back).
-    async fn run(self, sink: Sink, from_client: mpsc::Receiver<Vec<u8>>) {
+    pub(super) async fn run(self, sink: Sink, from_client: mpsc::Receiver<Vec<u8>>) {
         let failed = self.copy(&sink, from_client).await.is_err();
         sink.end(failed).await;
     }
