@@ -331,6 +331,21 @@ async fn a_pods_containers_share_its_dev_shm_and_no_other_pod_does() {
     for flag in ["nosuid", "nodev", "noexec"] {
         assert!(mounts.contains(flag), "{flag}: {mounts}");
     }
+    // The stop releases it (and its memory), as containerd's does.
+    let shm = cri
+        .agent
+        .state_dir
+        .join("cri/pods")
+        .join(&pod)
+        .join("ns/shm");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .contains(&format!(" {} ", shm.display()))
+    };
+    assert!(mounted(), "{} is not mounted", shm.display());
+    cri.ok(&["stopp", &pod]);
+    assert!(!mounted(), "{} outlived the pod's stop", shm.display());
     for p in [&pod, &other] {
         cri.ok(&["stopp", p]);
         cri.ok(&["rmp", p]);

@@ -143,6 +143,17 @@ pub fn mount_shm(dir: &Path) -> io::Result<()> {
     })
 }
 
+/// Unmounts and removes the pod's `/dev/shm` ([`mount_shm`]) in `dir`: at
+/// the pod's stop, as containerd unmounts a sandbox's shm then (its
+/// containers have stopped, and none starts again in a stopped pod). Gone
+/// already is fine.
+///
+/// # Errors
+/// It cannot be unmounted or removed.
+pub fn release_shm(dir: &Path) -> io::Result<()> {
+    unpin_one(&dir.join(SHM))
+}
+
 /// Releases what [`pin_new`] pinned in `dir` (the namespaces end with their
 /// last process), and the pod's `/dev/shm` ([`mount_shm`]); files already
 /// gone are fine, so a half-made or half-removed pod can be removed again.

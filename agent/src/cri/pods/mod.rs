@@ -309,7 +309,8 @@ impl Pods {
 
     /// Stops every container of the pod (killed: kubelet has given them
     /// their grace already) and marks it not ready. The namespaces stay
-    /// until the pod is removed.
+    /// until the pod is removed; its `/dev/shm` (the memory its containers
+    /// left there) goes now.
     pub async fn stop(&self, id: &str) -> Result<(), Status> {
         let Some(pod) = self.find(id)? else {
             return Ok(());
@@ -334,6 +335,10 @@ impl Pods {
                     Err(e) => return Err(crate::error::Error::from(e).into()),
                 }
             }
+        }
+        if pod.shm {
+            pin::release_shm(&self.store.ns_dir(&pod.id))
+                .map_err(|e| internal("unmounting the pod's /dev/shm", e))?;
         }
         // The pod's PID namespace ends with its holder, as a pause
         // container's does at the stop.
