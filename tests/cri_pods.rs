@@ -501,25 +501,50 @@ async fn container_events_stream_to_crictl_and_pods_are_on_berths_event_log() {
     cri.ok(&["start", &id]);
     wait_for("c exited", || state(&cri, &id) == "CONTAINER_EXITED");
     cri.ok(&["rm", &id]);
-    wait_for("all four events of c", || {
+    // The event types crictl showed for container (or sandbox) `of`.
+    let kinds_of = |of: &str| -> Vec<String> {
         let text = seen.lock().unwrap().clone();
-        text.contains(&id)
-            && [
-                "CONTAINER_CREATED_EVENT",
-                "CONTAINER_STARTED_EVENT",
-                "CONTAINER_STOPPED_EVENT",
-                "CONTAINER_DELETED_EVENT",
-            ]
-            .iter()
-            .all(|t| text.contains(t))
-    });
-    let _ = events.kill();
-    let _ = events.wait();
+        serde_json::Deserializer::from_str(&text)
+            .into_iter::<serde_json::Value>()
+            .map_while(Result::ok)
+            .filter(|e| e["containerId"] == of)
+            .filter_map(|e| e["containerEventType"].as_str().map(str::to_string))
+            .collect()
+    };
+    let all_four = |kinds: Vec<String>| {
+        [
+            "CONTAINER_CREATED_EVENT",
+            "CONTAINER_STARTED_EVENT",
+            "CONTAINER_STOPPED_EVENT",
+            "CONTAINER_DELETED_EVENT",
+        ]
+        .iter()
+        .all(|t| kinds.iter().any(|k| k == t))
+    };
+    wait_for("all four events of c", || all_four(kinds_of(&id)));
     let text = seen.lock().unwrap().clone();
     assert!(text.contains(&pod), "events name no pod: {text}");
 
-    // The pod's own life is on berth's event log.
+    // The sandbox is its own events' container, as with containerd:
+    // stopped and deleted here (created and started came before crictl
+    // was surely subscribed).
     cri.ok(&["rmp", "-f", &pod]);
+    wait_for("the sandbox's stop and removal", || {
+        let kinds = kinds_of(&pod);
+        kinds.iter().any(|k| k == "CONTAINER_STOPPED_EVENT")
+            && kinds.iter().any(|k| k == "CONTAINER_DELETED_EVENT")
+    });
+    // A second pod, made while crictl surely listens: all four.
+    let second = cri.ok(&["runp", &pod_json]).trim().to_string();
+    cri.ok(&["stopp", &second]);
+    cri.ok(&["rmp", &second]);
+    wait_for("all four events of a sandbox", || {
+        all_four(kinds_of(&second))
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+
+    // The pod's own life is on berth's event log.
     let until = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

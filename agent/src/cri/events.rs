@@ -1,6 +1,8 @@
 //! GetContainerEvents (kubelet's "evented PLEG"): berthd's event log
-//! narrowed to pod containers, in CRI's terms, from each subscriber's own
-//! cursor. A response carries the statuses of the moment it is sent, never
+//! narrowed to pod containers and pod sandboxes, in CRI's terms, from each
+//! subscriber's own cursor. A sandbox's events name it as their container,
+//! as containerd's do: created and started at RunPodSandbox, stopped at
+//! StopPodSandbox, deleted at RemovePodSandbox. A response carries the statuses of the moment it is sent, never
 //! older than the event, as kubelet assumes of `created_at`. A subscriber
 //! [`MAX_LAG`] events behind, or too far behind to tell an event's
 //! container, or whose next event the log lacks, gets an error that ends
@@ -32,19 +34,29 @@ const QUEUE: usize = 16;
 /// Events read from the log at once.
 const BATCH: usize = 256;
 
-/// The CRI event of a berth event (`Event.type`, `Event.action`), if any.
-/// RESTARTING follows an EXITED, and a paused container is RUNNING to CRI.
-pub fn event_type(object: i32, action: i32) -> Option<cri::ContainerEventType> {
+/// The CRI events of a berth event (`Event.type`, `Event.action`), if
+/// any. RESTARTING follows an EXITED, and a paused container is RUNNING to
+/// CRI. A pod is created ready (running), so its CREATED is two.
+pub fn event_types(object: i32, action: i32) -> &'static [cri::ContainerEventType] {
     use cri::ContainerEventType as T;
-    if object != ObjectType::Container as i32 {
-        return None;
-    }
-    match EventAction::try_from(action).ok()? {
-        EventAction::Created => Some(T::ContainerCreatedEvent),
-        EventAction::Started => Some(T::ContainerStartedEvent),
-        EventAction::Exited => Some(T::ContainerStoppedEvent),
-        EventAction::Removed => Some(T::ContainerDeletedEvent),
-        _ => None,
+    let Ok(action) = EventAction::try_from(action) else {
+        return &[];
+    };
+    match ObjectType::try_from(object) {
+        Ok(ObjectType::Container) => match action {
+            EventAction::Created => &[T::ContainerCreatedEvent],
+            EventAction::Started => &[T::ContainerStartedEvent],
+            EventAction::Exited => &[T::ContainerStoppedEvent],
+            EventAction::Removed => &[T::ContainerDeletedEvent],
+            _ => &[],
+        },
+        Ok(ObjectType::Pod) => match action {
+            EventAction::Created => &[T::ContainerCreatedEvent, T::ContainerStartedEvent],
+            EventAction::Stopping => &[T::ContainerStoppedEvent],
+            EventAction::Removed => &[T::ContainerDeletedEvent],
+            _ => &[],
+        },
+        _ => &[],
     }
 }
 
@@ -159,14 +171,17 @@ impl ContainerEvents {
             }
             for ev in batch {
                 cursor = ev.seq + 1;
-                let Some(kind) = event_type(ev.r#type, ev.action) else {
+                let kinds = event_types(ev.r#type, ev.action);
+                if kinds.is_empty() {
                     continue;
-                };
+                }
                 let last = *published.borrow();
                 check_lag(ev.seq, last)?;
-                if let Some(resp) = self.response(kind, &ev)? {
-                    if tx.send(Ok(resp)).await.is_err() {
-                        return Ok(());
+                for &kind in kinds {
+                    if let Some(resp) = self.response(kind, &ev)? {
+                        if tx.send(Ok(resp)).await.is_err() {
+                            return Ok(());
+                        }
                     }
                 }
             }
@@ -182,6 +197,22 @@ impl ContainerEvents {
         // berthd encoded it itself; skipping it would lose it silently.
         let e = Event::decode(ev.encoded.bytes())
             .map_err(|e| Status::internal(format!("decoding event {}: {e}", ev.seq)))?;
+        let created_at = e.time.map_or(0, |t| {
+            t.seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.nanos))
+        });
+        if e.r#type == ObjectType::Pod as i32 {
+            // The sandbox itself: its status (none once removed) and its
+            // containers'.
+            return Ok(Some(cri::ContainerEventResponse {
+                container_event_type: kind as i32,
+                created_at,
+                pod_sandbox_status: (self.pod_status)(&e.id),
+                containers_statuses: self.containers.statuses_of(&e.id),
+                container_id: e.id,
+            }));
+        }
         let (pod_id, last) = match self.containers.find(&e.id) {
             Found::Pod(pod_id, last) => (pod_id, last),
             Found::NotPod => return Ok(None),
@@ -202,11 +233,7 @@ impl ContainerEvents {
         }
         Ok(Some(cri::ContainerEventResponse {
             container_event_type: kind as i32,
-            created_at: e.time.map_or(0, |t| {
-                t.seconds
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(i64::from(t.nanos))
-            }),
+            created_at,
             pod_sandbox_status: (self.pod_status)(&pod_id),
             containers_statuses: statuses,
             container_id: e.id,
@@ -251,8 +278,8 @@ mod tests {
     use EventAction::*;
 
     #[test]
-    fn only_container_lifecycle_actions_are_cri_events() {
-        let ty = |a: EventAction| event_type(ObjectType::Container as i32, a as i32);
+    fn only_container_and_pod_lifecycle_actions_are_cri_events() {
+        let ty = |a: EventAction| event_types(ObjectType::Container as i32, a as i32);
         let want = [
             (Created, T::ContainerCreatedEvent),
             (Started, T::ContainerStartedEvent),
@@ -260,12 +287,20 @@ mod tests {
             (Removed, T::ContainerDeletedEvent),
         ];
         for (a, t) in want {
-            assert_eq!(ty(a), Some(t));
+            assert_eq!(ty(a), [t]);
         }
         for a in [Stopping, Killed, Restarting, Paused, ExecExited] {
-            assert_eq!(ty(a), None, "{a:?}");
+            assert!(ty(a).is_empty(), "{a:?}");
         }
-        assert_eq!(event_type(ObjectType::Volume as i32, Created as i32), None);
+        let pod = |a: EventAction| event_types(ObjectType::Pod as i32, a as i32);
+        assert_eq!(
+            pod(Created),
+            [T::ContainerCreatedEvent, T::ContainerStartedEvent]
+        );
+        assert_eq!(pod(Stopping), [T::ContainerStoppedEvent]);
+        assert_eq!(pod(Removed), [T::ContainerDeletedEvent]);
+        assert!(pod(Started).is_empty());
+        assert!(event_types(ObjectType::Volume as i32, Created as i32).is_empty());
         assert!(check_lag(10, 10 + MAX_LAG).is_ok());
         let e = check_lag(10, 11 + MAX_LAG).unwrap_err();
         assert_eq!(e.code(), tonic::Code::ResourceExhausted);
@@ -338,6 +373,30 @@ mod tests {
             assert!(r.created_at > 1_000_000_000_000_000_000, "in ns");
             assert_eq!(r.pod_sandbox_status.unwrap().id, "p1");
             // Once removed, by its last known status.
+            assert_eq!(r.containers_statuses, vec![status("c1")]);
+            kinds.push(r.container_event_type);
+        }
+        let want = [0, 1, 2, 3].map(|i| T::try_from(i).unwrap() as i32);
+        assert_eq!(kinds, want, "created, started, stopped, deleted");
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_is_its_own_events_container() {
+        let (_dir, bus, _fake, events) = setup();
+        let mut stream = events.subscribe();
+        for a in [Created, Stopping, Removed] {
+            bus.publish(Event {
+                r#type: ObjectType::Pod as i32,
+                action: a as i32,
+                id: "p1".into(),
+                ..Default::default()
+            });
+        }
+        let mut kinds = Vec::new();
+        for _ in 0..4 {
+            let r = stream.next().await.unwrap().unwrap();
+            assert_eq!(r.container_id, "p1");
+            assert_eq!(r.pod_sandbox_status.unwrap().id, "p1");
             assert_eq!(r.containers_statuses, vec![status("c1")]);
             kinds.push(r.container_event_type);
         }
