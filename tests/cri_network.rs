@@ -182,6 +182,12 @@ async fn a_pod_without_namespace_options_shares_one_pid_namespace() {
         "{inspect}"
     );
     assert_eq!(holders(&cri).len(), 1, "one holder for the pod");
+    // It holds no copy of the host's mounts (other pods' namespace pins
+    // and /dev/shm would live on in one): its root is its only mount.
+    let holder = holders(&cri)[0];
+    let mounts = std::fs::read_to_string(format!("/proc/{holder}/mountinfo"))
+        .expect("the holder's mountinfo");
+    assert_eq!(mounts.lines().count(), 1, "the holder's mounts: {mounts}");
 
     let mut a = container_config("a", "exec sleep 1001");
     a["linux"]["security_context"] = json!({});

@@ -135,6 +135,8 @@ impl Manager {
             return;
         }
         tracing::info!(id = %rec.id, "adopting a container whose start was cut short");
+        // Read now, as a start reads it (the last start's would be stale).
+        let ids = super::ids::of_process(r.pid);
         let adopted = self.commit(
             entry,
             Op::Start,
@@ -142,6 +144,7 @@ impl Manager {
                 x.pid = r.pid;
                 x.monitor_pid = r.monitor_pid;
                 x.started_at = r.started_at_unix_nanos;
+                x.started_ids = ids;
                 x.start_count += 1;
             },
             Announce::Nothing,

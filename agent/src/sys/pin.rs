@@ -261,8 +261,11 @@ fn hold(dir: Option<std::path::PathBuf>) -> ! {
     }
 }
 
-/// Chroots into an empty, read-only tmpfs mounted over `dir` in a mount
-/// namespace of this process's own.
+/// Makes an empty, read-only tmpfs mounted over `dir`, in a mount namespace
+/// of this process's own, its root, and detaches the old tree: the holder
+/// then keeps no copy of the host's mounts (other pods' namespace pins and
+/// `/dev/shm` tmpfs would otherwise live as long as it, whatever the host
+/// unmounts).
 fn empty_root(dir: &Path) -> nix::Result<()> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
     mount(
@@ -279,7 +282,12 @@ fn empty_root(dir: &Path) -> nix::Result<()> {
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("size=4k,mode=0555"),
     )?;
-    nix::unistd::chroot(dir)?;
+    // pivot_root(".", "."): the old root is stacked under the new one,
+    // and unmounting "." then takes it off (no directory is needed for it
+    // in the read-only tmpfs).
+    nix::unistd::chdir(dir)?;
+    nix::unistd::pivot_root(".", ".")?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)?;
     nix::unistd::chdir("/")
 }
 

@@ -318,10 +318,12 @@ impl Pods {
         let _lock = self.lock_pod(&pod.id).await;
         let pod = self.get(&pod.id)?;
         if pod.ready {
-            self.announce(&pod, Action::Stopping);
             // Not ready first: a crash from here on restarts it not ready,
-            // and no container is created or started in it meanwhile.
+            // and no container is created or started in it meanwhile. The
+            // event follows, so a subscriber reading the pod's status for
+            // it (GetContainerEvents' STOPPED) sees it not ready.
             self.update(&pod.id, |p| p.ready = false)?;
+            self.announce(&pod, Action::Stopping);
         }
         for entry in self.containers_of(&pod.id) {
             if entry.snapshot().state.is_live() {

@@ -267,6 +267,7 @@ pub async fn spdy_session(
     let deadline = tokio::time::Instant::now() + STREAMS_TIMEOUT;
     let mut early = Vec::new();
     let mut early_bytes = 0usize;
+    let mut early_ends = 0usize;
     while channels.len() < count {
         let event = match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(e)) => e,
@@ -293,7 +294,8 @@ pub async fn spdy_session(
                 if channels.contains_key(&id) =>
             {
                 // One end per stream is all there is to keep.
-                if early.len() >= EARLY_MAX / 1024 {
+                early_ends += 1;
+                if early_ends > 2 * CHANNELS {
                     return None;
                 }
                 early.push(e);

@@ -73,7 +73,7 @@ pub async fn serve_spdy(conn: spdy::Conn, grant: PortForwardGrant) {
                         forward.run(sink, rx).await;
                         data
                     });
-                    to_pod.insert(data, Link { tx: Some(tx), abort });
+                    to_pod.insert(data, Link { tx: Some(tx), abort, error });
                 }
                 Some(spdy::Event::Data { id, data }) => {
                     if let Some(link) = to_pod.get_mut(&id) {
@@ -94,10 +94,15 @@ pub async fn serve_spdy(conn: spdy::Conn, grant: PortForwardGrant) {
                         link.tx = None;
                     }
                 }
-                // The client abandoned it: so is the pod's connection.
+                // The client abandoned it: so is the pod's connection. Its
+                // error stream still ends (client-go reads it to the end
+                // after the reset); a FIN already sent is not sent twice.
                 Some(spdy::Event::Reset { id }) => {
                     if let Some(link) = to_pod.remove(&id) {
                         link.abort.abort();
+                        if writer.fin(link.error).await.is_err() {
+                            break;
+                        }
                     }
                 }
             },
@@ -130,6 +135,8 @@ struct Link {
     /// `None` once the client has ended its side.
     tx: Option<mpsc::Sender<Vec<u8>>>,
     abort: tokio::task::AbortHandle,
+    /// Its error stream, ended when the forward is aborted.
+    error: u32,
 }
 
 /// The most bytes kept for a data stream whose error stream has not come
