@@ -482,12 +482,23 @@ async fn container_events_stream_to_crictl_and_pods_are_on_berths_event_log() {
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    // Subscribed once a first event arrives: a container made until then.
+    // The event types crictl showed for container (or sandbox) `of`.
+    let kinds_of = |of: &str| -> Vec<String> {
+        let text = seen.lock().unwrap().clone();
+        serde_json::Deserializer::from_str(&text)
+            .into_iter::<serde_json::Value>()
+            .map_while(Result::ok)
+            .filter(|e| e["containerId"] == of)
+            .filter_map(|e| e["containerEventType"].as_str().map(str::to_string))
+            .collect()
+    };
+    // Subscribed once a container's first event arrives: one made (and
+    // removed) until then.
     let pod = cri.ok(&["runp", &pod_json]).trim().to_string();
     let c_json = scratch.write("c.json", &container_config("c", "exit 0"));
     let mut id = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !seen.lock().unwrap().contains("CONTAINER_CREATED_EVENT") {
+    while id.is_empty() || !kinds_of(&id).iter().any(|k| k == "CONTAINER_CREATED_EVENT") {
         assert!(Instant::now() < deadline, "no event reached crictl events");
         if !id.is_empty() {
             cri.ok(&["rm", &id]);
@@ -501,16 +512,6 @@ async fn container_events_stream_to_crictl_and_pods_are_on_berths_event_log() {
     cri.ok(&["start", &id]);
     wait_for("c exited", || state(&cri, &id) == "CONTAINER_EXITED");
     cri.ok(&["rm", &id]);
-    // The event types crictl showed for container (or sandbox) `of`.
-    let kinds_of = |of: &str| -> Vec<String> {
-        let text = seen.lock().unwrap().clone();
-        serde_json::Deserializer::from_str(&text)
-            .into_iter::<serde_json::Value>()
-            .map_while(Result::ok)
-            .filter(|e| e["containerId"] == of)
-            .filter_map(|e| e["containerEventType"].as_str().map(str::to_string))
-            .collect()
-    };
     let all_four = |kinds: Vec<String>| {
         [
             "CONTAINER_CREATED_EVENT",
