@@ -25,6 +25,13 @@ pub fn of_process(pid: i32) -> Option<ProcessIds> {
     parse(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
+/// [`of_process`] for a container whose first process is host pid `pid`,
+/// if it is a pod's: only the CRI reports it, so berth's own containers do
+/// not pay for the read at their start.
+pub fn of_started(spec: &super::record::SpecRecord, pid: i32) -> Option<ProcessIds> {
+    spec.pod.as_ref().and_then(|_| of_process(pid))
+}
+
 /// The ids in the text of a `/proc/PID/status`.
 pub fn parse(status: &str) -> Option<ProcessIds> {
     let field = |name: &str| {

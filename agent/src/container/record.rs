@@ -37,7 +37,8 @@ pub struct Record {
     pub started_at: i64,
     /// The identity its first process ran with at the last start, as the
     /// kernel had it once the process had exec'd (`None`: never started,
-    /// or not readable then).
+    /// not readable then, or not a pod's container: only the CRI reports
+    /// it).
     #[serde(default)]
     pub started_ids: Option<super::ids::ProcessIds>,
     /// How it last ended.

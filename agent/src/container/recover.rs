@@ -136,7 +136,7 @@ impl Manager {
         }
         tracing::info!(id = %rec.id, "adopting a container whose start was cut short");
         // Read now, as a start reads it (the last start's would be stale).
-        let ids = super::ids::of_process(r.pid);
+        let ids = super::ids::of_started(&rec.spec, r.pid);
         let adopted = self.commit(
             entry,
             Op::Start,

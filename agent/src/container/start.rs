@@ -152,7 +152,7 @@ impl Manager {
                 entry.set_process(running.process);
                 entry.life.send_replace(Life::Pending);
                 // The init has exec'd: its identity is the user spec's.
-                let ids = super::ids::of_process(running.pid);
+                let ids = super::ids::of_started(&rec.spec, running.pid);
                 let saved = self.commit(
                     entry,
                     Op::Start,

@@ -65,7 +65,7 @@ pub async fn serve(session: Session, grant: AttachGrant, mgr: Arc<Manager>) {
     let (outcome, reader) = match attach(&mgr, &grant).await {
         Ok((from_monitor, to_monitor)) => {
             let (gone_tx, gone) = oneshot::channel();
-            let reader = tokio::spawn(read_input(input, to_monitor, grant.clone(), gone_tx));
+            let mut reader = tokio::spawn(read_input(input, to_monitor, grant.clone(), gone_tx));
             match relay(from_monitor, &out, &grant, gone).await {
                 Some(outcome) => (Some(outcome), Some(reader)),
                 // Gone: dropping the socket detached it. The reader ends
@@ -73,7 +73,6 @@ pub async fn serve(session: Session, grant: AttachGrant, mgr: Arc<Manager>) {
                 // stdin_once container's stdin); a client that went away
                 // without a word gets a grace, as a close does.
                 None => {
-                    let mut reader = reader;
                     if tokio::time::timeout(conn::CLOSE_GRACE, &mut reader)
                         .await
                         .is_err()

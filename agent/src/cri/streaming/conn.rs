@@ -232,6 +232,18 @@ pub struct Expected {
     pub tty: bool,
 }
 
+impl Expected {
+    /// The streams of an exec or attach asking for these.
+    pub fn of(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Expected {
+        Expected {
+            stdin,
+            stdout,
+            stderr,
+            tty,
+        }
+    }
+}
+
 /// How long the client has to open its streams (kubelet's default).
 const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most bytes kept from streams already open while the others are

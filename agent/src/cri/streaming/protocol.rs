@@ -102,13 +102,7 @@ pub enum Negotiated {
 /// Picks the subprotocol from the values of the `Sec-WebSocket-Protocol`
 /// headers (each a comma-separated list), by this server's preference.
 pub fn negotiate<'a>(values: impl IntoIterator<Item = &'a str>) -> Negotiated {
-    let asked: Vec<&str> = values
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .take(PROTOCOLS_MAX)
-        .collect();
+    let asked = listed(values);
     if asked.is_empty() {
         // kubelet's "" protocol: binary channels, v1 status.
         return Negotiated::Proto {
@@ -131,6 +125,19 @@ pub fn negotiate<'a>(values: impl IntoIterator<Item = &'a str>) -> Negotiated {
 /// The subprotocol of SPDY tunnelled in a WebSocket (client-go's
 /// port-forward over WebSocket).
 pub const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
+
+/// The protocols a handshake's header values name (each a comma-separated
+/// list), in order, the first [`PROTOCOLS_MAX`] only: WebSocket's
+/// `Sec-WebSocket-Protocol` and SPDY's `X-Stream-Protocol-Version` alike.
+pub fn listed<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .take(PROTOCOLS_MAX)
+        .collect()
+}
 
 /// A message to send, as the protocol frames it.
 #[derive(Debug, PartialEq, Eq)]

@@ -421,24 +421,14 @@ async fn run_session(
     match grant {
         Grant::Exec(g) => {
             tracing::debug!(container = %g.container_id, proto = name, "CRI exec session");
-            let expected = Expected {
-                stdin: g.stdin,
-                stdout: g.stdout,
-                stderr: g.stderr,
-                tty: g.tty,
-            };
+            let expected = Expected::of(g.stdin, g.stdout, g.stderr, g.tty);
             if let Some(s) = upgraded.session(expected).await {
                 super::exec::serve(s, g, mgr, streaming.stopping.clone()).await;
             }
         }
         Grant::Attach(g) => {
             tracing::debug!(container = %g.container_id, proto = name, "CRI attach session");
-            let expected = Expected {
-                stdin: g.stdin,
-                stdout: g.stdout,
-                stderr: g.stderr,
-                tty: g.tty,
-            };
+            let expected = Expected::of(g.stdin, g.stdout, g.stderr, g.tty);
             if let Some(s) = upgraded.session(expected).await {
                 super::attach::serve(s, g, mgr).await;
             }

@@ -3,10 +3,7 @@
 //! (v5 is WebSocket only: over SPDY a client that asks for it gets v4, as
 //! from kubelet) and port-forward's one.
 
-use super::super::protocol::Proto;
-
-/// The most values of the headers looked at (clients send 1 to 5).
-const PROTOCOLS_MAX: usize = 16;
+use super::super::protocol::{self, Proto};
 
 /// A protocol spoken over SPDY.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +62,8 @@ pub fn negotiate<'a>(
     values: impl IntoIterator<Item = &'a str>,
     served: &[StreamProto],
 ) -> Option<StreamProto> {
-    values
+    protocol::listed(values)
         .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .take(PROTOCOLS_MAX)
         .find_map(|asked| served.iter().copied().find(|p| p.name() == asked))
 }
 
