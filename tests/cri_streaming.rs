@@ -146,21 +146,20 @@ fn pod_with(cri: &Cri, scratch: &Scratch, name: &str, container: Value) -> (Stri
     (pod, ctr)
 }
 
-/// The crictl command line `Cri::crictl` runs.
-fn crictl_command(cri: &Cri, args: &[&str]) -> Command {
-    let endpoint = format!("unix://{}", cri.socket.display());
-    let mut cmd = Command::new(common::cri::crictl_path());
-    cmd.args(["--config", "/dev/null"])
-        .args(["--runtime-endpoint", &endpoint])
-        .args(["--image-endpoint", &endpoint])
-        .args(["--timeout", "60s"])
-        .args(args);
-    cmd
+/// A crictl run over `transport` that succeeded with `want` on stdout.
+fn expect_stdout(cri: &Cri, out: &Output, want: &str, transport: &[&str]) {
+    assert!(
+        out.status.success(),
+        "{transport:?}: {out:?}\nberthd log:\n{}",
+        cri.agent.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{transport:?}");
 }
 
 /// crictl with `input` on its stdin.
 fn crictl_with_stdin(cri: &Cri, args: &[&str], input: &[u8]) -> Output {
-    let mut child = crictl_command(cri, args)
+    let mut child = cri
+        .bounded(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -373,16 +372,7 @@ fn exec_checks(cri: &Cri, ctr: &str, transport: &[&str]) {
         &with(&exec, &["-i", ctr, "sh", "-c", "read x; echo got $x"]),
         b"hello\n",
     );
-    assert!(
-        out.status.success(),
-        "{transport:?}: {out:?}\nberthd log:\n{}",
-        cri.agent.log()
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "got hello\n",
-        "{transport:?}"
-    );
+    expect_stdout(cri, &out, "got hello\n", transport);
 
     // stdout and stderr apart.
     let out = cri.crictl(&with(&exec, &[ctr, "sh", "-c", "echo out; echo err >&2"]));
@@ -422,8 +412,9 @@ fn exec_checks(cri: &Cri, ctr: &str, transport: &[&str]) {
         common::cri::crictl_path().display(),
         transport.join(" ")
     );
-    let out = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", common::cri::CRICTL_LIMIT])
+        .args(["script", "-qec", &line, "/dev/null"])
         .output()
         .expect("running script");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -452,7 +443,8 @@ fn exec_checks(cri: &Cri, ctr: &str, transport: &[&str]) {
     );
 
     // A client that goes away takes its process with it.
-    let mut client = crictl_command(cri, &with(&exec, &[ctr, "sleep", "777"]))
+    let mut client = cri
+        .command(&with(&exec, &[ctr, "sleep", "777"]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -628,7 +620,8 @@ struct Forwarder {
 
 impl Forwarder {
     fn spawn(cri: &Cri, args: &[&str]) -> Forwarder {
-        let mut child = crictl_command(cri, args)
+        let mut child = cri
+            .command(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -674,16 +667,7 @@ async fn attach_to_a_container_with_stdin() {
         let (_pod, ctr) = pod_with(&cri, &scratch, &name, config.clone());
         let args = [&["attach", "-i"], transport, &[ctr.as_str()]].concat();
         let out = crictl_with_stdin(&cri, &args, b"hi\n");
-        assert!(
-            out.status.success(),
-            "{transport:?}: {out:?}\nberthd log:\n{}",
-            cri.agent.log()
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "echo:hi\n",
-            "{transport:?}"
-        );
+        expect_stdout(&cri, &out, "echo:hi\n", transport);
     }
 
     // stdin_once: the client's end of input is the container's.
@@ -695,12 +679,7 @@ async fn attach_to_a_container_with_stdin() {
         let (_pod, ctr) = pod_with(&cri, &scratch, &name, config.clone());
         let args = [&["attach", "-i"], transport, &[ctr.as_str()]].concat();
         let out = crictl_with_stdin(&cri, &args, b"typed\n");
-        assert!(out.status.success(), "{transport:?}: {out:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "typed\ncat-ended\n",
-            "{transport:?}"
-        );
+        expect_stdout(&cri, &out, "typed\ncat-ended\n", transport);
         wait_for("the stdin_once container to exit", || {
             state(&cri, &ctr) == "CONTAINER_EXITED"
         });

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 /// sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0`); `BERTH_CRICTL` overrides it.
 pub const CRICTL: &str = "/usr/local/bin/crictl";
 
+/// The longest one crictl process of a test may run (`timeout`'s syntax).
+pub const CRICTL_LIMIT: &str = "300";
+
 pub fn crictl_path() -> PathBuf {
     let p = std::env::var_os("BERTH_CRICTL")
         .map(PathBuf::from)
@@ -85,18 +88,48 @@ impl Cri {
         self.socket.parent().expect("the socket's directory")
     }
 
-    /// Runs crictl against this berthd's CRI socket (runtime and image
-    /// endpoints both), with no config file of the host's.
-    pub fn crictl(&self, args: &[&str]) -> Output {
+    /// The crictl command line against this berthd's CRI socket (runtime
+    /// and image endpoints both), with no config file of the host's: for a
+    /// crictl the test spawns and ends itself (a port-forward, a client
+    /// that goes away).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(crictl_path());
+        cmd.args(self.common_args()).args(args);
+        cmd
+    }
+
+    /// [`Cri::command`] killed after [`CRICTL_LIMIT`] (coreutils'
+    /// `timeout`), for a crictl the test waits for: one that never ends (a
+    /// stream that hangs) fails its test, which then cleans up, where a
+    /// test killed from outside could not.
+    pub fn bounded(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--kill-after=10", CRICTL_LIMIT])
+            .arg(crictl_path())
+            .args(self.common_args())
+            .args(args);
+        cmd
+    }
+
+    fn common_args(&self) -> Vec<String> {
         let endpoint = format!("unix://{}", self.socket.display());
-        Command::new(crictl_path())
-            .args(["--config", "/dev/null"])
-            .args(["--runtime-endpoint", &endpoint])
-            .args(["--image-endpoint", &endpoint])
-            .args(["--timeout", "60s"])
-            .args(args)
-            .output()
-            .expect("running crictl")
+        [
+            "--config",
+            "/dev/null",
+            "--runtime-endpoint",
+            &endpoint,
+            "--image-endpoint",
+            &endpoint,
+            "--timeout",
+            "60s",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Runs crictl ([`Cri::bounded`]) to its end.
+    pub fn crictl(&self, args: &[&str]) -> Output {
+        self.bounded(args).output().expect("running crictl")
     }
 
     /// crictl that must succeed; its stdout.
