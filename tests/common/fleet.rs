@@ -56,7 +56,13 @@ impl Net {
         // Interface names are at most 15 bytes: keep the tag short but
         // unique across concurrent test processes and tests.
         let tag = format!("{:x}{k:x}", std::process::id() % 0xfffff);
-        let subnet = (std::process::id() * 7 + k * 13) % 250 + 1;
+        // A /24 no interface of the host has: one left by a test process
+        // killed before its drop would take this one's traffic.
+        let start = (std::process::id() * 7 + k * 13) % 250;
+        let subnet = (0..250)
+            .map(|i| (start + i) % 250 + 1)
+            .find(|s| !subnet_in_use(&format!("10.231.{s}.0/24")))
+            .expect("a free 10.231.x.0/24");
         let mut net = Net {
             bridge: format!("bfb{tag}"),
             prefix: format!("10.231.{subnet}"),
@@ -122,6 +128,15 @@ impl Drop for Net {
             .args(["link", "del", &self.bridge])
             .output();
     }
+}
+
+/// Whether an interface of the host (up or not) has an address in `cidr`.
+fn subnet_in_use(cidr: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "to", cidr])
+        .output()
+        .expect("running ip addr");
+    !out.stdout.is_empty()
 }
 
 /// A CA, server certificates for each host and a client certificate, made
